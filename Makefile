@@ -1,0 +1,81 @@
+# portico — build, test, run.
+#
+#   make            build the four daemons into build/bin
+#   make asan       the same with AddressSanitizer and UBSan, into build/asan
+#   make test       install what is missing, build, run unit and e2e tests
+#   make run        install what is missing, build, run the demo fleet
+#   make golden     rewrite tests/golden/*.out after an intended change
+
+CC	?= cc
+BUILD	?= build
+PKGS	 = libzmq msgpack lmdb inih libcurl jansson yaml-0.1
+CFLAGS	?= -O2 -g
+CFLAGS	+= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Icommon \
+	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(EXTRA_CFLAGS)
+LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LDFLAGS	+= $(EXTRA_LDFLAGS)
+
+COMMON	 = log valid event config bus store daemon
+DAEMONS	 = watcherd allocd renderd applyd
+watcherd_SRCS = $(wildcard watcherd/*.c)
+allocd_SRCS   = $(wildcard allocd/*.c)
+renderd_SRCS  = $(wildcard renderd/*.c)
+applyd_SRCS   = $(wildcard applyd/*.c)
+
+COMMON_OBJS = $(COMMON:%=$(BUILD)/obj/common/%.o)
+BINS	 = $(DAEMONS:%=$(BUILD)/bin/%)
+UNITS	 = test_event test_alloc
+UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
+
+PY	 = /usr/bin/python3
+SAN	 = -fsanitize=address,undefined -fno-omit-frame-pointer \
+	   -fno-sanitize-recover=undefined
+
+.PHONY: all asan test unit e2e run deps golden clean bench-alloc
+all: $(BINS) $(UNIT_BINS)
+
+$(BUILD)/obj/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+.SECONDEXPANSION:
+$(BUILD)/bin/%: $$(addprefix $(BUILD)/obj/,$$($$*_SRCS:.c=.o)) $(COMMON_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Unit tests link the daemon file they test, minus its main().
+$(BUILD)/tests/test_alloc: $(BUILD)/obj/tests/unit/test_alloc.o \
+    $(BUILD)/obj/allocd/alloc.o $(COMMON_OBJS)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+asan:
+	$(MAKE) BUILD=build/asan EXTRA_CFLAGS="$(SAN)" EXTRA_LDFLAGS="$(SAN)"
+
+deps:
+	@sh scripts/deps.sh
+
+unit: all
+	@for t in $(UNIT_BINS); do echo "== $$t"; $$t || exit 1; done
+
+e2e: all
+	$(PY) -m pytest -q -p no:cacheprovider tests/sim tests/e2e
+
+# The whole suite, under the normal build and then under ASan/UBSan.
+test: deps
+	$(MAKE) all
+	$(MAKE) asan
+	$(MAKE) unit
+	$(MAKE) BUILD=build/asan unit
+	PORTICO_BIN=$(CURDIR)/build/asan/bin $(PY) -m pytest -q \
+	    -p no:cacheprovider tests/sim tests/e2e
+
+run: deps all
+	$(PY) scripts/demo.py
+
+golden: all
+	$(PY) tests/golden/run.py --rewrite
+
+clean:
+	rm -rf build

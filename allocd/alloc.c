@@ -1,0 +1,750 @@
+/*
+ * allocd — port allocation.
+ *
+ * The rules, in the order they are applied to a route observation:
+ *  - an owner (cluster/namespace/name/route) that holds a port keeps it; only
+ *    a portico.dev/port request for another free port moves it;
+ *  - an owner coming back finds the port it held while that port is still
+ *    quarantined for it;
+ *  - otherwise the preferred port is a hash of the owner, probing upward, so
+ *    that even a lost store gives most owners their old ports back;
+ *  - a released port is quarantined for conf->quarantine seconds before any
+ *    other owner may have it.
+ * Time is the observation's own timestamp, so a replay decides the same.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "log.h"
+
+enum { OWN_ACTIVE = 1, OWN_QUARANTINED = 2, OWN_REFUSED = 3 };
+
+struct owner_rec {
+	uint16_t	port;		/* current or last port, 0 if none */
+	uint8_t		state;
+	uint8_t		live;		/* every proxy serves it */
+	uint32_t	pad;
+	uint64_t	set_seq;	/* seq of the last PORT_SET */
+	uint64_t	seen_sid;	/* sync that last saw it */
+	char		why[256];	/* last refusal written */
+	/* followed by the encoded PORT_SET event */
+};
+
+struct port_rec {
+	uint64_t	released;	/* ms; 0 while held */
+	/* followed by the owner key */
+};
+
+struct cluster_rec {
+	uint64_t	sid;		/* sync in progress or last done */
+	uint8_t		up;
+	uint8_t		pad[7];
+	/* followed by the encoded API_SET event when up */
+};
+
+void
+alloc_init(struct alloc *a, struct store *st, const struct config *conf,
+    uint64_t last_seq)
+{
+	memset(a, 0, sizeof(*a));
+	a->st = st;
+	a->conf = conf;
+	a->seq = last_seq;
+}
+
+void
+alloc_clear(struct alloc *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->nout; i++)
+		event_free(&a->out[i]);
+	a->nout = 0;
+}
+
+/* Log ev under the next seq and queue it; takes ownership of ev's heap. */
+static int
+emit(struct alloc *a, MDB_txn *txn, struct event *ev, uint64_t time)
+{
+	struct event *o;
+	size_t cap;
+	int rc;
+
+	ev->seq = ++a->seq;
+	ev->time = time;
+	if ((rc = store_append(a->st, txn, ev)) != 0)
+		return rc;
+	if (a->nout == a->capout) {
+		cap = a->capout ? a->capout * 2 : 64;
+		if ((o = realloc(a->out, cap * sizeof(*o))) == NULL)
+			fatal("alloc: out");
+		a->out = o;
+		a->capout = cap;
+	}
+	a->out[a->nout++] = *ev;
+	return 0;
+}
+
+static void
+route_event(struct event *ev, int type, const struct event *obs)
+{
+	event_init(ev, type);
+	memcpy(ev->cluster, obs->cluster, sizeof(ev->cluster));
+	memcpy(ev->ns, obs->ns, sizeof(ev->ns));
+	memcpy(ev->name, obs->name, sizeof(ev->name));
+	ev->route = obs->route;
+	ev->has = F_CLUSTER | F_NS | F_NAME | F_ROUTE;
+}
+
+/* Tables. */
+
+static int
+get_owner(struct alloc *a, MDB_txn *txn, const char *owner,
+    struct owner_rec *rec, struct event *set)
+{
+	MDB_val key = { strlen(owner), (void *)owner }, val;
+	char err[128];
+	int rc;
+
+	if ((rc = mdb_get(txn, a->st->owners, &key, &val)) != 0)
+		return rc;
+	if (val.mv_size < sizeof(*rec))
+		fatalx("alloc: owner %s: short record", owner);
+	memcpy(rec, val.mv_data, sizeof(*rec));
+	if (set == NULL)
+		return 0;
+	if (val.mv_size == sizeof(*rec)) {
+		event_init(set, EV_NONE);
+		return 0;
+	}
+	if (event_decode(set, (char *)val.mv_data + sizeof(*rec),
+	    val.mv_size - sizeof(*rec), err, sizeof(err)) == -1)
+		fatalx("alloc: owner %s: %s", owner, err);
+	return 0;
+}
+
+static int
+put_owner(struct alloc *a, MDB_txn *txn, const char *owner,
+    const struct owner_rec *rec, const struct event *set)
+{
+	MDB_val key = { strlen(owner), (void *)owner }, val;
+	unsigned char *buf = NULL, *rbuf;
+	size_t len = 0;
+	int rc;
+
+	if (set != NULL && set->type != EV_NONE &&
+	    event_encode(set, &buf, &len) == -1)
+		fatalx("alloc: owner %s: cannot encode", owner);
+	if ((rbuf = malloc(sizeof(*rec) + len)) == NULL)
+		fatal("alloc: put_owner");
+	memcpy(rbuf, rec, sizeof(*rec));
+	if (len > 0)
+		memcpy(rbuf + sizeof(*rec), buf, len);
+	val.mv_size = sizeof(*rec) + len;
+	val.mv_data = rbuf;
+	rc = mdb_put(txn, a->st->owners, &key, &val, 0);
+	free(rbuf);
+	free(buf);
+	return rc;
+}
+
+static int
+del_owner(struct alloc *a, MDB_txn *txn, const char *owner)
+{
+	MDB_val key = { strlen(owner), (void *)owner };
+	int rc = mdb_del(txn, a->st->owners, &key, NULL);
+
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Port p's holder into owner (empty when free) and its release time. */
+static int
+get_port(struct alloc *a, MDB_txn *txn, unsigned p, char *owner,
+    size_t olen, uint64_t *released)
+{
+	unsigned char k[2] = { (unsigned char)(p >> 8), (unsigned char)p };
+	MDB_val key = { 2, k }, val;
+	struct port_rec pr;
+	size_t n;
+	int rc;
+
+	owner[0] = '\0';
+	*released = 0;
+	if ((rc = mdb_get(txn, a->st->ports, &key, &val)) != 0)
+		return rc == MDB_NOTFOUND ? 0 : rc;
+	if (val.mv_size <= sizeof(pr) || val.mv_size - sizeof(pr) >= olen)
+		fatalx("alloc: port %u: bad record", p);
+	memcpy(&pr, val.mv_data, sizeof(pr));
+	n = val.mv_size - sizeof(pr);
+	memcpy(owner, (char *)val.mv_data + sizeof(pr), n);
+	owner[n] = '\0';
+	*released = pr.released;
+	return 0;
+}
+
+static int
+put_port(struct alloc *a, MDB_txn *txn, unsigned p, const char *owner,
+    uint64_t released)
+{
+	unsigned char k[2] = { (unsigned char)(p >> 8), (unsigned char)p };
+	unsigned char buf[sizeof(struct port_rec) + EV_OWNERLEN];
+	struct port_rec pr = { released };
+	MDB_val key = { 2, k }, val;
+	size_t n = strlen(owner);
+
+	memcpy(buf, &pr, sizeof(pr));
+	memcpy(buf + sizeof(pr), owner, n);
+	val.mv_size = sizeof(pr) + n;
+	val.mv_data = buf;
+	return mdb_put(txn, a->st->ports, &key, &val, 0);
+}
+
+static int
+get_cluster(struct alloc *a, MDB_txn *txn, const char *c,
+    struct cluster_rec *rec, MDB_val *rest)
+{
+	MDB_val key = { strlen(c), (void *)c }, val;
+	int rc;
+
+	memset(rec, 0, sizeof(*rec));
+	if ((rc = mdb_get(txn, a->st->clusters, &key, &val)) != 0)
+		return rc;
+	if (val.mv_size < sizeof(*rec))
+		fatalx("alloc: cluster %s: short record", c);
+	memcpy(rec, val.mv_data, sizeof(*rec));
+	if (rest != NULL) {
+		rest->mv_size = val.mv_size - sizeof(*rec);
+		rest->mv_data = (char *)val.mv_data + sizeof(*rec);
+	}
+	return 0;
+}
+
+static int
+put_cluster(struct alloc *a, MDB_txn *txn, const char *c,
+    const struct cluster_rec *rec, const void *rest, size_t restlen)
+{
+	MDB_val key = { strlen(c), (void *)c }, val;
+	unsigned char *buf;
+	int rc;
+
+	if ((buf = malloc(sizeof(*rec) + restlen)) == NULL)
+		fatal("alloc: put_cluster");
+	memcpy(buf, rec, sizeof(*rec));
+	if (restlen > 0)
+		memcpy(buf + sizeof(*rec), rest, restlen);
+	val.mv_size = sizeof(*rec) + restlen;
+	val.mv_data = buf;
+	rc = mdb_put(txn, a->st->clusters, &key, &val, 0);
+	free(buf);
+	return rc;
+}
+
+/* Ports. */
+
+static uint64_t
+fnv1a(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+/*
+ * May owner have port p at time now?  0 yes; -1 no, with the reason in why.
+ * A port whose quarantine has run out is taken from its old owner here.
+ */
+static int
+port_avail(struct alloc *a, MDB_txn *txn, unsigned p, const char *owner,
+    uint64_t now, char *why, size_t whylen)
+{
+	const struct config *c = a->conf;
+	char holder[EV_OWNERLEN];
+	uint64_t released, until;
+	struct owner_rec rec;
+
+	if (p < c->port_lo || p > c->port_hi) {
+		snprintf(why, whylen, "port %u is outside %u-%u", p,
+		    c->port_lo, c->port_hi);
+		return -1;
+	}
+	if (p == c->api_port) {
+		snprintf(why, whylen, "port %u is reserved", p);
+		return -1;
+	}
+	if (get_port(a, txn, p, holder, sizeof(holder), &released) != 0)
+		return -1;
+	if (holder[0] == '\0' || strcmp(holder, owner) == 0)
+		return 0;
+	until = released + (uint64_t)c->quarantine * 1000;
+	if (released != 0 && now >= until) {
+		/* the old owner's claim has lapsed */
+		if (get_owner(a, txn, holder, &rec, NULL) == 0 &&
+		    rec.state != OWN_ACTIVE && rec.port == p)
+			del_owner(a, txn, holder);
+		return 0;
+	}
+	if (released != 0)
+		snprintf(why, whylen, "port %u is quarantined for %s for "
+		    "%llu s more", p, holder,
+		    (unsigned long long)((until - now + 999) / 1000));
+	else
+		snprintf(why, whylen, "port %u is taken by %s", p, holder);
+	return -1;
+}
+
+static unsigned
+port_pick(struct alloc *a, MDB_txn *txn, const char *owner, uint64_t now)
+{
+	const struct config *c = a->conf;
+	unsigned size = c->port_hi - c->port_lo + 1, i, p;
+	char why[256];
+
+	p = c->port_lo + (unsigned)(fnv1a(owner) % size);
+	for (i = 0; i < size; i++, p = p == c->port_hi ? c->port_lo : p + 1)
+		if (port_avail(a, txn, p, owner, now, why, sizeof(why)) == 0)
+			return p;
+	return 0;
+}
+
+static int
+backends_equal(const struct event *x, const struct event *y)
+{
+	return x->nbackends == y->nbackends && (x->nbackends == 0 ||
+	    memcmp(x->backends, y->backends,
+	    x->nbackends * sizeof(struct backend)) == 0);
+}
+
+static int
+refuse(struct alloc *a, MDB_txn *txn, const struct event *obs,
+    const char *owner, struct owner_rec *rec, const struct event *set,
+    const char *why)
+{
+	struct event d;
+	int rc;
+
+	if (strcmp(rec->why, why) == 0)
+		return 0;		/* already said */
+	snprintf(rec->why, sizeof(rec->why), "%s", why);
+	if ((rc = put_owner(a, txn, owner, rec, set)) != 0)
+		return rc;
+	route_event(&d, EV_REFUSED, obs);
+	event_set_str(&d, F_WHY, rec->why);
+	return emit(a, txn, &d, obs->time);
+}
+
+static int
+assign(struct alloc *a, MDB_txn *txn, const struct event *obs,
+    const char *owner, struct owner_rec *rec, unsigned p)
+{
+	struct event d, keep;
+	int rc;
+
+	if ((rc = put_port(a, txn, p, owner, 0)) != 0)
+		return rc;
+	route_event(&d, EV_PORT_SET, obs);
+	d.port = p;
+	d.has |= F_PORT | F_BACKENDS;
+	if (event_copy(&keep, obs) == -1)
+		fatal("alloc: assign");
+	d.backends = keep.backends;
+	d.nbackends = keep.nbackends;
+	keep.backends = NULL;
+	event_free(&keep);
+	if ((rc = emit(a, txn, &d, obs->time)) != 0)
+		return rc;
+	if (rec->state != OWN_ACTIVE || rec->port != p)
+		rec->live = 0;		/* a new address waits for the proxies */
+	rec->port = (uint16_t)p;
+	rec->state = OWN_ACTIVE;
+	rec->set_seq = d.seq;
+	rec->why[0] = '\0';
+	return put_owner(a, txn, owner, rec, &d);
+}
+
+static int
+release(struct alloc *a, MDB_txn *txn, const char *owner,
+    struct owner_rec *rec, const struct event *set, uint64_t now)
+{
+	struct event d;
+	int rc;
+
+	if (rec->state != OWN_ACTIVE) {
+		/* nothing held: a refused owner is simply forgotten */
+		return rec->state == OWN_REFUSED ? del_owner(a, txn, owner) : 0;
+	}
+	if ((rc = put_port(a, txn, rec->port, owner, now)) != 0)
+		return rc;
+	route_event(&d, EV_PORT_FREE, set);
+	d.port = rec->port;
+	d.has |= F_PORT;
+	if ((rc = emit(a, txn, &d, now)) != 0)
+		return rc;
+	rec->state = OWN_QUARANTINED;
+	rec->live = 0;
+	rec->why[0] = '\0';
+	return put_owner(a, txn, owner, rec, set);
+}
+
+static int
+on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
+{
+	char owner[EV_OWNERLEN], why[256];
+	struct cluster_rec crec;
+	struct owner_rec rec;
+	struct event set;
+	unsigned p = 0;
+	int rc, have;
+
+	if (event_owner(obs, owner, sizeof(owner)) == -1)
+		return 0;
+	have = get_owner(a, txn, owner, &rec, &set) == 0;
+	if (!have) {
+		memset(&rec, 0, sizeof(rec));
+		event_init(&set, EV_NONE);
+	}
+	get_cluster(a, txn, obs->cluster, &crec, NULL);
+	rec.seen_sid = crec.sid;
+
+	if (obs->has & F_WHY) {
+		/* the object is wrong: say so, move nothing */
+		if (rec.state == 0)
+			rec.state = OWN_REFUSED;
+		rc = refuse(a, txn, obs, owner, &rec, &set, obs->why);
+		goto done;
+	}
+	if (rec.state == OWN_ACTIVE) {
+		if ((obs->has & F_WANT) && obs->want != rec.port) {
+			if (port_avail(a, txn, (unsigned)obs->want, owner,
+			    obs->time, why, sizeof(why)) == -1) {
+				rc = refuse(a, txn, obs, owner, &rec, &set,
+				    why);
+				goto done;
+			}
+			if ((rc = release(a, txn, owner, &rec, &set,
+			    obs->time)) != 0)
+				goto done;
+			rc = assign(a, txn, obs, owner, &rec,
+			    (unsigned)obs->want);
+			goto done;
+		}
+		if (!backends_equal(&set, obs) || rec.why[0] != '\0') {
+			rc = assign(a, txn, obs, owner, &rec, rec.port);
+			goto done;
+		}
+		rc = put_owner(a, txn, owner, &rec, &set);
+		goto done;
+	}
+	if (obs->has & F_WANT) {
+		if (port_avail(a, txn, (unsigned)obs->want, owner, obs->time,
+		    why, sizeof(why)) == 0)
+			p = (unsigned)obs->want;
+	} else if (rec.state == OWN_QUARANTINED && port_avail(a, txn, rec.port,
+	    owner, obs->time, why, sizeof(why)) == 0)
+		p = rec.port;		/* coming back within quarantine */
+	else if ((p = port_pick(a, txn, owner, obs->time)) == 0)
+		snprintf(why, sizeof(why), "no free port in %u-%u",
+		    a->conf->port_lo, a->conf->port_hi);
+	if (p == 0) {
+		rec.state = OWN_REFUSED;
+		rc = refuse(a, txn, obs, owner, &rec, &set, why);
+		goto done;
+	}
+	rc = assign(a, txn, obs, owner, &rec, p);
+ done:
+	event_free(&set);
+	return rc;
+}
+
+static int
+on_route_gone(struct alloc *a, MDB_txn *txn, const struct event *obs)
+{
+	char owner[EV_OWNERLEN];
+	struct owner_rec rec;
+	struct event set;
+	int rc;
+
+	if (event_owner(obs, owner, sizeof(owner)) == -1 ||
+	    get_owner(a, txn, owner, &rec, &set) != 0)
+		return 0;
+	if (set.type == EV_NONE) {
+		event_free(&set);
+		return del_owner(a, txn, owner);
+	}
+	rc = release(a, txn, owner, &rec, &set, obs->time);
+	event_free(&set);
+	return rc;
+}
+
+/*
+ * The owners under prefix (all when empty) whose records pass keep(), as a
+ * NULL-terminated array of keys.  Collected first and handled after, so no
+ * cursor is held across the writes that handling them makes.
+ */
+static char **
+collect_owners(struct alloc *a, MDB_txn *txn, const char *prefix,
+    int (*keep)(const struct owner_rec *, uint64_t), uint64_t arg)
+{
+	size_t plen = strlen(prefix), n = 0, cap = 16;
+	char **list;
+	MDB_cursor *cur;
+	MDB_val key = { plen, (void *)prefix }, val;
+	struct owner_rec rec;
+	int op = plen > 0 ? MDB_SET_RANGE : MDB_FIRST;
+
+	if ((list = calloc(cap, sizeof(*list))) == NULL)
+		fatal("alloc: collect");
+	if (mdb_cursor_open(txn, a->st->owners, &cur) != 0)
+		fatalx("alloc: cursor");
+	for (; mdb_cursor_get(cur, &key, &val, op) == 0; op = MDB_NEXT) {
+		if (key.mv_size < plen || memcmp(key.mv_data, prefix, plen))
+			break;
+		memcpy(&rec, val.mv_data, sizeof(rec));
+		if (!keep(&rec, arg))
+			continue;
+		if (n + 1 == cap && (list = reallocarray(list, cap *= 2,
+		    sizeof(*list))) == NULL)
+			fatal("alloc: collect");
+		if ((list[n++] = strndup(key.mv_data, key.mv_size)) == NULL)
+			fatal("alloc: collect");
+	}
+	list[n] = NULL;
+	mdb_cursor_close(cur);
+	return list;
+}
+
+static void
+free_list(char **list)
+{
+	char **p;
+
+	for (p = list; *p != NULL; p++)
+		free(*p);
+	free(list);
+}
+
+/* Held or refused, and (sid != 0) not seen by sync sid. */
+static int
+keep_unseen(const struct owner_rec *rec, uint64_t sid)
+{
+	return rec->state != OWN_QUARANTINED &&
+	    (sid == 0 || rec->seen_sid != sid);
+}
+
+/* Release every owner of cluster c; with sid != 0, those sid did not see. */
+static int
+release_cluster(struct alloc *a, MDB_txn *txn, const char *c, uint64_t sid,
+    uint64_t now)
+{
+	char prefix[80], **list, **p;
+	struct owner_rec rec;
+	struct event set;
+	int rc = 0;
+
+	snprintf(prefix, sizeof(prefix), "%s/", c);
+	list = collect_owners(a, txn, prefix, keep_unseen, sid);
+	for (p = list; *p != NULL && rc == 0; p++) {
+		if ((rc = get_owner(a, txn, *p, &rec, &set)) != 0)
+			break;
+		if (set.type == EV_NONE)
+			rc = del_owner(a, txn, *p);
+		else
+			rc = release(a, txn, *p, &rec, &set, now);
+		event_free(&set);
+	}
+	free_list(list);
+	return rc;
+}
+
+static int
+on_cluster_up(struct alloc *a, MDB_txn *txn, const struct event *obs)
+{
+	struct cluster_rec rec;
+	struct event d, old;
+	unsigned char *buf;
+	MDB_val rest;
+	char err[128];
+	size_t len;
+	int rc, same = 0;
+
+	if (get_cluster(a, txn, obs->cluster, &rec, &rest) == 0 && rec.up &&
+	    event_decode(&old, rest.mv_data, rest.mv_size, err,
+	    sizeof(err)) == 0) {
+		same = strcmp(old.cname, obs->cname) == 0 &&
+		    strcmp(old.host, obs->host) == 0 &&
+		    old.mport == obs->mport && old.nmasters == obs->nmasters &&
+		    memcmp(old.masters, obs->masters,
+		    sizeof(old.masters[0]) * old.nmasters) == 0;
+		event_free(&old);
+	}
+	if (same)
+		return 0;
+	event_init(&d, EV_API_SET);
+	memcpy(d.cluster, obs->cluster, sizeof(d.cluster));
+	memcpy(d.cname, obs->cname, sizeof(d.cname));
+	memcpy(d.host, obs->host, sizeof(d.host));
+	memcpy(d.masters, obs->masters, sizeof(d.masters));
+	d.nmasters = obs->nmasters;
+	d.mport = obs->mport;
+	d.has = F_CLUSTER | F_CNAME | F_HOST | F_MASTERS | F_MPORT;
+	if ((rc = emit(a, txn, &d, obs->time)) != 0)
+		return rc;
+	if (event_encode(&d, &buf, &len) == -1)
+		fatalx("alloc: API_SET");
+	rec.up = 1;
+	rc = put_cluster(a, txn, obs->cluster, &rec, buf, len);
+	free(buf);
+	return rc;
+}
+
+static int
+on_cluster_down(struct alloc *a, MDB_txn *txn, const struct event *obs)
+{
+	struct cluster_rec rec;
+	struct event d;
+	MDB_val key = { strlen(obs->cluster), (void *)obs->cluster };
+	int rc;
+
+	if (get_cluster(a, txn, obs->cluster, &rec, NULL) != 0)
+		return release_cluster(a, txn, obs->cluster, 0, obs->time);
+	if (rec.up) {
+		event_init(&d, EV_API_DEL);
+		memcpy(d.cluster, obs->cluster, sizeof(d.cluster));
+		d.has = F_CLUSTER;
+		if ((rc = emit(a, txn, &d, obs->time)) != 0)
+			return rc;
+	}
+	if ((rc = mdb_del(txn, a->st->clusters, &key, NULL)) != 0)
+		return rc;
+	return release_cluster(a, txn, obs->cluster, 0, obs->time);
+}
+
+static int
+on_sync(struct alloc *a, MDB_txn *txn, const struct event *obs)
+{
+	struct cluster_rec rec;
+	MDB_val rest = { 0, NULL };
+
+	get_cluster(a, txn, obs->cluster, &rec, &rest);
+	if (obs->type == EV_SYNC_BEGIN) {
+		rec.sid = obs->sid;
+		return put_cluster(a, txn, obs->cluster, &rec, rest.mv_data,
+		    rest.mv_size);
+	}
+	if (rec.sid != obs->sid) {
+		log_info("alloc: %s: sync %llu ended, but %llu began; ignored",
+		    obs->cluster, (unsigned long long)obs->sid,
+		    (unsigned long long)rec.sid);
+		return 0;
+	}
+	return release_cluster(a, txn, obs->cluster, obs->sid, obs->time);
+}
+
+/* Held, not yet live, and assigned at or before generation low. */
+static int
+keep_unlive(const struct owner_rec *rec, uint64_t low)
+{
+	return rec->state == OWN_ACTIVE && !rec->live && rec->set_seq <= low;
+}
+
+/*
+ * A proxy serves generation g: every port assigned at or before the lowest
+ * generation all proxies serve is live, and its address can be written.
+ */
+static int
+on_applied(struct alloc *a, MDB_txn *txn, const struct event *obs)
+{
+	char name[96], **list, **p;
+	uint64_t g, low = UINT64_MAX;
+	struct owner_rec rec;
+	struct event set, d;
+	int i, rc = 0;
+
+	for (i = 0; i < a->conf->nproxies; i++) {
+		snprintf(name, sizeof(name), "applied.%s",
+		    a->conf->proxies[i].name);
+		if (strcmp(a->conf->proxies[i].name, obs->proxy) == 0)
+			g = obs->gen;
+		else if (store_get_u64(a->st, txn, name, &g) != 0)
+			g = 0;
+		if (g < low)
+			low = g;
+	}
+	list = collect_owners(a, txn, "", keep_unlive, low);
+	for (p = list; *p != NULL && rc == 0; p++) {
+		if ((rc = get_owner(a, txn, *p, &rec, &set)) != 0)
+			break;
+		rec.live = 1;
+		route_event(&d, EV_PORT_LIVE, &set);
+		d.port = rec.port;
+		d.has |= F_PORT;
+		if ((rc = emit(a, txn, &d, obs->time)) == 0)
+			rc = put_owner(a, txn, *p, &rec, &set);
+		event_free(&set);
+	}
+	free_list(list);
+	return rc;
+}
+
+int
+alloc_observe(struct alloc *a, MDB_txn *txn, const struct event *in)
+{
+	struct event obs;
+	char name[96];
+	uint64_t g;
+	int i, rc;
+
+	if (in->type == EV_APPLIED) {
+		for (i = 0; i < a->conf->nproxies; i++)
+			if (strcmp(a->conf->proxies[i].name, in->proxy) == 0)
+				break;
+		snprintf(name, sizeof(name), "applied.%s", in->proxy);
+		if (i == a->conf->nproxies) {
+			log_warnx("alloc: APPLIED from unknown proxy %s",
+			    in->proxy);
+			return 1;
+		}
+		if (store_get_u64(a->st, txn, name, &g) == 0 && g >= in->gen)
+			return 1;
+		if ((rc = store_put_u64(a->st, txn, name, in->gen)) != 0)
+			return rc;
+	}
+	if (event_copy(&obs, in) == -1)
+		fatal("alloc_observe");
+	if ((rc = emit(a, txn, &obs, in->time)) != 0)
+		return rc;
+	switch (in->type) {
+	case EV_CLUSTER_UP:
+		return on_cluster_up(a, txn, in);
+	case EV_CLUSTER_DOWN:
+		return on_cluster_down(a, txn, in);
+	case EV_ROUTE:
+		return on_route(a, txn, in);
+	case EV_ROUTE_GONE:
+		return on_route_gone(a, txn, in);
+	case EV_SYNC_BEGIN:
+	case EV_SYNC_END:
+		return on_sync(a, txn, in);
+	case EV_APPLIED:
+		return on_applied(a, txn, in);
+	}
+	return 0;
+}
+
+int
+alloc_port_of(struct alloc *a, MDB_txn *txn, const char *owner,
+    unsigned *port)
+{
+	struct owner_rec rec;
+
+	*port = 0;
+	if (get_owner(a, txn, owner, &rec, NULL) == 0 &&
+	    rec.state == OWN_ACTIVE)
+		*port = rec.port;
+	return 0;
+}

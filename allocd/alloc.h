@@ -1,0 +1,43 @@
+/*
+ * allocd — the allocator: observations in, decisions out, all inside the
+ * caller's write transaction.
+ */
+#ifndef ALLOCD_ALLOC_H
+#define ALLOCD_ALLOC_H
+
+#include "config.h"
+#include "event.h"
+#include "store.h"
+
+struct alloc {
+	struct store		*st;
+	const struct config	*conf;
+	uint64_t		 seq;		/* last seq written */
+
+	/* decisions made in the current transaction, to publish after it */
+	struct event		*out;
+	size_t			 nout;
+	size_t			 capout;
+};
+
+void	alloc_init(struct alloc *, struct store *, const struct config *,
+	    uint64_t last_seq);
+
+/*
+ * Log one observation and the decisions it causes.  The observation gets the
+ * next seq, each decision the ones after it; both go to the log and the
+ * tables in txn, and everything logged is queued in a->out (observation
+ * included) for publishing once txn commits.  Returns 0, 1 when the
+ * observation changes nothing and was not logged (a repeated APPLIED), or
+ * an LMDB error.
+ */
+int	alloc_observe(struct alloc *, MDB_txn *, const struct event *);
+
+/* Forget the queued decisions (after publishing, or after an abort). */
+void	alloc_clear(struct alloc *);
+
+/* Look up an owner's current port (0 when it has none). */
+int	alloc_port_of(struct alloc *, MDB_txn *, const char *owner,
+	    unsigned *port);
+
+#endif

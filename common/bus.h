@@ -1,0 +1,95 @@
+/*
+ * portico — the bus: events over ZeroMQ.
+ *
+ * A producer whose consumers must not miss anything binds a PUB socket for
+ * live events and a ROUTER socket that answers SINCE <seq> (the ZeroMQ
+ * guide's Clone pattern, fed from a durable log).  The consumer half lives
+ * here: subscribe first, ask SINCE, buffer live events meanwhile, drop what
+ * it already has, and repair any gap it sees by asking again.  Heartbeats
+ * carry the producer's sequence and boot id, so silence and restarts are
+ * noticed too.  Nothing relies on PUB never dropping.
+ */
+#ifndef PORTICO_BUS_H
+#define PORTICO_BUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <zmq.h>
+
+#include "event.h"
+
+#define BUS_MAXMSG		(EV_MAX_TEXT + (1 << 20))
+#define BUS_HEARTBEAT_MS	1000
+#define BUS_SYNC_TIMEOUT_MS	5000
+#define BUS_MAXBUF		100000
+
+void	*bus_ctx(void);
+void	*bus_socket(int type);
+int	 bus_bind(void *, const char *endpoint);
+int	 bus_connect(void *, const char *endpoint);
+void	 bus_close(void *);
+
+/* Encode and send; more = ZMQ_SNDMORE handled by callers of bus_send_to. */
+int	 bus_send(void *, const struct event *);
+int	 bus_send_to(void *router, const zmq_msg_t *id, const struct event *);
+
+/*
+ * Receive one event without blocking.  Returns 1 when one was decoded, 0
+ * when nothing is waiting, -1 when what arrived was not a valid event (it
+ * is logged with the reason and counted in bus_garbage).  For a ROUTER,
+ * id receives the sender's identity (the caller closes it).
+ */
+int	 bus_recv(void *, struct event *, zmq_msg_t *id);
+extern unsigned long bus_garbage;
+
+uint64_t bus_boot_id(void);
+
+struct consumer;
+struct consumer_ops {
+	/* an event in order; the consumer frees it afterwards */
+	void	(*apply)(const struct event *, void *);
+	/* the producer's history went backwards: drop everything */
+	void	(*reset)(void *);
+	/* the producer restarted (new boot id) */
+	void	(*restarted)(void *);
+	/* caught up: the reply to SINCE has been applied */
+	void	(*synced)(void *);
+};
+
+struct consumer {
+	const char		*name;
+	const char		*pub_ep;
+	const char		*sync_ep;
+	void			*sub;
+	void			*sync;
+	int			 latest_only;	/* a newer seq supersedes */
+	const struct consumer_ops *ops;
+	void			*arg;
+
+	uint64_t		 last;		/* last seq applied */
+	uint64_t		 boot;
+	int			 syncing;
+	int			 synced_once;
+	uint64_t		 sync_sent;
+	uint64_t		 heard;		/* ms of the last message */
+	struct event		*buf;		/* live events held while syncing */
+	size_t			 nbuf;
+	size_t			 capbuf;
+	int			 overflow;
+	unsigned long		 gaps;
+};
+
+void	consumer_init(struct consumer *, const char *name, const char *pub,
+	    const char *sync, int latest_only, const struct consumer_ops *,
+	    void *arg);
+int	consumer_pollitems(struct consumer *, zmq_pollitem_t *);
+void	consumer_dispatch(struct consumer *, const zmq_pollitem_t *);
+void	consumer_timer(struct consumer *, uint64_t now);
+void	consumer_close(struct consumer *);
+
+/* Send bytes already encoded (a log record) to a ROUTER peer. */
+int	 bus_send_raw_to(void *router, const zmq_msg_t *id, const void *,
+	    size_t);
+
+#endif

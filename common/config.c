@@ -1,0 +1,460 @@
+/*
+ * portico — configuration.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+#include "config.h"
+#include "log.h"
+#include "valid.h"
+
+enum ckind {
+	CK_STR,			/* free text: paths, ids */
+	CK_SECRET,		/* like CK_STR, never printed */
+	CK_UINT,
+	CK_RANGE,		/* lo-hi into two adjacent unsigned */
+	CK_DOMAIN,
+	CK_IP,
+	CK_URL,			/* http:// or https:// */
+	CK_ENDPOINT,		/* ipc:// or tcp:// */
+	CK_BACKEND,
+	CK_KIND,
+};
+
+struct ckey {
+	const char	*section;	/* "proxy" for [proxy.NAME] */
+	const char	*key;
+	enum ckind	 kind;
+	size_t		 off;		/* in struct config, or proxy_conf */
+	size_t		 size;
+	unsigned	 min, max;
+	const char	*def;
+};
+
+#define C(s, k, kind, m, min, max, def) \
+	{ s, k, kind, offsetof(struct config, m), \
+	    sizeof(((struct config *)0)->m), min, max, def }
+#define P(k, kind, m, min, max, def) \
+	{ "proxy", k, kind, offsetof(struct proxy_conf, m), \
+	    sizeof(((struct proxy_conf *)0)->m), min, max, def }
+
+static const struct ckey ckeys[] = {
+	C("portico", "domain", CK_DOMAIN, domain, 0, 0, NULL),
+	C("portico", "run_dir", CK_STR, run_dir, 0, 0, "/run/portico"),
+	C("portico", "listen", CK_IP, listen, 0, 0, "0.0.0.0"),
+	C("portico", "api_port", CK_UINT, api_port, 1, 65535, "443"),
+	C("portico", "ports", CK_RANGE, port_lo, 1024, 65535, NULL),
+	C("portico", "quarantine", CK_UINT, quarantine, 0, 86400 * 30, "600"),
+	C("store", "path", CK_STR, store, 0, 0, "/var/lib/portico"),
+	C("store", "map_size_mb", CK_UINT, map_size_mb, 1, 1u << 20, "64"),
+	C("pks", "url", CK_URL, pks_url, 0, 0, ""),
+	C("pks", "uaa_url", CK_URL, uaa_url, 0, 0, ""),
+	C("pks", "client_id", CK_STR, pks_client_id, 0, 0, ""),
+	C("pks", "client_secret", CK_SECRET, pks_client_secret, 0, 0, ""),
+	C("pks", "ca_file", CK_STR, pks_ca, 0, 0, ""),
+	C("pks", "poll_interval", CK_UINT, pks_poll, 1, 3600, "10"),
+	C("kubeconfigs", "dir", CK_STR, kubeconfig_dir, 0, 0, ""),
+	C("kubeconfigs", "poll_interval", CK_UINT, kubeconfig_poll, 1, 3600,
+	    "10"),
+	C("clusters", "backend", CK_BACKEND, backend, 0, 0, "nodeport"),
+	C("clusters", "watch_timeout", CK_UINT, watch_timeout, 5, 3600, "300"),
+	C("clusters", "watch_idle", CK_UINT, watch_idle, 5, 3600, "90"),
+	C("bus", "alloc_in", CK_ENDPOINT, alloc_in, 0, 0, ""),
+	C("bus", "alloc_pub", CK_ENDPOINT, alloc_pub, 0, 0, ""),
+	C("bus", "alloc_sync", CK_ENDPOINT, alloc_sync, 0, 0, ""),
+	P("kind", CK_KIND, kind, 0, 0, "haproxy"),
+	P("binary", CK_STR, binary, 0, 0, "/usr/sbin/haproxy"),
+	P("config", CK_STR, config, 0, 0, ""),
+	P("pub", CK_ENDPOINT, pub, 0, 0, ""),
+	P("sync", CK_ENDPOINT, sync, 0, 0, ""),
+	P("hard_stop_after", CK_UINT, hard_stop_after, 1, 86400, "30"),
+	P("maxconn", CK_UINT, maxconn, 16, 1000000, "4096"),
+};
+
+struct parse {
+	struct config	*conf;
+	FILE		*fp;
+	int		 line;
+	char		*err;
+	size_t		 errlen;
+	unsigned char	 seen[sizeof(ckeys) / sizeof(ckeys[0])];
+};
+
+static int
+set_error(struct parse *ps, const char *key, const char *fmt, const char *v)
+{
+	char q[128];
+
+	if (ps->err[0] != '\0')
+		return 0;		/* keep the first */
+	snprintf(ps->err, ps->errlen, "%s:%d: %s: ", ps->conf->path, ps->line,
+	    key);
+	if (v != NULL)
+		log_quote(q, sizeof(q), v, strlen(v));
+	snprintf(ps->err + strlen(ps->err), ps->errlen - strlen(ps->err),
+	    fmt, v != NULL ? q : "");
+	return 0;
+}
+
+static int
+parse_uint(const char *v, unsigned min, unsigned max, unsigned *out)
+{
+	unsigned long n;
+	char *end;
+
+	if (*v < '0' || *v > '9')
+		return -1;
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno != 0 || *end != '\0' || n < min || n > max)
+		return -1;
+	*out = (unsigned)n;
+	return 0;
+}
+
+static int
+check_value(const struct ckey *k, const char *v, void *dst)
+{
+	unsigned *u = dst;
+	char lo[16], *dash;
+
+	switch (k->kind) {
+	case CK_UINT:
+		return parse_uint(v, k->min, k->max, u);
+	case CK_RANGE:
+		if ((dash = strchr(v, '-')) == NULL ||
+		    (size_t)(dash - v) >= sizeof(lo))
+			return -1;
+		memcpy(lo, v, (size_t)(dash - v));
+		lo[dash - v] = '\0';
+		if (parse_uint(lo, k->min, k->max, &u[0]) == -1 ||
+		    parse_uint(dash + 1, k->min, k->max, &u[1]) == -1 ||
+		    u[0] > u[1])
+			return -1;
+		return 0;
+	case CK_DOMAIN:
+		if (!valid_dns_subdomain(v))
+			return -1;
+		break;
+	case CK_IP:
+		if (!valid_ip(v))
+			return -1;
+		break;
+	case CK_URL:
+		if (*v != '\0' && strncmp(v, "https://", 8) != 0 &&
+		    strncmp(v, "http://", 7) != 0)
+			return -1;
+		if (!valid_text(v))
+			return -1;
+		break;
+	case CK_ENDPOINT:
+		if (*v != '\0' && strncmp(v, "ipc://", 6) != 0 &&
+		    strncmp(v, "tcp://", 6) != 0)
+			return -1;
+		break;
+	case CK_BACKEND:
+		if (strcmp(v, "nodeport") != 0)
+			return -1;
+		break;
+	case CK_KIND:
+		if (strcmp(v, "haproxy") != 0)
+			return -1;
+		break;
+	case CK_STR:
+	case CK_SECRET:
+		break;
+	}
+	if (strlen(v) >= k->size)
+		return -1;
+	strcpy(dst, v);
+	return 0;
+}
+
+static const char *
+kind_help(const struct ckey *k)
+{
+	switch (k->kind) {
+	case CK_UINT:		return "not a number in range: %s";
+	case CK_RANGE:		return "not a port range LO-HI: %s";
+	case CK_DOMAIN:		return "not a DNS name: %s";
+	case CK_IP:		return "not an IP address: %s";
+	case CK_URL:		return "not an http(s) URL: %s";
+	case CK_ENDPOINT:	return "not an ipc:// or tcp:// endpoint: %s";
+	case CK_BACKEND:	return "unknown backend mode: %s";
+	case CK_KIND:		return "unknown proxy kind: %s";
+	default:		return "too long: %s";
+	}
+}
+
+static struct proxy_conf *
+proxy_section(struct parse *ps, const char *section)
+{
+	struct config *c = ps->conf;
+	const char *name = section + strlen("proxy.");
+	int i;
+
+	for (i = 0; i < c->nproxies; i++)
+		if (strcmp(c->proxies[i].name, name) == 0)
+			return &c->proxies[i];
+	if (!valid_token(name) || c->nproxies == CONF_MAX_PROXIES)
+		return NULL;
+	strcpy(c->proxies[c->nproxies].name, name);
+	return &c->proxies[c->nproxies++];
+}
+
+static int
+handler(void *user, const char *section, const char *key, const char *v)
+{
+	struct parse *ps = user;
+	const struct ckey *k;
+	struct proxy_conf *px = NULL;
+	const char *sect = section;
+	char *base = (char *)ps->conf;
+	size_t i;
+
+	if (strncmp(section, "proxy.", 6) == 0) {
+		if ((px = proxy_section(ps, section)) == NULL)
+			return set_error(ps, section,
+			    "bad proxy section name or too many proxies%s",
+			    NULL);
+		sect = "proxy";
+		base = (char *)px;
+	}
+	for (i = 0; i < sizeof(ckeys) / sizeof(ckeys[0]); i++) {
+		k = &ckeys[i];
+		if (strcmp(k->section, sect) == 0 && strcmp(k->key, key) == 0)
+			break;
+	}
+	if (i == sizeof(ckeys) / sizeof(ckeys[0]))
+		return set_error(ps, key, "unknown key in [%s]", section);
+	if (check_value(k, v, base + k->off) == -1)
+		return set_error(ps, key, kind_help(k), v);
+	if (px == NULL)
+		ps->seen[i] = 1;
+	return 1;
+}
+
+/* fgets that counts lines, so that errors can name theirs */
+static char *
+reader(char *buf, int size, void *stream)
+{
+	struct parse *ps = stream;
+
+	ps->line++;
+	return fgets(buf, size, ps->fp);
+}
+
+static void
+set_default(const struct ckey *k, char *base)
+{
+	if (k->def != NULL && check_value(k, k->def, base + k->off) == -1)
+		fatalx("config: bad built-in default for %s", k->key);
+}
+
+static void
+default_endpoint(char *dst, size_t len, const char *run_dir,
+    const char *name)
+{
+	if (*dst == '\0')
+		snprintf(dst, len, "ipc://%s/%s", run_dir, name);
+}
+
+int
+config_load(const char *path, struct config *c, char *err, size_t errlen)
+{
+	struct parse ps;
+	struct proxy_conf *px;
+	char name[96], rundir[CONF_RUNDIR];
+	size_t i;
+	int j, rc;
+
+	memset(c, 0, sizeof(*c));
+	memset(&ps, 0, sizeof(ps));
+	ps.conf = c;
+	ps.err = err;
+	ps.errlen = errlen;
+	err[0] = '\0';
+	if (strlen(path) >= sizeof(c->path)) {
+		snprintf(err, errlen, "config path too long");
+		return -1;
+	}
+	strcpy(c->path, path);
+	if ((ps.fp = fopen(path, "r")) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	rc = ini_parse_stream(reader, &ps, handler, &ps);
+	fclose(ps.fp);
+	if (err[0] != '\0')
+		return -1;
+	if (rc != 0) {
+		snprintf(err, errlen, "%s:%d: syntax error", path, rc);
+		return -1;
+	}
+
+	for (i = 0; i < sizeof(ckeys) / sizeof(ckeys[0]); i++) {
+		if (strcmp(ckeys[i].section, "proxy") == 0 || ps.seen[i])
+			continue;
+		if (ckeys[i].def == NULL) {
+			snprintf(err, errlen, "%s: [%s] %s is required", path,
+			    ckeys[i].section, ckeys[i].key);
+			return -1;
+		}
+		set_default(&ckeys[i], (char *)c);
+	}
+	memcpy(rundir, c->run_dir, sizeof(rundir));
+	if (c->nproxies == 0) {
+		strcpy(c->proxies[0].name, "haproxy");
+		c->nproxies = 1;
+	}
+	/*
+	 * Proxy keys not given take their defaults; the seen[] marks above
+	 * are for [portico]-level keys, so a proxy's own keys are detected by
+	 * being empty or zero.
+	 */
+	for (j = 0; j < c->nproxies; j++) {
+		px = &c->proxies[j];
+		for (i = 0; i < sizeof(ckeys) / sizeof(ckeys[0]); i++) {
+			const struct ckey *k = &ckeys[i];
+			char *p = (char *)px + k->off;
+
+			if (strcmp(k->section, "proxy") != 0)
+				continue;
+			if ((k->kind == CK_UINT && *(unsigned *)(void *)p == 0)
+			    || (k->kind != CK_UINT && *p == '\0'))
+				set_default(k, (char *)px);
+		}
+		if (px->config[0] == '\0') {
+			snprintf(name, sizeof(name), "%s.cfg", px->name);
+			snprintf(px->config, sizeof(px->config), "%s/%s",
+			    rundir, name);
+		}
+		snprintf(name, sizeof(name), "render-%s.pub", px->name);
+		default_endpoint(px->pub, sizeof(px->pub), c->run_dir, name);
+		snprintf(name, sizeof(name), "render-%s.sync", px->name);
+		default_endpoint(px->sync, sizeof(px->sync), c->run_dir, name);
+	}
+	default_endpoint(c->alloc_in, sizeof(c->alloc_in), c->run_dir,
+	    "alloc.in");
+	default_endpoint(c->alloc_pub, sizeof(c->alloc_pub), c->run_dir,
+	    "alloc.pub");
+	default_endpoint(c->alloc_sync, sizeof(c->alloc_sync), c->run_dir,
+	    "alloc.sync");
+
+	if (c->pks_url[0] == '\0' && c->kubeconfig_dir[0] == '\0') {
+		snprintf(err, errlen, "%s: no cluster source: set [pks] url "
+		    "or [kubeconfigs] dir", path);
+		return -1;
+	}
+	if (c->pks_url[0] != '\0' && (c->uaa_url[0] == '\0' ||
+	    c->pks_client_id[0] == '\0')) {
+		snprintf(err, errlen, "%s: [pks] needs uaa_url and client_id",
+		    path);
+		return -1;
+	}
+	if (c->api_port >= c->port_lo && c->api_port <= c->port_hi) {
+		snprintf(err, errlen, "%s: [portico] api_port %u lies inside "
+		    "the workload range %u-%u", path, c->api_port, c->port_lo,
+		    c->port_hi);
+		return -1;
+	}
+	return 0;
+}
+
+void
+config_print(const struct config *c, FILE *fp)
+{
+	const char *last = "";
+	const struct ckey *k;
+	const char *base;
+	size_t i;
+	int j;
+
+	for (i = 0; i < sizeof(ckeys) / sizeof(ckeys[0]); i++) {
+		k = &ckeys[i];
+		if (strcmp(k->section, "proxy") == 0)
+			continue;
+		if (strcmp(k->section, last) != 0) {
+			fprintf(fp, "%s[%s]\n", *last ? "\n" : "", k->section);
+			last = k->section;
+		}
+		base = (const char *)c + k->off;
+		if (k->kind == CK_UINT)
+			fprintf(fp, "%s = %u\n", k->key,
+			    *(const unsigned *)(const void *)base);
+		else if (k->kind == CK_RANGE)
+			fprintf(fp, "%s = %u-%u\n", k->key, c->port_lo,
+			    c->port_hi);
+		else if (k->kind == CK_SECRET)
+			fprintf(fp, "%s = %s\n", k->key,
+			    *base ? "(set, not shown)" : "");
+		else
+			fprintf(fp, "%s = %s\n", k->key, base);
+	}
+	for (j = 0; j < c->nproxies; j++) {
+		fprintf(fp, "\n[proxy.%s]\n", c->proxies[j].name);
+		for (i = 0; i < sizeof(ckeys) / sizeof(ckeys[0]); i++) {
+			k = &ckeys[i];
+			if (strcmp(k->section, "proxy") != 0)
+				continue;
+			base = (const char *)&c->proxies[j] + k->off;
+			if (k->kind == CK_UINT)
+				fprintf(fp, "%s = %u\n", k->key,
+				    *(const unsigned *)(const void *)base);
+			else
+				fprintf(fp, "%s = %s\n", k->key, base);
+		}
+	}
+}
+
+const struct proxy_conf *
+config_proxy(const struct config *c, const char *name)
+{
+	int i;
+
+	for (i = 0; i < c->nproxies; i++)
+		if (strcmp(c->proxies[i].name, name) == 0)
+			return &c->proxies[i];
+	return NULL;
+}
+
+int
+config_mkrundir(const struct config *c)
+{
+	struct stat st;
+
+	if (mkdir(c->run_dir, 0700) == -1 && errno != EEXIST)
+		return -1;
+	if (stat(c->run_dir, &st) == -1)
+		return -1;
+	if (!S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		return -1;
+	}
+	return 0;
+}
+
+int
+config_ready(const struct config *c, const char *name)
+{
+	char path[PATH_MAX + 64], tmp[PATH_MAX + 80];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/%s.pid", c->run_dir, name);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if ((fp = fopen(tmp, "w")) == NULL)
+		return -1;
+	fprintf(fp, "%ld\n", (long)getpid());
+	if (fclose(fp) == EOF || rename(tmp, path) == -1)
+		return -1;
+	return 0;
+}

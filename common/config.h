@@ -1,0 +1,75 @@
+/*
+ * portico — the one configuration file that all four daemons read.
+ *
+ * INI, parsed by libinih; each key is declared once in config.c's keyword
+ * table (section, key, kind, bounds, default), which drives parsing,
+ * defaults and the normalised print of -n.
+ */
+#ifndef PORTICO_CONFIG_H
+#define PORTICO_CONFIG_H
+
+#include <limits.h>
+#include <stdio.h>
+
+#define CONF_MAX_PROXIES	8
+#define CONF_ENDPOINT		256
+#define CONF_RUNDIR		96	/* ipc:// paths must fit in sun_path */
+
+struct proxy_conf {
+	char		name[64];
+	char		kind[16];		/* haproxy */
+	char		binary[PATH_MAX];
+	char		config[PATH_MAX];	/* the file the proxy serves */
+	char		pub[CONF_ENDPOINT];	/* renderd's config PUB */
+	char		sync[CONF_ENDPOINT];	/* renderd's SINCE ROUTER */
+	unsigned	hard_stop_after;	/* seconds */
+	unsigned	maxconn;
+};
+
+struct config {
+	char		path[PATH_MAX];
+	char		domain[254];
+	char		run_dir[CONF_RUNDIR];
+	char		listen[46];
+	unsigned	api_port;
+	unsigned	port_lo;
+	unsigned	port_hi;
+	unsigned	quarantine;		/* seconds */
+
+	char		store[PATH_MAX];
+	unsigned	map_size_mb;
+
+	char		pks_url[512];
+	char		uaa_url[512];
+	char		pks_client_id[128];
+	char		pks_client_secret[256];
+	char		pks_ca[PATH_MAX];
+	unsigned	pks_poll;		/* seconds */
+
+	char		kubeconfig_dir[PATH_MAX];
+	unsigned	kubeconfig_poll;	/* seconds */
+
+	char		backend[16];		/* nodeport */
+	unsigned	watch_timeout;		/* seconds, server side */
+	unsigned	watch_idle;		/* seconds without a byte */
+
+	char		alloc_in[CONF_ENDPOINT];
+	char		alloc_pub[CONF_ENDPOINT];
+	char		alloc_sync[CONF_ENDPOINT];
+
+	struct proxy_conf proxies[CONF_MAX_PROXIES];
+	int		nproxies;
+};
+
+/* Load and check; on error fill err with "file:line: key: reason". */
+int	config_load(const char *path, struct config *, char *err, size_t);
+void	config_print(const struct config *, FILE *);
+const struct proxy_conf *config_proxy(const struct config *, const char *);
+
+/* Create the run folder (mode 0700) that holds ipc sockets and pid files. */
+int	config_mkrundir(const struct config *);
+
+/* Write "<run_dir>/<name>.pid": the readiness signal the tests wait on. */
+int	config_ready(const struct config *, const char *name);
+
+#endif

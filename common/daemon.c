@@ -1,0 +1,99 @@
+/*
+ * portico — daemon start-up.
+ */
+#include <sys/signalfd.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "log.h"
+
+static void
+usage(const char *name, int needs_proxy)
+{
+	fprintf(stderr, "usage: %s [-dnv] [-f config]%s\n", name,
+	    needs_proxy ? " -p proxy" : "");
+	exit(1);
+}
+
+void
+daemon_start(struct daemon *d, int argc, char **argv, const char *name,
+    int needs_proxy, struct config *conf)
+{
+	char err[1024];
+	sigset_t set;
+	int ch;
+
+	memset(d, 0, sizeof(*d));
+	d->name = name;
+	d->conf_path = "/etc/portico/portico.conf";
+	while ((ch = getopt(argc, argv, needs_proxy ? "df:np:v" : "df:nv"))
+	    != -1) {
+		switch (ch) {
+		case 'd':
+			d->foreground = 1;
+			break;
+		case 'f':
+			d->conf_path = optarg;
+			break;
+		case 'n':
+			d->check = 1;
+			break;
+		case 'p':
+			d->proxy = optarg;
+			break;
+		case 'v':
+			d->verbose++;
+			break;
+		default:
+			usage(name, needs_proxy);
+		}
+	}
+	if (optind != argc)
+		usage(name, needs_proxy);
+	if (config_load(d->conf_path, conf, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s: %s\n", name, err);
+		exit(1);
+	}
+	if (needs_proxy) {
+		if (d->proxy == NULL && conf->nproxies == 1)
+			d->proxy = conf->proxies[0].name;
+		if (d->proxy == NULL || config_proxy(conf, d->proxy) == NULL) {
+			fprintf(stderr, "%s: %s: no [proxy.%s] section\n",
+			    name, d->conf_path, d->proxy ? d->proxy : "?");
+			exit(1);
+		}
+	}
+	if (d->check) {
+		config_print(conf, stdout);
+		exit(0);
+	}
+	log_init(name, d->foreground, d->verbose);
+	if (config_mkrundir(conf) == -1)
+		fatal("run folder %s", conf->run_dir);
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGCHLD);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
+		fatal("sigprocmask");
+	if ((d->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		fatal("signalfd");
+	signal(SIGPIPE, SIG_IGN);
+}
+
+int
+daemon_signal(struct daemon *d)
+{
+	struct signalfd_siginfo si;
+
+	if (read(d->sigfd, &si, sizeof(si)) != sizeof(si))
+		return 0;
+	return (int)si.ssi_signo;
+}

@@ -1,0 +1,639 @@
+/*
+ * portico — event codec, driven by the tables in event.h.
+ *
+ * Encoding uses msgpack-c's packer.  Decoding does not use msgpack-c's
+ * unpacker: it allocates n * 24 bytes for any declared array of n before it
+ * knows whether n elements follow, which is a gift to whoever writes garbage
+ * on the bus.  The reader below walks the bytes with a cursor and checks
+ * every length and count against what is left.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <msgpack.h>
+
+#include "event.h"
+#include "valid.h"
+
+enum ftype { FT_STR, FT_U64, FT_PORT, FT_IPS, FT_BACKENDS, FT_TEXT };
+
+struct field {
+	const char	*key;
+	enum ftype	 kind;
+	size_t		 off;
+	size_t		 size;
+	int		(*valid)(const char *);
+};
+
+static const struct field fields[FI_COUNT] = {
+#define X(n, k, t, m, v) \
+	[FI_##n] = { k, FT_##t, offsetof(struct event, m), \
+	    sizeof(((struct event *)0)->m), v },
+	EV_FIELDS(X)
+#undef X
+};
+
+struct evtype {
+	int		 code;
+	const char	*name;
+	uint32_t	 req;
+	uint32_t	 opt;
+};
+
+static const struct evtype types[] = {
+#define X(n, c, r, o)	{ c, #n, r, o },
+	EV_TYPES(X)
+#undef X
+};
+
+static const struct evtype *
+evtype(int code)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if (types[i].code == code)
+			return &types[i];
+	return NULL;
+}
+
+const char *
+event_name(int type)
+{
+	const struct evtype *t = evtype(type);
+
+	return t ? t->name : "UNKNOWN";
+}
+
+int
+event_known(int type)
+{
+	return evtype(type) != NULL;
+}
+
+uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void
+event_init(struct event *ev, int type)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->type = type;
+}
+
+void
+event_free(struct event *ev)
+{
+	free(ev->backends);
+	free(ev->text);
+	ev->backends = NULL;
+	ev->nbackends = 0;
+	ev->text = NULL;
+	ev->textlen = 0;
+}
+
+int
+event_copy(struct event *dst, const struct event *src)
+{
+	*dst = *src;
+	dst->backends = NULL;
+	dst->text = NULL;
+	if (src->nbackends > 0) {
+		dst->backends = calloc(src->nbackends, sizeof(struct backend));
+		if (dst->backends == NULL)
+			return -1;
+		memcpy(dst->backends, src->backends,
+		    src->nbackends * sizeof(struct backend));
+	}
+	if (src->text != NULL && event_set_text(dst, src->text,
+	    src->textlen) == -1) {
+		free(dst->backends);
+		dst->backends = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+static int
+field_index(uint32_t bit)
+{
+	int i;
+
+	for (i = 0; i < FI_COUNT; i++)
+		if (bit == (1u << i))
+			return i;
+	return -1;
+}
+
+int
+event_set_str(struct event *ev, uint32_t bit, const char *s)
+{
+	int i = field_index(bit);
+	const struct field *f;
+	char *dst;
+
+	if (i < 0 || fields[i].kind != FT_STR)
+		return -1;
+	f = &fields[i];
+	dst = (char *)ev + f->off;
+	if (strlen(s) >= f->size || (f->valid != NULL && !f->valid(s))) {
+		ev->has &= ~bit;
+		return -1;
+	}
+	strcpy(dst, s);
+	ev->has |= bit;
+	return 0;
+}
+
+int
+event_add_backend(struct event *ev, const char *ip, unsigned port,
+    unsigned weight)
+{
+	struct backend *b;
+
+	if (ev->nbackends >= EV_MAX_BACKENDS || !valid_ip(ip) ||
+	    port == 0 || port > 65535 || weight > 256)
+		return -1;
+	b = realloc(ev->backends, (ev->nbackends + 1) * sizeof(*b));
+	if (b == NULL)
+		return -1;
+	ev->backends = b;
+	b += ev->nbackends++;
+	memset(b, 0, sizeof(*b));
+	strcpy(b->ip, ip);
+	b->port = (uint16_t)port;
+	b->weight = (uint16_t)weight;
+	ev->has |= F_BACKENDS;
+	return 0;
+}
+
+int
+event_set_text(struct event *ev, const char *s, size_t len)
+{
+	char *t;
+
+	if (len > EV_MAX_TEXT || (t = malloc(len + 1)) == NULL)
+		return -1;
+	memcpy(t, s, len);
+	t[len] = '\0';
+	free(ev->text);
+	ev->text = t;
+	ev->textlen = len;
+	ev->has |= F_TEXT;
+	return 0;
+}
+
+int
+event_owner(const struct event *ev, char *buf, size_t len)
+{
+	int n;
+
+	n = snprintf(buf, len, "%s/%s/%s/%llu", ev->cluster, ev->ns,
+	    ev->name, (unsigned long long)ev->route);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* Encoding. */
+
+static void
+pack_cstr(msgpack_packer *pk, const char *s)
+{
+	size_t len = strlen(s);
+
+	msgpack_pack_str(pk, len);
+	msgpack_pack_str_body(pk, s, len);
+}
+
+static void
+pack_field(msgpack_packer *pk, const struct event *ev, const struct field *f)
+{
+	const char *base = (const char *)ev + f->off;
+	size_t i;
+
+	pack_cstr(pk, f->key);
+	switch (f->kind) {
+	case FT_STR:
+		pack_cstr(pk, base);
+		break;
+	case FT_U64:
+	case FT_PORT:
+		msgpack_pack_uint64(pk, *(const uint64_t *)(const void *)base);
+		break;
+	case FT_IPS:
+		msgpack_pack_array(pk, ev->nmasters);
+		for (i = 0; i < ev->nmasters; i++)
+			pack_cstr(pk, ev->masters[i]);
+		break;
+	case FT_BACKENDS:
+		msgpack_pack_array(pk, ev->nbackends);
+		for (i = 0; i < ev->nbackends; i++) {
+			msgpack_pack_array(pk, 3);
+			pack_cstr(pk, ev->backends[i].ip);
+			msgpack_pack_uint16(pk, ev->backends[i].port);
+			msgpack_pack_uint16(pk, ev->backends[i].weight);
+		}
+		break;
+	case FT_TEXT:
+		msgpack_pack_str(pk, ev->textlen);
+		msgpack_pack_str_body(pk, ev->text, ev->textlen);
+		break;
+	}
+}
+
+int
+event_encode(const struct event *ev, unsigned char **out, size_t *outlen)
+{
+	const struct evtype *t = evtype(ev->type);
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	uint32_t mask;
+	int i;
+
+	if (t == NULL || (t->req & ~ev->has) != 0)
+		return -1;
+	mask = ev->has & (t->req | t->opt);
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_array(&pk, 5);
+	msgpack_pack_uint8(&pk, EV_VERSION);
+	msgpack_pack_uint16(&pk, (uint16_t)ev->type);
+	msgpack_pack_uint64(&pk, ev->seq);
+	msgpack_pack_uint64(&pk, ev->time);
+	msgpack_pack_map(&pk, (size_t)__builtin_popcount(mask));
+	for (i = 0; i < FI_COUNT; i++)
+		if (mask & (1u << i))
+			pack_field(&pk, ev, &fields[i]);
+	if (sb.data == NULL)
+		return -1;
+	*out = (unsigned char *)sb.data;
+	*outlen = sb.size;
+	return 0;
+}
+
+/* Decoding: a bounded cursor over untrusted bytes. */
+
+struct mp {
+	const unsigned char	*p;
+	const unsigned char	*end;
+};
+
+static int
+mp_need(struct mp *m, size_t n)
+{
+	return (size_t)(m->end - m->p) >= n ? 0 : -1;
+}
+
+static uint64_t
+mp_be(const unsigned char *p, int n)
+{
+	uint64_t v = 0;
+
+	while (n-- > 0)
+		v = (v << 8) | *p++;
+	return v;
+}
+
+static int
+mp_uint(struct mp *m, uint64_t *v)
+{
+	static const int widths[] = { 1, 2, 4, 8 };
+	unsigned char c;
+	int n;
+
+	if (mp_need(m, 1) == -1)
+		return -1;
+	c = *m->p;
+	if (c <= 0x7f) {
+		*v = c;
+		m->p++;
+		return 0;
+	}
+	if (c < 0xcc || c > 0xcf)
+		return -1;
+	n = widths[c - 0xcc];
+	if (mp_need(m, 1 + (size_t)n) == -1)
+		return -1;
+	*v = mp_be(m->p + 1, n);
+	m->p += 1 + n;
+	return 0;
+}
+
+/* str or bin: both are accepted as bytes */
+static int
+mp_bytes(struct mp *m, const char **s, size_t *len)
+{
+	unsigned char c;
+	int n;
+
+	if (mp_need(m, 1) == -1)
+		return -1;
+	c = *m->p;
+	if ((c & 0xe0) == 0xa0) {
+		*len = c & 0x1f;
+		n = 0;
+	} else if (c == 0xd9 || c == 0xc4)
+		n = 1;
+	else if (c == 0xda || c == 0xc5)
+		n = 2;
+	else if (c == 0xdb || c == 0xc6)
+		n = 4;
+	else
+		return -1;
+	if (mp_need(m, 1 + (size_t)n) == -1)
+		return -1;
+	if (n > 0)
+		*len = (size_t)mp_be(m->p + 1, n);
+	m->p += 1 + n;
+	if (mp_need(m, *len) == -1)
+		return -1;
+	*s = (const char *)m->p;
+	m->p += *len;
+	return 0;
+}
+
+/* array (map when ismap): the count is checked against the bytes left */
+static int
+mp_count(struct mp *m, int ismap, size_t *count)
+{
+	unsigned char c, fix = ismap ? 0x80 : 0x90;
+	unsigned char c16 = ismap ? 0xde : 0xdc;
+	int n;
+
+	if (mp_need(m, 1) == -1)
+		return -1;
+	c = *m->p;
+	if ((c & 0xf0) == fix) {
+		*count = c & 0x0f;
+		n = 0;
+	} else if (c == c16)
+		n = 2;
+	else if (c == c16 + 1)
+		n = 4;
+	else
+		return -1;
+	if (mp_need(m, 1 + (size_t)n) == -1)
+		return -1;
+	if (n > 0)
+		*count = (size_t)mp_be(m->p + 1, n);
+	m->p += 1 + n;
+	/* every element takes at least one byte, a map entry two */
+	if (*count > (size_t)(m->end - m->p) / (ismap ? 2 : 1))
+		return -1;
+	return 0;
+}
+
+static int
+mp_skip(struct mp *m, int depth)
+{
+	const char *s;
+	size_t n, len, i;
+	uint64_t v;
+	unsigned char c;
+
+	if (depth > 8 || mp_need(m, 1) == -1)
+		return -1;
+	c = *m->p;
+	if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
+		m->p++;
+		return 0;
+	}
+	if (c >= 0xcc && c <= 0xcf)
+		return mp_uint(m, &v);
+	if (c >= 0xd0 && c <= 0xd3) {
+		n = (size_t)1 << (c - 0xd0);
+		if (mp_need(m, 1 + n) == -1)
+			return -1;
+		m->p += 1 + n;
+		return 0;
+	}
+	if (c == 0xca || c == 0xcb) {
+		n = c == 0xca ? 4 : 8;
+		if (mp_need(m, 1 + n) == -1)
+			return -1;
+		m->p += 1 + n;
+		return 0;
+	}
+	if (mp_bytes(m, &s, &len) == 0)
+		return 0;
+	if (mp_count(m, 0, &n) == 0) {
+		for (i = 0; i < n; i++)
+			if (mp_skip(m, depth + 1) == -1)
+				return -1;
+		return 0;
+	}
+	if (mp_count(m, 1, &n) == 0) {
+		for (i = 0; i < 2 * n; i++)
+			if (mp_skip(m, depth + 1) == -1)
+				return -1;
+		return 0;
+	}
+	return -1;			/* ext types and the like */
+}
+
+/* Copy a msgpack string into a bounded C string: no NULs, must fit. */
+static int
+mp_cstr(struct mp *m, char *dst, size_t size)
+{
+	const char *s;
+	size_t len;
+
+	if (mp_bytes(m, &s, &len) == -1 || len >= size ||
+	    memchr(s, '\0', len) != NULL)
+		return -1;
+	memcpy(dst, s, len);
+	dst[len] = '\0';
+	return 0;
+}
+
+static int
+decode_field(struct mp *m, struct event *ev, const struct field *f,
+    char *err, size_t errlen)
+{
+	char *base = (char *)ev + f->off;
+	char ip[EV_IPLEN];
+	size_t n, i, k;
+	uint64_t v, port, weight;
+	const char *s;
+
+	switch (f->kind) {
+	case FT_STR:
+		if (mp_cstr(m, base, f->size) == -1 ||
+		    (f->valid != NULL && !f->valid(base)))
+			goto bad;
+		return 0;
+	case FT_U64:
+	case FT_PORT:
+		if (mp_uint(m, &v) == -1 ||
+		    (f->kind == FT_PORT && v > 65535))
+			goto bad;
+		*(uint64_t *)(void *)base = v;
+		return 0;
+	case FT_IPS:
+		if (mp_count(m, 0, &n) == -1 || n > EV_MAX_MASTERS)
+			goto bad;
+		for (i = 0; i < n; i++)
+			if (mp_cstr(m, ev->masters[i], EV_IPLEN) == -1 ||
+			    !valid_ip(ev->masters[i]))
+				goto bad;
+		ev->nmasters = n;
+		return 0;
+	case FT_BACKENDS:
+		if (mp_count(m, 0, &n) == -1 || n > EV_MAX_BACKENDS)
+			goto bad;
+		free(ev->backends);
+		ev->backends = NULL;
+		ev->nbackends = 0;
+		for (i = 0; i < n; i++) {
+			if (mp_count(m, 0, &k) == -1 || k != 3 ||
+			    mp_cstr(m, ip, sizeof(ip)) == -1 ||
+			    mp_uint(m, &port) == -1 ||
+			    mp_uint(m, &weight) == -1 ||
+			    event_add_backend(ev, ip, (unsigned)port,
+			    (unsigned)weight) == -1)
+				goto bad;
+		}
+		return 0;
+	case FT_TEXT:
+		if (mp_bytes(m, &s, &n) == -1 || n > EV_MAX_TEXT ||
+		    event_set_text(ev, s, n) == -1)
+			goto bad;
+		return 0;
+	}
+ bad:
+	snprintf(err, errlen, "field %s: bad value", f->key);
+	return -1;
+}
+
+int
+event_decode(struct event *ev, const void *buf, size_t len, char *err,
+    size_t errlen)
+{
+	struct mp m = { buf, (const unsigned char *)buf + len };
+	const struct evtype *t;
+	size_t n, nbody, i, klen;
+	uint64_t version, type;
+	const char *key;
+	int f;
+
+	event_init(ev, EV_NONE);
+	if (mp_count(&m, 0, &n) == -1 || n != 5) {
+		snprintf(err, errlen, "not an event envelope");
+		return -1;
+	}
+	if (mp_uint(&m, &version) == -1 || version != EV_VERSION) {
+		snprintf(err, errlen, "unknown version");
+		return -1;
+	}
+	if (mp_uint(&m, &type) == -1 || type > 0xffff ||
+	    mp_uint(&m, &ev->seq) == -1 || mp_uint(&m, &ev->time) == -1) {
+		snprintf(err, errlen, "bad envelope");
+		return -1;
+	}
+	ev->type = (int)type;
+	if ((t = evtype(ev->type)) == NULL)
+		return 0;		/* the caller counts and ignores it */
+	if (mp_count(&m, 1, &nbody) == -1) {
+		snprintf(err, errlen, "%s: body is not a map", t->name);
+		return -1;
+	}
+	for (i = 0; i < nbody; i++) {
+		if (mp_bytes(&m, &key, &klen) == -1) {
+			snprintf(err, errlen, "%s: bad key", t->name);
+			goto fail;
+		}
+		for (f = 0; f < FI_COUNT; f++)
+			if (strlen(fields[f].key) == klen &&
+			    memcmp(fields[f].key, key, klen) == 0)
+				break;
+		if (f == FI_COUNT || !((t->req | t->opt) & (1u << f)) ||
+		    (ev->has & (1u << f))) {
+			/* unknown, foreign to this type, or repeated */
+			if (mp_skip(&m, 0) == -1) {
+				snprintf(err, errlen, "%s: bad value",
+				    t->name);
+				goto fail;
+			}
+			continue;
+		}
+		if (decode_field(&m, ev, &fields[f], err, errlen) == -1)
+			goto fail;
+		ev->has |= 1u << f;
+	}
+	if (m.p != m.end) {
+		snprintf(err, errlen, "%s: trailing bytes", t->name);
+		goto fail;
+	}
+	if ((t->req & ~ev->has) != 0) {
+		for (f = 0; f < FI_COUNT; f++)
+			if (t->req & ~ev->has & (1u << f))
+				break;
+		snprintf(err, errlen, "%s: missing field %s", t->name,
+		    fields[f].key);
+		goto fail;
+	}
+	return 0;
+ fail:
+	event_free(ev);
+	return -1;
+}
+
+json_t *
+event_json(const struct event *ev)
+{
+	json_t *o, *body, *a, *b;
+	const char *base;
+	size_t i;
+	int f;
+
+	body = json_object();
+	for (f = 0; f < FI_COUNT; f++) {
+		if (!(ev->has & (1u << f)))
+			continue;
+		base = (const char *)ev + fields[f].off;
+		switch (fields[f].kind) {
+		case FT_STR:
+			json_object_set_new(body, fields[f].key,
+			    json_string(base));
+			break;
+		case FT_U64:
+		case FT_PORT:
+			json_object_set_new(body, fields[f].key,
+			    json_integer((json_int_t)*(const uint64_t *)
+			    (const void *)base));
+			break;
+		case FT_IPS:
+			a = json_array();
+			for (i = 0; i < ev->nmasters; i++)
+				json_array_append_new(a,
+				    json_string(ev->masters[i]));
+			json_object_set_new(body, fields[f].key, a);
+			break;
+		case FT_BACKENDS:
+			a = json_array();
+			for (i = 0; i < ev->nbackends; i++) {
+				b = json_pack("[s,i,i]", ev->backends[i].ip,
+				    (int)ev->backends[i].port,
+				    (int)ev->backends[i].weight);
+				json_array_append_new(a, b);
+			}
+			json_object_set_new(body, fields[f].key, a);
+			break;
+		case FT_TEXT:
+			json_object_set_new(body, fields[f].key,
+			    json_integer((json_int_t)ev->textlen));
+			break;
+		}
+	}
+	o = json_pack("{s:s,s:I,s:I,s:o}", "type", event_name(ev->type),
+	    "seq", (json_int_t)ev->seq, "time", (json_int_t)ev->time,
+	    "body", body);
+	return o;
+}

@@ -1,0 +1,168 @@
+/*
+ * portico — the event table.
+ *
+ * One event is one ZeroMQ message: a msgpack array
+ *	[version, type, seq, time, body]
+ * where body is a map with short string keys.  Every event type and every
+ * field is declared once, below; the encoder, the decoder-validator and the
+ * JSON dump are all driven by these two tables.  Wire codes and keys are
+ * never reused or retyped: a new field is a new line.
+ */
+#ifndef PORTICO_EVENT_H
+#define PORTICO_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define EV_VERSION	1
+#define EV_MAX_MASTERS	16
+#define EV_MAX_BACKENDS	1024
+#define EV_MAX_TEXT	(32u << 20)
+#define EV_IPLEN	46		/* INET6_ADDRSTRLEN */
+#define EV_OWNERLEN	(64 + 64 + 254 + 24)
+
+/*
+ * Fields: name, key on the wire, kind, member.  STR fields also name their
+ * validator; the member's size bounds the length.
+ */
+#define EV_FIELDS(X)							\
+	X(CLUSTER,  "c",    STR,      cluster,  valid_cluster_id)	\
+	X(CNAME,    "cn",   STR,      cname,    valid_dns_label)	\
+	X(HOST,     "h",    STR,      host,     valid_dns_subdomain)	\
+	X(MASTERS,  "m",    IPS,      masters,  NULL)			\
+	X(MPORT,    "mp",   PORT,     mport,    NULL)			\
+	X(NS,       "ns",   STR,      ns,       valid_dns_label)	\
+	X(NAME,     "n",    STR,      name,     valid_dns_subdomain)	\
+	X(ROUTE,    "r",    U64,      route,    NULL)			\
+	X(WANT,     "want", PORT,     want,     NULL)			\
+	X(BACKENDS, "b",    BACKENDS, backends, NULL)			\
+	X(PORT,     "p",    PORT,     port,     NULL)			\
+	X(WHY,      "why",  STR,      why,      valid_text)		\
+	X(PROXY,    "px",   STR,      proxy,    valid_token)		\
+	X(GEN,      "g",    U64,      gen,      NULL)			\
+	X(BOOT,     "boot", U64,      boot,     NULL)			\
+	X(SID,      "sid",  U64,      sid,      NULL)			\
+	X(KIND,     "kind", STR,      kind,     valid_token)		\
+	X(TEXT,     "text", TEXT,     text,     NULL)
+
+enum ev_field_index {
+#define X(n, k, t, m, v)	FI_##n,
+	EV_FIELDS(X)
+#undef X
+	FI_COUNT
+};
+
+#define X(n, k, t, m, v)	F_##n = 1u << FI_##n,
+enum ev_field_bit { EV_FIELDS(X) };
+#undef X
+
+/*
+ * Types: name, wire code, required fields, optional fields.
+ * Observations flow watcherd/applyd -> allocd; decisions are what allocd
+ * logs and publishes; the rest is the bus's own control traffic.
+ */
+#define EV_TYPES(X)							\
+	/* bus control */						\
+	X(HEARTBEAT,    1, F_BOOT, 0)					\
+	X(SINCE,        2, 0, 0)					\
+	X(SINCE_END,    3, 0, 0)					\
+	X(ACK,          4, 0, 0)					\
+	/* observations */						\
+	X(CLUSTER_UP,  10, F_CLUSTER | F_CNAME | F_HOST | F_MASTERS | F_MPORT, 0) \
+	X(CLUSTER_DOWN,11, F_CLUSTER, 0)				\
+	X(ROUTE,       12, F_CLUSTER | F_NS | F_NAME | F_ROUTE | F_BACKENDS, \
+	    F_WANT | F_WHY)						\
+	X(ROUTE_GONE,  13, F_CLUSTER | F_NS | F_NAME | F_ROUTE, 0)	\
+	X(SYNC_BEGIN,  14, F_CLUSTER | F_SID, 0)			\
+	X(SYNC_END,    15, F_CLUSTER | F_SID, 0)			\
+	X(APPLIED,     16, F_PROXY | F_GEN, 0)				\
+	/* decisions */							\
+	X(API_SET,     30, F_CLUSTER | F_CNAME | F_HOST | F_MASTERS | F_MPORT, 0) \
+	X(API_DEL,     31, F_CLUSTER, 0)				\
+	X(PORT_SET,    32, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE | F_BACKENDS, 0) \
+	X(PORT_LIVE,   33, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE, 0) \
+	X(PORT_FREE,   34, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE, 0) \
+	X(REFUSED,     35, F_CLUSTER | F_NS | F_NAME | F_ROUTE | F_WHY, 0) \
+	/* rendered configuration */					\
+	X(CONFIG,      50, F_KIND | F_TEXT, 0)
+
+enum ev_type {
+	EV_NONE = 0,
+#define X(n, c, r, o)	EV_##n = c,
+	EV_TYPES(X)
+#undef X
+};
+
+struct backend {
+	char		ip[EV_IPLEN];
+	uint16_t	port;
+	uint16_t	weight;			/* 0..256, HAProxy's range */
+};
+
+struct event {
+	int		type;
+	uint64_t	seq;
+	uint64_t	time;			/* ms since the epoch */
+	uint32_t	has;			/* F_* bits present */
+
+	char		cluster[64];
+	char		cname[64];
+	char		host[254];
+	char		masters[EV_MAX_MASTERS][EV_IPLEN];
+	size_t		nmasters;
+	uint64_t	mport;
+	char		ns[64];
+	char		name[254];
+	uint64_t	route;
+	uint64_t	want;
+	struct backend	*backends;		/* heap */
+	size_t		nbackends;
+	uint64_t	port;
+	char		why[256];
+	char		proxy[64];
+	uint64_t	gen;
+	uint64_t	boot;
+	uint64_t	sid;
+	char		kind[16];
+	char		*text;			/* heap, NUL-terminated */
+	size_t		textlen;
+};
+
+void		 event_init(struct event *, int type);
+void		 event_free(struct event *);
+int		 event_copy(struct event *, const struct event *);
+const char	*event_name(int type);
+int		 event_known(int type);
+
+/* Set a string field, validating it; -1 (and the field unset) if invalid. */
+int		 event_set_str(struct event *, uint32_t field, const char *);
+int		 event_add_backend(struct event *, const char *ip, unsigned port,
+		    unsigned weight);
+int		 event_set_text(struct event *, const char *, size_t);
+
+/*
+ * Encode into a malloc'd buffer.  Fails (-1) when a required field is
+ * missing: that is a bug of ours, and callers treat it as fatal.
+ */
+int		 event_encode(const struct event *, unsigned char **, size_t *);
+
+/*
+ * Decode untrusted bytes.  Every length and count is checked against the
+ * bytes left before anything is allocated, every field is type-checked and
+ * validated, unknown keys are skipped.  Returns 0, or -1 with a reason in
+ * err.  An unknown type decodes (with no fields) so that callers can count
+ * and ignore it.
+ */
+int		 event_decode(struct event *, const void *, size_t,
+		    char *err, size_t errlen);
+
+json_t		*event_json(const struct event *);
+
+/* "cluster/ns/name/route": the allocation owner of a route event. */
+int		 event_owner(const struct event *, char *, size_t);
+
+uint64_t	 now_ms(void);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * portico — the LMDB store.
+ *
+ * allocd is its only writer.  Named databases:
+ *	log	big-endian u64 seq -> encoded event, appended with MDB_APPEND
+ *	ports	big-endian u16 port -> struct port_rec + owner
+ *	owners	owner key -> struct owner_rec + encoded PORT_SET event
+ *	clusters cluster id -> struct cluster_rec + encoded API_SET event
+ *	meta	name -> value (schema version, applied generations)
+ * Commits are durable: the environment is never opened with MDB_NOSYNC.
+ */
+#ifndef PORTICO_STORE_H
+#define PORTICO_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lmdb.h>
+
+#include "event.h"
+
+#define STORE_SCHEMA	1
+
+struct store {
+	MDB_env		*env;
+	MDB_dbi		 log;
+	MDB_dbi		 ports;
+	MDB_dbi		 owners;
+	MDB_dbi		 clusters;
+	MDB_dbi		 meta;
+};
+
+int	 store_open(struct store *, const char *dir, size_t mapsize, int rdonly);
+void	 store_close(struct store *);
+int	 store_begin(struct store *, MDB_txn **, int rdonly);
+
+/* Append ev under ev->seq; a seq that is not the next one is fatal. */
+int	 store_append(struct store *, MDB_txn *, const struct event *);
+uint64_t store_last_seq(struct store *, MDB_txn *);
+
+int	 store_get_u64(struct store *, MDB_txn *, const char *, uint64_t *);
+int	 store_put_u64(struct store *, MDB_txn *, const char *, uint64_t);
+
+void	 store_key_u64(unsigned char [8], uint64_t);
+uint64_t store_u64_key(const void *);
+
+#endif

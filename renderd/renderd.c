@@ -1,0 +1,179 @@
+/*
+ * renderd — turns allocd's route table into one proxy's configuration.
+ *
+ * It consumes allocd's decisions (catching up by SINCE, repairing gaps by
+ * itself), keeps the route table in memory, and after each burst renders the
+ * whole configuration and publishes it as one CONFIG event whose seq is the
+ * allocd seq it reflects.  Its own SINCE answers with the latest CONFIG, so
+ * an applyd that starts late or restarts has it at once.  Nothing is
+ * published before the first catch-up is complete: a partial table would
+ * take routes away.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "daemon.h"
+#include "log.h"
+#include "routes.h"
+
+static struct config		 conf;
+static const struct proxy_conf	*px;
+static struct routes		 routes;
+static struct consumer		 alloc_feed;
+static struct event		 latest;	/* the last CONFIG published */
+static void			*pub_sock, *sync_sock;
+static int			 dirty;
+
+static void
+on_apply(const struct event *ev, void *arg)
+{
+	(void)arg;
+	if (routes_apply(&routes, ev))
+		dirty = 1;
+}
+
+static void
+on_reset(void *arg)
+{
+	(void)arg;
+	routes_clear(&routes);
+	dirty = 1;
+}
+
+static const struct consumer_ops feed_ops = {
+	.apply = on_apply,
+	.reset = on_reset,
+};
+
+static void
+render(void)
+{
+	struct event ev;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *fp;
+
+	if ((fp = open_memstream(&text, &len)) == NULL)
+		fatal("renderd: open_memstream");
+	if (haproxy_render(&routes, &conf, px, fp) == -1 || fclose(fp) != 0)
+		fatalx("renderd: render failed");
+	event_init(&ev, EV_CONFIG);
+	ev.seq = alloc_feed.last;
+	ev.time = now_ms();
+	event_set_str(&ev, F_KIND, px->kind);
+	if (event_set_text(&ev, text, len) == -1)
+		fatalx("renderd: config of %zu bytes is too large", len);
+	free(text);
+	if (bus_send(pub_sock, &ev) == -1)
+		log_warn("renderd: publish");
+	log_info("renderd: generation %llu: %zu api routes, %u ports, "
+	    "%zu bytes", (unsigned long long)ev.seq, routes.napi,
+	    routes.nports, len);
+	event_free(&latest);
+	latest = ev;
+	dirty = 0;
+}
+
+static void
+on_since(void)
+{
+	struct event req, end;
+	zmq_msg_t id;
+	int rc;
+
+	while ((rc = bus_recv(sync_sock, &req, &id)) != 0) {
+		if (rc == -1)
+			continue;
+		if (req.type == EV_SINCE && latest.type == EV_CONFIG &&
+		    latest.seq > req.seq)
+			bus_send_to(sync_sock, &id, &latest);
+		if (req.type == EV_SINCE) {
+			event_init(&end, EV_SINCE_END);
+			end.seq = latest.seq;
+			end.time = now_ms();
+			bus_send_to(sync_sock, &id, &end);
+		}
+		event_free(&req);
+		zmq_msg_close(&id);
+	}
+}
+
+static void
+heartbeat(void)
+{
+	struct event hb;
+
+	event_init(&hb, EV_HEARTBEAT);
+	hb.seq = latest.seq;
+	hb.time = now_ms();
+	hb.boot = bus_boot_id();
+	hb.has = F_BOOT;
+	bus_send(pub_sock, &hb);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct daemon d;
+	zmq_pollitem_t items[4];
+	uint64_t next_hb = 0, now;
+	char ready[96];
+	int sig, n, published = 0;
+
+	daemon_start(&d, argc, argv, "renderd", 1, &conf);
+	px = config_proxy(&conf, d.proxy);
+	routes_init(&routes);
+	event_init(&latest, EV_NONE);
+
+	pub_sock = bus_socket(ZMQ_PUB);
+	sync_sock = bus_socket(ZMQ_ROUTER);
+	if (bus_bind(pub_sock, px->pub) == -1 ||
+	    bus_bind(sync_sock, px->sync) == -1)
+		fatalx("renderd: cannot bind the bus");
+	consumer_init(&alloc_feed, "renderd", conf.alloc_pub, conf.alloc_sync,
+	    0, &feed_ops, NULL);
+	snprintf(ready, sizeof(ready), "renderd-%s", px->name);
+	if (config_ready(&conf, ready) == -1)
+		fatal("renderd: pid file");
+	log_info("renderd: ready for proxy %s (%s)", px->name, px->kind);
+
+	for (;;) {
+		now = now_ms();
+		if (now >= next_hb) {
+			heartbeat();
+			next_hb = now + BUS_HEARTBEAT_MS;
+		}
+		consumer_timer(&alloc_feed, now);
+		n = consumer_pollitems(&alloc_feed, items);
+		items[n++] = (zmq_pollitem_t){ sync_sock, 0, ZMQ_POLLIN, 0 };
+		items[n++] = (zmq_pollitem_t){ NULL, d.sigfd, ZMQ_POLLIN, 0 };
+		if (zmq_poll(items, n, (long)(next_hb - now)) == -1 &&
+		    errno != EINTR)
+			fatal("zmq_poll");
+		consumer_dispatch(&alloc_feed, items);
+		if (items[2].revents & ZMQ_POLLIN)
+			on_since();
+		if ((items[3].revents & ZMQ_POLLIN) &&
+		    (sig = daemon_signal(&d)) != 0 && sig != SIGCHLD &&
+		    sig != SIGHUP)
+			break;
+		/* the first publish waits for a complete table */
+		if (alloc_feed.synced_once && !alloc_feed.syncing &&
+		    (dirty || !published)) {
+			render();
+			published = 1;
+		}
+	}
+	log_info("renderd: exiting");
+	consumer_close(&alloc_feed);
+	bus_close(pub_sock);
+	bus_close(sync_sock);
+	zmq_ctx_term(bus_ctx());
+	routes_clear(&routes);
+	event_free(&latest);
+	return 0;
+}

@@ -1,0 +1,157 @@
+/*
+ * renderd — the route table.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "routes.h"
+
+void
+routes_init(struct routes *r)
+{
+	memset(r, 0, sizeof(*r));
+}
+
+static void
+port_free(struct port_route *pr)
+{
+	if (pr != NULL)
+		free(pr->backends);
+	free(pr);
+}
+
+void
+routes_clear(struct routes *r)
+{
+	unsigned p;
+
+	for (p = 0; p < 65536; p++) {
+		port_free(r->ports[p]);
+		r->ports[p] = NULL;
+	}
+	free(r->api);
+	routes_init(r);
+}
+
+static size_t
+api_find(const struct routes *r, const char *cluster, int *found)
+{
+	size_t lo = 0, hi = r->napi, mid;
+	int c;
+
+	*found = 0;
+	while (lo < hi) {
+		mid = (lo + hi) / 2;
+		if ((c = strcmp(r->api[mid].cluster, cluster)) == 0) {
+			*found = 1;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void
+api_set(struct routes *r, const struct event *ev)
+{
+	struct api_route *a;
+	size_t i, cap;
+	int found;
+
+	i = api_find(r, ev->cluster, &found);
+	if (!found) {
+		if (r->napi == r->capapi) {
+			cap = r->capapi ? r->capapi * 2 : 16;
+			if ((a = reallocarray(r->api, cap, sizeof(*a))) == NULL)
+				fatal("routes");
+			r->api = a;
+			r->capapi = cap;
+		}
+		memmove(&r->api[i + 1], &r->api[i],
+		    (r->napi - i) * sizeof(*r->api));
+		r->napi++;
+	}
+	a = &r->api[i];
+	memset(a, 0, sizeof(*a));
+	memcpy(a->cluster, ev->cluster, sizeof(a->cluster));
+	memcpy(a->cname, ev->cname, sizeof(a->cname));
+	memcpy(a->host, ev->host, sizeof(a->host));
+	memcpy(a->masters, ev->masters, sizeof(a->masters));
+	a->nmasters = ev->nmasters;
+	a->mport = (unsigned)ev->mport;
+}
+
+static void
+api_del(struct routes *r, const char *cluster)
+{
+	size_t i;
+	int found;
+
+	i = api_find(r, cluster, &found);
+	if (!found)
+		return;
+	memmove(&r->api[i], &r->api[i + 1],
+	    (r->napi - i - 1) * sizeof(*r->api));
+	r->napi--;
+}
+
+static void
+port_set(struct routes *r, const struct event *ev)
+{
+	struct port_route *pr;
+	unsigned p = (unsigned)ev->port;
+
+	if ((pr = calloc(1, sizeof(*pr))) == NULL)
+		fatal("routes");
+	pr->port = p;
+	memcpy(pr->cluster, ev->cluster, sizeof(pr->cluster));
+	memcpy(pr->ns, ev->ns, sizeof(pr->ns));
+	memcpy(pr->name, ev->name, sizeof(pr->name));
+	pr->route = (unsigned)ev->route;
+	if (ev->nbackends > 0) {
+		if ((pr->backends = calloc(ev->nbackends,
+		    sizeof(struct backend))) == NULL)
+			fatal("routes");
+		memcpy(pr->backends, ev->backends,
+		    ev->nbackends * sizeof(struct backend));
+	}
+	pr->nbackends = ev->nbackends;
+	if (r->ports[p] == NULL)
+		r->nports++;
+	port_free(r->ports[p]);
+	r->ports[p] = pr;
+}
+
+static void
+port_del(struct routes *r, unsigned p)
+{
+	if (r->ports[p] == NULL)
+		return;
+	port_free(r->ports[p]);
+	r->ports[p] = NULL;
+	r->nports--;
+}
+
+int
+routes_apply(struct routes *r, const struct event *ev)
+{
+	switch (ev->type) {
+	case EV_API_SET:
+		api_set(r, ev);
+		return 1;
+	case EV_API_DEL:
+		api_del(r, ev->cluster);
+		return 1;
+	case EV_PORT_SET:
+		port_set(r, ev);
+		return 1;
+	case EV_PORT_FREE:
+		port_del(r, (unsigned)ev->port);
+		return 1;
+	}
+	return 0;	/* observations, liveness, refusals: nothing to render */
+}

@@ -1,0 +1,48 @@
+/*
+ * renderd — the route table, rebuilt from allocd's decisions.
+ */
+#ifndef RENDERD_ROUTES_H
+#define RENDERD_ROUTES_H
+
+#include <stdio.h>
+
+#include "config.h"
+#include "event.h"
+
+struct api_route {
+	char		cluster[64];
+	char		cname[64];
+	char		host[254];
+	char		masters[EV_MAX_MASTERS][EV_IPLEN];
+	size_t		nmasters;
+	unsigned	mport;
+};
+
+struct port_route {
+	unsigned	port;
+	char		cluster[64];
+	char		ns[64];
+	char		name[254];
+	unsigned	route;
+	struct backend	*backends;
+	size_t		nbackends;
+};
+
+struct routes {
+	struct api_route	*api;		/* sorted by cluster id */
+	size_t			 napi;
+	size_t			 capapi;
+	struct port_route	*ports[65536];
+	unsigned		 nports;
+};
+
+void	routes_init(struct routes *);
+void	routes_clear(struct routes *);
+/* Apply one decision; 1 when the rendered output may change. */
+int	routes_apply(struct routes *, const struct event *);
+
+/* The renderers: a pure function of (routes, config, proxy). */
+int	haproxy_render(const struct routes *, const struct config *,
+	    const struct proxy_conf *, FILE *);
+
+#endif

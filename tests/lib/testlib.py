@@ -1,0 +1,180 @@
+"""Shared helpers for portico's Python tests (standard library only).
+
+Everything here is safe on a shared machine: listeners go on random loopback
+addresses in 127.0.0.0/8 with random ports below 32768, and processes are only
+ever stopped by their own PID.
+"""
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import time
+
+KUBECTL = "/usr/bin/kubectl"
+OPENSSL = "openssl"
+
+
+def _can_bind(host, port):
+    """True when a TCP socket can be bound to (host, port) right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def loopback_addr():
+    """A random, bindable address of the form 127.77.X.Y."""
+    for _ in range(100):
+        addr = "127.77.%d.%d" % (random.randint(1, 254), random.randint(1, 254))
+        if _can_bind(addr, 0):
+            return addr
+    raise RuntimeError("no bindable loopback address found in 127.77.0.0/16")
+
+
+def free_port(host):
+    """A random TCP port in [10000, 32000) that can be bound on host."""
+    for _ in range(200):
+        port = random.randrange(10000, 32000)
+        if _can_bind(host, port):
+            return port
+    raise RuntimeError("no free port found on %s" % host)
+
+
+def _openssl(args, cwd):
+    subprocess.run([OPENSSL] + args, cwd=cwd, check=True,
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def make_ca(dir):
+    """Create a self-signed CA in dir; returns (ca_cert_path, ca_key_path)."""
+    os.makedirs(dir, exist_ok=True)
+    cert = os.path.join(dir, "ca.crt")
+    key = os.path.join(dir, "ca.key")
+    _openssl(["req", "-x509", "-new", "-nodes",
+              "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+              "-keyout", key, "-out", cert, "-days", "30",
+              "-subj", "/CN=portico-test-ca",
+              "-addext", "basicConstraints=critical,CA:TRUE",
+              "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+              "-addext", "subjectKeyIdentifier=hash"], dir)
+    return cert, key
+
+
+def make_cert(dir, ca, name, dns=(), ips=()):
+    """Issue a leaf certificate signed by ca=(cert, key) with the given SANs.
+
+    The certificate carries both serverAuth and clientAuth EKUs so it can be
+    used on either side of a TLS connection. Returns (cert_path, key_path).
+    """
+    ca_cert, ca_key = ca
+    os.makedirs(dir, exist_ok=True)
+    key = os.path.join(dir, name + ".key")
+    csr = os.path.join(dir, name + ".csr")
+    cert = os.path.join(dir, name + ".crt")
+    ext = os.path.join(dir, name + ".ext")
+    sans = ["DNS:%s" % d for d in dns] + ["IP:%s" % i for i in ips]
+    with open(ext, "w") as f:
+        f.write("basicConstraints=critical,CA:FALSE\n"
+                "keyUsage=critical,digitalSignature,keyEncipherment\n"
+                "extendedKeyUsage=serverAuth,clientAuth\n"
+                "subjectKeyIdentifier=hash\n"
+                "authorityKeyIdentifier=keyid\n")
+        if sans:
+            f.write("subjectAltName=%s\n" % ",".join(sans))
+    _openssl(["req", "-new", "-nodes",
+              "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+              "-keyout", key, "-out", csr, "-subj", "/CN=%s" % name], dir)
+    # A random serial avoids clashes between certificates of one CA.
+    _openssl(["x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key,
+              "-set_serial", str(random.getrandbits(63)), "-days", "30",
+              "-extfile", ext, "-out", cert], dir)
+    return cert, key
+
+
+def wait_until(fn, timeout=10, what="condition"):
+    """Poll fn() every 20 ms until it returns a truthy value, and return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(0.02)
+
+
+def wait_tcp(host, port, timeout=10):
+    """Wait until a TCP connection to (host, port) succeeds."""
+    def connects():
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+    wait_until(connects, timeout, "tcp %s:%s" % (host, port))
+
+
+class Proc:
+    """A subprocess whose stdout and stderr go to logdir/name.log."""
+
+    def __init__(self, argv, name, logdir, env=None):
+        os.makedirs(logdir, exist_ok=True)
+        self.name = name
+        self.log_path = os.path.join(logdir, name + ".log")
+        self._logf = open(self.log_path, "ab")
+        # A session of its own keeps terminal signals (Ctrl-C) away from it;
+        # we still only ever signal this one PID.
+        self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                      stdout=self._logf, stderr=subprocess.STDOUT,
+                                      env=env, start_new_session=True)
+        self.pid = self.popen.pid
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def stop(self, timeout=5):
+        """SIGTERM, then SIGKILL if it has not exited within timeout seconds."""
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._logf.close()
+        return self.popen.returncode
+
+    def kill9(self):
+        if self.alive():
+            self.popen.kill()
+        self.popen.wait()
+
+    def log(self):
+        with open(self.log_path, "r", errors="replace") as f:
+            return f.read()
+
+
+def kubectl(args, server, token, ca, cache_dir, tls_server_name=None, timeout=30,
+            check=True):
+    """Run the real kubectl against server with a bearer token.
+
+    --kubeconfig=/dev/null keeps any kubeconfig on the machine out of the way.
+    Returns the CompletedProcess (text). Raises AssertionError carrying stderr
+    when kubectl fails and check is true.
+    """
+    argv = [KUBECTL, "--kubeconfig=/dev/null", "--server=" + server,
+            "--token=" + token, "--certificate-authority=" + ca,
+            "--cache-dir=" + cache_dir]
+    if tls_server_name:
+        argv.append("--tls-server-name=" + tls_server_name)
+    argv += list(args)
+    cp = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True, timeout=timeout)
+    if check and cp.returncode != 0:
+        raise AssertionError("kubectl %s failed (rc=%d): %s"
+                             % (" ".join(args), cp.returncode, cp.stderr))
+    return cp

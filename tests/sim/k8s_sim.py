@@ -1,0 +1,802 @@
+#!/usr/bin/python3
+"""A Kubernetes API server simulator, good enough for the real kubectl and for
+portico's watchers.
+
+Serves, over HTTPS with a bearer token, in memory:
+  v1 namespaces, services, nodes; discovery.k8s.io/v1 endpointslices;
+  networking.istio.io/<each --istio-versions> virtualservices (one store,
+  served under every version with apiVersion rewritten).
+with discovery, list (limit/continue, label and field selectors), watch
+(chunked JSON lines, history replay, bookmarks, timeoutSeconds), get, create,
+update, delete, and merge / strategic-merge (as merge) / JSON patches.
+
+Leniencies, for tests' convenience: namespaces need not exist for namespaced
+objects, status given on create is kept, updates need no resourceVersion.
+
+Readiness: the listening port is written to --port-file (atomically).
+"""
+
+import argparse
+import base64
+import collections
+import copy
+import datetime
+import json
+import os
+import re
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import simcommon  # noqa: E402
+
+HISTORY_LEN = 100000       # watch events kept for replay; older rvs get 410
+BOOKMARK_INTERVAL = 1.0    # seconds between BOOKMARKs when asked for
+READ_VERBS = ["get", "list", "watch"]
+ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch",
+             "update", "watch"]
+
+
+class RType:
+    """One resource type: where it is served and how it is named."""
+
+    def __init__(self, group, versions, plural, singular, kind, namespaced,
+                 short_names=(), categories=(), has_status=True):
+        self.group = group
+        self.versions = list(versions)
+        self.plural = plural
+        self.singular = singular
+        self.kind = kind
+        self.namespaced = namespaced
+        self.short_names = list(short_names)
+        self.categories = list(categories)
+        self.has_status = has_status
+
+    def api_version(self, version):
+        return "%s/%s" % (self.group, version) if self.group else version
+
+    def qualified(self):
+        """'virtualservices.networking.istio.io' as used in error messages."""
+        return "%s.%s" % (self.plural, self.group) if self.group else self.plural
+
+    def discovery(self):
+        """APIResource entries (the resource and its status subresource)."""
+        out = [{"name": self.plural, "singularName": self.singular,
+                "namespaced": self.namespaced, "kind": self.kind,
+                "verbs": ALL_VERBS}]
+        if self.short_names:
+            out[0]["shortNames"] = self.short_names
+        if self.categories:
+            out[0]["categories"] = self.categories
+        if self.has_status:
+            out.append({"name": self.plural + "/status", "singularName": "",
+                        "namespaced": self.namespaced, "kind": self.kind,
+                        "verbs": ["get", "patch", "update"]})
+        return out
+
+
+def resource_types(istio_versions):
+    return [
+        RType("", ["v1"], "namespaces", "namespace", "Namespace", False, ["ns"]),
+        RType("", ["v1"], "services", "service", "Service", True, ["svc"], ["all"]),
+        RType("", ["v1"], "nodes", "node", "Node", False, ["no"]),
+        RType("discovery.k8s.io", ["v1"], "endpointslices", "endpointslice",
+              "EndpointSlice", True, has_status=False),
+        RType("networking.istio.io", istio_versions, "virtualservices",
+              "virtualservice", "VirtualService", True, ["vs"],
+              ["istio-io", "networking-istio-io"]),
+    ]
+
+
+class APIError(Exception):
+    """Becomes a metav1.Status reply."""
+
+    REASONS = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound",
+               405: "MethodNotAllowed", 409: "Conflict", 410: "Expired",
+               415: "UnsupportedMediaType", 422: "Invalid"}
+
+    def __init__(self, code, message, reason=None, details=None):
+        super().__init__(message)
+        self.code = code
+        self.reason = reason or self.REASONS.get(code, "InternalError")
+        self.details = details
+
+    def status(self):
+        st = {"kind": "Status", "apiVersion": "v1", "metadata": {},
+              "status": "Failure", "message": str(self), "reason": self.reason,
+              "code": self.code}
+        if self.details:
+            st["details"] = self.details
+        return st
+
+
+def not_found(rt, name):
+    return APIError(404, '%s "%s" not found' % (rt.qualified(), name),
+                    details={"name": name, "group": rt.group, "kind": rt.plural})
+
+
+def conflict(rt, name):
+    return APIError(409, 'Operation cannot be fulfilled on %s "%s": the object has '
+                    'been modified; please apply your changes to the latest version '
+                    'and try again' % (rt.qualified(), name),
+                    details={"name": name, "group": rt.group, "kind": rt.plural})
+
+
+def parse_bool(value, name):
+    """Go's strconv.ParseBool, as the apiserver uses for query booleans."""
+    if value in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if value in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise APIError(400, 'invalid value for %s: %r (want a boolean)' % (name, value))
+
+
+def now_rfc3339():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------- selectors
+
+_LABEL_REQ = re.compile(
+    r"\s*(?P<neg>!)?\s*(?P<key>[A-Za-z0-9_./-]+)\s*"
+    r"(?:(?P<op>==|=|!=)\s*(?P<val>[A-Za-z0-9_.-]*)"
+    r"|\s(?P<setop>in|notin)\s*\((?P<set>[^)]*)\))?\s*(?:,|$)")
+
+
+def parse_label_selector(text):
+    """A predicate over a labels dict, for the labelSelector syntax."""
+    reqs, pos = [], 0
+    text = text.strip()
+    while pos < len(text):
+        m = _LABEL_REQ.match(text, pos)
+        if not m or m.end() == pos:
+            raise APIError(400, "unable to parse requirement: %r" % text)
+        reqs.append(m.groupdict())
+        pos = m.end()
+
+    def match(labels):
+        for r in reqs:
+            key, present = r["key"], r["key"] in labels
+            if r["op"] in ("=", "=="):
+                ok = labels.get(key) == r["val"]
+            elif r["op"] == "!=":
+                ok = labels.get(key) != r["val"]
+            elif r["setop"]:
+                values = {v.strip() for v in r["set"].split(",")}
+                ok = (labels.get(key) in values) if r["setop"] == "in" \
+                    else (labels.get(key) not in values)
+            else:
+                ok = present != bool(r["neg"])
+            if not ok:
+                return False
+        return True
+    return match
+
+
+def parse_field_selector(text):
+    """A predicate over an object; only metadata.name/namespace are supported,
+    as for custom resources on a real apiserver."""
+    reqs = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        m = re.fullmatch(r"([A-Za-z.]+)\s*(==|=|!=)\s*(.*)", part)
+        if not m or m.group(1) not in ("metadata.name", "metadata.namespace"):
+            raise APIError(400, 'field label not supported: %r' % part)
+        reqs.append((m.group(1).split(".")[1], m.group(2) != "!=", m.group(3)))
+
+    def match(obj):
+        md = obj.get("metadata", {})
+        return all((md.get(f, "") == v) == eq for f, eq, v in reqs)
+    return match
+
+
+# ---------------------------------------------------------------- patches
+
+def merge_patch(target, patch):
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def strip_directives(patch):
+    """Drop strategic-merge-patch directives ($patch, $setElementOrder/...)."""
+    if isinstance(patch, dict):
+        return {k: strip_directives(v) for k, v in patch.items()
+                if not k.startswith("$")}
+    return patch
+
+
+def _pointer(path):
+    if path == "":
+        return []
+    if not path.startswith("/"):
+        raise APIError(422, "invalid JSON pointer %r" % path)
+    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
+
+
+def json_patch(doc, ops):
+    """RFC 6902 JSON patch (add, remove, replace, move, copy, test)."""
+    doc = copy.deepcopy(doc)
+
+    def walk(parts):
+        node = doc
+        for p in parts[:-1]:
+            node = node[int(p)] if isinstance(node, list) else node[p]
+        return node, parts[-1]
+
+    def get(path):
+        node = doc
+        for p in _pointer(path):
+            node = node[int(p)] if isinstance(node, list) else node[p]
+        return node
+
+    def remove(path):
+        parent, last = walk(_pointer(path))
+        return parent.pop(int(last)) if isinstance(parent, list) else parent.pop(last)
+
+    def add(path, value):
+        parent, last = walk(_pointer(path))
+        if isinstance(parent, list):
+            parent.insert(len(parent) if last == "-" else int(last), value)
+        else:
+            parent[last] = value
+
+    if not isinstance(ops, list):
+        raise APIError(400, "a JSON patch must be a list of operations")
+    try:
+        for op in ops:
+            kind, path = op["op"], op["path"]
+            if kind == "add":
+                add(path, copy.deepcopy(op["value"]))
+            elif kind == "remove":
+                remove(path)
+            elif kind == "replace":
+                remove(path)
+                add(path, copy.deepcopy(op["value"]))
+            elif kind == "move":
+                add(path, remove(op["from"]))
+            elif kind == "copy":
+                add(path, copy.deepcopy(get(op["from"])))
+            elif kind == "test":
+                if get(path) != op["value"]:
+                    raise APIError(422, "the server rejected our request due to an "
+                                   "error in our request: test failed at %s" % path)
+            else:
+                raise APIError(400, "unknown JSON patch op %r" % kind)
+    except (KeyError, IndexError, ValueError, TypeError) as e:
+        raise APIError(422, "the server rejected our request due to an error in "
+                       "our request: JSON patch failed: %r" % e)
+    return doc
+
+
+# ---------------------------------------------------------------- the store
+
+Event = collections.namedtuple("Event", "rv rtype type obj")
+
+
+class Store:
+    """All objects, one global resourceVersion counter and the event history.
+
+    Objects are keyed by resource type then (namespace, name); namespace is ""
+    for cluster-scoped types. A Condition wakes watchers on every change.
+    """
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.rv = 0
+        self.objects = collections.defaultdict(dict)
+        self.history = collections.deque(maxlen=HISTORY_LEN)
+
+    def floor(self):
+        """Watches from an rv below this can no longer be served (410)."""
+        if len(self.history) < self.history.maxlen:
+            return 0
+        return self.history[0].rv - 1
+
+    def events_after(self, rv, rt):
+        """History events of type rt newer than rv, oldest first (caller
+        holds the lock)."""
+        out = []
+        for ev in reversed(self.history):
+            if ev.rv <= rv:
+                break
+            if ev.rtype is rt:
+                out.append(ev)
+        out.reverse()
+        return out
+
+    def _emit(self, rt, type_, obj):
+        """Record a change at a new resourceVersion (caller holds the lock)."""
+        self.rv += 1
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        self.history.append(Event(self.rv, rt, type_, copy.deepcopy(obj)))
+        self.cond.notify_all()
+
+    def get(self, rt, ns, name):
+        with self.cond:
+            obj = self.objects[rt].get((ns, name))
+            if obj is None:
+                raise not_found(rt, name)
+            return copy.deepcopy(obj)
+
+    def list(self, rt, ns):
+        """(sorted objects in ns or all namespaces, current rv)."""
+        with self.cond:
+            items = [copy.deepcopy(o) for (ons, _), o in sorted(self.objects[rt].items())
+                     if ns is None or ons == ns]
+            return items, self.rv
+
+    def create(self, rt, ns, obj):
+        md = obj.setdefault("metadata", {})
+        if not md.get("name"):
+            if not md.get("generateName"):
+                raise APIError(422, "metadata.name: Required value: name or "
+                               "generateName is required", reason="Invalid")
+            md["name"] = md["generateName"] + uuid.uuid4().hex[:5]
+        if rt.namespaced:
+            if md.get("namespace", ns) != ns:
+                raise APIError(400, "the namespace of the provided object does not "
+                               "match the namespace sent on the request")
+            md["namespace"] = ns
+        else:
+            md.pop("namespace", None)
+        with self.cond:
+            key = (ns or "", md["name"])
+            if key in self.objects[rt]:
+                raise APIError(409, '%s "%s" already exists' % (rt.qualified(), md["name"]),
+                               reason="AlreadyExists",
+                               details={"name": md["name"], "group": rt.group,
+                                        "kind": rt.plural})
+            tidy_metadata(md)
+            md["uid"] = str(uuid.uuid4())
+            md["creationTimestamp"] = now_rfc3339()
+            md["generation"] = 1
+            self.objects[rt][key] = obj
+            self._emit(rt, "ADDED", obj)
+            return copy.deepcopy(obj)
+
+    def modify(self, rt, ns, name, change, subresource=None, precondition_rv=None):
+        """Apply change(old) -> new under the lock, with optimistic locking.
+
+        The server owns identity fields; with a status subresource, writes to
+        the main resource keep the old status and writes to /status keep
+        everything but the status. A no-op change bumps nothing.
+        """
+        with self.cond:
+            old = self.objects[rt].get((ns or "", name))
+            if old is None:
+                raise not_found(rt, name)
+            new = change(copy.deepcopy(old))
+            if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
+                raise APIError(400, "the result is not an object with metadata")
+            want_rv = new["metadata"].get("resourceVersion") or precondition_rv
+            if want_rv and want_rv != old["metadata"]["resourceVersion"]:
+                raise conflict(rt, name)
+            if new["metadata"].get("name", name) != name:
+                raise APIError(400, "the name of the object (%s) does not match the "
+                               "name on the URL (%s)" % (new["metadata"]["name"], name))
+            if subresource == "status":
+                new = dict(copy.deepcopy(old), status=new.get("status"))
+                if new["status"] is None:
+                    del new["status"]
+            elif rt.has_status:
+                new.pop("status", None)
+                if "status" in old:
+                    new["status"] = copy.deepcopy(old["status"])
+            tidy_metadata(new["metadata"])
+            for field in ("name", "namespace", "uid", "creationTimestamp",
+                          "resourceVersion", "generation"):
+                if field in old["metadata"]:
+                    new["metadata"][field] = old["metadata"][field]
+                else:
+                    new["metadata"].pop(field, None)
+            if new == old:
+                return copy.deepcopy(old)
+            if _spec_of(new) != _spec_of(old):
+                new["metadata"]["generation"] = old["metadata"].get("generation", 0) + 1
+            self.objects[rt][(ns or "", name)] = new
+            self._emit(rt, "MODIFIED", new)
+            return copy.deepcopy(new)
+
+    def delete(self, rt, ns, name, precondition_rv=None, precondition_uid=None):
+        with self.cond:
+            obj = self.objects[rt].get((ns or "", name))
+            if obj is None:
+                raise not_found(rt, name)
+            md = obj["metadata"]
+            if (precondition_rv and precondition_rv != md["resourceVersion"]) or \
+                    (precondition_uid and precondition_uid != md["uid"]):
+                raise conflict(rt, name)
+            if rt.plural == "namespaces":
+                # Cascade: everything in the namespace goes with it.
+                for other, objs in self.objects.items():
+                    if other.namespaced:
+                        for key in sorted(k for k in objs if k[0] == name):
+                            self._emit(other, "DELETED", objs.pop(key))
+            del self.objects[rt][(ns or "", name)]
+            self._emit(rt, "DELETED", obj)
+            return copy.deepcopy(obj)
+
+    def load_seed(self, rtypes, objects):
+        """Create seed objects as they are (status included)."""
+        for obj in objects:
+            rt = find_rtype(rtypes, obj.get("apiVersion", ""), obj.get("kind", ""))
+            ns = obj.get("metadata", {}).get("namespace", "default") if rt.namespaced else ""
+            self.create(rt, ns, copy.deepcopy(obj))
+
+
+def tidy_metadata(md):
+    """Empty label/annotation maps vanish, as ObjectMeta's omitempty does."""
+    for field in ("labels", "annotations"):
+        if not md.get(field, True):
+            del md[field]
+
+
+def _spec_of(obj):
+    """Everything that counts towards metadata.generation."""
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+
+
+def find_rtype(rtypes, api_version, kind):
+    group = api_version.rpartition("/")[0]
+    for rt in rtypes:
+        if rt.group == group and rt.kind == kind:
+            return rt
+    raise SystemExit("seed: unsupported object %s %s" % (api_version, kind))
+
+
+# ---------------------------------------------------------------- HTTP
+
+class Handler(simcommon.JSONHandler):
+    # Set on the class by main().
+    token = None
+    store = None
+    rtypes = None
+    server_version = None
+
+    def do_GET(self):
+        self.dispatch("GET")
+
+    def do_POST(self):
+        self.dispatch("POST")
+
+    def do_PUT(self):
+        self.dispatch("PUT")
+
+    def do_PATCH(self):
+        self.dispatch("PATCH")
+
+    def do_DELETE(self):
+        self.dispatch("DELETE")
+
+    def dispatch(self, method):
+        url = urllib.parse.urlsplit(self.path)
+        path = url.path.rstrip("/") or "/"
+        query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+        try:
+            if path in ("/healthz", "/livez", "/readyz"):
+                return self.send_text(200, "ok")
+            if self.headers.get("Authorization") != "Bearer " + self.token:
+                raise APIError(401, "Unauthorized")
+            body = self.read_body()
+            if path == "/version":
+                return self.send_json(200, self.version_info())
+            if path.startswith("/openapi/"):
+                # kubectl copes without OpenAPI for get/annotate/delete/watch.
+                raise APIError(404, "the server could not find the requested resource")
+            reply = self.discovery(path)
+            if reply is not None:
+                return self.send_json(200, reply)
+            return self.resource_request(method, path, query, body)
+        except APIError as e:
+            self.send_json(e.code, e.status())
+
+    def version_info(self):
+        major, minor, _ = self.server_version.split(".")
+        return {"major": major, "minor": minor, "gitVersion": "v" + self.server_version,
+                "gitCommit": "0" * 40, "gitTreeState": "clean",
+                "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.23.4",
+                "compiler": "gc", "platform": "linux/amd64"}
+
+    # Legacy (unaggregated) discovery. kubectl asks for the aggregated
+    # apidiscovery.k8s.io/v2 form first; a plain application/json reply makes
+    # it fall back to these documents.
+    def groups(self):
+        """{group: [versions]} in discovery order, preferred version first."""
+        out = collections.OrderedDict()
+        for rt in self.rtypes:
+            if rt.group:
+                out.setdefault(rt.group, [])
+                for v in rt.versions:
+                    if v not in out[rt.group]:
+                        out[rt.group].append(v)
+        return out
+
+    def api_group(self, group, versions):
+        vs = [{"groupVersion": "%s/%s" % (group, v), "version": v} for v in versions]
+        return {"name": group, "versions": vs, "preferredVersion": vs[0]}
+
+    def resource_list(self, group, version):
+        resources = [r for rt in self.rtypes
+                     if rt.group == group and version in rt.versions
+                     for r in rt.discovery()]
+        if not resources:
+            return None
+        return {"kind": "APIResourceList", "apiVersion": "v1",
+                "groupVersion": "%s/%s" % (group, version) if group else version,
+                "resources": resources}
+
+    def discovery(self, path):
+        """The discovery document at path, or None when path is not one."""
+        parts = path.strip("/").split("/")
+        if path == "/api":
+            host, port = self.server.server_address[:2]
+            return {"kind": "APIVersions", "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [
+                        {"clientCIDR": "0.0.0.0/0", "serverAddress": "%s:%d" % (host, port)}]}
+        if path == "/api/v1":
+            return self.resource_list("", "v1")
+        if path == "/apis":
+            return {"kind": "APIGroupList", "apiVersion": "v1",
+                    "groups": [self.api_group(g, vs) for g, vs in self.groups().items()]}
+        if parts[0] == "apis" and len(parts) in (2, 3):
+            versions = self.groups().get(parts[1])
+            if versions is None:
+                raise APIError(404, "the server could not find the requested resource")
+            if len(parts) == 2:
+                return dict(self.api_group(parts[1], versions), kind="APIGroup",
+                            apiVersion="v1")
+            reply = self.resource_list(parts[1], parts[2])
+            if reply is None:
+                raise APIError(404, "the server could not find the requested resource")
+            return reply
+        return None
+
+    def route(self, path):
+        """(rtype, version, namespace or None, name or None, subresource)."""
+        parts = path.strip("/").split("/")
+        if parts[0] == "api" and len(parts) >= 3 and parts[1] == "v1":
+            group, version, rest = "", "v1", parts[2:]
+        elif parts[0] == "apis" and len(parts) >= 4:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise APIError(404, "the server could not find the requested resource")
+        ns = None
+        # /namespaces/{ns}/{resource}... unless it is the namespace object itself.
+        if len(rest) >= 3 and rest[0] == "namespaces" and rest[2:] != ["status"]:
+            ns, rest = rest[1], rest[2:]
+        if len(rest) > 3:
+            raise APIError(404, "the server could not find the requested resource")
+        plural, name, sub = (rest + [None, None])[:3]
+        for rt in self.rtypes:
+            if rt.group == group and rt.plural == plural and version in rt.versions:
+                break
+        else:
+            raise APIError(404, "the server could not find the requested resource")
+        if ns is not None and not rt.namespaced:
+            raise APIError(404, "the server could not find the requested resource")
+        if sub is not None and (sub != "status" or not rt.has_status):
+            raise APIError(404, "the server could not find the requested resource")
+        if rt.namespaced and name is not None and ns is None:
+            raise APIError(404, "the server could not find the requested resource")
+        return rt, version, ns if rt.namespaced else ("" if name else None), name, sub
+
+    def out(self, rt, version, obj):
+        """An object as served under version (apiVersion/kind rewritten)."""
+        obj["apiVersion"] = rt.api_version(version)
+        obj["kind"] = rt.kind
+        return obj
+
+    def resource_request(self, method, path, query, body):
+        rt, version, ns, name, sub = self.route(path)
+        if name is None:
+            if method == "GET":
+                if "watch" in query and parse_bool(query["watch"], "watch"):
+                    return self.watch(rt, version, ns, query)
+                return self.send_json(200, self.list_objects(rt, version, ns, query))
+            if method == "POST":
+                obj = self.create(rt, ns, body)
+                return self.send_json(201, self.out(rt, version, obj))
+            raise APIError(405, "method %s not allowed on a collection" % method)
+        store = self.store
+        if method == "GET":
+            obj = store.get(rt, ns, name)
+        elif method == "PUT":
+            new = self.json_body(body)
+            obj = store.modify(rt, ns, name, lambda old: new, sub)
+        elif method == "PATCH":
+            patch = self.json_body(body)
+            obj = store.modify(rt, ns, name, self.patcher(patch), sub)
+        elif method == "DELETE":
+            opts = self.json_body(body) if body.strip() else {}
+            pre = opts.get("preconditions") or {}
+            obj = store.delete(rt, ns, name, pre.get("resourceVersion"), pre.get("uid"))
+        else:
+            raise APIError(405, "method %s not allowed" % method)
+        return self.send_json(200, self.out(rt, version, obj))
+
+    def json_body(self, body):
+        try:
+            return json.loads(body or b"null")
+        except ValueError as e:
+            raise APIError(400, "invalid JSON body: %s" % e)
+
+    def create(self, rt, ns, body):
+        obj = self.json_body(body)
+        if not isinstance(obj, dict):
+            raise APIError(400, "the body is not a JSON object")
+        if ns is None and rt.namespaced:
+            raise APIError(404, "the server could not find the requested resource")
+        return self.store.create(rt, ns, obj)
+
+    def patcher(self, patch):
+        """change(old) -> new for the request's patch Content-Type."""
+        ctype = self.headers.get("Content-Type", "").split(";")[0].strip()
+        if ctype == "application/json-patch+json":
+            return lambda old: json_patch(old, patch)
+        if ctype not in ("application/merge-patch+json",
+                         "application/strategic-merge-patch+json"):
+            raise APIError(415, "the body of the request was in an unknown format - "
+                           "accepted media types include: application/json-patch+json, "
+                           "application/merge-patch+json, "
+                           "application/strategic-merge-patch+json")
+        if not isinstance(patch, dict):
+            raise APIError(400, "a merge patch must be a JSON object")
+        return lambda old: merge_patch(old, strip_directives(patch))
+
+    def selector(self, query):
+        """A predicate for labelSelector and fieldSelector together."""
+        labels = parse_label_selector(query.get("labelSelector", ""))
+        fields = parse_field_selector(query.get("fieldSelector", ""))
+        return lambda o: labels(o.get("metadata", {}).get("labels") or {}) and fields(o)
+
+    def list_objects(self, rt, version, ns, query):
+        match = self.selector(query)
+        items, rv = self.store.list(rt, ns)
+        items = [o for o in items if match(o)]
+        try:
+            limit = int(query.get("limit") or 0)
+        except ValueError:
+            raise APIError(400, "invalid limit %r" % query.get("limit"))
+        # The continue token is opaque to clients: base64 JSON of the last key.
+        if query.get("continue"):
+            try:
+                after = tuple(json.loads(base64.urlsafe_b64decode(query["continue"]))["after"])
+            except (ValueError, KeyError, TypeError):
+                raise APIError(400, "invalid continue token")
+            items = [o for o in items if self.key(o) > after]
+        meta = {"resourceVersion": str(rv)}
+        if limit > 0 and len(items) > limit:
+            meta["remainingItemCount"] = len(items) - limit
+            items = items[:limit]
+            meta["continue"] = base64.urlsafe_b64encode(json.dumps(
+                {"after": list(self.key(items[-1]))}).encode()).decode()
+        return {"kind": rt.kind + "List", "apiVersion": rt.api_version(version),
+                "metadata": meta, "items": [self.out(rt, version, o) for o in items]}
+
+    @staticmethod
+    def key(obj):
+        md = obj["metadata"]
+        return (md.get("namespace", ""), md["name"])
+
+    def watch(self, rt, version, ns, query):
+        """Stream watch events as chunked JSON lines until timeoutSeconds, a
+        client hang-up or server shutdown."""
+        match = self.selector(query)
+        bookmarks = parse_bool(query.get("allowWatchBookmarks", "false"),
+                               "allowWatchBookmarks")
+        initial_events = parse_bool(query.get("sendInitialEvents", "false"),
+                                    "sendInitialEvents")
+        try:
+            timeout = float(query.get("timeoutSeconds") or 0)
+        except ValueError:
+            raise APIError(400, "invalid timeoutSeconds")
+        rv_param = query.get("resourceVersion", "")
+        store = self.store
+
+        def in_scope(obj):
+            return (ns is None or obj["metadata"].get("namespace", "") == ns) and match(obj)
+
+        with store.cond:
+            if rv_param in ("", "0") or initial_events:
+                # Start now, with the current objects as synthetic ADDED events.
+                pos = store.rv
+                first = [("ADDED", o) for o in store.list(rt, ns)[0] if match(o)]
+            else:
+                try:
+                    pos = int(rv_param)
+                except ValueError:
+                    raise APIError(400, "invalid resourceVersion %r" % rv_param)
+                first = []
+                if pos < store.floor():
+                    first = [("ERROR", APIError(
+                        410, "too old resource version: %d (%d)" % (pos, store.floor()),
+                        reason="Expired").status())]
+        self.start_chunked(200)
+
+        def send(type_, obj):
+            self.write_chunk(json.dumps({"type": type_, "object": obj}).encode() + b"\n")
+
+        def bookmark(rv, annotations=None):
+            md = {"resourceVersion": str(rv)}
+            if annotations:
+                md["annotations"] = annotations
+            send("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version(version),
+                              "metadata": md})
+
+        try:
+            for type_, obj in first:
+                send(type_, obj if type_ == "ERROR" else self.out(rt, version, obj))
+            if first and first[0][0] == "ERROR":
+                return self.end_chunked()
+            if initial_events and bookmarks:
+                bookmark(pos, {"k8s.io/initial-events-end": "true"})
+            deadline = time.monotonic() + timeout if timeout > 0 else None
+            last_bookmark = time.monotonic()
+            while True:
+                with store.cond:
+                    if store.rv == pos:
+                        wait = BOOKMARK_INTERVAL
+                        if deadline is not None:
+                            wait = min(wait, max(0.0, deadline - time.monotonic()))
+                        store.cond.wait(wait)
+                    pending = store.events_after(pos, rt)
+                    pos = store.rv
+                for ev in pending:
+                    if in_scope(ev.obj):
+                        send(ev.type, self.out(rt, version, copy.deepcopy(ev.obj)))
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    break
+                if bookmarks and now - last_bookmark >= BOOKMARK_INTERVAL:
+                    bookmark(pos)
+                    last_bookmark = now
+                if not pending and self.peer_closed():
+                    return
+            self.end_chunked()
+        except OSError:
+            pass  # the client went away mid-write
+        finally:
+            # A stream ends the exchange; the client opens a new one to go on.
+            self.close_connection = True
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--listen", required=True, help="loopback address to bind")
+    ap.add_argument("--port", type=int, required=True, help="0 = pick a free one")
+    ap.add_argument("--cert", required=True)
+    ap.add_argument("--key", required=True)
+    ap.add_argument("--token", required=True, help="the accepted bearer token")
+    ap.add_argument("--seed", help='JSON file {"objects": [...]} loaded at start')
+    ap.add_argument("--istio-versions", default="v1,v1beta1,v1alpha3",
+                    help="networking.istio.io versions served, preferred first")
+    ap.add_argument("--server-version", default="1.32.0",
+                    help="reported by /version (selects kubectl's version)")
+    ap.add_argument("--port-file", help="written with the port once listening")
+    args = ap.parse_args()
+    if not simcommon.is_loopback(args.listen):
+        ap.error("--listen must be an address in 127.0.0.0/8")
+
+    versions = [v.strip() for v in args.istio_versions.split(",") if v.strip()]
+    Handler.token = args.token
+    Handler.rtypes = resource_types(versions)
+    Handler.server_version = args.server_version
+    Handler.store = Store()
+    if args.seed:
+        Handler.store.load_seed(Handler.rtypes, simcommon.load_json_file(args.seed)["objects"])
+    server = simcommon.bind_server(args.listen, args.port, Handler, args.cert, args.key)
+    simcommon.serve(server, args.port_file)
+
+
+if __name__ == "__main__":
+    main()
