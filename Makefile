@@ -17,10 +17,6 @@ LDFLAGS	+= $(EXTRA_LDFLAGS)
 
 COMMON	 = log valid event config bus store daemon
 DAEMONS	 = watcherd allocd renderd applyd
-watcherd_SRCS = $(wildcard watcherd/*.c)
-allocd_SRCS   = $(wildcard allocd/*.c)
-renderd_SRCS  = $(wildcard renderd/*.c)
-applyd_SRCS   = $(wildcard applyd/*.c)
 
 COMMON_OBJS = $(COMMON:%=$(BUILD)/obj/common/%.o)
 BINS	 = $(DAEMONS:%=$(BUILD)/bin/%)
@@ -38,10 +34,13 @@ $(BUILD)/obj/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-.SECONDEXPANSION:
-$(BUILD)/bin/%: $$(addprefix $(BUILD)/obj/,$$($$*_SRCS:.c=.o)) $(COMMON_OBJS)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+define daemon_rule
+$(BUILD)/bin/$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c)) \
+    $(COMMON_OBJS)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach d,$(DAEMONS),$(eval $(call daemon_rule,$(d))))
 
 # Unit tests link the daemon file they test, minus its main().
 $(BUILD)/tests/test_alloc: $(BUILD)/obj/tests/unit/test_alloc.o \

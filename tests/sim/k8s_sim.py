@@ -13,6 +13,10 @@ update, delete, and merge / strategic-merge (as merge) / JSON patches.
 Leniencies, for tests' convenience: namespaces need not exist for namespaced
 objects, status given on create is kept, updates need no resourceVersion.
 
+Test control (bearer token required like everything else):
+  POST /_sim/close-watches[?abort=true]  ends every open watch, cleanly (final
+  chunk) or by dropping the connection mid-stream.
+
 Readiness: the listening port is written to --port-file (atomically).
 """
 
@@ -33,9 +37,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import simcommon  # noqa: E402
 
-HISTORY_LEN = 100000       # watch events kept for replay; older rvs get 410
 BOOKMARK_INTERVAL = 1.0    # seconds between BOOKMARKs when asked for
-READ_VERBS = ["get", "list", "watch"]
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch",
              "update", "watch"]
 
@@ -290,11 +292,21 @@ class Store:
     for cluster-scoped types. A Condition wakes watchers on every change.
     """
 
-    def __init__(self):
+    def __init__(self, history_len):
         self.cond = threading.Condition()
         self.rv = 0
         self.objects = collections.defaultdict(dict)
-        self.history = collections.deque(maxlen=HISTORY_LEN)
+        self.history = collections.deque(maxlen=history_len)
+        # Bumped by close_watches(); open watches end when it changes.
+        self.watch_epoch = 0
+        self.abort_watches = False
+
+    def close_watches(self, abort):
+        """End every open watch: cleanly, or by dropping the connection."""
+        with self.cond:
+            self.watch_epoch += 1
+            self.abort_watches = abort
+            self.cond.notify_all()
 
     def floor(self):
         """Watches from an rv below this can no longer be served (410)."""
@@ -490,6 +502,9 @@ class Handler(simcommon.JSONHandler):
             body = self.read_body()
             if path == "/version":
                 return self.send_json(200, self.version_info())
+            if path == "/_sim/close-watches" and method == "POST":
+                self.store.close_watches(parse_bool(query.get("abort", "false"), "abort"))
+                return self.send_json(200, {})
             if path.startswith("/openapi/"):
                 # kubectl copes without OpenAPI for get/annotate/delete/watch.
                 raise APIError(404, "the server could not find the requested resource")
@@ -588,7 +603,9 @@ class Handler(simcommon.JSONHandler):
             raise APIError(404, "the server could not find the requested resource")
         if rt.namespaced and name is not None and ns is None:
             raise APIError(404, "the server could not find the requested resource")
-        return rt, version, ns if rt.namespaced else ("" if name else None), name, sub
+        if not rt.namespaced and name is not None:
+            ns = ""  # cluster-scoped objects live in the "" namespace of the store
+        return rt, version, ns, name, sub
 
     def out(self, rt, version, obj):
         """An object as served under version (apiVersion/kind rewritten)."""
@@ -707,6 +724,7 @@ class Handler(simcommon.JSONHandler):
             return (ns is None or obj["metadata"].get("namespace", "") == ns) and match(obj)
 
         with store.cond:
+            epoch = store.watch_epoch
             if rv_param in ("", "0") or initial_events:
                 # Start now, with the current objects as synthetic ADDED events.
                 pos = store.rv
@@ -751,9 +769,14 @@ class Handler(simcommon.JSONHandler):
                         store.cond.wait(wait)
                     pending = store.events_after(pos, rt)
                     pos = store.rv
+                    closing = store.watch_epoch != epoch
                 for ev in pending:
                     if in_scope(ev.obj):
                         send(ev.type, self.out(rt, version, copy.deepcopy(ev.obj)))
+                if closing:
+                    if store.abort_watches:
+                        return  # no final chunk: the client sees a broken stream
+                    break
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     break
@@ -782,6 +805,8 @@ def main():
                     help="networking.istio.io versions served, preferred first")
     ap.add_argument("--server-version", default="1.32.0",
                     help="reported by /version (selects kubectl's version)")
+    ap.add_argument("--history", type=int, default=100000,
+                    help="watch events kept; watches from older rvs get 410 Expired")
     ap.add_argument("--port-file", help="written with the port once listening")
     args = ap.parse_args()
     if not simcommon.is_loopback(args.listen):
@@ -791,7 +816,7 @@ def main():
     Handler.token = args.token
     Handler.rtypes = resource_types(versions)
     Handler.server_version = args.server_version
-    Handler.store = Store()
+    Handler.store = Store(args.history)
     if args.seed:
         Handler.store.load_seed(Handler.rtypes, simcommon.load_json_file(args.seed)["objects"])
     server = simcommon.bind_server(args.listen, args.port, Handler, args.cert, args.key)

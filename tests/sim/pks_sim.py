@@ -142,22 +142,25 @@ class Handler(simcommon.JSONHandler):
     def token(self, body):
         """UAA /oauth/token: client credentials from Basic auth or the form."""
         form = dict(urllib.parse.parse_qsl(body.decode(errors="replace")))
-        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        expected = (self.client_id, self.client_secret)
+        # Credentials as offered: form fields, and HTTP Basic both as sent and
+        # form-decoded (RFC 6749 2.3.1 says to form-encode before Base64; many
+        # clients do not).
+        offered = [(form.get("client_id"), form.get("client_secret"))]
         auth = self.headers.get("Authorization", "")
         if auth.startswith("Basic "):
             try:
                 decoded = base64.b64decode(auth[6:]).decode()
             except ValueError:
-                decoded = ""
-            # UAA form-encodes the id and secret before Base64 (RFC 6749 2.3.1).
-            client_id, _, client_secret = (urllib.parse.unquote_plus(p) for p in
-                                           decoded.partition(":"))
+                decoded = ""  # not Base64 of UTF-8: no credentials
+            user, _, password = decoded.partition(":")
+            offered += [(user, password), (urllib.parse.unquote_plus(user),
+                                           urllib.parse.unquote_plus(password))]
         grant = form.get("grant_type")
         if grant == "password":
-            ok = (form.get("username"), form.get("password")) == \
-                (self.client_id, self.client_secret)
+            ok = (form.get("username"), form.get("password")) == expected
         elif grant == "client_credentials":
-            ok = (client_id, client_secret) == (self.client_id, self.client_secret)
+            ok = expected in offered
         else:
             return self.send_json(400, {"error": "unsupported_grant_type",
                                         "error_description": "Unsupported grant type: %s"

@@ -6,6 +6,7 @@ Run: /usr/bin/python3 -m pytest -q tests/sim
 """
 
 import base64
+import http.client
 import json
 import os
 import queue
@@ -88,8 +89,8 @@ class Pki:
 class K8sSim:
     """A k8s_sim.py on its own loopback address and free port."""
 
-    def __init__(self, tmp, pki, seed=SEED, istio_versions=None, server_version=None,
-                 dns=("kubernetes.default.svc",), ips=None):
+    def __init__(self, tmp, pki, seed=SEED, args=(), dns=("kubernetes.default.svc",),
+                 ips=None):
         self.pki = pki
         self.host = testlib.loopback_addr()
         self.port = testlib.free_port(self.host)
@@ -106,10 +107,7 @@ class K8sSim:
             with open(seed_path, "w") as f:
                 json.dump(seed, f)
             argv += ["--seed", seed_path]
-        if istio_versions:
-            argv += ["--istio-versions", istio_versions]
-        if server_version:
-            argv += ["--server-version", server_version]
+        argv += list(args)
         self.proc = testlib.Proc(argv, "k8s_sim", tmp)
         assert wait_port_file(self.proc, os.path.join(tmp, "k8s.port")) == self.port
 
@@ -258,7 +256,7 @@ def test_kubectl_watch_sees_event(k8s, tmp_path):
 
 
 def test_kubectl_istio_v1alpha3_only(start_k8s):
-    sim = start_k8s(istio_versions="v1alpha3")
+    sim = start_k8s(args=["--istio-versions", "v1alpha3"])
     out = sim.kubectl("get", "virtualservices.v1alpha3.networking.istio.io", "-A").stdout
     assert "orders-db" in out
     doc = json.loads(sim.kubectl("get", "vs", "index", "-n", "search", "-o", "json").stdout)
@@ -273,7 +271,7 @@ def test_kubectl_istio_v1alpha3_only(start_k8s):
 @pytest.mark.parametrize("minor", range(27, 34))
 def test_kubectl_versions(start_k8s, minor):
     """/usr/bin/kubectl runs the kubectl matching /version: all of them work."""
-    sim = start_k8s(server_version="1.%d.3" % minor)
+    sim = start_k8s(args=["--server-version", "1.%d.3" % minor])
     info = json.loads(sim.kubectl("version", "-o", "json").stdout)
     assert info["serverVersion"]["gitVersion"] == "v1.%d.3" % minor
     assert info["clientVersion"]["gitVersion"].startswith("v1.%d." % minor)
@@ -391,6 +389,33 @@ def test_watch_field_selector_and_cluster_scope(k8s):
         assert ev["type"] == "DELETED" and ev["object"]["metadata"]["name"] == "worker-2"
 
 
+def test_watch_too_old_resource_version(start_k8s):
+    sim = start_k8s(args=["--history", "3"])   # the seed alone makes 8 events
+    with sim.stream(VS_GROUP + "/virtualservices?watch=1&resourceVersion=4") as resp:
+        (ev,) = read_events(resp, 1)
+        assert ev["type"] == "ERROR"
+        assert ev["object"]["code"] == 410 and ev["object"]["reason"] == "Expired"
+        assert resp.readline() == b""
+    with sim.stream(VS_GROUP + "/virtualservices?watch=1&resourceVersion=5"
+                    "&timeoutSeconds=5") as resp:
+        events = read_events(resp, 3)
+    assert [e["object"]["metadata"]["resourceVersion"] for e in events] == ["6", "7", "8"]
+
+
+def test_close_watches(k8s):
+    path = VS_GROUP + "/virtualservices?watch=1&timeoutSeconds=60"
+    with k8s.stream(path) as resp:
+        read_events(resp, 3)
+        assert k8s.request("POST", "/_sim/close-watches")[0] == 200
+        assert resp.read() == b""   # the final chunk: a clean end of stream
+    with k8s.stream(path) as resp:
+        read_events(resp, 3)
+        k8s.request("POST", "/_sim/close-watches?abort=true")
+        # readline() would hide it; read() notices the missing final chunk.
+        with pytest.raises(http.client.IncompleteRead):
+            resp.read()
+
+
 def test_watch_bad_boolean(k8s):
     status, body = k8s.request("GET", VS_GROUP + "/virtualservices?watch=bogus")
     assert status == 400 and body["kind"] == "Status" and body["code"] == 400
@@ -505,10 +530,10 @@ class PksSim:
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read())
 
-    def token(self, client_id=CLIENT_ID, secret=CLIENT_SECRET):
-        # UAA clients form-encode id and secret before Base64 (RFC 6749 2.3.1).
-        basic = base64.b64encode(("%s:%s" % (urllib.parse.quote_plus(client_id),
-                                             urllib.parse.quote_plus(secret))).encode())
+    def token(self, client_id=CLIENT_ID, secret=CLIENT_SECRET, quote=urllib.parse.quote_plus):
+        """client_credentials grant; RFC 6749 2.3.1 form-encodes id and secret
+        before Base64, pass quote=str for clients that do not."""
+        basic = base64.b64encode(("%s:%s" % (quote(client_id), quote(secret))).encode())
         return self.request("POST", "/oauth/token",
                             headers={"Authorization": "Basic " + basic.decode()},
                             form={"grant_type": "client_credentials"})
@@ -552,8 +577,10 @@ def test_pks_token_and_clusters(start_pks):
     status, one = pks.bearer("GET", "/v1/clusters/search", tok["access_token"])
     assert status == 200 and one["kubernetes_master_ips"] == ["In Progress"]
     assert pks.bearer("GET", "/v1/clusters/nope", tok["access_token"])[0] == 404
-    # Each grant gives a fresh token; the password grant works as well.
-    assert pks.token()[1]["access_token"] != tok["access_token"]
+    # Each grant gives a fresh token; unencoded Basic credentials and the
+    # password grant work as well.
+    status, raw = pks.token(quote=str)
+    assert status == 200 and raw["access_token"] != tok["access_token"]
     status, tok2 = pks.request("POST", "/oauth/token", form={
         "grant_type": "password", "username": CLIENT_ID, "password": CLIENT_SECRET})
     assert status == 200 and pks.bearer("GET", "/v1/clusters", tok2["access_token"])[0] == 200

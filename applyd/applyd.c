@@ -1,0 +1,272 @@
+/*
+ * applyd — runs beside one proxy and makes it serve what renderd rendered.
+ *
+ * For each new CONFIG: write it to a temporary file, validate it with the
+ * proxy's own checker, rename it over the served file, and reload (or start)
+ * the proxy.  Whatever fails, the last good configuration stays in place on
+ * disk and in the running proxy, and the apply is retried with backoff.  The
+ * generation served is acknowledged to allocd, which writes an address back
+ * only once every proxy serves it.
+ */
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bus.h"
+#include "daemon.h"
+#include "log.h"
+#include "proxy.h"
+
+#define ACK_EVERY_MS	5000
+#define RETRY_MIN_MS	500
+#define RETRY_MAX_MS	30000
+
+static struct config		 conf;
+static const struct proxy_conf	*pc;
+static struct proxy		 proxy;
+static struct consumer		 feed;
+static void			*alloc_sock;
+static struct event		 want;		/* latest CONFIG received */
+static char			*good;		/* text the proxy serves */
+static uint64_t			 good_gen;
+static uint64_t			 retry_at, retry_ms = RETRY_MIN_MS;
+static uint64_t			 ack_seq;
+static unsigned long		 failures;
+
+static void
+on_config(const struct event *ev, void *arg)
+{
+	(void)arg;
+	if (ev->type != EV_CONFIG || strcmp(ev->kind, pc->kind) != 0)
+		return;
+	event_free(&want);
+	if (event_copy(&want, ev) == -1)
+		fatal("applyd: config");
+	retry_at = 0;
+	retry_ms = RETRY_MIN_MS;
+}
+
+static const struct consumer_ops feed_ops = { .apply = on_config };
+
+/* Write text to path atomically: a temporary file, fsync, rename. */
+static int
+write_file(const char *path, const char *text, size_t len)
+{
+	char tmp[PATH_MAX + 8];
+	size_t off = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0600)) == -1)
+		return -1;
+	while (off < len) {
+		if ((n = write(fd, text + off, len - off)) == -1) {
+			if (errno == EINTR)
+				continue;
+			close(fd);
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	if (fsync(fd) == -1 || close(fd) == -1)
+		return -1;
+	return rename(tmp, path);
+}
+
+static void
+ack(void)
+{
+	struct event ev;
+
+	if (good_gen == 0)
+		return;
+	event_init(&ev, EV_APPLIED);
+	ev.seq = ++ack_seq;
+	ev.time = now_ms();
+	event_set_str(&ev, F_PROXY, pc->name);
+	ev.gen = good_gen;
+	ev.has |= F_GEN;
+	if (bus_send(alloc_sock, &ev) == -1)
+		log_warn("applyd: APPLIED");
+}
+
+static void
+failed(const char *what, const char *err)
+{
+	failures++;
+	log_warnx("applyd: generation %llu: %s: %s; last good generation "
+	    "%llu keeps serving, retry in %llu ms",
+	    (unsigned long long)want.seq, what, err,
+	    (unsigned long long)good_gen, (unsigned long long)retry_ms);
+	retry_at = now_ms() + retry_ms;
+	retry_ms = retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_ms * 2;
+}
+
+/* Put the last good configuration back on disk, for the next (re)start. */
+static void
+restore_good(void)
+{
+	if (good != NULL && write_file(pc->config, good, strlen(good)) == -1)
+		log_warn("applyd: restore %s", pc->config);
+}
+
+static void
+apply(void)
+{
+	char path[PATH_MAX + 8], err[512];
+	int running = hap_running(&proxy);
+
+	if (want.type != EV_CONFIG || (retry_at != 0 && now_ms() < retry_at))
+		return;
+	if (running && good != NULL && strcmp(good, want.text) == 0) {
+		/* the same text: nothing to reload, but a newer generation */
+		good_gen = want.seq;
+		goto done;
+	}
+	snprintf(path, sizeof(path), "%s.check", pc->config);
+	if (write_file(path, want.text, want.textlen) == -1) {
+		snprintf(err, sizeof(err), "%s", strerror(errno));
+		failed("write", err);
+		return;
+	}
+	if (hap_check(&proxy, path, err, sizeof(err)) == -1) {
+		failed("haproxy -c refused it", err);
+		unlink(path);
+		return;
+	}
+	if (rename(path, pc->config) == -1) {
+		snprintf(err, sizeof(err), "rename: %s", strerror(errno));
+		failed("install", err);
+		return;
+	}
+	if ((running ? hap_reload(&proxy, err, sizeof(err)) :
+	    hap_start(&proxy, err, sizeof(err))) == -1) {
+		restore_good();
+		failed(running ? "reload" : "start", err);
+		return;
+	}
+	free(good);
+	if ((good = strdup(want.text)) == NULL)
+		fatal("applyd");
+	good_gen = want.seq;
+	log_info("applyd: serving generation %llu (%s)",
+	    (unsigned long long)good_gen, running ? "reloaded" : "started");
+ done:
+	ack();
+	event_free(&want);
+	retry_at = 0;
+	retry_ms = RETRY_MIN_MS;
+}
+
+static void
+reap(void)
+{
+	pid_t pid;
+	int status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		hap_reaped(&proxy, pid, status);
+}
+
+static void
+drain_acks(void)
+{
+	struct event ev;
+	int rc;
+
+	while ((rc = bus_recv(alloc_sock, &ev, NULL)) != 0)
+		if (rc == 1)
+			event_free(&ev);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct daemon d;
+	zmq_pollitem_t items[4];
+	uint64_t now, next_ack = 0;
+	char ready[96];
+	long timeout;
+	int n, sig;
+
+	daemon_start(&d, argc, argv, "applyd", 1, &conf);
+	pc = config_proxy(&conf, d.proxy);
+	hap_init(&proxy, &conf, pc);
+	event_init(&want, EV_NONE);
+	if (hap_adopt(&proxy) == 0) {
+		/* it serves what is on disk: that is our last good */
+		FILE *fp = fopen(pc->config, "r");
+		size_t len = 0;
+
+		if (fp != NULL && getdelim(&good, &len, '\0', fp) == -1) {
+			free(good);
+			good = NULL;
+		}
+		if (fp != NULL)
+			fclose(fp);
+	}
+
+	alloc_sock = bus_socket(ZMQ_DEALER);
+	if (bus_connect(alloc_sock, conf.alloc_in) == -1)
+		fatalx("applyd: cannot connect to allocd");
+	consumer_init(&feed, "applyd", pc->pub, pc->sync, 1, &feed_ops, NULL);
+	snprintf(ready, sizeof(ready), "applyd-%s", pc->name);
+	if (config_ready(&conf, ready) == -1)
+		fatal("applyd: pid file");
+	log_info("applyd: ready for proxy %s, serving %s", pc->name,
+	    pc->config);
+
+	for (;;) {
+		now = now_ms();
+		consumer_timer(&feed, now);
+		if (now >= next_ack) {
+			ack();		/* allocd may have missed the last */
+			next_ack = now + ACK_EVERY_MS;
+		}
+		n = consumer_pollitems(&feed, items);
+		items[n++] = (zmq_pollitem_t){ alloc_sock, 0, ZMQ_POLLIN, 0 };
+		items[n++] = (zmq_pollitem_t){ NULL, d.sigfd, ZMQ_POLLIN, 0 };
+		timeout = BUS_HEARTBEAT_MS;
+		if (retry_at != 0)
+			timeout = retry_at > now ? (long)(retry_at - now) : 0;
+		if (zmq_poll(items, n, timeout) == -1 && errno != EINTR)
+			fatal("zmq_poll");
+		consumer_dispatch(&feed, items);
+		if (items[2].revents & ZMQ_POLLIN)
+			drain_acks();
+		if (items[3].revents & ZMQ_POLLIN) {
+			sig = daemon_signal(&d);
+			if (sig == SIGCHLD)
+				reap();
+			else if (sig == SIGTERM || sig == SIGINT)
+				break;
+		}
+		if (!hap_running(&proxy) && want.type != EV_CONFIG &&
+		    good != NULL) {
+			/* the proxy died: bring back what it served */
+			event_init(&want, EV_CONFIG);
+			event_set_str(&want, F_KIND, pc->kind);
+			event_set_text(&want, good, strlen(good));
+			want.seq = good_gen;
+			free(good);
+			good = NULL;
+		}
+		apply();
+	}
+	log_info("applyd: stopping haproxy and exiting");
+	hap_stop(&proxy);
+	consumer_close(&feed);
+	bus_close(alloc_sock);
+	zmq_ctx_term(bus_ctx());
+	event_free(&want);
+	free(good);
+	return 0;
+}
