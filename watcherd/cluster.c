@@ -1,0 +1,1011 @@
+/*
+ * watcherd — clusters: what their informers see, the observations that
+ * follows from it, and the write-back of addresses onto VirtualServices.
+ *
+ * Observations are level-triggered: after every (re)list of a cluster a
+ * full resync (SYNC_BEGIN, every route, SYNC_END) tells allocd the whole
+ * truth for it; between resyncs only the routes whose observation changed
+ * are sent.  The write-back is level-triggered too: each pass compares what
+ * allocd decided with what the object carries and PATCHes the difference,
+ * so our own echo changes nothing.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "valid.h"
+#include "watcherd.h"
+
+struct dest {
+	char		host[254];
+	unsigned	port;
+	unsigned	weight;
+};
+
+struct vs_obj {
+	char		 ns[64];
+	char		 name[254];
+	int		 expose;
+	unsigned	 want;
+	char		 why[200];	/* the object itself is at fault */
+	struct {
+		struct dest	d[VS_MAX_DESTS];
+		size_t		nd;
+	}		 routes[VS_MAX_ROUTES];
+	size_t		 nroutes;
+	char		*address;	/* as on the object: compared only */
+	char		*error;
+};
+
+struct svc_obj {
+	size_t		nports;
+	unsigned	port[SVC_MAX_PORTS];
+	unsigned	nodeport[SVC_MAX_PORTS];
+};
+
+struct node_obj {
+	char		ip[EV_IPLEN];
+};
+
+struct sent {
+	size_t		len;
+	unsigned char	data[];
+};
+
+struct addr {
+	unsigned	port;
+	int		live;
+	char		why[256];
+};
+
+static struct smap	clusters;	/* id -> struct cluster */
+static struct smap	addrs;		/* owner -> struct addr, from allocd */
+static struct smap	alloc_clusters;	/* ids allocd routes */
+static uint64_t		sid_counter;
+
+struct cluster *
+cluster_find(const char *id)
+{
+	return smap_get(&clusters, id);
+}
+
+static void
+send_cluster_up(struct cluster *cl)
+{
+	struct event ev;
+
+	event_init(&ev, EV_CLUSTER_UP);
+	event_set_str(&ev, F_CLUSTER, cl->id);
+	event_set_str(&ev, F_CNAME, cl->name);
+	event_set_str(&ev, F_HOST, cl->host);
+	memcpy(ev.masters, cl->masters, sizeof(ev.masters));
+	ev.nmasters = cl->nmasters;
+	ev.mport = cl->mport;
+	ev.has |= F_MASTERS | F_MPORT;
+	obs_send(&ev);
+}
+
+static void
+send_cluster_down(const char *id)
+{
+	struct event ev;
+
+	event_init(&ev, EV_CLUSTER_DOWN);
+	event_set_str(&ev, F_CLUSTER, id);
+	obs_send(&ev);
+}
+
+static void
+vs_free(struct vs_obj *vs)
+{
+	if (vs == NULL)
+		return;
+	free(vs->address);
+	free(vs->error);
+	free(vs);
+}
+
+static void
+objs_free(struct cluster *cl, int res)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+
+	while ((e = smap_next(&cl->objs[res], &it)) != NULL) {
+		if (res == RES_VS)
+			vs_free(e->val);
+		else
+			free(e->val);
+	}
+	smap_free(&cl->objs[res]);
+}
+
+static void
+sent_free(struct cluster *cl)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+
+	while ((e = smap_next(&cl->sent, &it)) != NULL)
+		free(e->val);
+	smap_free(&cl->sent);
+}
+
+/* Stop talking to the cluster's API; what we know of it is dropped. */
+static void
+cluster_disconnect(struct cluster *cl)
+{
+	int r;
+
+	for (r = 0; r < RES_COUNT; r++) {
+		informer_stop(&cl->inf[r]);
+		informer_init(&cl->inf[r], cl, r);
+		objs_free(cl, r);
+	}
+	http_cancel(cl->disc_req);
+	cl->disc_req = NULL;
+	cl->istio[0] = '\0';
+	cl->disc_at = 0;
+}
+
+static void
+cluster_remove(struct cluster *cl)
+{
+	log_info("%s: cluster %s is gone", cl->name, cl->id);
+	cluster_disconnect(cl);
+	if (cl->bind_req != NULL)
+		free(cl->bind_req->arg);
+	http_cancel(cl->bind_req);
+	sent_free(cl);
+	smap_free(&cl->patching);
+	creds_free(&cl->creds);
+	send_cluster_down(cl->id);
+	smap_del(&clusters, cl->id);
+	free(cl);
+}
+
+struct cluster *
+cluster_upsert(const char *id, const char *name, const char *host,
+    char masters[][EV_IPLEN], size_t nmasters, unsigned mport, int source)
+{
+	struct cluster *cl = smap_get(&clusters, id);
+	int r, changed;
+
+	if (!valid_cluster_id(id) || !valid_dns_label(name) ||
+	    !valid_dns_subdomain(host) || nmasters == 0 ||
+	    nmasters > EV_MAX_MASTERS || mport == 0 || mport > 65535)
+		return NULL;
+	if (cl == NULL) {
+		if ((cl = calloc(1, sizeof(*cl))) == NULL)
+			fatal("cluster");
+		strcpy(cl->id, id);
+		for (r = 0; r < RES_COUNT; r++)
+			informer_init(&cl->inf[r], cl, r);
+		cl->need_resync = 1;
+		smap_put(&clusters, id, cl);
+		log_info("%s: cluster %s at %s:%u, routed as %s", name, id,
+		    masters[0], mport, host);
+	}
+	changed = strcmp(cl->name, name) != 0 || strcmp(cl->host, host) != 0 ||
+	    cl->nmasters != nmasters || cl->mport != mport ||
+	    memcmp(cl->masters, masters, nmasters * EV_IPLEN) != 0;
+	cl->source = source;
+	cl->seen = 1;
+	if (changed) {
+		strcpy(cl->name, name);
+		strcpy(cl->host, host);
+		memset(cl->masters, 0, sizeof(cl->masters));
+		memcpy(cl->masters, masters, nmasters * EV_IPLEN);
+		cl->nmasters = nmasters;
+		cl->mport = mport;
+		send_cluster_up(cl);
+	}
+	return cl;
+}
+
+void
+cluster_set_creds(struct cluster *cl, struct creds *c)
+{
+	struct creds *o = &cl->creds;
+
+	if (cl->have_creds && strcmp(o->server, c->server) == 0 &&
+	    !strcmp(o->ca_pem ? o->ca_pem : "", c->ca_pem ? c->ca_pem : "") &&
+	    !strcmp(o->token ? o->token : "", c->token ? c->token : "") &&
+	    !strcmp(o->cert_pem ? o->cert_pem : "",
+	    c->cert_pem ? c->cert_pem : "")) {
+		creds_free(c);
+		return;
+	}
+	if (cl->have_creds)
+		cluster_disconnect(cl);
+	creds_free(&cl->creds);
+	cl->creds = *c;
+	cl->have_creds = 1;
+	cl->need_resync = 1;
+	/*
+	 * PKS gives the masters' addresses; the kubeconfig names the host
+	 * the certificate is for.  Connect to the first master, verify
+	 * against the kubeconfig's host.
+	 */
+	cl->connect_to[0] = '\0';
+	if (cl->source == SRC_PKS)
+		snprintf(cl->connect_to, sizeof(cl->connect_to),
+		    strchr(cl->masters[0], ':') ? "%s:%u:[%s]:%u" :
+		    "%s:%u:%s:%u", cl->creds.host, cl->creds.port,
+		    cl->masters[0], cl->mport);
+}
+
+void
+cluster_auth(struct cluster *cl, struct http_auth *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->ca_pem = cl->creds.ca_pem;
+	a->bearer = cl->creds.token;
+	a->cert_pem = cl->creds.cert_pem;
+	a->key_pem = cl->creds.key_pem;
+	if (cl->connect_to[0] != '\0')
+		a->connect_to = cl->connect_to;
+}
+
+void
+clusters_mark(int source)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+
+	while ((e = smap_next(&clusters, &it)) != NULL)
+		if (((struct cluster *)e->val)->source == source)
+			((struct cluster *)e->val)->seen = 0;
+}
+
+void
+clusters_sweep(int source)
+{
+	struct smap_iter it;
+	struct smap_ent *e;
+	struct cluster *cl;
+
+	for (;;) {
+		it = (struct smap_iter){ 0, NULL };
+		while ((e = smap_next(&clusters, &it)) != NULL) {
+			cl = e->val;
+			if (cl->source == source && !cl->seen)
+				break;
+		}
+		if (e == NULL)
+			return;
+		cluster_remove(cl);
+	}
+}
+
+/* Objects. */
+
+static const char *
+annotation(json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(json_object_get(
+	    json_object_get(obj, "metadata"), "annotations"), key));
+}
+
+static char *
+dup_or_null(const char *s)
+{
+	char *d;
+
+	if (s == NULL)
+		return NULL;
+	if ((d = strdup(s)) == NULL)
+		fatal("strdup");
+	return d;
+}
+
+static void
+vs_parse(struct vs_obj *vs, json_t *obj)
+{
+	const char *expose = annotation(obj, ANN_EXPOSE);
+	const char *want = annotation(obj, ANN_PORT);
+	json_t *tcp, *route, *dst, *d;
+	size_t i, j;
+	unsigned long n;
+	char *end;
+
+	vs->expose = expose != NULL && strcasecmp(expose, "true") == 0;
+	vs->address = dup_or_null(annotation(obj, ANN_ADDRESS));
+	vs->error = dup_or_null(annotation(obj, ANN_ERROR));
+	if (!vs->expose)
+		return;
+	if (want != NULL) {
+		n = strtoul(want, &end, 10);
+		if (*want < '0' || *want > '9' || *end != '\0' || n == 0 ||
+		    n > 65535) {
+			snprintf(vs->why, sizeof(vs->why),
+			    "%s is not a port number", ANN_PORT);
+			return;
+		}
+		vs->want = (unsigned)n;
+	}
+	tcp = json_object_get(json_object_get(obj, "spec"), "tcp");
+	if (json_array_size(tcp) == 0) {
+		snprintf(vs->why, sizeof(vs->why), "no tcp route in spec.tcp");
+		return;
+	}
+	if (json_array_size(tcp) > VS_MAX_ROUTES) {
+		snprintf(vs->why, sizeof(vs->why), "more than %d tcp routes",
+		    VS_MAX_ROUTES);
+		return;
+	}
+	json_array_foreach(tcp, i, route) {
+		json_t *dests = json_object_get(route, "route");
+
+		if (json_array_size(dests) == 0 ||
+		    json_array_size(dests) > VS_MAX_DESTS) {
+			snprintf(vs->why, sizeof(vs->why), "tcp[%zu] needs 1 "
+			    "to %d destinations", i, VS_MAX_DESTS);
+			return;
+		}
+		json_array_foreach(dests, j, dst) {
+			struct dest *ds = &vs->routes[i].d[j];
+			const char *host;
+			json_int_t port, w;
+
+			d = json_object_get(dst, "destination");
+			host = json_string_value(json_object_get(d, "host"));
+			port = json_integer_value(json_object_get(
+			    json_object_get(d, "port"), "number"));
+			w = json_is_integer(json_object_get(dst, "weight")) ?
+			    json_integer_value(json_object_get(dst, "weight")) :
+			    1;
+			if (host == NULL || !valid_dns_subdomain(host)) {
+				snprintf(vs->why, sizeof(vs->why), "tcp[%zu]: "
+				    "destination host is not a DNS name", i);
+				return;
+			}
+			if (port < 1 || port > 65535 || w < 0 || w > 256) {
+				snprintf(vs->why, sizeof(vs->why), "tcp[%zu]: "
+				    "destination needs port.number and a "
+				    "weight of 0-256", i);
+				return;
+			}
+			strcpy(ds->host, host);
+			ds->port = (unsigned)port;
+			ds->weight = (unsigned)w;
+		}
+		vs->routes[i].nd = json_array_size(dests);
+	}
+	vs->nroutes = json_array_size(tcp);
+}
+
+static void *
+svc_parse(json_t *obj)
+{
+	struct svc_obj *s;
+	json_t *ports, *p;
+	size_t i;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		fatal("svc");
+	ports = json_object_get(json_object_get(obj, "spec"), "ports");
+	json_array_foreach(ports, i, p) {
+		json_int_t port = json_integer_value(json_object_get(p, "port"));
+		json_int_t np = json_integer_value(json_object_get(p,
+		    "nodePort"));
+
+		if (s->nports == SVC_MAX_PORTS)
+			break;
+		if (port < 1 || port > 65535 || np < 0 || np > 65535)
+			continue;
+		s->port[s->nports] = (unsigned)port;
+		s->nodeport[s->nports++] = (unsigned)np;
+	}
+	return s;
+}
+
+static void *
+node_parse(json_t *obj)
+{
+	json_t *status = json_object_get(obj, "status"), *a, *c;
+	struct node_obj *n;
+	const char *ip;
+	size_t i;
+
+	/* a node that says it is not Ready gets no traffic */
+	json_array_foreach(json_object_get(status, "conditions"), i, c) {
+		const char *t = json_string_value(json_object_get(c, "type"));
+		const char *s = json_string_value(json_object_get(c, "status"));
+
+		if (t && s && strcmp(t, "Ready") == 0 && strcmp(s, "True"))
+			return NULL;
+	}
+	json_array_foreach(json_object_get(status, "addresses"), i, a) {
+		const char *t = json_string_value(json_object_get(a, "type"));
+
+		ip = json_string_value(json_object_get(a, "address"));
+		if (t && ip && strcmp(t, "InternalIP") == 0 && valid_ip(ip) &&
+		    strlen(ip) < EV_IPLEN) {
+			if ((n = calloc(1, sizeof(*n))) == NULL)
+				fatal("node");
+			strcpy(n->ip, ip);
+			return n;
+		}
+	}
+	return NULL;
+}
+
+static void
+obj_store(struct cluster *cl, int res, const char *key, void *val)
+{
+	void *old;
+
+	old = val ? smap_put(&cl->objs[res], key, val) :
+	    smap_del(&cl->objs[res], key);
+	if (res == RES_VS)
+		vs_free(old);
+	else
+		free(old);
+	cl->dirty = 1;
+}
+
+void
+cluster_object(struct cluster *cl, int res, const char *type, json_t *obj)
+{
+	json_t *md = json_object_get(obj, "metadata");
+	const char *ns = json_string_value(json_object_get(md, "namespace"));
+	const char *name = json_string_value(json_object_get(md, "name"));
+	struct vs_obj *vs;
+	char key[384];
+	void *val = NULL;
+
+	if (name == NULL || !valid_dns_subdomain(name) ||
+	    (res != RES_NODE && (ns == NULL || !valid_dns_label(ns)))) {
+		log_warnx("%s: an object with an invalid name was ignored",
+		    cl->name);
+		return;
+	}
+	snprintf(key, sizeof(key), "%s/%s", res == RES_NODE ? "" : ns, name);
+	if (strcmp(type, "DELETED") != 0) {
+		switch (res) {
+		case RES_VS:
+			if ((vs = calloc(1, sizeof(*vs))) == NULL)
+				fatal("vs");
+			strcpy(vs->ns, ns);
+			strcpy(vs->name, name);
+			vs_parse(vs, obj);
+			/* keep only what is ours to route or to clean */
+			if (!vs->expose && !vs->address && !vs->error) {
+				vs_free(vs);
+				vs = NULL;
+			}
+			val = vs;
+			break;
+		case RES_SVC:
+			val = svc_parse(obj);
+			break;
+		case RES_NODE:
+			val = node_parse(obj);
+			break;
+		}
+	}
+	obj_store(cl, res, key, val);
+}
+
+void
+cluster_object_gone(struct cluster *cl, int res, const char *key)
+{
+	obj_store(cl, res, key, NULL);
+}
+
+void
+cluster_list_end(struct cluster *cl, int res)
+{
+	(void)res;
+	/* every (re)list is followed by a resync of the whole cluster */
+	cl->need_resync = 1;
+	cl->dirty = 1;
+}
+
+/* Routes. */
+
+static int
+cmp_ip(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* The Service a destination host names, relative to namespace ns. */
+static struct svc_obj *
+dest_service(struct cluster *cl, const char *ns, const char *host)
+{
+	char svc[64], sns[64], key[384];
+	const char *dot = strchr(host, '.'), *rest;
+	size_t n;
+
+	if (dot == NULL) {
+		snprintf(key, sizeof(key), "%s/%s", ns, host);
+		return smap_get(&cl->objs[RES_SVC], key);
+	}
+	/* <svc>.<ns>[.svc[.cluster.local]] */
+	n = (size_t)(dot - host);
+	if (n >= sizeof(svc))
+		return NULL;
+	memcpy(svc, host, n);
+	svc[n] = '\0';
+	rest = dot + 1;
+	n = strcspn(rest, ".");
+	if (n == 0 || n >= sizeof(sns))
+		return NULL;
+	memcpy(sns, rest, n);
+	sns[n] = '\0';
+	rest += n;
+	if (*rest != '\0' && strcmp(rest, ".svc") != 0 &&
+	    strcmp(rest, ".svc.cluster.local") != 0)
+		return NULL;
+	snprintf(key, sizeof(key), "%s/%s", sns, svc);
+	return smap_get(&cl->objs[RES_SVC], key);
+}
+
+static void
+route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
+    char (*ips)[EV_IPLEN], size_t nips, struct event *ev)
+{
+	struct svc_obj *s;
+	struct dest *d;
+	size_t i, k;
+	unsigned np;
+	char why[256];
+
+	event_init(ev, EV_ROUTE);
+	event_set_str(ev, F_CLUSTER, cl->id);
+	event_set_str(ev, F_NS, vs->ns);
+	event_set_str(ev, F_NAME, vs->name);
+	ev->route = r;
+	ev->has |= F_ROUTE | F_BACKENDS;
+	if (vs->why[0] != '\0') {
+		event_set_str(ev, F_WHY, vs->why);
+		return;
+	}
+	if (r == 0 && vs->want != 0) {
+		ev->want = vs->want;
+		ev->has |= F_WANT;
+	}
+	for (i = 0; i < vs->routes[r].nd; i++) {
+		d = &vs->routes[r].d[i];
+		if ((s = dest_service(cl, vs->ns, d->host)) == NULL) {
+			snprintf(why, sizeof(why), "destination %s: no such "
+			    "service", d->host);
+			goto refuse;
+		}
+		for (k = 0; k < s->nports; k++)
+			if (s->port[k] == d->port)
+				break;
+		if (k == s->nports || s->nodeport[k] == 0) {
+			snprintf(why, sizeof(why), "destination %s: port %u "
+			    "has no nodePort", d->host, d->port);
+			goto refuse;
+		}
+		np = s->nodeport[k];
+		for (k = 0; k < nips; k++)
+			event_add_backend(ev, ips[k], np, d->weight);
+	}
+	return;
+ refuse:
+	free(ev->backends);
+	ev->backends = NULL;
+	ev->nbackends = 0;
+	event_set_str(ev, F_WHY, why);
+}
+
+static void
+owner_of(char *buf, size_t len, const char *id, const struct vs_obj *vs,
+    size_t r)
+{
+	snprintf(buf, len, "%s/%s/%s/%zu", id, vs->ns, vs->name, r);
+}
+
+/* Send ev unless the last one sent for this owner was the same. */
+static void
+send_if_changed(struct cluster *cl, struct smap *now, const char *owner,
+    struct event *ev, int force)
+{
+	struct sent *old = smap_get(&cl->sent, owner), *s;
+	unsigned char *buf;
+	size_t len;
+
+	if (event_encode(ev, &buf, &len) == -1)
+		fatalx("watcherd: cannot encode a route");
+	if ((s = malloc(sizeof(*s) + len)) == NULL)
+		fatal("watcherd");
+	s->len = len;
+	memcpy(s->data, buf, len);
+	free(buf);
+	if (force || old == NULL || old->len != len ||
+	    memcmp(old->data, s->data, len) != 0)
+		obs_send(ev);
+	free(smap_put(now, owner, s));
+}
+
+/*
+ * Turn the cluster's objects into route observations.  Only once every
+ * informer has listed: before that, a missing Service would read as an
+ * error and a missing VirtualService as a release.
+ */
+static void
+cluster_compute(struct cluster *cl)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+	struct smap now = { NULL, 0, 0 };
+	struct event ev;
+	struct vs_obj *vs;
+	struct node_obj *node;
+	char (*ips)[EV_IPLEN], owner[EV_OWNERLEN];
+	size_t nips = 0, r;
+	int i, resync = cl->need_resync;
+
+	for (i = 0; i < RES_COUNT; i++)
+		if (!cl->inf[i].listed)
+			return;
+	if ((ips = calloc(cl->objs[RES_NODE].n + 1, EV_IPLEN)) == NULL)
+		fatal("watcherd");
+	while ((e = smap_next(&cl->objs[RES_NODE], &it)) != NULL)
+		if ((node = e->val) != NULL && nips < EV_MAX_BACKENDS)
+			strcpy(ips[nips++], node->ip);
+	/* backends in a canonical order, so equal means unchanged */
+	qsort(ips, nips, EV_IPLEN, cmp_ip);
+
+	if (resync) {
+		event_init(&ev, EV_SYNC_BEGIN);
+		event_set_str(&ev, F_CLUSTER, cl->id);
+		ev.sid = ++sid_counter;
+		ev.has |= F_SID;
+		obs_send(&ev);
+	}
+	it = (struct smap_iter){ 0, NULL };
+	while ((e = smap_next(&cl->objs[RES_VS], &it)) != NULL) {
+		if ((vs = e->val) == NULL || !vs->expose)
+			continue;
+		for (r = 0; r < (vs->why[0] ? 1 : vs->nroutes); r++) {
+			owner_of(owner, sizeof(owner), cl->id, vs, r);
+			route_obs(cl, vs, r, ips, nips, &ev);
+			send_if_changed(cl, &now, owner, &ev, resync);
+			event_free(&ev);
+		}
+	}
+	free(ips);
+	/* what was sent before and is not there now is gone */
+	it = (struct smap_iter){ 0, NULL };
+	while (!resync && (e = smap_next(&cl->sent, &it)) != NULL) {
+		char *s1, *s2, *s3, buf[EV_OWNERLEN];
+
+		if (smap_get(&now, e->key) != NULL)
+			continue;
+		snprintf(buf, sizeof(buf), "%s", e->key);
+		s1 = strchr(buf, '/');
+		s2 = s1 ? strchr(s1 + 1, '/') : NULL;
+		s3 = s2 ? strchr(s2 + 1, '/') : NULL;
+		if (s3 == NULL)
+			continue;
+		*s1 = *s2 = *s3 = '\0';
+		event_init(&ev, EV_ROUTE_GONE);
+		event_set_str(&ev, F_CLUSTER, cl->id);
+		event_set_str(&ev, F_NS, s1 + 1);
+		event_set_str(&ev, F_NAME, s2 + 1);
+		ev.route = strtoull(s3 + 1, NULL, 10);
+		ev.has |= F_ROUTE;
+		obs_send(&ev);
+	}
+	sent_free(cl);
+	cl->sent = now;
+	if (resync) {
+		event_init(&ev, EV_SYNC_END);
+		event_set_str(&ev, F_CLUSTER, cl->id);
+		ev.sid = sid_counter;
+		ev.has |= F_SID;
+		obs_send(&ev);
+		cl->need_resync = 0;
+		log_info("%s: resync sent: %zu routes", cl->name,
+		    cl->sent.n);
+	}
+}
+
+/* Write-back. */
+
+/* A PATCH names its object by cluster and key: the object may be gone. */
+struct patch {
+	char	id[64];
+	char	key[384];
+};
+
+static void
+patch_done(struct http_req *req, long code, const char *body, size_t len,
+    const char *err)
+{
+	struct patch *p = req->arg;
+	struct cluster *cl = cluster_find(p->id);
+
+	(void)body;
+	(void)len;
+	if (cl != NULL) {
+		smap_del(&cl->patching, p->key);
+		if (code != 200) {
+			cl->patch_hold = now_ms() + jitter(5000);
+			log_warnx("%s: %s: write-back failed: %s%ld", cl->name,
+			    p->key, err ? "transport error, code " : "HTTP ",
+			    code);
+		}
+		cl->dirty = 1;
+	}
+	free(p);
+}
+
+static int
+streq(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) ||
+	    (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static void
+vs_writeback(struct cluster *cl, const char *key, struct vs_obj *vs)
+{
+	char owner[EV_OWNERLEN], address[4096], path[128], url[1024];
+	const char *want_addr = NULL, *want_err = NULL;
+	struct http_auth a;
+	struct addr *ad;
+	json_t *ann, *body;
+	struct patch *p;
+	size_t r, o = 0;
+	int live = 1;
+	char *text;
+
+	if (smap_get(&cl->patching, key) != NULL)
+		return;
+	if (vs->expose) {
+		address[0] = '\0';
+		for (r = 0; r < (vs->why[0] ? 1 : vs->nroutes); r++) {
+			owner_of(owner, sizeof(owner), cl->id, vs, r);
+			ad = smap_get(&addrs, owner);
+			if (ad != NULL && ad->why[0] != '\0' &&
+			    want_err == NULL)
+				want_err = ad->why;
+			if (ad == NULL || !ad->live || ad->port == 0 ||
+			    vs->why[0] != '\0')
+				live = 0;
+			else
+				o += (size_t)snprintf(address + o,
+				    sizeof(address) - o, "%s%s:%u",
+				    r ? "," : "", cl->host, ad->port);
+		}
+		/* an address appears once every route is live */
+		want_addr = live ? address : vs->address;
+	}
+	if (streq(want_addr, vs->address) && streq(want_err, vs->error))
+		return;
+	ann = json_object();
+	if (!streq(want_addr, vs->address))
+		json_object_set_new(ann, ANN_ADDRESS, want_addr ?
+		    json_string(want_addr) : json_null());
+	if (!streq(want_err, vs->error))
+		json_object_set_new(ann, ANN_ERROR, want_err ?
+		    json_string(want_err) : json_null());
+	body = json_pack("{s:{s:o}}", "metadata", "annotations", ann);
+	text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	snprintf(path, sizeof(path), "/apis/networking.istio.io/%s",
+	    cl->istio);
+	snprintf(url, sizeof(url), "%s%s/namespaces/%s/virtualservices/%s",
+	    cl->creds.server, path, vs->ns, vs->name);
+	cluster_auth(cl, &a);
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		fatal("watcherd");
+	snprintf(p->id, sizeof(p->id), "%s", cl->id);
+	snprintf(p->key, sizeof(p->key), "%s", key);
+	smap_put(&cl->patching, key, p);
+	http_start("PATCH", url, &a, "application/merge-patch+json", text,
+	    30000, patch_done, NULL, p);
+	log_info("%s/%s/%s: writing back %s%s%s", cl->name, vs->ns, vs->name,
+	    want_addr ? want_addr : "no address", want_err ? "; error: " : "",
+	    want_err ? want_err : "");
+	/* assume it lands; the watch will say if it did not */
+	free(vs->address);
+	free(vs->error);
+	vs->address = dup_or_null(want_addr);
+	vs->error = dup_or_null(want_err);
+	free(text);
+}
+
+static void
+cluster_writeback(struct cluster *cl, uint64_t now)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+
+	if (cl->istio[0] == '\0' || !cl->inf[RES_VS].listed ||
+	    now < cl->patch_hold)
+		return;
+	while ((e = smap_next(&cl->objs[RES_VS], &it)) != NULL)
+		if (e->val != NULL)
+			vs_writeback(cl, e->key, e->val);
+}
+
+/* Discovery: networking.istio.io/v1, else v1beta1, else v1alpha3. */
+static void
+disc_done(struct http_req *req, long code, const char *body, size_t len,
+    const char *err)
+{
+	static const char *prefer[] = { "v1", "v1beta1", "v1alpha3" };
+	struct cluster *cl = req->arg;
+	json_t *root, *v;
+	size_t i, k;
+
+	cl->disc_req = NULL;
+	root = code == 200 ? json_loadb(body, len, 0, NULL) : NULL;
+	for (k = 0; root != NULL && k < 3 && cl->istio[0] == '\0'; k++)
+		json_array_foreach(json_object_get(root, "versions"), i, v)
+			if (json_is_string(json_object_get(v, "version")) &&
+			    !strcmp(json_string_value(json_object_get(v,
+			    "version")), prefer[k]))
+				strcpy(cl->istio, prefer[k]);
+	json_decref(root);
+	if (cl->istio[0] != '\0') {
+		log_info("%s: VirtualServices at networking.istio.io/%s",
+		    cl->name, cl->istio);
+		cl->disc_backoff = 0;
+		return;
+	}
+	cl->disc_backoff = cl->disc_backoff ? (cl->disc_backoff * 2 > 60000 ?
+	    60000 : cl->disc_backoff * 2) : 1000;
+	cl->disc_at = now_ms() + jitter(cl->disc_backoff);
+	log_warnx("%s: networking.istio.io not served (%s%ld); again in "
+	    "%u ms", cl->name, err ? "transport error, code " : "HTTP ",
+	    code, cl->disc_backoff);
+}
+
+static void
+cluster_timer(struct cluster *cl, uint64_t now)
+{
+	struct http_auth a;
+	char url[1024];
+	int r;
+
+	if (!cl->have_creds) {
+		if (cl->source == SRC_PKS && cl->bind_req == NULL &&
+		    now >= cl->bind_at)
+			pks_bind(cl);
+		return;
+	}
+	if (cl->istio[0] == '\0' && cl->disc_req == NULL &&
+	    now >= cl->disc_at) {
+		cluster_auth(cl, &a);
+		snprintf(url, sizeof(url), "%s/apis/networking.istio.io",
+		    cl->creds.server);
+		cl->disc_req = http_start("GET", url, &a, NULL, NULL, 30000,
+		    disc_done, NULL, cl);
+	}
+	for (r = 0; r < RES_COUNT; r++)
+		if (r != RES_VS || cl->istio[0] != '\0')
+			informer_timer(&cl->inf[r], now);
+	if (cl->dirty) {
+		cl->dirty = 0;
+		cluster_compute(cl);
+		cluster_writeback(cl, now);
+	} else if (cl->patch_hold != 0 && now >= cl->patch_hold) {
+		cl->patch_hold = 0;
+		cluster_writeback(cl, now);
+	}
+}
+
+void
+clusters_timer(uint64_t now)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+
+	while ((e = smap_next(&clusters, &it)) != NULL)
+		cluster_timer(e->val, now);
+}
+
+/* allocd restarted, or lost what we sent: tell it everything again. */
+void
+clusters_resync_all(void)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+	struct cluster *cl;
+
+	while ((e = smap_next(&clusters, &it)) != NULL) {
+		cl = e->val;
+		send_cluster_up(cl);
+		cl->need_resync = 1;
+		cl->dirty = 1;
+	}
+}
+
+static void
+mark_dirty(const char *id)
+{
+	struct cluster *cl = smap_get(&clusters, id);
+
+	if (cl != NULL)
+		cl->dirty = 1;
+}
+
+/* What allocd decided, kept for the write-back. */
+void
+clusters_alloc_event(const struct event *ev)
+{
+	char owner[EV_OWNERLEN];
+	struct addr *a;
+
+	switch (ev->type) {
+	case EV_API_SET:
+		smap_put(&alloc_clusters, ev->cluster, &alloc_clusters);
+		return;
+	case EV_API_DEL:
+		smap_del(&alloc_clusters, ev->cluster);
+		return;
+	case EV_PORT_SET:
+	case EV_PORT_LIVE:
+	case EV_PORT_FREE:
+	case EV_REFUSED:
+		break;
+	default:
+		return;
+	}
+	if (event_owner(ev, owner, sizeof(owner)) == -1)
+		return;
+	if (ev->type == EV_PORT_FREE) {
+		free(smap_del(&addrs, owner));
+		mark_dirty(ev->cluster);
+		return;
+	}
+	if ((a = smap_get(&addrs, owner)) == NULL) {
+		if ((a = calloc(1, sizeof(*a))) == NULL)
+			fatal("watcherd");
+		smap_put(&addrs, owner, a);
+	}
+	switch (ev->type) {
+	case EV_PORT_SET:
+		if (a->port != ev->port)
+			a->live = 0;
+		a->port = (unsigned)ev->port;
+		a->why[0] = '\0';
+		break;
+	case EV_PORT_LIVE:
+		if (a->port == ev->port)
+			a->live = 1;
+		break;
+	case EV_REFUSED:
+		snprintf(a->why, sizeof(a->why), "%s", ev->why);
+		break;
+	}
+	mark_dirty(ev->cluster);
+}
+
+void
+clusters_alloc_reset(void)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+
+	while ((e = smap_next(&addrs, &it)) != NULL)
+		free(e->val);
+	smap_free(&addrs);
+	smap_free(&alloc_clusters);
+}
+
+/*
+ * Clusters allocd routes that no source knows any more (they went while we
+ * were down): tell allocd they are gone.  Called once every source has
+ * completed a poll.
+ */
+void
+clusters_reconcile_alloc(void)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+
+	while ((e = smap_next(&alloc_clusters, &it)) != NULL)
+		if (smap_get(&clusters, e->key) == NULL)
+			send_cluster_down(e->key);
+}

@@ -1,0 +1,345 @@
+/*
+ * watcherd — one list+watch informer per cluster per resource.
+ *
+ * List in pages (limit/continue; an expired continue token restarts the
+ * list), derive the deletes the list implies, then watch from the list's
+ * resourceVersion with bookmarks and a server-side timeout.  A stream that
+ * ends normally resumes from the last resourceVersion seen; a 410, plain or
+ * as an in-stream ERROR, relists; other errors back off with jitter.  A
+ * watch that goes quiet for longer than watch_idle is cut by our own timer
+ * (no CURLOPT_TIMEOUT on watches), and no event may exceed MAX_EVENT_BYTES.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "watcherd.h"
+
+#define PAGE_SIZE	500
+#define BACKOFF_MIN	500
+#define BACKOFF_MAX	30000
+
+static const char *res_names[RES_COUNT] = { "virtualservices", "services",
+    "nodes" };
+
+void
+informer_init(struct informer *inf, struct cluster *cl, int res)
+{
+	memset(inf, 0, sizeof(*inf));
+	inf->cl = cl;
+	inf->res = res;
+	inf->state = INF_IDLE;
+}
+
+void
+informer_stop(struct informer *inf)
+{
+	http_cancel(inf->req);
+	inf->req = NULL;
+	smap_free(&inf->seen);
+	free(inf->line);
+	inf->line = NULL;
+	inf->linelen = inf->linecap = 0;
+	inf->state = INF_IDLE;
+}
+
+const char *
+informer_path(const struct informer *inf, char *buf, size_t len)
+{
+	if (inf->res == RES_VS)
+		snprintf(buf, len, "/apis/networking.istio.io/%s/%s",
+		    inf->cl->istio, res_names[inf->res]);
+	else
+		snprintf(buf, len, "/api/v1/%s", res_names[inf->res]);
+	return buf;
+}
+
+static void
+backoff(struct informer *inf, const char *why)
+{
+	inf->errors++;
+	inf->backoff = inf->backoff == 0 ? BACKOFF_MIN :
+	    inf->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : inf->backoff * 2;
+	inf->wait_until = now_ms() + jitter(inf->backoff);
+	inf->state = INF_WAIT;
+	log_warnx("%s: %s: %s; again in %u ms", inf->cl->name,
+	    res_names[inf->res], why, inf->backoff);
+}
+
+static void	start_list(struct informer *);
+static void	start_watch(struct informer *);
+
+static const char *
+obj_key(json_t *obj, char *buf, size_t len)
+{
+	json_t *md = json_object_get(obj, "metadata");
+	const char *ns = json_string_value(json_object_get(md, "namespace"));
+	const char *name = json_string_value(json_object_get(md, "name"));
+
+	if (name == NULL)
+		return NULL;
+	snprintf(buf, len, "%s/%s", ns ? ns : "", name);
+	return buf;
+}
+
+static void
+list_done(struct http_req *r, long code, const char *body, size_t len,
+    const char *err)
+{
+	struct informer *inf = r->arg;
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+	const char *cont, *rv;
+	json_t *root, *items, *item, *md;
+	json_error_t jerr;
+	char key[384], why[160], **gone;
+	size_t i, ngone = 0;
+
+	inf->req = NULL;
+	if (code == 410 && inf->cont[0] != '\0') {
+		/* the continue token expired: the list starts over */
+		log_info("%s: %s: continue token expired, relisting",
+		    inf->cl->name, res_names[inf->res]);
+		start_list(inf);
+		return;
+	}
+	if (code != 200) {
+		snprintf(why, sizeof(why), "list: %s%ld",
+		    err ? "transport error, code " : "HTTP ", code);
+		backoff(inf, why);
+		return;
+	}
+	if ((root = json_loadb(body, len, 0, &jerr)) == NULL ||
+	    !json_is_array(items = json_object_get(root, "items"))) {
+		json_decref(root);
+		backoff(inf, "list: malformed JSON");
+		return;
+	}
+	json_array_foreach(items, i, item) {
+		if (obj_key(item, key, sizeof(key)) == NULL)
+			continue;
+		smap_put(&inf->seen, key, inf);
+		cluster_object(inf->cl, inf->res, "ADDED", item);
+	}
+	md = json_object_get(root, "metadata");
+	cont = json_string_value(json_object_get(md, "continue"));
+	rv = json_string_value(json_object_get(md, "resourceVersion"));
+	if (cont != NULL && *cont != '\0' && strlen(cont) < sizeof(inf->cont)) {
+		strcpy(inf->cont, cont);
+		json_decref(root);
+		start_list(inf);
+		return;
+	}
+	snprintf(inf->rv, sizeof(inf->rv), "%s", rv ? rv : "");
+	json_decref(root);
+	/* what the list did not show is gone */
+	gone = calloc(inf->cl->objs[inf->res].n + 1, sizeof(*gone));
+	if (gone == NULL)
+		fatal("informer");
+	while ((e = smap_next(&inf->cl->objs[inf->res], &it)) != NULL)
+		if (smap_get(&inf->seen, e->key) == NULL &&
+		    (gone[ngone++] = strdup(e->key)) == NULL)
+			fatal("informer");
+	for (i = 0; i < ngone; i++) {
+		cluster_object_gone(inf->cl, inf->res, gone[i]);
+		free(gone[i]);
+	}
+	free(gone);
+	smap_free(&inf->seen);
+	inf->listed = 1;
+	inf->backoff = 0;
+	cluster_list_end(inf->cl, inf->res);
+	start_watch(inf);
+}
+
+static void
+start_list(struct informer *inf)
+{
+	struct http_auth a;
+	char path[128], url[8192], cont[3 * sizeof(inf->cont)];
+
+	cluster_auth(inf->cl, &a);
+	informer_path(inf, path, sizeof(path));
+	if (inf->cont[0] != '\0' &&
+	    http_escape(cont, sizeof(cont), inf->cont) == 0)
+		snprintf(url, sizeof(url), "%s%s?limit=%d&continue=%s",
+		    inf->cl->creds.server, path, PAGE_SIZE, cont);
+	else {
+		inf->cont[0] = '\0';
+		smap_free(&inf->seen);
+		snprintf(url, sizeof(url), "%s%s?limit=%d",
+		    inf->cl->creds.server, path, PAGE_SIZE);
+	}
+	inf->state = INF_LIST;
+	inf->req = http_start("GET", url, &a, NULL, NULL, 60000, list_done,
+	    NULL, inf);
+}
+
+/* One line of a watch stream; -1 ends the stream. */
+static int
+watch_line(struct informer *inf, const char *line, size_t len)
+{
+	json_t *ev, *obj, *md;
+	json_error_t jerr;
+	const char *type, *rv, *reason;
+	json_int_t code;
+
+	if (len == 0)
+		return 0;
+	if ((ev = json_loadb(line, len, 0, &jerr)) == NULL) {
+		backoff(inf, "watch: malformed event");
+		return -1;
+	}
+	type = json_string_value(json_object_get(ev, "type"));
+	obj = json_object_get(ev, "object");
+	md = json_object_get(obj, "metadata");
+	rv = json_string_value(json_object_get(md, "resourceVersion"));
+	if (type == NULL || !json_is_object(obj)) {
+		json_decref(ev);
+		backoff(inf, "watch: event without type or object");
+		return -1;
+	}
+	if (strcmp(type, "ERROR") == 0) {
+		code = json_integer_value(json_object_get(obj, "code"));
+		reason = json_string_value(json_object_get(obj, "reason"));
+		json_decref(ev);
+		if (code == 410 || (reason && (!strcmp(reason, "Expired") ||
+		    !strcmp(reason, "Gone")))) {
+			log_info("%s: %s: watch expired, relisting",
+			    inf->cl->name, res_names[inf->res]);
+			inf->rv[0] = '\0';
+			inf->state = INF_WAIT;
+			inf->wait_until = 0;	/* relist at once */
+			return -1;
+		}
+		backoff(inf, "watch: server sent an ERROR event");
+		return -1;
+	}
+	if (rv != NULL && strlen(rv) < sizeof(inf->rv))
+		strcpy(inf->rv, rv);
+	if (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0 ||
+	    strcmp(type, "DELETED") == 0)
+		cluster_object(inf->cl, inf->res, type, obj);
+	json_decref(ev);
+	return 0;
+}
+
+static int
+watch_data(struct http_req *r, const char *data, size_t len)
+{
+	struct informer *inf = r->arg;
+	const char *nl;
+	size_t n, cap;
+	char *b;
+
+	while (len > 0) {
+		nl = memchr(data, '\n', len);
+		n = nl ? (size_t)(nl - data) : len;
+		if (inf->linelen + n > MAX_EVENT_BYTES) {
+			backoff(inf, "watch: event larger than 4 MiB refused");
+			inf->linelen = 0;
+			return -1;
+		}
+		if (inf->linelen + n + 1 > inf->linecap) {
+			cap = inf->linecap ? inf->linecap : 8192;
+			while (cap < inf->linelen + n + 1)
+				cap *= 2;
+			if ((b = realloc(inf->line, cap)) == NULL)
+				fatal("informer");
+			inf->line = b;
+			inf->linecap = cap;
+		}
+		memcpy(inf->line + inf->linelen, data, n);
+		inf->linelen += n;
+		data += n;
+		len -= n;
+		if (nl != NULL) {
+			data++;
+			len--;
+			n = inf->linelen;
+			inf->linelen = 0;
+			if (watch_line(inf, inf->line, n) == -1)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+static void
+watch_done(struct http_req *r, long code, const char *body, size_t len,
+    const char *err)
+{
+	struct informer *inf = r->arg;
+	char why[160];
+
+	(void)body;
+	(void)len;
+	inf->req = NULL;
+	inf->linelen = 0;
+	if (inf->state == INF_WAIT)
+		return;			/* watch_line decided already */
+	if (code == 200 && err == NULL) {
+		start_watch(inf);	/* a normal end: resume */
+		return;
+	}
+	if (code == 410) {
+		inf->rv[0] = '\0';
+		start_list(inf);
+		return;
+	}
+	snprintf(why, sizeof(why), "watch: %s%ld",
+	    err ? "transport error, code " : "HTTP ", code);
+	backoff(inf, why);
+}
+
+static void
+start_watch(struct informer *inf)
+{
+	struct http_auth a;
+	char path[128], url[4096], rv[3 * sizeof(inf->rv)];
+
+	if (inf->rv[0] == '\0' || http_escape(rv, sizeof(rv), inf->rv) == -1) {
+		start_list(inf);
+		return;
+	}
+	cluster_auth(inf->cl, &a);
+	informer_path(inf, path, sizeof(path));
+	snprintf(url, sizeof(url), "%s%s?watch=1&resourceVersion=%s"
+	    "&allowWatchBookmarks=true&timeoutSeconds=%u",
+	    inf->cl->creds.server, path, rv, conf.watch_timeout);
+	inf->state = INF_WATCH;
+	inf->linelen = 0;
+	inf->req = http_start("GET", url, &a, NULL, NULL, 0, watch_done,
+	    watch_data, inf);
+}
+
+void
+informer_timer(struct informer *inf, uint64_t now)
+{
+	switch (inf->state) {
+	case INF_IDLE:
+		start_list(inf);
+		break;
+	case INF_WAIT:
+		if (now >= inf->wait_until) {
+			/* after an error, resume the watch if we can */
+			if (inf->listed && inf->rv[0] != '\0')
+				start_watch(inf);
+			else
+				start_list(inf);
+		}
+		break;
+	case INF_WATCH:
+		if (inf->req != NULL && now - inf->req->last_byte >
+		    (uint64_t)conf.watch_idle * 1000) {
+			http_cancel(inf->req);
+			inf->req = NULL;
+			log_info("%s: %s: watch idle for %u s, restarting",
+			    inf->cl->name, res_names[inf->res],
+			    conf.watch_idle);
+			start_watch(inf);
+		}
+		break;
+	}
+}

@@ -1,0 +1,302 @@
+/*
+ * watcherd — the Enterprise PKS / TKGI source.
+ *
+ * A token from UAA (client_credentials, HTTP Basic), renewed at 80% of its
+ * life; GET /v1/clusters every poll interval; a 401 renews the token once
+ * and retries.  A cluster is routed when its last action succeeded (or an
+ * UPDATE is in progress on a cluster already routed) and its master IPs
+ * parse; DELETE or disappearance removes it.  Credentials for a cluster's
+ * API come from POST /v1/clusters/{name}/binds.  When PKS is down or says
+ * nonsense, the routes we have stay as they are.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "valid.h"
+#include "watcherd.h"
+
+static char		*token;		/* never logged */
+static uint64_t		 token_renew;
+static struct http_req	*token_req, *poll_req;
+static uint64_t		 next_poll;
+static unsigned		 backoff;
+static int		 retried, polled_ok;
+static char		 last_err[160];
+
+static void	poll_clusters(void);
+
+int
+pks_polled(void)
+{
+	return conf.pks_url[0] == '\0' || polled_ok;
+}
+
+/* Log a failure once per change of what failed; back off with jitter. */
+static void
+pks_failed(const char *what)
+{
+	if (strcmp(what, last_err) != 0) {
+		log_warnx("pks: %s; keeping the routes we have", what);
+		snprintf(last_err, sizeof(last_err), "%s", what);
+	}
+	backoff = backoff ? (backoff * 2 > 60000 ? 60000 : backoff * 2) :
+	    1000;
+	next_poll = now_ms() + jitter(backoff);
+}
+
+static void
+pks_recovered(void)
+{
+	if (last_err[0] != '\0')
+		log_info("pks: answering again");
+	last_err[0] = '\0';
+	backoff = 0;
+}
+
+static void
+token_done(struct http_req *r, long code, const char *body, size_t len,
+    const char *err)
+{
+	json_t *root;
+	const char *tok;
+	json_int_t ttl;
+	char why[128];
+
+	(void)r;
+	token_req = NULL;
+	if (code != 200) {
+		snprintf(why, sizeof(why), "UAA token: %s%ld",
+		    err ? "transport error, code " : "HTTP ", code);
+		pks_failed(why);
+		return;
+	}
+	root = json_loadb(body, len, 0, NULL);
+	tok = json_string_value(json_object_get(root, "access_token"));
+	ttl = json_integer_value(json_object_get(root, "expires_in"));
+	if (tok == NULL || *tok == '\0' || strlen(tok) > 16384) {
+		json_decref(root);
+		pks_failed("UAA token: malformed answer");
+		return;
+	}
+	if (token != NULL)
+		explicit_bzero(token, strlen(token));
+	free(token);
+	if ((token = strdup(tok)) == NULL)
+		fatal("pks");
+	json_decref(root);
+	if (ttl < 10)
+		ttl = 10;
+	token_renew = now_ms() + (uint64_t)ttl * 800;	/* 80% of its life */
+	poll_clusters();
+}
+
+static void
+get_token(void)
+{
+	struct http_auth a = { .ca_file = conf.pks_ca,
+	    .basic_user = conf.pks_client_id,
+	    .basic_pass = conf.pks_client_secret };
+	char url[600];
+
+	snprintf(url, sizeof(url), "%s/oauth/token", conf.uaa_url);
+	token_req = http_start("POST", url, &a,
+	    "application/x-www-form-urlencoded",
+	    "grant_type=client_credentials", 30000, token_done, NULL, NULL);
+}
+
+static void
+forget_token(void)
+{
+	if (token != NULL)
+		explicit_bzero(token, strlen(token));
+	free(token);
+	token = NULL;
+}
+
+/* One cluster of the list; 1 when it is to be routed. */
+static int
+pks_cluster(json_t *c)
+{
+	const char *uuid = json_string_value(json_object_get(c, "uuid"));
+	const char *name = json_string_value(json_object_get(c, "name"));
+	const char *action = json_string_value(json_object_get(c,
+	    "last_action"));
+	const char *state = json_string_value(json_object_get(c,
+	    "last_action_state"));
+	json_t *params = json_object_get(c, "parameters"), *ips, *ip;
+	const char *mhost = json_string_value(json_object_get(params,
+	    "kubernetes_master_host"));
+	json_int_t mport = json_integer_value(json_object_get(params,
+	    "kubernetes_master_port"));
+	char masters[EV_MAX_MASTERS][EV_IPLEN], host[254];
+	struct cluster *cl;
+	size_t i, n, dlen;
+
+	if (uuid == NULL || name == NULL || !valid_cluster_id(uuid) ||
+	    !valid_dns_label(name))
+		return 0;
+	cl = cluster_find(uuid);
+	if (action != NULL && strcmp(action, "DELETE") == 0)
+		return 0;
+	if (state == NULL || strcmp(state, "succeeded") != 0) {
+		/* an update in progress keeps the route it had */
+		if (cl != NULL && action != NULL &&
+		    strcmp(action, "UPDATE") == 0) {
+			cl->seen = 1;
+			return 1;
+		}
+		return 0;
+	}
+	ips = json_object_get(c, "kubernetes_master_ips");
+	n = json_array_size(ips);
+	if (n == 0 || n > EV_MAX_MASTERS)
+		return 0;
+	memset(masters, 0, sizeof(masters));
+	json_array_foreach(ips, i, ip) {
+		const char *s = json_string_value(ip);
+
+		if (s == NULL || !valid_ip(s) || strlen(s) >= EV_IPLEN)
+			return 0;	/* "In Progress" and the like */
+		strcpy(masters[i], s);
+	}
+	/* the master host is the SNI name when it lies under our domain */
+	dlen = strlen(conf.domain);
+	if (mhost != NULL && valid_dns_subdomain(mhost) &&
+	    strlen(mhost) > dlen + 1 && mhost[strlen(mhost) - dlen - 1] ==
+	    '.' && strcmp(mhost + strlen(mhost) - dlen, conf.domain) == 0)
+		snprintf(host, sizeof(host), "%s", mhost);
+	else if ((size_t)snprintf(host, sizeof(host), "%s.%s", name,
+	    conf.domain) >= sizeof(host))
+		return 0;
+	if (mport <= 0 || mport > 65535)
+		mport = 8443;
+	return cluster_upsert(uuid, name, host, masters, n, (unsigned)mport,
+	    SRC_PKS) != NULL;
+}
+
+static void
+poll_done(struct http_req *r, long code, const char *body, size_t len,
+    const char *err)
+{
+	json_t *root, *c;
+	char why[128];
+	size_t i, routed = 0;
+
+	(void)r;
+	poll_req = NULL;
+	if (code == 401 && !retried) {
+		/* the token went stale early: renew once, then retry */
+		retried = 1;
+		forget_token();
+		get_token();
+		return;
+	}
+	if (code != 200) {
+		snprintf(why, sizeof(why), "GET /v1/clusters: %s%ld",
+		    err ? "transport error, code " : "HTTP ", code);
+		pks_failed(why);
+		return;
+	}
+	if ((root = json_loadb(body, len, 0, NULL)) == NULL ||
+	    !json_is_array(root)) {
+		json_decref(root);
+		pks_failed("GET /v1/clusters: malformed JSON");
+		return;
+	}
+	pks_recovered();
+	clusters_mark(SRC_PKS);
+	json_array_foreach(root, i, c)
+		routed += (size_t)pks_cluster(c);
+	json_decref(root);
+	clusters_sweep(SRC_PKS);
+	polled_ok = 1;
+	if (kcdir_polled())
+		clusters_reconcile_alloc();
+	log_debug("pks: %zu clusters routed", routed);
+	next_poll = now_ms() + (uint64_t)conf.pks_poll * 1000;
+}
+
+static void
+poll_clusters(void)
+{
+	struct http_auth a = { .ca_file = conf.pks_ca, .bearer = token };
+	char url[600];
+
+	snprintf(url, sizeof(url), "%s/v1/clusters", conf.pks_url);
+	poll_req = http_start("GET", url, &a, NULL, NULL, 30000, poll_done,
+	    NULL, NULL);
+}
+
+void
+pks_init(void)
+{
+	next_poll = 0;
+}
+
+void
+pks_timer(uint64_t now)
+{
+	if (conf.pks_url[0] == '\0' || token_req != NULL || poll_req != NULL)
+		return;
+	if (token != NULL && now >= token_renew)
+		forget_token();
+	if (now < next_poll)
+		return;
+	retried = 0;
+	if (token == NULL)
+		get_token();
+	else
+		poll_clusters();
+}
+
+/* Credentials: POST /v1/clusters/{name}/binds returns a kubeconfig. */
+static void
+bind_done(struct http_req *r, long code, const char *body, size_t len,
+    const char *err)
+{
+	struct cluster *cl = cluster_find(r->arg);
+	struct creds c;
+	char why[160];
+	json_t *root;
+
+	free(r->arg);
+	if (cl == NULL)
+		return;
+	cl->bind_req = NULL;
+	if (code == 200 && (root = json_loadb(body, len, 0, NULL)) != NULL) {
+		if (kubeconfig_creds(root, NULL, &c, why, sizeof(why)) == 0) {
+			json_decref(root);
+			cluster_set_creds(cl, &c);
+			cl->bind_backoff = 0;
+			log_info("%s: credentials from PKS, API %s", cl->name,
+			    cl->creds.server);
+			return;
+		}
+		json_decref(root);
+	} else
+		snprintf(why, sizeof(why), "%s%ld",
+		    err ? "transport error, code " : "HTTP ", code);
+	cl->bind_backoff = cl->bind_backoff ? (cl->bind_backoff * 2 > 60000 ?
+	    60000 : cl->bind_backoff * 2) : 1000;
+	cl->bind_at = now_ms() + jitter(cl->bind_backoff);
+	log_warnx("%s: binds: %s; again in %u ms", cl->name, why,
+	    cl->bind_backoff);
+}
+
+void
+pks_bind(struct cluster *cl)
+{
+	struct http_auth a = { .ca_file = conf.pks_ca, .bearer = token };
+	char url[700], *id;
+
+	if (token == NULL)
+		return;			/* the next poll brings one */
+	if ((id = strdup(cl->id)) == NULL)
+		fatal("pks");
+	snprintf(url, sizeof(url), "%s/v1/clusters/%s/binds", conf.pks_url,
+	    cl->name);
+	cl->bind_req = http_start("POST", url, &a, "application/json", "{}",
+	    30000, bind_done, NULL, id);
+}

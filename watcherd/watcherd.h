@@ -1,0 +1,126 @@
+/*
+ * watcherd — shared declarations.
+ *
+ * watcherd is portico's only contact with the provisioning API and the
+ * clusters.  Sources (pks.c, the kubeconfig folder in kcdir.c) say which
+ * clusters exist; each cluster (cluster.c) runs one list+watch informer per
+ * resource (informer.c) and turns what it sees into observations for allocd
+ * and into write-back PATCHes of the VirtualServices.
+ */
+#ifndef WATCHERD_H
+#define WATCHERD_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "config.h"
+#include "event.h"
+#include "http.h"
+#include "kubeconfig.h"
+#include "smap.h"
+
+#define ANN_EXPOSE	"portico.dev/expose"
+#define ANN_PORT	"portico.dev/port"
+#define ANN_ADDRESS	"portico.dev/address"
+#define ANN_ERROR	"portico.dev/error"
+
+#define MAX_EVENT_BYTES	(4u << 20)	/* one watch event */
+#define VS_MAX_ROUTES	16
+#define VS_MAX_DESTS	8
+#define SVC_MAX_PORTS	32
+
+enum { RES_VS, RES_SVC, RES_NODE, RES_COUNT };
+enum { SRC_PKS = 1, SRC_KUBECONFIG = 2 };
+enum { INF_IDLE, INF_LIST, INF_WATCH, INF_WAIT };
+
+struct cluster;
+
+struct informer {
+	struct cluster	*cl;
+	int		 res;
+	int		 state;
+	struct http_req	*req;
+	char		 rv[64];
+	char		 cont[2048];
+	int		 listed;	/* a full list has completed */
+	struct smap	 seen;		/* keys seen by the current list */
+	char		*line;		/* a watch event being assembled */
+	size_t		 linelen;
+	size_t		 linecap;
+	uint64_t	 wait_until;
+	unsigned	 backoff;	/* ms */
+	unsigned long	 errors;
+};
+
+struct cluster {
+	char		 id[64];
+	char		 name[64];
+	char		 host[254];	/* SNI name */
+	char		 masters[EV_MAX_MASTERS][EV_IPLEN];
+	size_t		 nmasters;
+	unsigned	 mport;
+	int		 source;
+	int		 seen;		/* by the source's last poll */
+
+	struct creds	 creds;
+	int		 have_creds;
+	char		 connect_to[600];
+	struct http_req	*bind_req;
+	uint64_t	 bind_at;	/* when to ask for credentials */
+	unsigned	 bind_backoff;
+
+	char		 istio[16];	/* chosen networking.istio.io version */
+	struct http_req	*disc_req;
+	uint64_t	 disc_at;
+	unsigned	 disc_backoff;
+
+	struct informer	 inf[RES_COUNT];
+	struct smap	 objs[RES_COUNT];
+	struct smap	 sent;		/* owner -> encoded ROUTE last sent */
+	struct smap	 patching;	/* VirtualServices with a PATCH out */
+	uint64_t	 patch_hold;	/* after a failed PATCH, wait */
+	int		 dirty;
+	int		 need_resync;
+};
+
+/* watcherd.c */
+extern struct config	conf;
+void	 obs_send(struct event *);
+uint64_t jitter(uint64_t ms);
+
+/* cluster.c */
+struct cluster *cluster_find(const char *id);
+struct cluster *cluster_upsert(const char *id, const char *name,
+	    const char *host, char masters[][EV_IPLEN], size_t nmasters,
+	    unsigned mport, int source);
+void	 cluster_set_creds(struct cluster *, struct creds *);
+void	 clusters_mark(int source);
+void	 clusters_sweep(int source);
+void	 clusters_timer(uint64_t now);
+void	 clusters_resync_all(void);
+void	 clusters_alloc_event(const struct event *);
+void	 clusters_alloc_reset(void);
+void	 clusters_reconcile_alloc(void);
+void	 cluster_object(struct cluster *, int res, const char *type, json_t *);
+void	 cluster_object_gone(struct cluster *, int res, const char *key);
+void	 cluster_list_end(struct cluster *, int res);
+void	 cluster_auth(struct cluster *, struct http_auth *);
+
+/* informer.c */
+void	 informer_init(struct informer *, struct cluster *, int res);
+void	 informer_stop(struct informer *);
+void	 informer_timer(struct informer *, uint64_t now);
+const char *informer_path(const struct informer *, char *, size_t);
+
+/* pks.c */
+void	 pks_init(void);
+void	 pks_timer(uint64_t now);
+void	 pks_bind(struct cluster *);
+int	 pks_polled(void);
+
+/* kcdir.c */
+void	 kcdir_timer(uint64_t now);
+int	 kcdir_polled(void);
+
+#endif
