@@ -395,6 +395,22 @@ consumer_dispatch(struct consumer *c, const zmq_pollitem_t *items)
 void
 consumer_timer(struct consumer *c, uint64_t now)
 {
+	if (now - c->heard > BUS_SILENCE_MS) {
+		/*
+		 * Not even a heartbeat: the connection is not what it seems.
+		 * Start it again and catch up.
+		 */
+		log_info("%s: producer silent for %llu ms, reconnecting",
+		    c->name, (unsigned long long)(now - c->heard));
+		bus_close(c->sub);
+		c->sub = bus_socket(ZMQ_SUB);
+		if (bus_connect(c->sub, c->pub_ep) == -1)
+			fatalx("%s: cannot connect to %s", c->name, c->pub_ep);
+		c->heard = now;
+		consumer_drop_buf(c);
+		consumer_ask(c);
+		return;
+	}
 	if (c->syncing && now - c->sync_sent > BUS_SYNC_TIMEOUT_MS) {
 		log_info("%s: no answer to SINCE, asking again", c->name);
 		consumer_drop_buf(c);

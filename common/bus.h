@@ -22,6 +22,7 @@
 #define BUS_MAXMSG		(EV_MAX_TEXT + (1 << 20))
 #define BUS_HEARTBEAT_MS	1000
 #define BUS_SYNC_TIMEOUT_MS	5000
+#define BUS_SILENCE_MS		(3 * BUS_HEARTBEAT_MS + 500)
 #define BUS_MAXBUF		100000
 
 void	*bus_ctx(void);

@@ -89,15 +89,13 @@ event_init(struct event *ev, int type)
 	ev->type = type;
 }
 
+/* Free what the event holds; it is left empty (EV_NONE), not dangling. */
 void
 event_free(struct event *ev)
 {
 	free(ev->backends);
 	free(ev->text);
-	ev->backends = NULL;
-	ev->nbackends = 0;
-	ev->text = NULL;
-	ev->textlen = 0;
+	event_init(ev, EV_NONE);
 }
 
 int
