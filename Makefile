@@ -20,7 +20,7 @@ DAEMONS	 = watcherd allocd renderd applyd
 
 COMMON_OBJS = $(COMMON:%=$(BUILD)/obj/common/%.o)
 BINS	 = $(DAEMONS:%=$(BUILD)/bin/%)
-UNITS	 = test_event test_alloc
+UNITS	 = test_event test_store test_alloc
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
 PY	 = /usr/bin/python3
