@@ -27,7 +27,7 @@ struct owner_rec {
 	uint8_t		live;		/* every proxy serves it */
 	uint32_t	pad;
 	uint64_t	set_seq;	/* seq of the last PORT_SET */
-	uint64_t	seen_sid;	/* sync that last saw it */
+	uint64_t	seen_sync;	/* sync_seq of the sync that last saw it */
 	char		why[256];	/* last refusal written */
 	/* followed by the encoded PORT_SET event */
 };
@@ -38,7 +38,8 @@ struct port_rec {
 };
 
 struct cluster_rec {
-	uint64_t	sid;		/* sync in progress or last done */
+	uint64_t	sid;		/* watcherd's id of the sync begun last */
+	uint64_t	sync_seq;	/* log seq of that SYNC_BEGIN: unique */
 	uint8_t		up;
 	uint8_t		pad[7];
 	/* followed by the encoded API_SET event when up */
@@ -328,8 +329,8 @@ refuse(struct alloc *a, MDB_txn *txn, const struct event *obs,
 	struct event d;
 	int rc;
 
-	if (strcmp(rec->why, why) == 0)
-		return 0;		/* already said */
+	if (strcmp(rec->why, why) == 0)	/* already said; keep the rest */
+		return put_owner(a, txn, owner, rec, set);
 	snprintf(rec->why, sizeof(rec->why), "%s", why);
 	if ((rc = put_owner(a, txn, owner, rec, set)) != 0)
 		return rc;
@@ -409,7 +410,7 @@ on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
 		event_init(&set, EV_NONE);
 	}
 	get_cluster(a, txn, obs->cluster, &crec, NULL);
-	rec.seen_sid = crec.sid;
+	rec.seen_sync = crec.sync_seq;
 
 	if (obs->has & F_WHY) {
 		/* the object is wrong: say so, move nothing */
@@ -451,7 +452,9 @@ on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
 		snprintf(why, sizeof(why), "no free port in %u-%u",
 		    a->conf->port_lo, a->conf->port_hi);
 	if (p == 0) {
-		rec.state = OWN_REFUSED;
+		/* an owner whose old port waits in quarantine keeps its claim */
+		if (rec.state != OWN_QUARANTINED)
+			rec.state = OWN_REFUSED;
 		rc = refuse(a, txn, obs, owner, &rec, &set, why);
 		goto done;
 	}
@@ -533,7 +536,7 @@ static int
 keep_unseen(const struct owner_rec *rec, uint64_t sid)
 {
 	return rec->state != OWN_QUARANTINED &&
-	    (sid == 0 || rec->seen_sid != sid);
+	    (sid == 0 || rec->seen_sync != sid);
 }
 
 /* Release every owner of cluster c; with sid != 0, those sid did not see. */
@@ -629,20 +632,26 @@ on_sync(struct alloc *a, MDB_txn *txn, const struct event *obs)
 {
 	struct cluster_rec rec;
 	MDB_val rest = { 0, NULL };
+	int found;
 
-	get_cluster(a, txn, obs->cluster, &rec, &rest);
+	found = get_cluster(a, txn, obs->cluster, &rec, &rest) == 0;
 	if (obs->type == EV_SYNC_BEGIN) {
+		/*
+		 * watcherd's ids start over when it does; the seq this
+		 * observation was logged under never repeats.
+		 */
 		rec.sid = obs->sid;
+		rec.sync_seq = a->seq;
 		return put_cluster(a, txn, obs->cluster, &rec, rest.mv_data,
 		    rest.mv_size);
 	}
-	if (rec.sid != obs->sid) {
+	if (!found || rec.sync_seq == 0 || rec.sid != obs->sid) {
 		log_info("alloc: %s: sync %llu ended, but %llu began; ignored",
 		    obs->cluster, (unsigned long long)obs->sid,
 		    (unsigned long long)rec.sid);
 		return 0;
 	}
-	return release_cluster(a, txn, obs->cluster, obs->sid, obs->time);
+	return release_cluster(a, txn, obs->cluster, rec.sync_seq, obs->time);
 }
 
 /* Held, not yet live, and assigned at or before generation low. */

@@ -258,6 +258,12 @@ event_encode(const struct event *ev, unsigned char **out, size_t *outlen)
 	if (t == NULL || (t->req & ~ev->has) != 0)
 		return -1;
 	mask = ev->has & (t->req | t->opt);
+	/* never write what the decoder would refuse */
+	for (i = 0; i < FI_COUNT; i++)
+		if ((mask & (1u << i)) && fields[i].kind == FT_PORT &&
+		    *(const uint64_t *)(const void *)((const char *)ev +
+		    fields[i].off) > 65535)
+			return -1;
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_array(&pk, 5);
@@ -349,11 +355,11 @@ mp_bytes(struct mp *m, const char **s, size_t *len)
 		return -1;
 	if (n > 0)
 		*len = (size_t)mp_be(m->p + 1, n);
-	m->p += 1 + n;
-	if (mp_need(m, *len) == -1)
+	/* the cursor moves only past a whole value */
+	if ((size_t)(m->end - m->p) - 1 - (size_t)n < *len)
 		return -1;
-	*s = (const char *)m->p;
-	m->p += *len;
+	*s = (const char *)m->p + 1 + n;
+	m->p += 1 + (size_t)n + *len;
 	return 0;
 }
 
@@ -381,10 +387,14 @@ mp_count(struct mp *m, int ismap, size_t *count)
 		return -1;
 	if (n > 0)
 		*count = (size_t)mp_be(m->p + 1, n);
-	m->p += 1 + n;
-	/* every element takes at least one byte, a map entry two */
-	if (*count > (size_t)(m->end - m->p) / (ismap ? 2 : 1))
+	/*
+	 * Every element takes at least one byte, a map entry two; the cursor
+	 * moves only when the count can be true.
+	 */
+	if (*count > ((size_t)(m->end - m->p) - 1 - (size_t)n) /
+	    (ismap ? 2 : 1))
 		return -1;
+	m->p += 1 + n;
 	return 0;
 }
 
@@ -494,6 +504,7 @@ decode_field(struct mp *m, struct event *ev, const struct field *f,
 			    mp_cstr(m, ip, sizeof(ip)) == -1 ||
 			    mp_uint(m, &port) == -1 ||
 			    mp_uint(m, &weight) == -1 ||
+			    port > 65535 || weight > 256 ||
 			    event_add_backend(ev, ip, (unsigned)port,
 			    (unsigned)weight) == -1)
 				goto bad;

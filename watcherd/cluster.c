@@ -654,6 +654,9 @@ cluster_compute(struct cluster *cl)
 	qsort(ips, nips, EV_IPLEN, cmp_ip);
 
 	if (resync) {
+		/* ids from the clock: a restarted watcherd does not reuse one */
+		if (sid_counter == 0)
+			sid_counter = now_ms();
 		event_init(&ev, EV_SYNC_BEGIN);
 		event_set_str(&ev, F_CLUSTER, cl->id);
 		ev.sid = ++sid_counter;

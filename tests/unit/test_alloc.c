@@ -1,0 +1,1394 @@
+/*
+ * Unit tests for allocd/alloc.c: observations in, decisions out, over a real
+ * LMDB store in a temporary directory.  The clock is each observation's own
+ * time field, set here by hand.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../../allocd/alloc.h"
+
+#define LO	20000
+#define HI	20009
+#define API	8443
+#define QSEC	60
+#define QMS	(QSEC * 1000ULL)
+#define T0	1700000000000ULL
+#define MAXLOG	16384
+
+struct fx {
+	char		 dir[64];
+	struct store	 st;
+	struct config	 conf;
+	struct alloc	 a;
+	uint64_t	 now;
+	/* every event logged so far, by seq: its type */
+	int		 logged[MAXLOG];
+	void		*model;		/* the property test's, freed here */
+};
+
+/* Fixture. */
+
+static void
+fx_open(struct fx *f)
+{
+	MDB_txn *txn;
+
+	assert_int_equal(store_open(&f->st, f->dir, 64 << 20, 0), 0);
+	assert_int_equal(store_begin(&f->st, &txn, 1), 0);
+	alloc_init(&f->a, &f->st, &f->conf, store_last_seq(&f->st, txn));
+	mdb_txn_abort(txn);
+}
+
+static void
+fx_close(struct fx *f)
+{
+	alloc_clear(&f->a);
+	free(f->a.out);
+	f->a.out = NULL;
+	store_close(&f->st);
+}
+
+/* Close the store and open it again; the log carries on where it was. */
+static void
+fx_reopen(struct fx *f)
+{
+	uint64_t seq = f->a.seq;
+
+	fx_close(f);
+	fx_open(f);
+	assert_true(f->a.seq == seq);
+}
+
+static int
+setup(void **state)
+{
+	struct fx *f;
+
+	if ((f = calloc(1, sizeof(*f))) == NULL)
+		return -1;
+	snprintf(f->dir, sizeof(f->dir), "/tmp/portico-test-alloc-XXXXXX");
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	f->conf.port_lo = LO;
+	f->conf.port_hi = HI;
+	f->conf.api_port = API;
+	f->conf.quarantine = QSEC;
+	f->conf.nproxies = 1;
+	snprintf(f->conf.proxies[0].name, sizeof(f->conf.proxies[0].name),
+	    "haproxy");
+	snprintf(f->conf.proxies[0].kind, sizeof(f->conf.proxies[0].kind),
+	    "haproxy");
+	f->now = T0;
+	fx_open(f);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+	char path[128];
+
+	fx_close(f);
+	snprintf(path, sizeof(path), "%s/data.mdb", f->dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/lock.mdb", f->dir);
+	unlink(path);
+	rmdir(f->dir);
+	free(f->model);
+	free(f);
+	return 0;
+}
+
+/* Observations. */
+
+static void
+ev_route(struct event *ev, int type, const char *c, const char *name,
+    uint64_t time)
+{
+	event_init(ev, type);
+	assert_int_equal(event_set_str(ev, F_CLUSTER, c), 0);
+	assert_int_equal(event_set_str(ev, F_NS, "default"), 0);
+	assert_int_equal(event_set_str(ev, F_NAME, name), 0);
+	ev->route = 1;
+	ev->has |= F_ROUTE;
+	ev->time = time;
+}
+
+/* A ROUTE with one backend, ip:30080. */
+static void
+ev_expose(struct event *ev, const char *c, const char *name, const char *ip,
+    uint64_t time)
+{
+	ev_route(ev, EV_ROUTE, c, name, time);
+	assert_int_equal(event_add_backend(ev, ip, 30080, 1), 0);
+}
+
+static void
+ev_cluster(struct event *ev, int type, const char *c, uint64_t time)
+{
+	event_init(ev, type);
+	assert_int_equal(event_set_str(ev, F_CLUSTER, c), 0);
+	ev->time = time;
+	if (type == EV_CLUSTER_UP) {
+		assert_int_equal(event_set_str(ev, F_CNAME, "prod"), 0);
+		assert_int_equal(event_set_str(ev, F_HOST,
+		    "api.prod.example.com"), 0);
+		strcpy(ev->masters[0], "10.1.0.1");
+		strcpy(ev->masters[1], "fd00::1");
+		ev->nmasters = 2;
+		ev->mport = 8443;
+		ev->has |= F_MASTERS | F_MPORT;
+	}
+}
+
+static void
+ev_sync(struct event *ev, int type, const char *c, uint64_t sid,
+    uint64_t time)
+{
+	ev_cluster(ev, type, c, time);
+	ev->sid = sid;
+	ev->has |= F_SID;
+}
+
+static void
+ev_applied(struct event *ev, const char *proxy, uint64_t gen, uint64_t time)
+{
+	event_init(ev, EV_APPLIED);
+	assert_int_equal(event_set_str(ev, F_PROXY, proxy), 0);
+	ev->gen = gen;
+	ev->has |= F_GEN;
+	ev->time = time;
+}
+
+/*
+ * Run one observation in its own write transaction and commit.  Whatever
+ * it returns, the queued decisions must be the observation itself first,
+ * then the decisions, under consecutive seqs after the last one, all
+ * stamped with the observation's time.  Returns alloc_observe's answer.
+ */
+static int
+observe_(struct fx *f, const struct event *ev, const char *file, int line)
+{
+	MDB_txn *txn;
+	uint64_t seq0 = f->a.seq;
+	size_t i;
+	int rc;
+
+	alloc_clear(&f->a);
+	assert_int_equal(store_begin(&f->st, &txn, 0), 0);
+	rc = alloc_observe(&f->a, txn, ev);
+	if (rc != 0 && rc != 1) {
+		mdb_txn_abort(txn);
+		print_error("alloc_observe: %s\n", mdb_strerror(rc));
+		_fail(file, line);
+	}
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	if (rc == 1) {
+		if (f->a.nout != 0 || f->a.seq != seq0) {
+			print_error("ignored observation logged something\n");
+			_fail(file, line);
+		}
+		return rc;
+	}
+	if (f->a.nout < 1 || f->a.out[0].type != ev->type ||
+	    f->a.out[0].has != ev->has) {
+		print_error("the observation is not logged first\n");
+		_fail(file, line);
+	}
+	for (i = 0; i < f->a.nout; i++) {
+		if (f->a.out[i].seq != seq0 + 1 + i ||
+		    f->a.out[i].time != ev->time) {
+			print_error("out[%zu]: seq %llu time %llu\n", i,
+			    (unsigned long long)f->a.out[i].seq,
+			    (unsigned long long)f->a.out[i].time);
+			_fail(file, line);
+		}
+		if (f->a.out[i].seq < MAXLOG)
+			f->logged[f->a.out[i].seq] = f->a.out[i].type;
+	}
+	if (f->a.seq != seq0 + f->a.nout) {
+		print_error("a.seq %llu after %zu events from %llu\n",
+		    (unsigned long long)f->a.seq, f->a.nout,
+		    (unsigned long long)seq0);
+		_fail(file, line);
+	}
+	return rc;
+}
+#define observe(f, ev)	observe_((f), (ev), __FILE__, __LINE__)
+
+/* Observe ev and free it; the number of decisions it caused. */
+static size_t
+run(struct fx *f, struct event *ev)
+{
+	observe(f, ev);
+	event_free(ev);
+	return f->a.nout > 0 ? f->a.nout - 1 : 0;
+}
+
+/* The k-th (from 0) decision of type in the last run, or NULL. */
+static const struct event *
+decision(struct fx *f, int type, size_t k)
+{
+	size_t i;
+
+	for (i = 1; i < f->a.nout; i++)
+		if (f->a.out[i].type == type && k-- == 0)
+			return &f->a.out[i];
+	return NULL;
+}
+
+static size_t
+ndecisions(struct fx *f, int type)
+{
+	size_t i, n = 0;
+
+	for (i = 1; i < f->a.nout; i++)
+		n += f->a.out[i].type == type;
+	return n;
+}
+
+static unsigned
+port_of(struct fx *f, const char *c, const char *name)
+{
+	char owner[EV_OWNERLEN];
+	MDB_txn *txn;
+	unsigned p;
+
+	snprintf(owner, sizeof(owner), "%s/default/%s/1", c, name);
+	assert_int_equal(store_begin(&f->st, &txn, 1), 0);
+	assert_int_equal(alloc_port_of(&f->a, txn, owner, &p), 0);
+	mdb_txn_abort(txn);
+	return p;
+}
+
+/* Expose c/name at time t; the port of the PORT_SET it causes, 0 if none. */
+static unsigned
+expose(struct fx *f, const char *c, const char *name, uint64_t want,
+    uint64_t t)
+{
+	const struct event *d;
+	struct event ev;
+
+	ev_expose(&ev, c, name, "10.0.0.1", t);
+	if (want) {
+		ev.want = want;
+		ev.has |= F_WANT;
+	}
+	run(f, &ev);
+	if ((d = decision(f, EV_PORT_SET, 0)) == NULL)
+		return 0;
+	assert_string_equal(d->cluster, c);
+	assert_string_equal(d->name, name);
+	return (unsigned)d->port;
+}
+
+static void
+unexpose(struct fx *f, const char *c, const char *name, uint64_t t)
+{
+	struct event ev;
+
+	ev_route(&ev, EV_ROUTE_GONE, c, name, t);
+	run(f, &ev);
+}
+
+/* The last run refused c/name with a reason containing s. */
+static void
+assert_refused_(struct fx *f, const char *name, const char *s,
+    const char *file, int line)
+{
+	const struct event *d = decision(f, EV_REFUSED, 0);
+
+	if (d == NULL || strcmp(d->name, name) != 0 ||
+	    strstr(d->why, s) == NULL || ndecisions(f, EV_PORT_SET) != 0) {
+		print_error("no REFUSED for %s saying \"%s\" (got \"%s\")\n",
+		    name, s, d ? d->why : "nothing");
+		_fail(file, line);
+	}
+}
+#define assert_refused(f, n, s) assert_refused_((f), (n), (s), __FILE__, \
+	__LINE__)
+
+/* Tests. */
+
+/* A new owner gets a port in range, with its backends, held in the tables. */
+static void
+test_assign_in_range(void **state)
+{
+	struct fx *f = *state;
+	const struct event *d;
+	struct event ev;
+	unsigned seen[HI - LO + 1] = { 0 }, p;
+	char name[16];
+	int i;
+
+	ev_expose(&ev, "c1", "web", "10.0.0.1", f->now);
+	assert_int_equal(event_add_backend(&ev, "fd00::7", 31000, 256), 0);
+	assert_int_equal(run(f, &ev), 1);
+	assert_int_equal(f->a.nout, 2);
+	assert_int_equal(f->a.out[0].type, EV_ROUTE);
+	assert_non_null(d = decision(f, EV_PORT_SET, 0));
+	assert_in_range(d->port, LO, HI);
+	assert_string_equal(d->cluster, "c1");
+	assert_string_equal(d->ns, "default");
+	assert_string_equal(d->name, "web");
+	assert_true(d->route == 1);
+	assert_int_equal(d->nbackends, 2);
+	assert_string_equal(d->backends[0].ip, "10.0.0.1");
+	assert_int_equal(d->backends[0].port, 30080);
+	assert_string_equal(d->backends[1].ip, "fd00::7");
+	assert_int_equal(d->backends[1].weight, 256);
+	assert_int_equal(port_of(f, "c1", "web"), d->port);
+	seen[d->port - LO] = 1;
+	/* more owners: each its own port */
+	for (i = 0; i < 5; i++) {
+		snprintf(name, sizeof(name), "app%d", i);
+		p = expose(f, "c1", name, 0, f->now);
+		assert_in_range(p, LO, HI);
+		assert_int_equal(seen[p - LO], 0);
+		seen[p - LO] = 1;
+		assert_int_equal(port_of(f, "c1", name), p);
+	}
+	assert_int_equal(port_of(f, "c1", "nobody"), 0);
+}
+
+/*
+ * An owner keeps its port across repeated observations (which decide
+ * nothing) and across closing and reopening the store.
+ */
+static void
+test_keeps_port(void **state)
+{
+	struct fx *f = *state;
+	struct event ev;
+	unsigned p, q;
+	int i;
+
+	p = expose(f, "c1", "web", 0, f->now);
+	assert_in_range(p, LO, HI);
+	q = expose(f, "c1", "other", 0, f->now);
+	for (i = 0; i < 5; i++) {
+		f->now += 1000;
+		ev_expose(&ev, "c1", "web", "10.0.0.1", f->now);
+		assert_int_equal(run(f, &ev), 0);
+		assert_int_equal(port_of(f, "c1", "web"), p);
+	}
+	fx_reopen(f);
+	assert_int_equal(port_of(f, "c1", "web"), p);
+	assert_int_equal(port_of(f, "c1", "other"), q);
+	ev_expose(&ev, "c1", "web", "10.0.0.1", f->now);
+	assert_int_equal(run(f, &ev), 0);
+	/* the reopened allocator still knows what web holds */
+	unexpose(f, "c1", "web", f->now);
+	assert_non_null(decision(f, EV_PORT_FREE, 0));
+	assert_int_equal(decision(f, EV_PORT_FREE, 0)->port, p);
+	fx_reopen(f);
+	assert_int_equal(expose(f, "c1", "web", 0, f->now + 1000), p);
+}
+
+/* A changed backend list re-emits PORT_SET with the same port. */
+static void
+test_backends_change(void **state)
+{
+	struct fx *f = *state;
+	const struct event *d;
+	struct event ev;
+	unsigned p;
+
+	p = expose(f, "c1", "web", 0, f->now);
+	ev_expose(&ev, "c1", "web", "10.0.0.2", f->now);
+	assert_int_equal(event_add_backend(&ev, "::1", 30081, 0), 0);
+	assert_int_equal(run(f, &ev), 1);
+	assert_non_null(d = decision(f, EV_PORT_SET, 0));
+	assert_int_equal(d->port, p);
+	assert_int_equal(d->nbackends, 2);
+	assert_string_equal(d->backends[0].ip, "10.0.0.2");
+	assert_string_equal(d->backends[1].ip, "::1");
+	/* the same list again: nothing */
+	ev_expose(&ev, "c1", "web", "10.0.0.2", f->now);
+	assert_int_equal(event_add_backend(&ev, "::1", 30081, 0), 0);
+	assert_int_equal(run(f, &ev), 0);
+	/* a weight alone changes the list */
+	ev_expose(&ev, "c1", "web", "10.0.0.2", f->now);
+	assert_int_equal(event_add_backend(&ev, "::1", 30081, 1), 0);
+	assert_int_equal(run(f, &ev), 1);
+	assert_int_equal(decision(f, EV_PORT_SET, 0)->port, p);
+	/* no backends at all is a list too */
+	ev_route(&ev, EV_ROUTE, "c1", "web", f->now);
+	ev.has |= F_BACKENDS;
+	assert_int_equal(run(f, &ev), 1);
+	assert_non_null(d = decision(f, EV_PORT_SET, 0));
+	assert_int_equal(d->port, p);
+	assert_int_equal(d->nbackends, 0);
+}
+
+/*
+ * ROUTE_GONE frees the port into quarantine: another owner asking for it is
+ * refused until the quarantine ends, and gets it after.
+ */
+static void
+test_quarantine(void **state)
+{
+	struct fx *f = *state;
+	const struct event *d;
+	unsigned p, q;
+
+	p = expose(f, "c1", "a", 0, f->now);
+	f->now += 5000;
+	unexpose(f, "c1", "a", f->now);
+	assert_int_equal(f->a.nout, 2);
+	assert_non_null(d = decision(f, EV_PORT_FREE, 0));
+	assert_int_equal(d->port, p);
+	assert_string_equal(d->name, "a");
+	assert_int_equal(port_of(f, "c1", "a"), 0);
+	/* gone again: nothing more to say */
+	unexpose(f, "c1", "a", f->now + 1);
+	assert_int_equal(f->a.nout, 1);
+
+	assert_int_equal(expose(f, "c1", "b", p, f->now + 1000), 0);
+	assert_refused(f, "b", "quarantine");
+	assert_refused(f, "b", "c1/default/a/1");
+	assert_int_equal(port_of(f, "c1", "b"), 0);
+	assert_int_equal(expose(f, "c2", "b", p, f->now + QMS - 1), 0);
+	assert_refused(f, "b", "quarantine");
+	/* nor does a plain request land on it */
+	q = expose(f, "c1", "plain", 0, f->now + QMS - 1);
+	assert_int_not_equal(q, p);
+	assert_int_not_equal(q, 0);
+	/* the quarantine is over */
+	assert_int_equal(expose(f, "c1", "b", p, f->now + QMS), p);
+	assert_int_equal(port_of(f, "c1", "b"), p);
+	/* and a, coming back late, gets another */
+	q = expose(f, "c1", "a", 0, f->now + QMS + 1);
+	assert_in_range(q, LO, HI);
+	assert_int_not_equal(q, p);
+}
+
+/*
+ * An owner coming back within its quarantine finds its old port, even one
+ * it moved to with `want` rather than the one its hash would pick.
+ */
+static void
+test_return_within_quarantine(void **state)
+{
+	struct fx *f = *state;
+	unsigned h, w;
+
+	h = expose(f, "c1", "a", 0, f->now);
+	w = h == HI ? LO : h + 1;
+	assert_int_equal(expose(f, "c1", "a", w, f->now), w);
+	assert_int_equal(decision(f, EV_PORT_FREE, 0)->port, h);
+	unexpose(f, "c1", "a", f->now);
+	assert_int_equal(decision(f, EV_PORT_FREE, 0)->port, w);
+	assert_int_equal(expose(f, "c1", "a", 0, f->now + QMS - 1), w);
+	unexpose(f, "c1", "a", f->now + QMS);
+	assert_int_equal(expose(f, "c1", "a", 0, f->now + QMS + 30000), w);
+}
+
+/* `want` is honoured when free, refused when taken, outside or reserved. */
+static void
+test_want(void **state)
+{
+	struct fx *f = *state;
+	unsigned p;
+
+	f->conf.api_port = LO + 7;	/* inside the range this time */
+	assert_int_equal(expose(f, "c1", "a", LO + 5, f->now), LO + 5);
+	assert_int_equal(expose(f, "c1", "b", LO + 5, f->now), 0);
+	assert_refused(f, "b", "taken by c1/default/a/1");
+	assert_int_equal(port_of(f, "c1", "b"), 0);
+	/* saying it again says nothing new */
+	assert_int_equal(expose(f, "c1", "b", LO + 5, f->now), 0);
+	assert_int_equal(f->a.nout, 1);
+	/* b without want gets some other port; asking again keeps it */
+	p = expose(f, "c1", "b", 0, f->now);
+	assert_in_range(p, LO, HI);
+	assert_int_not_equal(p, LO + 5);
+	assert_int_equal(expose(f, "c1", "b", LO + 5, f->now), 0);
+	assert_refused(f, "b", "taken by");
+	assert_int_equal(port_of(f, "c1", "b"), p);
+	/* outside the range, either side */
+	assert_int_equal(expose(f, "c1", "a", LO - 1, f->now), 0);
+	assert_refused(f, "a", "outside");
+	assert_int_equal(expose(f, "c1", "a", HI + 1, f->now), 0);
+	assert_refused(f, "a", "outside");
+	assert_int_equal(expose(f, "c1", "c", 0xffff, f->now), 0);
+	assert_refused(f, "c", "outside");
+	assert_int_equal(port_of(f, "c1", "a"), LO + 5);
+	/* the API port */
+	assert_int_equal(expose(f, "c1", "c", LO + 7, f->now), 0);
+	assert_refused(f, "c", "reserved");
+	assert_int_equal(expose(f, "c1", "a", LO + 7, f->now), 0);
+	assert_refused(f, "a", "reserved");
+	/* a free port moves a: the old one is freed first */
+	p = p == LO + 8 ? LO + 9 : LO + 8;
+	assert_int_equal(expose(f, "c1", "a", p, f->now), p);
+	assert_int_equal(f->a.nout, 3);
+	assert_int_equal(f->a.out[1].type, EV_PORT_FREE);
+	assert_int_equal(f->a.out[1].port, LO + 5);
+	assert_int_equal(port_of(f, "c1", "a"), p);
+	/* wanting what it has changes nothing */
+	assert_int_equal(expose(f, "c1", "a", p, f->now), 0);
+	assert_int_equal(f->a.nout, 1);
+}
+
+/* A full range refuses with "no free port", and gives one after quarantine. */
+static void
+test_exhaustion(void **state)
+{
+	struct fx *f = *state;
+	unsigned seen[HI - LO + 1] = { 0 }, p, first = 0;
+	char name[16];
+	int i;
+
+	for (i = 0; i <= HI - LO; i++) {
+		snprintf(name, sizeof(name), "o%d", i);
+		p = expose(f, "c1", name, 0, f->now);
+		assert_in_range(p, LO, HI);
+		assert_int_equal(seen[p - LO]++, 0);
+		if (i == 0)
+			first = p;
+	}
+	assert_int_equal(expose(f, "c1", "late", 0, f->now), 0);
+	assert_refused(f, "late", "no free port in 20000-20009");
+	assert_int_equal(port_of(f, "c1", "late"), 0);
+	unexpose(f, "c1", "o0", f->now);
+	f->now += 1000;
+	assert_int_equal(expose(f, "c1", "late", 0, f->now), 0);
+	assert_int_equal(expose(f, "c1", "late", 0, f->now + QMS - 1001), 0);
+	assert_int_equal(expose(f, "c1", "late", 0, f->now + QMS), first);
+	assert_int_equal(expose(f, "c1", "o0", 0, f->now + QMS), 0);
+	assert_refused(f, "o0", "no free port");
+}
+
+/*
+ * SYNC_END(sid) releases the owners of its cluster not seen since
+ * SYNC_BEGIN(sid), and nothing of other clusters; a SYNC_END with another
+ * sid releases nothing.
+ */
+static void
+test_sync(void **state)
+{
+	struct fx *f = *state;
+	struct event ev;
+	unsigned pa, pb, pc, px, py;
+
+	pa = expose(f, "c1", "a", 0, f->now);
+	pb = expose(f, "c1", "b", 0, f->now);
+	pc = expose(f, "c1", "c", 0, f->now);
+	px = expose(f, "c2", "x", 0, f->now);
+	py = expose(f, "c1x", "y", 0, f->now);	/* "c1" is a prefix */
+	ev_route(&ev, EV_ROUTE, "c1", "bad", f->now);
+	ev.has |= F_BACKENDS | F_WHY;
+	snprintf(ev.why, sizeof(ev.why), "bad annotation");
+	assert_int_equal(run(f, &ev), 1);
+	assert_refused(f, "bad", "bad annotation");
+
+	ev_sync(&ev, EV_SYNC_BEGIN, "c1", 5, f->now);
+	assert_int_equal(run(f, &ev), 0);
+	assert_int_equal(expose(f, "c1", "a", 0, f->now), 0);
+	assert_int_equal(expose(f, "c1", "b", 0, f->now), 0);
+	ev_sync(&ev, EV_SYNC_END, "c1", 5, f->now);
+	assert_int_equal(run(f, &ev), 1);
+	assert_non_null(decision(f, EV_PORT_FREE, 0));
+	assert_string_equal(decision(f, EV_PORT_FREE, 0)->name, "c");
+	assert_int_equal(decision(f, EV_PORT_FREE, 0)->port, pc);
+	assert_int_equal(port_of(f, "c1", "a"), pa);
+	assert_int_equal(port_of(f, "c1", "b"), pb);
+	assert_int_equal(port_of(f, "c1", "c"), 0);
+	assert_int_equal(port_of(f, "c2", "x"), px);
+	assert_int_equal(port_of(f, "c1x", "y"), py);
+
+	/* an END that does not match the BEGIN releases nothing */
+	ev_sync(&ev, EV_SYNC_BEGIN, "c1", 6, f->now);
+	assert_int_equal(run(f, &ev), 0);
+	assert_int_equal(expose(f, "c1", "a", 0, f->now), 0);
+	ev_sync(&ev, EV_SYNC_END, "c1", 7, f->now);
+	assert_int_equal(run(f, &ev), 0);
+	ev_sync(&ev, EV_SYNC_END, "c2", 6, f->now);
+	assert_int_equal(run(f, &ev), 0);
+	assert_int_equal(port_of(f, "c1", "b"), pb);
+	assert_int_equal(port_of(f, "c2", "x"), px);
+	/* and the matching one, late, still works, across a reopen */
+	fx_reopen(f);
+	ev_sync(&ev, EV_SYNC_END, "c1", 6, f->now);
+	assert_int_equal(run(f, &ev), 1);
+	assert_string_equal(decision(f, EV_PORT_FREE, 0)->name, "b");
+	assert_int_equal(port_of(f, "c1", "a"), pa);
+	assert_int_equal(port_of(f, "c2", "x"), px);
+}
+
+/*
+ * CLUSTER_UP emits API_SET (once for the same facts); CLUSTER_DOWN emits
+ * API_DEL after it and releases every port of that cluster, only.
+ */
+static void
+test_cluster_down(void **state)
+{
+	struct fx *f = *state;
+	const struct event *d;
+	struct event ev;
+	unsigned pa, pb, px;
+
+	ev_cluster(&ev, EV_CLUSTER_UP, "c1", f->now);
+	assert_int_equal(run(f, &ev), 1);
+	assert_non_null(d = decision(f, EV_API_SET, 0));
+	assert_string_equal(d->cluster, "c1");
+	assert_string_equal(d->cname, "prod");
+	assert_string_equal(d->host, "api.prod.example.com");
+	assert_int_equal(d->nmasters, 2);
+	assert_string_equal(d->masters[1], "fd00::1");
+	assert_int_equal(d->mport, 8443);
+	ev_cluster(&ev, EV_CLUSTER_UP, "c1", f->now);
+	assert_int_equal(run(f, &ev), 0);
+	ev_cluster(&ev, EV_CLUSTER_UP, "c1", f->now);
+	strcpy(ev.masters[1], "fd00::2");
+	assert_int_equal(run(f, &ev), 1);
+	assert_string_equal(decision(f, EV_API_SET, 0)->masters[1],
+	    "fd00::2");
+
+	pa = expose(f, "c1", "a", 0, f->now);
+	pb = expose(f, "c1", "b", 0, f->now);
+	px = expose(f, "c2", "x", 0, f->now);
+	ev_cluster(&ev, EV_CLUSTER_DOWN, "c1", f->now);
+	assert_int_equal(run(f, &ev), 3);
+	assert_int_equal(f->a.out[1].type, EV_API_DEL);
+	assert_string_equal(f->a.out[1].cluster, "c1");
+	assert_int_equal(ndecisions(f, EV_PORT_FREE), 2);
+	assert_true((decision(f, EV_PORT_FREE, 0)->port == pa &&
+	    decision(f, EV_PORT_FREE, 1)->port == pb) ||
+	    (decision(f, EV_PORT_FREE, 0)->port == pb &&
+	    decision(f, EV_PORT_FREE, 1)->port == pa));
+	assert_int_equal(port_of(f, "c1", "a"), 0);
+	assert_int_equal(port_of(f, "c1", "b"), 0);
+	assert_int_equal(port_of(f, "c2", "x"), px);
+	/* down again: nothing left to do */
+	ev_cluster(&ev, EV_CLUSTER_DOWN, "c1", f->now);
+	assert_int_equal(run(f, &ev), 0);
+	/* a cluster never up still has its ports released, without API_DEL */
+	ev_cluster(&ev, EV_CLUSTER_DOWN, "c2", f->now);
+	assert_int_equal(run(f, &ev), 1);
+	assert_int_equal(decision(f, EV_PORT_FREE, 0)->port, px);
+	/* up again: a fresh API_SET; its owners come back to their ports */
+	ev_cluster(&ev, EV_CLUSTER_UP, "c1", f->now);
+	assert_int_equal(run(f, &ev), 1);
+	assert_non_null(decision(f, EV_API_SET, 0));
+	assert_int_equal(expose(f, "c1", "a", 0, f->now + 1000), pa);
+}
+
+/*
+ * APPLIED(gen) makes live every port set at or before gen, once; a repeat
+ * of the same gen is not even logged; unknown proxies are ignored.
+ */
+static void
+test_applied(void **state)
+{
+	struct fx *f = *state;
+	const struct event *d;
+	struct event ev;
+	uint64_t s, seq;
+	unsigned p;
+
+	p = expose(f, "c1", "a", 0, f->now);
+	s = decision(f, EV_PORT_SET, 0)->seq;
+	ev_applied(&ev, "haproxy", s - 1, f->now);
+	assert_int_equal(run(f, &ev), 0);
+	assert_int_equal(f->a.nout, 1);
+	ev_applied(&ev, "haproxy", s, f->now);
+	assert_int_equal(run(f, &ev), 1);
+	assert_non_null(d = decision(f, EV_PORT_LIVE, 0));
+	assert_int_equal(d->port, p);
+	assert_string_equal(d->cluster, "c1");
+	assert_string_equal(d->name, "a");
+	/* the same gen again: 1, nothing logged */
+	seq = f->a.seq;
+	ev_applied(&ev, "haproxy", s, f->now);
+	assert_int_equal(observe(f, &ev), 1);
+	assert_int_equal(f->a.nout, 0);
+	assert_true(f->a.seq == seq);
+	ev_applied(&ev, "haproxy", s - 1, f->now);
+	assert_int_equal(observe(f, &ev), 1);
+	/* a later gen: logged, but a is live already */
+	ev_applied(&ev, "haproxy", f->a.seq, f->now);
+	assert_int_equal(observe(f, &ev), 0);
+	assert_int_equal(f->a.nout, 1);
+	/* a new backend list on the same port stays live */
+	ev_expose(&ev, "c1", "a", "10.0.0.9", f->now);
+	run(f, &ev);
+	ev_applied(&ev, "haproxy", f->a.seq, f->now);
+	assert_int_equal(run(f, &ev), 0);
+	/* gone and back: live again only once applied again */
+	unexpose(f, "c1", "a", f->now);
+	assert_int_equal(expose(f, "c1", "a", 0, f->now), p);
+	s = decision(f, EV_PORT_SET, 0)->seq;
+	ev_applied(&ev, "haproxy", s, f->now);
+	assert_int_equal(run(f, &ev), 1);
+	assert_non_null(decision(f, EV_PORT_LIVE, 0));
+	/* an unknown proxy */
+	seq = f->a.seq;
+	ev_applied(&ev, "nginx", s + 100, f->now);
+	assert_int_equal(observe(f, &ev), 1);
+	assert_true(f->a.seq == seq);
+	/* and all of that survives a reopen */
+	fx_reopen(f);
+	ev_applied(&ev, "haproxy", s, f->now);
+	assert_int_equal(observe(f, &ev), 1);
+}
+
+/* With two proxies, a port is live once both serve its generation. */
+static void
+test_applied_two_proxies(void **state)
+{
+	struct fx *f = *state;
+	struct event ev;
+	uint64_t s;
+
+	f->conf.nproxies = 2;
+	snprintf(f->conf.proxies[1].name, sizeof(f->conf.proxies[1].name),
+	    "edge");
+	expose(f, "c1", "a", 0, f->now);
+	s = decision(f, EV_PORT_SET, 0)->seq;
+	ev_applied(&ev, "haproxy", s + 5, f->now);
+	assert_int_equal(run(f, &ev), 0);
+	ev_applied(&ev, "edge", s - 1, f->now);
+	assert_int_equal(run(f, &ev), 0);
+	ev_applied(&ev, "edge", s, f->now);
+	assert_int_equal(run(f, &ev), 1);
+	assert_non_null(decision(f, EV_PORT_LIVE, 0));
+}
+
+/* The log holds exactly seqs 1..a.seq, in order, each the event queued. */
+static void
+test_log(void **state)
+{
+	struct fx *f = *state;
+	MDB_cursor *cur;
+	MDB_txn *txn;
+	MDB_val key, val;
+	struct event ev;
+	char err[128];
+	uint64_t n = 0;
+	int op;
+
+	ev_cluster(&ev, EV_CLUSTER_UP, "c1", f->now);
+	run(f, &ev);
+	expose(f, "c1", "a", 0, f->now);
+	expose(f, "c1", "b", LO + 3, f->now);
+	expose(f, "c1", "c", LO + 3, f->now);
+	ev_applied(&ev, "haproxy", f->a.seq, f->now);
+	run(f, &ev);
+	ev_applied(&ev, "haproxy", f->a.seq - 1, f->now);
+	observe(f, &ev);
+	fx_reopen(f);
+	unexpose(f, "c1", "a", f->now);
+	ev_cluster(&ev, EV_CLUSTER_DOWN, "c1", f->now);
+	run(f, &ev);
+	assert_true(f->a.seq > 10);
+
+	assert_int_equal(store_begin(&f->st, &txn, 1), 0);
+	assert_true(store_last_seq(&f->st, txn) == f->a.seq);
+	assert_int_equal(mdb_cursor_open(txn, f->st.log, &cur), 0);
+	for (op = MDB_FIRST; mdb_cursor_get(cur, &key, &val, op) == 0;
+	    op = MDB_NEXT) {
+		n++;
+		assert_int_equal(key.mv_size, 8);
+		assert_true(store_u64_key(key.mv_data) == n);
+		if (event_decode(&ev, val.mv_data, val.mv_size, err,
+		    sizeof(err)) != 0)
+			fail_msg("seq %llu: %s", (unsigned long long)n, err);
+		assert_true(ev.seq == n);
+		assert_int_equal(ev.type, f->logged[n]);
+		event_free(&ev);
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	assert_true(n == f->a.seq);
+}
+
+/*
+ * An exposed owner that is seen during a sync keeps its port at SYNC_END,
+ * whatever else its observation says.
+ *
+ * Regression (found in allocd/alloc.c, fixed): on_route sets rec.seen_sid
+ * in memory only; when the route is refused with the same reason as last
+ * time (a `want` that is still "taken by" someone, or the same F_WHY),
+ * refuse() returns early without put_owner, so the stored seen_sid stays
+ * old and SYNC_END releases an owner the sync did see: PORT_FREE for a
+ * route that never went away.
+ */
+static void
+test_sync_keeps_refused_want(void **state)
+{
+	struct fx *f = *state;
+	struct event ev;
+	unsigned pa, pb;
+
+	pa = expose(f, "c1", "a", 0, f->now);
+	pb = expose(f, "c1", "b", 0, f->now);
+	assert_int_equal(expose(f, "c1", "a", pb, f->now), 0);
+	assert_refused(f, "a", "taken by");
+	ev_sync(&ev, EV_SYNC_BEGIN, "c1", 9, f->now);
+	run(f, &ev);
+	assert_int_equal(expose(f, "c1", "a", pb, f->now), 0);
+	assert_int_equal(expose(f, "c1", "b", 0, f->now), 0);
+	ev_sync(&ev, EV_SYNC_END, "c1", 9, f->now);
+	run(f, &ev);
+	assert_null(decision(f, EV_PORT_FREE, 0));
+	assert_int_equal(port_of(f, "c1", "a"), pa);
+}
+
+/*
+ * An owner whose port is quarantined for it keeps that claim when it asks,
+ * in vain, for another port: back without `want`, it gets its old port.
+ *
+ * Regression (found in allocd/alloc.c, fixed): a refused `want` sets
+ * rec.state = OWN_REFUSED even for an OWN_QUARANTINED owner.  The owner
+ * then no longer takes the "coming back within quarantine" branch (490-492)
+ * but port_pick's hash probe, which may land elsewhere, while its old port
+ * stays quarantined in its name; a ROUTE_GONE in between even deletes the
+ * record (release(), 420-422).  Here: a moves to w by want, goes, asks for a
+ * port outside the range, and comes back within quarantine to its hash
+ * port h instead of w.
+ */
+static void
+test_refused_want_keeps_quarantine(void **state)
+{
+	struct fx *f = *state;
+	unsigned h, w;
+
+	h = expose(f, "c1", "a", 0, f->now);
+	w = h == HI ? LO : h + 1;
+	assert_int_equal(expose(f, "c1", "a", w, f->now), w);
+	unexpose(f, "c1", "a", f->now);
+	assert_int_equal(expose(f, "c1", "a", HI + 1, f->now + 1000), 0);
+	assert_refused(f, "a", "outside");
+	assert_int_equal(expose(f, "c1", "a", 0, f->now + 2000), w);
+}
+
+/*
+ * A sync releases what it did not see even when its sid was used before.
+ *
+ * Regression (found in allocd/alloc.c, fixed): "seen" was
+ * rec.seen_sid == sid, and every ROUTE stored the cluster's
+ * current sid, so an owner seen under an earlier sync with the same number
+ * counts as seen.  watcherd's sid_counter is a static starting at 0, so
+ * after a watcherd restart the sids 1, 2, ... come again and a resync keeps
+ * routes that no longer exist.  Either allocd should mark a sync with
+ * something of its own (the SYNC_BEGIN's seq), or watcherd should never
+ * reuse a sid (seed it from the clock).
+ */
+static void
+test_sync_sid_reused(void **state)
+{
+	struct fx *f = *state;
+	struct event ev;
+	unsigned pb;
+
+	expose(f, "c1", "a", 0, f->now);
+	pb = expose(f, "c1", "b", 0, f->now);
+	ev_sync(&ev, EV_SYNC_BEGIN, "c1", 1, f->now);
+	run(f, &ev);
+	expose(f, "c1", "a", 0, f->now);
+	expose(f, "c1", "b", 0, f->now);
+	ev_sync(&ev, EV_SYNC_END, "c1", 1, f->now);
+	assert_int_equal(run(f, &ev), 0);
+	/* watcherd restarts; b is gone from the cluster meanwhile */
+	ev_sync(&ev, EV_SYNC_BEGIN, "c1", 1, f->now);
+	run(f, &ev);
+	expose(f, "c1", "a", 0, f->now);
+	ev_sync(&ev, EV_SYNC_END, "c1", 1, f->now);
+	assert_int_equal(run(f, &ev), 1);
+	assert_non_null(decision(f, EV_PORT_FREE, 0));
+	assert_int_equal(decision(f, EV_PORT_FREE, 0)->port, pb);
+}
+
+/* Property test. */
+
+#define PCL	3
+#define POW	8
+#define PN	(PCL * POW)
+#define PLO	20000
+#define PHI	20011
+#define PAPI	20005
+#define PSTEPS	2000
+
+static uint64_t rng;
+
+static uint64_t
+rnd(void)
+{
+	rng ^= rng >> 12;
+	rng ^= rng << 25;
+	rng ^= rng >> 27;
+	return rng * 2685821657736338717ULL;
+}
+
+static unsigned
+rndn(unsigned n)
+{
+	return (unsigned)(rnd() % n);
+}
+
+struct model {
+	char		 key[PN][EV_OWNERLEN];
+	unsigned	 held[PN];	/* from PORT_SET/PORT_FREE */
+	unsigned	 last[PN];	/* last port set */
+	uint64_t	 freed_at[PN];	/* when last freed, 0 never */
+	int		 exposed[PN];	/* what the world says */
+	unsigned	 want[PN];
+	int		 pfree_by[PHI - PLO + 1];	/* -1: nobody */
+	uint64_t	 pfree_at[PHI - PLO + 1];
+	uint64_t	 sync_sid[PCL];	/* 0 when none open */
+	int		 seen[PN];
+	uint64_t	 next_sid;
+	unsigned long	 nset, nfree, nrefused, nlive, nmoves;
+	unsigned long	 step;
+	unsigned long long seed;
+};
+
+#define VIOLATION(m, ...) do {						\
+	print_error("seed %llu step %lu: ", (m)->seed, (m)->step);	\
+	fail_msg(__VA_ARGS__);						\
+} while (0)
+
+static int
+model_owner(struct model *m, const struct event *d)
+{
+	char k[EV_OWNERLEN];
+	int i;
+
+	assert_int_equal(event_owner(d, k, sizeof(k)), 0);
+	for (i = 0; i < PN; i++)
+		if (strcmp(m->key[i], k) == 0)
+			return i;
+	fail_msg("decision for unknown owner %s", k);
+	return -1;
+}
+
+static void
+pname(char *buf, size_t len, int o)
+{
+	snprintf(buf, len, "o%d", o % POW);
+}
+
+static const char *
+pcluster(int o)
+{
+	static const char *cl[PCL] = { "c0", "c1", "c2" };
+
+	return cl[o / POW];
+}
+
+/* With PORTICO_TRACE set, print each observation and its decisions. */
+static void
+trace(struct model *m, struct fx *f)
+{
+	static int on = -1;
+	json_t *j;
+	char *s;
+	size_t k;
+
+	if (on == -1)
+		on = getenv("PORTICO_TRACE") != NULL;
+	if (!on)
+		return;
+	for (k = 0; k < f->a.nout; k++) {
+		j = event_json(&f->a.out[k]);
+		s = json_dumps(j, JSON_COMPACT);
+		printf("%lu %s%s\n", m->step, k ? "  -> " : "", s);
+		free(s);
+		json_decref(j);
+	}
+}
+
+/* Check the decisions of the last observation obs against the model. */
+static void
+model_apply(struct model *m, struct fx *f, const struct event *obs)
+{
+	const struct event *d;
+	int obs_o = -1, o, i;
+	size_t k;
+	unsigned p;
+
+	trace(m, f);
+
+	if (obs->type == EV_ROUTE || obs->type == EV_ROUTE_GONE)
+		obs_o = model_owner(m, obs);
+	if (obs->type == EV_ROUTE && m->sync_sid[obs_o / POW] != 0)
+		m->seen[obs_o] = 1;
+	for (k = 1; k < f->a.nout; k++) {
+		d = &f->a.out[k];
+		switch (d->type) {
+		case EV_PORT_SET:
+			o = model_owner(m, d);
+			p = (unsigned)d->port;
+			m->nset++;
+			if (p < PLO || p > PHI || p == PAPI)
+				VIOLATION(m, "port %u set", p);
+			if (obs->type != EV_ROUTE || o != obs_o)
+				VIOLATION(m, "PORT_SET for %s by %s",
+				    m->key[o], event_name(obs->type));
+			if (m->held[o] != 0 && m->held[o] != p)
+				VIOLATION(m, "%s moved %u -> %u without "
+				    "a free", m->key[o], m->held[o], p);
+			for (i = 0; i < PN; i++)
+				if (i != o && m->held[i] == p)
+					VIOLATION(m, "port %u given to %s "
+					    "while %s holds it", p, m->key[o],
+					    m->key[i]);
+			if (m->pfree_by[p - PLO] >= 0 &&
+			    m->pfree_by[p - PLO] != o &&
+			    obs->time < m->pfree_at[p - PLO] + QMS)
+				VIOLATION(m, "port %u given to %s %llu ms "
+				    "into %s's quarantine", p, m->key[o],
+				    (unsigned long long)(obs->time -
+				    m->pfree_at[p - PLO]),
+				    m->key[m->pfree_by[p - PLO]]);
+			if (m->held[o] == 0 && !(obs->has & F_WANT) &&
+			    m->freed_at[o] != 0 &&
+			    obs->time < m->freed_at[o] + QMS &&
+			    p != m->last[o])
+				VIOLATION(m, "%s came back within its "
+				    "quarantine to %u, not %u", m->key[o], p,
+				    m->last[o]);
+			if (m->held[o] == 0 && m->last[o] != 0 &&
+			    m->last[o] != p)
+				m->nmoves++;
+			m->held[o] = p;
+			m->last[o] = p;
+			m->pfree_by[p - PLO] = -1;
+			break;
+		case EV_PORT_FREE:
+			o = model_owner(m, d);
+			p = (unsigned)d->port;
+			m->nfree++;
+			if (m->held[o] != p)
+				VIOLATION(m, "%s freed %u holding %u",
+				    m->key[o], p, m->held[o]);
+			if (!((obs->type == EV_ROUTE_GONE && o == obs_o) ||
+			    (obs->type == EV_ROUTE && o == obs_o &&
+			    (obs->has & F_WANT)) ||
+			    (obs->type == EV_CLUSTER_DOWN &&
+			    strcmp(obs->cluster, d->cluster) == 0) ||
+			    (obs->type == EV_SYNC_END &&
+			    strcmp(obs->cluster, d->cluster) == 0 &&
+			    m->sync_sid[o / POW] == obs->sid &&
+			    !m->seen[o])))
+				VIOLATION(m, "%s lost port %u to %s",
+				    m->key[o], p, event_name(obs->type));
+			m->held[o] = 0;
+			m->freed_at[o] = obs->time;
+			m->pfree_by[p - PLO] = o;
+			m->pfree_at[p - PLO] = obs->time;
+			break;
+		case EV_REFUSED:
+			o = model_owner(m, d);
+			m->nrefused++;
+			if (obs->type != EV_ROUTE || o != obs_o ||
+			    (m->held[o] != 0 &&
+			    !(obs->has & (F_WANT | F_WHY))))
+				VIOLATION(m, "REFUSED %s (%s) by %s",
+				    m->key[o], d->why, event_name(obs->type));
+			break;
+		case EV_PORT_LIVE:
+			o = model_owner(m, d);
+			m->nlive++;
+			if (obs->type != EV_APPLIED || m->held[o] != d->port)
+				VIOLATION(m, "PORT_LIVE %s %u holding %u",
+				    m->key[o], (unsigned)d->port, m->held[o]);
+			break;
+		case EV_API_SET:
+			if (obs->type != EV_CLUSTER_UP)
+				VIOLATION(m, "API_SET by %s",
+				    event_name(obs->type));
+			break;
+		case EV_API_DEL:
+			if (obs->type != EV_CLUSTER_DOWN)
+				VIOLATION(m, "API_DEL by %s",
+				    event_name(obs->type));
+			break;
+		default:
+			VIOLATION(m, "decision %s", event_name(d->type));
+		}
+	}
+	/* after the sync's end, all it did not see is released */
+	if (obs->type == EV_SYNC_END) {
+		int c = obs->cluster[1] - '0';
+
+		if (m->sync_sid[c] == obs->sid) {
+			for (o = c * POW; o < (c + 1) * POW; o++)
+				if (!m->seen[o] && m->held[o] != 0)
+					VIOLATION(m, "%s unseen by sync %llu "
+					    "but kept", m->key[o],
+					    (unsigned long long)obs->sid);
+			m->sync_sid[c] = 0;
+		}
+	}
+	if (obs->type == EV_CLUSTER_DOWN)
+		m->sync_sid[obs->cluster[1] - '0'] = 0;
+	if (obs->type == EV_SYNC_BEGIN) {
+		int c = obs->cluster[1] - '0';
+
+		m->sync_sid[c] = obs->sid;
+		for (o = c * POW; o < (c + 1) * POW; o++)
+			m->seen[o] = 0;
+	}
+}
+
+/* The tables agree with the model: no port held twice, none lost. */
+static void
+model_check_tables(struct model *m, struct fx *f)
+{
+	unsigned char owners_of[PHI - PLO + 1] = { 0 };
+	MDB_cursor *cur;
+	MDB_txn *txn;
+	MDB_val key, val;
+	char k[EV_OWNERLEN];
+	unsigned p;
+	uint64_t released;
+	int op, o, nheld = 0;
+
+	assert_int_equal(store_begin(&f->st, &txn, 1), 0);
+	for (o = 0; o < PN; o++) {
+		assert_int_equal(alloc_port_of(&f->a, txn, m->key[o], &p), 0);
+		if (p != m->held[o])
+			VIOLATION(m, "%s: table says %u, decisions %u",
+			    m->key[o], p, m->held[o]);
+		if (p != 0) {
+			nheld++;
+			if (owners_of[p - PLO]++ != 0)
+				VIOLATION(m, "port %u held twice", p);
+		}
+	}
+	/* ports: big-endian u16 -> u64 released (0 while held) + owner */
+	assert_int_equal(mdb_cursor_open(txn, f->st.ports, &cur), 0);
+	for (op = MDB_FIRST; mdb_cursor_get(cur, &key, &val, op) == 0;
+	    op = MDB_NEXT) {
+		assert_int_equal(key.mv_size, 2);
+		p = (unsigned)((unsigned char *)key.mv_data)[0] << 8 |
+		    ((unsigned char *)key.mv_data)[1];
+		if (p < PLO || p > PHI || p == PAPI)
+			VIOLATION(m, "ports table has %u", p);
+		assert_true(val.mv_size > 8 && val.mv_size - 8 < sizeof(k));
+		memcpy(&released, val.mv_data, 8);
+		memcpy(k, (char *)val.mv_data + 8, val.mv_size - 8);
+		k[val.mv_size - 8] = '\0';
+		if (released == 0) {
+			nheld--;
+			for (o = 0; o < PN; o++)
+				if (strcmp(m->key[o], k) == 0)
+					break;
+			if (o == PN || m->held[o] != p)
+				VIOLATION(m, "ports table: %u held by %s", p,
+				    k);
+		}
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	if (nheld != 0)
+		VIOLATION(m, "%d held ports missing from the ports table",
+		    nheld);
+}
+
+/* One ROUTE for owner o as the world sees it, observed and checked. */
+static void
+prop_route(struct model *m, struct fx *f, int o, uint64_t now)
+{
+	static const char *ips[] = { "10.0.0.1", "10.0.0.2", "fd00::1" };
+	struct event ev;
+	char name[16];
+	unsigned i, n;
+
+	pname(name, sizeof(name), o);
+	ev_route(&ev, EV_ROUTE, pcluster(o), name, now);
+	ev.has |= F_BACKENDS;
+	n = rndn(4) == 0 ? rndn(4) : 1;
+	for (i = 0; i < n; i++)
+		assert_int_equal(event_add_backend(&ev, ips[rndn(3)],
+		    30000 + rndn(2), rndn(3) == 0 ? rndn(257) : 1), 0);
+	if (m->want[o]) {
+		ev.want = m->want[o];
+		ev.has |= F_WANT;
+	}
+	if (rndn(40) == 0) {
+		snprintf(ev.why, sizeof(ev.why), "bad annotation %u",
+		    rndn(2));
+		ev.has |= F_WHY;
+	}
+	observe(f, &ev);
+	model_apply(m, f, &ev);
+	event_free(&ev);
+	m->exposed[o] = 1;
+}
+
+static void
+prop_other(struct model *m, struct fx *f, struct event *ev)
+{
+	observe(f, ev);
+	model_apply(m, f, ev);
+	event_free(ev);
+}
+
+/*
+ * 2,000 random steps over 3 clusters of 8 owners and a 12-port range: after
+ * each, no port is held twice, an exposed owner never moves unless it asked,
+ * a quarantined port never goes to another owner early, and the tables
+ * agree with the decisions.  PORTICO_SEED=n replays a run, PORTICO_TRACE=1
+ * prints every observation and decision.
+ */
+static void
+test_property(void **state)
+{
+	struct fx *f = *state;
+	struct model *m;
+	struct event ev;
+	const char *env;
+	char name[16];
+	int o, c, i;
+	unsigned r;
+
+	assert_non_null(m = calloc(1, sizeof(*m)));
+	f->model = m;
+	if ((env = getenv("PORTICO_SEED")) != NULL)
+		m->seed = strtoull(env, NULL, 10);
+	else
+		m->seed = (unsigned long long)time(NULL) ^
+		    ((unsigned long long)getpid() << 20);
+	if (m->seed == 0)
+		m->seed = 1;
+	rng = m->seed;
+	printf("[ SEED     ] PORTICO_SEED=%llu\n", m->seed);
+	fflush(stdout);
+
+	f->conf.port_lo = PLO;
+	f->conf.port_hi = PHI;
+	f->conf.api_port = PAPI;
+	for (o = 0; o < PN; o++) {
+		pname(name, sizeof(name), o);
+		snprintf(m->key[o], sizeof(m->key[o]), "%s/default/%s/1",
+		    pcluster(o), name);
+	}
+	for (i = 0; i <= PHI - PLO; i++)
+		m->pfree_by[i] = -1;
+	m->next_sid = 100;
+
+	for (m->step = 0; m->step < PSTEPS; m->step++) {
+		/* time: mostly seconds, sometimes across a quarantine */
+		r = rndn(100);
+		if (r < 5)
+			f->now += QMS + rndn(30000);
+		else if (r < 15)
+			f->now += QMS / 2 + rndn(20000);
+		else
+			f->now += rndn(3000);
+		o = (int)rndn(PN);
+		c = (int)rndn(PCL);
+		r = rndn(100);
+		if (r < 40) {				/* expose */
+			if (rndn(6) == 0)
+				m->want[o] = PLO - 1 + rndn(PHI - PLO + 3);
+			else if (rndn(4) == 0)
+				m->want[o] = 0;
+			prop_route(m, f, o, f->now);
+		} else if (r < 60) {			/* unexpose */
+			pname(name, sizeof(name), o);
+			ev_route(&ev, EV_ROUTE_GONE, pcluster(o), name,
+			    f->now);
+			prop_other(m, f, &ev);
+			m->exposed[o] = 0;
+			m->want[o] = 0;
+		} else if (r < 67) {			/* sync begin */
+			ev_sync(&ev, EV_SYNC_BEGIN, pcluster(c * POW),
+			    ++m->next_sid, f->now);
+			prop_other(m, f, &ev);
+		} else if (r < 75) {			/* sync routes */
+			for (o = c * POW; o < (c + 1) * POW; o++)
+				if (m->exposed[o] && rndn(5) != 0)
+					prop_route(m, f, o, f->now);
+		} else if (r < 81) {			/* sync end */
+			uint64_t sid = m->sync_sid[c];
+
+			if (sid == 0 && rndn(4) != 0)
+				continue;
+			if (sid == 0 || rndn(5) == 0)
+				sid = m->next_sid + 1 + rndn(3);
+			ev_sync(&ev, EV_SYNC_END, pcluster(c * POW), sid,
+			    f->now);
+			prop_other(m, f, &ev);
+		} else if (r < 84) {			/* cluster down */
+			ev_cluster(&ev, EV_CLUSTER_DOWN, pcluster(c * POW),
+			    f->now);
+			prop_other(m, f, &ev);
+			for (o = c * POW; o < (c + 1) * POW; o++) {
+				m->exposed[o] = 0;
+				m->want[o] = 0;
+			}
+		} else if (r < 89) {			/* cluster up */
+			ev_cluster(&ev, EV_CLUSTER_UP, pcluster(c * POW),
+			    f->now);
+			if (rndn(2))
+				strcpy(ev.masters[0], "10.1.0.2");
+			prop_other(m, f, &ev);
+		} else if (r < 95) {			/* applied */
+			uint64_t g = f->a.seq > 20 ? f->a.seq - rndn(20) :
+			    f->a.seq;
+
+			ev_applied(&ev, rndn(10) ? "haproxy" : "nginx", g,
+			    f->now);
+			prop_other(m, f, &ev);
+		} else if (r < 98) {			/* reopen */
+			fx_reopen(f);
+			alloc_clear(&f->a);
+		} else {			/* many at once, same instant */
+			for (i = 0; i < 6; i++) {
+				o = (int)rndn(PN);
+				prop_route(m, f, o, f->now);
+			}
+		}
+		model_check_tables(m, f);
+	}
+	print_message("[ STATS    ] %lu sets, %lu frees, %lu refusals, "
+	    "%lu live, %lu owners back on another port, seq %llu\n",
+	    m->nset, m->nfree, m->nrefused, m->nlive, m->nmoves,
+	    (unsigned long long)f->a.seq);
+	/* enough happened for the run to mean something */
+	assert_true(m->nset > 100 && m->nfree > 100 && m->nrefused > 10);
+}
+
+#define T(fn)	cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_assign_in_range),
+		T(test_keeps_port),
+		T(test_backends_change),
+		T(test_quarantine),
+		T(test_return_within_quarantine),
+		T(test_want),
+		T(test_exhaustion),
+		T(test_sync),
+		T(test_cluster_down),
+		T(test_applied),
+		T(test_applied_two_proxies),
+		T(test_log),
+		T(test_sync_keeps_refused_want),
+		T(test_refused_want_keeps_quarantine),
+		T(test_sync_sid_reused),
+		T(test_property),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
