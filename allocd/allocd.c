@@ -22,7 +22,7 @@
 
 #define BATCH_MAX	4096	/* observations in one transaction */
 #define SINCE_MAX	50000	/* log records in one SINCE answer */
-#define SENDERS_MAX	32
+#define SENDERS_MAX	256
 
 struct sender {
 	zmq_msg_t	id;

@@ -201,18 +201,12 @@ main(int argc, char **argv)
 	pc = config_proxy(&conf, d.proxy);
 	hap_init(&proxy, &conf, pc);
 	event_init(&want, EV_NONE);
-	if (hap_adopt(&proxy) == 0) {
-		/* it serves what is on disk: that is our last good */
-		FILE *fp = fopen(pc->config, "r");
-		size_t len = 0;
-
-		if (fp != NULL && getdelim(&good, &len, '\0', fp) == -1) {
-			free(good);
-			good = NULL;
-		}
-		if (fp != NULL)
-			fclose(fp);
-	}
+	/*
+	 * An adopted proxy may not serve what is on disk (an earlier applyd
+	 * may have died between rename and reload): with no last good text,
+	 * the first CONFIG reloads it for certain.
+	 */
+	hap_adopt(&proxy);
 
 	alloc_sock = bus_socket(ZMQ_DEALER);
 	if (bus_connect(alloc_sock, conf.alloc_in) == -1)

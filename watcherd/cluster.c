@@ -568,6 +568,11 @@ route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
 		ev->want = vs->want;
 		ev->has |= F_WANT;
 	}
+	if (nips * vs->routes[r].nd > EV_MAX_BACKENDS) {
+		snprintf(why, sizeof(why), "tcp[%zu]: more than %d backends",
+		    r, EV_MAX_BACKENDS);
+		goto refuse;
+	}
 	for (i = 0; i < vs->routes[r].nd; i++) {
 		d = &vs->routes[r].d[i];
 		if ((s = dest_service(cl, vs->ns, d->host)) == NULL) {
@@ -648,7 +653,7 @@ cluster_compute(struct cluster *cl)
 	if ((ips = calloc(cl->objs[RES_NODE].n + 1, EV_IPLEN)) == NULL)
 		fatal("watcherd");
 	while ((e = smap_next(&cl->objs[RES_NODE], &it)) != NULL)
-		if ((node = e->val) != NULL && nips < EV_MAX_BACKENDS)
+		if ((node = e->val) != NULL)
 			strcpy(ips[nips++], node->ip);
 	/* backends in a canonical order, so equal means unchanged */
 	qsort(ips, nips, EV_IPLEN, cmp_ip);
@@ -699,6 +704,12 @@ cluster_compute(struct cluster *cl)
 	}
 	sent_free(cl);
 	cl->sent = now;
+	if (resync && obs_failed) {
+		/* something of this resync was not sent: it must not end */
+		log_warnx("%s: resync incomplete, will send it again",
+		    cl->name);
+		return;
+	}
 	if (resync) {
 		event_init(&ev, EV_SYNC_END);
 		event_set_str(&ev, F_CLUSTER, cl->id);
@@ -715,8 +726,10 @@ cluster_compute(struct cluster *cl)
 
 /* A PATCH names its object by cluster and key: the object may be gone. */
 struct patch {
-	char	id[64];
-	char	key[384];
+	char	 id[64];
+	char	 key[384];
+	char	*address;	/* what the object carried before */
+	char	*error;
 };
 
 static void
@@ -725,11 +738,21 @@ patch_done(struct http_req *req, long code, const char *body, size_t len,
 {
 	struct patch *p = req->arg;
 	struct cluster *cl = cluster_find(p->id);
+	struct vs_obj *vs;
 
 	(void)body;
 	(void)len;
 	if (cl != NULL) {
 		smap_del(&cl->patching, p->key);
+		if (code != 200 && (vs = smap_get(&cl->objs[RES_VS],
+		    p->key)) != NULL) {
+			/* it did not land: compare with the truth next time */
+			free(vs->address);
+			free(vs->error);
+			vs->address = p->address;
+			vs->error = p->error;
+			p->address = p->error = NULL;
+		}
 		if (code != 200) {
 			cl->patch_hold = now_ms() + jitter(5000);
 			log_warnx("%s: %s: write-back failed: %s%ld", cl->name,
@@ -738,6 +761,8 @@ patch_done(struct http_req *req, long code, const char *body, size_t len,
 		}
 		cl->dirty = 1;
 	}
+	free(p->address);
+	free(p->error);
 	free(p);
 }
 
@@ -803,6 +828,8 @@ vs_writeback(struct cluster *cl, const char *key, struct vs_obj *vs)
 		fatal("watcherd");
 	snprintf(p->id, sizeof(p->id), "%s", cl->id);
 	snprintf(p->key, sizeof(p->key), "%s", key);
+	p->address = dup_or_null(vs->address);
+	p->error = dup_or_null(vs->error);
 	smap_put(&cl->patching, key, p);
 	http_start("PATCH", url, &a, "application/merge-patch+json", text,
 	    30000, patch_done, NULL, p);
@@ -823,8 +850,8 @@ cluster_writeback(struct cluster *cl, uint64_t now)
 	struct smap_iter it = { 0, NULL };
 	struct smap_ent *e;
 
-	if (cl->istio[0] == '\0' || !cl->inf[RES_VS].listed ||
-	    now < cl->patch_hold)
+	if (!alloc_synced || cl->istio[0] == '\0' ||
+	    !cl->inf[RES_VS].listed || now < cl->patch_hold)
 		return;
 	while ((e = smap_next(&cl->objs[RES_VS], &it)) != NULL)
 		if (e->val != NULL)
@@ -995,6 +1022,9 @@ clusters_alloc_reset(void)
 		free(e->val);
 	smap_free(&addrs);
 	smap_free(&alloc_clusters);
+	it = (struct smap_iter){ 0, NULL };
+	while ((e = smap_next(&clusters, &it)) != NULL)
+		((struct cluster *)e->val)->dirty = 1;
 }
 
 /*

@@ -101,6 +101,7 @@ list_done(struct http_req *r, long code, const char *body, size_t len,
 		/* the continue token expired: the list starts over */
 		log_info("%s: %s: continue token expired, relisting",
 		    inf->cl->name, res_names[inf->res]);
+		inf->cont[0] = '\0';
 		start_list(inf);
 		return;
 	}
@@ -125,12 +126,18 @@ list_done(struct http_req *r, long code, const char *body, size_t len,
 	md = json_object_get(root, "metadata");
 	cont = json_string_value(json_object_get(md, "continue"));
 	rv = json_string_value(json_object_get(md, "resourceVersion"));
-	if (cont != NULL && *cont != '\0' && strlen(cont) < sizeof(inf->cont)) {
-		strcpy(inf->cont, cont);
+	if (cont != NULL && *cont != '\0') {
 		json_decref(root);
+		if (strlen(cont) >= sizeof(inf->cont)) {
+			inf->cont[0] = '\0';
+			backoff(inf, "list: continue token too long");
+			return;
+		}
+		strcpy(inf->cont, cont);
 		start_list(inf);
 		return;
 	}
+	inf->cont[0] = '\0';		/* the list is whole */
 	snprintf(inf->rv, sizeof(inf->rv), "%s", rv ? rv : "");
 	json_decref(root);
 	/* what the list did not show is gone */

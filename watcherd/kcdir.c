@@ -155,17 +155,20 @@ scan(void)
 				fatal("kubeconfigs");
 			smap_put(&files, name, f);
 		}
-		if (f->ok && f->size == st.st_size &&
+		cl = cluster_find(name);
+		if (f->ok && cl != NULL && f->size == st.st_size &&
 		    f->mtime.tv_sec == st.st_mtim.tv_sec &&
 		    f->mtime.tv_nsec == st.st_mtim.tv_nsec) {
-			if ((cl = cluster_find(name)) != NULL)
-				cl->seen = 1;
+			cl->seen = 1;
 			continue;
 		}
 		f->ok = 0;
 		f->size = st.st_size;
 		f->mtime = st.st_mtim;
 		load(conf.kubeconfig_dir, de->d_name, name);
+		/* a file that does not read now keeps what it gave before */
+		if (!f->ok && (cl = cluster_find(name)) != NULL)
+			cl->seen = 1;
 	}
 	closedir(d);
 	clusters_sweep(SRC_KUBECONFIG);

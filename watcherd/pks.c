@@ -88,6 +88,8 @@ token_done(struct http_req *r, long code, const char *body, size_t len,
 	json_decref(root);
 	if (ttl < 10)
 		ttl = 10;
+	if (ttl > 86400)
+		ttl = 86400;
 	token_renew = now_ms() + (uint64_t)ttl * 800;	/* 80% of its life */
 	poll_clusters();
 }
@@ -141,13 +143,16 @@ pks_cluster(json_t *c)
 	if (action != NULL && strcmp(action, "DELETE") == 0)
 		return 0;
 	if (state == NULL || strcmp(state, "succeeded") != 0) {
-		/* an update in progress keeps the route it had */
-		if (cl != NULL && action != NULL &&
-		    strcmp(action, "UPDATE") == 0) {
+		/*
+		 * An update in progress keeps the route it had; one we do
+		 * not know yet (we restarted) is routed if its IPs parse.
+		 */
+		if (action == NULL || strcmp(action, "UPDATE") != 0)
+			return 0;
+		if (cl != NULL) {
 			cl->seen = 1;
 			return 1;
 		}
-		return 0;
 	}
 	ips = json_object_get(c, "kubernetes_master_ips");
 	n = json_array_size(ips);

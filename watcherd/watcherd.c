@@ -23,9 +23,11 @@
 #define ACK_WAIT_MS	10000
 
 struct config		 conf;
+int			 alloc_synced;
+int			 obs_failed;
 static void		*alloc_sock;
 static struct consumer	 feed;
-static uint64_t		 obs_seq, obs_acked, unacked_since;
+static uint64_t		 obs_seq, obs_acked, unacked_since, retry_at;
 static unsigned int	 seed;
 
 uint64_t
@@ -38,11 +40,16 @@ jitter(uint64_t ms)
 void
 obs_send(struct event *ev)
 {
-	ev->seq = ++obs_seq;
+	ev->seq = obs_seq + 1;
 	ev->time = now_ms();
-	if (bus_send(alloc_sock, ev) == -1)
-		log_warn("watcherd: observation %llu not sent",
-		    (unsigned long long)ev->seq);
+	if (bus_send(alloc_sock, ev) == -1) {
+		/* no seq is spent on it: allocd acks only what it got */
+		if (!obs_failed)
+			log_warn("watcherd: observations not sent");
+		obs_failed = 1;
+		return;
+	}
+	obs_seq++;
 	if (unacked_since == 0)
 		unacked_since = ev->time;
 }
@@ -86,10 +93,18 @@ on_restarted(void *arg)
 	clusters_resync_all();
 }
 
+static void
+on_synced(void *arg)
+{
+	(void)arg;
+	alloc_synced = 1;
+}
+
 static const struct consumer_ops feed_ops = {
 	.apply = on_decision,
 	.reset = on_reset,
 	.restarted = on_restarted,
+	.synced = on_synced,
 };
 
 int
@@ -125,6 +140,12 @@ main(int argc, char **argv)
 			    (unsigned long long)obs_acked + 1,
 			    (unsigned long long)obs_seq);
 			unacked_since = 0;
+			clusters_resync_all();
+		}
+		if (obs_failed && now - retry_at > 1000) {
+			/* the queue to allocd was full: all again, later */
+			obs_failed = 0;
+			retry_at = now;
 			clusters_resync_all();
 		}
 		pks_timer(now);

@@ -86,6 +86,8 @@ struct cluster {
 
 /* watcherd.c */
 extern struct config	conf;
+extern int		alloc_synced;	/* allocd's decisions are all in */
+extern int		obs_failed;	/* an observation could not be sent */
 void	 obs_send(struct event *);
 uint64_t jitter(uint64_t ms);
 
