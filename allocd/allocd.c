@@ -120,7 +120,7 @@ on_input(void)
 		if (i == ns && ns < SENDERS_MAX) {
 			zmq_msg_init(&senders[ns].id);
 			zmq_msg_move(&senders[ns].id, &id);
-			ns++;
+			senders[ns++].seq = 0;
 		}
 		if (i < ns && batch[n].seq > senders[i].seq)
 			senders[i].seq = batch[n].seq;

@@ -242,12 +242,14 @@ consumer_drop_buf(struct consumer *c)
 static int
 consumer_offer(struct consumer *c, const struct event *ev)
 {
-	if (ev->seq <= c->last)
+	/* a latest-only producer's first state may carry seq 0 */
+	if (ev->seq <= c->last && (c->have || !c->latest_only))
 		return 0;
 	if (!c->latest_only && ev->seq != c->last + 1)
 		return -1;
 	c->ops->apply(ev, c->arg);
 	c->last = ev->seq;
+	c->have = 1;
 	return 1;
 }
 
@@ -303,10 +305,12 @@ consumer_heartbeat(struct consumer *c, const struct event *ev)
 		    "starting over", c->name, (unsigned long long)ev->seq,
 		    (unsigned long long)c->last);
 		c->last = 0;
+		c->have = 0;
 		if (c->ops->reset != NULL)
 			c->ops->reset(c->arg);
 		consumer_ask(c);
-	} else if (ev->seq > c->last && !c->syncing)
+	} else if (!c->syncing && (ev->seq > c->last ||
+	    (c->latest_only && !c->have)))
 		consumer_gap(c, ev->seq);
 }
 
@@ -318,6 +322,7 @@ consumer_end(struct consumer *c, const struct event *end)
 
 	if (end->seq < c->last) {
 		c->last = 0;
+		c->have = 0;
 		if (c->ops->reset != NULL)
 			c->ops->reset(c->arg);
 		consumer_drop_buf(c);

@@ -69,6 +69,7 @@ struct consumer {
 	void			*arg;
 
 	uint64_t		 last;		/* last seq applied */
+	int			 have;		/* anything applied yet */
 	uint64_t		 boot;
 	int			 syncing;
 	int			 synced_once;

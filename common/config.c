@@ -243,14 +243,31 @@ handler(void *user, const char *section, const char *key, const char *v)
 	return 1;
 }
 
-/* fgets that counts lines, so that errors can name theirs */
+/*
+ * fgets that counts lines, so that errors can name theirs, and says so
+ * plainly when a line is longer than libinih's buffer (it would otherwise
+ * parse the two halves as two lines).
+ */
 static char *
 reader(char *buf, int size, void *stream)
 {
 	struct parse *ps = stream;
+	size_t len;
+	int c;
 
 	ps->line++;
-	return fgets(buf, size, ps->fp);
+	if (fgets(buf, size, ps->fp) == NULL)
+		return NULL;
+	len = strlen(buf);
+	if (len > 0 && buf[len - 1] != '\n' && !feof(ps->fp)) {
+		if (ps->err[0] == '\0')
+			snprintf(ps->err, ps->errlen, "%s:%d: line is longer "
+			    "than %d characters", ps->conf->path, ps->line,
+			    size - 2);
+		while ((c = fgetc(ps->fp)) != EOF && c != '\n')
+			;
+	}
+	return buf;
 }
 
 static void

@@ -88,8 +88,8 @@ on_since(void)
 	while ((rc = bus_recv(sync_sock, &req, &id)) != 0) {
 		if (rc == -1)
 			continue;
-		if (req.type == EV_SINCE && latest.type == EV_CONFIG &&
-		    latest.seq > req.seq)
+		/* one message: the latest is always sent, the asker sorts */
+		if (req.type == EV_SINCE && latest.type == EV_CONFIG)
 			bus_send_to(sync_sock, &id, &latest);
 		if (req.type == EV_SINCE) {
 			event_init(&end, EV_SINCE_END);
