@@ -4,7 +4,7 @@
 set -e
 pkgs="build-essential pkg-config libzmq3-dev libmsgpack-dev liblmdb-dev
 lmdb-utils libinih-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
-libcmocka-dev haproxy supervisor openssl netcat-openbsd python3 python3-pytest
+libcmocka-dev haproxy supervisor openssl netcat-openbsd python3 python3-pytest python3-zmq python3-msgpack
 python3-yaml"
 missing=""
 for p in $pkgs; do
