@@ -1,0 +1,50 @@
+"""Fixtures for the end-to-end tests: fleets that are always torn down, with
+their logs attached to the report of a failing test."""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+    fleets = getattr(item, "portico_fleets", None)
+    if rep.failed and fleets:
+        # The daemons are still running here: their logs are complete so far.
+        for f in fleets:
+            rep.sections.append(("portico fleet %s" % f.run_dir, f.logs()))
+
+
+@pytest.fixture
+def make_fleet(request):
+    """Factory: make_fleet(**Fleet kwargs) -> an unstarted Fleet (add clusters,
+    then .start()). Every fleet is stopped by PID afterwards, pass or fail;
+    the run folder is kept when the test failed (or PORTICO_KEEP is set)."""
+    made = []
+    request.node.portico_fleets = made
+
+    def make(**kw):
+        f = harness.Fleet(**kw)
+        made.append(f)
+        return f
+    yield make
+    problems = []
+    for f in made:
+        problems += f.stop()
+    failed = any(getattr(request.node, "rep_" + w, None) is not None and
+                 getattr(request.node, "rep_" + w).failed for w in ("setup", "call"))
+    if failed or problems or os.environ.get("PORTICO_KEEP"):
+        for f in made:
+            sys.stderr.write("portico: kept %s for inspection\n" % f.run_dir)
+    else:
+        for f in made:
+            f.cleanup()
+    if problems:
+        pytest.fail("teardown: " + "\n".join(problems), pytrace=False)

@@ -1,0 +1,1059 @@
+"""The end-to-end harness: a whole portico fleet on loopback.
+
+A `Fleet` owns one run folder (/tmp/pt-XXXXXX: short, because ipc:// socket
+paths must fit in sun_path) that holds everything it makes: a CA and
+certificates, the PKS/UAA simulator, one Kubernetes API simulator per cluster
+(each on a loopback address of its own), the TCP workloads behind each
+cluster's nodes, portico.conf, the LMDB store and the daemons' logs.
+
+    fleet = Fleet()
+    pay = fleet.add_cluster("payments", services=[...], virtualservices=[...])
+    fleet.start()                       # allocd, then renderd, applyd, watcherd
+    addr = fleet.wait_address(pay, "payments", "orders-db")
+    fleet.stop()                        # everything, by PID
+
+Everything binds to 127.0.0.0/8 with ports below 32768 that were free when
+picked; processes are stopped by their own PID only (the HAProxy master by the
+PID in its pid file, its workers as the master's children). Waits poll a
+condition (testlib.wait_until), never sleep a fixed time.
+
+The same classes drive scripts/demo.py, which starts the daemons under
+supervisord instead of `Fleet.start_daemons()`.
+"""
+
+import base64
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import string
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid as uuidlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+import testlib  # noqa: E402
+
+PY = "/usr/bin/python3"
+SIM_DIR = os.path.join(ROOT, "tests", "sim")
+DOMAIN = "k8s.example.test"
+CLIENT_ID = "portico"
+# Characters that HTTP Basic auth and form encoding treat specially.
+CLIENT_SECRET = "s3cret:odd&chars=1"
+VS_API = "/apis/networking.istio.io/v1"
+HAPROXY_NAME = "haproxy"        # the [proxy.NAME] the fleet configures
+
+# Addresses and ports are random: let this many attempts find free ones.
+_RETRIES = 20
+
+
+def bin_dir():
+    """Where the daemons are: $PORTICO_BIN (make test: the ASan build) or build/bin."""
+    return os.environ.get("PORTICO_BIN") or os.path.join(ROOT, "build", "bin")
+
+
+def daemon_path(name):
+    return os.path.join(bin_dir(), name)
+
+
+def have_daemon(name):
+    return os.access(daemon_path(name), os.X_OK)
+
+
+# ------------------------------------------------------------------ PKI, HTTP
+
+class Pki:
+    """A CA in dir; leaf certificates with unique names; a context trusting it."""
+
+    def __init__(self, dir):
+        self.dir = dir
+        self.ca = testlib.make_ca(dir)
+        self.ca_cert = self.ca[0]
+        self.ctx = ssl.create_default_context(cafile=self.ca_cert)
+        self._n = 0
+
+    def cert(self, name, dns=(), ips=()):
+        self._n += 1
+        return testlib.make_cert(self.dir, self.ca, "%s-%d" % (name, self._n), dns, ips)
+
+    def ca_data(self):
+        with open(self.ca_cert, "rb") as f:
+            return base64.b64encode(f.read()).decode()
+
+
+def http_json(url, method="GET", body=None, ctx=None, headers=None,
+              ctype="application/json", timeout=10):
+    """(status, decoded JSON or None) of one HTTPS request."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None:
+        req.add_header("Content-Type", ctype)
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=timeout) as resp:
+            raw = resp.read()
+            return resp.status, (json.loads(raw) if raw else None)
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, raw.decode(errors="replace")
+
+
+def wait_port_file(proc, path, timeout=20):
+    """The simulators write their port to path once listening."""
+    def ready():
+        if not proc.alive():
+            raise AssertionError("%s exited early:\n%s" % (proc.name, proc.log()))
+        if os.path.exists(path):
+            return open(path).read().strip()
+        return None
+    return int(testlib.wait_until(ready, timeout, "%s port file" % proc.name))
+
+
+# ------------------------------------------------------------------ simulators
+
+class K8sSim:
+    """tests/sim/k8s_sim.py on a loopback address of its own (port picked by
+    the sim, reported in its port file)."""
+
+    def __init__(self, dir, pki, name, dns, seed, args=()):
+        os.makedirs(dir, exist_ok=True)
+        self.pki = pki
+        self.host = testlib.loopback_addr()
+        self.token = secrets.token_hex(16)
+        cert, key = pki.cert("k8s-" + name, dns=dns, ips=[self.host])
+        seed_path = os.path.join(dir, "seed.json")
+        with open(seed_path, "w") as f:
+            json.dump({"objects": seed}, f)
+        port_file = os.path.join(dir, "k8s.port")
+        argv = [PY, os.path.join(SIM_DIR, "k8s_sim.py"), "--listen", self.host,
+                "--port", "0", "--cert", cert, "--key", key, "--token", self.token,
+                "--seed", seed_path, "--port-file", port_file] + list(args)
+        self.proc = testlib.Proc(argv, "k8s-" + name, dir)
+        self.port = wait_port_file(self.proc, port_file)
+        self.url = "https://%s:%d" % (self.host, self.port)
+
+    def request(self, method, path, body=None, ctype="application/json"):
+        return http_json(self.url + path, method, body, self.pki.ctx,
+                         {"Authorization": "Bearer " + self.token}, ctype)
+
+    def get(self, path):
+        status, body = self.request("GET", path)
+        assert status == 200, (path, status, body)
+        return body
+
+    def stop(self):
+        self.proc.stop()
+
+
+class PksSim:
+    """tests/sim/pks_sim.py: the PKS API and UAA on one loopback address."""
+
+    def __init__(self, dir, pki):
+        os.makedirs(dir, exist_ok=True)
+        self.pki = pki
+        self.host = testlib.loopback_addr()
+        cert, key = pki.cert("pks", dns=["pks." + DOMAIN], ips=[self.host])
+        port_file = os.path.join(dir, "pks.port")
+        argv = [PY, os.path.join(SIM_DIR, "pks_sim.py"), "--listen", self.host,
+                "--port", "0", "--cert", cert, "--key", key,
+                "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
+                "--port-file", port_file]
+        self.proc = testlib.Proc(argv, "pks", dir)
+        self.port = wait_port_file(self.proc, port_file)
+        self.url = "https://%s:%d" % (self.host, self.port)
+
+    def control(self, method, path, body=None):
+        status, got = http_json(self.url + path, method, body, self.pki.ctx)
+        assert status == 200, (method, path, status, got)
+        return got
+
+    def put_cluster(self, cluster, kubeconfig):
+        self.control("PUT", "/_sim/clusters/" + cluster["uuid"],
+                     {"cluster": cluster, "kubeconfig": kubeconfig})
+
+    def delete_cluster(self, uuid):
+        self.control("DELETE", "/_sim/clusters/" + uuid)
+
+    def requests(self):
+        return self.control("GET", "/_sim/requests")
+
+    def stop(self):
+        self.proc.stop()
+
+
+# ------------------------------------------------------------------ workloads
+
+class EchoServer:
+    """A TCP workload: greets each connection with "<marker>\\n", then echoes.
+
+    Runs in threads of this process; close() stops it.
+    """
+
+    def __init__(self, host, port, marker):
+        self.host, self.port, self.marker = host, port, marker
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((host, port))
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.accepted = 0
+        self._conns = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True,
+                                        name="echo-%s" % marker)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            with self._lock:
+                self.accepted += 1
+                self._conns.add(conn)
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn):
+        try:
+            conn.settimeout(120)
+            conn.sendall(self.marker.encode() + b"\n")
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                conn.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+            conn.close()
+
+    def close(self):
+        self._stop.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)    # wakes accept()
+        except OSError:
+            pass
+        self.sock.close()
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._thread.join(2)
+
+
+def read_marker(host, port, timeout=5, send=None):
+    """Connect, return the first line the other side sends (the workload's
+    marker). With send, write it and return (marker, echoed bytes).
+    Raises OSError (ConnectionRefusedError when nothing listens)."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        buf = b""
+        while b"\n" not in buf:
+            data = s.recv(4096)
+            if not data:
+                raise ConnectionError("closed by %s:%d before a marker (%r)"
+                                      % (host, port, buf))
+            buf += data
+        line, _, rest = buf.partition(b"\n")
+        if send is None:
+            return line.decode()
+        s.sendall(send)
+        while len(rest) < len(send):
+            data = s.recv(4096)
+            if not data:
+                break
+            rest += data
+        return line.decode(), rest
+
+
+def refused(host, port):
+    """True when a TCP connection to host:port is refused."""
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
+# ------------------------------------------------------------------ objects
+
+def namespace(name):
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+def node(name, ip):
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+            "status": {"addresses": [{"type": "InternalIP", "address": ip},
+                                     {"type": "Hostname", "address": name}]}}
+
+
+def service(name, ns, ports):
+    """ports: [(port, nodePort)]"""
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"type": "NodePort", "selector": {"app": name},
+                     "ports": [{"name": "p%d" % port, "protocol": "TCP", "port": port,
+                                "targetPort": port, "nodePort": np}
+                               for port, np in ports]}}
+
+
+def dest(host, port, weight=None):
+    d = {"destination": {"host": host, "port": {"number": port}}}
+    if weight is not None:
+        d["weight"] = weight
+    return d
+
+
+def virtualservice(name, ns, tcp, annotations=None, http=None):
+    """tcp: a list of routes, each a list of dest() entries (the shape of
+    /work/shared/examples/virtualservice-tcp.yaml)."""
+    spec = {"hosts": ["%s.%s.svc.cluster.local" % (name, ns)], "gateways": ["mesh"]}
+    if tcp is not None:
+        spec["tcp"] = [{"match": [{"port": r[0]["destination"]["port"]["number"]}],
+                        "route": r} for r in tcp]
+    if http is not None:
+        spec["http"] = http
+    md = {"name": name, "namespace": ns}
+    if annotations:
+        md["annotations"] = dict(annotations)
+    return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": md, "spec": spec}
+
+
+# ------------------------------------------------------------------ a cluster
+
+class Cluster:
+    """One Kubernetes cluster: its API simulator, its nodes (one loopback
+    address each), the workloads listening on every node at each Service's
+    nodePorts, and its PKS record."""
+
+    def __init__(self, fleet, name, services, virtualservices, nodes=2,
+                 master_host=None, sim_args=()):
+        self.fleet = fleet
+        self.name = name
+        self.uuid = str(uuidlib.uuid4())
+        self.master_host = master_host or "%s.%s" % (name, DOMAIN)
+        # The SNI name portico routes: master_host when under the domain.
+        if self.master_host.endswith("." + DOMAIN):
+            self.host = self.master_host
+        else:
+            self.host = "%s.%s" % (name, DOMAIN)
+        self.dir = os.path.join(fleet.dir, "c-" + name)
+        self.nodes = [("%s-worker-%d" % (name, i + 1), testlib.loopback_addr())
+                      for i in range(nodes)]
+        self.servers = []
+        self.node_ports = {}            # (ns, svc, port) -> nodePort
+        objects = [namespace(ns) for ns in
+                   sorted({s[1] for s in services} | {v["metadata"]["namespace"]
+                                                      for v in virtualservices})]
+        objects += [node(n, ip) for n, ip in self.nodes]
+        for svc_name, ns, ports in services:
+            pairs = []
+            for port in ports:
+                np = self._serve_everywhere("%s/%s/%s:%d" % (name, ns, svc_name, port))
+                self.node_ports[(ns, svc_name, port)] = np
+                pairs.append((port, np))
+            objects.append(service(svc_name, ns, pairs))
+        objects += virtualservices
+        dns = sorted({"%s.%s" % (name, DOMAIN), self.host, self.master_host})
+        self.sim = K8sSim(self.dir, fleet.pki, name, dns, objects, sim_args)
+        self.cache_n = 0
+
+    def _serve_everywhere(self, what):
+        """A free port below 32768 on every node, with a workload on each node
+        that greets with "<what>@<node>"."""
+        for _ in range(_RETRIES):
+            port = testlib.free_port(self.nodes[0][1])
+            started = []
+            try:
+                for n, ip in self.nodes:
+                    started.append(EchoServer(ip, port, "%s@%s" % (what, n)))
+            except OSError:
+                for s in started:
+                    s.close()
+                continue
+            self.servers += started
+            return port
+        raise RuntimeError("no port free on every node of %s" % self.name)
+
+    def markers(self, ns, svc, port):
+        return {"%s/%s/%s:%d@%s" % (self.name, ns, svc, port, n) for n, _ in self.nodes}
+
+    # -- PKS
+    def pks_cluster(self, **over):
+        c = {"name": self.name, "plan_name": "small", "uuid": self.uuid,
+             "last_action": "CREATE", "last_action_state": "succeeded",
+             "last_action_description": "Instance provisioning completed",
+             "kubernetes_master_ips": [self.sim.host], "network_profile_name": "",
+             "parameters": {"kubernetes_master_host": self.master_host,
+                            "kubernetes_master_port": self.sim.port,
+                            "kubernetes_worker_instances": len(self.nodes),
+                            "authorization_mode": "rbac"}}
+        c.update(over)
+        return c
+
+    def kubeconfig(self):
+        """What POST /v1/clusters/{name}/binds hands out: the server by name
+        (the certificate carries it), the CA, a bearer token."""
+        server = "https://%s:%d" % (self.master_host, self.sim.port)
+        return {"apiVersion": "v1", "kind": "Config",
+                "clusters": [{"name": self.name, "cluster": {
+                    "server": server,
+                    "certificate-authority-data": self.fleet.pki.ca_data()}}],
+                "users": [{"name": "portico-" + self.name,
+                           "user": {"token": self.sim.token}}],
+                "contexts": [{"name": self.name, "context": {
+                    "cluster": self.name, "user": "portico-" + self.name}}],
+                "current-context": self.name}
+
+    def write_kubeconfig(self, ext=".yaml", ca_path=False, name=None):
+        """Put this cluster's kubeconfig into the fleet's [kubeconfigs] dir:
+        the server by IP (the kubeconfig source connects where it says), the
+        CA inline or (ca_path) as a file. Returns the file's path."""
+        kc = self.kubeconfig()
+        cl = kc["clusters"][0]["cluster"]
+        cl["server"] = self.sim.url
+        if ca_path:
+            del cl["certificate-authority-data"]
+            cl["certificate-authority"] = self.fleet.pki.ca_cert
+        path = os.path.join(self.fleet.kubeconfig_dir, (name or self.name) + ext)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            if ext == ".json":
+                json.dump(kc, f)
+            else:
+                import yaml
+                yaml.safe_dump(kc, f)
+        os.rename(tmp, path)
+        return path
+
+    def register(self, **over):
+        """PUT the cluster into the PKS simulator (over: fields to change)."""
+        self.fleet.pks.put_cluster(self.pks_cluster(**over), self.kubeconfig())
+
+    def unregister(self):
+        self.fleet.pks.delete_cluster(self.uuid)
+
+    # -- the API, directly
+    def cache_dir(self):
+        self.cache_n += 1
+        return os.path.join(self.dir, "kube-cache-%d" % self.cache_n)
+
+    def kubectl(self, *args, check=True, timeout=30):
+        """kubectl straight at the simulator (as the cluster's owner would)."""
+        return testlib.kubectl(args, self.sim.url, self.sim.token, self.fleet.pki.ca_cert,
+                               self.cache_dir(), check=check, timeout=timeout)
+
+    def kubectl_via_portico(self, *args, check=True, timeout=30, host=None):
+        """kubectl through HAProxy: the shared TLS port, SNI = the cluster's host."""
+        f = self.fleet
+        return testlib.kubectl(args, "https://%s:%d" % (f.listen, f.api_port),
+                               self.sim.token, f.pki.ca_cert, self.cache_dir(),
+                               tls_server_name=host or self.host, check=check,
+                               timeout=timeout)
+
+    def vs(self, ns, name):
+        status, body = self.sim.request("GET", "%s/namespaces/%s/virtualservices/%s"
+                                        % (VS_API, ns, name))
+        return body if status == 200 else None
+
+    def annotations(self, ns, name):
+        obj = self.vs(ns, name)
+        return (obj or {}).get("metadata", {}).get("annotations") or {}
+
+    def annotate(self, ns, name, **ann):
+        """Merge-patch annotations straight into the simulator, as a user
+        would: annotate(ns, name, **{"portico.dev/expose": "true"}); a value
+        of None removes the annotation."""
+        status, body = self.sim.request(
+            "PATCH", "%s/namespaces/%s/virtualservices/%s" % (VS_API, ns, name),
+            {"metadata": {"annotations": ann}}, ctype="application/merge-patch+json")
+        assert status == 200, body
+        return body
+
+    def create(self, obj):
+        ns = obj["metadata"]["namespace"]
+        status, body = self.sim.request(
+            "POST", "%s/namespaces/%s/virtualservices" % (VS_API, ns), obj)
+        assert status == 201, body
+        return body
+
+    def delete(self, ns, name):
+        status, body = self.sim.request(
+            "DELETE", "%s/namespaces/%s/virtualservices/%s" % (VS_API, ns, name))
+        assert status == 200, body
+
+    def close(self):
+        self.sim.stop()
+        for s in self.servers:
+            s.close()
+
+
+# ------------------------------------------------------------------ daemons
+
+class Daemon:
+    """One portico daemon: started with -d (foreground, log to stderr), ready
+    once <run_dir>/<pidname>.pid holds its PID."""
+
+    def __init__(self, fleet, name, pidname, args):
+        self.fleet = fleet
+        self.name = name
+        self.pidname = pidname
+        self.args = list(args)
+        self.proc = None
+        self.exits = []                 # (pid, returncode) of earlier runs
+
+    @property
+    def pidfile(self):
+        return os.path.join(self.fleet.run_dir, self.pidname + ".pid")
+
+    def start(self, timeout=20):
+        argv = [daemon_path(self.name), "-d"] + (["-v"] if self.fleet.verbose else []) + \
+            ["-f", self.fleet.conf_path] + self.args
+        self.proc = testlib.Proc(argv, self.name, self.fleet.log_dir, env=self.fleet.env())
+        proc = self.proc
+
+        def ready():
+            if not proc.alive():
+                raise AssertionError("%s exited (%s) before it was ready:\n%s" % (
+                    self.name, proc.popen.returncode, tail(proc.log(), 60)))
+            try:
+                with open(self.pidfile) as f:
+                    return int(f.read().strip() or 0) == proc.pid
+            except (OSError, ValueError):
+                return False
+        testlib.wait_until(ready, timeout, "%s ready (%s)" % (self.name, self.pidfile))
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.alive()
+
+    def kill9(self):
+        self.proc.kill9()
+        self.exits.append((self.proc.pid, self.proc.popen.returncode))
+
+    def stop(self, timeout=10):
+        if self.proc is None:
+            return None
+        was_alive = self.proc.alive()
+        rc = self.proc.stop(timeout)
+        if was_alive:
+            self.exits.append((self.proc.pid, rc))
+            return rc
+        return None
+
+    def log(self):
+        path = os.path.join(self.fleet.log_dir, self.name + ".log")
+        try:
+            with open(path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+def tail(text, n):
+    lines = text.splitlines()
+    return "\n".join(lines[-n:])
+
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer")
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _children(pid):
+    """PIDs whose parent is pid (HAProxy's workers are its master's children)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        stat = _read("/proc/%s/stat" % d)
+        if stat:
+            # pid (comm) state ppid ...: comm may hold spaces, split after ')'
+            fields = stat.rsplit(")", 1)[-1].split()
+            if len(fields) > 1 and fields[1] == str(pid):
+                out.append(int(d))
+    return out
+
+
+def _is_our_haproxy(pid, run_dir):
+    comm = (_read("/proc/%d/comm" % pid) or "").strip()
+    cmdline = (_read("/proc/%d/cmdline" % pid) or "").replace("\0", " ")
+    return comm.startswith("haproxy") and run_dir.rstrip("/") + "/" in cmdline
+
+
+def _gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    # a zombie is gone for our purposes
+    stat = _read("/proc/%d/stat" % pid) or ""
+    return stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]
+
+
+def stop_haproxy(run_dir, name=HAPROXY_NAME, timeout=5):
+    """Stop the HAProxy master whose PID is in <run_dir>/<name>-master.pid,
+    and its workers, when they are ours (their command line names run_dir).
+    Returns the PIDs it had to signal."""
+    text = _read(os.path.join(run_dir, "%s-master.pid" % name))
+    try:
+        master = int((text or "").split()[0])
+    except (ValueError, IndexError):
+        return []
+    if master <= 1 or _gone(master) or not _is_our_haproxy(master, run_dir):
+        return []
+    pids = [master] + [p for p in _children(master) if _is_our_haproxy(p, run_dir)]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for p in pids:
+            try:
+                os.kill(p, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not all(_gone(p) for p in pids):
+            time.sleep(0.05)
+        if all(_gone(p) for p in pids):
+            break
+    return pids
+
+
+# ------------------------------------------------------------------ the fleet
+
+class Fleet:
+    """Simulators, workloads, configuration and the four daemons."""
+
+    def __init__(self, poll_interval=1, ports=40, quarantine=600, verbose=True,
+                 run_dir=None, watch_timeout=30, sources=("pks",)):
+        self.run_dir = run_dir or tempfile.mkdtemp(prefix="pt-", dir="/tmp")
+        os.makedirs(self.run_dir, exist_ok=True)
+        self.dir = self.run_dir
+        self.log_dir = os.path.join(self.run_dir, "log")
+        os.makedirs(self.log_dir, exist_ok=True)
+        self.conf_path = os.path.join(self.run_dir, "portico.conf")
+        self.store = os.path.join(self.run_dir, "store")
+        self.verbose = verbose
+        self.poll_interval = poll_interval
+        self.quarantine = quarantine
+        self.watch_timeout = watch_timeout
+        self.sources = tuple(sources)
+        self.kubeconfig_dir = os.path.join(self.run_dir, "kubeconfigs")
+        os.makedirs(self.kubeconfig_dir, exist_ok=True)
+        self.clusters = []
+        self.daemons = {}
+        self.stopped = False
+        self.pks = None
+        self.listen = testlib.loopback_addr()
+        self.api_port = testlib.free_port(self.listen)
+        self.port_lo, self.port_hi = self._free_range(ports)
+        self.pki = Pki(os.path.join(self.run_dir, "pki"))
+        self.pks = PksSim(os.path.join(self.run_dir, "pks"), self.pki)
+
+    def _free_range(self, n):
+        """n consecutive ports below 32768, each free on listen, not api_port."""
+        for _ in range(500):
+            lo = random.randrange(10000, 32000 - n)
+            if lo <= self.api_port < lo + n:
+                continue
+            if all(testlib._can_bind(self.listen, p) for p in range(lo, lo + n)):
+                return lo, lo + n - 1
+        raise RuntimeError("no free range of %d ports on %s" % (n, self.listen))
+
+    def env(self):
+        env = dict(os.environ)
+        # Under the ASan build: fail loudly, and report leaks at exit.
+        env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        return env
+
+    # -- clusters
+    def add_cluster(self, name, services=(), virtualservices=(), register=True, **kw):
+        c = Cluster(self, name, list(services), list(virtualservices), **kw)
+        self.clusters.append(c)
+        if register:
+            c.register()
+        return c
+
+    # -- configuration
+    def conf_text(self, **extra):
+        """portico.conf for this fleet; extra: {"section": {"key": value}}."""
+        sections = {
+            "portico": {"domain": DOMAIN, "run_dir": self.run_dir, "listen": self.listen,
+                        "api_port": self.api_port,
+                        "ports": "%d-%d" % (self.port_lo, self.port_hi),
+                        "quarantine": self.quarantine},
+            "store": {"path": self.store},
+            "pks": {"url": self.pks.url, "uaa_url": self.pks.url, "client_id": CLIENT_ID,
+                    "client_secret": CLIENT_SECRET, "ca_file": self.pki.ca_cert,
+                    "poll_interval": self.poll_interval},
+            "clusters": {"watch_timeout": self.watch_timeout},
+        }
+        if "pks" not in self.sources:
+            del sections["pks"]
+        if "kubeconfigs" in self.sources:
+            sections["kubeconfigs"] = {"dir": self.kubeconfig_dir,
+                                       "poll_interval": self.poll_interval}
+        for sect, kv in extra.items():
+            sections.setdefault(sect, {}).update(kv)
+        out = ["; portico.conf written by tests/e2e/harness.py"]
+        for sect, kv in sections.items():
+            out.append("\n[%s]" % sect)
+            out += ["%s = %s" % (k, v) for k, v in kv.items()]
+        return "\n".join(out) + "\n"
+
+    def write_conf(self, **extra):
+        with open(self.conf_path, "w") as f:
+            f.write(self.conf_text(**extra))
+        return self.conf_path
+
+    # -- daemons
+    def start(self, watcherd=True, wait_proxy=True):
+        """Write portico.conf, start the daemons (allocd first), wait until
+        each is ready and (wait_proxy) HAProxy listens on the shared TLS port."""
+        self.write_conf()
+        self.start_daemons(watcherd, wait_proxy)
+        return self
+
+    def start_daemons(self, watcherd=True, wait_proxy=True):
+        specs = [("allocd", "allocd", []),
+                 ("renderd", "renderd-" + HAPROXY_NAME, ["-p", HAPROXY_NAME]),
+                 ("applyd", "applyd-" + HAPROXY_NAME, ["-p", HAPROXY_NAME])]
+        if watcherd:
+            specs.append(("watcherd", "watcherd", []))
+        for name, pidname, args in specs:
+            self.daemons[name] = Daemon(self, name, pidname, args).start()
+        if wait_proxy:
+            self.wait_proxy()
+
+    def wait_proxy(self, timeout=30):
+        """HAProxy is up (applyd starts it with the first rendered config)."""
+        testlib.wait_until(lambda: not refused(self.listen, self.api_port)
+                           or self._check_alive(), timeout,
+                           "HAProxy listening on %s:%d" % (self.listen, self.api_port))
+
+    def _check_alive(self):
+        for d in self.daemons.values():
+            if d.proc is not None and not d.alive():
+                raise AssertionError("%s died (rc %s):\n%s" % (
+                    d.name, d.proc.popen.returncode, tail(d.log(), 60)))
+        return False
+
+    def __getitem__(self, name):
+        return self.daemons[name]
+
+    def haproxy_master(self):
+        text = _read(os.path.join(self.run_dir, "%s-master.pid" % HAPROXY_NAME))
+        try:
+            return int(text.split()[0])
+        except (AttributeError, ValueError, IndexError):
+            return None
+
+    def haproxy_reloads(self):
+        """The HAProxy master's reload counter (master CLI "show proc")."""
+        path = os.path.join(self.run_dir, "%s-master.sock" % HAPROXY_NAME)
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(2)
+                s.connect(path)
+                s.sendall(b"show proc\n")
+                s.shutdown(socket.SHUT_WR)
+                out = b""
+                while True:
+                    data = s.recv(65536)
+                    if not data:
+                        break
+                    out += data
+        except OSError:
+            return None
+        for line in out.decode(errors="replace").splitlines():
+            f = line.split()
+            if len(f) > 2 and f[1] == "master" and f[2].isdigit():
+                return int(f[2])
+        return None
+
+    def haproxy_cfg(self):
+        return _read(os.path.join(self.run_dir, "%s.cfg" % HAPROXY_NAME)) or ""
+
+    # -- workload routes
+    def wait_annotation(self, cluster, ns, name, key, timeout=30, value=None):
+        """The annotation's value once it is set (to value, when given)."""
+        def check():
+            self._check_alive()
+            v = cluster.annotations(ns, name).get(key)
+            return v if v is not None and (value is None or v == value) else None
+        return testlib.wait_until(check, timeout, "%s on %s/%s/%s" % (
+            key, cluster.name, ns, name))
+
+    def wait_no_annotation(self, cluster, ns, name, key, timeout=30):
+        def check():
+            self._check_alive()
+            return key not in cluster.annotations(ns, name)
+        testlib.wait_until(check, timeout, "%s gone from %s/%s/%s" % (
+            key, cluster.name, ns, name))
+
+    def wait_address(self, cluster, ns, name, timeout=30):
+        """The ports of portico.dev/address once set, after checking its form:
+        '<sni host>:<port>[,<sni host>:<port>...]', ports in the range."""
+        addr = self.wait_annotation(cluster, ns, name, "portico.dev/address", timeout)
+        ports = []
+        for part in addr.split(","):
+            host, _, port = part.rpartition(":")
+            assert host == cluster.host, "address %r: host is not %s" % (addr, cluster.host)
+            assert port.isdigit() and self.port_lo <= int(port) <= self.port_hi, \
+                "address %r: port outside %d-%d" % (addr, self.port_lo, self.port_hi)
+            ports.append(int(port))
+        return ports
+
+    def marker(self, port, timeout=5):
+        return read_marker(self.listen, port, timeout)
+
+    def markers(self, port, n):
+        """The workload markers seen over n connections to listen:port."""
+        return [self.marker(port) for _ in range(n)]
+
+    def wait_serves(self, port, expect, timeout=20):
+        """Until a connection to listen:port reaches one of the markers in expect."""
+        def check():
+            self._check_alive()
+            try:
+                return self.marker(port, 2) in expect
+            except OSError:
+                return False
+        testlib.wait_until(check, timeout, "%s:%d serving %s" % (self.listen, port,
+                                                                  sorted(expect)))
+
+    def wait_refused(self, port, timeout=20):
+        testlib.wait_until(lambda: refused(self.listen, port) or self._check_alive(),
+                           timeout, "%s:%d refusing connections" % (self.listen, port))
+
+    # -- API routes
+    def tls_probe(self, host, timeout=3):
+        """True when a TLS handshake to the shared port with SNI host reaches a
+        server whose certificate verifies for host; False otherwise."""
+        try:
+            with socket.create_connection((self.listen, self.api_port), timeout=timeout) as s:
+                with self.pki.ctx.wrap_socket(s, server_hostname=host):
+                    return True
+        except (OSError, ssl.SSLError):
+            return False
+
+    def wait_api(self, host, up=True, timeout=30):
+        testlib.wait_until(lambda: self.tls_probe(host) == up or self._check_alive(),
+                           timeout, "API route for %s %s" % (host, "up" if up else "gone"))
+
+    # -- teardown
+    def logs(self, lines=80):
+        """The tail of every log of the fleet (daemons, HAProxy via applyd, sims)."""
+        out = []
+        paths = sorted(os.path.join(self.log_dir, f) for f in os.listdir(self.log_dir))
+        paths.append(os.path.join(self.run_dir, "pks", "pks.log"))
+        for c in self.clusters:
+            paths.append(os.path.join(c.dir, "k8s-%s.log" % c.name))
+        for p in paths:
+            text = _read(p)
+            if text is None:
+                continue
+            out.append("----- %s (last %d lines)\n%s" % (p, lines, tail(text, lines)))
+        return "\n".join(out)
+
+    def stop(self):
+        """Stop everything by PID: watcherd, applyd (which stops HAProxy),
+        renderd, allocd, then any HAProxy left (its pid file), the simulators
+        and the workloads. Returns a list of problems: a daemon that did not
+        exit 0 on SIGTERM, or a sanitizer report in a log."""
+        if self.stopped:
+            return []
+        self.stopped = True
+        problems = []
+        applyd_stopped = False
+        for name in ("watcherd", "applyd", "renderd", "allocd"):
+            d = self.daemons.get(name)
+            if d is None:
+                continue
+            rc = d.stop()
+            if rc not in (None, 0):
+                problems.append("%s exited %s on SIGTERM" % (name, rc))
+            if name == "applyd" and rc is not None:
+                applyd_stopped = True
+        master = self.haproxy_master()
+        if applyd_stopped and master:
+            # applyd stops HAProxy on SIGTERM: give the master a moment to go.
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline and not _gone(master):
+                time.sleep(0.05)
+        left = stop_haproxy(self.run_dir)
+        if left and applyd_stopped:
+            problems.append("HAProxy (pids %s) was still running after applyd "
+                            "exited on SIGTERM" % left)
+        for c in self.clusters:
+            c.close()
+        if self.pks:
+            self.pks.stop()
+        for d in self.daemons.values():
+            log = d.log()
+            for mark in SANITIZER_MARKS:
+                if mark in log:
+                    i = log.index(mark)
+                    problems.append("%s log has a sanitizer report:\n%s" % (
+                        d.name, log[max(0, i - 200):i + 3000]))
+                    break
+        return problems
+
+    def cleanup(self):
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ worlds
+
+def payments_cluster(fleet, register=True, **kw):
+    """The "payments" cluster: workloads behind NodePort Services and
+    VirtualServices of every shape the tests need; none exposed."""
+    ns = "payments"
+    services = [("orders-db", ns, [5432]), ("orders-db-canary", ns, [5432]),
+                ("ledger-db", ns, [5432]), ("cache", ns, [6379, 16379])]
+    vss = [
+        # weighted, as in /work/shared/examples/virtualservice-tcp.yaml
+        virtualservice("orders-db", ns, [[
+            dest("orders-db", 5432, 75),
+            dest("orders-db-canary.payments.svc.cluster.local", 5432, 25)]]),
+        virtualservice("ledger-db", ns, [[dest("ledger-db", 5432)]]),
+        # two tcp routes; the second names its Service <svc>.<ns>.svc and
+        # the Service's second port
+        virtualservice("cache", ns, [[dest("cache", 6379)],
+                                     [dest("cache.payments.svc", 16379)]]),
+        virtualservice("web", ns, None, http=[{"route": [
+            {"destination": {"host": "web", "port": {"number": 80}}}]}]),
+        virtualservice("ghost", ns, [[dest("nowhere", 5432)]]),
+        # another namespace, pointing at payments' Service by its full name
+        virtualservice("reports", "billing", [[
+            dest("ledger-db.payments.svc.cluster.local", 5432)]]),
+    ]
+    return fleet.add_cluster("payments", services, vss, register=register, **kw)
+
+
+def search_cluster(fleet, register=True, **kw):
+    """The "search" cluster: other names, so that a reply proves which
+    cluster answered."""
+    ns = "search"
+    services = [("index", ns, [9200]), ("query", ns, [9300])]
+    vss = [virtualservice("index", ns, [[dest("index", 9200)]]),
+           virtualservice("query", ns, [[dest("query", 9300)]])]
+    return fleet.add_cluster("search", services, vss, register=register, **kw)
+
+
+# ------------------------------------------------------------------ the bus
+
+class BusTap:
+    """Subscribes to allocd's PUB (ipc://<run_dir>/alloc.pub) and keeps every
+    decoded event: {"type", "seq", "time", **body}. Needs python3-zmq and
+    python3-msgpack."""
+
+    TYPES = {1: "HEARTBEAT", 2: "SINCE", 3: "SINCE_END", 4: "ACK", 10: "CLUSTER_UP",
+             11: "CLUSTER_DOWN", 12: "ROUTE", 13: "ROUTE_GONE", 14: "SYNC_BEGIN",
+             15: "SYNC_END", 16: "APPLIED", 30: "API_SET", 31: "API_DEL",
+             32: "PORT_SET", 33: "PORT_LIVE", 34: "PORT_FREE", 35: "REFUSED",
+             50: "CONFIG"}
+
+    def __init__(self, endpoint):
+        import zmq
+        import msgpack
+        self._msgpack = msgpack
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sock.connect(endpoint)
+        self.events = []
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        import zmq
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        while not self._stop.is_set():
+            if not poller.poll(100):
+                continue
+            raw = self.sock.recv()
+            try:
+                v, t, seq, tm, body = self._msgpack.unpackb(raw, raw=False)
+            except Exception:
+                continue
+            ev = dict(body or {}, type=self.TYPES.get(t, t), seq=seq, time=tm)
+            with self.lock:
+                self.events.append(ev)
+
+    def mark(self):
+        """A position in the events seen so far, for seen(after=...)."""
+        with self.lock:
+            return len(self.events)
+
+    def seen(self, type, after=0, **match):
+        with self.lock:
+            return [e for e in self.events[after:] if e["type"] == type
+                    and all(e.get(k) == v for k, v in match.items())]
+
+    def wait(self, type, timeout=30, after=0, **match):
+        return testlib.wait_until(lambda: self.seen(type, after, **match), timeout,
+                                  "%s %s on allocd's bus" % (type, match))[-1]
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+        self.ctx.term()
+
+
+def render_template(path, **values):
+    """etc/*.conf templates: ${name} placeholders (string.Template)."""
+    with open(path) as f:
+        return string.Template(f.read()).substitute(values)
+
+
+def need(*daemons):
+    """Fail the test, clearly, when a daemon binary has not been built."""
+    import pytest
+    missing = [daemon_path(d) for d in daemons if not have_daemon(d)]
+    if missing:
+        pytest.fail("not built: %s (run make)" % ", ".join(missing), pytrace=False)

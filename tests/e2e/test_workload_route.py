@@ -1,0 +1,255 @@
+"""Workload TCP routing: a VirtualService annotated portico.dev/expose gets a
+port on the shared proxies, its address written back, and real TCP traffic
+reaches the workload behind its Services' nodePorts on every node."""
+
+import json
+import socket
+
+import yaml
+
+import harness
+import testlib
+from harness import need
+
+NS = "payments"
+EXPOSE = "portico.dev/expose"
+ADDRESS = "portico.dev/address"
+ERROR = "portico.dev/error"
+PORT = "portico.dev/port"
+
+
+def start_payments(make_fleet):
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    pay = harness.payments_cluster(fleet)
+    fleet.start()
+    return fleet, pay
+
+
+def vs_yaml(cluster, name, ns=NS):
+    out = cluster.kubectl("get", "virtualservice", name, "-n", ns, "-o", "yaml").stdout
+    return yaml.safe_load(out)
+
+
+def test_expose_route_and_unexpose(make_fleet):
+    fleet, pay = start_payments(make_fleet)
+    pay.kubectl("annotate", "virtualservice", "ledger-db", "-n", NS, EXPOSE + "=true")
+    (port,) = fleet.wait_address(pay, NS, "ledger-db")
+
+    # What a user sees: the address on the object, as kubectl shows it.
+    doc = vs_yaml(pay, "ledger-db")
+    assert doc["metadata"]["annotations"][ADDRESS] == "%s:%d" % (pay.host, port)
+    assert ERROR not in doc["metadata"]["annotations"]
+
+    # Real TCP through HAProxy reaches the workload, on every node (nodePort).
+    expect = pay.markers(NS, "ledger-db", 5432)
+    seen = fleet.markers(port, 8)
+    assert set(seen) == expect, seen
+    marker, echoed = harness.read_marker(fleet.listen, port, send=b"ping portico\n")
+    assert marker in expect and echoed == b"ping portico\n"
+
+    # Nothing else was exposed or annotated.
+    for name in ("orders-db", "cache", "web", "ghost"):
+        ann = pay.annotations(NS, name)
+        assert ADDRESS not in ann and ERROR not in ann, (name, ann)
+
+    # Unexposed: the port goes away after the reload, and so does the address.
+    pay.kubectl("annotate", "virtualservice", "ledger-db", "-n", NS, EXPOSE + "-")
+    fleet.wait_refused(port)
+    fleet.wait_no_annotation(pay, NS, "ledger-db", ADDRESS)
+    ann = vs_yaml(pay, "ledger-db")["metadata"].get("annotations") or {}
+    assert ADDRESS not in ann and EXPOSE not in ann
+
+
+def test_weighted_destinations(make_fleet):
+    fleet, pay = start_payments(make_fleet)
+    pay.kubectl("annotate", "virtualservice", "orders-db", "-n", NS, EXPOSE + "=true")
+    (port,) = fleet.wait_address(pay, NS, "orders-db")
+    main = pay.markers(NS, "orders-db", 5432)
+    canary = pay.markers(NS, "orders-db-canary", 5432)
+    seen = fleet.markers(port, 40)
+    assert set(seen) <= main | canary, seen
+    n_main = sum(m in main for m in seen)
+    n_canary = sum(m in canary for m in seen)
+    # Both destinations get traffic, in the VirtualService's 75/25 proportion
+    # (round robin over weighted servers: exact up to the starting point).
+    assert n_canary > 0 and n_main > 0, seen
+    assert 25 <= n_main <= 35, (n_main, n_canary)
+    # Every node of each destination is a backend.
+    assert main | canary == set(seen), sorted(set(seen))
+
+
+def test_several_tcp_routes_and_service_names(make_fleet):
+    fleet, pay = start_payments(make_fleet)
+    pay.annotate(NS, "cache", **{EXPOSE: "true"})
+    pay.annotate("billing", "reports", **{EXPOSE: "true"})
+    # one port per spec.tcp entry, written in order, comma-separated
+    p6379, p16379 = fleet.wait_address(pay, NS, "cache")
+    assert p6379 != p16379
+    assert pay.annotations(NS, "cache")[ADDRESS] == "%s:%d,%s:%d" % (
+        pay.host, p6379, pay.host, p16379)
+    # a destination's port number picks the Service port, so the nodePort
+    fleet.wait_serves(p6379, pay.markers(NS, "cache", 6379))
+    assert set(fleet.markers(p6379, 4)) == pay.markers(NS, "cache", 6379)
+    assert set(fleet.markers(p16379, 4)) == pay.markers(NS, "cache", 16379)
+    # <svc>.<ns>.svc.cluster.local from another namespace
+    (rp,) = fleet.wait_address(pay, "billing", "reports")
+    assert rp not in (p6379, p16379)
+    assert set(fleet.markers(rp, 4)) == pay.markers(NS, "ledger-db", 5432)
+
+
+def test_refusals_are_written_back(make_fleet):
+    fleet, pay = start_payments(make_fleet)
+    pay.kubectl("annotate", "virtualservice", "ledger-db", "-n", NS,
+                EXPOSE + "=true", PORT + "=abc")
+    err = fleet.wait_annotation(pay, NS, "ledger-db", ERROR)
+    assert PORT in err, err
+    # no tcp routes; a destination that names no Service
+    pay.annotate(NS, "web", **{EXPOSE: "true"})
+    pay.annotate(NS, "ghost", **{EXPOSE: "true"})
+    assert "tcp" in fleet.wait_annotation(pay, NS, "web", ERROR)
+    assert "nowhere" in fleet.wait_annotation(pay, NS, "ghost", ERROR)
+    for name in ("ledger-db", "web", "ghost"):
+        assert ADDRESS not in pay.annotations(NS, name), name
+    # Fixing the object clears the error and brings the address.
+    pay.kubectl("annotate", "virtualservice", "ledger-db", "-n", NS, PORT + "-")
+    (port,) = fleet.wait_address(pay, NS, "ledger-db")
+    fleet.wait_no_annotation(pay, NS, "ledger-db", ERROR)
+    fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
+    # A refusal of one object stopped nothing else.
+    assert "tcp" in pay.annotations(NS, "web").get(ERROR, "")
+
+
+def test_requested_port_honoured_or_refused(make_fleet):
+    fleet, pay = start_payments(make_fleet)
+    want = fleet.port_hi - 3
+    pay.annotate(NS, "ledger-db", **{EXPOSE: "true", PORT: str(want)})
+    assert fleet.wait_address(pay, NS, "ledger-db") == [want]
+    fleet.wait_serves(want, pay.markers(NS, "ledger-db", 5432))
+    # The same port for another object: taken.
+    pay.annotate(NS, "orders-db", **{EXPOSE: "true", PORT: str(want)})
+    err = fleet.wait_annotation(pay, NS, "orders-db", ERROR)
+    assert str(want) in err and "taken" in err, err
+    assert ADDRESS not in pay.annotations(NS, "orders-db")
+    # Outside the range: refused.
+    pay.annotate("billing", "reports", **{EXPOSE: "true", PORT: str(fleet.port_hi + 1)})
+    err = fleet.wait_annotation(pay, "billing", "reports", ERROR)
+    assert str(fleet.port_hi + 1) in err, err
+    # The holder still serves.
+    assert fleet.marker(want) in pay.markers(NS, "ledger-db", 5432)
+    # Asking for another free port moves the route: the old one goes.
+    other = fleet.port_hi - 1
+    pay.annotate(NS, "ledger-db", **{PORT: str(other)})
+    fleet.wait_annotation(pay, NS, "ledger-db", ADDRESS, value="%s:%d" % (pay.host, other))
+    fleet.wait_serves(other, pay.markers(NS, "ledger-db", 5432))
+    fleet.wait_refused(want)
+
+
+def test_deleted_virtualservice_releases_its_port(make_fleet):
+    fleet, pay = start_payments(make_fleet)
+    pay.annotate(NS, "ledger-db", **{EXPOSE: "true"})
+    (port,) = fleet.wait_address(pay, NS, "ledger-db")
+    fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
+    pay.kubectl("delete", "virtualservice", "ledger-db", "-n", NS)
+    fleet.wait_refused(port)
+    # Quarantined: nobody else may have it meanwhile, even by asking.
+    pay.annotate(NS, "orders-db", **{EXPOSE: "true", PORT: str(port)})
+    err = fleet.wait_annotation(pay, NS, "orders-db", ERROR)
+    assert str(port) in err and "quarantine" in err, err
+    # Recreated within the quarantine: the same owner gets its port back.
+    obj = [o for o in json.load(open(pay.dir + "/seed.json"))["objects"]
+           if o["kind"] == "VirtualService" and o["metadata"]["name"] == "ledger-db"][0]
+    obj["metadata"]["annotations"] = {EXPOSE: "true"}
+    pay.create(obj)
+    assert fleet.wait_address(pay, NS, "ledger-db") == [port]
+    fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
+
+
+def test_new_node_becomes_a_backend(make_fleet):
+    fleet, pay = start_payments(make_fleet)
+    pay.annotate(NS, "ledger-db", **{EXPOSE: "true"})
+    (port,) = fleet.wait_address(pay, NS, "ledger-db")
+    np = pay.node_ports[(NS, "ledger-db", 5432)]
+    ip = testlib.loopback_addr()
+    try:
+        server = harness.EchoServer(ip, np, "new-node")
+    except OSError as e:        # the nodePort is taken on that address
+        raise AssertionError("cannot serve %s:%d: %s" % (ip, np, e))
+    pay.servers.append(server)
+    status, body = pay.sim.request("POST", "/api/v1/nodes",
+                                   harness.node("payments-worker-9", ip))
+    assert status == 201, body
+
+    def reaches_new_node():
+        fleet._check_alive()
+        try:
+            return "new-node" in fleet.markers(port, 3)
+        except (ConnectionError, socket.timeout):
+            return False
+    testlib.wait_until(reaches_new_node, 30, "traffic on the new node")
+    # The address did not change.
+    assert pay.annotations(NS, "ledger-db")[ADDRESS] == "%s:%d" % (pay.host, port)
+
+
+def test_port_exhaustion_is_written_back(make_fleet):
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet(ports=2)
+    pay = harness.payments_cluster(fleet)
+    fleet.start()
+    pay.annotate(NS, "ledger-db", **{EXPOSE: "true"})
+    pay.annotate(NS, "orders-db", **{EXPOSE: "true"})
+    a = fleet.wait_address(pay, NS, "ledger-db")
+    b = fleet.wait_address(pay, NS, "orders-db")
+    assert sorted(a + b) == [fleet.port_lo, fleet.port_hi]
+    pay.annotate("billing", "reports", **{EXPOSE: "true"})
+    err = fleet.wait_annotation(pay, "billing", "reports", ERROR)
+    assert "%d-%d" % (fleet.port_lo, fleet.port_hi) in err, err
+    assert ADDRESS not in pay.annotations("billing", "reports")
+    # the others go on serving
+    fleet.wait_serves(a[0], pay.markers(NS, "ledger-db", 5432))
+
+
+def test_reloads_keep_established_connections(make_fleet):
+    """A reload (another VirtualService exposed, then unexposed) does not
+    drop a connection in progress."""
+    fleet, pay = start_payments(make_fleet)
+    pay.annotate(NS, "ledger-db", **{EXPOSE: "true"})
+    (port,) = fleet.wait_address(pay, NS, "ledger-db")
+    reloads = fleet.haproxy_reloads()
+    assert reloads is not None
+    with socket.create_connection((fleet.listen, port), timeout=5) as s:
+        f = s.makefile("rb")
+        assert f.readline().decode().strip() in pay.markers(NS, "ledger-db", 5432)
+        for i, value in enumerate(("true", None)):
+            pay.annotate(NS, "orders-db", **{EXPOSE: value})
+            testlib.wait_until(lambda: (fleet.haproxy_reloads() or 0) > reloads + i, 20,
+                               "HAProxy reloaded")
+            s.sendall(b"still there %d?\n" % i)
+            assert f.readline() == b"still there %d?\n" % i
+        fleet.wait_no_annotation(pay, NS, "orders-db", ADDRESS)
+
+
+def test_istio_v1alpha3_only_cluster(make_fleet):
+    """A cluster whose Istio serves only networking.istio.io/v1alpha3."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    old = fleet.add_cluster(
+        "legacy", [("db", "apps", [5432])],
+        [harness.virtualservice("db", "apps", [[harness.dest("db", 5432)]])],
+        sim_args=["--istio-versions", "v1alpha3"])
+    fleet.start()
+    out = old.kubectl("annotate", "virtualservices.v1alpha3.networking.istio.io", "db",
+                      "-n", "apps", EXPOSE + "=true").stdout
+    assert "annotated" in out
+    status, _ = old.sim.request("GET", harness.VS_API + "/virtualservices")
+    assert status == 404                    # no v1 here
+
+    def address():
+        fleet._check_alive()
+        status, obj = old.sim.request(
+            "GET", "/apis/networking.istio.io/v1alpha3/namespaces/apps/virtualservices/db")
+        return (obj["metadata"].get("annotations") or {}).get(ADDRESS)
+    addr = testlib.wait_until(address, 30, "the address on a v1alpha3 VirtualService")
+    host, _, port = addr.rpartition(":")
+    assert host == old.host
+    fleet.wait_serves(int(port), old.markers("apps", "db", 5432))
