@@ -6,6 +6,8 @@
  *    a portico.dev/port request for another free port moves it;
  *  - an owner coming back finds the port it held while that port is still
  *    quarantined for it;
+ *  - an owner we have no record of (a lost store) gets the port written on
+ *    its object, when that port is free;
  *  - otherwise the preferred port is a hash of the owner, probing upward, so
  *    that even a lost store gives most owners their old ports back;
  *  - a released port is quarantined for conf->quarantine seconds before any
@@ -448,6 +450,9 @@ on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
 	} else if (rec.state == OWN_QUARANTINED && port_avail(a, txn, rec.port,
 	    owner, obs->time, why, sizeof(why)) == 0)
 		p = rec.port;		/* coming back within quarantine */
+	else if (rec.state == 0 && (obs->has & F_HAD) && port_avail(a, txn,
+	    (unsigned)obs->had, owner, obs->time, why, sizeof(why)) == 0)
+		p = (unsigned)obs->had;	/* adopted from the object */
 	else if ((p = port_pick(a, txn, owner, obs->time)) == 0)
 		snprintf(why, sizeof(why), "no free port in %u-%u",
 		    a->conf->port_lo, a->conf->port_hi);

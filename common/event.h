@@ -45,7 +45,8 @@
 	X(BOOT,     "boot", U64,      boot,     NULL)			\
 	X(SID,      "sid",  U64,      sid,      NULL)			\
 	X(KIND,     "kind", STR,      kind,     valid_token)		\
-	X(TEXT,     "text", TEXT,     text,     NULL)
+	X(TEXT,     "text", TEXT,     text,     NULL)			\
+	X(HAD,      "had",  PORT,     had,      NULL)
 
 enum ev_field_index {
 #define X(n, k, t, m, v)	FI_##n,
@@ -73,7 +74,7 @@ enum ev_field_bit { EV_FIELDS(X) };
 	X(CLUSTER_UP,  10, F_CLUSTER | F_CNAME | F_HOST | F_MASTERS | F_MPORT, 0) \
 	X(CLUSTER_DOWN,11, F_CLUSTER, 0)				\
 	X(ROUTE,       12, F_CLUSTER | F_NS | F_NAME | F_ROUTE | F_BACKENDS, \
-	    F_WANT | F_WHY)						\
+	    F_WANT | F_WHY | F_HAD)						\
 	X(ROUTE_GONE,  13, F_CLUSTER | F_NS | F_NAME | F_ROUTE, 0)	\
 	X(SYNC_BEGIN,  14, F_CLUSTER | F_SID, 0)			\
 	X(SYNC_END,    15, F_CLUSTER | F_SID, 0)			\
@@ -128,6 +129,7 @@ struct event {
 	char		kind[16];
 	char		*text;			/* heap, NUL-terminated */
 	size_t		textlen;
+	uint64_t	had;			/* port written on the object */
 };
 
 void		 event_init(struct event *, int type);

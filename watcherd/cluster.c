@@ -544,6 +544,30 @@ dest_service(struct cluster *cl, const char *ns, const char *host)
 	return smap_get(&cl->objs[RES_SVC], key);
 }
 
+/*
+ * The port written for route r in the object's address annotation
+ * ("host:port[,host:port...]" with our host), or 0.
+ */
+static unsigned
+written_port(const struct cluster *cl, const struct vs_obj *vs, size_t r)
+{
+	const char *s = vs->address;
+	size_t hl = strlen(cl->host);
+	unsigned long port;
+	char *end;
+
+	for (; s != NULL && r > 0; r--)
+		if ((s = strchr(s, ',')) != NULL)
+			s++;
+	if (s == NULL || strncmp(s, cl->host, hl) != 0 || s[hl] != ':' ||
+	    s[hl + 1] < '0' || s[hl + 1] > '9')
+		return 0;
+	port = strtoul(s + hl + 1, &end, 10);
+	if (port == 0 || port > 65535 || (*end != '\0' && *end != ','))
+		return 0;
+	return (unsigned)port;
+}
+
 static void
 route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
     char (*ips)[EV_IPLEN], size_t nips, struct event *ev)
@@ -568,6 +592,9 @@ route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
 		ev->want = vs->want;
 		ev->has |= F_WANT;
 	}
+	/* a store that was lost adopts what the object says it has */
+	if ((ev->had = written_port(cl, vs, r)) != 0)
+		ev->has |= F_HAD;
 	if (nips * vs->routes[r].nd > EV_MAX_BACKENDS) {
 		snprintf(why, sizeof(why), "tcp[%zu]: more than %d backends",
 		    r, EV_MAX_BACKENDS);
@@ -645,7 +672,7 @@ cluster_compute(struct cluster *cl)
 	struct node_obj *node;
 	char (*ips)[EV_IPLEN], owner[EV_OWNERLEN];
 	size_t nips = 0, r;
-	int i, resync = cl->need_resync;
+	int i, pass, resync = cl->need_resync;
 
 	for (i = 0; i < RES_COUNT; i++)
 		if (!cl->inf[i].listed)
@@ -668,9 +695,15 @@ cluster_compute(struct cluster *cl)
 		ev.has |= F_SID;
 		obs_send(&ev);
 	}
-	it = (struct smap_iter){ 0, NULL };
-	while ((e = smap_next(&cl->objs[RES_VS], &it)) != NULL) {
-		if ((vs = e->val) == NULL || !vs->expose)
+	/*
+	 * Objects that carry an address first: after a lost store, their
+	 * ports are adopted before anything new is assigned.
+	 */
+	for (pass = 0; pass < 2; pass++)
+	for (it = (struct smap_iter){ 0, NULL };
+	    (e = smap_next(&cl->objs[RES_VS], &it)) != NULL;) {
+		if ((vs = e->val) == NULL || !vs->expose ||
+		    (vs->address != NULL) != (pass == 0))
 			continue;
 		for (r = 0; r < (vs->why[0] ? 1 : vs->nroutes); r++) {
 			owner_of(owner, sizeof(owner), cl->id, vs, r);

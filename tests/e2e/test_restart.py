@@ -344,9 +344,9 @@ def test_lost_store_gives_hashed_ports_back(make_fleet):
     fleet.wait_serves(ledger, pay.markers(NS, "ledger-db", 5432))
 
 
-@pytest.mark.xfail(reason="DESIGN.md: 'on start, allocd also adopts the ports already "
-                          "written on objects' -- not implemented yet", strict=False)
 def test_lost_store_adopts_written_ports(make_fleet):
+    """A port asked for and then kept is not a hash port: with the store
+    lost, allocd adopts it from the address written on the object."""
     fleet, pay = start_payments(make_fleet)
     want = fleet.port_lo + 7
     pay.annotate(NS, "ledger-db", **{EXPOSE: "true", PORT: str(want)})
