@@ -6,7 +6,6 @@ and allocd goes on."""
 import os
 
 import msgpack
-import pytest
 import zmq
 
 import harness
