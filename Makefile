@@ -4,7 +4,7 @@
 #   make asan       the same with AddressSanitizer and UBSan, into build/asan
 #   make test       install what is missing, build, run unit and e2e tests
 #   make run        install what is missing, build, run the demo fleet
-#   make golden     rewrite tests/golden/*.out after an intended change
+#   make bench-alloc  allocd's throughput, latency, start-up and store size
 
 CC	?= cc
 BUILD	?= build
@@ -27,7 +27,7 @@ PY	 = /usr/bin/python3
 SAN	 = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	   -fno-sanitize-recover=undefined
 
-.PHONY: all asan test unit e2e run deps golden clean bench-alloc
+.PHONY: all asan test unit e2e run deps clean bench-alloc
 all: $(BINS) $(UNIT_BINS)
 
 $(BUILD)/obj/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h)
@@ -73,8 +73,16 @@ test: deps
 run: deps all
 	$(PY) scripts/demo.py
 
-golden: all
-	$(PY) tests/golden/run.py --rewrite
+# Benchmarks: JSON lines on stdout; BENCHMARKS.md keeps the latest figures.
+$(BUILD)/bench/bench_alloc: $(BUILD)/obj/tests/bench/bench_alloc.o \
+    $(COMMON_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench-alloc: deps $(BUILD)/bin/allocd $(BUILD)/bench/bench_alloc
+	@d=$$(mktemp -d /tmp/pt-bench-XXXXXX) && \
+	    $(BUILD)/bench/bench_alloc $(BUILD)/bin/allocd $$d; rc=$$?; \
+	    rm -rf $$d; exit $$rc
 
 clean:
 	rm -rf build

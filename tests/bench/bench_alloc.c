@@ -1,0 +1,294 @@
+/*
+ * bench_alloc — allocd under load, through its real socket and its real,
+ * fsynced LMDB store.  Prints JSON lines:
+ *	{"bench": "alloc", "metric": "...", "value": N, "unit": "..."}
+ *
+ *	bench_alloc ALLOCD WORKDIR
+ *
+ * 1. throughput: OWNERS owners observed ROUNDS times, each observation
+ *    with new backends, so each one causes a decision; at most WINDOW
+ *    unacknowledged at a time.
+ * 2. decision latency at a steady RATE: from the send of an observation to
+ *    the ACK that covers it (the ACK comes after the durable commit).
+ * 3. start-up: allocd restarted on that store; time to its pid file, RSS.
+ * 4. churn: CHURN expose/unexpose observations; the store's size after.
+ */
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bus.h"
+#include "event.h"
+#include "log.h"
+
+#define OWNERS	50000
+#define ROUNDS	4
+#define WINDOW	20000
+#define RATE	50000		/* obs/s, the target */
+#define PACED	(RATE * 3)
+#define CHURN	1000000
+#define CHURN_OWNERS 2000
+
+static const char	*allocd, *work;
+static char		 conf[600], pidfile[600];
+static uint64_t		*sent_at;	/* by seq */
+static double		*lat;
+static size_t		 nlat;
+
+static uint64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void
+emit(const char *metric, double value, const char *unit)
+{
+	printf("{\"bench\": \"alloc\", \"metric\": \"%s\", \"value\": %.6g, "
+	    "\"unit\": \"%s\"}\n", metric, value, unit);
+	fflush(stdout);
+}
+
+static pid_t
+start_allocd(double *ms)
+{
+	uint64_t t0 = now_us();
+	struct stat st;
+	pid_t pid;
+
+	unlink(pidfile);
+	if ((pid = fork()) == 0) {
+		execl(allocd, "allocd", "-d", "-f", conf, (char *)NULL);
+		_exit(127);
+	}
+	while (stat(pidfile, &st) == -1) {
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			fatalx("allocd exited at start");
+		usleep(200);
+	}
+	*ms = (double)(now_us() - t0) / 1000.0;
+	return pid;
+}
+
+static void
+stop_allocd(pid_t pid)
+{
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+}
+
+static long
+rss_kb(pid_t pid, const char *field)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+	if ((fp = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), fp) != NULL)
+		if (strncmp(line, field, strlen(field)) == 0)
+			kb = strtol(line + strlen(field) + 1, NULL, 10);
+	fclose(fp);
+	return kb;
+}
+
+static void
+route(struct event *ev, uint64_t seq, unsigned owner, unsigned bport,
+    int gone)
+{
+	char name[32];
+
+	event_init(ev, gone ? EV_ROUTE_GONE : EV_ROUTE);
+	ev->seq = seq;
+	event_set_str(ev, F_CLUSTER, "bench");
+	event_set_str(ev, F_NS, "ns");
+	snprintf(name, sizeof(name), "vs-%u", owner);
+	event_set_str(ev, F_NAME, name);
+	ev->has |= F_ROUTE;
+	if (!gone) {
+		event_add_backend(ev, "10.0.0.1", bport, 1);
+		event_add_backend(ev, "10.0.0.2", bport, 1);
+	}
+}
+
+/* Wait for ACKs; record latencies of what they cover. */
+static uint64_t
+drain(void *s, uint64_t acked, uint64_t upto, uint64_t sent, int block)
+{
+	zmq_pollitem_t it = { s, 0, ZMQ_POLLIN, 0 };
+	struct event ev;
+	uint64_t t, q;
+
+	while (acked < upto) {
+		if (zmq_poll(&it, 1, block ? 10000 : 0) <= 0) {
+			if (block)
+				fatalx("no ACK in 10 s (acked %llu of %llu)",
+				    (unsigned long long)acked,
+				    (unsigned long long)sent);
+			return acked;
+		}
+		while (bus_recv(s, &ev, NULL) == 1) {
+			if (ev.type == EV_ACK && ev.seq > acked) {
+				t = now_us();
+				for (q = acked + 1; q <= ev.seq; q++)
+					if (lat != NULL)
+						lat[nlat++] = (double)(t -
+						    sent_at[q]) / 1000.0;
+				acked = ev.seq;
+			}
+			event_free(&ev);
+		}
+		block = block || acked < upto;
+	}
+	return acked;
+}
+
+static int
+cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Send n observations made by make(i), at most rate a second (0: as fast
+ * as the window allows); returns seconds taken.
+ */
+static double
+run(void *s, uint64_t *seq, size_t n, unsigned rate,
+    void (*make)(struct event *, uint64_t, size_t))
+{
+	uint64_t base = *seq, acked = *seq, t0 = now_us();
+	struct event ev;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		while (rate != 0 && now_us() - t0 < (uint64_t)i * 1000000 /
+		    rate)
+			acked = drain(s, acked, *seq, *seq, 0);
+		while (*seq - acked >= WINDOW)
+			acked = drain(s, acked, *seq - WINDOW / 2, *seq, 1);
+		make(&ev, ++*seq, i);
+		if (sent_at != NULL && *seq - base < (uint64_t)n + 1)
+			sent_at[*seq] = now_us();
+		while (bus_send(s, &ev) == -1)
+			acked = drain(s, acked, acked + 1, *seq, 1);
+		event_free(&ev);
+		if ((i & 1023) == 0)
+			acked = drain(s, acked, *seq, *seq, 0);
+	}
+	drain(s, acked, *seq, *seq, 1);
+	return (double)(now_us() - t0) / 1e6;
+}
+
+static void
+make_load(struct event *ev, uint64_t seq, size_t i)
+{
+	route(ev, seq, (unsigned)(i % OWNERS), 30000 + (unsigned)(i / OWNERS),
+	    0);
+}
+
+static void
+make_churn(struct event *ev, uint64_t seq, size_t i)
+{
+	/* each owner exposed, then gone, then back: two decisions a pair */
+	route(ev, seq, (unsigned)((i / 2) % CHURN_OWNERS), 30000, (int)(i & 1));
+}
+
+int
+main(int argc, char **argv)
+{
+	char run_dir[256], store[256], ep[600], path[600];
+	uint64_t seq = 0;
+	double secs, ms;
+	struct stat st;
+	FILE *fp;
+	void *s;
+	pid_t pid;
+	size_t n = (size_t)OWNERS * ROUNDS;
+
+	if (argc != 3) {
+		fprintf(stderr, "usage: bench_alloc ALLOCD WORKDIR\n");
+		return 1;
+	}
+	log_init("bench_alloc", 1, 0);
+	allocd = argv[1];
+	if (strlen(argv[2]) > 200)
+		fatalx("WORKDIR too long");
+	work = argv[2];
+	snprintf(run_dir, sizeof(run_dir), "%s/run", work);
+	snprintf(store, sizeof(store), "%s/store", work);
+	snprintf(conf, sizeof(conf), "%s/portico.conf", work);
+	snprintf(pidfile, sizeof(pidfile), "%s/allocd.pid", run_dir);
+	if ((fp = fopen(conf, "w")) == NULL)
+		fatal("%s", conf);
+	/* 63,001 ports: a port space holds no more than 64,511 owners */
+	fprintf(fp, "[portico]\ndomain = bench.test\nrun_dir = %s\n"
+	    "listen = 127.0.0.1\napi_port = 1500\nports = 2000-65000\n"
+	    "[store]\npath = %s\n[kubeconfigs]\ndir = %s\n", run_dir, store,
+	    work);
+	fclose(fp);
+
+	if ((sent_at = calloc(n + 2, sizeof(*sent_at))) == NULL ||
+	    (lat = calloc(n + 2, sizeof(*lat))) == NULL)
+		fatal("bench");
+	pid = start_allocd(&ms);
+	s = bus_socket(ZMQ_DEALER);
+	snprintf(ep, sizeof(ep), "ipc://%s/alloc.in", run_dir);
+	bus_connect(s, ep);
+
+	secs = run(s, &seq, n - PACED, 0, make_load);
+	emit("durable_observations_per_s", (double)(n - PACED) / secs,
+	    "obs/s");
+	nlat = 0;
+	secs = run(s, &seq, PACED, RATE, make_load);
+	emit("paced_rate", (double)PACED / secs, "obs/s");
+	qsort(lat, nlat, sizeof(*lat), cmp);
+	emit("decision_latency_p50", lat[nlat / 2], "ms");
+	emit("decision_latency_p99", lat[nlat * 99 / 100], "ms");
+	emit("assignments", OWNERS, "owners");
+	emit("allocd_peak_rss_under_load", (double)rss_kb(pid, "VmHWM:") /
+	    1024.0, "MB");
+	stop_allocd(pid);
+
+	pid = start_allocd(&ms);
+	emit("startup_time_with_assignments", ms, "ms");
+	emit("startup_rss_with_assignments", (double)rss_kb(pid, "VmRSS:") /
+	    1024.0, "MB");
+	bus_close(s);
+	s = bus_socket(ZMQ_DEALER);
+	bus_connect(s, ep);
+	free(sent_at);
+	free(lat);
+	sent_at = NULL;
+	lat = NULL;
+	/* a new sender: its seqs start over */
+	seq = 0;
+	secs = run(s, &seq, CHURN, 0, make_churn);
+	emit("churn_observations_per_s", CHURN / secs, "obs/s");
+	stop_allocd(pid);
+	snprintf(path, sizeof(path), "%s/data.mdb", store);
+	if (stat(path, &st) == 0) {
+		emit("store_file_after_churn", (double)st.st_size / 1048576.0,
+		    "MB");
+		emit("store_used_after_churn", (double)st.st_blocks * 512.0 /
+		    1048576.0, "MB");
+	}
+	emit("churn_events", CHURN, "observations");
+	bus_close(s);
+	zmq_ctx_term(bus_ctx());
+	return 0;
+}
