@@ -18,6 +18,7 @@
 #include "bus.h"
 #include "daemon.h"
 #include "log.h"
+#include "replay.h"
 #include "store.h"
 
 #define BATCH_MAX	4096	/* observations in one transaction */
@@ -213,7 +214,11 @@ main(int argc, char **argv)
 	MDB_txn *txn;
 	int sig, timeout;
 
-	daemon_start(&d, argc, argv, "allocd", 0, &conf);
+	daemon_start(&d, argc, argv, "allocd", DAEMON_REPLAY, &conf);
+	if (d.replay != NULL) {
+		log_init("allocd", 1, d.verbose);
+		return replay_run(&conf, d.replay);
+	}
 	if (store_open(&st, conf.store, (size_t)conf.map_size_mb << 20, 0))
 		fatalx("allocd: cannot open the store at %s", conf.store);
 	if (store_begin(&st, &txn, 1) != 0)

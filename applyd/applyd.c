@@ -197,7 +197,7 @@ main(int argc, char **argv)
 	long timeout;
 	int n, sig;
 
-	daemon_start(&d, argc, argv, "applyd", 1, &conf);
+	daemon_start(&d, argc, argv, "applyd", DAEMON_PROXY, &conf);
 	pc = config_proxy(&conf, d.proxy);
 	hap_init(&proxy, &conf, pc);
 	event_init(&want, EV_NONE);

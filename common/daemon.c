@@ -13,17 +13,21 @@
 #include "log.h"
 
 static void
-usage(const char *name, int needs_proxy)
+usage(const char *name, int flags)
 {
-	fprintf(stderr, "usage: %s [-dnv] [-f config]%s\n", name,
-	    needs_proxy ? " -p proxy" : "");
+	fprintf(stderr, "usage: %s [-dnv] [-f config]%s%s\n", name,
+	    (flags & DAEMON_PROXY) ? " -p proxy" : "",
+	    (flags & DAEMON_REPLAY) ? " [-R store]" : "");
 	exit(1);
 }
 
 void
 daemon_start(struct daemon *d, int argc, char **argv, const char *name,
-    int needs_proxy, struct config *conf)
+    int flags, struct config *conf)
 {
+	const char *opts = (flags & DAEMON_PROXY) ? "df:np:v" :
+	    (flags & DAEMON_REPLAY) ? "df:nR:v" : "df:nv";
+	int needs_proxy = flags & DAEMON_PROXY;
 	char err[1024];
 	sigset_t set;
 	int ch;
@@ -31,8 +35,7 @@ daemon_start(struct daemon *d, int argc, char **argv, const char *name,
 	memset(d, 0, sizeof(*d));
 	d->name = name;
 	d->conf_path = "/etc/portico/portico.conf";
-	while ((ch = getopt(argc, argv, needs_proxy ? "df:np:v" : "df:nv"))
-	    != -1) {
+	while ((ch = getopt(argc, argv, opts)) != -1) {
 		switch (ch) {
 		case 'd':
 			d->foreground = 1;
@@ -46,15 +49,18 @@ daemon_start(struct daemon *d, int argc, char **argv, const char *name,
 		case 'p':
 			d->proxy = optarg;
 			break;
+		case 'R':
+			d->replay = optarg;
+			break;
 		case 'v':
 			d->verbose++;
 			break;
 		default:
-			usage(name, needs_proxy);
+			usage(name, flags);
 		}
 	}
 	if (optind != argc)
-		usage(name, needs_proxy);
+		usage(name, flags);
 	if (config_load(d->conf_path, conf, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s: %s\n", name, err);
 		exit(1);
@@ -72,6 +78,8 @@ daemon_start(struct daemon *d, int argc, char **argv, const char *name,
 		config_print(conf, stdout);
 		exit(0);
 	}
+	if (d->replay != NULL)
+		return;		/* a command, not a daemon: no run folder */
 	log_init(name, d->foreground, d->verbose);
 	if (config_mkrundir(conf) == -1)
 		fatal("run folder %s", conf->run_dir);

@@ -11,6 +11,7 @@ struct daemon {
 	const char	*name;
 	const char	*conf_path;
 	const char	*proxy;		/* -p, renderd and applyd */
+	const char	*replay;	/* -R, allocd */
 	int		 foreground;
 	int		 verbose;
 	int		 check;
@@ -18,12 +19,15 @@ struct daemon {
 };
 
 /*
- * Parse -f -n -d -v (and -p when needs_proxy), load the config (or exit 1
+ * Parse -f -n -d -v (and -p, -R by flags), load the config (or exit 1
  * with the error naming the key and line), print it and exit 0 under -n,
  * set up logging, the run folder and the signalfd.
  */
+#define DAEMON_PROXY	0x1	/* takes -p proxy */
+#define DAEMON_REPLAY	0x2	/* takes -R store (allocd) */
+
 void	daemon_start(struct daemon *, int argc, char **argv, const char *name,
-	    int needs_proxy, struct config *);
+	    int flags, struct config *);
 
 /* The next signal waiting on the signalfd, 0 if none. */
 int	daemon_signal(struct daemon *);

@@ -124,7 +124,7 @@ main(int argc, char **argv)
 	char ready[96];
 	int sig, n, published = 0;
 
-	daemon_start(&d, argc, argv, "renderd", 1, &conf);
+	daemon_start(&d, argc, argv, "renderd", DAEMON_PROXY, &conf);
 	px = config_proxy(&conf, d.proxy);
 	routes_init(&routes);
 	event_init(&latest, EV_NONE);
