@@ -67,6 +67,15 @@ alloc_clear(struct alloc *a)
 	a->nout = 0;
 }
 
+void
+alloc_free(struct alloc *a)
+{
+	alloc_clear(a);
+	free(a->out);
+	a->out = NULL;
+	a->capout = 0;
+}
+
 /* Log ev under the next seq and queue it; takes ownership of ev's heap. */
 static int
 emit(struct alloc *a, MDB_txn *txn, struct event *ev, uint64_t time)

@@ -35,6 +35,7 @@ int	alloc_observe(struct alloc *, MDB_txn *, const struct event *);
 
 /* Forget the queued decisions (after publishing, or after an abort). */
 void	alloc_clear(struct alloc *);
+void	alloc_free(struct alloc *);
 
 /* Look up an owner's current port (0 when it has none). */
 int	alloc_port_of(struct alloc *, MDB_txn *, const char *owner,

@@ -264,6 +264,7 @@ main(int argc, char **argv)
 	bus_close(pub_sock);
 	bus_close(sync_sock);
 	zmq_ctx_term(bus_ctx());
+	alloc_free(&al);
 	store_close(&st);
 	return 0;
 }

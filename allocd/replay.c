@@ -187,6 +187,7 @@ replay_run(const struct config *conf, const char *dir)
 	mdb_txn_abort(rt);
 	printf("replayed %zu observations, %zu decisions: %s\n", nobs, ndec,
 	    status == 0 ? "identical to the record" : "they differ");
+	alloc_free(&a);
 	store_close(&src);
 	store_close(&dst);
 	snprintf(cmd, sizeof(cmd), "%s/data.mdb", scratch);
