@@ -970,6 +970,22 @@ def payments_cluster(fleet, register=True, **kw):
     return fleet.add_cluster("payments", services, vss, register=register, **kw)
 
 
+# The annotations portico reads and writes.
+EXPOSE = "portico.dev/expose"
+ADDRESS = "portico.dev/address"
+ERROR = "portico.dev/error"
+PORT = "portico.dev/port"
+
+
+def start_payments(make_fleet):
+    """A started fleet with the payments cluster registered in PKS."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    pay = payments_cluster(fleet)
+    fleet.start()
+    return fleet, pay
+
+
 def search_cluster(fleet, register=True, **kw):
     """The "search" cluster: other names, so that a reply proves which
     cluster answered."""

@@ -10,20 +10,9 @@ import zmq
 
 import harness
 import testlib
-from harness import need
+from harness import ADDRESS, EXPOSE, PORT, need, start_payments  # noqa: F401
 
 NS = "payments"
-EXPOSE = "portico.dev/expose"
-ADDRESS = "portico.dev/address"
-PORT = "portico.dev/port"
-
-
-def start_payments(make_fleet):
-    need("allocd", "renderd", "applyd", "watcherd")
-    fleet = make_fleet()
-    pay = harness.payments_cluster(fleet)
-    fleet.start()
-    return fleet, pay
 
 
 def snapshot(pay, names):

@@ -9,21 +9,9 @@ import yaml
 
 import harness
 import testlib
-from harness import need
+from harness import ADDRESS, ERROR, EXPOSE, PORT, need, start_payments  # noqa: F401
 
 NS = "payments"
-EXPOSE = "portico.dev/expose"
-ADDRESS = "portico.dev/address"
-ERROR = "portico.dev/error"
-PORT = "portico.dev/port"
-
-
-def start_payments(make_fleet):
-    need("allocd", "renderd", "applyd", "watcherd")
-    fleet = make_fleet()
-    pay = harness.payments_cluster(fleet)
-    fleet.start()
-    return fleet, pay
 
 
 def vs_yaml(cluster, name, ns=NS):
