@@ -1,13 +1,11 @@
 /*
- * watcherd — clusters: what their informers see, the observations that
- * follows from it, and the write-back of addresses onto VirtualServices.
+ * watcherd — clusters: what their informers see, and the observations that
+ * follow from it (the write-back is in writeback.c).
  *
  * Observations are level-triggered: after every (re)list of a cluster a
  * full resync (SYNC_BEGIN, every route, SYNC_END) tells allocd the whole
  * truth for it; between resyncs only the routes whose observation changed
- * are sent.  The write-back is level-triggered too: each pass compares what
- * allocd decided with what the object carries and PATCHes the difference,
- * so our own echo changes nothing.
+ * are sent.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,27 +14,6 @@
 #include "log.h"
 #include "valid.h"
 #include "watcherd.h"
-
-struct dest {
-	char		host[254];
-	unsigned	port;
-	unsigned	weight;
-};
-
-struct vs_obj {
-	char		 ns[64];
-	char		 name[254];
-	int		 expose;
-	unsigned	 want;
-	char		 why[200];	/* the object itself is at fault */
-	struct {
-		struct dest	d[VS_MAX_DESTS];
-		size_t		nd;
-	}		 routes[VS_MAX_ROUTES];
-	size_t		 nroutes;
-	char		*address;	/* as on the object: compared only */
-	char		*error;
-};
 
 struct svc_obj {
 	size_t		nports;
@@ -53,15 +30,7 @@ struct sent {
 	unsigned char	data[];
 };
 
-struct addr {
-	unsigned	port;
-	int		live;
-	char		why[256];
-};
-
 static struct smap	clusters;	/* id -> struct cluster */
-static struct smap	addrs;		/* owner -> struct addr, from allocd */
-static struct smap	alloc_clusters;	/* ids allocd routes */
 static uint64_t		sid_counter;
 
 struct cluster *
@@ -86,7 +55,7 @@ send_cluster_up(struct cluster *cl)
 	obs_send(&ev);
 }
 
-static void
+void
 send_cluster_down(const char *id)
 {
 	struct event ev;
@@ -288,7 +257,7 @@ annotation(json_t *obj, const char *key)
 	    json_object_get(obj, "metadata"), "annotations"), key));
 }
 
-static char *
+char *
 dup_or_null(const char *s)
 {
 	char *d;
@@ -627,7 +596,7 @@ route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
 	event_set_str(ev, F_WHY, why);
 }
 
-static void
+void
 owner_of(char *buf, size_t len, const char *id, const struct vs_obj *vs,
     size_t r)
 {
@@ -755,142 +724,6 @@ cluster_compute(struct cluster *cl)
 	}
 }
 
-/* Write-back. */
-
-/* A PATCH names its object by cluster and key: the object may be gone. */
-struct patch {
-	char	 id[64];
-	char	 key[384];
-	char	*address;	/* what the object carried before */
-	char	*error;
-};
-
-static void
-patch_done(struct http_req *req, long code, const char *body, size_t len,
-    const char *err)
-{
-	struct patch *p = req->arg;
-	struct cluster *cl = cluster_find(p->id);
-	struct vs_obj *vs;
-
-	(void)body;
-	(void)len;
-	if (cl != NULL) {
-		smap_del(&cl->patching, p->key);
-		if (code != 200 && (vs = smap_get(&cl->objs[RES_VS],
-		    p->key)) != NULL) {
-			/* it did not land: compare with the truth next time */
-			free(vs->address);
-			free(vs->error);
-			vs->address = p->address;
-			vs->error = p->error;
-			p->address = p->error = NULL;
-		}
-		if (code != 200) {
-			cl->patch_hold = now_ms() + jitter(5000);
-			log_warnx("%s: %s: write-back failed: %s%ld", cl->name,
-			    p->key, err ? "transport error, code " : "HTTP ",
-			    code);
-		}
-		cl->dirty = 1;
-	}
-	free(p->address);
-	free(p->error);
-	free(p);
-}
-
-static int
-streq(const char *a, const char *b)
-{
-	return (a == NULL && b == NULL) ||
-	    (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
-static void
-vs_writeback(struct cluster *cl, const char *key, struct vs_obj *vs)
-{
-	char owner[EV_OWNERLEN], address[4096], path[128], url[1024];
-	const char *want_addr = NULL, *want_err = NULL;
-	struct http_auth a;
-	struct addr *ad;
-	json_t *ann, *body;
-	struct patch *p;
-	size_t r, o = 0;
-	int live = 1;
-	char *text;
-
-	if (smap_get(&cl->patching, key) != NULL)
-		return;
-	if (vs->expose) {
-		address[0] = '\0';
-		for (r = 0; r < (vs->why[0] ? 1 : vs->nroutes); r++) {
-			owner_of(owner, sizeof(owner), cl->id, vs, r);
-			ad = smap_get(&addrs, owner);
-			if (ad != NULL && ad->why[0] != '\0' &&
-			    want_err == NULL)
-				want_err = ad->why;
-			if (ad == NULL || !ad->live || ad->port == 0 ||
-			    vs->why[0] != '\0')
-				live = 0;
-			else
-				o += (size_t)snprintf(address + o,
-				    sizeof(address) - o, "%s%s:%u",
-				    r ? "," : "", cl->host, ad->port);
-		}
-		/* an address appears once every route is live */
-		want_addr = live ? address : vs->address;
-	}
-	if (streq(want_addr, vs->address) && streq(want_err, vs->error))
-		return;
-	ann = json_object();
-	if (!streq(want_addr, vs->address))
-		json_object_set_new(ann, ANN_ADDRESS, want_addr ?
-		    json_string(want_addr) : json_null());
-	if (!streq(want_err, vs->error))
-		json_object_set_new(ann, ANN_ERROR, want_err ?
-		    json_string(want_err) : json_null());
-	body = json_pack("{s:{s:o}}", "metadata", "annotations", ann);
-	text = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	snprintf(path, sizeof(path), "/apis/networking.istio.io/%s",
-	    cl->istio);
-	snprintf(url, sizeof(url), "%s%s/namespaces/%s/virtualservices/%s",
-	    cl->creds.server, path, vs->ns, vs->name);
-	cluster_auth(cl, &a);
-	if ((p = calloc(1, sizeof(*p))) == NULL)
-		fatal("watcherd");
-	snprintf(p->id, sizeof(p->id), "%s", cl->id);
-	snprintf(p->key, sizeof(p->key), "%s", key);
-	p->address = dup_or_null(vs->address);
-	p->error = dup_or_null(vs->error);
-	smap_put(&cl->patching, key, p);
-	http_start("PATCH", url, &a, "application/merge-patch+json", text,
-	    30000, patch_done, NULL, p);
-	log_info("%s/%s/%s: writing back %s%s%s", cl->name, vs->ns, vs->name,
-	    want_addr ? want_addr : "no address", want_err ? "; error: " : "",
-	    want_err ? want_err : "");
-	/* assume it lands; the watch will say if it did not */
-	free(vs->address);
-	free(vs->error);
-	vs->address = dup_or_null(want_addr);
-	vs->error = dup_or_null(want_err);
-	free(text);
-}
-
-static void
-cluster_writeback(struct cluster *cl, uint64_t now)
-{
-	struct smap_iter it = { 0, NULL };
-	struct smap_ent *e;
-
-	if (!alloc_synced || cl->istio[0] == '\0' ||
-	    !cl->inf[RES_VS].listed || now < cl->patch_hold)
-		return;
-	while ((e = smap_next(&cl->objs[RES_VS], &it)) != NULL)
-		if (e->val != NULL)
-			vs_writeback(cl, e->key, e->val);
-}
-
 /* Discovery: networking.istio.io/v1, else v1beta1, else v1alpha3. */
 static void
 disc_done(struct http_req *req, long code, const char *body, size_t len,
@@ -984,94 +817,13 @@ clusters_resync_all(void)
 	}
 }
 
-static void
-mark_dirty(const char *id)
-{
-	struct cluster *cl = smap_get(&clusters, id);
-
-	if (cl != NULL)
-		cl->dirty = 1;
-}
-
-/* What allocd decided, kept for the write-back. */
+/* Every cluster's routes and write-back are looked at again. */
 void
-clusters_alloc_event(const struct event *ev)
-{
-	char owner[EV_OWNERLEN];
-	struct addr *a;
-
-	switch (ev->type) {
-	case EV_API_SET:
-		smap_put(&alloc_clusters, ev->cluster, &alloc_clusters);
-		return;
-	case EV_API_DEL:
-		smap_del(&alloc_clusters, ev->cluster);
-		return;
-	case EV_PORT_SET:
-	case EV_PORT_LIVE:
-	case EV_PORT_FREE:
-	case EV_REFUSED:
-		break;
-	default:
-		return;
-	}
-	if (event_owner(ev, owner, sizeof(owner)) == -1)
-		return;
-	if (ev->type == EV_PORT_FREE) {
-		free(smap_del(&addrs, owner));
-		mark_dirty(ev->cluster);
-		return;
-	}
-	if ((a = smap_get(&addrs, owner)) == NULL) {
-		if ((a = calloc(1, sizeof(*a))) == NULL)
-			fatal("watcherd");
-		smap_put(&addrs, owner, a);
-	}
-	switch (ev->type) {
-	case EV_PORT_SET:
-		if (a->port != ev->port)
-			a->live = 0;
-		a->port = (unsigned)ev->port;
-		a->why[0] = '\0';
-		break;
-	case EV_PORT_LIVE:
-		if (a->port == ev->port)
-			a->live = 1;
-		break;
-	case EV_REFUSED:
-		snprintf(a->why, sizeof(a->why), "%s", ev->why);
-		break;
-	}
-	mark_dirty(ev->cluster);
-}
-
-void
-clusters_alloc_reset(void)
+clusters_dirty_all(void)
 {
 	struct smap_iter it = { 0, NULL };
 	struct smap_ent *e;
 
-	while ((e = smap_next(&addrs, &it)) != NULL)
-		free(e->val);
-	smap_free(&addrs);
-	smap_free(&alloc_clusters);
-	it = (struct smap_iter){ 0, NULL };
 	while ((e = smap_next(&clusters, &it)) != NULL)
 		((struct cluster *)e->val)->dirty = 1;
-}
-
-/*
- * Clusters allocd routes that no source knows any more (they went while we
- * were down): tell allocd they are gone.  Called once every source has
- * completed a poll.
- */
-void
-clusters_reconcile_alloc(void)
-{
-	struct smap_iter it = { 0, NULL };
-	struct smap_ent *e;
-
-	while ((e = smap_next(&alloc_clusters, &it)) != NULL)
-		if (smap_get(&clusters, e->key) == NULL)
-			send_cluster_down(e->key);
 }

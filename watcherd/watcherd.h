@@ -36,6 +36,28 @@ enum { INF_IDLE, INF_LIST, INF_WATCH, INF_WAIT };
 
 struct cluster;
 
+struct dest {
+	char		host[254];
+	unsigned	port;
+	unsigned	weight;
+};
+
+/* What watcherd keeps of a VirtualService: only what routing needs. */
+struct vs_obj {
+	char		 ns[64];
+	char		 name[254];
+	int		 expose;
+	unsigned	 want;
+	char		 why[200];	/* the object itself is at fault */
+	struct {
+		struct dest	d[VS_MAX_DESTS];
+		size_t		nd;
+	}		 routes[VS_MAX_ROUTES];
+	size_t		 nroutes;
+	char		*address;	/* as on the object: compared only */
+	char		*error;
+};
+
 struct informer {
 	struct cluster	*cl;
 	int		 res;
@@ -108,6 +130,14 @@ void	 cluster_object(struct cluster *, int res, const char *type, json_t *);
 void	 cluster_object_gone(struct cluster *, int res, const char *key);
 void	 cluster_list_end(struct cluster *, int res);
 void	 cluster_auth(struct cluster *, struct http_auth *);
+void	 clusters_dirty_all(void);
+void	 send_cluster_down(const char *id);
+void	 owner_of(char *, size_t, const char *id, const struct vs_obj *,
+	    size_t route);
+char	*dup_or_null(const char *);
+
+/* writeback.c */
+void	 cluster_writeback(struct cluster *, uint64_t now);
 
 /* informer.c */
 void	 informer_init(struct informer *, struct cluster *, int res);
