@@ -11,7 +11,10 @@
  *  - otherwise the preferred port is a hash of the owner, probing upward, so
  *    that even a lost store gives most owners their old ports back;
  *  - a released port is quarantined for conf->quarantine seconds before any
- *    other owner may have it.
+ *    other owner may have it;
+ *  - an owner refused for want of a free port waits: when ports come free
+ *    (a TICK observation, made by allocd's own clock and logged like any
+ *    other), the waiting owners get them in the order they asked.
  * Time is the observation's own timestamp, so a replay decides the same.
  */
 #include <stdio.h>
@@ -27,8 +30,9 @@ struct owner_rec {
 	uint16_t	port;		/* current or last port, 0 if none */
 	uint8_t		state;
 	uint8_t		live;		/* every proxy serves it */
-	uint32_t	pad;
-	uint64_t	set_seq;	/* seq of the last PORT_SET */
+	uint8_t		waiting;	/* refused for want of a port */
+	uint8_t		pad[5];
+	uint64_t	set_seq;	/* last PORT_SET; or since when waiting */
 	uint64_t	seen_sync;	/* sync_seq of the sync that last saw it */
 	char		why[256];	/* last refusal written */
 	/* followed by the encoded PORT_SET event */
@@ -272,8 +276,8 @@ fnv1a(const char *s)
  * A port whose quarantine has run out is taken from its old owner here.
  */
 static int
-port_avail(struct alloc *a, MDB_txn *txn, unsigned p, const char *owner,
-    uint64_t now, char *why, size_t whylen)
+port_avail_dry(struct alloc *a, MDB_txn *txn, unsigned p, const char *owner,
+    uint64_t now, char *why, size_t whylen, int dry)
 {
 	const struct config *c = a->conf;
 	char holder[EV_OWNERLEN];
@@ -296,7 +300,7 @@ port_avail(struct alloc *a, MDB_txn *txn, unsigned p, const char *owner,
 	until = released + (uint64_t)c->quarantine * 1000;
 	if (released != 0 && now >= until) {
 		/* the old owner's claim has lapsed */
-		if (get_owner(a, txn, holder, &rec, NULL) == 0 &&
+		if (!dry && get_owner(a, txn, holder, &rec, NULL) == 0 &&
 		    rec.state != OWN_ACTIVE && rec.port == p)
 			del_owner(a, txn, holder);
 		return 0;
@@ -310,8 +314,17 @@ port_avail(struct alloc *a, MDB_txn *txn, unsigned p, const char *owner,
 	return -1;
 }
 
+static int
+port_avail(struct alloc *a, MDB_txn *txn, unsigned p, const char *owner,
+    uint64_t now, char *why, size_t whylen)
+{
+	return port_avail_dry(a, txn, p, owner, now, why, whylen, 0);
+}
+
+/* dry: only look, change nothing (to decide whether a TICK is due) */
 static unsigned
-port_pick(struct alloc *a, MDB_txn *txn, const char *owner, uint64_t now)
+port_pick_dry(struct alloc *a, MDB_txn *txn, const char *owner, uint64_t now,
+    int dry)
 {
 	const struct config *c = a->conf;
 	unsigned size = c->port_hi - c->port_lo + 1, i, p;
@@ -319,9 +332,16 @@ port_pick(struct alloc *a, MDB_txn *txn, const char *owner, uint64_t now)
 
 	p = c->port_lo + (unsigned)(fnv1a(owner) % size);
 	for (i = 0; i < size; i++, p = p == c->port_hi ? c->port_lo : p + 1)
-		if (port_avail(a, txn, p, owner, now, why, sizeof(why)) == 0)
+		if (port_avail_dry(a, txn, p, owner, now, why, sizeof(why),
+		    dry) == 0)
 			return p;
 	return 0;
+}
+
+static unsigned
+port_pick(struct alloc *a, MDB_txn *txn, const char *owner, uint64_t now)
+{
+	return port_pick_dry(a, txn, owner, now, 0);
 }
 
 static int
@@ -374,6 +394,7 @@ assign(struct alloc *a, MDB_txn *txn, const struct event *obs,
 		rec->live = 0;		/* a new address waits for the proxies */
 	rec->port = (uint16_t)p;
 	rec->state = OWN_ACTIVE;
+	rec->waiting = 0;
 	rec->set_seq = d.seq;
 	rec->why[0] = '\0';
 	return put_owner(a, txn, owner, rec, &d);
@@ -427,6 +448,7 @@ on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
 		/* the object is wrong: say so, move nothing */
 		if (rec.state == 0)
 			rec.state = OWN_REFUSED;
+		rec.waiting = 0;
 		rc = refuse(a, txn, obs, owner, &rec, &set, obs->why);
 		goto done;
 	}
@@ -469,6 +491,15 @@ on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
 		/* an owner whose old port waits in quarantine keeps its claim */
 		if (rec.state != OWN_QUARANTINED)
 			rec.state = OWN_REFUSED;
+		if (rec.state == OWN_REFUSED && !(obs->has & F_WANT)) {
+			/* it waits for a port, in the order it asked */
+			if (!rec.waiting)
+				rec.set_seq = a->seq;
+			rec.waiting = 1;
+			rc = refuse(a, txn, obs, owner, &rec, obs, why);
+			goto done;
+		}
+		rec.waiting = 0;
 		rc = refuse(a, txn, obs, owner, &rec, &set, why);
 		goto done;
 	}
@@ -714,6 +745,77 @@ on_applied(struct alloc *a, MDB_txn *txn, const struct event *obs)
 	return rc;
 }
 
+static int
+keep_waiting(const struct owner_rec *rec, uint64_t unused)
+{
+	(void)unused;
+	return rec->state == OWN_REFUSED && rec->waiting;
+}
+
+/* The waiting owners, first come first. */
+static char **
+waiting_owners(struct alloc *a, MDB_txn *txn, size_t *n)
+{
+	char **list = collect_owners(a, txn, "", keep_waiting, 0), *t;
+	struct owner_rec r1, r2;
+	size_t i, j;
+
+	for (*n = 0; list[*n] != NULL; (*n)++)
+		;
+	/* few wait at a time: an insertion sort on the seq they asked at */
+	for (i = 1; i < *n; i++)
+		for (j = i; j > 0; j--) {
+			get_owner(a, txn, list[j - 1], &r1, NULL);
+			get_owner(a, txn, list[j], &r2, NULL);
+			if (r1.set_seq <= r2.set_seq)
+				break;
+			t = list[j - 1];
+			list[j - 1] = list[j];
+			list[j] = t;
+		}
+	return list;
+}
+
+static int
+on_tick(struct alloc *a, MDB_txn *txn, const struct event *obs)
+{
+	struct owner_rec rec;
+	struct event route;
+	char **list;
+	size_t i, n;
+	unsigned p;
+	int rc = 0;
+
+	list = waiting_owners(a, txn, &n);
+	for (i = 0; i < n && rc == 0; i++) {
+		if ((rc = get_owner(a, txn, list[i], &rec, &route)) != 0)
+			break;
+		if (route.type != EV_ROUTE ||
+		    (p = port_pick(a, txn, list[i], obs->time)) == 0) {
+			event_free(&route);
+			break;		/* no port yet: the others wait too */
+		}
+		route.time = obs->time;
+		rc = assign(a, txn, &route, list[i], &rec, p);
+		event_free(&route);
+	}
+	free_list(list);
+	return rc;
+}
+
+int
+alloc_tick_due(struct alloc *a, MDB_txn *txn, uint64_t now)
+{
+	char **list;
+	size_t n;
+	int due;
+
+	list = waiting_owners(a, txn, &n);
+	due = n > 0 && port_pick_dry(a, txn, list[0], now, 1) != 0;
+	free_list(list);
+	return due;
+}
+
 int
 alloc_observe(struct alloc *a, MDB_txn *txn, const struct event *in)
 {
@@ -755,6 +857,8 @@ alloc_observe(struct alloc *a, MDB_txn *txn, const struct event *in)
 		return on_sync(a, txn, in);
 	case EV_APPLIED:
 		return on_applied(a, txn, in);
+	case EV_TICK:
+		return on_tick(a, txn, in);
 	}
 	return 0;
 }

@@ -33,6 +33,12 @@ void	alloc_init(struct alloc *, struct store *, const struct config *,
  */
 int	alloc_observe(struct alloc *, MDB_txn *, const struct event *);
 
+/*
+ * Would a TICK give a waiting owner a port now?  Read-only: allocd asks
+ * before it logs a TICK, so that idle ticks leave no trace.
+ */
+int	alloc_tick_due(struct alloc *, MDB_txn *, uint64_t now);
+
 /* Forget the queued decisions (after publishing, or after an abort). */
 void	alloc_clear(struct alloc *);
 void	alloc_free(struct alloc *);

@@ -52,7 +52,7 @@ publish(void)
 static int
 is_observation(int type)
 {
-	return type >= EV_CLUSTER_UP && type <= EV_APPLIED;
+	return type >= EV_CLUSTER_UP && type <= EV_APPLIED;	/* not TICK */
 }
 
 /*
@@ -192,6 +192,30 @@ on_since(void)
 	}
 }
 
+/*
+ * Ports came free (a quarantine ran out) while owners wait for one: log a
+ * TICK, which hands them out.  Looked at once a second, read-only, so an
+ * idle allocd writes nothing.
+ */
+static void
+tick(uint64_t now)
+{
+	struct event ev;
+	MDB_txn *txn;
+	int due;
+
+	if (store_begin(&st, &txn, 1) != 0)
+		fatalx("allocd: read transaction");
+	due = alloc_tick_due(&al, txn, now);
+	mdb_txn_abort(txn);
+	if (!due)
+		return;
+	event_init(&ev, EV_TICK);
+	ev.time = now;
+	commit_batch(&ev, 1);
+	publish();
+}
+
 static void
 heartbeat(void)
 {
@@ -241,6 +265,7 @@ main(int argc, char **argv)
 	for (;;) {
 		now = now_ms();
 		if (now >= next_hb) {
+			tick(now);
 			heartbeat();
 			next_hb = now + BUS_HEARTBEAT_MS;
 		}

@@ -124,7 +124,7 @@ replay_run(const struct config *conf, const char *dir)
 			status = 1;
 			break;
 		}
-		if (obs.type < EV_CLUSTER_UP || obs.type > EV_APPLIED) {
+		if (obs.type < EV_CLUSTER_UP || obs.type > EV_TICK) {
 			printf("seq %llu: recorded %s has no observation "
 			    "that replay made it from\n",
 			    (unsigned long long)obs.seq, event_name(obs.type));

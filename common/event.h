@@ -79,6 +79,7 @@ enum ev_field_bit { EV_FIELDS(X) };
 	X(SYNC_BEGIN,  14, F_CLUSTER | F_SID, 0)			\
 	X(SYNC_END,    15, F_CLUSTER | F_SID, 0)			\
 	X(APPLIED,     16, F_PROXY | F_GEN, 0)				\
+	X(TICK,        17, 0, 0)					\
 	/* decisions */							\
 	X(API_SET,     30, F_CLUSTER | F_CNAME | F_HOST | F_MASTERS | F_MPORT, 0) \
 	X(API_DEL,     31, F_CLUSTER, 0)				\

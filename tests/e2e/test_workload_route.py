@@ -241,3 +241,24 @@ def test_istio_v1alpha3_only_cluster(make_fleet):
     host, _, port = addr.rpartition(":")
     assert host == old.host
     fleet.wait_serves(int(port), old.markers("apps", "db", 5432))
+
+
+def test_waiting_owner_gets_a_freed_port(make_fleet):
+    """Exhaustion refuses with a reason; the refused route waits, and once a
+    port comes out of quarantine allocd hands it over by itself, in the order
+    the owners asked: address written, error gone, traffic flows."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet(ports=2, quarantine=2)
+    pay = harness.payments_cluster(fleet)
+    fleet.start()
+    pay.annotate(NS, "ledger-db", **{EXPOSE: "true"})
+    (ledger,) = fleet.wait_address(pay, NS, "ledger-db")
+    pay.annotate(NS, "orders-db", **{EXPOSE: "true"})
+    fleet.wait_address(pay, NS, "orders-db")
+    pay.annotate("billing", "reports", **{EXPOSE: "true"})
+    err = fleet.wait_annotation(pay, "billing", "reports", ERROR)
+    assert "no free port" in err, err
+    pay.annotate(NS, "ledger-db", **{EXPOSE: None})
+    assert fleet.wait_address(pay, "billing", "reports", timeout=30) == [ledger]
+    fleet.wait_no_annotation(pay, "billing", "reports", ERROR)
+    fleet.wait_serves(ledger, pay.markers(NS, "ledger-db", 5432))

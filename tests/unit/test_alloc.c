@@ -544,6 +544,84 @@ test_want(void **state)
 }
 
 /* A full range refuses with "no free port", and gives one after quarantine. */
+/* Is a TICK due at time t (read-only)? */
+static int
+tick_due(struct fx *f, uint64_t t)
+{
+	MDB_txn *txn;
+	int due;
+
+	assert_int_equal(store_begin(&f->st, &txn, 1), 0);
+	due = alloc_tick_due(&f->a, txn, t);
+	mdb_txn_abort(txn);
+	return due;
+}
+
+/* A TICK at time t; the port it gave name, 0 if none. */
+static unsigned
+tick(struct fx *f, const char *name, uint64_t t)
+{
+	const struct event *d;
+	struct event ev;
+	size_t k;
+
+	event_init(&ev, EV_TICK);
+	ev.time = t;
+	run(f, &ev);
+	for (k = 0; (d = decision(f, EV_PORT_SET, k)) != NULL; k++)
+		if (strcmp(d->name, name) == 0)
+			return (unsigned)d->port;
+	return 0;
+}
+
+/*
+ * Owners refused for want of a port wait; when a port comes out of
+ * quarantine, a TICK gives it to the one that asked first, with the
+ * backends it last observed.  An owner that goes away stops waiting; one
+ * that asked for a specific port does not wait.
+ */
+static void
+test_waiting_owners(void **state)
+{
+	struct fx *f = *state;
+	unsigned ports[HI - LO + 1], p;
+	char name[16];
+	int i;
+
+	for (i = 0; i <= HI - LO; i++) {
+		snprintf(name, sizeof(name), "o%d", i);
+		ports[i] = expose(f, "c1", name, 0, f->now);
+	}
+	assert_int_equal(expose(f, "c1", "first", 0, f->now + 1), 0);
+	assert_int_equal(expose(f, "c1", "second", 0, f->now + 2), 0);
+	assert_int_equal(expose(f, "c1", "gone", 0, f->now + 3), 0);
+	unexpose(f, "c1", "gone", f->now + 4);
+	assert_int_equal(expose(f, "c1", "picky", ports[5], f->now + 5), 0);
+	assert_refused(f, "picky", "taken by");
+	/* seen again later: still waits in its first place */
+	assert_int_equal(expose(f, "c1", "first", 0, f->now + 6), 0);
+
+	assert_false(tick_due(f, f->now + 10));
+	unexpose(f, "c1", "o3", f->now + 10);
+	assert_false(tick_due(f, f->now + 10 + QMS - 1));
+	assert_int_equal(tick(f, "first", f->now + 10 + QMS - 1), 0);
+	assert_true(tick_due(f, f->now + 10 + QMS));
+	p = tick(f, "first", f->now + 10 + QMS);
+	assert_int_equal(p, ports[3]);
+	assert_int_equal(ndecisions(f, EV_PORT_SET), 1);
+	assert_int_equal(decision(f, EV_PORT_SET, 0)->nbackends, 1);
+	assert_int_equal(port_of(f, "c1", "first"), ports[3]);
+	assert_false(tick_due(f, f->now + 10 + QMS));
+
+	unexpose(f, "c1", "o7", f->now + 20 + QMS);
+	assert_int_equal(tick(f, "second", f->now + 20 + 2 * QMS), ports[7]);
+	/* nobody waits now: "gone" went, "picky" asked for a port */
+	unexpose(f, "c1", "o8", f->now + 30 + 2 * QMS);
+	assert_false(tick_due(f, f->now + 30 + 3 * QMS));
+	assert_int_equal(port_of(f, "c1", "gone"), 0);
+	assert_int_equal(port_of(f, "c1", "picky"), 0);
+}
+
 static void
 test_exhaustion(void **state)
 {
@@ -1379,6 +1457,7 @@ main(void)
 		T(test_return_within_quarantine),
 		T(test_want),
 		T(test_exhaustion),
+		T(test_waiting_owners),
 		T(test_sync),
 		T(test_cluster_down),
 		T(test_applied),
