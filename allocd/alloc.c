@@ -752,27 +752,45 @@ keep_waiting(const struct owner_rec *rec, uint64_t unused)
 	return rec->state == OWN_REFUSED && rec->waiting;
 }
 
+struct waiter {
+	uint64_t	 since;
+	char		*owner;
+};
+
+static int
+cmp_waiter(const void *x, const void *y)
+{
+	const struct waiter *a = x, *b = y;
+
+	return a->since < b->since ? -1 : a->since > b->since;
+}
+
 /* The waiting owners, first come first. */
 static char **
 waiting_owners(struct alloc *a, MDB_txn *txn, size_t *n)
 {
-	char **list = collect_owners(a, txn, "", keep_waiting, 0), *t;
-	struct owner_rec r1, r2;
-	size_t i, j;
+	char **list = collect_owners(a, txn, "", keep_waiting, 0);
+	struct owner_rec rec;
+	struct waiter *w;
+	size_t i;
 
 	for (*n = 0; list[*n] != NULL; (*n)++)
 		;
-	/* few wait at a time: an insertion sort on the seq they asked at */
-	for (i = 1; i < *n; i++)
-		for (j = i; j > 0; j--) {
-			get_owner(a, txn, list[j - 1], &r1, NULL);
-			get_owner(a, txn, list[j], &r2, NULL);
-			if (r1.set_seq <= r2.set_seq)
-				break;
-			t = list[j - 1];
-			list[j - 1] = list[j];
-			list[j] = t;
-		}
+	if (*n < 2)
+		return list;
+	if ((w = calloc(*n, sizeof(*w))) == NULL)
+		fatal("alloc: waiting");
+	for (i = 0; i < *n; i++) {
+		if (get_owner(a, txn, list[i], &rec, NULL) != 0)
+			fatalx("alloc: waiting owner %s vanished", list[i]);
+		w[i].since = rec.set_seq;
+		w[i].owner = list[i];
+	}
+	/* seqs are unique: the order is total, the same on every replay */
+	qsort(w, *n, sizeof(*w), cmp_waiter);
+	for (i = 0; i < *n; i++)
+		list[i] = w[i].owner;
+	free(w);
 	return list;
 }
 
