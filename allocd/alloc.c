@@ -284,12 +284,17 @@ port_avail_dry(struct alloc *a, MDB_txn *txn, unsigned p, const char *owner,
 	uint64_t released, until;
 	struct owner_rec rec;
 
-	if (p < c->port_lo || p > c->port_hi) {
-		snprintf(why, whylen, "port %u is outside %u-%u", p,
-		    c->port_lo, c->port_hi);
+	if (!ports_contain(&c->ports, p)) {
+		char set[CONF_MAX_RANGES * 12];
+
+		ports_format(&c->ports, set, sizeof(set));
+		/* a long set may be cut short: the reason is still clear */
+		if ((size_t)snprintf(why, whylen, "port %u is outside %s", p,
+		    set) >= whylen)
+			why[whylen - 1] = '\0';
 		return -1;
 	}
-	if (p == c->api_port) {
+	if (p == c->api_port || ports_contain(&c->reserved, p)) {
 		snprintf(why, whylen, "port %u is reserved", p);
 		return -1;
 	}
@@ -327,14 +332,17 @@ port_pick_dry(struct alloc *a, MDB_txn *txn, const char *owner, uint64_t now,
     int dry)
 {
 	const struct config *c = a->conf;
-	unsigned size = c->port_hi - c->port_lo + 1, i, p;
+	unsigned size = ports_count(&c->ports), i, k, p;
 	char why[256];
 
-	p = c->port_lo + (unsigned)(fnv1a(owner) % size);
-	for (i = 0; i < size; i++, p = p == c->port_hi ? c->port_lo : p + 1)
+	/* the preferred port, then upward through the set, wrapping */
+	k = (unsigned)(fnv1a(owner) % size);
+	for (i = 0; i < size; i++, k = k + 1 == size ? 0 : k + 1) {
+		p = ports_nth(&c->ports, k);
 		if (port_avail_dry(a, txn, p, owner, now, why, sizeof(why),
 		    dry) == 0)
 			return p;
+	}
 	return 0;
 }
 
@@ -484,9 +492,14 @@ on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
 	else if (rec.state == 0 && (obs->has & F_HAD) && port_avail(a, txn,
 	    (unsigned)obs->had, owner, obs->time, why, sizeof(why)) == 0)
 		p = (unsigned)obs->had;	/* adopted from the object */
-	else if ((p = port_pick(a, txn, owner, obs->time)) == 0)
-		snprintf(why, sizeof(why), "no free port in %u-%u",
-		    a->conf->port_lo, a->conf->port_hi);
+	else if ((p = port_pick(a, txn, owner, obs->time)) == 0) {
+		char set[CONF_MAX_RANGES * 12];
+
+		ports_format(&a->conf->ports, set, sizeof(set));
+		if ((size_t)snprintf(why, sizeof(why), "no free port in %s",
+		    set) >= sizeof(why))
+			why[sizeof(why) - 1] = '\0';
+	}
 	if (p == 0) {
 		/* an owner whose old port waits in quarantine keeps its claim */
 		if (rec.state != OWN_QUARANTINED)

@@ -236,6 +236,7 @@ main(int argc, char **argv)
 	zmq_pollitem_t items[3];
 	uint64_t next_hb = 0, now;
 	MDB_txn *txn;
+	char ports[CONF_MAX_RANGES * 12];
 	int sig, timeout;
 
 	daemon_start(&d, argc, argv, "allocd", DAEMON_REPLAY, &conf);
@@ -259,8 +260,9 @@ main(int argc, char **argv)
 		fatalx("allocd: cannot bind the bus");
 	if (config_ready(&conf, "allocd") == -1)
 		fatal("allocd: pid file");
-	log_info("allocd: ready at seq %llu, ports %u-%u",
-	    (unsigned long long)al.seq, conf.port_lo, conf.port_hi);
+	ports_format(&conf.ports, ports, sizeof(ports));
+	log_info("allocd: ready at seq %llu, ports %s",
+	    (unsigned long long)al.seq, ports);
 
 	for (;;) {
 		now = now_ms();

@@ -21,7 +21,7 @@ enum ckind {
 	CK_STR,			/* free text: paths, ids */
 	CK_SECRET,		/* like CK_STR, never printed */
 	CK_UINT,
-	CK_RANGE,		/* lo-hi into two adjacent unsigned */
+	CK_PORTS,		/* a port set: "lo-hi, p, ..." */
 	CK_DOMAIN,
 	CK_IP,
 	CK_URL,			/* http:// or https:// */
@@ -52,7 +52,8 @@ static const struct ckey ckeys[] = {
 	C("portico", "run_dir", CK_STR, run_dir, 0, 0, "/run/portico"),
 	C("portico", "listen", CK_IP, listen, 0, 0, "0.0.0.0"),
 	C("portico", "api_port", CK_UINT, api_port, 1, 65535, "443"),
-	C("portico", "ports", CK_RANGE, port_lo, 1024, 65535, NULL),
+	C("portico", "ports", CK_PORTS, ports, 1024, 65535, NULL),
+	C("portico", "reserved", CK_PORTS, reserved, 1, 65535, ""),
 	C("portico", "quarantine", CK_UINT, quarantine, 0, 86400 * 30, "600"),
 	C("store", "path", CK_STR, store, 0, 0, "/var/lib/portico"),
 	C("store", "map_size_mb", CK_UINT, map_size_mb, 1, 1u << 20, "64"),
@@ -125,22 +126,12 @@ static int
 check_value(const struct ckey *k, const char *v, void *dst)
 {
 	unsigned *u = dst;
-	char lo[16], *dash;
 
 	switch (k->kind) {
 	case CK_UINT:
 		return parse_uint(v, k->min, k->max, u);
-	case CK_RANGE:
-		if ((dash = strchr(v, '-')) == NULL ||
-		    (size_t)(dash - v) >= sizeof(lo))
-			return -1;
-		memcpy(lo, v, (size_t)(dash - v));
-		lo[dash - v] = '\0';
-		if (parse_uint(lo, k->min, k->max, &u[0]) == -1 ||
-		    parse_uint(dash + 1, k->min, k->max, &u[1]) == -1 ||
-		    u[0] > u[1])
-			return -1;
-		return 0;
+	case CK_PORTS:
+		return ports_parse(dst, v, k->min, k->max);
 	case CK_DOMAIN:
 		if (!valid_dns_subdomain(v))
 			return -1;
@@ -184,7 +175,8 @@ kind_help(const struct ckey *k)
 {
 	switch (k->kind) {
 	case CK_UINT:		return "not a number in range: %s";
-	case CK_RANGE:		return "not a port range LO-HI: %s";
+	case CK_PORTS:		return "not ports LO-HI[, PORT | LO-HI ...] in "
+				    "range, without overlaps: %s";
 	case CK_DOMAIN:		return "not a DNS name: %s";
 	case CK_IP:		return "not an IP address: %s";
 	case CK_URL:		return "not an http(s) URL: %s";
@@ -285,6 +277,154 @@ default_endpoint(char *dst, size_t len, const char *run_dir,
 		snprintf(dst, len, "ipc://%s/%s", run_dir, name);
 }
 
+/* Port sets. */
+
+int
+ports_contain(const struct port_set *s, unsigned p)
+{
+	unsigned i;
+
+	for (i = 0; i < s->n; i++)
+		if (p >= s->r[i].lo && p <= s->r[i].hi)
+			return 1;
+	return 0;
+}
+
+unsigned
+ports_count(const struct port_set *s)
+{
+	unsigned i, n = 0;
+
+	for (i = 0; i < s->n; i++)
+		n += s->r[i].hi - s->r[i].lo + 1;
+	return n;
+}
+
+unsigned
+ports_nth(const struct port_set *s, unsigned k)
+{
+	unsigned i, w;
+
+	for (i = 0; i < s->n; i++) {
+		w = s->r[i].hi - s->r[i].lo + 1;
+		if (k < w)
+			return s->r[i].lo + k;
+		k -= w;
+	}
+	return 0;
+}
+
+void
+ports_format(const struct port_set *s, char *buf, size_t len)
+{
+	size_t o = 0;
+	unsigned i;
+
+	buf[0] = '\0';
+	for (i = 0; i < s->n && o < len; i++)
+		o += (size_t)(s->r[i].lo == s->r[i].hi ?
+		    snprintf(buf + o, len - o, "%s%u", i ? ", " : "",
+		    s->r[i].lo) :
+		    snprintf(buf + o, len - o, "%s%u-%u", i ? ", " : "",
+		    s->r[i].lo, s->r[i].hi));
+}
+
+static int
+cmp_range(const void *x, const void *y)
+{
+	const unsigned *a = x, *b = y;
+
+	return a[0] < b[0] ? -1 : a[0] > b[0];
+}
+
+int
+ports_parse(struct port_set *s, const char *v, unsigned min, unsigned max)
+{
+	char item[32], *dash;
+	const char *p = v;
+	size_t n;
+	unsigned i, lo, hi;
+
+	memset(s, 0, sizeof(*s));
+	while (*p != '\0') {
+		while (*p == ' ' || *p == ',')
+			p++;
+		if (*p == '\0')
+			break;
+		n = strcspn(p, ", ");
+		if (n >= sizeof(item) || s->n == CONF_MAX_RANGES)
+			return -1;
+		memcpy(item, p, n);
+		item[n] = '\0';
+		p += n;
+		if ((dash = strchr(item, '-')) != NULL)
+			*dash = '\0';
+		if (parse_uint(item, min, max, &lo) == -1 || (dash != NULL &&
+		    parse_uint(dash + 1, min, max, &hi) == -1))
+			return -1;
+		if (dash == NULL)
+			hi = lo;
+		if (lo > hi)
+			return -1;
+		s->r[s->n].lo = lo;
+		s->r[s->n++].hi = hi;
+	}
+	qsort(s->r, s->n, sizeof(s->r[0]), cmp_range);
+	for (i = 1; i < s->n; i++)
+		if (s->r[i].lo <= s->r[i - 1].hi)
+			return -1;
+	return 0;
+}
+
+/*
+ * Workload ports inside the kernel's ephemeral range collide with the
+ * source ports of outgoing connections, unless the kernel reserves them
+ * (net.ipv4.ip_local_reserved_ports).  Where /proc cannot be read, nothing
+ * is checked.
+ */
+static int
+check_ephemeral(const struct config *c, char *err, size_t errlen)
+{
+	static unsigned char kres[65536 / 8];
+	unsigned elo, ehi, i, p, a, b;
+	char buf[65536], *tok, *save = NULL;
+	FILE *fp;
+	size_t n;
+
+	if ((fp = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) == NULL)
+		return 0;
+	n = fscanf(fp, "%u %u", &elo, &ehi);
+	fclose(fp);
+	if (n != 2)
+		return 0;
+	memset(kres, 0, sizeof(kres));
+	if ((fp = fopen("/proc/sys/net/ipv4/ip_local_reserved_ports", "r"))) {
+		n = fread(buf, 1, sizeof(buf) - 1, fp);
+		fclose(fp);
+		buf[n] = '\0';
+		for (tok = strtok_r(buf, ",\n", &save); tok != NULL;
+		    tok = strtok_r(NULL, ",\n", &save)) {
+			if (sscanf(tok, "%u-%u", &a, &b) != 2)
+				b = a = (unsigned)strtoul(tok, NULL, 10);
+			for (p = a; p <= b && p < 65536; p++)
+				kres[p / 8] |= (unsigned char)(1 << (p % 8));
+		}
+	}
+	for (i = 0; i < c->ports.n; i++)
+		for (p = c->ports.r[i].lo; p <= c->ports.r[i].hi; p++)
+			if (p >= elo && p <= ehi &&
+			    !(kres[p / 8] & (1 << (p % 8))) &&
+			    !ports_contain(&c->reserved, p)) {
+				snprintf(err, errlen, "%s: [portico] ports: %u "
+				    "lies in the kernel's ephemeral range "
+				    "%u-%u; choose ports outside it, or list "
+				    "them in net.ipv4.ip_local_reserved_ports",
+				    c->path, p, elo, ehi);
+				return -1;
+			}
+	return 0;
+}
+
 int
 config_load(const char *path, struct config *c, char *err, size_t errlen)
 {
@@ -378,12 +518,17 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 		    path);
 		return -1;
 	}
-	if (c->api_port >= c->port_lo && c->api_port <= c->port_hi) {
+	c->port_lo = c->ports.r[0].lo;
+	c->port_hi = c->ports.r[c->ports.n - 1].hi;
+	if (ports_contain(&c->ports, c->api_port) &&
+	    !ports_contain(&c->reserved, c->api_port)) {
 		snprintf(err, errlen, "%s: [portico] api_port %u lies inside "
-		    "the workload range %u-%u", path, c->api_port, c->port_lo,
-		    c->port_hi);
+		    "the workload ports (reserve it, or move it)", path,
+		    c->api_port);
 		return -1;
 	}
+	if (check_ephemeral(c, err, errlen) == -1)
+		return -1;
 	return 0;
 }
 
@@ -408,9 +553,13 @@ config_print(const struct config *c, FILE *fp)
 		if (k->kind == CK_UINT)
 			fprintf(fp, "%s = %u\n", k->key,
 			    *(const unsigned *)(const void *)base);
-		else if (k->kind == CK_RANGE)
-			fprintf(fp, "%s = %u-%u\n", k->key, c->port_lo,
-			    c->port_hi);
+		else if (k->kind == CK_PORTS) {
+			char buf[CONF_MAX_RANGES * 12];
+
+			ports_format((const struct port_set *)(const void *)
+			    base, buf, sizeof(buf));
+			fprintf(fp, "%s = %s\n", k->key, buf);
+		}
 		else if (k->kind == CK_SECRET)
 			fprintf(fp, "%s = %s\n", k->key,
 			    *base ? "(set, not shown)" : "");

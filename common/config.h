@@ -12,6 +12,16 @@
 #include <stdio.h>
 
 #define CONF_MAX_PROXIES	8
+#define CONF_MAX_RANGES		32
+
+/* A set of ports: sorted, non-overlapping ranges (a single port is lo == hi). */
+struct port_set {
+	unsigned	n;
+	struct {
+		unsigned	lo;
+		unsigned	hi;
+	}		r[CONF_MAX_RANGES];
+};
 #define CONF_ENDPOINT		256
 #define CONF_RUNDIR		96	/* ipc:// paths must fit in sun_path */
 
@@ -32,7 +42,9 @@ struct config {
 	char		run_dir[CONF_RUNDIR];
 	char		listen[46];
 	unsigned	api_port;
-	unsigned	port_lo;
+	struct port_set	ports;			/* the workload ports */
+	struct port_set	reserved;		/* never given out */
+	unsigned	port_lo;		/* lowest and highest of ports */
 	unsigned	port_hi;
 	unsigned	quarantine;		/* seconds */
 
@@ -65,6 +77,14 @@ struct config {
 int	config_load(const char *path, struct config *, char *err, size_t);
 void	config_print(const struct config *, FILE *);
 const struct proxy_conf *config_proxy(const struct config *, const char *);
+
+/* Port sets: membership, size, the i-th port in order, "a-b,c". */
+int	ports_contain(const struct port_set *, unsigned);
+unsigned ports_count(const struct port_set *);
+unsigned ports_nth(const struct port_set *, unsigned);
+void	ports_format(const struct port_set *, char *, size_t);
+/* Parse "a-b, c, ..." within min-max; -1 if malformed or overlapping. */
+int	ports_parse(struct port_set *, const char *, unsigned min, unsigned max);
 
 /* Create the run folder (mode 0700) that holds ipc sockets and pid files. */
 int	config_mkrundir(const struct config *);

@@ -4,6 +4,7 @@ a bad value stops the daemon with a message that names the file, the line
 and the key."""
 
 import os
+import re
 import subprocess
 
 import pytest
@@ -127,7 +128,9 @@ def test_example_config_is_valid(confdir):
 # (section, bad line, key the message must name)
 BAD = [
     ("portico", "ports = 30000-20000", "ports"),
-    ("portico", "ports = 21000", "ports"),
+    ("portico", "ports = 21000-21009, 21005", "ports"),     # overlapping
+    ("portico", "ports = 21000-", "ports"),
+    ("portico", "reserved = 21000-x", "reserved"),
     ("portico", "ports = 100-2000", "ports"),
     ("portico", "api_port = x", "api_port"),
     ("portico", "api_port = 70000", "api_port"),
@@ -215,3 +218,30 @@ def test_long_lines(confdir):
         assert cp.returncode == 1, (daemon, cp.stdout)
         assert "%s:%d:" % (conf, lineno) in cp.stderr and "long" in cp.stderr, cp.stderr
         assert SECRET not in cp.stderr
+
+
+def test_ports_in_the_ephemeral_range_are_refused(confdir):
+    """Workload ports the kernel may hand out as source ports are refused,
+    naming the range, unless the kernel reserves them."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        lo, hi = (int(x) for x in f.read().split())
+    with open("/proc/sys/net/ipv4/ip_local_reserved_ports") as f:
+        kernel_reserved = f.read().strip()
+    p = lo + 10
+    assert str(p) not in kernel_reserved
+    text, _ = good(confdir)
+    text = re.sub(r"(?m)^ports = .*$", "ports = %d-%d" % (p, p + 5), text)
+    cp = run("allocd", write(confdir, text))
+    assert cp.returncode == 1, cp.stdout
+    assert "ephemeral range %d-%d" % (lo, hi) in cp.stderr, cp.stderr
+
+
+def test_port_sets_normalised(confdir):
+    text, _ = good(confdir)
+    text = re.sub(r"(?m)^ports = .*$", "ports = 21030 ,21000-21009,21020-21021", text)
+    text = text.replace("[portico]\n", "[portico]\nreserved = 21001, 21003\n", 1)
+    cp = run("allocd", write(confdir, text))
+    assert cp.returncode == 0, cp.stderr
+    conf = sections(cp.stdout)
+    assert conf["portico"]["ports"] == "21000-21009, 21020-21021, 21030"
+    assert conf["portico"]["reserved"] == "21001, 21003"

@@ -81,6 +81,9 @@ setup(void **state)
 		return -1;
 	f->conf.port_lo = LO;
 	f->conf.port_hi = HI;
+	f->conf.ports.n = 1;
+	f->conf.ports.r[0].lo = LO;
+	f->conf.ports.r[0].hi = HI;
 	f->conf.api_port = API;
 	f->conf.quarantine = QSEC;
 	f->conf.nproxies = 1;
@@ -620,6 +623,44 @@ test_waiting_owners(void **state)
 	assert_false(tick_due(f, f->now + 30 + 3 * QMS));
 	assert_int_equal(port_of(f, "c1", "gone"), 0);
 	assert_int_equal(port_of(f, "c1", "picky"), 0);
+}
+
+/*
+ * A set of ranges and single ports, less the reserved ones: every port
+ * given out lies in the set and not on a reserved port; asking for a port
+ * between the ranges is "outside", for a reserved one "reserved"; the set
+ * runs out after exactly its size.
+ */
+static void
+test_port_ranges(void **state)
+{
+	struct fx *f = *state;
+	unsigned p, seen[HI - LO + 1] = { 0 };
+	char name[16];
+	int i;
+
+	assert_int_equal(ports_parse(&f->conf.ports,
+	    "20008-20009, 20000-20002,20005", 1024, 65535), 0);
+	assert_int_equal(ports_parse(&f->conf.reserved, "20001", 1, 65535), 0);
+	assert_int_equal(ports_count(&f->conf.ports), 6);
+	for (i = 0; i < 5; i++) {
+		snprintf(name, sizeof(name), "o%d", i);
+		p = expose(f, "c1", name, 0, f->now);
+		assert_true(p == 20000 || p == 20002 || p == 20005 ||
+		    p == 20008 || p == 20009);
+		assert_int_equal(seen[p - LO]++, 0);
+	}
+	assert_int_equal(expose(f, "c1", "late", 0, f->now), 0);
+	assert_refused(f, "late",
+	    "no free port in 20000-20002, 20005, 20008-20009");
+	assert_int_equal(expose(f, "c1", "gap", 20003, f->now), 0);
+	assert_refused(f, "gap", "outside");
+	assert_int_equal(expose(f, "c1", "res", 20001, f->now), 0);
+	assert_refused(f, "res", "reserved");
+	/* malformed sets are refused whole */
+	assert_int_equal(ports_parse(&f->conf.reserved, "20-10", 1, 65535), -1);
+	assert_int_equal(ports_parse(&f->conf.reserved, "1-5, 4", 1, 65535), -1);
+	assert_int_equal(ports_parse(&f->conf.reserved, "80", 1024, 65535), -1);
 }
 
 static void
@@ -1351,6 +1392,9 @@ test_property(void **state)
 
 	f->conf.port_lo = PLO;
 	f->conf.port_hi = PHI;
+	f->conf.ports.n = 1;
+	f->conf.ports.r[0].lo = PLO;
+	f->conf.ports.r[0].hi = PHI;
 	f->conf.api_port = PAPI;
 	for (o = 0; o < PN; o++) {
 		pname(name, sizeof(name), o);
@@ -1457,6 +1501,7 @@ main(void)
 		T(test_return_within_quarantine),
 		T(test_want),
 		T(test_exhaustion),
+		T(test_port_ranges),
 		T(test_waiting_owners),
 		T(test_sync),
 		T(test_cluster_down),
