@@ -807,6 +807,80 @@ waiting_owners(struct alloc *a, MDB_txn *txn, size_t *n)
 	return list;
 }
 
+/* Held on a port the configuration no longer gives out. */
+static const struct config *keep_conf;
+
+static int
+keep_stranded(const struct owner_rec *rec, uint64_t unused)
+{
+	(void)unused;
+	return rec->state == OWN_ACTIVE &&
+	    (!ports_contain(&keep_conf->ports, rec->port) ||
+	    ports_contain(&keep_conf->reserved, rec->port) ||
+	    rec->port == keep_conf->api_port);
+}
+
+char **
+alloc_stranded(struct alloc *a, MDB_txn *txn)
+{
+	keep_conf = a->conf;
+	return collect_owners(a, txn, "", keep_stranded, 0);
+}
+
+static int
+del_port(struct alloc *a, MDB_txn *txn, unsigned p)
+{
+	unsigned char k[2] = { (unsigned char)(p >> 8), (unsigned char)p };
+	MDB_val key = { 2, k };
+	int rc = mdb_del(txn, a->st->ports, &key, NULL);
+
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/*
+ * The ports shrank (allow_shrink): each owner stranded off them moves to a
+ * port of the new set.  Its old port is not quarantined: nobody else can
+ * have it any more.
+ */
+static int
+move_stranded(struct alloc *a, MDB_txn *txn, const struct event *obs)
+{
+	struct owner_rec rec;
+	struct event set, d;
+	char **list, **p;
+	unsigned np, old;
+	int rc = 0;
+
+	if (!a->conf->allow_shrink)
+		return 0;
+	list = alloc_stranded(a, txn);
+	for (p = list; *p != NULL && rc == 0; p++) {
+		if ((rc = get_owner(a, txn, *p, &rec, &set)) != 0)
+			break;
+		old = rec.port;
+		route_event(&d, EV_PORT_FREE, &set);
+		d.port = old;
+		d.has |= F_PORT;
+		if ((rc = emit(a, txn, &d, obs->time)) == 0 &&
+		    (rc = del_port(a, txn, old)) == 0) {
+			rec.state = OWN_REFUSED;	/* holds nothing now */
+			if ((np = port_pick(a, txn, *p, obs->time)) != 0) {
+				set.time = obs->time;
+				rc = assign(a, txn, &set, *p, &rec, np);
+			} else {
+				rec.waiting = 1;
+				rec.set_seq = a->seq;
+				set.type = EV_ROUTE;	/* what it waits with */
+				rc = refuse(a, txn, &set, *p, &rec, &set,
+				    "no free port after the ports shrank");
+			}
+		}
+		event_free(&set);
+	}
+	free_list(list);
+	return rc;
+}
+
 static int
 on_tick(struct alloc *a, MDB_txn *txn, const struct event *obs)
 {
@@ -815,8 +889,10 @@ on_tick(struct alloc *a, MDB_txn *txn, const struct event *obs)
 	char **list;
 	size_t i, n;
 	unsigned p;
-	int rc = 0;
+	int rc;
 
+	if ((rc = move_stranded(a, txn, obs)) != 0)
+		return rc;
 	list = waiting_owners(a, txn, &n);
 	for (i = 0; i < n && rc == 0; i++) {
 		if ((rc = get_owner(a, txn, list[i], &rec, &route)) != 0)

@@ -39,6 +39,9 @@ int	alloc_observe(struct alloc *, MDB_txn *, const struct event *);
  */
 int	alloc_tick_due(struct alloc *, MDB_txn *, uint64_t now);
 
+/* Owners holding a port the configuration no longer gives out (NULL-ended). */
+char	**alloc_stranded(struct alloc *, MDB_txn *);
+
 /* Forget the queued decisions (after publishing, or after an abort). */
 void	alloc_clear(struct alloc *);
 void	alloc_free(struct alloc *);

@@ -216,6 +216,43 @@ tick(uint64_t now)
 	publish();
 }
 
+/*
+ * Owners on ports the configuration no longer gives out: with
+ * allow_shrink they move now (a TICK does it, logged); without it allocd
+ * will not start, and says who would move.
+ */
+static void
+check_stranded(void)
+{
+	struct event ev;
+	MDB_txn *txn;
+	char **list;
+	size_t n;
+
+	if (store_begin(&st, &txn, 1) != 0)
+		fatalx("allocd: read transaction");
+	list = alloc_stranded(&al, txn);
+	mdb_txn_abort(txn);
+	for (n = 0; list[n] != NULL; n++)
+		if (!conf.allow_shrink && n < 20)
+			log_warnx("allocd: %s holds a port no longer in the "
+			    "configured ports", list[n]);
+	for (n = 0; list[n] != NULL; n++)
+		free(list[n]);
+	free(list);
+	if (n == 0)
+		return;
+	if (!conf.allow_shrink)
+		fatalx("allocd: %zu owners would move; set allow_shrink = 1 "
+		    "to move them, or give their ports back", n);
+	log_info("allocd: moving %zu owners off ports no longer configured",
+	    n);
+	event_init(&ev, EV_TICK);
+	ev.time = now_ms();
+	commit_batch(&ev, 1);
+	alloc_clear(&al);	/* nobody listens yet: consumers catch up */
+}
+
 static void
 heartbeat(void)
 {
@@ -250,6 +287,7 @@ main(int argc, char **argv)
 		fatalx("allocd: read transaction");
 	alloc_init(&al, &st, &conf, store_last_seq(&st, txn));
 	mdb_txn_abort(txn);
+	check_stranded();
 
 	in_sock = bus_socket(ZMQ_ROUTER);
 	pub_sock = bus_socket(ZMQ_PUB);

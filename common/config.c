@@ -55,6 +55,7 @@ static const struct ckey ckeys[] = {
 	C("portico", "ports", CK_PORTS, ports, 1024, 65535, NULL),
 	C("portico", "reserved", CK_PORTS, reserved, 1, 65535, ""),
 	C("portico", "quarantine", CK_UINT, quarantine, 0, 86400 * 30, "600"),
+	C("portico", "allow_shrink", CK_UINT, allow_shrink, 0, 1, "0"),
 	C("store", "path", CK_STR, store, 0, 0, "/var/lib/portico"),
 	C("store", "map_size_mb", CK_UINT, map_size_mb, 1, 1u << 20, "64"),
 	C("pks", "url", CK_URL, pks_url, 0, 0, ""),

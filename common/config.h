@@ -47,6 +47,7 @@ struct config {
 	unsigned	port_lo;		/* lowest and highest of ports */
 	unsigned	port_hi;
 	unsigned	quarantine;		/* seconds */
+	unsigned	allow_shrink;		/* owners off the ports may move */
 
 	char		store[PATH_MAX];
 	unsigned	map_size_mb;

@@ -348,3 +348,34 @@ def test_lost_store_adopts_written_ports(make_fleet):
     finally:
         tap.close()
     assert got == want
+
+
+def test_shrinking_the_ports_needs_allow_shrink(make_fleet):
+    """A port taken out of the configured ports while an owner holds it:
+    allocd will not start and names who would move; with allow_shrink = 1
+    it moves them, the new address is written and the old port stops."""
+    import subprocess
+    fleet, pay = start_payments(make_fleet)
+    top = fleet.port_hi
+    pay.annotate(NS, "ledger-db", **{EXPOSE: "true", PORT: str(top)})
+    assert fleet.wait_address(pay, NS, "ledger-db") == [top]
+    pay.annotate(NS, "ledger-db", **{PORT: None})
+    allocd = fleet["allocd"]
+    allocd.stop()
+    shrunk = {"portico": {"ports": "%d-%d" % (fleet.port_lo, top - 1)}}
+    fleet.write_conf(**shrunk)
+    cp = subprocess.run([harness.daemon_path("allocd"), "-d", "-f", fleet.conf_path],
+                        capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 1, cp.stderr
+    assert "would move" in cp.stderr and "/payments/ledger-db/0" in cp.stderr, cp.stderr
+    shrunk["portico"]["allow_shrink"] = 1
+    fleet.write_conf(**shrunk)
+    allocd.start()
+
+    def moved():
+        addr = pay.annotations(NS, "ledger-db").get(ADDRESS, "")
+        return addr and not addr.endswith(":%d" % top) and int(addr.rsplit(":", 1)[1])
+    port = testlib.wait_until(moved, 30, "ledger-db's new address")
+    assert fleet.port_lo <= port < top
+    fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
+    fleet.wait_refused(top)

@@ -663,6 +663,52 @@ test_port_ranges(void **state)
 	assert_int_equal(ports_parse(&f->conf.reserved, "80", 1024, 65535), -1);
 }
 
+/*
+ * The ports shrink: owners stranded off the new set are named by
+ * alloc_stranded; they stay put until allow_shrink, then a TICK moves each
+ * to a port of the new set (PORT_FREE of the old one, PORT_SET of the new)
+ * and nobody else moves.
+ */
+static void
+test_shrink(void **state)
+{
+	struct fx *f = *state;
+	unsigned pa, pb, np;
+	MDB_txn *txn;
+	char **list;
+	const struct event *d;
+
+	pa = expose(f, "c1", "a", LO, f->now);
+	pb = expose(f, "c1", "b", HI, f->now);
+	assert_int_equal(pa, LO);
+	assert_int_equal(pb, HI);
+	/* the set loses HI */
+	f->conf.ports.r[0].hi = HI - 1;
+	assert_int_equal(store_begin(&f->st, &txn, 1), 0);
+	list = alloc_stranded(&f->a, txn);
+	mdb_txn_abort(txn);
+	assert_non_null(list[0]);
+	assert_null(list[1]);
+	assert_string_equal(list[0], "c1/default/b/1");
+	free(list[0]);
+	free(list);
+
+	assert_int_equal(tick(f, "b", f->now + 1), 0);	/* not allowed */
+	assert_int_equal(port_of(f, "c1", "b"), HI);
+	f->conf.allow_shrink = 1;
+	np = tick(f, "b", f->now + 2);
+	assert_in_range(np, LO + 1, HI - 1);
+	d = decision(f, EV_PORT_FREE, 0);
+	assert_non_null(d);
+	assert_int_equal(d->port, HI);
+	assert_int_equal(ndecisions(f, EV_PORT_SET), 1);
+	assert_int_equal(port_of(f, "c1", "a"), LO);
+	assert_int_equal(port_of(f, "c1", "b"), np);
+	/* HI is not given out any more */
+	assert_int_equal(expose(f, "c1", "c", HI, f->now + 3), 0);
+	assert_refused(f, "c", "outside");
+}
+
 static void
 test_exhaustion(void **state)
 {
@@ -1501,6 +1547,7 @@ main(void)
 		T(test_return_within_quarantine),
 		T(test_want),
 		T(test_exhaustion),
+		T(test_shrink),
 		T(test_port_ranges),
 		T(test_waiting_owners),
 		T(test_sync),
