@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "hash.h"
 #include "log.h"
 
 enum { OWN_ACTIVE = 1, OWN_QUARANTINED = 2, OWN_REFUSED = 3 };
@@ -259,18 +260,6 @@ put_cluster(struct alloc *a, MDB_txn *txn, const char *c,
 
 /* Ports. */
 
-static uint64_t
-fnv1a(const char *s)
-{
-	uint64_t h = 14695981039346656037ULL;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
 /*
  * May owner have port p at time now?  0 yes; -1 no, with the reason in why.
  * A port whose quarantine has run out is taken from its old owner here.
@@ -336,7 +325,7 @@ port_pick_dry(struct alloc *a, MDB_txn *txn, const char *owner, uint64_t now,
 	char why[256];
 
 	/* the preferred port, then upward through the set, wrapping */
-	k = (unsigned)(fnv1a(owner) % size);
+	k = (unsigned)(hash_fnv1a(owner) % size);
 	for (i = 0; i < size; i++, k = k + 1 == size ? 0 : k + 1) {
 		p = ports_nth(&c->ports, k);
 		if (port_avail_dry(a, txn, p, owner, now, why, sizeof(why),
@@ -533,10 +522,6 @@ on_route_gone(struct alloc *a, MDB_txn *txn, const struct event *obs)
 	if (event_owner(obs, owner, sizeof(owner)) == -1 ||
 	    get_owner(a, txn, owner, &rec, &set) != 0)
 		return 0;
-	if (set.type == EV_NONE) {
-		event_free(&set);
-		return del_owner(a, txn, owner);
-	}
 	rc = release(a, txn, owner, &rec, &set, obs->time);
 	event_free(&set);
 	return rc;
@@ -549,7 +534,8 @@ on_route_gone(struct alloc *a, MDB_txn *txn, const struct event *obs)
  */
 static char **
 collect_owners(struct alloc *a, MDB_txn *txn, const char *prefix,
-    int (*keep)(const struct owner_rec *, uint64_t), uint64_t arg)
+    int (*keep)(const struct alloc *, const struct owner_rec *, uint64_t),
+    uint64_t arg)
 {
 	size_t plen = strlen(prefix), n = 0, cap = 16;
 	char **list;
@@ -566,7 +552,7 @@ collect_owners(struct alloc *a, MDB_txn *txn, const char *prefix,
 		if (key.mv_size < plen || memcmp(key.mv_data, prefix, plen))
 			break;
 		memcpy(&rec, val.mv_data, sizeof(rec));
-		if (!keep(&rec, arg))
+		if (!keep(a, &rec, arg))
 			continue;
 		if (n + 1 == cap && (list = reallocarray(list, cap *= 2,
 		    sizeof(*list))) == NULL)
@@ -591,8 +577,9 @@ free_list(char **list)
 
 /* Held or refused, and (sid != 0) not seen by sync sid. */
 static int
-keep_unseen(const struct owner_rec *rec, uint64_t sid)
+keep_unseen(const struct alloc *a, const struct owner_rec *rec, uint64_t sid)
 {
+	(void)a;
 	return rec->state != OWN_QUARANTINED &&
 	    (sid == 0 || rec->seen_sync != sid);
 }
@@ -612,10 +599,7 @@ release_cluster(struct alloc *a, MDB_txn *txn, const char *c, uint64_t sid,
 	for (p = list; *p != NULL && rc == 0; p++) {
 		if ((rc = get_owner(a, txn, *p, &rec, &set)) != 0)
 			break;
-		if (set.type == EV_NONE)
-			rc = del_owner(a, txn, *p);
-		else
-			rc = release(a, txn, *p, &rec, &set, now);
+		rc = release(a, txn, *p, &rec, &set, now);
 		event_free(&set);
 	}
 	free_list(list);
@@ -714,8 +698,9 @@ on_sync(struct alloc *a, MDB_txn *txn, const struct event *obs)
 
 /* Held, not yet live, and assigned at or before generation low. */
 static int
-keep_unlive(const struct owner_rec *rec, uint64_t low)
+keep_unlive(const struct alloc *a, const struct owner_rec *rec, uint64_t low)
 {
+	(void)a;
 	return rec->state == OWN_ACTIVE && !rec->live && rec->set_seq <= low;
 }
 
@@ -759,8 +744,10 @@ on_applied(struct alloc *a, MDB_txn *txn, const struct event *obs)
 }
 
 static int
-keep_waiting(const struct owner_rec *rec, uint64_t unused)
+keep_waiting(const struct alloc *a, const struct owner_rec *rec,
+    uint64_t unused)
 {
+	(void)a;
 	(void)unused;
 	return rec->state == OWN_REFUSED && rec->waiting;
 }
@@ -808,22 +795,21 @@ waiting_owners(struct alloc *a, MDB_txn *txn, size_t *n)
 }
 
 /* Held on a port the configuration no longer gives out. */
-static const struct config *keep_conf;
-
 static int
-keep_stranded(const struct owner_rec *rec, uint64_t unused)
+keep_stranded(const struct alloc *a, const struct owner_rec *rec,
+    uint64_t unused)
 {
+	const struct config *c = a->conf;
+
 	(void)unused;
 	return rec->state == OWN_ACTIVE &&
-	    (!ports_contain(&keep_conf->ports, rec->port) ||
-	    ports_contain(&keep_conf->reserved, rec->port) ||
-	    rec->port == keep_conf->api_port);
+	    (!ports_contain(&c->ports, rec->port) ||
+	    ports_contain(&c->reserved, rec->port) || rec->port == c->api_port);
 }
 
 char **
 alloc_stranded(struct alloc *a, MDB_txn *txn)
 {
-	keep_conf = a->conf;
 	return collect_owners(a, txn, "", keep_stranded, 0);
 }
 

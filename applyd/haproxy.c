@@ -185,39 +185,40 @@ proc_state(struct proxy *p, struct proc_state *ps)
 	return have_master ? 0 : -1;
 }
 
-static pid_t
-read_pidfile(const char *path)
+/* The start of a small file, NUL-terminated; -1 if it cannot be read. */
+static int
+read_small(const char *path, char *buf, size_t len)
 {
-	char buf[32];
 	ssize_t n;
 	int fd;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
+		return -1;
+	n = read(fd, buf, len - 1);
 	close(fd);
 	if (n <= 0)
-		return 0;
+		return -1;
 	buf[n] = '\0';
-	return (pid_t)strtol(buf, NULL, 10);
+	return 0;
+}
+
+static pid_t
+read_pidfile(const char *path)
+{
+	char buf[32];
+
+	return read_small(path, buf, sizeof(buf)) == -1 ? 0 :
+	    (pid_t)strtol(buf, NULL, 10);
 }
 
 static int
 is_haproxy(pid_t pid)
 {
 	char path[64], comm[64];
-	ssize_t n;
-	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%ld/comm", (long)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return 0;
-	n = read(fd, comm, sizeof(comm) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	comm[n] = '\0';
-	return strncmp(comm, "haproxy", 7) == 0;
+	return read_small(path, comm, sizeof(comm)) == 0 &&
+	    strncmp(comm, "haproxy", 7) == 0;
 }
 
 int
