@@ -70,6 +70,8 @@ enum ev_field_bit { EV_FIELDS(X) };
 	X(SINCE,        2, 0, 0)					\
 	X(SINCE_END,    3, 0, 0)					\
 	X(ACK,          4, 0, 0)					\
+	/* SINCE answered with the whole state at seq: reset, then apply */ \
+	X(STATE,        5, 0, 0)					\
 	/* observations */						\
 	X(CLUSTER_UP,  10, F_CLUSTER | F_CNAME | F_HOST | F_MASTERS | F_MPORT, 0) \
 	X(CLUSTER_DOWN,11, F_CLUSTER, 0)				\
@@ -80,6 +82,8 @@ enum ev_field_bit { EV_FIELDS(X) };
 	X(SYNC_END,    15, F_CLUSTER | F_SID, 0)			\
 	X(APPLIED,     16, F_PROXY | F_GEN, 0)				\
 	X(TICK,        17, 0, 0)					\
+	/* the log was compacted: replay starts here, from the snapshot */ \
+	X(SNAPSHOT,    20, 0, 0)					\
 	/* decisions */							\
 	X(API_SET,     30, F_CLUSTER | F_CNAME | F_HOST | F_MASTERS | F_MPORT, 0) \
 	X(API_DEL,     31, F_CLUSTER, 0)				\
