@@ -15,9 +15,10 @@
 static void
 usage(const char *name, int flags)
 {
-	fprintf(stderr, "usage: %s [-dnv] [-f config]%s%s\n", name,
+	fprintf(stderr, "usage: %s [-dnv] [-f config]%s%s%s\n", name,
 	    (flags & DAEMON_PROXY) ? " -p proxy" : "",
-	    (flags & DAEMON_REPLAY) ? " [-R store]" : "");
+	    (flags & DAEMON_REPLAY) ? " [-R store]" : "",
+	    (flags & DAEMON_RENDER) ? " [-T statefile]" : "");
 	exit(1);
 }
 
@@ -25,16 +26,20 @@ void
 daemon_start(struct daemon *d, int argc, char **argv, const char *name,
     int flags, struct config *conf)
 {
-	const char *opts = (flags & DAEMON_PROXY) ? "df:np:v" :
-	    (flags & DAEMON_REPLAY) ? "df:nR:v" : "df:nv";
 	int needs_proxy = flags & DAEMON_PROXY;
-	char err[1024];
+	char err[1024], opts[16] = "df:nv";
 	sigset_t set;
 	int ch;
 
 	memset(d, 0, sizeof(*d));
 	d->name = name;
 	d->conf_path = "/etc/portico/portico.conf";
+	if (flags & DAEMON_PROXY)
+		strcat(opts, "p:");
+	if (flags & DAEMON_REPLAY)
+		strcat(opts, "R:");
+	if (flags & DAEMON_RENDER)
+		strcat(opts, "T:");
 	while ((ch = getopt(argc, argv, opts)) != -1) {
 		switch (ch) {
 		case 'd':
@@ -51,6 +56,9 @@ daemon_start(struct daemon *d, int argc, char **argv, const char *name,
 			break;
 		case 'R':
 			d->replay = optarg;
+			break;
+		case 'T':
+			d->render = optarg;
 			break;
 		case 'v':
 			d->verbose++;
@@ -78,7 +86,7 @@ daemon_start(struct daemon *d, int argc, char **argv, const char *name,
 		config_print(conf, stdout);
 		exit(0);
 	}
-	if (d->replay != NULL)
+	if (d->replay != NULL || d->render != NULL)
 		return;		/* a command, not a daemon: no run folder */
 	log_init(name, d->foreground, d->verbose);
 	if (config_mkrundir(conf) == -1)

@@ -131,22 +131,91 @@ field_index(uint32_t bit)
 	return -1;
 }
 
+/*
+ * The validating setters.  The two decoders (msgpack from the bus, JSON
+ * from a state file) and the event_set_* functions all store through
+ * these, so every way in accepts exactly the same values.
+ */
+
+/* Bytes that are not NUL-terminated into a bounded C string: no NULs. */
+static int
+copy_cstr(char *dst, size_t size, const char *s, size_t len)
+{
+	if (len >= size || memchr(s, '\0', len) != NULL)
+		return -1;
+	memcpy(dst, s, len);
+	dst[len] = '\0';
+	return 0;
+}
+
+/* A STR field: it must fit, hold no NUL and pass its validator. */
+static int
+set_str(struct event *ev, const struct field *f, const char *s, size_t len)
+{
+	char *dst = (char *)ev + f->off;
+
+	if (copy_cstr(dst, f->size, s, len) == -1)
+		return -1;
+	if (f->valid != NULL && !f->valid(dst)) {
+		memset(dst, 0, f->size);
+		return -1;
+	}
+	return 0;
+}
+
+/* A U64 or PORT field. */
+static int
+set_uint(struct event *ev, const struct field *f, uint64_t v)
+{
+	if (f->kind == FT_PORT && v > 65535)
+		return -1;
+	*(uint64_t *)(void *)((char *)ev + f->off) = v;
+	return 0;
+}
+
+static int
+add_master(struct event *ev, const char *s, size_t len)
+{
+	if (ev->nmasters >= EV_MAX_MASTERS ||
+	    copy_cstr(ev->masters[ev->nmasters], EV_IPLEN, s, len) == -1 ||
+	    !valid_ip(ev->masters[ev->nmasters]))
+		return -1;
+	ev->nmasters++;
+	return 0;
+}
+
+/* Port and weight are checked whole before the narrowing to unsigned. */
+static int
+add_backend(struct event *ev, const char *s, size_t len, uint64_t port,
+    uint64_t weight)
+{
+	char ip[EV_IPLEN];
+
+	if (copy_cstr(ip, sizeof(ip), s, len) == -1 || port > 65535 ||
+	    weight > 256)
+		return -1;
+	return event_add_backend(ev, ip, (unsigned)port, (unsigned)weight);
+}
+
+static void
+clear_backends(struct event *ev)
+{
+	free(ev->backends);
+	ev->backends = NULL;
+	ev->nbackends = 0;
+}
+
 int
 event_set_str(struct event *ev, uint32_t bit, const char *s)
 {
 	int i = field_index(bit);
-	const struct field *f;
-	char *dst;
 
 	if (i < 0 || fields[i].kind != FT_STR)
 		return -1;
-	f = &fields[i];
-	dst = (char *)ev + f->off;
-	if (strlen(s) >= f->size || (f->valid != NULL && !f->valid(s))) {
+	if (set_str(ev, &fields[i], s, strlen(s)) == -1) {
 		ev->has &= ~bit;
 		return -1;
 	}
-	strcpy(dst, s);
 	ev->has |= bit;
 	return 0;
 }
@@ -446,79 +515,81 @@ mp_skip(struct mp *m, int depth)
 	return -1;			/* ext types and the like */
 }
 
-/* Copy a msgpack string into a bounded C string: no NULs, must fit. */
 static int
-mp_cstr(struct mp *m, char *dst, size_t size)
+decode_field(struct mp *m, struct event *ev, const struct field *f)
 {
-	const char *s;
-	size_t len;
-
-	if (mp_bytes(m, &s, &len) == -1 || len >= size ||
-	    memchr(s, '\0', len) != NULL)
-		return -1;
-	memcpy(dst, s, len);
-	dst[len] = '\0';
-	return 0;
-}
-
-static int
-decode_field(struct mp *m, struct event *ev, const struct field *f,
-    char *err, size_t errlen)
-{
-	char *base = (char *)ev + f->off;
-	char ip[EV_IPLEN];
-	size_t n, i, k;
+	size_t n, i, k, len;
 	uint64_t v, port, weight;
 	const char *s;
 
 	switch (f->kind) {
 	case FT_STR:
-		if (mp_cstr(m, base, f->size) == -1 ||
-		    (f->valid != NULL && !f->valid(base)))
-			goto bad;
-		return 0;
+		return mp_bytes(m, &s, &len) == -1 ? -1 :
+		    set_str(ev, f, s, len);
 	case FT_U64:
 	case FT_PORT:
-		if (mp_uint(m, &v) == -1 ||
-		    (f->kind == FT_PORT && v > 65535))
-			goto bad;
-		*(uint64_t *)(void *)base = v;
-		return 0;
+		return mp_uint(m, &v) == -1 ? -1 : set_uint(ev, f, v);
 	case FT_IPS:
 		if (mp_count(m, 0, &n) == -1 || n > EV_MAX_MASTERS)
-			goto bad;
+			return -1;
 		for (i = 0; i < n; i++)
-			if (mp_cstr(m, ev->masters[i], EV_IPLEN) == -1 ||
-			    !valid_ip(ev->masters[i]))
-				goto bad;
-		ev->nmasters = n;
+			if (mp_bytes(m, &s, &len) == -1 ||
+			    add_master(ev, s, len) == -1)
+				return -1;
 		return 0;
 	case FT_BACKENDS:
 		if (mp_count(m, 0, &n) == -1 || n > EV_MAX_BACKENDS)
-			goto bad;
-		free(ev->backends);
-		ev->backends = NULL;
-		ev->nbackends = 0;
-		for (i = 0; i < n; i++) {
+			return -1;
+		clear_backends(ev);
+		for (i = 0; i < n; i++)
 			if (mp_count(m, 0, &k) == -1 || k != 3 ||
-			    mp_cstr(m, ip, sizeof(ip)) == -1 ||
+			    mp_bytes(m, &s, &len) == -1 ||
 			    mp_uint(m, &port) == -1 ||
 			    mp_uint(m, &weight) == -1 ||
-			    port > 65535 || weight > 256 ||
-			    event_add_backend(ev, ip, (unsigned)port,
-			    (unsigned)weight) == -1)
-				goto bad;
-		}
+			    add_backend(ev, s, len, port, weight) == -1)
+				return -1;
 		return 0;
 	case FT_TEXT:
-		if (mp_bytes(m, &s, &n) == -1 || n > EV_MAX_TEXT ||
-		    event_set_text(ev, s, n) == -1)
-			goto bad;
-		return 0;
+		return mp_bytes(m, &s, &len) == -1 ? -1 :
+		    event_set_text(ev, s, len);
 	}
- bad:
-	snprintf(err, errlen, "field %s: bad value", f->key);
 	return -1;
+}
+
+/*
+ * The body rules both decoders share.  A key names the field to decode,
+ * or -1: unknown, foreign to the type, or repeated, and then skipped.
+ */
+static int
+body_field(const struct evtype *t, const struct event *ev, const char *key,
+    size_t klen)
+{
+	int f;
+
+	for (f = 0; f < FI_COUNT; f++)
+		if (strlen(fields[f].key) == klen &&
+		    memcmp(fields[f].key, key, klen) == 0)
+			break;
+	if (f == FI_COUNT || !((t->req | t->opt) & (1u << f)) ||
+	    (ev->has & (1u << f)))
+		return -1;
+	return f;
+}
+
+/* -1, naming the first required field that is missing, if any is. */
+static int
+check_required(const struct evtype *t, const struct event *ev, char *err,
+    size_t errlen)
+{
+	int f;
+
+	for (f = 0; f < FI_COUNT; f++)
+		if (t->req & ~ev->has & (1u << f)) {
+			snprintf(err, errlen, "%s: missing field %s", t->name,
+			    fields[f].key);
+			return -1;
+		}
+	return 0;
 }
 
 int
@@ -558,13 +629,7 @@ event_decode(struct event *ev, const void *buf, size_t len, char *err,
 			snprintf(err, errlen, "%s: bad key", t->name);
 			goto fail;
 		}
-		for (f = 0; f < FI_COUNT; f++)
-			if (strlen(fields[f].key) == klen &&
-			    memcmp(fields[f].key, key, klen) == 0)
-				break;
-		if (f == FI_COUNT || !((t->req | t->opt) & (1u << f)) ||
-		    (ev->has & (1u << f))) {
-			/* unknown, foreign to this type, or repeated */
+		if ((f = body_field(t, ev, key, klen)) == -1) {
 			if (mp_skip(&m, 0) == -1) {
 				snprintf(err, errlen, "%s: bad value",
 				    t->name);
@@ -572,22 +637,125 @@ event_decode(struct event *ev, const void *buf, size_t len, char *err,
 			}
 			continue;
 		}
-		if (decode_field(&m, ev, &fields[f], err, errlen) == -1)
+		if (decode_field(&m, ev, &fields[f]) == -1) {
+			snprintf(err, errlen, "field %s: bad value",
+			    fields[f].key);
 			goto fail;
+		}
 		ev->has |= 1u << f;
 	}
 	if (m.p != m.end) {
 		snprintf(err, errlen, "%s: trailing bytes", t->name);
 		goto fail;
 	}
-	if ((t->req & ~ev->has) != 0) {
-		for (f = 0; f < FI_COUNT; f++)
-			if (t->req & ~ev->has & (1u << f))
-				break;
-		snprintf(err, errlen, "%s: missing field %s", t->name,
-		    fields[f].key);
+	if (check_required(t, ev, err, errlen) == -1)
 		goto fail;
+	return 0;
+ fail:
+	event_free(ev);
+	return -1;
+}
+
+/* JSON, in the shape event_json() writes. */
+
+/* A JSON integer that fits a u64: no negatives, no reals. */
+static int
+json_uint(const json_t *j, uint64_t *v)
+{
+	if (!json_is_integer(j) || json_integer_value(j) < 0)
+		return -1;
+	*v = (uint64_t)json_integer_value(j);
+	return 0;
+}
+
+static int
+json_field(const json_t *j, struct event *ev, const struct field *f)
+{
+	const json_t *e;
+	uint64_t v, port, weight;
+	size_t i;
+
+	switch (f->kind) {
+	case FT_STR:
+		return !json_is_string(j) ? -1 : set_str(ev, f,
+		    json_string_value(j), json_string_length(j));
+	case FT_U64:
+	case FT_PORT:
+		return json_uint(j, &v) == -1 ? -1 : set_uint(ev, f, v);
+	case FT_IPS:
+		if (!json_is_array(j) || json_array_size(j) > EV_MAX_MASTERS)
+			return -1;
+		for (i = 0; i < json_array_size(j); i++) {
+			e = json_array_get(j, i);
+			if (!json_is_string(e) || add_master(ev,
+			    json_string_value(e), json_string_length(e)) == -1)
+				return -1;
+		}
+		return 0;
+	case FT_BACKENDS:
+		if (!json_is_array(j) || json_array_size(j) > EV_MAX_BACKENDS)
+			return -1;
+		clear_backends(ev);
+		for (i = 0; i < json_array_size(j); i++) {
+			e = json_array_get(j, i);
+			if (!json_is_array(e) || json_array_size(e) != 3 ||
+			    !json_is_string(json_array_get(e, 0)) ||
+			    json_uint(json_array_get(e, 1), &port) == -1 ||
+			    json_uint(json_array_get(e, 2), &weight) == -1 ||
+			    add_backend(ev, json_string_value(json_array_get(e,
+			    0)), json_string_length(json_array_get(e, 0)),
+			    port, weight) == -1)
+				return -1;
+		}
+		return 0;
+	case FT_TEXT:
+		/* event_json() writes the length only: the text is a string here */
+		return !json_is_string(j) ? -1 : event_set_text(ev,
+		    json_string_value(j), json_string_length(j));
 	}
+	return -1;
+}
+
+int
+event_from_json(struct event *ev, const json_t *j, char *err, size_t errlen)
+{
+	const struct evtype *t = NULL;
+	const char *name, *key;
+	json_t *body, *v;
+	size_t i;
+	int f;
+
+	event_init(ev, EV_NONE);
+	name = json_string_value(json_object_get(j, "type"));
+	body = json_object_get(j, "body");
+	for (i = 0; name != NULL && i < sizeof(types) / sizeof(types[0]); i++)
+		if (strcmp(types[i].name, name) == 0)
+			t = &types[i];
+	if (!json_is_object(j) || name == NULL || !json_is_object(body) ||
+	    json_uint(json_object_get(j, "seq"), &ev->seq) == -1 ||
+	    json_uint(json_object_get(j, "time"), &ev->time) == -1) {
+		snprintf(err, errlen, "not an event: want {\"type\", \"seq\", "
+		    "\"time\", \"body\"}");
+		return -1;
+	}
+	if (t == NULL) {
+		/* unlike the bus, a file has no one to count and ignore it */
+		snprintf(err, errlen, "unknown event type");
+		return -1;
+	}
+	ev->type = t->code;
+	json_object_foreach(body, key, v) {
+		if ((f = body_field(t, ev, key, strlen(key))) == -1)
+			continue;
+		if (json_field(v, ev, &fields[f]) == -1) {
+			snprintf(err, errlen, "field %s: bad value",
+			    fields[f].key);
+			goto fail;
+		}
+		ev->has |= 1u << f;
+	}
+	if (check_required(t, ev, err, errlen) == -1)
+		goto fail;
 	return 0;
  fail:
 	event_free(ev);

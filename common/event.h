@@ -167,6 +167,17 @@ int		 event_decode(struct event *, const void *, size_t,
 
 json_t		*event_json(const struct event *);
 
+/*
+ * The inverse of event_json(), for state files: the same types, the same
+ * fields and the same validators as event_decode(), so a file can say
+ * nothing the bus could not.  The type is named; seq and time are
+ * integers; TEXT is a string (event_json() writes only its length).
+ * Unknown keys are ignored, an unknown type is an error.  Returns 0, or
+ * -1 with a reason in err.
+ */
+int		 event_from_json(struct event *, const json_t *,
+		    char *err, size_t errlen);
+
 /* "cluster/ns/name/route": the allocation owner of a route event. */
 int		 event_owner(const struct event *, char *, size_t);
 

@@ -49,6 +49,29 @@ static const struct consumer_ops feed_ops = {
 	.reset = on_reset,
 };
 
+/* A renderer per proxy kind (the config accepts these kinds only). */
+static const struct {
+	const char	*kind;
+	int		(*render)(const struct routes *, const struct config *,
+			    const struct proxy_conf *, FILE *);
+} renderers[] = {
+	{ "haproxy",	haproxy_render },
+	{ "nginx",	nginx_render },
+};
+
+/* The whole configuration for the route table: a pure function of it. */
+static int
+render_text(FILE *fp)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(renderers) / sizeof(renderers[0]); i++)
+		if (strcmp(renderers[i].kind, px->kind) == 0)
+			return renderers[i].render(&routes, &conf, px, fp);
+	log_warnx("renderd: no renderer for proxy kind %s", px->kind);
+	return -1;
+}
+
 static void
 render(void)
 {
@@ -59,7 +82,7 @@ render(void)
 
 	if ((fp = open_memstream(&text, &len)) == NULL)
 		fatal("renderd: open_memstream");
-	if (haproxy_render(&routes, &conf, px, fp) == -1 || fclose(fp) != 0)
+	if (render_text(fp) == -1 || fclose(fp) != 0)
 		fatalx("renderd: render failed");
 	event_init(&ev, EV_CONFIG);
 	ev.seq = alloc_feed.last;
@@ -102,6 +125,27 @@ on_since(void)
 	}
 }
 
+/*
+ * -T: render a state file to stdout and exit, with no bus, run folder or
+ * pid file.  Nothing is printed unless every line of the file is valid.
+ */
+static int
+render_state(const char *path)
+{
+	char err[512];
+
+	if (state_load(&routes, path, err, sizeof(err)) == -1) {
+		fprintf(stderr, "renderd: %s\n", err);
+		return 1;
+	}
+	if (render_text(stdout) == -1 || fflush(stdout) == EOF) {
+		fprintf(stderr, "renderd: cannot write the config\n");
+		return 1;
+	}
+	routes_clear(&routes);
+	return 0;
+}
+
 static void
 heartbeat(void)
 {
@@ -124,9 +168,12 @@ main(int argc, char **argv)
 	char ready[96];
 	int sig, n, published = 0;
 
-	daemon_start(&d, argc, argv, "renderd", DAEMON_PROXY, &conf);
+	daemon_start(&d, argc, argv, "renderd", DAEMON_PROXY | DAEMON_RENDER,
+	    &conf);
 	px = config_proxy(&conf, d.proxy);
 	routes_init(&routes);
+	if (d.render != NULL)
+		return render_state(d.render);
 	event_init(&latest, EV_NONE);
 
 	pub_sock = bus_socket(ZMQ_PUB);

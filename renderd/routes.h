@@ -41,8 +41,19 @@ void	routes_clear(struct routes *);
 /* Apply one decision; 1 when the rendered output may change. */
 int	routes_apply(struct routes *, const struct event *);
 
+/*
+ * Apply every event of a state file (JSON lines, see state.c); -1 with
+ * "file:line: reason" in err at the first line that is not a valid event.
+ */
+int	state_load(struct routes *, const char *path, char *err, size_t);
+
+/* "ip:port" into buf, IPv6 in brackets: the form both proxies read. */
+const char *route_addr(char *buf, size_t, const char *ip, unsigned port);
+
 /* The renderers: a pure function of (routes, config, proxy). */
 int	haproxy_render(const struct routes *, const struct config *,
+	    const struct proxy_conf *, FILE *);
+int	nginx_render(const struct routes *, const struct config *,
 	    const struct proxy_conf *, FILE *);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * Unit tests for common/event.c: the encoder, the bounded decoder of
- * untrusted msgpack, the JSON dump and the owner key.
+ * untrusted msgpack, the JSON dump and its inverse, and the owner key.
  *
  * Hostile input is built with msgpack-c's packer or as raw bytes, and every
  * buffer handed to event_decode is a heap copy of exactly its length, so an
@@ -924,32 +924,39 @@ test_decode_bad_strings(void **state)
 	reject_str(EV_CONFIG, FI_KIND, "ha.proxy", 8);
 }
 
+/*
+ * Not numeric IPs: near misses, and what means something in a config file
+ * (newline, space, '#', ';', '}', brackets, a zone, a port), and Unicode
+ * look-alikes.  Both decoders refuse each as a master and as a backend.
+ */
+static const char *bad_ips[] = {
+	"", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1.2.3.4/24",
+	"localhost", "::g", "1:2:3:4:5:6:7:8:9", " 1.2.3.4",
+	"fe80::1%eth0", "01.2.3.4", "10.0.0.1\n", "10.0.0.1 ", "10.0.0.1#",
+	"10.0.0.1;", "10.0.0.1}", "[::1]", "::1%lo", "10.0.0.1:80",
+	"\xef\xbc\x91" "0.0.0.1", "10.0.0.1\xe2\x80\x8b",
+};
 /* Masters and backend addresses must be numeric IPs. */
 static void
 test_decode_bad_ips(void **state)
 {
-	static const char *bad[] = {
-		"", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1.2.3.4/24",
-		"localhost", "::g", "1:2:3:4:5:6:7:8:9", " 1.2.3.4",
-		"fe80::1%eth0", "01.2.3.4",
-	};
 	struct event ev;
 	struct mb b;
 	size_t i;
 
 	(void)state;
-	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+	for (i = 0; i < sizeof(bad_ips) / sizeof(bad_ips[0]); i++) {
 		mb_event(&b, EV_CLUSTER_UP, FI_MASTERS, 1);
 		mb_str(&b, "m");
 		msgpack_pack_array(&b.pk, 2);
 		mb_str(&b, "10.0.0.1");
-		mb_str(&b, bad[i]);
+		mb_str(&b, bad_ips[i]);
 		expect_err(&b, "field m");
 
 		mb_event(&b, EV_ROUTE, FI_BACKENDS, 1);
 		mb_str(&b, "b");
 		msgpack_pack_array(&b.pk, 1);
-		mb_backend(&b, bad[i], 80, 1);
+		mb_backend(&b, bad_ips[i], 80, 1);
 		expect_err(&b, "field b");
 	}
 	/* an IP of 46 characters cannot fit */
@@ -1309,6 +1316,272 @@ test_json(void **state)
 	event_free(&ev);
 }
 
+/* event_from_json: the inverse of event_json, with the decoder's rules. */
+
+/* ev as JSON, with its TEXT (if any) as the string event_from_json wants. */
+static json_t *
+json_of(const struct event *ev)
+{
+	json_t *j;
+
+	assert_non_null(j = event_json(ev));
+	if (ev->has & F_TEXT)
+		assert_int_equal(json_object_set_new(json_object_get(j,
+		    "body"), "text", json_stringn(ev->text, ev->textlen)), 0);
+	return j;
+}
+
+/* fill_all with the u64s JSON can carry (jansson's integers are signed). */
+static void
+fill_json(struct event *ev, int type)
+{
+	fill_all(ev, type, 0);
+	assert_int_equal(event_set_text(ev, RAW("global\n\t# \"x\"\n")), 0);
+	ev->seq = ev->time = INT64_MAX;
+	ev->route = ev->gen = ev->sid = INT64_MAX;
+}
+
+/* event_from_json must fail with an error containing errsub. */
+static void
+json_reject_(json_t *j, const char *errsub, const char *file, int line)
+{
+	struct event ev;
+	char err[256] = "";
+	int rc;
+
+	rc = event_from_json(&ev, j, err, sizeof(err));
+	json_decref(j);
+	if (rc != -1)
+		_fail(file, line);
+	assert_int_equal(ev.type, EV_NONE);	/* nothing left behind */
+	if (strstr(err, errsub) == NULL) {
+		print_error("error \"%s\" lacks \"%s\"\n", err, errsub);
+		_fail(file, line);
+	}
+}
+#define json_reject(j, s)	json_reject_((j), (s), __FILE__, __LINE__)
+
+/*
+ * Every type, every field at its limit (integers within what JSON holds),
+ * decodes from JSON to exactly what the same event decodes to from the
+ * bus: the two decoders agree, foreign fields dropped alike.
+ */
+static void
+test_from_json_all_types(void **state)
+{
+	struct event ev, bus, file;
+	char err[256];
+	json_t *j;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < NTYPES; i++) {
+		fill_json(&ev, types[i].code);
+		roundtrip(&ev, &bus);
+		j = json_of(&ev);
+		if (event_from_json(&file, j, err, sizeof(err)) != 0)
+			fail_msg("%s: %s", types[i].name, err);
+		json_decref(j);
+		assert_same(&bus, &file);
+		event_free(&ev);
+		event_free(&bus);
+		event_free(&file);
+	}
+}
+
+/* The envelope: an object with a known type, u64 seq and time, a body. */
+static void
+test_from_json_envelope(void **state)
+{
+	static const char *bad[] = {
+		"[]", "\"API_DEL\"", "{}",
+		"{\"seq\":1,\"time\":0,\"body\":{\"c\":\"c1\"}}",
+		"{\"type\":\"API_DEL\",\"time\":0,\"body\":{\"c\":\"c1\"}}",
+		"{\"type\":\"API_DEL\",\"seq\":1,\"body\":{\"c\":\"c1\"}}",
+		"{\"type\":\"API_DEL\",\"seq\":1,\"time\":0}",
+		"{\"type\":\"API_DEL\",\"seq\":1,\"time\":0,\"body\":[]}",
+		"{\"type\":31,\"seq\":1,\"time\":0,\"body\":{\"c\":\"c1\"}}",
+		"{\"type\":\"API_DEL\",\"seq\":-1,\"time\":0,\"body\":{}}",
+		"{\"type\":\"API_DEL\",\"seq\":1.5,\"time\":0,\"body\":{}}",
+		"{\"type\":\"API_DEL\",\"seq\":\"1\",\"time\":0,\"body\":{}}",
+	};
+	struct event ev;
+	char err[256];
+	json_t *j;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_non_null(j = json_loads(bad[i], JSON_DECODE_ANY, NULL));
+		json_reject(j, "not an event");
+	}
+	j = json_loads("{\"type\":\"API_DELETE\",\"seq\":1,\"time\":0,"
+	    "\"body\":{\"c\":\"c1\"}}", 0, NULL);
+	json_reject(j, "unknown event type");
+	j = json_loads("{\"type\":\"UNKNOWN\",\"seq\":1,\"time\":0,"
+	    "\"body\":{}}", 0, NULL);
+	json_reject(j, "unknown event type");
+	j = json_loads("{\"type\":\"PORT_FREE\",\"seq\":1,\"time\":0,"
+	    "\"body\":{\"p\":21000,\"c\":\"c1\",\"ns\":\"a\",\"r\":0}}", 0,
+	    NULL);
+	json_reject(j, "PORT_FREE: missing field n");
+	/* unknown keys and fields foreign to the type are ignored */
+	j = json_loads("{\"type\":\"API_DEL\",\"seq\":9,\"time\":3,\"x\":1,"
+	    "\"body\":{\"c\":\"c1\",\"zz\":[{}],\"p\":\"no\",\"m\":7}}", 0,
+	    NULL);
+	assert_int_equal(event_from_json(&ev, j, err, sizeof(err)), 0);
+	json_decref(j);
+	assert_int_equal(ev.type, EV_API_DEL);
+	assert_true(ev.seq == 9 && ev.time == 3);
+	assert_int_equal(ev.has, F_CLUSTER);
+	assert_string_equal(ev.cluster, "c1");
+	event_free(&ev);
+}
+
+/*
+ * Hostile strings, the characters that mean something in a config file,
+ * a log line or JSON, through every string field, through both decoders:
+ * each is refused, so none can reach a renderer.  `why` alone may hold
+ * punctuation and spaces (it is free text, written back as a JSON string
+ * and never into a config), so only its own hostile set is tried on it.
+ */
+static const struct {
+	const char	*s;
+	size_t		 len;
+	int		 why;		/* refused in `why` too */
+} hostile[] = {
+	{ RAW("web\nlisten evil"), 1 }, { RAW("web\r"), 1 },
+	{ RAW("web\tx"), 1 }, { RAW("web\0.evil"), 1 }, { RAW("\0"), 1 },
+	{ RAW("a\"b"), 1 }, { RAW("a\\b"), 1 }, { RAW("a\x7f"), 1 },
+	{ RAW("p\xd0\xb0yments"), 1 },		/* Cyrillic a */
+	{ RAW("\xef\xbd\x90\xef\xbd\x81y"), 1 },	/* fullwidth pa */
+	{ RAW("caf\xc3\xa9"), 1 }, { RAW("web\xe2\x80\x8b"), 1 }, /* ZWSP */
+	{ RAW("web #evil"), 0 }, { RAW("web#evil"), 0 },
+	{ RAW("web evil"), 0 }, { RAW(" web"), 0 }, { RAW("a'b"), 0 },
+	{ RAW("a{b"), 0 }, { RAW("a}b"), 0 }, { RAW("a;b"), 0 },
+	{ RAW("a/b"), 0 }, { RAW("a:b"), 0 }, { RAW("a,b"), 0 },
+	{ RAW("a$b"), 0 }, { RAW("a%b"), 0 }, { RAW("a[b]"), 0 },
+	{ RAW("a&b"), 0 }, { RAW("a|b"), 0 }, { RAW("a<b>"), 0 },
+};
+
+static void
+test_hostile_strings(void **state)
+{
+	static const struct {
+		int	type, fi;
+	} strs[] = {
+		{ EV_API_SET, FI_CLUSTER }, { EV_API_SET, FI_CNAME },
+		{ EV_API_SET, FI_HOST }, { EV_PORT_SET, FI_NS },
+		{ EV_PORT_SET, FI_NAME }, { EV_REFUSED, FI_WHY },
+		{ EV_APPLIED, FI_PROXY }, { EV_CONFIG, FI_KIND },
+	};
+	char want[64], *big;
+	struct event ev;
+	size_t i, k;
+	json_t *j;
+
+	(void)state;
+	big = malloc(100001);
+	assert_non_null(big);
+	memset(big, 'a', 100000);
+	big[100000] = '\0';
+	for (i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+		int t = strs[i].type, fi = strs[i].fi;
+
+		snprintf(want, sizeof(want), "field %s", keys[fi]);
+		fill_json(&ev, t);
+		for (k = 0; k < sizeof(hostile) / sizeof(hostile[0]); k++) {
+			if (fi == FI_WHY && !hostile[k].why)
+				continue;
+			reject_str(t, fi, hostile[k].s, hostile[k].len);
+			j = json_of(&ev);
+			assert_int_equal(json_object_set_new(json_object_get(j,
+			    "body"), keys[fi], json_stringn(hostile[k].s,
+			    hostile[k].len)), 0);
+			json_reject(j, want);
+		}
+		/* overlong */
+		reject_str(t, fi, big, 100000);
+		j = json_of(&ev);
+		json_object_set_new(json_object_get(j, "body"), keys[fi],
+		    json_string(big));
+		json_reject(j, want);
+		/* not a string */
+		j = json_of(&ev);
+		json_object_set_new(json_object_get(j, "body"), keys[fi],
+		    json_integer(1));
+		json_reject(j, want);
+		event_free(&ev);
+	}
+	free(big);
+}
+
+/* The same addresses through event_from_json. */
+static void
+test_hostile_ips(void **state)
+{
+	struct event ev;
+	json_t *j;
+	size_t i;
+
+	(void)state;
+	fill_json(&ev, EV_PORT_SET);
+	for (i = 0; i < sizeof(bad_ips) / sizeof(bad_ips[0]); i++) {
+		j = json_of(&ev);
+		json_object_set_new(j, "type", json_string("API_SET"));
+		json_object_set_new(json_object_get(j, "body"), "m",
+		    json_pack("[s,s]", "10.0.0.1", bad_ips[i]));
+		json_reject(j, "field m");
+		j = json_of(&ev);
+		json_object_set_new(json_object_get(j, "body"), "b",
+		    json_pack("[[s,i,i]]", bad_ips[i], 80, 1));
+		json_reject(j, "field b");
+	}
+	/* the NUL that C would cut a master short at */
+	j = json_of(&ev);
+	json_object_set_new(j, "type", json_string("API_SET"));
+	json_object_set_new(json_object_get(j, "body"), "m",
+	    json_pack("[s%]", "10.0.0.1\0evil", (size_t)13));
+	json_reject(j, "field m");
+	event_free(&ev);
+}
+
+/* Numbers: the port and weight bounds, and nothing that is not a u64. */
+static void
+test_from_json_numbers(void **state)
+{
+	static const char *badport[] = { "65536", "-1", "\"80\"", "80.0",
+	    "true", "null", "[80]", "18446744073709551616" };
+	static const char *badbe[] = {
+		"[[\"10.0.0.1\",0,1]]", "[[\"10.0.0.1\",65536,1]]",
+		"[[\"10.0.0.1\",80,257]]", "[[\"10.0.0.1\",80,-1]]",
+		"[[\"10.0.0.1\",\"80\",1]]", "[[\"10.0.0.1\",80]]",
+		"[[\"10.0.0.1\",80,1,1]]", "[\"10.0.0.1\"]", "[[80,\"10.0.0.1\",1]]",
+		"{}",
+	};
+	char line[256];
+	size_t i;
+	json_t *j;
+
+	(void)state;
+	for (i = 0; i < sizeof(badport) / sizeof(badport[0]); i++) {
+		snprintf(line, sizeof(line), "{\"type\":\"PORT_FREE\",\"seq\":1,"
+		    "\"time\":0,\"body\":{\"p\":%s,\"c\":\"c1\",\"ns\":\"a\","
+		    "\"n\":\"b\",\"r\":0}}", badport[i]);
+		j = json_loads(line, 0, NULL);
+		if (j == NULL)		/* past what JSON holds: no event */
+			continue;
+		json_reject(j, "field p");
+	}
+	for (i = 0; i < sizeof(badbe) / sizeof(badbe[0]); i++) {
+		snprintf(line, sizeof(line), "{\"type\":\"PORT_SET\",\"seq\":1,"
+		    "\"time\":0,\"body\":{\"p\":21000,\"c\":\"c1\",\"ns\":\"a\","
+		    "\"n\":\"b\",\"r\":0,\"b\":%s}}", badbe[i]);
+		assert_non_null(j = json_loads(line, 0, NULL));
+		json_reject(j, "field b");
+	}
+}
+
 /* event_owner is "cluster/ns/name/route" and refuses to truncate. */
 static void
 test_owner(void **state)
@@ -1361,6 +1634,11 @@ main(void)
 		cmocka_unit_test(test_skip_truncated_value),
 		cmocka_unit_test(test_backend_u64_truncation),
 		cmocka_unit_test(test_json),
+		cmocka_unit_test(test_from_json_all_types),
+		cmocka_unit_test(test_from_json_envelope),
+		cmocka_unit_test(test_hostile_strings),
+		cmocka_unit_test(test_hostile_ips),
+		cmocka_unit_test(test_from_json_numbers),
 		cmocka_unit_test(test_owner),
 	};
 
