@@ -952,8 +952,91 @@ alloc_observe(struct alloc *a, MDB_txn *txn, const struct event *in)
 		return on_applied(a, txn, in);
 	case EV_TICK:
 		return on_tick(a, txn, in);
+	case EV_SNAPSHOT:
+		return store_compact(a->st, txn, a->seq);
 	}
 	return 0;
+}
+
+/* The route event of type for an owner key "cluster/ns/name/route". */
+static int
+owner_event(struct event *ev, int type, const MDB_val *key)
+{
+	char buf[EV_OWNERLEN], *f[4], *p = buf, *end;
+	int i;
+
+	if (key->mv_size >= sizeof(buf))
+		return -1;
+	memcpy(buf, key->mv_data, key->mv_size);
+	buf[key->mv_size] = '\0';
+	for (i = 0; i < 4; i++)
+		if ((f[i] = strsep(&p, "/")) == NULL)
+			return -1;
+	event_init(ev, type);
+	ev->route = strtoull(f[3], &end, 10);
+	ev->has |= F_ROUTE;
+	if (p != NULL || *end != '\0' || event_set_str(ev, F_CLUSTER, f[0]) ||
+	    event_set_str(ev, F_NS, f[1]) || event_set_str(ev, F_NAME, f[2]))
+		return -1;
+	return 0;
+}
+
+int
+alloc_state(struct alloc *a, MDB_txn *txn,
+    int (*fn)(const struct event *, void *), void *arg)
+{
+	struct owner_rec rec;
+	struct event ev;
+	MDB_cursor *cur;
+	MDB_val key, val;
+	char err[128];
+	int rc = 0, op;
+
+	if (mdb_cursor_open(txn, a->st->clusters, &cur) != 0)
+		fatalx("alloc: cursor");
+	for (op = MDB_FIRST; rc == 0 &&
+	    mdb_cursor_get(cur, &key, &val, op) == 0; op = MDB_NEXT) {
+		if (val.mv_size <= sizeof(struct cluster_rec) ||
+		    !((struct cluster_rec *)val.mv_data)->up)
+			continue;
+		if (event_decode(&ev, (char *)val.mv_data +
+		    sizeof(struct cluster_rec), val.mv_size -
+		    sizeof(struct cluster_rec), err, sizeof(err)) == -1)
+			fatalx("alloc: cluster %.*s: %s", (int)key.mv_size,
+			    (char *)key.mv_data, err);
+		rc = fn(&ev, arg);
+		event_free(&ev);
+	}
+	mdb_cursor_close(cur);
+	if (mdb_cursor_open(txn, a->st->owners, &cur) != 0)
+		fatalx("alloc: cursor");
+	for (op = MDB_FIRST; rc == 0 &&
+	    mdb_cursor_get(cur, &key, &val, op) == 0; op = MDB_NEXT) {
+		memcpy(&rec, val.mv_data, sizeof(rec));
+		if (rec.state == OWN_ACTIVE) {
+			if (event_decode(&ev, (char *)val.mv_data +
+			    sizeof(rec), val.mv_size - sizeof(rec), err,
+			    sizeof(err)) == -1 || ev.type != EV_PORT_SET)
+				fatalx("alloc: owner %.*s: no PORT_SET",
+				    (int)key.mv_size, (char *)key.mv_data);
+			rc = fn(&ev, arg);
+			event_free(&ev);
+		}
+		if (rc == 0 && rec.state == OWN_ACTIVE && rec.live &&
+		    owner_event(&ev, EV_PORT_LIVE, &key) == 0) {
+			ev.port = rec.port;
+			ev.has |= F_PORT;
+			rc = fn(&ev, arg);
+		}
+		if (rc == 0 && rec.state != OWN_QUARANTINED &&
+		    rec.why[0] != '\0' &&
+		    owner_event(&ev, EV_REFUSED, &key) == 0) {
+			event_set_str(&ev, F_WHY, rec.why);
+			rc = fn(&ev, arg);
+		}
+	}
+	mdb_cursor_close(cur);
+	return rc;
 }
 
 int

@@ -42,6 +42,15 @@ int	alloc_tick_due(struct alloc *, MDB_txn *, uint64_t now);
 /* Owners holding a port the configuration no longer gives out (NULL-ended). */
 char	**alloc_stranded(struct alloc *, MDB_txn *);
 
+/*
+ * The state as the events a consumer applies after a reset: each cluster's
+ * API_SET, each held port's PORT_SET (and PORT_LIVE once every proxy serves
+ * it), each standing refusal.  What only allocd needs (quarantines, the
+ * waiting order) stays out.  Stops at the first fn() that fails.
+ */
+int	alloc_state(struct alloc *, MDB_txn *,
+	    int (*fn)(const struct event *, void *), void *arg);
+
 /* Forget the queued decisions (after publishing, or after an abort). */
 void	alloc_clear(struct alloc *);
 void	alloc_free(struct alloc *);

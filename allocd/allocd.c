@@ -144,18 +144,92 @@ on_input(void)
 	}
 }
 
-/* Answer SINCE s with the log records after s, then SINCE_END at our seq. */
-static void
-on_since(void)
+struct peer {
+	void		*sock;
+	zmq_msg_t	*id;
+	size_t		 n;
+};
+
+static int
+send_state(const struct event *ev, void *arg)
 {
-	struct event req, end;
+	struct peer *p = arg;
+
+	if (bus_send_to(p->sock, p->id, ev) == -1)
+		return -1;
+	p->n++;
+	return 0;
+}
+
+/*
+ * The records after seq are gone (compacted): send the whole state as it
+ * is now, bracketed by STATE and SINCE_END at our seq.  If any of it could
+ * not be sent, no SINCE_END goes: the consumer, still waiting, asks again
+ * rather than taking a partial state for the whole.
+ */
+static size_t
+answer_state(MDB_txn *txn, zmq_msg_t *id, uint64_t last)
+{
+	struct peer p = { sync_sock, id, 0 };
+	struct event ev;
+
+	event_init(&ev, EV_STATE);
+	ev.seq = last;
+	ev.time = now_ms();
+	if (bus_send_to(sync_sock, id, &ev) == -1 ||
+	    alloc_state(&al, txn, send_state, &p) == -1)
+		return 0;
+	event_init(&ev, EV_SINCE_END);
+	ev.seq = last;
+	ev.time = now_ms();
+	bus_send_to(sync_sock, id, &ev);
+	return p.n;
+}
+
+/* The log records after seq, at most SINCE_MAX, then SINCE_END. */
+static size_t
+answer_log(MDB_txn *txn, zmq_msg_t *id, uint64_t seq, uint64_t last)
+{
+	struct event end;
 	unsigned char k[8];
 	MDB_cursor *cur;
 	MDB_val key, val;
+	size_t n = 0;
+	int op;
+
+	if (mdb_cursor_open(txn, st.log, &cur) != 0)
+		fatalx("allocd: cursor");
+	store_key_u64(k, seq + 1);
+	key.mv_size = 8;
+	key.mv_data = k;
+	for (op = MDB_SET_RANGE; n < SINCE_MAX &&
+	    mdb_cursor_get(cur, &key, &val, op) == 0; op = MDB_NEXT) {
+		if (bus_send_raw_to(sync_sock, id, val.mv_data,
+		    val.mv_size) == -1)
+			break;	/* the consumer will ask again */
+		n++;
+	}
+	mdb_cursor_close(cur);
+	event_init(&end, EV_SINCE_END);
+	end.seq = last;
+	end.time = now_ms();
+	bus_send_to(sync_sock, id, &end);
+	return n;
+}
+
+/*
+ * Answer SINCE s: from the log when it still holds s + 1, else with the
+ * whole state (the log was compacted past s).
+ */
+static void
+on_since(void)
+{
+	struct event req;
 	MDB_txn *txn;
 	zmq_msg_t id;
-	size_t n = 0;
-	int rc, op;
+	uint64_t first, last;
+	size_t n;
+	int rc;
 
 	while ((rc = bus_recv(sync_sock, &req, &id)) != 0) {
 		if (rc == -1)
@@ -167,29 +241,77 @@ on_since(void)
 		}
 		if (store_begin(&st, &txn, 1) != 0)
 			fatalx("allocd: read transaction");
-		if (mdb_cursor_open(txn, st.log, &cur) != 0)
-			fatalx("allocd: cursor");
-		store_key_u64(k, req.seq + 1);
-		key.mv_size = 8;
-		key.mv_data = k;
-		for (op = MDB_SET_RANGE; n < SINCE_MAX &&
-		    mdb_cursor_get(cur, &key, &val, op) == 0; op = MDB_NEXT) {
-			if (bus_send_raw_to(sync_sock, &id, val.mv_data,
-			    val.mv_size) == -1)
-				break;	/* the consumer will ask again */
-			n++;
-		}
-		event_init(&end, EV_SINCE_END);
-		end.seq = store_last_seq(&st, txn);
-		end.time = now_ms();
-		mdb_cursor_close(cur);
+		first = store_first_seq(&st, txn);
+		last = store_last_seq(&st, txn);
+		if (first > req.seq + 1)
+			n = answer_state(txn, &id, last);
+		else
+			n = answer_log(txn, &id, req.seq, last);
 		mdb_txn_abort(txn);
-		bus_send_to(sync_sock, &id, &end);
-		log_debug("allocd: SINCE %llu: %zu records",
-		    (unsigned long long)req.seq, n);
+		log_debug("allocd: SINCE %llu: %zu %s", (unsigned long long)
+		    req.seq, n, first > req.seq + 1 ? "state events" :
+		    "records");
 		event_free(&req);
 		zmq_msg_close(&id);
 	}
+}
+
+/*
+ * Compaction by policy: when the log holds more than compact_records
+ * records, or its oldest record after the snapshot is older than
+ * compact_age.  A SNAPSHOT record is logged and the tables are copied
+ * beside it, in one durable transaction that also drops everything before
+ * it; consumers that were further behind get the state instead.
+ */
+static uint64_t	first_seq;
+
+static int
+compact_due(uint64_t now, int by_age)
+{
+	struct event ev;
+	MDB_txn *txn;
+	MDB_val key, val;
+	unsigned char k[8];
+	char err[128];
+	uint64_t seq = first_seq, t = 0;
+
+	if (al.seq >= first_seq + conf.compact_records)
+		return 1;
+	if (!by_age || conf.compact_age == 0 || al.seq <= first_seq)
+		return 0;
+	if (store_begin(&st, &txn, 1) != 0)
+		fatalx("allocd: read transaction");
+	for (;; seq++) {
+		store_key_u64(k, seq);
+		key.mv_size = 8;
+		key.mv_data = k;
+		if (mdb_get(txn, st.log, &key, &val) != 0 || event_decode(&ev,
+		    val.mv_data, val.mv_size, err, sizeof(err)) == -1)
+			break;
+		event_free(&ev);
+		if (ev.type != EV_SNAPSHOT) {
+			t = ev.time;
+			break;
+		}
+	}
+	mdb_txn_abort(txn);
+	return t != 0 && now > t + (uint64_t)conf.compact_age * 1000;
+}
+
+static void
+compact(uint64_t now)
+{
+	struct event ev;
+	uint64_t before = first_seq;
+
+	event_init(&ev, EV_SNAPSHOT);
+	ev.time = now;
+	commit_batch(&ev, 1);
+	publish();
+	first_seq = al.seq;
+	log_info("allocd: compacted the log: %llu records before seq %llu "
+	    "dropped in %llu ms", (unsigned long long)(al.seq - before),
+	    (unsigned long long)al.seq, (unsigned long long)(now_ms() - now));
 }
 
 /*
@@ -286,6 +408,8 @@ main(int argc, char **argv)
 	if (store_begin(&st, &txn, 1) != 0)
 		fatalx("allocd: read transaction");
 	alloc_init(&al, &st, &conf, store_last_seq(&st, txn));
+	if ((first_seq = store_first_seq(&st, txn)) == 0)
+		first_seq = al.seq + 1;		/* an empty log */
 	mdb_txn_abort(txn);
 	check_stranded();
 
@@ -306,6 +430,8 @@ main(int argc, char **argv)
 		now = now_ms();
 		if (now >= next_hb) {
 			tick(now);
+			if (compact_due(now, 1))
+				compact(now);
 			heartbeat();
 			next_hb = now + BUS_HEARTBEAT_MS;
 		}
@@ -315,8 +441,11 @@ main(int argc, char **argv)
 		timeout = (int)(next_hb - now);
 		if (zmq_poll(items, 3, timeout) == -1 && errno != EINTR)
 			fatal("zmq_poll");
-		if (items[0].revents & ZMQ_POLLIN)
+		if (items[0].revents & ZMQ_POLLIN) {
 			on_input();
+			if (compact_due(0, 0))
+				compact(now_ms());
+		}
 		if (items[1].revents & ZMQ_POLLIN)
 			on_since();
 		if ((items[2].revents & ZMQ_POLLIN) &&

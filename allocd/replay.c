@@ -90,6 +90,31 @@ same_table(const char *name, MDB_txn *t1, MDB_dbi d1, MDB_txn *t2,
 	return same;
 }
 
+/* Start from the tables saved with the SNAPSHOT record at seq. */
+static int
+from_snapshot(struct store *src, MDB_txn *rt, struct store *dst,
+    struct alloc *a, uint64_t seq)
+{
+	MDB_txn *wt;
+	uint64_t saved;
+	int rc;
+
+	if (store_get_u64(src, rt, "snapshot", &saved) != 0 || saved != seq) {
+		printf("seq %llu: the log starts with a snapshot whose tables "
+		    "are not in the store\n", (unsigned long long)seq);
+		return 2;
+	}
+	if (store_begin(dst, &wt, 0) != 0)
+		fatalx("replay: scratch transaction");
+	if ((rc = store_restore(src, rt, dst, wt)) != 0 ||
+	    (rc = mdb_txn_commit(wt)) != 0)
+		fatalx("replay: loading the snapshot: %s", mdb_strerror(rc));
+	a->seq = seq;
+	printf("starting from the snapshot at seq %llu\n",
+	    (unsigned long long)seq);
+	return 0;
+}
+
 int
 replay_run(const struct config *conf, const char *dir)
 {
@@ -124,7 +149,15 @@ replay_run(const struct config *conf, const char *dir)
 			status = 1;
 			break;
 		}
-		if (obs.type < EV_CLUSTER_UP || obs.type > EV_TICK) {
+		if (op == MDB_FIRST && obs.type == EV_SNAPSHOT) {
+			status = from_snapshot(&src, rt, &dst, &a, obs.seq);
+			event_free(&obs);
+			if (status != 0)
+				break;
+			continue;
+		}
+		if ((obs.type < EV_CLUSTER_UP || obs.type > EV_TICK) &&
+		    obs.type != EV_SNAPSHOT) {
 			printf("seq %llu: recorded %s has no observation "
 			    "that replay made it from\n",
 			    (unsigned long long)obs.seq, event_name(obs.type));

@@ -223,6 +223,7 @@ consumer_ask(struct consumer *c)
 	if (bus_send(c->sync, &ev) == -1)
 		log_warn("%s: SINCE", c->name);
 	c->syncing = 1;
+	c->instate = 0;
 	c->sync_sent = now_ms();
 	log_debug("%s: asked SINCE %llu", c->name,
 	    (unsigned long long)c->last);
@@ -314,11 +315,36 @@ consumer_heartbeat(struct consumer *c, const struct event *ev)
 		consumer_gap(c, ev->seq);
 }
 
+/*
+ * What we asked for was compacted away: the producer sends its whole state
+ * instead.  Start from nothing; what follows, up to SINCE_END, is applied
+ * as it comes and brings us to the state's seq.
+ */
+static void
+consumer_state(struct consumer *c, const struct event *ev)
+{
+	log_info("%s: the log after %llu is compacted; taking the state at %llu",
+	    c->name, (unsigned long long)c->last,
+	    (unsigned long long)ev->seq);
+	c->last = 0;
+	c->have = 0;
+	if (c->ops->reset != NULL)
+		c->ops->reset(c->arg);
+	c->instate = 1;
+	c->state_seq = ev->seq;
+}
+
 static void
 consumer_end(struct consumer *c, const struct event *end)
 {
 	size_t i;
 	int gap = 0;
+
+	if (c->instate) {
+		c->instate = 0;
+		c->last = c->state_seq;
+		c->have = 1;
+	}
 
 	if (end->seq < c->last) {
 		c->last = 0;
@@ -373,8 +399,12 @@ consumer_dispatch(struct consumer *c, const zmq_pollitem_t *items)
 			event_free(&ev);
 			continue;
 		}
-		if (ev.type == EV_SINCE_END)
+		if (ev.type == EV_STATE)
+			consumer_state(c, &ev);
+		else if (ev.type == EV_SINCE_END)
 			consumer_end(c, &ev);
+		else if (c->instate && event_known(ev.type))
+			c->ops->apply(&ev, c->arg);
 		else if (event_known(ev.type) && consumer_offer(c, &ev) == -1)
 			consumer_gap(c, ev.seq);
 		event_free(&ev);

@@ -72,6 +72,8 @@ struct consumer {
 	int			 have;		/* anything applied yet */
 	uint64_t		 boot;
 	int			 syncing;
+	int			 instate;	/* applying a STATE answer */
+	uint64_t		 state_seq;	/* the seq it brings us to */
 	int			 synced_once;
 	uint64_t		 sync_sent;
 	uint64_t		 heard;		/* ms of the last message */

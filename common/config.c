@@ -28,6 +28,16 @@ enum ckind {
 	CK_ENDPOINT,		/* ipc:// or tcp:// */
 	CK_BACKEND,
 	CK_KIND,
+	CK_PATH,		/* absolute, and safe to print in a proxy config */
+};
+
+/* The proxy kinds, and where Debian puts their binary. */
+static const struct {
+	const char	*kind;
+	const char	*binary;
+} kinds[] = {
+	{ "haproxy",	"/usr/sbin/haproxy" },
+	{ "nginx",	"/usr/sbin/nginx" },
 };
 
 struct ckey {
@@ -49,7 +59,7 @@ struct ckey {
 
 static const struct ckey ckeys[] = {
 	C("portico", "domain", CK_DOMAIN, domain, 0, 0, NULL),
-	C("portico", "run_dir", CK_STR, run_dir, 0, 0, "/run/portico"),
+	C("portico", "run_dir", CK_PATH, run_dir, 0, 0, "/run/portico"),
 	C("portico", "listen", CK_IP, listen, 0, 0, "0.0.0.0"),
 	C("portico", "api_port", CK_UINT, api_port, 1, 65535, "443"),
 	C("portico", "ports", CK_PORTS, ports, 1024, 65535, NULL),
@@ -58,6 +68,10 @@ static const struct ckey ckeys[] = {
 	C("portico", "allow_shrink", CK_UINT, allow_shrink, 0, 1, "0"),
 	C("store", "path", CK_STR, store, 0, 0, "/var/lib/portico"),
 	C("store", "map_size_mb", CK_UINT, map_size_mb, 1, 1u << 20, "64"),
+	C("store", "compact_records", CK_UINT, compact_records, 1000,
+	    1000000, "200000"),
+	C("store", "compact_age", CK_UINT, compact_age, 0, 86400 * 365,
+	    "604800"),
 	C("pks", "url", CK_URL, pks_url, 0, 0, ""),
 	C("pks", "uaa_url", CK_URL, uaa_url, 0, 0, ""),
 	C("pks", "client_id", CK_STR, pks_client_id, 0, 0, ""),
@@ -74,7 +88,7 @@ static const struct ckey ckeys[] = {
 	C("bus", "alloc_pub", CK_ENDPOINT, alloc_pub, 0, 0, ""),
 	C("bus", "alloc_sync", CK_ENDPOINT, alloc_sync, 0, 0, ""),
 	P("kind", CK_KIND, kind, 0, 0, "haproxy"),
-	P("binary", CK_STR, binary, 0, 0, "/usr/sbin/haproxy"),
+	P("binary", CK_STR, binary, 0, 0, NULL),	/* by kind */
 	P("config", CK_STR, config, 0, 0, ""),
 	P("pub", CK_ENDPOINT, pub, 0, 0, ""),
 	P("sync", CK_ENDPOINT, sync, 0, 0, ""),
@@ -123,6 +137,34 @@ parse_uint(const char *v, unsigned min, unsigned max, unsigned *out)
 	return 0;
 }
 
+static const char *
+kind_binary(const char *kind)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (strcmp(kinds[i].kind, kind) == 0)
+			return kinds[i].binary;
+	return NULL;
+}
+
+/*
+ * The run folder is printed into proxy configurations (pid files, logs,
+ * sockets): an absolute path of characters that mean nothing to HAProxy's
+ * or nginx's parser (no blanks, quotes, ';', '#', '{', '$', '\\').
+ */
+static int
+safe_path(const char *v)
+{
+	if (*v != '/')
+		return 0;
+	for (; *v != '\0'; v++)
+		if (!(*v >= 'a' && *v <= 'z') && !(*v >= 'A' && *v <= 'Z') &&
+		    !(*v >= '0' && *v <= '9') && strchr("/._-+@:,=", *v) == NULL)
+			return 0;
+	return 1;
+}
+
 static int
 check_value(const struct ckey *k, const char *v, void *dst)
 {
@@ -158,7 +200,11 @@ check_value(const struct ckey *k, const char *v, void *dst)
 			return -1;
 		break;
 	case CK_KIND:
-		if (strcmp(v, "haproxy") != 0)
+		if (kind_binary(v) == NULL)
+			return -1;
+		break;
+	case CK_PATH:
+		if (!safe_path(v))
 			return -1;
 		break;
 	case CK_STR:
@@ -183,7 +229,9 @@ kind_help(const struct ckey *k)
 	case CK_URL:		return "not an http(s) URL: %s";
 	case CK_ENDPOINT:	return "not an ipc:// or tcp:// endpoint: %s";
 	case CK_BACKEND:	return "unknown backend mode: %s";
-	case CK_KIND:		return "unknown proxy kind: %s";
+	case CK_KIND:		return "unknown proxy kind (haproxy, nginx): %s";
+	case CK_PATH:		return "not an absolute path of letters, digits "
+				    "and /._-+@:,=: %s";
 	default:		return "too long: %s";
 	}
 }
@@ -491,6 +539,8 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 			    || (k->kind != CK_UINT && *p == '\0'))
 				set_default(k, (char *)px);
 		}
+		if (px->binary[0] == '\0')
+			strcpy(px->binary, kind_binary(px->kind));
 		if (px->config[0] == '\0') {
 			snprintf(name, sizeof(name), "%s.cfg", px->name);
 			snprintf(px->config, sizeof(px->config), "%s/%s",
@@ -592,6 +642,13 @@ config_proxy(const struct config *c, const char *name)
 		if (strcmp(c->proxies[i].name, name) == 0)
 			return &c->proxies[i];
 	return NULL;
+}
+
+void
+config_proxy_file(const struct config *c, const struct proxy_conf *px,
+    const char *what, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s-%s", c->run_dir, px->name, what);
 }
 
 int

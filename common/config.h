@@ -27,7 +27,7 @@ struct port_set {
 
 struct proxy_conf {
 	char		name[64];
-	char		kind[16];		/* haproxy */
+	char		kind[16];		/* haproxy, nginx */
 	char		binary[PATH_MAX];
 	char		config[PATH_MAX];	/* the file the proxy serves */
 	char		pub[CONF_ENDPOINT];	/* renderd's config PUB */
@@ -51,6 +51,8 @@ struct config {
 
 	char		store[PATH_MAX];
 	unsigned	map_size_mb;
+	unsigned	compact_records;	/* log records before compaction */
+	unsigned	compact_age;		/* seconds; 0: by count only */
 
 	char		pks_url[512];
 	char		uaa_url[512];
@@ -86,6 +88,13 @@ unsigned ports_nth(const struct port_set *, unsigned);
 void	ports_format(const struct port_set *, char *, size_t);
 /* Parse "a-b, c, ..." within min-max; -1 if malformed or overlapping. */
 int	ports_parse(struct port_set *, const char *, unsigned min, unsigned max);
+
+/*
+ * "<run_dir>/<proxy>-<what>": a file that a proxy's rendered configuration
+ * names and its applyd reads (pid file, error log), named in one place.
+ */
+void	config_proxy_file(const struct config *, const struct proxy_conf *,
+	    const char *what, char *, size_t);
 
 /* Create the run folder (mode 0700) that holds ipc sockets and pid files. */
 int	config_mkrundir(const struct config *);

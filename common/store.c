@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,7 +64,8 @@ store_open(struct store *st, const char *dir, size_t mapsize, int rdonly)
 	    (rc = mdb_dbi_open(txn, "ports", dflags, &st->ports)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "owners", dflags, &st->owners)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "clusters", dflags, &st->clusters)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "meta", dflags, &st->meta)) != 0) {
+	    (rc = mdb_dbi_open(txn, "meta", dflags, &st->meta)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "snap", dflags, &st->snap)) != 0) {
 		log_warnx("store: open databases: %s", mdb_strerror(rc));
 		mdb_txn_abort(txn);
 		goto fail;
@@ -140,6 +142,108 @@ store_last_seq(struct store *st, MDB_txn *txn)
 		seq = store_u64_key(key.mv_data);
 	mdb_cursor_close(cur);
 	return seq;
+}
+
+uint64_t
+store_first_seq(struct store *st, MDB_txn *txn)
+{
+	MDB_cursor *cur;
+	MDB_val key, val;
+	uint64_t seq = 0;
+
+	if (mdb_cursor_open(txn, st->log, &cur) != 0)
+		return 0;
+	if (mdb_cursor_get(cur, &key, &val, MDB_FIRST) == 0 &&
+	    key.mv_size == 8)
+		seq = store_u64_key(key.mv_data);
+	mdb_cursor_close(cur);
+	return seq;
+}
+
+/* The tables a snapshot holds, in the order of their letters. */
+static const struct {
+	char	tag;
+	size_t	off;
+} tables[] = {
+	{ 'c', offsetof(struct store, clusters) },
+	{ 'm', offsetof(struct store, meta) },
+	{ 'o', offsetof(struct store, owners) },
+	{ 'p', offsetof(struct store, ports) },
+};
+#define NTABLES		(sizeof(tables) / sizeof(tables[0]))
+#define TABLE(st, i)	(*(MDB_dbi *)((char *)(st) + tables[i].off))
+
+int
+store_compact(struct store *st, MDB_txn *txn, uint64_t seq)
+{
+	unsigned char kbuf[512];
+	MDB_cursor *cur;
+	MDB_val key, val, sk;
+	size_t i;
+	int rc, op;
+
+	if ((rc = store_put_u64(st, txn, "snapshot", seq)) != 0 ||
+	    (rc = mdb_drop(txn, st->snap, 0)) != 0)
+		return rc;
+	for (i = 0; i < NTABLES; i++) {
+		if ((rc = mdb_cursor_open(txn, TABLE(st, i), &cur)) != 0)
+			return rc;
+		for (op = MDB_FIRST; (rc = mdb_cursor_get(cur, &key, &val,
+		    op)) == 0; op = MDB_NEXT) {
+			if (key.mv_size + 1 > sizeof(kbuf))
+				fatalx("store: a %zu-byte key", key.mv_size);
+			kbuf[0] = (unsigned char)tables[i].tag;
+			memcpy(kbuf + 1, key.mv_data, key.mv_size);
+			sk.mv_size = key.mv_size + 1;
+			sk.mv_data = kbuf;
+			/* letters, then each table's own order: ascending */
+			if ((rc = mdb_put(txn, st->snap, &sk, &val,
+			    MDB_APPEND)) != 0)
+				break;
+		}
+		mdb_cursor_close(cur);
+		if (rc != MDB_NOTFOUND)
+			return rc;
+	}
+	/* everything before the snapshot goes: replay starts from it */
+	if ((rc = mdb_cursor_open(txn, st->log, &cur)) != 0)
+		return rc;
+	while ((rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST)) == 0 &&
+	    store_u64_key(key.mv_data) < seq)
+		if ((rc = mdb_cursor_del(cur, 0)) != 0)
+			break;
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
+}
+
+int
+store_restore(struct store *src, MDB_txn *stx, struct store *dst,
+    MDB_txn *dtx)
+{
+	MDB_cursor *cur;
+	MDB_val key, val, k;
+	size_t i;
+	int rc, op;
+
+	if ((rc = mdb_cursor_open(stx, src->snap, &cur)) != 0)
+		return rc;
+	for (op = MDB_FIRST; (rc = mdb_cursor_get(cur, &key, &val, op)) == 0;
+	    op = MDB_NEXT) {
+		for (i = 0; i < NTABLES; i++)
+			if (key.mv_size > 0 &&
+			    *(char *)key.mv_data == tables[i].tag)
+				break;
+		if (i == NTABLES) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		k.mv_size = key.mv_size - 1;
+		k.mv_data = (char *)key.mv_data + 1;
+		if ((rc = mdb_put(dtx, TABLE(dst, i), &k, &val, 0)) != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 int

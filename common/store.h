@@ -7,6 +7,8 @@
  *	owners	owner key -> struct owner_rec + encoded PORT_SET event
  *	clusters cluster id -> struct cluster_rec + encoded API_SET event
  *	meta	name -> value (schema version, applied generations)
+ *	snap	the four tables above as they were at the log's SNAPSHOT
+ *		record, each key prefixed by a table letter (o, p, c, m)
  * Commits are durable: the environment is never opened with MDB_NOSYNC.
  */
 #ifndef PORTICO_STORE_H
@@ -28,6 +30,7 @@ struct store {
 	MDB_dbi		 owners;
 	MDB_dbi		 clusters;
 	MDB_dbi		 meta;
+	MDB_dbi		 snap;
 };
 
 int	 store_open(struct store *, const char *dir, size_t mapsize, int rdonly);
@@ -37,6 +40,17 @@ int	 store_begin(struct store *, MDB_txn **, int rdonly);
 /* Append ev under ev->seq; a seq that is not the next one is fatal. */
 int	 store_append(struct store *, MDB_txn *, const struct event *);
 uint64_t store_last_seq(struct store *, MDB_txn *);
+uint64_t store_first_seq(struct store *, MDB_txn *);
+
+/*
+ * Compaction: copy the tables into snap, as the state at seq (the SNAPSHOT
+ * record the caller has just appended), then delete every log record
+ * before seq.  Replay starts from the copy; the log stays bounded.
+ */
+int	 store_compact(struct store *, MDB_txn *, uint64_t seq);
+/* Load src's snap into dst's tables (a scratch store for replay). */
+int	 store_restore(struct store *src, MDB_txn *, struct store *dst,
+	    MDB_txn *);
 
 int	 store_get_u64(struct store *, MDB_txn *, const char *, uint64_t *);
 int	 store_put_u64(struct store *, MDB_txn *, const char *, uint64_t);

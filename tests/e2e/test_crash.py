@@ -1,12 +1,19 @@
-"""allocd killed with SIGKILL at random moments under churn, 100 times.
+"""allocd killed with SIGKILL at random moments under churn, and its log
+compacted under the same churn.
 
-After every restart allocd serves from its store; at the end
+Killed 100 times, without compaction; at the end
 - the log is whole (seqs 1..N, each record decodes) and a clean replay of it
   (allocd -R) decides exactly what was recorded, tables included;
 - no owner that stayed exposed ever moved, and no port was held by two
   owners at once;
 - renderd, which consumed allocd's stream through all of it, renders exactly
   the ports the log says are held: every gap it saw, it repaired.
+
+Killed 30 times or more with the log compacted every 1,000 records: after every
+restart the state allocd serves keeps every owner on its one port, the log
+stays bounded and starts at a SNAPSHOT, replay from that snapshot decides
+exactly what was recorded, and renderd (which had to take the whole state
+when it fell behind the compaction) renders the same as a fresh one.
 """
 
 import os
@@ -25,9 +32,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 import testlib  # noqa: E402
 from harness import bin_dir, need  # noqa: E402
 
-KILLS = 100
 OWNERS = 24
-EV_ROUTE, EV_ROUTE_GONE, EV_SINCE, EV_SINCE_END = 12, 13, 2, 3
+EV_SINCE, EV_SINCE_END, EV_STATE = 2, 3, 5
+EV_ROUTE, EV_ROUTE_GONE, EV_SNAPSHOT = 12, 13, 20
 EV_PORT_SET, EV_PORT_FREE, EV_CONFIG = 32, 34, 50
 
 
@@ -38,12 +45,12 @@ def observation(seq, owner, gone):
     return msgpack.packb([1, EV_ROUTE_GONE if gone else EV_ROUTE, seq, 0, body])
 
 
-def since(ctx, endpoint, end_type=EV_SINCE_END):
-    """Everything a producer answers to SINCE 0, decoded."""
+def since(ctx, endpoint, seq=0, end_type=EV_SINCE_END):
+    """Everything a producer answers to SINCE seq, decoded."""
     s = ctx.socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
     s.connect(endpoint)
-    s.send(msgpack.packb([1, EV_SINCE, 0, 0, {}]))
+    s.send(msgpack.packb([1, EV_SINCE, seq, 0, {}]))
     out = []
     while True:
         assert s.poll(10000), "no answer to SINCE from " + endpoint
@@ -54,64 +61,120 @@ def since(ctx, endpoint, end_type=EV_SINCE_END):
         out.append(ev)
 
 
-def test_allocd_sigkill_under_churn():
-    need("allocd", "renderd")
-    work = tempfile.mkdtemp(prefix="pt-", dir="/tmp")
-    ip = testlib.loopback_addr()
-    lo = 20000 + random.randrange(0, 10000)
-    conf = os.path.join(work, "portico.conf")
-    with open(conf, "w") as f:
-        f.write("[portico]\ndomain = crash.test\nrun_dir = %s/run\n"
-                "listen = %s\napi_port = %d\nports = %d-%d\nquarantine = 600\n"
-                "[store]\npath = %s/store\n[kubeconfigs]\ndir = %s\n"
-                % (work, ip, lo - 1, lo, lo + 2 * OWNERS, work, work))
-    pidfile = os.path.join(work, "run", "allocd.pid")
-    rng = random.Random()
-    seed = rng.randrange(1 << 30)
-    rng.seed(seed)
-    print("seed", seed)
+class Rig:
+    """allocd and renderd on a scratch folder, fed ROUTE churn directly."""
 
-    def start_allocd(n):
+    def __init__(self, store_extra=""):
+        need("allocd", "renderd")
+        self.work = tempfile.mkdtemp(prefix="pt-", dir="/tmp")
+        ip = testlib.loopback_addr()
+        lo = 20000 + random.randrange(0, 10000)
+        self.conf = os.path.join(self.work, "portico.conf")
+        with open(self.conf, "w") as f:
+            f.write("[portico]\ndomain = crash.test\nrun_dir = %s/run\n"
+                    "listen = %s\napi_port = %d\nports = %d-%d\n"
+                    "quarantine = 600\n[store]\npath = %s/store\n%s"
+                    "[kubeconfigs]\ndir = %s\n"
+                    % (self.work, ip, lo - 1, lo, lo + 2 * OWNERS, self.work,
+                       store_extra, self.work))
+        self.run = os.path.join(self.work, "run")
+        self.ctx = zmq.Context()
+        self.allocd = self.renderd = None
+        self.starts = 0
+        self.seq = 0
+        self.exposed = [False] * OWNERS
+        self.rng = random.Random()
+        seed = self.rng.randrange(1 << 30)
+        self.rng.seed(seed)
+        print("seed", seed)
+
+    def start_allocd(self):
+        pidfile = os.path.join(self.run, "allocd.pid")
         if os.path.exists(pidfile):
             os.unlink(pidfile)
-        p = testlib.Proc([os.path.join(bin_dir(), "allocd"), "-d", "-f", conf],
-                         "allocd-%d" % n, work)
+        self.allocd = testlib.Proc(
+            [os.path.join(bin_dir(), "allocd"), "-d", "-f", self.conf],
+            "allocd-%d" % self.starts, self.work)
+        self.starts += 1
         testlib.wait_until(lambda: os.path.exists(pidfile), 20, "allocd ready")
-        return p
 
-    ctx = zmq.Context()
-    renderd = None
-    try:
-        allocd = start_allocd(0)
-        renderd = testlib.Proc([os.path.join(bin_dir(), "renderd"), "-d", "-f", conf,
-                                "-p", "haproxy"], "renderd", work)
-        testlib.wait_until(lambda: os.path.exists(
-            os.path.join(work, "run", "renderd-haproxy.pid")), 20, "renderd ready")
-        s = ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.SNDTIMEO, 10000)
-        s.connect("ipc://%s/run/alloc.in" % work)
-        exposed = [False] * OWNERS
-        seq = 0
-        for kill in range(KILLS):
-            deadline = time.monotonic() + rng.uniform(0.005, 0.08)
-            while time.monotonic() < deadline:
-                o = rng.randrange(OWNERS)
-                seq += 1
-                s.send(observation(seq, o, exposed[o]))
-                exposed[o] = not exposed[o]
-            allocd.kill9()
-            allocd = start_allocd(kill + 1)
-        # the final truth for every owner, then let it settle
+    def start_renderd(self):
+        pidfile = os.path.join(self.run, "renderd-haproxy.pid")
+        if os.path.exists(pidfile):
+            os.unlink(pidfile)
+        self.renderd = testlib.Proc(
+            [os.path.join(bin_dir(), "renderd"), "-d", "-f", self.conf,
+             "-p", "haproxy"], "renderd-%d" % self.starts, self.work)
+        testlib.wait_until(lambda: os.path.exists(pidfile), 20, "renderd ready")
+
+    def connect(self):
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.SNDTIMEO, 10000)
+        self.sock.connect("ipc://%s/alloc.in" % self.run)
+
+    def churn(self, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            o = self.rng.randrange(OWNERS)
+            self.seq += 1
+            self.sock.send(observation(self.seq, o, self.exposed[o]))
+            self.exposed[o] = not self.exposed[o]
+
+    def settle(self):
+        """The final truth for every owner, sent twice, then acks drained."""
         for o in range(OWNERS):
-            seq += 1
-            s.send(observation(seq, o, not exposed[o]))
-        while s.poll(3000):
-            s.recv()
-        s.close()
+            self.seq += 1
+            self.sock.send(observation(self.seq, o, not self.exposed[o]))
+        while self.sock.poll(3000):
+            self.sock.recv()
 
-        records, last = since(ctx, "ipc://%s/run/alloc.sync" % work)
-        print("log: %d records, %d observations sent" % (len(records), seq))
+    def log(self, seq=0):
+        return since(self.ctx, "ipc://%s/alloc.sync" % self.run, seq)
+
+    def rendered(self, last):
+        """The ports in renderd's config once it is at seq last."""
+        configs, gen = since(self.ctx, "ipc://%s/render-haproxy.sync" % self.run)
+        if gen != last or not configs:
+            return None
+        return configs[-1][4]["text"]
+
+    def replay(self):
+        self.allocd.stop()
+        cp = subprocess.run([os.path.join(bin_dir(), "allocd"), "-f", self.conf,
+                             "-R", os.path.join(self.work, "store")],
+                            capture_output=True, text=True, timeout=120)
+        assert cp.returncode == 0 and "identical" in cp.stdout, \
+            cp.stdout + cp.stderr
+        return cp.stdout
+
+    def close(self):
+        self.ctx.destroy(linger=0)
+        for p in [self.renderd, self.allocd]:
+            if p is not None and p.alive():
+                p.kill9()
+        if not os.environ.get("PORTICO_KEEP"):
+            subprocess.run(["rm", "-rf", self.work])
+
+
+def listen_ports(text):
+    return sorted(int(p) for p in re.findall(r"^listen port-(\d+)$", text, re.M))
+
+
+def test_allocd_sigkill_under_churn():
+    rig = Rig()
+    try:
+        rig.start_allocd()
+        rig.start_renderd()
+        rig.connect()
+        for kill in range(100):
+            rig.churn(rig.rng.uniform(0.005, 0.08))
+            rig.allocd.kill9()
+            rig.start_allocd()
+        rig.settle()
+
+        records, last = rig.log()
+        print("log: %d records, %d observations sent" % (len(records), rig.seq))
         assert [r[2] for r in records] == list(range(1, last + 1)), "log not whole"
         held, port_of = {}, {}
         for r in records:
@@ -129,30 +192,84 @@ def test_allocd_sigkill_under_churn():
                 assert held.pop(body["p"]) == body["n"]
                 port_of.pop(body["n"])
         want = {o: p for o, p in port_of.items()}
-        assert sorted(want) == sorted("vs-%d" % o for o in range(OWNERS) if exposed[o])
+        assert sorted(want) == sorted("vs-%d" % o for o in range(OWNERS)
+                                      if rig.exposed[o])
 
         # renderd repaired every gap: its config has exactly those ports
-        def rendered():
-            configs, gen = since(ctx, "ipc://%s/run/render-haproxy.sync" % work)
-            if gen != last or not configs:
-                return None
-            return sorted(int(p) for p in re.findall(r"^listen port-(\d+)$",
-                                                     configs[-1][4]["text"], re.M))
-        assert testlib.wait_until(rendered, 20, "renderd at seq %d" % last) == \
-            sorted(want.values())
-
-        allocd.stop()
-        cp = subprocess.run([os.path.join(bin_dir(), "allocd"), "-f", conf, "-R",
-                             os.path.join(work, "store")],
-                            capture_output=True, text=True, timeout=120)
-        assert cp.returncode == 0 and "identical" in cp.stdout, cp.stdout + cp.stderr
-        assert "sanitizer" not in (allocd.log() + renderd.log()).lower()
+        text = testlib.wait_until(lambda: rig.rendered(last), 20,
+                                  "renderd at seq %d" % last)
+        assert listen_ports(text) == sorted(want.values())
+        rig.replay()
+        assert "sanitizer" not in (rig.allocd.log() + rig.renderd.log()).lower()
     finally:
-        ctx.destroy(linger=0)
-        if renderd is not None:
-            renderd.stop()
-        for p in [allocd]:
-            if p.alive():
-                p.kill9()
-        if not os.environ.get("PORTICO_KEEP"):
-            subprocess.run(["rm", "-rf", work])
+        rig.close()
+
+
+def held_ports(rig):
+    """The state allocd serves a consumer from 0: owner -> port, one port
+    each.  Once the log is compacted that is the state itself; before, the
+    whole log."""
+    records, last = rig.log()
+    ports = {}
+    if records and records[0][1] == EV_STATE:
+        assert records[0][2] == last, "state at %d, log at %d" % (records[0][2], last)
+        ports = {r[4]["n"]: r[4]["p"] for r in records if r[1] == EV_PORT_SET}
+    else:
+        assert [r[2] for r in records] == list(range(1, last + 1)), "log not whole"
+        for r in records:
+            if r[1] == EV_PORT_SET:
+                ports[r[4]["n"]] = r[4]["p"]
+            elif r[1] == EV_PORT_FREE:
+                del ports[r[4]["n"]]
+    assert len(set(ports.values())) == len(ports), "a port held twice"
+    return ports, last, records[:1] and records[0][1] == EV_STATE
+
+
+def test_allocd_sigkill_with_compaction():
+    rig = Rig("compact_records = 1000\n")
+    try:
+        rig.start_allocd()
+        rig.start_renderd()
+        rig.connect()
+        port_of, last, kills = {}, 0, 0
+        # at least 30 kills, and enough churn for several compactions
+        while kills < 30 or last < 5000:
+            assert kills < 300, "allocd logs too slowly: seq %d" % last
+            kills += 1
+            rig.churn(rig.rng.uniform(0.02, 0.15))
+            rig.allocd.kill9()
+            rig.start_allocd()
+            ports, last, compacted = held_ports(rig)
+            for owner, p in ports.items():
+                # quarantine outlasts the test: an owner has one port, ever
+                assert port_of.setdefault(owner, p) == p, \
+                    "%s moved from %d to %d" % (owner, port_of[owner], p)
+        rig.settle()
+
+        ports, last, compacted = held_ports(rig)
+        assert compacted, "a consumer from 0 is not given the state"
+        assert sorted(ports) == sorted("vs-%d" % o for o in range(OWNERS)
+                                       if rig.exposed[o])
+        # the log is bounded and starts at its snapshot
+        snap = int(subprocess.run(
+            ["mdb_stat", "-s", "log", os.path.join(rig.work, "store")],
+            capture_output=True, text=True, check=True).stdout.split(
+            "Entries: ")[1].split()[0])
+        assert snap <= 1000 + 2 * OWNERS + 200, "log of %d records" % snap
+
+        # renderd, fed through kills and compactions, and a fresh one agree
+        text = testlib.wait_until(lambda: rig.rendered(last), 20,
+                                  "renderd at seq %d" % last)
+        assert listen_ports(text) == sorted(ports.values())
+        rig.renderd.stop()
+        rig.start_renderd()
+        again = testlib.wait_until(lambda: rig.rendered(last), 20,
+                                   "restarted renderd at seq %d" % last)
+        assert again == text
+        assert "compacted; taking the state" in rig.renderd.log()
+
+        out = rig.replay()
+        assert "starting from the snapshot at seq" in out, out
+        assert "sanitizer" not in (rig.allocd.log() + rig.renderd.log()).lower()
+    finally:
+        rig.close()

@@ -933,6 +933,82 @@ test_applied_two_proxies(void **state)
 	assert_non_null(decision(f, EV_PORT_LIVE, 0));
 }
 
+struct collected {
+	int		type[16];
+	char		name[16][256];
+	unsigned	port[16];
+	size_t		n;
+};
+
+static int
+collect(const struct event *ev, void *arg)
+{
+	struct collected *c = arg;
+
+	assert_true(c->n < 16);
+	c->type[c->n] = ev->type;
+	snprintf(c->name[c->n], sizeof(c->name[0]), "%s",
+	    ev->type == EV_API_SET ? ev->cluster : ev->name);
+	c->port[c->n++] = (unsigned)ev->port;
+	return 0;
+}
+
+/*
+ * The state a consumer is given when the log it asks for is compacted: the
+ * clusters, the held ports (live ones said to be live), the standing
+ * refusals; nothing of what only allocd needs (a quarantined port).  A
+ * SNAPSHOT compacts the log and changes none of that.
+ */
+static void
+test_state(void **state)
+{
+	struct fx *f = *state;
+	struct collected c = { .n = 0 };
+	struct event ev;
+	MDB_txn *txn;
+	unsigned pa, pb, pd;
+
+	ev_cluster(&ev, EV_CLUSTER_UP, "c1", f->now);
+	run(f, &ev);
+	pa = expose(f, "c1", "a", 0, f->now);
+	ev_applied(&ev, "haproxy", f->a.seq, f->now);
+	run(f, &ev);
+	pb = expose(f, "c1", "b", 0, f->now);
+	ev_expose(&ev, "c1", "c", "10.0.0.1", f->now);
+	event_set_str(&ev, F_WHY, "no tcp route");
+	run(f, &ev);
+	pd = expose(f, "c1", "d", 0, f->now);
+	unexpose(f, "c1", "d", f->now);
+
+	event_init(&ev, EV_SNAPSHOT);
+	ev.time = f->now;
+	assert_int_equal(run(f, &ev), 0);
+	assert_int_equal(store_begin(&f->st, &txn, 1), 0);
+	assert_true(store_first_seq(&f->st, txn) == f->a.seq);
+	assert_int_equal(alloc_state(&f->a, txn, collect, &c), 0);
+	mdb_txn_abort(txn);
+
+	assert_int_equal(c.n, 5);
+	assert_int_equal(c.type[0], EV_API_SET);
+	assert_string_equal(c.name[0], "c1");
+	assert_int_equal(c.type[1], EV_PORT_SET);
+	assert_string_equal(c.name[1], "a");
+	assert_int_equal(c.port[1], pa);
+	assert_int_equal(c.type[2], EV_PORT_LIVE);
+	assert_int_equal(c.port[2], pa);
+	assert_int_equal(c.type[3], EV_PORT_SET);
+	assert_string_equal(c.name[3], "b");
+	assert_int_equal(c.port[3], pb);
+	assert_int_equal(c.type[4], EV_REFUSED);
+	assert_string_equal(c.name[4], "c");
+
+	/* the next decisions carry on from the compacted log: d's claim too */
+	assert_int_equal(expose(f, "c1", "d", 0, f->now), pd);
+	assert_int_equal(store_begin(&f->st, &txn, 1), 0);
+	assert_true(store_last_seq(&f->st, txn) == f->a.seq);
+	mdb_txn_abort(txn);
+}
+
 /* The log holds exactly seqs 1..a.seq, in order, each the event queued. */
 static void
 test_log(void **state)
@@ -1515,9 +1591,13 @@ test_property(void **state)
 			ev_applied(&ev, rndn(10) ? "haproxy" : "nginx", g,
 			    f->now);
 			prop_other(m, f, &ev);
-		} else if (r < 98) {			/* reopen */
+		} else if (r < 97) {			/* reopen */
 			fx_reopen(f);
 			alloc_clear(&f->a);
+		} else if (r < 98) {			/* compact */
+			event_init(&ev, EV_SNAPSHOT);
+			ev.time = f->now;
+			prop_other(m, f, &ev);
 		} else {			/* many at once, same instant */
 			for (i = 0; i < 6; i++) {
 				o = (int)rndn(PN);
@@ -1555,6 +1635,7 @@ main(void)
 		T(test_applied),
 		T(test_applied_two_proxies),
 		T(test_log),
+		T(test_state),
 		T(test_sync_keeps_refused_want),
 		T(test_refused_want_keeps_quarantine),
 		T(test_sync_sid_reused),
