@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "bus.h"
@@ -339,30 +340,59 @@ tick(uint64_t now)
 }
 
 /*
- * Owners on ports the configuration no longer gives out: with
- * allow_shrink they move now (a TICK does it, logged); without it allocd
- * will not start, and says who would move.
+ * Owners on ports the configuration no longer gives out (the ports shrank),
+ * each handed to say() with its port; how many there are.
  */
-static void
-check_stranded(void)
+static size_t
+stranded(void (*say)(const char *, unsigned, size_t))
 {
-	struct event ev;
 	MDB_txn *txn;
 	char **list;
+	unsigned port;
 	size_t n;
 
 	if (store_begin(&st, &txn, 1) != 0)
 		fatalx("allocd: read transaction");
 	list = alloc_stranded(&al, txn);
-	mdb_txn_abort(txn);
-	for (n = 0; list[n] != NULL; n++)
-		if (!conf.allow_shrink && n < 20)
-			log_warnx("allocd: %s holds a port no longer in the "
-			    "configured ports", list[n]);
-	for (n = 0; list[n] != NULL; n++)
+	for (n = 0; list[n] != NULL; n++) {
+		alloc_port_of(&al, txn, list[n], &port);
+		say(list[n], port, n);
 		free(list[n]);
+	}
+	mdb_txn_abort(txn);
 	free(list);
-	if (n == 0)
+	return n;
+}
+
+static void
+warn_stranded(const char *owner, unsigned port, size_t i)
+{
+	if (!conf.allow_shrink && i < 20)
+		log_warnx("allocd: %s holds port %u, no longer in the "
+		    "configured ports", owner, port);
+}
+
+static void
+print_stranded(const char *owner, unsigned port, size_t i)
+{
+	if (i == 0)
+		printf("# owners on ports no longer configured, who %s:\n",
+		    conf.allow_shrink ? "will move (allow_shrink = 1)" :
+		    "would move");
+	printf("#\t%s\tport %u\n", owner, port);
+}
+
+/*
+ * With allow_shrink, stranded owners move now (a TICK does it, logged);
+ * without it allocd will not start, and says who would move.
+ */
+static void
+check_stranded(void)
+{
+	struct event ev;
+	size_t n;
+
+	if ((n = stranded(warn_stranded)) == 0)
 		return;
 	if (!conf.allow_shrink)
 		fatalx("allocd: %zu owners would move; set allow_shrink = 1 "
@@ -373,6 +403,39 @@ check_stranded(void)
 	ev.time = now_ms();
 	commit_batch(&ev, 1);
 	alloc_clear(&al);	/* nobody listens yet: consumers catch up */
+}
+
+/*
+ * allocd -n: the configuration is printed; then, against the store as it
+ * is, who the configured ports would move.  Exit 1 when allocd would
+ * refuse to start.
+ */
+static int
+check_config(void)
+{
+	char path[PATH_MAX + 16];
+	MDB_txn *txn;
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/data.mdb", conf.store);
+	if (access(path, F_OK) == -1) {
+		printf("# no store at %s yet: nobody to move\n", conf.store);
+		return 0;
+	}
+	if (store_open(&st, conf.store, (size_t)conf.map_size_mb << 20, 1))
+		return 1;
+	if (store_begin(&st, &txn, 1) != 0)
+		fatalx("allocd: read transaction");
+	alloc_init(&al, &st, &conf, store_last_seq(&st, txn));
+	mdb_txn_abort(txn);
+	n = stranded(print_stranded);
+	if (n == 0)
+		printf("# nobody moves: every held port is still configured\n");
+	else if (!conf.allow_shrink)
+		printf("# allocd would not start: %zu owners would move; set "
+		    "allow_shrink = 1 to move them\n", n);
+	store_close(&st);
+	return n > 0 && !conf.allow_shrink;
 }
 
 static void
@@ -398,7 +461,12 @@ main(int argc, char **argv)
 	char ports[CONF_MAX_RANGES * 12];
 	int sig, timeout;
 
-	daemon_start(&d, argc, argv, "allocd", DAEMON_REPLAY, &conf);
+	daemon_start(&d, argc, argv, "allocd", DAEMON_REPLAY | DAEMON_CHECK,
+	    &conf);
+	if (d.check) {
+		log_init("allocd", 1, d.verbose);
+		return check_config();
+	}
 	if (d.replay != NULL) {
 		log_init("allocd", 1, d.verbose);
 		return replay_run(&conf, d.replay);

@@ -84,7 +84,9 @@ daemon_start(struct daemon *d, int argc, char **argv, const char *name,
 	}
 	if (d->check) {
 		config_print(conf, stdout);
-		exit(0);
+		if (!(flags & DAEMON_CHECK))
+			exit(0);
+		return;		/* the daemon checks more, then exits */
 	}
 	if (d->replay != NULL || d->render != NULL)
 		return;		/* a command, not a daemon: no run folder */

@@ -27,6 +27,7 @@ struct daemon {
 #define DAEMON_PROXY	0x1	/* takes -p proxy */
 #define DAEMON_REPLAY	0x2	/* takes -R store (allocd) */
 #define DAEMON_RENDER	0x4	/* takes -T statefile (renderd) */
+#define DAEMON_CHECK	0x8	/* -n returns: the daemon checks more */
 
 void	daemon_start(struct daemon *, int argc, char **argv, const char *name,
 	    int flags, struct config *);

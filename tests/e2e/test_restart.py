@@ -4,6 +4,7 @@ moves nothing; garbage on allocd's bus endpoints is dropped and counted,
 and allocd goes on."""
 
 import os
+import re
 
 import msgpack
 import zmq
@@ -352,8 +353,9 @@ def test_lost_store_adopts_written_ports(make_fleet):
 
 def test_shrinking_the_ports_needs_allow_shrink(make_fleet):
     """A port taken out of the configured ports while an owner holds it:
-    allocd will not start and names who would move; with allow_shrink = 1
-    it moves them, the new address is written and the old port stops."""
+    allocd -n lists who would move, allocd will not start and names them;
+    with allow_shrink = 1 it moves them, the new address is written and the
+    old port stops."""
     import subprocess
     fleet, pay = start_payments(make_fleet)
     top = fleet.port_hi
@@ -364,12 +366,22 @@ def test_shrinking_the_ports_needs_allow_shrink(make_fleet):
     allocd.stop()
     shrunk = {"portico": {"ports": "%d-%d" % (fleet.port_lo, top - 1)}}
     fleet.write_conf(**shrunk)
+    cp = subprocess.run([harness.daemon_path("allocd"), "-n", "-f", fleet.conf_path],
+                        capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 1, cp.stdout + cp.stderr
+    assert re.search(r"^#\t[^\t]*/payments/ledger-db/0\tport %d$" % top, cp.stdout,
+                     re.M), cp.stdout
+    assert "allocd would not start: 1 owners would move" in cp.stdout, cp.stdout
     cp = subprocess.run([harness.daemon_path("allocd"), "-d", "-f", fleet.conf_path],
                         capture_output=True, text=True, timeout=60)
     assert cp.returncode == 1, cp.stderr
     assert "would move" in cp.stderr and "/payments/ledger-db/0" in cp.stderr, cp.stderr
     shrunk["portico"]["allow_shrink"] = 1
     fleet.write_conf(**shrunk)
+    cp = subprocess.run([harness.daemon_path("allocd"), "-n", "-f", fleet.conf_path],
+                        capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0 and "will move (allow_shrink = 1)" in cp.stdout, \
+        cp.stdout + cp.stderr
     allocd.start()
 
     def moved():
