@@ -3,6 +3,8 @@
 #   make            build the four daemons into build/bin
 #   make asan       the same with AddressSanitizer and UBSan, into build/asan
 #   make test       install what is missing, build, run unit and e2e tests
+#   make golden     renderd's output against tests/golden/*.out
+#   make golden-update  rewrite those .out files (for a change that is meant)
 #   make run        install what is missing, build, run the demo fleet
 #   make bench-alloc  allocd's throughput, latency, start-up and store size
 
@@ -27,7 +29,7 @@ PY	 = /usr/bin/python3
 SAN	 = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	   -fno-sanitize-recover=undefined
 
-.PHONY: all asan test unit e2e run deps clean bench-alloc
+.PHONY: all asan test unit golden golden-update e2e run deps clean bench-alloc
 all: $(BINS) $(UNIT_BINS)
 
 $(BUILD)/obj/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h)
@@ -58,6 +60,15 @@ deps:
 unit: all
 	@for t in $(UNIT_BINS); do echo "== $$t"; $$t || exit 1; done
 
+# renderd -T <case>.in against <case>.out, byte for byte.
+golden: all
+	PORTICO_BIN=$(CURDIR)/$(BUILD)/bin $(PY) -m pytest -q \
+	    -p no:cacheprovider tests/golden
+
+golden-update: all
+	PORTICO_GOLDEN_UPDATE=1 PORTICO_BIN=$(CURDIR)/$(BUILD)/bin \
+	    $(PY) -m pytest -q -p no:cacheprovider tests/golden
+
 e2e: all
 	$(PY) -m pytest -q -p no:cacheprovider tests/sim tests/e2e
 
@@ -67,6 +78,8 @@ test: deps
 	$(MAKE) asan
 	$(MAKE) unit
 	$(MAKE) BUILD=build/asan unit
+	$(MAKE) golden
+	$(MAKE) BUILD=build/asan golden
 	PORTICO_BIN=$(CURDIR)/build/asan/bin $(PY) -m pytest -q \
 	    -p no:cacheprovider tests/sim tests/e2e
 
