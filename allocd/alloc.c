@@ -72,10 +72,28 @@ alloc_clear(struct alloc *a)
 	a->nout = 0;
 }
 
+static void
+forget_full(struct alloc *a)
+{
+	a->full = 0;
+	free(a->full_claims);
+	a->full_claims = NULL;
+	a->nfull_claims = 0;
+}
+
+void
+alloc_rollback(struct alloc *a, uint64_t seq)
+{
+	a->seq = seq;
+	alloc_clear(a);
+	forget_full(a);
+}
+
 void
 alloc_free(struct alloc *a)
 {
 	alloc_clear(a);
+	forget_full(a);
 	free(a->out);
 	a->out = NULL;
 	a->capout = 0;
@@ -315,6 +333,73 @@ port_avail(struct alloc *a, MDB_txn *txn, unsigned p, const char *owner,
 	return port_avail_dry(a, txn, p, owner, now, why, whylen, 0);
 }
 
+static int
+cmp_u64(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+/*
+ * A probe found no port: remember it until the first quarantine runs out,
+ * with the owners who hold a quarantined port (it would be free to them).
+ */
+static void
+remember_full(struct alloc *a, MDB_txn *txn)
+{
+	uint64_t q = (uint64_t)a->conf->quarantine * 1000, until = UINT64_MAX;
+	struct port_rec pr;
+	MDB_cursor *cur;
+	MDB_val key, val;
+	size_t cap = 0;
+	uint64_t *nc;
+	int op;
+
+	forget_full(a);
+	if (mdb_cursor_open(txn, a->st->ports, &cur) != 0)
+		fatalx("alloc: cursor");
+	for (op = MDB_FIRST; mdb_cursor_get(cur, &key, &val, op) == 0;
+	    op = MDB_NEXT) {
+		memcpy(&pr, val.mv_data, sizeof(pr));
+		if (pr.released == 0)
+			continue;
+		if (pr.released + q < until)
+			until = pr.released + q;
+		if (a->nfull_claims == cap) {
+			cap = cap ? cap * 2 : 64;
+			if ((nc = reallocarray(a->full_claims, cap,
+			    sizeof(*nc))) == NULL)
+				fatal("alloc: full");
+			a->full_claims = nc;
+		}
+		a->full_claims[a->nfull_claims++] = hash_fnv1a_n(
+		    (char *)val.mv_data + sizeof(pr), val.mv_size -
+		    sizeof(pr));
+	}
+	mdb_cursor_close(cur);
+	if (a->nfull_claims > 1)
+		qsort(a->full_claims, a->nfull_claims, sizeof(uint64_t),
+		    cmp_u64);
+	a->full = 1;
+	a->full_until = until;
+}
+
+/* Known to find no port for owner at now, without probing? */
+static int
+known_full(const struct alloc *a, const char *owner, uint64_t now)
+{
+	uint64_t h;
+
+	if (!a->full || now >= a->full_until)
+		return 0;
+	if (a->nfull_claims == 0)
+		return 1;
+	h = hash_fnv1a(owner);
+	return bsearch(&h, a->full_claims, a->nfull_claims, sizeof(h),
+	    cmp_u64) == NULL;
+}
+
 /* dry: only look, change nothing (to decide whether a TICK is due) */
 static unsigned
 port_pick_dry(struct alloc *a, MDB_txn *txn, const char *owner, uint64_t now,
@@ -324,6 +409,9 @@ port_pick_dry(struct alloc *a, MDB_txn *txn, const char *owner, uint64_t now,
 	unsigned size = ports_count(&c->ports), i, k, p;
 	char why[256];
 
+	if (known_full(a, owner, now))
+		return 0;
+
 	/* the preferred port, then upward through the set, wrapping */
 	k = (unsigned)(hash_fnv1a(owner) % size);
 	for (i = 0; i < size; i++, k = k + 1 == size ? 0 : k + 1) {
@@ -332,6 +420,7 @@ port_pick_dry(struct alloc *a, MDB_txn *txn, const char *owner, uint64_t now,
 		    dry) == 0)
 			return p;
 	}
+	remember_full(a, txn);
 	return 0;
 }
 
@@ -410,6 +499,7 @@ release(struct alloc *a, MDB_txn *txn, const char *owner,
 	}
 	if ((rc = put_port(a, txn, rec->port, owner, now)) != 0)
 		return rc;
+	forget_full(a);		/* a zero quarantine frees it at once */
 	route_event(&d, EV_PORT_FREE, set);
 	d.port = rec->port;
 	d.has |= F_PORT;
@@ -820,6 +910,7 @@ del_port(struct alloc *a, MDB_txn *txn, unsigned p)
 	MDB_val key = { 2, k };
 	int rc = mdb_del(txn, a->st->ports, &key, NULL);
 
+	forget_full(a);
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
@@ -903,6 +994,8 @@ alloc_tick_due(struct alloc *a, MDB_txn *txn, uint64_t now)
 	size_t n;
 	int due;
 
+	if (a->full && now < a->full_until && a->nfull_claims == 0)
+		return 0;	/* no port is free for anyone: skip the scan */
 	list = waiting_owners(a, txn, &n);
 	due = n > 0 && port_pick_dry(a, txn, list[0], now, 1) != 0;
 	free_list(list);
@@ -985,6 +1078,7 @@ int
 alloc_state(struct alloc *a, MDB_txn *txn,
     int (*fn)(const struct event *, void *), void *arg)
 {
+	struct cluster_rec crec;
 	struct owner_rec rec;
 	struct event ev;
 	MDB_cursor *cur;
@@ -996,12 +1090,14 @@ alloc_state(struct alloc *a, MDB_txn *txn,
 		fatalx("alloc: cursor");
 	for (op = MDB_FIRST; rc == 0 &&
 	    mdb_cursor_get(cur, &key, &val, op) == 0; op = MDB_NEXT) {
-		if (val.mv_size <= sizeof(struct cluster_rec) ||
-		    !((struct cluster_rec *)val.mv_data)->up)
+		/* LMDB does not align values: copy the record out */
+		if (val.mv_size <= sizeof(crec))
 			continue;
-		if (event_decode(&ev, (char *)val.mv_data +
-		    sizeof(struct cluster_rec), val.mv_size -
-		    sizeof(struct cluster_rec), err, sizeof(err)) == -1)
+		memcpy(&crec, val.mv_data, sizeof(crec));
+		if (!crec.up)
+			continue;
+		if (event_decode(&ev, (char *)val.mv_data + sizeof(crec),
+		    val.mv_size - sizeof(crec), err, sizeof(err)) == -1)
 			fatalx("alloc: cluster %.*s: %s", (int)key.mv_size,
 			    (char *)key.mv_data, err);
 		rc = fn(&ev, arg);

@@ -18,6 +18,18 @@ struct alloc {
 	struct event		*out;
 	size_t			 nout;
 	size_t			 capout;
+
+	/*
+	 * "No port is free", remembered after a probe of the whole set found
+	 * none, so that an exhausted set costs one probe, not one per owner
+	 * that asks.  It holds until the first quarantine runs out or a port
+	 * is released; the owners whose own quarantined ports would be free
+	 * to them (by the hash of their key) probe anyway.
+	 */
+	int			 full;
+	uint64_t		 full_until;
+	uint64_t		*full_claims;	/* sorted owner hashes */
+	size_t			 nfull_claims;
 };
 
 void	alloc_init(struct alloc *, struct store *, const struct config *,
@@ -51,8 +63,10 @@ char	**alloc_stranded(struct alloc *, MDB_txn *);
 int	alloc_state(struct alloc *, MDB_txn *,
 	    int (*fn)(const struct event *, void *), void *arg);
 
-/* Forget the queued decisions (after publishing, or after an abort). */
+/* Forget the queued decisions (after publishing). */
 void	alloc_clear(struct alloc *);
+/* The transaction was aborted: back to seq, forget what it taught us. */
+void	alloc_rollback(struct alloc *, uint64_t seq);
 void	alloc_free(struct alloc *);
 
 /* Look up an owner's current port (0 when it has none). */

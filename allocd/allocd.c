@@ -18,6 +18,7 @@
 #include "alloc.h"
 #include "bus.h"
 #include "daemon.h"
+#include "hash.h"
 #include "log.h"
 #include "replay.h"
 #include "store.h"
@@ -80,8 +81,7 @@ commit_batch(struct event *batch, size_t n)
 			mdb_txn_abort(txn);
 		if (rc == 0 || rc == 1)
 			return;
-		al.seq = seq0;
-		alloc_clear(&al);
+		alloc_rollback(&al, seq0);
 		if (rc != MDB_MAP_FULL)
 			fatalx("allocd: commit: %s", mdb_strerror(rc));
 		mdb_env_info(st.env, &info);
@@ -382,27 +382,58 @@ print_stranded(const char *owner, unsigned port, size_t i)
 	printf("#\t%s\tport %u\n", owner, port);
 }
 
+/* What decides who is stranded: the ports, reserved ports, API port. */
+static uint64_t
+ports_fingerprint(void)
+{
+	char buf[2 * CONF_MAX_RANGES * 12 + 32];
+	size_t n;
+
+	ports_format(&conf.ports, buf, sizeof(buf) / 2);
+	n = strlen(buf);
+	snprintf(buf + n, sizeof(buf) - n, ";%u;", conf.api_port);
+	n = strlen(buf);
+	ports_format(&conf.reserved, buf + n, sizeof(buf) - n);
+	return hash_fnv1a(buf);
+}
+
 /*
- * With allow_shrink, stranded owners move now (a TICK does it, logged);
- * without it allocd will not start, and says who would move.
+ * Owners stranded off the ports (the configuration shrank): with
+ * allow_shrink they move now (a TICK does it, logged); without it allocd
+ * will not start, and says who would move.  The whole owner table is
+ * looked at only when the ports changed since the last start.
  */
 static void
 check_stranded(void)
 {
+	uint64_t fp = ports_fingerprint(), was;
 	struct event ev;
+	MDB_txn *txn;
 	size_t n;
+	int rc;
 
-	if ((n = stranded(warn_stranded)) == 0)
+	if (store_begin(&st, &txn, 1) != 0)
+		fatalx("allocd: read transaction");
+	rc = store_get_u64(&st, txn, "ports", &was);
+	mdb_txn_abort(txn);
+	if (rc == 0 && was == fp)
 		return;
-	if (!conf.allow_shrink)
-		fatalx("allocd: %zu owners would move; set allow_shrink = 1 "
-		    "to move them, or give their ports back", n);
-	log_info("allocd: moving %zu owners off ports no longer configured",
-	    n);
-	event_init(&ev, EV_TICK);
-	ev.time = now_ms();
-	commit_batch(&ev, 1);
-	alloc_clear(&al);	/* nobody listens yet: consumers catch up */
+	if ((n = stranded(warn_stranded)) > 0) {
+		if (!conf.allow_shrink)
+			fatalx("allocd: %zu owners would move; set "
+			    "allow_shrink = 1 to move them, or give their "
+			    "ports back", n);
+		log_info("allocd: moving %zu owners off ports no longer "
+		    "configured", n);
+		event_init(&ev, EV_TICK);
+		ev.time = now_ms();
+		commit_batch(&ev, 1);
+		alloc_clear(&al);   /* nobody listens yet: consumers catch up */
+	}
+	if (store_begin(&st, &txn, 0) != 0 ||
+	    store_put_u64(&st, txn, "ports", fp) != 0 ||
+	    mdb_txn_commit(txn) != 0)
+		fatalx("allocd: cannot record the ports");
 }
 
 /*

@@ -1,23 +1,32 @@
 /*
- * portico — FNV-1a over a C string.  allocd derives an owner's preferred
- * port from it (so it must never change: a lost store relies on it giving
- * the same ports back); watcherd hashes its map keys with it.
+ * portico — FNV-1a.  allocd derives an owner's preferred port from it (so
+ * it must never change: a lost store relies on it giving the same ports
+ * back); watcherd hashes its map keys with it.
  */
 #ifndef PORTICO_HASH_H
 #define PORTICO_HASH_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+static inline uint64_t
+hash_fnv1a_n(const void *p, size_t len)
+{
+	const unsigned char *s = p;
+	uint64_t h = 14695981039346656037ULL;
+
+	while (len-- > 0) {
+		h ^= *s++;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
 
 static inline uint64_t
 hash_fnv1a(const char *s)
 {
-	uint64_t h = 14695981039346656037ULL;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return h;
+	return hash_fnv1a_n(s, strlen(s));
 }
 
 #endif

@@ -52,9 +52,7 @@ fx_open(struct fx *f)
 static void
 fx_close(struct fx *f)
 {
-	alloc_clear(&f->a);
-	free(f->a.out);
-	f->a.out = NULL;
+	alloc_free(&f->a);
 	store_close(&f->st);
 }
 
@@ -1232,6 +1230,24 @@ pcluster(int o)
 }
 
 /* With PORTICO_TRACE set, print each observation and its decisions. */
+/* A port owner o could have at now, by the model; 0 if none. */
+static unsigned
+model_free_port(const struct model *m, int o, uint64_t now)
+{
+	unsigned p;
+	int x, held;
+
+	for (p = PLO; p <= PHI; p++) {
+		for (x = 0, held = p == PAPI; x < PN && !held; x++)
+			held = m->held[x] == p;
+		if (!held && (m->pfree_by[p - PLO] < 0 ||
+		    m->pfree_by[p - PLO] == o ||
+		    now >= m->pfree_at[p - PLO] + QMS))
+			return p;
+	}
+	return 0;
+}
+
 static void
 trace(struct model *m, struct fx *f)
 {
@@ -1341,6 +1357,10 @@ model_apply(struct model *m, struct fx *f, const struct event *obs)
 			    !(obs->has & (F_WANT | F_WHY))))
 				VIOLATION(m, "REFUSED %s (%s) by %s",
 				    m->key[o], d->why, event_name(obs->type));
+			if (strstr(d->why, "no free port") != NULL &&
+			    (p = model_free_port(m, o, obs->time)) != 0)
+				VIOLATION(m, "%s refused while port %u was "
+				    "free", m->key[o], p);
 			break;
 		case EV_PORT_LIVE:
 			o = model_owner(m, d);
