@@ -10,13 +10,19 @@
  *    unacknowledged at a time.
  * 2. decision latency at a steady RATE: from the send of an observation to
  *    the ACK that covers it (the ACK comes after the durable commit).
- * 3. start-up: allocd restarted on that store; time to its pid file, RSS.
- * 4. churn: CHURN expose/unexpose observations; the store's size after.
+ * 3. start-up: allocd restarted on that store; time to its pid file, RSS;
+ *    then again with WAITERS more owners, who find the ports full and
+ *    wait (100,000 owners in all), and allocd's CPU while idle with them
+ *    (it looks once a second whether a waiter can have a port).
+ * 4. churn: CHURN expose/unexpose observations under the default
+ *    compaction policy; ACK latency through it (compactions included), the
+ *    store's size and the log's length after.
  */
 #include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +33,7 @@
 #include "bus.h"
 #include "event.h"
 #include "log.h"
+#include "store.h"
 
 #define OWNERS	30000
 #define ROUNDS	6
@@ -35,9 +42,11 @@
 #define PACED	(RATE * 3)
 #define CHURN	1000000
 #define CHURN_OWNERS 2000
+#define WAITERS	70000		/* owners beyond the ports: 100,000 in all */
+#define IDLE_S	5
 
 static const char	*allocd, *work;
-static char		 conf[600], pidfile[600];
+static char		 conf[600], pidfile[600], logfile[600];
 static uint64_t		*sent_at;	/* by seq */
 static double		*lat;
 static size_t		 nlat;
@@ -68,6 +77,10 @@ start_allocd(double *ms)
 
 	unlink(pidfile);
 	if ((pid = fork()) == 0) {
+		int fd = open(logfile, O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+		if (fd == -1 || dup2(fd, 2) == -1)
+			_exit(126);
 		execl(allocd, "allocd", "-d", "-f", conf, (char *)NULL);
 		_exit(127);
 	}
@@ -202,6 +215,89 @@ make_load(struct event *ev, uint64_t seq, size_t i)
 }
 
 static void
+make_waiters(struct event *ev, uint64_t seq, size_t i)
+{
+	route(ev, seq, OWNERS + (unsigned)i, 30000, 0);
+}
+
+/* CPU seconds (user + system) the process has used. */
+static double
+cpu_s(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut = 0, stime = 0;
+	FILE *fp;
+	int i;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	if ((fp = fopen(path, "r")) == NULL)
+		return -1;
+	if (fgets(buf, sizeof(buf), fp) == NULL || (p = strrchr(buf, ')')) ==
+	    NULL) {
+		fclose(fp);
+		return -1;
+	}
+	fclose(fp);
+	/* fields 14 and 15, counted after the command's closing paren */
+	for (i = 3; i < 14 && p != NULL; i++)
+		p = strchr(p + 1, ' ');
+	if (p == NULL || sscanf(p, " %lu %lu", &ut, &stime) != 2)
+		return -1;
+	return (double)(ut + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Records in the store's log, read the way any reader would. */
+static double
+log_records(const char *store)
+{
+	struct store st;
+	MDB_txn *txn;
+	MDB_stat ms;
+
+	if (store_open(&st, store, 1 << 30, 1) == -1)
+		return -1;
+	if (store_begin(&st, &txn, 1) != 0 ||
+	    mdb_stat(txn, st.log, &ms) != 0)
+		fatalx("bench: stat the log");
+	mdb_txn_abort(txn);
+	store_close(&st);
+	return (double)ms.ms_entries;
+}
+
+/* The longest compaction allocd logged, in ms; how many it logged. */
+static double
+compactions(double *longest)
+{
+	char line[512], *p;
+	double n = 0, ms;
+	FILE *fp;
+
+	*longest = 0;
+	if ((fp = fopen(logfile, "r")) == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), fp) != NULL)
+		if ((p = strstr(line, "compacted the log")) != NULL &&
+		    (p = strstr(p, " dropped in ")) != NULL &&
+		    sscanf(p, " dropped in %lf ms", &ms) == 1) {
+			n++;
+			if (ms > *longest)
+				*longest = ms;
+		}
+	fclose(fp);
+	return n;
+}
+
+static double
+file_mb(const char *store)
+{
+	char path[600];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/data.mdb", store);
+	return stat(path, &st) == 0 ? (double)st.st_size / 1048576.0 : -1;
+}
+
+static void
 make_churn(struct event *ev, uint64_t seq, size_t i)
 {
 	/* each owner exposed, then gone, then back: two decisions a pair */
@@ -211,10 +307,9 @@ make_churn(struct event *ev, uint64_t seq, size_t i)
 int
 main(int argc, char **argv)
 {
-	char run_dir[256], store[256], ep[600], path[600];
+	char run_dir[256], store[256], ep[600];
 	uint64_t seq = 0;
 	double secs, ms;
-	struct stat st;
 	FILE *fp;
 	void *s;
 	pid_t pid;
@@ -233,6 +328,7 @@ main(int argc, char **argv)
 	snprintf(store, sizeof(store), "%s/store", work);
 	snprintf(conf, sizeof(conf), "%s/portico.conf", work);
 	snprintf(pidfile, sizeof(pidfile), "%s/allocd.pid", run_dir);
+	snprintf(logfile, sizeof(logfile), "%s/allocd.log", work);
 	if ((fp = fopen(conf, "w")) == NULL)
 		fatal("%s", conf);
 	/*
@@ -271,6 +367,10 @@ main(int argc, char **argv)
 	emit("startup_time_with_assignments", ms, "ms");
 	emit("startup_rss_with_assignments", (double)rss_kb(pid, "VmRSS:") /
 	    1024.0, "MB");
+	emit("startup_rss_anon_with_assignments", (double)rss_kb(pid,
+	    "RssAnon:") / 1024.0, "MB");
+
+	/* a new sender: its seqs start over */
 	bus_close(s);
 	s = bus_socket(ZMQ_DEALER);
 	bus_connect(s, ep);
@@ -278,18 +378,34 @@ main(int argc, char **argv)
 	free(lat);
 	sent_at = NULL;
 	lat = NULL;
-	/* a new sender: its seqs start over */
 	seq = 0;
-	secs = run(s, &seq, CHURN, 0, make_churn);
+	run(s, &seq, WAITERS, 0, make_waiters);
+	stop_allocd(pid);
+	pid = start_allocd(&ms);
+	emit("owners", OWNERS + WAITERS, "owners");
+	emit("startup_time_with_100k_owners", ms, "ms");
+	emit("startup_rss_with_100k_owners", (double)rss_kb(pid, "VmRSS:") /
+	    1024.0, "MB");
+	emit("startup_rss_anon_with_100k_owners", (double)rss_kb(pid,
+	    "RssAnon:") / 1024.0, "MB");
+	secs = cpu_s(pid);
+	sleep(IDLE_S);
+	emit("idle_cpu_with_100k_owners", (cpu_s(pid) - secs) / IDLE_S *
+	    100.0, "%");
+
+	bus_close(s);
+	s = bus_socket(ZMQ_DEALER);
+	bus_connect(s, ep);
+	seq = 0;
+	secs = run(s, &seq, CHURN / 2, 0, make_churn);
+	emit("store_file_after_half_churn", file_mb(store), "MB");
+	secs += run(s, &seq, CHURN / 2, 0, make_churn);
 	emit("churn_observations_per_s", CHURN / secs, "obs/s");
 	stop_allocd(pid);
-	snprintf(path, sizeof(path), "%s/data.mdb", store);
-	if (stat(path, &st) == 0) {
-		emit("store_file_after_churn", (double)st.st_size / 1048576.0,
-		    "MB");
-		emit("store_used_after_churn", (double)st.st_blocks * 512.0 /
-		    1048576.0, "MB");
-	}
+	emit("store_file_after_churn", file_mb(store), "MB");
+	emit("log_records_after_churn", log_records(store), "records");
+	emit("compactions", compactions(&ms), "compactions");
+	emit("compaction_longest", ms, "ms");
 	emit("churn_events", CHURN, "observations");
 	bus_close(s);
 	zmq_ctx_term(bus_ctx());
