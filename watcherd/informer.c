@@ -84,6 +84,13 @@ obj_key(json_t *obj, char *buf, size_t len)
 }
 
 static void
+nul_object(struct informer *inf)
+{
+	log_warnx("%s: %s: an object with a NUL byte in a string was "
+	    "ignored", inf->cl->name, res_names[inf->res]);
+}
+
+static void
 list_done(struct http_req *r, long code, const char *body, size_t len,
     const char *err)
 {
@@ -92,7 +99,6 @@ list_done(struct http_req *r, long code, const char *body, size_t len,
 	struct smap_ent *e;
 	const char *cont, *rv;
 	json_t *root, *items, *item, *md;
-	json_error_t jerr;
 	char key[384], why[160], **gone;
 	size_t i, ngone = 0;
 
@@ -111,13 +117,19 @@ list_done(struct http_req *r, long code, const char *body, size_t len,
 		backoff(inf, why);
 		return;
 	}
-	if ((root = json_loadb(body, len, 0, &jerr)) == NULL ||
-	    !json_is_array(items = json_object_get(root, "items"))) {
+	if ((root = json_untrusted(body, len)) == NULL ||
+	    !json_is_array(items = json_object_get(root, "items")) ||
+	    json_has_nul(json_object_get(root, "metadata"))) {
 		json_decref(root);
 		backoff(inf, "list: malformed JSON");
 		return;
 	}
 	json_array_foreach(items, i, item) {
+		/* not seen, so gone if we had it */
+		if (json_has_nul(item)) {
+			nul_object(inf);
+			continue;
+		}
 		if (obj_key(item, key, sizeof(key)) == NULL)
 			continue;
 		smap_put(&inf->seen, key, inf);
@@ -183,18 +195,36 @@ start_list(struct informer *inf)
 	    NULL, inf);
 }
 
+/*
+ * The object of a watch event.  One that holds a NUL is dropped as a
+ * relist would drop it: deleted, when its name itself is sound.
+ */
+static void
+watch_object(struct informer *inf, const char *type, json_t *obj)
+{
+	json_t *md = json_object_get(obj, "metadata");
+
+	if (!json_has_nul(obj)) {
+		cluster_object(inf->cl, inf->res, type, obj);
+		return;
+	}
+	nul_object(inf);
+	if (!json_has_nul(json_object_get(md, "name")) &&
+	    !json_has_nul(json_object_get(md, "namespace")))
+		cluster_object(inf->cl, inf->res, "DELETED", obj);
+}
+
 /* One line of a watch stream; -1 ends the stream. */
 static int
 watch_line(struct informer *inf, const char *line, size_t len)
 {
 	json_t *ev, *obj, *md;
-	json_error_t jerr;
 	const char *type, *rv, *reason;
 	json_int_t code;
 
 	if (len == 0)
 		return 0;
-	if ((ev = json_loadb(line, len, 0, &jerr)) == NULL) {
+	if ((ev = json_untrusted(line, len)) == NULL) {
 		backoff(inf, "watch: malformed event");
 		return -1;
 	}
@@ -202,7 +232,8 @@ watch_line(struct informer *inf, const char *line, size_t len)
 	obj = json_object_get(ev, "object");
 	md = json_object_get(obj, "metadata");
 	rv = json_string_value(json_object_get(md, "resourceVersion"));
-	if (type == NULL || !json_is_object(obj)) {
+	if (type == NULL || !json_is_object(obj) ||
+	    json_has_nul(json_object_get(ev, "type"))) {
 		json_decref(ev);
 		backoff(inf, "watch: event without type or object");
 		return -1;
@@ -223,11 +254,12 @@ watch_line(struct informer *inf, const char *line, size_t len)
 		backoff(inf, "watch: server sent an ERROR event");
 		return -1;
 	}
-	if (rv != NULL && strlen(rv) < sizeof(inf->rv))
+	if (rv != NULL && strlen(rv) < sizeof(inf->rv) &&
+	    !json_has_nul(json_object_get(md, "resourceVersion")))
 		strcpy(inf->rv, rv);
 	if (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0 ||
 	    strcmp(type, "DELETED") == 0)
-		cluster_object(inf->cl, inf->res, type, obj);
+		watch_object(inf, type, obj);
 	json_decref(ev);
 	return 0;
 }

@@ -24,6 +24,7 @@ static uint64_t		 next_poll;
 static unsigned		 backoff;
 static int		 retried, polled_ok;
 static char		 last_err[160];
+static char		 last_refused[2048];	/* why clusters were refused */
 
 static void	poll_clusters(void);
 
@@ -117,9 +118,13 @@ forget_token(void)
 	token = NULL;
 }
 
-/* One cluster of the list; 1 when it is to be routed. */
+/*
+ * One cluster of the list: 1 when it is to be routed, 0 when it is not
+ * (being created or deleted), -1 when it is refused, with the reason in
+ * why: what it says cannot be trusted to reach a config or a log.
+ */
 static int
-pks_cluster(json_t *c)
+pks_cluster(json_t *c, char *why, size_t whylen)
 {
 	const char *uuid = json_string_value(json_object_get(c, "uuid"));
 	const char *name = json_string_value(json_object_get(c, "name"));
@@ -136,9 +141,16 @@ pks_cluster(json_t *c)
 	struct cluster *cl;
 	size_t i, n, dlen;
 
-	if (uuid == NULL || name == NULL || !valid_cluster_id(uuid) ||
-	    !valid_dns_label(name))
-		return 0;
+	if (uuid == NULL || !valid_cluster_id(uuid) || json_has_nul(c)) {
+		snprintf(why, whylen, "%s", uuid != NULL &&
+		    valid_cluster_id(uuid) ? "a string holds a NUL byte" :
+		    "uuid is not [a-z0-9-]{1,63}");
+		return -1;
+	}
+	if (name == NULL || !valid_dns_label(name)) {
+		snprintf(why, whylen, "uuid %s: name is not a DNS label", uuid);
+		return -1;
+	}
 	cl = cluster_find(uuid);
 	if (action != NULL && strcmp(action, "DELETE") == 0)
 		return 0;
@@ -156,14 +168,19 @@ pks_cluster(json_t *c)
 	}
 	ips = json_object_get(c, "kubernetes_master_ips");
 	n = json_array_size(ips);
-	if (n == 0 || n > EV_MAX_MASTERS)
-		return 0;
+	if (n == 0 || n > EV_MAX_MASTERS) {
+		snprintf(why, whylen, "%s: %zu master IPs", name, n);
+		return -1;
+	}
 	memset(masters, 0, sizeof(masters));
 	json_array_foreach(ips, i, ip) {
 		const char *s = json_string_value(ip);
 
-		if (s == NULL || !valid_ip(s) || strlen(s) >= EV_IPLEN)
-			return 0;	/* "In Progress" and the like */
+		if (s == NULL || !valid_ip(s) || strlen(s) >= EV_IPLEN) {
+			snprintf(why, whylen, "%s: a master IP is not an IP "
+			    "address", name);
+			return -1;
+		}
 		strcpy(masters[i], s);
 	}
 	/* the master host is the SNI name when it lies under our domain */
@@ -186,8 +203,8 @@ poll_done(struct http_req *r, long code, const char *body, size_t len,
     const char *err)
 {
 	json_t *root, *c;
-	char why[128];
-	size_t i, routed = 0;
+	char why[128], refused[sizeof(last_refused)];
+	size_t i, o, routed = 0, nrefused = 0;
 
 	(void)r;
 	poll_req = NULL;
@@ -204,7 +221,7 @@ poll_done(struct http_req *r, long code, const char *body, size_t len,
 		pks_failed(why);
 		return;
 	}
-	if ((root = json_loadb(body, len, 0, NULL)) == NULL ||
+	if ((root = json_untrusted(body, len)) == NULL ||
 	    !json_is_array(root)) {
 		json_decref(root);
 		pks_failed("GET /v1/clusters: malformed JSON");
@@ -212,9 +229,25 @@ poll_done(struct http_req *r, long code, const char *body, size_t len,
 	}
 	pks_recovered();
 	clusters_mark(SRC_PKS);
-	json_array_foreach(root, i, c)
-		routed += (size_t)pks_cluster(c);
+	refused[0] = '\0';
+	json_array_foreach(root, i, c) {
+		switch (pks_cluster(c, why, sizeof(why))) {
+		case 1:
+			routed++;
+			break;
+		case -1:
+			nrefused++;
+			o = strlen(refused);
+			snprintf(refused + o, sizeof(refused) - o, "%s%s",
+			    o ? "; " : "", why);
+			break;
+		}
+	}
 	json_decref(root);
+	/* once per change, not once per poll */
+	if (strcmp(refused, last_refused) != 0 && nrefused > 0)
+		log_warnx("pks: %zu clusters refused: %s", nrefused, refused);
+	memcpy(last_refused, refused, sizeof(refused));
 	clusters_sweep(SRC_PKS);
 	polled_ok = 1;
 	if (kcdir_polled())

@@ -145,6 +145,10 @@ void	 informer_stop(struct informer *);
 void	 informer_timer(struct informer *, uint64_t now);
 const char *informer_path(const struct informer *, char *, size_t);
 
+/* json.c: documents parsed with NULs allowed; drop what holds one */
+json_t	*json_untrusted(const char *, size_t);
+int	 json_has_nul(const json_t *);
+
 /* pks.c */
 void	 pks_init(void);
 void	 pks_timer(uint64_t now);

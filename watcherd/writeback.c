@@ -83,7 +83,7 @@ vs_writeback(struct cluster *cl, const char *key, struct vs_obj *vs)
 	struct patch *p;
 	size_t r, o = 0;
 	int live = 1;
-	char *text;
+	char *text, *keep_addr, *keep_err;
 
 	if (smap_get(&cl->patching, key) != NULL)
 		return;
@@ -132,14 +132,24 @@ vs_writeback(struct cluster *cl, const char *key, struct vs_obj *vs)
 	smap_put(&cl->patching, key, p);
 	http_start("PATCH", url, &a, "application/merge-patch+json", text,
 	    30000, patch_done, NULL, p);
+	/*
+	 * What we write is ours (a validated host and port, a reason from
+	 * allocd); an address we keep is the object's own text: not logged.
+	 */
 	log_info("%s/%s/%s: writing back %s%s%s", cl->name, vs->ns, vs->name,
+	    streq(want_addr, vs->address) ? "the address as it is" :
 	    want_addr ? want_addr : "no address", want_err ? "; error: " : "",
 	    want_err ? want_err : "");
-	/* assume it lands; the watch will say if it did not */
+	/*
+	 * Assume it lands; the watch will say if it did not.  want_addr may
+	 * be vs->address itself (an address kept): copied before the free.
+	 */
+	keep_addr = dup_or_null(want_addr);
+	keep_err = dup_or_null(want_err);
 	free(vs->address);
 	free(vs->error);
-	vs->address = dup_or_null(want_addr);
-	vs->error = dup_or_null(want_err);
+	vs->address = keep_addr;
+	vs->error = keep_err;
 	free(text);
 }
 

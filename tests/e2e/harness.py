@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid as uuidlib
 
@@ -180,11 +181,11 @@ class PksSim:
         return got
 
     def put_cluster(self, cluster, kubeconfig):
-        self.control("PUT", "/_sim/clusters/" + cluster["uuid"],
+        self.control("PUT", "/_sim/clusters/" + urllib.parse.quote(cluster["uuid"], safe=""),
                      {"cluster": cluster, "kubeconfig": kubeconfig})
 
     def delete_cluster(self, uuid):
-        self.control("DELETE", "/_sim/clusters/" + uuid)
+        self.control("DELETE", "/_sim/clusters/" + urllib.parse.quote(uuid, safe=""))
 
     def requests(self):
         return self.control("GET", "/_sim/requests")

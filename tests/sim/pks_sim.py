@@ -7,6 +7,7 @@ PKS:  GET /v1/clusters, GET /v1/clusters/{name}, POST /v1/clusters/{name}/binds
       (Bearer token issued by /oauth/token and not expired)
 Test control, no auth, under /_sim/:
   PUT    /_sim/clusters/{uuid}   {"cluster": {...}, "kubeconfig": {...}}
+         (uuid percent-encoded)
   DELETE /_sim/clusters/{uuid}
   GET    /_sim/requests          {"/v1/clusters": 3, ...} requests per path
   PUT    /_sim/faults            {"path": "/v1/clusters", "status": 503,
@@ -187,13 +188,16 @@ class Handler(simcommon.JSONHandler):
                 if not isinstance(data, dict) or not isinstance(data.get("cluster"), dict):
                     return self.send_json(400, {"error": 'want {"cluster": {...}, '
                                                          '"kubeconfig": {...}}'})
-                # The uuid in the path wins over the one in the body.
-                state.put_cluster(dict(data, cluster=dict(data["cluster"], uuid=parts[2])))
-                return self.send_json(200, {"uuid": parts[2]})
+                # The uuid in the path wins over the one in the body; it is
+                # percent-encoded, so that tests can hand out hostile ones.
+                uuid = urllib.parse.unquote(parts[2])
+                state.put_cluster(dict(data, cluster=dict(data["cluster"], uuid=uuid)))
+                return self.send_json(200, {"uuid": uuid})
             if method == "DELETE":
+                uuid = urllib.parse.unquote(parts[2])
                 with state.lock:
-                    gone = state.clusters.pop(parts[2], None)
-                return self.send_json(200 if gone else 404, {"uuid": parts[2]})
+                    gone = state.clusters.pop(uuid, None)
+                return self.send_json(200 if gone else 404, {"uuid": uuid})
         if path == "/_sim/requests" and method == "GET":
             with state.lock:
                 counts = dict(state.requests)
