@@ -33,7 +33,7 @@ SPECIALS = ["\n", "\r", "\t", "\x00", "\x7f", "#", " ", '"', "'", "{", "}", ";",
 def names(kind):
     """Hostile values for a name of this kind: each special inside a name
     that is valid without it, then names too long for the kind."""
-    out = ["pay%sments" % c for c in SPECIALS] + ["payments" + c for c in SPECIALS]
+    out = ["pay%sments" % c for c in SPECIALS] + ["payments\n", "\npayments"]
     longest = {"label": 63, "id": 63, "host": 253}[kind]
     out += ["a" * (longest + 1), "a" * 100000, ""]
     if kind == "host":
@@ -47,7 +47,7 @@ def names(kind):
 
 
 def ips():
-    out = ["10.20.0.1" + c for c in SPECIALS] + [c + "10.20.0.1" for c in SPECIALS]
+    out = ["10.20.0.1" + c for c in SPECIALS] + [" 10.20.0.1", "\n10.20.0.1"]
     out += ["10.20.\uff10.1", "fd00::1%lo", "[fd00::1]", "10.20.0.1:8443", "10.20.0.1/32",
             "payments.k8s.example.test", "1" * 100000, "", "010.20.0.1", "10.20.0"]
     return out
