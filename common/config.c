@@ -89,6 +89,7 @@ static const struct ckey ckeys[] = {
 	C("bus", "alloc_sync", CK_ENDPOINT, alloc_sync, 0, 0, ""),
 	P("kind", CK_KIND, kind, 0, 0, "haproxy"),
 	P("binary", CK_STR, binary, 0, 0, NULL),	/* by kind */
+	P("listen", CK_IP, listen, 0, 0, NULL),		/* [portico] listen */
 	P("config", CK_STR, config, 0, 0, ""),
 	P("pub", CK_ENDPOINT, pub, 0, 0, ""),
 	P("sync", CK_ENDPOINT, sync, 0, 0, ""),
@@ -541,6 +542,8 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 		}
 		if (px->binary[0] == '\0')
 			strcpy(px->binary, kind_binary(px->kind));
+		if (px->listen[0] == '\0')
+			strcpy(px->listen, c->listen);
 		if (px->config[0] == '\0') {
 			snprintf(name, sizeof(name), "%s.cfg", px->name);
 			snprintf(px->config, sizeof(px->config), "%s/%s",

@@ -29,6 +29,7 @@ struct proxy_conf {
 	char		name[64];
 	char		kind[16];		/* haproxy, nginx */
 	char		binary[PATH_MAX];
+	char		listen[46];		/* default: [portico] listen */
 	char		config[PATH_MAX];	/* the file the proxy serves */
 	char		pub[CONF_ENDPOINT];	/* renderd's config PUB */
 	char		sync[CONF_ENDPOINT];	/* renderd's SINCE ROUTER */

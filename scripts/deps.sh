@@ -2,9 +2,13 @@
 # Install the Debian 12 packages portico needs to build, test and run.
 # Only what is missing is installed; apt-get update runs only then.
 set -e
+# nginx is the binary (nginx-light and nginx-core are metapackages that
+# pull in modules we do not want); libnginx-mod-stream is the stream {}
+# module with ssl_preread, loaded from /usr/lib/nginx/modules.
 pkgs="build-essential pkg-config libzmq3-dev libmsgpack-dev liblmdb-dev
 lmdb-utils libinih-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
-libcmocka-dev haproxy supervisor openssl netcat-openbsd python3 python3-pytest python3-zmq python3-msgpack
+libcmocka-dev haproxy nginx libnginx-mod-stream supervisor openssl
+netcat-openbsd python3 python3-pytest python3-zmq python3-msgpack
 python3-yaml"
 missing=""
 for p in $pkgs; do
@@ -18,6 +22,36 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+
+# The nginx package starts the distribution's own nginx (port 80, the
+# default site) from its maintainer scripts.  portico runs nginx instances
+# of its own, each from applyd, and this may be a shared machine: keep the
+# package's service from ever starting.  A policy-rc.d that denies every
+# start, for the time of the install, is Debian's way; one that is already
+# there is left as it is.
+policy=/usr/sbin/policy-rc.d
+case " $missing " in
+*" nginx "*)
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\n# portico deps.sh, for one install\nexit 101\n' \
+		    > "$policy"
+		chmod 755 "$policy"
+		trap 'rm -f "$policy"' EXIT
+	fi
+	new_nginx=1
+	;;
+esac
+
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing
+
+# Not at boot either, whatever the init system.  Only the service this
+# script just installed is touched; nothing is stopped by name.
+if [ -n "$new_nginx" ]; then
+	if [ -d /run/systemd/system ]; then
+		systemctl disable --now nginx.service >/dev/null 2>&1 || true
+	elif command -v update-rc.d >/dev/null; then
+		update-rc.d nginx disable >/dev/null 2>&1 || true
+	fi
+fi
