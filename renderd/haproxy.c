@@ -8,17 +8,8 @@
  * and weights are in range.  The output is a pure function of its inputs.
  */
 #include <stdio.h>
-#include <string.h>
 
 #include "routes.h"
-
-/* "ip:port", with IPv6 in brackets */
-static const char *
-addr(char *buf, size_t len, const char *ip, unsigned port)
-{
-	snprintf(buf, len, strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, port);
-	return buf;
-}
 
 int
 haproxy_render(const struct routes *r, const struct config *c,
@@ -51,7 +42,7 @@ haproxy_render(const struct routes *r, const struct config *c,
 	    "\ttcp-request inspect-delay 5s\n"
 	    "\ttcp-request content accept if { req_ssl_hello_type 1 }\n",
 	    c->run_dir, px->name, px->hard_stop_after, px->maxconn,
-	    addr(ab, sizeof(ab), c->listen, c->api_port));
+	    route_addr(ab, sizeof(ab), px->listen, c->api_port));
 	for (i = 0; i < r->napi; i++)
 		fprintf(fp, "\tuse_backend api-%s if { req_ssl_sni -i %s }\n",
 		    r->api[i].cluster, r->api[i].host);
@@ -61,7 +52,7 @@ haproxy_render(const struct routes *r, const struct config *c,
 		fprintf(fp, "\t# cluster %s\n", a->cname);
 		for (j = 0; j < a->nmasters; j++)
 			fprintf(fp, "\tserver m%zu %s check inter 5s\n", j,
-			    addr(ab, sizeof(ab), a->masters[j], a->mport));
+			    route_addr(ab, sizeof(ab), a->masters[j], a->mport));
 	}
 	for (p = 0; p < 65536; p++) {
 		if ((pr = r->ports[p]) == NULL)
@@ -70,10 +61,10 @@ haproxy_render(const struct routes *r, const struct config *c,
 		fprintf(fp, "\t# %s/%s/%s route %u\n", pr->cluster, pr->ns,
 		    pr->name, pr->route);
 		fprintf(fp, "\tbind %s\n",
-		    addr(ab, sizeof(ab), c->listen, p));
+		    route_addr(ab, sizeof(ab), px->listen, p));
 		for (j = 0; j < pr->nbackends; j++)
 			fprintf(fp, "\tserver b%zu %s weight %u\n", j,
-			    addr(ab, sizeof(ab), pr->backends[j].ip,
+			    route_addr(ab, sizeof(ab), pr->backends[j].ip,
 			    pr->backends[j].port), pr->backends[j].weight);
 	}
 	return ferror(fp) ? -1 : 0;

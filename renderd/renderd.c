@@ -49,11 +49,27 @@ static const struct consumer_ops feed_ops = {
 	.reset = on_reset,
 };
 
+/* A renderer per proxy kind (the config accepts these kinds only). */
+static const struct {
+	const char	*kind;
+	int		(*render)(const struct routes *, const struct config *,
+			    const struct proxy_conf *, FILE *);
+} renderers[] = {
+	{ "haproxy",	haproxy_render },
+	{ "nginx",	nginx_render },
+};
+
 /* The whole configuration for the route table: a pure function of it. */
 static int
 render_text(FILE *fp)
 {
-	return haproxy_render(&routes, &conf, px, fp);
+	size_t i;
+
+	for (i = 0; i < sizeof(renderers) / sizeof(renderers[0]); i++)
+		if (strcmp(renderers[i].kind, px->kind) == 0)
+			return renderers[i].render(&routes, &conf, px, fp);
+	log_warnx("renderd: no renderer for proxy kind %s", px->kind);
+	return -1;
 }
 
 static void

@@ -1,6 +1,7 @@
 /*
  * renderd — the route table.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -154,4 +155,11 @@ routes_apply(struct routes *r, const struct event *ev)
 		return 1;
 	}
 	return 0;	/* observations, liveness, refusals: nothing to render */
+}
+
+const char *
+route_addr(char *buf, size_t len, const char *ip, unsigned port)
+{
+	snprintf(buf, len, strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, port);
+	return buf;
 }

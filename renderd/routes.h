@@ -47,8 +47,13 @@ int	routes_apply(struct routes *, const struct event *);
  */
 int	state_load(struct routes *, const char *path, char *err, size_t);
 
+/* "ip:port" into buf, IPv6 in brackets: the form both proxies read. */
+const char *route_addr(char *buf, size_t, const char *ip, unsigned port);
+
 /* The renderers: a pure function of (routes, config, proxy). */
 int	haproxy_render(const struct routes *, const struct config *,
+	    const struct proxy_conf *, FILE *);
+int	nginx_render(const struct routes *, const struct config *,
 	    const struct proxy_conf *, FILE *);
 
 #endif
