@@ -121,8 +121,8 @@ restore_good(void)
 static void
 apply(void)
 {
-	char path[PATH_MAX + 8], err[512];
-	int running = hap_running(&proxy);
+	char path[PATH_MAX + 8], err[512], what[64];
+	int running = proxy.ops->running(&proxy);
 
 	if (want.type != EV_CONFIG || (retry_at != 0 && now_ms() < retry_at))
 		return;
@@ -137,8 +137,9 @@ apply(void)
 		failed("write", err);
 		return;
 	}
-	if (hap_check(&proxy, path, err, sizeof(err)) == -1) {
-		failed("haproxy -c refused it", err);
+	if (proxy.ops->check(&proxy, path, err, sizeof(err)) == -1) {
+		snprintf(what, sizeof(what), "%s refused it", proxy.ops->checker);
+		failed(what, err);
 		unlink(path);
 		return;
 	}
@@ -147,8 +148,8 @@ apply(void)
 		failed("install", err);
 		return;
 	}
-	if ((running ? hap_reload(&proxy, err, sizeof(err)) :
-	    hap_start(&proxy, err, sizeof(err))) == -1) {
+	if ((running ? proxy.ops->reload(&proxy, err, sizeof(err)) :
+	    proxy.ops->start(&proxy, err, sizeof(err))) == -1) {
 		restore_good();
 		failed(running ? "reload" : "start", err);
 		return;
@@ -173,7 +174,7 @@ reap(void)
 	int status;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-		hap_reaped(&proxy, pid, status);
+		proxy.ops->reaped(&proxy, pid, status);
 }
 
 static void
@@ -199,14 +200,15 @@ main(int argc, char **argv)
 
 	daemon_start(&d, argc, argv, "applyd", DAEMON_PROXY, &conf);
 	pc = config_proxy(&conf, d.proxy);
-	hap_init(&proxy, &conf, pc);
+	if (proxy_init(&proxy, &conf, pc) == -1)
+		fatalx("applyd: no driver for proxy kind %s", pc->kind);
 	event_init(&want, EV_NONE);
 	/*
 	 * An adopted proxy may not serve what is on disk (an earlier applyd
 	 * may have died between rename and reload): with no last good text,
 	 * the first CONFIG reloads it for certain.
 	 */
-	hap_adopt(&proxy);
+	proxy.ops->adopt(&proxy);
 
 	alloc_sock = bus_socket(ZMQ_DEALER);
 	if (bus_connect(alloc_sock, conf.alloc_in) == -1)
@@ -243,7 +245,7 @@ main(int argc, char **argv)
 			else if (sig == SIGTERM || sig == SIGINT)
 				break;
 		}
-		if (!hap_running(&proxy) && want.type != EV_CONFIG &&
+		if (!proxy.ops->running(&proxy) && want.type != EV_CONFIG &&
 		    good != NULL) {
 			/* the proxy died: bring back what it served */
 			event_init(&want, EV_CONFIG);
@@ -255,8 +257,8 @@ main(int argc, char **argv)
 		}
 		apply();
 	}
-	log_info("applyd: stopping haproxy and exiting");
-	hap_stop(&proxy);
+	log_info("applyd: stopping %s and exiting", pc->kind);
+	proxy.ops->stop(&proxy);
 	consumer_close(&feed);
 	bus_close(alloc_sock);
 	zmq_ctx_term(bus_ctx());

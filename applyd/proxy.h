@@ -1,7 +1,8 @@
 /*
  * applyd — the proxy driver interface.  One driver per proxy kind; each
  * validates a candidate configuration with the proxy's own checker and
- * starts, reloads, watches and stops the proxy.
+ * starts, reloads, watches and stops the proxy.  applyd.c calls the driver
+ * through its ops only.
  */
 #ifndef APPLYD_PROXY_H
 #define APPLYD_PROXY_H
@@ -12,26 +13,69 @@
 
 #include "config.h"
 
+struct proxy;
+
+/*
+ * Each returns 0, or -1 with the reason in err (quoted, fit for a log).
+ * The drivers' tables are positional: keep this order.
+ */
+struct proxy_ops {
+	const char	*kind;
+	const char	*checker;	/* for messages: "haproxy -c" */
+	const char	*comm;		/* its /proc/PID/comm */
+	int		 stopsig;	/* graceful stop: connections finish */
+	void	(*init)(struct proxy *);
+	/* Validate the candidate at path; nothing running is touched. */
+	int	(*check)(struct proxy *, const char *path, char *err, size_t);
+	/* Adopt a proxy left running by an earlier applyd. */
+	int	(*adopt)(struct proxy *);
+	/* Start, or reload, with pc->config; done only once it serves it. */
+	int	(*start)(struct proxy *, char *err, size_t);
+	int	(*reload)(struct proxy *, char *err, size_t);
+	int	(*running)(struct proxy *);
+	/* A child of ours exited: forget it if it was the master. */
+	void	(*reaped)(struct proxy *, pid_t, int status);
+	void	(*stop)(struct proxy *);
+};
+
 struct proxy {
+	const struct proxy_ops	*ops;
 	const struct config	*conf;
 	const struct proxy_conf	*pc;
 	pid_t			 pid;		/* master, 0 if not running */
 	int			 child;		/* pid is our child */
-	char			 master_sock[CONF_RUNDIR + 80];
-	char			 pidfile[CONF_RUNDIR + 80];
+	char			 pidfile[PATH_MAX];
+	char			 master_sock[PATH_MAX];	/* HAProxy */
+	char			 errlog[PATH_MAX];	/* nginx */
 };
 
-void	hap_init(struct proxy *, const struct config *,
+extern const struct proxy_ops haproxy_ops;
+extern const struct proxy_ops nginx_ops;
+
+/* The driver for pc->kind, initialised; -1 if there is none. */
+int	proxy_init(struct proxy *, const struct config *,
 	    const struct proxy_conf *);
-/* 0 valid; -1 with the checker's first complaint in err. */
-int	hap_check(struct proxy *, const char *path, char *err, size_t);
-/* Adopt a master left running by an earlier applyd. */
-int	hap_adopt(struct proxy *);
-int	hap_start(struct proxy *, char *err, size_t);
-int	hap_reload(struct proxy *, char *err, size_t);
-int	hap_running(struct proxy *);
-/* A child of ours exited: forget it if it was the master. */
-void	hap_reaped(struct proxy *, pid_t, int status);
-void	hap_stop(struct proxy *);
+
+/* For the drivers (proxy.c). */
+void	proxy_sleep_ms(unsigned);
+/* Run a checker: 0, or -1 with its first line holding marker in err. */
+int	proxy_check(char *const argv[], const char *marker, char *err,
+	    size_t);
+/* Start argv as the master; done once up() returns 1 (see proxy.c). */
+typedef int proxy_up_fn(struct proxy *, pid_t, void *arg);
+int	proxy_start(struct proxy *, char *const argv[], proxy_up_fn *,
+	    void *arg, const char *why, char *err, size_t);
+/* The start of a small file, NUL-terminated; its length, or -1. */
+ssize_t	proxy_readfile(const char *path, char *buf, size_t len);
+/* The PID in the pid file when it is our proxy (see proxy_ours), or 0. */
+pid_t	proxy_pidfile(struct proxy *);
+/* pid is alive and is this proxy: its binary, serving pc->config. */
+int	proxy_ours(struct proxy *, pid_t);
+/* Take the master in the pid file as ours (not our child); -1 if none. */
+int	proxy_adopt(struct proxy *);
+int	proxy_running(struct proxy *);
+void	proxy_reaped(struct proxy *, pid_t, int status);
+/* ops->stopsig asks the master to stop gracefully; SIGTERM after 5 s. */
+void	proxy_stop(struct proxy *);
 
 #endif
