@@ -214,7 +214,7 @@ def main():
         if fleet is not None:
             # applyd stops HAProxy when supervisord stops it; anything left
             # over (applyd killed) goes by the pid in HAProxy's pid file.
-            left = harness.stop_haproxy(fleet.run_dir)
+            left = harness.stop_proxy(fleet.run_dir)
             if left:
                 say("stopped a HAProxy left behind: %s" % left)
             fleet.stop()

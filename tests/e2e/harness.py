@@ -13,9 +13,13 @@ cluster's nodes, portico.conf, the LMDB store and the daemons' logs.
     fleet.stop()                        # everything, by PID
 
 Everything binds to 127.0.0.0/8 with ports below 32768 that were free when
-picked; processes are stopped by their own PID only (the HAProxy master by the
+picked; processes are stopped by their own PID only (a proxy's master by the
 PID in its pid file, its workers as the master's children). Waits poll a
 condition (testlib.wait_until), never sleep a fixed time.
+
+The proxies default to one HAProxy called "haproxy"; Fleet(proxies=...)
+names others, of any kind (haproxy, nginx), each with its own renderd and
+applyd and, when given one, a listen address of its own.
 
 The same classes drive scripts/demo.py, which starts the daemons under
 supervisord instead of `Fleet.start_daemons()`.
@@ -52,7 +56,7 @@ CLIENT_ID = "portico"
 # Characters that HTTP Basic auth and form encoding treat specially.
 CLIENT_SECRET = "s3cret:odd&chars=1"
 VS_API = "/apis/networking.istio.io/v1"
-HAPROXY_NAME = "haproxy"        # the [proxy.NAME] the fleet configures
+HAPROXY_NAME = "haproxy"        # the [proxy.NAME] of the default fleet
 
 # Addresses and ports are random: let this many attempts find free ones.
 _RETRIES = 20
@@ -291,6 +295,22 @@ def read_marker(host, port, timeout=5, send=None):
         return line.decode(), rest
 
 
+def steady(fn, hold=0.3):
+    """fn as a condition that holds only once fn() has been true for hold
+    seconds on end. After a reload a proxy's old workers may go on accepting
+    for a moment (nginx's for 100 ms), routing by the old configuration: one
+    probe that sees the new one says nothing of the next connection."""
+    since = []
+
+    def check():
+        if not fn():
+            since.clear()
+            return False
+        since[:] = since or [time.monotonic()]
+        return time.monotonic() - since[0] >= hold
+    return check
+
+
 def refused(host, port):
     """True when a TCP connection to host:port is refused."""
     try:
@@ -522,9 +542,10 @@ class Daemon:
     """One portico daemon: started with -d (foreground, log to stderr), ready
     once <run_dir>/<pidname>.pid holds its PID."""
 
-    def __init__(self, fleet, name, pidname, args):
+    def __init__(self, fleet, name, pidname, args, key=None):
         self.fleet = fleet
         self.name = name
+        self.key = key or name          # fleet[key], and its log's name
         self.pidname = pidname
         self.args = list(args)
         self.proc = None
@@ -537,7 +558,7 @@ class Daemon:
     def start(self, timeout=20):
         argv = [daemon_path(self.name), "-d"] + (["-v"] if self.fleet.verbose else []) + \
             ["-f", self.fleet.conf_path] + self.args
-        self.proc = testlib.Proc(argv, self.name, self.fleet.log_dir, env=self.fleet.env())
+        self.proc = testlib.Proc(argv, self.key, self.fleet.log_dir, env=self.fleet.env())
         proc = self.proc
 
         def ready():
@@ -574,7 +595,7 @@ class Daemon:
         return None
 
     def log(self):
-        path = os.path.join(self.fleet.log_dir, self.name + ".log")
+        path = os.path.join(self.fleet.log_dir, self.key + ".log")
         try:
             with open(path, errors="replace") as f:
                 return f.read()
@@ -614,10 +635,15 @@ def _children(pid):
     return out
 
 
-def _is_our_haproxy(pid, run_dir):
-    comm = (_read("/proc/%d/comm" % pid) or "").strip()
+def _comm(pid):
+    return (_read("/proc/%d/comm" % pid) or "").strip()
+
+
+def _is_our_master(pid, run_dir, kind):
+    """pid runs kind's binary, and its command line (nginx: its title)
+    names a file in run_dir."""
     cmdline = (_read("/proc/%d/cmdline" % pid) or "").replace("\0", " ")
-    return comm.startswith("haproxy") and run_dir.rstrip("/") + "/" in cmdline
+    return _comm(pid).startswith(kind) and run_dir.rstrip("/") + "/" in cmdline
 
 
 def _gone(pid):
@@ -632,18 +658,25 @@ def _gone(pid):
     return stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]
 
 
-def stop_haproxy(run_dir, name=HAPROXY_NAME, timeout=5):
-    """Stop the HAProxy master whose PID is in <run_dir>/<name>-master.pid,
-    and its workers, when they are ours (their command line names run_dir).
-    Returns the PIDs it had to signal."""
+def master_pid(run_dir, name):
+    """The PID in <run_dir>/<name>-master.pid (both drivers write it there)."""
     text = _read(os.path.join(run_dir, "%s-master.pid" % name))
     try:
-        master = int((text or "").split()[0])
+        return int((text or "").split()[0])
     except (ValueError, IndexError):
+        return None
+
+
+def stop_proxy(run_dir, name=HAPROXY_NAME, kind="haproxy", timeout=5):
+    """Stop the proxy master whose PID is in <run_dir>/<name>-master.pid,
+    and its workers (its children running the same binary), when the master
+    is ours (its command line names run_dir). Returns the PIDs it had to
+    signal."""
+    master = master_pid(run_dir, name)
+    if not master or master <= 1 or _gone(master) or \
+            not _is_our_master(master, run_dir, kind):
         return []
-    if master <= 1 or _gone(master) or not _is_our_haproxy(master, run_dir):
-        return []
-    pids = [master] + [p for p in _children(master) if _is_our_haproxy(p, run_dir)]
+    pids = [master] + [p for p in _children(master) if _comm(p).startswith(kind)]
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for p in pids:
             try:
@@ -660,11 +693,18 @@ def stop_haproxy(run_dir, name=HAPROXY_NAME, timeout=5):
 
 # ------------------------------------------------------------------ the fleet
 
+class Proxy:
+    """One [proxy.NAME]: its kind, and a listen address of its own or None."""
+
+    def __init__(self, name, kind, listen=None):
+        self.name, self.kind, self.listen = name, kind, listen
+
+
 class Fleet:
     """Simulators, workloads, configuration and the four daemons."""
 
     def __init__(self, poll_interval=1, ports=40, quarantine=600, verbose=True,
-                 run_dir=None, watch_timeout=30, sources=("pks",)):
+                 run_dir=None, watch_timeout=30, sources=("pks",), proxies=None):
         self.run_dir = run_dir or tempfile.mkdtemp(prefix="pt-", dir="/tmp")
         os.makedirs(self.run_dir, exist_ok=True)
         self.dir = self.run_dir
@@ -686,6 +726,10 @@ class Fleet:
         self.listen = testlib.loopback_addr()
         self.api_port = testlib.free_port(self.listen)
         self.port_lo, self.port_hi = self._free_range(ports)
+        # proxies: [(name, kind)] or [(name, kind, listen)]; None is the one
+        # HAProxy of the default configuration (no [proxy.NAME] written).
+        self.proxy_sections = proxies is not None
+        self.proxies = [Proxy(*p) for p in (proxies or [(HAPROXY_NAME, "haproxy")])]
         self.pki = Pki(os.path.join(self.run_dir, "pki"))
         self.pks = PksSim(os.path.join(self.run_dir, "pks"), self.pki)
 
@@ -733,6 +777,10 @@ class Fleet:
         if "kubeconfigs" in self.sources:
             sections["kubeconfigs"] = {"dir": self.kubeconfig_dir,
                                        "poll_interval": self.poll_interval}
+        if self.proxy_sections:
+            for px in self.proxies:
+                sections["proxy." + px.name] = dict(
+                    {"kind": px.kind}, **({"listen": px.listen} if px.listen else {}))
         for sect, kv in extra.items():
             sections.setdefault(sect, {}).update(kv)
         out = ["; portico.conf written by tests/e2e/harness.py"]
@@ -755,21 +803,33 @@ class Fleet:
         return self
 
     def start_daemons(self, watcherd=True, wait_proxy=True):
-        specs = [("allocd", "allocd", []),
-                 ("renderd", "renderd-" + HAPROXY_NAME, ["-p", HAPROXY_NAME]),
-                 ("applyd", "applyd-" + HAPROXY_NAME, ["-p", HAPROXY_NAME])]
+        """allocd, then a renderd and an applyd per proxy, then watcherd.
+        The first proxy's are fleet["renderd"] and fleet["applyd"], the
+        others' fleet["renderd-NAME"] and fleet["applyd-NAME"]."""
+        specs = [("allocd", "allocd", [], None)]
+        for i, px in enumerate(self.proxies):
+            for d in ("renderd", "applyd"):
+                specs.append((d, "%s-%s" % (d, px.name), ["-p", px.name],
+                              d if i == 0 else "%s-%s" % (d, px.name)))
         if watcherd:
-            specs.append(("watcherd", "watcherd", []))
-        for name, pidname, args in specs:
-            self.daemons[name] = Daemon(self, name, pidname, args).start()
+            specs.append(("watcherd", "watcherd", [], None))
+        for name, pidname, args, key in specs:
+            d = Daemon(self, name, pidname, args, key)
+            self.daemons[d.key] = d.start()
         if wait_proxy:
             self.wait_proxy()
 
+    def proxy_listen(self, px=None):
+        """The address a proxy binds: its own, or [portico] listen."""
+        return (px or self.proxies[0]).listen or self.listen
+
     def wait_proxy(self, timeout=30):
-        """HAProxy is up (applyd starts it with the first rendered config)."""
-        testlib.wait_until(lambda: not refused(self.listen, self.api_port)
-                           or self._check_alive(), timeout,
-                           "HAProxy listening on %s:%d" % (self.listen, self.api_port))
+        """Every proxy is up (applyd starts it with the first rendered config)."""
+        for px in self.proxies:
+            addr = self.proxy_listen(px)
+            testlib.wait_until(lambda: not refused(addr, self.api_port)
+                               or self._check_alive(), timeout,
+                               "%s listening on %s:%d" % (px.name, addr, self.api_port))
 
     def _check_alive(self):
         for d in self.daemons.values():
@@ -781,12 +841,13 @@ class Fleet:
     def __getitem__(self, name):
         return self.daemons[name]
 
-    def haproxy_master(self):
-        text = _read(os.path.join(self.run_dir, "%s-master.pid" % HAPROXY_NAME))
-        try:
-            return int(text.split()[0])
-        except (AttributeError, ValueError, IndexError):
-            return None
+    def proxy(self, name=None):
+        return self.proxies[0] if name is None else \
+            [px for px in self.proxies if px.name == name][0]
+
+    def proxy_master(self, name=None):
+        """The PID of a proxy's master (the first proxy's by default)."""
+        return master_pid(self.run_dir, self.proxy(name).name)
 
     def haproxy_reloads(self):
         """The HAProxy master's reload counter (master CLI "show proc")."""
@@ -811,8 +872,9 @@ class Fleet:
                 return int(f[2])
         return None
 
-    def haproxy_cfg(self):
-        return _read(os.path.join(self.run_dir, "%s.cfg" % HAPROXY_NAME)) or ""
+    def proxy_cfg(self, name=None):
+        """The configuration a proxy serves (the first proxy's by default)."""
+        return _read(os.path.join(self.run_dir, "%s.cfg" % self.proxy(name).name)) or ""
 
     # -- workload routes
     def wait_annotation(self, cluster, ns, name, key, timeout=30, value=None):
@@ -863,7 +925,7 @@ class Fleet:
                                                                   sorted(expect)))
 
     def wait_refused(self, port, timeout=20):
-        testlib.wait_until(lambda: refused(self.listen, port) or self._check_alive(),
+        testlib.wait_until(steady(lambda: refused(self.listen, port) or self._check_alive()),
                            timeout, "%s:%d refusing connections" % (self.listen, port))
 
     # -- API routes
@@ -878,7 +940,7 @@ class Fleet:
             return False
 
     def wait_api(self, host, up=True, timeout=30):
-        testlib.wait_until(lambda: self.tls_probe(host) == up or self._check_alive(),
+        testlib.wait_until(steady(lambda: self.tls_probe(host) == up or self._check_alive()),
                            timeout, "API route for %s %s" % (host, "up" if up else "gone"))
 
     # -- teardown
@@ -897,34 +959,34 @@ class Fleet:
         return "\n".join(out)
 
     def stop(self):
-        """Stop everything by PID: watcherd, applyd (which stops HAProxy),
-        renderd, allocd, then any HAProxy left (its pid file), the simulators
-        and the workloads. Returns a list of problems: a daemon that did not
-        exit 0 on SIGTERM, or a sanitizer report in a log."""
+        """Stop everything by PID: watcherd, each applyd (which stops its
+        proxy), each renderd, allocd, then any proxy left (its pid file), the
+        simulators and the workloads. Returns a list of problems: a daemon
+        that did not exit 0 on SIGTERM, a proxy its applyd left running, or a
+        sanitizer report in a log."""
         if self.stopped:
             return []
         self.stopped = True
         problems = []
-        applyd_stopped = False
-        for name in ("watcherd", "applyd", "renderd", "allocd"):
-            d = self.daemons.get(name)
-            if d is None:
-                continue
+        stopped = {}
+        order = ("watcherd", "applyd", "renderd", "allocd")
+        for d in sorted(self.daemons.values(), key=lambda d: order.index(d.name)):
             rc = d.stop()
             if rc not in (None, 0):
-                problems.append("%s exited %s on SIGTERM" % (name, rc))
-            if name == "applyd" and rc is not None:
-                applyd_stopped = True
-        master = self.haproxy_master()
-        if applyd_stopped and master:
-            # applyd stops HAProxy on SIGTERM: give the master a moment to go.
-            deadline = time.monotonic() + 3
-            while time.monotonic() < deadline and not _gone(master):
-                time.sleep(0.05)
-        left = stop_haproxy(self.run_dir)
-        if left and applyd_stopped:
-            problems.append("HAProxy (pids %s) was still running after applyd "
-                            "exited on SIGTERM" % left)
+                problems.append("%s exited %s on SIGTERM" % (d.key, rc))
+            stopped[d.key] = rc is not None
+        for i, px in enumerate(self.proxies):
+            applyd_stopped = stopped.get("applyd" if i == 0 else "applyd-" + px.name)
+            master = self.proxy_master(px.name)
+            if applyd_stopped and master:
+                # applyd stops its proxy on SIGTERM: give the master a moment.
+                deadline = time.monotonic() + 3
+                while time.monotonic() < deadline and not _gone(master):
+                    time.sleep(0.05)
+            left = stop_proxy(self.run_dir, px.name, px.kind)
+            if left and applyd_stopped:
+                problems.append("%s %s (pids %s) was still running after applyd "
+                                "exited on SIGTERM" % (px.kind, px.name, left))
         for c in self.clusters:
             c.close()
         if self.pks:

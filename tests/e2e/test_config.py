@@ -108,6 +108,33 @@ def test_check_prints_the_normalised_config(confdir, daemon, args):
     assert not os.path.exists(run_dir)
 
 
+def test_proxy_kinds(confdir):
+    """kind = nginx or haproxy; the binary follows the kind unless given, and
+    a proxy binds [portico] listen unless it names its own address."""
+    text, run_dir = good(confdir)
+    text += ("\n[proxy.edge]\nkind = nginx\n"
+             "\n[proxy.lb]\nkind = haproxy\nlisten = 127.77.1.9\n"
+             "\n[proxy.ng2]\nkind = nginx\nbinary = /opt/nginx/sbin/nginx\n")
+    path = write(confdir, text)
+    for daemon, args in DAEMONS[:2] + [("renderd", ["-p", "edge"]), ("applyd", ["-p", "edge"])]:
+        cp = run(daemon, path, *args)
+        assert cp.returncode == 0, (daemon, cp.stderr)
+        conf = sections(cp.stdout)
+        assert "proxy.haproxy" not in conf
+        assert conf["proxy.edge"]["kind"] == "nginx"
+        assert conf["proxy.edge"]["binary"] == "/usr/sbin/nginx"
+        assert conf["proxy.edge"]["listen"] == "127.77.1.2"
+        assert conf["proxy.edge"]["config"] == run_dir + "/edge.cfg"
+        assert conf["proxy.lb"]["binary"] == "/usr/sbin/haproxy"
+        assert conf["proxy.lb"]["listen"] == "127.77.1.9"
+        assert conf["proxy.ng2"]["binary"] == "/opt/nginx/sbin/nginx"
+    # what applyd prints, allocd reads back to the same proxies
+    again = run("allocd", write(confdir, cp.stdout, "normalised.conf"))
+    assert again.returncode == 0, again.stderr
+    assert {k: v for k, v in sections(again.stdout).items() if k.startswith("proxy.")} == \
+        {k: v for k, v in conf.items() if k.startswith("proxy.")}
+
+
 def test_normalised_config_reads_back_the_same(confdir):
     text, _ = good(confdir)
     first = run("allocd", write(confdir, text))
@@ -146,6 +173,9 @@ BAD = [
     ("clusters", "backend = magic", "backend"),
     ("bus", "alloc_in = http://127.0.0.1:5555", "alloc_in"),
     ("proxy.haproxy", "kind = squid", "kind"),
+    ("proxy.haproxy", "listen = 127.0.0.300", "listen"),
+    ("portico", "run_dir = run/portico", "run_dir"),             # relative
+    ("portico", "run_dir = /run/x;y", "run_dir"),               # nginx would read ';'
     ("proxy.haproxy", "maxconn = 1", "maxconn"),
     ("nonsense", "key = value", "key"),
 ]

@@ -76,7 +76,7 @@ def allocd_restarts(fleet, pay, tap):
     # The same ports for the same objects; their objects were not touched.
     assert snapshot(pay, [(NS, "ledger-db"), (NS, "orders-db")]) == before
     assert fleet.marker(want) in pay.markers(NS, "ledger-db", 5432)
-    assert "listen port-%d" % want in fleet.haproxy_cfg()
+    assert "listen port-%d" % want in fleet.proxy_cfg()
 
     # Once more, with nothing changing while it is down: nothing moves.
     restart = kill_and_restart()
@@ -101,7 +101,7 @@ def test_watcherd_sigkill_moves_nothing(make_fleet):
     fleet.wait_annotation(pay, NS, "web", "portico.dev/error")
     fleet.wait_serves(ledger, pay.markers(NS, "ledger-db", 5432))
     before = snapshot(pay, names)
-    cfg = fleet.haproxy_cfg()
+    cfg = fleet.proxy_cfg()
 
     tap = harness.BusTap("ipc://%s/alloc.pub" % fleet.run_dir)
     try:
@@ -120,7 +120,7 @@ def test_watcherd_sigkill_moves_nothing(make_fleet):
         assert tap.seen("ROUTE", mark), "the resync sent no routes"
     finally:
         tap.close()
-    assert fleet.haproxy_cfg() == cfg
+    assert fleet.proxy_cfg() == cfg
     assert snapshot(pay, names) == before
     assert fleet.marker(ledger) in pay.markers(NS, "ledger-db", 5432)
     # A change after the restart is handled as usual.
@@ -197,7 +197,7 @@ def test_bus_garbage_is_dropped(make_fleet):
                       pay.markers(NS, "orders-db-canary", 5432))
     assert pay.annotations(NS, "ledger-db")[ADDRESS] == "%s:%d" % (pay.host, ledger)
     # Nothing of the garbage reached the proxy.
-    cfg = fleet.haproxy_cfg()
+    cfg = fleet.proxy_cfg()
     assert "evil" not in cfg and "999.1.1.1" not in cfg and "../" not in cfg
 
 
@@ -208,20 +208,20 @@ def test_applyd_and_renderd_sigkill(make_fleet):
     pay.annotate(NS, "ledger-db", **{EXPOSE: "true"})
     (ledger,) = fleet.wait_address(pay, NS, "ledger-db")
     fleet.wait_serves(ledger, pay.markers(NS, "ledger-db", 5432))
-    master = fleet.haproxy_master()
+    master = fleet.proxy_master()
 
     fleet["applyd"].kill9()
     fleet["renderd"].kill9()
     assert fleet.marker(ledger) in pay.markers(NS, "ledger-db", 5432)
     fleet["renderd"].start()
     fleet["applyd"].start()
-    assert fleet.haproxy_master() == master      # adopted, not restarted
+    assert fleet.proxy_master() == master      # adopted, not restarted
     pay.annotate(NS, "orders-db", **{EXPOSE: "true"})
     (orders,) = fleet.wait_address(pay, NS, "orders-db")
     fleet.wait_serves(orders, pay.markers(NS, "orders-db", 5432) |
                       pay.markers(NS, "orders-db-canary", 5432))
     assert fleet.marker(ledger) in pay.markers(NS, "ledger-db", 5432)
-    assert fleet.haproxy_master() == master
+    assert fleet.proxy_master() == master
 
 
 def test_observations_are_acknowledged_with_their_own_seq(make_fleet):
@@ -266,7 +266,7 @@ def test_dropped_watches_move_nothing(make_fleet):
     pay.annotate(NS, "ledger-db", **{EXPOSE: "true"})
     (ledger,) = fleet.wait_address(pay, NS, "ledger-db")
     before = snapshot(pay, [(NS, "ledger-db")])
-    cfg = fleet.haproxy_cfg()
+    cfg = fleet.proxy_cfg()
 
     def watches():
         return pay.sim.proc.log().count("watch=1")
@@ -289,8 +289,8 @@ def test_dropped_watches_move_nothing(make_fleet):
     finally:
         tap.close()
     assert snapshot(pay, [(NS, "ledger-db")]) == before
-    assert "listen port-%d" % ledger in fleet.haproxy_cfg()
-    assert set(cfg.splitlines()) <= set(fleet.haproxy_cfg().splitlines())
+    assert "listen port-%d" % ledger in fleet.proxy_cfg()
+    assert set(cfg.splitlines()) <= set(fleet.proxy_cfg().splitlines())
     pay.annotate(NS, "ledger-db", **{EXPOSE: None})
     fleet.wait_refused(ledger)
     fleet.wait_serves(orders, pay.markers(NS, "orders-db", 5432) |
