@@ -110,12 +110,61 @@ failed(const char *what, const char *err)
 	retry_ms = retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_ms * 2;
 }
 
+/* What a configuration needs beside it (HAProxy's maps), on disk. */
+static int
+write_files(const char *text)
+{
+	return proxy.ops->files == NULL ? 0 : proxy.ops->files(&proxy, text);
+}
+
 /* Put the last good configuration back on disk, for the next (re)start. */
 static void
 restore_good(void)
 {
-	if (good != NULL && write_file(pc->config, good, strlen(good)) == -1)
+	if (good == NULL)
+		return;
+	if (write_file(pc->config, good, strlen(good)) == -1 ||
+	    write_files(good) == -1)
 		log_warn("applyd: restore %s", pc->config);
+}
+
+static void
+now_good(void)
+{
+	free(good);
+	if ((good = strdup(want.text)) == NULL)
+		fatal("applyd");
+	good_gen = want.seq;
+}
+
+/*
+ * Change the running proxy without a reload when the driver can: 1 done,
+ * 0 not possible this time.  The files on disk follow, so that a reload
+ * or a restart serves the same.
+ */
+static int
+apply_live(void)
+{
+	char err[512];
+	int rc;
+
+	if (proxy.ops->update == NULL || good == NULL)
+		return 0;
+	if ((rc = proxy.ops->update(&proxy, good, want.text, err,
+	    sizeof(err))) == 1)
+		return 0;
+	if (rc == -1) {
+		log_warnx("applyd: generation %llu: %s; reloading instead",
+		    (unsigned long long)want.seq, err);
+		return 0;
+	}
+	if (write_file(pc->config, want.text, want.textlen) == -1 ||
+	    write_files(want.text) == -1)
+		log_warn("applyd: %s", pc->config);
+	now_good();
+	log_debug("applyd: serving generation %llu (live)",
+	    (unsigned long long)good_gen);
+	return 1;
 }
 
 static void
@@ -131,8 +180,11 @@ apply(void)
 		good_gen = want.seq;
 		goto done;
 	}
+	if (running && apply_live())
+		goto done;
 	snprintf(path, sizeof(path), "%s.check", pc->config);
-	if (write_file(path, want.text, want.textlen) == -1) {
+	if (write_file(path, want.text, want.textlen) == -1 ||
+	    write_files(want.text) == -1) {
 		snprintf(err, sizeof(err), "%s", strerror(errno));
 		failed("write", err);
 		return;
@@ -141,6 +193,7 @@ apply(void)
 		snprintf(what, sizeof(what), "%s refused it", proxy.ops->checker);
 		failed(what, err);
 		unlink(path);
+		restore_good();
 		return;
 	}
 	if (rename(path, pc->config) == -1) {
@@ -154,10 +207,7 @@ apply(void)
 		failed(running ? "reload" : "start", err);
 		return;
 	}
-	free(good);
-	if ((good = strdup(want.text)) == NULL)
-		fatal("applyd");
-	good_gen = want.seq;
+	now_good();
 	log_info("applyd: serving generation %llu (%s)",
 	    (unsigned long long)good_gen, running ? "reloaded" : "started");
  done:
@@ -226,6 +276,9 @@ main(int argc, char **argv)
 		if (now >= next_ack) {
 			ack();		/* allocd may have missed the last */
 			next_ack = now + ACK_EVERY_MS;
+			if (proxy.ops->idle != NULL &&
+			    proxy.ops->running(&proxy))
+				proxy.ops->idle(&proxy);
 		}
 		n = consumer_pollitems(&feed, items);
 		items[n++] = (zmq_pollitem_t){ alloc_sock, 0, ZMQ_POLLIN, 0 };

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hapruntime.h"
 #include "log.h"
 #include "proxy.h"
 
@@ -29,6 +30,9 @@ haproxy_init(struct proxy *p)
 {
 	config_proxy_file(p->conf, p->pc, "master.sock", p->master_sock,
 	    sizeof(p->master_sock));
+	/* the worker's, as renderd writes it: <run_dir>/<name>.sock */
+	snprintf(p->stats_sock, sizeof(p->stats_sock), "%s/%s.sock",
+	    p->conf->run_dir, p->pc->name);
 }
 
 static int
@@ -177,17 +181,40 @@ haproxy_reload(struct proxy *p, char *err, size_t errlen)
 			    "keep serving");
 			return -1;
 		}
-		if (now.workers > 0)
+		if (now.workers > 0) {
+			hap_forget_drains();	/* the new workers have none */
 			return 0;
+		}
 	}
 	snprintf(err, errlen, "reload did not finish in %u ms",
 	    RELOAD_WAIT_MS);
 	return -1;
 }
 
+static int
+haproxy_files(struct proxy *p, const char *text)
+{
+	(void)p;
+	return hap_write_maps(text);
+}
+
+static int
+haproxy_update(struct proxy *p, const char *old, const char *new, char *err,
+    size_t errlen)
+{
+	return hap_update(p->stats_sock, old, new, err, errlen);
+}
+
+static void
+haproxy_idle(struct proxy *p)
+{
+	hap_drain(p->stats_sock);
+}
+
 /* SIGUSR1: soft stop, connections in flight finish (hard-stop-after) */
 const struct proxy_ops haproxy_ops = {
 	"haproxy", "haproxy -c", "haproxy", SIGUSR1, haproxy_init,
 	haproxy_check, haproxy_adopt, haproxy_start, haproxy_reload,
-	proxy_running, proxy_reaped, proxy_stop,
+	proxy_running, proxy_reaped, proxy_stop, haproxy_files,
+	haproxy_update, haproxy_idle,
 };

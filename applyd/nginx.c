@@ -231,5 +231,5 @@ nginx_reload(struct proxy *p, char *err, size_t errlen)
 const struct proxy_ops nginx_ops = {
 	"nginx", "nginx -t", "nginx", SIGQUIT, nginx_init, nginx_check,
 	proxy_adopt, nginx_start, nginx_reload, proxy_running, proxy_reaped,
-	proxy_stop,
+	proxy_stop, NULL, NULL, NULL,	/* no maps; every change reloads */
 };

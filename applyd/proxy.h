@@ -36,6 +36,17 @@ struct proxy_ops {
 	/* A child of ours exited: forget it if it was the master. */
 	void	(*reaped)(struct proxy *, pid_t, int status);
 	void	(*stop)(struct proxy *);
+	/*
+	 * Optional.  files: write what a configuration needs beside it (map
+	 * files), before it is checked or served.  update: change the running
+	 * proxy from configuration old to new without a reload: 0 done, 1 it
+	 * needs a reload, -1 failed (err; a reload follows).  idle: called
+	 * every few seconds.
+	 */
+	int	(*files)(struct proxy *, const char *text);
+	int	(*update)(struct proxy *, const char *old, const char *new,
+		    char *err, size_t);
+	void	(*idle)(struct proxy *);
 };
 
 struct proxy {
@@ -46,6 +57,7 @@ struct proxy {
 	int			 child;		/* pid is our child */
 	char			 pidfile[PATH_MAX];
 	char			 master_sock[PATH_MAX];	/* HAProxy */
+	char			 stats_sock[PATH_MAX];	/* HAProxy's runtime API */
 	char			 errlog[PATH_MAX];	/* nginx */
 };
 

@@ -35,6 +35,7 @@ struct proxy_conf {
 	char		sync[CONF_ENDPOINT];	/* renderd's SINCE ROUTER */
 	unsigned	hard_stop_after;	/* seconds */
 	unsigned	maxconn;
+	unsigned	fd_limit;	/* the proxy's open files (ulimit -Hn) */
 };
 
 struct config {

@@ -1,15 +1,127 @@
 /*
- * renderd — HAProxy configuration.
+ * renderd — HAProxy configuration, made to change without reloads.
  *
- * One frontend on the shared TLS port routes by SNI to each cluster's API
- * masters, TLS passed through untouched; each workload port is a listen
- * section forwarding to its backends.  Everything written here came through
- * the event validators: names are RFC 1123, addresses parse as IPs, ports
- * and weights are in range.  The output is a pure function of its inputs.
+ * The skeleton depends on the configuration alone: the API frontend on the
+ * shared TLS port, a `ports` frontend binding every configured workload
+ * port once, and a backend `p<port>` for each of those ports.  The state
+ * fills in only what HAProxy's runtime API can change live: the servers
+ * inside the backends, and the keys of the two maps the frontends route
+ * by (the SNI host to `sni-<host>`, the port to `p<port>`; applyd writes
+ * the map files from the backends that have servers).  A new cluster adds
+ * a backend, so it is the one change that still needs a reload.
+ *
+ * Servers are named by their address, so the same backend address is the
+ * same server in every generation.  Health checks are declared only while
+ * every checked server fits in the proxy's file descriptors (HAProxy
+ * reserves one for each, besides one per listener and two per connection):
+ * past that, a dead backend is left by retrying the connection elsewhere.
+ *
+ * Everything written here came through the event validators: names are
+ * RFC 1123, addresses parse as IPs, ports and weights are in range.  The
+ * output is a pure function of its inputs.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "routes.h"
+
+#define FD_SPARE	200	/* sockets, pipes, logs, the CLI */
+
+/* A workload port the proxy binds: configured, not the API's, not reserved. */
+static int
+bound(const struct config *c, unsigned p)
+{
+	return p != c->api_port && !ports_contain(&c->reserved, p);
+}
+
+/* "ip:lo-hi" or "ip:p", with IPv6 in brackets */
+static void
+bind_line(FILE *fp, const char *ip, unsigned lo, unsigned hi)
+{
+	const char *fmt = strchr(ip, ':') ? "\tbind [%s]:%u" : "\tbind %s:%u";
+
+	fprintf(fp, fmt, ip, lo);
+	if (hi != lo)
+		fprintf(fp, "-%u", hi);
+	fputc('\n', fp);
+}
+
+/* One bind per run of consecutive bound ports; how many ports in all. */
+static unsigned
+render_binds(FILE *fp, const struct config *c, const char *ip)
+{
+	unsigned n = ports_count(&c->ports), k, p, lo = 0, prev = 0, total = 0;
+
+	for (k = 0; k < n; k++) {
+		if (!bound(c, p = ports_nth(&c->ports, k)))
+			continue;
+		total++;
+		if (lo != 0 && p == prev + 1) {
+			prev = p;
+			continue;
+		}
+		if (lo != 0)
+			bind_line(fp, ip, lo, prev);
+		lo = prev = p;
+	}
+	if (lo != 0)
+		bind_line(fp, ip, lo, prev);
+	return total;
+}
+
+static void
+server_line(FILE *fp, const char *ip, unsigned port, const char *rest)
+{
+	char ab[64];
+
+	fprintf(fp, "\tserver %s_%u %s%s\n", ip, port,
+	    route_addr(ab, sizeof(ab), ip, port), rest);
+}
+
+/*
+ * The weight of backend j, or -1 when an earlier one has its address (a
+ * server name is its address, so it appears once, with the weights of
+ * all its entries summed, as HAProxy's 256 allows).
+ */
+static int
+merged_weight(const struct port_route *pr, size_t j)
+{
+	const struct backend *b = pr->backends;
+	int w = 0;
+	size_t i;
+
+	for (i = 0; i < pr->nbackends; i++) {
+		if (strcmp(b[i].ip, b[j].ip) != 0 || b[i].port != b[j].port)
+			continue;
+		if (i < j)
+			return -1;
+		w += b[i].weight;
+	}
+	return w > 256 ? 256 : w;
+}
+
+static int
+master_seen(const struct api_route *a, size_t j)
+{
+	size_t i;
+
+	for (i = 0; i < j; i++)
+		if (strcmp(a->masters[i], a->masters[j]) == 0)
+			return 1;
+	return 0;
+}
+
+/* Does an earlier cluster already route this host?  Then this one waits. */
+static int
+host_taken(const struct routes *r, size_t i)
+{
+	size_t j;
+
+	for (j = 0; j < i; j++)
+		if (strcmp(r->api[j].host, r->api[i].host) == 0)
+			return 1;
+	return 0;
+}
 
 int
 haproxy_render(const struct routes *r, const struct config *c,
@@ -17,9 +129,11 @@ haproxy_render(const struct routes *r, const struct config *c,
 {
 	const struct port_route *pr;
 	const struct api_route *a;
-	char ab[64];
-	size_t i, j;
-	unsigned p;
+	char ab[64], wb[32];
+	size_t i, j, nsrv = 0, napi = 0;
+	unsigned k, n, p, nbound;
+	int w;
+	int check;
 
 	fprintf(fp, "# rendered by portico renderd; do not edit\n"
 	    "global\n"
@@ -31,41 +145,67 @@ haproxy_render(const struct routes *r, const struct config *c,
 	    "\n"
 	    "defaults\n"
 	    "\tmode tcp\n"
+	    "\tbalance roundrobin\n"
 	    "\ttimeout connect 5s\n"
 	    "\ttimeout client 1h\n"
 	    "\ttimeout server 1h\n"
 	    "\ttimeout client-fin 30s\n"
 	    "\ttimeout server-fin 30s\n"
+	    "\tretries 2\n"
+	    "\toption redispatch\n"
 	    "\n"
 	    "frontend api\n"
 	    "\tbind %s\n"
 	    "\ttcp-request inspect-delay 5s\n"
-	    "\ttcp-request content accept if { req_ssl_hello_type 1 }\n",
+	    "\ttcp-request content reject unless "
+	    "{ req_ssl_sni,lower,map(%s/%s-api.map) -m found }\n"
+	    "\ttcp-request content accept if { req_ssl_hello_type 1 }\n"
+	    "\tuse_backend %%[req_ssl_sni,lower,map(%s/%s-api.map)]\n",
 	    c->run_dir, px->name, px->hard_stop_after, px->maxconn,
-	    route_addr(ab, sizeof(ab), px->listen, c->api_port));
-	for (i = 0; i < r->napi; i++)
-		fprintf(fp, "\tuse_backend api-%s if { req_ssl_sni -i %s }\n",
-		    r->api[i].cluster, r->api[i].host);
+	    route_addr(ab, sizeof(ab), px->listen, c->api_port),
+	    c->run_dir, px->name, c->run_dir, px->name);
 	for (i = 0; i < r->napi; i++) {
 		a = &r->api[i];
-		fprintf(fp, "\nbackend api-%s\n", a->cluster);
-		fprintf(fp, "\t# cluster %s\n", a->cname);
+		if (host_taken(r, i))
+			continue;
+		napi += a->nmasters;
+		fprintf(fp, "\nbackend sni-%s\n", a->host);
+		fprintf(fp, "\t# cluster %s (%s)\n", a->cluster, a->cname);
 		for (j = 0; j < a->nmasters; j++)
-			fprintf(fp, "\tserver m%zu %s check inter 5s\n", j,
-			    route_addr(ab, sizeof(ab), a->masters[j], a->mport));
+			if (!master_seen(a, j))
+				server_line(fp, a->masters[j], a->mport,
+				    " check inter 5s");
 	}
-	for (p = 0; p < 65536; p++) {
+
+	fprintf(fp, "\nfrontend ports\n");
+	nbound = render_binds(fp, c, px->listen);
+	fprintf(fp, "\ttcp-request connection reject unless "
+	    "{ dst_port,map(%s/%s-ports.map) -m found }\n"
+	    "\tuse_backend %%[dst_port,map(%s/%s-ports.map)]\n",
+	    c->run_dir, px->name, c->run_dir, px->name);
+
+	for (p = 0; p < 65536; p++)
+		if ((pr = r->ports[p]) != NULL)
+			nsrv += pr->nbackends;
+	check = (size_t)nbound + 2 * (size_t)px->maxconn + napi + nsrv +
+	    FD_SPARE <= px->fd_limit;
+	n = ports_count(&c->ports);
+	for (k = 0; k < n; k++) {
+		if (!bound(c, p = ports_nth(&c->ports, k)))
+			continue;
+		fprintf(fp, "\nbackend p%u\n", p);
 		if ((pr = r->ports[p]) == NULL)
 			continue;
-		fprintf(fp, "\nlisten port-%u\n", p);
 		fprintf(fp, "\t# %s/%s/%s route %u\n", pr->cluster, pr->ns,
 		    pr->name, pr->route);
-		fprintf(fp, "\tbind %s\n",
-		    route_addr(ab, sizeof(ab), px->listen, p));
-		for (j = 0; j < pr->nbackends; j++)
-			fprintf(fp, "\tserver b%zu %s weight %u\n", j,
-			    route_addr(ab, sizeof(ab), pr->backends[j].ip,
-			    pr->backends[j].port), pr->backends[j].weight);
+		for (j = 0; j < pr->nbackends; j++) {
+			if ((w = merged_weight(pr, j)) == -1)
+				continue;
+			snprintf(wb, sizeof(wb), " weight %d%s", w, check ?
+			    " check inter 5s" : "");
+			server_line(fp, pr->backends[j].ip,
+			    pr->backends[j].port, wb);
+		}
 	}
 	return ferror(fp) ? -1 : 0;
 }

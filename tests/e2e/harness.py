@@ -28,6 +28,7 @@ supervisord instead of `Fleet.start_daemons()`.
 import base64
 import json
 import os
+import re
 import random
 import secrets
 import shutil
@@ -60,6 +61,13 @@ HAPROXY_NAME = "haproxy"        # the [proxy.NAME] of the default fleet
 
 # Addresses and ports are random: let this many attempts find free ones.
 _RETRIES = 20
+
+
+def haproxy_ports(text):
+    """The workload ports a rendered HAProxy configuration routes: each
+    backend p<port> that has a server."""
+    return sorted(int(p) for p in re.findall(r"^backend p(\d+)\n(?:\t#[^\n]*\n)*\tserver ",
+                                             text, re.M))
 
 
 def bin_dir():
@@ -312,11 +320,14 @@ def steady(fn, hold=0.3):
 
 
 def refused(host, port):
-    """True when a TCP connection to host:port is refused."""
+    """True when nothing is served at host:port: the connection is refused,
+    or closed without a byte (HAProxy binds every workload port once and
+    rejects, at accept, the ports it does not route)."""
     try:
-        with socket.create_connection((host, port), timeout=2):
-            return False
-    except ConnectionRefusedError:
+        with socket.create_connection((host, port), timeout=2) as s:
+            s.settimeout(2)
+            return s.recv(1) == b""
+    except (ConnectionRefusedError, ConnectionResetError):
         return True
     except OSError:
         return False
@@ -875,6 +886,10 @@ class Fleet:
     def proxy_cfg(self, name=None):
         """The configuration a proxy serves (the first proxy's by default)."""
         return _read(os.path.join(self.run_dir, "%s.cfg" % self.proxy(name).name)) or ""
+
+    def routed_ports(self, name=None):
+        """The workload ports an HAProxy configuration routes."""
+        return haproxy_ports(self.proxy_cfg(name))
 
     # -- workload routes
     def wait_annotation(self, cluster, ns, name, key, timeout=30, value=None):

@@ -30,6 +30,7 @@ import zmq
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 import testlib  # noqa: E402
+import harness  # noqa: E402
 from harness import bin_dir, need  # noqa: E402
 
 OWNERS = 24
@@ -158,7 +159,7 @@ class Rig:
 
 
 def listen_ports(text):
-    return sorted(int(p) for p in re.findall(r"^listen port-(\d+)$", text, re.M))
+    return harness.haproxy_ports(text)
 
 
 def test_allocd_sigkill_under_churn():

@@ -76,7 +76,7 @@ def allocd_restarts(fleet, pay, tap):
     # The same ports for the same objects; their objects were not touched.
     assert snapshot(pay, [(NS, "ledger-db"), (NS, "orders-db")]) == before
     assert fleet.marker(want) in pay.markers(NS, "ledger-db", 5432)
-    assert "listen port-%d" % want in fleet.proxy_cfg()
+    assert want in fleet.routed_ports()
 
     # Once more, with nothing changing while it is down: nothing moves.
     restart = kill_and_restart()
@@ -289,7 +289,7 @@ def test_dropped_watches_move_nothing(make_fleet):
     finally:
         tap.close()
     assert snapshot(pay, [(NS, "ledger-db")]) == before
-    assert "listen port-%d" % ledger in fleet.proxy_cfg()
+    assert ledger in fleet.routed_ports()
     assert set(cfg.splitlines()) <= set(fleet.proxy_cfg().splitlines())
     pay.annotate(NS, "ledger-db", **{EXPOSE: None})
     fleet.wait_refused(ledger)

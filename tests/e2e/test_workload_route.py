@@ -197,10 +197,16 @@ def test_port_exhaustion_is_written_back(make_fleet):
     fleet.wait_serves(a[0], pay.markers(NS, "ledger-db", 5432))
 
 
-def test_reloads_keep_established_connections(make_fleet):
-    """A reload (another VirtualService exposed, then unexposed) does not
-    drop a connection in progress."""
-    fleet, pay = start_payments(make_fleet)
+def test_routes_change_live_and_reloads_keep_connections(make_fleet):
+    """Another VirtualService exposed, re-pointed and unexposed changes
+    HAProxy through its runtime API: no reload, and a connection in progress
+    is untouched.  A new cluster needs a reload (a new backend); that does
+    not drop the connection either."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    pay = harness.payments_cluster(fleet)
+    search = harness.search_cluster(fleet, register=False)
+    fleet.start()
     pay.annotate(NS, "ledger-db", **{EXPOSE: "true"})
     (port,) = fleet.wait_address(pay, NS, "ledger-db")
     reloads = fleet.haproxy_reloads()
@@ -208,13 +214,23 @@ def test_reloads_keep_established_connections(make_fleet):
     with socket.create_connection((fleet.listen, port), timeout=5) as s:
         f = s.makefile("rb")
         assert f.readline().decode().strip() in pay.markers(NS, "ledger-db", 5432)
-        for i, value in enumerate(("true", None)):
-            pay.annotate(NS, "orders-db", **{EXPOSE: value})
-            testlib.wait_until(lambda: (fleet.haproxy_reloads() or 0) > reloads + i, 20,
-                               "HAProxy reloaded")
-            s.sendall(b"still there %d?\n" % i)
-            assert f.readline() == b"still there %d?\n" % i
+        pay.annotate(NS, "orders-db", **{EXPOSE: "true"})
+        (orders,) = fleet.wait_address(pay, NS, "orders-db")
+        fleet.wait_serves(orders, pay.markers(NS, "orders-db", 5432))
+        s.sendall(b"still there 0?\n")
+        assert f.readline() == b"still there 0?\n"
+        pay.annotate(NS, "orders-db", **{EXPOSE: None})
         fleet.wait_no_annotation(pay, NS, "orders-db", ADDRESS)
+        fleet.wait_refused(orders)
+        assert fleet.haproxy_reloads() == reloads, "a route change reloaded HAProxy"
+        s.sendall(b"still there 1?\n")
+        assert f.readline() == b"still there 1?\n"
+
+        search.register()
+        fleet.wait_api(search.host)
+        assert fleet.haproxy_reloads() > reloads, "a new cluster without a reload?"
+        s.sendall(b"still there 2?\n")
+        assert f.readline() == b"still there 2?\n"
 
 
 def test_istio_v1alpha3_only_cluster(make_fleet):

@@ -1,0 +1,545 @@
+/*
+ * applyd — HAProxy without reloads.
+ *
+ * renderd's HAProxy configuration binds the workload ports once and routes
+ * each connection through a map: the port (or the SNI host) to a backend
+ * that always exists, `p<port>` for every configured port and `sni-<host>`
+ * for every cluster.  What changes from one generation to the next is then
+ * almost always only the servers inside those backends and which keys the
+ * maps hold, and both change through the runtime API:
+ *	add server B/S ADDR ARGS; enable server B/S [; enable health B/S]
+ *	set server B/S weight W
+ *	set server B/S state maint; del server B/S
+ *	add map FILE KEY BACKEND; del map FILE KEY
+ * A server's name is its address (`10.0.0.1_30080`), so the same backend
+ * address is the same server in every generation.  Servers are added
+ * before the map points at them and leave after it stops pointing; a
+ * server that still carries connections cannot be deleted yet: it stays in
+ * maintenance (no new connection reaches it) and is deleted later.
+ *
+ * Everything else (the skeleton: every line but the server lines) changing
+ * means a reload.  The maps on disk are derived from the configuration, so
+ * a reload or a restart routes exactly as the runtime API did.
+ */
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hapruntime.h"
+#include "log.h"
+
+#define CLI_TIMEOUT_MS	5000
+#define DRAIN_MAX	4096
+
+struct server {
+	const char	*backend;	/* points into the parsed copy */
+	const char	*name;
+	const char	*args;		/* what follows the name */
+};
+
+struct parsed {
+	char		*copy;		/* the text, cut into strings */
+	char		*skel;		/* every line but server lines */
+	size_t		 skellen;
+	struct server	*srv;		/* sorted by backend, then name */
+	size_t		 nsrv;
+	const char	*ports_map;	/* from the frontends' use_backend */
+	const char	*api_map;
+};
+
+/* Servers put in maintenance whose connections have not finished yet. */
+static char	*draining[DRAIN_MAX];
+static size_t	 ndraining;
+
+static int
+cmp_server(const void *x, const void *y)
+{
+	const struct server *a = x, *b = y;
+	int c = strcmp(a->backend, b->backend);
+
+	return c != 0 ? c : strcmp(a->name, b->name);
+}
+
+/* The path inside "map(PATH)" on a line, cut in place; NULL if none. */
+static const char *
+map_path(char *line)
+{
+	char *p, *e;
+
+	if ((p = strstr(line, "map(")) == NULL ||
+	    (e = strchr(p + 4, ')')) == NULL)
+		return NULL;
+	*e = '\0';
+	return p + 4;
+}
+
+static void
+parsed_free(struct parsed *c)
+{
+	free(c->copy);
+	free(c->skel);
+	free(c->srv);
+	memset(c, 0, sizeof(*c));
+}
+
+/*
+ * Split a rendered configuration into its skeleton and its servers.  Only
+ * renderd's own output is ever parsed here: sections start at column 0,
+ * their lines with a tab.
+ */
+static int
+parse(struct parsed *c, const char *text)
+{
+	char *line, *next, *section = NULL, *name, *args, *m;
+	size_t cap = 0, len = strlen(text);
+	struct server *ns;
+	int frontend = 0;
+
+	memset(c, 0, sizeof(*c));
+	if ((c->copy = strdup(text)) == NULL ||
+	    (c->skel = malloc(len + 1)) == NULL)
+		fatal("applyd: parse");
+	for (line = c->copy; line != NULL && *line != '\0'; line = next) {
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		if (*line != '\t' && *line != '#' && *line != '\0') {
+			section = line;
+			frontend = strncmp(line, "frontend ", 9) == 0;
+			if (strncmp(line, "backend ", 8) == 0)
+				section = line + 8;
+		}
+		if (section != NULL && strncmp(line, "\tserver ", 8) == 0 &&
+		    section != line) {
+			name = line + 8;
+			if ((args = strchr(name, ' ')) == NULL)
+				goto bad;
+			*args++ = '\0';
+			if (c->nsrv == cap) {
+				cap = cap ? cap * 2 : 256;
+				if ((ns = reallocarray(c->srv, cap,
+				    sizeof(*ns))) == NULL)
+					fatal("applyd: parse");
+				c->srv = ns;
+			}
+			c->srv[c->nsrv++] = (struct server){ section, name,
+			    args };
+			continue;
+		}
+		if (strncmp(line, "\t#", 2) == 0)
+			continue;	/* what a route is, for people only */
+		memcpy(c->skel + c->skellen, line, strlen(line));
+		c->skellen += strlen(line);
+		c->skel[c->skellen++] = '\n';
+		if (frontend && strncmp(line, "\tuse_backend ", 13) == 0) {
+			/* copy first: map_path cuts the line */
+			char tmp[1024];
+
+			snprintf(tmp, sizeof(tmp), "%s", line);
+			if ((m = (char *)map_path(line)) == NULL)
+				continue;
+			if (strstr(tmp, "dst_port") != NULL)
+				c->ports_map = m;
+			else if (strstr(tmp, "req_ssl_sni") != NULL)
+				c->api_map = m;
+		}
+	}
+	c->skel[c->skellen] = '\0';
+	if (c->nsrv > 1)
+		qsort(c->srv, c->nsrv, sizeof(*c->srv), cmp_server);
+	return 0;
+ bad:
+	parsed_free(c);
+	return -1;
+}
+
+/* The map key of a backend, or NULL when no map routes to it. */
+static const char *
+map_key(const struct parsed *c, const char *backend, const char **map)
+{
+	if (c->ports_map != NULL && backend[0] == 'p' &&
+	    backend[1] >= '0' && backend[1] <= '9') {
+		*map = c->ports_map;
+		return backend + 1;
+	}
+	if (c->api_map != NULL && strncmp(backend, "sni-", 4) == 0) {
+		*map = c->api_map;
+		return backend + 4;
+	}
+	return NULL;
+}
+
+/* Write one map file atomically: each backend with servers, by its key. */
+static int
+write_map(const struct parsed *c, const char *path)
+{
+	char tmp[PATH_MAX + 8];
+	const char *key, *map, *last = "";
+	size_t i;
+	FILE *fp;
+
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	if ((fp = fopen(tmp, "w")) == NULL)
+		return -1;
+	for (i = 0; i < c->nsrv; i++) {
+		if (strcmp(c->srv[i].backend, last) == 0)
+			continue;
+		last = c->srv[i].backend;
+		if ((key = map_key(c, last, &map)) != NULL &&
+		    strcmp(map, path) == 0)
+			fprintf(fp, "%s %s\n", key, last);
+	}
+	if (fflush(fp) != 0 || fsync(fileno(fp)) == -1) {
+		fclose(fp);
+		return -1;
+	}
+	if (fclose(fp) != 0 || rename(tmp, path) == -1)
+		return -1;
+	return 0;
+}
+
+int
+hap_write_maps(const char *text)
+{
+	struct parsed c;
+	int rc = 0;
+
+	if (parse(&c, text) == -1)
+		return -1;
+	if (c.ports_map != NULL && write_map(&c, c.ports_map) == -1)
+		rc = -1;
+	if (c.api_map != NULL && write_map(&c, c.api_map) == -1)
+		rc = -1;
+	if (rc == -1)
+		log_warn("applyd: writing the maps");
+	parsed_free(&c);
+	return rc;
+}
+
+/* The runtime API, in prompt mode: one connection for a whole update. */
+
+struct cli {
+	int	fd;
+	char	buf[8192];
+};
+
+static int
+cli_read(struct cli *cl, char *out, size_t outlen)
+{
+	struct pollfd pfd = { cl->fd, POLLIN, 0 };
+	size_t n = 0;
+	ssize_t r;
+
+	/* each answer ends with the prompt: "\n> " */
+	for (;;) {
+		if (n >= 3 && memcmp(cl->buf + n - 3, "\n> ", 3) == 0)
+			break;
+		if (n == sizeof(cl->buf) - 1)
+			n = 0;		/* a long answer: keep its tail */
+		if (poll(&pfd, 1, CLI_TIMEOUT_MS) != 1)
+			return -1;
+		if ((r = read(cl->fd, cl->buf + n, sizeof(cl->buf) - 1 - n)) <=
+		    0)
+			return -1;
+		n += (size_t)r;
+	}
+	n -= 3;
+	while (n > 0 && (cl->buf[n - 1] == '\n' || cl->buf[n - 1] == ' '))
+		n--;
+	if (n >= outlen)
+		n = outlen - 1;		/* the start says what went wrong */
+	memcpy(out, cl->buf, n);
+	out[n] = '\0';
+	return 0;
+}
+
+static int
+cli_open(struct cli *cl, const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	char junk[64];
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -1;
+	strcpy(sun.sun_path, path);
+	if ((cl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return -1;
+	if (connect(cl->fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
+	    write(cl->fd, "prompt\n", 7) != 7 ||
+	    cli_read(cl, junk, sizeof(junk)) == -1) {
+		close(cl->fd);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * One command; 0 when HAProxy answered as it does on success (nothing, or
+ * one of its confirmations), -1 with its answer in err.
+ */
+static int
+cli_do(struct cli *cl, char *err, size_t errlen, const char *fmt, ...)
+{
+	char cmd[1024], out[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(cmd, sizeof(cmd) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(cmd) - 1)
+		return -1;
+	cmd[n++] = '\n';
+	if (write(cl->fd, cmd, (size_t)n) != n ||
+	    cli_read(cl, out, sizeof(out)) == -1) {
+		snprintf(err, errlen, "runtime API: no answer to %.*s",
+		    n - 1, cmd);
+		return -1;
+	}
+	if (out[0] == '\0' || strcmp(out, "New server registered.") == 0 ||
+	    strcmp(out, "Server deleted.") == 0)
+		return 0;
+	snprintf(err, errlen, "runtime API: %.*s: %s", n - 1, cmd, out);
+	return -1;
+}
+
+static int
+is_draining(const char *key, size_t *at)
+{
+	size_t i;
+
+	for (i = 0; i < ndraining; i++)
+		if (strcmp(draining[i], key) == 0) {
+			*at = i;
+			return 1;
+		}
+	return 0;
+}
+
+static void
+undrain(size_t i)
+{
+	free(draining[i]);
+	draining[i] = draining[--ndraining];
+}
+
+/* Out of service, and deleted once its last connection is gone. */
+static int
+srv_remove(struct cli *cl, const char *backend, const char *name, char *err,
+    size_t errlen)
+{
+	char key[512], why[256];
+	size_t at;
+
+	snprintf(key, sizeof(key), "%s/%s", backend, name);
+	if (cli_do(cl, err, errlen, "set server %s state maint", key) == -1)
+		return -1;
+	if (cli_do(cl, why, sizeof(why), "del server %s", key) == 0)
+		return 0;
+	if (!is_draining(key, &at)) {
+		if (ndraining == DRAIN_MAX) {
+			snprintf(err, errlen, "too many servers draining");
+			return -1;
+		}
+		if ((draining[ndraining] = strdup(key)) == NULL)
+			fatal("applyd: drain");
+		ndraining++;
+	}
+	return 0;
+}
+
+/* "weight N" in a server's arguments, or 1. */
+static unsigned
+weight_of(const char *args)
+{
+	const char *w = strstr(args, " weight ");
+
+	return w != NULL ? (unsigned)strtoul(w + 8, NULL, 10) : 1;
+}
+
+static int
+srv_add(struct cli *cl, const struct server *s, char *err, size_t errlen)
+{
+	char key[512], why[256];
+	size_t at;
+
+	snprintf(key, sizeof(key), "%s/%s", s->backend, s->name);
+	if (is_draining(key, &at)) {
+		/* still there from before, in maintenance: bring it back */
+		undrain(at);
+		if (cli_do(cl, why, sizeof(why), "del server %s", key) == -1)
+			return cli_do(cl, err, errlen, "set server %s weight "
+			    "%u", key, weight_of(s->args)) == -1 ? -1 :
+			    cli_do(cl, err, errlen, "set server %s state ready",
+			    key);
+	}
+	if (cli_do(cl, err, errlen, "add server %s %s", key, s->args) == -1 ||
+	    cli_do(cl, err, errlen, "enable server %s", key) == -1)
+		return -1;
+	if (strstr(s->args, " check") != NULL &&
+	    cli_do(cl, err, errlen, "enable health %s", key) == -1)
+		return -1;
+	return 0;
+}
+
+/* The arguments but the weight are the same: a weight can be set live. */
+static int
+same_but_weight(const char *a, const char *b)
+{
+	const char *wa = strstr(a, " weight "), *wb = strstr(b, " weight ");
+	size_t la, lb;
+
+	if (wa == NULL || wb == NULL)
+		return strcmp(a, b) == 0;
+	la = (size_t)(wa - a);
+	lb = (size_t)(wb - b);
+	wa += 8 + strspn(wa + 8, "0123456789");
+	wb += 8 + strspn(wb + 8, "0123456789");
+	return la == lb && memcmp(a, b, la) == 0 && strcmp(wa, wb) == 0;
+}
+
+/* Does backend b have a server in c?  (c->srv is sorted by backend.) */
+static int
+has_servers(const struct parsed *c, const char *b)
+{
+	size_t lo = 0, hi = c->nsrv, mid;
+	int r;
+
+	while (lo < hi) {
+		mid = (lo + hi) / 2;
+		if ((r = strcmp(c->srv[mid].backend, b)) == 0)
+			return 1;
+		if (r < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+/* Map changes: add = 1 for keys that appear, 0 for keys that go. */
+static int
+maps_change(struct cli *cl, const struct parsed *from, const struct parsed *to,
+    int add, char *err, size_t errlen)
+{
+	const char *key, *map, *last = "";
+	size_t i;
+
+	for (i = 0; i < to->nsrv; i++) {
+		if (strcmp(to->srv[i].backend, last) == 0)
+			continue;
+		last = to->srv[i].backend;
+		if (has_servers(from, last) ||
+		    (key = map_key(to, last, &map)) == NULL)
+			continue;
+		if (add && cli_do(cl, err, errlen, "add map %s %s %s", map,
+		    key, last) == -1)
+			return -1;
+		if (!add && cli_do(cl, err, errlen, "del map %s %s", map,
+		    key) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+int
+hap_update(const char *sock, const char *old, const char *new, char *err,
+    size_t errlen)
+{
+	struct parsed o, n;
+	struct cli cl;
+	size_t i = 0, j = 0;
+	int rc = -1, c;
+
+	if (parse(&o, old) == -1)
+		return 1;
+	if (parse(&n, new) == -1) {
+		parsed_free(&o);
+		return 1;
+	}
+	if (o.skellen != n.skellen || memcmp(o.skel, n.skel, o.skellen) != 0 ||
+	    n.ports_map == NULL || n.api_map == NULL) {
+		rc = 1;		/* not only servers: a reload */
+		goto done;
+	}
+	if (cli_open(&cl, sock) == -1) {
+		snprintf(err, errlen, "runtime API %s: %s", sock,
+		    strerror(errno));
+		goto done;
+	}
+	/* map keys that go, first: no new connection for what leaves */
+	if (maps_change(&cl, &n, &o, 0, err, errlen) == -1)
+		goto out;
+	while (i < o.nsrv || j < n.nsrv) {
+		c = i == o.nsrv ? 1 : j == n.nsrv ? -1 :
+		    cmp_server(&o.srv[i], &n.srv[j]);
+		if (c < 0) {
+			if (srv_remove(&cl, o.srv[i].backend, o.srv[i].name,
+			    err, errlen) == -1)
+				goto out;
+			i++;
+		} else if (c > 0) {
+			if (srv_add(&cl, &n.srv[j], err, errlen) == -1)
+				goto out;
+			j++;
+		} else {
+			if (strcmp(o.srv[i].args, n.srv[j].args) != 0) {
+				if (!same_but_weight(o.srv[i].args,
+				    n.srv[j].args)) {
+					rc = 1;
+					goto out;
+				}
+				if (cli_do(&cl, err, errlen,
+				    "set server %s/%s weight %u",
+				    n.srv[j].backend, n.srv[j].name,
+				    weight_of(n.srv[j].args)) == -1)
+					goto out;
+			}
+			i++;
+			j++;
+		}
+	}
+	/* and the keys that appear, last: their servers are in place */
+	if (maps_change(&cl, &o, &n, 1, err, errlen) == -1)
+		goto out;
+	rc = 0;
+ out:
+	close(cl.fd);
+ done:
+	parsed_free(&o);
+	parsed_free(&n);
+	return rc;
+}
+
+void
+hap_drain(const char *sock)
+{
+	char err[256];
+	struct cli cl;
+	size_t i;
+
+	if (ndraining == 0 || cli_open(&cl, sock) == -1)
+		return;
+	for (i = 0; i < ndraining; )
+		if (cli_do(&cl, err, sizeof(err), "del server %s",
+		    draining[i]) == 0)
+			undrain(i);
+		else
+			i++;
+	close(cl.fd);
+}
+
+void
+hap_forget_drains(void)
+{
+	while (ndraining > 0)
+		undrain(ndraining - 1);
+}
