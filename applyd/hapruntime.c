@@ -450,14 +450,57 @@ maps_change(struct cli *cl, const struct parsed *from, const struct parsed *to,
 	return 0;
 }
 
+/*
+ * One pass over the servers of o and n, both sorted: adding (the servers
+ * new in n, and new weights), or removing (the servers gone from o).  0,
+ * 1 when a server changed more than its weight (a reload), -1 on error.
+ */
+static int
+servers_change(struct cli *cl, const struct parsed *o, const struct parsed *n,
+    int adding, char *err, size_t errlen)
+{
+	const struct server *a, *b;
+	size_t i = 0, j = 0;
+	int c;
+
+	while (i < o->nsrv || j < n->nsrv) {
+		c = i == o->nsrv ? 1 : j == n->nsrv ? -1 :
+		    cmp_server(&o->srv[i], &n->srv[j]);
+		a = &o->srv[i];
+		b = &n->srv[j];
+		if (c < 0) {
+			if (!adding && srv_remove(cl, a->backend, a->name, err,
+			    errlen) == -1)
+				return -1;
+			i++;
+			continue;
+		}
+		if (c > 0) {
+			if (adding && srv_add(cl, b, err, errlen) == -1)
+				return -1;
+			j++;
+			continue;
+		}
+		if (adding && strcmp(a->args, b->args) != 0) {
+			if (!same_but_weight(a->args, b->args))
+				return 1;
+			if (cli_do(cl, err, errlen, "set server %s/%s weight %u",
+			    b->backend, b->name, weight_of(b->args)) == -1)
+				return -1;
+		}
+		i++;
+		j++;
+	}
+	return 0;
+}
+
 int
 hap_update(const char *sock, const char *old, const char *new, char *err,
     size_t errlen)
 {
 	struct parsed o, n;
 	struct cli cl;
-	size_t i = 0, j = 0;
-	int rc = -1, c;
+	int rc = -1;
 
 	if (parse(&o, old) == -1)
 		return 1;
@@ -478,35 +521,14 @@ hap_update(const char *sock, const char *old, const char *new, char *err,
 	/* map keys that go, first: no new connection for what leaves */
 	if (maps_change(&cl, &n, &o, 0, err, errlen) == -1)
 		goto out;
-	while (i < o.nsrv || j < n.nsrv) {
-		c = i == o.nsrv ? 1 : j == n.nsrv ? -1 :
-		    cmp_server(&o.srv[i], &n.srv[j]);
-		if (c < 0) {
-			if (srv_remove(&cl, o.srv[i].backend, o.srv[i].name,
-			    err, errlen) == -1)
-				goto out;
-			i++;
-		} else if (c > 0) {
-			if (srv_add(&cl, &n.srv[j], err, errlen) == -1)
-				goto out;
-			j++;
-		} else {
-			if (strcmp(o.srv[i].args, n.srv[j].args) != 0) {
-				if (!same_but_weight(o.srv[i].args,
-				    n.srv[j].args)) {
-					rc = 1;
-					goto out;
-				}
-				if (cli_do(&cl, err, errlen,
-				    "set server %s/%s weight %u",
-				    n.srv[j].backend, n.srv[j].name,
-				    weight_of(n.srv[j].args)) == -1)
-					goto out;
-			}
-			i++;
-			j++;
-		}
-	}
+	/*
+	 * Servers that come, then servers that go: a backend re-pointed
+	 * from one address to another is never empty in between.
+	 */
+	if ((rc = servers_change(&cl, &o, &n, 1, err, errlen)) != 0 ||
+	    (rc = servers_change(&cl, &o, &n, 0, err, errlen)) != 0)
+		goto out;
+	rc = -1;
 	/* and the keys that appear, last: their servers are in place */
 	if (maps_change(&cl, &o, &n, 1, err, errlen) == -1)
 		goto out;

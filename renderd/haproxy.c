@@ -129,7 +129,7 @@ haproxy_render(const struct routes *r, const struct config *c,
 {
 	const struct port_route *pr;
 	const struct api_route *a;
-	char ab[64], wb[32];
+	char ab[64], wb[48];
 	size_t i, j, nsrv = 0, napi = 0;
 	unsigned k, n, p, nbound;
 	int w;
