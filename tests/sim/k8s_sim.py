@@ -16,6 +16,13 @@ objects, status given on create is kept, updates need no resourceVersion.
 Test control (bearer token required like everything else):
   POST /_sim/close-watches[?abort=true]  ends every open watch, cleanly (final
   chunk) or by dropping the connection mid-stream.
+  POST /_sim/compact  the history is compacted up to now: a watch from an
+  older resourceVersion gets an in-stream ERROR 410 Expired.
+  POST /_sim/rotate-token {"token": T}  only T is accepted from now on (a
+  401 for the old one, as after a token expires).
+  PUT /_sim/faults {"kind", "count", "path", "on", ...}  a fault switch (see
+  Faults); DELETE /_sim/faults clears them; GET /_sim/requests counts
+  requests by verb and path.
 
 Readiness: the listening port is written to --port-file (atomically).
 """
@@ -280,6 +287,60 @@ def json_patch(doc, ops):
     return doc
 
 
+# ---------------------------------------------------------------- faults
+
+class Faults:
+    """Runtime fault switches, each applying to the next `count` requests
+    (-1: until cleared) whose path starts with `path` and whose verb is `on`
+    ("list": any GET that is not a watch, "watch", or "any"):
+
+      status            answer {"status": N} (500, 503, 401...) with a Status
+      malformed         a list's body, or a watch's first line, is not JSON
+      continue-expired  a list page asked with a continue token: 410 Expired
+      watch-error       a watch sends one ERROR event, {"code", "reason"}
+                        (410 and Expired or Gone by default), and ends
+      split             a watch's events go out in chunks of `bytes` bytes,
+                        pieces of one event across chunks and several events
+                        in one (a list body likewise)
+      slow              as split, with `delay` seconds between chunks
+      stall             watches send their headers, then nothing, ever; set,
+                        it also silences the watches open at that moment
+      bookmarks         a BOOKMARK every `interval` seconds (when asked for)
+    """
+
+    KINDS = ("status", "malformed", "continue-expired", "watch-error", "split",
+             "slow", "stall", "bookmarks")
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.active = []
+
+    def add(self, f):
+        if not isinstance(f, dict) or f.get("kind") not in self.KINDS:
+            raise APIError(400, "a fault is {\"kind\": one of %s, ...}" % ", ".join(self.KINDS))
+        f = dict({"count": -1, "path": "/", "on": "any"}, **f)
+        if f["on"] not in ("any", "list", "watch") or not isinstance(f["count"], int):
+            raise APIError(400, "bad fault %r" % f)
+        with self.lock:
+            self.active.append(f)
+        return f
+
+    def clear(self):
+        with self.lock:
+            self.active.clear()
+
+    def take(self, kinds, path, verb):
+        """The first fault of one of kinds for this request, consuming a use."""
+        with self.lock:
+            for f in self.active:
+                if f["kind"] in kinds and f["count"] != 0 and path.startswith(f["path"]) \
+                        and f["on"] in ("any", verb):
+                    if f["count"] > 0:
+                        f["count"] -= 1
+                    return dict(f)
+        return None
+
+
 # ---------------------------------------------------------------- the store
 
 Event = collections.namedtuple("Event", "rv rtype type obj")
@@ -300,6 +361,14 @@ class Store:
         # Bumped by close_watches(); open watches end when it changes.
         self.watch_epoch = 0
         self.abort_watches = False
+        # Bumped by a stall fault; the watches open then go silent.
+        self.stall_epoch = 0
+        self.compacted = 0
+
+    def compact(self):
+        """Forget the history up to now, as etcd compaction does."""
+        with self.cond:
+            self.compacted = self.rv
 
     def close_watches(self, abort):
         """End every open watch: cleanly, or by dropping the connection."""
@@ -311,8 +380,8 @@ class Store:
     def floor(self):
         """Watches from an rv below this can no longer be served (410)."""
         if len(self.history) < self.history.maxlen:
-            return 0
-        return self.history[0].rv - 1
+            return self.compacted
+        return max(self.compacted, self.history[0].rv - 1)
 
     def events_after(self, rv, rt):
         """History events of type rt newer than rv, oldest first (caller
@@ -474,6 +543,9 @@ class Handler(simcommon.JSONHandler):
     store = None
     rtypes = None
     server_version = None
+    faults = None
+    lock = threading.Lock()
+    requests = collections.Counter()
 
     def do_GET(self):
         self.dispatch("GET")
@@ -500,11 +572,19 @@ class Handler(simcommon.JSONHandler):
             if self.headers.get("Authorization") != "Bearer " + self.token:
                 raise APIError(401, "Unauthorized")
             body = self.read_body()
+            if path.startswith("/_sim/"):
+                return self.control(method, path, query, body)
+            verb = "watch" if method == "GET" and "watch" in query and \
+                parse_bool(query["watch"], "watch") else \
+                "list" if method == "GET" else method.lower()
+            with self.lock:
+                self.requests["%s %s" % (verb, path)] += 1
+            fault = self.faults.take(("status",), path, verb)
+            if fault:
+                raise APIError(fault.get("status", 500), "injected fault")
+            self.shape = self.faults.take(("split", "slow"), path, verb)
             if path == "/version":
                 return self.send_json(200, self.version_info())
-            if path == "/_sim/close-watches" and method == "POST":
-                self.store.close_watches(parse_bool(query.get("abort", "false"), "abort"))
-                return self.send_json(200, {})
             if path.startswith("/openapi/"):
                 # kubectl copes without OpenAPI for get/annotate/delete/watch.
                 raise APIError(404, "the server could not find the requested resource")
@@ -514,6 +594,54 @@ class Handler(simcommon.JSONHandler):
             return self.resource_request(method, path, query, body)
         except APIError as e:
             self.send_json(e.code, e.status())
+
+    def control(self, method, path, query, body):
+        """The /_sim/ endpoints (see the module's doc)."""
+        store = self.store
+        if path == "/_sim/close-watches" and method == "POST":
+            store.close_watches(parse_bool(query.get("abort", "false"), "abort"))
+        elif path == "/_sim/compact" and method == "POST":
+            store.compact()
+        elif path == "/_sim/rotate-token" and method == "POST":
+            token = self.json_body(body).get("token")
+            if not isinstance(token, str) or not token:
+                raise APIError(400, 'want {"token": "..."}')
+            Handler.token = token
+        elif path == "/_sim/faults" and method == "PUT":
+            f = self.faults.add(self.json_body(body))
+            if f["kind"] == "stall":
+                with store.cond:
+                    store.stall_epoch += 1
+                    store.cond.notify_all()
+        elif path == "/_sim/faults" and method == "DELETE":
+            self.faults.clear()
+        elif path == "/_sim/requests" and method == "GET":
+            with self.lock:
+                return self.send_json(200, dict(self.requests))
+        else:
+            raise APIError(404, "no such control endpoint")
+        return self.send_json(200, {})
+
+    def send_json(self, code, obj, headers=None):
+        """As JSONHandler's, but shaped by a split or slow fault."""
+        shape = getattr(self, "shape", None)
+        if shape is None:
+            return super().send_json(code, obj, headers)
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.write_shaped(body)
+        self.end_chunked()
+
+    def write_shaped(self, data):
+        """data in chunks of the shape's size, with its delay between them."""
+        size = max(1, int(self.shape.get("bytes", 1)))
+        for i in range(0, len(data), size):
+            if i and self.shape.get("delay"):
+                time.sleep(self.shape["delay"])
+            self.write_chunk(data[i:i + size])
 
     def version_info(self):
         major, minor, _ = self.server_version.split(".")
@@ -607,11 +735,22 @@ class Handler(simcommon.JSONHandler):
             ns = ""  # cluster-scoped objects live in the "" namespace of the store
         return rt, version, ns, name, sub
 
+    # ObjectMeta's fields in the order Go encodes them: what a client reads
+    # of an object before its (possibly huge) annotations.
+    META_ORDER = ("name", "generateName", "namespace", "selfLink", "uid",
+                  "resourceVersion", "generation", "creationTimestamp",
+                  "deletionTimestamp", "labels", "annotations")
+
     def out(self, rt, version, obj):
-        """An object as served under version (apiVersion/kind rewritten)."""
-        obj["apiVersion"] = rt.api_version(version)
-        obj["kind"] = rt.kind
-        return obj
+        """An object as served under version (apiVersion/kind rewritten,
+        metadata in the apiserver's order)."""
+        md = obj.get("metadata") or {}
+        ordered = {k: md[k] for k in self.META_ORDER if k in md}
+        ordered.update(md)
+        served = {"apiVersion": rt.api_version(version), "kind": rt.kind,
+                  "metadata": ordered}
+        served.update((k, v) for k, v in obj.items() if k not in served)
+        return served
 
     def resource_request(self, method, path, query, body):
         rt, version, ns, name, sub = self.route(path)
@@ -619,7 +758,10 @@ class Handler(simcommon.JSONHandler):
             if method == "GET":
                 if "watch" in query and parse_bool(query["watch"], "watch"):
                     return self.watch(rt, version, ns, query)
-                return self.send_json(200, self.list_objects(rt, version, ns, query))
+                reply = self.list_objects(rt, version, ns, query)
+                if self.faults.take(("malformed",), path, "list"):
+                    return self.send_text(200, json.dumps(reply)[:40])
+                return self.send_json(200, reply)
             if method == "POST":
                 obj = self.create(rt, ns, body)
                 return self.send_json(201, self.out(rt, version, obj))
@@ -685,6 +827,11 @@ class Handler(simcommon.JSONHandler):
         except ValueError:
             raise APIError(400, "invalid limit %r" % query.get("limit"))
         # The continue token is opaque to clients: base64 JSON of the last key.
+        path = urllib.parse.urlsplit(self.path).path
+        if query.get("continue") and self.faults.take(("continue-expired",), path, "list"):
+            raise APIError(410, "The provided continue parameter is too old to display "
+                           "a consistent list result. You can start a new list without "
+                           "the continue parameter.", reason="Expired")
         if query.get("continue"):
             try:
                 after = tuple(json.loads(base64.urlsafe_b64decode(query["continue"]))["after"])
@@ -719,12 +866,22 @@ class Handler(simcommon.JSONHandler):
             raise APIError(400, "invalid timeoutSeconds")
         rv_param = query.get("resourceVersion", "")
         store = self.store
+        path = urllib.parse.urlsplit(self.path).path
+        faults = self.faults
+        error = faults.take(("watch-error",), path, "watch")
+        interval = BOOKMARK_INTERVAL
+        f = faults.take(("bookmarks",), path, "watch")
+        if f:
+            interval = float(f.get("interval", BOOKMARK_INTERVAL))
 
         def in_scope(obj):
             return (ns is None or obj["metadata"].get("namespace", "") == ns) and match(obj)
 
         with store.cond:
             epoch = store.watch_epoch
+            stall_epoch = store.stall_epoch
+            if faults.take(("stall",), path, "watch"):
+                stall_epoch = -1
             if rv_param in ("", "0") or initial_events:
                 # Start now, with the current objects as synthetic ADDED events.
                 pos = store.rv
@@ -739,10 +896,24 @@ class Handler(simcommon.JSONHandler):
                     first = [("ERROR", APIError(
                         410, "too old resource version: %d (%d)" % (pos, store.floor()),
                         reason="Expired").status())]
+        if error:
+            first = [("ERROR", APIError(
+                error.get("code", 410), error.get("message", "injected watch error"),
+                reason=error.get("reason", "Expired")).status())]
         self.start_chunked(200)
+        pending = []
 
         def send(type_, obj):
-            self.write_chunk(json.dumps({"type": type_, "object": obj}).encode() + b"\n")
+            pending.append(json.dumps({"type": type_, "object": obj}).encode() + b"\n")
+
+        def flush():
+            """What is pending: an event a chunk, or shaped by a fault."""
+            if self.shape:
+                self.write_shaped(b"".join(pending))
+            else:
+                for line in pending:
+                    self.write_chunk(line)
+            pending.clear()
 
         def bookmark(rv, annotations=None):
             md = {"resourceVersion": str(rv)}
@@ -752,9 +923,12 @@ class Handler(simcommon.JSONHandler):
                               "metadata": md})
 
         try:
+            if stall_epoch != -1 and faults.take(("malformed",), path, "watch"):
+                pending.append(b'{"type": "ADDED", "object": {"kind": \n')
             for type_, obj in first:
                 send(type_, obj if type_ == "ERROR" else self.out(rt, version, obj))
             if first and first[0][0] == "ERROR":
+                flush()
                 return self.end_chunked()
             if initial_events and bookmarks:
                 bookmark(pos, {"k8s.io/initial-events-end": "true"})
@@ -762,28 +936,49 @@ class Handler(simcommon.JSONHandler):
             last_bookmark = time.monotonic()
             while True:
                 with store.cond:
-                    if store.rv == pos:
-                        wait = BOOKMARK_INTERVAL
-                        if deadline is not None:
+                    stalled = store.stall_epoch != stall_epoch
+                if not stalled:
+                    flush()     # the initial events go out before any wait
+                with store.cond:
+                    if store.rv == pos or stalled:
+                        wait = interval
+                        if deadline is not None and not stalled:
                             wait = min(wait, max(0.0, deadline - time.monotonic()))
                         store.cond.wait(wait)
-                    pending = store.events_after(pos, rt)
-                    pos = store.rv
                     closing = store.watch_epoch != epoch
-                for ev in pending:
+                    stalled = store.stall_epoch != stall_epoch
+                    if stalled:
+                        pending.clear()
+                    else:
+                        pending_ev = store.events_after(pos, rt)
+                        pos = store.rv
+                if stalled:
+                    # Silent for good: only a hang-up or close-watches ends it.
+                    if closing:
+                        if store.abort_watches:
+                            return
+                        break
+                    if self.peer_closed():
+                        return
+                    continue
+                for ev in pending_ev:
                     if in_scope(ev.obj):
                         send(ev.type, self.out(rt, version, copy.deepcopy(ev.obj)))
                 if closing:
+                    flush()
                     if store.abort_watches:
                         return  # no final chunk: the client sees a broken stream
                     break
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
+                    flush()
                     break
-                if bookmarks and now - last_bookmark >= BOOKMARK_INTERVAL:
+                if bookmarks and now - last_bookmark >= interval:
                     bookmark(pos)
                     last_bookmark = now
-                if not pending and self.peer_closed():
+                had = bool(pending)
+                flush()
+                if not had and self.peer_closed():
                     return
             self.end_chunked()
         except OSError:
@@ -814,6 +1009,7 @@ def main():
 
     versions = [v.strip() for v in args.istio_versions.split(",") if v.strip()]
     Handler.token = args.token
+    Handler.faults = Faults()
     Handler.rtypes = resource_types(versions)
     Handler.server_version = args.server_version
     Handler.store = Store(args.history)

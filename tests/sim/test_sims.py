@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import queue
+import re
 import secrets
 import ssl
 import subprocess
@@ -229,30 +230,45 @@ def test_kubectl_delete(k8s):
     assert status == 404 and body["kind"] == "Status" and body["reason"] == "NotFound"
 
 
-def test_kubectl_watch_sees_event(k8s, tmp_path):
-    argv = [testlib.KUBECTL, "--kubeconfig=/dev/null", "--server=" + k8s.url,
-            "--token=" + k8s.token, "--certificate-authority=" + k8s.pki.ca_cert,
-            "--cache-dir=" + k8s.cache_dir, "get", "vs", "-n", "payments", "-w",
-            "--output-watch-events", "--request-timeout=60s"]
-    watcher = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-    lines = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in watcher.stdout],
-                     daemon=True).start()
-    seen = []
+class KubectlWatch:
+    """`kubectl get ... -w --output-watch-events` in the background; saw()
+    tells whether a line with all the given words has come out yet."""
 
-    def saw(word, name):
-        while not lines.empty():
-            seen.append(lines.get())
-        return any(word in line and name in line for line in seen)
+    def __init__(self, k8s, *args):
+        argv = [testlib.KUBECTL, "--kubeconfig=/dev/null", "--server=" + k8s.url,
+                "--token=" + k8s.token, "--certificate-authority=" + k8s.pki.ca_cert,
+                "--cache-dir=" + k8s.cache_dir, "get"] + list(args) + [
+                "-w", "--output-watch-events", "--request-timeout=60s"]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self.lines = queue.Queue()
+        self.seen = []
+        threading.Thread(target=lambda: [self.lines.put(line) for line in self.proc.stdout],
+                         daemon=True).start()
+
+    def saw(self, *words):
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return any(all(w in line for w in words) for line in self.seen)
+
+    def wait(self, *words, timeout=20):
+        testlib.wait_until(lambda: self.saw(*words), timeout,
+                           "kubectl -w printing %s (so far %r)" % (words, self.seen))
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def test_kubectl_watch_sees_event(k8s):
+    w = KubectlWatch(k8s, "vs", "-n", "payments")
     try:
         # The initial list shows up first, then the change made after it.
-        testlib.wait_until(lambda: saw("ADDED", "ledger-db"), 20, "kubectl -w initial list")
+        w.wait("ADDED", "ledger-db")
         k8s.kubectl("annotate", "vs", "ledger-db", "-n", "payments", "portico.dev/port=21017")
-        testlib.wait_until(lambda: saw("MODIFIED", "ledger-db"), 20, "kubectl -w MODIFIED")
+        w.wait("MODIFIED", "ledger-db")
     finally:
-        watcher.kill()
-        watcher.wait()
+        w.stop()
 
 
 def test_kubectl_istio_v1alpha3_only(start_k8s):
@@ -650,3 +666,133 @@ def test_pks_binds_kubeconfig_drives_kubectl(start_pks, start_k8s, tmp_path):
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
     assert cp.returncode == 0, cp.stderr
     assert "orders-db" in cp.stdout
+
+
+# ------------------------------------------------------------ k8s: fault switches
+
+def fault(k8s, **f):
+    status, body = k8s.request("PUT", "/_sim/faults", f)
+    assert status == 200, body
+
+
+def test_fault_split_chunks_and_bookmarks(k8s):
+    """Events cut into 3-byte chunks, or many events in one chunk, with
+    bookmarks every 0.1 s: kubectl reads every event; the raw stream shows
+    the BOOKMARKs carry the current resourceVersion."""
+    fault(k8s, kind="split", bytes=3)
+    fault(k8s, kind="bookmarks", interval=0.1)
+    w = KubectlWatch(k8s, "vs", "-A")
+    try:
+        w.wait("ADDED", "ledger-db")
+        w.wait("ADDED", "index")
+        k8s.kubectl("annotate", "vs", "ledger-db", "-n", "payments", "a=1")
+        w.wait("MODIFIED", "ledger-db")
+    finally:
+        w.stop()
+    k8s.request("DELETE", "/_sim/faults")
+    fault(k8s, kind="split", bytes=1 << 20)     # the three ADDED in one chunk
+    w = KubectlWatch(k8s, "vs", "-A")
+    try:
+        for name in ("orders-db", "ledger-db", "index"):
+            w.wait("ADDED", name)
+    finally:
+        w.stop()
+    rv = k8s.get(VS_GROUP + "/virtualservices")["metadata"]["resourceVersion"]
+    fault(k8s, kind="bookmarks", interval=0.1)
+    with k8s.stream(VS_GROUP + "/virtualservices?watch=1&allowWatchBookmarks=true"
+                    "&resourceVersion=" + rv) as resp:
+        # moves rv, with no VirtualService event
+        assert k8s.request("POST", "/api/v1/namespaces",
+                           {"metadata": {"name": "other"}})[0] == 201
+        (ev,) = read_events(resp, 1)
+        assert ev["type"] == "BOOKMARK"
+        assert int(ev["object"]["metadata"]["resourceVersion"]) > int(rv)
+
+
+def test_fault_in_stream_410(k8s):
+    """After compaction a watch from an old resourceVersion gets an ERROR
+    event with a 410 Status; kubectl reports it as expired. watch-error
+    sends one with reason Gone."""
+    rv = k8s.get(VS_GROUP + "/virtualservices")["metadata"]["resourceVersion"]
+    k8s.kubectl("annotate", "vs", "index", "-n", "search", "a=1")
+    assert k8s.request("POST", "/_sim/compact")[0] == 200
+    with k8s.stream(VS_GROUP + "/virtualservices?watch=1&resourceVersion=" + rv) as resp:
+        (ev,) = read_events(resp, 1)
+        assert ev["type"] == "ERROR"
+        assert (ev["object"]["code"], ev["object"]["reason"]) == (410, "Expired")
+    # kubectl lists, then watches from the list: the fault answers that watch.
+    fault(k8s, kind="watch-error", count=1, message="too old resource version: 1 (9)")
+    # kubectl prints the Status (Failure, Expired) and the watch ends.
+    out = k8s.kubectl("get", "vs", "-A", "-w", timeout=20).stdout
+    assert re.search(r"Failure\s+Expired\s+too old resource version", out), out
+    fault(k8s, kind="watch-error", reason="Gone", count=1)
+    with k8s.stream(VS_GROUP + "/virtualservices?watch=1") as resp:
+        (ev,) = read_events(resp, 1)
+        assert (ev["type"], ev["object"]["code"], ev["object"]["reason"]) == \
+            ("ERROR", 410, "Gone")
+        assert resp.readline() == b""
+
+
+def test_fault_stall_and_slow(k8s):
+    """A stalled watch sends nothing, not even its timeout's end; a slow list
+    comes in small delayed chunks and kubectl still reads it."""
+    with k8s.stream(VS_GROUP + "/virtualservices?watch=1&timeoutSeconds=1") as resp:
+        read_events(resp, 3)
+        fault(k8s, kind="stall", count=0)       # the open watch only
+        k8s.kubectl("annotate", "vs", "index", "-n", "search", "a=1")
+        resp.fp.raw._sock.settimeout(2.5)
+        with pytest.raises(TimeoutError):
+            resp.readline()
+    w = KubectlWatch(k8s, "vs", "-A")           # a new watch is not stalled
+    try:
+        w.wait("ADDED", "index")
+    finally:
+        w.stop()
+    fault(k8s, kind="slow", bytes=64, delay=0.01)
+    out = k8s.kubectl("get", "vs", "-A").stdout
+    assert "orders-db" in out and "index" in out
+
+
+def test_fault_status_malformed_continue(k8s):
+    fault(k8s, kind="status", status=500, count=1, path=VS_GROUP)
+    cp = k8s.kubectl("get", "vs", "-A", check=False)
+    assert cp.returncode != 0 and "InternalError" in cp.stderr + cp.stdout or \
+        "injected fault" in cp.stderr, cp.stderr
+    assert "index" in k8s.kubectl("get", "vs", "-A").stdout     # count used up
+    fault(k8s, kind="malformed", count=1, on="list", path=VS_GROUP)
+    cp = k8s.kubectl("get", "vs", "-A", check=False)
+    assert cp.returncode != 0, cp.stdout
+    fault(k8s, kind="continue-expired", count=1)
+    cp = k8s.kubectl("get", "vs", "-A", "--chunk-size=1", check=False)
+    assert cp.returncode != 0 and "continue parameter is too old" in cp.stderr, cp.stderr
+    status, body = k8s.request("GET", VS_GROUP + "/virtualservices?limit=1")
+    assert status == 200 and body["metadata"]["continue"]
+    fault(k8s, kind="continue-expired", count=1)
+    status, body = k8s.request("GET", VS_GROUP + "/virtualservices?limit=1&continue="
+                               + body["metadata"]["continue"])
+    assert (status, body["code"], body["reason"]) == (410, 410, "Expired")
+    fault(k8s, kind="malformed", count=1, on="watch")
+    with k8s.stream(VS_GROUP + "/virtualservices?watch=1") as resp:
+        with pytest.raises(ValueError):
+            json.loads(resp.readline())
+    counts = k8s.get("/_sim/requests")
+    assert counts["watch " + VS_GROUP + "/virtualservices"] == 1
+
+
+def test_rotate_token_and_oversized_object(k8s):
+    """After a rotation the old token is refused with 401 (kubectl: not
+    logged in) and the new one works; a 5 MiB object is stored and served,
+    its name ahead of its annotations as the apiserver orders them."""
+    new = secrets.token_hex(16)
+    assert k8s.request("POST", "/_sim/rotate-token", {"token": new})[0] == 200
+    cp = k8s.kubectl("get", "vs", "-A", check=False)
+    assert cp.returncode != 0 and "must be logged in" in cp.stderr, cp.stderr
+    k8s.token = new
+    big = vs("huge", "payments", pad="x" * (5 << 20))
+    assert k8s.request("POST", VS_GROUP + "/namespaces/payments/virtualservices",
+                       big)[0] == 201
+    raw = k8s.stream(VS_GROUP + "/namespaces/payments/virtualservices/huge").read()
+    assert len(raw) > 5 << 20
+    assert raw.index(b'"name"') < raw.index(b'"resourceVersion"') < raw.index(b'"pad"')
+    out = k8s.kubectl("get", "vs", "huge", "-n", "payments", "-o", "name").stdout
+    assert out.strip() == "virtualservice.networking.istio.io/huge"
