@@ -205,6 +205,24 @@ cluster_set_creds(struct cluster *cl, struct creds *c)
 		    cl->masters[0], cl->mport);
 }
 
+/*
+ * The API server said 401: the token expired or was rotated.  Credentials
+ * are read again from where they came from: PKS is asked for a new bind;
+ * the kubeconfig folder is read again when the file changes, by its own
+ * poll.  New credentials restart the informers (cluster_set_creds).
+ */
+void
+cluster_creds_refused(struct cluster *cl)
+{
+	if (cl->source == SRC_PKS && cl->bind_req == NULL) {
+		log_warnx("%s: credentials refused (401), asking PKS for new "
+		    "ones", cl->name);
+		pks_bind(cl);
+	} else if (cl->source == SRC_KUBECONFIG)
+		log_warnx("%s: credentials refused (401), waiting for a new "
+		    "kubeconfig", cl->name);
+}
+
 void
 cluster_auth(struct cluster *cl, struct http_auth *a)
 {

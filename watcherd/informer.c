@@ -9,6 +9,7 @@
  * watch that goes quiet for longer than watch_idle is cut by our own timer
  * (no CURLOPT_TIMEOUT on watches), and no event may exceed MAX_EVENT_BYTES.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,14 @@ nul_object(struct informer *inf)
 }
 
 static void
+oversized(struct informer *inf, const char *key)
+{
+	log_warnx("%s: %s: %s: object larger than %u MiB refused, and "
+	    "dropped", inf->cl->name, res_names[inf->res], key,
+	    MAX_EVENT_BYTES >> 20);
+}
+
+static void
 list_done(struct http_req *r, long code, const char *body, size_t len,
     const char *err)
 {
@@ -112,6 +121,8 @@ list_done(struct http_req *r, long code, const char *body, size_t len,
 		return;
 	}
 	if (code != 200) {
+		if (code == 401)
+			cluster_creds_refused(inf->cl);
 		snprintf(why, sizeof(why), "list: %s%ld",
 		    err ? "transport error, code " : "HTTP ", code);
 		backoff(inf, why);
@@ -132,6 +143,12 @@ list_done(struct http_req *r, long code, const char *body, size_t len,
 		}
 		if (obj_key(item, key, sizeof(key)) == NULL)
 			continue;
+		/* as the watch would: an object over the cap is not seen */
+		if (len > MAX_EVENT_BYTES && json_dumpb(item, NULL, 0,
+		    JSON_COMPACT) > MAX_EVENT_BYTES) {
+			oversized(inf, key);
+			continue;
+		}
 		smap_put(&inf->seen, key, inf);
 		cluster_object(inf->cl, inf->res, "ADDED", item);
 	}
@@ -139,13 +156,15 @@ list_done(struct http_req *r, long code, const char *body, size_t len,
 	cont = json_string_value(json_object_get(md, "continue"));
 	rv = json_string_value(json_object_get(md, "resourceVersion"));
 	if (cont != NULL && *cont != '\0') {
-		json_decref(root);
+		/* cont lives in root: copied before root goes */
 		if (strlen(cont) >= sizeof(inf->cont)) {
+			json_decref(root);
 			inf->cont[0] = '\0';
 			backoff(inf, "list: continue token too long");
 			return;
 		}
 		strcpy(inf->cont, cont);
+		json_decref(root);
 		start_list(inf);
 		return;
 	}
@@ -264,6 +283,70 @@ watch_line(struct informer *inf, const char *line, size_t len)
 	return 0;
 }
 
+/*
+ * The string value of the first "key" at or after from in buf, when it is
+ * made of the characters of Kubernetes names and resourceVersions only;
+ * else "".  Reads an event too large to parse, whose metadata the
+ * apiserver writes before the labels and annotations that make it large.
+ */
+static void
+peek_string(const char *buf, size_t len, const char *from, const char *key,
+    char *out, size_t outlen)
+{
+	const char *p, *end = buf + len;
+	char pat[32];
+	size_t n, plen;
+
+	out[0] = '\0';
+	plen = (size_t)snprintf(pat, sizeof(pat), "\"%s\"", key);
+	if (from == NULL || (p = memmem(from, (size_t)(end - from), pat,
+	    plen)) == NULL)
+		return;
+	for (p += plen; p < end && (*p == ' ' || *p == ':'); p++)
+		;
+	if (p >= end || *p++ != '"')
+		return;
+	for (n = 0; p + n < end && n + 1 < outlen && (isalnum((unsigned char)
+	    p[n]) || p[n] == '-' || p[n] == '.'); n++)
+		;
+	if (p + n < end && p[n] == '"') {
+		memcpy(out, p, n);
+		out[n] = '\0';
+	}
+}
+
+/*
+ * An event over MAX_EVENT_BYTES has ended: what we kept of it (its first
+ * MAX_EVENT_BYTES) names the object.  The object is dropped, as a relist
+ * would drop it, and the watch goes on after it: a restart from the same
+ * resourceVersion would only be sent the same event again.
+ */
+static void
+watch_oversized(struct informer *inf)
+{
+	const char *md;
+	char ns[64], name[254], rv[sizeof(inf->rv)], key[384];
+
+	md = memmem(inf->line, inf->linelen, "\"metadata\"", 10);
+	peek_string(inf->line, inf->linelen, md, "name", name, sizeof(name));
+	peek_string(inf->line, inf->linelen, md, "namespace", ns, sizeof(ns));
+	peek_string(inf->line, inf->linelen, md, "resourceVersion", rv,
+	    sizeof(rv));
+	inf->linelen = 0;
+	inf->skipping = 0;
+	if (name[0] == '\0') {
+		backoff(inf, "watch: an event larger than the cap, of an "
+		    "object without a readable name, refused");
+		return;
+	}
+	snprintf(key, sizeof(key), "%s/%s", inf->res == RES_NODE ? "" : ns,
+	    name);
+	oversized(inf, key);
+	cluster_object_gone(inf->cl, inf->res, key);
+	if (rv[0] != '\0')
+		strcpy(inf->rv, rv);
+}
+
 static int
 watch_data(struct http_req *r, const char *data, size_t len)
 {
@@ -275,10 +358,12 @@ watch_data(struct http_req *r, const char *data, size_t len)
 	while (len > 0) {
 		nl = memchr(data, '\n', len);
 		n = nl ? (size_t)(nl - data) : len;
-		if (inf->linelen + n > MAX_EVENT_BYTES) {
-			backoff(inf, "watch: event larger than 4 MiB refused");
-			inf->linelen = 0;
-			return -1;
+		if (inf->skipping)
+			n = 0;
+		else if (inf->linelen + n > MAX_EVENT_BYTES) {
+			/* keep the head, skip the rest up to the newline */
+			inf->skipping = 1;
+			n = MAX_EVENT_BYTES - inf->linelen;
 		}
 		if (inf->linelen + n + 1 > inf->linecap) {
 			cap = inf->linecap ? inf->linecap : 8192;
@@ -291,11 +376,18 @@ watch_data(struct http_req *r, const char *data, size_t len)
 		}
 		memcpy(inf->line + inf->linelen, data, n);
 		inf->linelen += n;
+		n = nl ? (size_t)(nl - data) : len;
 		data += n;
 		len -= n;
 		if (nl != NULL) {
 			data++;
 			len--;
+			if (inf->skipping) {
+				watch_oversized(inf);
+				if (inf->state == INF_WAIT)
+					return -1;
+				continue;
+			}
 			n = inf->linelen;
 			inf->linelen = 0;
 			if (watch_line(inf, inf->line, n) == -1)
@@ -316,8 +408,11 @@ watch_done(struct http_req *r, long code, const char *body, size_t len,
 	(void)len;
 	inf->req = NULL;
 	inf->linelen = 0;
+	inf->skipping = 0;
 	if (inf->state == INF_WAIT)
 		return;			/* watch_line decided already */
+	if (code == 401)
+		cluster_creds_refused(inf->cl);
 	if (code == 200 && err == NULL) {
 		start_watch(inf);	/* a normal end: resume */
 		return;
@@ -349,6 +444,7 @@ start_watch(struct informer *inf)
 	    inf->cl->creds.server, path, rv, conf.watch_timeout);
 	inf->state = INF_WATCH;
 	inf->linelen = 0;
+	inf->skipping = 0;
 	inf->req = http_start("GET", url, &a, NULL, NULL, 0, watch_done,
 	    watch_data, inf);
 }

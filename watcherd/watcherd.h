@@ -70,6 +70,7 @@ struct informer {
 	char		*line;		/* a watch event being assembled */
 	size_t		 linelen;
 	size_t		 linecap;
+	int		 skipping;	/* an oversized event, until its end */
 	uint64_t	 wait_until;
 	unsigned	 backoff;	/* ms */
 	unsigned long	 errors;
@@ -130,6 +131,7 @@ void	 cluster_object(struct cluster *, int res, const char *type, json_t *);
 void	 cluster_object_gone(struct cluster *, int res, const char *key);
 void	 cluster_list_end(struct cluster *, int res);
 void	 cluster_auth(struct cluster *, struct http_auth *);
+void	 cluster_creds_refused(struct cluster *);
 void	 clusters_dirty_all(void);
 void	 send_cluster_down(const char *id);
 void	 owner_of(char *, size_t, const char *id, const struct vs_obj *,
