@@ -416,6 +416,10 @@ class Cluster:
         dns = sorted({"%s.%s" % (name, DOMAIN), self.host, self.master_host})
         self.sim = K8sSim(self.dir, fleet.pki, name, dns, objects, sim_args)
         self.cache_n = 0
+        # The VirtualServices' API: the sim's preferred istio version.
+        args = list(sim_args)
+        self.vs_api = VS_API if "--istio-versions" not in args else \
+            "/apis/networking.istio.io/" + args[args.index("--istio-versions") + 1].split(",")[0]
 
     def _serve_everywhere(self, what):
         """A free port below 32768 on every node, with a workload on each node
@@ -512,7 +516,7 @@ class Cluster:
 
     def vs(self, ns, name):
         status, body = self.sim.request("GET", "%s/namespaces/%s/virtualservices/%s"
-                                        % (VS_API, ns, name))
+                                        % (self.vs_api, ns, name))
         return body if status == 200 else None
 
     def annotations(self, ns, name):
@@ -524,7 +528,7 @@ class Cluster:
         would: annotate(ns, name, **{"portico.dev/expose": "true"}); a value
         of None removes the annotation."""
         status, body = self.sim.request(
-            "PATCH", "%s/namespaces/%s/virtualservices/%s" % (VS_API, ns, name),
+            "PATCH", "%s/namespaces/%s/virtualservices/%s" % (self.vs_api, ns, name),
             {"metadata": {"annotations": ann}}, ctype="application/merge-patch+json")
         assert status == 200, body
         return body
@@ -532,14 +536,24 @@ class Cluster:
     def create(self, obj):
         ns = obj["metadata"]["namespace"]
         status, body = self.sim.request(
-            "POST", "%s/namespaces/%s/virtualservices" % (VS_API, ns), obj)
+            "POST", "%s/namespaces/%s/virtualservices" % (self.vs_api, ns), obj)
         assert status == 201, body
         return body
 
     def delete(self, ns, name):
         status, body = self.sim.request(
-            "DELETE", "%s/namespaces/%s/virtualservices/%s" % (VS_API, ns, name))
+            "DELETE", "%s/namespaces/%s/virtualservices/%s" % (self.vs_api, ns, name))
         assert status == 200, body
+
+    def sim_control(self, method, path, body=None):
+        """The simulator's /_sim/ switches (tests/sim/README.md)."""
+        status, got = self.sim.request(method, "/_sim/" + path, body)
+        assert status == 200, (path, status, got)
+        return got
+
+    def fault(self, **f):
+        """Switch a simulator fault on: fault(kind="split", bytes=3)."""
+        return self.sim_control("PUT", "faults", f)
 
     def close(self):
         self.sim.stop()
