@@ -68,8 +68,13 @@ send_cluster_down(const char *id)
 static void
 vs_free(struct vs_obj *vs)
 {
+	size_t i;
+
 	if (vs == NULL)
 		return;
+	for (i = 0; i < vs->nalloc; i++)
+		free(vs->routes[i].d);
+	free(vs->routes);
 	free(vs->address);
 	free(vs->error);
 	free(vs);
@@ -322,6 +327,10 @@ vs_parse(struct vs_obj *vs, json_t *obj)
 		    VS_MAX_ROUTES);
 		return;
 	}
+	if ((vs->routes = calloc(json_array_size(tcp),
+	    sizeof(*vs->routes))) == NULL)
+		fatal("vs");
+	vs->nalloc = json_array_size(tcp);
 	json_array_foreach(tcp, i, route) {
 		json_t *dests = json_object_get(route, "route");
 
@@ -331,6 +340,9 @@ vs_parse(struct vs_obj *vs, json_t *obj)
 			    "to %d destinations", i, VS_MAX_DESTS);
 			return;
 		}
+		if ((vs->routes[i].d = calloc(json_array_size(dests),
+		    sizeof(struct dest))) == NULL)
+			fatal("vs");
 		json_array_foreach(dests, j, dst) {
 			struct dest *ds = &vs->routes[i].d[j];
 			const char *host;
@@ -563,7 +575,7 @@ route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
 	struct dest *d;
 	size_t i, k;
 	unsigned np;
-	char why[256];
+	char why[320];
 
 	event_init(ev, EV_ROUTE);
 	event_set_str(ev, F_CLUSTER, cl->id);
