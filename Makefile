@@ -7,6 +7,7 @@
 #   make golden-update  rewrite those .out files (for a change that is meant)
 #   make run        install what is missing, build, run the demo fleet
 #   make bench-alloc  allocd's throughput, latency, start-up and store size
+#   make bench-watch  watcherd: 200 clusters x 50 VirtualServices, sync and churn
 
 CC	?= cc
 BUILD	?= build
@@ -29,7 +30,8 @@ PY	 = /usr/bin/python3
 SAN	 = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	   -fno-sanitize-recover=undefined
 
-.PHONY: all asan test unit golden golden-update e2e run deps clean bench-alloc
+.PHONY: all asan test unit golden golden-update e2e run deps clean bench-alloc \
+	bench-watch
 all: $(BINS) $(UNIT_BINS)
 
 $(BUILD)/obj/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h)
@@ -96,6 +98,10 @@ bench-alloc: deps $(BUILD)/bin/allocd $(BUILD)/bench/bench_alloc
 	@d=$$(mktemp -d /tmp/pt-bench-XXXXXX) && \
 	    $(BUILD)/bench/bench_alloc $(BUILD)/bin/allocd $$d; rc=$$?; \
 	    rm -rf $$d; exit $$rc
+
+# watcherd and allocd against simulated API servers on loopback (no proxy).
+bench-watch: deps $(BUILD)/bin/watcherd $(BUILD)/bin/allocd
+	PORTICO_BIN=$(CURDIR)/$(BUILD)/bin $(PY) tests/bench/bench_watch.py
 
 clean:
 	rm -rf build

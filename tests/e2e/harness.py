@@ -1092,8 +1092,8 @@ def search_cluster(fleet, register=True, **kw):
 
 class BusTap:
     """Subscribes to allocd's PUB (ipc://<run_dir>/alloc.pub) and keeps every
-    decoded event: {"type", "seq", "time", **body}. Needs python3-zmq and
-    python3-msgpack."""
+    decoded event: {"type", "seq", "time", "rx" (time.time() on arrival),
+    **body}. Needs python3-zmq and python3-msgpack."""
 
     TYPES = {1: "HEARTBEAT", 2: "SINCE", 3: "SINCE_END", 4: "ACK", 10: "CLUSTER_UP",
              11: "CLUSTER_DOWN", 12: "ROUTE", 13: "ROUTE_GONE", 14: "SYNC_BEGIN",
@@ -1109,6 +1109,7 @@ class BusTap:
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sock.setsockopt(zmq.RCVHWM, 0)     # a burst is kept whole
         self.sock.connect(endpoint)
         self.events = []
         self.lock = threading.Lock()
@@ -1128,7 +1129,8 @@ class BusTap:
                 v, t, seq, tm, body = self._msgpack.unpackb(raw, raw=False)
             except Exception:
                 continue
-            ev = dict(body or {}, type=self.TYPES.get(t, t), seq=seq, time=tm)
+            ev = dict(body or {}, type=self.TYPES.get(t, t), seq=seq, time=tm,
+                      rx=time.time())
             with self.lock:
                 self.events.append(ev)
 
