@@ -68,6 +68,30 @@ def test_watch_stream_faults(make_fleet):
     new_vs(fleet, pay, "split-b")
     pay.sim_control("DELETE", "faults")
 
+    # Bookmarks carry the resourceVersion on: after a change watcherd does
+    # not watch (a namespace) and a compaction, the VirtualService watch
+    # resumes from its last bookmark, with no relist.
+    pay.fault(kind="bookmarks", interval=0.2)
+    pay.sim_control("POST", "close-watches")
+    vs_path = pay.vs_api + "/virtualservices"
+    relists = pay.sim_control("GET", "requests")["list " + vs_path]
+    assert pay.sim.request("POST", "/api/v1/namespaces",
+                           {"metadata": {"name": "unwatched"}})[0] == 201
+    marks = pay.sim_control("GET", "requests").get("bookmark " + vs_path, 0)
+    testlib.wait_until(lambda: pay.sim_control("GET", "requests").get(
+        "bookmark " + vs_path, 0) >= marks + 2, 10, "two more bookmarks")
+    pay.sim_control("POST", "compact")
+    pay.sim_control("POST", "close-watches")
+    new_vs(fleet, pay, "after-bookmarks")
+    assert pay.sim_control("GET", "requests")["list " + vs_path] == relists
+    pay.sim_control("DELETE", "faults")
+
+    # Slow streams: 64 bytes every 10 ms.
+    pay.fault(kind="slow", bytes=64, delay=0.01)
+    pay.sim_control("POST", "close-watches")
+    new_vs(fleet, pay, "after-slow")
+    pay.sim_control("DELETE", "faults")
+
     # A watch line that is not JSON, then 500s for the next requests: watcherd
     # backs off and comes back.
     pay.fault(kind="malformed", on="watch", count=1)

@@ -916,6 +916,8 @@ class Handler(simcommon.JSONHandler):
             pending.clear()
 
         def bookmark(rv, annotations=None):
+            with self.lock:
+                self.requests["bookmark " + path] += 1
             md = {"resourceVersion": str(rv)}
             if annotations:
                 md["annotations"] = annotations
