@@ -110,6 +110,7 @@ struct cluster {
 	struct smap	 sent;		/* owner -> encoded ROUTE last sent */
 	struct smap	 patching;	/* VirtualServices with a PATCH out */
 	uint64_t	 patch_hold;	/* after a failed PATCH, wait */
+	size_t		 wb_next;	/* the bucket the write-back goes on at */
 	int		 dirty;
 	int		 need_resync;
 };

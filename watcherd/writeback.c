@@ -14,6 +14,14 @@
 #include "log.h"
 #include "watcherd.h"
 
+/*
+ * PATCHes in flight per cluster.  A fresh fleet may owe thousands of
+ * write-backs at once: one connection each would run the process out of
+ * descriptors and swamp the API server.  The rest wait; patch_done marks
+ * the cluster dirty and the next pass goes on.
+ */
+#define WB_INFLIGHT	16
+
 struct addr {
 	unsigned	port;
 	int		live;
@@ -156,15 +164,24 @@ vs_writeback(struct cluster *cl, const char *key, struct vs_obj *vs)
 void
 cluster_writeback(struct cluster *cl, uint64_t now)
 {
-	struct smap_iter it = { 0, NULL };
+	const struct smap *m = &cl->objs[RES_VS];
 	struct smap_ent *e;
+	size_t k, i = 0;
 
 	if (!alloc_synced || cl->istio[0] == '\0' ||
-	    !cl->inf[RES_VS].listed || now < cl->patch_hold)
+	    !cl->inf[RES_VS].listed || now < cl->patch_hold || m->nb == 0)
 		return;
-	while ((e = smap_next(&cl->objs[RES_VS], &it)) != NULL)
-		if (e->val != NULL)
-			vs_writeback(cl, e->key, e->val);
+	/*
+	 * Round the table from where the last pass stopped at the cap, so a
+	 * pass costs what it can start rather than a walk of every object.
+	 */
+	for (k = 0; k < m->nb && cl->patching.n < WB_INFLIGHT; k++) {
+		i = (cl->wb_next + k) % m->nb;
+		for (e = m->b[i]; e != NULL; e = e->next)
+			if (e->val != NULL)
+				vs_writeback(cl, e->key, e->val);
+	}
+	cl->wb_next = (i + 1) % m->nb;
 }
 
 static void
