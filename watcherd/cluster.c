@@ -5,7 +5,8 @@
  * Observations are level-triggered: after every (re)list of a cluster a
  * full resync (SYNC_BEGIN, every route, SYNC_END) tells allocd the whole
  * truth for it; between resyncs only the routes whose observation changed
- * are sent.
+ * are sent.  A VirtualService that changes (or whose decision arrives)
+ * is looked at alone; a Service, a Node or a relist looks at them all.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +134,7 @@ cluster_remove(struct cluster *cl)
 	http_cancel(cl->bind_req);
 	sent_free(cl);
 	smap_free(&cl->patching);
+	smap_free(&cl->touched);
 	creds_free(&cl->creds);
 	send_cluster_down(cl->id);
 	smap_del(&clusters, cl->id);
@@ -438,11 +440,20 @@ obj_store(struct cluster *cl, int res, const char *key, void *val)
 
 	old = val ? smap_put(&cl->objs[res], key, val) :
 	    smap_del(&cl->objs[res], key);
-	if (res == RES_VS)
+	if (res == RES_VS) {
 		vs_free(old);
-	else
+		cluster_touch(cl, key);
+	} else {
 		free(old);
-	cl->dirty = 1;
+		cl->dirty = 1;
+	}
+}
+
+/* The VirtualService "ns/name" is looked at again, alone. */
+void
+cluster_touch(struct cluster *cl, const char *key)
+{
+	smap_put(&cl->touched, key, cl);
 }
 
 void
@@ -655,6 +666,47 @@ send_if_changed(struct cluster *cl, struct smap *now, const char *owner,
 	free(smap_put(now, owner, s));
 }
 
+/* The nodes' addresses, in a canonical order so equal means unchanged. */
+static char (*node_ips(struct cluster *cl, size_t *nips))[EV_IPLEN]
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+	struct node_obj *node;
+	char (*ips)[EV_IPLEN];
+
+	if ((ips = calloc(cl->objs[RES_NODE].n + 1, EV_IPLEN)) == NULL)
+		fatal("watcherd");
+	*nips = 0;
+	while ((e = smap_next(&cl->objs[RES_NODE], &it)) != NULL)
+		if ((node = e->val) != NULL)
+			strcpy(ips[(*nips)++], node->ip);
+	qsort(ips, *nips, EV_IPLEN, cmp_ip);
+	return ips;
+}
+
+/* ROUTE_GONE for an owner "id/ns/name/route" that was sent. */
+static void
+send_gone(struct cluster *cl, const char *owner)
+{
+	char *s1, *s2, *s3, buf[EV_OWNERLEN];
+	struct event ev;
+
+	snprintf(buf, sizeof(buf), "%s", owner);
+	s1 = strchr(buf, '/');
+	s2 = s1 ? strchr(s1 + 1, '/') : NULL;
+	s3 = s2 ? strchr(s2 + 1, '/') : NULL;
+	if (s3 == NULL)
+		return;
+	*s1 = *s2 = *s3 = '\0';
+	event_init(&ev, EV_ROUTE_GONE);
+	event_set_str(&ev, F_CLUSTER, cl->id);
+	event_set_str(&ev, F_NS, s1 + 1);
+	event_set_str(&ev, F_NAME, s2 + 1);
+	ev.route = strtoull(s3 + 1, NULL, 10);
+	ev.has |= F_ROUTE;
+	obs_send(&ev);
+}
+
 /*
  * Turn the cluster's objects into route observations.  Only once every
  * informer has listed: before that, a missing Service would read as an
@@ -668,21 +720,14 @@ cluster_compute(struct cluster *cl)
 	struct smap now = { NULL, 0, 0 };
 	struct event ev;
 	struct vs_obj *vs;
-	struct node_obj *node;
 	char (*ips)[EV_IPLEN], owner[EV_OWNERLEN];
-	size_t nips = 0, r;
+	size_t nips, r;
 	int i, pass, resync = cl->need_resync;
 
 	for (i = 0; i < RES_COUNT; i++)
 		if (!cl->inf[i].listed)
 			return;
-	if ((ips = calloc(cl->objs[RES_NODE].n + 1, EV_IPLEN)) == NULL)
-		fatal("watcherd");
-	while ((e = smap_next(&cl->objs[RES_NODE], &it)) != NULL)
-		if ((node = e->val) != NULL)
-			strcpy(ips[nips++], node->ip);
-	/* backends in a canonical order, so equal means unchanged */
-	qsort(ips, nips, EV_IPLEN, cmp_ip);
+	ips = node_ips(cl, &nips);
 
 	if (resync) {
 		/* ids from the clock: a restarted watcherd does not reuse one */
@@ -714,26 +759,9 @@ cluster_compute(struct cluster *cl)
 	free(ips);
 	/* what was sent before and is not there now is gone */
 	it = (struct smap_iter){ 0, NULL };
-	while (!resync && (e = smap_next(&cl->sent, &it)) != NULL) {
-		char *s1, *s2, *s3, buf[EV_OWNERLEN];
-
-		if (smap_get(&now, e->key) != NULL)
-			continue;
-		snprintf(buf, sizeof(buf), "%s", e->key);
-		s1 = strchr(buf, '/');
-		s2 = s1 ? strchr(s1 + 1, '/') : NULL;
-		s3 = s2 ? strchr(s2 + 1, '/') : NULL;
-		if (s3 == NULL)
-			continue;
-		*s1 = *s2 = *s3 = '\0';
-		event_init(&ev, EV_ROUTE_GONE);
-		event_set_str(&ev, F_CLUSTER, cl->id);
-		event_set_str(&ev, F_NS, s1 + 1);
-		event_set_str(&ev, F_NAME, s2 + 1);
-		ev.route = strtoull(s3 + 1, NULL, 10);
-		ev.has |= F_ROUTE;
-		obs_send(&ev);
-	}
+	while (!resync && (e = smap_next(&cl->sent, &it)) != NULL)
+		if (smap_get(&now, e->key) == NULL)
+			send_gone(cl, e->key);
 	sent_free(cl);
 	cl->sent = now;
 	if (resync && obs_failed) {
@@ -752,6 +780,52 @@ cluster_compute(struct cluster *cl)
 		log_info("%s: resync sent: %zu routes", cl->name,
 		    cl->sent.n);
 	}
+}
+
+/*
+ * The touched VirtualServices alone: their routes as cluster_compute would
+ * send them, and ROUTE_GONE for the ones they had and have no more (an
+ * object's owners are always routes 0..n-1).  Then their write-backs.
+ */
+static void
+cluster_compute_touched(struct cluster *cl, uint64_t now)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+	struct event ev;
+	struct vs_obj *vs;
+	char (*ips)[EV_IPLEN], owner[EV_OWNERLEN];
+	size_t nips, n, r;
+	void *was;
+	int i;
+
+	for (i = 0; i < RES_COUNT; i++)
+		if (!cl->inf[i].listed)
+			return;		/* the list's end computes them all */
+	ips = node_ips(cl, &nips);
+	while ((e = smap_next(&cl->touched, &it)) != NULL) {
+		vs = smap_get(&cl->objs[RES_VS], e->key);
+		n = vs == NULL || !vs->expose ? 0 :
+		    vs->why[0] ? 1 : vs->nroutes;
+		for (r = 0; r < n; r++) {
+			owner_of(owner, sizeof(owner), cl->id, vs, r);
+			route_obs(cl, vs, r, ips, nips, &ev);
+			send_if_changed(cl, &cl->sent, owner, &ev, 0);
+			event_free(&ev);
+		}
+		for (r = n;; r++) {
+			snprintf(owner, sizeof(owner), "%s/%s/%zu", cl->id,
+			    e->key, r);
+			if ((was = smap_del(&cl->sent, owner)) == NULL)
+				break;
+			free(was);
+			send_gone(cl, owner);
+		}
+		if (vs != NULL)
+			cluster_writeback_one(cl, e->key, vs, now);
+	}
+	free(ips);
+	smap_free(&cl->touched);
 }
 
 /* Discovery: networking.istio.io/v1, else v1beta1, else v1alpha3. */
@@ -813,12 +887,16 @@ cluster_timer(struct cluster *cl, uint64_t now)
 			informer_timer(&cl->inf[r], now);
 	if (cl->dirty) {
 		cl->dirty = 0;
+		smap_free(&cl->touched);
 		cluster_compute(cl);
 		cluster_writeback(cl, now);
-	} else if (cl->patch_hold != 0 && now >= cl->patch_hold) {
+	} else if (cl->touched.n > 0)
+		cluster_compute_touched(cl, now);
+	if (cl->patch_hold != 0 && now >= cl->patch_hold) {
 		cl->patch_hold = 0;
 		cluster_writeback(cl, now);
-	}
+	} else if (cl->wb_more && cl->patching.n < WB_INFLIGHT)
+		cluster_writeback(cl, now);
 }
 
 void

@@ -98,6 +98,7 @@ on_synced(void *arg)
 {
 	(void)arg;
 	alloc_synced = 1;
+	clusters_dirty_all();	/* the write-backs held until now */
 }
 
 static const struct consumer_ops feed_ops = {

@@ -111,6 +111,8 @@ struct cluster {
 	struct smap	 patching;	/* VirtualServices with a PATCH out */
 	uint64_t	 patch_hold;	/* after a failed PATCH, wait */
 	size_t		 wb_next;	/* the bucket the write-back goes on at */
+	int		 wb_more;	/* a pass stopped at the cap */
+	struct smap	 touched;	/* "ns/name": VirtualServices to redo */
 	int		 dirty;
 	int		 need_resync;
 };
@@ -146,8 +148,19 @@ void	 owner_of(char *, size_t, const char *id, const struct vs_obj *,
 	    size_t route);
 char	*dup_or_null(const char *);
 
+void	 cluster_touch(struct cluster *, const char *key);
+
 /* writeback.c */
+/*
+ * PATCHes in flight per cluster.  A fresh fleet may owe thousands of
+ * write-backs at once: one connection each would run the process out of
+ * descriptors and swamp the API server.  The rest wait for the next pass.
+ */
+#define WB_INFLIGHT	16
+
 void	 cluster_writeback(struct cluster *, uint64_t now);
+void	 cluster_writeback_one(struct cluster *, const char *key,
+	    struct vs_obj *, uint64_t now);
 
 /* informer.c */
 void	 informer_init(struct informer *, struct cluster *, int res);

@@ -14,14 +14,6 @@
 #include "log.h"
 #include "watcherd.h"
 
-/*
- * PATCHes in flight per cluster.  A fresh fleet may owe thousands of
- * write-backs at once: one connection each would run the process out of
- * descriptors and swamp the API server.  The rest wait; patch_done marks
- * the cluster dirty and the next pass goes on.
- */
-#define WB_INFLIGHT	16
-
 struct addr {
 	unsigned	port;
 	int		live;
@@ -66,7 +58,8 @@ patch_done(struct http_req *req, long code, const char *body, size_t len,
 			    p->key, err ? "transport error, code " : "HTTP ",
 			    code);
 		}
-		cl->dirty = 1;
+		/* it may have changed while the PATCH was out */
+		cluster_touch(cl, p->key);
 	}
 	free(p->address);
 	free(p->error);
@@ -161,6 +154,17 @@ vs_writeback(struct cluster *cl, const char *key, struct vs_obj *vs)
 	free(text);
 }
 
+static int
+writeback_ready(struct cluster *cl, uint64_t now)
+{
+	return alloc_synced && cl->istio[0] != '\0' &&
+	    cl->inf[RES_VS].listed && now >= cl->patch_hold;
+}
+
+/*
+ * A pass round the table, from where the last one stopped at the cap, so
+ * that it costs what it can start rather than a walk of every object.
+ */
 void
 cluster_writeback(struct cluster *cl, uint64_t now)
 {
@@ -168,13 +172,9 @@ cluster_writeback(struct cluster *cl, uint64_t now)
 	struct smap_ent *e;
 	size_t k, i = 0;
 
-	if (!alloc_synced || cl->istio[0] == '\0' ||
-	    !cl->inf[RES_VS].listed || now < cl->patch_hold || m->nb == 0)
+	cl->wb_more = 0;
+	if (!writeback_ready(cl, now) || m->nb == 0)
 		return;
-	/*
-	 * Round the table from where the last pass stopped at the cap, so a
-	 * pass costs what it can start rather than a walk of every object.
-	 */
 	for (k = 0; k < m->nb && cl->patching.n < WB_INFLIGHT; k++) {
 		i = (cl->wb_next + k) % m->nb;
 		for (e = m->b[i]; e != NULL; e = e->next)
@@ -182,15 +182,33 @@ cluster_writeback(struct cluster *cl, uint64_t now)
 				vs_writeback(cl, e->key, e->val);
 	}
 	cl->wb_next = (i + 1) % m->nb;
+	cl->wb_more = k < m->nb;
 }
 
-static void
-mark_dirty(const char *id)
+/* One VirtualService's write-back; over the cap, the next pass has it. */
+void
+cluster_writeback_one(struct cluster *cl, const char *key, struct vs_obj *vs,
+    uint64_t now)
 {
-	struct cluster *cl = cluster_find(id);
+	if (!writeback_ready(cl, now))
+		return;		/* a pass follows patch_hold and the sync */
+	if (cl->patching.n >= WB_INFLIGHT)
+		cl->wb_more = 1;
+	else
+		vs_writeback(cl, key, vs);
+}
 
-	if (cl != NULL)
-		cl->dirty = 1;
+/* The object an owner's decision is about is looked at again. */
+static void
+touch_owner(const struct event *ev)
+{
+	struct cluster *cl = cluster_find(ev->cluster);
+	char key[sizeof(ev->ns) + sizeof(ev->name) + 1];
+
+	if (cl == NULL)
+		return;
+	snprintf(key, sizeof(key), "%s/%s", ev->ns, ev->name);
+	cluster_touch(cl, key);
 }
 
 /* What allocd decided, kept for the write-back. */
@@ -219,7 +237,7 @@ clusters_alloc_event(const struct event *ev)
 		return;
 	if (ev->type == EV_PORT_FREE) {
 		free(smap_del(&addrs, owner));
-		mark_dirty(ev->cluster);
+		touch_owner(ev);
 		return;
 	}
 	if ((a = smap_get(&addrs, owner)) == NULL) {
@@ -242,7 +260,7 @@ clusters_alloc_event(const struct event *ev)
 		snprintf(a->why, sizeof(a->why), "%s", ev->why);
 		break;
 	}
-	mark_dirty(ev->cluster);
+	touch_owner(ev);
 }
 
 void
