@@ -123,16 +123,50 @@ host_taken(const struct routes *r, size_t i)
 	return 0;
 }
 
+/*
+ * A routed port's backend, kept on the route (variant 1 + check) so that
+ * a generation prints only the ports that changed.
+ */
+static int
+port_text(struct port_route *pr, int check)
+{
+	char wb[48];
+	size_t j;
+	FILE *fp;
+	int w;
+
+	if (pr->textvar == 1 + check)
+		return 0;
+	free(pr->text);
+	pr->text = NULL;
+	pr->textvar = 0;
+	if ((fp = open_memstream(&pr->text, &pr->textlen)) == NULL)
+		return -1;
+	fprintf(fp, "\nbackend p%u\n", pr->port);
+	fprintf(fp, "\t# %s/%s/%s route %u\n", pr->cluster, pr->ns, pr->name,
+	    pr->route);
+	for (j = 0; j < pr->nbackends; j++) {
+		if ((w = merged_weight(pr, j)) == -1)
+			continue;
+		snprintf(wb, sizeof(wb), " weight %d%s", w, check ?
+		    " check inter 5s" : "");
+		server_line(fp, pr->backends[j].ip, pr->backends[j].port, wb);
+	}
+	if (fclose(fp) != 0)
+		return -1;
+	pr->textvar = 1 + check;
+	return 0;
+}
+
 int
 haproxy_render(const struct routes *r, const struct config *c,
     const struct proxy_conf *px, FILE *fp)
 {
-	const struct port_route *pr;
+	struct port_route *pr;
 	const struct api_route *a;
-	char ab[64], wb[48];
+	char ab[64];
 	size_t i, j, nsrv = 0, napi = 0;
 	unsigned k, n, p, nbound;
-	int w;
 	int check;
 
 	fprintf(fp, "# rendered by portico renderd; do not edit\n"
@@ -193,19 +227,12 @@ haproxy_render(const struct routes *r, const struct config *c,
 	for (k = 0; k < n; k++) {
 		if (!bound(c, p = ports_nth(&c->ports, k)))
 			continue;
-		fprintf(fp, "\nbackend p%u\n", p);
 		if ((pr = r->ports[p]) == NULL)
-			continue;
-		fprintf(fp, "\t# %s/%s/%s route %u\n", pr->cluster, pr->ns,
-		    pr->name, pr->route);
-		for (j = 0; j < pr->nbackends; j++) {
-			if ((w = merged_weight(pr, j)) == -1)
-				continue;
-			snprintf(wb, sizeof(wb), " weight %d%s", w, check ?
-			    " check inter 5s" : "");
-			server_line(fp, pr->backends[j].ip,
-			    pr->backends[j].port, wb);
-		}
+			fprintf(fp, "\nbackend p%u\n", p);
+		else if (port_text(pr, check) == -1)
+			return -1;
+		else
+			fwrite(pr->text, 1, pr->textlen, fp);
 	}
 	return ferror(fp) ? -1 : 0;
 }

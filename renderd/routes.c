@@ -17,8 +17,10 @@ routes_init(struct routes *r)
 static void
 port_free(struct port_route *pr)
 {
-	if (pr != NULL)
+	if (pr != NULL) {
 		free(pr->backends);
+		free(pr->text);
+	}
 	free(pr);
 }
 

@@ -26,6 +26,13 @@ struct port_route {
 	unsigned	route;
 	struct backend	*backends;
 	size_t		nbackends;
+	/*
+	 * What a renderer made of it last time, and under which variant
+	 * (0: none): a port that did not change is copied, not printed.
+	 */
+	char		*text;
+	size_t		textlen;
+	int		textvar;
 };
 
 struct routes {
