@@ -56,6 +56,13 @@ struct parsed {
 	const char	*api_map;
 };
 
+/*
+ * The last configuration parsed as the one to serve: the next update
+ * starts from it, so each generation is parsed once, not twice.
+ */
+static struct parsed	 last;
+static char		*last_text;
+
 /* Servers put in maintenance whose connections have not finished yet. */
 static char	*draining[DRAIN_MAX];
 static size_t	 ndraining;
@@ -100,7 +107,7 @@ static int
 parse(struct parsed *c, const char *text)
 {
 	char *line, *next, *section = NULL, *name, *args, *m;
-	size_t cap = 0, len = strlen(text);
+	size_t cap = 0, len = strlen(text), i;
 	struct server *ns;
 	int frontend = 0;
 
@@ -153,12 +160,52 @@ parse(struct parsed *c, const char *text)
 		}
 	}
 	c->skel[c->skellen] = '\0';
-	if (c->nsrv > 1)
-		qsort(c->srv, c->nsrv, sizeof(*c->srv), cmp_server);
+	/* renderd's order is usually sorted already: check before sorting */
+	for (i = 1; i < c->nsrv; i++)
+		if (cmp_server(&c->srv[i - 1], &c->srv[i]) > 0) {
+			qsort(c->srv, c->nsrv, sizeof(*c->srv), cmp_server);
+			break;
+		}
 	return 0;
  bad:
 	parsed_free(c);
 	return -1;
+}
+
+/*
+ * The index of the next backend's first server in c.  A backend's servers
+ * are adjacent (c->srv is sorted) and share one pointer into the copy.
+ */
+static size_t
+next_backend(const struct parsed *c, size_t i)
+{
+	const char *b = c->srv[i].backend;
+
+	while (++i < c->nsrv && c->srv[i].backend == b)
+		;
+	return i;
+}
+
+/* The parse of text: the cached one when it is that text, else into tmp. */
+static const struct parsed *
+parsed_of(const char *text, struct parsed *tmp)
+{
+	memset(tmp, 0, sizeof(*tmp));
+	if (last_text != NULL && strcmp(last_text, text) == 0)
+		return &last;
+	return parse(tmp, text) == -1 ? NULL : tmp;
+}
+
+/* Keep c, the parse of text, as the cache (c is emptied). */
+static void
+remember(struct parsed *c, const char *text)
+{
+	parsed_free(&last);
+	free(last_text);
+	if ((last_text = strdup(text)) == NULL)
+		fatal("applyd");
+	last = *c;
+	memset(c, 0, sizeof(*c));
 }
 
 /* The map key of a backend, or NULL when no map routes to it. */
@@ -182,20 +229,18 @@ static int
 write_map(const struct parsed *c, const char *path)
 {
 	char tmp[PATH_MAX + 8];
-	const char *key, *map, *last = "";
+	const char *key, *map, *b;
 	size_t i;
 	FILE *fp;
 
 	snprintf(tmp, sizeof(tmp), "%s.new", path);
 	if ((fp = fopen(tmp, "w")) == NULL)
 		return -1;
-	for (i = 0; i < c->nsrv; i++) {
-		if (strcmp(c->srv[i].backend, last) == 0)
-			continue;
-		last = c->srv[i].backend;
-		if ((key = map_key(c, last, &map)) != NULL &&
+	for (i = 0; i < c->nsrv; i = next_backend(c, i)) {
+		b = c->srv[i].backend;
+		if ((key = map_key(c, b, &map)) != NULL &&
 		    strcmp(map, path) == 0)
-			fprintf(fp, "%s %s\n", key, last);
+			fprintf(fp, "%s %s\n", key, b);
 	}
 	if (fflush(fp) != 0 || fsync(fileno(fp)) == -1) {
 		fclose(fp);
@@ -209,18 +254,19 @@ write_map(const struct parsed *c, const char *path)
 int
 hap_write_maps(const char *text)
 {
-	struct parsed c;
+	const struct parsed *c;
+	struct parsed tmp;
 	int rc = 0;
 
-	if (parse(&c, text) == -1)
+	if ((c = parsed_of(text, &tmp)) == NULL)
 		return -1;
-	if (c.ports_map != NULL && write_map(&c, c.ports_map) == -1)
+	if (c->ports_map != NULL && write_map(c, c->ports_map) == -1)
 		rc = -1;
-	if (c.api_map != NULL && write_map(&c, c.api_map) == -1)
+	if (c->api_map != NULL && write_map(c, c->api_map) == -1)
 		rc = -1;
 	if (rc == -1)
 		log_warn("applyd: writing the maps");
-	parsed_free(&c);
+	parsed_free(&tmp);
 	return rc;
 }
 
@@ -406,42 +452,30 @@ same_but_weight(const char *a, const char *b)
 	return la == lb && memcmp(a, b, la) == 0 && strcmp(wa, wb) == 0;
 }
 
-/* Does backend b have a server in c?  (c->srv is sorted by backend.) */
-static int
-has_servers(const struct parsed *c, const char *b)
-{
-	size_t lo = 0, hi = c->nsrv, mid;
-	int r;
-
-	while (lo < hi) {
-		mid = (lo + hi) / 2;
-		if ((r = strcmp(c->srv[mid].backend, b)) == 0)
-			return 1;
-		if (r < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return 0;
-}
-
-/* Map changes: add = 1 for keys that appear, 0 for keys that go. */
+/*
+ * Map changes, one merged pass over both: add = 1 for the keys of the
+ * backends with servers in to and none in from; 0 to delete them.
+ */
 static int
 maps_change(struct cli *cl, const struct parsed *from, const struct parsed *to,
     int add, char *err, size_t errlen)
 {
-	const char *key, *map, *last = "";
-	size_t i;
+	const char *key, *map, *b;
+	size_t i = 0, j = 0;
+	int c;
 
-	for (i = 0; i < to->nsrv; i++) {
-		if (strcmp(to->srv[i].backend, last) == 0)
+	while (j < to->nsrv) {
+		b = to->srv[j].backend;
+		c = i == from->nsrv ? 1 : strcmp(from->srv[i].backend, b);
+		if (c <= 0)
+			i = next_backend(from, i);
+		if (c < 0)
 			continue;
-		last = to->srv[i].backend;
-		if (has_servers(from, last) ||
-		    (key = map_key(to, last, &map)) == NULL)
+		j = next_backend(to, j);
+		if (c == 0 || (key = map_key(to, b, &map)) == NULL)
 			continue;
 		if (add && cli_do(cl, err, errlen, "add map %s %s %s", map,
-		    key, last) == -1)
+		    key, b) == -1)
 			return -1;
 		if (!add && cli_do(cl, err, errlen, "del map %s %s", map,
 		    key) == -1)
@@ -498,18 +532,20 @@ int
 hap_update(const char *sock, const char *old, const char *new, char *err,
     size_t errlen)
 {
-	struct parsed o, n;
+	const struct parsed *o, *n;
+	struct parsed ot, nt;
 	struct cli cl;
 	int rc = -1;
 
-	if (parse(&o, old) == -1)
+	if ((o = parsed_of(old, &ot)) == NULL)
 		return 1;
-	if (parse(&n, new) == -1) {
-		parsed_free(&o);
+	if ((n = parsed_of(new, &nt)) == NULL) {
+		parsed_free(&ot);
 		return 1;
 	}
-	if (o.skellen != n.skellen || memcmp(o.skel, n.skel, o.skellen) != 0 ||
-	    n.ports_map == NULL || n.api_map == NULL) {
+	if (o->skellen != n->skellen ||
+	    memcmp(o->skel, n->skel, o->skellen) != 0 ||
+	    n->ports_map == NULL || n->api_map == NULL) {
 		rc = 1;		/* not only servers: a reload */
 		goto done;
 	}
@@ -519,25 +555,27 @@ hap_update(const char *sock, const char *old, const char *new, char *err,
 		goto done;
 	}
 	/* map keys that go, first: no new connection for what leaves */
-	if (maps_change(&cl, &n, &o, 0, err, errlen) == -1)
+	if (maps_change(&cl, n, o, 0, err, errlen) == -1)
 		goto out;
 	/*
 	 * Servers that come, then servers that go: a backend re-pointed
 	 * from one address to another is never empty in between.
 	 */
-	if ((rc = servers_change(&cl, &o, &n, 1, err, errlen)) != 0 ||
-	    (rc = servers_change(&cl, &o, &n, 0, err, errlen)) != 0)
+	if ((rc = servers_change(&cl, o, n, 1, err, errlen)) != 0 ||
+	    (rc = servers_change(&cl, o, n, 0, err, errlen)) != 0)
 		goto out;
 	rc = -1;
 	/* and the keys that appear, last: their servers are in place */
-	if (maps_change(&cl, &o, &n, 1, err, errlen) == -1)
+	if (maps_change(&cl, o, n, 1, err, errlen) == -1)
 		goto out;
 	rc = 0;
  out:
 	close(cl.fd);
  done:
-	parsed_free(&o);
-	parsed_free(&n);
+	/* served or not, new is what the next update most likely starts from */
+	if (n == &nt)
+		remember(&nt, new);
+	parsed_free(&ot);
 	return rc;
 }
 
