@@ -31,7 +31,7 @@ SAN	 = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	   -fno-sanitize-recover=undefined
 
 .PHONY: all asan test unit golden golden-update e2e run deps clean bench-alloc \
-	bench-watch
+	bench-watch bench-converge
 all: $(BINS) $(UNIT_BINS)
 
 $(BUILD)/obj/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h)
@@ -102,6 +102,10 @@ bench-alloc: deps $(BUILD)/bin/allocd $(BUILD)/bench/bench_alloc
 # watcherd and allocd against simulated API servers on loopback (no proxy).
 bench-watch: deps $(BUILD)/bin/watcherd $(BUILD)/bin/allocd
 	PORTICO_BIN=$(CURDIR)/$(BUILD)/bin $(PY) tests/bench/bench_watch.py
+
+# The whole pipeline and HAProxy: a new route's first byte, live and reloaded.
+bench-converge: deps all
+	PORTICO_BIN=$(CURDIR)/$(BUILD)/bin $(PY) tests/bench/bench_converge.py
 
 clean:
 	rm -rf build

@@ -148,7 +148,7 @@ apply_live(void)
 	char err[512];
 	int rc;
 
-	if (proxy.ops->update == NULL || good == NULL)
+	if (proxy.ops->update == NULL || good == NULL || !pc->live)
 		return 0;
 	if ((rc = proxy.ops->update(&proxy, good, want.text, err,
 	    sizeof(err))) == 1)

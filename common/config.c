@@ -96,6 +96,7 @@ static const struct ckey ckeys[] = {
 	P("hard_stop_after", CK_UINT, hard_stop_after, 1, 86400, "30"),
 	P("maxconn", CK_UINT, maxconn, 16, 1000000, "4096"),
 	P("fd_limit", CK_UINT, fd_limit, 1024, 1u << 24, "20000"),
+	P("live", CK_UINT, live, 0, 1, "1"),
 };
 
 struct parse {

@@ -36,6 +36,7 @@ struct proxy_conf {
 	unsigned	hard_stop_after;	/* seconds */
 	unsigned	maxconn;
 	unsigned	fd_limit;	/* the proxy's open files (ulimit -Hn) */
+	unsigned	live;		/* change routes without reloads */
 };
 
 struct config {
