@@ -106,6 +106,7 @@ struct parse {
 	char		*err;
 	size_t		 errlen;
 	unsigned char	 seen[sizeof(ckeys) / sizeof(ckeys[0])];
+	unsigned char	 pseen[CONF_MAX_PROXIES][sizeof(ckeys) / sizeof(ckeys[0])];
 };
 
 static int
@@ -284,6 +285,8 @@ handler(void *user, const char *section, const char *key, const char *v)
 		return set_error(ps, key, kind_help(k), v);
 	if (px == NULL)
 		ps->seen[i] = 1;
+	else
+		ps->pseen[px - ps->conf->proxies][i] = 1;
 	return 1;
 }
 
@@ -525,23 +528,13 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 		strcpy(c->proxies[0].name, "haproxy");
 		c->nproxies = 1;
 	}
-	/*
-	 * Proxy keys not given take their defaults; the seen[] marks above
-	 * are for [portico]-level keys, so a proxy's own keys are detected by
-	 * being empty or zero.
-	 */
+	/* proxy keys not given take their defaults (a 0 given stays 0) */
 	for (j = 0; j < c->nproxies; j++) {
 		px = &c->proxies[j];
-		for (i = 0; i < sizeof(ckeys) / sizeof(ckeys[0]); i++) {
-			const struct ckey *k = &ckeys[i];
-			char *p = (char *)px + k->off;
-
-			if (strcmp(k->section, "proxy") != 0)
-				continue;
-			if ((k->kind == CK_UINT && *(unsigned *)(void *)p == 0)
-			    || (k->kind != CK_UINT && *p == '\0'))
-				set_default(k, (char *)px);
-		}
+		for (i = 0; i < sizeof(ckeys) / sizeof(ckeys[0]); i++)
+			if (strcmp(ckeys[i].section, "proxy") == 0 &&
+			    !ps.pseen[j][i])
+				set_default(&ckeys[i], (char *)px);
 		if (px->binary[0] == '\0')
 			strcpy(px->binary, kind_binary(px->kind));
 		if (px->listen[0] == '\0')
