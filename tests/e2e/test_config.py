@@ -113,7 +113,7 @@ def test_proxy_kinds(confdir):
     a proxy binds [portico] listen unless it names its own address."""
     text, run_dir = good(confdir)
     text += ("\n[proxy.edge]\nkind = nginx\n"
-             "\n[proxy.lb]\nkind = haproxy\nlisten = 127.77.1.9\n"
+             "\n[proxy.lb]\nkind = haproxy\nlisten = 127.77.1.9\nlive = 0\n"
              "\n[proxy.ng2]\nkind = nginx\nbinary = /opt/nginx/sbin/nginx\n")
     path = write(confdir, text)
     for daemon, args in DAEMONS[:2] + [("renderd", ["-p", "edge"]), ("applyd", ["-p", "edge"])]:
@@ -127,6 +127,8 @@ def test_proxy_kinds(confdir):
         assert conf["proxy.edge"]["config"] == run_dir + "/edge.cfg"
         assert conf["proxy.lb"]["binary"] == "/usr/sbin/haproxy"
         assert conf["proxy.lb"]["listen"] == "127.77.1.9"
+        # a key given as 0 is not mistaken for a key not given
+        assert conf["proxy.lb"]["live"] == "0" and conf["proxy.edge"]["live"] == "1"
         assert conf["proxy.ng2"]["binary"] == "/opt/nginx/sbin/nginx"
     # what applyd prints, allocd reads back to the same proxies
     again = run("allocd", write(confdir, cp.stdout, "normalised.conf"))
