@@ -94,6 +94,7 @@ static const struct ckey ckeys[] = {
 	P("pub", CK_ENDPOINT, pub, 0, 0, ""),
 	P("sync", CK_ENDPOINT, sync, 0, 0, ""),
 	P("hard_stop_after", CK_UINT, hard_stop_after, 1, 86400, "30"),
+	P("max_reloads", CK_UINT, max_reloads, 1, 100, "3"),
 	P("maxconn", CK_UINT, maxconn, 16, 1000000, "4096"),
 	P("fd_limit", CK_UINT, fd_limit, 1024, 1u << 24, "20000"),
 	P("live", CK_UINT, live, 0, 1, "1"),

@@ -34,6 +34,7 @@ struct proxy_conf {
 	char		pub[CONF_ENDPOINT];	/* renderd's config PUB */
 	char		sync[CONF_ENDPOINT];	/* renderd's SINCE ROUTER */
 	unsigned	hard_stop_after;	/* seconds */
+	unsigned	max_reloads;	/* reloads an old worker outlives */
 	unsigned	maxconn;
 	unsigned	fd_limit;	/* the proxy's open files (ulimit -Hn) */
 	unsigned	live;		/* change routes without reloads */

@@ -175,6 +175,7 @@ haproxy_render(const struct routes *r, const struct config *c,
 	    "\tstats socket %s/%s.sock mode 600 level admin "
 	    "expose-fd listeners\n"
 	    "\thard-stop-after %us\n"
+	    "\tmworker-max-reloads %u\n"
 	    "\tmaxconn %u\n"
 	    "\n"
 	    "defaults\n"
@@ -195,7 +196,8 @@ haproxy_render(const struct routes *r, const struct config *c,
 	    "{ req_ssl_sni,lower,map(%s/%s-api.map) -m found }\n"
 	    "\ttcp-request content accept if { req_ssl_hello_type 1 }\n"
 	    "\tuse_backend %%[req_ssl_sni,lower,map(%s/%s-api.map)]\n",
-	    c->run_dir, px->name, px->hard_stop_after, px->maxconn,
+	    c->run_dir, px->name, px->hard_stop_after, px->max_reloads,
+	    px->maxconn,
 	    route_addr(ab, sizeof(ab), px->listen, c->api_port),
 	    c->run_dir, px->name, c->run_dir, px->name);
 	for (i = 0; i < r->napi; i++) {

@@ -233,6 +233,59 @@ def test_routes_change_live_and_reloads_keep_connections(make_fleet):
         assert f.readline() == b"still there 2?\n"
 
 
+def test_old_workers_are_capped_by_max_reloads(make_fleet):
+    """With reloads for every change (live = 0) and max_reloads = 2, a
+    worker kept alive by a long-lived connection is stopped once it has
+    outlived two more reloads: no more than three workers at once, and the
+    connections of younger workers stay."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    pay = harness.payments_cluster(fleet)
+    fleet.write_conf(**{"proxy.%s" % harness.HAPROXY_NAME: {"live": 0, "max_reloads": 2}})
+    fleet.start_daemons()
+    assert "mworker-max-reloads 2" in fleet.proxy_cfg()
+    pay.annotate(NS, "ledger-db", **{EXPOSE: "true"})
+    (port,) = fleet.wait_address(pay, NS, "ledger-db")
+    markers = pay.markers(NS, "ledger-db", 5432)
+    master = fleet.proxy_master()
+
+    def reload_once(n):
+        """One route change, so one reload; n: the count it must reach."""
+        if n % 2:
+            pay.annotate(NS, "orders-db", **{EXPOSE: "true"})
+            fleet.wait_address(pay, NS, "orders-db")
+        else:
+            pay.annotate(NS, "orders-db", **{EXPOSE: None})
+            fleet.wait_no_annotation(pay, NS, "orders-db", ADDRESS)
+        testlib.wait_until(lambda: (fleet.haproxy_reloads() or 0) >= n, 20,
+                         "reload %d" % n)
+        workers = harness._children(master)
+        assert len(workers) <= 3, "%d workers after reload %d" % (len(workers), n)
+
+    def talks(conn, i):
+        conn.sendall(b"ping %d\n" % i)
+        return conn.makefile("rb").readline() == b"ping %d\n" % i
+
+    base = fleet.haproxy_reloads()
+    old = socket.create_connection((fleet.listen, port), timeout=5)
+    young = None
+    try:
+        assert old.makefile("rb").readline().decode().strip() in markers
+        reload_once(base + 1)
+        young = socket.create_connection((fleet.listen, port), timeout=5)
+        assert young.makefile("rb").readline().decode().strip() in markers
+        reload_once(base + 2)
+        assert talks(old, 1) and talks(young, 1)
+        reload_once(base + 3)
+        # old's worker outlived three reloads: stopped; young's only two
+        testlib.wait_until(lambda: not talks(old, 2), 10, "the oldest worker stopped")
+        assert talks(young, 2)
+    finally:
+        old.close()
+        if young is not None:
+            young.close()
+
+
 def test_istio_v1alpha3_only_cluster(make_fleet):
     """A cluster whose Istio serves only networking.istio.io/v1alpha3."""
     need("allocd", "renderd", "applyd", "watcherd")
