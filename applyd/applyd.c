@@ -110,6 +110,24 @@ failed(const char *what, const char *err)
 	retry_ms = retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_ms * 2;
 }
 
+/*
+ * A rendered configuration on disk, as the proxy must read it (HAProxy:
+ * without the ports another program holds); probe at a start or reload.
+ */
+static int
+write_config(const char *path, const char *text, size_t len, int probe)
+{
+	char *s = NULL;
+	int rc;
+
+	if (proxy.ops->served != NULL)
+		s = proxy.ops->served(&proxy, text, probe);
+	rc = s != NULL ? write_file(path, s, strlen(s)) :
+	    write_file(path, text, len);
+	free(s);
+	return rc;
+}
+
 /* What a configuration needs beside it (HAProxy's maps), on disk. */
 static int
 write_files(const char *text)
@@ -123,7 +141,7 @@ restore_good(void)
 {
 	if (good == NULL)
 		return;
-	if (write_file(pc->config, good, strlen(good)) == -1 ||
+	if (write_config(pc->config, good, strlen(good), 0) == -1 ||
 	    write_files(good) == -1)
 		log_warn("applyd: restore %s", pc->config);
 }
@@ -158,7 +176,7 @@ apply_live(void)
 		    (unsigned long long)want.seq, err);
 		return 0;
 	}
-	if (write_file(pc->config, want.text, want.textlen) == -1 ||
+	if (write_config(pc->config, want.text, want.textlen, 0) == -1 ||
 	    write_files(want.text) == -1)
 		log_warn("applyd: %s", pc->config);
 	now_good();
@@ -183,7 +201,7 @@ apply(void)
 	if (running && apply_live())
 		goto done;
 	snprintf(path, sizeof(path), "%s.check", pc->config);
-	if (write_file(path, want.text, want.textlen) == -1 ||
+	if (write_config(path, want.text, want.textlen, 1) == -1 ||
 	    write_files(want.text) == -1) {
 		snprintf(err, sizeof(err), "%s", strerror(errno));
 		failed("write", err);

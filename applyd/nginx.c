@@ -232,4 +232,5 @@ const struct proxy_ops nginx_ops = {
 	"nginx", "nginx -t", "nginx", SIGQUIT, nginx_init, nginx_check,
 	proxy_adopt, nginx_start, nginx_reload, proxy_running, proxy_reaped,
 	proxy_stop, NULL, NULL, NULL,	/* no maps; every change reloads */
+	NULL,
 };

@@ -41,12 +41,15 @@ struct proxy_ops {
 	 * files), before it is checked or served.  update: change the running
 	 * proxy from configuration old to new without a reload: 0 done, 1 it
 	 * needs a reload, -1 failed (err; a reload follows).  idle: called
-	 * every few seconds.
+	 * every few seconds.  served: the text the proxy must read for a
+	 * rendered one, or NULL when that is the same (probe: look at the
+	 * host again, for a start or a reload).
 	 */
 	int	(*files)(struct proxy *, const char *text);
 	int	(*update)(struct proxy *, const char *old, const char *new,
 		    char *err, size_t);
 	void	(*idle)(struct proxy *);
+	char	*(*served)(struct proxy *, const char *text, int probe);
 };
 
 struct proxy {

@@ -286,6 +286,53 @@ def test_old_workers_are_capped_by_max_reloads(make_fleet):
             young.close()
 
 
+def listening(host, port):
+    """Does anything accept at host:port (even to close at once)?"""
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return True
+    except ConnectionResetError:
+        return True                 # accepted, and reset at once
+    except ConnectionRefusedError:
+        return False
+
+
+def test_port_held_by_another_program_blocks_nothing(make_fleet):
+    """A workload port another program holds would fail HAProxy's bind of
+    the whole range: applyd leaves that port out, says so, and every other
+    port serves.  Once the program lets go, the next reload binds it."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet(ports=8)
+    pay = harness.payments_cluster(fleet)
+    search = harness.search_cluster(fleet, register=False)
+    held = fleet.port_hi
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind((fleet.listen, held))
+    squatter.listen(8)
+    try:
+        fleet.start()
+        pay.annotate(NS, "ledger-db", **{EXPOSE: "true", PORT: str(fleet.port_lo)})
+        (port,) = fleet.wait_address(pay, NS, "ledger-db")
+        assert port == fleet.port_lo
+        fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
+        assert "1 workload port held by another program, not bound: %d" % held \
+            in fleet["applyd"].log()
+        # what HAProxy reads binds around it; what renderd rendered does not
+        cfg = fleet.proxy_cfg()
+        assert "%s:%d-%d\n" % (fleet.listen, fleet.port_lo, held - 1) in cfg
+        assert str(held) + "\n" not in cfg.split("frontend ports", 1)[1].split("backend", 1)[0]
+    finally:
+        squatter.close()
+    assert not listening(fleet.listen, held)
+    search.register()               # a new cluster: a reload, which probes again
+    fleet.wait_api(search.host)
+    testlib.wait_until(lambda: "every workload port binds again" in fleet["applyd"].log(),
+                       20, "the freed port bound")
+    assert listening(fleet.listen, held)    # HAProxy's: accepted, then closed
+    fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
+
+
 def test_istio_v1alpha3_only_cluster(make_fleet):
     """A cluster whose Istio serves only networking.istio.io/v1alpha3."""
     need("allocd", "renderd", "applyd", "watcherd")
