@@ -76,6 +76,8 @@ static const struct ckey ckeys[] = {
 	C("pks", "uaa_url", CK_URL, uaa_url, 0, 0, ""),
 	C("pks", "client_id", CK_STR, pks_client_id, 0, 0, ""),
 	C("pks", "client_secret", CK_SECRET, pks_client_secret, 0, 0, ""),
+	C("pks", "username", CK_STR, pks_username, 0, 0, ""),
+	C("pks", "password", CK_SECRET, pks_password, 0, 0, ""),
 	C("pks", "ca_file", CK_STR, pks_ca, 0, 0, ""),
 	C("pks", "poll_interval", CK_UINT, pks_poll, 1, 3600, "10"),
 	C("kubeconfigs", "dir", CK_STR, kubeconfig_dir, 0, 0, ""),
@@ -481,6 +483,25 @@ check_ephemeral(const struct config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * The password grant takes a user and a password together: one alone is a
+ * typo or a half-finished edit, and falling back to client_credentials
+ * would fail later with a 401 that names neither key.
+ */
+static int
+check_user(const struct config *c, char *err, size_t errlen)
+{
+	const char *have, *missing;
+
+	if ((c->pks_username[0] == '\0') == (c->pks_password[0] == '\0'))
+		return 0;
+	have = c->pks_username[0] != '\0' ? "username" : "password";
+	missing = c->pks_username[0] != '\0' ? "password" : "username";
+	snprintf(err, errlen, "%s: [pks] %s is set but %s is not (the "
+	    "password grant needs both)", c->path, have, missing);
+	return -1;
+}
+
 int
 config_load(const char *path, struct config *c, char *err, size_t errlen)
 {
@@ -568,6 +589,8 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 		    path);
 		return -1;
 	}
+	if (check_user(c, err, errlen) == -1)
+		return -1;
 	c->port_lo = c->ports.r[0].lo;
 	c->port_hi = c->ports.r[c->ports.n - 1].hi;
 	if (ports_contain(&c->ports, c->api_port) &&

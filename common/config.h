@@ -62,6 +62,8 @@ struct config {
 	char		uaa_url[512];
 	char		pks_client_id[128];
 	char		pks_client_secret[256];
+	char		pks_username[128];	/* both set: the password grant */
+	char		pks_password[256];	/* never printed or logged */
 	char		pks_ca[PATH_MAX];
 	unsigned	pks_poll;		/* seconds */
 

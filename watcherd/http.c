@@ -106,6 +106,8 @@ http_free(struct http_req *r)
 	curl_slist_free_all(r->hdrs);
 	curl_slist_free_all(r->connect_to);
 	free(r->body);
+	if (r->post != NULL)	/* a token request's form holds a password */
+		explicit_bzero(r->post, strlen(r->post));
 	free(r->post);
 	free(r);
 }

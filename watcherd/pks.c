@@ -1,13 +1,16 @@
 /*
  * watcherd — the Enterprise PKS / TKGI source.
  *
- * A token from UAA (client_credentials, HTTP Basic), renewed at 80% of its
- * life; GET /v1/clusters every poll interval; a 401 renews the token once
- * and retries.  A cluster is routed when its last action succeeded (or an
- * UPDATE is in progress on a cluster already routed) and its master IPs
- * parse; DELETE or disappearance removes it.  Credentials for a cluster's
- * API come from POST /v1/clusters/{name}/binds.  When PKS is down or says
- * nonsense, the routes we have stay as they are.
+ * A token from UAA, renewed at 80% of its life: the client_credentials
+ * grant, or the password grant when [pks] names a username (the client
+ * still authenticates with HTTP Basic, as the PKS CLI's public client
+ * pks_cli does with an empty secret).  GET /v1/clusters every poll
+ * interval; a 401 renews the token once and retries.  A cluster is routed
+ * when its last action succeeded (or an UPDATE is in progress on a cluster
+ * already routed) and its master IPs parse; DELETE or disappearance
+ * removes it.  Credentials for a cluster's API come from
+ * POST /v1/clusters/{name}/binds.  When PKS is down or says nonsense, the
+ * routes we have stay as they are.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +59,22 @@ pks_recovered(void)
 	backoff = 0;
 }
 
+/* Which grant, and for whom, so that a refusal says whose credentials. */
+static void
+token_what(char *buf, size_t len)
+{
+	char q[64];
+
+	if (conf.pks_username[0] != '\0')
+		snprintf(buf, len, "password grant for user \"%s\"",
+		    log_quote(q, sizeof(q), conf.pks_username,
+		    strlen(conf.pks_username)));
+	else
+		snprintf(buf, len, "client_credentials for client \"%s\"",
+		    log_quote(q, sizeof(q), conf.pks_client_id,
+		    strlen(conf.pks_client_id)));
+}
+
 static void
 token_done(struct http_req *r, long code, const char *body, size_t len,
     const char *err)
@@ -63,13 +82,15 @@ token_done(struct http_req *r, long code, const char *body, size_t len,
 	json_t *root;
 	const char *tok;
 	json_int_t ttl;
-	char why[128];
+	char why[160], what[96];
 
 	(void)r;
 	token_req = NULL;
 	if (code != 200) {
-		snprintf(why, sizeof(why), "UAA token: %s%ld",
-		    err ? "transport error, code " : "HTTP ", code);
+		token_what(what, sizeof(what));
+		snprintf(why, sizeof(why), "UAA token (%s): %s%ld%s", what,
+		    err ? "transport error, code " : "HTTP ", code,
+		    code == 401 ? ", credentials refused" : "");
 		pks_failed(why);
 		return;
 	}
@@ -95,18 +116,48 @@ token_done(struct http_req *r, long code, const char *body, size_t len,
 	poll_clusters();
 }
 
+/*
+ * The form of the token request.  The password grant's values are
+ * percent-encoded whole (a password may hold '&', '=' or '+'); the client
+ * is authenticated by HTTP Basic either way.  buf is sized by the caller
+ * for the longest values config allows; the caller wipes it.
+ */
+static void
+token_form(char *buf, size_t len)
+{
+	char user[3 * sizeof(conf.pks_username)];
+	char pass[3 * sizeof(conf.pks_password)];
+	int n;
+
+	if (conf.pks_username[0] == '\0') {
+		snprintf(buf, len, "grant_type=client_credentials");
+		return;
+	}
+	if (http_escape(user, sizeof(user), conf.pks_username) == -1 ||
+	    http_escape(pass, sizeof(pass), conf.pks_password) == -1)
+		fatalx("pks: token form: escape buffer too small");
+	n = snprintf(buf, len, "grant_type=password&username=%s&password=%s",
+	    user, pass);
+	explicit_bzero(pass, sizeof(pass));
+	if (n < 0 || (size_t)n >= len)
+		fatalx("pks: token form too long");
+}
+
 static void
 get_token(void)
 {
 	struct http_auth a = { .ca_file = conf.pks_ca,
 	    .basic_user = conf.pks_client_id,
 	    .basic_pass = conf.pks_client_secret };
-	char url[600];
+	char url[600], form[64 + 3 * (sizeof(conf.pks_username) +
+	    sizeof(conf.pks_password))];
 
+	token_form(form, sizeof(form));
 	snprintf(url, sizeof(url), "%s/oauth/token", conf.uaa_url);
 	token_req = http_start("POST", url, &a,
-	    "application/x-www-form-urlencoded",
-	    "grant_type=client_credentials", 30000, token_done, NULL, NULL);
+	    "application/x-www-form-urlencoded", form, 30000, token_done,
+	    NULL, NULL);
+	explicit_bzero(form, sizeof(form));
 }
 
 static void

@@ -171,18 +171,23 @@ class K8sSim:
 
 
 class PksSim:
-    """tests/sim/pks_sim.py: the PKS API and UAA on one loopback address."""
+    """tests/sim/pks_sim.py: the PKS API and UAA on one loopback address.
+    auth: the UAA credentials it accepts (client_id, client_secret, and for
+    the password grant username and password); the fleet's by default."""
 
-    def __init__(self, dir, pki):
+    def __init__(self, dir, pki, auth=None):
         os.makedirs(dir, exist_ok=True)
         self.pki = pki
         self.host = testlib.loopback_addr()
         cert, key = pki.cert("pks", dns=["pks." + DOMAIN], ips=[self.host])
         port_file = os.path.join(dir, "pks.port")
+        auth = dict({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}, **(auth or {}))
         argv = [PY, os.path.join(SIM_DIR, "pks_sim.py"), "--listen", self.host,
                 "--port", "0", "--cert", cert, "--key", key,
-                "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
+                "--client-id", auth["client_id"], "--client-secret", auth["client_secret"],
                 "--port-file", port_file]
+        if "username" in auth:
+            argv += ["--username", auth["username"], "--password", auth["password"]]
         self.proc = testlib.Proc(argv, "pks", dir)
         self.port = wait_port_file(self.proc, port_file)
         self.url = "https://%s:%d" % (self.host, self.port)
@@ -201,6 +206,10 @@ class PksSim:
 
     def requests(self):
         return self.control("GET", "/_sim/requests")
+
+    def token_requests(self):
+        """[{"grant_type", "username", "client_id", "status"}] in order."""
+        return self.control("GET", "/_sim/token-requests")
 
     def stop(self):
         self.proc.stop()
@@ -729,7 +738,8 @@ class Fleet:
     """Simulators, workloads, configuration and the four daemons."""
 
     def __init__(self, poll_interval=1, ports=40, quarantine=600, verbose=True,
-                 run_dir=None, watch_timeout=30, sources=("pks",), proxies=None):
+                 run_dir=None, watch_timeout=30, sources=("pks",), proxies=None,
+                 pks_auth=None):
         self.run_dir = run_dir or tempfile.mkdtemp(prefix="pt-", dir="/tmp")
         os.makedirs(self.run_dir, exist_ok=True)
         self.dir = self.run_dir
@@ -756,7 +766,11 @@ class Fleet:
         self.proxy_sections = proxies is not None
         self.proxies = [Proxy(*p) for p in (proxies or [(HAPROXY_NAME, "haproxy")])]
         self.pki = Pki(os.path.join(self.run_dir, "pki"))
-        self.pks = PksSim(os.path.join(self.run_dir, "pks"), self.pki)
+        # pks_auth: UAA credentials for both the simulator and [pks]
+        # (client_id, client_secret, username, password).
+        self.pks_auth = dict({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
+                             **(pks_auth or {}))
+        self.pks = PksSim(os.path.join(self.run_dir, "pks"), self.pki, self.pks_auth)
 
     def _free_range(self, n):
         """n consecutive ports below 32768, each free on listen, not api_port."""
@@ -792,9 +806,9 @@ class Fleet:
                         "ports": "%d-%d" % (self.port_lo, self.port_hi),
                         "quarantine": self.quarantine},
             "store": {"path": self.store},
-            "pks": {"url": self.pks.url, "uaa_url": self.pks.url, "client_id": CLIENT_ID,
-                    "client_secret": CLIENT_SECRET, "ca_file": self.pki.ca_cert,
-                    "poll_interval": self.poll_interval},
+            "pks": dict({"url": self.pks.url, "uaa_url": self.pks.url},
+                        **self.pks_auth, ca_file=self.pki.ca_cert,
+                        poll_interval=self.poll_interval),
             "clusters": {"watch_timeout": self.watch_timeout},
         }
         if "pks" not in self.sources:

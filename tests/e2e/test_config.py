@@ -229,6 +229,31 @@ def test_whole_file_errors(confdir):
     assert cp.returncode == 1 and "portico.conf:" in cp.stderr, cp.stderr
 
 
+def test_password_grant_keys(confdir):
+    """[pks] username and password go together: the password is a secret
+    like client_secret, and one without the other stops every daemon with
+    a message naming both keys (and never the password)."""
+    text, _ = good(confdir)
+    both = text.replace("client_secret = %s\n" % SECRET,
+                        "client_secret =\nusername = alice\npassword = %s\n" % SECRET)
+    for daemon, args in DAEMONS:
+        cp = run(daemon, write(confdir, both), *args)
+        assert cp.returncode == 0, (daemon, cp.stderr)
+        pks = sections(cp.stdout)["pks"]
+        assert pks["username"] == "alice" and pks["password"] == "(set, not shown)"
+        assert pks["client_secret"] == ""
+        assert SECRET not in cp.stdout + cp.stderr
+    for drop, keep in (("password", "username"), ("username", "password")):
+        lines = [line for line in both.splitlines() if not line.startswith(drop + " =")]
+        path = write(confdir, "\n".join(lines) + "\n")
+        for daemon, args in DAEMONS:
+            cp = run(daemon, path, *args)
+            assert cp.returncode == 1, (daemon, cp.stdout)
+            assert cp.stdout == ""
+            assert "[pks] %s is set but %s is not" % (keep, drop) in cp.stderr, cp.stderr
+            assert SECRET not in cp.stderr
+
+
 def test_long_lines(confdir):
     """A line up to libinih's limit (198 characters) is read whole; a longer
     one is refused as such, naming its own line, not parsed as two lines."""

@@ -2,7 +2,10 @@
 """An Enterprise PKS / TKGI API and UAA simulator, over HTTPS.
 
 UAA:  POST /oauth/token  (client_credentials with HTTP Basic client id:secret,
-      or password grant with username/password = client id/secret)
+      or password grant with username/password = client id/secret; with
+      --username and --password, the password grant wants those and the
+      client authenticated as id:secret, as UAA does; the secret may be
+      empty, like the PKS CLI's public client pks_cli)
 PKS:  GET /v1/clusters, GET /v1/clusters/{name}, POST /v1/clusters/{name}/binds
       (Bearer token issued by /oauth/token and not expired)
 Test control, no auth, under /_sim/:
@@ -10,6 +13,10 @@ Test control, no auth, under /_sim/:
          (uuid percent-encoded)
   DELETE /_sim/clusters/{uuid}
   GET    /_sim/requests          {"/v1/clusters": 3, ...} requests per path
+  GET    /_sim/token-requests    [{"grant_type", "username", "client_id",
+                                   "status"}, ...] every POST /oauth/token
+         in order: the client as authenticated (Basic, else the form), the
+         status answered; passwords and secrets are never kept
   PUT    /_sim/faults            {"path": "/v1/clusters", "status": 503,
                                   "count": 2, "delay": 0.0}
          the next `count` requests whose path starts with `path` are delayed
@@ -44,6 +51,7 @@ class State:
         self.clusters = collections.OrderedDict()   # uuid -> {"cluster", "kubeconfig"}
         self.tokens = {}                            # token -> monotonic expiry
         self.requests = collections.Counter()
+        self.token_requests = []                    # see module doc
         self.faults = []                            # dicts, see module doc
 
     def put_cluster(self, entry):
@@ -90,6 +98,8 @@ class Handler(simcommon.JSONHandler):
     state = None
     client_id = None
     client_secret = None
+    username = None     # None: the password grant takes the client's id/secret
+    password = None
 
     def do_GET(self):
         self.dispatch("GET")
@@ -141,7 +151,8 @@ class Handler(simcommon.JSONHandler):
         return self.send_json(404, {"error": "not found"})
 
     def token(self, body):
-        """UAA /oauth/token: client credentials from Basic auth or the form."""
+        """UAA /oauth/token: client credentials from Basic auth or the form;
+        the password grant's user from the form."""
         form = dict(urllib.parse.parse_qsl(body.decode(errors="replace")))
         expected = (self.client_id, self.client_secret)
         # Credentials as offered: form fields, and HTTP Basic both as sent and
@@ -158,15 +169,17 @@ class Handler(simcommon.JSONHandler):
             offered += [(user, password), (urllib.parse.unquote_plus(user),
                                            urllib.parse.unquote_plus(password))]
         grant = form.get("grant_type")
-        if grant == "password":
-            ok = (form.get("username"), form.get("password")) == expected
-        elif grant == "client_credentials":
-            ok = expected in offered
-        else:
+        status = self.check_grant(grant, form, expected, offered)
+        with self.state.lock:
+            self.state.token_requests.append({
+                "grant_type": grant, "username": form.get("username"),
+                "client_id": offered[1][0] if len(offered) > 1 else offered[0][0],
+                "status": status})
+        if status == 400:
             return self.send_json(400, {"error": "unsupported_grant_type",
                                         "error_description": "Unsupported grant type: %s"
                                         % grant})
-        if not ok:
+        if status == 401:
             return self.send_json(401, {"error": "unauthorized",
                                         "error_description": "Bad credentials"})
         self.send_json(200, {"access_token": self.state.issue_token(),
@@ -175,6 +188,18 @@ class Handler(simcommon.JSONHandler):
                              "scope": "pks.clusters.admin",
                              "jti": secrets.token_hex(16)},
                        headers={"Cache-Control": "no-store"})
+
+    def check_grant(self, grant, form, expected, offered):
+        """200, 400 (unsupported grant) or 401 (bad credentials)."""
+        if grant == "password":
+            user = (form.get("username"), form.get("password"))
+            if self.username is None:
+                return 200 if user == expected else 401
+            return 200 if user == (self.username, self.password) and \
+                expected in offered else 401
+        if grant == "client_credentials":
+            return 200 if expected in offered else 401
+        return 400
 
     def control(self, method, path, body):
         state = self.state
@@ -202,6 +227,10 @@ class Handler(simcommon.JSONHandler):
             with state.lock:
                 counts = dict(state.requests)
             return self.send_json(200, counts)
+        if path == "/_sim/token-requests" and method == "GET":
+            with state.lock:
+                got = [dict(r) for r in state.token_requests]
+            return self.send_json(200, got)
         if path == "/_sim/faults":
             if method not in ("PUT", "DELETE") or (method == "PUT" and
                                                    not isinstance(data, dict)):
@@ -228,17 +257,23 @@ def main():
     ap.add_argument("--cert", required=True)
     ap.add_argument("--key", required=True)
     ap.add_argument("--client-id", required=True)
-    ap.add_argument("--client-secret", required=True)
+    ap.add_argument("--client-secret", required=True, help="may be empty")
+    ap.add_argument("--username", help="the password grant's user (with --password)")
+    ap.add_argument("--password")
     ap.add_argument("--token-ttl", type=int, default=43199, help="seconds")
     ap.add_argument("--state", help='JSON file {"clusters": [{"cluster", "kubeconfig"}]}')
     ap.add_argument("--port-file", help="written with the port once listening")
     args = ap.parse_args()
     if not simcommon.is_loopback(args.listen):
         ap.error("--listen must be an address in 127.0.0.0/8")
+    if (args.username is None) != (args.password is None):
+        ap.error("--username and --password go together")
 
     Handler.state = State(args.token_ttl)
     Handler.client_id = args.client_id
     Handler.client_secret = args.client_secret
+    Handler.username = args.username
+    Handler.password = args.password
     if args.state:
         for entry in simcommon.load_json_file(args.state).get("clusters", []):
             Handler.state.put_cluster(entry)

@@ -510,7 +510,7 @@ CLIENT_ID, CLIENT_SECRET = "portico", "s3cret:with&odd=chars"
 
 
 class PksSim:
-    def __init__(self, tmp, pki, state=None, token_ttl=None):
+    def __init__(self, tmp, pki, state=None, token_ttl=None, args=()):
         self.pki = pki
         self.host = testlib.loopback_addr()
         cert, key = pki.cert("pks", dns=["pks.example.com"], ips=[self.host])
@@ -525,6 +525,7 @@ class PksSim:
             argv += ["--state", path]
         if token_ttl is not None:
             argv += ["--token-ttl", str(token_ttl)]
+        argv += list(args)
         self.proc = testlib.Proc(argv, "pks_sim", tmp)
         self.port = wait_port_file(self.proc, port_file)
         assert 0 < self.port < 32768
@@ -614,6 +615,34 @@ def test_pks_rejects_bad_credentials_and_tokens(start_pks):
     testlib.wait_until(lambda: pks.bearer("GET", "/v1/clusters", tok["access_token"])[0] == 401,
                        5, "token expiry")
     assert CLIENT_SECRET not in pks.proc.log()
+
+
+def test_pks_password_grant_with_its_own_user(start_pks):
+    """--username/--password: the password grant wants that user and the
+    client authenticated too (UAA's rule); the client's own id/secret are no
+    longer a user. Every token request is recorded, without passwords."""
+    pks = start_pks(args=["--username", "alice", "--password", "pa ss&w=rd%"])
+
+    def grant(user, password, client=(CLIENT_ID, CLIENT_SECRET)):
+        headers = {}
+        if client is not None:
+            basic = base64.b64encode(("%s:%s" % client).encode()).decode()
+            headers["Authorization"] = "Basic " + basic
+        return pks.request("POST", "/oauth/token", headers=headers, form={
+            "grant_type": "password", "username": user, "password": password})[0]
+    assert grant("alice", "pa ss&w=rd%") == 200
+    assert grant("alice", "wrong") == 401
+    assert grant("alice", "pa ss&w=rd%", client=None) == 401
+    assert grant("alice", "pa ss&w=rd%", client=(CLIENT_ID, "nope")) == 401
+    assert grant(CLIENT_ID, CLIENT_SECRET) == 401
+    assert pks.token()[0] == 200        # client_credentials as before
+    status, log = pks.request("GET", "/_sim/token-requests")
+    assert status == 200
+    assert [(r["grant_type"], r["username"], r["client_id"], r["status"]) for r in log] == [
+        ("password", "alice", CLIENT_ID, 200), ("password", "alice", CLIENT_ID, 401),
+        ("password", "alice", None, 401), ("password", "alice", CLIENT_ID, 401),
+        ("password", CLIENT_ID, CLIENT_ID, 401), ("client_credentials", None, CLIENT_ID, 200)]
+    assert "pa ss" not in json.dumps(log) and "pa ss" not in pks.proc.log()
 
 
 def test_pks_control_api_and_request_counts(start_pks):
