@@ -189,12 +189,17 @@ cluster_set_creds(struct cluster *cl, struct creds *c)
 	    !strcmp(o->ca_pem ? o->ca_pem : "", c->ca_pem ? c->ca_pem : "") &&
 	    !strcmp(o->token ? o->token : "", c->token ? c->token : "") &&
 	    !strcmp(o->cert_pem ? o->cert_pem : "",
-	    c->cert_pem ? c->cert_pem : "")) {
+	    c->cert_pem ? c->cert_pem : "") &&
+	    !strcmp(o->token_file ? o->token_file : "",
+	    c->token_file ? c->token_file : "")) {
 		creds_free(c);
 		return;
 	}
-	if (cl->have_creds)
+	if (cl->have_creds) {
+		log_info("%s: new credentials, its requests start over",
+		    cl->name);
 		cluster_disconnect(cl);
+	}
 	creds_free(&cl->creds);
 	cl->creds = *c;
 	cl->have_creds = 1;
@@ -215,8 +220,9 @@ cluster_set_creds(struct cluster *cl, struct creds *c)
 /*
  * The API server said 401: the token expired or was rotated.  Credentials
  * are read again from where they came from: PKS is asked for a new bind;
- * the kubeconfig folder is read again when the file changes, by its own
- * poll.  New credentials restart the informers (cluster_set_creds).
+ * a token file is looked at now; the kubeconfig folder is read again when
+ * the file changes, by its own poll.  New credentials restart the
+ * informers (cluster_set_creds).
  */
 void
 cluster_creds_refused(struct cluster *cl)
@@ -225,9 +231,12 @@ cluster_creds_refused(struct cluster *cl)
 		log_warnx("%s: credentials refused (401), asking PKS for new "
 		    "ones", cl->name);
 		pks_bind(cl);
-	} else if (cl->source == SRC_KUBECONFIG)
+	} else if (cl->source == SRC_KUBECONFIG) {
 		log_warnx("%s: credentials refused (401), waiting for a new "
-		    "kubeconfig", cl->name);
+		    "kubeconfig%s", cl->name, cl->creds.token_file ?
+		    " or token file" : "");
+		kcdir_token(cl);
+	}
 }
 
 void

@@ -6,11 +6,14 @@
  * address (an IP, or a name resolved when the file is read), the current
  * context gives the credentials.  The folder is read every poll interval; a
  * file that changed is read again, one that went takes its cluster along.
+ * A user's tokenFile is looked at every poll too, and on a 401: Kubernetes
+ * rotates the tokens it projects into such files.
  */
 #include <sys/stat.h>
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -128,6 +131,40 @@ load(const char *dir, const char *file, const char *name)
 	((struct kcfile *)smap_get(&files, name))->ok = 1;
 }
 
+/*
+ * A token file that changed gives the cluster its new token, and its
+ * requests start over with it as with any new credentials.  One that
+ * cannot be read or is empty keeps the token we have; that is logged once,
+ * until the file's state changes again.  The token itself is never logged.
+ */
+void
+kcdir_token(struct cluster *cl)
+{
+	struct creds *o = &cl->creds, c;
+	char *tok, path[256];
+	int rc, state;
+
+	if (o->token_file == NULL)
+		return;
+	rc = token_read(o, &tok);
+	state = rc != -1 ? 0 : errno != 0 ? errno : -1;
+	if (rc != 1 && state == o->token_err)
+		return;
+	log_quote(path, sizeof(path), o->token_file, strlen(o->token_file));
+	if (rc == -1)
+		log_warnx("%s: token file %s: %s; keeping the token we have",
+		    cl->name, path, state == -1 ? "empty" : strerror(state));
+	else if (rc == 0)
+		log_info("%s: token file %s: readable again, unchanged",
+		    cl->name, path);
+	o->token_err = state;
+	if (rc != 1)
+		return;
+	log_info("%s: token file %s changed, read again", cl->name, path);
+	creds_copy(&c, o, tok);
+	cluster_set_creds(cl, &c);
+}
+
 static void
 scan(void)
 {
@@ -160,6 +197,7 @@ scan(void)
 		    f->mtime.tv_sec == st.st_mtim.tv_sec &&
 		    f->mtime.tv_nsec == st.st_mtim.tv_nsec) {
 			cl->seen = 1;
+			kcdir_token(cl);
 			continue;
 		}
 		f->ok = 0;

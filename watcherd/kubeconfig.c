@@ -221,6 +221,21 @@ named(json_t *list, const char *name, const char *member)
 	return NULL;
 }
 
+/* The path of a file the kubeconfig names, relative to dir. */
+static int
+file_path(const char *dir, const char *file, const char *key, char *path,
+    size_t len, char *err, size_t errlen)
+{
+	if (dir == NULL) {
+		/* a kubeconfig from an API names no files of ours */
+		snprintf(err, errlen, "%s: file paths are refused here", key);
+		return -1;
+	}
+	snprintf(path, len, "%s%s%s", file[0] == '/' ? "" : dir,
+	    file[0] == '/' ? "" : "/", file);
+	return 0;
+}
+
 /* Inline data (base64) or a file path; the PEM into *out. */
 static int
 material(json_t *obj, const char *datakey, const char *filekey,
@@ -240,20 +255,69 @@ material(json_t *obj, const char *datakey, const char *filekey,
 	}
 	if (file == NULL)
 		return 0;
-	if (dir == NULL) {
-		/* a kubeconfig from an API names no files of ours */
-		snprintf(err, errlen, "%s: file paths are refused here",
-		    filekey);
+	if (file_path(dir, file, filekey, path, sizeof(path), err,
+	    errlen) == -1)
 		return -1;
-	}
-	snprintf(path, sizeof(path), "%s%s%s", file[0] == '/' ? "" : dir,
-	    file[0] == '/' ? "" : "/", file);
 	if ((*out = read_file(path, 1 << 20, NULL)) == NULL) {
 		snprintf(err, errlen, "%s: cannot read the file it names",
 		    filekey);
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * The file is stat'ed through symlinks before it is read: Kubernetes
+ * rotates a projected token by swapping a symlink, and a change between
+ * the stat and the read only costs one more read at the next check.
+ */
+int
+token_read(struct creds *c, char **tok)
+{
+	const struct stat *o = &c->token_st;
+	struct stat st;
+	char *t;
+
+	if (stat(c->token_file, &st) == -1)
+		return -1;
+	if (st.st_dev == o->st_dev && st.st_ino == o->st_ino &&
+	    st.st_size == o->st_size && st.st_mtim.tv_sec ==
+	    o->st_mtim.tv_sec && st.st_mtim.tv_nsec == o->st_mtim.tv_nsec)
+		return 0;
+	if ((t = read_file(c->token_file, 1 << 20, NULL)) == NULL)
+		return -1;
+	t[strcspn(t, "\r\n")] = '\0';
+	if (t[0] == '\0') {
+		free(t);
+		errno = 0;
+		return -1;
+	}
+	c->token_st = st;
+	*tok = t;
+	return 1;
+}
+
+/* tokenFile: the token, and where it came from, to be read again. */
+static int
+token_file(json_t *user, const char *dir, struct creds *c, char *err,
+    size_t errlen)
+{
+	const char *file = json_string_value(json_object_get(user,
+	    "tokenFile"));
+	char path[4096];
+
+	if (file == NULL)
+		return 0;
+	if (file_path(dir, file, "tokenFile", path, sizeof(path), err,
+	    errlen) == -1)
+		return -1;
+	if ((c->token_file = strdup(path)) == NULL)
+		fatal("kubeconfig");
+	if (token_read(c, &c->token) == 1)
+		return 0;
+	snprintf(err, errlen, "tokenFile: %s", errno ?
+	    "cannot read the file it names" : "the file it names is empty");
+	return -1;
 }
 
 /* https://host[:port][/...] into host and port; IPv6 in brackets. */
@@ -344,17 +408,15 @@ kubeconfig_creds(json_t *kc, const char *dir, struct creds *c, char *err,
 	    material(user, "client-certificate-data", "client-certificate",
 	    dir, &c->cert_pem, err, errlen) == -1 ||
 	    material(user, "client-key-data", "client-key", dir, &c->key_pem,
-	    err, errlen) == -1 ||
-	    material(user, "token-data-unused", "tokenFile", dir, &c->token,
 	    err, errlen) == -1)
 		goto fail;
+	/* an inline token wins: the file is then neither read nor watched */
 	if ((tok = json_string_value(json_object_get(user, "token"))) != NULL) {
-		free(c->token);
 		if ((c->token = strdup(tok)) == NULL)
 			fatal("kubeconfig");
-	}
-	if (c->token != NULL)
 		c->token[strcspn(c->token, "\r\n")] = '\0';
+	} else if (token_file(user, dir, c, err, errlen) == -1)
+		goto fail;
 	if (c->token == NULL && (c->cert_pem == NULL || c->key_pem == NULL)) {
 		snprintf(err, errlen, "user has neither a token nor a client "
 		    "certificate and key");
@@ -382,5 +444,20 @@ creds_free(struct creds *c)
 	if (c->token != NULL)
 		explicit_bzero(c->token, strlen(c->token));
 	free(c->token);
+	free(c->token_file);
 	c->ca_pem = c->cert_pem = c->key_pem = c->token = NULL;
+	c->token_file = NULL;
+}
+
+void
+creds_copy(struct creds *d, const struct creds *s, char *token)
+{
+	*d = *s;
+	d->token = token;
+	if ((s->ca_pem && (d->ca_pem = strdup(s->ca_pem)) == NULL) ||
+	    (s->cert_pem && (d->cert_pem = strdup(s->cert_pem)) == NULL) ||
+	    (s->key_pem && (d->key_pem = strdup(s->key_pem)) == NULL) ||
+	    (s->token_file && (d->token_file = strdup(s->token_file)) ==
+	    NULL))
+		fatal("creds_copy");
 }

@@ -6,6 +6,8 @@
 #ifndef WATCHERD_KUBECONFIG_H
 #define WATCHERD_KUBECONFIG_H
 
+#include <sys/stat.h>
+
 #include <stddef.h>
 
 #include <jansson.h>
@@ -18,6 +20,9 @@ struct creds {
 	char		*token;		/* never logged */
 	char		*cert_pem;
 	char		*key_pem;	/* never logged */
+	char		*token_file;	/* the token was read from here */
+	struct stat	 token_st;	/* the file that was read */
+	int		 token_err;	/* its last failure logged: errno, -1 empty */
 };
 
 /* Parse YAML (or JSON, which is YAML) into a JSON tree; scalars are strings. */
@@ -30,6 +35,15 @@ json_t	*yaml_parse(const char *buf, size_t len, char *err, size_t errlen);
 int	 kubeconfig_creds(json_t *, const char *dir, struct creds *,
 	    char *err, size_t errlen);
 void	 creds_free(struct creds *);
+/* A deep copy of s into d, with token (d's now) in place of s's. */
+void	 creds_copy(struct creds *d, const struct creds *s, char *token);
+
+/*
+ * The token of c->token_file, if the file is not the one read last.  1 with
+ * the token in *tok, 0 when the file is the same, -1 when it cannot be read
+ * (errno set) or holds no token (errno 0).
+ */
+int	 token_read(struct creds *c, char **tok);
 
 /* Read a whole file (at most max bytes) into a NUL-terminated buffer. */
 char	*read_file(const char *path, size_t max, size_t *len);

@@ -181,5 +181,6 @@ int	 pks_polled(void);
 /* kcdir.c */
 void	 kcdir_timer(uint64_t now);
 int	 kcdir_polled(void);
+void	 kcdir_token(struct cluster *);
 
 #endif

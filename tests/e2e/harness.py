@@ -477,16 +477,20 @@ class Cluster:
                     "cluster": self.name, "user": "portico-" + self.name}}],
                 "current-context": self.name}
 
-    def write_kubeconfig(self, ext=".yaml", ca_path=False, name=None):
+    def write_kubeconfig(self, ext=".yaml", ca_path=False, name=None,
+                         token_file=None):
         """Put this cluster's kubeconfig into the fleet's [kubeconfigs] dir:
         the server by IP (the kubeconfig source connects where it says), the
-        CA inline or (ca_path) as a file. Returns the file's path."""
+        CA inline or (ca_path) as a file, the token inline or (token_file)
+        as the user's tokenFile. Returns the file's path."""
         kc = self.kubeconfig()
         cl = kc["clusters"][0]["cluster"]
         cl["server"] = self.sim.url
         if ca_path:
             del cl["certificate-authority-data"]
             cl["certificate-authority"] = self.fleet.pki.ca_cert
+        if token_file:
+            kc["users"][0]["user"] = {"tokenFile": token_file}
         path = os.path.join(self.fleet.kubeconfig_dir, (name or self.name) + ext)
         tmp = path + ".tmp"
         with open(tmp, "w") as f:

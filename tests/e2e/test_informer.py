@@ -3,6 +3,7 @@
 written-back addresses right, nothing missed), and watcherd keeps running
 with bounded memory."""
 
+import os
 import re
 
 import harness
@@ -178,6 +179,83 @@ def test_token_rotation(make_fleet):
     pay.sim_control("POST", "close-watches")
     log_has(fleet, r"payments: credentials refused \(401\), asking PKS")
     new_vs(fleet, pay, "after-rotation")
+
+
+def project_token(dir, version, token):
+    """Write token as Kubernetes projects a service-account token: into
+    dir/..<version>/token, made current by swapping the dir/..data symlink
+    at once (dir/token points through it). Returns dir/token."""
+    os.makedirs(os.path.join(dir, ".." + version))
+    with open(os.path.join(dir, ".." + version, "token"), "w") as f:
+        f.write(token)
+    os.symlink(".." + version, os.path.join(dir, "..data.tmp"))
+    os.rename(os.path.join(dir, "..data.tmp"), os.path.join(dir, "..data"))
+    path = os.path.join(dir, "token")
+    if not os.path.islink(path):
+        os.symlink(os.path.join("..data", "token"), path)
+    return path
+
+
+def test_token_file_rotation(make_fleet):
+    """A kubeconfig cluster whose user has a tokenFile: the token is rotated
+    (the old one now gets a 401) and the file swapped, as Kubernetes does
+    with projected tokens. watcherd reads the file again and its requests
+    go on with the new token, with the same kubeconfig; an empty file on the
+    way is logged once and keeps the token it has. No token is logged."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet(sources=("kubeconfigs",))
+    pay = payments_cluster(fleet, register=False)
+    tokdir = os.path.join(fleet.run_dir, "token")
+    old = pay.sim.token
+    pay.write_kubeconfig(token_file=project_token(tokdir, "1", old + "\n"))
+    fleet.start()
+    port = expose(fleet, pay, "ledger-db")
+    fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
+
+    new = "rotated-" + old
+    pay.sim_control("POST", "rotate-token", {"token": new})
+    pay.sim.token = new
+    pay.sim_control("POST", "close-watches")
+    log_has(fleet, r"payments: credentials refused \(401\), waiting for a "
+            r"new kubeconfig or token file")
+
+    # An empty file: logged once, however many 401s and polls follow.
+    project_token(tokdir, "2", "")
+    log_has(fleet, r"payments: token file \S+/token: empty; keeping the "
+            r"token we have")
+    refused = len(re.findall(r"credentials refused", fleet["watcherd"].log()))
+    testlib.wait_until(lambda: len(re.findall(
+        r"credentials refused", fleet["watcherd"].log())) >= refused + 3, 20,
+        "three more 401s")
+    assert len(re.findall(r"token file .*: empty", fleet["watcherd"].log())) == 1
+
+    project_token(tokdir, "3", new + "\n")
+    log_has(fleet, r"payments: token file \S+/token changed, read again")
+    log_has(fleet, r"payments: new credentials, its requests start over")
+    new_vs(fleet, pay, "after-token-file")
+    assert fleet.marker(port) in pay.markers(NS, "ledger-db", 5432)
+    for d in fleet.daemons.values():
+        assert old not in d.log() and new not in d.log(), d.name
+
+
+def test_token_file_read_on_401(make_fleet):
+    """The folder is scanned only hourly: the 401 that follows a rotation
+    is what makes watcherd look at the token file again."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet(sources=("kubeconfigs",), poll_interval=3600)
+    pay = payments_cluster(fleet, register=False)
+    tokdir = os.path.join(fleet.run_dir, "token")
+    pay.write_kubeconfig(token_file=project_token(tokdir, "1", pay.sim.token))
+    fleet.start()
+    expose(fleet, pay, "ledger-db")
+
+    new = "rotated-" + pay.sim.token
+    project_token(tokdir, "2", new)
+    pay.sim_control("POST", "rotate-token", {"token": new})
+    pay.sim.token = new
+    pay.sim_control("POST", "close-watches")
+    log_has(fleet, r"payments: token file \S+/token changed, read again")
+    new_vs(fleet, pay, "after-401")
 
 
 def test_istio_v1alpha3_only(make_fleet):
