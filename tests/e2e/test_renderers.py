@@ -29,15 +29,19 @@ NS = "payments"
 HA1, HA2, NGX = "ha1", "ha2", "ngx"
 # allocd's decisions that change a route table (renderd/routes.c)
 ROUTE_TYPES = ("API_SET", "API_DEL", "PORT_SET", "PORT_FREE")
+# the event types by wire code (common/event.h)
+TYPES = dict(harness.BusTap.TYPES)
+TYPES.update({5: "STATE", 17: "TICK", 20: "SNAPSHOT"})
 
 
 # ------------------------------------------------------------------ the bus
 
-def ask_since(endpoint, since=0, timeout=10):
+def ask_since(endpoint, since=0, timeout=10, state=False):
     """SINCE since on a producer's ROUTER: (events, SINCE_END's seq). Each
     event is {"type", "seq", "time", "body"}, the shape of renderd -T's
     state lines. allocd answers at most 50,000 records at a time: ask on
-    until the answers reach SINCE_END's seq."""
+    until the answers reach SINCE_END's seq. With state, a compacted log's
+    answer (STATE, then the state's events) is taken too."""
     ctx = zmq.Context()
     events, end = [], None
     try:
@@ -52,16 +56,20 @@ def ask_since(endpoint, since=0, timeout=10):
                     since, endpoint)
                 v, t, seq, tm, body = msgpack.unpackb(s.recv(), raw=False)
                 assert v == 1, v
-                name = harness.BusTap.TYPES.get(t, t)
-                assert name != "STATE", "%s: the log was compacted" % endpoint
+                name = TYPES.get(t, t)
+                if name == "STATE":
+                    assert state, "%s: the log was compacted" % endpoint
+                    got.append({"type": name, "seq": seq, "time": tm, "body": {}})
+                    continue
                 if name == "SINCE_END":
                     end = seq
                     break
                 got.append({"type": name, "seq": seq, "time": tm, "body": body or {}})
             s.close()
             events += got
-            if not got or got[-1]["seq"] >= end:
+            if not got or got[0]["type"] == "STATE" or got[-1]["seq"] >= end:
                 return events, end
+            assert got[-1]["seq"] > since, (since, got[-1])
             since = got[-1]["seq"]
     finally:
         ctx.term()
@@ -162,11 +170,11 @@ def renderd_key(fleet, name):
     return "renderd" if fleet.proxies[0].name == name else "renderd-" + name
 
 
-def start(fleet, late=()):
+def start(fleet, late=(), **conf):
     """fleet.start(), except that the renderd of the proxies named in late
     are not started (fleet[key].start() starts them later); waits for the
-    other proxies to listen."""
-    fleet.write_conf()
+    other proxies to listen. conf: more of portico.conf, as write_conf's."""
+    fleet.write_conf(**conf)
     specs = [("allocd", "allocd", [], None)]
     for i, px in enumerate(fleet.proxies):
         for d in ("renderd", "applyd"):
@@ -199,20 +207,30 @@ def serves(fleet, addr, port, expect):
         return False
 
 
-def wait_routes(fleet, routes, gone=(), names=None, timeout=30):
+def check_alive(fleet, down=()):
+    """fleet._check_alive(), but for the daemons (keys) in down, which the
+    test took down itself. Always False."""
+    for key, d in fleet.daemons.items():
+        if key not in down and d.proc is not None and not d.alive():
+            raise AssertionError("%s died (rc %s):\n%s" % (
+                key, d.proc.popen.returncode, harness.tail(d.log(), 60)))
+    return False
+
+
+def wait_routes(fleet, routes, gone=(), names=None, timeout=30, down=()):
     """Every proxy (of names) serves every port of routes {port: markers}
     (a few connections each, so as to see every node), steadily, and
-    refuses every port of gone."""
+    refuses every port of gone. down: as check_alive's."""
     for name, addr in listens(fleet, names):
         for port, expect in sorted(routes.items()):
             testlib.wait_until(harness.steady(
-                lambda: serves(fleet, addr, port, expect) or fleet._check_alive()),
+                lambda: serves(fleet, addr, port, expect) or check_alive(fleet, down)),
                 timeout, "%s (%s:%d) serving %s" % (name, addr, port, sorted(expect)))
             seen = {harness.read_marker(addr, port) for _ in range(6)}
             assert seen <= expect, (name, port, seen, expect)
         for port in gone:
             testlib.wait_until(harness.steady(
-                lambda: harness.refused(addr, port) or fleet._check_alive()),
+                lambda: harness.refused(addr, port) or check_alive(fleet, down)),
                 timeout, "%s (%s:%d) refusing" % (name, addr, port))
 
 
@@ -398,10 +416,14 @@ def test_late_renderd_renders_the_same(make_fleet):
     check_pure(fleet, log, configs)
 
 
-def ask_ports(fleet, cluster, ns, name, ports):
-    """The ports allocd gave ns/name (from its log), into ports[name]; None
-    until every tcp route of it has one."""
-    log = alloc_log(fleet)
+def ask_ports(fleet, cluster, ns, name, ports, state=False):
+    """The ports allocd gave ns/name (from its log, or with state from what
+    it answers a SINCE 0 with), into ports[name]; None until every tcp
+    route of it has one."""
+    if state:
+        log, _ = ask_since("ipc://%s/alloc.sync" % fleet.run_dir, state=True)
+    else:
+        log = alloc_log(fleet)
     got = {}
     for e in log:
         b = e["body"]
@@ -452,11 +474,11 @@ def test_renderd_sigkill_while_routes_change(make_fleet):
         repoint(pay, NS, "ledger-db", [dest("orders-db-canary", 5432)])
         ports = {}
         testlib.wait_until(lambda: ask_ports(fleet, pay, NS, "orders-db", ports) or
-                           fleet._check_alive(), 30, "a port for orders-db")
+                           check_alive(fleet, ["renderd"]), 30, "a port for orders-db")
         (orders,) = ports["orders-db"]
         canary = pay.markers(NS, "orders-db-canary", 5432)
         wait_routes(fleet, {ledger: canary, orders: orders_markers(pay)},
-                    gone=(c6379, c16379), names=[HA2, NGX])
+                    gone=(c6379, c16379), names=[HA2, NGX], down=["renderd"])
         # ha1 still serves the old table, to a connection made now
         assert harness.read_marker(ha1_addr, ledger) in ledger_old
         assert harness.read_marker(ha1_addr, c16379) in pay.markers(NS, "cache", 16379)
@@ -490,3 +512,63 @@ def test_renderd_sigkill_while_routes_change(make_fleet):
     changed = sorted(k.decode() for k in old if old[k] != new[k])
     assert changed == sorted("backend p%d" % p for p in
                              (ledger, c6379, c16379, orders, reports)), changed
+
+
+def test_late_renderd_from_a_compacted_log(make_fleet):
+    """allocd compacts its log every second (compact_age = 1): a renderd
+    that starts late is answered with the state instead of the history,
+    and still renders what ha1, running all along, renders (but for its
+    names), and what renderd -T makes of that state."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet(proxies=[(HA1, "haproxy"), (HA2, "haproxy", testlib.loopback_addr())])
+    pay = harness.payments_cluster(fleet)
+    start(fleet, late=(HA2,), store={"compact_age": 1})
+    for ns, name in ((NS, "ledger-db"), (NS, "orders-db"), (NS, "cache"),
+                     ("billing", "reports")):
+        pay.annotate(ns, name, **{EXPOSE: "true"})
+    ports = {}
+    for ns, name in ((NS, "ledger-db"), (NS, "orders-db"), (NS, "cache"),
+                     ("billing", "reports")):
+        testlib.wait_until(lambda: ask_ports(fleet, pay, ns, name, ports, state=True)
+                           or fleet._check_alive(), 30, "ports of %s/%s" % (ns, name))
+    pay.annotate(NS, "orders-db", **{EXPOSE: None})
+    repoint(pay, NS, "ledger-db", [dest("orders-db-canary", 5432)])
+    ledger, orders, reports = (ports[n][0] for n in ("ledger-db", "orders-db", "reports"))
+    c6379, c16379 = ports["cache"]
+    routes = {
+        ledger: pay.markers(NS, "orders-db-canary", 5432),
+        c6379: pay.markers(NS, "cache", 6379),
+        c16379: pay.markers(NS, "cache", 16379),
+        reports: pay.markers(NS, "ledger-db", 5432),
+    }
+    wait_routes(fleet, routes, gone=(orders,), names=[HA1])
+
+    # the log holds no history any more: a SINCE 0 is answered with the state
+    def compacted():
+        fleet._check_alive()
+        events, _ = ask_since("ipc://%s/alloc.sync" % fleet.run_dir, state=True)
+        return events and events[0]["type"] == "STATE" and events
+    testlib.wait_until(compacted, 20, "allocd to compact its log")
+    assert "compacted the log" in fleet["allocd"].log()
+
+    key = renderd_key(fleet, HA2)
+    fleet[key].start()
+    assert fleet.wait_address(pay, NS, "ledger-db") == [ledger]
+    assert fleet.wait_address(pay, NS, "cache") == [c6379, c16379]
+    wait_routes(fleet, routes, gone=(orders,))
+    wait_api(fleet, pay.host)
+    assert "the log after 0 is compacted" in fleet[key].log()
+
+    def both():
+        fleet._check_alive()
+        got = {n: latest_config(fleet, n) for n in (HA1, HA2)}
+        return all(got.values()) and all(
+            fleet.proxy_cfg(n).encode() == got[n][1] for n in got) and got
+    configs = testlib.wait_until(both, 30, "both proxies to serve their renderd's latest")
+    assert normalised(fleet, HA1, configs[HA1][1]) == normalised(fleet, HA2, configs[HA2][1])
+    assert generations(fleet, key) == [configs[HA2][0]]
+    # renderd -T of the state allocd answers with now (no route changed since)
+    events, end = ask_since("ipc://%s/alloc.sync" % fleet.run_dir, state=True)
+    assert events[0]["type"] == "STATE"
+    state = [dict(e, seq=i + 1) for i, e in enumerate(events[1:])]
+    assert render_state(fleet, HA2, state, len(state)) == configs[HA2][1]
