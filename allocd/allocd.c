@@ -289,11 +289,13 @@ compact_due(uint64_t now, int by_age)
 		if (mdb_get(txn, st.log, &key, &val) != 0 || event_decode(&ev,
 		    val.mv_data, val.mv_size, err, sizeof(err)) == -1)
 			break;
-		event_free(&ev);
+		/* event_free() clears the event: read it first */
 		if (ev.type != EV_SNAPSHOT) {
 			t = ev.time;
+			event_free(&ev);
 			break;
 		}
+		event_free(&ev);
 	}
 	mdb_txn_abort(txn);
 	return t != 0 && now > t + (uint64_t)conf.compact_age * 1000;
