@@ -137,8 +137,8 @@ eps_parse(struct cluster *cl, const char *key, json_t *obj)
 			strcpy(e->addrs[e->naddrs++], ip);
 	}
 	if (bad > 0)
-		log_warnx("%s: endpointslice %s: %d addresses are not IP "
-		    "addresses, left out", cl->name, key, bad);
+		log_warnx("%s: endpointslice %s: %d endpoints without an IP "
+		    "address, left out", cl->name, key, bad);
 	return e;
 }
 

@@ -102,3 +102,86 @@ def test_endpoints_and_nodeport_clusters(make_fleet):
     assert got.get("list " + eps) and not got.get("list " + nodes), got
     got = search.sim_control("GET", "requests")
     assert got.get("list " + nodes) and not got.get("list " + eps), got
+
+
+def listen(shop, marker, port):
+    """A workload at a fresh loopback address (closed with the cluster)."""
+    for _ in range(20):
+        ip = testlib.loopback_addr()
+        try:
+            shop.servers.append(harness.EchoServer(ip, port, marker))
+            return ip
+        except OSError:
+            continue
+    raise RuntimeError("no address for %s" % marker)
+
+
+def post_slice(shop, obj):
+    status, body = shop.sim.request(
+        "POST", "/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices"
+        % obj["metadata"]["namespace"], obj)
+    assert status == 201, body
+
+
+def test_slices_split_unnamed_and_hostile(make_fleet):
+    """A Service's endpoints may come in several slices (each address and
+    port once), an endpoint without conditions is ready, an unnamed
+    Service port is matched by the slice port named "", and what is not an
+    IP address, a slice of FQDNs, a slice holding a NUL and another
+    Service's slice never reach the proxy or a log line."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    vss = [virtualservice("db", NS, [[dest("db", 5432)]], {EXPOSE: "true"}),
+           virtualservice("solo", NS, [[dest("solo", 7000)]], {EXPOSE: "true"})]
+    shop = fleet.add_cluster("shop", [("db", NS, [5432])], vss, backend="endpoints",
+                             pods=1)
+    tp = shop.target_ports[(NS, "db", 5432)]
+    ((pod1, ip1),) = shop.pods[(NS, "db")]
+    ip2 = listen(shop, "split@pod", tp)
+    nul_ip = listen(shop, "nul@pod", tp)
+    other_ip = listen(shop, "other@pod", tp)
+    ports = [("p5432", tp)]
+    split = harness.endpointslice("db-x2", NS, "db", ports, [
+        {"addresses": [ip2]},                               # no conditions: ready
+        harness.endpoint((NS, pod1), ip1, "n1"),            # also in db-x1
+        {"addresses": ["10.0.0.1\n#pwn"], "conditions": {"ready": True}},
+        {"addresses": ["pwn"]},
+        {"addresses": ["::ffff:10.0.0.1 pwn"]},
+        {"addresses": []},
+    ])
+    post_slice(shop, split)
+    post_slice(shop, harness.endpointslice("db-x3", NS, "db", ports, [
+        {"addresses": [nul_ip], "hostname": "pwn\u0000"}]))
+    fqdn = harness.endpointslice("db-x4", NS, "db", ports,
+                                 [{"addresses": ["pwn.example.test"]}])
+    fqdn["addressType"] = "FQDN"
+    post_slice(shop, fqdn)
+    post_slice(shop, harness.endpointslice("other-x1", NS, "other", ports,
+                                           [{"addresses": [other_ip]}]))
+    # a Service with one unnamed port, its slice port named ""
+    solo_tp = testlib.free_port(ip1)
+    solo_ip = listen(shop, "solo@pod", solo_tp)
+    svc = harness.service("solo", NS, [(7000, 0, solo_tp)])
+    del svc["spec"]["ports"][0]["name"], svc["spec"]["ports"][0]["nodePort"]
+    svc["spec"]["type"] = "ClusterIP"
+    status, body = shop.sim.request("POST", "/api/v1/namespaces/%s/services" % NS, svc)
+    assert status == 201, body
+    post_slice(shop, harness.endpointslice("solo-x1", NS, "solo", [("", solo_tp)],
+                                           [{"addresses": [solo_ip]}]))
+    fleet.start()
+
+    (port,) = fleet.wait_address(shop, NS, "db")
+    expect = shop.pod_markers(NS, "db", 5432) | {"split@pod"}
+    testlib.wait_until(serves_exactly(fleet, port, expect), 30, "db served by %s" % expect)
+    cfg = fleet.proxy_cfg()
+    assert cfg.count("%s:%d " % (ip1, tp)) == 1, cfg    # once, from two slices
+    (sport,) = fleet.wait_address(shop, NS, "solo")
+    fleet.wait_serves(sport, {"solo@pod"})
+    assert ERROR not in shop.annotations(NS, "solo")
+
+    cfg = fleet.proxy_cfg()
+    log = fleet["watcherd"].log()
+    assert "pwn" not in cfg and "pwn" not in log
+    assert nul_ip not in cfg and other_ip not in cfg
+    # the three hostile addresses and the endpoint without one
+    assert "endpointslice shop/db-x2: 4 endpoints without an IP address" in log, log
