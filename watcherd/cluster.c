@@ -451,9 +451,11 @@ svc_parse(json_t *obj)
 		if (s->nports == n)
 			break;
 		sp = &s->p[s->nports];
-		if (port < 1 || port > 65535 || np < 0 || np > 65535 ||
-		    port_name(p, sp->name, sizeof(sp->name)) == -1)
+		if (port < 1 || port > 65535 || np < 0 || np > 65535)
 			continue;
+		/* a name no slice port can carry: their names are checked */
+		if (port_name(p, sp->name, sizeof(sp->name)) == -1)
+			strcpy(sp->name, "-");
 		sp->port = (unsigned)port;
 		sp->nodeport = (unsigned)np;
 		s->nports++;
