@@ -41,7 +41,7 @@ static const struct {
 };
 
 struct ckey {
-	const char	*section;	/* "proxy" for [proxy.NAME] */
+	const char	*section;	/* "proxy", "cluster": [proxy.NAME]... */
 	const char	*key;
 	enum ckind	 kind;
 	size_t		 off;		/* in struct config, or proxy_conf */
@@ -56,6 +56,9 @@ struct ckey {
 #define P(k, kind, m, min, max, def) \
 	{ "proxy", k, kind, offsetof(struct proxy_conf, m), \
 	    sizeof(((struct proxy_conf *)0)->m), min, max, def }
+#define K(k, kind, m, min, max, def) \
+	{ "cluster", k, kind, offsetof(struct cluster_conf, m), \
+	    sizeof(((struct cluster_conf *)0)->m), min, max, def }
 
 static const struct ckey ckeys[] = {
 	C("portico", "domain", CK_DOMAIN, domain, 0, 0, NULL),
@@ -100,7 +103,15 @@ static const struct ckey ckeys[] = {
 	P("maxconn", CK_UINT, maxconn, 16, 1000000, "4096"),
 	P("fd_limit", CK_UINT, fd_limit, 1024, 1u << 24, "20000"),
 	P("live", CK_UINT, live, 0, 1, "1"),
+	K("backend", CK_BACKEND, backend, 0, 0, NULL),	/* [clusters] backend */
 };
+
+/* Sections with a name, [proxy.NAME] and [cluster.NAME]: one struct each. */
+static int
+named_section(const char *section)
+{
+	return strcmp(section, "proxy") == 0 || strcmp(section, "cluster") == 0;
+}
 
 struct parse {
 	struct config	*conf;
@@ -203,7 +214,7 @@ check_value(const struct ckey *k, const char *v, void *dst)
 			return -1;
 		break;
 	case CK_BACKEND:
-		if (strcmp(v, "nodeport") != 0)
+		if (strcmp(v, "nodeport") != 0 && strcmp(v, "endpoints") != 0)
 			return -1;
 		break;
 	case CK_KIND:
@@ -235,7 +246,8 @@ kind_help(const struct ckey *k)
 	case CK_IP:		return "not an IP address: %s";
 	case CK_URL:		return "not an http(s) URL: %s";
 	case CK_ENDPOINT:	return "not an ipc:// or tcp:// endpoint: %s";
-	case CK_BACKEND:	return "unknown backend mode: %s";
+	case CK_BACKEND:	return "unknown backend mode (nodeport, "
+				    "endpoints): %s";
 	case CK_KIND:		return "unknown proxy kind (haproxy, nginx): %s";
 	case CK_PATH:		return "not an absolute path of letters, digits "
 				    "and /._-+@:,=: %s";
@@ -259,12 +271,33 @@ proxy_section(struct parse *ps, const char *section)
 	return &c->proxies[c->nproxies++];
 }
 
+/*
+ * A cluster's name as PKS or the kubeconfig folder gives it: a DNS label,
+ * as watcherd requires of every cluster it routes.
+ */
+static struct cluster_conf *
+cluster_section(struct parse *ps, const char *section)
+{
+	struct config *c = ps->conf;
+	const char *name = section + strlen("cluster.");
+	int i;
+
+	for (i = 0; i < c->nclusters; i++)
+		if (strcmp(c->clusters[i].name, name) == 0)
+			return &c->clusters[i];
+	if (!valid_dns_label(name) || c->nclusters == CONF_MAX_CLUSTERS)
+		return NULL;
+	strcpy(c->clusters[c->nclusters].name, name);
+	return &c->clusters[c->nclusters++];
+}
+
 static int
 handler(void *user, const char *section, const char *key, const char *v)
 {
 	struct parse *ps = user;
 	const struct ckey *k;
 	struct proxy_conf *px = NULL;
+	struct cluster_conf *cc = NULL;
 	const char *sect = section;
 	char *base = (char *)ps->conf;
 	size_t i;
@@ -276,6 +309,13 @@ handler(void *user, const char *section, const char *key, const char *v)
 			    NULL);
 		sect = "proxy";
 		base = (char *)px;
+	} else if (strncmp(section, "cluster.", 8) == 0) {
+		if ((cc = cluster_section(ps, section)) == NULL)
+			return set_error(ps, section, "not a cluster name (a "
+			    "DNS label), or too many cluster sections%s",
+			    NULL);
+		sect = "cluster";
+		base = (char *)cc;
 	}
 	for (i = 0; i < sizeof(ckeys) / sizeof(ckeys[0]); i++) {
 		k = &ckeys[i];
@@ -286,10 +326,10 @@ handler(void *user, const char *section, const char *key, const char *v)
 		return set_error(ps, key, "unknown key in [%s]", section);
 	if (check_value(k, v, base + k->off) == -1)
 		return set_error(ps, key, kind_help(k), v);
-	if (px == NULL)
-		ps->seen[i] = 1;
-	else
+	if (px != NULL)
 		ps->pseen[px - ps->conf->proxies][i] = 1;
+	else if (cc == NULL)
+		ps->seen[i] = 1;
 	return 1;
 }
 
@@ -536,7 +576,7 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 	}
 
 	for (i = 0; i < sizeof(ckeys) / sizeof(ckeys[0]); i++) {
-		if (strcmp(ckeys[i].section, "proxy") == 0 || ps.seen[i])
+		if (named_section(ckeys[i].section) || ps.seen[i])
 			continue;
 		if (ckeys[i].def == NULL) {
 			snprintf(err, errlen, "%s: [%s] %s is required", path,
@@ -571,6 +611,9 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 		snprintf(name, sizeof(name), "render-%s.sync", px->name);
 		default_endpoint(px->sync, sizeof(px->sync), c->run_dir, name);
 	}
+	for (j = 0; j < c->nclusters; j++)
+		if (c->clusters[j].backend[0] == '\0')
+			strcpy(c->clusters[j].backend, c->backend);
 	default_endpoint(c->alloc_in, sizeof(c->alloc_in), c->run_dir,
 	    "alloc.in");
 	default_endpoint(c->alloc_pub, sizeof(c->alloc_pub), c->run_dir,
@@ -616,7 +659,7 @@ config_print(const struct config *c, FILE *fp)
 
 	for (i = 0; i < sizeof(ckeys) / sizeof(ckeys[0]); i++) {
 		k = &ckeys[i];
-		if (strcmp(k->section, "proxy") == 0)
+		if (named_section(k->section))
 			continue;
 		if (strcmp(k->section, last) != 0) {
 			fprintf(fp, "%s[%s]\n", *last ? "\n" : "", k->section);
@@ -653,6 +696,15 @@ config_print(const struct config *c, FILE *fp)
 				fprintf(fp, "%s = %s\n", k->key, base);
 		}
 	}
+	for (j = 0; j < c->nclusters; j++) {
+		fprintf(fp, "\n[cluster.%s]\n", c->clusters[j].name);
+		for (i = 0; i < sizeof(ckeys) / sizeof(ckeys[0]); i++) {
+			k = &ckeys[i];
+			if (strcmp(k->section, "cluster") == 0)
+				fprintf(fp, "%s = %s\n", k->key,
+				    (const char *)&c->clusters[j] + k->off);
+		}
+	}
 }
 
 const struct proxy_conf *
@@ -664,6 +716,19 @@ config_proxy(const struct config *c, const char *name)
 		if (strcmp(c->proxies[i].name, name) == 0)
 			return &c->proxies[i];
 	return NULL;
+}
+
+int
+config_backend(const struct config *c, const char *cluster)
+{
+	const char *mode = c->backend;
+	int i;
+
+	for (i = 0; i < c->nclusters; i++)
+		if (strcmp(c->clusters[i].name, cluster) == 0)
+			mode = c->clusters[i].backend;
+	return strcmp(mode, "endpoints") == 0 ? BACKEND_ENDPOINTS :
+	    BACKEND_NODEPORT;
 }
 
 void

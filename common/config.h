@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #define CONF_MAX_PROXIES	8
+#define CONF_MAX_CLUSTERS	256	/* [cluster.NAME] sections */
 #define CONF_MAX_RANGES		32
 
 /* A set of ports: sorted, non-overlapping ranges (a single port is lo == hi). */
@@ -38,6 +39,15 @@ struct proxy_conf {
 	unsigned	maxconn;
 	unsigned	fd_limit;	/* the proxy's open files (ulimit -Hn) */
 	unsigned	live;		/* change routes without reloads */
+};
+
+/* How a cluster's workload backends are found ([clusters] backend). */
+enum { BACKEND_NODEPORT, BACKEND_ENDPOINTS };
+
+/* [cluster.NAME]: what one cluster does differently from [clusters]. */
+struct cluster_conf {
+	char		name[64];		/* as PKS or the kubeconfig names it */
+	char		backend[16];		/* default: [clusters] backend */
 };
 
 struct config {
@@ -70,7 +80,7 @@ struct config {
 	char		kubeconfig_dir[PATH_MAX];
 	unsigned	kubeconfig_poll;	/* seconds */
 
-	char		backend[16];		/* nodeport */
+	char		backend[16];		/* nodeport, endpoints */
 	unsigned	watch_timeout;		/* seconds, server side */
 	unsigned	watch_idle;		/* seconds without a byte */
 
@@ -80,12 +90,17 @@ struct config {
 
 	struct proxy_conf proxies[CONF_MAX_PROXIES];
 	int		nproxies;
+
+	struct cluster_conf clusters[CONF_MAX_CLUSTERS];
+	int		nclusters;
 };
 
 /* Load and check; on error fill err with "file:line: key: reason". */
 int	config_load(const char *path, struct config *, char *err, size_t);
 void	config_print(const struct config *, FILE *);
 const struct proxy_conf *config_proxy(const struct config *, const char *);
+/* BACKEND_*: the cluster's [cluster.NAME] backend, else [clusters] backend. */
+int	config_backend(const struct config *, const char *cluster);
 
 /* Port sets: membership, size, the i-th port in order, "a-b,c". */
 int	ports_contain(const struct port_set *, unsigned);

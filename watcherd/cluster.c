@@ -6,7 +6,8 @@
  * full resync (SYNC_BEGIN, every route, SYNC_END) tells allocd the whole
  * truth for it; between resyncs only the routes whose observation changed
  * are sent.  A VirtualService that changes (or whose decision arrives)
- * is looked at alone; a Service, a Node or a relist looks at them all.
+ * is looked at alone; a Service, a Node, an EndpointSlice or a relist
+ * looks at them all.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,10 +17,23 @@
 #include "valid.h"
 #include "watcherd.h"
 
+struct svc_port {
+	unsigned	port;
+	unsigned	nodeport;	/* 0: none */
+	char		name[64];	/* what its EndpointSlice ports carry */
+};
+
+/* A Service: its ports, sized to the object. */
 struct svc_obj {
 	size_t		nports;
-	unsigned	port[SVC_MAX_PORTS];
-	unsigned	nodeport[SVC_MAX_PORTS];
+	struct svc_port	p[];
+};
+
+/* Where a computation finds backends: nodes, or EndpointSlices. */
+struct bsrc {
+	char		(*ips)[EV_IPLEN];	/* nodeport: sorted */
+	size_t		 nips;
+	struct smap	 eps;			/* endpoints: "ns/svc" -> slices */
 };
 
 struct node_obj {
@@ -64,6 +78,26 @@ send_cluster_down(const char *id)
 	event_init(&ev, EV_CLUSTER_DOWN);
 	event_set_str(&ev, F_CLUSTER, id);
 	obs_send(&ev);
+}
+
+static const char *
+backend_name(int mode)
+{
+	return mode == BACKEND_ENDPOINTS ? "endpoints" : "nodeport";
+}
+
+/* Nodes for nodeport, EndpointSlices for endpoints; the rest always. */
+int
+cluster_watches(const struct cluster *cl, int res)
+{
+	switch (res) {
+	case RES_NODE:
+		return cl->backend == BACKEND_NODEPORT;
+	case RES_EPS:
+		return cl->backend == BACKEND_ENDPOINTS;
+	default:
+		return 1;
+	}
 }
 
 static void
@@ -159,15 +193,25 @@ cluster_upsert(const char *id, const char *name, const char *host,
 		for (r = 0; r < RES_COUNT; r++)
 			informer_init(&cl->inf[r], cl, r);
 		cl->need_resync = 1;
+		cl->backend = config_backend(&conf, name);
 		smap_put(&clusters, id, cl);
-		log_info("%s: cluster %s at %s:%u, routed as %s", name, id,
-		    masters[0], mport, host);
+		log_info("%s: cluster %s at %s:%u, routed as %s, backends by "
+		    "%s", name, id, masters[0], mport, host,
+		    backend_name(cl->backend));
 	}
 	changed = strcmp(cl->name, name) != 0 || strcmp(cl->host, host) != 0 ||
 	    cl->nmasters != nmasters || cl->mport != mport ||
 	    memcmp(cl->masters, masters, nmasters * EV_IPLEN) != 0;
 	cl->source = source;
 	cl->seen = 1;
+	if (changed && config_backend(&conf, name) != cl->backend) {
+		/* renamed into another mode: other informers, other routes */
+		cluster_disconnect(cl);
+		cl->backend = config_backend(&conf, name);
+		cl->need_resync = 1;
+		log_info("%s: backends by %s now, its informers start over",
+		    name, backend_name(cl->backend));
+	}
 	if (changed) {
 		strcpy(cl->name, name);
 		strcpy(cl->host, host);
@@ -390,23 +434,31 @@ static void *
 svc_parse(json_t *obj)
 {
 	struct svc_obj *s;
+	struct svc_port *sp;
 	json_t *ports, *p;
-	size_t i;
+	size_t i, n;
 
-	if ((s = calloc(1, sizeof(*s))) == NULL)
-		fatal("svc");
 	ports = json_object_get(json_object_get(obj, "spec"), "ports");
+	n = json_array_size(ports) > SVC_MAX_PORTS ? SVC_MAX_PORTS :
+	    json_array_size(ports);
+	if ((s = calloc(1, sizeof(*s) + n * sizeof(s->p[0]))) == NULL)
+		fatal("svc");
 	json_array_foreach(ports, i, p) {
 		json_int_t port = json_integer_value(json_object_get(p, "port"));
 		json_int_t np = json_integer_value(json_object_get(p,
 		    "nodePort"));
 
-		if (s->nports == SVC_MAX_PORTS)
+		if (s->nports == n)
 			break;
+		sp = &s->p[s->nports];
 		if (port < 1 || port > 65535 || np < 0 || np > 65535)
 			continue;
-		s->port[s->nports] = (unsigned)port;
-		s->nodeport[s->nports++] = (unsigned)np;
+		/* a name no slice port can carry: their names are checked */
+		if (port_name(p, sp->name, sizeof(sp->name)) == -1)
+			strcpy(sp->name, "-");
+		sp->port = (unsigned)port;
+		sp->nodeport = (unsigned)np;
+		s->nports++;
 	}
 	return s;
 }
@@ -503,6 +555,9 @@ cluster_object(struct cluster *cl, int res, const char *type, json_t *obj)
 		case RES_NODE:
 			val = node_parse(obj);
 			break;
+		case RES_EPS:
+			val = eps_parse(cl, key, obj);
+			break;
 		}
 	}
 	obj_store(cl, res, key, val);
@@ -531,16 +586,20 @@ cmp_ip(const void *a, const void *b)
 	return strcmp(a, b);
 }
 
-/* The Service a destination host names, relative to namespace ns. */
+/*
+ * The Service a destination host names, relative to namespace ns; its
+ * "ns/name" in key.
+ */
 static struct svc_obj *
-dest_service(struct cluster *cl, const char *ns, const char *host)
+dest_service(struct cluster *cl, const char *ns, const char *host,
+    char key[384])
 {
-	char svc[64], sns[64], key[384];
+	char svc[64], sns[64];
 	const char *dot = strchr(host, '.'), *rest;
 	size_t n;
 
 	if (dot == NULL) {
-		snprintf(key, sizeof(key), "%s/%s", ns, host);
+		snprintf(key, 384, "%s/%s", ns, host);
 		return smap_get(&cl->objs[RES_SVC], key);
 	}
 	/* <svc>.<ns>[.svc[.cluster.local]] */
@@ -559,7 +618,7 @@ dest_service(struct cluster *cl, const char *ns, const char *host)
 	if (*rest != '\0' && strcmp(rest, ".svc") != 0 &&
 	    strcmp(rest, ".svc.cluster.local") != 0)
 		return NULL;
-	snprintf(key, sizeof(key), "%s/%s", sns, svc);
+	snprintf(key, 384, "%s/%s", sns, svc);
 	return smap_get(&cl->objs[RES_SVC], key);
 }
 
@@ -587,15 +646,71 @@ written_port(const struct cluster *cl, const struct vs_obj *vs, size_t r)
 	return (unsigned)port;
 }
 
+/* Every node at the Service port's nodePort; -1 with why if none. */
+static int
+dest_nodeport(const struct bsrc *src, const struct dest *d,
+    const struct svc_obj *s, struct event *ev, char *why, size_t len)
+{
+	size_t k;
+	unsigned np;
+
+	for (k = 0; k < s->nports; k++)
+		if (s->p[k].port == d->port)
+			break;
+	if (k == s->nports || s->p[k].nodeport == 0) {
+		snprintf(why, len, "destination %s: port %u has no nodePort",
+		    d->host, d->port);
+		return -1;
+	}
+	np = s->p[k].nodeport;
+	for (k = 0; k < src->nips; k++)
+		event_add_backend(ev, src->ips[k], np, d->weight);
+	return 0;
+}
+
+/*
+ * Every ready pod of the Service ("ns/name" svc) at the target port of
+ * the Service port; -1 with why if there is none, or too many.
+ */
+static int
+dest_endpoints(const struct bsrc *src, const struct dest *d,
+    const struct svc_obj *s, const char *svc, struct event *ev, char *why,
+    size_t len, size_t r)
+{
+	size_t k;
+	int n;
+
+	for (k = 0; k < s->nports; k++)
+		if (s->p[k].port == d->port)
+			break;
+	if (k == s->nports) {
+		snprintf(why, len, "destination %s: the service has no port "
+		    "%u", d->host, d->port);
+		return -1;
+	}
+	if ((n = eps_backends(&src->eps, svc, s->p[k].name, d->weight,
+	    ev)) == -1) {
+		snprintf(why, len, "tcp[%zu]: more than %d backends", r,
+		    EV_MAX_BACKENDS);
+		return -1;
+	}
+	if (n == 0) {
+		snprintf(why, len, "destination %s: no ready endpoint for "
+		    "port %u", d->host, d->port);
+		return -1;
+	}
+	return 0;
+}
+
 static void
 route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
-    char (*ips)[EV_IPLEN], size_t nips, struct event *ev)
+    const struct bsrc *src, struct event *ev)
 {
 	struct svc_obj *s;
 	struct dest *d;
-	size_t i, k;
-	unsigned np;
-	char why[320];
+	size_t i;
+	int rc;
+	char why[320], svc[384];
 
 	event_init(ev, EV_ROUTE);
 	event_set_str(ev, F_CLUSTER, cl->id);
@@ -614,29 +729,24 @@ route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
 	/* a store that was lost adopts what the object says it has */
 	if ((ev->had = written_port(cl, vs, r)) != 0)
 		ev->has |= F_HAD;
-	if (nips * vs->routes[r].nd > EV_MAX_BACKENDS) {
+	if (cl->backend == BACKEND_NODEPORT &&
+	    src->nips * vs->routes[r].nd > EV_MAX_BACKENDS) {
 		snprintf(why, sizeof(why), "tcp[%zu]: more than %d backends",
 		    r, EV_MAX_BACKENDS);
 		goto refuse;
 	}
 	for (i = 0; i < vs->routes[r].nd; i++) {
 		d = &vs->routes[r].d[i];
-		if ((s = dest_service(cl, vs->ns, d->host)) == NULL) {
+		if ((s = dest_service(cl, vs->ns, d->host, svc)) == NULL) {
 			snprintf(why, sizeof(why), "destination %s: no such "
 			    "service", d->host);
 			goto refuse;
 		}
-		for (k = 0; k < s->nports; k++)
-			if (s->port[k] == d->port)
-				break;
-		if (k == s->nports || s->nodeport[k] == 0) {
-			snprintf(why, sizeof(why), "destination %s: port %u "
-			    "has no nodePort", d->host, d->port);
+		rc = cl->backend == BACKEND_ENDPOINTS ?
+		    dest_endpoints(src, d, s, svc, ev, why, sizeof(why), r) :
+		    dest_nodeport(src, d, s, ev, why, sizeof(why));
+		if (rc == -1)
 			goto refuse;
-		}
-		np = s->nodeport[k];
-		for (k = 0; k < nips; k++)
-			event_add_backend(ev, ips[k], np, d->weight);
 	}
 	return;
  refuse:
@@ -675,22 +785,36 @@ send_if_changed(struct cluster *cl, struct smap *now, const char *owner,
 	free(smap_put(now, owner, s));
 }
 
-/* The nodes' addresses, in a canonical order so equal means unchanged. */
-static char (*node_ips(struct cluster *cl, size_t *nips))[EV_IPLEN]
+/*
+ * What the cluster's routes are computed from: the nodes' addresses in a
+ * canonical order (so equal means unchanged), or its EndpointSlices by
+ * Service.
+ */
+static void
+bsrc_init(struct cluster *cl, struct bsrc *src)
 {
 	struct smap_iter it = { 0, NULL };
 	struct smap_ent *e;
 	struct node_obj *node;
-	char (*ips)[EV_IPLEN];
 
-	if ((ips = calloc(cl->objs[RES_NODE].n + 1, EV_IPLEN)) == NULL)
+	memset(src, 0, sizeof(*src));
+	if (cl->backend == BACKEND_ENDPOINTS) {
+		eps_index(cl, &src->eps);
+		return;
+	}
+	if ((src->ips = calloc(cl->objs[RES_NODE].n + 1, EV_IPLEN)) == NULL)
 		fatal("watcherd");
-	*nips = 0;
 	while ((e = smap_next(&cl->objs[RES_NODE], &it)) != NULL)
 		if ((node = e->val) != NULL)
-			strcpy(ips[(*nips)++], node->ip);
-	qsort(ips, *nips, EV_IPLEN, cmp_ip);
-	return ips;
+			strcpy(src->ips[src->nips++], node->ip);
+	qsort(src->ips, src->nips, EV_IPLEN, cmp_ip);
+}
+
+static void
+bsrc_free(struct bsrc *src)
+{
+	free(src->ips);
+	eps_index_free(&src->eps);
 }
 
 /* ROUTE_GONE for an owner "id/ns/name/route" that was sent. */
@@ -729,14 +853,15 @@ cluster_compute(struct cluster *cl)
 	struct smap now = { NULL, 0, 0 };
 	struct event ev;
 	struct vs_obj *vs;
-	char (*ips)[EV_IPLEN], owner[EV_OWNERLEN];
-	size_t nips, r;
+	struct bsrc src;
+	char owner[EV_OWNERLEN];
+	size_t r;
 	int i, pass, resync = cl->need_resync;
 
 	for (i = 0; i < RES_COUNT; i++)
-		if (!cl->inf[i].listed)
+		if (cluster_watches(cl, i) && !cl->inf[i].listed)
 			return;
-	ips = node_ips(cl, &nips);
+	bsrc_init(cl, &src);
 
 	if (resync) {
 		/* ids from the clock: a restarted watcherd does not reuse one */
@@ -760,12 +885,12 @@ cluster_compute(struct cluster *cl)
 			continue;
 		for (r = 0; r < (vs->why[0] ? 1 : vs->nroutes); r++) {
 			owner_of(owner, sizeof(owner), cl->id, vs, r);
-			route_obs(cl, vs, r, ips, nips, &ev);
+			route_obs(cl, vs, r, &src, &ev);
 			send_if_changed(cl, &now, owner, &ev, resync);
 			event_free(&ev);
 		}
 	}
-	free(ips);
+	bsrc_free(&src);
 	/* what was sent before and is not there now is gone */
 	it = (struct smap_iter){ 0, NULL };
 	while (!resync && (e = smap_next(&cl->sent, &it)) != NULL)
@@ -803,22 +928,23 @@ cluster_compute_touched(struct cluster *cl, uint64_t now)
 	struct smap_ent *e;
 	struct event ev;
 	struct vs_obj *vs;
-	char (*ips)[EV_IPLEN], owner[EV_OWNERLEN];
-	size_t nips, n, r;
+	struct bsrc src;
+	char owner[EV_OWNERLEN];
+	size_t n, r;
 	void *was;
 	int i;
 
 	for (i = 0; i < RES_COUNT; i++)
-		if (!cl->inf[i].listed)
+		if (cluster_watches(cl, i) && !cl->inf[i].listed)
 			return;		/* the list's end computes them all */
-	ips = node_ips(cl, &nips);
+	bsrc_init(cl, &src);
 	while ((e = smap_next(&cl->touched, &it)) != NULL) {
 		vs = smap_get(&cl->objs[RES_VS], e->key);
 		n = vs == NULL || !vs->expose ? 0 :
 		    vs->why[0] ? 1 : vs->nroutes;
 		for (r = 0; r < n; r++) {
 			owner_of(owner, sizeof(owner), cl->id, vs, r);
-			route_obs(cl, vs, r, ips, nips, &ev);
+			route_obs(cl, vs, r, &src, &ev);
 			send_if_changed(cl, &cl->sent, owner, &ev, 0);
 			event_free(&ev);
 		}
@@ -833,7 +959,7 @@ cluster_compute_touched(struct cluster *cl, uint64_t now)
 		if (vs != NULL)
 			cluster_writeback_one(cl, e->key, vs, now);
 	}
-	free(ips);
+	bsrc_free(&src);
 	smap_free(&cl->touched);
 }
 
@@ -892,7 +1018,8 @@ cluster_timer(struct cluster *cl, uint64_t now)
 		    disc_done, NULL, cl);
 	}
 	for (r = 0; r < RES_COUNT; r++)
-		if (r != RES_VS || cl->istio[0] != '\0')
+		if (cluster_watches(cl, r) &&
+		    (r != RES_VS || cl->istio[0] != '\0'))
 			informer_timer(&cl->inf[r], now);
 	if (cl->dirty) {
 		cl->dirty = 0;

@@ -22,7 +22,7 @@
 #define BACKOFF_MAX	30000
 
 static const char *res_names[RES_COUNT] = { "virtualservices", "services",
-    "nodes" };
+    "nodes", "endpointslices" };
 
 void
 informer_init(struct informer *inf, struct cluster *cl, int res)
@@ -51,6 +51,9 @@ informer_path(const struct informer *inf, char *buf, size_t len)
 	if (inf->res == RES_VS)
 		snprintf(buf, len, "/apis/networking.istio.io/%s/%s",
 		    inf->cl->istio, res_names[inf->res]);
+	else if (inf->res == RES_EPS)
+		snprintf(buf, len, "/apis/discovery.k8s.io/v1/%s",
+		    res_names[inf->res]);
 	else
 		snprintf(buf, len, "/api/v1/%s", res_names[inf->res]);
 	return buf;

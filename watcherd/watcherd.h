@@ -5,7 +5,9 @@
  * clusters.  Sources (pks.c, the kubeconfig folder in kcdir.c) say which
  * clusters exist; each cluster (cluster.c) runs one list+watch informer per
  * resource (informer.c) and turns what it sees into observations for allocd
- * and into write-back PATCHes of the VirtualServices.
+ * and into write-back PATCHes of the VirtualServices.  Backends are nodes
+ * at node ports, or pods from EndpointSlices (endpoints.c), by the
+ * cluster's backend mode.
  */
 #ifndef WATCHERD_H
 #define WATCHERD_H
@@ -30,7 +32,7 @@
 #define VS_MAX_DESTS	8
 #define SVC_MAX_PORTS	32
 
-enum { RES_VS, RES_SVC, RES_NODE, RES_COUNT };
+enum { RES_VS, RES_SVC, RES_NODE, RES_EPS, RES_COUNT };
 enum { SRC_PKS = 1, SRC_KUBECONFIG = 2 };
 enum { INF_IDLE, INF_LIST, INF_WATCH, INF_WAIT };
 
@@ -91,6 +93,7 @@ struct cluster {
 	size_t		 nmasters;
 	unsigned	 mport;
 	int		 source;
+	int		 backend;	/* BACKEND_*: which informers run */
 	int		 seen;		/* by the source's last poll */
 
 	struct creds	 creds;
@@ -149,6 +152,15 @@ void	 owner_of(char *, size_t, const char *id, const struct vs_obj *,
 char	*dup_or_null(const char *);
 
 void	 cluster_touch(struct cluster *, const char *key);
+int	 cluster_watches(const struct cluster *, int res);
+
+/* endpoints.c */
+int	 port_name(json_t *port, char *, size_t);
+void	*eps_parse(struct cluster *, const char *key, json_t *);
+void	 eps_index(struct cluster *, struct smap *);
+void	 eps_index_free(struct smap *);
+int	 eps_backends(const struct smap *, const char *svc, const char *port,
+	    unsigned weight, struct event *);
 
 /* writeback.c */
 /*

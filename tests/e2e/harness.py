@@ -355,13 +355,37 @@ def node(name, ip):
 
 
 def service(name, ns, ports):
-    """ports: [(port, nodePort)]"""
+    """ports: [(port, nodePort)] or [(port, nodePort, targetPort)]"""
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "namespace": ns},
             "spec": {"type": "NodePort", "selector": {"app": name},
-                     "ports": [{"name": "p%d" % port, "protocol": "TCP", "port": port,
-                                "targetPort": port, "nodePort": np}
-                               for port, np in ports]}}
+                     "ports": [{"name": "p%d" % p[0], "protocol": "TCP", "port": p[0],
+                                "targetPort": p[2] if len(p) > 2 else p[0],
+                                "nodePort": p[1]}
+                               for p in ports]}}
+
+
+SERVICE_NAME = "kubernetes.io/service-name"
+
+
+def endpoint(pod, ip, node_name, ready=True):
+    """One entry of an EndpointSlice's endpoints, as the controller writes it."""
+    return {"addresses": [ip],
+            "conditions": {"ready": ready, "serving": ready, "terminating": False},
+            "nodeName": node_name,
+            "targetRef": {"kind": "Pod", "namespace": pod[0], "name": pod[1]}}
+
+
+def endpointslice(name, ns, svc, ports, endpoints):
+    """ports: [(name, port)], the Service port's name and its target port."""
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": ns,
+                         "labels": {SERVICE_NAME: svc,
+                                    "endpointslice.kubernetes.io/managed-by":
+                                    "endpointslice-controller.k8s.io"}},
+            "addressType": "IPv4",
+            "endpoints": endpoints,
+            "ports": [{"name": n, "protocol": "TCP", "port": p} for n, p in ports]}
 
 
 def dest(host, port, weight=None):
@@ -392,12 +416,19 @@ def virtualservice(name, ns, tcp, annotations=None, http=None):
 class Cluster:
     """One Kubernetes cluster: its API simulator, its nodes (one loopback
     address each), the workloads listening on every node at each Service's
-    nodePorts, and its PKS record."""
+    nodePorts, and its PKS record.
+
+    backend="endpoints" puts the cluster in that mode ([cluster.NAME]) and
+    gives each Service pods too: `pods` loopback addresses where a workload
+    listens on the Service's targetPort (greeting "<what>@<pod>"), listed in
+    one EndpointSlice per Service. The node ports still serve, so that a
+    reply tells which way a connection went."""
 
     def __init__(self, fleet, name, services, virtualservices, nodes=2,
-                 master_host=None, sim_args=()):
+                 master_host=None, sim_args=(), backend="nodeport", pods=2):
         self.fleet = fleet
         self.name = name
+        self.backend = backend
         self.uuid = str(uuidlib.uuid4())
         self.master_host = master_host or "%s.%s" % (name, DOMAIN)
         # The SNI name portico routes: master_host when under the domain.
@@ -410,6 +441,12 @@ class Cluster:
                       for i in range(nodes)]
         self.servers = []
         self.node_ports = {}            # (ns, svc, port) -> nodePort
+        self.target_ports = {}          # (ns, svc, port) -> targetPort
+        self.pods = {}                  # (ns, svc) -> [(pod, ip)]
+        self.pod_servers = {}           # pod -> [EchoServer]
+        self.slices = {}                # (ns, svc) -> [endpoint()]
+        self.svc_ports = {}             # (ns, svc) -> [port]
+        self._npods = 0
         objects = [namespace(ns) for ns in
                    sorted({s[1] for s in services} | {v["metadata"]["namespace"]
                                                       for v in virtualservices})]
@@ -420,6 +457,16 @@ class Cluster:
                 np = self._serve_everywhere("%s/%s/%s:%d" % (name, ns, svc_name, port))
                 self.node_ports[(ns, svc_name, port)] = np
                 pairs.append((port, np))
+            if backend == "endpoints":
+                pairs = [(port, np, self._pick_target_port()) for port, np in pairs]
+                self.svc_ports[(ns, svc_name)] = list(ports)
+                for port, _, tp in pairs:
+                    self.target_ports[(ns, svc_name, port)] = tp
+                self.pods[(ns, svc_name)] = []
+                self.slices[(ns, svc_name)] = []
+                for _ in range(pods):
+                    self._start_pod(ns, svc_name)
+                objects.append(self._slice(ns, svc_name))
             objects.append(service(svc_name, ns, pairs))
         objects += virtualservices
         dns = sorted({"%s.%s" % (name, DOMAIN), self.host, self.master_host})
@@ -449,6 +496,74 @@ class Cluster:
 
     def markers(self, ns, svc, port):
         return {"%s/%s/%s:%d@%s" % (self.name, ns, svc, port, n) for n, _ in self.nodes}
+
+    # -- pods (backend="endpoints")
+    def _pick_target_port(self):
+        """A port for a Service's pods; pods are addresses of their own, so
+        this only avoids what the machine already uses on the usual ones."""
+        return testlib.free_port(self.nodes[0][1])
+
+    def _start_pod(self, ns, svc):
+        """A new pod of svc: a fresh loopback address with a workload on
+        each of the Service's target ports. Not yet in its EndpointSlice."""
+        pods = self.pods[(ns, svc)]
+        self._npods += 1
+        pod = "%s-%d" % (svc, self._npods)
+        for _ in range(_RETRIES):
+            ip = testlib.loopback_addr()
+            started = []
+            try:
+                for port in self.svc_ports[(ns, svc)]:
+                    tp = self.target_ports[(ns, svc, port)]
+                    started.append(EchoServer(ip, tp, "%s/%s/%s:%d@%s" % (
+                        self.name, ns, svc, port, pod)))
+            except OSError:
+                for s in started:
+                    s.close()
+                continue
+            self.pod_servers[pod] = started
+            pods.append((pod, ip))
+            self.slices[(ns, svc)].append(endpoint((ns, pod), ip, self.nodes[0][0]))
+            return pod
+        raise RuntimeError("no address for a pod of %s/%s" % (ns, svc))
+
+    def _slice(self, ns, svc):
+        ports = [("p%d" % p, self.target_ports[(ns, svc, p)])
+                 for p in self.svc_ports[(ns, svc)]]
+        return endpointslice("%s-x1" % svc, ns, svc, ports, self.slices[(ns, svc)])
+
+    def pod_markers(self, ns, svc, port, pods=None):
+        """The markers of svc's pods (those named in pods, else all)."""
+        return {"%s/%s/%s:%d@%s" % (self.name, ns, svc, port, p)
+                for p, _ in self.pods[(ns, svc)] if pods is None or p in pods}
+
+    def put_slice(self, ns, svc):
+        """Write svc's EndpointSlice as the harness holds it now."""
+        path = "/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices/%s-x1" % (ns, svc)
+        status, body = self.sim.request("PUT", path, self._slice(ns, svc))
+        assert status == 200, body
+        return body
+
+    def set_ready(self, ns, svc, pod, ready):
+        """Mark a pod's endpoint ready or not (as the controller does when its
+        readiness probe changes)."""
+        for ep in self.slices[(ns, svc)]:
+            if ep["targetRef"]["name"] == pod:
+                ep["conditions"].update(ready=ready, serving=ready)
+        return self.put_slice(ns, svc)
+
+    def add_pod(self, ns, svc):
+        """A new ready pod of svc, listening and in its EndpointSlice."""
+        pod = self._start_pod(ns, svc)
+        self.put_slice(ns, svc)
+        return pod
+
+    def remove_pod(self, ns, svc, pod):
+        """Take a pod out of its EndpointSlice (its workload goes on
+        listening: a connection that reached it would show)."""
+        self.slices[(ns, svc)] = [ep for ep in self.slices[(ns, svc)]
+                                  if ep["targetRef"]["name"] != pod]
+        return self.put_slice(ns, svc)
 
     # -- PKS
     def pks_cluster(self, **over):
@@ -572,6 +687,9 @@ class Cluster:
         self.sim.stop()
         for s in self.servers:
             s.close()
+        for servers in self.pod_servers.values():
+            for s in servers:
+                s.close()
 
 
 # ------------------------------------------------------------------ daemons
@@ -820,6 +938,9 @@ class Fleet:
         if "kubeconfigs" in self.sources:
             sections["kubeconfigs"] = {"dir": self.kubeconfig_dir,
                                        "poll_interval": self.poll_interval}
+        for c in self.clusters:
+            if c.backend != "nodeport":
+                sections["cluster." + c.name] = {"backend": c.backend}
         if self.proxy_sections:
             for px in self.proxies:
                 sections["proxy." + px.name] = dict(

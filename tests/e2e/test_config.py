@@ -137,6 +137,30 @@ def test_proxy_kinds(confdir):
         {k: v for k, v in conf.items() if k.startswith("proxy.")}
 
 
+def test_cluster_backend_modes(confdir):
+    """[clusters] backend is every cluster's mode; a [cluster.NAME] section
+    sets one cluster's own. -n prints each section with its mode filled in,
+    and what it prints reads back the same."""
+    text, _ = good(confdir)
+    text = text.replace("[clusters]\n", "[clusters]\nbackend = endpoints\n")
+    text += ("\n[cluster.payments]\nbackend = nodeport\n"
+             "\n[cluster.search-2]\n"
+             "\n[cluster.billing]\nbackend = endpoints\n")
+    for daemon, args in DAEMONS:
+        cp = run(daemon, write(confdir, text), *args)
+        assert cp.returncode == 0, (daemon, cp.stderr)
+        conf = sections(cp.stdout)
+        assert conf["clusters"]["backend"] == "endpoints"
+        assert conf["cluster.payments"] == {"backend": "nodeport"}
+        assert conf["cluster.billing"] == {"backend": "endpoints"}
+        # a section without the key: no section key was given at all
+        assert "cluster.search-2" not in conf
+    first = run("allocd", write(confdir, text))
+    again = run("allocd", write(confdir, first.stdout, "normalised.conf"))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout
+
+
 def test_normalised_config_reads_back_the_same(confdir):
     text, _ = good(confdir)
     first = run("allocd", write(confdir, text))
@@ -173,6 +197,9 @@ BAD = [
     ("pks", "poll_interval = 0", "poll_interval"),
     ("clusters", "watch_timeout = 1", "watch_timeout"),
     ("clusters", "backend = magic", "backend"),
+    ("cluster.payments", "backend = magic", "backend"),
+    ("cluster.payments", "watch_idle = 5", "watch_idle"),   # not per cluster
+    ("cluster.Not_A_Label", "backend = endpoints", "cluster.Not_A_Label"),
     ("bus", "alloc_in = http://127.0.0.1:5555", "alloc_in"),
     ("proxy.haproxy", "kind = squid", "kind"),
     ("proxy.haproxy", "listen = 127.0.0.300", "listen"),

@@ -204,6 +204,57 @@ def test_kubectl_get_and_discovery(k8s):
     assert node["status"]["addresses"][0] == {"type": "InternalIP", "address": "10.0.11.21"}
 
 
+EPS_GROUP = "/apis/discovery.k8s.io/v1"
+
+
+def endpointslice(name, ns, svc, ips, ready=True):
+    """An EndpointSlice as the controller writes it (no spec, no status)."""
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": ns,
+                         "labels": {"kubernetes.io/service-name": svc}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": ready}}
+                          for ip in ips],
+            "ports": [{"name": "pg", "protocol": "TCP", "port": 15432}]}
+
+
+def test_kubectl_endpointslices(k8s):
+    """EndpointSlices as the real kubectl reads them: discovered, listed in
+    every namespace, selected by the service-name label, and watched."""
+    for obj in (endpointslice("orders-db-abcde", "payments", "orders-db",
+                              ["10.200.1.5", "10.200.2.7"]),
+                endpointslice("index-fghij", "search", "index", ["10.200.3.9"], False)):
+        status, body = k8s.request("POST", EPS_GROUP + "/namespaces/%s/endpointslices"
+                                   % obj["metadata"]["namespace"], obj)
+        assert status == 201, body
+    out = k8s.kubectl("get", "endpointslices", "-A").stdout
+    assert "orders-db-abcde" in out and "index-fghij" in out, out
+    assert "payments" in out and "search" in out, out
+    out = k8s.kubectl("get", "endpointslices", "-A", "-l",
+                      "kubernetes.io/service-name=orders-db", "-o", "name").stdout
+    assert out.split() == ["endpointslice.discovery.k8s.io/orders-db-abcde"], out
+    doc = yaml.safe_load(k8s.kubectl("get", "endpointslice", "orders-db-abcde", "-n",
+                                     "payments", "-o", "yaml").stdout)
+    assert doc["apiVersion"] == "discovery.k8s.io/v1" and doc["kind"] == "EndpointSlice"
+    assert doc["addressType"] == "IPv4" and "spec" not in doc and "status" not in doc
+    assert [e["addresses"] for e in doc["endpoints"]] == [["10.200.1.5"], ["10.200.2.7"]]
+    assert doc["ports"] == [{"name": "pg", "protocol": "TCP", "port": 15432}]
+    # a watch of one namespace, by label, sees a pod turn unready
+    w = KubectlWatch(k8s, "endpointslices", "-n", "payments", "-l",
+                     "kubernetes.io/service-name=orders-db")
+    try:
+        w.wait("ADDED", "orders-db-abcde")
+        k8s.request("PATCH", EPS_GROUP + "/namespaces/payments/endpointslices/"
+                    "orders-db-abcde",
+                    {"endpoints": [{"addresses": ["10.200.1.5"],
+                                    "conditions": {"ready": False}}]},
+                    ctype="application/merge-patch+json")
+        w.wait("MODIFIED", "orders-db-abcde")
+        assert not w.saw("index-fghij")
+    finally:
+        w.stop()
+
+
 def test_kubectl_annotate_and_remove(k8s):
     k8s.kubectl("annotate", "virtualservice", "ledger-db", "-n", "payments",
                 "portico.dev/expose=true")
