@@ -23,7 +23,7 @@ DAEMONS	 = watcherd allocd renderd applyd
 
 COMMON_OBJS = $(COMMON:%=$(BUILD)/obj/common/%.o)
 BINS	 = $(DAEMONS:%=$(BUILD)/bin/%)
-UNITS	 = test_event test_store test_alloc
+UNITS	 = test_event test_store test_alloc test_envoy
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
 PY	 = /usr/bin/python3
@@ -49,6 +49,8 @@ $(foreach d,$(DAEMONS),$(eval $(call daemon_rule,$(d))))
 # Unit tests link the daemon file they test, minus its main().
 $(BUILD)/tests/test_alloc: $(BUILD)/obj/tests/unit/test_alloc.o \
     $(BUILD)/obj/allocd/alloc.o $(COMMON_OBJS)
+$(BUILD)/tests/test_envoy: $(BUILD)/obj/tests/unit/test_envoy.o \
+    $(BUILD)/obj/applyd/envoy.o $(COMMON_OBJS)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka

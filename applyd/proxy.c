@@ -26,7 +26,8 @@
 #define START_WAIT_MS	15000
 #define STOP_WAIT_MS	5000
 
-static const struct proxy_ops *const drivers[] = { &haproxy_ops, &nginx_ops };
+static const struct proxy_ops *const drivers[] = { &haproxy_ops, &nginx_ops,
+    &envoy_ops };
 
 int
 proxy_init(struct proxy *p, const struct config *c,

@@ -62,10 +62,12 @@ struct proxy {
 	char			 master_sock[PATH_MAX];	/* HAProxy */
 	char			 stats_sock[PATH_MAX];	/* HAProxy's runtime API */
 	char			 errlog[PATH_MAX];	/* nginx */
+	int			 installed;	/* Envoy: our files are in place */
 };
 
 extern const struct proxy_ops haproxy_ops;
 extern const struct proxy_ops nginx_ops;
+extern const struct proxy_ops envoy_ops;
 
 /* The driver for pc->kind, initialised; -1 if there is none. */
 int	proxy_init(struct proxy *, const struct config *,

@@ -38,6 +38,7 @@ static const struct {
 } kinds[] = {
 	{ "haproxy",	"/usr/sbin/haproxy" },
 	{ "nginx",	"/usr/sbin/nginx" },
+	{ "envoy",	"/usr/bin/envoy" },	/* not run by portico: see applyd */
 };
 
 struct ckey {
@@ -248,7 +249,8 @@ kind_help(const struct ckey *k)
 	case CK_ENDPOINT:	return "not an ipc:// or tcp:// endpoint: %s";
 	case CK_BACKEND:	return "unknown backend mode (nodeport, "
 				    "endpoints): %s";
-	case CK_KIND:		return "unknown proxy kind (haproxy, nginx): %s";
+	case CK_KIND:		return "unknown proxy kind (haproxy, nginx, "
+				    "envoy): %s";
 	case CK_PATH:		return "not an absolute path of letters, digits "
 				    "and /._-+@:,=: %s";
 	default:		return "too long: %s";

@@ -28,7 +28,7 @@ struct port_set {
 
 struct proxy_conf {
 	char		name[64];
-	char		kind[16];		/* haproxy, nginx */
+	char		kind[16];		/* haproxy, nginx, envoy */
 	char		binary[PATH_MAX];
 	char		listen[46];		/* default: [portico] listen */
 	char		config[PATH_MAX];	/* the file the proxy serves */

@@ -57,6 +57,7 @@ static const struct {
 } renderers[] = {
 	{ "haproxy",	haproxy_render },
 	{ "nginx",	nginx_render },
+	{ "envoy",	envoy_render },
 };
 
 /* The whole configuration for the route table: a pure function of it. */

@@ -62,5 +62,7 @@ int	haproxy_render(const struct routes *, const struct config *,
 	    const struct proxy_conf *, FILE *);
 int	nginx_render(const struct routes *, const struct config *,
 	    const struct proxy_conf *, FILE *);
+int	envoy_render(const struct routes *, const struct config *,
+	    const struct proxy_conf *, FILE *);
 
 #endif

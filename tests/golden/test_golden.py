@@ -1,7 +1,9 @@
 """Golden tests for renderd: each tests/golden/<case>.in, a state as JSON
 lines (one event a line, in the shape of the JSON dumps), rendered by
 `renderd -T` with <case>.conf, or the shared portico.conf when the case has
-none, must give <case>.out byte for byte; a mismatch shows a unified diff.
+none (envoy.conf for the envoy_* cases, the same states rendered for Envoy:
+their .in files are links to the others'), must give <case>.out byte for
+byte; a mismatch shows a unified diff.
 
     make golden             check every case
     make golden-update      rewrite the .out files, for a change that is meant
@@ -31,12 +33,16 @@ UPDATE = os.environ.get("PORTICO_GOLDEN_UPDATE") == "1"
 CASES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(HERE, "*.in")))
 
 # One state, reached in another order and through a longer history.
-SAME = [("fleet", "fleet_reordered", "fleet_history")]
+SAME = [("fleet", "fleet_reordered", "fleet_history"),
+        ("envoy_fleet", "envoy_fleet_reordered", "envoy_fleet_history")]
 
 
 def conf_of(case):
     own = os.path.join(HERE, case + ".conf")
-    return own if os.path.exists(own) else os.path.join(HERE, "portico.conf")
+    if os.path.exists(own):
+        return own
+    shared = "envoy.conf" if case.startswith("envoy_") else "portico.conf"
+    return os.path.join(HERE, shared)
 
 
 def kind_of(case):
