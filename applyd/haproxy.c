@@ -345,6 +345,8 @@ haproxy_served(struct proxy *p, const char *text, int probe)
 	FILE *fp;
 
 	(void)p;
+	if (!probe && nbusy == 0)
+		return NULL;	/* the usual case: nothing to leave out */
 	if (probe) {
 		memset(busy, 0, sizeof(busy));
 		nbusy = 0;
@@ -358,8 +360,11 @@ haproxy_served(struct proxy *p, const char *text, int probe)
 		if (*line != '\t' && *line != '\n')
 			ports = strncmp(line, "frontend ports\n", 15) == 0;
 		/* the line alone, without its newline */
-		snprintf(buf, sizeof(buf), "%.*s", (int)(end - line), line);
-		buf[strcspn(buf, "\n")] = '\0';
+		if (ports) {
+			snprintf(buf, sizeof(buf), "%.*s", (int)(end - line),
+			    line);
+			buf[strcspn(buf, "\n")] = '\0';
+		}
 		if (!ports || !bind_range(buf, ip, sizeof(ip), &lo, &hi)) {
 			fwrite(line, 1, (size_t)(end - line), fp);
 			continue;
