@@ -17,7 +17,7 @@
 #include "event.h"
 #include "valid.h"
 
-enum ftype { FT_STR, FT_U64, FT_PORT, FT_IPS, FT_BACKENDS, FT_TEXT };
+enum ftype { FT_STR, FT_U64, FT_PORT, FT_IPS, FT_BACKENDS, FT_TEXT, FT_PORTS };
 
 struct field {
 	const char	*key;
@@ -259,6 +259,17 @@ event_set_text(struct event *ev, const char *s, size_t len)
 }
 
 int
+event_add_held(struct event *ev, unsigned port)
+{
+	if (ev->nheld >= EV_MAX_HELD || port == 0 || port > 65535 ||
+	    (ev->nheld > 0 && port <= ev->held[ev->nheld - 1]))
+		return -1;
+	ev->held[ev->nheld++] = (uint16_t)port;
+	ev->has |= F_HELD;
+	return 0;
+}
+
+int
 event_owner(const struct event *ev, char *buf, size_t len)
 {
 	int n;
@@ -311,6 +322,11 @@ pack_field(msgpack_packer *pk, const struct event *ev, const struct field *f)
 	case FT_TEXT:
 		msgpack_pack_str(pk, ev->textlen);
 		msgpack_pack_str_body(pk, ev->text, ev->textlen);
+		break;
+	case FT_PORTS:
+		msgpack_pack_array(pk, ev->nheld);
+		for (i = 0; i < ev->nheld; i++)
+			msgpack_pack_uint16(pk, ev->held[i]);
 		break;
 	}
 }
@@ -552,6 +568,16 @@ decode_field(struct mp *m, struct event *ev, const struct field *f)
 	case FT_TEXT:
 		return mp_bytes(m, &s, &len) == -1 ? -1 :
 		    event_set_text(ev, s, len);
+	case FT_PORTS:
+		if (mp_count(m, 0, &n) == -1 || n > EV_MAX_HELD)
+			return -1;
+		ev->nheld = 0;
+		for (i = 0; i < n; i++)
+			if (mp_uint(m, &port) == -1 ||
+			    event_add_held(ev, port > 65535 ? 0 :
+			    (unsigned)port) == -1)
+				return -1;
+		return 0;
 	}
 	return -1;
 }
@@ -712,6 +738,16 @@ json_field(const json_t *j, struct event *ev, const struct field *f)
 		/* event_json() writes the length only: the text is a string here */
 		return !json_is_string(j) ? -1 : event_set_text(ev,
 		    json_string_value(j), json_string_length(j));
+	case FT_PORTS:
+		if (!json_is_array(j) || json_array_size(j) > EV_MAX_HELD)
+			return -1;
+		ev->nheld = 0;
+		for (i = 0; i < json_array_size(j); i++)
+			if (json_uint(json_array_get(j, i), &port) == -1 ||
+			    event_add_held(ev, port > 65535 ? 0 :
+			    (unsigned)port) == -1)
+				return -1;
+		return 0;
 	}
 	return -1;
 }
@@ -806,6 +842,13 @@ event_json(const struct event *ev)
 		case FT_TEXT:
 			json_object_set_new(body, fields[f].key,
 			    json_integer((json_int_t)ev->textlen));
+			break;
+		case FT_PORTS:
+			a = json_array();
+			for (i = 0; i < ev->nheld; i++)
+				json_array_append_new(a,
+				    json_integer(ev->held[i]));
+			json_object_set_new(body, fields[f].key, a);
 			break;
 		}
 	}

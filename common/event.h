@@ -22,6 +22,7 @@
 #define EV_MAX_TEXT	(32u << 20)
 #define EV_IPLEN	46		/* INET6_ADDRSTRLEN */
 #define EV_OWNERLEN	(64 + 64 + 254 + 24)
+#define EV_MAX_HELD	256		/* ports a proxy reports held */
 
 /*
  * Fields: name, key on the wire, kind, member.  STR fields also name their
@@ -46,7 +47,9 @@
 	X(SID,      "sid",  U64,      sid,      NULL)			\
 	X(KIND,     "kind", STR,      kind,     valid_token)		\
 	X(TEXT,     "text", TEXT,     text,     NULL)			\
-	X(HAD,      "had",  PORT,     had,      NULL)
+	X(HAD,      "had",  PORT,     had,      NULL)			\
+	X(HELD,     "held", PORTS,    held,     NULL)			\
+	X(FGEN,     "fg",   U64,      fgen,     NULL)
 
 enum ev_field_index {
 #define X(n, k, t, m, v)	FI_##n,
@@ -80,7 +83,8 @@ enum ev_field_bit { EV_FIELDS(X) };
 	X(ROUTE_GONE,  13, F_CLUSTER | F_NS | F_NAME | F_ROUTE, 0)	\
 	X(SYNC_BEGIN,  14, F_CLUSTER | F_SID, 0)			\
 	X(SYNC_END,    15, F_CLUSTER | F_SID, 0)			\
-	X(APPLIED,     16, F_PROXY | F_GEN, 0)				\
+	/* a proxy serves gen, but not the ports held; fgen failed: why */ \
+	X(APPLIED,     16, F_PROXY | F_GEN, F_HELD | F_FGEN | F_WHY)	\
 	X(TICK,        17, 0, 0)					\
 	/* the log was compacted: replay starts here, from the snapshot */ \
 	X(SNAPSHOT,    20, 0, 0)					\
@@ -91,6 +95,8 @@ enum ev_field_bit { EV_FIELDS(X) };
 	X(PORT_LIVE,   33, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE, 0) \
 	X(PORT_FREE,   34, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE, 0) \
 	X(REFUSED,     35, F_CLUSTER | F_NS | F_NAME | F_ROUTE | F_WHY, 0) \
+	/* a proxy does not serve a held port: why; without why, it does */ \
+	X(PORT_FAULT,  36, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE, F_WHY) \
 	/* rendered configuration */					\
 	X(CONFIG,      50, F_KIND | F_TEXT, 0)
 
@@ -135,6 +141,9 @@ struct event {
 	char		*text;			/* heap, NUL-terminated */
 	size_t		textlen;
 	uint64_t	had;			/* port written on the object */
+	uint16_t	held[EV_MAX_HELD];	/* ascending */
+	size_t		nheld;
+	uint64_t	fgen;			/* the generation that failed */
 };
 
 void		 event_init(struct event *, int type);
@@ -148,6 +157,8 @@ int		 event_set_str(struct event *, uint32_t field, const char *);
 int		 event_add_backend(struct event *, const char *ip, unsigned port,
 		    unsigned weight);
 int		 event_set_text(struct event *, const char *, size_t);
+/* Ports in ascending order, each once. */
+int		 event_add_held(struct event *, unsigned port);
 
 /*
  * Encode into a malloc'd buffer.  Fails (-1) when a required field is

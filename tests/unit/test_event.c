@@ -125,6 +125,11 @@ pack_valid(struct mb *b, int fi)
 	case FI_TEXT:
 		mb_str(b, "global\n");
 		break;
+	case FI_HELD:
+		msgpack_pack_array(&b->pk, 2);
+		msgpack_pack_uint64(&b->pk, 20001);
+		msgpack_pack_uint64(&b->pk, 20003);
+		break;
 	default:			/* the integers */
 		msgpack_pack_uint64(&b->pk, 20001);
 		break;
@@ -310,8 +315,12 @@ fill_all(struct event *ev, int type, size_t textlen)
 	ev->gen = UINT64_MAX;
 	ev->boot = 0x0102030405060708ULL;
 	ev->sid = 1ULL << 63;
+	ev->fgen = UINT64_MAX - 2;
 	ev->has |= F_MPORT | F_ROUTE | F_WANT | F_PORT | F_GEN | F_BOOT |
-	    F_SID;
+	    F_SID | F_FGEN;
+	for (i = 0; i < EV_MAX_HELD; i++)
+		assert_int_equal(event_add_held(ev, i == EV_MAX_HELD - 1 ?
+		    65535 : 1 + (unsigned)i * 251), 0);
 	for (i = 0; i < EV_MAX_MASTERS; i++)
 		assert_int_equal(event_add_backend(ev, masters[i],
 		    i == 0 ? 1 : 65536 - (unsigned)i, (unsigned)(i * 17) % 257),
@@ -383,6 +392,13 @@ assert_same(const struct event *a, const struct event *b)
 		assert_true(a->sid == b->sid);
 	if (a->has & F_KIND)
 		assert_string_equal(a->kind, b->kind);
+	if (a->has & F_HELD) {
+		assert_int_equal(a->nheld, b->nheld);
+		assert_memory_equal(a->held, b->held,
+		    a->nheld * sizeof(a->held[0]));
+	}
+	if (a->has & F_FGEN)
+		assert_true(a->fgen == b->fgen);
 	if (a->has & F_TEXT) {
 		assert_int_equal(a->textlen, b->textlen);
 		assert_memory_equal(a->text, b->text, a->textlen);
@@ -579,6 +595,18 @@ test_setters(void **state)
 	assert_int_equal(event_add_backend(&ev, "10.0.0.1", 65536, 1), -1);
 	assert_int_equal(event_add_backend(&ev, "10.0.0.1", 80, 257), -1);
 	assert_false(ev.has & F_BACKENDS);
+	/* held ports: each once, ascending, within 1..65535, a bounded few */
+	assert_int_equal(event_add_held(&ev, 0), -1);
+	assert_int_equal(event_add_held(&ev, 65536), -1);
+	assert_false(ev.has & F_HELD);
+	assert_int_equal(event_add_held(&ev, 20001), 0);
+	assert_int_equal(event_add_held(&ev, 20001), -1);
+	assert_int_equal(event_add_held(&ev, 20000), -1);
+	assert_int_equal(ev.nheld, 1);
+	while (ev.nheld < EV_MAX_HELD)
+		assert_int_equal(event_add_held(&ev,
+		    20001 + (unsigned)ev.nheld), 0);
+	assert_int_equal(event_add_held(&ev, 30000), -1);
 	event_free(&ev);
 }
 
@@ -1338,7 +1366,7 @@ fill_json(struct event *ev, int type)
 	fill_all(ev, type, 0);
 	assert_int_equal(event_set_text(ev, RAW("global\n\t# \"x\"\n")), 0);
 	ev->seq = ev->time = INT64_MAX;
-	ev->route = ev->gen = ev->sid = INT64_MAX;
+	ev->route = ev->gen = ev->sid = ev->fgen = INT64_MAX;
 }
 
 /* event_from_json must fail with an error containing errsub. */
