@@ -17,6 +17,7 @@
  *    other), the waiting owners get them in the order they asked.
  * Time is the observation's own timestamp, so a replay decides the same.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,9 @@ struct cluster_rec {
 	uint8_t		pad[7];
 	/* followed by the encoded API_SET event when up */
 };
+
+static int	owner_event(struct event *, int, const MDB_val *);
+static int	fault_forget(struct alloc *, MDB_txn *, const char *);
 
 void
 alloc_init(struct alloc *a, struct store *st, const struct config *conf,
@@ -290,6 +294,7 @@ port_avail_dry(struct alloc *a, MDB_txn *txn, unsigned p, const char *owner,
 	char holder[EV_OWNERLEN];
 	uint64_t released, until;
 	struct owner_rec rec;
+	int n;
 
 	if (!ports_contain(&c->ports, p)) {
 		char set[CONF_MAX_RANGES * 12];
@@ -317,12 +322,15 @@ port_avail_dry(struct alloc *a, MDB_txn *txn, unsigned p, const char *owner,
 			del_owner(a, txn, holder);
 		return 0;
 	}
+	/* a long owner is cut short: the reason still names the port */
 	if (released != 0)
-		snprintf(why, whylen, "port %u is quarantined for %s for "
+		n = snprintf(why, whylen, "port %u is quarantined for %s for "
 		    "%llu s more", p, holder,
 		    (unsigned long long)((until - now + 999) / 1000));
 	else
-		snprintf(why, whylen, "port %u is taken by %s", p, holder);
+		n = snprintf(why, whylen, "port %u is taken by %s", p, holder);
+	if (n < 0 || (size_t)n >= whylen)
+		why[whylen - 1] = '\0';
 	return -1;
 }
 
@@ -476,8 +484,11 @@ assign(struct alloc *a, MDB_txn *txn, const struct event *obs,
 	event_free(&keep);
 	if ((rc = emit(a, txn, &d, obs->time)) != 0)
 		return rc;
-	if (rec->state != OWN_ACTIVE || rec->port != p)
+	if (rec->state != OWN_ACTIVE || rec->port != p) {
 		rec->live = 0;		/* a new address waits for the proxies */
+		if ((rc = fault_forget(a, txn, owner)) != 0)
+			return rc;
+	}
 	rec->port = (uint16_t)p;
 	rec->state = OWN_ACTIVE;
 	rec->waiting = 0;
@@ -508,6 +519,8 @@ release(struct alloc *a, MDB_txn *txn, const char *owner,
 	rec->state = OWN_QUARANTINED;
 	rec->live = 0;
 	rec->why[0] = '\0';
+	if ((rc = fault_forget(a, txn, owner)) != 0)
+		return rc;
 	return put_owner(a, txn, owner, rec, set);
 }
 
@@ -786,6 +799,78 @@ on_sync(struct alloc *a, MDB_txn *txn, const struct event *obs)
 	return release_cluster(a, txn, obs->cluster, rec.sync_seq, obs->time);
 }
 
+/*
+ * What each proxy's last APPLIED said beyond its generation: the ports
+ * another program holds on its host, and a generation it could not apply.
+ * Kept in meta as "status.<proxy>", the event itself.
+ */
+static int
+get_status(struct alloc *a, MDB_txn *txn, const char *px, struct event *st)
+{
+	char name[96], err[128];
+	MDB_val key, val;
+	int rc;
+
+	event_init(st, EV_NONE);
+	snprintf(name, sizeof(name), "status.%s", px);
+	key.mv_size = strlen(name);
+	key.mv_data = name;
+	if ((rc = mdb_get(txn, a->st->meta, &key, &val)) != 0)
+		return rc == MDB_NOTFOUND ? 0 : rc;
+	if (event_decode(st, val.mv_data, val.mv_size, err, sizeof(err)) == -1)
+		fatalx("alloc: %s: %s", name, err);
+	return 0;
+}
+
+static int
+put_status(struct alloc *a, MDB_txn *txn, const struct event *obs)
+{
+	char name[96];
+	unsigned char *buf;
+	MDB_val key, val;
+	size_t len;
+	int rc;
+
+	snprintf(name, sizeof(name), "status.%s", obs->proxy);
+	key.mv_size = strlen(name);
+	key.mv_data = name;
+	if (event_encode(obs, &buf, &len) == -1)
+		fatalx("alloc: %s: cannot encode", name);
+	val.mv_size = len;
+	val.mv_data = buf;
+	rc = mdb_put(txn, a->st->meta, &key, &val, 0);
+	free(buf);
+	return rc;
+}
+
+/* Does an APPLIED say what the proxy's status already says? */
+static int
+status_same(const struct event *x, const struct event *y)
+{
+	uint32_t m = F_HELD | F_FGEN | F_WHY;
+
+	return (x->has & m) == (y->has & m) && x->nheld == y->nheld &&
+	    memcmp(x->held, y->held, x->nheld * sizeof(x->held[0])) == 0 &&
+	    x->fgen == y->fgen && strcmp(x->why, y->why) == 0;
+}
+
+static int
+held_by(const struct event *st, unsigned port)
+{
+	size_t lo = 0, hi = st->nheld, mid;
+
+	while (lo < hi) {
+		mid = (lo + hi) / 2;
+		if (st->held[mid] == port)
+			return 1;
+		if (st->held[mid] < port)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
 /* Held, not yet live, and assigned at or before generation low. */
 static int
 keep_unlive(const struct alloc *a, const struct owner_rec *rec, uint64_t low)
@@ -794,9 +879,249 @@ keep_unlive(const struct alloc *a, const struct owner_rec *rec, uint64_t low)
 	return rec->state == OWN_ACTIVE && !rec->live && rec->set_seq <= low;
 }
 
+/* Not yet live, assigned after what a proxy serves, within what it failed. */
+static int
+keep_failed(const struct alloc *a, const struct owner_rec *rec, uint64_t px)
+{
+	const struct event *st = &a->status[px];
+
+	return rec->state == OWN_ACTIVE && !rec->live &&
+	    rec->set_seq > st->gen && rec->set_seq <= st->fgen;
+}
+
+/* Faults are kept in meta as "fault/<owner>" = reason, while they stand. */
+#define FAULT_PREFIX	"fault/"
+
+struct fault {
+	char		*owner;
+	unsigned	 port;
+	int		 order;		/* first said wins */
+	char		 why[256];
+};
+
+static int
+cmp_fault(const void *x, const void *y)
+{
+	const struct fault *a = x, *b = y;
+	int c = strcmp(a->owner, b->owner);
+
+	return c != 0 ? c : a->order - b->order;
+}
+
+static void
+add_fault(struct fault **f, size_t *n, size_t *cap, const char *owner,
+    unsigned port, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (*n == *cap && (*f = reallocarray(*f, *cap = *cap ? *cap * 2 : 16,
+	    sizeof(**f))) == NULL)
+		fatal("alloc: faults");
+	if (((*f)[*n].owner = strdup(owner)) == NULL)
+		fatal("alloc: faults");
+	(*f)[*n].port = port;
+	(*f)[*n].order = (int)*n;
+	va_start(ap, fmt);
+	vsnprintf((*f)[*n].why, sizeof((*f)[*n].why), fmt, ap);
+	va_end(ap);
+	(*n)++;
+}
+
+static int
+fault_key(MDB_val *key, char *buf, size_t len, const char *owner)
+{
+	int n = snprintf(buf, len, "%s%s", FAULT_PREFIX, owner);
+
+	key->mv_size = (size_t)n;
+	key->mv_data = buf;
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+static int
+emit_fault(struct alloc *a, MDB_txn *txn, const char *owner, unsigned port,
+    const char *why, uint64_t now)
+{
+	struct event d;
+	MDB_val key = { strlen(owner), (void *)owner };
+
+	if (owner_event(&d, EV_PORT_FAULT, &key) == -1)
+		fatalx("alloc: fault: bad owner %s", owner);
+	d.port = port;
+	d.has |= F_PORT;
+	if (why != NULL && event_set_str(&d, F_WHY, why) == -1)
+		fatalx("alloc: fault: bad reason for %s", owner);
+	return emit(a, txn, &d, now);
+}
+
+/* An owner's port moved or went: what was said of it is moot. */
+static int
+fault_forget(struct alloc *a, MDB_txn *txn, const char *owner)
+{
+	char buf[sizeof(FAULT_PREFIX) + EV_OWNERLEN];
+	MDB_val key;
+	int rc;
+
+	if (fault_key(&key, buf, sizeof(buf), owner) == -1)
+		return 0;
+	rc = mdb_del(txn, a->st->meta, &key, NULL);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* A fault no longer stands: forget it, and say so while its owner holds. */
+static int
+fault_clear(struct alloc *a, MDB_txn *txn, const char *owner, uint64_t now)
+{
+	struct owner_rec rec;
+	int rc;
+
+	if ((rc = fault_forget(a, txn, owner)) != 0)
+		return rc;
+	if (get_owner(a, txn, owner, &rec, NULL) != 0 ||
+	    rec.state != OWN_ACTIVE)
+		return 0;
+	return emit_fault(a, txn, owner, rec.port, NULL, now);
+}
+
+static int
+fault_set(struct alloc *a, MDB_txn *txn, const struct fault *f, uint64_t now)
+{
+	char buf[sizeof(FAULT_PREFIX) + EV_OWNERLEN];
+	MDB_val key, val = { strlen(f->why) + 1, (void *)f->why };
+	int rc;
+
+	if (fault_key(&key, buf, sizeof(buf), f->owner) == -1)
+		return 0;
+	if ((rc = mdb_put(txn, a->st->meta, &key, &val, 0)) != 0)
+		return rc;
+	return emit_fault(a, txn, f->owner, f->port, f->why, now);
+}
+
+/* The faults that stand, sorted by owner: owners and reasons, NULL-ended. */
+static char **
+faults_standing(struct alloc *a, MDB_txn *txn, char ***whys, size_t *n)
+{
+	size_t plen = strlen(FAULT_PREFIX), cap = 16;
+	char **own, **why;
+	MDB_cursor *cur;
+	MDB_val key = { plen, (void *)FAULT_PREFIX }, val;
+	int op;
+
+	*n = 0;
+	if ((own = calloc(cap, sizeof(*own))) == NULL ||
+	    (why = calloc(cap, sizeof(*why))) == NULL)
+		fatal("alloc: faults");
+	if (mdb_cursor_open(txn, a->st->meta, &cur) != 0)
+		fatalx("alloc: cursor");
+	for (op = MDB_SET_RANGE; mdb_cursor_get(cur, &key, &val, op) == 0;
+	    op = MDB_NEXT) {
+		if (key.mv_size < plen || memcmp(key.mv_data, FAULT_PREFIX,
+		    plen) != 0)
+			break;
+		if (*n + 1 == cap && ((own = reallocarray(own, cap * 2,
+		    sizeof(*own))) == NULL || (why = reallocarray(why,
+		    cap * 2, sizeof(*why))) == NULL))
+			fatal("alloc: faults");
+		if (*n + 1 == cap)
+			cap *= 2;
+		if ((own[*n] = strndup((char *)key.mv_data + plen,
+		    key.mv_size - plen)) == NULL ||
+		    (why[*n] = strndup(val.mv_data, val.mv_size)) == NULL)
+			fatal("alloc: faults");
+		(*n)++;
+	}
+	mdb_cursor_close(cur);
+	own[*n] = why[*n] = NULL;
+	*whys = why;
+	return own;
+}
+
+/* Both sorted by owner: set what should stand and does not, clear the rest. */
+static int
+faults_merge(struct alloc *a, MDB_txn *txn, const struct fault *f, size_t n,
+    uint64_t now)
+{
+	char **stand, **why;
+	size_t ln, i = 0, j = 0;
+	int c, rc = 0;
+
+	stand = faults_standing(a, txn, &why, &ln);
+	while (rc == 0 && (i < n || j < ln)) {
+		if (i > 0 && i < n && strcmp(f[i].owner, f[i - 1].owner) == 0) {
+			i++;		/* said first by another proxy */
+			continue;
+		}
+		c = i == n ? 1 : j == ln ? -1 : strcmp(f[i].owner, stand[j]);
+		if (c < 0)
+			rc = fault_set(a, txn, &f[i++], now);
+		else if (c > 0)
+			rc = fault_clear(a, txn, stand[j++], now);
+		else {
+			if (strcmp(f[i].why, why[j]) != 0)
+				rc = fault_set(a, txn, &f[i], now);
+			i++;
+			j++;
+		}
+	}
+	free_list(stand);
+	free_list(why);
+	return rc;
+}
+
+/*
+ * The faults the proxies' statuses make, against those that stand: a port
+ * held by another program on a proxy's host, and the owners waiting for a
+ * generation a proxy could not apply.  The first proxy (in configuration
+ * order) to say something about an owner is the one written.
+ */
+static int
+faults_update(struct alloc *a, MDB_txn *txn, uint64_t now)
+{
+	char owner[EV_OWNERLEN], **list, **p;
+	const struct proxy_conf *px;
+	struct fault *f = NULL;
+	struct owner_rec rec;
+	size_t n = 0, cap = 0, i;
+	uint64_t released;
+	int k, rc = 0;
+
+	for (k = 0; k < a->conf->nproxies; k++) {
+		px = &a->conf->proxies[k];
+		for (i = 0; i < a->status[k].nheld; i++) {
+			if ((rc = get_port(a, txn, a->status[k].held[i], owner,
+			    sizeof(owner), &released)) != 0)
+				goto out;
+			if (owner[0] == '\0' || released != 0 ||
+			    get_owner(a, txn, owner, &rec, NULL) != 0 ||
+			    rec.state != OWN_ACTIVE)
+				continue;
+			add_fault(&f, &n, &cap, owner, rec.port, "port %u is "
+			    "held by another program on proxy %s", rec.port,
+			    px->name);
+		}
+		if (!(a->status[k].has & F_FGEN))
+			continue;
+		list = collect_owners(a, txn, "", keep_failed, (uint64_t)k);
+		for (p = list; *p != NULL; p++)
+			if (get_owner(a, txn, *p, &rec, NULL) == 0)
+				add_fault(&f, &n, &cap, *p, rec.port, "proxy "
+				    "%s cannot apply its configuration (%s); "
+				    "port %u is not served yet", px->name,
+				    a->status[k].why, rec.port);
+		free_list(list);
+	}
+	qsort(f, n, sizeof(*f), cmp_fault);
+	rc = faults_merge(a, txn, f, n, now);
+ out:
+	for (i = 0; i < n; i++)
+		free(f[i].owner);
+	free(f);
+	return rc;
+}
+
 /*
  * A proxy serves generation g: every port assigned at or before the lowest
- * generation all proxies serve is live, and its address can be written.
+ * generation all proxies serve is live, and its address can be written;
+ * but not a port another program holds on any proxy's host.
  */
 static int
 on_applied(struct alloc *a, MDB_txn *txn, const struct event *obs)
@@ -805,7 +1130,7 @@ on_applied(struct alloc *a, MDB_txn *txn, const struct event *obs)
 	uint64_t g, low = UINT64_MAX;
 	struct owner_rec rec;
 	struct event set, d;
-	int i, rc = 0;
+	int i, k, held, rc = 0;
 
 	for (i = 0; i < a->conf->nproxies; i++) {
 		snprintf(name, sizeof(name), "applied.%s",
@@ -817,19 +1142,36 @@ on_applied(struct alloc *a, MDB_txn *txn, const struct event *obs)
 		if (g < low)
 			low = g;
 	}
-	list = collect_owners(a, txn, "", keep_unlive, low);
-	for (p = list; *p != NULL && rc == 0; p++) {
+	if ((a->status = calloc((size_t)a->conf->nproxies,
+	    sizeof(*a->status))) == NULL)
+		fatal("alloc: status");
+	for (i = 0; rc == 0 && i < a->conf->nproxies; i++)
+		rc = get_status(a, txn, a->conf->proxies[i].name,
+		    &a->status[i]);
+	list = rc == 0 ? collect_owners(a, txn, "", keep_unlive, low) : NULL;
+	for (p = list; p != NULL && *p != NULL && rc == 0; p++) {
 		if ((rc = get_owner(a, txn, *p, &rec, &set)) != 0)
 			break;
-		rec.live = 1;
-		route_event(&d, EV_PORT_LIVE, &set);
-		d.port = rec.port;
-		d.has |= F_PORT;
-		if ((rc = emit(a, txn, &d, obs->time)) == 0)
-			rc = put_owner(a, txn, *p, &rec, &set);
+		for (k = 0, held = 0; k < a->conf->nproxies; k++)
+			held |= held_by(&a->status[k], rec.port);
+		if (!held) {
+			rec.live = 1;
+			route_event(&d, EV_PORT_LIVE, &set);
+			d.port = rec.port;
+			d.has |= F_PORT;
+			if ((rc = emit(a, txn, &d, obs->time)) == 0)
+				rc = put_owner(a, txn, *p, &rec, &set);
+		}
 		event_free(&set);
 	}
-	free_list(list);
+	if (list != NULL)
+		free_list(list);
+	if (rc == 0)
+		rc = faults_update(a, txn, obs->time);
+	for (i = 0; i < a->conf->nproxies; i++)
+		event_free(&a->status[i]);
+	free(a->status);
+	a->status = NULL;
 	return rc;
 }
 
@@ -1020,9 +1362,15 @@ alloc_observe(struct alloc *a, MDB_txn *txn, const struct event *in)
 			    in->proxy);
 			return 1;
 		}
-		if (store_get_u64(a->st, txn, name, &g) == 0 && g >= in->gen)
-			return 1;
-		if ((rc = store_put_u64(a->st, txn, name, in->gen)) != 0)
+		if ((rc = get_status(a, txn, in->proxy, &obs)) != 0)
+			return rc;
+		i = store_get_u64(a->st, txn, name, &g) == 0 &&
+		    (g > in->gen || (g == in->gen && status_same(&obs, in)));
+		event_free(&obs);
+		if (i)
+			return 1;	/* nothing new: not logged */
+		if ((rc = store_put_u64(a->st, txn, name, in->gen)) != 0 ||
+		    (rc = put_status(a, txn, in)) != 0)
 			return rc;
 	}
 	if (event_copy(&obs, in) == -1)
@@ -1072,6 +1420,36 @@ owner_event(struct event *ev, int type, const MDB_val *key)
 	    event_set_str(ev, F_NS, f[1]) || event_set_str(ev, F_NAME, f[2]))
 		return -1;
 	return 0;
+}
+
+/* The faults that stand, as PORT_FAULT events. */
+static int
+state_faults(struct alloc *a, MDB_txn *txn,
+    int (*fn)(const struct event *, void *), void *arg)
+{
+	struct owner_rec rec;
+	struct event ev;
+	char **own, **why;
+	MDB_val key;
+	size_t n, i;
+	int rc = 0;
+
+	own = faults_standing(a, txn, &why, &n);
+	for (i = 0; i < n && rc == 0; i++) {
+		key.mv_size = strlen(own[i]);
+		key.mv_data = own[i];
+		if (get_owner(a, txn, own[i], &rec, NULL) != 0 ||
+		    rec.state != OWN_ACTIVE ||
+		    owner_event(&ev, EV_PORT_FAULT, &key) == -1 ||
+		    event_set_str(&ev, F_WHY, why[i]) == -1)
+			continue;
+		ev.port = rec.port;
+		ev.has |= F_PORT;
+		rc = fn(&ev, arg);
+	}
+	free_list(own);
+	free_list(why);
+	return rc;
 }
 
 int
@@ -1132,7 +1510,7 @@ alloc_state(struct alloc *a, MDB_txn *txn,
 		}
 	}
 	mdb_cursor_close(cur);
-	return rc;
+	return rc == 0 ? state_faults(a, txn, fn, arg) : rc;
 }
 
 int

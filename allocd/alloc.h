@@ -30,6 +30,9 @@ struct alloc {
 	uint64_t		 full_until;
 	uint64_t		*full_claims;	/* sorted owner hashes */
 	size_t			 nfull_claims;
+
+	/* each proxy's status, while an APPLIED is handled */
+	struct event		*status;
 };
 
 void	alloc_init(struct alloc *, struct store *, const struct config *,
@@ -57,7 +60,7 @@ char	**alloc_stranded(struct alloc *, MDB_txn *);
 /*
  * The state as the events a consumer applies after a reset: each cluster's
  * API_SET, each held port's PORT_SET (and PORT_LIVE once every proxy serves
- * it), each standing refusal.  What only allocd needs (quarantines, the
+ * it), each standing refusal and proxy fault.  What only allocd needs (quarantines, the
  * waiting order) stays out.  Stops at the first fn() that fails.
  */
 int	alloc_state(struct alloc *, MDB_txn *,

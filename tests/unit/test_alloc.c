@@ -1007,6 +1007,118 @@ test_state(void **state)
 	mdb_txn_abort(txn);
 }
 
+/* APPLIED from haproxy serving gen, holding port held (0: none). */
+static void
+ev_status(struct event *ev, uint64_t gen, unsigned held, uint64_t fgen,
+    const char *why, uint64_t time)
+{
+	ev_applied(ev, "haproxy", gen, time);
+	if (held != 0)
+		assert_int_equal(event_add_held(ev, held), 0);
+	if (fgen != 0) {
+		ev->fgen = fgen;
+		ev->has |= F_FGEN;
+		assert_int_equal(event_set_str(ev, F_WHY, why), 0);
+	}
+}
+
+static void
+assert_fault(const struct event *d, const char *name, unsigned port,
+    const char *why)
+{
+	assert_non_null(d);
+	assert_string_equal(d->name, name);
+	assert_int_equal(d->port, port);
+	if (why == NULL)
+		assert_false(d->has & F_WHY);
+	else
+		assert_string_equal(d->why, why);
+}
+
+/*
+ * A port another program holds on a proxy's host is not live there: no
+ * address, and a PORT_FAULT that says why, once; let go, it goes live and
+ * the fault is withdrawn.  A generation a proxy could not apply: the owners
+ * waiting for it are told, until a later one serves them.  A standing fault
+ * is part of the state.
+ */
+static void
+test_proxy_faults(void **state)
+{
+	struct fx *f = *state;
+	struct collected c = { .n = 0 };
+	char why[256];
+	struct event ev;
+	MDB_txn *txn;
+	uint64_t s, s2, seq;
+	unsigned pa, pb, pc;
+
+	pa = expose(f, "c1", "a", 0, f->now);
+	pb = expose(f, "c1", "b", 0, f->now);
+	s = f->a.seq;
+	ev_status(&ev, s, pb, 0, NULL, f->now);
+	assert_int_equal(run(f, &ev), 2);
+	assert_int_equal(decision(f, EV_PORT_LIVE, 0)->port, pa);
+	assert_null(decision(f, EV_PORT_LIVE, 1));
+	snprintf(why, sizeof(why), "port %u is held by another program on "
+	    "proxy haproxy", pb);
+	assert_fault(decision(f, EV_PORT_FAULT, 0), "b", pb, why);
+	/* said once: the same status is not even logged */
+	seq = f->a.seq;
+	ev_status(&ev, s, pb, 0, NULL, f->now);
+	assert_int_equal(observe(f, &ev), 1);
+	assert_true(f->a.seq == seq);
+	/* the fault stands in the state, after b's PORT_SET */
+	assert_int_equal(store_begin(&f->st, &txn, 1), 0);
+	assert_int_equal(alloc_state(&f->a, txn, collect, &c), 0);
+	mdb_txn_abort(txn);
+	assert_int_equal(c.n, 4);
+	assert_int_equal(c.type[3], EV_PORT_FAULT);
+	assert_string_equal(c.name[3], "b");
+	assert_int_equal(c.port[3], pb);
+	/* and across a reopen */
+	fx_reopen(f);
+	ev_status(&ev, s, pb, 0, NULL, f->now);
+	assert_int_equal(observe(f, &ev), 1);
+	/* let go: live, and the fault withdrawn */
+	ev_status(&ev, s, 0, 0, NULL, f->now);
+	assert_int_equal(run(f, &ev), 2);
+	assert_int_equal(decision(f, EV_PORT_LIVE, 0)->port, pb);
+	assert_fault(decision(f, EV_PORT_FAULT, 0), "b", pb, NULL);
+
+	/* c waits for a generation that failed; a and b are not concerned */
+	pc = expose(f, "c1", "c", 0, f->now);
+	s2 = f->a.seq;
+	ev_status(&ev, s, 0, s2, "reload failed", f->now);
+	assert_int_equal(run(f, &ev), 1);
+	snprintf(why, sizeof(why), "proxy haproxy cannot apply its "
+	    "configuration (reload failed); port %u is not served yet", pc);
+	assert_fault(decision(f, EV_PORT_FAULT, 0), "c", pc, why);
+	/* another reason: said again */
+	ev_status(&ev, s, 0, s2, "haproxy -c refused it", f->now);
+	assert_int_equal(run(f, &ev), 1);
+	assert_non_null(strstr(decision(f, EV_PORT_FAULT, 0)->why,
+	    "(haproxy -c refused it)"));
+	/* served: live, fault withdrawn */
+	ev_status(&ev, s2, 0, 0, NULL, f->now);
+	assert_int_equal(run(f, &ev), 2);
+	assert_int_equal(decision(f, EV_PORT_LIVE, 0)->port, pc);
+	assert_fault(decision(f, EV_PORT_FAULT, 0), "c", pc, NULL);
+
+	/* a fault on an owner that goes is forgotten with it */
+	ev_status(&ev, s2, pa, 0, NULL, f->now);
+	assert_int_equal(run(f, &ev), 1);
+	unexpose(f, "c1", "a", f->now);
+	c.n = 0;
+	assert_int_equal(store_begin(&f->st, &txn, 1), 0);
+	assert_int_equal(alloc_state(&f->a, txn, collect, &c), 0);
+	mdb_txn_abort(txn);
+	for (seq = 0; seq < c.n; seq++)
+		assert_int_not_equal(c.type[seq], EV_PORT_FAULT);
+	ev_status(&ev, f->a.seq, 0, 0, NULL, f->now);
+	assert_int_equal(run(f, &ev), 0);	/* nothing to withdraw */
+}
+
 /* The log holds exactly seqs 1..a.seq, in order, each the event queued. */
 static void
 test_log(void **state)
@@ -1656,6 +1768,7 @@ main(void)
 		T(test_applied_two_proxies),
 		T(test_log),
 		T(test_state),
+		T(test_proxy_faults),
 		T(test_sync_keeps_refused_want),
 		T(test_refused_want_keeps_quarantine),
 		T(test_sync_sid_reused),
