@@ -2,7 +2,8 @@
  * watcherd — the write-back: allocd's decisions onto the VirtualServices.
  *
  * Level-triggered: each pass compares what allocd decided (an address once
- * every proxy serves every route of the object, or a refusal's reason) with
+ * every proxy serves every route of the object, a refusal's reason, or why
+ * a proxy does not serve a port) with
  * what the object carries, and PATCHes the difference with a JSON merge
  * patch.  Our own echo changes nothing; a PATCH that fails leaves the
  * object's real annotations to compare with next time.
@@ -17,7 +18,8 @@
 struct addr {
 	unsigned	port;
 	int		live;
-	char		why[256];
+	char		why[256];	/* refused */
+	char		fault[256];	/* a proxy does not serve port */
 };
 
 static struct smap	addrs;		/* owner -> struct addr, from allocd */
@@ -96,6 +98,9 @@ vs_writeback(struct cluster *cl, const char *key, struct vs_obj *vs)
 			if (ad != NULL && ad->why[0] != '\0' &&
 			    want_err == NULL)
 				want_err = ad->why;
+			if (ad != NULL && ad->fault[0] != '\0' &&
+			    want_err == NULL)
+				want_err = ad->fault;
 			if (ad == NULL || !ad->live || ad->port == 0 ||
 			    vs->why[0] != '\0')
 				live = 0;
@@ -229,6 +234,7 @@ clusters_alloc_event(const struct event *ev)
 	case EV_PORT_LIVE:
 	case EV_PORT_FREE:
 	case EV_REFUSED:
+	case EV_PORT_FAULT:
 		break;
 	default:
 		return;
@@ -247,8 +253,10 @@ clusters_alloc_event(const struct event *ev)
 	}
 	switch (ev->type) {
 	case EV_PORT_SET:
-		if (a->port != ev->port)
+		if (a->port != ev->port) {
 			a->live = 0;
+			a->fault[0] = '\0';
+		}
 		a->port = (unsigned)ev->port;
 		a->why[0] = '\0';
 		break;
@@ -258,6 +266,11 @@ clusters_alloc_event(const struct event *ev)
 		break;
 	case EV_REFUSED:
 		snprintf(a->why, sizeof(a->why), "%s", ev->why);
+		break;
+	case EV_PORT_FAULT:
+		if (a->port == ev->port)
+			snprintf(a->fault, sizeof(a->fault), "%s",
+			    ev->has & F_WHY ? ev->why : "");
 		break;
 	}
 	touch_owner(ev);
