@@ -38,6 +38,8 @@ static uint64_t			 good_gen;
 static uint64_t			 retry_at, retry_ms = RETRY_MIN_MS;
 static uint64_t			 ack_seq;
 static unsigned long		 failures;
+static uint64_t			 fail_gen;	/* the last that failed */
+static char			 fail_what[64];
 
 static void
 on_config(const struct event *ev, void *arg)
@@ -81,12 +83,25 @@ write_file(const char *path, const char *text, size_t len)
 	return rename(tmp, path);
 }
 
+static int
+cmp_u16(const void *x, const void *y)
+{
+	return (int)*(const uint16_t *)x - (int)*(const uint16_t *)y;
+}
+
+/*
+ * The status allocd writes addresses by: the generation served, the routed
+ * ports in it that another program holds (not served), and the last
+ * generation that could not be applied, while it stands.
+ */
 static void
 ack(void)
 {
+	uint16_t held[EV_MAX_HELD];
 	struct event ev;
+	size_t n = 0, i;
 
-	if (good_gen == 0)
+	if (good_gen == 0 && fail_gen == 0)
 		return;
 	event_init(&ev, EV_APPLIED);
 	ev.seq = ++ack_seq;
@@ -94,6 +109,16 @@ ack(void)
 	event_set_str(&ev, F_PROXY, pc->name);
 	ev.gen = good_gen;
 	ev.has |= F_GEN;
+	if (proxy.ops->held != NULL)
+		n = proxy.ops->held(&proxy, good, held, EV_MAX_HELD);
+	qsort(held, n, sizeof(held[0]), cmp_u16);
+	for (i = 0; i < n; i++)
+		event_add_held(&ev, held[i]);	/* a repeat is dropped */
+	if (fail_gen > good_gen) {
+		ev.fgen = fail_gen;
+		ev.has |= F_FGEN;
+		event_set_str(&ev, F_WHY, fail_what);
+	}
 	if (bus_send(alloc_sock, &ev) == -1)
 		log_warn("applyd: APPLIED");
 }
@@ -108,6 +133,10 @@ failed(const char *what, const char *err)
 	    (unsigned long long)good_gen, (unsigned long long)retry_ms);
 	retry_at = now_ms() + retry_ms;
 	retry_ms = retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_ms * 2;
+	/* the routes waiting for it are told why: nothing outside in it */
+	fail_gen = want.seq;
+	snprintf(fail_what, sizeof(fail_what), "%s", what);
+	ack();
 }
 
 /*
@@ -204,7 +233,7 @@ apply(void)
 	if (write_config(path, want.text, want.textlen, 1) == -1 ||
 	    write_files(want.text) == -1) {
 		snprintf(err, sizeof(err), "%s", strerror(errno));
-		failed("write", err);
+		failed("write failed", err);
 		return;
 	}
 	if (proxy.ops->check(&proxy, path, err, sizeof(err)) == -1) {
@@ -216,13 +245,13 @@ apply(void)
 	}
 	if (rename(path, pc->config) == -1) {
 		snprintf(err, sizeof(err), "rename: %s", strerror(errno));
-		failed("install", err);
+		failed("install failed", err);
 		return;
 	}
 	if ((running ? proxy.ops->reload(&proxy, err, sizeof(err)) :
 	    proxy.ops->start(&proxy, err, sizeof(err))) == -1) {
 		restore_good();
-		failed(running ? "reload" : "start", err);
+		failed(running ? "reload failed" : "start failed", err);
 		return;
 	}
 	now_good();
@@ -233,6 +262,20 @@ apply(void)
 	event_free(&want);
 	retry_at = 0;
 	retry_ms = RETRY_MIN_MS;
+}
+
+/* Apply what is served again, as a (re)start: the proxy died, or asks. */
+static void
+reapply_good(void)
+{
+	if (want.type == EV_CONFIG || good == NULL)
+		return;		/* a newer one is on its way in anyway */
+	event_init(&want, EV_CONFIG);
+	event_set_str(&want, F_KIND, pc->kind);
+	event_set_text(&want, good, strlen(good));
+	want.seq = good_gen;
+	free(good);
+	good = NULL;
 }
 
 static void
@@ -295,8 +338,9 @@ main(int argc, char **argv)
 			ack();		/* allocd may have missed the last */
 			next_ack = now + ACK_EVERY_MS;
 			if (proxy.ops->idle != NULL &&
-			    proxy.ops->running(&proxy))
-				proxy.ops->idle(&proxy);
+			    proxy.ops->running(&proxy) &&
+			    proxy.ops->idle(&proxy) == 1)
+				reapply_good();
 		}
 		n = consumer_pollitems(&feed, items);
 		items[n++] = (zmq_pollitem_t){ alloc_sock, 0, ZMQ_POLLIN, 0 };
@@ -316,16 +360,8 @@ main(int argc, char **argv)
 			else if (sig == SIGTERM || sig == SIGINT)
 				break;
 		}
-		if (!proxy.ops->running(&proxy) && want.type != EV_CONFIG &&
-		    good != NULL) {
-			/* the proxy died: bring back what it served */
-			event_init(&want, EV_CONFIG);
-			event_set_str(&want, F_KIND, pc->kind);
-			event_set_text(&want, good, strlen(good));
-			want.seq = good_gen;
-			free(good);
-			good = NULL;
-		}
+		if (!proxy.ops->running(&proxy))
+			reapply_good();	/* it died: bring back what it served */
 		apply();
 	}
 	log_info("applyd: stopping %s and exiting", pc->kind);

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "hapruntime.h"
+#include "held.h"
 #include "log.h"
 #include "proxy.h"
 
@@ -208,57 +209,12 @@ haproxy_update(struct proxy *p, const char *old, const char *new, char *err,
 	return hap_update(p->stats_sock, old, new, err, errlen);
 }
 
-static void
-haproxy_idle(struct proxy *p)
-{
-	hap_drain(p->stats_sock);
-}
-
 /*
- * One workload port that another program holds would fail the bind of its
- * whole range, and with it the start or the reload: every route would
- * wait on one port.  So the binds of the `ports` frontend leave out the
- * ports that cannot be bound, and the others serve.  A port is probed with
- * SO_REUSEPORT, which HAProxy's own listeners share, so the ports it holds
- * read as free.  They are probed at a start or a reload only; a port freed
- * meanwhile is bound at the next one.
+ * The `ports` frontend binds around the ports another program holds (see
+ * held.c).  HAProxy's listeners set SO_REUSEPORT: a probe that sets it
+ * too reads HAProxy's own ports as free.
  */
-static unsigned char	busy[65536 / 8];
-static unsigned		nbusy;
-
-#define BUSY(p)		(busy[(p) >> 3] & (1u << ((p) & 7)))
-
-static int
-port_taken(const char *ip, unsigned port)
-{
-	struct sockaddr_in6 s6;
-	struct sockaddr_in s4;
-	struct sockaddr *sa;
-	socklen_t len;
-	int s, one = 1, taken;
-
-	memset(&s4, 0, sizeof(s4));
-	memset(&s6, 0, sizeof(s6));
-	if (inet_pton(AF_INET, ip, &s4.sin_addr) == 1) {
-		s4.sin_family = AF_INET;
-		s4.sin_port = htons((unsigned short)port);
-		sa = (struct sockaddr *)&s4;
-		len = sizeof(s4);
-	} else if (inet_pton(AF_INET6, ip, &s6.sin6_addr) == 1) {
-		s6.sin6_family = AF_INET6;
-		s6.sin6_port = htons((unsigned short)port);
-		sa = (struct sockaddr *)&s6;
-		len = sizeof(s6);
-	} else
-		return 0;
-	if ((s = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
-		return 0;	/* cannot tell: let HAProxy try */
-	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-	taken = bind(s, sa, len) == -1 && errno == EADDRINUSE;
-	close(s);
-	return taken;
-}
+static struct held	busy;
 
 /* "\tbind ADDR:LO[-HI]" split; 0 if the line is not one. */
 static int
@@ -266,17 +222,10 @@ bind_range(const char *line, char *ip, size_t iplen, unsigned *lo,
     unsigned *hi)
 {
 	const char *a = line + 6, *colon = strrchr(a, ':');
-	size_t n;
 
-	if (strncmp(line, "\tbind ", 6) != 0 || colon == NULL)
+	if (strncmp(line, "\tbind ", 6) != 0 || colon == NULL ||
+	    held_addr(a, colon, ip, iplen) == -1)
 		return 0;
-	if (*a == '[')
-		a++;
-	n = (size_t)(colon - a) - (colon[-1] == ']');
-	if (n == 0 || n >= iplen)
-		return 0;
-	memcpy(ip, a, n);
-	ip[n] = '\0';
 	*hi = *lo = 0;
 	if (sscanf(colon + 1, "%u-%u", lo, hi) < 1 || *lo == 0 ||
 	    *lo > 65535 || *hi > 65535)
@@ -294,7 +243,7 @@ bind_free(FILE *fp, const char *line, unsigned lo, unsigned hi)
 	unsigned p, from = 0;
 
 	for (p = lo; p <= hi + 1; p++) {
-		if (p <= hi && !BUSY(p)) {
+		if (p <= hi && !held_has(&busy, p)) {
 			if (from == 0)
 				from = p;
 			continue;
@@ -309,48 +258,21 @@ bind_free(FILE *fp, const char *line, unsigned lo, unsigned hi)
 	}
 }
 
-static void
-log_busy(unsigned before)
-{
-	char list[256];
-	size_t o = 0;
-	unsigned p, shown = 0;
-
-	if (nbusy == before && nbusy == 0)
-		return;
-	list[0] = '\0';
-	for (p = 1; p < 65536 && shown < 16; p++)
-		if (BUSY(p)) {
-			o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%u",
-			    shown++ ? ", " : "", p);
-			if (o >= sizeof(list))
-				break;
-		}
-	if (nbusy == 0)
-		log_info("applyd: every workload port binds again");
-	else
-		log_warnx("applyd: %u workload port%s held by another "
-		    "program, not bound: %s%s", nbusy, nbusy == 1 ? "" : "s",
-		    list, nbusy > shown ? ", ..." : "");
-}
-
 static char *
 haproxy_served(struct proxy *p, const char *text, int probe)
 {
 	const char *line, *end;
 	char ip[64], buf[256], *out = NULL;
 	size_t outlen = 0;
-	unsigned lo, hi, port, before = nbusy;
+	unsigned lo, hi, port, before = busy.n;
 	int ports = 0, cut = 0;
 	FILE *fp;
 
 	(void)p;
-	if (!probe && nbusy == 0)
+	if (!probe && busy.n == 0)
 		return NULL;	/* the usual case: nothing to leave out */
-	if (probe) {
-		memset(busy, 0, sizeof(busy));
-		nbusy = 0;
-	}
+	if (probe)
+		held_reset(&busy, "", 1);
 	if ((fp = open_memstream(&out, &outlen)) == NULL)
 		return NULL;
 	for (line = text; *line != '\0'; line = end) {
@@ -369,22 +291,51 @@ haproxy_served(struct proxy *p, const char *text, int probe)
 			fwrite(line, 1, (size_t)(end - line), fp);
 			continue;
 		}
+		if (probe)
+			snprintf(busy.ip, sizeof(busy.ip), "%s", ip);
 		for (port = lo; probe && port <= hi; port++)
-			if (port_taken(ip, port)) {
-				busy[port >> 3] |= 1u << (port & 7);
-				nbusy++;
-			}
+			held_probe(&busy, port);
 		for (port = lo; !cut && port <= hi; port++)
-			cut = BUSY(port) != 0;
+			cut = held_has(&busy, port);
 		bind_free(fp, buf, lo, hi);
 	}
-	if (fclose(fp) != 0 || !cut) {
-		free(out);
-		out = NULL;
+	return held_text(&busy, fp, &out, cut, probe, before);
+}
+
+static int
+haproxy_idle(struct proxy *p)
+{
+	hap_drain(p->stats_sock);
+	return held_freed(&busy);
+}
+
+/* "backend p<port>" followed by its route's comment: a routed port. */
+static size_t
+haproxy_held(struct proxy *p, const char *text, uint16_t *ports, size_t max)
+{
+	static int warned;
+	const char *s;
+	unsigned long port;
+	size_t n = 0;
+	char *end;
+
+	(void)p;
+	if (busy.n == 0 || text == NULL)
+		return 0;
+	for (s = text; (s = strstr(s, "\nbackend p")) != NULL; s = end) {
+		port = strtoul(s + 10, &end, 10);
+		if (strncmp(end, "\n\t#", 3) != 0 || !held_has(&busy, port))
+			continue;
+		if (n == max) {
+			if (!warned++)
+				log_warnx("applyd: more than %zu routed ports are "
+				    "held by other programs; %lu and above "
+				    "are not reported", max, port);
+			break;
+		}
+		ports[n++] = (uint16_t)port;
 	}
-	if (probe)
-		log_busy(before);
-	return out;
+	return n;
 }
 
 /* SIGUSR1: soft stop, connections in flight finish (hard-stop-after) */
@@ -392,5 +343,5 @@ const struct proxy_ops haproxy_ops = {
 	"haproxy", "haproxy -c", "haproxy", SIGUSR1, haproxy_init,
 	haproxy_check, haproxy_adopt, haproxy_start, haproxy_reload,
 	proxy_running, proxy_reaped, proxy_stop, haproxy_files,
-	haproxy_update, haproxy_idle, haproxy_served,
+	haproxy_update, haproxy_idle, haproxy_served, haproxy_held,
 };

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 
@@ -41,15 +42,20 @@ struct proxy_ops {
 	 * files), before it is checked or served.  update: change the running
 	 * proxy from configuration old to new without a reload: 0 done, 1 it
 	 * needs a reload, -1 failed (err; a reload follows).  idle: called
-	 * every few seconds.  served: the text the proxy must read for a
+	 * every few seconds; 1 asks for a reload of what is served (a port
+	 * left out came free).  served: the text the proxy must read for a
 	 * rendered one, or NULL when that is the same (probe: look at the
-	 * host again, for a start or a reload).
+	 * host again, for a start or a reload).  held: the routed ports of
+	 * text left out because another program holds them, ascending, at
+	 * most max; their number.
 	 */
 	int	(*files)(struct proxy *, const char *text);
 	int	(*update)(struct proxy *, const char *old, const char *new,
 		    char *err, size_t);
-	void	(*idle)(struct proxy *);
+	int	(*idle)(struct proxy *);
 	char	*(*served)(struct proxy *, const char *text, int probe);
+	size_t	(*held)(struct proxy *, const char *text, uint16_t *ports,
+		    size_t max);
 };
 
 struct proxy {

@@ -3,7 +3,10 @@ port on the shared proxies, its address written back, and real TCP traffic
 reaches the workload behind its Services' nodePorts on every node."""
 
 import json
+import os
+import shutil
 import socket
+import time
 
 import yaml
 
@@ -286,30 +289,21 @@ def test_old_workers_are_capped_by_max_reloads(make_fleet):
             young.close()
 
 
-def listening(host, port):
-    """Does anything accept at host:port (even to close at once)?"""
-    try:
-        socket.create_connection((host, port), timeout=2).close()
-        return True
-    except ConnectionResetError:
-        return True                 # accepted, and reset at once
-    except ConnectionRefusedError:
-        return False
-
-
 def test_port_held_by_another_program_blocks_nothing(make_fleet):
     """A workload port another program holds would fail HAProxy's bind of
     the whole range: applyd leaves that port out, says so, and every other
-    port serves.  Once the program lets go, the next reload binds it."""
+    port serves.  The route given that port gets no address, and its object
+    says why.  Once the program lets go, applyd notices by itself, reloads
+    to bind the port, and the address is written."""
     need("allocd", "renderd", "applyd", "watcherd")
     fleet = make_fleet(ports=8)
     pay = harness.payments_cluster(fleet)
-    search = harness.search_cluster(fleet, register=False)
     held = fleet.port_hi
     squatter = socket.socket()
     squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     squatter.bind((fleet.listen, held))
     squatter.listen(8)
+    why = "port %d is held by another program on proxy %s" % (held, harness.HAPROXY_NAME)
     try:
         fleet.start()
         pay.annotate(NS, "ledger-db", **{EXPOSE: "true", PORT: str(fleet.port_lo)})
@@ -322,15 +316,76 @@ def test_port_held_by_another_program_blocks_nothing(make_fleet):
         cfg = fleet.proxy_cfg()
         assert "%s:%d-%d\n" % (fleet.listen, fleet.port_lo, held - 1) in cfg
         assert str(held) + "\n" not in cfg.split("frontend ports", 1)[1].split("backend", 1)[0]
+        # a route on the held port: the map has it, the address waits
+        pay.annotate(NS, "orders-db", **{EXPOSE: "true", PORT: str(held)})
+        fleet.wait_annotation(pay, NS, "orders-db", ERROR, value=why)
+        assert held in fleet.routed_ports()
+        time.sleep(1)               # acks come every few seconds: none writes it
+        assert ADDRESS not in pay.annotations(NS, "orders-db")
+        assert ERROR not in pay.annotations(NS, "ledger-db")
+        fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
+        master = fleet.proxy_master()
     finally:
         squatter.close()
-    assert not listening(fleet.listen, held)
-    search.register()               # a new cluster: a reload, which probes again
-    fleet.wait_api(search.host)
-    testlib.wait_until(lambda: "every workload port binds again" in fleet["applyd"].log(),
-                       20, "the freed port bound")
-    assert listening(fleet.listen, held)    # HAProxy's: accepted, then closed
+    assert fleet.wait_address(pay, NS, "orders-db", timeout=30) == [held]
+    fleet.wait_no_annotation(pay, NS, "orders-db", ERROR)
+    log = fleet["applyd"].log()
+    assert "workload port %d came free; reloading to bind it" % held in log
+    assert "every workload port binds again" in log
+    assert fleet.proxy_master() == master   # a reload, not a restart
+    fleet.wait_serves(held, pay.markers(NS, "orders-db", 5432) |
+                      pay.markers(NS, "orders-db-canary", 5432))
     fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
+
+
+GATE = """#!/bin/sh
+# HAProxy, whose check refuses every configuration while %(gate)s exists
+for a in "$@"; do
+	if [ "$a" = -c ] && [ -e %(gate)s ]; then
+		echo "[ALERT]    (1) : config : refused while the test's gate is shut" >&2
+		exit 1
+	fi
+done
+exec %(haproxy)s "$@"
+"""
+
+
+def test_failed_apply_is_reported_on_its_routes(make_fleet):
+    """An apply the proxy's checker refuses leaves the last good
+    configuration serving, is retried with backoff, and the routes waiting
+    for it say why on their objects (routes already served are untouched).
+    Once a later apply succeeds, the address is written and the reason
+    withdrawn."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    pay = harness.payments_cluster(fleet)
+    gate = os.path.join(fleet.run_dir, "gate")
+    binary = os.path.join(fleet.run_dir, "haproxy-gated")
+    with open(binary, "w") as f:
+        f.write(GATE % {"gate": gate, "haproxy": shutil.which("haproxy")})
+    os.chmod(binary, 0o755)
+    fleet.write_conf(**{"proxy.%s" % harness.HAPROXY_NAME: {"live": 0, "binary": binary}})
+    fleet.start_daemons()
+    pay.annotate(NS, "ledger-db", **{EXPOSE: "true", PORT: str(fleet.port_lo)})
+    assert fleet.wait_address(pay, NS, "ledger-db") == [fleet.port_lo]
+    open(gate, "w").close()
+    want = fleet.port_lo + 1
+    pay.annotate(NS, "orders-db", **{EXPOSE: "true", PORT: str(want)})
+    why = fleet.wait_annotation(pay, NS, "orders-db", ERROR)
+    assert why == ("proxy %s cannot apply its configuration (haproxy -c refused it); "
+                   "port %d is not served yet" % (harness.HAPROXY_NAME, want)), why
+    assert ADDRESS not in pay.annotations(NS, "orders-db")
+    assert ERROR not in pay.annotations(NS, "ledger-db")
+    assert want not in fleet.routed_ports()         # the last good one, on disk too
+    fleet.wait_serves(fleet.port_lo, pay.markers(NS, "ledger-db", 5432))
+    testlib.wait_until(lambda: "retry in 1000 ms" in fleet["applyd"].log(), 30,
+                       "a retry with backoff")
+    assert "refused while the test's gate is shut" in fleet["applyd"].log()
+    os.unlink(gate)
+    assert fleet.wait_address(pay, NS, "orders-db", timeout=45) == [want]
+    fleet.wait_no_annotation(pay, NS, "orders-db", ERROR)
+    fleet.wait_serves(want, pay.markers(NS, "orders-db", 5432) |
+                      pay.markers(NS, "orders-db-canary", 5432))
 
 
 def test_istio_v1alpha3_only_cluster(make_fleet):
