@@ -3,8 +3,9 @@
  *
  * renderd's HAProxy configuration binds the workload ports once and routes
  * each connection through a map: the port (or the SNI host) to a backend
- * that always exists, `p<port>` for every configured port and `sni-<host>`
- * for every cluster.  What changes from one generation to the next is then
+ * that always exists, `p<port>` for every configured port and a slot
+ * `api<n>` from a pool for the clusters (its SNI host in a `# sni HOST`
+ * comment line).  What changes from one generation to the next is then
  * almost always only the servers inside those backends and which keys the
  * maps hold, and both change through the runtime API:
  *	add server B/S ADDR ARGS; enable server B/S [; enable health B/S]
@@ -18,7 +19,9 @@
  * maintenance (no new connection reaches it) and is deleted later.
  *
  * Everything else (the skeleton: every line but the server lines) changing
- * means a reload.  The maps on disk are derived from the configuration, so
+ * means a reload, and so does a slot that changes hands (another host in
+ * the same backend): the map would point the old host at the new servers
+ * for a moment.  The maps on disk are derived from the configuration, so
  * a reload or a restart routes exactly as the runtime API did.
  */
 #include <sys/socket.h>
@@ -44,6 +47,7 @@ struct server {
 	const char	*backend;	/* points into the parsed copy */
 	const char	*name;
 	const char	*args;		/* what follows the name */
+	const char	*sni;		/* an API slot's host, or NULL */
 };
 
 struct parsed {
@@ -106,7 +110,7 @@ parsed_free(struct parsed *c)
 static int
 parse(struct parsed *c, const char *text)
 {
-	char *line, *next, *section = NULL, *name, *args, *m;
+	char *line, *next, *section = NULL, *name, *args, *m, *sni = NULL;
 	size_t cap = 0, len = strlen(text), i;
 	struct server *ns;
 	int frontend = 0;
@@ -120,6 +124,7 @@ parse(struct parsed *c, const char *text)
 			*next++ = '\0';
 		if (*line != '\t' && *line != '#' && *line != '\0') {
 			section = line;
+			sni = NULL;
 			frontend = strncmp(line, "frontend ", 9) == 0;
 			if (strncmp(line, "backend ", 8) == 0)
 				section = line + 8;
@@ -138,9 +143,11 @@ parse(struct parsed *c, const char *text)
 				c->srv = ns;
 			}
 			c->srv[c->nsrv++] = (struct server){ section, name,
-			    args };
+			    args, sni };
 			continue;
 		}
+		if (strncmp(line, "\t# sni ", 7) == 0)
+			sni = line + 7;
 		if (strncmp(line, "\t#", 2) == 0)
 			continue;	/* what a route is, for people only */
 		memcpy(c->skel + c->skellen, line, strlen(line));
@@ -208,20 +215,43 @@ remember(struct parsed *c, const char *text)
 	memset(c, 0, sizeof(*c));
 }
 
-/* The map key of a backend, or NULL when no map routes to it. */
+/* The map key of a server's backend, or NULL when no map routes to it. */
 static const char *
-map_key(const struct parsed *c, const char *backend, const char **map)
+map_key(const struct parsed *c, const struct server *s, const char **map)
 {
-	if (c->ports_map != NULL && backend[0] == 'p' &&
-	    backend[1] >= '0' && backend[1] <= '9') {
+	if (c->ports_map != NULL && s->backend[0] == 'p' &&
+	    s->backend[1] >= '0' && s->backend[1] <= '9') {
 		*map = c->ports_map;
-		return backend + 1;
+		return s->backend + 1;
 	}
-	if (c->api_map != NULL && strncmp(backend, "sni-", 4) == 0) {
+	if (c->api_map != NULL && s->sni != NULL) {
 		*map = c->api_map;
-		return backend + 4;
+		return s->sni;
 	}
 	return NULL;
+}
+
+/* A backend in both whose map key changed: a slot that changed hands. */
+static int
+rekeyed(const struct parsed *o, const struct parsed *n)
+{
+	const struct server *a, *b;
+	size_t i = 0, j = 0;
+	int c;
+
+	while (i < o->nsrv && j < n->nsrv) {
+		a = &o->srv[i];
+		b = &n->srv[j];
+		c = strcmp(a->backend, b->backend);
+		if (c == 0 && (a->sni == NULL || b->sni == NULL ?
+		    a->sni != b->sni : strcmp(a->sni, b->sni) != 0))
+			return 1;
+		if (c <= 0)
+			i = next_backend(o, i);
+		if (c >= 0)
+			j = next_backend(n, j);
+	}
+	return 0;
 }
 
 /* Write one map file atomically: each backend with servers, by its key. */
@@ -238,7 +268,7 @@ write_map(const struct parsed *c, const char *path)
 		return -1;
 	for (i = 0; i < c->nsrv; i = next_backend(c, i)) {
 		b = c->srv[i].backend;
-		if ((key = map_key(c, b, &map)) != NULL &&
+		if ((key = map_key(c, &c->srv[i], &map)) != NULL &&
 		    strcmp(map, path) == 0)
 			fprintf(fp, "%s %s\n", key, b);
 	}
@@ -460,13 +490,15 @@ static int
 maps_change(struct cli *cl, const struct parsed *from, const struct parsed *to,
     int add, char *err, size_t errlen)
 {
-	const char *key, *map, *b;
+	const struct server *b;
+	const char *key, *map;
 	size_t i = 0, j = 0;
 	int c;
 
 	while (j < to->nsrv) {
-		b = to->srv[j].backend;
-		c = i == from->nsrv ? 1 : strcmp(from->srv[i].backend, b);
+		b = &to->srv[j];
+		c = i == from->nsrv ? 1 : strcmp(from->srv[i].backend,
+		    b->backend);
 		if (c <= 0)
 			i = next_backend(from, i);
 		if (c < 0)
@@ -475,7 +507,7 @@ maps_change(struct cli *cl, const struct parsed *from, const struct parsed *to,
 		if (c == 0 || (key = map_key(to, b, &map)) == NULL)
 			continue;
 		if (add && cli_do(cl, err, errlen, "add map %s %s %s", map,
-		    key, b) == -1)
+		    key, b->backend) == -1)
 			return -1;
 		if (!add && cli_do(cl, err, errlen, "del map %s %s", map,
 		    key) == -1)
@@ -545,8 +577,8 @@ hap_update(const char *sock, const char *old, const char *new, char *err,
 	}
 	if (o->skellen != n->skellen ||
 	    memcmp(o->skel, n->skel, o->skellen) != 0 ||
-	    n->ports_map == NULL || n->api_map == NULL) {
-		rc = 1;		/* not only servers: a reload */
+	    n->ports_map == NULL || n->api_map == NULL || rekeyed(o, n)) {
+		rc = 1;		/* not only servers and keys: a reload */
 		goto done;
 	}
 	if (cli_open(&cl, sock) == -1) {

@@ -6,9 +6,16 @@
  * port once, and a backend `p<port>` for each of those ports.  The state
  * fills in only what HAProxy's runtime API can change live: the servers
  * inside the backends, and the keys of the two maps the frontends route
- * by (the SNI host to `sni-<host>`, the port to `p<port>`; applyd writes
- * the map files from the backends that have servers).  A new cluster adds
- * a backend, so it is the one change that still needs a reload.
+ * by (the SNI host to a slot `api<n>`, the port to `p<port>`; applyd
+ * writes the map files from the backends that have servers).
+ *
+ * The API backends are a pool of slots, so that a cluster that comes or
+ * goes changes only servers and map keys.  A cluster's slot is the hash of
+ * its id in the pool, probing upward, the clusters placed in order of home
+ * slot, then id: one that comes takes a free slot and moves nobody, unless
+ * its probe runs past the home of a cluster placed after it (rare in a
+ * pool at least twice the clusters; applyd reloads for a slot that changes
+ * hands).  The pool doubles, by a reload, when the clusters fill half.
  *
  * Servers are named by their address, so the same backend address is the
  * same server in every generation.  Health checks are declared only while
@@ -21,11 +28,14 @@
  * output is a pure function of its inputs.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
 #include "routes.h"
 
 #define FD_SPARE	200	/* sockets, pipes, logs, the CLI */
+#define API_SLOTS_MIN	16
 
 /* A workload port the proxy binds: configured, not the API's, not reserved. */
 static int
@@ -123,6 +133,58 @@ host_taken(const struct routes *r, size_t i)
 	return 0;
 }
 
+struct placed {
+	size_t		home;
+	size_t		i;		/* in r->api, sorted by cluster id */
+};
+
+static int
+cmp_placed(const void *x, const void *y)
+{
+	const struct placed *a = x, *b = y;
+
+	if (a->home != b->home)
+		return a->home < b->home ? -1 : 1;
+	return a->i < b->i ? -1 : a->i > b->i;
+}
+
+/*
+ * The pool's size, and the cluster in each slot (an index in r->api, or
+ * -1), for the clusters routed (a host routed once: the first id wins).
+ */
+static long *
+api_slots(const struct routes *r, size_t *pool)
+{
+	struct placed *pl;
+	size_t i, n = 0, s;
+	long *slot;
+
+	if ((pl = calloc(r->napi + 1, sizeof(*pl))) == NULL)
+		return NULL;
+	for (i = 0; i < r->napi; i++)
+		if (!host_taken(r, i))
+			pl[n++].i = i;
+	for (*pool = API_SLOTS_MIN; *pool < 2 * n; *pool *= 2)
+		;
+	if ((slot = malloc(*pool * sizeof(*slot))) == NULL) {
+		free(pl);
+		return NULL;
+	}
+	for (s = 0; s < *pool; s++)
+		slot[s] = -1;
+	for (i = 0; i < n; i++)
+		pl[i].home = (size_t)(hash_fnv1a(r->api[pl[i].i].cluster) &
+		    (*pool - 1));
+	qsort(pl, n, sizeof(*pl), cmp_placed);
+	for (i = 0; i < n; i++) {
+		for (s = pl[i].home; slot[s] != -1; s = (s + 1) & (*pool - 1))
+			;
+		slot[s] = (long)pl[i].i;
+	}
+	free(pl);
+	return slot;
+}
+
 /*
  * A routed port's backend, kept on the route (variant 1 + check) so that
  * a generation prints only the ports that changed.
@@ -165,8 +227,9 @@ haproxy_render(const struct routes *r, const struct config *c,
 	struct port_route *pr;
 	const struct api_route *a;
 	char ab[64];
-	size_t i, j, nsrv = 0, napi = 0;
+	size_t j, s, pool, nsrv = 0, napi = 0;
 	unsigned k, n, p, nbound;
+	long *slot;
 	int check;
 
 	fprintf(fp, "# rendered by portico renderd; do not edit\n"
@@ -200,18 +263,23 @@ haproxy_render(const struct routes *r, const struct config *c,
 	    px->maxconn,
 	    route_addr(ab, sizeof(ab), px->listen, c->api_port),
 	    c->run_dir, px->name, c->run_dir, px->name);
-	for (i = 0; i < r->napi; i++) {
-		a = &r->api[i];
-		if (host_taken(r, i))
+	if ((slot = api_slots(r, &pool)) == NULL)
+		return -1;
+	for (s = 0; s < pool; s++) {
+		fprintf(fp, "\nbackend api%zu\n", s);
+		if (slot[s] == -1)
 			continue;
+		a = &r->api[slot[s]];
 		napi += a->nmasters;
-		fprintf(fp, "\nbackend sni-%s\n", a->host);
+		/* the map key: applyd reads it here */
+		fprintf(fp, "\t# sni %s\n", a->host);
 		fprintf(fp, "\t# cluster %s (%s)\n", a->cluster, a->cname);
 		for (j = 0; j < a->nmasters; j++)
 			if (!master_seen(a, j))
 				server_line(fp, a->masters[j], a->mport,
 				    " check inter 5s");
 	}
+	free(slot);
 
 	fprintf(fp, "\nfrontend ports\n");
 	nbound = render_binds(fp, c, px->listen);

@@ -3,6 +3,7 @@ real kubectl through HAProxy's shared TLS port (SNI, TLS passed through);
 when it goes from PKS, the route goes."""
 
 import os
+import uuid
 
 import harness
 import testlib
@@ -58,6 +59,49 @@ def test_cluster_appears_routes_and_goes(make_fleet):
     fleet.wait_api(pay.host, up=False)
     kubectl_fails(pay)
     assert fleet.tls_probe(search.host)
+    assert vs_names(search) == ["index", "query"]
+
+
+def fnv1a(s):
+    h = 14695981039346656037
+    for b in s.encode():
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def test_api_slot_changing_hands_reloads(make_fleet):
+    """Clusters live in a pool of API backend slots, by the hash of their
+    id.  Two whose ids hash to the same slot: the first takes it, the
+    second the next.  When the first goes, the second moves into its slot:
+    that slot changing hands is the one API change applyd makes by reload
+    (the map would otherwise point the old host at the new servers for a
+    moment).  Both before and after, each host reaches its own cluster."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    pay = harness.payments_cluster(fleet, register=False)
+    search = harness.search_cluster(fleet, register=False)
+    while True:                 # two ids in the same home of the 16 slots
+        a, b = sorted(str(uuid.uuid4()) for _ in range(2))
+        if fnv1a(a) % 16 == fnv1a(b) % 16:
+            break
+    pay.uuid, search.uuid = a, b
+    fleet.start()
+    pay.register()
+    search.register()
+    fleet.wait_api(pay.host)
+    fleet.wait_api(search.host)
+    home = fnv1a(a) % 16
+    cfg = fleet.proxy_cfg()
+    assert "backend api%d\n\t# sni %s\n" % (home, pay.host) in cfg
+    assert "backend api%d\n\t# sni %s\n" % ((home + 1) % 16, search.host) in cfg
+    assert vs_names(search) == ["index", "query"]
+    reloads = fleet.haproxy_reloads()
+    pay.unregister()
+    fleet.wait_api(pay.host, up=False)
+    testlib.wait_until(lambda: "backend api%d\n\t# sni %s\n" % (home, search.host)
+                       in fleet.proxy_cfg(), 20, "search moved into the freed slot")
+    testlib.wait_until(lambda: fleet.haproxy_reloads() > reloads, 20, "a reload")
+    fleet.wait_api(search.host)
     assert vs_names(search) == ["index", "query"]
 
 

@@ -174,8 +174,8 @@ def test_hostile_values_never_reach_the_config(make_fleet):
     cfg = assert_clean(fleet, shop)
     # Routed: the good cluster, the two sanitized ones, three ports; and
     # nothing got an address by being read cut short at a NUL.
-    sni = sorted(line[len("backend sni-"):] for line in cfg.splitlines()
-                 if line.startswith("backend sni-"))
+    sni = sorted(line[len("\t# sni "):] for line in cfg.splitlines()
+                 if line.startswith("\t# sni "))
     assert sni == sorted("%s.%s" % (n, DOMAIN) for n in ("badhost", "kc-tail", "shop")), sni
     assert len(harness.haproxy_ports(cfg)) == 3, cfg   # db, cache, addr-hostile
     for name in ("nul-port", "nul-dest"):

@@ -203,8 +203,8 @@ def test_port_exhaustion_is_written_back(make_fleet):
 def test_routes_change_live_and_reloads_keep_connections(make_fleet):
     """Another VirtualService exposed, re-pointed and unexposed changes
     HAProxy through its runtime API: no reload, and a connection in progress
-    is untouched.  A new cluster needs a reload (a new backend); that does
-    not drop the connection either."""
+    is untouched.  A cluster that comes (it takes a free API slot) or goes
+    changes it the same way, through the SNI map and the slot's servers."""
     need("allocd", "renderd", "applyd", "watcherd")
     fleet = make_fleet()
     pay = harness.payments_cluster(fleet)
@@ -231,7 +231,11 @@ def test_routes_change_live_and_reloads_keep_connections(make_fleet):
 
         search.register()
         fleet.wait_api(search.host)
-        assert fleet.haproxy_reloads() > reloads, "a new cluster without a reload?"
+        assert search.host in fleet.proxy_cfg()
+        search.unregister()
+        fleet.wait_api(search.host, up=False)
+        assert fleet.tls_probe(pay.host)
+        assert fleet.haproxy_reloads() == reloads, "a cluster reloaded HAProxy"
         s.sendall(b"still there 2?\n")
         assert f.readline() == b"still there 2?\n"
 

@@ -120,21 +120,23 @@ def test_same_state_same_bytes(group, tmp_path):
 def haproxy_maps(text, dir):
     """The config with its map files moved into dir, and the maps written
     there as applyd derives them: each backend with servers, by its key
-    (p<port> by the port, sni-<host> by the host)."""
+    (p<port> by the port, an api<n> slot by the host of its "# sni" line)."""
     text = re.sub(r"map\((/[^)]*/)([^/)]*)\)",
                   lambda m: "map(%s/%s)" % (dir, m.group(2)), text)
     maps = {"ports": [], "api": []}
-    section = None
+    section = sni = None
     for line in text.splitlines():
         if line.startswith("backend "):
-            section = line[8:]
+            section, sni = line[8:], None
         elif not line.startswith("\t"):
             section = None
+        elif line.startswith("\t# sni "):
+            sni = line[7:]
         elif line.startswith("\tserver ") and section is not None:
             if re.fullmatch(r"p\d+", section):
                 maps["ports"].append("%s %s" % (section[1:], section))
-            elif section.startswith("sni-"):
-                maps["api"].append("%s %s" % (section[4:], section))
+            elif re.fullmatch(r"api\d+", section) and sni is not None:
+                maps["api"].append("%s %s" % (sni, section))
             section = None      # one entry a backend
     for name, entries in maps.items():
         for path in re.findall(r"map\(([^)]*-%s\.map)\)" % name, text):
