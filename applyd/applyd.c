@@ -41,20 +41,22 @@ static unsigned long		 failures;
 static uint64_t			 fail_gen;	/* the last that failed */
 static char			 fail_what[64];
 
+/* The latest CONFIG becomes want, its ~2 MB text taken, not copied. */
 static void
-on_config(const struct event *ev, void *arg)
+on_config(struct event *ev, void *arg)
 {
 	(void)arg;
 	if (ev->type != EV_CONFIG || strcmp(ev->kind, pc->kind) != 0)
 		return;
 	event_free(&want);
-	if (event_copy(&want, ev) == -1)
-		fatal("applyd: config");
+	want = *ev;
+	ev->text = NULL;
+	ev->backends = NULL;
 	retry_at = 0;
 	retry_ms = RETRY_MIN_MS;
 }
 
-static const struct consumer_ops feed_ops = { .apply = on_config };
+static const struct consumer_ops feed_ops = { .take = on_config };
 
 /* Write text to path atomically: a temporary file, fsync, rename. */
 static int
@@ -175,12 +177,14 @@ restore_good(void)
 		log_warn("applyd: restore %s", pc->config);
 }
 
+/* want's text is served now: it moves to good (want is done with it). */
 static void
 now_good(void)
 {
 	free(good);
-	if ((good = strdup(want.text)) == NULL)
-		fatal("applyd");
+	good = want.text;
+	want.text = NULL;
+	want.textlen = 0;
 	good_gen = want.seq;
 }
 

@@ -23,6 +23,11 @@
  * the same backend): the map would point the old host at the new servers
  * for a moment.  The maps on disk are derived from the configuration, so
  * a reload or a restart routes exactly as the runtime API did.
+ *
+ * A generation is the whole text (~2 MB at 10,000 ports) but changes a
+ * few backends: only the sections between the first and the last byte
+ * that differ are parsed and compared, which is the same as comparing the
+ * whole texts, since everything around them is the same in both.
  */
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -60,12 +65,11 @@ struct parsed {
 	const char	*api_map;
 };
 
-/*
- * The last configuration parsed as the one to serve: the next update
- * starts from it, so each generation is parsed once, not twice.
- */
-static struct parsed	 last;
-static char		*last_text;
+/* The map files the frontends route by. */
+struct maps {
+	char		 ports[PATH_MAX];
+	char		 api[PATH_MAX];
+};
 
 /* Servers put in maintenance whose connections have not finished yet. */
 static char	*draining[DRAIN_MAX];
@@ -80,17 +84,101 @@ cmp_server(const void *x, const void *y)
 	return c != 0 ? c : strcmp(a->name, b->name);
 }
 
-/* The path inside "map(PATH)" on a line, cut in place; NULL if none. */
-static const char *
-map_path(char *line)
+/*
+ * A section starts at the first column of a line with anything but a tab,
+ * a comment or nothing (as parse() reads it).
+ */
+static int
+section_at(const char *t, size_t i)
 {
-	char *p, *e;
+	return (i == 0 || t[i - 1] == '\n') && t[i] != '\t' && t[i] != '#' &&
+	    t[i] != '\n' && t[i] != '\0';
+}
 
-	if ((p = strstr(line, "map(")) == NULL ||
-	    (e = strchr(p + 4, ')')) == NULL)
-		return NULL;
-	*e = '\0';
-	return p + 4;
+/*
+ * The map files named by the frontends' use_backend lines, from the whole
+ * text (the changed part seldom holds the frontends); the scan stops once
+ * both are known, and renderd writes the frontends before the port
+ * backends.  An empty string for one that is missing.
+ */
+static void
+frontend_maps(const char *text, struct maps *m)
+{
+	const char *s = text, *line, *end, *p, *e;
+	char *to;
+
+	m->ports[0] = m->api[0] = '\0';
+	while (m->ports[0] == '\0' || m->api[0] == '\0') {
+		if (strncmp(s, "frontend ", 9) != 0 ||
+		    !section_at(text, (size_t)(s - text))) {
+			if ((s = strstr(s, "\nfrontend ")) == NULL)
+				return;
+			s++;
+		}
+		/* its lines, up to the next section */
+		for (line = s; *line != '\0'; line = end + (*end == '\n')) {
+			end = line + strcspn(line, "\n");
+			if (line != s && section_at(line, 0))
+				break;
+			if (strncmp(line, "\tuse_backend ", 13) != 0 ||
+			    (p = memmem(line, (size_t)(end - line), "map(",
+			    4)) == NULL ||
+			    (e = memchr(p, ')', (size_t)(end - p))) == NULL ||
+			    (size_t)(e - p - 4) >= sizeof(m->ports))
+				continue;
+			if (memmem(line, (size_t)(end - line), "dst_port",
+			    8) != NULL)
+				to = m->ports;
+			else if (memmem(line, (size_t)(end - line),
+			    "req_ssl_sni", 11) != NULL)
+				to = m->api;
+			else
+				continue;
+			memcpy(to, p + 4, (size_t)(e - p - 4));
+			to[e - p - 4] = '\0';
+		}
+		s = line;
+	}
+}
+
+/*
+ * Where old and new differ, in whole sections: the first *at bytes and
+ * the last *tail bytes of each are the same in both, and the parts in
+ * between start and end at a section (or the text's ends).
+ */
+static void
+changed(const char *o, size_t olen, const char *n, size_t nlen, size_t *at,
+    size_t *tail)
+{
+	size_t min = olen < nlen ? olen : nlen, p = 0, s = 0, q, c;
+
+	/* memcmp a block at a time, then find the byte in the block */
+	for (c = 4096; p < min; p += c) {
+		if (c > min - p)
+			c = min - p;
+		if (memcmp(o + p, n + p, c) != 0)
+			break;
+	}
+	while (p < min && o[p] == n[p])
+		p++;
+	for (c = 4096; s < min - p; s += c) {
+		if (c > min - p - s)
+			c = min - p - s;
+		if (memcmp(o + olen - s - c, n + nlen - s - c, c) != 0)
+			break;
+	}
+	while (s < min - p && o[olen - s - 1] == n[nlen - s - 1])
+		s++;
+	/*
+	 * Widen to sections whose first byte and the newline before it lie
+	 * in the common part, so they start at the same place in both.
+	 */
+	for (q = p; q > 0 && !section_at(n, q - 1); q--)
+		;
+	*at = q > 0 ? q - 1 : 0;
+	for (q = nlen - s + 1; q < nlen && !section_at(n, q); q++)
+		;
+	*tail = q < nlen ? nlen - q : 0;
 }
 
 static void
@@ -108,24 +196,24 @@ parsed_free(struct parsed *c)
  * their lines with a tab.
  */
 static int
-parse(struct parsed *c, const char *text)
+parse(struct parsed *c, const char *text, size_t len)
 {
-	char *line, *next, *section = NULL, *name, *args, *m, *sni = NULL;
-	size_t cap = 0, len = strlen(text), i;
+	char *line, *next, *section = NULL, *name, *args, *sni = NULL;
+	size_t cap = 0, i, n;
 	struct server *ns;
-	int frontend = 0;
 
 	memset(c, 0, sizeof(*c));
-	if ((c->copy = strdup(text)) == NULL ||
+	if ((c->copy = malloc(len + 1)) == NULL ||
 	    (c->skel = malloc(len + 1)) == NULL)
 		fatal("applyd: parse");
+	memcpy(c->copy, text, len);
+	c->copy[len] = '\0';
 	for (line = c->copy; line != NULL && *line != '\0'; line = next) {
 		if ((next = strchr(line, '\n')) != NULL)
 			*next++ = '\0';
 		if (*line != '\t' && *line != '#' && *line != '\0') {
 			section = line;
 			sni = NULL;
-			frontend = strncmp(line, "frontend ", 9) == 0;
 			if (strncmp(line, "backend ", 8) == 0)
 				section = line + 8;
 		}
@@ -150,21 +238,10 @@ parse(struct parsed *c, const char *text)
 			sni = line + 7;
 		if (strncmp(line, "\t#", 2) == 0)
 			continue;	/* what a route is, for people only */
-		memcpy(c->skel + c->skellen, line, strlen(line));
-		c->skellen += strlen(line);
+		n = strlen(line);
+		memcpy(c->skel + c->skellen, line, n);
+		c->skellen += n;
 		c->skel[c->skellen++] = '\n';
-		if (frontend && strncmp(line, "\tuse_backend ", 13) == 0) {
-			/* copy first: map_path cuts the line */
-			char tmp[1024];
-
-			snprintf(tmp, sizeof(tmp), "%s", line);
-			if ((m = (char *)map_path(line)) == NULL)
-				continue;
-			if (strstr(tmp, "dst_port") != NULL)
-				c->ports_map = m;
-			else if (strstr(tmp, "req_ssl_sni") != NULL)
-				c->api_map = m;
-		}
 	}
 	c->skel[c->skellen] = '\0';
 	/* renderd's order is usually sorted already: check before sorting */
@@ -191,28 +268,6 @@ next_backend(const struct parsed *c, size_t i)
 	while (++i < c->nsrv && c->srv[i].backend == b)
 		;
 	return i;
-}
-
-/* The parse of text: the cached one when it is that text, else into tmp. */
-static const struct parsed *
-parsed_of(const char *text, struct parsed *tmp)
-{
-	memset(tmp, 0, sizeof(*tmp));
-	if (last_text != NULL && strcmp(last_text, text) == 0)
-		return &last;
-	return parse(tmp, text) == -1 ? NULL : tmp;
-}
-
-/* Keep c, the parse of text, as the cache (c is emptied). */
-static void
-remember(struct parsed *c, const char *text)
-{
-	parsed_free(&last);
-	free(last_text);
-	if ((last_text = strdup(text)) == NULL)
-		fatal("applyd");
-	last = *c;
-	memset(c, 0, sizeof(*c));
 }
 
 /* The map key of a server's backend, or NULL when no map routes to it. */
@@ -254,49 +309,84 @@ rekeyed(const struct parsed *o, const struct parsed *n)
 	return 0;
 }
 
-/* Write one map file atomically: each backend with servers, by its key. */
-static int
-write_map(const struct parsed *c, const char *path)
+/* A map file's temporary twin, open for writing; NULL when none is named. */
+static FILE *
+map_open(const char *path)
 {
 	char tmp[PATH_MAX + 8];
-	const char *key, *map, *b;
-	size_t i;
-	FILE *fp;
 
+	if (*path == '\0')
+		return NULL;
 	snprintf(tmp, sizeof(tmp), "%s.new", path);
-	if ((fp = fopen(tmp, "w")) == NULL)
-		return -1;
-	for (i = 0; i < c->nsrv; i = next_backend(c, i)) {
-		b = c->srv[i].backend;
-		if ((key = map_key(c, &c->srv[i], &map)) != NULL &&
-		    strcmp(map, path) == 0)
-			fprintf(fp, "%s %s\n", key, b);
-	}
-	if (fflush(fp) != 0 || fsync(fileno(fp)) == -1) {
-		fclose(fp);
-		return -1;
-	}
-	if (fclose(fp) != 0 || rename(tmp, path) == -1)
-		return -1;
-	return 0;
+	return fopen(tmp, "w");
 }
 
+static int
+map_close(FILE *fp, const char *path, int rc)
+{
+	char tmp[PATH_MAX + 8];
+
+	if (fp == NULL)
+		return rc;
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	if (fflush(fp) != 0 || fsync(fileno(fp)) == -1)
+		rc = -1;
+	if (fclose(fp) != 0)
+		rc = -1;
+	if (rc == 0 && rename(tmp, path) == -1)
+		rc = -1;
+	return rc;
+}
+
+/*
+ * Write the map files atomically: each backend with servers, by its key,
+ * in the text's order.  One pass over the lines, no parse.
+ */
 int
 hap_write_maps(const char *text)
 {
-	const struct parsed *c;
-	struct parsed tmp;
-	int rc = 0;
+	struct parsed keys = { 0 };
+	struct maps m;
+	const char *line, *end, *next, *b = NULL, *key, *map;
+	char name[512], sni[256];
+	struct server srv;
+	FILE *pf, *af;
+	int rc = 0, done = 0;
 
-	if ((c = parsed_of(text, &tmp)) == NULL)
-		return -1;
-	if (c->ports_map != NULL && write_map(c, c->ports_map) == -1)
+	frontend_maps(text, &m);
+	keys.ports_map = m.ports[0] != '\0' ? m.ports : NULL;
+	keys.api_map = m.api[0] != '\0' ? m.api : NULL;
+	pf = map_open(m.ports);
+	af = map_open(m.api);
+	if ((m.ports[0] != '\0' && pf == NULL) ||
+	    (m.api[0] != '\0' && af == NULL))
 		rc = -1;
-	if (c->api_map != NULL && write_map(c, c->api_map) == -1)
-		rc = -1;
+	for (line = text; rc == 0 && *line != '\0'; line = next) {
+		end = line + strcspn(line, "\n");
+		next = end + (*end == '\n');
+		if (section_at(line, 0)) {
+			b = strncmp(line, "backend ", 8) == 0 ? line + 8 : NULL;
+			done = 0;
+			sni[0] = '\0';
+		}
+		if (b != NULL && strncmp(line, "\t# sni ", 7) == 0)
+			snprintf(sni, sizeof(sni), "%.*s", (int)(end - line - 7),
+			    line + 7);
+		if (b == NULL || done || strncmp(line, "\tserver ", 8) != 0)
+			continue;
+		done = 1;	/* one entry a backend */
+		snprintf(name, sizeof(name), "%.*s", (int)(strcspn(b, "\n")),
+		    b);
+		srv = (struct server){ name, NULL, NULL,
+		    sni[0] != '\0' ? sni : NULL };
+		if ((key = map_key(&keys, &srv, &map)) == NULL)
+			continue;
+		fprintf(map == m.ports ? pf : af, "%s %s\n", key, name);
+	}
+	rc = map_close(pf, m.ports, rc);
+	rc = map_close(af, m.api, rc);
 	if (rc == -1)
 		log_warn("applyd: writing the maps");
-	parsed_free(&tmp);
 	return rc;
 }
 
@@ -564,20 +654,26 @@ int
 hap_update(const char *sock, const char *old, const char *new, char *err,
     size_t errlen)
 {
-	const struct parsed *o, *n;
-	struct parsed ot, nt;
+	struct parsed o, n;
+	struct maps m;
 	struct cli cl;
+	size_t olen = strlen(old), nlen = strlen(new), at, tail;
 	int rc = -1;
 
-	if ((o = parsed_of(old, &ot)) == NULL)
+	frontend_maps(new, &m);
+	if (m.ports[0] == '\0' || m.api[0] == '\0')
+		return 1;	/* not the skeleton renderd writes: a reload */
+	changed(old, olen, new, nlen, &at, &tail);
+	if (parse(&o, old + at, olen - tail - at) == -1)
 		return 1;
-	if ((n = parsed_of(new, &nt)) == NULL) {
-		parsed_free(&ot);
+	if (parse(&n, new + at, nlen - tail - at) == -1) {
+		parsed_free(&o);
 		return 1;
 	}
-	if (o->skellen != n->skellen ||
-	    memcmp(o->skel, n->skel, o->skellen) != 0 ||
-	    n->ports_map == NULL || n->api_map == NULL || rekeyed(o, n)) {
+	o.ports_map = n.ports_map = m.ports;
+	o.api_map = n.api_map = m.api;
+	if (o.skellen != n.skellen ||
+	    memcmp(o.skel, n.skel, o.skellen) != 0 || rekeyed(&o, &n)) {
 		rc = 1;		/* not only servers and keys: a reload */
 		goto done;
 	}
@@ -587,27 +683,25 @@ hap_update(const char *sock, const char *old, const char *new, char *err,
 		goto done;
 	}
 	/* map keys that go, first: no new connection for what leaves */
-	if (maps_change(&cl, n, o, 0, err, errlen) == -1)
+	if (maps_change(&cl, &n, &o, 0, err, errlen) == -1)
 		goto out;
 	/*
 	 * Servers that come, then servers that go: a backend re-pointed
 	 * from one address to another is never empty in between.
 	 */
-	if ((rc = servers_change(&cl, o, n, 1, err, errlen)) != 0 ||
-	    (rc = servers_change(&cl, o, n, 0, err, errlen)) != 0)
+	if ((rc = servers_change(&cl, &o, &n, 1, err, errlen)) != 0 ||
+	    (rc = servers_change(&cl, &o, &n, 0, err, errlen)) != 0)
 		goto out;
 	rc = -1;
 	/* and the keys that appear, last: their servers are in place */
-	if (maps_change(&cl, o, n, 1, err, errlen) == -1)
+	if (maps_change(&cl, &o, &n, 1, err, errlen) == -1)
 		goto out;
 	rc = 0;
  out:
 	close(cl.fd);
  done:
-	/* served or not, new is what the next update most likely starts from */
-	if (n == &nt)
-		remember(&nt, new);
-	parsed_free(&ot);
+	parsed_free(&o);
+	parsed_free(&n);
 	return rc;
 }
 

@@ -239,16 +239,25 @@ consumer_drop_buf(struct consumer *c)
 	c->nbuf = 0;
 }
 
+static void
+consumer_give(struct consumer *c, struct event *ev)
+{
+	if (c->ops->take != NULL)
+		c->ops->take(ev, c->arg);
+	else
+		c->ops->apply(ev, c->arg);
+}
+
 /* Apply one event if it is the next one; 1 applied, 0 old, -1 gap. */
 static int
-consumer_offer(struct consumer *c, const struct event *ev)
+consumer_offer(struct consumer *c, struct event *ev)
 {
 	/* a latest-only producer's first state may carry seq 0 */
 	if (ev->seq <= c->last && (c->have || !c->latest_only))
 		return 0;
 	if (!c->latest_only && ev->seq != c->last + 1)
 		return -1;
-	c->ops->apply(ev, c->arg);
+	consumer_give(c, ev);
 	c->last = ev->seq;
 	c->have = 1;
 	return 1;
@@ -404,7 +413,7 @@ consumer_dispatch(struct consumer *c, const zmq_pollitem_t *items)
 		else if (ev.type == EV_SINCE_END)
 			consumer_end(c, &ev);
 		else if (c->instate && event_known(ev.type))
-			c->ops->apply(&ev, c->arg);
+			consumer_give(c, &ev);
 		else if (event_known(ev.type) && consumer_offer(c, &ev) == -1)
 			consumer_gap(c, ev.seq);
 		event_free(&ev);

@@ -50,6 +50,11 @@ struct consumer;
 struct consumer_ops {
 	/* an event in order; the consumer frees it afterwards */
 	void	(*apply)(const struct event *, void *);
+	/*
+	 * Instead of apply, optional: the same, but the callee may keep
+	 * what the event holds (a CONFIG's text) by setting it to NULL.
+	 */
+	void	(*take)(struct event *, void *);
 	/* the producer's history went backwards: drop everything */
 	void	(*reset)(void *);
 	/* the producer restarted (new boot id) */

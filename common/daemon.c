@@ -3,6 +3,7 @@
  */
 #include <sys/signalfd.h>
 
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +92,13 @@ daemon_start(struct daemon *d, int argc, char **argv, const char *name,
 	if (d->replay != NULL || d->render != NULL)
 		return;		/* a command, not a daemon: no run folder */
 	log_init(name, d->foreground, d->verbose);
+	/*
+	 * A CONFIG is megabytes, made and freed for every generation: keep
+	 * freed memory for the next one rather than give it back and take
+	 * page faults on every byte of it again.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	if (config_mkrundir(conf) == -1)
 		fatal("run folder %s", conf->run_dir);
 

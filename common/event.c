@@ -350,6 +350,12 @@ event_encode(const struct event *ev, unsigned char **out, size_t *outlen)
 		    fields[i].off) > 65535)
 			return -1;
 	msgpack_sbuffer_init(&sb);
+	if (ev->textlen > 0) {
+		/* a CONFIG is megabytes: one allocation, not a doubling series */
+		sb.alloc = ev->textlen + 4096;
+		if ((sb.data = malloc(sb.alloc)) == NULL)
+			return -1;
+	}
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_array(&pk, 5);
 	msgpack_pack_uint8(&pk, EV_VERSION);

@@ -89,9 +89,12 @@ render(void)
 	ev.seq = alloc_feed.last;
 	ev.time = now_ms();
 	event_set_str(&ev, F_KIND, px->kind);
-	if (event_set_text(&ev, text, len) == -1)
+	if (len > EV_MAX_TEXT)
 		fatalx("renderd: config of %zu bytes is too large", len);
-	free(text);
+	/* the buffer itself (open_memstream ends it with a NUL), not a copy */
+	ev.text = text;
+	ev.textlen = len;
+	ev.has |= F_TEXT;
 	if (bus_send(pub_sock, &ev) == -1)
 		log_warn("renderd: publish");
 	log_info("renderd: generation %llu: %zu api routes, %u ports, "

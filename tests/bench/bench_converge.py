@@ -9,7 +9,8 @@ answers the PATCH that annotates the object, so the clock starts when that
 answer arrives (a slight overstatement of portico's share, never an under-
 statement); the PATCH itself, a Python TLS client against a Python server,
 is reported apart.  Each size runs twice, side by side: HAProxy changed live through its
-runtime API, and HAProxy reloaded for every change (`live = 0`).  Then, live,
+runtime API, and HAProxy reloaded for every change (`live = 0`);
+CONVERGE_MODES=live (or reload) runs only one.  Then, live,
 1,000 route changes (exposed, unexposed) and the reloads they caused; and at
 10,000 routes the memory of HAProxy (master and workers) and applyd.
 
@@ -30,6 +31,7 @@ import testlib  # noqa: E402
 
 SIZES = [int(n) for n in os.environ.get("CONVERGE_SIZES", "100,1000,10000").split(",")]
 SAMPLES = int(os.environ.get("CONVERGE_SAMPLES", "30"))
+MODES = os.environ.get("CONVERGE_MODES", "live,reload").split(",")
 CHANGES = 1000
 NS = "bench"
 EXPOSE, PORT, ADDRESS = harness.EXPOSE, harness.PORT, harness.ADDRESS
@@ -155,8 +157,10 @@ def churn(fleet, c, n):
 def main():
     harness.need("allocd", "renderd", "applyd", "watcherd")
     for n in SIZES:
-        for live in (True, False):
-            mode = "live" if live else "reload"
+        for mode in ("live", "reload"):
+            if mode not in MODES:
+                continue
+            live = mode == "live"
             fleet, c, start = fleet_with(n, live)
             try:
                 emit("start_to_%d_routes_%s" % (n, mode), start, "s")
