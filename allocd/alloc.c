@@ -55,6 +55,7 @@ struct cluster_rec {
 
 static int	owner_event(struct event *, int, const MDB_val *);
 static int	fault_forget(struct alloc *, MDB_txn *, const char *);
+static int	unlive_mark(struct alloc *, MDB_txn *, const char *, int);
 
 void
 alloc_init(struct alloc *a, struct store *st, const struct config *conf,
@@ -486,7 +487,8 @@ assign(struct alloc *a, MDB_txn *txn, const struct event *obs,
 		return rc;
 	if (rec->state != OWN_ACTIVE || rec->port != p) {
 		rec->live = 0;		/* a new address waits for the proxies */
-		if ((rc = fault_forget(a, txn, owner)) != 0)
+		if ((rc = fault_forget(a, txn, owner)) != 0 ||
+		    (rc = unlive_mark(a, txn, owner, 1)) != 0)
 			return rc;
 	}
 	rec->port = (uint16_t)p;
@@ -519,7 +521,8 @@ release(struct alloc *a, MDB_txn *txn, const char *owner,
 	rec->state = OWN_QUARANTINED;
 	rec->live = 0;
 	rec->why[0] = '\0';
-	if ((rc = fault_forget(a, txn, owner)) != 0)
+	if ((rc = fault_forget(a, txn, owner)) != 0 ||
+	    (rc = unlive_mark(a, txn, owner, 0)) != 0)
 		return rc;
 	return put_owner(a, txn, owner, rec, set);
 }
@@ -889,6 +892,107 @@ keep_failed(const struct alloc *a, const struct owner_rec *rec, uint64_t px)
 	    rec->set_seq > st->gen && rec->set_seq <= st->fgen;
 }
 
+/*
+ * The meta keys under prefix, without it, sorted, NULL-ended; with vals,
+ * their values too (as strings).  An index kept in meta is read this way.
+ */
+static char **
+meta_list(struct alloc *a, MDB_txn *txn, const char *prefix, char ***vals)
+{
+	size_t plen = strlen(prefix), n = 0, cap = 16;
+	char **key, **val = NULL;
+	MDB_cursor *cur;
+	MDB_val k = { plen, (void *)prefix }, v;
+	int op;
+
+	if ((key = calloc(cap, sizeof(*key))) == NULL ||
+	    (vals != NULL && (val = calloc(cap, sizeof(*val))) == NULL))
+		fatal("alloc: meta");
+	if (mdb_cursor_open(txn, a->st->meta, &cur) != 0)
+		fatalx("alloc: cursor");
+	for (op = MDB_SET_RANGE; mdb_cursor_get(cur, &k, &v, op) == 0;
+	    op = MDB_NEXT) {
+		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+			break;
+		if (n + 1 == cap) {
+			cap *= 2;
+			if ((key = reallocarray(key, cap, sizeof(*key))) ==
+			    NULL || (vals != NULL && (val = reallocarray(val,
+			    cap, sizeof(*val))) == NULL))
+				fatal("alloc: meta");
+		}
+		if ((key[n] = strndup((char *)k.mv_data + plen,
+		    k.mv_size - plen)) == NULL || (vals != NULL &&
+		    (val[n] = strndup(v.mv_data, v.mv_size)) == NULL))
+			fatal("alloc: meta");
+		n++;
+	}
+	mdb_cursor_close(cur);
+	key[n] = NULL;
+	if (vals != NULL) {
+		val[n] = NULL;
+		*vals = val;
+	}
+	return key;
+}
+
+/*
+ * The owners not live yet, indexed in meta as "unlive/<owner>", so that an
+ * APPLIED looks at them, not at every owner.  A store from before the
+ * index gets it built by the first APPLIED ("unlive.indexed").
+ */
+#define UNLIVE_PREFIX	"unlive/"
+#define UNLIVE_BUILT	"unlive.indexed"
+
+static int
+unlive_mark(struct alloc *a, MDB_txn *txn, const char *owner, int on)
+{
+	char buf[sizeof(UNLIVE_PREFIX) + EV_OWNERLEN];
+	MDB_val key, val = { 0, (void *)"" };
+	int rc, n;
+
+	n = snprintf(buf, sizeof(buf), "%s%s", UNLIVE_PREFIX, owner);
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		fatalx("alloc: owner %s: too long", owner);
+	key.mv_size = (size_t)n;
+	key.mv_data = buf;
+	if (on)
+		return mdb_put(txn, a->st->meta, &key, &val, 0);
+	rc = mdb_del(txn, a->st->meta, &key, NULL);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Active and not live: what the index holds. */
+static int
+keep_unlive_any(const struct alloc *a, const struct owner_rec *rec,
+    uint64_t unused)
+{
+	(void)a;
+	(void)unused;
+	return rec->state == OWN_ACTIVE && !rec->live;
+}
+
+/* The owners not live yet, sorted; the index is built on first use. */
+static char **
+unlive_owners(struct alloc *a, MDB_txn *txn, int *rc)
+{
+	char **list, **p;
+	uint64_t built;
+
+	*rc = 0;
+	if (store_get_u64(a->st, txn, UNLIVE_BUILT, &built) != 0) {
+		list = collect_owners(a, txn, "", keep_unlive_any, 0);
+		for (p = list; *p != NULL && *rc == 0; p++)
+			*rc = unlive_mark(a, txn, *p, 1);
+		free_list(list);
+		if (*rc == 0)
+			*rc = store_put_u64(a->st, txn, UNLIVE_BUILT, 1);
+		if (*rc != 0)
+			return NULL;
+	}
+	return meta_list(a, txn, UNLIVE_PREFIX, NULL);
+}
+
 /* Faults are kept in meta as "fault/<owner>" = reason, while they stand. */
 #define FAULT_PREFIX	"fault/"
 
@@ -996,45 +1100,6 @@ fault_set(struct alloc *a, MDB_txn *txn, const struct fault *f, uint64_t now)
 	return emit_fault(a, txn, f->owner, f->port, f->why, now);
 }
 
-/* The faults that stand, sorted by owner: owners and reasons, NULL-ended. */
-static char **
-faults_standing(struct alloc *a, MDB_txn *txn, char ***whys, size_t *n)
-{
-	size_t plen = strlen(FAULT_PREFIX), cap = 16;
-	char **own, **why;
-	MDB_cursor *cur;
-	MDB_val key = { plen, (void *)FAULT_PREFIX }, val;
-	int op;
-
-	*n = 0;
-	if ((own = calloc(cap, sizeof(*own))) == NULL ||
-	    (why = calloc(cap, sizeof(*why))) == NULL)
-		fatal("alloc: faults");
-	if (mdb_cursor_open(txn, a->st->meta, &cur) != 0)
-		fatalx("alloc: cursor");
-	for (op = MDB_SET_RANGE; mdb_cursor_get(cur, &key, &val, op) == 0;
-	    op = MDB_NEXT) {
-		if (key.mv_size < plen || memcmp(key.mv_data, FAULT_PREFIX,
-		    plen) != 0)
-			break;
-		if (*n + 1 == cap && ((own = reallocarray(own, cap * 2,
-		    sizeof(*own))) == NULL || (why = reallocarray(why,
-		    cap * 2, sizeof(*why))) == NULL))
-			fatal("alloc: faults");
-		if (*n + 1 == cap)
-			cap *= 2;
-		if ((own[*n] = strndup((char *)key.mv_data + plen,
-		    key.mv_size - plen)) == NULL ||
-		    (why[*n] = strndup(val.mv_data, val.mv_size)) == NULL)
-			fatal("alloc: faults");
-		(*n)++;
-	}
-	mdb_cursor_close(cur);
-	own[*n] = why[*n] = NULL;
-	*whys = why;
-	return own;
-}
-
 /* Both sorted by owner: set what should stand and does not, clear the rest. */
 static int
 faults_merge(struct alloc *a, MDB_txn *txn, const struct fault *f, size_t n,
@@ -1044,7 +1109,9 @@ faults_merge(struct alloc *a, MDB_txn *txn, const struct fault *f, size_t n,
 	size_t ln, i = 0, j = 0;
 	int c, rc = 0;
 
-	stand = faults_standing(a, txn, &why, &ln);
+	stand = meta_list(a, txn, FAULT_PREFIX, &why);
+	for (ln = 0; stand[ln] != NULL; ln++)
+		;
 	while (rc == 0 && (i < n || j < ln)) {
 		if (i > 0 && i < n && strcmp(f[i].owner, f[i - 1].owner) == 0) {
 			i++;		/* said first by another proxy */
@@ -1148,19 +1215,20 @@ on_applied(struct alloc *a, MDB_txn *txn, const struct event *obs)
 	for (i = 0; rc == 0 && i < a->conf->nproxies; i++)
 		rc = get_status(a, txn, a->conf->proxies[i].name,
 		    &a->status[i]);
-	list = rc == 0 ? collect_owners(a, txn, "", keep_unlive, low) : NULL;
+	list = rc == 0 ? unlive_owners(a, txn, &rc) : NULL;
 	for (p = list; p != NULL && *p != NULL && rc == 0; p++) {
 		if ((rc = get_owner(a, txn, *p, &rec, &set)) != 0)
 			break;
 		for (k = 0, held = 0; k < a->conf->nproxies; k++)
 			held |= held_by(&a->status[k], rec.port);
-		if (!held) {
+		if (keep_unlive(a, &rec, low) && !held) {
 			rec.live = 1;
 			route_event(&d, EV_PORT_LIVE, &set);
 			d.port = rec.port;
 			d.has |= F_PORT;
-			if ((rc = emit(a, txn, &d, obs->time)) == 0)
-				rc = put_owner(a, txn, *p, &rec, &set);
+			if ((rc = emit(a, txn, &d, obs->time)) == 0 &&
+			    (rc = put_owner(a, txn, *p, &rec, &set)) == 0)
+				rc = unlive_mark(a, txn, *p, 0);
 		}
 		event_free(&set);
 	}
@@ -1434,7 +1502,9 @@ state_faults(struct alloc *a, MDB_txn *txn,
 	size_t n, i;
 	int rc = 0;
 
-	own = faults_standing(a, txn, &why, &n);
+	own = meta_list(a, txn, FAULT_PREFIX, &why);
+	for (n = 0; own[n] != NULL; n++)
+		;
 	for (i = 0; i < n && rc == 0; i++) {
 		key.mv_size = strlen(own[i]);
 		key.mv_data = own[i];

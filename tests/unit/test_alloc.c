@@ -1119,6 +1119,59 @@ test_proxy_faults(void **state)
 	assert_int_equal(run(f, &ev), 0);	/* nothing to withdraw */
 }
 
+/*
+ * The owners not live yet are indexed, so that an APPLIED looks at them
+ * only.  A store from before the index (no index, no mark) gets it built
+ * by its first APPLIED, and nobody waiting is forgotten.
+ */
+static void
+test_unlive_index(void **state)
+{
+	struct fx *f = *state;
+	MDB_val key = { strlen("unlive.indexed"), (void *)"unlive.indexed" };
+	MDB_cursor *cur;
+	MDB_val k, v;
+	struct event ev;
+	MDB_txn *txn;
+	uint64_t s;
+	int n = 0;
+
+	expose(f, "c1", "a", 0, f->now);
+	expose(f, "c1", "b", 0, f->now);
+	s = f->a.seq;
+	ev_applied(&ev, "haproxy", 1, f->now);	/* serves neither yet */
+	assert_int_equal(run(f, &ev), 0);
+	/* as an older allocd left it: no index */
+	assert_int_equal(store_begin(&f->st, &txn, 0), 0);
+	assert_int_equal(mdb_cursor_open(txn, f->st.meta, &cur), 0);
+	while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0)
+		if (k.mv_size > 7 && memcmp(k.mv_data, "unlive/", 7) == 0) {
+			assert_int_equal(mdb_cursor_del(cur, 0), 0);
+			n++;
+		}
+	mdb_cursor_close(cur);
+	assert_int_equal(n, 2);
+	assert_int_equal(mdb_del(txn, f->st.meta, &key, NULL), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	fx_reopen(f);
+	ev_applied(&ev, "haproxy", s, f->now);
+	assert_int_equal(run(f, &ev), 2);
+	assert_string_equal(decision(f, EV_PORT_LIVE, 0)->name, "a");
+	assert_string_equal(decision(f, EV_PORT_LIVE, 1)->name, "b");
+	/* live ones leave the index; a new one joins it */
+	expose(f, "c1", "c", 0, f->now);
+	ev_applied(&ev, "haproxy", f->a.seq, f->now);
+	assert_int_equal(run(f, &ev), 1);
+	assert_string_equal(decision(f, EV_PORT_LIVE, 0)->name, "c");
+	assert_int_equal(store_begin(&f->st, &txn, 1), 0);
+	assert_int_equal(mdb_cursor_open(txn, f->st.meta, &cur), 0);
+	for (n = 0; mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0; )
+		n += k.mv_size > 7 && memcmp(k.mv_data, "unlive/", 7) == 0;
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	assert_int_equal(n, 0);
+}
+
 /* The log holds exactly seqs 1..a.seq, in order, each the event queued. */
 static void
 test_log(void **state)
@@ -1769,6 +1822,7 @@ main(void)
 		T(test_log),
 		T(test_state),
 		T(test_proxy_faults),
+		T(test_unlive_index),
 		T(test_sync_keeps_refused_want),
 		T(test_refused_want_keeps_quarantine),
 		T(test_sync_sid_reused),
