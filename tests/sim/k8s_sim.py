@@ -23,6 +23,10 @@ Test control (bearer token required like everything else):
   PUT /_sim/faults {"kind", "count", "path", "on", ...}  a fault switch (see
   Faults); DELETE /_sim/faults clears them; GET /_sim/requests counts
   requests by verb and path.
+  GET /_sim/sent?rv=N  when the watch event of resourceVersion N was first
+  written to a watch stream ({"monotonic": seconds, CLOCK_MONOTONIC, the
+  clock every process on the machine shares}), for benchmarks that time
+  from the watch event; 404 until it was.
 
 Readiness: the listening port is written to --port-file (atomically).
 """
@@ -364,6 +368,15 @@ class Store:
         # Bumped by a stall fault; the watches open then go silent.
         self.stall_epoch = 0
         self.compacted = 0
+        # resourceVersion -> when its event first left on a watch stream
+        self.sent = collections.OrderedDict()
+
+    def sent_at(self, rv, when):
+        with self.cond:
+            if rv not in self.sent:
+                self.sent[rv] = when
+                if len(self.sent) > 200000:
+                    self.sent.popitem(last=False)
 
     def compact(self):
         """Forget the history up to now, as etcd compaction does."""
@@ -618,6 +631,12 @@ class Handler(simcommon.JSONHandler):
         elif path == "/_sim/requests" and method == "GET":
             with self.lock:
                 return self.send_json(200, dict(self.requests))
+        elif path == "/_sim/sent" and method == "GET":
+            with store.cond:
+                when = store.sent.get(query.get("rv", ""))
+            if when is None:
+                raise APIError(404, "no watch event of that resourceVersion sent")
+            return self.send_json(200, {"monotonic": when})
         else:
             raise APIError(404, "no such control endpoint")
         return self.send_json(200, {})
@@ -903,17 +922,25 @@ class Handler(simcommon.JSONHandler):
         self.start_chunked(200)
         pending = []
 
+        sent = []       # the resourceVersions of what is pending
+
         def send(type_, obj):
             pending.append(json.dumps({"type": type_, "object": obj}).encode() + b"\n")
+            rv = obj.get("metadata", {}).get("resourceVersion") \
+                if isinstance(obj, dict) and type_ != "ERROR" else None
+            sent.append(rv)
 
         def flush():
             """What is pending: an event a chunk, or shaped by a fault."""
             if self.shape:
                 self.write_shaped(b"".join(pending))
             else:
-                for line in pending:
+                for line, rv in zip(pending, sent):
                     self.write_chunk(line)
+                    if rv is not None:
+                        store.sent_at(rv, time.monotonic())
             pending.clear()
+            sent.clear()
 
         def bookmark(rv, annotations=None):
             with self.lock:
@@ -927,6 +954,7 @@ class Handler(simcommon.JSONHandler):
         try:
             if stall_epoch != -1 and faults.take(("malformed",), path, "watch"):
                 pending.append(b'{"type": "ADDED", "object": {"kind": \n')
+                sent.append(None)
             for type_, obj in first:
                 send(type_, obj if type_ == "ERROR" else self.out(rt, version, obj))
             if first and first[0][0] == "ERROR":
@@ -951,6 +979,7 @@ class Handler(simcommon.JSONHandler):
                     stalled = store.stall_epoch != stall_epoch
                     if stalled:
                         pending.clear()
+                        sent.clear()
                     else:
                         pending_ev = store.events_after(pos, rt)
                         pos = store.rv
