@@ -25,6 +25,42 @@ static const struct proxy_conf	*px;
 static struct routes		 routes;
 static struct consumer		 alloc_feed;
 static struct event		 latest;	/* the last CONFIG published */
+
+/*
+ * The text is rendered into one of two buffers that outlive generations:
+ * the latest CONFIG holds one, the next is written into the other.  A
+ * fresh multi-megabyte buffer every generation cost more in page faults
+ * and reallocations than the rendering itself.
+ */
+struct textbuf {
+	char	*p;
+	size_t	 len;
+	size_t	 cap;
+};
+static struct textbuf		 spare;
+static size_t			 latest_cap;
+
+static ssize_t
+textbuf_write(void *cookie, const char *data, size_t n)
+{
+	struct textbuf *b = cookie;
+	size_t cap;
+	char *p;
+
+	if (b->len + n + 1 > b->cap) {
+		for (cap = b->cap ? b->cap : 1 << 16; cap < b->len + n + 1;
+		    cap *= 2)
+			;
+		if ((p = realloc(b->p, cap)) == NULL)
+			return -1;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, data, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+	return (ssize_t)n;
+}
 static void			*pub_sock, *sync_sock;
 static int			 dirty;
 
@@ -76,22 +112,27 @@ render_text(FILE *fp)
 static void
 render(void)
 {
+	static const cookie_io_functions_t io = { .write = textbuf_write };
 	struct event ev;
-	char *text = NULL;
-	size_t len = 0;
+	size_t len, cap;
+	char *text;
 	FILE *fp;
 
-	if ((fp = open_memstream(&text, &len)) == NULL)
-		fatal("renderd: open_memstream");
-	if (render_text(fp) == -1 || fclose(fp) != 0)
+	spare.len = 0;
+	if ((fp = fopencookie(&spare, "w", io)) == NULL)
+		fatal("renderd: fopencookie");
+	if (render_text(fp) == -1 || fclose(fp) != 0 || spare.p == NULL)
 		fatalx("renderd: render failed");
+	text = spare.p;
+	len = spare.len;
+	cap = spare.cap;
 	event_init(&ev, EV_CONFIG);
 	ev.seq = alloc_feed.last;
 	ev.time = now_ms();
 	event_set_str(&ev, F_KIND, px->kind);
 	if (len > EV_MAX_TEXT)
 		fatalx("renderd: config of %zu bytes is too large", len);
-	/* the buffer itself (open_memstream ends it with a NUL), not a copy */
+	/* the buffer itself (NUL-terminated), not a copy */
 	ev.text = text;
 	ev.textlen = len;
 	ev.has |= F_TEXT;
@@ -100,8 +141,13 @@ render(void)
 	log_info("renderd: generation %llu: %zu api routes, %u ports, "
 	    "%zu bytes", (unsigned long long)ev.seq, routes.napi,
 	    routes.nports, len);
+	/* the latest's buffer is the next one written */
+	spare.p = latest.text;
+	spare.cap = latest.text != NULL ? latest_cap : 0;
+	latest.text = NULL;
 	event_free(&latest);
 	latest = ev;
+	latest_cap = cap;
 	dirty = 0;
 }
 
@@ -226,5 +272,6 @@ main(int argc, char **argv)
 	zmq_ctx_term(bus_ctx());
 	routes_clear(&routes);
 	event_free(&latest);
+	free(spare.p);
 	return 0;
 }
