@@ -1176,7 +1176,8 @@ faults_update(struct alloc *a, MDB_txn *txn, uint64_t now)
 				    a->status[k].why, rec.port);
 		free_list(list);
 	}
-	qsort(f, n, sizeof(*f), cmp_fault);
+	if (n > 0)
+		qsort(f, n, sizeof(*f), cmp_fault);
 	rc = faults_merge(a, txn, f, n, now);
  out:
 	for (i = 0; i < n; i++)
@@ -1432,8 +1433,14 @@ alloc_observe(struct alloc *a, MDB_txn *txn, const struct event *in)
 		}
 		if ((rc = get_status(a, txn, in->proxy, &obs)) != 0)
 			return rc;
+		/*
+		 * An older generation is stale, unless it says a failure: an
+		 * applyd that restarted and cannot start its proxy serves
+		 * nothing, whatever it acked before.
+		 */
 		i = store_get_u64(a->st, txn, name, &g) == 0 &&
-		    (g > in->gen || (g == in->gen && status_same(&obs, in)));
+		    ((g > in->gen && !(in->has & F_FGEN)) ||
+		    (g == in->gen && status_same(&obs, in)));
 		event_free(&obs);
 		if (i)
 			return 1;	/* nothing new: not logged */

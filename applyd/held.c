@@ -219,9 +219,11 @@ held_listening(pid_t pid, unsigned char bits[65536 / 8])
 		ino[n++] = v;
 	}
 	closedir(d);
-	qsort(ino, n, sizeof(*ino), cmp_ulong);
-	listening_in("/proc/net/tcp", ino, n, bits);
-	listening_in("/proc/net/tcp6", ino, n, bits);
+	if (n > 0) {
+		qsort(ino, n, sizeof(*ino), cmp_ulong);
+		listening_in("/proc/net/tcp", ino, n, bits);
+		listening_in("/proc/net/tcp6", ino, n, bits);
+	}
 	free(ino);
 	return 0;
 }

@@ -1051,7 +1051,7 @@ test_proxy_faults(void **state)
 	struct event ev;
 	MDB_txn *txn;
 	uint64_t s, s2, seq;
-	unsigned pa, pb, pc;
+	unsigned pa, pb, pc, pd;
 
 	pa = expose(f, "c1", "a", 0, f->now);
 	pb = expose(f, "c1", "b", 0, f->now);
@@ -1117,6 +1117,21 @@ test_proxy_faults(void **state)
 		assert_int_not_equal(c.type[seq], EV_PORT_FAULT);
 	ev_status(&ev, f->a.seq, 0, 0, NULL, f->now);
 	assert_int_equal(run(f, &ev), 0);	/* nothing to withdraw */
+
+	/* restarted, and its proxy would not start: an older gen, heard */
+	pd = expose(f, "c1", "d", 0, f->now);
+	ev_status(&ev, 0, 0, f->a.seq, "start failed", f->now);
+	assert_int_equal(run(f, &ev), 1);
+	snprintf(why, sizeof(why), "proxy haproxy cannot apply its "
+	    "configuration (start failed); port %u is not served yet", pd);
+	assert_fault(decision(f, EV_PORT_FAULT, 0), "d", pd, why);
+	/* started after all, at gen 1: the fault is withdrawn, d waits */
+	ev_status(&ev, 1, 0, 0, NULL, f->now);
+	assert_int_equal(run(f, &ev), 1);
+	assert_fault(decision(f, EV_PORT_FAULT, 0), "d", pd, NULL);
+	/* an older gen that says no failure is stale: not logged */
+	ev_status(&ev, 0, 0, 0, NULL, f->now);
+	assert_int_equal(observe(f, &ev), 1);
 }
 
 /*
