@@ -65,6 +65,7 @@ alloc_init(struct alloc *a, struct store *st, const struct config *conf,
 	a->st = st;
 	a->conf = conf;
 	a->seq = last_seq;
+	a->nfaults = -1;
 }
 
 void
@@ -92,6 +93,7 @@ alloc_rollback(struct alloc *a, uint64_t seq)
 	a->seq = seq;
 	alloc_clear(a);
 	forget_full(a);
+	a->nfaults = -1;
 }
 
 void
@@ -518,12 +520,12 @@ release(struct alloc *a, MDB_txn *txn, const char *owner,
 	d.has |= F_PORT;
 	if ((rc = emit(a, txn, &d, now)) != 0)
 		return rc;
+	if ((rc = fault_forget(a, txn, owner)) != 0 ||
+	    (!rec->live && (rc = unlive_mark(a, txn, owner, 0)) != 0))
+		return rc;
 	rec->state = OWN_QUARANTINED;
 	rec->live = 0;
 	rec->why[0] = '\0';
-	if ((rc = fault_forget(a, txn, owner)) != 0 ||
-	    (rc = unlive_mark(a, txn, owner, 0)) != 0)
-		return rc;
 	return put_owner(a, txn, owner, rec, set);
 }
 
@@ -853,7 +855,8 @@ status_same(const struct event *x, const struct event *y)
 	uint32_t m = F_HELD | F_FGEN | F_WHY;
 
 	return (x->has & m) == (y->has & m) && x->nheld == y->nheld &&
-	    memcmp(x->held, y->held, x->nheld * sizeof(x->held[0])) == 0 &&
+	    (x->nheld == 0 ||
+	    memcmp(x->held, y->held, x->nheld * sizeof(x->held[0])) == 0) &&
 	    x->fgen == y->fgen && strcmp(x->why, y->why) == 0;
 }
 
@@ -1057,6 +1060,26 @@ emit_fault(struct alloc *a, MDB_txn *txn, const char *owner, unsigned port,
 	return emit(a, txn, &d, now);
 }
 
+/* How many faults stand (a few at most: a seek and a short walk). */
+static long
+faults_count(struct alloc *a, MDB_txn *txn)
+{
+	size_t plen = strlen(FAULT_PREFIX);
+	MDB_val k = { plen, (void *)FAULT_PREFIX }, v;
+	MDB_cursor *cur;
+	long n = 0;
+	int op;
+
+	if (mdb_cursor_open(txn, a->st->meta, &cur) != 0)
+		fatalx("alloc: cursor");
+	for (op = MDB_SET_RANGE; mdb_cursor_get(cur, &k, &v, op) == 0 &&
+	    k.mv_size >= plen && memcmp(k.mv_data, FAULT_PREFIX, plen) == 0;
+	    op = MDB_NEXT)
+		n++;
+	mdb_cursor_close(cur);
+	return n;
+}
+
 /* An owner's port moved or went: what was said of it is moot. */
 static int
 fault_forget(struct alloc *a, MDB_txn *txn, const char *owner)
@@ -1065,9 +1088,12 @@ fault_forget(struct alloc *a, MDB_txn *txn, const char *owner)
 	MDB_val key;
 	int rc;
 
-	if (fault_key(&key, buf, sizeof(buf), owner) == -1)
-		return 0;
-	rc = mdb_del(txn, a->st->meta, &key, NULL);
+	if (a->nfaults == -1)
+		a->nfaults = faults_count(a, txn);
+	if (a->nfaults == 0 || fault_key(&key, buf, sizeof(buf), owner) == -1)
+		return 0;	/* the usual case: none stands */
+	if ((rc = mdb_del(txn, a->st->meta, &key, NULL)) == 0)
+		a->nfaults--;
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
@@ -1131,6 +1157,7 @@ faults_merge(struct alloc *a, MDB_txn *txn, const struct fault *f, size_t n,
 	}
 	free_list(stand);
 	free_list(why);
+	a->nfaults = -1;	/* counted again when next needed */
 	return rc;
 }
 

@@ -33,6 +33,8 @@ struct alloc {
 
 	/* each proxy's status, while an APPLIED is handled */
 	struct event		*status;
+	/* the faults standing (-1: not counted since the last change) */
+	long			 nfaults;
 };
 
 void	alloc_init(struct alloc *, struct store *, const struct config *,

@@ -52,6 +52,7 @@ on_config(struct event *ev, void *arg)
 	want = *ev;
 	ev->text = NULL;
 	ev->backends = NULL;
+	ev->held = NULL;
 	retry_at = 0;
 	retry_ms = RETRY_MIN_MS;
 }
@@ -123,6 +124,7 @@ ack(void)
 	}
 	if (bus_send(alloc_sock, &ev) == -1)
 		log_warn("applyd: APPLIED");
+	event_free(&ev);
 }
 
 static void

@@ -95,6 +95,7 @@ event_free(struct event *ev)
 {
 	free(ev->backends);
 	free(ev->text);
+	free(ev->held);
 	event_init(ev, EV_NONE);
 }
 
@@ -104,6 +105,13 @@ event_copy(struct event *dst, const struct event *src)
 	*dst = *src;
 	dst->backends = NULL;
 	dst->text = NULL;
+	dst->held = NULL;
+	if (src->nheld > 0) {
+		if ((dst->held = calloc(src->nheld, sizeof(*dst->held))) ==
+		    NULL)
+			return -1;
+		memcpy(dst->held, src->held, src->nheld * sizeof(*dst->held));
+	}
 	if (src->nbackends > 0) {
 		dst->backends = calloc(src->nbackends, sizeof(struct backend));
 		if (dst->backends == NULL)
@@ -114,7 +122,9 @@ event_copy(struct event *dst, const struct event *src)
 	if (src->text != NULL && event_set_text(dst, src->text,
 	    src->textlen) == -1) {
 		free(dst->backends);
+		free(dst->held);
 		dst->backends = NULL;
+		dst->held = NULL;
 		return -1;
 	}
 	return 0;
@@ -261,12 +271,25 @@ event_set_text(struct event *ev, const char *s, size_t len)
 int
 event_add_held(struct event *ev, unsigned port)
 {
+	uint16_t *h;
+
 	if (ev->nheld >= EV_MAX_HELD || port == 0 || port > 65535 ||
 	    (ev->nheld > 0 && port <= ev->held[ev->nheld - 1]))
 		return -1;
+	if ((h = reallocarray(ev->held, ev->nheld + 1, sizeof(*h))) == NULL)
+		return -1;
+	ev->held = h;
 	ev->held[ev->nheld++] = (uint16_t)port;
 	ev->has |= F_HELD;
 	return 0;
+}
+
+static void
+clear_held(struct event *ev)
+{
+	free(ev->held);
+	ev->held = NULL;
+	ev->nheld = 0;
 }
 
 int
@@ -577,7 +600,7 @@ decode_field(struct mp *m, struct event *ev, const struct field *f)
 	case FT_PORTS:
 		if (mp_count(m, 0, &n) == -1 || n > EV_MAX_HELD)
 			return -1;
-		ev->nheld = 0;
+		clear_held(ev);
 		for (i = 0; i < n; i++)
 			if (mp_uint(m, &port) == -1 ||
 			    event_add_held(ev, port > 65535 ? 0 :
@@ -747,7 +770,7 @@ json_field(const json_t *j, struct event *ev, const struct field *f)
 	case FT_PORTS:
 		if (!json_is_array(j) || json_array_size(j) > EV_MAX_HELD)
 			return -1;
-		ev->nheld = 0;
+		clear_held(ev);
 		for (i = 0; i < json_array_size(j); i++)
 			if (json_uint(json_array_get(j, i), &port) == -1 ||
 			    event_add_held(ev, port > 65535 ? 0 :

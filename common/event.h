@@ -141,7 +141,7 @@ struct event {
 	char		*text;			/* heap, NUL-terminated */
 	size_t		textlen;
 	uint64_t	had;			/* port written on the object */
-	uint16_t	held[EV_MAX_HELD];	/* ascending */
+	uint16_t	*held;			/* heap, ascending */
 	size_t		nheld;
 	uint64_t	fgen;			/* the generation that failed */
 };

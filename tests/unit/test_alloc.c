@@ -1067,6 +1067,7 @@ test_proxy_faults(void **state)
 	seq = f->a.seq;
 	ev_status(&ev, s, pb, 0, NULL, f->now);
 	assert_int_equal(observe(f, &ev), 1);
+	event_free(&ev);
 	assert_true(f->a.seq == seq);
 	/* the fault stands in the state, after b's PORT_SET */
 	assert_int_equal(store_begin(&f->st, &txn, 1), 0);
@@ -1080,6 +1081,7 @@ test_proxy_faults(void **state)
 	fx_reopen(f);
 	ev_status(&ev, s, pb, 0, NULL, f->now);
 	assert_int_equal(observe(f, &ev), 1);
+	event_free(&ev);
 	/* let go: live, and the fault withdrawn */
 	ev_status(&ev, s, 0, 0, NULL, f->now);
 	assert_int_equal(run(f, &ev), 2);
@@ -1132,6 +1134,7 @@ test_proxy_faults(void **state)
 	/* an older gen that says no failure is stale: not logged */
 	ev_status(&ev, 0, 0, 0, NULL, f->now);
 	assert_int_equal(observe(f, &ev), 1);
+	event_free(&ev);
 }
 
 /*
