@@ -64,24 +64,9 @@ static int
 write_file(const char *path, const char *text, size_t len)
 {
 	char tmp[PATH_MAX + 8];
-	size_t off = 0;
-	ssize_t n;
-	int fd;
 
 	snprintf(tmp, sizeof(tmp), "%s.new", path);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-	    0600)) == -1)
-		return -1;
-	while (off < len) {
-		if ((n = write(fd, text + off, len - off)) == -1) {
-			if (errno == EINTR)
-				continue;
-			close(fd);
-			return -1;
-		}
-		off += (size_t)n;
-	}
-	if (fsync(fd) == -1 || close(fd) == -1)
+	if (proxy_put_file(tmp, text, len, 0600) == -1)
 		return -1;
 	return rename(tmp, path);
 }

@@ -294,33 +294,6 @@ envoy_check(struct proxy *p, const char *path, char *err, size_t errlen)
 	return rc;
 }
 
-/* Write len bytes to path, complete and on disk; -1 and errno. */
-static int
-put_file(const char *path, const char *text, size_t len)
-{
-	size_t off = 0;
-	ssize_t n;
-	int fd;
-
-	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-	    0644)) == -1)
-		return -1;
-	while (off < len) {
-		if ((n = write(fd, text + off, len - off)) == -1) {
-			if (errno == EINTR)
-				continue;
-			close(fd);
-			return -1;
-		}
-		off += (size_t)n;
-	}
-	if (fsync(fd) == -1) {
-		close(fd);
-		return -1;
-	}
-	return close(fd);
-}
-
 /*
  * Install the documents of the served text: all written to "<file>.new"
  * first, so that a full disk stops us before Envoy sees any of them, then
@@ -346,7 +319,7 @@ install(struct proxy *p, char *err, size_t errlen)
 	for (i = 0; i < NFILES; i++) {
 		envoy_path(p, i, path, sizeof(path));
 		snprintf(tmp[i], sizeof(tmp[i]), "%s.new", path);
-		if (put_file(tmp[i], docs[i].text, docs[i].len) == -1) {
+		if (proxy_put_file(tmp[i], docs[i].text, docs[i].len, 0644) == -1) {
 			snprintf(err, errlen, "%s: %s", tmp[i],
 			    strerror(errno));
 			goto out;

@@ -88,6 +88,9 @@ int	proxy_check(char *const argv[], const char *marker, char *err,
 typedef int proxy_up_fn(struct proxy *, pid_t, void *arg);
 int	proxy_start(struct proxy *, char *const argv[], proxy_up_fn *,
 	    void *arg, const char *why, char *err, size_t);
+/* Write len bytes to path (mode when created), complete and fsynced; -1. */
+int	proxy_put_file(const char *path, const char *text, size_t len,
+	    mode_t mode);
 /* The start of a small file, NUL-terminated; its length, or -1. */
 ssize_t	proxy_readfile(const char *path, char *buf, size_t len);
 /* The PID in the pid file when it is our proxy (see proxy_ours), or 0. */

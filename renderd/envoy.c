@@ -101,29 +101,6 @@ cluster(const char *name, json_t *endpoints)
 	    "load_assignment", "cluster_name", name, "endpoints", locality));
 }
 
-/* Does an earlier cluster already route this host?  Then this one waits. */
-static int
-host_taken(const struct routes *r, size_t i)
-{
-	size_t j;
-
-	for (j = 0; j < i; j++)
-		if (strcmp(r->api[j].host, r->api[i].host) == 0)
-			return 1;
-	return 0;
-}
-
-static int
-master_seen(const struct api_route *a, size_t j)
-{
-	size_t i;
-
-	for (i = 0; i < j; i++)
-		if (strcmp(a->masters[i], a->masters[j]) == 0)
-			return 1;
-	return 0;
-}
-
 /*
  * The weight of backend j, or 0 when it takes no traffic or an earlier one
  * has its address: one endpoint an address, with the weights of all its
@@ -162,7 +139,7 @@ render_api(const struct routes *r, json_t *chains, json_t *clusters)
 
 	for (i = 0; i < r->napi; i++) {
 		a = &r->api[i];
-		if (host_taken(r, i))
+		if (routes_host_taken(r, i))
 			continue;
 		snprintf(name, sizeof(name), "sni-%s", a->host);
 		push(chains, json_pack("{s:{s:[s]}, s:o}",
@@ -170,7 +147,7 @@ render_api(const struct routes *r, json_t *chains, json_t *clusters)
 		    "filters", tcp_proxy(name)));
 		eps = must(json_array());
 		for (j = 0; j < a->nmasters; j++)
-			if (!master_seen(a, j))
+			if (!api_master_seen(a, j))
 				push(eps, lb_endpoint(a->masters[j], a->mport,
 				    1));
 		push(clusters, cluster(name, eps));

@@ -110,29 +110,6 @@ merged_weight(const struct port_route *pr, size_t j)
 	return w > 256 ? 256 : w;
 }
 
-static int
-master_seen(const struct api_route *a, size_t j)
-{
-	size_t i;
-
-	for (i = 0; i < j; i++)
-		if (strcmp(a->masters[i], a->masters[j]) == 0)
-			return 1;
-	return 0;
-}
-
-/* Does an earlier cluster already route this host?  Then this one waits. */
-static int
-host_taken(const struct routes *r, size_t i)
-{
-	size_t j;
-
-	for (j = 0; j < i; j++)
-		if (strcmp(r->api[j].host, r->api[i].host) == 0)
-			return 1;
-	return 0;
-}
-
 struct placed {
 	size_t		home;
 	size_t		i;		/* in r->api, sorted by cluster id */
@@ -162,7 +139,7 @@ api_slots(const struct routes *r, size_t *pool)
 	if ((pl = calloc(r->napi + 1, sizeof(*pl))) == NULL)
 		return NULL;
 	for (i = 0; i < r->napi; i++)
-		if (!host_taken(r, i))
+		if (!routes_host_taken(r, i))
 			pl[n++].i = i;
 	for (*pool = API_SLOTS_MIN; *pool < 2 * n; *pool *= 2)
 		;
@@ -275,7 +252,7 @@ haproxy_render(const struct routes *r, const struct config *c,
 		fprintf(fp, "\t# sni %s\n", a->host);
 		fprintf(fp, "\t# cluster %s (%s)\n", a->cluster, a->cname);
 		for (j = 0; j < a->nmasters; j++)
-			if (!master_seen(a, j))
+			if (!api_master_seen(a, j))
 				server_line(fp, a->masters[j], a->mport,
 				    " check inter 5s");
 	}

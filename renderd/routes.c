@@ -159,6 +159,28 @@ routes_apply(struct routes *r, const struct event *ev)
 	return 0;	/* observations, liveness, refusals: nothing to render */
 }
 
+int
+routes_host_taken(const struct routes *r, size_t i)
+{
+	size_t j;
+
+	for (j = 0; j < i; j++)
+		if (strcmp(r->api[j].host, r->api[i].host) == 0)
+			return 1;
+	return 0;
+}
+
+int
+api_master_seen(const struct api_route *a, size_t j)
+{
+	size_t i;
+
+	for (i = 0; i < j; i++)
+		if (strcmp(a->masters[i], a->masters[j]) == 0)
+			return 1;
+	return 0;
+}
+
 const char *
 route_addr(char *buf, size_t len, const char *ip, unsigned port)
 {

@@ -56,6 +56,10 @@ int	state_load(struct routes *, const char *path, char *err, size_t);
 
 /* "ip:port" into buf, IPv6 in brackets: the form both proxies read. */
 const char *route_addr(char *buf, size_t, const char *ip, unsigned port);
+/* Does an earlier cluster (by id) already route api[i]'s host?  It waits. */
+int	routes_host_taken(const struct routes *, size_t i);
+/* Is master j a repeat of an earlier one (one server an address)? */
+int	api_master_seen(const struct api_route *, size_t j);
 
 /* The renderers: a pure function of (routes, config, proxy). */
 int	haproxy_render(const struct routes *, const struct config *,

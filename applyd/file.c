@@ -1,0 +1,35 @@
+/*
+ * applyd — files written for a proxy: complete and on disk, or an error.
+ * Apart from proxy.c so that the drivers' unit tests link it alone.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "proxy.h"
+
+int
+proxy_put_file(const char *path, const char *text, size_t len, mode_t mode)
+{
+	size_t off = 0;
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    mode)) == -1)
+		return -1;
+	while (off < len) {
+		if ((n = write(fd, text + off, len - off)) == -1) {
+			if (errno == EINTR)
+				continue;
+			close(fd);
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	if (fsync(fd) == -1) {
+		close(fd);
+		return -1;
+	}
+	return close(fd);
+}
