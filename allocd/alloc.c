@@ -965,16 +965,6 @@ unlive_mark(struct alloc *a, MDB_txn *txn, const char *owner, int on)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* Active and not live: what the index holds. */
-static int
-keep_unlive_any(const struct alloc *a, const struct owner_rec *rec,
-    uint64_t unused)
-{
-	(void)a;
-	(void)unused;
-	return rec->state == OWN_ACTIVE && !rec->live;
-}
-
 /* The owners not live yet, sorted; the index is built on first use. */
 static char **
 unlive_owners(struct alloc *a, MDB_txn *txn, int *rc)
@@ -984,7 +974,8 @@ unlive_owners(struct alloc *a, MDB_txn *txn, int *rc)
 
 	*rc = 0;
 	if (store_get_u64(a->st, txn, UNLIVE_BUILT, &built) != 0) {
-		list = collect_owners(a, txn, "", keep_unlive_any, 0);
+		/* active and not live, assigned at any generation */
+		list = collect_owners(a, txn, "", keep_unlive, UINT64_MAX);
 		for (p = list; *p != NULL && *rc == 0; p++)
 			*rc = unlive_mark(a, txn, *p, 1);
 		free_list(list);
