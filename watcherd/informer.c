@@ -243,6 +243,8 @@ watch_line(struct informer *inf, const char *line, size_t len)
 	json_t *ev, *obj, *md;
 	const char *type, *rv, *reason;
 	json_int_t code;
+	char why[96];
+	int expired;
 
 	if (len == 0)
 		return 0;
@@ -261,11 +263,13 @@ watch_line(struct informer *inf, const char *line, size_t len)
 		return -1;
 	}
 	if (strcmp(type, "ERROR") == 0) {
+		/* reason lives in ev: read before ev goes */
 		code = json_integer_value(json_object_get(obj, "code"));
 		reason = json_string_value(json_object_get(obj, "reason"));
+		expired = code == 410 || (reason != NULL &&
+		    (!strcmp(reason, "Expired") || !strcmp(reason, "Gone")));
 		json_decref(ev);
-		if (code == 410 || (reason && (!strcmp(reason, "Expired") ||
-		    !strcmp(reason, "Gone")))) {
+		if (expired) {
 			log_info("%s: %s: watch expired, relisting",
 			    inf->cl->name, res_names[inf->res]);
 			inf->rv[0] = '\0';
@@ -273,7 +277,9 @@ watch_line(struct informer *inf, const char *line, size_t len)
 			inf->wait_until = 0;	/* relist at once */
 			return -1;
 		}
-		backoff(inf, "watch: server sent an ERROR event");
+		snprintf(why, sizeof(why), "watch: server sent an ERROR "
+		    "event, code %lld", (long long)code);
+		backoff(inf, why);
 		return -1;
 	}
 	if (rv != NULL && strlen(rv) < sizeof(inf->rv) &&
