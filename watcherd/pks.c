@@ -354,7 +354,9 @@ bind_done(struct http_req *r, long code, const char *body, size_t len,
 	if (cl == NULL)
 		return;
 	cl->bind_req = NULL;
-	if (code == 200 && (root = json_loadb(body, len, 0, NULL)) != NULL) {
+	/* any 2xx: a POST that creates a binding may well say 201 */
+	if (code >= 200 && code < 300 &&
+	    (root = json_loadb(body, len, 0, NULL)) != NULL) {
 		if (kubeconfig_creds(root, NULL, &c, why, sizeof(why)) == 0) {
 			json_decref(root);
 			cluster_set_creds(cl, &c);
@@ -365,8 +367,9 @@ bind_done(struct http_req *r, long code, const char *body, size_t len,
 		}
 		json_decref(root);
 	} else
-		snprintf(why, sizeof(why), "%s%ld",
-		    err ? "transport error, code " : "HTTP ", code);
+		snprintf(why, sizeof(why), "%s%ld%s",
+		    err ? "transport error, code " : "HTTP ", code,
+		    code >= 200 && code < 300 ? ", not JSON" : "");
 	cl->bind_backoff = cl->bind_backoff ? (cl->bind_backoff * 2 > 60000 ?
 	    60000 : cl->bind_backoff * 2) : 1000;
 	cl->bind_at = now_ms() + jitter(cl->bind_backoff);

@@ -24,3 +24,19 @@ def test_error_event_with_reason(make_fleet):
     new_vs(fleet, pay, "after-error")
     assert fleet["watcherd"].alive()
     log_has(fleet, r"virtualservices: watch: server sent an ERROR event, code 500")
+
+
+def test_binds_201(make_fleet):
+    """PKS answers the binds POST with 201 Created (any 2xx with a
+    kubeconfig): the cluster is watched, and its VirtualServices get their
+    addresses."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    pay = payments_cluster(fleet)
+    fleet.pks.control("PUT", "/_sim/faults", {
+        "path": "/v1/clusters/payments/binds", "answer": 201})
+    fleet.start()
+    port = expose(fleet, pay, "ledger-db")
+    fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
+    assert fleet.pks.requests().get("/v1/clusters/payments/binds", 0) >= 1
+    log_has(fleet, r"payments: credentials from PKS")

@@ -21,7 +21,9 @@ Test control, no auth, under /_sim/:
                                   "count": 2, "delay": 0.0}
          the next `count` requests whose path starts with `path` are delayed
          by `delay` seconds and, if status is non-zero, answered with it
-         (count -1 = until cleared); DELETE /_sim/faults clears them all.
+         (count -1 = until cleared); with "answer": N instead, a request
+         is answered as usual but with status N (binds: 201 Created, say);
+         DELETE /_sim/faults clears them all.
   POST   /_sim/expire-tokens     every issued token becomes invalid
 
 Readiness: the listening port is written to --port-file (atomically).
@@ -122,10 +124,12 @@ class Handler(simcommon.JSONHandler):
         with state.lock:
             state.requests[path] += 1
         fault = state.take_fault(path)
+        answer = 200
         if fault:
             time.sleep(fault.get("delay", 0))
             if fault.get("status"):
                 return self.send_json(fault["status"], {"error": "injected fault"})
+            answer = fault.get("answer", 200)
         parts = path.strip("/").split("/")
         if method == "POST" and path == "/oauth/token":
             return self.token(body)
@@ -147,7 +151,7 @@ class Handler(simcommon.JSONHandler):
         if method == "POST" and len(parts) == 4 and parts[3] == "binds":
             if entry is None or not entry.get("kubeconfig"):
                 return self.send_json(404, {"error": "cluster %s not found" % parts[2]})
-            return self.send_json(200, entry["kubeconfig"])
+            return self.send_json(answer, entry["kubeconfig"])
         return self.send_json(404, {"error": "not found"})
 
     def token(self, body):
