@@ -5,9 +5,12 @@
  * list), derive the deletes the list implies, then watch from the list's
  * resourceVersion with bookmarks and a server-side timeout.  A stream that
  * ends normally resumes from the last resourceVersion seen; a 410, plain or
- * as an in-stream ERROR, relists; other errors back off with jitter.  A
- * watch that goes quiet for longer than watch_idle is cut by our own timer
- * (no CURLOPT_TIMEOUT on watches), and no event may exceed MAX_EVENT_BYTES.
+ * as an in-stream ERROR, relists; a line we cannot read restarts the watch
+ * after a short pause, so that the event it held is sent again; other
+ * errors back off with jitter, and the backoff resets as soon as a list
+ * completes or a watch sends a line we can read.  A watch that goes
+ * quiet for longer than watch_idle is cut by our own timer (no
+ * CURLOPT_TIMEOUT on watches), and no event may exceed MAX_EVENT_BYTES.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -20,6 +23,9 @@
 #define PAGE_SIZE	500
 #define BACKOFF_MIN	500
 #define BACKOFF_MAX	30000
+#define QUICK_MIN	100	/* ms, after an unreadable watch line */
+#define QUICK_MAX	2000
+#define WATCH_BRIEF	1000	/* ms: a watch ended sooner, empty, pauses */
 
 static const char *res_names[RES_COUNT] = { "virtualservices", "services",
     "nodes", "endpointslices" };
@@ -69,6 +75,32 @@ backoff(struct informer *inf, const char *why)
 	inf->state = INF_WAIT;
 	log_warnx("%s: %s: %s; again in %u ms", inf->cl->name,
 	    res_names[inf->res], why, inf->backoff);
+}
+
+/*
+ * The watch is to start again from the last resourceVersion after a short
+ * pause: a line we could not read is sent again, and the error backoff
+ * does not grow for it.  The pause doubles only while no readable line
+ * comes between, so that a server sending nothing else is not hammered.
+ */
+static void
+restart_soon(struct informer *inf, const char *why)
+{
+	inf->errors++;
+	inf->quick = inf->quick == 0 ? QUICK_MIN :
+	    inf->quick * 2 > QUICK_MAX ? QUICK_MAX : inf->quick * 2;
+	inf->wait_until = now_ms() + jitter(inf->quick);
+	inf->state = INF_WAIT;
+	log_warnx("%s: %s: %s; watching again in %u ms", inf->cl->name,
+	    res_names[inf->res], why, inf->quick);
+}
+
+/* The cluster answered readably: whatever failed before is over. */
+static void
+healthy(struct informer *inf)
+{
+	inf->backoff = 0;
+	inf->quick = 0;
 }
 
 static void	start_list(struct informer *);
@@ -189,7 +221,7 @@ list_done(struct http_req *r, long code, const char *body, size_t len,
 	free(gone);
 	smap_free(&inf->seen);
 	inf->listed = 1;
-	inf->backoff = 0;
+	healthy(inf);
 	cluster_list_end(inf->cl, inf->res);
 	start_watch(inf);
 }
@@ -249,7 +281,7 @@ watch_line(struct informer *inf, const char *line, size_t len)
 	if (len == 0)
 		return 0;
 	if ((ev = json_untrusted(line, len)) == NULL) {
-		backoff(inf, "watch: malformed event");
+		restart_soon(inf, "watch: malformed event");
 		return -1;
 	}
 	type = json_string_value(json_object_get(ev, "type"));
@@ -259,7 +291,7 @@ watch_line(struct informer *inf, const char *line, size_t len)
 	if (type == NULL || !json_is_object(obj) ||
 	    json_has_nul(json_object_get(ev, "type"))) {
 		json_decref(ev);
-		backoff(inf, "watch: event without type or object");
+		restart_soon(inf, "watch: event without type or object");
 		return -1;
 	}
 	if (strcmp(type, "ERROR") == 0) {
@@ -282,6 +314,8 @@ watch_line(struct informer *inf, const char *line, size_t len)
 		backoff(inf, why);
 		return -1;
 	}
+	inf->watch_good = 1;
+	healthy(inf);
 	if (rv != NULL && strlen(rv) < sizeof(inf->rv) &&
 	    !json_has_nul(json_object_get(md, "resourceVersion")))
 		strcpy(inf->rv, rv);
@@ -423,7 +457,11 @@ watch_done(struct http_req *r, long code, const char *body, size_t len,
 	if (code == 401)
 		cluster_creds_refused(inf->cl);
 	if (code == 200 && err == NULL) {
-		start_watch(inf);	/* a normal end: resume */
+		/* a normal end: resume, at once unless it was empty and brief */
+		if (!inf->watch_good && now_ms() - inf->watch_at < WATCH_BRIEF)
+			restart_soon(inf, "watch: ended at once");
+		else
+			start_watch(inf);
 		return;
 	}
 	if (code == 410) {
@@ -454,6 +492,8 @@ start_watch(struct informer *inf)
 	inf->state = INF_WATCH;
 	inf->linelen = 0;
 	inf->skipping = 0;
+	inf->watch_at = now_ms();
+	inf->watch_good = 0;
 	inf->req = http_start("GET", url, &a, NULL, NULL, 0, watch_done,
 	    watch_data, inf);
 }

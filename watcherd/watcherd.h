@@ -82,6 +82,9 @@ struct informer {
 	int		 skipping;	/* an oversized event, until its end */
 	uint64_t	 wait_until;
 	unsigned	 backoff;	/* ms */
+	unsigned	 quick;		/* ms, after an unreadable line */
+	uint64_t	 watch_at;	/* when the watch started */
+	int		 watch_good;	/* it has sent a line we could read */
 	unsigned long	 errors;
 };
 

@@ -12,6 +12,20 @@ from harness import EXPOSE, dest, need, payments_cluster, search_cluster, virtua
 from test_informer import NS, expose, log_has, new_vs, start
 
 
+def watch_count(pay):
+    """How many VirtualService watches the simulator has been asked for."""
+    return pay.sim_control("GET", "requests").get(
+        "watch %s/virtualservices" % pay.vs_api, 0)
+
+
+def wait_watches(pay, n, timeout, what):
+    """Until the simulator has been asked for n VirtualService watches;
+    the seconds that took."""
+    t0 = time.monotonic()
+    testlib.wait_until(lambda: watch_count(pay) >= n, timeout, what)
+    return time.monotonic() - t0
+
+
 def test_error_event_with_reason(make_fleet):
     """An in-stream ERROR of code 500 with a reason (any API server may send
     one): watcherd read the reason after freeing it, and the ASan build
@@ -24,6 +38,75 @@ def test_error_event_with_reason(make_fleet):
     new_vs(fleet, pay, "after-error")
     assert fleet["watcherd"].alive()
     log_has(fleet, r"virtualservices: watch: server sent an ERROR event, code 500")
+
+
+def test_malformed_line_restarts_at_once(make_fleet):
+    """The error backoff resets once the stream is healthy, and a line that
+    is not JSON costs a quick restart of that watch: before, four 500s on a
+    watch left the backoff at 4 s for ever, and one malformed line after a
+    long healthy stream made the next change wait 6 to 10 s."""
+    fleet, pay = start(make_fleet)
+    expose(fleet, pay, "ledger-db")
+
+    # Four refused watches in a row: 0.5, 1, 2 and 4 s of backoff.
+    n = watch_count(pay)
+    pay.fault(kind="status", status=500, on="watch", count=4, path=pay.vs_api)
+    pay.sim_control("POST", "close-watches")
+    wait_watches(pay, n + 5, 40, "four refused watches and a good one")
+    # A healthy stream: bookmarks every second (the simulator's default).
+    marks = pay.sim_control("GET", "requests").get(
+        "bookmark %s/virtualservices" % pay.vs_api, 0)
+    testlib.wait_until(lambda: pay.sim_control("GET", "requests").get(
+        "bookmark %s/virtualservices" % pay.vs_api, 0) >= marks + 2, 20,
+        "two bookmarks on the healthy watch")
+
+    # The next watch's events are all cut: the new VirtualService's ADDED
+    # is not JSON. watcherd watches again from where it was, at once.
+    pay.fault(kind="corrupt", fraction=1.0, count=1, path=pay.vs_api)
+    n = watch_count(pay)
+    pay.sim_control("POST", "close-watches")
+    wait_watches(pay, n + 1, 20, "the watch that will be corrupted")
+    pay.create(virtualservice("after-malformed", NS, [[dest("ledger-db", 5432)]],
+                              annotations={EXPOSE: "true"}))
+    took = wait_watches(pay, n + 2, 30, "the watch after the malformed line")
+    assert took < 4, "the watch restarted %.1f s after the malformed line" % took
+    log_has(fleet, r"virtualservices: watch: malformed event; watching again in \d+ ms")
+    (port,) = fleet.wait_address(pay, NS, "after-malformed")
+    fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
+
+
+def test_thirty_percent_malformed(make_fleet):
+    """30% of payments' watch events are cut in half: every change is still
+    seen within a few seconds, and the search cluster beside it is not
+    slowed at all."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    pay = payments_cluster(fleet)
+    search = search_cluster(fleet)
+    fleet.start()
+    expose(fleet, pay, "ledger-db")
+    search.annotate("search", "index", **{EXPOSE: "true"})
+    fleet.wait_address(search, "search", "index")
+    pay.fault(kind="corrupt", fraction=0.3, seed=11, path=pay.vs_api)
+    pay.sim_control("POST", "close-watches")
+    for i in range(8):
+        t0 = time.monotonic()
+        name = "churn-%d" % i
+        pay.create(virtualservice(name, NS, [[dest("ledger-db", 5432)]],
+                                  annotations={EXPOSE: "true"}))
+        fleet.wait_address(pay, NS, name, timeout=20)
+        took = time.monotonic() - t0
+        assert took < 8, "%s seen and written back after %.1f s" % (name, took)
+    t0 = time.monotonic()
+    search.create(virtualservice("beside", "search", [[dest("query", 9300)]],
+                                 annotations={EXPOSE: "true"}))
+    (port,) = fleet.wait_address(search, "search", "beside", timeout=20)
+    assert time.monotonic() - t0 < 8
+    fleet.wait_serves(port, search.markers("search", "query", 9300))
+    assert len(re.findall(r"payments: virtualservices: watch: malformed event",
+                          fleet["watcherd"].log())) >= 2
+    assert "search: virtualservices: watch: malformed" not in fleet["watcherd"].log()
+    assert fleet["watcherd"].alive()
 
 
 def test_binds_201(make_fleet):

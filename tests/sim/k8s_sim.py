@@ -38,6 +38,7 @@ import copy
 import datetime
 import json
 import os
+import random
 import re
 import sys
 import threading
@@ -310,10 +311,13 @@ class Faults:
       stall             watches send their headers, then nothing, ever; set,
                         it also silences the watches open at that moment
       bookmarks         a BOOKMARK every `interval` seconds (when asked for)
+      corrupt           each ADDED/MODIFIED/DELETED line of a watch is cut in
+                        half (not JSON) with probability `fraction` (default
+                        0.3), drawn from one generator seeded with `seed`
     """
 
     KINDS = ("status", "malformed", "continue-expired", "watch-error", "split",
-             "slow", "stall", "bookmarks")
+             "slow", "stall", "bookmarks", "corrupt")
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -325,6 +329,10 @@ class Faults:
         f = dict({"count": -1, "path": "/", "on": "any"}, **f)
         if f["on"] not in ("any", "list", "watch") or not isinstance(f["count"], int):
             raise APIError(400, "bad fault %r" % f)
+        if f["kind"] == "corrupt":
+            # One generator for every watch the fault reaches: a watch that
+            # starts again is not cut at the same events again.
+            f["rng"] = random.Random(f.get("seed", 0))
         with self.lock:
             self.active.append(f)
         return f
@@ -889,6 +897,7 @@ class Handler(simcommon.JSONHandler):
         faults = self.faults
         error = faults.take(("watch-error",), path, "watch")
         interval = BOOKMARK_INTERVAL
+        corrupt = faults.take(("corrupt",), path, "watch")
         f = faults.take(("bookmarks",), path, "watch")
         if f:
             interval = float(f.get("interval", BOOKMARK_INTERVAL))
@@ -925,9 +934,13 @@ class Handler(simcommon.JSONHandler):
         sent = []       # the resourceVersions of what is pending
 
         def send(type_, obj):
-            pending.append(json.dumps({"type": type_, "object": obj}).encode() + b"\n")
+            line = json.dumps({"type": type_, "object": obj}).encode()
             rv = obj.get("metadata", {}).get("resourceVersion") \
                 if isinstance(obj, dict) and type_ != "ERROR" else None
+            if corrupt and type_ in ("ADDED", "MODIFIED", "DELETED") and \
+                    corrupt["rng"].random() < corrupt.get("fraction", 0.3):
+                line, rv = line[:len(line) // 2], None
+            pending.append(line + b"\n")
             sent.append(rv)
 
         def flush():
