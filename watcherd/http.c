@@ -82,8 +82,10 @@ on_write(char *ptr, size_t size, size_t n, void *u)
 		if (r->code == 200)
 			return r->data(r, ptr, len) == -1 ? 0 : len;
 	}
-	if (r->len + len > HTTP_MAX_BODY)
+	if (r->len + len > HTTP_MAX_BODY) {
+		r->too_big = 1;
 		return 0;
+	}
 	if (r->len + len + 1 > r->cap) {
 		cap = r->cap ? r->cap : 16384;
 		while (cap < r->len + len + 1)
@@ -235,7 +237,10 @@ finish(void)
 		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
 		curl_multi_remove_handle(multi, r->easy);
 		if (msg->data.result != CURLE_OK) {
-			if (r->errbuf[0] == '\0')
+			if (r->too_big)
+				snprintf(r->errbuf, sizeof(r->errbuf),
+				    "answer over %u MiB", HTTP_MAX_BODY >> 20);
+			else if (r->errbuf[0] == '\0')
 				snprintf(r->errbuf, sizeof(r->errbuf), "%s",
 				    curl_easy_strerror(msg->data.result));
 			r->done(r, 0, r->body, r->len, r->errbuf);

@@ -46,6 +46,7 @@ struct http_req {
 	http_data_fn		 data;	/* NULL: buffer the body */
 	void			*arg;
 	long			 code;
+	int			 too_big;	/* body over HTTP_MAX_BODY */
 	uint64_t		 last_byte;	/* ms */
 	char			 errbuf[CURL_ERROR_SIZE];
 };

@@ -8,7 +8,8 @@
  * as an in-stream ERROR, relists; a line we cannot read restarts the watch
  * after a short pause, so that the event it held is sent again; other
  * errors back off with jitter, and the backoff resets as soon as a list
- * completes or a watch sends a line we can read.  A watch that goes
+ * completes or a watch sends a line we can read.  A list page larger than
+ * HTTP_MAX_BODY is asked for again with half the limit.  A watch that goes
  * quiet for longer than watch_idle is cut by our own timer (no
  * CURLOPT_TIMEOUT on watches), and no event may exceed MAX_EVENT_BYTES.
  */
@@ -37,6 +38,7 @@ informer_init(struct informer *inf, struct cluster *cl, int res)
 	inf->cl = cl;
 	inf->res = res;
 	inf->state = INF_IDLE;
+	inf->limit = PAGE_SIZE;
 }
 
 void
@@ -147,6 +149,15 @@ list_done(struct http_req *r, long code, const char *body, size_t len,
 	size_t i, ngone = 0;
 
 	inf->req = NULL;
+	if (r->too_big && inf->limit > 1) {
+		/* the same page again, in smaller ones */
+		inf->limit /= 2;
+		log_warnx("%s: %s: list page over %u MiB, asking for pages of "
+		    "%u", inf->cl->name, res_names[inf->res],
+		    HTTP_MAX_BODY >> 20, inf->limit);
+		start_list(inf);
+		return;
+	}
 	if (code == 410 && inf->cont[0] != '\0') {
 		/* the continue token expired: the list starts over */
 		log_info("%s: %s: continue token expired, relisting",
@@ -158,11 +169,19 @@ list_done(struct http_req *r, long code, const char *body, size_t len,
 	if (code != 200) {
 		if (code == 401)
 			cluster_creds_refused(inf->cl);
-		snprintf(why, sizeof(why), "list: %s%ld",
-		    err ? "transport error, code " : "HTTP ", code);
+		if (r->too_big)
+			snprintf(why, sizeof(why), "list: a page of one object "
+			    "is over %u MiB", HTTP_MAX_BODY >> 20);
+		else
+			snprintf(why, sizeof(why), "list: %s%ld",
+			    err ? "transport error, code " : "HTTP ", code);
 		backoff(inf, why);
 		return;
 	}
+	/* pages came back small: ask for more items a page again */
+	if (len < HTTP_MAX_BODY / 4 && inf->limit < PAGE_SIZE)
+		inf->limit = inf->limit * 2 > PAGE_SIZE ? PAGE_SIZE :
+		    inf->limit * 2;
 	if ((root = json_untrusted(body, len)) == NULL ||
 	    !json_is_array(items = json_object_get(root, "items")) ||
 	    json_has_nul(json_object_get(root, "metadata"))) {
@@ -190,6 +209,13 @@ list_done(struct http_req *r, long code, const char *body, size_t len,
 	md = json_object_get(root, "metadata");
 	cont = json_string_value(json_object_get(md, "continue"));
 	rv = json_string_value(json_object_get(md, "resourceVersion"));
+	/*
+	 * The watch goes on from the first page's resourceVersion: what
+	 * changed while later pages were asked for is replayed to it, even
+	 * from a server whose later pages are newer snapshots.
+	 */
+	if (inf->cont[0] == '\0')
+		snprintf(inf->list_rv, sizeof(inf->list_rv), "%s", rv ? rv : "");
 	if (cont != NULL && *cont != '\0') {
 		/* cont lives in root: copied before root goes */
 		if (strlen(cont) >= sizeof(inf->cont)) {
@@ -204,7 +230,7 @@ list_done(struct http_req *r, long code, const char *body, size_t len,
 		return;
 	}
 	inf->cont[0] = '\0';		/* the list is whole */
-	snprintf(inf->rv, sizeof(inf->rv), "%s", rv ? rv : "");
+	memcpy(inf->rv, inf->list_rv, sizeof(inf->rv));
 	json_decref(root);
 	/* what the list did not show is gone */
 	gone = calloc(inf->cl->objs[inf->res].n + 1, sizeof(*gone));
@@ -236,13 +262,13 @@ start_list(struct informer *inf)
 	informer_path(inf, path, sizeof(path));
 	if (inf->cont[0] != '\0' &&
 	    http_escape(cont, sizeof(cont), inf->cont) == 0)
-		snprintf(url, sizeof(url), "%s%s?limit=%d&continue=%s",
-		    inf->cl->creds.server, path, PAGE_SIZE, cont);
+		snprintf(url, sizeof(url), "%s%s?limit=%u&continue=%s",
+		    inf->cl->creds.server, path, inf->limit, cont);
 	else {
 		inf->cont[0] = '\0';
 		smap_free(&inf->seen);
-		snprintf(url, sizeof(url), "%s%s?limit=%d",
-		    inf->cl->creds.server, path, PAGE_SIZE);
+		snprintf(url, sizeof(url), "%s%s?limit=%u",
+		    inf->cl->creds.server, path, inf->limit);
 	}
 	inf->state = INF_LIST;
 	inf->req = http_start("GET", url, &a, NULL, NULL, 60000, list_done,

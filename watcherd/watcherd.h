@@ -73,6 +73,7 @@ struct informer {
 	int		 state;
 	struct http_req	*req;
 	char		 rv[64];
+	char		 list_rv[64];	/* of the list's first page */
 	char		 cont[2048];
 	int		 listed;	/* a full list has completed */
 	struct smap	 seen;		/* keys seen by the current list */
@@ -83,6 +84,7 @@ struct informer {
 	uint64_t	 wait_until;
 	unsigned	 backoff;	/* ms */
 	unsigned	 quick;		/* ms, after an unreadable line */
+	unsigned	 limit;		/* items a list page asks for */
 	uint64_t	 watch_at;	/* when the watch started */
 	int		 watch_good;	/* it has sent a line we could read */
 	unsigned long	 errors;

@@ -109,6 +109,39 @@ def test_thirty_percent_malformed(make_fleet):
     assert fleet["watcherd"].alive()
 
 
+def test_list_page_too_big(make_fleet):
+    """20 VirtualServices of 3.5 MiB each (under the 4 MiB an object may
+    be): a page of them is over the 64 MiB an answer may be. The page is
+    asked for again with half the limit until it fits, the log says so,
+    and the cluster's VirtualServices are all seen; a relist after it
+    works too."""
+    pad = "x" * (3500 << 10)
+
+    def before(p):
+        for i in range(20):
+            p.create(virtualservice("big-%02d" % i, NS, [[dest("ledger-db", 5432)]],
+                                    annotations={"pad": pad}))
+    fleet, pay = start(make_fleet, before=before)
+    port = expose(fleet, pay, "ledger-db", timeout=120)
+    fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
+    log = fleet["watcherd"].log()
+    assert re.search(r"payments: virtualservices: list page over 64 MiB, asking "
+                     r"for pages of 250", log), log[-2000:]
+    limits = [int(x) for x in re.findall(r"virtualservices: list page over 64 MiB, "
+                                         r"asking for pages of (\d+)", log)]
+    assert limits == sorted(limits, reverse=True) and limits[-1] >= 1
+    # The big ones were seen: exposing one gets it an address.
+    expose(fleet, pay, "big-07", timeout=60)
+    # A relist (an in-stream 410) goes through with the smaller pages.
+    lists = pay.sim_control("GET", "requests")["list %s/virtualservices" % pay.vs_api]
+    pay.fault(kind="watch-error", count=1, path=pay.vs_api)
+    pay.sim_control("POST", "close-watches")
+    testlib.wait_until(lambda: pay.sim_control("GET", "requests")[
+        "list %s/virtualservices" % pay.vs_api] > lists, 30, "a relist")
+    new_vs(fleet, pay, "after-relist", timeout=60)
+    assert fleet["watcherd"].alive()
+
+
 def test_binds_201(make_fleet):
     """PKS answers the binds POST with 201 Created (any 2xx with a
     kubeconfig): the cluster is watched, and its VirtualServices get their
