@@ -248,17 +248,6 @@ cluster_set_creds(struct cluster *cl, struct creds *c)
 	cl->creds = *c;
 	cl->have_creds = 1;
 	cl->need_resync = 1;
-	/*
-	 * PKS gives the masters' addresses; the kubeconfig names the host
-	 * the certificate is for.  Connect to the first master, verify
-	 * against the kubeconfig's host.
-	 */
-	cl->connect_to[0] = '\0';
-	if (cl->source == SRC_PKS)
-		snprintf(cl->connect_to, sizeof(cl->connect_to),
-		    strchr(cl->masters[0], ':') ? "%s:%u:[%s]:%u" :
-		    "%s:%u:%s:%u", cl->creds.host, cl->creds.port,
-		    cl->masters[0], cl->mport);
 }
 
 /*
@@ -291,8 +280,7 @@ cluster_auth(struct cluster *cl, struct http_auth *a)
 	a->bearer = cl->creds.token;
 	a->cert_pem = cl->creds.cert_pem;
 	a->key_pem = cl->creds.key_pem;
-	if (cl->connect_to[0] != '\0')
-		a->connect_to = cl->connect_to;
+	a->connect_to = master_route(cl);
 }
 
 void
@@ -974,6 +962,8 @@ disc_done(struct http_req *req, long code, const char *body, size_t len,
 	size_t i, k;
 
 	cl->disc_req = NULL;
+	if (err == NULL)
+		master_ok(cl);
 	root = code == 200 ? json_loadb(body, len, 0, NULL) : NULL;
 	for (k = 0; root != NULL && k < 3 && cl->istio[0] == '\0'; k++)
 		json_array_foreach(json_object_get(root, "versions"), i, v)
@@ -986,6 +976,10 @@ disc_done(struct http_req *req, long code, const char *body, size_t len,
 		log_info("%s: VirtualServices at networking.istio.io/%s",
 		    cl->name, cl->istio);
 		cl->disc_backoff = 0;
+		return;
+	}
+	if (err != NULL && master_failed(cl, req)) {
+		cl->disc_at = 0;	/* another master, at once */
 		return;
 	}
 	cl->disc_backoff = cl->disc_backoff ? (cl->disc_backoff * 2 > 60000 ?

@@ -9,7 +9,8 @@
  * after a short pause, so that the event it held is sent again; other
  * errors back off with jitter, and the backoff resets as soon as a list
  * completes or a watch sends a line we can read.  A list page larger than
- * HTTP_MAX_BODY is asked for again with half the limit.  A watch that goes
+ * HTTP_MAX_BODY is asked for again with half the limit.  A transport error
+ * tries the cluster's next master first (master.c).  A watch that goes
  * quiet for longer than watch_idle is cut by our own timer (no
  * CURLOPT_TIMEOUT on watches), and no event may exceed MAX_EVENT_BYTES.
  */
@@ -103,6 +104,21 @@ healthy(struct informer *inf)
 {
 	inf->backoff = 0;
 	inf->quick = 0;
+	master_ok(inf->cl);
+}
+
+/*
+ * A request failed in transport: 1 when it is tried again at once, on the
+ * cluster's next master; 0 when the caller backs off.
+ */
+static int
+other_master(struct informer *inf, const struct http_req *r)
+{
+	if (!master_failed(inf->cl, r))
+		return 0;
+	inf->state = INF_WAIT;
+	inf->wait_until = 0;
+	return 1;
 }
 
 static void	start_list(struct informer *);
@@ -166,6 +182,8 @@ list_done(struct http_req *r, long code, const char *body, size_t len,
 		start_list(inf);
 		return;
 	}
+	if (err != NULL && !r->too_big && other_master(inf, r))
+		return;
 	if (code != 200) {
 		if (code == 401)
 			cluster_creds_refused(inf->cl);
@@ -178,6 +196,7 @@ list_done(struct http_req *r, long code, const char *body, size_t len,
 		backoff(inf, why);
 		return;
 	}
+	master_ok(inf->cl);
 	/* pages came back small: ask for more items a page again */
 	if (len < HTTP_MAX_BODY / 4 && inf->limit < PAGE_SIZE)
 		inf->limit = inf->limit * 2 > PAGE_SIZE ? PAGE_SIZE :
@@ -480,6 +499,8 @@ watch_done(struct http_req *r, long code, const char *body, size_t len,
 	inf->skipping = 0;
 	if (inf->state == INF_WAIT)
 		return;			/* watch_line decided already */
+	if (err != NULL && other_master(inf, r))
+		return;
 	if (code == 401)
 		cluster_creds_refused(inf->cl);
 	if (code == 200 && err == NULL) {
@@ -543,6 +564,8 @@ informer_timer(struct informer *inf, uint64_t now)
 	case INF_WATCH:
 		if (inf->req != NULL && now - inf->req->last_byte >
 		    (uint64_t)conf.watch_idle * 1000) {
+			/* a master that went silent: another, if there is one */
+			master_failed(inf->cl, inf->req);
 			http_cancel(inf->req);
 			inf->req = NULL;
 			log_info("%s: %s: watch idle for %u s, restarting",

@@ -104,6 +104,8 @@ struct cluster {
 	struct creds	 creds;
 	int		 have_creds;
 	char		 connect_to[600];
+	size_t		 master;	/* the one requests go to */
+	unsigned	 master_fails;	/* in turn, since an answer */
 	struct http_req	*bind_req;
 	uint64_t	 bind_at;	/* when to ask for credentials */
 	unsigned	 bind_backoff;
@@ -184,6 +186,17 @@ void	 informer_init(struct informer *, struct cluster *, int res);
 void	 informer_stop(struct informer *);
 void	 informer_timer(struct informer *, uint64_t now);
 const char *informer_path(const struct informer *, char *, size_t);
+
+/* master.c */
+/* Where cl's requests connect now ("host:port:ip:port"), or NULL. */
+const char *master_route(struct cluster *);
+/*
+ * r, a request of cl's, failed in transport.  1 when another master is
+ * left to try at once, 0 when the caller backs off.
+ */
+int	 master_failed(struct cluster *, const struct http_req *r);
+/* cl's API answered. */
+void	 master_ok(struct cluster *);
 
 /* json.c: documents parsed with NULs allowed; drop what holds one */
 json_t	*json_untrusted(const char *, size_t);

@@ -142,6 +142,24 @@ def test_list_page_too_big(make_fleet):
     assert fleet["watcherd"].alive()
 
 
+def test_first_master_down(make_fleet):
+    """A PKS cluster whose first master is down (a loopback address nobody
+    listens on): watcherd reaches the API through the second, verifying
+    TLS against the cluster's CA for the kubeconfig's host as before."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    pay = payments_cluster(fleet, register=False)
+    dead = testlib.loopback_addr()
+    assert harness.refused(dead, pay.sim.port)
+    pay.register(kubernetes_master_ips=[dead, pay.sim.host])
+    fleet.start()
+    port = expose(fleet, pay, "ledger-db", timeout=60)
+    fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
+    log_has(fleet, r"payments: master %s does not answer, trying %s"
+            % (re.escape(dead), re.escape(pay.sim.host)))
+    new_vs(fleet, pay, "through-second")
+
+
 def test_binds_201(make_fleet):
     """PKS answers the binds POST with 201 Created (any 2xx with a
     kubeconfig): the cluster is watched, and its VirtualServices get their
