@@ -68,16 +68,23 @@ informer_path(const struct informer *inf, char *buf, size_t len)
 	return buf;
 }
 
+/* Go on after *ms, doubled from lo up to hi, with jitter. */
+static void
+pause_for(struct informer *inf, unsigned *ms, unsigned lo, unsigned hi,
+    const char *why)
+{
+	inf->errors++;
+	*ms = *ms == 0 ? lo : *ms * 2 > hi ? hi : *ms * 2;
+	inf->wait_until = now_ms() + jitter(*ms);
+	inf->state = INF_WAIT;
+	log_warnx("%s: %s: %s; again in %u ms", inf->cl->name,
+	    res_names[inf->res], why, *ms);
+}
+
 static void
 backoff(struct informer *inf, const char *why)
 {
-	inf->errors++;
-	inf->backoff = inf->backoff == 0 ? BACKOFF_MIN :
-	    inf->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : inf->backoff * 2;
-	inf->wait_until = now_ms() + jitter(inf->backoff);
-	inf->state = INF_WAIT;
-	log_warnx("%s: %s: %s; again in %u ms", inf->cl->name,
-	    res_names[inf->res], why, inf->backoff);
+	pause_for(inf, &inf->backoff, BACKOFF_MIN, BACKOFF_MAX, why);
 }
 
 /*
@@ -89,13 +96,7 @@ backoff(struct informer *inf, const char *why)
 static void
 restart_soon(struct informer *inf, const char *why)
 {
-	inf->errors++;
-	inf->quick = inf->quick == 0 ? QUICK_MIN :
-	    inf->quick * 2 > QUICK_MAX ? QUICK_MAX : inf->quick * 2;
-	inf->wait_until = now_ms() + jitter(inf->quick);
-	inf->state = INF_WAIT;
-	log_warnx("%s: %s: %s; watching again in %u ms", inf->cl->name,
-	    res_names[inf->res], why, inf->quick);
+	pause_for(inf, &inf->quick, QUICK_MIN, QUICK_MAX, why);
 }
 
 /* The cluster answered readably: whatever failed before is over. */

@@ -70,7 +70,7 @@ def test_malformed_line_restarts_at_once(make_fleet):
                               annotations={EXPOSE: "true"}))
     took = wait_watches(pay, n + 2, 30, "the watch after the malformed line")
     assert took < 4, "the watch restarted %.1f s after the malformed line" % took
-    log_has(fleet, r"virtualservices: watch: malformed event; watching again in \d+ ms")
+    log_has(fleet, r"virtualservices: watch: malformed event; again in \d+ ms")
     (port,) = fleet.wait_address(pay, NS, "after-malformed")
     fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
 
