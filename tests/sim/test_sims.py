@@ -738,6 +738,11 @@ def test_pks_binds_kubeconfig_drives_kubectl(start_pks, start_k8s, tmp_path):
     status, got = pks.bearer("POST", "/v1/clusters/%s/binds" % cluster["name"], tok,
                              {"user": "portico"})
     assert status == 200 and got == kubeconfig
+    # "answer": the usual answer, with another status (201 Created).
+    pks.request("PUT", "/_sim/faults", {"path": "/v1/clusters/%s/binds" % cluster["name"],
+                                        "answer": 201, "count": 1})
+    assert pks.bearer("POST", "/v1/clusters/%s/binds" % cluster["name"], tok, {}) == \
+        (201, kubeconfig)
     path = tmp_path / "kubeconfig.json"
     path.write_text(json.dumps(got))
     cp = subprocess.run([testlib.KUBECTL, "--kubeconfig", str(path),
@@ -857,6 +862,21 @@ def test_fault_status_malformed_continue(k8s):
             json.loads(resp.readline())
     counts = k8s.get("/_sim/requests")
     assert counts["watch " + VS_GROUP + "/virtualservices"] == 1
+
+
+def test_fault_corrupt(k8s):
+    """corrupt cuts a watch's events in half (every one at fraction 1): each
+    line is there and is not JSON. Once its count is used up, watches are
+    whole again."""
+    fault(k8s, kind="corrupt", fraction=1.0, count=1, path=VS_GROUP)
+    with k8s.stream(VS_GROUP + "/virtualservices?watch=1") as resp:
+        for _ in range(3):
+            line = resp.readline()
+            assert line.endswith(b"\n") and b'"ADDED"' in line, line
+            with pytest.raises(ValueError):
+                json.loads(line)
+    with k8s.stream(VS_GROUP + "/virtualservices?watch=1") as resp:
+        assert [e["type"] for e in read_events(resp, 3)] == ["ADDED"] * 3
 
 
 def test_rotate_token_and_oversized_object(k8s):
