@@ -174,3 +174,29 @@ def test_binds_201(make_fleet):
     fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
     assert fleet.pks.requests().get("/v1/clusters/payments/binds", 0) >= 1
     log_has(fleet, r"payments: credentials from PKS")
+
+
+def test_no_master_answers(make_fleet):
+    """Neither of payments' masters answers: watcherd tries each in turn,
+    then backs off, while the search cluster beside it is watched as ever.
+    Once PKS lists a master that answers, payments is watched through it."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    pay = payments_cluster(fleet, register=False)
+    search = search_cluster(fleet)
+    dead = [testlib.loopback_addr(), testlib.loopback_addr()]
+    assert all(harness.refused(ip, pay.sim.port) for ip in dead)
+    pay.register(kubernetes_master_ips=dead)
+    fleet.start()
+    search.annotate("search", "index", **{EXPOSE: "true"})
+    (port,) = fleet.wait_address(search, "search", "index")
+    fleet.wait_serves(port, search.markers("search", "index", 9200))
+    log_has(fleet, r"payments: master %s does not answer, trying %s"
+            % (re.escape(dead[0]), re.escape(dead[1])))
+    log_has(fleet, r"payments: master %s does not answer, trying %s"
+            % (re.escape(dead[1]), re.escape(dead[0])))
+    log_has(fleet, r"payments: networking.istio.io not served \(transport error")
+    pay.register(kubernetes_master_ips=[dead[0], pay.sim.host])
+    port = expose(fleet, pay, "ledger-db", timeout=90)
+    fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
+    log_has(fleet, r"payments: API answering through master %s" % re.escape(pay.sim.host))
