@@ -200,3 +200,28 @@ def test_no_master_answers(make_fleet):
     port = expose(fleet, pay, "ledger-db", timeout=90)
     fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
     log_has(fleet, r"payments: API answering through master %s" % re.escape(pay.sim.host))
+
+
+def test_empty_watches_do_not_spin(make_fleet):
+    """payments' API answers every VirtualService watch with 200 and
+    nothing, at once: watcherd watched again at once, for ever, as fast as
+    the loop went. Now it pauses 100 ms doubling to 2 s, and the search
+    cluster beside it is watched as ever."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    pay = payments_cluster(fleet)
+    search = search_cluster(fleet)
+    fleet.start()
+    expose(fleet, pay, "ledger-db")
+    n = watch_count(pay)
+    pay.fault(kind="empty", path=pay.vs_api)
+    pay.sim_control("POST", "close-watches")
+    # Six empty watches: at least 0.75 x (0.1 + 0.2 + 0.4 + 0.8) s apart
+    # in all, however fast or loaded the machine.
+    took = wait_watches(pay, n + 6, 30, "six empty watches")
+    assert took >= 1.1, "six empty watches in %.2f s" % took
+    log_has(fleet, r"payments: virtualservices: watch: ended at once; again in 2000 ms")
+    search.annotate("search", "index", **{EXPOSE: "true"})
+    fleet.wait_address(search, "search", "index")
+    pay.sim_control("DELETE", "faults")
+    new_vs(fleet, pay, "after-empty")

@@ -311,13 +311,14 @@ class Faults:
       stall             watches send their headers, then nothing, ever; set,
                         it also silences the watches open at that moment
       bookmarks         a BOOKMARK every `interval` seconds (when asked for)
+      empty             a watch is answered 200 with no event and ends at once
       corrupt           each ADDED/MODIFIED/DELETED line of a watch is cut in
                         half (not JSON) with probability `fraction` (default
                         0.3), drawn from one generator seeded with `seed`
     """
 
     KINDS = ("status", "malformed", "continue-expired", "watch-error", "split",
-             "slow", "stall", "bookmarks", "corrupt")
+             "slow", "stall", "bookmarks", "empty", "corrupt")
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -896,6 +897,10 @@ class Handler(simcommon.JSONHandler):
         path = urllib.parse.urlsplit(self.path).path
         faults = self.faults
         error = faults.take(("watch-error",), path, "watch")
+        if faults.take(("empty",), path, "watch"):
+            self.close_connection = True
+            self.start_chunked(200)
+            return self.end_chunked()
         interval = BOOKMARK_INTERVAL
         corrupt = faults.take(("corrupt",), path, "watch")
         f = faults.take(("bookmarks",), path, "watch")

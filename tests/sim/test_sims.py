@@ -877,6 +877,9 @@ def test_fault_corrupt(k8s):
                 json.loads(line)
     with k8s.stream(VS_GROUP + "/virtualservices?watch=1") as resp:
         assert [e["type"] for e in read_events(resp, 3)] == ["ADDED"] * 3
+    fault(k8s, kind="empty", count=1, path=VS_GROUP)
+    with k8s.stream(VS_GROUP + "/virtualservices?watch=1") as resp:
+        assert resp.status == 200 and resp.read() == b""
 
 
 def test_rotate_token_and_oversized_object(k8s):
