@@ -18,6 +18,24 @@ def watch_count(pay):
         "watch %s/virtualservices" % pay.vs_api, 0)
 
 
+def two_clusters(make_fleet):
+    """A started fleet of payments (ledger-db exposed) and search."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    pay = payments_cluster(fleet)
+    search = search_cluster(fleet)
+    fleet.start()
+    expose(fleet, pay, "ledger-db")
+    return fleet, pay, search
+
+
+def expose_index(fleet, search):
+    """search's index exposed; its port once written back."""
+    search.annotate("search", "index", **{EXPOSE: "true"})
+    (port,) = fleet.wait_address(search, "search", "index")
+    return port
+
+
 def wait_watches(pay, n, timeout, what):
     """Until the simulator has been asked for n VirtualService watches;
     the seconds that took."""
@@ -79,14 +97,8 @@ def test_thirty_percent_malformed(make_fleet):
     """30% of payments' watch events are cut in half: every change is still
     seen within a few seconds, and the search cluster beside it is not
     slowed at all."""
-    need("allocd", "renderd", "applyd", "watcherd")
-    fleet = make_fleet()
-    pay = payments_cluster(fleet)
-    search = search_cluster(fleet)
-    fleet.start()
-    expose(fleet, pay, "ledger-db")
-    search.annotate("search", "index", **{EXPOSE: "true"})
-    fleet.wait_address(search, "search", "index")
+    fleet, pay, search = two_clusters(make_fleet)
+    expose_index(fleet, search)
     pay.fault(kind="corrupt", fraction=0.3, seed=11, path=pay.vs_api)
     pay.sim_control("POST", "close-watches")
     for i in range(8):
@@ -188,8 +200,7 @@ def test_no_master_answers(make_fleet):
     assert all(harness.refused(ip, pay.sim.port) for ip in dead)
     pay.register(kubernetes_master_ips=dead)
     fleet.start()
-    search.annotate("search", "index", **{EXPOSE: "true"})
-    (port,) = fleet.wait_address(search, "search", "index")
+    port = expose_index(fleet, search)
     fleet.wait_serves(port, search.markers("search", "index", 9200))
     log_has(fleet, r"payments: master %s does not answer, trying %s"
             % (re.escape(dead[0]), re.escape(dead[1])))
@@ -207,12 +218,7 @@ def test_empty_watches_do_not_spin(make_fleet):
     nothing, at once: watcherd watched again at once, for ever, as fast as
     the loop went. Now it pauses 100 ms doubling to 2 s, and the search
     cluster beside it is watched as ever."""
-    need("allocd", "renderd", "applyd", "watcherd")
-    fleet = make_fleet()
-    pay = payments_cluster(fleet)
-    search = search_cluster(fleet)
-    fleet.start()
-    expose(fleet, pay, "ledger-db")
+    fleet, pay, search = two_clusters(make_fleet)
     n = watch_count(pay)
     pay.fault(kind="empty", path=pay.vs_api)
     pay.sim_control("POST", "close-watches")
@@ -221,7 +227,6 @@ def test_empty_watches_do_not_spin(make_fleet):
     took = wait_watches(pay, n + 6, 30, "six empty watches")
     assert took >= 1.1, "six empty watches in %.2f s" % took
     log_has(fleet, r"payments: virtualservices: watch: ended at once; again in 2000 ms")
-    search.annotate("search", "index", **{EXPOSE: "true"})
-    fleet.wait_address(search, "search", "index")
+    expose_index(fleet, search)
     pay.sim_control("DELETE", "faults")
     new_vs(fleet, pay, "after-empty")
