@@ -54,7 +54,7 @@ master_failed(struct cluster *cl, const struct http_req *r)
 		cl->master = (cl->master + 1) % cl->nmasters;
 		cl->master_fails++;
 		master_route(cl);
-		log_warnx("%s: master %s does not answer, trying %s",
+		log_warnx("%s: master %s: transport error, trying %s",
 		    cl->name, cl->masters[was], cl->masters[cl->master]);
 	}
 	return cl->master_fails < cl->nmasters;

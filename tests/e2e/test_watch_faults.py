@@ -167,7 +167,7 @@ def test_first_master_down(make_fleet):
     fleet.start()
     port = expose(fleet, pay, "ledger-db", timeout=60)
     fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
-    log_has(fleet, r"payments: master %s does not answer, trying %s"
+    log_has(fleet, r"payments: master %s: transport error, trying %s"
             % (re.escape(dead), re.escape(pay.sim.host)))
     new_vs(fleet, pay, "through-second")
 
@@ -202,9 +202,9 @@ def test_no_master_answers(make_fleet):
     fleet.start()
     port = expose_index(fleet, search)
     fleet.wait_serves(port, search.markers("search", "index", 9200))
-    log_has(fleet, r"payments: master %s does not answer, trying %s"
+    log_has(fleet, r"payments: master %s: transport error, trying %s"
             % (re.escape(dead[0]), re.escape(dead[1])))
-    log_has(fleet, r"payments: master %s does not answer, trying %s"
+    log_has(fleet, r"payments: master %s: transport error, trying %s"
             % (re.escape(dead[1]), re.escape(dead[0])))
     log_has(fleet, r"payments: networking.istio.io not served \(transport error")
     pay.register(kubernetes_master_ips=[dead[0], pay.sim.host])
@@ -230,3 +230,27 @@ def test_empty_watches_do_not_spin(make_fleet):
     expose_index(fleet, search)
     pay.sim_control("DELETE", "faults")
     new_vs(fleet, pay, "after-empty")
+
+
+def test_impostor_master(make_fleet):
+    """payments' first master answers TLS with a certificate from the same
+    CA but for another name: watcherd refuses it as before, sends it no
+    request (and so no token), and goes on through the second master."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    pay = payments_cluster(fleet, register=False)
+    # PKS masters share one port: the impostor listens on the real one's.
+    impostor = harness.K8sSim(pay.dir + "-impostor", fleet.pki, "impostor",
+                              ["impostor." + harness.DOMAIN], [],
+                              args=("--port", str(pay.sim.port)))
+    try:
+        assert impostor.port == pay.sim.port
+        pay.register(kubernetes_master_ips=[impostor.host, pay.sim.host])
+        fleet.start()
+        port = expose(fleet, pay, "ledger-db", timeout=60)
+        fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
+        log_has(fleet, r"payments: master %s: transport error, trying %s"
+                % (re.escape(impostor.host), re.escape(pay.sim.host)))
+        assert impostor.get("/_sim/requests") == {}
+    finally:
+        impostor.stop()
