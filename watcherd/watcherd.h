@@ -120,6 +120,13 @@ struct cluster {
 	int		 need_resync;
 };
 
+/* Where a computation finds backends: nodes, or EndpointSlices. */
+struct bsrc {
+	char		(*ips)[EV_IPLEN];	/* nodeport: sorted */
+	size_t		 nips;
+	struct smap	 eps;			/* endpoints: "ns/svc" -> slices */
+};
+
 /* watcherd.c */
 extern struct config	conf;
 extern int		alloc_synced;	/* allocd's decisions are all in */
@@ -153,6 +160,15 @@ char	*dup_or_null(const char *);
 
 void	 cluster_touch(struct cluster *, const char *key);
 int	 cluster_watches(const struct cluster *, int res);
+const char *annotation(json_t *, const char *key);
+
+/* route.c */
+void	*svc_parse(json_t *);
+void	*node_parse(json_t *);
+void	 route_obs(struct cluster *, struct vs_obj *, size_t route,
+	    const struct bsrc *, struct event *);
+void	 bsrc_init(struct cluster *, struct bsrc *);
+void	 bsrc_free(struct bsrc *);
 
 /* endpoints.c */
 int	 port_name(json_t *port, char *, size_t);
