@@ -431,6 +431,29 @@ cluster_touch(struct cluster *cl, const char *key)
 	smap_put(&cl->touched, key, cl);
 }
 
+/*
+ * An object whose name or namespace the API server would not have taken
+ * (or a proxy in between made up) is ignored, and named in the log as far
+ * as it safely can be: cut short, every unusual byte a '?'.
+ */
+static void
+invalid_name(struct cluster *cl, int res, const char *ns, const char *name)
+{
+	static const char *kinds[RES_COUNT] = { "VirtualService", "Service",
+	    "Node", "EndpointSlice" };
+	char sns[40], sname[72];
+
+	snprintf(sns, sizeof(sns), "(none)");
+	snprintf(sname, sizeof(sname), "(none)");
+	if (ns != NULL)
+		valid_sanitize(sns, sizeof(sns), ns);
+	if (name != NULL)
+		valid_sanitize(sname, sizeof(sname), name);
+	log_warnx("%s: an object with an invalid name was ignored: %s %s%s%s",
+	    cl->name, kinds[res], res == RES_NODE ? "" : sns,
+	    res == RES_NODE ? "" : "/", sname);
+}
+
 void
 cluster_object(struct cluster *cl, int res, const char *type, json_t *obj)
 {
@@ -441,10 +464,9 @@ cluster_object(struct cluster *cl, int res, const char *type, json_t *obj)
 	char key[384];
 	void *val = NULL;
 
-	if (name == NULL || !valid_dns_subdomain(name) ||
+	if (name == NULL || !valid_k8s_name(name) ||
 	    (res != RES_NODE && (ns == NULL || !valid_dns_label(ns)))) {
-		log_warnx("%s: an object with an invalid name was ignored",
-		    cl->name);
+		invalid_name(cl, res, ns, name);
 		return;
 	}
 	snprintf(key, sizeof(key), "%s/%s", res == RES_NODE ? "" : ns, name);
