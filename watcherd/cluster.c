@@ -379,15 +379,21 @@ vs_parse(struct vs_obj *vs, json_t *obj)
 		json_array_foreach(dests, j, dst) {
 			struct dest *ds = &vs->routes[i].d[j];
 			const char *host;
+			json_t *jw = json_object_get(dst, "weight");
 			json_int_t port, w;
 
 			d = json_object_get(dst, "destination");
 			host = json_string_value(json_object_get(d, "host"));
 			port = json_integer_value(json_object_get(
 			    json_object_get(d, "port"), "number"));
-			w = json_is_integer(json_object_get(dst, "weight")) ?
-			    json_integer_value(json_object_get(dst, "weight")) :
-			    1;
+			/* absent (or null, as the API drops it) is 1 */
+			if (jw != NULL && !json_is_null(jw) &&
+			    !json_is_integer(jw)) {
+				snprintf(vs->why, sizeof(vs->why), "tcp[%zu]: "
+				    "destination weight is not an integer", i);
+				return;
+			}
+			w = json_is_integer(jw) ? json_integer_value(jw) : 1;
 			if (host == NULL || !valid_dns_subdomain(host)) {
 				snprintf(vs->why, sizeof(vs->why), "tcp[%zu]: "
 				    "destination host is not a DNS name", i);
@@ -486,7 +492,7 @@ cluster_object(struct cluster *cl, int res, const char *type, json_t *obj)
 			val = vs;
 			break;
 		case RES_SVC:
-			val = svc_parse(obj);
+			val = svc_parse(cl, key, obj);
 			break;
 		case RES_NODE:
 			val = node_parse(obj);
@@ -523,28 +529,6 @@ owner_of(char *buf, size_t len, const char *id, const struct vs_obj *vs,
 	snprintf(buf, len, "%s/%s/%s/%zu", id, vs->ns, vs->name, r);
 }
 
-/* Send ev unless the last one sent for this owner was the same. */
-static void
-send_if_changed(struct cluster *cl, struct smap *now, const char *owner,
-    struct event *ev, int force)
-{
-	struct sent *old = smap_get(&cl->sent, owner), *s;
-	unsigned char *buf;
-	size_t len;
-
-	if (event_encode(ev, &buf, &len) == -1)
-		fatalx("watcherd: cannot encode a route");
-	if ((s = malloc(sizeof(*s) + len)) == NULL)
-		fatal("watcherd");
-	s->len = len;
-	memcpy(s->data, buf, len);
-	free(buf);
-	if (force || old == NULL || old->len != len ||
-	    memcmp(old->data, s->data, len) != 0)
-		obs_send(ev);
-	free(smap_put(now, owner, s));
-}
-
 /* ROUTE_GONE for an owner "id/ns/name/route" that was sent. */
 static void
 send_gone(struct cluster *cl, const char *owner)
@@ -569,6 +553,36 @@ send_gone(struct cluster *cl, const char *owner)
 }
 
 /*
+ * Send ev unless the last one sent for this owner was the same.  A route
+ * that must lose what it had (cut) is said to be gone first: allocd keeps
+ * a refused route's port and backends, and those must not be served.
+ */
+static void
+send_if_changed(struct cluster *cl, struct smap *now, const char *owner,
+    struct event *ev, int force, int cut)
+{
+	struct sent *old = smap_get(&cl->sent, owner), *s;
+	unsigned char *buf;
+	size_t len;
+	int changed;
+
+	if (event_encode(ev, &buf, &len) == -1)
+		fatalx("watcherd: cannot encode a route");
+	if ((s = malloc(sizeof(*s) + len)) == NULL)
+		fatal("watcherd");
+	s->len = len;
+	memcpy(s->data, buf, len);
+	free(buf);
+	changed = old == NULL || old->len != len ||
+	    memcmp(old->data, s->data, len) != 0;
+	if (cut && changed)
+		send_gone(cl, owner);
+	if (force || changed)
+		obs_send(ev);
+	free(smap_put(now, owner, s));
+}
+
+/*
  * Turn the cluster's objects into route observations.  Only once every
  * informer has listed: before that, a missing Service would read as an
  * error and a missing VirtualService as a release.
@@ -584,7 +598,7 @@ cluster_compute(struct cluster *cl)
 	struct bsrc src;
 	char owner[EV_OWNERLEN];
 	size_t r;
-	int i, pass, resync = cl->need_resync;
+	int i, pass, cut, resync = cl->need_resync;
 
 	for (i = 0; i < RES_COUNT; i++)
 		if (cluster_watches(cl, i) && !cl->inf[i].listed)
@@ -613,8 +627,8 @@ cluster_compute(struct cluster *cl)
 			continue;
 		for (r = 0; r < (vs->why[0] ? 1 : vs->nroutes); r++) {
 			owner_of(owner, sizeof(owner), cl->id, vs, r);
-			route_obs(cl, vs, r, &src, &ev);
-			send_if_changed(cl, &now, owner, &ev, resync);
+			cut = route_obs(cl, vs, r, &src, &ev);
+			send_if_changed(cl, &now, owner, &ev, resync, cut);
 			event_free(&ev);
 		}
 	}
@@ -660,7 +674,7 @@ cluster_compute_touched(struct cluster *cl, uint64_t now)
 	char owner[EV_OWNERLEN];
 	size_t n, r;
 	void *was;
-	int i;
+	int i, cut;
 
 	for (i = 0; i < RES_COUNT; i++)
 		if (cluster_watches(cl, i) && !cl->inf[i].listed)
@@ -672,8 +686,8 @@ cluster_compute_touched(struct cluster *cl, uint64_t now)
 		    vs->why[0] ? 1 : vs->nroutes;
 		for (r = 0; r < n; r++) {
 			owner_of(owner, sizeof(owner), cl->id, vs, r);
-			route_obs(cl, vs, r, &src, &ev);
-			send_if_changed(cl, &cl->sent, owner, &ev, 0);
+			cut = route_obs(cl, vs, r, &src, &ev);
+			send_if_changed(cl, &cl->sent, owner, &ev, 0, cut);
 			event_free(&ev);
 		}
 		for (r = n;; r++) {

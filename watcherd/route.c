@@ -18,30 +18,86 @@ struct svc_port {
 	char		name[64];	/* what its EndpointSlice ports carry */
 };
 
-/* A Service: its ports, sized to the object. */
+/*
+ * A Service: its ports, and the namespaces whose routes it lets in
+ * (portico.dev/allow-from), in one block sized to the object.  A Service
+ * of more than SVC_MAX_PORTS ports keeps none, and says so.
+ */
 struct svc_obj {
-	size_t		nports;
-	struct svc_port	p[];
+	char		*allow;		/* ",ns1,ns2," or ",*,"; NULL: none */
+	int		 toomany;
+	size_t		 nports;
+	struct svc_port	 p[];
 };
-
 
 struct node_obj {
 	char		ip[EV_IPLEN];
 };
 
-void *
-svc_parse(json_t *obj)
+/*
+ * portico.dev/allow-from as ",ns1,ns2," (or ",*,") in out, which holds
+ * strlen(v) + 3: a comma-separated list of namespaces, or "*", spaces
+ * around each allowed.  -1 when it is not such a list.
+ */
+static int
+allow_parse(const char *v, char *out)
 {
+	const char *end;
+	char ns[64];
+	size_t n;
+
+	strcpy(out, ",");
+	if (strlen(v) > SVC_MAX_ALLOW)
+		return -1;
+	for (;;) {
+		v += strspn(v, " ");
+		end = v + strcspn(v, ",");
+		for (n = (size_t)(end - v); n > 0 && v[n - 1] == ' '; n--)
+			;
+		if (n == 0 || n >= sizeof(ns))
+			return -1;
+		memcpy(ns, v, n);
+		ns[n] = '\0';
+		if (strcmp(ns, "*") != 0 && !valid_dns_label(ns))
+			return -1;
+		strcat(strcat(out, ns), ",");
+		if (*end == '\0')
+			return 0;
+		v = end + 1;
+	}
+}
+
+/*
+ * What routing needs of the Service "ns/name" key.  A portico.dev/allow-
+ * from that is not a list of namespaces lets no other namespace in, and
+ * is logged (it is the Service owner's to fix, and names only them).
+ */
+void *
+svc_parse(struct cluster *cl, const char *key, json_t *obj)
+{
+	const char *allow = annotation(obj, ANN_ALLOW_FROM);
 	struct svc_obj *s;
 	struct svc_port *sp;
 	json_t *ports, *p;
-	size_t i, n;
+	size_t i, n, alen;
 
 	ports = json_object_get(json_object_get(obj, "spec"), "ports");
-	n = json_array_size(ports) > SVC_MAX_PORTS ? SVC_MAX_PORTS :
+	n = json_array_size(ports) > SVC_MAX_PORTS ? 0 :
 	    json_array_size(ports);
-	if ((s = calloc(1, sizeof(*s) + n * sizeof(s->p[0]))) == NULL)
+	alen = allow != NULL ? strlen(allow) + 3 : 0;
+	if ((s = calloc(1, sizeof(*s) + n * sizeof(s->p[0]) + alen)) == NULL)
 		fatal("svc");
+	s->toomany = json_array_size(ports) > SVC_MAX_PORTS;
+	if (allow != NULL) {
+		s->allow = (char *)(s->p + n);
+		if (allow_parse(allow, s->allow) == -1) {
+			log_warnx("%s: service %s: %s is not a list of "
+			    "namespaces or \"*\" (at most %d characters); no "
+			    "other namespace may route to it", cl->name, key,
+			    ANN_ALLOW_FROM, SVC_MAX_ALLOW);
+			s->allow = NULL;
+		}
+	}
 	json_array_foreach(ports, i, p) {
 		json_int_t port = json_integer_value(json_object_get(p, "port"));
 		json_int_t np = json_integer_value(json_object_get(p,
@@ -101,7 +157,7 @@ cmp_ip(const void *a, const void *b)
 
 /*
  * The Service a destination host names, relative to namespace ns; its
- * "ns/name" in key.
+ * "ns/name" in key ("" when the host names no Service at all).
  */
 static struct svc_obj *
 dest_service(struct cluster *cl, const char *ns, const char *host,
@@ -111,6 +167,7 @@ dest_service(struct cluster *cl, const char *ns, const char *host,
 	const char *dot = strchr(host, '.'), *rest;
 	size_t n;
 
+	key[0] = '\0';
 	if (dot == NULL) {
 		snprintf(key, 384, "%s/%s", ns, host);
 		return smap_get(&cl->objs[RES_SVC], key);
@@ -159,25 +216,70 @@ written_port(const struct cluster *cl, const struct vs_obj *vs, size_t r)
 	return (unsigned)port;
 }
 
-/* Every node at the Service port's nodePort; -1 with why if none. */
+/*
+ * Whether the Service "sns/name" key lets routes of namespace ns in: its
+ * own namespace's always, another's only with the owner's consent.
+ */
+static int
+svc_allows(const struct svc_obj *s, const char *key, const char *ns)
+{
+	size_t n = strlen(ns);
+	char pat[68];
+
+	if (strncmp(key, ns, n) == 0 && key[n] == '/')
+		return 1;
+	if (s == NULL || s->allow == NULL)
+		return 0;
+	snprintf(pat, sizeof(pat), ",%s,", ns);
+	return strstr(s->allow, ",*,") != NULL || strstr(s->allow, pat) != NULL;
+}
+
+/* The Service's port d names; NULL with why if it has none such. */
+static const struct svc_port *
+svc_port_find(const struct svc_obj *s, const struct dest *d, char *why,
+    size_t len)
+{
+	size_t k;
+
+	if (s->toomany) {
+		snprintf(why, len, "destination %s: the service has more than "
+		    "%d ports", d->host, SVC_MAX_PORTS);
+		return NULL;
+	}
+	for (k = 0; k < s->nports; k++)
+		if (s->p[k].port == d->port)
+			return &s->p[k];
+	snprintf(why, len, "destination %s: the service has no port %u",
+	    d->host, d->port);
+	return NULL;
+}
+
+/*
+ * Every ready node at the Service port's nodePort; -1 with why if it has
+ * none, or no node is ready (the route keeps its port, and comes back
+ * with the first ready node).
+ */
 static int
 dest_nodeport(const struct bsrc *src, const struct dest *d,
     const struct svc_obj *s, struct event *ev, char *why, size_t len)
 {
+	const struct svc_port *sp;
 	size_t k;
-	unsigned np;
 
-	for (k = 0; k < s->nports; k++)
-		if (s->p[k].port == d->port)
-			break;
-	if (k == s->nports || s->p[k].nodeport == 0) {
+	if ((sp = svc_port_find(s, d, why, len)) == NULL)
+		return -1;
+	if (sp->nodeport == 0) {
 		snprintf(why, len, "destination %s: port %u has no nodePort",
 		    d->host, d->port);
 		return -1;
 	}
-	np = s->p[k].nodeport;
+	if (src->nips == 0) {
+		snprintf(why, len, "destination %s: no ready node for "
+		    "nodePort %u", d->host, sp->nodeport);
+		return -1;
+	}
 	for (k = 0; k < src->nips; k++)
-		event_add_backend(ev, src->ips[k], np, d->weight);
+		event_add_backend(ev, src->ips[k], sp->nodeport, d->weight);
 	return 0;
 }
 
@@ -190,18 +292,12 @@ dest_endpoints(const struct bsrc *src, const struct dest *d,
     const struct svc_obj *s, const char *svc, struct event *ev, char *why,
     size_t len, size_t r)
 {
-	size_t k;
+	const struct svc_port *sp;
 	int n;
 
-	for (k = 0; k < s->nports; k++)
-		if (s->p[k].port == d->port)
-			break;
-	if (k == s->nports) {
-		snprintf(why, len, "destination %s: the service has no port "
-		    "%u", d->host, d->port);
+	if ((sp = svc_port_find(s, d, why, len)) == NULL)
 		return -1;
-	}
-	if ((n = eps_backends(&src->eps, svc, s->p[k].name, d->weight,
+	if ((n = eps_backends(&src->eps, svc, sp->name, d->weight,
 	    ev)) == -1) {
 		snprintf(why, len, "tcp[%zu]: more than %d backends", r,
 		    EV_MAX_BACKENDS);
@@ -215,15 +311,22 @@ dest_endpoints(const struct bsrc *src, const struct dest *d,
 	return 0;
 }
 
-void
+/*
+ * Route r of the VirtualService as an observation: its backends, or why it
+ * is refused.  A destination in another namespace is refused, in the same
+ * words whether or not the Service exists, unless that Service allows the
+ * route's namespace in; then 1 is returned: what the route had must not be
+ * served any more (consent withdrawn).  Otherwise 0.
+ */
+int
 route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
     const struct bsrc *src, struct event *ev)
 {
 	struct svc_obj *s;
 	struct dest *d;
 	size_t i;
-	int rc;
-	char why[320], svc[384];
+	int rc, cut = 0;
+	char why[400], svc[384];
 
 	event_init(ev, EV_ROUTE);
 	event_set_str(ev, F_CLUSTER, cl->id);
@@ -233,7 +336,7 @@ route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
 	ev->has |= F_ROUTE | F_BACKENDS;
 	if (vs->why[0] != '\0') {
 		event_set_str(ev, F_WHY, vs->why);
-		return;
+		return 0;
 	}
 	if (r == 0 && vs->want != 0) {
 		ev->want = vs->want;
@@ -250,7 +353,15 @@ route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
 	}
 	for (i = 0; i < vs->routes[r].nd; i++) {
 		d = &vs->routes[r].d[i];
-		if ((s = dest_service(cl, vs->ns, d->host, svc)) == NULL) {
+		s = dest_service(cl, vs->ns, d->host, svc);
+		if (svc[0] != '\0' && !svc_allows(s, svc, vs->ns)) {
+			snprintf(why, sizeof(why), "destination %s: in another "
+			    "namespace, and no service there allows routes "
+			    "from %s (%s)", d->host, vs->ns, ANN_ALLOW_FROM);
+			cut = 1;
+			goto refuse;
+		}
+		if (s == NULL) {
 			snprintf(why, sizeof(why), "destination %s: no such "
 			    "service", d->host);
 			goto refuse;
@@ -261,12 +372,14 @@ route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
 		if (rc == -1)
 			goto refuse;
 	}
-	return;
+	return 0;
  refuse:
 	free(ev->backends);
 	ev->backends = NULL;
 	ev->nbackends = 0;
+	why[sizeof(ev->why) - 1] = '\0';	/* a long host is cut, never lost */
 	event_set_str(ev, F_WHY, why);
+	return cut;
 }
 
 /*
