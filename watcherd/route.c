@@ -47,8 +47,6 @@ allow_parse(const char *v, char *out)
 	size_t n;
 
 	strcpy(out, ",");
-	if (strlen(v) > SVC_MAX_ALLOW)
-		return -1;
 	for (;;) {
 		v += strspn(v, " ");
 		end = v + strcspn(v, ",");
@@ -84,13 +82,15 @@ svc_parse(struct cluster *cl, const char *key, json_t *obj)
 	ports = json_object_get(json_object_get(obj, "spec"), "ports");
 	n = json_array_size(ports) > SVC_MAX_PORTS ? 0 :
 	    json_array_size(ports);
-	alen = allow != NULL ? strlen(allow) + 3 : 0;
+	/* room for the list only when it may be one: memory follows input */
+	alen = allow != NULL && strlen(allow) <= SVC_MAX_ALLOW ?
+	    strlen(allow) + 3 : 0;
 	if ((s = calloc(1, sizeof(*s) + n * sizeof(s->p[0]) + alen)) == NULL)
 		fatal("svc");
 	s->toomany = json_array_size(ports) > SVC_MAX_PORTS;
 	if (allow != NULL) {
-		s->allow = (char *)(s->p + n);
-		if (allow_parse(allow, s->allow) == -1) {
+		s->allow = alen > 0 ? (char *)(s->p + n) : NULL;
+		if (s->allow == NULL || allow_parse(allow, s->allow) == -1) {
 			log_warnx("%s: service %s: %s is not a list of "
 			    "namespaces or \"*\" (at most %d characters); no "
 			    "other namespace may route to it", cl->name, key,
