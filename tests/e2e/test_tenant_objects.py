@@ -281,20 +281,37 @@ def test_no_ready_node_is_refused_and_comes_back(make_fleet):
     fleet.wait_serves(cport, shop.markers(ns, "cache", 6379))
 
 
-def test_many_service_ports_and_weights(make_fleet):
+def test_service_port_past_the_32nd(make_fleet):
     """A Service port past the 32nd is routed; a Service of more ports than
-    portico keeps is refused in those words; a weight that is not an
-    integer is refused, and a null one is as if absent."""
+    portico keeps is refused in those words."""
     need("allocd", "renderd", "applyd", "watcherd")
     fleet = make_fleet()
     ns = "shop"
     many = list(range(7000, 7040))                      # 40 ports
-    shop = fleet.add_cluster("shop", [("many", ns, many), ("db", ns, [5432])], [
-        exposed("port-35", ns, "many", many[34]),
-        exposed("huge", ns, "huge", 1),
+    shop = fleet.add_cluster("shop", [("many", ns, many)], [
+        exposed("port-35", ns, "many", many[34]), exposed("huge", ns, "huge", 1)], nodes=1)
+    huge = harness.service("huge", ns, [(p, 30000 + p) for p in range(1, 1026)])
+    status, body = shop.sim.request("POST", "/api/v1/namespaces/%s/services" % ns, huge)
+    assert status == 201, body
+    fleet.start()
+
+    (p35,) = fleet.wait_address(shop, ns, "port-35")
+    fleet.wait_serves(p35, shop.markers(ns, "many", many[34]))
+    assert fleet.wait_annotation(shop, ns, "huge", ERROR) == \
+        "destination huge: the service has more than 1024 ports"
+    assert ADDRESS not in shop.annotations(ns, "huge")
+
+
+def test_weight_must_be_an_integer(make_fleet):
+    """A weight that is not an integer is refused (it was taken as 1); a
+    null one is as if absent."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    ns = "shop"
+    shop = fleet.add_cluster("shop", [("db", ns, [5432])], [
         exposed("w-string", ns, "db", 5432, weight="50"),
         exposed("w-real", ns, "db", 5432, weight=2.5),
-        exposed("w-null", ns, "db", 5432, weight=None),
+        exposed("w-null", ns, "db", 5432),
         virtualservice("w-bool", ns, [[dict(dest("db", 5432), weight=True)]],
                        {EXPOSE: "true"}),
     ], nodes=1)
@@ -304,19 +321,11 @@ def test_many_service_ports_and_weights(make_fleet):
     status, body = shop.sim.request("PUT", "%s/namespaces/%s/virtualservices/w-null"
                                     % (harness.VS_API, ns), vs)
     assert status == 200, body
-    huge = harness.service("huge", ns, [(p, 30000 + p % 2000) for p in range(1, 1026)])
-    status, body = shop.sim.request("POST", "/api/v1/namespaces/%s/services" % ns, huge)
-    assert status == 201, body
     fleet.start()
 
-    (p35,) = fleet.wait_address(shop, ns, "port-35")
-    fleet.wait_serves(p35, shop.markers(ns, "many", many[34]))
-    assert fleet.wait_annotation(shop, ns, "huge", ERROR) == \
-        "destination huge: the service has more than 1024 ports"
+    (wn,) = fleet.wait_address(shop, ns, "w-null")
+    fleet.wait_serves(wn, shop.markers(ns, "db", 5432))
     for name in ("w-string", "w-real", "w-bool"):
         assert fleet.wait_annotation(shop, ns, name, ERROR) == \
             "tcp[0]: destination weight is not an integer", name
         assert ADDRESS not in shop.annotations(ns, name), name
-    (wn,) = fleet.wait_address(shop, ns, "w-null")
-    fleet.wait_serves(wn, shop.markers(ns, "db", 5432))
-    assert ADDRESS not in shop.annotations(ns, "huge")
