@@ -35,7 +35,7 @@
 	X(MASTERS,  "m",    IPS,      masters,  NULL)			\
 	X(MPORT,    "mp",   PORT,     mport,    NULL)			\
 	X(NS,       "ns",   STR,      ns,       valid_dns_label)	\
-	X(NAME,     "n",    STR,      name,     valid_dns_subdomain)	\
+	X(NAME,     "n",    STR,      name,     valid_k8s_name)	\
 	X(ROUTE,    "r",    U64,      route,    NULL)			\
 	X(WANT,     "want", PORT,     want,     NULL)			\
 	X(BACKENDS, "b",    BACKENDS, backends, NULL)			\

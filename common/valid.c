@@ -12,12 +12,13 @@ is_lower_alnum(int c)
 	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
 }
 
+/* [a-z0-9]([-a-z0-9]*[a-z0-9])?, of any length but 0. */
 static int
-label_ok(const char *s, size_t len)
+label_chars_ok(const char *s, size_t len)
 {
 	size_t i;
 
-	if (len == 0 || len > 63)
+	if (len == 0)
 		return 0;
 	if (!is_lower_alnum(s[0]) || !is_lower_alnum(s[len - 1]))
 		return 0;
@@ -30,23 +31,44 @@ label_ok(const char *s, size_t len)
 int
 valid_dns_label(const char *s)
 {
-	return label_ok(s, strlen(s));
+	size_t len = strlen(s);
+
+	return len <= 63 && label_chars_ok(s, len);
+}
+
+/* Dot-separated labels of at most label_max, 253 in all. */
+static int
+subdomain_ok(const char *s, size_t label_max)
+{
+	size_t len = strlen(s), n;
+
+	if (len == 0 || len > 253)
+		return 0;
+	for (;;) {
+		n = strcspn(s, ".");
+		if (n > label_max || !label_chars_ok(s, n))
+			return 0;
+		if (s[n] == '\0')
+			return 1;
+		s += n + 1;
+	}
 }
 
 int
 valid_dns_subdomain(const char *s)
 {
-	size_t len = strlen(s);
-	const char *dot;
+	return subdomain_ok(s, 63);
+}
 
-	if (len == 0 || len > 253)
-		return 0;
-	while ((dot = strchr(s, '.')) != NULL) {
-		if (!label_ok(s, (size_t)(dot - s)))
-			return 0;
-		s = dot + 1;
-	}
-	return label_ok(s, strlen(s));
+/*
+ * An object name as Kubernetes checks it (IsDNS1123Subdomain): no limit on
+ * a label's length but the whole name's: "a" x 70 ".b" is a name the API
+ * server accepts, though no DNS name.
+ */
+int
+valid_k8s_name(const char *s)
+{
+	return subdomain_ok(s, 253);
 }
 
 int
@@ -95,4 +117,26 @@ valid_text(const char *s)
 		if (*s < 0x20 || *s > 0x7e || *s == '"' || *s == '\\')
 			return 0;
 	return 1;
+}
+
+/*
+ * A copy of an untrusted string that is safe in a log line: every byte
+ * outside [A-Za-z0-9._-] becomes '?', and a string longer than fits is
+ * cut, ending in "...".  out is always terminated; len must be >= 4.
+ */
+void
+valid_sanitize(char *out, size_t len, const char *s)
+{
+	size_t i;
+	unsigned char c;
+
+	for (i = 0; s[i] != '\0' && i + 1 < len; i++) {
+		c = (unsigned char)s[i];
+		out[i] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		    c == '-' ? (char)c : '?';
+	}
+	out[i] = '\0';
+	if (s[i] != '\0')
+		memcpy(out + len - 4, "...", 4);
 }

@@ -12,9 +12,11 @@
 
 int	valid_dns_label(const char *);		/* RFC 1123 label, <= 63 */
 int	valid_dns_subdomain(const char *);	/* RFC 1123 subdomain, <= 253 */
+int	valid_k8s_name(const char *);		/* object name, as the API checks */
 int	valid_cluster_id(const char *);		/* [a-z0-9-], 1..63 */
 int	valid_ip(const char *);			/* numeric IPv4 or IPv6 */
 int	valid_token(const char *);		/* [A-Za-z0-9_-], 1..63 */
 int	valid_text(const char *);		/* printable ASCII, no " or \ */
+void	valid_sanitize(char *, size_t, const char *);	/* for a log line */
 
 #endif

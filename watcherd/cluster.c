@@ -1,6 +1,7 @@
 /*
  * watcherd — clusters: what their informers see, and the observations that
- * follow from it (the write-back is in writeback.c).
+ * follow from it (a route's computation is in route.c, the write-back in
+ * writeback.c).
  *
  * Observations are level-triggered: after every (re)list of a cluster a
  * full resync (SYNC_BEGIN, every route, SYNC_END) tells allocd the whole
@@ -16,29 +17,6 @@
 #include "log.h"
 #include "valid.h"
 #include "watcherd.h"
-
-struct svc_port {
-	unsigned	port;
-	unsigned	nodeport;	/* 0: none */
-	char		name[64];	/* what its EndpointSlice ports carry */
-};
-
-/* A Service: its ports, sized to the object. */
-struct svc_obj {
-	size_t		nports;
-	struct svc_port	p[];
-};
-
-/* Where a computation finds backends: nodes, or EndpointSlices. */
-struct bsrc {
-	char		(*ips)[EV_IPLEN];	/* nodeport: sorted */
-	size_t		 nips;
-	struct smap	 eps;			/* endpoints: "ns/svc" -> slices */
-};
-
-struct node_obj {
-	char		ip[EV_IPLEN];
-};
 
 struct sent {
 	size_t		len;
@@ -316,7 +294,7 @@ clusters_sweep(int source)
 
 /* Objects. */
 
-static const char *
+const char *
 annotation(json_t *obj, const char *key)
 {
 	return json_string_value(json_object_get(json_object_get(
@@ -389,15 +367,21 @@ vs_parse(struct vs_obj *vs, json_t *obj)
 		json_array_foreach(dests, j, dst) {
 			struct dest *ds = &vs->routes[i].d[j];
 			const char *host;
+			json_t *jw = json_object_get(dst, "weight");
 			json_int_t port, w;
 
 			d = json_object_get(dst, "destination");
 			host = json_string_value(json_object_get(d, "host"));
 			port = json_integer_value(json_object_get(
 			    json_object_get(d, "port"), "number"));
-			w = json_is_integer(json_object_get(dst, "weight")) ?
-			    json_integer_value(json_object_get(dst, "weight")) :
-			    1;
+			/* absent (or null, as the API drops it) is 1 */
+			if (jw != NULL && !json_is_null(jw) &&
+			    !json_is_integer(jw)) {
+				snprintf(vs->why, sizeof(vs->why), "tcp[%zu]: "
+				    "destination weight is not an integer", i);
+				return;
+			}
+			w = json_is_integer(jw) ? json_integer_value(jw) : 1;
 			if (host == NULL || !valid_dns_subdomain(host)) {
 				snprintf(vs->why, sizeof(vs->why), "tcp[%zu]: "
 				    "destination host is not a DNS name", i);
@@ -416,70 +400,6 @@ vs_parse(struct vs_obj *vs, json_t *obj)
 		vs->routes[i].nd = json_array_size(dests);
 	}
 	vs->nroutes = json_array_size(tcp);
-}
-
-static void *
-svc_parse(json_t *obj)
-{
-	struct svc_obj *s;
-	struct svc_port *sp;
-	json_t *ports, *p;
-	size_t i, n;
-
-	ports = json_object_get(json_object_get(obj, "spec"), "ports");
-	n = json_array_size(ports) > SVC_MAX_PORTS ? SVC_MAX_PORTS :
-	    json_array_size(ports);
-	if ((s = calloc(1, sizeof(*s) + n * sizeof(s->p[0]))) == NULL)
-		fatal("svc");
-	json_array_foreach(ports, i, p) {
-		json_int_t port = json_integer_value(json_object_get(p, "port"));
-		json_int_t np = json_integer_value(json_object_get(p,
-		    "nodePort"));
-
-		if (s->nports == n)
-			break;
-		sp = &s->p[s->nports];
-		if (port < 1 || port > 65535 || np < 0 || np > 65535)
-			continue;
-		/* a name no slice port can carry: their names are checked */
-		if (port_name(p, sp->name, sizeof(sp->name)) == -1)
-			strcpy(sp->name, "-");
-		sp->port = (unsigned)port;
-		sp->nodeport = (unsigned)np;
-		s->nports++;
-	}
-	return s;
-}
-
-static void *
-node_parse(json_t *obj)
-{
-	json_t *status = json_object_get(obj, "status"), *a, *c;
-	struct node_obj *n;
-	const char *ip;
-	size_t i;
-
-	/* a node that says it is not Ready gets no traffic */
-	json_array_foreach(json_object_get(status, "conditions"), i, c) {
-		const char *t = json_string_value(json_object_get(c, "type"));
-		const char *s = json_string_value(json_object_get(c, "status"));
-
-		if (t && s && strcmp(t, "Ready") == 0 && strcmp(s, "True"))
-			return NULL;
-	}
-	json_array_foreach(json_object_get(status, "addresses"), i, a) {
-		const char *t = json_string_value(json_object_get(a, "type"));
-
-		ip = json_string_value(json_object_get(a, "address"));
-		if (t && ip && strcmp(t, "InternalIP") == 0 && valid_ip(ip) &&
-		    strlen(ip) < EV_IPLEN) {
-			if ((n = calloc(1, sizeof(*n))) == NULL)
-				fatal("node");
-			strcpy(n->ip, ip);
-			return n;
-		}
-	}
-	return NULL;
 }
 
 static void
@@ -505,6 +425,29 @@ cluster_touch(struct cluster *cl, const char *key)
 	smap_put(&cl->touched, key, cl);
 }
 
+/*
+ * An object whose name or namespace the API server would not have taken
+ * (or a proxy in between made up) is ignored, and named in the log as far
+ * as it safely can be: cut short, every unusual byte a '?'.
+ */
+static void
+invalid_name(struct cluster *cl, int res, const char *ns, const char *name)
+{
+	static const char *kinds[RES_COUNT] = { "VirtualService", "Service",
+	    "Node", "EndpointSlice" };
+	char sns[40], sname[72];
+
+	snprintf(sns, sizeof(sns), "(none)");
+	snprintf(sname, sizeof(sname), "(none)");
+	if (ns != NULL)
+		valid_sanitize(sns, sizeof(sns), ns);
+	if (name != NULL)
+		valid_sanitize(sname, sizeof(sname), name);
+	log_warnx("%s: an object with an invalid name was ignored: %s %s%s%s",
+	    cl->name, kinds[res], res == RES_NODE ? "" : sns,
+	    res == RES_NODE ? "" : "/", sname);
+}
+
 void
 cluster_object(struct cluster *cl, int res, const char *type, json_t *obj)
 {
@@ -515,10 +458,9 @@ cluster_object(struct cluster *cl, int res, const char *type, json_t *obj)
 	char key[384];
 	void *val = NULL;
 
-	if (name == NULL || !valid_dns_subdomain(name) ||
+	if (name == NULL || !valid_k8s_name(name) ||
 	    (res != RES_NODE && (ns == NULL || !valid_dns_label(ns)))) {
-		log_warnx("%s: an object with an invalid name was ignored",
-		    cl->name);
+		invalid_name(cl, res, ns, name);
 		return;
 	}
 	snprintf(key, sizeof(key), "%s/%s", res == RES_NODE ? "" : ns, name);
@@ -538,7 +480,7 @@ cluster_object(struct cluster *cl, int res, const char *type, json_t *obj)
 			val = vs;
 			break;
 		case RES_SVC:
-			val = svc_parse(obj);
+			val = svc_parse(cl, key, obj);
 			break;
 		case RES_NODE:
 			val = node_parse(obj);
@@ -566,243 +508,13 @@ cluster_list_end(struct cluster *cl, int res)
 	cl->dirty = 1;
 }
 
-/* Routes. */
-
-static int
-cmp_ip(const void *a, const void *b)
-{
-	return strcmp(a, b);
-}
-
-/*
- * The Service a destination host names, relative to namespace ns; its
- * "ns/name" in key.
- */
-static struct svc_obj *
-dest_service(struct cluster *cl, const char *ns, const char *host,
-    char key[384])
-{
-	char svc[64], sns[64];
-	const char *dot = strchr(host, '.'), *rest;
-	size_t n;
-
-	if (dot == NULL) {
-		snprintf(key, 384, "%s/%s", ns, host);
-		return smap_get(&cl->objs[RES_SVC], key);
-	}
-	/* <svc>.<ns>[.svc[.cluster.local]] */
-	n = (size_t)(dot - host);
-	if (n >= sizeof(svc))
-		return NULL;
-	memcpy(svc, host, n);
-	svc[n] = '\0';
-	rest = dot + 1;
-	n = strcspn(rest, ".");
-	if (n == 0 || n >= sizeof(sns))
-		return NULL;
-	memcpy(sns, rest, n);
-	sns[n] = '\0';
-	rest += n;
-	if (*rest != '\0' && strcmp(rest, ".svc") != 0 &&
-	    strcmp(rest, ".svc.cluster.local") != 0)
-		return NULL;
-	snprintf(key, 384, "%s/%s", sns, svc);
-	return smap_get(&cl->objs[RES_SVC], key);
-}
-
-/*
- * The port written for route r in the object's address annotation
- * ("host:port[,host:port...]" with our host), or 0.
- */
-static unsigned
-written_port(const struct cluster *cl, const struct vs_obj *vs, size_t r)
-{
-	const char *s = vs->address;
-	size_t hl = strlen(cl->host);
-	unsigned long port;
-	char *end;
-
-	for (; s != NULL && r > 0; r--)
-		if ((s = strchr(s, ',')) != NULL)
-			s++;
-	if (s == NULL || strncmp(s, cl->host, hl) != 0 || s[hl] != ':' ||
-	    s[hl + 1] < '0' || s[hl + 1] > '9')
-		return 0;
-	port = strtoul(s + hl + 1, &end, 10);
-	if (port == 0 || port > 65535 || (*end != '\0' && *end != ','))
-		return 0;
-	return (unsigned)port;
-}
-
-/* Every node at the Service port's nodePort; -1 with why if none. */
-static int
-dest_nodeport(const struct bsrc *src, const struct dest *d,
-    const struct svc_obj *s, struct event *ev, char *why, size_t len)
-{
-	size_t k;
-	unsigned np;
-
-	for (k = 0; k < s->nports; k++)
-		if (s->p[k].port == d->port)
-			break;
-	if (k == s->nports || s->p[k].nodeport == 0) {
-		snprintf(why, len, "destination %s: port %u has no nodePort",
-		    d->host, d->port);
-		return -1;
-	}
-	np = s->p[k].nodeport;
-	for (k = 0; k < src->nips; k++)
-		event_add_backend(ev, src->ips[k], np, d->weight);
-	return 0;
-}
-
-/*
- * Every ready pod of the Service ("ns/name" svc) at the target port of
- * the Service port; -1 with why if there is none, or too many.
- */
-static int
-dest_endpoints(const struct bsrc *src, const struct dest *d,
-    const struct svc_obj *s, const char *svc, struct event *ev, char *why,
-    size_t len, size_t r)
-{
-	size_t k;
-	int n;
-
-	for (k = 0; k < s->nports; k++)
-		if (s->p[k].port == d->port)
-			break;
-	if (k == s->nports) {
-		snprintf(why, len, "destination %s: the service has no port "
-		    "%u", d->host, d->port);
-		return -1;
-	}
-	if ((n = eps_backends(&src->eps, svc, s->p[k].name, d->weight,
-	    ev)) == -1) {
-		snprintf(why, len, "tcp[%zu]: more than %d backends", r,
-		    EV_MAX_BACKENDS);
-		return -1;
-	}
-	if (n == 0) {
-		snprintf(why, len, "destination %s: no ready endpoint for "
-		    "port %u", d->host, d->port);
-		return -1;
-	}
-	return 0;
-}
-
-static void
-route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
-    const struct bsrc *src, struct event *ev)
-{
-	struct svc_obj *s;
-	struct dest *d;
-	size_t i;
-	int rc;
-	char why[320], svc[384];
-
-	event_init(ev, EV_ROUTE);
-	event_set_str(ev, F_CLUSTER, cl->id);
-	event_set_str(ev, F_NS, vs->ns);
-	event_set_str(ev, F_NAME, vs->name);
-	ev->route = r;
-	ev->has |= F_ROUTE | F_BACKENDS;
-	if (vs->why[0] != '\0') {
-		event_set_str(ev, F_WHY, vs->why);
-		return;
-	}
-	if (r == 0 && vs->want != 0) {
-		ev->want = vs->want;
-		ev->has |= F_WANT;
-	}
-	/* a store that was lost adopts what the object says it has */
-	if ((ev->had = written_port(cl, vs, r)) != 0)
-		ev->has |= F_HAD;
-	if (cl->backend == BACKEND_NODEPORT &&
-	    src->nips * vs->routes[r].nd > EV_MAX_BACKENDS) {
-		snprintf(why, sizeof(why), "tcp[%zu]: more than %d backends",
-		    r, EV_MAX_BACKENDS);
-		goto refuse;
-	}
-	for (i = 0; i < vs->routes[r].nd; i++) {
-		d = &vs->routes[r].d[i];
-		if ((s = dest_service(cl, vs->ns, d->host, svc)) == NULL) {
-			snprintf(why, sizeof(why), "destination %s: no such "
-			    "service", d->host);
-			goto refuse;
-		}
-		rc = cl->backend == BACKEND_ENDPOINTS ?
-		    dest_endpoints(src, d, s, svc, ev, why, sizeof(why), r) :
-		    dest_nodeport(src, d, s, ev, why, sizeof(why));
-		if (rc == -1)
-			goto refuse;
-	}
-	return;
- refuse:
-	free(ev->backends);
-	ev->backends = NULL;
-	ev->nbackends = 0;
-	event_set_str(ev, F_WHY, why);
-}
+/* Observations. */
 
 void
 owner_of(char *buf, size_t len, const char *id, const struct vs_obj *vs,
     size_t r)
 {
 	snprintf(buf, len, "%s/%s/%s/%zu", id, vs->ns, vs->name, r);
-}
-
-/* Send ev unless the last one sent for this owner was the same. */
-static void
-send_if_changed(struct cluster *cl, struct smap *now, const char *owner,
-    struct event *ev, int force)
-{
-	struct sent *old = smap_get(&cl->sent, owner), *s;
-	unsigned char *buf;
-	size_t len;
-
-	if (event_encode(ev, &buf, &len) == -1)
-		fatalx("watcherd: cannot encode a route");
-	if ((s = malloc(sizeof(*s) + len)) == NULL)
-		fatal("watcherd");
-	s->len = len;
-	memcpy(s->data, buf, len);
-	free(buf);
-	if (force || old == NULL || old->len != len ||
-	    memcmp(old->data, s->data, len) != 0)
-		obs_send(ev);
-	free(smap_put(now, owner, s));
-}
-
-/*
- * What the cluster's routes are computed from: the nodes' addresses in a
- * canonical order (so equal means unchanged), or its EndpointSlices by
- * Service.
- */
-static void
-bsrc_init(struct cluster *cl, struct bsrc *src)
-{
-	struct smap_iter it = { 0, NULL };
-	struct smap_ent *e;
-	struct node_obj *node;
-
-	memset(src, 0, sizeof(*src));
-	if (cl->backend == BACKEND_ENDPOINTS) {
-		eps_index(cl, &src->eps);
-		return;
-	}
-	if ((src->ips = calloc(cl->objs[RES_NODE].n + 1, EV_IPLEN)) == NULL)
-		fatal("watcherd");
-	while ((e = smap_next(&cl->objs[RES_NODE], &it)) != NULL)
-		if ((node = e->val) != NULL)
-			strcpy(src->ips[src->nips++], node->ip);
-	qsort(src->ips, src->nips, EV_IPLEN, cmp_ip);
-}
-
-static void
-bsrc_free(struct bsrc *src)
-{
-	free(src->ips);
-	eps_index_free(&src->eps);
 }
 
 /* ROUTE_GONE for an owner "id/ns/name/route" that was sent. */
@@ -829,6 +541,36 @@ send_gone(struct cluster *cl, const char *owner)
 }
 
 /*
+ * Send ev unless the last one sent for this owner was the same.  A route
+ * that must lose what it had (cut) is said to be gone first: allocd keeps
+ * a refused route's port and backends, and those must not be served.
+ */
+static void
+send_if_changed(struct cluster *cl, struct smap *now, const char *owner,
+    struct event *ev, int force, int cut)
+{
+	struct sent *old = smap_get(&cl->sent, owner), *s;
+	unsigned char *buf;
+	size_t len;
+	int changed;
+
+	if (event_encode(ev, &buf, &len) == -1)
+		fatalx("watcherd: cannot encode a route");
+	if ((s = malloc(sizeof(*s) + len)) == NULL)
+		fatal("watcherd");
+	s->len = len;
+	memcpy(s->data, buf, len);
+	free(buf);
+	changed = old == NULL || old->len != len ||
+	    memcmp(old->data, s->data, len) != 0;
+	if (cut && changed)
+		send_gone(cl, owner);
+	if (force || changed)
+		obs_send(ev);
+	free(smap_put(now, owner, s));
+}
+
+/*
  * Turn the cluster's objects into route observations.  Only once every
  * informer has listed: before that, a missing Service would read as an
  * error and a missing VirtualService as a release.
@@ -844,7 +586,7 @@ cluster_compute(struct cluster *cl)
 	struct bsrc src;
 	char owner[EV_OWNERLEN];
 	size_t r;
-	int i, pass, resync = cl->need_resync;
+	int i, pass, cut, resync = cl->need_resync;
 
 	for (i = 0; i < RES_COUNT; i++)
 		if (cluster_watches(cl, i) && !cl->inf[i].listed)
@@ -873,8 +615,8 @@ cluster_compute(struct cluster *cl)
 			continue;
 		for (r = 0; r < (vs->why[0] ? 1 : vs->nroutes); r++) {
 			owner_of(owner, sizeof(owner), cl->id, vs, r);
-			route_obs(cl, vs, r, &src, &ev);
-			send_if_changed(cl, &now, owner, &ev, resync);
+			cut = route_obs(cl, vs, r, &src, &ev);
+			send_if_changed(cl, &now, owner, &ev, resync, cut);
 			event_free(&ev);
 		}
 	}
@@ -920,7 +662,7 @@ cluster_compute_touched(struct cluster *cl, uint64_t now)
 	char owner[EV_OWNERLEN];
 	size_t n, r;
 	void *was;
-	int i;
+	int i, cut;
 
 	for (i = 0; i < RES_COUNT; i++)
 		if (cluster_watches(cl, i) && !cl->inf[i].listed)
@@ -932,8 +674,8 @@ cluster_compute_touched(struct cluster *cl, uint64_t now)
 		    vs->why[0] ? 1 : vs->nroutes;
 		for (r = 0; r < n; r++) {
 			owner_of(owner, sizeof(owner), cl->id, vs, r);
-			route_obs(cl, vs, r, &src, &ev);
-			send_if_changed(cl, &cl->sent, owner, &ev, 0);
+			cut = route_obs(cl, vs, r, &src, &ev);
+			send_if_changed(cl, &cl->sent, owner, &ev, 0, cut);
 			event_free(&ev);
 		}
 		for (r = n;; r++) {

@@ -26,11 +26,13 @@
 #define ANN_PORT	"portico.dev/port"
 #define ANN_ADDRESS	"portico.dev/address"
 #define ANN_ERROR	"portico.dev/error"
+#define ANN_ALLOW_FROM	"portico.dev/allow-from"	/* on a Service */
 
 #define MAX_EVENT_BYTES	(4u << 20)	/* one watch event */
 #define VS_MAX_ROUTES	16
 #define VS_MAX_DESTS	8
-#define SVC_MAX_PORTS	32
+#define SVC_MAX_PORTS	1024	/* past it, a Service's routes are refused */
+#define SVC_MAX_ALLOW	4096	/* bytes of portico.dev/allow-from */
 
 enum { RES_VS, RES_SVC, RES_NODE, RES_EPS, RES_COUNT };
 enum { SRC_PKS = 1, SRC_KUBECONFIG = 2 };
@@ -127,6 +129,13 @@ struct cluster {
 	int		 need_resync;
 };
 
+/* Where a computation finds backends: nodes, or EndpointSlices. */
+struct bsrc {
+	char		(*ips)[EV_IPLEN];	/* nodeport: sorted */
+	size_t		 nips;
+	struct smap	 eps;			/* endpoints: "ns/svc" -> slices */
+};
+
 /* watcherd.c */
 extern struct config	conf;
 extern int		alloc_synced;	/* allocd's decisions are all in */
@@ -160,6 +169,15 @@ char	*dup_or_null(const char *);
 
 void	 cluster_touch(struct cluster *, const char *key);
 int	 cluster_watches(const struct cluster *, int res);
+const char *annotation(json_t *, const char *key);
+
+/* route.c */
+void	*svc_parse(struct cluster *, const char *key, json_t *);
+void	*node_parse(json_t *);
+int	 route_obs(struct cluster *, struct vs_obj *, size_t route,
+	    const struct bsrc *, struct event *);
+void	 bsrc_init(struct cluster *, struct bsrc *);
+void	 bsrc_free(struct bsrc *);
 
 /* endpoints.c */
 int	 port_name(json_t *port, char *, size_t);

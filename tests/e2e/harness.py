@@ -422,10 +422,15 @@ class Cluster:
     gives each Service pods too: `pods` loopback addresses where a workload
     listens on the Service's targetPort (greeting "<what>@<pod>"), listed in
     one EndpointSlice per Service. The node ports still serve, so that a
-    reply tells which way a connection went."""
+    reply tells which way a connection went.
+
+    svc_annotations: {(ns, svc): {key: value}} set on those Services (for
+    one, the portico.dev/allow-from by which a Service lets other
+    namespaces' routes in)."""
 
     def __init__(self, fleet, name, services, virtualservices, nodes=2,
-                 master_host=None, sim_args=(), backend="nodeport", pods=2):
+                 master_host=None, sim_args=(), backend="nodeport", pods=2,
+                 svc_annotations=None):
         self.fleet = fleet
         self.name = name
         self.backend = backend
@@ -467,7 +472,11 @@ class Cluster:
                 for _ in range(pods):
                     self._start_pod(ns, svc_name)
                 objects.append(self._slice(ns, svc_name))
-            objects.append(service(svc_name, ns, pairs))
+            svc = service(svc_name, ns, pairs)
+            ann = (svc_annotations or {}).get((ns, svc_name))
+            if ann:
+                svc["metadata"]["annotations"] = dict(ann)
+            objects.append(svc)
         objects += virtualservices
         dns = sorted({"%s.%s" % (name, DOMAIN), self.host, self.master_host})
         self.sim = K8sSim(self.dir, fleet.pki, name, dns, objects, sim_args)
@@ -1195,9 +1204,11 @@ def payments_cluster(fleet, register=True, **kw):
             {"destination": {"host": "web", "port": {"number": 80}}}]}]),
         virtualservice("ghost", ns, [[dest("nowhere", 5432)]]),
         # another namespace, pointing at payments' Service by its full name
+        # (which lets billing's routes in)
         virtualservice("reports", "billing", [[
             dest("ledger-db.payments.svc.cluster.local", 5432)]]),
     ]
+    kw.setdefault("svc_annotations", {(ns, "ledger-db"): {ALLOW_FROM: "billing"}})
     return fleet.add_cluster("payments", services, vss, register=register, **kw)
 
 
@@ -1206,6 +1217,7 @@ EXPOSE = "portico.dev/expose"
 ADDRESS = "portico.dev/address"
 ERROR = "portico.dev/error"
 PORT = "portico.dev/port"
+ALLOW_FROM = "portico.dev/allow-from"      # on a Service
 
 
 def start_payments(make_fleet):

@@ -34,12 +34,15 @@ def names(kind):
     """Hostile values for a name of this kind: each special inside a name
     that is valid without it, then names too long for the kind."""
     out = ["pay%sments" % c for c in SPECIALS] + ["payments\n", "\npayments"]
-    longest = {"label": 63, "id": 63, "host": 253}[kind]
+    longest = {"label": 63, "id": 63, "host": 253, "name": 253}[kind]
     out += ["a" * (longest + 1), "a" * 100000, ""]
+    if kind in ("host", "name"):
+        out += ["payments..example.test", ".payments", "payments.",
+                "Payments.k8s.example.test"]
     if kind == "host":
-        out += ["a" * 64 + ".example.test", "payments..example.test", ".payments",
-                "payments.", "Payments.k8s.example.test"]
-    else:
+        # a label past 63 is no DNS name (an object's name may hold one)
+        out += ["a" * 64 + ".example.test"]
+    elif kind != "name":
         out += ["a.b", "Payments"]
     if kind == "label":
         out += ["-payments", "payments-"]
@@ -88,7 +91,7 @@ FIELDS = [
     ("master IPs (PKS, kubeconfig server)", API, "m", ips()),
     ("owner cluster", PORT, "c", names("id")),
     ("VirtualService namespace", PORT, "ns", names("label")),
-    ("VirtualService name", PORT, "n", names("host")),
+    ("VirtualService name", PORT, "n", names("name")),
     ("backend IPs (node InternalIP)", PORT, "b", ips()),
     ("refusal reason", REFUSED, "why", text()),
 ]
@@ -146,3 +149,13 @@ def test_free_text_never_reaches_the_config(tmp_path):
     assert rc == 0 and err == b""
     with open(os.path.join(HERE, "fleet.out"), "rb") as f:
         assert out == f.read()
+
+
+def test_name_with_a_long_label_is_rendered(tmp_path):
+    """An object name the API server takes, with a label past 63 characters,
+    is no hostile value: it is rendered, in its route's comment only."""
+    name = "ledger-" + "x" * 70 + ".v1"
+    path = state_with(tmp_path, with_field(PORT, "n", name), True)
+    rc, out, err = renderd(CONF, path, tmp_path)
+    assert rc == 0 and err == b"", err
+    assert ("/payments/%s route 0\n" % name).encode() in out, out.decode()

@@ -936,11 +936,17 @@ test_decode_bad_strings(void **state)
 	reject_str(EV_ROUTE, FI_NAME, "a.-b", 4);
 	reject_str(EV_ROUTE, FI_NAME, "Web", 3);
 	reject_str(EV_ROUTE, FI_NAME, "we_b", 4);
+	/* a name may hold a label past 63, as the API server's do; a host not */
 	snprintf(buf, sizeof(buf), "x.");
 	mklabel(buf + 2, 64, 'q');			/* 64-char label */
-	reject_str(EV_ROUTE, FI_NAME, buf, strlen(buf));
+	accept_str(EV_ROUTE, FI_NAME, buf);
+	reject_str(EV_API_SET, FI_HOST, buf, strlen(buf));
 	mklabel(buf + 2, 63, 'q');
 	accept_str(EV_ROUTE, FI_NAME, buf);
+	accept_str(EV_API_SET, FI_HOST, buf);
+	mklabel(buf, 253, 'q');				/* one label, all of it */
+	accept_str(EV_ROUTE, FI_NAME, buf);
+	reject_str(EV_ROUTE, FI_NAME, "a_b.c", 5);
 	reject_str(EV_API_SET, FI_HOST, "api..example.com", 16);
 	reject_str(EV_API_SET, FI_CNAME, "a.b", 3);
 	reject_str(EV_REFUSED, FI_WHY, "say \"no\"", 8);

@@ -1,0 +1,415 @@
+/*
+ * watcherd — routes: what a VirtualService's route is computed from (the
+ * cluster's Services, and its Nodes or EndpointSlices) and the ROUTE
+ * observation that follows: the backends of every destination, or the
+ * reason the route is refused.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "valid.h"
+#include "watcherd.h"
+
+struct svc_port {
+	unsigned	port;
+	unsigned	nodeport;	/* 0: none */
+	char		name[64];	/* what its EndpointSlice ports carry */
+};
+
+/*
+ * A Service: its ports, and the namespaces whose routes it lets in
+ * (portico.dev/allow-from), in one block sized to the object.  A Service
+ * of more than SVC_MAX_PORTS ports keeps none, and says so.
+ */
+struct svc_obj {
+	char		*allow;		/* ",ns1,ns2," or ",*,"; NULL: none */
+	int		 toomany;
+	size_t		 nports;
+	struct svc_port	 p[];
+};
+
+struct node_obj {
+	char		ip[EV_IPLEN];
+};
+
+/*
+ * portico.dev/allow-from as ",ns1,ns2," (or ",*,") in out, which holds
+ * strlen(v) + 3: a comma-separated list of namespaces, or "*", spaces
+ * around each allowed.  -1 when it is not such a list.
+ */
+static int
+allow_parse(const char *v, char *out)
+{
+	const char *end;
+	char ns[64];
+	size_t n;
+
+	strcpy(out, ",");
+	for (;;) {
+		v += strspn(v, " ");
+		end = v + strcspn(v, ",");
+		for (n = (size_t)(end - v); n > 0 && v[n - 1] == ' '; n--)
+			;
+		if (n == 0 || n >= sizeof(ns))
+			return -1;
+		memcpy(ns, v, n);
+		ns[n] = '\0';
+		if (strcmp(ns, "*") != 0 && !valid_dns_label(ns))
+			return -1;
+		strcat(strcat(out, ns), ",");
+		if (*end == '\0')
+			return 0;
+		v = end + 1;
+	}
+}
+
+/*
+ * What routing needs of the Service "ns/name" key.  A portico.dev/allow-
+ * from that is not a list of namespaces lets no other namespace in, and
+ * is logged (it is the Service owner's to fix, and names only them).
+ */
+void *
+svc_parse(struct cluster *cl, const char *key, json_t *obj)
+{
+	const char *allow = annotation(obj, ANN_ALLOW_FROM);
+	struct svc_obj *s;
+	struct svc_port *sp;
+	json_t *ports, *p;
+	size_t i, n, alen;
+
+	ports = json_object_get(json_object_get(obj, "spec"), "ports");
+	n = json_array_size(ports) > SVC_MAX_PORTS ? 0 :
+	    json_array_size(ports);
+	/* room for the list only when it may be one: memory follows input */
+	alen = allow != NULL && strlen(allow) <= SVC_MAX_ALLOW ?
+	    strlen(allow) + 3 : 0;
+	if ((s = calloc(1, sizeof(*s) + n * sizeof(s->p[0]) + alen)) == NULL)
+		fatal("svc");
+	s->toomany = json_array_size(ports) > SVC_MAX_PORTS;
+	if (allow != NULL) {
+		s->allow = alen > 0 ? (char *)(s->p + n) : NULL;
+		if (s->allow == NULL || allow_parse(allow, s->allow) == -1) {
+			log_warnx("%s: service %s: %s is not a list of "
+			    "namespaces or \"*\" (at most %d characters); no "
+			    "other namespace may route to it", cl->name, key,
+			    ANN_ALLOW_FROM, SVC_MAX_ALLOW);
+			s->allow = NULL;
+		}
+	}
+	json_array_foreach(ports, i, p) {
+		json_int_t port = json_integer_value(json_object_get(p, "port"));
+		json_int_t np = json_integer_value(json_object_get(p,
+		    "nodePort"));
+
+		if (s->nports == n)
+			break;
+		sp = &s->p[s->nports];
+		if (port < 1 || port > 65535 || np < 0 || np > 65535)
+			continue;
+		/* a name no slice port can carry: their names are checked */
+		if (port_name(p, sp->name, sizeof(sp->name)) == -1)
+			strcpy(sp->name, "-");
+		sp->port = (unsigned)port;
+		sp->nodeport = (unsigned)np;
+		s->nports++;
+	}
+	return s;
+}
+
+void *
+node_parse(json_t *obj)
+{
+	json_t *status = json_object_get(obj, "status"), *a, *c;
+	struct node_obj *n;
+	const char *ip;
+	size_t i;
+
+	/* a node that says it is not Ready gets no traffic */
+	json_array_foreach(json_object_get(status, "conditions"), i, c) {
+		const char *t = json_string_value(json_object_get(c, "type"));
+		const char *s = json_string_value(json_object_get(c, "status"));
+
+		if (t && s && strcmp(t, "Ready") == 0 && strcmp(s, "True"))
+			return NULL;
+	}
+	json_array_foreach(json_object_get(status, "addresses"), i, a) {
+		const char *t = json_string_value(json_object_get(a, "type"));
+
+		ip = json_string_value(json_object_get(a, "address"));
+		if (t && ip && strcmp(t, "InternalIP") == 0 && valid_ip(ip) &&
+		    strlen(ip) < EV_IPLEN) {
+			if ((n = calloc(1, sizeof(*n))) == NULL)
+				fatal("node");
+			strcpy(n->ip, ip);
+			return n;
+		}
+	}
+	return NULL;
+}
+
+static int
+cmp_ip(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/*
+ * The Service a destination host names, relative to namespace ns; its
+ * "ns/name" in key ("" when the host names no Service at all).
+ */
+static struct svc_obj *
+dest_service(struct cluster *cl, const char *ns, const char *host,
+    char key[384])
+{
+	char svc[64], sns[64];
+	const char *dot = strchr(host, '.'), *rest;
+	size_t n;
+
+	key[0] = '\0';
+	if (dot == NULL) {
+		snprintf(key, 384, "%s/%s", ns, host);
+		return smap_get(&cl->objs[RES_SVC], key);
+	}
+	/* <svc>.<ns>[.svc[.cluster.local]] */
+	n = (size_t)(dot - host);
+	if (n >= sizeof(svc))
+		return NULL;
+	memcpy(svc, host, n);
+	svc[n] = '\0';
+	rest = dot + 1;
+	n = strcspn(rest, ".");
+	if (n == 0 || n >= sizeof(sns))
+		return NULL;
+	memcpy(sns, rest, n);
+	sns[n] = '\0';
+	rest += n;
+	if (*rest != '\0' && strcmp(rest, ".svc") != 0 &&
+	    strcmp(rest, ".svc.cluster.local") != 0)
+		return NULL;
+	snprintf(key, 384, "%s/%s", sns, svc);
+	return smap_get(&cl->objs[RES_SVC], key);
+}
+
+/*
+ * The port written for route r in the object's address annotation
+ * ("host:port[,host:port...]" with our host), or 0.
+ */
+static unsigned
+written_port(const struct cluster *cl, const struct vs_obj *vs, size_t r)
+{
+	const char *s = vs->address;
+	size_t hl = strlen(cl->host);
+	unsigned long port;
+	char *end;
+
+	for (; s != NULL && r > 0; r--)
+		if ((s = strchr(s, ',')) != NULL)
+			s++;
+	if (s == NULL || strncmp(s, cl->host, hl) != 0 || s[hl] != ':' ||
+	    s[hl + 1] < '0' || s[hl + 1] > '9')
+		return 0;
+	port = strtoul(s + hl + 1, &end, 10);
+	if (port == 0 || port > 65535 || (*end != '\0' && *end != ','))
+		return 0;
+	return (unsigned)port;
+}
+
+/*
+ * Whether the Service "sns/name" key lets routes of namespace ns in: its
+ * own namespace's always, another's only with the owner's consent.
+ */
+static int
+svc_allows(const struct svc_obj *s, const char *key, const char *ns)
+{
+	size_t n = strlen(ns);
+	char pat[68];
+
+	if (strncmp(key, ns, n) == 0 && key[n] == '/')
+		return 1;
+	if (s == NULL || s->allow == NULL)
+		return 0;
+	snprintf(pat, sizeof(pat), ",%s,", ns);
+	return strstr(s->allow, ",*,") != NULL || strstr(s->allow, pat) != NULL;
+}
+
+/* The Service's port d names; NULL with why if it has none such. */
+static const struct svc_port *
+svc_port_find(const struct svc_obj *s, const struct dest *d, char *why,
+    size_t len)
+{
+	size_t k;
+
+	if (s->toomany) {
+		snprintf(why, len, "destination %s: the service has more than "
+		    "%d ports", d->host, SVC_MAX_PORTS);
+		return NULL;
+	}
+	for (k = 0; k < s->nports; k++)
+		if (s->p[k].port == d->port)
+			return &s->p[k];
+	snprintf(why, len, "destination %s: the service has no port %u",
+	    d->host, d->port);
+	return NULL;
+}
+
+/*
+ * Every ready node at the Service port's nodePort; -1 with why if it has
+ * none, or no node is ready (the route keeps its port, and comes back
+ * with the first ready node).
+ */
+static int
+dest_nodeport(const struct bsrc *src, const struct dest *d,
+    const struct svc_obj *s, struct event *ev, char *why, size_t len)
+{
+	const struct svc_port *sp;
+	size_t k;
+
+	if ((sp = svc_port_find(s, d, why, len)) == NULL)
+		return -1;
+	if (sp->nodeport == 0) {
+		snprintf(why, len, "destination %s: port %u has no nodePort",
+		    d->host, d->port);
+		return -1;
+	}
+	if (src->nips == 0) {
+		snprintf(why, len, "destination %s: no ready node for "
+		    "nodePort %u", d->host, sp->nodeport);
+		return -1;
+	}
+	for (k = 0; k < src->nips; k++)
+		event_add_backend(ev, src->ips[k], sp->nodeport, d->weight);
+	return 0;
+}
+
+/*
+ * Every ready pod of the Service ("ns/name" svc) at the target port of
+ * the Service port; -1 with why if there is none, or too many.
+ */
+static int
+dest_endpoints(const struct bsrc *src, const struct dest *d,
+    const struct svc_obj *s, const char *svc, struct event *ev, char *why,
+    size_t len, size_t r)
+{
+	const struct svc_port *sp;
+	int n;
+
+	if ((sp = svc_port_find(s, d, why, len)) == NULL)
+		return -1;
+	if ((n = eps_backends(&src->eps, svc, sp->name, d->weight,
+	    ev)) == -1) {
+		snprintf(why, len, "tcp[%zu]: more than %d backends", r,
+		    EV_MAX_BACKENDS);
+		return -1;
+	}
+	if (n == 0) {
+		snprintf(why, len, "destination %s: no ready endpoint for "
+		    "port %u", d->host, d->port);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Route r of the VirtualService as an observation: its backends, or why it
+ * is refused.  A destination in another namespace is refused, in the same
+ * words whether or not the Service exists, unless that Service allows the
+ * route's namespace in; then 1 is returned: what the route had must not be
+ * served any more (consent withdrawn).  Otherwise 0.
+ */
+int
+route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
+    const struct bsrc *src, struct event *ev)
+{
+	struct svc_obj *s;
+	struct dest *d;
+	size_t i;
+	int rc, cut = 0;
+	char why[400], svc[384];
+
+	event_init(ev, EV_ROUTE);
+	event_set_str(ev, F_CLUSTER, cl->id);
+	event_set_str(ev, F_NS, vs->ns);
+	event_set_str(ev, F_NAME, vs->name);
+	ev->route = r;
+	ev->has |= F_ROUTE | F_BACKENDS;
+	if (vs->why[0] != '\0') {
+		event_set_str(ev, F_WHY, vs->why);
+		return 0;
+	}
+	if (r == 0 && vs->want != 0) {
+		ev->want = vs->want;
+		ev->has |= F_WANT;
+	}
+	/* a store that was lost adopts what the object says it has */
+	if ((ev->had = written_port(cl, vs, r)) != 0)
+		ev->has |= F_HAD;
+	if (cl->backend == BACKEND_NODEPORT &&
+	    src->nips * vs->routes[r].nd > EV_MAX_BACKENDS) {
+		snprintf(why, sizeof(why), "tcp[%zu]: more than %d backends",
+		    r, EV_MAX_BACKENDS);
+		goto refuse;
+	}
+	for (i = 0; i < vs->routes[r].nd; i++) {
+		d = &vs->routes[r].d[i];
+		s = dest_service(cl, vs->ns, d->host, svc);
+		if (svc[0] != '\0' && !svc_allows(s, svc, vs->ns)) {
+			snprintf(why, sizeof(why), "destination %s: in another "
+			    "namespace, and no service there allows routes "
+			    "from %s (%s)", d->host, vs->ns, ANN_ALLOW_FROM);
+			cut = 1;
+			goto refuse;
+		}
+		if (s == NULL) {
+			snprintf(why, sizeof(why), "destination %s: no such "
+			    "service", d->host);
+			goto refuse;
+		}
+		rc = cl->backend == BACKEND_ENDPOINTS ?
+		    dest_endpoints(src, d, s, svc, ev, why, sizeof(why), r) :
+		    dest_nodeport(src, d, s, ev, why, sizeof(why));
+		if (rc == -1)
+			goto refuse;
+	}
+	return 0;
+ refuse:
+	free(ev->backends);
+	ev->backends = NULL;
+	ev->nbackends = 0;
+	why[sizeof(ev->why) - 1] = '\0';	/* a long host is cut, never lost */
+	event_set_str(ev, F_WHY, why);
+	return cut;
+}
+
+/*
+ * What the cluster's routes are computed from: the nodes' addresses in a
+ * canonical order (so equal means unchanged), or its EndpointSlices by
+ * Service.
+ */
+void
+bsrc_init(struct cluster *cl, struct bsrc *src)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+	struct node_obj *node;
+
+	memset(src, 0, sizeof(*src));
+	if (cl->backend == BACKEND_ENDPOINTS) {
+		eps_index(cl, &src->eps);
+		return;
+	}
+	if ((src->ips = calloc(cl->objs[RES_NODE].n + 1, EV_IPLEN)) == NULL)
+		fatal("watcherd");
+	while ((e = smap_next(&cl->objs[RES_NODE], &it)) != NULL)
+		if ((node = e->val) != NULL)
+			strcpy(src->ips[src->nips++], node->ip);
+	qsort(src->ips, src->nips, EV_IPLEN, cmp_ip);
+}
+
+void
+bsrc_free(struct bsrc *src)
+{
+	free(src->ips);
+	eps_index_free(&src->eps);
+}
