@@ -169,8 +169,10 @@ kind_binary(const char *kind)
 
 /*
  * The run folder is printed into proxy configurations (pid files, logs,
- * sockets): an absolute path of characters that mean nothing to HAProxy's
- * or nginx's parser (no blanks, quotes, ';', '#', '{', '$', '\\').
+ * sockets, HAProxy's map(<file>) converter): an absolute path of
+ * characters that mean nothing to HAProxy's or nginx's parser (no blanks,
+ * quotes, ';', '#', '{', '$', '\\', nor ',' and ')', which end the map
+ * converter's file argument).
  */
 static int
 safe_path(const char *v)
@@ -179,7 +181,7 @@ safe_path(const char *v)
 		return 0;
 	for (; *v != '\0'; v++)
 		if (!(*v >= 'a' && *v <= 'z') && !(*v >= 'A' && *v <= 'Z') &&
-		    !(*v >= '0' && *v <= '9') && strchr("/._-+@:,=", *v) == NULL)
+		    !(*v >= '0' && *v <= '9') && strchr("/._-+@:=", *v) == NULL)
 			return 0;
 	return 1;
 }
@@ -252,7 +254,7 @@ kind_help(const struct ckey *k)
 	case CK_KIND:		return "unknown proxy kind (haproxy, nginx, "
 				    "envoy): %s";
 	case CK_PATH:		return "not an absolute path of letters, digits "
-				    "and /._-+@:,=: %s";
+				    "and /._-+@:=: %s";
 	default:		return "too long: %s";
 	}
 }
