@@ -37,13 +37,6 @@
 #define FD_SPARE	200	/* sockets, pipes, logs, the CLI */
 #define API_SLOTS_MIN	16
 
-/* A workload port the proxy binds: configured, not the API's, not reserved. */
-static int
-bound(const struct config *c, unsigned p)
-{
-	return p != c->api_port && !ports_contain(&c->reserved, p);
-}
-
 /* "ip:lo-hi" or "ip:p", with IPv6 in brackets */
 static void
 bind_line(FILE *fp, const char *ip, unsigned lo, unsigned hi)
@@ -63,7 +56,7 @@ render_binds(FILE *fp, const struct config *c, const char *ip)
 	unsigned n = ports_count(&c->ports), k, p, lo = 0, prev = 0, total = 0;
 
 	for (k = 0; k < n; k++) {
-		if (!bound(c, p = ports_nth(&c->ports, k)))
+		if (!routes_port_allowed(c, p = ports_nth(&c->ports, k)))
 			continue;
 		total++;
 		if (lo != 0 && p == prev + 1) {
@@ -272,7 +265,7 @@ haproxy_render(const struct routes *r, const struct config *c,
 	    FD_SPARE <= px->fd_limit;
 	n = ports_count(&c->ports);
 	for (k = 0; k < n; k++) {
-		if (!bound(c, p = ports_nth(&c->ports, k)))
+		if (!routes_port_allowed(c, p = ports_nth(&c->ports, k)))
 			continue;
 		if ((pr = r->ports[p]) == NULL)
 			fprintf(fp, "\nbackend p%u\n", p);

@@ -139,8 +139,9 @@ render(void)
 	if (bus_send(pub_sock, &ev) == -1)
 		log_warn("renderd: publish");
 	log_info("renderd: generation %llu: %zu api routes, %u ports, "
-	    "%zu bytes", (unsigned long long)ev.seq, routes.napi,
-	    routes.nports, len);
+	    "%zu bytes; %lu decisions left out so far",
+	    (unsigned long long)ev.seq, routes.napi, routes.nports, len,
+	    routes.refused);
 	/* the latest's buffer is the next one written */
 	spare.p = latest.text;
 	spare.cap = latest.text != NULL ? latest_cap : 0;
@@ -221,7 +222,7 @@ main(int argc, char **argv)
 	daemon_start(&d, argc, argv, "renderd", DAEMON_PROXY | DAEMON_RENDER,
 	    &conf);
 	px = config_proxy(&conf, d.proxy);
-	routes_init(&routes);
+	routes_init(&routes, &conf);
 	if (d.render != NULL)
 		return render_state(d.render);
 	event_init(&latest, EV_NONE);
