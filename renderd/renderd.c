@@ -63,6 +63,8 @@ textbuf_write(void *cookie, const char *data, size_t n)
 }
 static void			*pub_sock, *sync_sock;
 static int			 dirty;
+static unsigned long		 oversize;	/* generations not published */
+static int			 oversize_now;	/* the latest was one */
 
 static void
 on_apply(const struct event *ev, void *arg)
@@ -109,6 +111,41 @@ render_text(FILE *fp)
 	return -1;
 }
 
+/*
+ * Is a configuration of len bytes more than one CONFIG carries?  Then it
+ * is not published: applyd keeps serving the latest that was, and the
+ * next generation that fits is published as usual.  The state's size is
+ * the input's (a cluster with thousands of nodes and hundreds of routes),
+ * so this is no reason to exit: renderd would only render it again at
+ * every restart.  Logged when generations start and stop being too large,
+ * and counted.
+ */
+static int
+too_large(size_t len)
+{
+	if (len <= EV_MAX_TEXT) {
+		if (oversize_now)
+			log_info("renderd: generation %llu is %zu bytes and is "
+			    "published; %lu generations too large were not",
+			    (unsigned long long)alloc_feed.last, len, oversize);
+		oversize_now = 0;
+		return 0;
+	}
+	oversize++;
+	if (!oversize_now)
+		log_warnx("renderd: generation %llu is %zu bytes, more than a "
+		    "config event carries (%u): not published, the proxy "
+		    "keeps generation %llu until one fits",
+		    (unsigned long long)alloc_feed.last, len, EV_MAX_TEXT,
+		    (unsigned long long)latest.seq);
+	else
+		log_debug("renderd: generation %llu is %zu bytes: not "
+		    "published either", (unsigned long long)alloc_feed.last,
+		    len);
+	oversize_now = 1;
+	return 1;
+}
+
 static void
 render(void)
 {
@@ -126,12 +163,13 @@ render(void)
 	text = spare.p;
 	len = spare.len;
 	cap = spare.cap;
+	dirty = 0;
+	if (too_large(len))
+		return;
 	event_init(&ev, EV_CONFIG);
 	ev.seq = alloc_feed.last;
 	ev.time = now_ms();
 	event_set_str(&ev, F_KIND, px->kind);
-	if (len > EV_MAX_TEXT)
-		fatalx("renderd: config of %zu bytes is too large", len);
 	/* the buffer itself (NUL-terminated), not a copy */
 	ev.text = text;
 	ev.textlen = len;
@@ -149,7 +187,6 @@ render(void)
 	event_free(&latest);
 	latest = ev;
 	latest_cap = cap;
-	dirty = 0;
 }
 
 static void

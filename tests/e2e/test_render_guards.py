@@ -12,9 +12,12 @@
 
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -188,3 +191,217 @@ def test_run_dir_haproxy_map_cannot_carry(tmp_path, daemon, args, run_dir):
     assert cp.returncode == 1 and cp.stdout == "", (cp.returncode, cp.stdout)
     assert "%s:3: run_dir: not an absolute path" % conf in cp.stderr, cp.stderr
     assert not os.path.exists(run_dir)
+
+
+# ------------------------------------------------------------ end to end
+
+class FakeAlloc:
+    """allocd's side of the bus, with no allocd: a PUB (heartbeats) and a
+    ROUTER that answers SINCE from a log the test writes, so renderd can be
+    fed decisions allocd itself would never make. New records reach renderd
+    the way a missed burst does: a heartbeat with a higher seq, a SINCE, one
+    answer, then one render. One thread owns the sockets."""
+
+    TYPES = {"HEARTBEAT": 1, "SINCE": 2, "SINCE_END": 3, "API_SET": 30,
+             "API_DEL": 31, "PORT_SET": 32, "PORT_FREE": 34}
+
+    def __init__(self, run_dir):
+        import msgpack
+        import zmq
+        self.msgpack, self.zmq = msgpack, zmq
+        self.run_dir = run_dir
+        self.log = []
+        self.lock = threading.Lock()
+        self.boot = random.randrange(1, 1 << 62)
+        self.asked = 0
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10), "FakeAlloc did not bind"
+
+    def pack(self, type, seq, body):
+        return self.msgpack.packb([1, self.TYPES[type], seq, 0, body])
+
+    def append(self, *events):
+        """(type, body) records, numbered on from the last: renderd takes
+        them all in one SINCE answer."""
+        with self.lock:
+            for type, body in events:
+                self.log.append((len(self.log) + 1, type, body))
+            return len(self.log)
+
+    def _run(self):
+        zmq = self.zmq
+        ctx = zmq.Context()
+        pub = ctx.socket(zmq.PUB)
+        sync = ctx.socket(zmq.ROUTER)
+        for s in (pub, sync):
+            s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.SNDHWM, 0)
+        pub.bind("ipc://%s/alloc.pub" % self.run_dir)
+        sync.bind("ipc://%s/alloc.sync" % self.run_dir)
+        self._ready.set()
+        poller = zmq.Poller()
+        poller.register(sync, zmq.POLLIN)
+        next_hb = 0
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now >= next_hb:
+                    with self.lock:
+                        last = len(self.log)
+                    pub.send(self.pack("HEARTBEAT", last, {"boot": self.boot}))
+                    next_hb = now + 0.3
+                if not poller.poll(100):
+                    continue
+                ident, raw = sync.recv_multipart()
+                _, t, since, _, _ = self.msgpack.unpackb(raw, raw=False)
+                if t != self.TYPES["SINCE"]:
+                    continue
+                self.asked += 1
+                with self.lock:
+                    records = [r for r in self.log if r[0] > since]
+                    last = len(self.log)
+                for seq, type, body in records:
+                    sync.send_multipart([ident, self.pack(type, seq, body)])
+                sync.send_multipart([ident, self.pack("SINCE_END", last, {})])
+        finally:
+            pub.close()
+            sync.close()
+            ctx.term()
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(5)
+
+
+def b_port_set(port, name, backends):
+    return ("PORT_SET", {"p": port, "c": C1, "ns": "payments", "n": name, "r": 0,
+                         "b": [list(b) for b in backends]})
+
+
+def b_port_free(port, name):
+    return ("PORT_FREE", {"p": port, "c": C1, "ns": "payments", "n": name, "r": 0})
+
+
+def start_render_apply(fleet):
+    """renderd and applyd for the fleet's one proxy, fed by a FakeAlloc."""
+    fleet.write_conf()
+    fake = FakeAlloc(fleet.run_dir)
+    px = fleet.proxies[0].name
+    for name in ("renderd", "applyd"):
+        d = harness.Daemon(fleet, name, "%s-%s" % (name, px), ["-p", px])
+        fleet.daemons[d.key] = d.start()
+    return fake
+
+
+def echo(marker):
+    host = testlib.loopback_addr()
+    return harness.EchoServer(host, testlib.free_port(host), marker)
+
+
+def generations_published(fleet):
+    return [int(g) for g in re.findall(r"renderd: generation (\d+): ",
+                                       fleet["renderd"].log())]
+
+
+def test_nginx_keeps_reloading_past_a_bad_port(make_fleet):
+    """Decisions on port 0, the API port and a port outside the range reach
+    renderd: nginx never sees them, a route added after them goes live, and
+    the route before them keeps its traffic. (Before, nginx refused every
+    configuration after the port-0 route: nothing changed again.)"""
+    harness.need("renderd")
+    harness.need("applyd")
+    fleet = make_fleet(proxies=[("nginx", "nginx")], ports=8)
+    one, two = echo("one"), echo("two")
+    fake = None
+    try:
+        fake = start_render_apply(fleet)
+        lo = fleet.port_lo
+        fake.append(b_port_set(lo, "one", [(one.host, one.port, 1)]))
+        fleet.wait_serves(lo, {"one"}, timeout=60)
+        first = generations_published(fleet)[-1]
+        bad = [0, fleet.api_port, fleet.port_hi + 1]
+        fake.append(*[b_port_set(p, "bad-%d" % i, [(two.host, two.port, 1)])
+                      for i, p in enumerate(bad)])
+        seq = fake.append(b_port_set(lo + 1, "two", [(two.host, two.port, 1)]))
+        fleet.wait_serves(lo + 1, {"two"}, timeout=60)
+        testlib.wait_until(lambda: max(generations_published(fleet)) >= seq, 30,
+                           "renderd publishing generation %d" % seq)
+        assert fleet.marker(lo) == "one"
+        assert harness.refused(fleet.listen, fleet.port_hi + 1)
+        log = fleet["renderd"].log()
+        for i, p in enumerate(bad):
+            assert "route %s/payments/bad-%d/0 on port %d: not a workload port" % (
+                C1, i, p) in log, (p, log[-3000:])
+        assert re.search(r"generation %d: .*; 3 decisions left out so far" % seq, log)
+        cfg = fleet.proxy_cfg()
+        assert re.findall(r"listen [^;]*:(\d+);", cfg) == [
+            str(fleet.api_port), str(lo), str(lo + 1)], cfg
+        assert "cannot apply" not in fleet["applyd"].log()
+        assert first < seq
+    finally:
+        if fake is not None:
+            fake.close()
+        one.close()
+        two.close()
+
+
+def big_backends(port_index):
+    """1,024 backends of long IPv6 addresses: one route's worth of a
+    cluster of 1,024 nodes."""
+    return [("fd00:aaaa:bbbb:cccc:dddd:eeee:%04x:%04x" % (port_index, j), 30000 + j % 1000, 1)
+            for j in range(1024)]
+
+
+def test_config_too_large_is_withheld_and_renderd_lives(make_fleet):
+    """A state whose HAProxy configuration passes the bus's 32 MiB (320
+    routes of 1,024 backends: the issue's 1,024 nodes): renderd used to
+    exit, and again at every restart. Now it is not published, logged once
+    while it lasts, HAProxy keeps serving the last good one, and the first
+    generation that fits again is published and served."""
+    harness.need("renderd")
+    harness.need("applyd")
+    nbig = 320
+    fleet = make_fleet(ports=nbig + 4)
+    one, two = echo("one"), echo("two")
+    fake = None
+    try:
+        fake = start_render_apply(fleet)
+        lo = fleet.port_lo
+        good = fake.append(b_port_set(lo, "one", [(one.host, one.port, 1)]))
+        fleet.wait_serves(lo, {"one"}, timeout=60)
+        big = [lo + 2 + i for i in range(nbig)]
+        seq = fake.append(*[b_port_set(p, "big-%d" % i, big_backends(i))
+                            for i, p in enumerate(big)])
+        rd = fleet["renderd"]
+        testlib.wait_until(lambda: "renderd: generation %d is " % seq in rd.log() or
+                           not rd.alive(), 180,
+                           "renderd finding generation %d too large" % seq)
+        assert rd.alive(), "renderd exited:\n%s" % rd.log()[-2000:]
+        m = re.search(r"generation %d is (\d+) bytes, more than a config event carries "
+                      r"\(33554432\): not published, the proxy keeps generation (\d+)"
+                      % seq, rd.log())
+        assert m and int(m.group(1)) > 32 << 20 and int(m.group(2)) == good, rd.log()[-2000:]
+        # another change while too large: counted, not logged again
+        seq2 = fake.append(b_port_set(big[0], "big-0", big_backends(999)))
+        testlib.wait_until(lambda: "generation %d is " % seq2 in rd.log(), 180,
+                           "renderd taking generation %d" % seq2)
+        assert rd.alive() and rd.log().count("more than a config event carries") == 1
+        assert generations_published(fleet)[-1] == good
+        assert fleet.marker(lo) == "one"
+        # shrink: every big route goes, a new one comes
+        fits = fake.append(*[b_port_free(p, "big-%d" % i) for i, p in enumerate(big)],
+                           b_port_set(lo + 1, "two", [(two.host, two.port, 1)]))
+        fleet.wait_serves(lo + 1, {"two"}, timeout=120)
+        assert generations_published(fleet)[-1] == fits
+        assert ("generation %d is " % fits) in rd.log()
+        assert "2 generations too large were not" in rd.log()
+        assert fleet.marker(lo) == "one"
+        assert rd.alive() and fleet["renderd"].exits == []
+    finally:
+        if fake is not None:
+            fake.close()
+        one.close()
+        two.close()
