@@ -3,6 +3,9 @@
  */
 #include <sys/stat.h>
 
+#include <grp.h>
+#include <pwd.h>
+
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,6 +32,7 @@ enum ckind {
 	CK_BACKEND,
 	CK_KIND,
 	CK_PATH,		/* absolute, and safe to print in a proxy config */
+	CK_USER,		/* a user name, safe to print in a proxy config */
 };
 
 /* The proxy kinds, and where Debian puts their binary. */
@@ -104,6 +108,7 @@ static const struct ckey ckeys[] = {
 	P("maxconn", CK_UINT, maxconn, 16, 1000000, "4096"),
 	P("fd_limit", CK_UINT, fd_limit, 1024, 1u << 24, "20000"),
 	P("live", CK_UINT, live, 0, 1, "1"),
+	P("user", CK_USER, user, 0, 0, NULL),		/* by kind, if it exists */
 	K("backend", CK_BACKEND, backend, 0, 0, NULL),	/* [clusters] backend */
 };
 
@@ -174,16 +179,78 @@ kind_binary(const char *kind)
  * quotes, ';', '#', '{', '$', '\\', nor ',' and ')', which end the map
  * converter's file argument).
  */
+/* Letters, digits and the characters of extra only. */
+static int
+only_chars(const char *v, const char *extra)
+{
+	for (; *v != '\0'; v++)
+		if (!(*v >= 'a' && *v <= 'z') && !(*v >= 'A' && *v <= 'Z') &&
+		    !(*v >= '0' && *v <= '9') && strchr(extra, *v) == NULL)
+			return 0;
+	return 1;
+}
+
 static int
 safe_path(const char *v)
 {
-	if (*v != '/')
+	return *v == '/' && only_chars(v, "/._-+@:=");
+}
+
+/* A user or group name, as printed into a proxy config ("" is none). */
+static int
+safe_user(const char *v)
+{
+	return *v != '-' && only_chars(v, "._-");
+}
+
+/*
+ * The user a proxy's workers run as, when [proxy.NAME] user is not given:
+ * the one Debian's package of that proxy creates, if it exists here.
+ * Otherwise none, and the workers keep the master's user.
+ */
+static void
+default_user(struct proxy_conf *px)
+{
+	static const struct {
+		const char	*kind;
+		const char	*user;
+	} users[] = {
+		{ "haproxy",	"haproxy" },
+		{ "nginx",	"www-data" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(users) / sizeof(users[0]); i++)
+		if (strcmp(users[i].kind, px->kind) == 0 &&
+		    getpwnam(users[i].user) != NULL)
+			strcpy(px->user, users[i].user);
+}
+
+/* The workers' group: their user's primary group, by name. */
+static int
+proxy_group(const char *path, struct proxy_conf *px, char *err, size_t errlen)
+{
+	struct passwd *pw;
+	struct group *gr;
+
+	px->group[0] = '\0';
+	if (px->user[0] == '\0')
 		return 0;
-	for (; *v != '\0'; v++)
-		if (!(*v >= 'a' && *v <= 'z') && !(*v >= 'A' && *v <= 'Z') &&
-		    !(*v >= '0' && *v <= '9') && strchr("/._-+@:=", *v) == NULL)
-			return 0;
-	return 1;
+	if ((pw = getpwnam(px->user)) == NULL) {
+		snprintf(err, errlen, "%s: [proxy.%s] user: no such user: %s",
+		    path, px->name, px->user);
+		return -1;
+	}
+	if ((gr = getgrgid(pw->pw_gid)) == NULL ||
+	    strlen(gr->gr_name) >= sizeof(px->group) ||
+	    !safe_user(gr->gr_name)) {
+		snprintf(err, errlen, "%s: [proxy.%s] user: %s's group %u has "
+		    "no name a proxy config can carry", path, px->name,
+		    px->user, (unsigned)pw->pw_gid);
+		return -1;
+	}
+	strcpy(px->group, gr->gr_name);
+	return 0;
 }
 
 static int
@@ -228,6 +295,10 @@ check_value(const struct ckey *k, const char *v, void *dst)
 		if (!safe_path(v))
 			return -1;
 		break;
+	case CK_USER:
+		if (!safe_user(v))
+			return -1;
+		break;
 	case CK_STR:
 	case CK_SECRET:
 		break;
@@ -253,6 +324,8 @@ kind_help(const struct ckey *k)
 				    "endpoints): %s";
 	case CK_KIND:		return "unknown proxy kind (haproxy, nginx, "
 				    "envoy): %s";
+	case CK_USER:		return "not a user name (letters, digits, "
+				    "._-): %s";
 	case CK_PATH:		return "not an absolute path of letters, digits "
 				    "and /._-+@:=: %s";
 	default:		return "too long: %s";
@@ -599,8 +672,13 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 		px = &c->proxies[j];
 		for (i = 0; i < sizeof(ckeys) / sizeof(ckeys[0]); i++)
 			if (strcmp(ckeys[i].section, "proxy") == 0 &&
-			    !ps.pseen[j][i])
+			    !ps.pseen[j][i]) {
 				set_default(&ckeys[i], (char *)px);
+				if (strcmp(ckeys[i].key, "user") == 0)
+					default_user(px);
+			}
+		if (proxy_group(path, px, err, errlen) == -1)
+			return -1;
 		if (px->binary[0] == '\0')
 			strcpy(px->binary, kind_binary(px->kind));
 		if (px->listen[0] == '\0')

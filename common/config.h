@@ -39,6 +39,8 @@ struct proxy_conf {
 	unsigned	maxconn;
 	unsigned	fd_limit;	/* the proxy's open files (ulimit -Hn) */
 	unsigned	live;		/* change routes without reloads */
+	char		user[32];	/* the workers' user ("": the master's) */
+	char		group[32];	/* its primary group, from the system */
 };
 
 /* How a cluster's workload backends are found ([clusters] backend). */

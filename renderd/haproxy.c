@@ -209,8 +209,13 @@ haproxy_render(const struct routes *r, const struct config *c,
 	    "expose-fd listeners\n"
 	    "\thard-stop-after %us\n"
 	    "\tmworker-max-reloads %u\n"
-	    "\tmaxconn %u\n"
-	    "\n"
+	    "\tmaxconn %u\n",
+	    c->run_dir, px->name, px->hard_stop_after, px->max_reloads,
+	    px->maxconn);
+	/* the master keeps root (binds, its socket, reloads); workers drop it */
+	if (px->user[0] != '\0')
+		fprintf(fp, "\tuser %s\n\tgroup %s\n", px->user, px->group);
+	fprintf(fp, "\n"
 	    "defaults\n"
 	    "\tmode tcp\n"
 	    "\tbalance roundrobin\n"
@@ -229,8 +234,6 @@ haproxy_render(const struct routes *r, const struct config *c,
 	    "{ req_ssl_sni,lower,map(%s/%s-api.map) -m found }\n"
 	    "\ttcp-request content accept if { req_ssl_hello_type 1 }\n"
 	    "\tuse_backend %%[req_ssl_sni,lower,map(%s/%s-api.map)]\n",
-	    c->run_dir, px->name, px->hard_stop_after, px->max_reloads,
-	    px->maxconn,
 	    route_addr(ab, sizeof(ab), px->listen, c->api_port),
 	    c->run_dir, px->name, c->run_dir, px->name);
 	if ((slot = api_slots(r, &pool)) == NULL)

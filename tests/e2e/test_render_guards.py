@@ -7,11 +7,17 @@
   HAProxy, nginx and Envoy, and end to end through a real nginx fed by a
   stand-in allocd on the bus (FakeAlloc): nginx keeps reloading for the
   other routes.
+- A generation too large for the bus is withheld, and renderd lives on.
 - A run_dir HAProxy's map() cannot carry is a configuration error.
+- HAProxy's and nginx's workers run as an unprivileged user ([proxy.NAME]
+  user, by default Debian's `haproxy` / `www-data`): read from
+  /proc/<worker>/status, while live changes (HAProxy's runtime API) and
+  reloads go on working.
 """
 
 import json
 import os
+import pwd
 import random
 import re
 import shutil
@@ -23,6 +29,7 @@ import pytest
 
 import harness
 import testlib
+from harness import EXPOSE, start_payments
 
 C1 = "c1c0ffee-0000-4000-8000-000000000002"
 C2 = "d2c0ffee-0000-4000-8000-000000000004"
@@ -306,46 +313,56 @@ def generations_published(fleet):
                                        fleet["renderd"].log())]
 
 
-def test_nginx_keeps_reloading_past_a_bad_port(make_fleet):
+@pytest.fixture
+def fed(make_fleet):
+    """Factory: fed(**Fleet kwargs) -> (fleet, fake, one, two): renderd and
+    applyd of a fleet fed by a FakeAlloc, two echo workloads, and the
+    first port routed to "one" and serving. Everything is closed after."""
+    made = []
+
+    def make(**kw):
+        harness.need("renderd")
+        harness.need("applyd")
+        fleet = make_fleet(**kw)
+        one, two = echo("one"), echo("two")
+        made.extend([one, two])
+        fake = start_render_apply(fleet)
+        made.append(fake)
+        fake.append(b_port_set(fleet.port_lo, "one", [(one.host, one.port, 1)]))
+        fleet.wait_serves(fleet.port_lo, {"one"}, timeout=60)
+        return fleet, fake, one, two
+    yield make
+    for x in made:
+        x.close()
+
+
+def test_nginx_keeps_reloading_past_a_bad_port(fed):
     """Decisions on port 0, the API port and a port outside the range reach
     renderd: nginx never sees them, a route added after them goes live, and
     the route before them keeps its traffic. (Before, nginx refused every
     configuration after the port-0 route: nothing changed again.)"""
-    harness.need("renderd")
-    harness.need("applyd")
-    fleet = make_fleet(proxies=[("nginx", "nginx")], ports=8)
-    one, two = echo("one"), echo("two")
-    fake = None
-    try:
-        fake = start_render_apply(fleet)
-        lo = fleet.port_lo
-        fake.append(b_port_set(lo, "one", [(one.host, one.port, 1)]))
-        fleet.wait_serves(lo, {"one"}, timeout=60)
-        first = generations_published(fleet)[-1]
-        bad = [0, fleet.api_port, fleet.port_hi + 1]
-        fake.append(*[b_port_set(p, "bad-%d" % i, [(two.host, two.port, 1)])
-                      for i, p in enumerate(bad)])
-        seq = fake.append(b_port_set(lo + 1, "two", [(two.host, two.port, 1)]))
-        fleet.wait_serves(lo + 1, {"two"}, timeout=60)
-        testlib.wait_until(lambda: max(generations_published(fleet)) >= seq, 30,
-                           "renderd publishing generation %d" % seq)
-        assert fleet.marker(lo) == "one"
-        assert harness.refused(fleet.listen, fleet.port_hi + 1)
-        log = fleet["renderd"].log()
-        for i, p in enumerate(bad):
-            assert "route %s/payments/bad-%d/0 on port %d: not a workload port" % (
-                C1, i, p) in log, (p, log[-3000:])
-        assert re.search(r"generation %d: .*; 3 decisions left out so far" % seq, log)
-        cfg = fleet.proxy_cfg()
-        assert re.findall(r"listen [^;]*:(\d+);", cfg) == [
-            str(fleet.api_port), str(lo), str(lo + 1)], cfg
-        assert "cannot apply" not in fleet["applyd"].log()
-        assert first < seq
-    finally:
-        if fake is not None:
-            fake.close()
-        one.close()
-        two.close()
+    fleet, fake, one, two = fed(proxies=[("nginx", "nginx")], ports=8)
+    lo = fleet.port_lo
+    first = generations_published(fleet)[-1]
+    bad = [0, fleet.api_port, fleet.port_hi + 1]
+    fake.append(*[b_port_set(p, "bad-%d" % i, [(two.host, two.port, 1)])
+                  for i, p in enumerate(bad)])
+    seq = fake.append(b_port_set(lo + 1, "two", [(two.host, two.port, 1)]))
+    fleet.wait_serves(lo + 1, {"two"}, timeout=60)
+    testlib.wait_until(lambda: max(generations_published(fleet)) >= seq, 30,
+                       "renderd publishing generation %d" % seq)
+    assert fleet.marker(lo) == "one"
+    assert harness.refused(fleet.listen, fleet.port_hi + 1)
+    log = fleet["renderd"].log()
+    for i, p in enumerate(bad):
+        assert "route %s/payments/bad-%d/0 on port %d: not a workload port" % (
+            C1, i, p) in log, (p, log[-3000:])
+    assert re.search(r"generation %d: .*; 3 decisions left out so far" % seq, log)
+    cfg = fleet.proxy_cfg()
+    assert re.findall(r"listen [^;]*:(\d+);", cfg) == [
+        str(fleet.api_port), str(lo), str(lo + 1)], cfg
+    assert "cannot apply" not in fleet["applyd"].log()
+    assert first < seq
 
 
 def big_backends(port_index):
@@ -355,53 +372,168 @@ def big_backends(port_index):
             for j in range(1024)]
 
 
-def test_config_too_large_is_withheld_and_renderd_lives(make_fleet):
+def test_config_too_large_is_withheld_and_renderd_lives(fed):
     """A state whose HAProxy configuration passes the bus's 32 MiB (320
     routes of 1,024 backends: the issue's 1,024 nodes): renderd used to
     exit, and again at every restart. Now it is not published, logged once
     while it lasts, HAProxy keeps serving the last good one, and the first
     generation that fits again is published and served."""
-    harness.need("renderd")
-    harness.need("applyd")
     nbig = 320
-    fleet = make_fleet(ports=nbig + 4)
-    one, two = echo("one"), echo("two")
-    fake = None
-    try:
-        fake = start_render_apply(fleet)
-        lo = fleet.port_lo
-        good = fake.append(b_port_set(lo, "one", [(one.host, one.port, 1)]))
-        fleet.wait_serves(lo, {"one"}, timeout=60)
-        big = [lo + 2 + i for i in range(nbig)]
-        seq = fake.append(*[b_port_set(p, "big-%d" % i, big_backends(i))
-                            for i, p in enumerate(big)])
-        rd = fleet["renderd"]
-        testlib.wait_until(lambda: "renderd: generation %d is " % seq in rd.log() or
-                           not rd.alive(), 180,
-                           "renderd finding generation %d too large" % seq)
-        assert rd.alive(), "renderd exited:\n%s" % rd.log()[-2000:]
-        m = re.search(r"generation %d is (\d+) bytes, more than a config event carries "
-                      r"\(33554432\): not published, the proxy keeps generation (\d+)"
-                      % seq, rd.log())
-        assert m and int(m.group(1)) > 32 << 20 and int(m.group(2)) == good, rd.log()[-2000:]
-        # another change while too large: counted, not logged again
-        seq2 = fake.append(b_port_set(big[0], "big-0", big_backends(999)))
-        testlib.wait_until(lambda: "generation %d is " % seq2 in rd.log(), 180,
-                           "renderd taking generation %d" % seq2)
-        assert rd.alive() and rd.log().count("more than a config event carries") == 1
-        assert generations_published(fleet)[-1] == good
-        assert fleet.marker(lo) == "one"
-        # shrink: every big route goes, a new one comes
-        fits = fake.append(*[b_port_free(p, "big-%d" % i) for i, p in enumerate(big)],
-                           b_port_set(lo + 1, "two", [(two.host, two.port, 1)]))
-        fleet.wait_serves(lo + 1, {"two"}, timeout=120)
-        assert generations_published(fleet)[-1] == fits
-        assert ("generation %d is " % fits) in rd.log()
-        assert "2 generations too large were not" in rd.log()
-        assert fleet.marker(lo) == "one"
-        assert rd.alive() and fleet["renderd"].exits == []
-    finally:
-        if fake is not None:
-            fake.close()
-        one.close()
-        two.close()
+    fleet, fake, one, two = fed(ports=nbig + 4)
+    lo = fleet.port_lo
+    good = generations_published(fleet)[-1]
+    big = [lo + 2 + i for i in range(nbig)]
+    seq = fake.append(*[b_port_set(p, "big-%d" % i, big_backends(i))
+                        for i, p in enumerate(big)])
+    rd = fleet["renderd"]
+    testlib.wait_until(lambda: "renderd: generation %d is " % seq in rd.log() or
+                       not rd.alive(), 180,
+                       "renderd finding generation %d too large" % seq)
+    assert rd.alive(), "renderd exited:\n%s" % rd.log()[-2000:]
+    m = re.search(r"generation %d is (\d+) bytes, more than a config event carries "
+                  r"\(33554432\): not published, the proxy keeps generation (\d+)"
+                  % seq, rd.log())
+    assert m and int(m.group(1)) > 32 << 20 and int(m.group(2)) == good, rd.log()[-2000:]
+    # another change while too large: counted, not logged again
+    seq2 = fake.append(b_port_set(big[0], "big-0", big_backends(999)))
+    testlib.wait_until(lambda: "generation %d is " % seq2 in rd.log(), 180,
+                       "renderd taking generation %d" % seq2)
+    assert rd.alive() and rd.log().count("more than a config event carries") == 1
+    assert generations_published(fleet)[-1] == good
+    assert fleet.marker(lo) == "one"
+    # shrink: every big route goes, a new one comes
+    fits = fake.append(*[b_port_free(p, "big-%d" % i) for i, p in enumerate(big)],
+                       b_port_set(lo + 1, "two", [(two.host, two.port, 1)]))
+    fleet.wait_serves(lo + 1, {"two"}, timeout=120)
+    assert generations_published(fleet)[-1] == fits
+    assert ("generation %d is " % fits) in rd.log()
+    assert "2 generations too large were not" in rd.log()
+    assert fleet.marker(lo) == "one"
+    assert rd.alive() and fleet["renderd"].exits == []
+
+
+def proc_ids(pid):
+    """{"Uid": [real, effective, saved, fs], "Gid": [...], "Groups": [...]}."""
+    out = {}
+    for line in harness._read("/proc/%d/status" % pid).splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("Uid", "Gid", "Groups"):
+            out[key] = [int(x) for x in rest.split()]
+    return out
+
+
+def workers(fleet, kind):
+    """The proxy's master and its live workers (its children running it)."""
+    master = fleet.proxy_master()
+    assert master, "no %s master" % kind
+    kids = [p for p in harness._children(master) if harness._comm(p) == kind]
+    return master, kids
+
+
+def assert_unprivileged(fleet, kind, user):
+    """Every worker runs as user and its primary group alone, on all four
+    ids; the master keeps root. Returns the workers' PIDs."""
+    pw = pwd.getpwnam(user)
+    assert pw.pw_uid != 0 and pw.pw_gid != 0, user
+    master, kids = [], []
+
+    def found():
+        nonlocal master, kids
+        master, kids = workers(fleet, kind)
+        return kids
+    testlib.wait_until(found, 30, "%s workers" % kind)
+    assert proc_ids(master)["Uid"][1] == 0, "the master must keep root for binds"
+    for pid in kids:
+        ids = proc_ids(pid)
+        if not ids:
+            continue        # an old worker that just exited
+        assert ids["Uid"] == [pw.pw_uid] * 4, (pid, user, ids)
+        assert ids["Gid"] == [pw.pw_gid] * 4, (pid, user, ids)
+        assert 0 not in ids["Groups"], (pid, ids)
+    return kids
+
+
+def test_haproxy_workers_are_unprivileged(make_fleet):
+    """The default fleet (no user configured): HAProxy's workers run as
+    Debian's haproxy user, traffic flows, and a route added afterwards goes
+    live through the runtime API (the stats socket the master bound as
+    root), with no reload."""
+    fleet, pay = start_payments(make_fleet)
+    assert "\tuser haproxy\n\tgroup " in fleet.proxy_cfg()
+    pay.annotate("payments", "ledger-db", **{EXPOSE: "true"})
+    (ledger,) = fleet.wait_address(pay, "payments", "ledger-db")
+    fleet.wait_serves(ledger, pay.markers("payments", "ledger-db", 5432))
+    assert_unprivileged(fleet, "haproxy", "haproxy")
+    reloads = fleet.haproxy_reloads()
+    pay.annotate("payments", "orders-db", **{EXPOSE: "true"})
+    (orders,) = fleet.wait_address(pay, "payments", "orders-db")
+    fleet.wait_serves(orders, pay.markers("payments", "orders-db", 5432) |
+                      pay.markers("payments", "orders-db-canary", 5432))
+    assert fleet.haproxy_reloads() == reloads, "the change was not live"
+    assert_unprivileged(fleet, "haproxy", "haproxy")
+
+
+def test_haproxy_reload_keeps_workers_unprivileged(fed):
+    """A reload (the API slot pool growing past 16: 9 clusters) starts new
+    workers as the unprivileged user too, and the runtime API still changes
+    routes live after it."""
+    fleet, fake, one, two = fed(ports=8)
+    lo = fleet.port_lo
+    before = set(assert_unprivileged(fleet, "haproxy", "haproxy"))
+    reloads = fleet.haproxy_reloads()
+    fake.append(*[("API_SET", {"c": "%08x-0000-4000-8000-000000000001" % i,
+                               "cn": "c%d" % i, "h": "c%d.k8s.example.test" % i,
+                               "m": ["10.99.0.%d" % (i + 1)], "mp": 6443})
+                  for i in range(9)])
+    testlib.wait_until(lambda: (fleet.haproxy_reloads() or 0) > reloads, 60,
+                       "HAProxy reloading for the larger pool")
+    assert "backend api31\n" in fleet.proxy_cfg()
+    after = set(assert_unprivileged(fleet, "haproxy", "haproxy"))
+    assert after - before, "no new worker after the reload"
+    assert fleet.marker(lo) == "one"
+    reloads = fleet.haproxy_reloads()
+    fake.append(b_port_set(lo + 1, "two", [(two.host, two.port, 1)]))
+    fleet.wait_serves(lo + 1, {"two"}, timeout=60)
+    assert fleet.haproxy_reloads() == reloads, "the change was not live"
+
+
+def test_nginx_workers_are_unprivileged(fed):
+    """nginx's worker runs as www-data (Debian's nginx user), before and
+    after a reload, and the reload serves the new route."""
+    fleet, fake, one, two = fed(proxies=[("nginx", "nginx")], ports=8)
+    lo = fleet.port_lo
+    assert "\nuser www-data " in fleet.proxy_cfg()
+    before = set(assert_unprivileged(fleet, "nginx", "www-data"))
+    fake.append(b_port_set(lo + 1, "two", [(two.host, two.port, 1)]))
+    fleet.wait_serves(lo + 1, {"two"}, timeout=60)
+    testlib.wait_until(lambda: set(workers(fleet, "nginx")[1]) - before, 30,
+                       "a new nginx worker after the reload")
+    assert_unprivileged(fleet, "nginx", "www-data")
+    assert fleet.marker(lo) == "one"
+
+
+def test_worker_user_config(tmp_path):
+    """-n shows the user each kind's workers get; one that does not exist,
+    or a name a proxy config cannot carry, is an error naming the key."""
+    harness.need("renderd")
+    conf = tmp_path / "portico.conf"
+
+    def check(proxies):
+        conf.write_text(CONF.format(run_dir=tmp_path / "run", kind="haproxy",
+                                    listen=LISTEN) + proxies)
+        return subprocess.run([harness.daemon_path("renderd"), "-n", "-f", str(conf),
+                               "-p", "edge"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, timeout=30)
+
+    cp = check("\n[proxy.ngx]\nkind = nginx\n[proxy.env]\nkind = envoy\n"
+               "[proxy.own]\nkind = haproxy\nuser = nobody\n"
+               "[proxy.root]\nkind = haproxy\nuser =\n")
+    assert cp.returncode == 0, cp.stderr
+    users = dict(re.findall(r"\[proxy\.(\w+)\]\n(?:.*\n)*?user = (.*)\n", cp.stdout))
+    assert users == {"edge": "haproxy", "ngx": "www-data", "env": "", "own": "nobody",
+                     "root": ""}, users
+    cp = check("\n[proxy.bad]\nuser = no-such-user-here\n")
+    assert cp.returncode == 1 and cp.stdout == ""
+    assert "[proxy.bad] user: no such user: no-such-user-here" in cp.stderr, cp.stderr
+    cp = check("\n[proxy.bad]\nuser = www-data;x\n")
+    assert cp.returncode == 1 and ":16: user: not a user name" in cp.stderr, cp.stderr
