@@ -3,9 +3,6 @@
  */
 #include <sys/stat.h>
 
-#include <grp.h>
-#include <pwd.h>
-
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -179,78 +176,16 @@ kind_binary(const char *kind)
  * quotes, ';', '#', '{', '$', '\\', nor ',' and ')', which end the map
  * converter's file argument).
  */
-/* Letters, digits and the characters of extra only. */
-static int
-only_chars(const char *v, const char *extra)
-{
-	for (; *v != '\0'; v++)
-		if (!(*v >= 'a' && *v <= 'z') && !(*v >= 'A' && *v <= 'Z') &&
-		    !(*v >= '0' && *v <= '9') && strchr(extra, *v) == NULL)
-			return 0;
-	return 1;
-}
-
 static int
 safe_path(const char *v)
 {
-	return *v == '/' && only_chars(v, "/._-+@:=");
-}
-
-/* A user or group name, as printed into a proxy config ("" is none). */
-static int
-safe_user(const char *v)
-{
-	return *v != '-' && only_chars(v, "._-");
-}
-
-/*
- * The user a proxy's workers run as, when [proxy.NAME] user is not given:
- * the one Debian's package of that proxy creates, if it exists here.
- * Otherwise none, and the workers keep the master's user.
- */
-static void
-default_user(struct proxy_conf *px)
-{
-	static const struct {
-		const char	*kind;
-		const char	*user;
-	} users[] = {
-		{ "haproxy",	"haproxy" },
-		{ "nginx",	"www-data" },
-	};
-	size_t i;
-
-	for (i = 0; i < sizeof(users) / sizeof(users[0]); i++)
-		if (strcmp(users[i].kind, px->kind) == 0 &&
-		    getpwnam(users[i].user) != NULL)
-			strcpy(px->user, users[i].user);
-}
-
-/* The workers' group: their user's primary group, by name. */
-static int
-proxy_group(const char *path, struct proxy_conf *px, char *err, size_t errlen)
-{
-	struct passwd *pw;
-	struct group *gr;
-
-	px->group[0] = '\0';
-	if (px->user[0] == '\0')
+	if (*v != '/')
 		return 0;
-	if ((pw = getpwnam(px->user)) == NULL) {
-		snprintf(err, errlen, "%s: [proxy.%s] user: no such user: %s",
-		    path, px->name, px->user);
-		return -1;
-	}
-	if ((gr = getgrgid(pw->pw_gid)) == NULL ||
-	    strlen(gr->gr_name) >= sizeof(px->group) ||
-	    !safe_user(gr->gr_name)) {
-		snprintf(err, errlen, "%s: [proxy.%s] user: %s's group %u has "
-		    "no name a proxy config can carry", path, px->name,
-		    px->user, (unsigned)pw->pw_gid);
-		return -1;
-	}
-	strcpy(px->group, gr->gr_name);
-	return 0;
+	for (; *v != '\0'; v++)
+		if (!(*v >= 'a' && *v <= 'z') && !(*v >= 'A' && *v <= 'Z') &&
+		    !(*v >= '0' && *v <= '9') && strchr("/._-+@:=", *v) == NULL)
+			return 0;
+	return 1;
 }
 
 static int
@@ -296,7 +231,7 @@ check_value(const struct ckey *k, const char *v, void *dst)
 			return -1;
 		break;
 	case CK_USER:
-		if (!safe_user(v))
+		if (!config_user_ok(v))
 			return -1;
 		break;
 	case CK_STR:
@@ -626,7 +561,7 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 	struct proxy_conf *px;
 	char name[96], rundir[CONF_RUNDIR];
 	size_t i;
-	int j, rc;
+	int j, rc, user_given;
 
 	memset(c, 0, sizeof(*c));
 	memset(&ps, 0, sizeof(ps));
@@ -670,14 +605,15 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 	/* proxy keys not given take their defaults (a 0 given stays 0) */
 	for (j = 0; j < c->nproxies; j++) {
 		px = &c->proxies[j];
+		user_given = 1;
 		for (i = 0; i < sizeof(ckeys) / sizeof(ckeys[0]); i++)
 			if (strcmp(ckeys[i].section, "proxy") == 0 &&
 			    !ps.pseen[j][i]) {
 				set_default(&ckeys[i], (char *)px);
 				if (strcmp(ckeys[i].key, "user") == 0)
-					default_user(px);
+					user_given = 0;
 			}
-		if (proxy_group(path, px, err, errlen) == -1)
+		if (config_proxy_user(path, px, user_given, err, errlen) == -1)
 			return -1;
 		if (px->binary[0] == '\0')
 			strcpy(px->binary, kind_binary(px->kind));
