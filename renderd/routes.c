@@ -28,6 +28,7 @@ port_free(struct port_route *pr)
 void
 routes_clear(struct routes *r)
 {
+	unsigned long refused;
 	unsigned p;
 
 	for (p = 0; p < 65536; p++) {
@@ -35,7 +36,9 @@ routes_clear(struct routes *r)
 		r->ports[p] = NULL;
 	}
 	free(r->api);
+	refused = r->refused;		/* a count since start, as logged */
 	routes_init(r, r->conf);
+	r->refused = refused;
 }
 
 static size_t
