@@ -365,6 +365,29 @@ def test_nginx_keeps_reloading_past_a_bad_port(fed):
     assert first < seq
 
 
+def test_haproxy_master_port_0_cluster_is_left_out(fed):
+    """A cluster said to listen on port 0 (HAProxy refuses a server with no
+    port: every configuration after it failed) is left out; the cluster
+    beside it and a route added after it are served by the real HAProxy."""
+    fleet, fake, one, two = fed(ports=8)
+    lo = fleet.port_lo
+    seq = fake.append(
+        ("API_SET", {"c": C2, "cn": "search", "h": "search.k8s.example.test",
+                     "m": ["10.99.0.1"], "mp": 0}),
+        ("API_SET", {"c": C1, "cn": "payments", "h": "payments.k8s.example.test",
+                     "m": [one.host], "mp": one.port}),
+        b_port_set(lo + 1, "two", [(two.host, two.port, 1)]))
+    fleet.wait_serves(lo + 1, {"two"}, timeout=60)
+    testlib.wait_until(lambda: max(generations_published(fleet)) >= seq, 30,
+                       "renderd publishing generation %d" % seq)
+    cfg = fleet.proxy_cfg()
+    assert "# sni payments.k8s.example.test\n" in cfg
+    assert "search.k8s.example.test" not in cfg and ":0 " not in cfg
+    assert "cluster %s (search): master port 0" % C2 in fleet["renderd"].log()
+    assert "cannot apply" not in fleet["applyd"].log()
+    assert fleet.marker(lo) == "one"
+
+
 def big_backends(port_index):
     """1,024 backends of long IPv6 addresses: one route's worth of a
     cluster of 1,024 nodes."""
