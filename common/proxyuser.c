@@ -12,6 +12,7 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 
@@ -26,8 +27,10 @@ config_user_ok(const char *v)
 
 /*
  * The user a proxy's workers run as when [proxy.NAME] user is not given:
- * the one Debian's package of that proxy creates, if it exists here;
- * otherwise none, and the workers keep the master's user.
+ * the one Debian's package of that proxy creates, if it exists here and
+ * portico runs as root; otherwise none, and the workers keep the master's
+ * user.  A master that is not root cannot change user (HAProxy refuses to
+ * start: "Cannot set gid"), and portico's daemons run as one user.
  */
 static void
 default_user(struct proxy_conf *px)
@@ -42,6 +45,8 @@ default_user(struct proxy_conf *px)
 	size_t i;
 
 	px->user[0] = '\0';
+	if (geteuid() != 0)
+		return;
 	for (i = 0; i < sizeof(users) / sizeof(users[0]); i++)
 		if (strcmp(users[i].kind, px->kind) == 0 &&
 		    getpwnam(users[i].user) != NULL)

@@ -22,6 +22,7 @@ import random
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -560,3 +561,27 @@ def test_worker_user_config(tmp_path):
     assert "[proxy.bad] user: no such user: no-such-user-here" in cp.stderr, cp.stderr
     cp = check("\n[proxy.bad]\nuser = www-data;x\n")
     assert cp.returncode == 1 and ":16: user: not a user name" in cp.stderr, cp.stderr
+
+
+def test_no_default_worker_user_when_not_root():
+    """A master that is not root cannot change user (HAProxy would not
+    start), so portico run as another user gives the workers none by
+    default; an explicit one is still printed."""
+    harness.need("renderd")
+    d = tempfile.mkdtemp(prefix="pt-user-", dir="/tmp")
+    try:
+        os.chmod(d, 0o755)
+        conf = os.path.join(d, "portico.conf")
+        with open(conf, "w") as f:
+            f.write(CONF.format(run_dir=d + "/run", kind="haproxy", listen=LISTEN) +
+                    "\n[proxy.ngx]\nkind = nginx\n[proxy.own]\nuser = nobody\n")
+        os.chmod(conf, 0o644)
+        cp = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup",
+                             "--clear-groups", harness.daemon_path("renderd"), "-n",
+                             "-f", conf, "-p", "edge"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, timeout=30)
+        assert cp.returncode == 0, cp.stderr
+        users = dict(re.findall(r"\[proxy\.(\w+)\]\n(?:.*\n)*?user = (.*)\n", cp.stdout))
+        assert users == {"edge": "", "ngx": "", "own": "nobody"}, users
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
