@@ -29,6 +29,7 @@ enum ckind {
 	CK_BACKEND,
 	CK_KIND,
 	CK_PATH,		/* absolute, and safe to print in a proxy config */
+	CK_USER,		/* a user name, safe to print in a proxy config */
 };
 
 /* The proxy kinds, and where Debian puts their binary. */
@@ -104,6 +105,7 @@ static const struct ckey ckeys[] = {
 	P("maxconn", CK_UINT, maxconn, 16, 1000000, "4096"),
 	P("fd_limit", CK_UINT, fd_limit, 1024, 1u << 24, "20000"),
 	P("live", CK_UINT, live, 0, 1, "1"),
+	P("user", CK_USER, user, 0, 0, NULL),		/* by kind, if it exists */
 	K("backend", CK_BACKEND, backend, 0, 0, NULL),	/* [clusters] backend */
 };
 
@@ -169,8 +171,10 @@ kind_binary(const char *kind)
 
 /*
  * The run folder is printed into proxy configurations (pid files, logs,
- * sockets): an absolute path of characters that mean nothing to HAProxy's
- * or nginx's parser (no blanks, quotes, ';', '#', '{', '$', '\\').
+ * sockets, HAProxy's map(<file>) converter): an absolute path of
+ * characters that mean nothing to HAProxy's or nginx's parser (no blanks,
+ * quotes, ';', '#', '{', '$', '\\', nor ',' and ')', which end the map
+ * converter's file argument).
  */
 static int
 safe_path(const char *v)
@@ -179,7 +183,7 @@ safe_path(const char *v)
 		return 0;
 	for (; *v != '\0'; v++)
 		if (!(*v >= 'a' && *v <= 'z') && !(*v >= 'A' && *v <= 'Z') &&
-		    !(*v >= '0' && *v <= '9') && strchr("/._-+@:,=", *v) == NULL)
+		    !(*v >= '0' && *v <= '9') && strchr("/._-+@:=", *v) == NULL)
 			return 0;
 	return 1;
 }
@@ -226,6 +230,10 @@ check_value(const struct ckey *k, const char *v, void *dst)
 		if (!safe_path(v))
 			return -1;
 		break;
+	case CK_USER:
+		if (!config_user_ok(v))
+			return -1;
+		break;
 	case CK_STR:
 	case CK_SECRET:
 		break;
@@ -251,8 +259,10 @@ kind_help(const struct ckey *k)
 				    "endpoints): %s";
 	case CK_KIND:		return "unknown proxy kind (haproxy, nginx, "
 				    "envoy): %s";
+	case CK_USER:		return "not a user name (letters, digits, "
+				    "._-): %s";
 	case CK_PATH:		return "not an absolute path of letters, digits "
-				    "and /._-+@:,=: %s";
+				    "and /._-+@:=: %s";
 	default:		return "too long: %s";
 	}
 }
@@ -551,7 +561,7 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 	struct proxy_conf *px;
 	char name[96], rundir[CONF_RUNDIR];
 	size_t i;
-	int j, rc;
+	int j, rc, user_given;
 
 	memset(c, 0, sizeof(*c));
 	memset(&ps, 0, sizeof(ps));
@@ -595,10 +605,16 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 	/* proxy keys not given take their defaults (a 0 given stays 0) */
 	for (j = 0; j < c->nproxies; j++) {
 		px = &c->proxies[j];
+		user_given = 1;
 		for (i = 0; i < sizeof(ckeys) / sizeof(ckeys[0]); i++)
 			if (strcmp(ckeys[i].section, "proxy") == 0 &&
-			    !ps.pseen[j][i])
+			    !ps.pseen[j][i]) {
 				set_default(&ckeys[i], (char *)px);
+				if (strcmp(ckeys[i].key, "user") == 0)
+					user_given = 0;
+			}
+		if (config_proxy_user(path, px, user_given, err, errlen) == -1)
+			return -1;
 		if (px->binary[0] == '\0')
 			strcpy(px->binary, kind_binary(px->kind));
 		if (px->listen[0] == '\0')

@@ -39,6 +39,8 @@ struct proxy_conf {
 	unsigned	maxconn;
 	unsigned	fd_limit;	/* the proxy's open files (ulimit -Hn) */
 	unsigned	live;		/* change routes without reloads */
+	char		user[32];	/* the workers' user ("": the master's) */
+	char		group[32];	/* its primary group, from the system */
 };
 
 /* How a cluster's workload backends are found ([clusters] backend). */
@@ -116,6 +118,16 @@ int	ports_parse(struct port_set *, const char *, unsigned min, unsigned max);
  */
 void	config_proxy_file(const struct config *, const struct proxy_conf *,
 	    const char *what, char *, size_t);
+
+/*
+ * [proxy.NAME] user (proxyuser.c).  config_user_ok: a name a proxy config
+ * can carry.  config_proxy_user: unless given, the kind's default user if
+ * it exists; then its primary group into px->group.  -1 with err when the
+ * user does not exist.
+ */
+int	config_user_ok(const char *);
+int	config_proxy_user(const char *path, struct proxy_conf *, int given,
+	    char *err, size_t);
 
 /* Create the run folder (mode 0700) that holds ipc sockets and pid files. */
 int	config_mkrundir(const struct config *);

@@ -7,6 +7,8 @@
  * on the bus.  The reader below walks the bytes with a cursor and checks
  * every length and count against what is left.
  */
+#include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -713,10 +715,40 @@ event_decode(struct event *ev, const void *buf, size_t len, char *err,
 
 /* JSON, in the shape event_json() writes. */
 
-/* A JSON integer that fits a u64: no negatives, no reals. */
+/*
+ * A u64 as JSON: an integer up to 2^63 - 1, jansson's largest; above that
+ * the exact decimal digits as a string, never a negative number.
+ */
+static json_t *
+json_u64(uint64_t v)
+{
+	char buf[24];
+
+	if (v <= (uint64_t)INT64_MAX)
+		return json_integer((json_int_t)v);
+	snprintf(buf, sizeof(buf), "%" PRIu64, v);
+	return json_string(buf);
+}
+
+/*
+ * A u64 as json_u64() writes it: a JSON integer, no negatives, no reals;
+ * or the digits of a value above 2^63 - 1, exactly as written there.
+ */
 static int
 json_uint(const json_t *j, uint64_t *v)
 {
+	const char *s;
+	char *end;
+
+	if (json_is_string(j)) {
+		s = json_string_value(j);
+		if (json_string_length(j) != strlen(s) || *s < '1' ||
+		    *s > '9' || strspn(s, "0123456789") != strlen(s))
+			return -1;
+		errno = 0;
+		*v = strtoull(s, &end, 10);
+		return errno != 0 || *v <= (uint64_t)INT64_MAX ? -1 : 0;
+	}
 	if (!json_is_integer(j) || json_integer_value(j) < 0)
 		return -1;
 	*v = (uint64_t)json_integer_value(j);
@@ -848,8 +880,7 @@ event_json(const struct event *ev)
 		case FT_U64:
 		case FT_PORT:
 			json_object_set_new(body, fields[f].key,
-			    json_integer((json_int_t)*(const uint64_t *)
-			    (const void *)base));
+			    json_u64(*(const uint64_t *)(const void *)base));
 			break;
 		case FT_IPS:
 			a = json_array();
@@ -881,8 +912,8 @@ event_json(const struct event *ev)
 			break;
 		}
 	}
-	o = json_pack("{s:s,s:I,s:I,s:o}", "type", event_name(ev->type),
-	    "seq", (json_int_t)ev->seq, "time", (json_int_t)ev->time,
+	o = json_pack("{s:s,s:o,s:o,s:o}", "type", event_name(ev->type),
+	    "seq", json_u64(ev->seq), "time", json_u64(ev->time),
 	    "body", body);
 	return o;
 }

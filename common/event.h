@@ -176,13 +176,18 @@ int		 event_encode(const struct event *, unsigned char **, size_t *);
 int		 event_decode(struct event *, const void *, size_t,
 		    char *err, size_t errlen);
 
+/*
+ * The event as JSON.  A u64 above 2^63 - 1 (more than a JSON integer of
+ * jansson's holds) is a string of its decimal digits, never negative.
+ */
 json_t		*event_json(const struct event *);
 
 /*
  * The inverse of event_json(), for state files: the same types, the same
  * fields and the same validators as event_decode(), so a file can say
  * nothing the bus could not.  The type is named; seq and time are
- * integers; TEXT is a string (event_json() writes only its length).
+ * integers (or, above 2^63 - 1, digits in a string, as event_json()
+ * writes them); TEXT is a string (event_json() writes only its length).
  * Unknown keys are ignored, an unknown type is an error.  Returns 0, or
  * -1 with a reason in err.
  */

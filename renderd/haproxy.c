@@ -37,13 +37,6 @@
 #define FD_SPARE	200	/* sockets, pipes, logs, the CLI */
 #define API_SLOTS_MIN	16
 
-/* A workload port the proxy binds: configured, not the API's, not reserved. */
-static int
-bound(const struct config *c, unsigned p)
-{
-	return p != c->api_port && !ports_contain(&c->reserved, p);
-}
-
 /* "ip:lo-hi" or "ip:p", with IPv6 in brackets */
 static void
 bind_line(FILE *fp, const char *ip, unsigned lo, unsigned hi)
@@ -63,7 +56,7 @@ render_binds(FILE *fp, const struct config *c, const char *ip)
 	unsigned n = ports_count(&c->ports), k, p, lo = 0, prev = 0, total = 0;
 
 	for (k = 0; k < n; k++) {
-		if (!bound(c, p = ports_nth(&c->ports, k)))
+		if (!routes_port_allowed(c, p = ports_nth(&c->ports, k)))
 			continue;
 		total++;
 		if (lo != 0 && p == prev + 1) {
@@ -216,8 +209,13 @@ haproxy_render(const struct routes *r, const struct config *c,
 	    "expose-fd listeners\n"
 	    "\thard-stop-after %us\n"
 	    "\tmworker-max-reloads %u\n"
-	    "\tmaxconn %u\n"
-	    "\n"
+	    "\tmaxconn %u\n",
+	    c->run_dir, px->name, px->hard_stop_after, px->max_reloads,
+	    px->maxconn);
+	/* the master keeps root (binds, its socket, reloads); workers drop it */
+	if (px->user[0] != '\0')
+		fprintf(fp, "\tuser %s\n\tgroup %s\n", px->user, px->group);
+	fprintf(fp, "\n"
 	    "defaults\n"
 	    "\tmode tcp\n"
 	    "\tbalance roundrobin\n"
@@ -236,8 +234,6 @@ haproxy_render(const struct routes *r, const struct config *c,
 	    "{ req_ssl_sni,lower,map(%s/%s-api.map) -m found }\n"
 	    "\ttcp-request content accept if { req_ssl_hello_type 1 }\n"
 	    "\tuse_backend %%[req_ssl_sni,lower,map(%s/%s-api.map)]\n",
-	    c->run_dir, px->name, px->hard_stop_after, px->max_reloads,
-	    px->maxconn,
 	    route_addr(ab, sizeof(ab), px->listen, c->api_port),
 	    c->run_dir, px->name, c->run_dir, px->name);
 	if ((slot = api_slots(r, &pool)) == NULL)
@@ -272,7 +268,7 @@ haproxy_render(const struct routes *r, const struct config *c,
 	    FD_SPARE <= px->fd_limit;
 	n = ports_count(&c->ports);
 	for (k = 0; k < n; k++) {
-		if (!bound(c, p = ports_nth(&c->ports, k)))
+		if (!routes_port_allowed(c, p = ports_nth(&c->ports, k)))
 			continue;
 		if ((pr = r->ports[p]) == NULL)
 			fprintf(fp, "\nbackend p%u\n", p);

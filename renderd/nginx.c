@@ -157,8 +157,12 @@ nginx_render(const struct routes *r, const struct config *c,
 	    "pid %s;\n"
 	    "error_log %s notice;\n"
 	    "worker_processes 1;\n"
-	    "worker_shutdown_timeout %us;\n"
-	    "\n"
+	    "worker_shutdown_timeout %us;\n",
+	    STREAM_MODULE, pidfile, errlog, px->hard_stop_after);
+	/* the master keeps root (binds, reloads); its worker drops it */
+	if (px->user[0] != '\0')
+		fprintf(fp, "user %s %s;\n", px->user, px->group);
+	fprintf(fp, "\n"
 	    "events {\n"
 	    "\tworker_connections %u;\n"
 	    "}\n"
@@ -175,7 +179,6 @@ nginx_render(const struct routes *r, const struct config *c,
 	    "\tupstream %s {\n"
 	    "\t\tserver 127.0.0.1:1 down;\n"
 	    "\t}\n",
-	    STREAM_MODULE, pidfile, errlog, px->hard_stop_after,
 	    2 * px->maxconn + r->nports + 16, 2048 + 2 * r->napi, NONE);
 	render_api(r, c, px, fp);
 	for (p = 0; p < 65536; p++)

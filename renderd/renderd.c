@@ -63,6 +63,8 @@ textbuf_write(void *cookie, const char *data, size_t n)
 }
 static void			*pub_sock, *sync_sock;
 static int			 dirty;
+static unsigned long		 oversize;	/* generations not published */
+static int			 oversize_now;	/* the latest was one */
 
 static void
 on_apply(const struct event *ev, void *arg)
@@ -109,6 +111,41 @@ render_text(FILE *fp)
 	return -1;
 }
 
+/*
+ * Is a configuration of len bytes more than one CONFIG carries?  Then it
+ * is not published: applyd keeps serving the latest that was, and the
+ * next generation that fits is published as usual.  The state's size is
+ * the input's (a cluster with thousands of nodes and hundreds of routes),
+ * so this is no reason to exit: renderd would only render it again at
+ * every restart.  Logged when generations start and stop being too large,
+ * and counted.
+ */
+static int
+too_large(size_t len)
+{
+	if (len <= EV_MAX_TEXT) {
+		if (oversize_now)
+			log_info("renderd: generation %llu is %zu bytes and is "
+			    "published; %lu generations too large were not",
+			    (unsigned long long)alloc_feed.last, len, oversize);
+		oversize_now = 0;
+		return 0;
+	}
+	oversize++;
+	if (!oversize_now)
+		log_warnx("renderd: generation %llu is %zu bytes, more than a "
+		    "config event carries (%u): not published, the proxy "
+		    "keeps generation %llu until one fits",
+		    (unsigned long long)alloc_feed.last, len, EV_MAX_TEXT,
+		    (unsigned long long)latest.seq);
+	else
+		log_debug("renderd: generation %llu is %zu bytes: not "
+		    "published either", (unsigned long long)alloc_feed.last,
+		    len);
+	oversize_now = 1;
+	return 1;
+}
+
 static void
 render(void)
 {
@@ -126,12 +163,13 @@ render(void)
 	text = spare.p;
 	len = spare.len;
 	cap = spare.cap;
+	dirty = 0;
+	if (too_large(len))
+		return;
 	event_init(&ev, EV_CONFIG);
 	ev.seq = alloc_feed.last;
 	ev.time = now_ms();
 	event_set_str(&ev, F_KIND, px->kind);
-	if (len > EV_MAX_TEXT)
-		fatalx("renderd: config of %zu bytes is too large", len);
 	/* the buffer itself (NUL-terminated), not a copy */
 	ev.text = text;
 	ev.textlen = len;
@@ -139,8 +177,9 @@ render(void)
 	if (bus_send(pub_sock, &ev) == -1)
 		log_warn("renderd: publish");
 	log_info("renderd: generation %llu: %zu api routes, %u ports, "
-	    "%zu bytes", (unsigned long long)ev.seq, routes.napi,
-	    routes.nports, len);
+	    "%zu bytes; %lu decisions left out so far",
+	    (unsigned long long)ev.seq, routes.napi, routes.nports, len,
+	    routes.refused);
 	/* the latest's buffer is the next one written */
 	spare.p = latest.text;
 	spare.cap = latest.text != NULL ? latest_cap : 0;
@@ -148,7 +187,6 @@ render(void)
 	event_free(&latest);
 	latest = ev;
 	latest_cap = cap;
-	dirty = 0;
 }
 
 static void
@@ -221,7 +259,7 @@ main(int argc, char **argv)
 	daemon_start(&d, argc, argv, "renderd", DAEMON_PROXY | DAEMON_RENDER,
 	    &conf);
 	px = config_proxy(&conf, d.proxy);
-	routes_init(&routes);
+	routes_init(&routes, &conf);
 	if (d.render != NULL)
 		return render_state(d.render);
 	event_init(&latest, EV_NONE);

@@ -9,9 +9,10 @@
 #include "routes.h"
 
 void
-routes_init(struct routes *r)
+routes_init(struct routes *r, const struct config *conf)
 {
 	memset(r, 0, sizeof(*r));
+	r->conf = conf;
 }
 
 static void
@@ -27,6 +28,7 @@ port_free(struct port_route *pr)
 void
 routes_clear(struct routes *r)
 {
+	unsigned long refused;
 	unsigned p;
 
 	for (p = 0; p < 65536; p++) {
@@ -34,7 +36,9 @@ routes_clear(struct routes *r)
 		r->ports[p] = NULL;
 	}
 	free(r->api);
-	routes_init(r);
+	refused = r->refused;		/* a count since start, as logged */
+	routes_init(r, r->conf);
+	r->refused = refused;
 }
 
 static size_t
@@ -140,8 +144,52 @@ port_del(struct routes *r, unsigned p)
 }
 
 int
+routes_port_allowed(const struct config *c, unsigned p)
+{
+	return ports_contain(&c->ports, p) && !ports_contain(&c->reserved, p) &&
+	    p != c->api_port;
+}
+
+/*
+ * The guard between allocd's decisions and every renderer: a decision no
+ * configuration allows would make the proxy refuse its whole configuration
+ * (nginx cannot listen on port 0, two listeners on the API port fail
+ * Envoy's).  allocd never makes one; a bug, a store kept from another
+ * configuration or a hostile peer on the bus could.  It is dropped here
+ * and the rest renders; a cluster's API route it replaces goes too (the
+ * table must not keep serving masters the event withdrew).
+ */
+static int
+routes_refuse(struct routes *r, const struct event *ev)
+{
+	switch (ev->type) {
+	case EV_API_SET:
+		if (ev->mport != 0)
+			return 0;
+		log_warnx("renderd: cluster %s (%s): master port 0; its API "
+		    "route is left out", ev->cluster, ev->cname);
+		api_del(r, ev->cluster);
+		break;
+	case EV_PORT_SET:
+		if (routes_port_allowed(r->conf, (unsigned)ev->port))
+			return 0;
+		log_warnx("renderd: route %s/%s/%s/%llu on port %llu: not a "
+		    "workload port of the configuration; left out", ev->cluster,
+		    ev->ns, ev->name, (unsigned long long)ev->route,
+		    (unsigned long long)ev->port);
+		break;
+	default:
+		return 0;
+	}
+	r->refused++;
+	return 1;
+}
+
+int
 routes_apply(struct routes *r, const struct event *ev)
 {
+	if (routes_refuse(r, ev))
+		return 1;
 	switch (ev->type) {
 	case EV_API_SET:
 		api_set(r, ev);

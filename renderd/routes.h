@@ -36,17 +36,27 @@ struct port_route {
 };
 
 struct routes {
+	const struct config	*conf;		/* what may be rendered */
 	struct api_route	*api;		/* sorted by cluster id */
 	size_t			 napi;
 	size_t			 capapi;
 	struct port_route	*ports[65536];
 	unsigned		 nports;
+	unsigned long		 refused;	/* decisions left out */
 };
 
-void	routes_init(struct routes *);
+void	routes_init(struct routes *, const struct config *);
 void	routes_clear(struct routes *);
-/* Apply one decision; 1 when the rendered output may change. */
+/*
+ * Apply one decision; 1 when the rendered output may change.  A route on a
+ * port the configuration does not give out (outside `ports`, reserved, the
+ * API port) or a cluster whose masters listen on port 0 is left out of the
+ * table, whatever the event says: logged and counted in refused.
+ */
 int	routes_apply(struct routes *, const struct event *);
+/* May a workload route be rendered on port p: in ports, not reserved, not
+ * the API port? */
+int	routes_port_allowed(const struct config *, unsigned p);
 
 /*
  * Apply every event of a state file (JSON lines, see state.c); -1 with

@@ -1350,6 +1350,56 @@ test_json(void **state)
 	event_free(&ev);
 }
 
+/*
+ * A u64 above 2^63 - 1 dumps as its exact digits in a string, never as a
+ * negative number, and event_from_json() reads that back; one at 2^63 - 1
+ * is still an integer, and a string for what an integer holds is refused.
+ */
+static void
+test_json_u64_high(void **state)
+{
+	static const char *bad[] = {
+		"\"9223372036854775807\"", "\"18446744073709551616\"",
+		"\"09223372036854775808\"", "\"-1\"", "\"9223372036854775808 \"",
+		"\"\"", "\"1e19\"",
+	};
+	struct event ev, back;
+	char err[256], line[160], *s;
+	json_t *j;
+	size_t i;
+
+	(void)state;
+	event_init(&ev, EV_HEARTBEAT);
+	ev.seq = UINT64_MAX;
+	ev.time = (uint64_t)INT64_MAX;
+	ev.boot = (uint64_t)INT64_MAX + 1;
+	ev.has |= F_BOOT;
+	assert_non_null(j = event_json(&ev));
+	s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_string_equal(s, "{\"body\":{\"boot\":\"9223372036854775808\"},"
+	    "\"seq\":\"18446744073709551615\",\"time\":9223372036854775807,"
+	    "\"type\":\"HEARTBEAT\"}");
+	assert_null(strchr(s, '-'));
+	free(s);
+	if (event_from_json(&back, j, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	json_decref(j);
+	assert_true(back.seq == UINT64_MAX);
+	assert_true(back.time == (uint64_t)INT64_MAX);
+	assert_true(back.boot == (uint64_t)INT64_MAX + 1);
+	event_free(&back);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(line, sizeof(line), "{\"type\":\"HEARTBEAT\",\"seq\":1,"
+		    "\"time\":0,\"body\":{\"boot\":%s}}", bad[i]);
+		assert_non_null(j = json_loads(line, 0, NULL));
+		if (event_from_json(&back, j, err, sizeof(err)) == 0)
+			fail_msg("accepted %s", bad[i]);
+		assert_non_null(strstr(err, "field boot"));
+		json_decref(j);
+	}
+	event_free(&ev);
+}
+
 /* event_from_json: the inverse of event_json, with the decoder's rules. */
 
 /* ev as JSON, with its TEXT (if any) as the string event_from_json wants. */
@@ -1668,6 +1718,7 @@ main(void)
 		cmocka_unit_test(test_skip_truncated_value),
 		cmocka_unit_test(test_backend_u64_truncation),
 		cmocka_unit_test(test_json),
+		cmocka_unit_test(test_json_u64_high),
 		cmocka_unit_test(test_from_json_all_types),
 		cmocka_unit_test(test_from_json_envelope),
 		cmocka_unit_test(test_hostile_strings),
