@@ -51,6 +51,12 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import testlib  # noqa: E402
 
 PY = "/usr/bin/python3"
+
+# What the tests write holds secrets (portico.conf's [pks] client_secret,
+# kubeconfigs with tokens, token files): portico refuses such files when
+# group or others may read them, as ssh refuses a private key.
+os.umask(0o077)
+
 SIM_DIR = os.path.join(ROOT, "tests", "sim")
 DOMAIN = "k8s.example.test"
 CLIENT_ID = "portico"
@@ -979,7 +985,8 @@ class Fleet:
             specs.append(("watcherd", "watcherd", [], None))
         for name, pidname, args, key in specs:
             d = Daemon(self, name, pidname, args, key)
-            self.daemons[d.key] = d.start()
+            self.daemons[d.key] = d     # stopped at the end even if never ready
+            d.start()
         if wait_proxy:
             self.wait_proxy()
 
