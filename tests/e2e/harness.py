@@ -608,8 +608,11 @@ class Cluster:
         cl = kc["clusters"][0]["cluster"]
         cl["server"] = self.sim.url
         if ca_path:
+            # inside the folder: a kubeconfig's files may lie nowhere else
             del cl["certificate-authority-data"]
-            cl["certificate-authority"] = self.fleet.pki.ca_cert
+            ca = os.path.join(self.fleet.kubeconfig_dir, "ca.crt")
+            shutil.copyfile(self.fleet.pki.ca_cert, ca)
+            cl["certificate-authority"] = "ca.crt"
         if token_file:
             kc["users"][0]["user"] = {"tokenFile": token_file}
         path = os.path.join(self.fleet.kubeconfig_dir, (name or self.name) + ext)
