@@ -723,6 +723,10 @@ class Daemon:
     def start(self, timeout=20):
         argv = [daemon_path(self.name), "-d"] + (["-v"] if self.fleet.verbose else []) + \
             ["-f", self.fleet.conf_path] + self.args
+        if self.fleet.run_as:
+            # setpriv execs the daemon: the PID stays the daemon's
+            argv = ["setpriv", "--reuid=" + self.fleet.run_as, "--regid=" + self.fleet.run_as,
+                    "--clear-groups", "--"] + argv
         self.proc = testlib.Proc(argv, self.key, self.fleet.log_dir, env=self.fleet.env())
         proc = self.proc
 
@@ -870,8 +874,9 @@ class Fleet:
 
     def __init__(self, poll_interval=1, ports=40, quarantine=600, verbose=True,
                  run_dir=None, watch_timeout=30, sources=("pks",), proxies=None,
-                 pks_auth=None):
+                 pks_auth=None, run_as=None):
         self.run_dir = run_dir or tempfile.mkdtemp(prefix="pt-", dir="/tmp")
+        self.run_as = run_as            # a user to run the daemons as (setpriv)
         os.makedirs(self.run_dir, exist_ok=True)
         self.dir = self.run_dir
         self.log_dir = os.path.join(self.run_dir, "log")
