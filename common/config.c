@@ -567,15 +567,18 @@ check_user(const struct config *c, char *err, size_t errlen)
 }
 
 /*
- * A configuration that holds a PKS secret is read by portico alone: the
- * file gives group and others no access (see fsafe_secret_mode).
+ * The configuration names the binaries applyd runs: only its owner may
+ * write it.  One that holds a PKS secret is read by portico alone: group
+ * and others have no access to it at all (see fsafe_secret_mode).
  */
 static int
-check_secret_mode(const struct config *c, const struct stat *st, char *err,
+check_file_mode(const struct config *c, const struct stat *st, char *err,
     size_t errlen)
 {
 	char what[PATH_MAX + 64];
 
+	if (fsafe_owner_writes(st, c->path, err, errlen) == -1)
+		return -1;
 	if (c->pks_client_secret[0] == '\0' && c->pks_password[0] == '\0')
 		return 0;
 	snprintf(what, sizeof(what), "%s (it holds [pks] %s)", c->path,
@@ -679,7 +682,7 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 	}
 	if (check_user(c, err, errlen) == -1)
 		return -1;
-	if (check_secret_mode(c, &st, err, errlen) == -1)
+	if (check_file_mode(c, &st, err, errlen) == -1)
 		return -1;
 	c->port_lo = c->ports.r[0].lo;
 	c->port_hi = c->ports.r[c->ports.n - 1].hi;

@@ -59,13 +59,19 @@ fsafe_private_dir(const char *path, char *err, size_t errlen)
 		    (unsigned)st.st_uid, (unsigned)geteuid());
 		return -1;
 	}
-	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-		snprintf(err, errlen, "%s has mode %04o: group or others may "
-		    "write in it; refused (chmod go-w it)", path,
-		    (unsigned)(st.st_mode & 07777));
-		return -1;
-	}
-	return 0;
+	return fsafe_owner_writes(&st, path, err, errlen);
+}
+
+int
+fsafe_owner_writes(const struct stat *st, const char *what, char *err,
+    size_t errlen)
+{
+	if ((st->st_mode & (S_IWGRP | S_IWOTH)) == 0)
+		return 0;
+	snprintf(err, errlen, "%s has mode %04o: group or others may write "
+	    "%s; refused (chmod go-w it)", what, (unsigned)(st->st_mode & 07777),
+	    S_ISDIR(st->st_mode) ? "in it" : "it");
+	return -1;
 }
 
 int

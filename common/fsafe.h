@@ -28,6 +28,14 @@ FILE	*fsafe_fopen(const char *path, mode_t mode);
 int	fsafe_private_dir(const char *path, char *err, size_t errlen);
 
 /*
+ * Only its owner may write the file or folder: no group or other write
+ * bit.  0, or -1 with "what has mode 0666: group or others may write..."
+ * in err.
+ */
+int	fsafe_owner_writes(const struct stat *, const char *what, char *err,
+	    size_t errlen);
+
+/*
  * A file holding a secret gives group and others no access at all
  * (mode & 077 == 0), as ssh asks of a private key.  0, or -1 with "what
  * has mode 0644, which gives group or others access..." in err.

@@ -188,8 +188,15 @@ def test_pks_ca_pinning_is_exclusive(make_fleet):
 
 # ------------------------------------------------------------------ secret files
 
-@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620, 0o601])
-def test_config_with_secret_readable_by_others(work, mode):
+SECRET_MODE = "%s (it holds [pks] client_secret) has mode %04o, which gives group or " \
+    "others access to a secret; refused (chmod 600 it)"
+WRITE_MODE = "%s has mode %04o: group or others may write it; refused (chmod go-w it)"
+
+
+@pytest.mark.parametrize("mode,want", [(0o644, SECRET_MODE), (0o640, SECRET_MODE),
+                                       (0o604, SECRET_MODE), (0o601, SECRET_MODE),
+                                       (0o620, WRITE_MODE), (0o602, WRITE_MODE)])
+def test_config_with_secret_readable_by_others(work, mode, want):
     """A configuration holding [pks] client_secret (or password) is refused
     by every daemon when group or others have any access to it, with the
     file, the mode and the fix in the error; at 0600 it is taken, and one
@@ -199,9 +206,7 @@ def test_config_with_secret_readable_by_others(work, mode):
     for daemon, args in DAEMONS:
         cp = run_n(daemon, conf, *args)
         assert cp.returncode == 1, (daemon, cp.stdout)
-        assert "%s (it holds [pks] client_secret) has mode %04o, which gives group or " \
-            "others access to a secret; refused (chmod 600 it)" % (conf, mode) in cp.stderr, \
-            cp.stderr
+        assert want % (conf, mode) in cp.stderr, cp.stderr
         assert "s3cret" not in cp.stdout + cp.stderr
     os.chmod(conf, 0o600)
     assert run_n("allocd", conf).returncode == 0
@@ -211,6 +216,17 @@ def test_config_with_secret_readable_by_others(work, mode):
     assert cp.returncode == 1 and "(it holds [pks] password)" in cp.stderr, cp.stderr
     conf = minimal_conf(work, os.path.join(work, "run"), "", 0o644)
     assert run_n("watcherd", conf).returncode == 0
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o664, 0o646])
+def test_config_writable_by_others(work, mode):
+    """The configuration names the binaries applyd runs: one that group or
+    others may write is refused by every daemon, secret or not."""
+    conf = minimal_conf(work, os.path.join(work, "run"), "", mode)
+    for daemon, args in DAEMONS:
+        cp = run_n(daemon, conf, *args)
+        assert cp.returncode == 1, (daemon, cp.stdout)
+        assert WRITE_MODE % (conf, mode) in cp.stderr, cp.stderr
 
 
 # ------------------------------------------------------------------ the run folder
@@ -372,6 +388,16 @@ def test_kubeconfig_files_stay_in_their_places(make_fleet):
             ("loose-token.yaml", 'tokenFile "tokens/loose": the file ' + loose % "0644"),
             ("loose-inline.yaml", "the file " + loose % "0640")]:
         log_has(fleet, "watcherd", r"kubeconfigs: %s: %s" % (re.escape(f), why))
+    # search's token file swapped for a link to outside: refused at the
+    # next look, and search keeps the token it has
+    link = os.path.join(allowed, "search-token.new")
+    os.symlink(secret, link)
+    os.rename(link, os.path.join(allowed, "search-token"))
+    log_has(fleet, "watcherd", r"search: token file \S+/search-token: %s; keeping the "
+            r"token we have" % outside_msg)
+    search.annotate("search", "query", **{EXPOSE: "true"})
+    port = fleet.wait_address(search, "search", "query")[0]
+    fleet.wait_serves(port, search.markers("search", "query", 9300))
     # payments' API server never heard from watcherd, by any of them
     asked = [k for k in pay.sim_control("GET", "requests") if "/_sim/" not in k]
     assert asked == [], asked
