@@ -147,14 +147,16 @@ def in_store(capath, argv):
             'mount --bind "$0" /etc/ssl/certs && exec "$@"', capath] + argv
 
 
-def test_pks_ca_pinning_is_exclusive(make_fleet):
-    """[pks] ca_file is the only CA trusted. The PKS API and UAA present a
-    certificate from another CA, one the system's store holds (a throwaway
-    CA in /etc/ssl/certs, in a mount namespace of watcherd's own): curl
-    with --cacert trusts it there, watcherd refuses it, and UAA never gets a
-    token request (the client secret never went out)."""
+def test_ca_pinning_is_exclusive(make_fleet):
+    """[pks] ca_file, and a kubeconfig's certificate-authority-data, are the
+    only CA trusted. The PKS API and UAA present a certificate from another
+    CA, one the system's store holds (a throwaway CA in /etc/ssl/certs, in
+    a mount namespace of watcherd's own): curl with --cacert trusts it
+    there, watcherd refuses it, and UAA never gets a token request (the
+    client secret never went out). A kubeconfig cluster whose server is
+    that same host is refused too: not one request reaches it."""
     need("watcherd")
-    fleet = make_fleet()
+    fleet = make_fleet(sources=("pks", "kubeconfigs"))
     fleet.pks.stop()
     rogue = RoguePki(os.path.join(fleet.run_dir, "rogue-pki"))
     fleet.pks = PksSim(os.path.join(fleet.run_dir, "pks-rogue"), rogue, fleet.pks_auth)
@@ -163,11 +165,17 @@ def test_pks_ca_pinning_is_exclusive(make_fleet):
     shutil.copyfile(rogue.ca_cert, os.path.join(capath, ca_hash(rogue.ca_cert) + ".0"))
     os.chmod(capath, 0o755)
     os.chmod(os.path.join(capath, ca_hash(rogue.ca_cert) + ".0"), 0o644)
+    write_kc(fleet, "rogue.yaml", {
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "rogue", "cluster": {
+            "server": fleet.pks.url, "certificate-authority-data": fleet.pki.ca_data()}}],
+        "users": [{"name": "u", "user": {"token": "not-for-a-rogue"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "rogue", "user": "u"}}]})
     fleet.write_conf()
 
     # The control: the rogue CA is in that system store, and only there.
     curl = ["curl", "-sS", "-o", "/dev/null", "--cacert", fleet.pki.ca_cert,
-            fleet.pks.url + "/v1/clusters"]
+            fleet.pks.url + "/_sim/requests"]
     host = subprocess.run(curl, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert host.returncode == 60, host.stderr          # not trusted on the host
     ns = subprocess.run(in_store(capath, curl), stdout=subprocess.PIPE,
@@ -180,8 +188,13 @@ def test_pks_ca_pinning_is_exclusive(make_fleet):
         testlib.wait_until(lambda: re.search(r"pks: UAA token .*; keeping the routes",
                                              proc.log()) or not proc.alive(), 30,
                            "watcherd to refuse the PKS certificate")
+        testlib.wait_until(lambda: re.search(r"rogue: .*(transport error|certificate)",
+                                             proc.log()) or not proc.alive(), 30,
+                           "watcherd to refuse the rogue cluster's certificate")
         assert proc.alive(), proc.log()
         assert fleet.pks.token_requests() == [], proc.log()
+        asked = [k for k in fleet.pks.requests() if "/_sim/" not in k]
+        assert asked == [], asked
     finally:
         assert proc.stop(10) == 0, proc.log()
 
