@@ -426,10 +426,14 @@ def portico_user():
     try:
         return pwd.getpwnam(USER)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
-                        "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", USER],
-                       check=True)
-        return pwd.getpwnam(USER)
+        # another test may make it at the same moment: then that one is it
+        cp = subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                             "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+                             USER], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            return pwd.getpwnam(USER)
+        except KeyError:
+            raise AssertionError("useradd %s: %s" % (USER, cp.stdout))
 
 
 def uid_of(pid):
