@@ -21,6 +21,7 @@ LDFLAGS	+= $(EXTRA_LDFLAGS)
 COMMON	 = log valid event config proxyuser bus store daemon
 DAEMONS	 = watcherd allocd renderd applyd
 
+COMMON	+= fsafe
 COMMON_OBJS = $(COMMON:%=$(BUILD)/obj/common/%.o)
 BINS	 = $(DAEMONS:%=$(BUILD)/bin/%)
 UNITS	 = test_event test_store test_alloc test_envoy test_valid

@@ -1,11 +1,13 @@
 /*
  * applyd — files written for a proxy: complete and on disk, or an error.
- * Apart from proxy.c so that the drivers' unit tests link it alone.
+ * Apart from proxy.c so that the drivers' unit tests link it alone.  Each is
+ * a temporary file created afresh (fsafe_create: never through a link
+ * planted in the run folder), then renamed over the one it replaces.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <unistd.h>
 
+#include "fsafe.h"
 #include "proxy.h"
 
 int
@@ -15,8 +17,7 @@ proxy_put_file(const char *path, const char *text, size_t len, mode_t mode)
 	ssize_t n;
 	int fd;
 
-	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-	    mode)) == -1)
+	if ((fd = fsafe_create(path, mode)) == -1)
 		return -1;
 	while (off < len) {
 		if ((n = write(fd, text + off, len - off)) == -1) {

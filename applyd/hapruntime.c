@@ -42,6 +42,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fsafe.h"
 #include "hapruntime.h"
 #include "log.h"
 
@@ -318,7 +319,7 @@ map_open(const char *path)
 	if (*path == '\0')
 		return NULL;
 	snprintf(tmp, sizeof(tmp), "%s.new", path);
-	return fopen(tmp, "w");
+	return fsafe_fopen(tmp, 0600);
 }
 
 static int

@@ -88,7 +88,7 @@ int	proxy_check(char *const argv[], const char *marker, char *err,
 typedef int proxy_up_fn(struct proxy *, pid_t, void *arg);
 int	proxy_start(struct proxy *, char *const argv[], proxy_up_fn *,
 	    void *arg, const char *why, char *err, size_t);
-/* Write len bytes to path (mode when created), complete and fsynced; -1. */
+/* Write len bytes to a new path (fsafe_create), complete and fsynced; -1. */
 int	proxy_put_file(const char *path, const char *text, size_t len,
 	    mode_t mode);
 /* The start of a small file, NUL-terminated; its length, or -1. */

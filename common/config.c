@@ -14,6 +14,7 @@
 #include <ini.h>
 
 #include "config.h"
+#include "fsafe.h"
 #include "log.h"
 #include "valid.h"
 
@@ -24,12 +25,13 @@ enum ckind {
 	CK_PORTS,		/* a port set: "lo-hi, p, ..." */
 	CK_DOMAIN,
 	CK_IP,
-	CK_URL,			/* http:// or https:// */
+	CK_URL,			/* https:// only: secrets go over it */
 	CK_ENDPOINT,		/* ipc:// or tcp:// */
 	CK_BACKEND,
 	CK_KIND,
 	CK_PATH,		/* absolute, and safe to print in a proxy config */
 	CK_USER,		/* a user name, safe to print in a proxy config */
+	CK_DIRS,		/* absolute paths, comma-separated */
 };
 
 /* The proxy kinds, and where Debian puts their binary. */
@@ -88,6 +90,7 @@ static const struct ckey ckeys[] = {
 	C("kubeconfigs", "dir", CK_STR, kubeconfig_dir, 0, 0, ""),
 	C("kubeconfigs", "poll_interval", CK_UINT, kubeconfig_poll, 1, 3600,
 	    "10"),
+	C("kubeconfigs", "allow_dirs", CK_DIRS, kubeconfig_allow, 0, 0, ""),
 	C("clusters", "backend", CK_BACKEND, backend, 0, 0, "nodeport"),
 	C("clusters", "watch_timeout", CK_UINT, watch_timeout, 5, 3600, "300"),
 	C("clusters", "watch_idle", CK_UINT, watch_idle, 5, 3600, "90"),
@@ -188,6 +191,20 @@ safe_path(const char *v)
 	return 1;
 }
 
+/* "/a, /b/c": each item of a comma-separated list is an absolute path. */
+static int
+abs_paths(const char *v)
+{
+	for (;;) {
+		v += strspn(v, ", ");
+		if (*v == '\0')
+			return 1;
+		if (*v != '/')
+			return 0;
+		v += strcspn(v, ",");
+	}
+}
+
 static int
 check_value(const struct ckey *k, const char *v, void *dst)
 {
@@ -207,8 +224,7 @@ check_value(const struct ckey *k, const char *v, void *dst)
 			return -1;
 		break;
 	case CK_URL:
-		if (*v != '\0' && strncmp(v, "https://", 8) != 0 &&
-		    strncmp(v, "http://", 7) != 0)
+		if (*v != '\0' && strncmp(v, "https://", 8) != 0)
 			return -1;
 		if (!valid_text(v))
 			return -1;
@@ -234,6 +250,10 @@ check_value(const struct ckey *k, const char *v, void *dst)
 		if (!config_user_ok(v))
 			return -1;
 		break;
+	case CK_DIRS:
+		if (!valid_text(v) || !abs_paths(v))
+			return -1;
+		break;
 	case CK_STR:
 	case CK_SECRET:
 		break;
@@ -253,7 +273,8 @@ kind_help(const struct ckey *k)
 				    "range, without overlaps: %s";
 	case CK_DOMAIN:		return "not a DNS name: %s";
 	case CK_IP:		return "not an IP address: %s";
-	case CK_URL:		return "not an http(s) URL: %s";
+	case CK_URL:		return "not an https:// URL (secrets travel "
+				    "only over verified TLS): %s";
 	case CK_ENDPOINT:	return "not an ipc:// or tcp:// endpoint: %s";
 	case CK_BACKEND:	return "unknown backend mode (nodeport, "
 				    "endpoints): %s";
@@ -263,6 +284,7 @@ kind_help(const struct ckey *k)
 				    "._-): %s";
 	case CK_PATH:		return "not an absolute path of letters, digits "
 				    "and /._-+@:=: %s";
+	case CK_DIRS:		return "not absolute paths, comma-separated: %s";
 	default:		return "too long: %s";
 	}
 }
@@ -554,11 +576,32 @@ check_user(const struct config *c, char *err, size_t errlen)
 	return -1;
 }
 
+/*
+ * The configuration names the binaries applyd runs: only its owner may
+ * write it.  One that holds a PKS secret is read by portico alone: group
+ * and others have no access to it at all (see fsafe_secret_mode).
+ */
+static int
+check_file_mode(const struct config *c, const struct stat *st, char *err,
+    size_t errlen)
+{
+	char what[PATH_MAX + 64];
+
+	if (fsafe_owner_writes(st, c->path, err, errlen) == -1)
+		return -1;
+	if (c->pks_client_secret[0] == '\0' && c->pks_password[0] == '\0')
+		return 0;
+	snprintf(what, sizeof(what), "%s (it holds [pks] %s)", c->path,
+	    c->pks_client_secret[0] != '\0' ? "client_secret" : "password");
+	return fsafe_secret_mode(st, what, err, errlen);
+}
+
 int
 config_load(const char *path, struct config *c, char *err, size_t errlen)
 {
 	struct parse ps;
 	struct proxy_conf *px;
+	struct stat st;
 	char name[96], rundir[CONF_RUNDIR];
 	size_t i;
 	int j, rc, user_given;
@@ -574,8 +617,11 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 		return -1;
 	}
 	strcpy(c->path, path);
-	if ((ps.fp = fopen(path, "r")) == NULL) {
+	if ((ps.fp = fopen(path, "r")) == NULL ||
+	    fstat(fileno(ps.fp), &st) == -1) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		if (ps.fp != NULL)
+			fclose(ps.fp);
 		return -1;
 	}
 	rc = ini_parse_stream(reader, &ps, handler, &ps);
@@ -651,6 +697,8 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 		return -1;
 	}
 	if (check_user(c, err, errlen) == -1)
+		return -1;
+	if (check_file_mode(c, &st, err, errlen) == -1)
 		return -1;
 	c->port_lo = c->ports.r[0].lo;
 	c->port_hi = c->ports.r[c->ports.n - 1].hi;
@@ -757,19 +805,13 @@ config_proxy_file(const struct config *c, const struct proxy_conf *px,
 }
 
 int
-config_mkrundir(const struct config *c)
+config_mkrundir(const struct config *c, char *err, size_t errlen)
 {
-	struct stat st;
-
-	if (mkdir(c->run_dir, 0700) == -1 && errno != EEXIST)
-		return -1;
-	if (stat(c->run_dir, &st) == -1)
-		return -1;
-	if (!S_ISDIR(st.st_mode)) {
-		errno = ENOTDIR;
+	if (mkdir(c->run_dir, 0700) == -1 && errno != EEXIST) {
+		snprintf(err, errlen, "%s: %s", c->run_dir, strerror(errno));
 		return -1;
 	}
-	return 0;
+	return fsafe_private_dir(c->run_dir, err, errlen);
 }
 
 int
@@ -780,7 +822,7 @@ config_ready(const struct config *c, const char *name)
 
 	snprintf(path, sizeof(path), "%s/%s.pid", c->run_dir, name);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	if ((fp = fopen(tmp, "w")) == NULL)
+	if ((fp = fsafe_fopen(tmp, 0644)) == NULL)
 		return -1;
 	fprintf(fp, "%ld\n", (long)getpid());
 	if (fclose(fp) == EOF || rename(tmp, path) == -1)

@@ -81,6 +81,7 @@ struct config {
 
 	char		kubeconfig_dir[PATH_MAX];
 	unsigned	kubeconfig_poll;	/* seconds */
+	char		kubeconfig_allow[1024];	/* dirs its files may lie in */
 
 	char		backend[16];		/* nodeport, endpoints */
 	unsigned	watch_timeout;		/* seconds, server side */
@@ -129,10 +130,17 @@ int	config_user_ok(const char *);
 int	config_proxy_user(const char *path, struct proxy_conf *, int given,
 	    char *err, size_t);
 
-/* Create the run folder (mode 0700) that holds ipc sockets and pid files. */
-int	config_mkrundir(const struct config *);
+/*
+ * Create the run folder (mode 0700) that holds ipc sockets and pid files,
+ * or check the one there: ours, and writable by no one else.  0, or -1 with
+ * the reason in err.
+ */
+int	config_mkrundir(const struct config *, char *err, size_t);
 
-/* Write "<run_dir>/<name>.pid": the readiness signal the tests wait on. */
+/*
+ * Write "<run_dir>/<name>.pid": the readiness signal the tests wait on.  Its
+ * temporary twin is created afresh, never through a link.
+ */
 int	config_ready(const struct config *, const char *name);
 
 #endif

@@ -99,8 +99,8 @@ daemon_start(struct daemon *d, int argc, char **argv, const char *name,
 	 */
 	mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	mallopt(M_TRIM_THRESHOLD, 256 << 20);
-	if (config_mkrundir(conf) == -1)
-		fatal("run folder %s", conf->run_dir);
+	if (config_mkrundir(conf, err, sizeof(err)) == -1)
+		fatalx("run folder %s", err);
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);

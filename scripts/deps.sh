@@ -15,6 +15,13 @@ for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
 	    missing="$missing $p"
 done
+# The unprivileged user the daemons can run as (etc/supervisord.conf's
+# user=, tests/e2e/test_privilege.py): a system user and group, no home,
+# no shell.
+if [ "$(id -u)" = 0 ] && ! getent passwd portico >/dev/null; then
+	useradd --system --user-group --no-create-home --home-dir /nonexistent \
+	    --shell /usr/sbin/nologin portico
+fi
 [ -z "$missing" ] && exit 0
 echo "deps: installing$missing"
 if [ "$(id -u)" != 0 ]; then

@@ -173,6 +173,12 @@ http_start(const char *method, const char *url, const struct http_auth *a,
 			log_warnx("http: cannot set TLS material");
 		if (a->ca_file != NULL && *a->ca_file != '\0')
 			curl_easy_setopt(e, CURLOPT_CAINFO, a->ca_file);
+		/* a CA configured is the only one: no default bundle or CApath */
+		if (a->ca_pem != NULL || (a->ca_file != NULL && *a->ca_file)) {
+			if (a->ca_pem != NULL)
+				curl_easy_setopt(e, CURLOPT_CAINFO, NULL);
+			curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+		}
 		if (a->bearer != NULL) {
 			curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
 			curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, a->bearer);

@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fsafe.h"
+#include "kcfile.h"
 #include "log.h"
 #include "valid.h"
 #include "watcherd.h"
@@ -87,6 +89,11 @@ resolve(const char *host, char masters[][EV_IPLEN])
 	return n;
 }
 
+/*
+ * A kubeconfig of the folder: itself under the places kcfile allows (a
+ * link to a kubeconfig elsewhere is refused), and private to us when it
+ * holds a secret inline.
+ */
 static void
 load(const char *dir, const char *file, const char *name)
 {
@@ -94,18 +101,26 @@ load(const char *dir, const char *file, const char *name)
 	char masters[EV_MAX_MASTERS][EV_IPLEN];
 	struct cluster *cl;
 	struct creds c;
+	struct stat st;
 	json_t *root;
 	size_t len, n;
 	char *buf;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	if ((buf = read_file(path, 1 << 20, &len)) == NULL) {
-		log_warn("kubeconfigs: %s", file);
+	if ((buf = kcfile_read(path, 0, 1 << 20, &len, &st, err,
+	    sizeof(err))) == NULL) {
+		log_warnx("kubeconfigs: %s: %s", file, err);
 		return;
 	}
 	err[0] = '\0';
 	root = yaml_parse(buf, len, err, sizeof(err));
 	free(buf);
+	if (root != NULL && kubeconfig_holds_secret(root) &&
+	    fsafe_secret_mode(&st, "the file", err, sizeof(err)) == -1) {
+		json_decref(root);
+		log_warnx("kubeconfigs: %s: %s", file, err);
+		return;
+	}
 	if (root == NULL || kubeconfig_creds(root, dir, &c, err,
 	    sizeof(err)) == -1) {
 		json_decref(root);
@@ -141,19 +156,19 @@ void
 kcdir_token(struct cluster *cl)
 {
 	struct creds *o = &cl->creds, c;
-	char *tok, path[256];
+	char *tok, path[256], why[256];
 	int rc, state;
 
 	if (o->token_file == NULL)
 		return;
-	rc = token_read(o, &tok);
+	rc = token_read(o, &tok, why, sizeof(why));
 	state = rc != -1 ? 0 : errno != 0 ? errno : -1;
 	if (rc != 1 && state == o->token_err)
 		return;
 	log_quote(path, sizeof(path), o->token_file, strlen(o->token_file));
 	if (rc == -1)
 		log_warnx("%s: token file %s: %s; keeping the token we have",
-		    cl->name, path, state == -1 ? "empty" : strerror(state));
+		    cl->name, path, why);
 	else if (rc == 0)
 		log_info("%s: token file %s: readable again, unchanged",
 		    cl->name, path);
@@ -175,6 +190,7 @@ scan(void)
 	char name[64], path[PATH_MAX + 512];
 	DIR *d;
 
+	kcfile_places(conf.kubeconfig_dir, conf.kubeconfig_allow);
 	if ((d = opendir(conf.kubeconfig_dir)) == NULL) {
 		log_warn("kubeconfigs: %s", conf.kubeconfig_dir);
 		return;		/* keep what we have */

@@ -8,6 +8,7 @@
 
 #include <yaml.h>
 
+#include "kcfile.h"
 #include "kubeconfig.h"
 #include "log.h"
 #include "valid.h"
@@ -135,32 +136,6 @@ yaml_parse(const char *buf, size_t len, char *err, size_t errlen)
 	return root;
 }
 
-char *
-read_file(const char *path, size_t max, size_t *lenp)
-{
-	FILE *fp;
-	char *buf;
-	size_t len;
-
-	if ((fp = fopen(path, "re")) == NULL)
-		return NULL;
-	if ((buf = malloc(max + 1)) == NULL) {
-		fclose(fp);
-		return NULL;
-	}
-	len = fread(buf, 1, max + 1, fp);
-	fclose(fp);
-	if (len > max) {
-		free(buf);
-		errno = EFBIG;
-		return NULL;
-	}
-	buf[len] = '\0';
-	if (lenp != NULL)
-		*lenp = len;
-	return buf;
-}
-
 static int
 b64val(int c)
 {
@@ -236,14 +211,28 @@ file_path(const char *dir, const char *file, const char *key, char *path,
 	return 0;
 }
 
-/* Inline data (base64) or a file path; the PEM into *out. */
+/* "key \"file\": why" into err: the file as the kubeconfig names it. */
+static void
+file_error(char *err, size_t errlen, const char *key, const char *file,
+    const char *why)
+{
+	char q[256];
+
+	log_quote(q, sizeof(q), file, strlen(file));
+	snprintf(err, errlen, "%s \"%s\": %s", key, q, why);
+}
+
+/*
+ * Inline data (base64) or a file path, read from the places kcfile allows
+ * (a secret one private to us); the PEM into *out.
+ */
 static int
 material(json_t *obj, const char *datakey, const char *filekey,
-    const char *dir, char **out, char *err, size_t errlen)
+    int secret, const char *dir, char **out, char *err, size_t errlen)
 {
 	const char *data = json_string_value(json_object_get(obj, datakey));
 	const char *file = json_string_value(json_object_get(obj, filekey));
-	char path[4096];
+	char path[4096], why[256];
 
 	*out = NULL;
 	if (data != NULL) {
@@ -258,9 +247,9 @@ material(json_t *obj, const char *datakey, const char *filekey,
 	if (file_path(dir, file, filekey, path, sizeof(path), err,
 	    errlen) == -1)
 		return -1;
-	if ((*out = read_file(path, 1 << 20, NULL)) == NULL) {
-		snprintf(err, errlen, "%s: cannot read the file it names",
-		    filekey);
+	if ((*out = kcfile_read(path, secret, 1 << 20, NULL, NULL, why,
+	    sizeof(why))) == NULL) {
+		file_error(err, errlen, filekey, file, why);
 		return -1;
 	}
 	return 0;
@@ -269,26 +258,32 @@ material(json_t *obj, const char *datakey, const char *filekey,
 /*
  * The file is stat'ed through symlinks before it is read: Kubernetes
  * rotates a projected token by swapping a symlink, and a change between
- * the stat and the read only costs one more read at the next check.
+ * the stat and the read only costs one more read at the next check.  Each
+ * read checks the file anew (kcfile_read): a link swapped to point outside
+ * is refused like a kubeconfig that names a file outside.
  */
 int
-token_read(struct creds *c, char **tok)
+token_read(struct creds *c, char **tok, char *why, size_t whylen)
 {
 	const struct stat *o = &c->token_st;
 	struct stat st;
 	char *t;
 
-	if (stat(c->token_file, &st) == -1)
+	if (stat(c->token_file, &st) == -1) {
+		snprintf(why, whylen, "%s", strerror(errno));
 		return -1;
+	}
 	if (st.st_dev == o->st_dev && st.st_ino == o->st_ino &&
 	    st.st_size == o->st_size && st.st_mtim.tv_sec ==
 	    o->st_mtim.tv_sec && st.st_mtim.tv_nsec == o->st_mtim.tv_nsec)
 		return 0;
-	if ((t = read_file(c->token_file, 1 << 20, NULL)) == NULL)
+	if ((t = kcfile_read(c->token_file, 1, 1 << 20, NULL, &st, why,
+	    whylen)) == NULL)
 		return -1;
 	t[strcspn(t, "\r\n")] = '\0';
 	if (t[0] == '\0') {
 		free(t);
+		snprintf(why, whylen, "empty");
 		errno = 0;
 		return -1;
 	}
@@ -304,7 +299,7 @@ token_file(json_t *user, const char *dir, struct creds *c, char *err,
 {
 	const char *file = json_string_value(json_object_get(user,
 	    "tokenFile"));
-	char path[4096];
+	char path[4096], why[256];
 
 	if (file == NULL)
 		return 0;
@@ -313,10 +308,9 @@ token_file(json_t *user, const char *dir, struct creds *c, char *err,
 		return -1;
 	if ((c->token_file = strdup(path)) == NULL)
 		fatal("kubeconfig");
-	if (token_read(c, &c->token) == 1)
+	if (token_read(c, &c->token, why, sizeof(why)) == 1)
 		return 0;
-	snprintf(err, errlen, "tokenFile: %s", errno ?
-	    "cannot read the file it names" : "the file it names is empty");
+	file_error(err, errlen, "tokenFile", file, why);
 	return -1;
 }
 
@@ -404,11 +398,11 @@ kubeconfig_creds(json_t *kc, const char *dir, struct creds *c, char *err,
 	strcpy(c->server, server);
 	if (parse_server(c, err, errlen) == -1 ||
 	    material(cl, "certificate-authority-data",
-	    "certificate-authority", dir, &c->ca_pem, err, errlen) == -1 ||
-	    material(user, "client-certificate-data", "client-certificate",
+	    "certificate-authority", 0, dir, &c->ca_pem, err, errlen) == -1 ||
+	    material(user, "client-certificate-data", "client-certificate", 0,
 	    dir, &c->cert_pem, err, errlen) == -1 ||
-	    material(user, "client-key-data", "client-key", dir, &c->key_pem,
-	    err, errlen) == -1)
+	    material(user, "client-key-data", "client-key", 1, dir,
+	    &c->key_pem, err, errlen) == -1)
 		goto fail;
 	/* an inline token wins: the file is then neither read nor watched */
 	if ((tok = json_string_value(json_object_get(user, "token"))) != NULL) {
@@ -431,6 +425,22 @@ kubeconfig_creds(json_t *kc, const char *dir, struct creds *c, char *err,
  fail:
 	creds_free(c);
 	return -1;
+}
+
+int
+kubeconfig_holds_secret(json_t *kc)
+{
+	static const char *keys[] = { "token", "client-key-data", "password" };
+	json_t *u, *user;
+	size_t i, k;
+
+	json_array_foreach(json_object_get(kc, "users"), i, u) {
+		user = json_object_get(u, "user");
+		for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+			if (json_object_get(user, keys[k]) != NULL)
+				return 1;
+	}
+	return 0;
 }
 
 void

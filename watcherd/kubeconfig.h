@@ -30,7 +30,8 @@ json_t	*yaml_parse(const char *buf, size_t len, char *err, size_t errlen);
 
 /*
  * Credentials of the current context.  dir resolves relative file paths
- * (NULL: refuse them).  0, or -1 with the reason in err.
+ * (NULL: refuse them); the files are read through kcfile_read, from the
+ * places it allows.  0, or -1 with the reason in err.
  */
 int	 kubeconfig_creds(json_t *, const char *dir, struct creds *,
 	    char *err, size_t errlen);
@@ -40,12 +41,13 @@ void	 creds_copy(struct creds *d, const struct creds *s, char *token);
 
 /*
  * The token of c->token_file, if the file is not the one read last.  1 with
- * the token in *tok, 0 when the file is the same, -1 when it cannot be read
- * (errno set) or holds no token (errno 0).
+ * the token in *tok, 0 when the file is the same, -1 with the reason in why
+ * when it cannot be read or is refused (errno set) or holds no token
+ * (errno 0).
  */
-int	 token_read(struct creds *c, char **tok);
+int	 token_read(struct creds *c, char **tok, char *why, size_t whylen);
 
-/* Read a whole file (at most max bytes) into a NUL-terminated buffer. */
-char	*read_file(const char *path, size_t max, size_t *len);
+/* A user of the kubeconfig holds a secret inline (token, key, password). */
+int	 kubeconfig_holds_secret(json_t *);
 
 #endif

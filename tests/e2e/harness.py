@@ -51,6 +51,12 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import testlib  # noqa: E402
 
 PY = "/usr/bin/python3"
+
+# What the tests write holds secrets (portico.conf's [pks] client_secret,
+# kubeconfigs with tokens, token files): portico refuses such files when
+# group or others may read them, as ssh refuses a private key.
+os.umask(0o077)
+
 SIM_DIR = os.path.join(ROOT, "tests", "sim")
 DOMAIN = "k8s.example.test"
 CLIENT_ID = "portico"
@@ -611,8 +617,11 @@ class Cluster:
         cl = kc["clusters"][0]["cluster"]
         cl["server"] = self.sim.url
         if ca_path:
+            # inside the folder: a kubeconfig's files may lie nowhere else
             del cl["certificate-authority-data"]
-            cl["certificate-authority"] = self.fleet.pki.ca_cert
+            ca = os.path.join(self.fleet.kubeconfig_dir, "ca.crt")
+            shutil.copyfile(self.fleet.pki.ca_cert, ca)
+            cl["certificate-authority"] = "ca.crt"
         if token_file:
             kc["users"][0]["user"] = {"tokenFile": token_file}
         path = os.path.join(self.fleet.kubeconfig_dir, (name or self.name) + ext)
@@ -723,6 +732,10 @@ class Daemon:
     def start(self, timeout=20):
         argv = [daemon_path(self.name), "-d"] + (["-v"] if self.fleet.verbose else []) + \
             ["-f", self.fleet.conf_path] + self.args
+        if self.fleet.run_as:
+            # setpriv execs the daemon: the PID stays the daemon's
+            argv = ["setpriv", "--reuid=" + self.fleet.run_as, "--regid=" + self.fleet.run_as,
+                    "--clear-groups", "--"] + argv
         self.proc = testlib.Proc(argv, self.key, self.fleet.log_dir, env=self.fleet.env())
         proc = self.proc
 
@@ -870,8 +883,9 @@ class Fleet:
 
     def __init__(self, poll_interval=1, ports=40, quarantine=600, verbose=True,
                  run_dir=None, watch_timeout=30, sources=("pks",), proxies=None,
-                 pks_auth=None):
+                 pks_auth=None, run_as=None):
         self.run_dir = run_dir or tempfile.mkdtemp(prefix="pt-", dir="/tmp")
+        self.run_as = run_as            # a user to run the daemons as (setpriv)
         os.makedirs(self.run_dir, exist_ok=True)
         self.dir = self.run_dir
         self.log_dir = os.path.join(self.run_dir, "log")
@@ -988,7 +1002,8 @@ class Fleet:
             specs.append(("watcherd", "watcherd", [], None))
         for name, pidname, args, key in specs:
             d = Daemon(self, name, pidname, args, key)
-            self.daemons[d.key] = d.start()
+            self.daemons[d.key] = d     # stopped at the end even if never ready
+            d.start()
         if wait_proxy:
             self.wait_proxy()
 

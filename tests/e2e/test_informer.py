@@ -205,7 +205,7 @@ def test_token_file_rotation(make_fleet):
     need("allocd", "renderd", "applyd", "watcherd")
     fleet = make_fleet(sources=("kubeconfigs",))
     pay = payments_cluster(fleet, register=False)
-    tokdir = os.path.join(fleet.run_dir, "token")
+    tokdir = os.path.join(fleet.kubeconfig_dir, "token")
     old = pay.sim.token
     pay.write_kubeconfig(token_file=project_token(tokdir, "1", old + "\n"))
     fleet.start()
@@ -244,7 +244,7 @@ def test_token_file_read_on_401(make_fleet):
     need("allocd", "renderd", "applyd", "watcherd")
     fleet = make_fleet(sources=("kubeconfigs",), poll_interval=3600)
     pay = payments_cluster(fleet, register=False)
-    tokdir = os.path.join(fleet.run_dir, "token")
+    tokdir = os.path.join(fleet.kubeconfig_dir, "token")
     pay.write_kubeconfig(token_file=project_token(tokdir, "1", pay.sim.token))
     fleet.start()
     expose(fleet, pay, "ledger-db")
