@@ -18,7 +18,7 @@ CFLAGS	+= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Icommon \
 LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LDFLAGS	+= $(EXTRA_LDFLAGS)
 
-COMMON	 = log valid event config bus store daemon
+COMMON	 = log valid addr event config bus store daemon
 DAEMONS	 = watcherd allocd renderd applyd
 
 COMMON_OBJS = $(COMMON:%=$(BUILD)/obj/common/%.o)
