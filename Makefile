@@ -23,7 +23,7 @@ DAEMONS	 = watcherd allocd renderd applyd
 
 COMMON_OBJS = $(COMMON:%=$(BUILD)/obj/common/%.o)
 BINS	 = $(DAEMONS:%=$(BUILD)/bin/%)
-UNITS	 = test_event test_store test_alloc test_envoy
+UNITS	 = test_event test_store test_alloc test_envoy test_addr
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
 PY	 = /usr/bin/python3
