@@ -48,7 +48,8 @@ $(foreach d,$(DAEMONS),$(eval $(call daemon_rule,$(d))))
 
 # Unit tests link the daemon file they test, minus its main().
 $(BUILD)/tests/test_alloc: $(BUILD)/obj/tests/unit/test_alloc.o \
-    $(BUILD)/obj/allocd/alloc.o $(COMMON_OBJS)
+    $(BUILD)/obj/allocd/alloc.o $(BUILD)/obj/allocd/hosts.o \
+    $(BUILD)/obj/allocd/limits.o $(COMMON_OBJS)
 $(BUILD)/tests/test_envoy: $(BUILD)/obj/tests/unit/test_envoy.o \
     $(BUILD)/obj/applyd/envoy.o $(BUILD)/obj/applyd/file.o $(COMMON_OBJS)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_OBJS)

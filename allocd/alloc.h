@@ -74,6 +74,10 @@ void	alloc_clear(struct alloc *);
 void	alloc_rollback(struct alloc *, uint64_t seq);
 void	alloc_free(struct alloc *);
 
+/* The meta key "<prefix><a>" or, with b, "<prefix><a>/<b>", in buf. */
+void	alloc_meta_key(MDB_val *, char *buf, size_t len, const char *prefix,
+	    const char *a, const char *b);
+
 /* Look up an owner's current port (0 when it has none). */
 int	alloc_port_of(struct alloc *, MDB_txn *, const char *owner,
 	    unsigned *port);
