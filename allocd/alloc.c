@@ -100,6 +100,7 @@ alloc_rollback(struct alloc *a, uint64_t seq)
 	alloc_clear(a);
 	forget_full(a);
 	a->nfaults = -1;
+	a->lim_built = 0;
 }
 
 void
@@ -241,7 +242,9 @@ owners_count(struct alloc *a, MDB_txn *txn)
 	uint64_t built;
 	int rc = 0, op;
 
-	if (store_get_u64(a->st, txn, LIMITS_BUILT, &built) == 0)
+	if (a->lim_built ||
+	    (a->lim_built = store_get_u64(a->st, txn, LIMITS_BUILT,
+	    &built) == 0))
 		return 0;
 	memset(&zero, 0, sizeof(zero));
 	if (mdb_cursor_open(txn, a->st->owners, &cur) != 0)
@@ -263,7 +266,9 @@ owners_count(struct alloc *a, MDB_txn *txn)
 		rc = limits_account(a, txn, owner, &zero, &u);
 	}
 	mdb_cursor_close(cur);
-	return rc != 0 ? rc : store_put_u64(a->st, txn, LIMITS_BUILT, 1);
+	if (rc == 0 && (rc = store_put_u64(a->st, txn, LIMITS_BUILT, 1)) == 0)
+		a->lim_built = 1;	/* forgotten again if txn aborts */
+	return rc;
 }
 
 /*

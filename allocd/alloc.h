@@ -35,6 +35,8 @@ struct alloc {
 	struct event		*status;
 	/* the faults standing (-1: not counted since the last change) */
 	long			 nfaults;
+	/* the clusters' sums of use are in the store (limits.h) */
+	int			 lim_built;
 };
 
 void	alloc_init(struct alloc *, struct store *, const struct config *,

@@ -2124,6 +2124,7 @@ test_limits_index(void **state)
 			assert_int_equal(mdb_cursor_del(cur, 0), 0);
 	mdb_cursor_close(cur);
 	assert_int_equal(mdb_txn_commit(txn), 0);
+	fx_reopen(f);		/* a new allocd on the store from before */
 	f->conf.lim_ports = 2;
 	assert_int_equal(expose(f, "c1", "c", 0, f->now), 0);
 	assert_refused(f, "c", "holds 2 ports");
