@@ -127,6 +127,12 @@ limits_account(struct alloc *a, MDB_txn *txn, const char *owner,
 	sum_move(&s, old, now);
 	if ((rc = put_sum(a, txn, cluster, NULL, &s)) != 0)
 		return rc;
+	/* the fleet's sum: "lim/" (a cluster id is never empty) */
+	if ((rc = get_sum(a, txn, "", NULL, &s)) != 0)
+		return rc;
+	sum_move(&s, old, now);
+	if ((rc = put_sum(a, txn, "", NULL, &s)) != 0)
+		return rc;
 	if (old->ports == now->ports)
 		return 0;
 	/* a namespace's sum counts its ports only */
@@ -186,7 +192,7 @@ limits_route(struct alloc *a, MDB_txn *txn, const struct event *obs,
     const struct lim_use *old, char *why, size_t whylen)
 {
 	const struct config *c = a->conf;
-	struct lim_use now, s, ns;
+	struct lim_use now, s, ns, all;
 	size_t i;
 	int rc;
 
@@ -203,7 +209,8 @@ limits_route(struct alloc *a, MDB_txn *txn, const struct event *obs,
 	}
 	limits_use(&now, 1, 0, 0, obs);
 	if ((rc = get_sum(a, txn, obs->cluster, NULL, &s)) != 0 ||
-	    (rc = get_sum(a, txn, obs->cluster, obs->ns, &ns)) != 0)
+	    (rc = get_sum(a, txn, obs->cluster, obs->ns, &ns)) != 0 ||
+	    (rc = get_sum(a, txn, "", NULL, &all)) != 0)
 		fatalx("limits: %s: %s", obs->cluster, mdb_strerror(rc));
 	if (over(s.routes, old->routes, now.routes, c->lim_routes))
 		snprintf(why, whylen, "the cluster has %llu routes, the most "
@@ -227,6 +234,10 @@ limits_route(struct alloc *a, MDB_txn *txn, const struct event *obs,
 		    "%llu bytes of a proxy's configuration, more than its %u "
 		    "(bytes_per_cluster)", (unsigned long long)moved(s.bytes,
 		    old->bytes, now.bytes), c->lim_bytes);
+	else if (over(all.bytes, old->bytes, now.bytes, c->lim_bytes_total))
+		/* what the others take is theirs to know: no figures */
+		snprintf(why, whylen, "the proxies' configuration is full "
+		    "(bytes_total)");
 	else
 		return 0;
 	return -1;

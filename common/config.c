@@ -91,6 +91,8 @@ static const struct ckey ckeys[] = {
 	    100000000, "16384"),
 	C("limits", "bytes_per_cluster", CK_UINT, lim_bytes, 0, 1u << 30,
 	    "2097152"),
+	C("limits", "bytes_total", CK_UINT, lim_bytes_total, 0, 1u << 30,
+	    "8388608"),
 	C("pks", "url", CK_URL, pks_url, 0, 0, ""),
 	C("pks", "uaa_url", CK_URL, uaa_url, 0, 0, ""),
 	C("pks", "client_id", CK_STR, pks_client_id, 0, 0, ""),

@@ -105,6 +105,7 @@ struct config {
 	unsigned	lim_backends_route;
 	unsigned	lim_backends;		/* over all its routes */
 	unsigned	lim_bytes;		/* its share of a proxy's table */
+	unsigned	lim_bytes_total;	/* every cluster's together */
 };
 
 /* Load and check; on error fill err with "file:line: key: reason". */

@@ -340,7 +340,8 @@ main(int argc, char **argv)
 	    "[store]\npath = %s\n[kubeconfigs]\ndir = %s\n"
 	    /* one cluster holds every owner: no per-cluster quota here */
 	    "[limits]\nroutes_per_cluster = 0\nports_per_cluster = 0\n"
-	    "backends_per_cluster = 0\nbytes_per_cluster = 0\n", run_dir, store,
+	    "backends_per_cluster = 0\nbytes_per_cluster = 0\n"
+	    "bytes_total = 0\n", run_dir, store,
 	    work);
 	fclose(fp);
 

@@ -2063,6 +2063,14 @@ test_limit_backends(void **state)
 	assert_int_equal(expose(f, "c2", "d", 0, f->now), 0);
 	assert_refused(f, "d", "bytes of a proxy's configuration, more "
 	    "than its 200 (bytes_per_cluster)");
+	/* and all clusters together, without a figure of the others' */
+	f->conf.lim_bytes = 0;
+	f->conf.lim_bytes_total = 700;
+	assert_int_equal(expose(f, "c3", "e", 0, f->now), 0);
+	assert_refused(f, "e", "the proxies' configuration is full "
+	    "(bytes_total)");
+	unexpose(f, "c1", "b", f->now);
+	assert_int_not_equal(expose(f, "c3", "e", 0, f->now), 0);
 }
 
 /*
