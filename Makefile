@@ -18,13 +18,13 @@ CFLAGS	+= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Icommon \
 LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LDFLAGS	+= $(EXTRA_LDFLAGS)
 
-COMMON	 = log valid event config proxyuser bus store daemon
+COMMON	 = log valid addr event config proxyuser bus store daemon
 DAEMONS	 = watcherd allocd renderd applyd
 
 COMMON	+= fsafe
 COMMON_OBJS = $(COMMON:%=$(BUILD)/obj/common/%.o)
 BINS	 = $(DAEMONS:%=$(BUILD)/bin/%)
-UNITS	 = test_event test_store test_alloc test_envoy test_valid
+UNITS	 = test_event test_store test_alloc test_envoy test_valid test_addr
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
 PY	 = /usr/bin/python3
@@ -49,7 +49,8 @@ $(foreach d,$(DAEMONS),$(eval $(call daemon_rule,$(d))))
 
 # Unit tests link the daemon file they test, minus its main().
 $(BUILD)/tests/test_alloc: $(BUILD)/obj/tests/unit/test_alloc.o \
-    $(BUILD)/obj/allocd/alloc.o $(COMMON_OBJS)
+    $(BUILD)/obj/allocd/alloc.o $(BUILD)/obj/allocd/hosts.o \
+    $(BUILD)/obj/allocd/limits.o $(COMMON_OBJS)
 $(BUILD)/tests/test_envoy: $(BUILD)/obj/tests/unit/test_envoy.o \
     $(BUILD)/obj/applyd/envoy.o $(BUILD)/obj/applyd/file.o $(COMMON_OBJS)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_OBJS)

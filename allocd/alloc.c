@@ -24,6 +24,8 @@
 
 #include "alloc.h"
 #include "hash.h"
+#include "hosts.h"
+#include "limits.h"
 #include "log.h"
 
 enum { OWN_ACTIVE = 1, OWN_QUARANTINED = 2, OWN_REFUSED = 3 };
@@ -33,7 +35,8 @@ struct owner_rec {
 	uint8_t		state;
 	uint8_t		live;		/* every proxy serves it */
 	uint8_t		waiting;	/* refused for want of a port */
-	uint8_t		pad[5];
+	uint8_t		limited;	/* refused by a limit of its cluster */
+	uint8_t		pad[4];
 	uint64_t	set_seq;	/* last PORT_SET; or since when waiting */
 	uint64_t	seen_sync;	/* sync_seq of the sync that last saw it */
 	char		why[256];	/* last refusal written */
@@ -54,6 +57,9 @@ struct cluster_rec {
 };
 
 static int	owner_event(struct event *, int, const MDB_val *);
+static int	owner_account(struct alloc *, MDB_txn *, const char *,
+		    const struct owner_rec *, const struct event *,
+		    const unsigned char *, size_t);
 static int	fault_forget(struct alloc *, MDB_txn *, const char *);
 static int	unlive_mark(struct alloc *, MDB_txn *, const char *, int);
 
@@ -94,6 +100,7 @@ alloc_rollback(struct alloc *a, uint64_t seq)
 	alloc_clear(a);
 	forget_full(a);
 	a->nfaults = -1;
+	a->lim_built = 0;
 }
 
 void
@@ -179,6 +186,10 @@ put_owner(struct alloc *a, MDB_txn *txn, const char *owner,
 	if (set != NULL && set->type != EV_NONE &&
 	    event_encode(set, &buf, &len) == -1)
 		fatalx("alloc: owner %s: cannot encode", owner);
+	if ((rc = owner_account(a, txn, owner, rec, set, buf, len)) != 0) {
+		free(buf);
+		return rc;
+	}
 	if ((rbuf = malloc(sizeof(*rec) + len)) == NULL)
 		fatal("alloc: put_owner");
 	memcpy(rbuf, rec, sizeof(*rec));
@@ -196,9 +207,132 @@ static int
 del_owner(struct alloc *a, MDB_txn *txn, const char *owner)
 {
 	MDB_val key = { strlen(owner), (void *)owner };
-	int rc = mdb_del(txn, a->st->owners, &key, NULL);
+	int rc;
 
+	if ((rc = owner_account(a, txn, owner, NULL, NULL, NULL, 0)) != 0)
+		return rc;
+	rc = mdb_del(txn, a->st->owners, &key, NULL);
 	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* The share of its cluster an owner record (and its event) stands for. */
+static void
+rec_use(struct lim_use *u, const struct owner_rec *rec,
+    const struct event *set)
+{
+	limits_use(u, rec->state == OWN_ACTIVE,
+	    rec->state == OWN_REFUSED && rec->waiting,
+	    rec->state == OWN_REFUSED && rec->limited,
+	    set != NULL && set->type != EV_NONE ? set : NULL);
+}
+
+/*
+ * The clusters' sums of use, built once from the owners as they are (a
+ * store from before the sums), then kept by owner_account().
+ */
+static int
+owners_count(struct alloc *a, MDB_txn *txn)
+{
+	char owner[EV_OWNERLEN], err[128];
+	struct lim_use zero, u;
+	struct owner_rec rec;
+	struct event set;
+	MDB_cursor *cur;
+	MDB_val key, val;
+	uint64_t built;
+	int rc = 0, op;
+
+	if (a->lim_built ||
+	    (a->lim_built = store_get_u64(a->st, txn, LIMITS_BUILT,
+	    &built) == 0))
+		return 0;
+	memset(&zero, 0, sizeof(zero));
+	if (mdb_cursor_open(txn, a->st->owners, &cur) != 0)
+		fatalx("alloc: cursor");
+	for (op = MDB_FIRST; rc == 0 &&
+	    mdb_cursor_get(cur, &key, &val, op) == 0; op = MDB_NEXT) {
+		if (key.mv_size >= sizeof(owner))
+			fatalx("alloc: an owner key of %zu bytes", key.mv_size);
+		memcpy(owner, key.mv_data, key.mv_size);
+		owner[key.mv_size] = '\0';
+		memcpy(&rec, val.mv_data, sizeof(rec));
+		event_init(&set, EV_NONE);
+		if (rec.state == OWN_ACTIVE && event_decode(&set,
+		    (char *)val.mv_data + sizeof(rec), val.mv_size -
+		    sizeof(rec), err, sizeof(err)) == -1)
+			fatalx("alloc: owner %s: %s", owner, err);
+		rec_use(&u, &rec, &set);
+		event_free(&set);
+		rc = limits_account(a, txn, owner, &zero, &u);
+	}
+	mdb_cursor_close(cur);
+	if (rc == 0 && (rc = store_put_u64(a->st, txn, LIMITS_BUILT, 1)) == 0)
+		a->lim_built = 1;	/* forgotten again if txn aborts */
+	return rc;
+}
+
+/*
+ * An owner's record is about to become rec and set (encoded: buf, len), or
+ * to go (rec NULL): its cluster's sums follow.  The stored event is read
+ * back only when it held a port and the event changed.
+ */
+static int
+owner_account(struct alloc *a, MDB_txn *txn, const char *owner,
+    const struct owner_rec *rec, const struct event *set,
+    const unsigned char *buf, size_t len)
+{
+	MDB_val key = { strlen(owner), (void *)owner }, val;
+	struct lim_use was, now;
+	struct owner_rec old;
+	struct event oset;
+	char err[128];
+	int rc;
+
+	if ((rc = owners_count(a, txn)) != 0)
+		return rc;
+	memset(&was, 0, sizeof(was));
+	memset(&now, 0, sizeof(now));
+	if (rec != NULL)
+		rec_use(&now, rec, set);
+	if ((rc = mdb_get(txn, a->st->owners, &key, &val)) == 0) {
+		memcpy(&old, val.mv_data, sizeof(old));
+		if (old.state != OWN_ACTIVE)
+			rec_use(&was, &old, NULL);
+		else if (set != NULL && val.mv_size - sizeof(old) == len &&
+		    memcmp((char *)val.mv_data + sizeof(old), buf, len) == 0)
+			rec_use(&was, &old, set);
+		else {
+			if (event_decode(&oset, (char *)val.mv_data +
+			    sizeof(old), val.mv_size - sizeof(old), err,
+			    sizeof(err)) == -1)
+				fatalx("alloc: owner %s: %s", owner, err);
+			rec_use(&was, &old, &oset);
+			event_free(&oset);
+		}
+	} else if (rc != MDB_NOTFOUND)
+		return rc;
+	return limits_account(a, txn, owner, &was, &now);
+}
+
+/*
+ * May obs's route take what it asks for?  why is empty when it may, or
+ * says which backend or limit stops it.
+ */
+static int
+route_limited(struct alloc *a, MDB_txn *txn, const struct event *obs,
+    const struct owner_rec *rec, const struct event *set, char *why,
+    size_t whylen)
+{
+	struct lim_use old;
+	int rc;
+
+	why[0] = '\0';
+	if ((rc = owners_count(a, txn)) != 0)
+		return rc;
+	rec_use(&old, rec, set);
+	if (limits_route(a, txn, obs, &old, why, whylen) == 0)
+		why[0] = '\0';
+	return 0;
 }
 
 /* Port p's holder into owner (empty when free) and its release time. */
@@ -297,7 +431,6 @@ port_avail_dry(struct alloc *a, MDB_txn *txn, unsigned p, const char *owner,
 	char holder[EV_OWNERLEN];
 	uint64_t released, until;
 	struct owner_rec rec;
-	int n;
 
 	if (!ports_contain(&c->ports, p)) {
 		char set[CONF_MAX_RANGES * 12];
@@ -325,15 +458,12 @@ port_avail_dry(struct alloc *a, MDB_txn *txn, unsigned p, const char *owner,
 			del_owner(a, txn, holder);
 		return 0;
 	}
-	/* a long owner is cut short: the reason still names the port */
+	/* the holder is another tenant's business: never named */
 	if (released != 0)
-		n = snprintf(why, whylen, "port %u is quarantined for %s for "
-		    "%llu s more", p, holder,
-		    (unsigned long long)((until - now + 999) / 1000));
+		snprintf(why, whylen, "port %u is quarantined for %llu s more",
+		    p, (unsigned long long)((until - now + 999) / 1000));
 	else
-		n = snprintf(why, whylen, "port %u is taken by %s", p, holder);
-	if (n < 0 || (size_t)n >= whylen)
-		why[whylen - 1] = '\0';
+		snprintf(why, whylen, "port %u is taken", p);
 	return -1;
 }
 
@@ -537,7 +667,7 @@ on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
 	struct owner_rec rec;
 	struct event set;
 	unsigned p = 0;
-	int rc, have;
+	int rc, have, limited;
 
 	if (event_owner(obs, owner, sizeof(owner)) == -1)
 		return 0;
@@ -548,13 +678,28 @@ on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
 	}
 	get_cluster(a, txn, obs->cluster, &crec, NULL);
 	rec.seen_sync = crec.sync_seq;
+	limited = rec.limited;
+	rec.limited = 0;
 
-	if (obs->has & F_WHY) {
-		/* the object is wrong: say so, move nothing */
+	if (obs->has & F_WHY)
+		snprintf(why, sizeof(why), "%s", obs->why);
+	else if ((rc = route_limited(a, txn, obs, &rec, &set, why,
+	    sizeof(why))) != 0)
+		goto done;
+	else if (why[0] != '\0' && (rec.state == 0 ||
+	    rec.state == OWN_REFUSED)) {
+		/* kept, to be looked at again when its cluster makes room */
+		if (!limited)
+			rec.set_seq = a->seq;
+		rec.limited = 1;
+	}
+	if (why[0] != '\0') {
+		/* the object is wrong, or over a limit: say so, move nothing */
 		if (rec.state == 0)
 			rec.state = OWN_REFUSED;
 		rec.waiting = 0;
-		rc = refuse(a, txn, obs, owner, &rec, &set, obs->why);
+		rc = refuse(a, txn, obs, owner, &rec, rec.limited ? obs : &set,
+		    why);
 		goto done;
 	}
 	if (rec.state == OWN_ACTIVE) {
@@ -714,20 +859,120 @@ release_cluster(struct alloc *a, MDB_txn *txn, const char *c, uint64_t sid,
 	return rc;
 }
 
+/*
+ * The hosts the clusters' API routes hold, built once from the clusters up
+ * (a store from before the index): in id order, so the first to hold a
+ * host is the one renderd routed it to.
+ */
 static int
-on_cluster_up(struct alloc *a, MDB_txn *txn, const struct event *obs)
+hosts_ready(struct alloc *a, MDB_txn *txn)
+{
+	struct cluster_rec crec;
+	struct event ev;
+	MDB_cursor *cur;
+	MDB_val key, val;
+	char err[128];
+	uint64_t built;
+	int rc = 0, op;
+
+	if (store_get_u64(a->st, txn, HOSTS_BUILT, &built) == 0)
+		return 0;
+	if (mdb_cursor_open(txn, a->st->clusters, &cur) != 0)
+		fatalx("alloc: cursor");
+	for (op = MDB_FIRST; rc == 0 &&
+	    mdb_cursor_get(cur, &key, &val, op) == 0; op = MDB_NEXT) {
+		memcpy(&crec, val.mv_data, sizeof(crec));
+		if (!crec.up || val.mv_size <= sizeof(crec))
+			continue;
+		if (event_decode(&ev, (char *)val.mv_data + sizeof(crec),
+		    val.mv_size - sizeof(crec), err, sizeof(err)) == -1)
+			fatalx("alloc: cluster %.*s: %s", (int)key.mv_size,
+			    (char *)key.mv_data, err);
+		rc = hosts_adopt(a, txn, ev.host, ev.cluster);
+		event_free(&ev);
+	}
+	mdb_cursor_close(cur);
+	return rc != 0 ? rc : store_put_u64(a->st, txn, HOSTS_BUILT, 1);
+}
+
+/* The API_SET a cluster's record holds, when it is up. */
+static int
+api_of(struct alloc *a, MDB_txn *txn, const char *cluster,
+    struct cluster_rec *rec, struct event *old)
+{
+	MDB_val rest;
+	char err[128];
+
+	return get_cluster(a, txn, cluster, rec, &rest) == 0 && rec->up &&
+	    event_decode(old, rest.mv_data, rest.mv_size, err,
+	    sizeof(err)) == 0;
+}
+
+static int	api_let_go(struct alloc *, MDB_txn *, const char *,
+		    const char *, uint64_t);
+
+/* Route up's cluster at its host, which is its own now. */
+static int
+api_set(struct alloc *a, MDB_txn *txn, const struct event *up, uint64_t now)
 {
 	struct cluster_rec rec;
 	struct event d, old;
 	unsigned char *buf;
-	MDB_val rest;
-	char err[128];
 	size_t len;
-	int rc, same = 0;
+	int rc;
 
-	if (get_cluster(a, txn, obs->cluster, &rec, &rest) == 0 && rec.up &&
-	    event_decode(&old, rest.mv_data, rest.mv_size, err,
-	    sizeof(err)) == 0) {
+	if (api_of(a, txn, up->cluster, &rec, &old)) {
+		rc = strcmp(old.host, up->host) == 0 ? 0 :
+		    api_let_go(a, txn, up->cluster, old.host, now);
+		event_free(&old);
+		if (rc != 0)
+			return rc;
+	}
+	event_init(&d, EV_API_SET);
+	memcpy(d.cluster, up->cluster, sizeof(d.cluster));
+	memcpy(d.cname, up->cname, sizeof(d.cname));
+	memcpy(d.host, up->host, sizeof(d.host));
+	memcpy(d.masters, up->masters, sizeof(d.masters));
+	d.nmasters = up->nmasters;
+	d.mport = up->mport;
+	d.has = F_CLUSTER | F_CNAME | F_HOST | F_MASTERS | F_MPORT;
+	if ((rc = emit(a, txn, &d, now)) != 0)
+		return rc;
+	if (event_encode(&d, &buf, &len) == -1)
+		fatalx("alloc: API_SET");
+	get_cluster(a, txn, up->cluster, &rec, NULL);
+	rec.up = 1;
+	rc = put_cluster(a, txn, up->cluster, &rec, buf, len);
+	free(buf);
+	return rc;
+}
+
+/* cluster no longer holds host: the first claim waiting for it is routed. */
+static int
+api_let_go(struct alloc *a, MDB_txn *txn, const char *cluster,
+    const char *host, uint64_t now)
+{
+	struct event next;
+	int rc, have;
+
+	if ((rc = hosts_release(a, txn, cluster, host, &next, &have)) != 0 ||
+	    !have)
+		return rc;
+	rc = api_set(a, txn, &next, now);
+	event_free(&next);
+	return rc;
+}
+
+static int
+on_cluster_up(struct alloc *a, MDB_txn *txn, const struct event *obs)
+{
+	struct cluster_rec rec;
+	struct event old;
+	char why[256];
+	size_t i;
+	int rc, same = 0, granted;
+
+	if (api_of(a, txn, obs->cluster, &rec, &old)) {
 		same = strcmp(old.cname, obs->cname) == 0 &&
 		    strcmp(old.host, obs->host) == 0 &&
 		    old.mport == obs->mport && old.nmasters == obs->nmasters &&
@@ -736,33 +981,37 @@ on_cluster_up(struct alloc *a, MDB_txn *txn, const struct event *obs)
 		event_free(&old);
 	}
 	if (same)
-		return 0;
-	event_init(&d, EV_API_SET);
-	memcpy(d.cluster, obs->cluster, sizeof(d.cluster));
-	memcpy(d.cname, obs->cname, sizeof(d.cname));
-	memcpy(d.host, obs->host, sizeof(d.host));
-	memcpy(d.masters, obs->masters, sizeof(d.masters));
-	d.nmasters = obs->nmasters;
-	d.mport = obs->mport;
-	d.has = F_CLUSTER | F_CNAME | F_HOST | F_MASTERS | F_MPORT;
-	if ((rc = emit(a, txn, &d, obs->time)) != 0)
+		return hosts_forget(a, txn, obs->cluster);
+	for (i = 0; i < obs->nmasters; i++)
+		if (limits_address(a->conf, "master", obs->masters[i], why,
+		    sizeof(why)) == -1) {
+			/* validated by the decoder, as the reason's address */
+			log_warnx("alloc: cluster %s: %s: not routed",
+			    obs->cluster, why);
+			return 0;
+		}
+	if ((rc = hosts_ready(a, txn)) != 0 ||
+	    (rc = hosts_claim(a, txn, obs, &granted)) != 0 || !granted)
 		return rc;
-	if (event_encode(&d, &buf, &len) == -1)
-		fatalx("alloc: API_SET");
-	rec.up = 1;
-	rc = put_cluster(a, txn, obs->cluster, &rec, buf, len);
-	free(buf);
-	return rc;
+	return api_set(a, txn, obs, obs->time);
 }
 
 static int
 on_cluster_down(struct alloc *a, MDB_txn *txn, const struct event *obs)
 {
 	struct cluster_rec rec;
-	struct event d;
+	struct event d, old;
 	MDB_val key = { strlen(obs->cluster), (void *)obs->cluster };
+	char host[254] = "";
 	int rc;
 
+	if ((rc = hosts_ready(a, txn)) != 0 ||
+	    (rc = hosts_forget(a, txn, obs->cluster)) != 0)
+		return rc;
+	if (api_of(a, txn, obs->cluster, &rec, &old)) {
+		memcpy(host, old.host, sizeof(host));
+		event_free(&old);
+	}
 	if (get_cluster(a, txn, obs->cluster, &rec, NULL) != 0)
 		return release_cluster(a, txn, obs->cluster, 0, obs->time);
 	if (rec.up) {
@@ -772,7 +1021,9 @@ on_cluster_down(struct alloc *a, MDB_txn *txn, const struct event *obs)
 		if ((rc = emit(a, txn, &d, obs->time)) != 0)
 			return rc;
 	}
-	if ((rc = mdb_del(txn, a->st->clusters, &key, NULL)) != 0)
+	if ((rc = mdb_del(txn, a->st->clusters, &key, NULL)) != 0 ||
+	    (host[0] != '\0' &&
+	    (rc = api_let_go(a, txn, obs->cluster, host, obs->time)) != 0))
 		return rc;
 	return release_cluster(a, txn, obs->cluster, 0, obs->time);
 }
@@ -1284,11 +1535,13 @@ cmp_waiter(const void *x, const void *y)
 	return a->since < b->since ? -1 : a->since > b->since;
 }
 
-/* The waiting owners, first come first. */
+/* The owners under prefix that keep() takes, first come (set_seq) first. */
 static char **
-waiting_owners(struct alloc *a, MDB_txn *txn, size_t *n)
+owners_in_order(struct alloc *a, MDB_txn *txn, const char *prefix,
+    int (*keep)(const struct alloc *, const struct owner_rec *, uint64_t),
+    size_t *n)
 {
-	char **list = collect_owners(a, txn, "", keep_waiting, 0);
+	char **list = collect_owners(a, txn, prefix, keep, 0);
 	struct owner_rec rec;
 	struct waiter *w;
 	size_t i;
@@ -1311,6 +1564,56 @@ waiting_owners(struct alloc *a, MDB_txn *txn, size_t *n)
 		list[i] = w[i].owner;
 	free(w);
 	return list;
+}
+
+/* The waiting owners, first come first. */
+static char **
+waiting_owners(struct alloc *a, MDB_txn *txn, size_t *n)
+{
+	return owners_in_order(a, txn, "", keep_waiting, n);
+}
+
+static int
+keep_limited(const struct alloc *a, const struct owner_rec *rec,
+    uint64_t unused)
+{
+	(void)a;
+	(void)unused;
+	return rec->state == OWN_REFUSED && rec->limited;
+}
+
+/*
+ * The cluster's use may have shrunk: its routes refused by a limit are
+ * looked at again, first refused first, each that now fits handled as if
+ * seen again.  Those that still do not fit are left as they are, unsaid.
+ */
+static int
+retry_limited(struct alloc *a, MDB_txn *txn, const char *cluster,
+    uint64_t now)
+{
+	char prefix[80], **list, why[256];
+	struct owner_rec rec;
+	struct event route;
+	size_t i, n;
+	int rc = 0;
+
+	if (!limits_waiting(a, txn, cluster))
+		return 0;
+	snprintf(prefix, sizeof(prefix), "%s/", cluster);
+	list = owners_in_order(a, txn, prefix, keep_limited, &n);
+	for (i = 0; i < n && rc == 0; i++) {
+		if ((rc = get_owner(a, txn, list[i], &rec, &route)) != 0)
+			break;
+		if (route.type == EV_ROUTE && (rc = route_limited(a, txn,
+		    &route, &rec, &route, why, sizeof(why))) == 0 &&
+		    why[0] == '\0') {
+			route.time = now;
+			rc = on_route(a, txn, &route);
+		}
+		event_free(&route);
+	}
+	free_list(list);
+	return rc;
 }
 
 /* Held on a port the configuration no longer gives out. */
@@ -1392,7 +1695,7 @@ on_tick(struct alloc *a, MDB_txn *txn, const struct event *obs)
 {
 	struct owner_rec rec;
 	struct event route;
-	char **list;
+	char **list, why[256];
 	size_t i, n;
 	unsigned p;
 	int rc;
@@ -1403,7 +1706,19 @@ on_tick(struct alloc *a, MDB_txn *txn, const struct event *obs)
 	for (i = 0; i < n && rc == 0; i++) {
 		if ((rc = get_owner(a, txn, list[i], &rec, &route)) != 0)
 			break;
-		if (route.type != EV_ROUTE ||
+		if (route.type == EV_ROUTE && (rc = route_limited(a, txn,
+		    &route, &rec, &route, why, sizeof(why))) == 0 &&
+		    why[0] != '\0') {
+			/* its cluster took its share meanwhile: it waits for
+			 * room there now, in the order it asked */
+			rec.waiting = 0;
+			rec.limited = 1;
+			route.time = obs->time;
+			rc = refuse(a, txn, &route, list[i], &rec, &route, why);
+			event_free(&route);
+			continue;
+		}
+		if (rc != 0 || route.type != EV_ROUTE ||
 		    (p = port_pick(a, txn, list[i], obs->time)) == 0) {
 			event_free(&route);
 			break;		/* no port yet: the others wait too */
@@ -1476,12 +1791,18 @@ alloc_observe(struct alloc *a, MDB_txn *txn, const struct event *in)
 	case EV_CLUSTER_DOWN:
 		return on_cluster_down(a, txn, in);
 	case EV_ROUTE:
-		return on_route(a, txn, in);
+		if ((rc = on_route(a, txn, in)) != 0)
+			return rc;
+		return retry_limited(a, txn, in->cluster, in->time);
 	case EV_ROUTE_GONE:
-		return on_route_gone(a, txn, in);
+		if ((rc = on_route_gone(a, txn, in)) != 0)
+			return rc;
+		return retry_limited(a, txn, in->cluster, in->time);
 	case EV_SYNC_BEGIN:
 	case EV_SYNC_END:
-		return on_sync(a, txn, in);
+		if ((rc = on_sync(a, txn, in)) != 0)
+			return rc;
+		return retry_limited(a, txn, in->cluster, in->time);
 	case EV_APPLIED:
 		return on_applied(a, txn, in);
 	case EV_TICK:
@@ -1619,4 +1940,17 @@ alloc_port_of(struct alloc *a, MDB_txn *txn, const char *owner,
 	    rec.state == OWN_ACTIVE)
 		*port = rec.port;
 	return 0;
+}
+
+void
+alloc_meta_key(MDB_val *key, char *buf, size_t len, const char *prefix,
+    const char *a, const char *b)
+{
+	int n = b == NULL ? snprintf(buf, len, "%s%s", prefix, a) :
+	    snprintf(buf, len, "%s%s/%s", prefix, a, b);
+
+	if (n < 0 || (size_t)n >= len)
+		fatalx("alloc: meta key %s%s too long", prefix, a);
+	key->mv_size = (size_t)n;
+	key->mv_data = buf;
 }

@@ -35,6 +35,8 @@ struct alloc {
 	struct event		*status;
 	/* the faults standing (-1: not counted since the last change) */
 	long			 nfaults;
+	/* the clusters' sums of use are in the store (limits.h) */
+	int			 lim_built;
 };
 
 void	alloc_init(struct alloc *, struct store *, const struct config *,
@@ -73,6 +75,10 @@ void	alloc_clear(struct alloc *);
 /* The transaction was aborted: back to seq, forget what it taught us. */
 void	alloc_rollback(struct alloc *, uint64_t seq);
 void	alloc_free(struct alloc *);
+
+/* The meta key "<prefix><a>" or, with b, "<prefix><a>/<b>", in buf. */
+void	alloc_meta_key(MDB_val *, char *buf, size_t len, const char *prefix,
+	    const char *a, const char *b);
 
 /* Look up an owner's current port (0 when it has none). */
 int	alloc_port_of(struct alloc *, MDB_txn *, const char *owner,

@@ -259,12 +259,27 @@ on_since(void)
 
 /*
  * Compaction by policy: when the log holds more than compact_records
- * records, or its oldest record after the snapshot is older than
- * compact_age.  A SNAPSHOT record is logged and the tables are copied
+ * records or compact_mb MiB, or its oldest record after the snapshot is
+ * older than compact_age.  A SNAPSHOT record is logged and the tables are copied
  * beside it, in one durable transaction that also drops everything before
  * it; consumers that were further behind get the state instead.
  */
 static uint64_t	first_seq;
+
+/*
+ * The pages the log takes: records of up to 1,024 backends make a count
+ * of records a poor bound on bytes, so compact_mb bounds them too.
+ */
+static uint64_t
+log_bytes(MDB_txn *txn)
+{
+	MDB_stat ms;
+
+	if (mdb_stat(txn, st.log, &ms) != 0)
+		return 0;
+	return (uint64_t)(ms.ms_branch_pages + ms.ms_leaf_pages +
+	    ms.ms_overflow_pages) * ms.ms_psize;
+}
 
 static int
 compact_due(uint64_t now, int by_age)
@@ -278,10 +293,18 @@ compact_due(uint64_t now, int by_age)
 
 	if (al.seq >= first_seq + conf.compact_records)
 		return 1;
-	if (!by_age || conf.compact_age == 0 || al.seq <= first_seq)
+	if (al.seq <= first_seq)
 		return 0;
 	if (store_begin(&st, &txn, 1) != 0)
 		fatalx("allocd: read transaction");
+	if (log_bytes(txn) >= (uint64_t)conf.compact_mb << 20) {
+		mdb_txn_abort(txn);
+		return 1;
+	}
+	if (!by_age || conf.compact_age == 0) {
+		mdb_txn_abort(txn);
+		return 0;
+	}
 	for (;; seq++) {
 		store_key_u64(k, seq);
 		key.mv_size = 8;

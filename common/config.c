@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "fsafe.h"
+#include "event.h"
 #include "log.h"
 #include "valid.h"
 
@@ -32,6 +33,7 @@ enum ckind {
 	CK_PATH,		/* absolute, and safe to print in a proxy config */
 	CK_USER,		/* a user name, safe to print in a proxy config */
 	CK_DIRS,		/* absolute paths, comma-separated */
+	CK_NETS,		/* address ranges: "10.0.0.0/8, fd00::/8" */
 };
 
 /* The proxy kinds, and where Debian puts their binary. */
@@ -79,6 +81,21 @@ static const struct ckey ckeys[] = {
 	    1000000, "200000"),
 	C("store", "compact_age", CK_UINT, compact_age, 0, 86400 * 365,
 	    "604800"),
+	C("store", "compact_mb", CK_UINT, compact_mb, 1, 1u << 20, "64"),
+	C("limits", "allow_backends", CK_NETS, allow_backends, 0, 0, ""),
+	C("limits", "routes_per_cluster", CK_UINT, lim_routes, 0, 1000000,
+	    "1000"),
+	C("limits", "ports_per_cluster", CK_UINT, lim_ports, 0, 65535, "500"),
+	C("limits", "ports_per_namespace", CK_UINT, lim_ports_ns, 0, 65535,
+	    "0"),
+	C("limits", "backends_per_route", CK_UINT, lim_backends_route, 0,
+	    EV_MAX_BACKENDS, "1024"),
+	C("limits", "backends_per_cluster", CK_UINT, lim_backends, 0,
+	    100000000, "16384"),
+	C("limits", "bytes_per_cluster", CK_UINT, lim_bytes, 0, 1u << 30,
+	    "2097152"),
+	C("limits", "bytes_total", CK_UINT, lim_bytes_total, 0, 1u << 30,
+	    "8388608"),
 	C("pks", "url", CK_URL, pks_url, 0, 0, ""),
 	C("pks", "uaa_url", CK_URL, uaa_url, 0, 0, ""),
 	C("pks", "client_id", CK_STR, pks_client_id, 0, 0, ""),
@@ -215,6 +232,8 @@ check_value(const struct ckey *k, const char *v, void *dst)
 		return parse_uint(v, k->min, k->max, u);
 	case CK_PORTS:
 		return ports_parse(dst, v, k->min, k->max);
+	case CK_NETS:
+		return addr_nets_parse(v, dst);
 	case CK_DOMAIN:
 		if (!valid_dns_subdomain(v))
 			return -1;
@@ -285,6 +304,8 @@ kind_help(const struct ckey *k)
 	case CK_PATH:		return "not an absolute path of letters, digits "
 				    "and /._-+@:=: %s";
 	case CK_DIRS:		return "not absolute paths, comma-separated: %s";
+	case CK_NETS:		return "not address ranges ADDR[/BITS][, ...] "
+				    "(host bits zero, at most 32): %s";
 	default:		return "too long: %s";
 	}
 }
@@ -739,6 +760,13 @@ config_print(const struct config *c, FILE *fp)
 			char buf[CONF_MAX_RANGES * 12];
 
 			ports_format((const struct port_set *)(const void *)
+			    base, buf, sizeof(buf));
+			fprintf(fp, "%s = %s\n", k->key, buf);
+		}
+		else if (k->kind == CK_NETS) {
+			char buf[ADDR_MAX_NETS * 52];
+
+			addr_nets_format((const struct addr_nets *)(const void *)
 			    base, buf, sizeof(buf));
 			fprintf(fp, "%s = %s\n", k->key, buf);
 		}

@@ -11,6 +11,8 @@
 #include <limits.h>
 #include <stdio.h>
 
+#include "addr.h"
+
 #define CONF_MAX_PROXIES	8
 #define CONF_MAX_CLUSTERS	256	/* [cluster.NAME] sections */
 #define CONF_MAX_RANGES		32
@@ -69,6 +71,7 @@ struct config {
 	unsigned	map_size_mb;
 	unsigned	compact_records;	/* log records before compaction */
 	unsigned	compact_age;		/* seconds; 0: by count only */
+	unsigned	compact_mb;		/* log MiB before compaction */
 
 	char		pks_url[512];
 	char		uaa_url[512];
@@ -96,6 +99,16 @@ struct config {
 
 	struct cluster_conf clusters[CONF_MAX_CLUSTERS];
 	int		nclusters;
+
+	/* [limits]: what one cluster may take of the fleet; 0 is no limit */
+	struct addr_nets allow_backends;	/* ranges backends may use */
+	unsigned	lim_routes;		/* routes held or waiting */
+	unsigned	lim_ports;		/* ports held */
+	unsigned	lim_ports_ns;		/* ports held by one namespace */
+	unsigned	lim_backends_route;
+	unsigned	lim_backends;		/* over all its routes */
+	unsigned	lim_bytes;		/* its share of a proxy's table */
+	unsigned	lim_bytes_total;	/* every cluster's together */
 };
 
 /* Load and check; on error fill err with "file:line: key: reason". */

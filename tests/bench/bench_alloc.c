@@ -337,7 +337,11 @@ main(int argc, char **argv)
 	 */
 	fprintf(fp, "[portico]\ndomain = bench.test\nrun_dir = %s\n"
 	    "listen = 127.0.0.1\napi_port = 1500\nports = 2000-32767\n"
-	    "[store]\npath = %s\n[kubeconfigs]\ndir = %s\n", run_dir, store,
+	    "[store]\npath = %s\n[kubeconfigs]\ndir = %s\n"
+	    /* one cluster holds every owner: no per-cluster quota here */
+	    "[limits]\nroutes_per_cluster = 0\nports_per_cluster = 0\n"
+	    "backends_per_cluster = 0\nbytes_per_cluster = 0\n"
+	    "bytes_total = 0\n", run_dir, store,
 	    work);
 	fclose(fp);
 

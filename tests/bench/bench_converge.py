@@ -101,6 +101,10 @@ def fleet_with(n, live):
     vss = [vs("live-%d" % i, lo + i) for i in range(n)]
     vss += [vs("new-%d" % i) for i in range(SAMPLES + 100)]
     c = fleet.add_cluster("bench", [("echo", NS, [7000])], vss)
+    # one cluster holds every route: no per-cluster quota here
+    fleet.limits.update(routes_per_cluster=0, ports_per_cluster=0,
+                        backends_per_cluster=0, bytes_per_cluster=0,
+                        bytes_total=0)
     fleet.write_conf(**{"proxy.%s" % harness.HAPROXY_NAME: {"live": int(live),
                                                            "maxconn": 2000}})
     t0 = time.monotonic()

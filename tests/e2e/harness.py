@@ -64,6 +64,8 @@ CLIENT_ID = "portico"
 CLIENT_SECRET = "s3cret:odd&chars=1"
 VS_API = "/apis/networking.istio.io/v1"
 HAPROXY_NAME = "haproxy"        # the [proxy.NAME] of the default fleet
+# The loopback range testlib.loopback_addr() draws every address from.
+TEST_BACKENDS = "127.77.0.0/16"
 
 # Addresses and ports are random: let this many attempts find free ones.
 _RETRIES = 20
@@ -916,6 +918,10 @@ class Fleet:
         self.pks_auth = dict({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
                              **(pks_auth or {}))
         self.pks = PksSim(os.path.join(self.run_dir, "pks"), self.pki, self.pks_auth)
+        # [limits]: the workloads and pods of the tests live on loopback
+        # addresses (testlib.loopback_addr), which portico refuses as
+        # backends unless a range allows them.
+        self.limits = {"allow_backends": TEST_BACKENDS}
 
     def _free_range(self, n):
         """n consecutive ports below 32768, each free on listen, not api_port."""
@@ -956,6 +962,8 @@ class Fleet:
                         poll_interval=self.poll_interval),
             "clusters": {"watch_timeout": self.watch_timeout},
         }
+        if self.limits:
+            sections["limits"] = dict(self.limits)
         if "pks" not in self.sources:
             del sections["pks"]
         if "kubeconfigs" in self.sources:

@@ -114,8 +114,9 @@ def kubeconfig_hostile(fleet, good):
     put("kc-zone.yaml", "https://[::1%pwn]:6443")
     put("kc-port.yaml", "https://127.0.0.1:6443pwn")
     put("kc-quote.yaml", 'https://127.0.0.1:1/"pwn')
-    # Whatever follows the host and port never reaches a config.
-    put("kc-tail.yaml", "https://127.0.0.1:1/#{pwn};")
+    # Whatever follows the host and port never reaches a config (at an
+    # address backends may have: 127.0.0.1 itself is refused as a master).
+    put("kc-tail.yaml", "https://%s:1/#{pwn};" % testlib.loopback_addr())
 
 
 def assert_clean(fleet, *clusters):
