@@ -263,9 +263,12 @@ watch_line(struct informer *inf, const char *line, size_t len)
 	if (strcmp(type, "ERROR") == 0) {
 		code = json_integer_value(json_object_get(obj, "code"));
 		reason = json_string_value(json_object_get(obj, "reason"));
+		/* reason lives in ev: read before ev goes */
+		if (reason && (!strcmp(reason, "Expired") ||
+		    !strcmp(reason, "Gone")))
+			code = 410;
 		json_decref(ev);
-		if (code == 410 || (reason && (!strcmp(reason, "Expired") ||
-		    !strcmp(reason, "Gone")))) {
+		if (code == 410) {
 			log_info("%s: %s: watch expired, relisting",
 			    inf->cl->name, res_names[inf->res]);
 			inf->rv[0] = '\0';
