@@ -118,7 +118,7 @@ bench-converge: deps all
 CLANG	?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD = build/fuzz
-FUZZERS	 = event event_json watch kubeconfig
+FUZZERS	 = event event_json watch pks kubeconfig hapruntime
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
 	   -Icommon -Iwatcherd -Iapplyd -Itests/fuzz \
 	   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \

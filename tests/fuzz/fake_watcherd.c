@@ -52,9 +52,12 @@ fake_obs_clear(void)
 		event_free(&fake_obs[--fake_nobs]);
 }
 
-void
-fake_watcherd_init(void)
+/* Clusters named "np" route to nodes, "ep" to EndpointSlices. */
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+	(void)argc;
+	(void)argv;
 	log_init("fuzz", 1, 0);
 	memset(&conf, 0, sizeof(conf));
 	strcpy(conf.domain, "k8s.example.test");
@@ -69,6 +72,7 @@ fake_watcherd_init(void)
 	strcpy(conf.uaa_url, "https://pks.example.test:8443");
 	strcpy(conf.pks_client_id, "portico");
 	strcpy(conf.pks_client_secret, "secret");
+	return 0;
 }
 
 void

@@ -15,8 +15,8 @@
 extern struct event	fake_obs[FAKE_OBS_MAX];
 extern size_t		fake_nobs;
 
-/* The configuration every harness starts from ("np" and "ep" clusters). */
-void	fake_watcherd_init(void);
+/* libFuzzer's start: the configuration every harness starts from. */
+int	LLVMFuzzerInitialize(int *, char ***);
 void	fake_obs_clear(void);
 
 /*

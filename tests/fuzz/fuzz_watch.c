@@ -23,19 +23,9 @@
 
 #define LIST_ROUNDS	16		/* pages answered, over all informers */
 
-int	LLVMFuzzerInitialize(int *, char ***);
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static const size_t chunks[8] = { 0, 1, 2, 7, 64, 509, 4096, 65536 };
-
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	fake_watcherd_init();
-	return 0;
-}
 
 /* A cluster of the kubeconfig folder, with credentials. */
 static struct cluster *
