@@ -172,8 +172,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    err[0] == '\0')
 		abort();		/* a failure always says why */
 	hap_drain(sock_path);
-	if (now_ms() - t0 > HANG_MS)
-		abort();		/* it waited for what it had been sent */
+	if (now_ms() - t0 > HANG_MS) {
+		/* it waited for what it had been sent */
+		fprintf(stderr, "fuzz_hapruntime: the update took %llu ms\n",
+		    (unsigned long long)(now_ms() - t0));
+		abort();
+	}
 	c = 0;
 	if (write(stop_fd[1], &c, 1) != 1 || pthread_join(t, NULL) != 0)
 		abort();
