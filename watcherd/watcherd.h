@@ -27,7 +27,9 @@
 #define ANN_ADDRESS	"portico.dev/address"
 #define ANN_ERROR	"portico.dev/error"
 
+#ifndef MAX_EVENT_BYTES		/* the fuzz harnesses build with less */
 #define MAX_EVENT_BYTES	(4u << 20)	/* one watch event */
+#endif
 #define VS_MAX_ROUTES	16
 #define VS_MAX_DESTS	8
 #define SVC_MAX_PORTS	32

@@ -12,6 +12,9 @@
  * the kind it names, or to all of them when it names none.  Flags bit 0:
  * the cluster's backends are EndpointSlices (else nodes); bits 1-3: the
  * size of the pieces a stream arrives in.
+ *
+ * Built with MAX_EVENT_BYTES at 4 KiB (see the Makefile), so that events
+ * and list items over the cap are inputs of a few kilobytes.
  */
 #include <stdint.h>
 #include <stdlib.h>
