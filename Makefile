@@ -140,7 +140,7 @@ $(FUZZ_BUILD)/obj/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h) \
 $(FUZZ_BUILD)/fuzz_event: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_event.o
 $(FUZZ_BUILD)/fuzz_event_json: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_event_json.o
 $(FUZZ_BUILD)/fuzz_kubeconfig: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_kubeconfig.o \
-    $(FUZZ_BUILD)/obj/watcherd/kubeconfig.o
+    $(FUZZ_WATCHERD)
 $(FUZZ_BUILD)/fuzz_watch: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_watch.o \
     $(FUZZ_WATCHERD)
 $(FUZZ_BUILD)/fuzz_pks: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_pks.o \
