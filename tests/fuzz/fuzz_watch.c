@@ -11,7 +11,11 @@
  * resourceVersion 1).  Each line of the stream goes to the informer of
  * the kind it names, or to all of them when it names none.  Flags bit 0:
  * the cluster's backends are EndpointSlices (else nodes); bits 1-3: the
- * size of the pieces a stream arrives in.
+ * size of the pieces a stream arrives in; bits 4-5: the status of the
+ * pages after an informer's first (200, 410, 401, 500: a continue token
+ * expired, credentials refused, a server error); bit 6: the watches are
+ * answered 410 Gone instead of with the stream.  Routes are computed
+ * once the lists are in, and again after the watches.
  *
  * Built with MAX_EVENT_BYTES at 4 KiB (see the Makefile), so that events
  * and list items over the cap are inputs of a few kilobytes.
@@ -29,6 +33,7 @@
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static const size_t chunks[8] = { 0, 1, 2, 7, 64, 509, 4096, 65536 };
+static const long later_pages[4] = { 200, 410, 401, 500 };
 
 /* A cluster of the kubeconfig folder, with credentials. */
 static struct cluster *
@@ -122,7 +127,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t streamlen[RES_COUNT], chunk;
 	struct http_req *r;
 	const char *ff;
-	int i, res, flags;
+	int i, res, flags, pages[RES_COUNT] = { 0 };
 
 	if (size < 1)
 		return 0;
@@ -146,13 +151,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fake_http_answer(r, 200, disc, sizeof(disc) - 1, NULL, 0);
 	clusters_timer(now_ms());
 	for (i = 0; i < LIST_ROUNDS &&
-	    (r = informer_request("limit=", &res)) != NULL; i++)
-		fake_http_answer(r, 200, page[res].p, page[res].len, NULL, 0);
+	    (r = informer_request("limit=", &res)) != NULL; i++) {
+		fake_http_answer(r, pages[res]++ == 0 ? 200 :
+		    later_pages[(flags >> 4) & 3], page[res].p, page[res].len,
+		    NULL, 0);
+	}
+	clusters_timer(now_ms());
 	/* each informer's watch once; the ones they resume with stay out */
 	for (i = 0; i < RES_COUNT &&
 	    (r = informer_request("watch=1", &res)) != NULL; i++)
-		fake_http_answer(r, 200, stream[res], streamlen[res], NULL,
-		    chunk);
+		fake_http_answer(r, flags & 64 ? 410 : 200, stream[res],
+		    streamlen[res], NULL, chunk);
 	for (res = 0; res < RES_COUNT; res++)
 		free(stream[res]);
 	clusters_timer(now_ms());
