@@ -8,6 +8,7 @@
 #   make run        install what is missing, build, run the demo fleet
 #   make bench-alloc  allocd's throughput, latency, start-up and store size
 #   make bench-watch  watcherd: 200 clusters x 50 VirtualServices, sync and churn
+#   make fuzz       each libFuzzer harness for FUZZ_SECONDS, after its regressions
 
 CC	?= cc
 BUILD	?= build
@@ -32,7 +33,7 @@ SAN	 = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	   -fno-sanitize-recover=undefined
 
 .PHONY: all asan test unit golden golden-update e2e run deps clean bench-alloc \
-	bench-watch bench-converge
+	bench-watch bench-converge fuzz fuzz-build
 all: $(BINS) $(UNIT_BINS)
 
 $(BUILD)/obj/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h)
@@ -88,6 +89,7 @@ test: deps
 	$(MAKE) BUILD=build/asan golden
 	PORTICO_BIN=$(CURDIR)/build/asan/bin $(PY) -m pytest -q \
 	    -p no:cacheprovider tests/sim tests/e2e
+	$(MAKE) fuzz FUZZ_SECONDS=10
 
 run: deps all
 	$(PY) scripts/demo.py
@@ -110,6 +112,54 @@ bench-watch: deps $(BUILD)/bin/watcherd $(BUILD)/bin/allocd
 # The whole pipeline and HAProxy: a new route's first byte, live and reloaded.
 bench-converge: deps all
 	PORTICO_BIN=$(CURDIR)/$(BUILD)/bin $(PY) tests/bench/bench_converge.py
+
+# libFuzzer harnesses (tests/fuzz), built with clang into build/fuzz: the
+# parsers of what comes from outside.  watcherd's HTTP seam is replaced at
+# link time (--wrap) by tests/fuzz/fake_http.c, which hands the harness
+# every request to answer.
+CLANG	?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD = build/fuzz
+FUZZERS	 = event event_json watch pks kubeconfig hapruntime
+# watcherd's cap on one watch event is 4 KiB here: what is over it is
+# then an input of a few kilobytes, not of 4 MiB.
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
+	   -Icommon -Iwatcherd -Iapplyd -Itests/fuzz -DMAX_EVENT_BYTES=4096u \
+	   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	   -fno-omit-frame-pointer $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_COMMON = $(COMMON:%=$(FUZZ_BUILD)/obj/common/%.o)
+FUZZ_WATCHERD = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(filter-out \
+	   watcherd/watcherd.c,$(wildcard watcherd/*.c))) \
+	   $(FUZZ_BUILD)/obj/tests/fuzz/fake_http.o \
+	   $(FUZZ_BUILD)/obj/tests/fuzz/fake_watcherd.o
+FUZZ_WRAP = -Wl,--wrap=http_start,--wrap=http_cancel
+
+$(FUZZ_BUILD)/obj/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h) \
+    $(wildcard tests/fuzz/*.h)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_event: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_event.o
+$(FUZZ_BUILD)/fuzz_event_json: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_event_json.o
+$(FUZZ_BUILD)/fuzz_kubeconfig: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_kubeconfig.o \
+    $(FUZZ_WATCHERD)
+$(FUZZ_BUILD)/fuzz_watch: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_watch.o \
+    $(FUZZ_WATCHERD)
+$(FUZZ_BUILD)/fuzz_pks: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_pks.o \
+    $(FUZZ_WATCHERD)
+$(FUZZ_BUILD)/fuzz_hapruntime: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_hapruntime.o \
+    $(FUZZ_BUILD)/obj/applyd/hapruntime.o
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_COMMON)
+	$(CLANG) $(FUZZ_CFLAGS) $(FUZZ_WRAP) -o $@ $^ $(LDLIBS) -lpthread
+
+.PRECIOUS: $(FUZZ_BUILD)/obj/%.o
+fuzz-build: $(FUZZERS:%=$(FUZZ_BUILD)/fuzz_%)
+
+# Each harness replays tests/fuzz/regress/<h>/, then fuzzes from
+# tests/fuzz/corpus/<h>/ for FUZZ_SECONDS; one JSON line per figure.
+fuzz: deps fuzz-build
+	$(PY) tests/fuzz/run.py --bin $(FUZZ_BUILD) --seconds $(FUZZ_SECONDS) \
+	    $(FUZZERS)
 
 clean:
 	rm -rf build

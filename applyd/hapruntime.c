@@ -409,8 +409,14 @@ cli_read(struct cli *cl, char *out, size_t outlen)
 	for (;;) {
 		if (n >= 3 && memcmp(cl->buf + n - 3, "\n> ", 3) == 0)
 			break;
-		if (n == sizeof(cl->buf) - 1)
-			n = 0;		/* a long answer: keep its tail */
+		if (n == sizeof(cl->buf) - 1) {
+			/*
+			 * A long answer: keep its tail, and with it the start
+			 * of a prompt that straddles the wrap.
+			 */
+			memmove(cl->buf, cl->buf + n - 2, 2);
+			n = 2;
+		}
 		if (poll(&pfd, 1, CLI_TIMEOUT_MS) != 1)
 			return -1;
 		if ((r = read(cl->fd, cl->buf + n, sizeof(cl->buf) - 1 - n)) <=

@@ -28,7 +28,9 @@
 #define ANN_ERROR	"portico.dev/error"
 #define ANN_ALLOW_FROM	"portico.dev/allow-from"	/* on a Service */
 
+#ifndef MAX_EVENT_BYTES		/* the fuzz harnesses build with less */
 #define MAX_EVENT_BYTES	(4u << 20)	/* one watch event */
+#endif
 #define VS_MAX_ROUTES	16
 #define VS_MAX_DESTS	8
 #define SVC_MAX_PORTS	1024	/* past it, a Service's routes are refused */
