@@ -76,6 +76,8 @@ static const struct ckey ckeys[] = {
 	    1000000, "200000"),
 	C("store", "compact_age", CK_UINT, compact_age, 0, 86400 * 365,
 	    "604800"),
+	C("store", "proof_key", CK_STR, proof_key, 0, 0, ""),
+	C("store", "adopt_wait", CK_UINT, adopt_wait, 1, 3600, "30"),
 	C("pks", "url", CK_URL, pks_url, 0, 0, ""),
 	C("pks", "uaa_url", CK_URL, uaa_url, 0, 0, ""),
 	C("pks", "client_id", CK_STR, pks_client_id, 0, 0, ""),

@@ -67,6 +67,8 @@ struct config {
 	unsigned	map_size_mb;
 	unsigned	compact_records;	/* log records before compaction */
 	unsigned	compact_age;		/* seconds; 0: by count only */
+	char		proof_key[PATH_MAX];	/* allocd's HMAC key file */
+	unsigned	adopt_wait;		/* s: claims held after a loss */
 
 	char		pks_url[512];
 	char		uaa_url[512];

@@ -112,6 +112,7 @@ vs_free(struct vs_obj *vs)
 	free(vs->routes);
 	free(vs->address);
 	free(vs->error);
+	free(vs->proof);
 	free(vs);
 }
 
@@ -360,6 +361,8 @@ vs_parse(struct vs_obj *vs, json_t *obj)
 	vs->expose = expose != NULL && strcasecmp(expose, "true") == 0;
 	vs->address = dup_or_null(annotation(obj, ANN_ADDRESS));
 	vs->error = dup_or_null(annotation(obj, ANN_ERROR));
+	vs->proof = dup_or_null(annotation(obj, ANN_PROOF));
+	vs_read_uid(vs, obj);
 	if (!vs->expose)
 		return;
 	if (want != NULL) {
@@ -729,6 +732,7 @@ route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
 	/* a store that was lost adopts what the object says it has */
 	if ((ev->had = written_port(cl, vs, r)) != 0)
 		ev->has |= F_HAD;
+	vs_claim(vs, r, ev);
 	if (cl->backend == BACKEND_NODEPORT &&
 	    src->nips * vs->routes[r].nd > EV_MAX_BACKENDS) {
 		snprintf(why, sizeof(why), "tcp[%zu]: more than %d backends",

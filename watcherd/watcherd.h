@@ -26,6 +26,7 @@
 #define ANN_PORT	"portico.dev/port"
 #define ANN_ADDRESS	"portico.dev/address"
 #define ANN_ERROR	"portico.dev/error"
+#define ANN_PROOF	"portico.dev/proof"
 
 #define MAX_EVENT_BYTES	(4u << 20)	/* one watch event */
 #define VS_MAX_ROUTES	16
@@ -65,6 +66,8 @@ struct vs_obj {
 	size_t		 nroutes;
 	char		*address;	/* as on the object: compared only */
 	char		*error;
+	char		*proof;		/* beside the address, per route */
+	char		 uid[64];	/* metadata.uid */
 };
 
 struct informer {
@@ -171,6 +174,9 @@ int	 eps_backends(const struct smap *, const char *svc, const char *port,
 #define WB_INFLIGHT	16
 
 void	 cluster_writeback(struct cluster *, uint64_t now);
+/* The object's uid, and the proof written beside route r's address. */
+void	 vs_read_uid(struct vs_obj *, json_t *obj);
+void	 vs_claim(const struct vs_obj *, size_t r, struct event *);
 void	 cluster_writeback_one(struct cluster *, const char *key,
 	    struct vs_obj *, uint64_t now);
 

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "../../allocd/alloc.h"
+#include "../../allocd/proof.h"
 
 #define LO	20000
 #define HI	20009
@@ -90,6 +91,7 @@ setup(void **state)
 	snprintf(f->conf.proxies[0].kind, sizeof(f->conf.proxies[0].kind),
 	    "haproxy");
 	f->now = T0;
+	proof_set_key("a key of thirty-two bytes, or so", 32);
 	fx_open(f);
 	*state = f;
 	return 0;
