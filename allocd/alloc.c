@@ -655,8 +655,7 @@ on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
 	    sizeof(why)) == 0)
 		p = rec.port;		/* coming back within quarantine */
 	else if ((c = claim(a, txn, obs, owner, &rec)) == CLAIM_UNPROVEN) {
-		if (rec.state != OWN_QUARANTINED)
-			rec.state = OWN_REFUSED;
+		rec.state = OWN_REFUSED;	/* claim() passes quarantines by */
 		rec.waiting = 0;
 		rc = refuse(a, txn, obs, owner, &rec, &set, CLAIM_WHY);
 		goto done;
