@@ -10,8 +10,8 @@
 #include "proof.h"
 
 /*
- * Nothing says a store was lost and no cluster came: start after this,
- * longer than applyd's acks are apart (a live one would have said).
+ * Nothing says a store was lost: start after this at the latest, longer
+ * than applyd's acks are apart (a live one would have said).
  */
 #define ADOPT_QUIET_MS	6000
 /*
@@ -130,12 +130,19 @@ adopt_hold(struct adopt *ad, const struct event *ev)
 	ad->nheld++;
 }
 
+/*
+ * Done when every cluster heard of has been resynced, or adopt_wait has
+ * passed; or, when nothing says a store was there before (no consumer had
+ * seen a seq, no object carries an address), after ADOPT_QUIET_MS: a first
+ * start does not wait for clusters that cannot be listed.
+ */
 int
 adopt_due(const struct adopt *ad, uint64_t now)
 {
 	size_t i, n = 0;
 
-	if (now >= ad->deadline)
+	if (now >= ad->deadline ||
+	    (!ad->loss && now >= ad->start + ADOPT_QUIET_MS))
 		return 1;
 	for (i = 0; i < ad->ncl; i++) {
 		if (!ad->cl[i].up && ad->cl[i].begun == 0)
@@ -144,7 +151,7 @@ adopt_due(const struct adopt *ad, uint64_t now)
 			return 0;
 		n++;
 	}
-	return n > 0 || (!ad->loss && now >= ad->start + ADOPT_QUIET_MS);
+	return n > 0;
 }
 
 struct slot {
