@@ -37,6 +37,8 @@ adopt_begin(struct adopt *ad, uint64_t now, unsigned wait_s, int first)
 	memset(ad, 0, sizeof(*ad));
 	ad->active = 1;
 	ad->first = first;
+	/* a key made before an empty store: a store was there, under it */
+	ad->loss = !first;
 	ad->start = now;
 	ad->deadline = now + (uint64_t)wait_s * 1000;
 	ad->floor = now * ADOPT_PER_MS;
@@ -132,9 +134,10 @@ adopt_hold(struct adopt *ad, const struct event *ev)
 
 /*
  * Done when every cluster heard of has been resynced, or adopt_wait has
- * passed; or, when nothing says a store was there before (no consumer had
- * seen a seq, no object carries an address), after ADOPT_QUIET_MS: a first
- * start does not wait for clusters that cannot be listed.
+ * passed; or, when nothing says a store was there before (the key is new,
+ * no consumer had seen a seq, no object carries an address), after
+ * ADOPT_QUIET_MS: a first start does not wait for clusters that cannot be
+ * listed.
  */
 int
 adopt_due(const struct adopt *ad, uint64_t now)

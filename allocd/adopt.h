@@ -25,8 +25,9 @@ struct adopt_cluster {
 struct adopt {
 	int			 active;
 	int			 first;		/* the first store under proofs */
-	int			 loss;		/* a consumer or an object says
-						   there was a store before */
+	int			 loss;		/* the key, a consumer or an
+						   object says there was a
+						   store before */
 	uint64_t		 start;
 	uint64_t		 deadline;
 	uint64_t		 floor;		/* the clock's lower bound */

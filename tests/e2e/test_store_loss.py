@@ -16,6 +16,7 @@ another backend, and `allocd -R` replays the new store identically.
 - a store loss during churn.
 """
 
+import os
 import shutil
 import subprocess
 import threading
@@ -397,4 +398,39 @@ def test_store_lost_during_churn(make_fleet):
         assert p not in held and p not in seen, (name, p)
         seen.add(p)
         fleet.wait_serves(p, sea.markers("search", "index", 9200))
+    replay(fleet)
+
+
+def test_first_store_under_proofs_adopts_unproven_once(make_fleet):
+    """Addresses written before proofs (today's portico: no proof, and no
+    key yet): the first store under proofs adopts them, writes their proofs,
+    and from then on a lost store adopts them as proven ones."""
+    fleet, pay, sea, expect, ports = owners_fleet(make_fleet)
+    key = fleet.store + "-proof.key"
+    assert os.stat(key).st_mode & 0o777 == 0o600
+
+    objects = [(pay, NS, "orders-db"), (pay, NS, "ledger-db"), (pay, NS, "cache"),
+               (pay, "billing", "reports"), (sea, "search", "index"),
+               (sea, "search", "query")]
+
+    def as_before_proofs():
+        fleet["watcherd"].stop()
+        lose_store(fleet, between=lambda: os.unlink(key))
+        for c, ns, name in objects:
+            c.annotate(ns, name, **{PROOF: None})
+        fleet["watcherd"].start()
+    rec, _, events = across_the_loss(fleet, expect, as_before_proofs)
+    lost = [e for e in events if e["type"] == STORE_LOST]
+    assert lost and lost[0]["sfirst"] == 1, lost
+    assert rec["sadopt"] == len(expect) and rec["srefused"] == 0, rec
+    assert addresses(fleet, ports) == ports
+    for c, ns, name in objects:
+        fleet.wait_annotation(c, ns, name, PROOF)
+    replay(fleet)
+    # the next loss (the key kept) finds them proven
+    rec, _, events = across_the_loss(fleet, expect, lambda: lose_store(fleet))
+    lost = [e for e in events if e["type"] == STORE_LOST]
+    assert lost and lost[0]["sfirst"] == 0, lost
+    assert rec["sadopt"] == len(expect) and rec["srefused"] == 0, rec
+    assert addresses(fleet, ports) == ports
     replay(fleet)
