@@ -95,12 +95,53 @@ commit_batch(struct event *batch, size_t n)
 	}
 }
 
+/* Remember that the sender id sent seq (its own sequence, to ACK). */
+static void
+sender_note(struct sender *senders, size_t *ns, const zmq_msg_t *id,
+    uint64_t seq)
+{
+	size_t i;
+
+	for (i = 0; i < *ns; i++)
+		if (zmq_msg_size(&senders[i].id) == zmq_msg_size(id) &&
+		    memcmp(zmq_msg_data(&senders[i].id),
+		    zmq_msg_data((zmq_msg_t *)id), zmq_msg_size(id)) == 0)
+			break;
+	if (i == *ns && *ns < SENDERS_MAX) {
+		zmq_msg_init(&senders[i].id);
+		zmq_msg_copy(&senders[i].id, (zmq_msg_t *)id);
+		senders[(*ns)++].seq = 0;
+	}
+	if (i < *ns && seq > senders[i].seq)
+		senders[i].seq = seq;
+}
+
+/* What each sender sent is committed: say so, and forget them. */
+static void
+senders_ack(struct sender *senders, size_t *ns)
+{
+	struct event ack;
+	size_t i;
+
+	for (i = 0; i < *ns; i++) {
+		event_init(&ack, EV_ACK);
+		ack.seq = senders[i].seq;
+		ack.time = now_ms();
+		bus_send_to(in_sock, &senders[i].id, &ack);
+		zmq_msg_close(&senders[i].id);
+	}
+	*ns = 0;
+}
+
+/* Acks owed for what is held, sent once it is committed. */
+static struct sender	held_senders[SENDERS_MAX];
+static size_t		nheld_senders;
+
 static void
 on_input(void)
 {
 	static struct event batch[BATCH_MAX];
 	struct sender senders[SENDERS_MAX];
-	struct event ack;
 	zmq_msg_t id;
 	size_t n = 0, ns = 0, i;
 	uint64_t now = now_ms();
@@ -119,18 +160,8 @@ on_input(void)
 			zmq_msg_close(&id);
 			continue;
 		}
-		for (i = 0; i < ns; i++)
-			if (zmq_msg_size(&senders[i].id) == zmq_msg_size(&id) &&
-			    memcmp(zmq_msg_data(&senders[i].id),
-			    zmq_msg_data(&id), zmq_msg_size(&id)) == 0)
-				break;
-		if (i == ns && ns < SENDERS_MAX) {
-			zmq_msg_init(&senders[ns].id);
-			zmq_msg_move(&senders[ns].id, &id);
-			senders[ns++].seq = 0;
-		}
-		if (i < ns && batch[n].seq > senders[i].seq)
-			senders[i].seq = batch[n].seq;
+		sender_note(adopt.active ? held_senders : senders,
+		    adopt.active ? &nheld_senders : &ns, &id, batch[n].seq);
 		zmq_msg_close(&id);
 		/* allocd's clock stamps the observation: replay reuses it */
 		batch[n++].time = now;
@@ -138,7 +169,7 @@ on_input(void)
 	if (n == 0)
 		return;
 	if (adopt.active) {
-		/* held, and acked: a lost hold is a restart, resynced */
+		/* held: acked once adopt_finish() has committed it */
 		for (i = 0; i < n; i++)
 			adopt_hold(&adopt, &batch[i]);
 	} else {
@@ -147,13 +178,7 @@ on_input(void)
 	}
 	for (i = 0; i < n; i++)
 		event_free(&batch[i]);
-	for (i = 0; i < ns; i++) {
-		event_init(&ack, EV_ACK);
-		ack.seq = senders[i].seq;
-		ack.time = now;
-		bus_send_to(in_sock, &senders[i].id, &ack);
-		zmq_msg_close(&senders[i].id);
-	}
+	senders_ack(senders, &ns);
 }
 
 struct peer {
@@ -526,6 +551,8 @@ adopt_finish(uint64_t now)
 	al.seq = adopt_base(&adopt);
 	first_seq = al.seq + 1;
 	commit_batch(batch, n);
+	if (adopt.first && proof_keep(&conf) == -1)
+		fatalx("allocd: cannot keep the proof key");
 	log_info("allocd: %s: adopted %llu owners, refused %llu "
 	    "claims (%llu without a valid proof, %llu on a port already "
 	    "held), after holding %zu observations %llu ms; seqs continue "
@@ -536,6 +563,7 @@ adopt_finish(uint64_t now)
 	    n - 2, (unsigned long long)waited,
 	    (unsigned long long)(first_seq - 1), (unsigned long long)learned);
 	publish();
+	senders_ack(held_senders, &nheld_senders);
 	for (i = 0; i < n; i++)
 		event_free(&batch[i]);
 	free(batch);
@@ -593,6 +621,8 @@ main(int argc, char **argv)
 	if (created)
 		log_info("allocd: made a new proof key: addresses written "
 		    "before it prove nothing now");
+	if (created && al.seq != 0 && proof_keep(&conf) == -1)
+		fatalx("allocd: cannot keep the proof key");
 	if (al.seq == 0) {
 		adopt_begin(&adopt, now_ms(), conf.adopt_wait, created);
 		log_info("allocd: the store is empty: holding observations "

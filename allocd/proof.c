@@ -78,10 +78,21 @@ proof_load(const struct config *conf, int create, int *created)
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd == -1 && errno == ENOENT && create &&
 	    conf->proof_key[0] == '\0') {
-		if (proof_create(path) == -1)
+		/*
+		 * Made as <path>.new, and named <path> by proof_keep() once a
+		 * store holds what it proves: a start that dies before that
+		 * is a first start again.
+		 */
+		if (strlen(path) + 4 >= sizeof(path))
 			return -1;
+		strcat(path, ".new");
+		if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) ==
+		    -1 && errno == ENOENT) {
+			if (proof_create(path) == -1)
+				return -1;
+			fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		}
 		*created = 1;
-		fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	}
 	if (fd == -1) {
 		log_warn("proof key: %s", path);
@@ -103,6 +114,29 @@ proof_load(const struct config *conf, int create, int *created)
 		return -1;
 	}
 	keylen = (size_t)n;
+	return 0;
+}
+
+int
+proof_keep(const struct config *conf)
+{
+	char path[PATH_MAX + 16], fresh[PATH_MAX + 24], *slash;
+	int fd;
+
+	proof_path(conf, path, sizeof(path));
+	snprintf(fresh, sizeof(fresh), "%s.new", path);
+	if (rename(fresh, path) == -1) {
+		log_warn("proof key: %s", path);
+		return -1;
+	}
+	/* the rename is durable before anything is proven under it */
+	if ((slash = strrchr(fresh, '/')) != NULL)
+		*(slash == fresh ? slash + 1 : slash) = '\0';
+	if ((fd = open(slash != NULL ? fresh : ".", O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) != -1) {
+		fsync(fd);
+		close(fd);
+	}
 	return 0;
 }
 

@@ -23,11 +23,14 @@
 /*
  * Read the key named by [store] proof_key, or <store>-proof.key when none
  * is named.  With create, a missing default key is made (32 random bytes,
- * 0600) and *created says so; a named key is never made.  A key file must
- * be a regular file of ours, mode 0600 or stricter, 32 to 4096 bytes.
- * Returns 0, or -1 with the reason logged.
+ * 0600) as <store>-proof.key.new, and *created says so (also when that is
+ * read again: no store was kept under it); a named key is never made.  A
+ * key file must be a regular file of ours, mode 0600 or stricter, 32 to
+ * 4095 bytes.  Returns 0, or -1 with the reason logged.
  */
 int	proof_load(const struct config *, int create, int *created);
+/* A store is committed under the key made at this start: name it. */
+int	proof_keep(const struct config *);
 /* The key, given directly (tests). */
 void	proof_set_key(const void *, size_t);
 /* The key file's path for conf into buf. */
