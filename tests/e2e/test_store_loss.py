@@ -38,7 +38,8 @@ CACHE = "cache.payments.svc.cluster.local"      # from another namespace
 
 class Prober:
     """Connects to each owner's port, round and round, until stopped. A probe
-    answered by a marker outside the owner's own reached another backend."""
+    answered by a marker outside the owner's own reached another backend; one
+    not answered at all is traffic lost. Neither may happen."""
 
     def __init__(self, fleet, expect):
         self.fleet = fleet
@@ -71,6 +72,7 @@ class Prober:
               "backend" % (self.ok, self.failed, len(self.wrong)))
         assert self.ok > 10 * len(self.expect), "the prober hardly ran"
         assert not self.wrong, "probes reached another backend: %r" % self.wrong[:10]
+        assert not self.failed, "%d probes of owners' ports failed" % self.failed
 
 
 def owners_fleet(make_fleet):
