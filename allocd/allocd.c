@@ -6,7 +6,10 @@
  * with the decisions it causes; the transaction is committed durably, and
  * only then is everything it logged published on PUB and the senders
  * acknowledged.  A second ROUTER answers SINCE <seq> from the log, so a
- * consumer that missed anything catches up by itself.
+ * consumer that missed anything catches up by itself.  Started on an empty
+ * store, allocd first holds what it hears, and the SINCE asked meanwhile,
+ * until the clusters are resynced (adopt.c), so that the ports written on
+ * objects are adopted before anything new is given out.
  */
 #include <errno.h>
 #include <signal.h>
