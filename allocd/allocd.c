@@ -286,17 +286,28 @@ answer_since(zmq_msg_t *id, uint64_t seq)
 static struct {
 	zmq_msg_t	id;
 	uint64_t	seq;
+	uint64_t	at;	/* ms; the asker gives up on it after a while */
 } since_held[SINCE_HELD];
 static size_t	nsince_held;
 
 static void
 since_hold(zmq_msg_t *id, uint64_t seq)
 {
+	size_t i;
+
 	adopt_learn(&adopt, seq);
-	if (nsince_held == SINCE_HELD)
-		return;		/* the consumer asks again */
+	if (nsince_held == SINCE_HELD) {
+		/* the oldest is the likeliest given up on */
+		for (i = 1; i < SINCE_HELD; i++) {
+			zmq_msg_move(&since_held[i - 1].id, &since_held[i].id);
+			since_held[i - 1].seq = since_held[i].seq;
+			since_held[i - 1].at = since_held[i].at;
+		}
+		zmq_msg_close(&since_held[--nsince_held].id);
+	}
 	zmq_msg_init(&since_held[nsince_held].id);
 	zmq_msg_copy(&since_held[nsince_held].id, id);
+	since_held[nsince_held].at = now_ms();
 	since_held[nsince_held++].seq = seq;
 }
 
@@ -571,7 +582,9 @@ adopt_finish(uint64_t now)
 		event_free(&batch[i]);
 	free(batch);
 	for (i = 0; i < nsince_held; i++) {
-		answer_since(&since_held[i].id, since_held[i].seq);
+		/* one the consumer has given up on, it has asked again */
+		if (now_ms() - since_held[i].at < BUS_SYNC_TIMEOUT_MS)
+			answer_since(&since_held[i].id, since_held[i].seq);
 		zmq_msg_close(&since_held[i].id);
 	}
 	nsince_held = 0;
