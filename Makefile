@@ -12,7 +12,7 @@
 
 CC	?= cc
 BUILD	?= build
-PKGS	 = libzmq msgpack lmdb inih libcurl jansson yaml-0.1
+PKGS	 = libzmq msgpack lmdb inih libcurl jansson yaml-0.1 libcrypto
 CFLAGS	?= -O2 -g
 CFLAGS	+= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Icommon \
 	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(EXTRA_CFLAGS)
@@ -51,7 +51,7 @@ $(foreach d,$(DAEMONS),$(eval $(call daemon_rule,$(d))))
 # Unit tests link the daemon file they test, minus its main().
 $(BUILD)/tests/test_alloc: $(BUILD)/obj/tests/unit/test_alloc.o \
     $(BUILD)/obj/allocd/alloc.o $(BUILD)/obj/allocd/hosts.o \
-    $(BUILD)/obj/allocd/limits.o $(COMMON_OBJS)
+    $(BUILD)/obj/allocd/limits.o $(BUILD)/obj/allocd/proof.o $(COMMON_OBJS)
 $(BUILD)/tests/test_envoy: $(BUILD)/obj/tests/unit/test_envoy.o \
     $(BUILD)/obj/applyd/envoy.o $(BUILD)/obj/applyd/file.o $(COMMON_OBJS)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_OBJS)

@@ -7,7 +7,9 @@
  *  - an owner coming back finds the port it held while that port is still
  *    quarantined for it;
  *  - an owner we have no record of (a lost store) gets the port written on
- *    its object, when that port is free;
+ *    its object, when that port is free and the proof written beside it
+ *    was made for this object (proof.c); an address it cannot prove is
+ *    refused, with a reason that names nobody else;
  *  - otherwise the preferred port is a hash of the owner, probing upward, so
  *    that even a lost store gives most owners their old ports back;
  *  - a released port is quarantined for conf->quarantine seconds before any
@@ -27,6 +29,7 @@
 #include "hosts.h"
 #include "limits.h"
 #include "log.h"
+#include "proof.h"
 
 enum { OWN_ACTIVE = 1, OWN_QUARANTINED = 2, OWN_REFUSED = 3 };
 
@@ -145,6 +148,16 @@ route_event(struct event *ev, int type, const struct event *obs)
 	memcpy(ev->name, obs->name, sizeof(ev->name));
 	ev->route = obs->route;
 	ev->has = F_CLUSTER | F_NS | F_NAME | F_ROUTE;
+}
+
+/* PORT_LIVE for set's owner at port, with the proof watcherd writes. */
+static void
+live_event(struct event *d, const struct event *set, uint64_t port)
+{
+	route_event(d, EV_PORT_LIVE, set);
+	d->port = port;
+	d->has |= F_PORT;
+	proof_put(d, set->uid);
 }
 
 /* Tables. */
@@ -608,7 +621,8 @@ assign(struct alloc *a, MDB_txn *txn, const struct event *obs,
 		return rc;
 	route_event(&d, EV_PORT_SET, obs);
 	d.port = p;
-	d.has |= F_PORT | F_BACKENDS;
+	d.has |= F_PORT | F_BACKENDS | (obs->has & F_UID);
+	memcpy(d.uid, obs->uid, sizeof(d.uid));
 	if (event_copy(&keep, obs) == -1)
 		fatal("alloc: assign");
 	d.backends = keep.backends;
@@ -659,6 +673,56 @@ release(struct alloc *a, MDB_txn *txn, const char *owner,
 	return put_owner(a, txn, owner, rec, set);
 }
 
+#define CLAIM_WHY	"portico.dev/address was not written by portico for " \
+	"this object (no valid portico.dev/proof): remove it to be given a port"
+
+enum { CLAIM_NONE, CLAIM_ADOPTED, CLAIM_UNPROVEN };
+
+/*
+ * The port written on the object, for an owner that holds none (a lost
+ * store): adopted when the object proves it (or, on the first store under
+ * proofs, without) and it is free.  A quarantined owner's own record says
+ * more than its object.  While adopting, what each claim came to is counted.
+ */
+static int
+claim(struct alloc *a, MDB_txn *txn, const struct event *obs,
+    const char *owner, const struct owner_rec *rec)
+{
+	char why[256];
+
+	if (!(obs->has & F_HAD) || rec->state == OWN_QUARANTINED)
+		return CLAIM_NONE;
+	if (!a->adopt_unproven && !proof_holds(obs)) {
+		a->nbadproof += (uint64_t)a->adopting;
+		return CLAIM_UNPROVEN;
+	}
+	if (port_avail(a, txn, (unsigned)obs->had, owner, obs->time, why,
+	    sizeof(why)) == 0) {
+		a->nadopted += (uint64_t)a->adopting;
+		return CLAIM_ADOPTED;
+	}
+	a->ntaken += (uint64_t)a->adopting;
+	return CLAIM_NONE;
+}
+
+/*
+ * A live owner whose object does not carry its address with a valid proof
+ * (written before proofs, or changed by hand): PORT_LIVE again, with the
+ * proof, so that watcherd writes both.
+ */
+static int
+reprove(struct alloc *a, MDB_txn *txn, const struct event *obs,
+    const struct owner_rec *rec)
+{
+	struct event d;
+
+	if (!rec->live || !(obs->has & F_HAD) ||
+	    (obs->had == rec->port && proof_holds(obs)))
+		return 0;
+	live_event(&d, obs, rec->port);
+	return emit(a, txn, &d, obs->time);
+}
+
 static int
 on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
 {
@@ -667,7 +731,7 @@ on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
 	struct owner_rec rec;
 	struct event set;
 	unsigned p = 0;
-	int rc, have, limited;
+	int rc, have, limited, c;
 
 	if (event_owner(obs, owner, sizeof(owner)) == -1)
 		return 0;
@@ -717,24 +781,33 @@ on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
 			    (unsigned)obs->want);
 			goto done;
 		}
-		if (!backends_equal(&set, obs) || rec.why[0] != '\0') {
+		if (!backends_equal(&set, obs) || rec.why[0] != '\0' ||
+		    strcmp(set.uid, obs->uid) != 0)
 			rc = assign(a, txn, obs, owner, &rec, rec.port);
-			goto done;
-		}
-		rc = put_owner(a, txn, owner, &rec, &set);
+		else
+			rc = put_owner(a, txn, owner, &rec, &set);
+		if (rc == 0)
+			rc = reprove(a, txn, obs, &rec);
 		goto done;
 	}
-	if (obs->has & F_WANT) {
-		if (port_avail(a, txn, (unsigned)obs->want, owner, obs->time,
-		    why, sizeof(why)) == 0)
-			p = (unsigned)obs->want;
-	} else if (rec.state == OWN_QUARANTINED && port_avail(a, txn, rec.port,
-	    owner, obs->time, why, sizeof(why)) == 0)
+	if ((obs->has & F_WANT) && port_avail(a, txn, (unsigned)obs->want,
+	    owner, obs->time, why, sizeof(why)) == 0) {
+		p = (unsigned)obs->want;
+		if ((obs->has & F_HAD) && obs->had == obs->want)
+			a->nadopted += (uint64_t)a->adopting;
+	} else if (!(obs->has & F_WANT) && rec.state == OWN_QUARANTINED &&
+	    port_avail(a, txn, rec.port, owner, obs->time, why,
+	    sizeof(why)) == 0)
 		p = rec.port;		/* coming back within quarantine */
-	else if (rec.state == 0 && (obs->has & F_HAD) && port_avail(a, txn,
-	    (unsigned)obs->had, owner, obs->time, why, sizeof(why)) == 0)
+	else if ((c = claim(a, txn, obs, owner, &rec)) == CLAIM_UNPROVEN) {
+		rec.state = OWN_REFUSED;	/* claim() passes quarantines by */
+		rec.waiting = 0;
+		rc = refuse(a, txn, obs, owner, &rec, &set, CLAIM_WHY);
+		goto done;
+	} else if (c == CLAIM_ADOPTED)
 		p = (unsigned)obs->had;	/* adopted from the object */
-	else if ((p = port_pick(a, txn, owner, obs->time)) == 0) {
+	else if (!(obs->has & F_WANT) &&
+	    (p = port_pick(a, txn, owner, obs->time)) == 0) {
 		char set[CONF_MAX_RANGES * 12];
 
 		ports_format(&a->conf->ports, set, sizeof(set));
@@ -759,6 +832,12 @@ on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
 		goto done;
 	}
 	rc = assign(a, txn, obs, owner, &rec, p);
+	if (rc == 0 && (obs->has & F_WANT) && p != obs->want) {
+		/* adopted on its own port; what it asks for is refused */
+		event_free(&set);
+		if ((rc = get_owner(a, txn, owner, &rec, &set)) == 0)
+			rc = refuse(a, txn, obs, owner, &rec, &set, why);
+	}
  done:
 	event_free(&set);
 	return rc;
@@ -1493,9 +1572,7 @@ on_applied(struct alloc *a, MDB_txn *txn, const struct event *obs)
 			held |= held_by(&a->status[k], rec.port);
 		if (keep_unlive(a, &rec, low) && !held) {
 			rec.live = 1;
-			route_event(&d, EV_PORT_LIVE, &set);
-			d.port = rec.port;
-			d.has |= F_PORT;
+			live_event(&d, &set, rec.port);
 			if ((rc = emit(a, txn, &d, obs->time)) == 0 &&
 			    (rc = put_owner(a, txn, *p, &rec, &set)) == 0)
 				rc = unlive_mark(a, txn, *p, 0);
@@ -1746,6 +1823,38 @@ alloc_tick_due(struct alloc *a, MDB_txn *txn, uint64_t now)
 	return due;
 }
 
+/*
+ * A store loss: from STORE_LOST to ADOPT_END (logged together, with the
+ * observations held meanwhile between them, claims first) the ports
+ * written on objects are adopted; ADOPT_END says what that cost.
+ */
+static int
+on_adopt(struct alloc *a, MDB_txn *txn, const struct event *obs)
+{
+	struct event d;
+	uint64_t refused = a->nbadproof + a->ntaken;
+
+	if (obs->type == EV_STORE_LOST) {
+		a->adopting = 1;
+		a->adopt_unproven = obs->sfirst != 0;
+		a->nadopted = a->nbadproof = a->ntaken = 0;
+		return 0;
+	}
+	if (!a->adopting)
+		return 0;
+	a->adopting = a->adopt_unproven = 0;
+	event_init(&d, EV_RECOVERED);
+	d.sadopt = a->nadopted;
+	d.srefused = refused;
+	d.has = F_SADOPT | F_SREFUSED;
+	if (snprintf(d.why, sizeof(d.why), "adopted %llu owners; refused %llu "
+	    "claims: %llu without a valid proof, %llu on a port already held",
+	    (unsigned long long)a->nadopted, (unsigned long long)refused,
+	    (unsigned long long)a->nbadproof, (unsigned long long)a->ntaken) > 0)
+		d.has |= F_WHY;
+	return emit(a, txn, &d, obs->time);
+}
+
 int
 alloc_observe(struct alloc *a, MDB_txn *txn, const struct event *in)
 {
@@ -1809,6 +1918,9 @@ alloc_observe(struct alloc *a, MDB_txn *txn, const struct event *in)
 		return on_tick(a, txn, in);
 	case EV_SNAPSHOT:
 		return store_compact(a->st, txn, a->seq);
+	case EV_STORE_LOST:
+	case EV_ADOPT_END:
+		return on_adopt(a, txn, in);
 	}
 	return 0;
 }
@@ -1874,7 +1986,7 @@ alloc_state(struct alloc *a, MDB_txn *txn,
 {
 	struct cluster_rec crec;
 	struct owner_rec rec;
-	struct event ev;
+	struct event ev, set;
 	MDB_cursor *cur;
 	MDB_val key, val;
 	char err[128];
@@ -1904,19 +2016,17 @@ alloc_state(struct alloc *a, MDB_txn *txn,
 	    mdb_cursor_get(cur, &key, &val, op) == 0; op = MDB_NEXT) {
 		memcpy(&rec, val.mv_data, sizeof(rec));
 		if (rec.state == OWN_ACTIVE) {
-			if (event_decode(&ev, (char *)val.mv_data +
+			if (event_decode(&set, (char *)val.mv_data +
 			    sizeof(rec), val.mv_size - sizeof(rec), err,
-			    sizeof(err)) == -1 || ev.type != EV_PORT_SET)
+			    sizeof(err)) == -1 || set.type != EV_PORT_SET)
 				fatalx("alloc: owner %.*s: no PORT_SET",
 				    (int)key.mv_size, (char *)key.mv_data);
-			rc = fn(&ev, arg);
-			event_free(&ev);
-		}
-		if (rc == 0 && rec.state == OWN_ACTIVE && rec.live &&
-		    owner_event(&ev, EV_PORT_LIVE, &key) == 0) {
-			ev.port = rec.port;
-			ev.has |= F_PORT;
-			rc = fn(&ev, arg);
+			rc = fn(&set, arg);
+			if (rc == 0 && rec.live) {
+				live_event(&ev, &set, rec.port);
+				rc = fn(&ev, arg);
+			}
+			event_free(&set);
 		}
 		if (rc == 0 && rec.state != OWN_QUARANTINED &&
 		    rec.why[0] != '\0' &&

@@ -37,6 +37,17 @@ struct alloc {
 	long			 nfaults;
 	/* the clusters' sums of use are in the store (limits.h) */
 	int			 lim_built;
+
+	/*
+	 * Between STORE_LOST and ADOPT_END (one transaction): the claims
+	 * written on objects are being adopted; unproven ones too on the
+	 * first store under proofs.  What it cost is counted for RECOVERED.
+	 */
+	int			 adopting;
+	int			 adopt_unproven;
+	uint64_t		 nadopted;
+	uint64_t		 nbadproof;	/* claims without a valid proof */
+	uint64_t		 ntaken;	/* proven, but the port was held */
 };
 
 void	alloc_init(struct alloc *, struct store *, const struct config *,

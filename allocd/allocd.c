@@ -6,7 +6,10 @@
  * with the decisions it causes; the transaction is committed durably, and
  * only then is everything it logged published on PUB and the senders
  * acknowledged.  A second ROUTER answers SINCE <seq> from the log, so a
- * consumer that missed anything catches up by itself.
+ * consumer that missed anything catches up by itself.  Started on an empty
+ * store, allocd first holds what it hears, and the SINCE asked meanwhile,
+ * until the clusters are resynced (adopt.c), so that the ports written on
+ * objects are adopted before anything new is given out.
  */
 #include <errno.h>
 #include <signal.h>
@@ -15,11 +18,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "adopt.h"
 #include "alloc.h"
 #include "bus.h"
 #include "daemon.h"
 #include "hash.h"
 #include "log.h"
+#include "proof.h"
 #include "replay.h"
 #include "store.h"
 
@@ -37,6 +42,7 @@ static struct store	 st;
 static struct alloc	 al;
 static void		*in_sock, *pub_sock, *sync_sock;
 static unsigned long	 ignored;
+static struct adopt	 adopt;		/* started on an empty store */
 
 static void
 publish(void)
@@ -92,12 +98,53 @@ commit_batch(struct event *batch, size_t n)
 	}
 }
 
+/* Remember that the sender id sent seq (its own sequence, to ACK). */
+static void
+sender_note(struct sender *senders, size_t *ns, const zmq_msg_t *id,
+    uint64_t seq)
+{
+	size_t i;
+
+	for (i = 0; i < *ns; i++)
+		if (zmq_msg_size(&senders[i].id) == zmq_msg_size(id) &&
+		    memcmp(zmq_msg_data(&senders[i].id),
+		    zmq_msg_data((zmq_msg_t *)id), zmq_msg_size(id)) == 0)
+			break;
+	if (i == *ns && *ns < SENDERS_MAX) {
+		zmq_msg_init(&senders[i].id);
+		zmq_msg_copy(&senders[i].id, (zmq_msg_t *)id);
+		senders[(*ns)++].seq = 0;
+	}
+	if (i < *ns && seq > senders[i].seq)
+		senders[i].seq = seq;
+}
+
+/* What each sender sent is committed: say so, and forget them. */
+static void
+senders_ack(struct sender *senders, size_t *ns)
+{
+	struct event ack;
+	size_t i;
+
+	for (i = 0; i < *ns; i++) {
+		event_init(&ack, EV_ACK);
+		ack.seq = senders[i].seq;
+		ack.time = now_ms();
+		bus_send_to(in_sock, &senders[i].id, &ack);
+		zmq_msg_close(&senders[i].id);
+	}
+	*ns = 0;
+}
+
+/* Acks owed for what is held, sent once it is committed. */
+static struct sender	held_senders[SENDERS_MAX];
+static size_t		nheld_senders;
+
 static void
 on_input(void)
 {
 	static struct event batch[BATCH_MAX];
 	struct sender senders[SENDERS_MAX];
-	struct event ack;
 	zmq_msg_t id;
 	size_t n = 0, ns = 0, i;
 	uint64_t now = now_ms();
@@ -106,7 +153,9 @@ on_input(void)
 	while (n < BATCH_MAX && (rc = bus_recv(in_sock, &batch[n], &id)) != 0) {
 		if (rc == -1)
 			continue;
-		if (!is_observation(batch[n].type)) {
+		if (!is_observation(batch[n].type) || (!adopt.active &&
+		    batch[n].type == EV_APPLIED && batch[n].gen > al.seq)) {
+			/* a generation above ours is a lost store's */
 			ignored++;
 			log_debug("allocd: ignored %s on input",
 			    event_name(batch[n].type));
@@ -114,35 +163,25 @@ on_input(void)
 			zmq_msg_close(&id);
 			continue;
 		}
-		for (i = 0; i < ns; i++)
-			if (zmq_msg_size(&senders[i].id) == zmq_msg_size(&id) &&
-			    memcmp(zmq_msg_data(&senders[i].id),
-			    zmq_msg_data(&id), zmq_msg_size(&id)) == 0)
-				break;
-		if (i == ns && ns < SENDERS_MAX) {
-			zmq_msg_init(&senders[ns].id);
-			zmq_msg_move(&senders[ns].id, &id);
-			senders[ns++].seq = 0;
-		}
-		if (i < ns && batch[n].seq > senders[i].seq)
-			senders[i].seq = batch[n].seq;
+		sender_note(adopt.active ? held_senders : senders,
+		    adopt.active ? &nheld_senders : &ns, &id, batch[n].seq);
 		zmq_msg_close(&id);
 		/* allocd's clock stamps the observation: replay reuses it */
 		batch[n++].time = now;
 	}
 	if (n == 0)
 		return;
-	commit_batch(batch, n);
-	publish();
+	if (adopt.active) {
+		/* held: acked once adopt_finish() has committed it */
+		for (i = 0; i < n; i++)
+			adopt_hold(&adopt, &batch[i]);
+	} else {
+		commit_batch(batch, n);
+		publish();
+	}
 	for (i = 0; i < n; i++)
 		event_free(&batch[i]);
-	for (i = 0; i < ns; i++) {
-		event_init(&ack, EV_ACK);
-		ack.seq = senders[i].seq;
-		ack.time = now;
-		bus_send_to(in_sock, &senders[i].id, &ack);
-		zmq_msg_close(&senders[i].id);
-	}
+	senders_ack(senders, &ns);
 }
 
 struct peer {
@@ -219,17 +258,64 @@ answer_log(MDB_txn *txn, zmq_msg_t *id, uint64_t seq, uint64_t last)
 }
 
 /*
- * Answer SINCE s: from the log when it still holds s + 1, else with the
- * whole state (the log was compacted past s).
+ * Answer SINCE seq: from the log when it still holds seq + 1, else with the
+ * whole state (the log was compacted past seq, or is a new store's).
  */
+static void
+answer_since(zmq_msg_t *id, uint64_t seq)
+{
+	MDB_txn *txn;
+	uint64_t first, last;
+	size_t n;
+
+	if (store_begin(&st, &txn, 1) != 0)
+		fatalx("allocd: read transaction");
+	first = store_first_seq(&st, txn);
+	last = store_last_seq(&st, txn);
+	if (first > seq + 1)
+		n = answer_state(txn, id, last);
+	else
+		n = answer_log(txn, id, seq, last);
+	mdb_txn_abort(txn);
+	log_debug("allocd: SINCE %llu: %zu %s", (unsigned long long)seq, n,
+	    first > seq + 1 ? "state events" : "records");
+}
+
+/* SINCE asked while claims are held: answered once they are decided. */
+#define SINCE_HELD	64
+static struct {
+	zmq_msg_t	id;
+	uint64_t	seq;
+	uint64_t	at;	/* ms; the asker gives up on it after a while */
+} since_held[SINCE_HELD];
+static size_t	nsince_held;
+
+static void
+since_hold(zmq_msg_t *id, uint64_t seq)
+{
+	size_t i;
+
+	adopt_learn(&adopt, seq);
+	if (nsince_held == SINCE_HELD) {
+		/* the oldest is the likeliest given up on */
+		for (i = 1; i < SINCE_HELD; i++) {
+			zmq_msg_move(&since_held[i - 1].id, &since_held[i].id);
+			since_held[i - 1].seq = since_held[i].seq;
+			since_held[i - 1].at = since_held[i].at;
+		}
+		zmq_msg_close(&since_held[--nsince_held].id);
+	}
+	zmq_msg_init(&since_held[nsince_held].id);
+	zmq_msg_copy(&since_held[nsince_held].id, id);
+	since_held[nsince_held].at = now_ms();
+	since_held[nsince_held++].seq = seq;
+}
+
 static void
 on_since(void)
 {
 	struct event req;
-	MDB_txn *txn;
 	zmq_msg_t id;
-	uint64_t first, last;
-	size_t n;
 	int rc;
 
 	while ((rc = bus_recv(sync_sock, &req, &id)) != 0) {
@@ -240,18 +326,10 @@ on_since(void)
 			zmq_msg_close(&id);
 			continue;
 		}
-		if (store_begin(&st, &txn, 1) != 0)
-			fatalx("allocd: read transaction");
-		first = store_first_seq(&st, txn);
-		last = store_last_seq(&st, txn);
-		if (first > req.seq + 1)
-			n = answer_state(txn, &id, last);
+		if (adopt.active)
+			since_hold(&id, req.seq);
 		else
-			n = answer_log(txn, &id, req.seq, last);
-		mdb_txn_abort(txn);
-		log_debug("allocd: SINCE %llu: %zu %s", (unsigned long long)
-		    req.seq, n, first > req.seq + 1 ? "state events" :
-		    "records");
+			answer_since(&id, req.seq);
 		event_free(&req);
 		zmq_msg_close(&id);
 	}
@@ -494,13 +572,55 @@ check_config(void)
 	return n > 0 && !conf.allow_shrink;
 }
 
+/*
+ * The claims held since an empty start are decided, in their order, in one
+ * transaction above every seq a consumer had seen; then the consumers that
+ * asked meanwhile get the new store's state.
+ */
+static void
+adopt_finish(uint64_t now)
+{
+	struct event *batch;
+	uint64_t learned = adopt.learned, waited = now - adopt.start;
+	size_t n, i;
+
+	batch = adopt_batch(&adopt, now, &n);
+	al.seq = adopt_base(&adopt);
+	first_seq = al.seq + 1;
+	commit_batch(batch, n);
+	if (adopt.first && proof_keep(&conf) == -1)
+		fatalx("allocd: cannot keep the proof key");
+	log_info("allocd: %s: adopted %llu owners, refused %llu "
+	    "claims (%llu without a valid proof, %llu on a port already "
+	    "held), after holding %zu observations %llu ms; seqs continue "
+	    "above %llu (consumers had seen %llu)", adopt.loss ?
+	    "store lost" : "a first store", (unsigned long long)al.nadopted,
+	    (unsigned long long)(al.nbadproof + al.ntaken),
+	    (unsigned long long)al.nbadproof, (unsigned long long)al.ntaken,
+	    n - 2, (unsigned long long)waited,
+	    (unsigned long long)(first_seq - 1), (unsigned long long)learned);
+	publish();
+	senders_ack(held_senders, &nheld_senders);
+	for (i = 0; i < n; i++)
+		event_free(&batch[i]);
+	free(batch);
+	for (i = 0; i < nsince_held; i++) {
+		/* one the consumer has given up on, it has asked again */
+		if (now_ms() - since_held[i].at < BUS_SYNC_TIMEOUT_MS)
+			answer_since(&since_held[i].id, since_held[i].seq);
+		zmq_msg_close(&since_held[i].id);
+	}
+	nsince_held = 0;
+}
+
 static void
 heartbeat(void)
 {
 	struct event hb;
 
 	event_init(&hb, EV_HEARTBEAT);
-	hb.seq = al.seq;
+	/* while claims are held: where the new store will go on from */
+	hb.seq = adopt.active ? adopt_ahead(&adopt) : al.seq;
 	hb.time = now_ms();
 	hb.boot = bus_boot_id();
 	hb.has = F_BOOT;
@@ -515,7 +635,7 @@ main(int argc, char **argv)
 	uint64_t next_hb = 0, now;
 	MDB_txn *txn;
 	char ports[CONF_MAX_RANGES * 12];
-	int sig, timeout;
+	int sig, timeout, created;
 
 	daemon_start(&d, argc, argv, "allocd", DAEMON_REPLAY | DAEMON_CHECK,
 	    &conf);
@@ -535,6 +655,21 @@ main(int argc, char **argv)
 	if ((first_seq = store_first_seq(&st, txn)) == 0)
 		first_seq = al.seq + 1;		/* an empty log */
 	mdb_txn_abort(txn);
+	if (proof_load(&conf, 1, &created) == -1)
+		fatalx("allocd: cannot read the proof key");
+	if (created)
+		log_info("allocd: made a new proof key: addresses written "
+		    "before it prove nothing now");
+	if (created && al.seq != 0 && proof_keep(&conf) == -1)
+		fatalx("allocd: cannot keep the proof key");
+	if (al.seq == 0) {
+		adopt_begin(&adopt, now_ms(), conf.adopt_wait, created);
+		log_info("allocd: the store is empty: holding observations "
+		    "until every cluster is resynced (at most %u s), so that "
+		    "proven addresses are adopted first%s", conf.adopt_wait,
+		    created ? "; a new key: unproven ones are adopted too, "
+		    "this once" : "");
+	}
 	check_stranded();
 
 	in_sock = bus_socket(ZMQ_ROUTER);
@@ -552,12 +687,16 @@ main(int argc, char **argv)
 
 	for (;;) {
 		now = now_ms();
+		if (adopt.active && adopt_due(&adopt, now))
+			adopt_finish(now);
 		if (now >= next_hb) {
-			tick(now);
-			if (compact_due(now, 1))
+			if (!adopt.active)
+				tick(now);
+			if (!adopt.active && compact_due(now, 1))
 				compact(now);
 			heartbeat();
-			next_hb = now + BUS_HEARTBEAT_MS;
+			/* holding: soon, so that a restart is heard at once */
+			next_hb = now + (adopt.active ? 200 : BUS_HEARTBEAT_MS);
 		}
 		items[0] = (zmq_pollitem_t){ in_sock, 0, ZMQ_POLLIN, 0 };
 		items[1] = (zmq_pollitem_t){ sync_sock, 0, ZMQ_POLLIN, 0 };
@@ -567,7 +706,7 @@ main(int argc, char **argv)
 			fatal("zmq_poll");
 		if (items[0].revents & ZMQ_POLLIN) {
 			on_input();
-			if (compact_due(0, 0))
+			if (!adopt.active && compact_due(0, 0))
 				compact(now_ms());
 		}
 		if (items[1].revents & ZMQ_POLLIN)

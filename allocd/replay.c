@@ -14,6 +14,7 @@
 
 #include "alloc.h"
 #include "log.h"
+#include "proof.h"
 #include "replay.h"
 
 #define REPLAY_TXN	1000	/* observations per scratch transaction */
@@ -130,6 +131,12 @@ replay_run(const struct config *conf, const char *dir)
 
 	if (store_open(&src, dir, (size_t)conf->map_size_mb << 20, 1) == -1)
 		return 2;
+	/* the proofs it checked and made are checked and made again */
+	if (proof_load(conf, 0, &rc) == -1) {
+		printf("replay needs allocd's proof key\n");
+		store_close(&src);
+		return 2;
+	}
 	if (mkdtemp(scratch) == NULL)
 		fatal("replay: mkdtemp");
 	if (store_open(&dst, scratch, (size_t)8 << 30, 0) == -1)
@@ -149,6 +156,8 @@ replay_run(const struct config *conf, const char *dir)
 			status = 1;
 			break;
 		}
+		if (op == MDB_FIRST && obs.type == EV_STORE_LOST)
+			a.seq = obs.seq - 1;	/* a store that began anew */
 		if (op == MDB_FIRST && obs.type == EV_SNAPSHOT) {
 			status = from_snapshot(&src, rt, &dst, &a, obs.seq);
 			event_free(&obs);
@@ -157,7 +166,8 @@ replay_run(const struct config *conf, const char *dir)
 			continue;
 		}
 		if ((obs.type < EV_CLUSTER_UP || obs.type > EV_TICK) &&
-		    obs.type != EV_SNAPSHOT) {
+		    obs.type != EV_SNAPSHOT && obs.type != EV_STORE_LOST &&
+		    obs.type != EV_ADOPT_END) {
 			printf("seq %llu: recorded %s has no observation "
 			    "that replay made it from\n",
 			    (unsigned long long)obs.seq, event_name(obs.type));

@@ -82,6 +82,8 @@ static const struct ckey ckeys[] = {
 	C("store", "compact_age", CK_UINT, compact_age, 0, 86400 * 365,
 	    "604800"),
 	C("store", "compact_mb", CK_UINT, compact_mb, 1, 1u << 20, "64"),
+	C("store", "proof_key", CK_STR, proof_key, 0, 0, ""),
+	C("store", "adopt_wait", CK_UINT, adopt_wait, 1, 3600, "30"),
 	C("limits", "allow_backends", CK_NETS, allow_backends, 0, 0, ""),
 	C("limits", "routes_per_cluster", CK_UINT, lim_routes, 0, 1000000,
 	    "1000"),

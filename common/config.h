@@ -72,6 +72,8 @@ struct config {
 	unsigned	compact_records;	/* log records before compaction */
 	unsigned	compact_age;		/* seconds; 0: by count only */
 	unsigned	compact_mb;		/* log MiB before compaction */
+	char		proof_key[PATH_MAX];	/* allocd's HMAC key file */
+	unsigned	adopt_wait;		/* s: claims held after a loss */
 
 	char		pks_url[512];
 	char		uaa_url[512];

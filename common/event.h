@@ -49,7 +49,12 @@
 	X(TEXT,     "text", TEXT,     text,     NULL)			\
 	X(HAD,      "had",  PORT,     had,      NULL)			\
 	X(HELD,     "held", PORTS,    held,     NULL)			\
-	X(FGEN,     "fg",   U64,      fgen,     NULL)
+	X(FGEN,     "fg",   U64,      fgen,     NULL)			\
+	X(UID,      "uid",  STR,      uid,      valid_token)		\
+	X(PROOF,    "pf",   STR,      pf,       valid_token)		\
+	X(SFIRST,   "sfirst", U64,    sfirst,   NULL)			\
+	X(SADOPT,   "sadopt", U64,    sadopt,   NULL)			\
+	X(SREFUSED, "srefused", U64,  srefused, NULL)
 
 enum ev_field_index {
 #define X(n, k, t, m, v)	FI_##n,
@@ -79,7 +84,7 @@ enum ev_field_bit { EV_FIELDS(X) };
 	X(CLUSTER_UP,  10, F_CLUSTER | F_CNAME | F_HOST | F_MASTERS | F_MPORT, 0) \
 	X(CLUSTER_DOWN,11, F_CLUSTER, 0)				\
 	X(ROUTE,       12, F_CLUSTER | F_NS | F_NAME | F_ROUTE | F_BACKENDS, \
-	    F_WANT | F_WHY | F_HAD)						\
+	    F_WANT | F_WHY | F_HAD | F_UID | F_PROOF)			\
 	X(ROUTE_GONE,  13, F_CLUSTER | F_NS | F_NAME | F_ROUTE, 0)	\
 	X(SYNC_BEGIN,  14, F_CLUSTER | F_SID, 0)			\
 	X(SYNC_END,    15, F_CLUSTER | F_SID, 0)			\
@@ -88,15 +93,25 @@ enum ev_field_bit { EV_FIELDS(X) };
 	X(TICK,        17, 0, 0)					\
 	/* the log was compacted: replay starts here, from the snapshot */ \
 	X(SNAPSHOT,    20, 0, 0)					\
+	/* allocd began on an empty store: gen, the highest its consumers	\
+	 * had seen; sfirst, the first store under proofs (claims without	\
+	 * one are adopted) */						\
+	X(STORE_LOST,  21, 0, F_GEN | F_SFIRST)				\
+	/* the claims held since STORE_LOST have all been decided */	\
+	X(ADOPT_END,   22, 0, 0)					\
 	/* decisions */							\
 	X(API_SET,     30, F_CLUSTER | F_CNAME | F_HOST | F_MASTERS | F_MPORT, 0) \
 	X(API_DEL,     31, F_CLUSTER, 0)				\
-	X(PORT_SET,    32, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE | F_BACKENDS, 0) \
-	X(PORT_LIVE,   33, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE, 0) \
+	X(PORT_SET,    32, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE | F_BACKENDS, \
+	    F_UID)							\
+	/* pf: the proof written beside the address */			\
+	X(PORT_LIVE,   33, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE, F_PROOF) \
 	X(PORT_FREE,   34, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE, 0) \
 	X(REFUSED,     35, F_CLUSTER | F_NS | F_NAME | F_ROUTE | F_WHY, 0) \
 	/* a proxy does not serve a held port: why; without why, it does */ \
 	X(PORT_FAULT,  36, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE, F_WHY) \
+	/* what a store loss cost: owners adopted, claims refused and why */ \
+	X(RECOVERED,   40, 0, F_SADOPT | F_SREFUSED | F_WHY)		\
 	/* rendered configuration */					\
 	X(CONFIG,      50, F_KIND | F_TEXT, 0)
 
@@ -144,6 +159,11 @@ struct event {
 	uint16_t	*held;			/* heap, ascending */
 	size_t		nheld;
 	uint64_t	fgen;			/* the generation that failed */
+	char		uid[64];		/* the object's metadata.uid */
+	char		pf[64];			/* proof of the address */
+	uint64_t	sfirst;
+	uint64_t	sadopt;
+	uint64_t	srefused;
 };
 
 void		 event_init(struct event *, int type);

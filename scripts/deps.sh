@@ -7,7 +7,7 @@ set -e
 # module with ssl_preread, loaded from /usr/lib/nginx/modules.
 pkgs="build-essential pkg-config libzmq3-dev libmsgpack-dev liblmdb-dev
 lmdb-utils libinih-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
-libcmocka-dev haproxy nginx libnginx-mod-stream supervisor openssl
+libcmocka-dev libssl-dev haproxy nginx libnginx-mod-stream supervisor openssl
 clang libclang-rt-14-dev
 netcat-openbsd python3 python3-pytest python3-zmq python3-msgpack
 python3-yaml"

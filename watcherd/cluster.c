@@ -90,6 +90,7 @@ vs_free(struct vs_obj *vs)
 	free(vs->routes);
 	free(vs->address);
 	free(vs->error);
+	free(vs->proof);
 	free(vs);
 }
 
@@ -326,6 +327,8 @@ vs_parse(struct vs_obj *vs, json_t *obj)
 	vs->expose = expose != NULL && strcasecmp(expose, "true") == 0;
 	vs->address = dup_or_null(annotation(obj, ANN_ADDRESS));
 	vs->error = dup_or_null(annotation(obj, ANN_ERROR));
+	vs->proof = dup_or_null(annotation(obj, ANN_PROOF));
+	vs_read_uid(vs, obj);
 	if (!vs->expose)
 		return;
 	if (want != NULL) {

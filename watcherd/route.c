@@ -345,6 +345,7 @@ route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
 	/* a store that was lost adopts what the object says it has */
 	if ((ev->had = written_port(cl, vs, r)) != 0)
 		ev->has |= F_HAD;
+	vs_claim(vs, r, ev);
 	if (cl->backend == BACKEND_NODEPORT &&
 	    src->nips * vs->routes[r].nd > EV_MAX_BACKENDS) {
 		snprintf(why, sizeof(why), "tcp[%zu]: more than %d backends",

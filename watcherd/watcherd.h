@@ -27,6 +27,7 @@
 #define ANN_ADDRESS	"portico.dev/address"
 #define ANN_ERROR	"portico.dev/error"
 #define ANN_ALLOW_FROM	"portico.dev/allow-from"	/* on a Service */
+#define ANN_PROOF	"portico.dev/proof"
 
 #ifndef MAX_EVENT_BYTES		/* the fuzz harnesses build with less */
 #define MAX_EVENT_BYTES	(4u << 20)	/* one watch event */
@@ -69,6 +70,8 @@ struct vs_obj {
 	size_t		 nroutes;
 	char		*address;	/* as on the object: compared only */
 	char		*error;
+	char		*proof;		/* beside the address, per route */
+	char		 uid[64];	/* metadata.uid */
 };
 
 struct informer {
@@ -198,6 +201,9 @@ int	 eps_backends(const struct smap *, const char *svc, const char *port,
 #define WB_INFLIGHT	16
 
 void	 cluster_writeback(struct cluster *, uint64_t now);
+/* The object's uid, and the proof written beside route r's address. */
+void	 vs_read_uid(struct vs_obj *, json_t *obj);
+void	 vs_claim(const struct vs_obj *, size_t r, struct event *);
 void	 cluster_writeback_one(struct cluster *, const char *key,
 	    struct vs_obj *, uint64_t now);
 

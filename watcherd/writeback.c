@@ -20,6 +20,7 @@ struct addr {
 	int		live;
 	char		why[256];	/* refused */
 	char		fault[256];	/* a proxy does not serve port */
+	char		pf[64];		/* proof of the address, once live */
 };
 
 static struct smap	addrs;		/* owner -> struct addr, from allocd */
@@ -31,6 +32,7 @@ struct patch {
 	char	 key[384];
 	char	*address;	/* what the object carried before */
 	char	*error;
+	char	*proof;
 };
 
 static void
@@ -50,9 +52,11 @@ patch_done(struct http_req *req, long code, const char *body, size_t len,
 			/* it did not land: compare with the truth next time */
 			free(vs->address);
 			free(vs->error);
+			free(vs->proof);
 			vs->address = p->address;
 			vs->error = p->error;
-			p->address = p->error = NULL;
+			vs->proof = p->proof;
+			p->address = p->error = p->proof = NULL;
 		}
 		if (code != 200) {
 			cl->patch_hold = now_ms() + jitter(5000);
@@ -65,6 +69,7 @@ patch_done(struct http_req *req, long code, const char *body, size_t len,
 	}
 	free(p->address);
 	free(p->error);
+	free(p->proof);
 	free(p);
 }
 
@@ -75,23 +80,63 @@ streq(const char *a, const char *b)
 	    (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
+void
+vs_read_uid(struct vs_obj *vs, json_t *obj)
+{
+	const char *uid = json_string_value(json_object_get(
+	    json_object_get(obj, "metadata"), "uid"));
+
+	snprintf(vs->uid, sizeof(vs->uid), "%s", uid != NULL ? uid : "");
+}
+
+/*
+ * The claim a route's observation carries: the object's uid always (the
+ * proof allocd makes is for it), and the proof written for route r (the
+ * r-th of the comma-separated proofs) when the object has an address.
+ * What fails validation is left out: the claim then proves nothing.
+ */
+void
+vs_claim(const struct vs_obj *vs, size_t r, struct event *ev)
+{
+	const char *s = vs->proof, *end;
+	char pf[sizeof(ev->pf)];
+
+	if (vs->uid[0] != '\0')
+		event_set_str(ev, F_UID, vs->uid);
+	if (!(ev->has & F_HAD))
+		return;
+	for (; s != NULL && r > 0; r--)
+		if ((s = strchr(s, ',')) != NULL)
+			s++;
+	if (s == NULL)
+		return;
+	if ((end = strchr(s, ',')) == NULL)
+		end = s + strlen(s);
+	if ((size_t)(end - s) >= sizeof(pf))
+		return;
+	memcpy(pf, s, (size_t)(end - s));
+	pf[end - s] = '\0';
+	event_set_str(ev, F_PROOF, pf);
+}
+
 static void
 vs_writeback(struct cluster *cl, const char *key, struct vs_obj *vs)
 {
-	char owner[EV_OWNERLEN], address[4096], path[128], url[1024];
-	const char *want_addr = NULL, *want_err = NULL;
+	char owner[EV_OWNERLEN], address[4096], proof[4096], path[128];
+	char url[1024];
+	const char *want_addr = NULL, *want_err = NULL, *want_pf = NULL;
 	struct http_auth a;
 	struct addr *ad;
 	json_t *ann, *body;
 	struct patch *p;
-	size_t r, o = 0;
-	int live = 1;
-	char *text, *keep_addr, *keep_err;
+	size_t r, o = 0, po = 0;
+	int live = 1, proven = 1;
+	char *text, *keep_addr, *keep_err, *keep_pf;
 
 	if (smap_get(&cl->patching, key) != NULL)
 		return;
 	if (vs->expose) {
-		address[0] = '\0';
+		address[0] = proof[0] = '\0';
 		for (r = 0; r < (vs->why[0] ? 1 : vs->nroutes); r++) {
 			owner_of(owner, sizeof(owner), cl->id, vs, r);
 			ad = smap_get(&addrs, owner);
@@ -104,15 +149,22 @@ vs_writeback(struct cluster *cl, const char *key, struct vs_obj *vs)
 			if (ad == NULL || !ad->live || ad->port == 0 ||
 			    vs->why[0] != '\0')
 				live = 0;
-			else
+			else {
 				o += (size_t)snprintf(address + o,
 				    sizeof(address) - o, "%s%s:%u",
 				    r ? "," : "", cl->host, ad->port);
+				po += (size_t)snprintf(proof + po,
+				    sizeof(proof) - po, "%s%s", r ? "," : "",
+				    ad->pf);
+				proven &= ad->pf[0] != '\0';
+			}
 		}
-		/* an address appears once every route is live */
+		/* an address appears once every route is live, its proof too */
 		want_addr = live ? address : vs->address;
+		want_pf = live && proven ? proof : vs->proof;
 	}
-	if (streq(want_addr, vs->address) && streq(want_err, vs->error))
+	if (streq(want_addr, vs->address) && streq(want_err, vs->error) &&
+	    streq(want_pf, vs->proof))
 		return;
 	ann = json_object();
 	if (!streq(want_addr, vs->address))
@@ -121,6 +173,9 @@ vs_writeback(struct cluster *cl, const char *key, struct vs_obj *vs)
 	if (!streq(want_err, vs->error))
 		json_object_set_new(ann, ANN_ERROR, want_err ?
 		    json_string(want_err) : json_null());
+	if (!streq(want_pf, vs->proof))
+		json_object_set_new(ann, ANN_PROOF, want_pf ?
+		    json_string(want_pf) : json_null());
 	body = json_pack("{s:{s:o}}", "metadata", "annotations", ann);
 	text = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
@@ -135,6 +190,7 @@ vs_writeback(struct cluster *cl, const char *key, struct vs_obj *vs)
 	snprintf(p->key, sizeof(p->key), "%s", key);
 	p->address = dup_or_null(vs->address);
 	p->error = dup_or_null(vs->error);
+	p->proof = dup_or_null(vs->proof);
 	smap_put(&cl->patching, key, p);
 	http_start("PATCH", url, &a, "application/merge-patch+json", text,
 	    30000, patch_done, NULL, p);
@@ -152,10 +208,13 @@ vs_writeback(struct cluster *cl, const char *key, struct vs_obj *vs)
 	 */
 	keep_addr = dup_or_null(want_addr);
 	keep_err = dup_or_null(want_err);
+	keep_pf = dup_or_null(want_pf);
 	free(vs->address);
 	free(vs->error);
+	free(vs->proof);
 	vs->address = keep_addr;
 	vs->error = keep_err;
+	vs->proof = keep_pf;
 	free(text);
 }
 
@@ -256,6 +315,7 @@ clusters_alloc_event(const struct event *ev)
 		if (a->port != ev->port) {
 			a->live = 0;
 			a->fault[0] = '\0';
+			a->pf[0] = '\0';
 		}
 		a->port = (unsigned)ev->port;
 		a->why[0] = '\0';
@@ -263,6 +323,8 @@ clusters_alloc_event(const struct event *ev)
 	case EV_PORT_LIVE:
 		if (a->port == ev->port)
 			a->live = 1;
+		if (a->port == ev->port && (ev->has & F_PROOF))
+			memcpy(a->pf, ev->pf, sizeof(a->pf));
 		break;
 	case EV_REFUSED:
 		snprintf(a->why, sizeof(a->why), "%s", ev->why);

@@ -36,6 +36,7 @@ from harness import bin_dir, need  # noqa: E402
 OWNERS = 24
 EV_SINCE, EV_SINCE_END, EV_STATE = 2, 3, 5
 EV_ROUTE, EV_ROUTE_GONE, EV_SNAPSHOT = 12, 13, 20
+EV_SYNC_BEGIN, EV_SYNC_END = 14, 15
 EV_PORT_SET, EV_PORT_FREE, EV_CONFIG = 32, 34, 50
 
 
@@ -114,6 +115,16 @@ class Rig:
         self.sock.setsockopt(zmq.SNDTIMEO, 10000)
         self.sock.connect("ipc://%s/alloc.in" % self.run)
 
+    def resync(self):
+        """The crash cluster, resynced with nothing in it: a first start
+        holds what it hears until its clusters are resynced (or 6 s)."""
+        for t in (EV_SYNC_BEGIN, EV_SYNC_END):
+            self.seq += 1
+            self.sock.send(msgpack.packb([1, t, self.seq, 0, {"c": "crash", "sid": 1}]))
+        testlib.wait_until(lambda: self.sock.poll(100) and
+                           msgpack.unpackb(self.sock.recv())[2] == self.seq,
+                           20, "the resync acknowledged")
+
     def churn(self, seconds):
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
@@ -168,6 +179,7 @@ def test_allocd_sigkill_under_churn():
         rig.start_allocd()
         rig.start_renderd()
         rig.connect()
+        rig.resync()
         for kill in range(100):
             rig.churn(rig.rng.uniform(0.005, 0.08))
             rig.allocd.kill9()
@@ -232,6 +244,7 @@ def test_allocd_sigkill_with_compaction():
         rig.start_allocd()
         rig.start_renderd()
         rig.connect()
+        rig.resync()
         port_of, last, kills = {}, 0, 0
         # at least 30 kills, and enough churn for several compactions;
         # on a loaded machine the kills come first and the churn after

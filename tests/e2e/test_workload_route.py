@@ -258,7 +258,7 @@ def test_old_workers_are_capped_by_max_reloads(make_fleet):
 
     def reload_once(n):
         """One route change, so one reload; n: the count it must reach."""
-        if n % 2:
+        if (n - base) % 2:
             pay.annotate(NS, "orders-db", **{EXPOSE: "true"})
             fleet.wait_address(pay, NS, "orders-db")
         else:

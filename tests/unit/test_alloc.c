@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "../../allocd/alloc.h"
+#include "../../allocd/proof.h"
 
 #define LO	20000
 #define HI	20009
@@ -90,6 +91,7 @@ setup(void **state)
 	snprintf(f->conf.proxies[0].kind, sizeof(f->conf.proxies[0].kind),
 	    "haproxy");
 	f->now = T0;
+	proof_set_key("a key of thirty-two bytes, or so", 32);
 	fx_open(f);
 	*state = f;
 	return 0;
@@ -2138,6 +2140,181 @@ test_limits_index(void **state)
 	assert_refused(f, "c", "holds 2 ports");
 }
 
+/* Store loss and proofs. */
+
+/* The store is gone: an empty one in its place, a new alloc over it. */
+static void
+fx_lose(struct fx *f)
+{
+	char path[128];
+
+	fx_close(f);
+	snprintf(path, sizeof(path), "%s/data.mdb", f->dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/lock.mdb", f->dir);
+	unlink(path);
+	memset(f->logged, 0, sizeof(f->logged));
+	fx_open(f);
+	assert_true(f->a.seq == 0);
+}
+
+/* A ROUTE of c/name for the object uid, claiming port had with proof pf. */
+static void
+ev_proven(struct event *ev, const char *c, const char *name, const char *uid,
+    uint64_t had, const char *pf)
+{
+	ev_expose(ev, c, name, "10.0.0.1", 0);
+	assert_int_equal(event_set_str(ev, F_UID, uid), 0);
+	if (had != 0) {
+		ev->had = had;
+		ev->has |= F_HAD;
+	}
+	if (pf != NULL)
+		assert_int_equal(event_set_str(ev, F_PROOF, pf), 0);
+}
+
+/* Expose c/name for uid and make it live; its port, and its proof in pf. */
+static unsigned
+expose_live(struct fx *f, const char *c, const char *name, const char *uid,
+    char pf[64])
+{
+	const struct event *d;
+	struct event ev;
+	unsigned p;
+
+	ev_proven(&ev, c, name, uid, 0, NULL);
+	ev.time = f->now;
+	run(f, &ev);
+	assert_non_null(d = decision(f, EV_PORT_SET, 0));
+	assert_string_equal(d->uid, uid);
+	p = (unsigned)d->port;
+	ev_applied(&ev, "haproxy", f->a.seq, f->now);
+	run(f, &ev);
+	assert_non_null(d = decision(f, EV_PORT_LIVE, 0));
+	assert_true(d->has & F_PROOF);
+	assert_int_equal(strlen(d->pf), PROOF_LEN);
+	memcpy(pf, d->pf, 64);
+	return p;
+}
+
+static void
+ev_mark(struct event *ev, int type, uint64_t first, uint64_t time)
+{
+	event_init(ev, type);
+	ev->time = time;
+	if (type == EV_STORE_LOST) {
+		ev->sfirst = first;
+		ev->has |= F_SFIRST;
+	}
+}
+
+/*
+ * A proof holds for its owner, uid and port only; after a loss a proven
+ * claim is adopted, a copy (elsewhere, or for another uid, or another port)
+ * is refused naming nobody, and RECOVERED counts both.
+ */
+static void
+test_proof_adopts(void **state)
+{
+	struct fx *f = *state;
+	const struct event *d;
+	struct event ev;
+	char pa[64], pb[64];
+	unsigned a, b;
+
+	a = expose_live(f, "c1", "a", "uid-a", pa);
+	b = expose_live(f, "c2", "b", "uid-b", pb);
+	assert_string_not_equal(pa, pb);
+	ev_proven(&ev, "c1", "a", "uid-a", a, pa);
+	assert_true(proof_holds(&ev));
+	ev.had = b;
+	assert_false(proof_holds(&ev));
+	event_free(&ev);
+	ev_proven(&ev, "c1", "a", "uid-x", a, pa);
+	assert_false(proof_holds(&ev));
+	event_free(&ev);
+
+	fx_lose(f);
+	ev_mark(&ev, EV_STORE_LOST, 0, f->now);
+	assert_int_equal(run(f, &ev), 0);
+	/* the copies come first: c1/copy with a's, c3/b with b's */
+	ev_proven(&ev, "c1", "copy", "uid-c", a, pa);
+	assert_int_equal(run(f, &ev), 1);
+	assert_non_null(d = decision(f, EV_REFUSED, 0));
+	assert_non_null(strstr(d->why, "was not written by portico"));
+	assert_null(strstr(d->why, "c1/"));
+	assert_null(strstr(d->why, "/a/"));
+	ev_proven(&ev, "c3", "b", "uid-b", b, pb);
+	assert_int_equal(run(f, &ev), 1);
+	assert_non_null(decision(f, EV_REFUSED, 0));
+	/* a recreated a (another uid) carrying the old annotations */
+	ev_proven(&ev, "c1", "a", "uid-new", a, pa);
+	assert_int_equal(run(f, &ev), 1);
+	assert_non_null(decision(f, EV_REFUSED, 0));
+	ev_proven(&ev, "c1", "a", "uid-a", a, pa);
+	assert_int_equal(run(f, &ev), 1);
+	assert_int_equal(decision(f, EV_PORT_SET, 0)->port, a);
+	ev_proven(&ev, "c2", "b", "uid-b", b, pb);
+	assert_int_equal(run(f, &ev), 1);
+	assert_int_equal(decision(f, EV_PORT_SET, 0)->port, b);
+	ev_mark(&ev, EV_ADOPT_END, 0, f->now);
+	assert_int_equal(run(f, &ev), 1);
+	assert_non_null(d = decision(f, EV_RECOVERED, 0));
+	assert_true(d->sadopt == 2 && d->srefused == 3);
+	/* the copier without the copy gets a port of its own */
+	ev_proven(&ev, "c1", "copy", "uid-c", 0, NULL);
+	assert_int_equal(run(f, &ev), 1);
+	assert_non_null(d = decision(f, EV_PORT_SET, 0));
+	assert_true(d->port != a && d->port != b);
+}
+
+/*
+ * The first store under proofs adopts unproven claims, and only while it
+ * adopts; a proven claim with a request for another port keeps its own and
+ * has the request refused.
+ */
+static void
+test_first_store_and_requests(void **state)
+{
+	struct fx *f = *state;
+	const struct event *d;
+	struct event ev;
+	char pa[64], pb[64];
+	unsigned a, b;
+
+	a = expose_live(f, "c1", "a", "uid-a", pa);
+	b = expose_live(f, "c1", "b", "uid-b", pb);
+	fx_lose(f);
+	ev_mark(&ev, EV_STORE_LOST, 1, f->now);
+	run(f, &ev);
+	ev_proven(&ev, "c1", "a", "uid-a", a, NULL);	/* written before proofs */
+	assert_int_equal(run(f, &ev), 1);
+	assert_int_equal(decision(f, EV_PORT_SET, 0)->port, a);
+	ev_proven(&ev, "c1", "b", "uid-b", b, pb);
+	ev.want = a;
+	ev.has |= F_WANT;
+	assert_int_equal(run(f, &ev), 2);
+	assert_int_equal(decision(f, EV_PORT_SET, 0)->port, b);
+	assert_non_null(d = decision(f, EV_REFUSED, 0));
+	assert_non_null(strstr(d->why, "is taken"));
+	ev_mark(&ev, EV_ADOPT_END, 0, f->now);
+	run(f, &ev);
+	assert_non_null(d = decision(f, EV_RECOVERED, 0));
+	assert_true(d->sadopt == 2 && d->srefused == 0);
+	/* adoption over: an unproven claim is refused */
+	ev_proven(&ev, "c1", "late", "uid-l", b + 1, NULL);
+	assert_int_equal(run(f, &ev), 1);
+	assert_non_null(decision(f, EV_REFUSED, 0));
+	/* a live owner whose object lacks the proof is made live again, with it */
+	ev_applied(&ev, "haproxy", f->a.seq, f->now);
+	run(f, &ev);
+	ev_proven(&ev, "c1", "a", "uid-a", a, NULL);
+	assert_int_equal(run(f, &ev), 1);
+	assert_non_null(d = decision(f, EV_PORT_LIVE, 0));
+	ev_proven(&ev, "c1", "a", "uid-a", a, d->pf);
+	assert_int_equal(run(f, &ev), 0);
+}
+
 #define T(fn)	cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -2174,6 +2351,8 @@ main(void)
 		T(test_limit_backends),
 		T(test_limit_routes),
 		T(test_limits_index),
+		T(test_proof_adopts),
+		T(test_first_store_and_requests),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
