@@ -81,7 +81,9 @@ def owners_fleet(make_fleet):
     the markers of its own backends."""
     need("allocd", "renderd", "applyd", "watcherd")
     fleet = make_fleet(ports=60)
-    pay = payments_cluster(fleet)
+    # billing's routes may reach payments' ledger-db and cache
+    pay = payments_cluster(fleet, svc_annotations={
+        (NS, svc): {harness.ALLOW_FROM: "billing"} for svc in ("ledger-db", "cache")})
     sea = search_cluster(fleet)
     fleet.start()
     pay.annotate(NS, "ledger-db", **{EXPOSE: "true", PORT: str(fleet.port_lo + 7)})
