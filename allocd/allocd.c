@@ -544,7 +544,7 @@ main(int argc, char **argv)
 	    bus_bind(pub_sock, conf.alloc_pub) == -1 ||
 	    bus_bind(sync_sock, conf.alloc_sync) == -1)
 		fatalx("cannot bind the bus");
-	if (config_ready(&conf, "allocd") == -1)
+	if (daemon_ready(&d, "allocd") == -1)
 		fatal("pid file");
 	ports_format(&conf.ports, ports, sizeof(ports));
 	log_info("ready at seq %llu, ports %s",

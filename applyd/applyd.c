@@ -318,7 +318,7 @@ main(int argc, char **argv)
 	consumer_init(&feed, "renderd feed", pc->pub, pc->sync, 1, &feed_ops,
 	    NULL);
 	snprintf(ready, sizeof(ready), "applyd-%s", pc->name);
-	if (config_ready(&conf, ready) == -1)
+	if (daemon_ready(&d, ready) == -1)
 		fatal("pid file");
 	log_info("ready for proxy %s, serving %s", pc->name,
 	    pc->config);

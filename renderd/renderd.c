@@ -272,7 +272,7 @@ main(int argc, char **argv)
 	consumer_init(&alloc_feed, "allocd feed", conf.alloc_pub,
 	    conf.alloc_sync, 0, &feed_ops, NULL);
 	snprintf(ready, sizeof(ready), "renderd-%s", px->name);
-	if (config_ready(&conf, ready) == -1)
+	if (daemon_ready(&d, ready) == -1)
 		fatal("pid file");
 	log_info("ready for proxy %s (%s)", px->name, px->kind);
 

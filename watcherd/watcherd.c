@@ -126,7 +126,7 @@ main(int argc, char **argv)
 		fatalx("cannot connect to allocd");
 	consumer_init(&feed, "allocd feed", conf.alloc_pub, conf.alloc_sync, 0,
 	    &feed_ops, NULL);
-	if (config_ready(&conf, "watcherd") == -1)
+	if (daemon_ready(&d, "watcherd") == -1)
 		fatal("pid file");
 	log_info("ready; sources:%s%s", conf.pks_url[0] ?
 	    " pks" : "", conf.kubeconfig_dir[0] ? " kubeconfigs" : "");
