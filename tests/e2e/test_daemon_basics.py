@@ -248,3 +248,26 @@ def test_sighup_verbosity(make_fleet):
     testlib.wait_until(lambda: pks_polls(fleet) >= polled + 3, 30, "PKS polls")
     assert wd.log().count("clusters routed") == before
     all_alive(fleet)
+
+
+def test_log_option_over_config(make_fleet):
+    """-l logfmt wins over [portico] log_format = text, at start and after a
+    SIGHUP; -l with an unknown format is a usage error."""
+    need("allocd")
+    r = subprocess.run([harness.daemon_path("allocd"), "-l", "json", "-V"],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=20)
+    assert r.returncode == 1 and "usage:" in r.stderr, r
+    fleet = make_fleet()
+    fleet.write_conf(portico={"log_format": "text"})
+    ad = harness.Daemon(fleet, "allocd", "allocd", ["-l", "logfmt"])
+    fleet.daemons[ad.key] = ad
+    ad.start()
+    fleet.write_conf(portico={"log_format": "text", "log_level": "debug"})
+    os.kill(ad.pid, signal.SIGHUP)
+    wait_log(ad, "log_level changed; applied")
+    lines = ad.log().splitlines()
+    assert len(lines) >= 3
+    for line in lines:
+        m = LOGFMT_LINE.match(line)
+        assert m and m.group(3) == "allocd", line
