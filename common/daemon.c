@@ -64,11 +64,35 @@ reload_live(const char *section, const char *key)
 	    (strcmp(key, "log_format") == 0 || strcmp(key, "log_level") == 0);
 }
 
+/*
+ * Whether a daemon reads a section at all, so that a change there needs its
+ * restart: [store] is allocd's; [pks], [kubeconfigs], [clusters] and
+ * [cluster.NAME] are watcherd's; [proxy.NAME] is allocd's and that proxy's
+ * renderd's and applyd's.  Every other section is everyone's.
+ */
+static int
+reload_reads(const struct daemon *d, const char *section)
+{
+	if (strcmp(section, "store") == 0)
+		return strcmp(d->name, "allocd") == 0;
+	if (strcmp(section, "pks") == 0 ||
+	    strcmp(section, "kubeconfigs") == 0 ||
+	    strcmp(section, "clusters") == 0 ||
+	    strncmp(section, "cluster.", 8) == 0)
+		return strcmp(d->name, "watcherd") == 0;
+	if (strncmp(section, "proxy.", 6) == 0)
+		return strcmp(d->name, "allocd") == 0 ||
+		    (d->proxy != NULL && strcmp(section + 6, d->proxy) == 0);
+	return 1;
+}
+
 static void
 reload_key(void *arg, const char *section, const char *key)
 {
 	struct reload *r = arg;
 
+	if (!reload_reads(r->d, section))
+		return;
 	if (reload_live(section, key)) {
 		config_copy_key(r->d->conf, r->next, section, key);
 		log_info("config: [%s] %s changed; applied", section, key);

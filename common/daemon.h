@@ -41,7 +41,7 @@ void	daemon_start(struct daemon *, int argc, char **argv, const char *name,
  * one is logged and the running one kept; of a good one, the keys that are
  * safe to change live are applied ([portico] log_format and log_level,
  * every [limits] key, which allocd reads at each decision), and each other
- * changed key is logged as needing a restart.
+ * changed key of a section the daemon reads is logged as needing a restart.
  */
 int	daemon_signal(struct daemon *);
 

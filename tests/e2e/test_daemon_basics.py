@@ -179,19 +179,24 @@ def test_pid_files_removed_at_exit(make_fleet):
 
 
 def test_sighup_restart_only_key_and_live_limit(make_fleet):
-    """SIGHUP after quarantine and ports_per_cluster changed: each daemon
-    names quarantine as needing its restart; allocd applies the limit at
-    once (the next route is refused over it); the held route keeps serving."""
+    """SIGHUP after quarantine, ports_per_cluster and [pks] poll_interval
+    changed: each daemon names quarantine as needing its restart, only
+    watcherd the PKS poll; allocd applies the limit at once (the next route
+    is refused over it); the held route keeps serving."""
     fleet, pay = start_payments(make_fleet)
     port = expose(fleet, pay, "ledger-db")
     fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
 
-    fleet.write_conf(portico={"quarantine": 300}, limits={"ports_per_cluster": 1})
+    fleet.write_conf(portico={"quarantine": 300}, limits={"ports_per_cluster": 1},
+                     pks={"poll_interval": 2})
     hup_all(fleet)
     for d in fleet.daemons.values():
         wait_log(d, "config: [portico] quarantine changed; restart %s to apply" % d.name)
         wait_log(d, "config: [limits] ports_per_cluster changed; applied")
-        wait_log(d, "1 need a restart")
+        # [pks] is watcherd's alone: the others have nothing to restart for
+        wait_log(d, "%d need a restart" % (2 if d.name == "watcherd" else 1))
+    wait_log(fleet["watcherd"], "config: [pks] poll_interval changed; restart watcherd")
+    assert "[pks]" not in fleet["allocd"].log()
     all_alive(fleet)
     fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
     pay.annotate(NS, "orders-db", **{EXPOSE: "true"})
