@@ -394,8 +394,7 @@ handler(void *user, const char *section, const char *key, const char *v)
 	if (i == sizeof(ckeys) / sizeof(ckeys[0]))
 		return set_error(ps, key, "unknown key in [%s]", section);
 	if (check_value(k, v, base + k->off) == -1)
-		return set_error(ps, key, kind_help(k),
-		    k->kind == CK_SECRET ? "(not shown)" : v);
+		return set_error(ps, key, kind_help(k), v);
 	if (px != NULL)
 		ps->pseen[px - ps->conf->proxies][i] = 1;
 	else if (cc == NULL)
