@@ -23,6 +23,7 @@ COMMON	 = log valid addr event config proxyuser bus store daemon
 DAEMONS	 = watcherd allocd renderd applyd
 
 COMMON	+= fsafe
+COMMON	+= confdiff
 COMMON_OBJS = $(COMMON:%=$(BUILD)/obj/common/%.o)
 BINS	 = $(DAEMONS:%=$(BUILD)/bin/%)
 UNITS	 = test_event test_store test_alloc test_envoy test_valid test_addr
@@ -39,6 +40,20 @@ all: $(BINS) $(UNIT_BINS)
 $(BUILD)/obj/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+# -V: the version, from git at build time ("unknown" outside git), as a
+# header rewritten only when it changes, so nothing goes stale and nothing
+# rebuilds for nothing.
+VERSION	:= $(shell git describe --always --dirty --tags 2>/dev/null | \
+	   tr -cd 'A-Za-z0-9._+-')
+$(BUILD)/gen/version.h: FORCE
+	@mkdir -p $(dir $@)
+	@echo '#define PORTICO_VERSION "$(or $(VERSION),unknown)"' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+$(BUILD)/obj/common/daemon.o: $(BUILD)/gen/version.h
+$(BUILD)/obj/common/daemon.o: CFLAGS += -I$(BUILD)/gen
+.PHONY: FORCE
+FORCE:
 
 define daemon_rule
 $(BUILD)/bin/$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c)) \

@@ -78,7 +78,7 @@ commit_batch(struct event *batch, size_t n)
 
 	for (;;) {
 		if ((rc = store_begin(&st, &txn, 0)) != 0)
-			fatalx("allocd: begin: %s", mdb_strerror(rc));
+			fatalx("begin: %s", mdb_strerror(rc));
 		for (i = 0, rc = 0; i < n && (rc == 0 || rc == 1); i++)
 			rc = alloc_observe(&al, txn, &batch[i]);
 		if (rc == 0 || rc == 1)
@@ -89,12 +89,12 @@ commit_batch(struct event *batch, size_t n)
 			return;
 		alloc_rollback(&al, seq0);
 		if (rc != MDB_MAP_FULL)
-			fatalx("allocd: commit: %s", mdb_strerror(rc));
+			fatalx("commit: %s", mdb_strerror(rc));
 		mdb_env_info(st.env, &info);
-		log_info("allocd: store full at %zu MB, growing",
+		log_info("store full at %zu MB, growing",
 		    info.me_mapsize >> 20);
 		if ((rc = mdb_env_set_mapsize(st.env, info.me_mapsize * 2)))
-			fatalx("allocd: grow: %s", mdb_strerror(rc));
+			fatalx("grow: %s", mdb_strerror(rc));
 	}
 }
 
@@ -157,7 +157,7 @@ on_input(void)
 		    batch[n].type == EV_APPLIED && batch[n].gen > al.seq)) {
 			/* a generation above ours is a lost store's */
 			ignored++;
-			log_debug("allocd: ignored %s on input",
+			log_debug("ignored %s on input",
 			    event_name(batch[n].type));
 			event_free(&batch[n]);
 			zmq_msg_close(&id);
@@ -238,7 +238,7 @@ answer_log(MDB_txn *txn, zmq_msg_t *id, uint64_t seq, uint64_t last)
 	int op;
 
 	if (mdb_cursor_open(txn, st.log, &cur) != 0)
-		fatalx("allocd: cursor");
+		fatalx("cursor");
 	store_key_u64(k, seq + 1);
 	key.mv_size = 8;
 	key.mv_data = k;
@@ -269,7 +269,7 @@ answer_since(zmq_msg_t *id, uint64_t seq)
 	size_t n;
 
 	if (store_begin(&st, &txn, 1) != 0)
-		fatalx("allocd: read transaction");
+		fatalx("read transaction");
 	first = store_first_seq(&st, txn);
 	last = store_last_seq(&st, txn);
 	if (first > seq + 1)
@@ -277,7 +277,7 @@ answer_since(zmq_msg_t *id, uint64_t seq)
 	else
 		n = answer_log(txn, id, seq, last);
 	mdb_txn_abort(txn);
-	log_debug("allocd: SINCE %llu: %zu %s", (unsigned long long)seq, n,
+	log_debug("SINCE %llu: %zu %s", (unsigned long long)seq, n,
 	    first > seq + 1 ? "state events" : "records");
 }
 
@@ -374,7 +374,7 @@ compact_due(uint64_t now, int by_age)
 	if (al.seq <= first_seq)
 		return 0;
 	if (store_begin(&st, &txn, 1) != 0)
-		fatalx("allocd: read transaction");
+		fatalx("read transaction");
 	if (log_bytes(txn) >= (uint64_t)conf.compact_mb << 20) {
 		mdb_txn_abort(txn);
 		return 1;
@@ -413,7 +413,7 @@ compact(uint64_t now)
 	commit_batch(&ev, 1);
 	publish();
 	first_seq = al.seq;
-	log_info("allocd: compacted the log: %llu records before seq %llu "
+	log_info("compacted the log: %llu records before seq %llu "
 	    "dropped in %llu ms", (unsigned long long)(al.seq - before),
 	    (unsigned long long)al.seq, (unsigned long long)(now_ms() - now));
 }
@@ -431,7 +431,7 @@ tick(uint64_t now)
 	int due;
 
 	if (store_begin(&st, &txn, 1) != 0)
-		fatalx("allocd: read transaction");
+		fatalx("read transaction");
 	due = alloc_tick_due(&al, txn, now);
 	mdb_txn_abort(txn);
 	if (!due)
@@ -455,7 +455,7 @@ stranded(void (*say)(const char *, unsigned, size_t))
 	size_t n;
 
 	if (store_begin(&st, &txn, 1) != 0)
-		fatalx("allocd: read transaction");
+		fatalx("read transaction");
 	list = alloc_stranded(&al, txn);
 	for (n = 0; list[n] != NULL; n++) {
 		alloc_port_of(&al, txn, list[n], &port);
@@ -471,7 +471,7 @@ static void
 warn_stranded(const char *owner, unsigned port, size_t i)
 {
 	if (!conf.allow_shrink && i < 20)
-		log_warnx("allocd: %s holds port %u, no longer in the "
+		log_warnx("%s holds port %u, no longer in the "
 		    "configured ports", owner, port);
 }
 
@@ -516,17 +516,17 @@ check_stranded(void)
 	int rc;
 
 	if (store_begin(&st, &txn, 1) != 0)
-		fatalx("allocd: read transaction");
+		fatalx("read transaction");
 	rc = store_get_u64(&st, txn, "ports", &was);
 	mdb_txn_abort(txn);
 	if (rc == 0 && was == fp)
 		return;
 	if ((n = stranded(warn_stranded)) > 0) {
 		if (!conf.allow_shrink)
-			fatalx("allocd: %zu owners would move; set "
+			fatalx("%zu owners would move; set "
 			    "allow_shrink = 1 to move them, or give their "
 			    "ports back", n);
-		log_info("allocd: moving %zu owners off ports no longer "
+		log_info("moving %zu owners off ports no longer "
 		    "configured", n);
 		event_init(&ev, EV_TICK);
 		ev.time = now_ms();
@@ -536,7 +536,7 @@ check_stranded(void)
 	if (store_begin(&st, &txn, 0) != 0 ||
 	    store_put_u64(&st, txn, "ports", fp) != 0 ||
 	    mdb_txn_commit(txn) != 0)
-		fatalx("allocd: cannot record the ports");
+		fatalx("cannot record the ports");
 }
 
 /*
@@ -559,7 +559,7 @@ check_config(void)
 	if (store_open(&st, conf.store, (size_t)conf.map_size_mb << 20, 1))
 		return 1;
 	if (store_begin(&st, &txn, 1) != 0)
-		fatalx("allocd: read transaction");
+		fatalx("read transaction");
 	alloc_init(&al, &st, &conf, store_last_seq(&st, txn));
 	mdb_txn_abort(txn);
 	n = stranded(print_stranded);
@@ -589,8 +589,8 @@ adopt_finish(uint64_t now)
 	first_seq = al.seq + 1;
 	commit_batch(batch, n);
 	if (adopt.first && proof_keep(&conf) == -1)
-		fatalx("allocd: cannot keep the proof key");
-	log_info("allocd: %s: adopted %llu owners, refused %llu "
+		fatalx("cannot keep the proof key");
+	log_info("%s: adopted %llu owners, refused %llu "
 	    "claims (%llu without a valid proof, %llu on a port already "
 	    "held), after holding %zu observations %llu ms; seqs continue "
 	    "above %llu (consumers had seen %llu)", adopt.loss ?
@@ -648,23 +648,23 @@ main(int argc, char **argv)
 		return replay_run(&conf, d.replay);
 	}
 	if (store_open(&st, conf.store, (size_t)conf.map_size_mb << 20, 0))
-		fatalx("allocd: cannot open the store at %s", conf.store);
+		fatalx("cannot open the store at %s", conf.store);
 	if (store_begin(&st, &txn, 1) != 0)
-		fatalx("allocd: read transaction");
+		fatalx("read transaction");
 	alloc_init(&al, &st, &conf, store_last_seq(&st, txn));
 	if ((first_seq = store_first_seq(&st, txn)) == 0)
 		first_seq = al.seq + 1;		/* an empty log */
 	mdb_txn_abort(txn);
 	if (proof_load(&conf, 1, &created) == -1)
-		fatalx("allocd: cannot read the proof key");
+		fatalx("cannot read the proof key");
 	if (created)
-		log_info("allocd: made a new proof key: addresses written "
+		log_info("made a new proof key: addresses written "
 		    "before it prove nothing now");
 	if (created && al.seq != 0 && proof_keep(&conf) == -1)
-		fatalx("allocd: cannot keep the proof key");
+		fatalx("cannot keep the proof key");
 	if (al.seq == 0) {
 		adopt_begin(&adopt, now_ms(), conf.adopt_wait, created);
-		log_info("allocd: the store is empty: holding observations "
+		log_info("the store is empty: holding observations "
 		    "until every cluster is resynced (at most %u s), so that "
 		    "proven addresses are adopted first%s", conf.adopt_wait,
 		    created ? "; a new key: unproven ones are adopted too, "
@@ -678,11 +678,11 @@ main(int argc, char **argv)
 	if (bus_bind(in_sock, conf.alloc_in) == -1 ||
 	    bus_bind(pub_sock, conf.alloc_pub) == -1 ||
 	    bus_bind(sync_sock, conf.alloc_sync) == -1)
-		fatalx("allocd: cannot bind the bus");
-	if (config_ready(&conf, "allocd") == -1)
-		fatal("allocd: pid file");
+		fatalx("cannot bind the bus");
+	if (daemon_ready(&d, "allocd") == -1)
+		fatal("pid file");
 	ports_format(&conf.ports, ports, sizeof(ports));
-	log_info("allocd: ready at seq %llu, ports %s",
+	log_info("ready at seq %llu, ports %s",
 	    (unsigned long long)al.seq, ports);
 
 	for (;;) {
@@ -716,7 +716,7 @@ main(int argc, char **argv)
 		    sig != SIGHUP)
 			break;
 	}
-	log_info("allocd: exiting at seq %llu", (unsigned long long)al.seq);
+	log_info("exiting at seq %llu", (unsigned long long)al.seq);
 	bus_close(in_sock);
 	bus_close(pub_sock);
 	bus_close(sync_sock);

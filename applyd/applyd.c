@@ -108,7 +108,7 @@ ack(void)
 		event_set_str(&ev, F_WHY, fail_what);
 	}
 	if (bus_send(alloc_sock, &ev) == -1)
-		log_warn("applyd: APPLIED");
+		log_warn("APPLIED");
 	event_free(&ev);
 }
 
@@ -116,7 +116,7 @@ static void
 failed(const char *what, const char *err)
 {
 	failures++;
-	log_warnx("applyd: generation %llu: %s: %s; last good generation "
+	log_warnx("generation %llu: %s: %s; last good generation "
 	    "%llu keeps serving, retry in %llu ms",
 	    (unsigned long long)want.seq, what, err,
 	    (unsigned long long)good_gen, (unsigned long long)retry_ms);
@@ -161,7 +161,7 @@ restore_good(void)
 		return;
 	if (write_config(pc->config, good, strlen(good), 0) == -1 ||
 	    write_files(good) == -1)
-		log_warn("applyd: restore %s", pc->config);
+		log_warn("restore %s", pc->config);
 }
 
 /* want's text is served now: it moves to good (want is done with it). */
@@ -192,15 +192,15 @@ apply_live(void)
 	    sizeof(err))) == 1)
 		return 0;
 	if (rc == -1) {
-		log_warnx("applyd: generation %llu: %s; reloading instead",
+		log_warnx("generation %llu: %s; reloading instead",
 		    (unsigned long long)want.seq, err);
 		return 0;
 	}
 	if (write_config(pc->config, want.text, want.textlen, 0) == -1 ||
 	    write_files(want.text) == -1)
-		log_warn("applyd: %s", pc->config);
+		log_warn("%s", pc->config);
 	now_good();
-	log_debug("applyd: serving generation %llu (live)",
+	log_debug("serving generation %llu (live)",
 	    (unsigned long long)good_gen);
 	return 1;
 }
@@ -246,7 +246,7 @@ apply(void)
 		return;
 	}
 	now_good();
-	log_info("applyd: serving generation %llu (%s)",
+	log_info("serving generation %llu (%s)",
 	    (unsigned long long)good_gen, running ? "reloaded" : "started");
  done:
 	ack();
@@ -303,7 +303,7 @@ main(int argc, char **argv)
 	daemon_start(&d, argc, argv, "applyd", DAEMON_PROXY, &conf);
 	pc = config_proxy(&conf, d.proxy);
 	if (proxy_init(&proxy, &conf, pc) == -1)
-		fatalx("applyd: no driver for proxy kind %s", pc->kind);
+		fatalx("no driver for proxy kind %s", pc->kind);
 	event_init(&want, EV_NONE);
 	/*
 	 * An adopted proxy may not serve what is on disk (an earlier applyd
@@ -314,12 +314,13 @@ main(int argc, char **argv)
 
 	alloc_sock = bus_socket(ZMQ_DEALER);
 	if (bus_connect(alloc_sock, conf.alloc_in) == -1)
-		fatalx("applyd: cannot connect to allocd");
-	consumer_init(&feed, "applyd", pc->pub, pc->sync, 1, &feed_ops, NULL);
+		fatalx("cannot connect to allocd");
+	consumer_init(&feed, "renderd feed", pc->pub, pc->sync, 1, &feed_ops,
+	    NULL);
 	snprintf(ready, sizeof(ready), "applyd-%s", pc->name);
-	if (config_ready(&conf, ready) == -1)
-		fatal("applyd: pid file");
-	log_info("applyd: ready for proxy %s, serving %s", pc->name,
+	if (daemon_ready(&d, ready) == -1)
+		fatal("pid file");
+	log_info("ready for proxy %s, serving %s", pc->name,
 	    pc->config);
 
 	for (;;) {
@@ -355,7 +356,7 @@ main(int argc, char **argv)
 			reapply_good();	/* it died: bring back what it served */
 		apply();
 	}
-	log_info("applyd: stopping %s and exiting", pc->kind);
+	log_info("stopping %s and exiting", pc->kind);
 	proxy.ops->stop(&proxy);
 	consumer_close(&feed);
 	bus_close(alloc_sock);

@@ -62,7 +62,7 @@ envoy_init(struct proxy *p)
 	char path[PATH_MAX];
 
 	envoy_path(p, BOOTSTRAP, path, sizeof(path));
-	log_info("applyd: proxy %s is Envoy: applyd installs its files and "
+	log_info("proxy %s is Envoy: applyd installs its files and "
 	    "does not run it; start it with: envoy -c %s", p->pc->name, path);
 }
 
@@ -348,7 +348,7 @@ envoy_start(struct proxy *p, char *err, size_t errlen)
 	if (install(p, err, errlen) == -1)
 		return -1;
 	envoy_path(p, BOOTSTRAP, path, sizeof(path));
-	log_info("applyd: Envoy's files are installed beside %s; applyd "
+	log_info("Envoy's files are installed beside %s; applyd "
 	    "does not run Envoy (envoy -c %s is the operator's)", path, path);
 	return 0;
 }
@@ -370,7 +370,7 @@ envoy_running(struct proxy *p)
 	for (i = 0; p->installed && i < NFILES; i++) {
 		envoy_path(p, i, path, sizeof(path));
 		if (access(path, F_OK) == -1) {
-			log_warnx("applyd: %s is gone; writing it again", path);
+			log_warnx("%s is gone; writing it again", path);
 			p->installed = 0;
 		}
 	}
@@ -399,7 +399,7 @@ static void
 envoy_stop(struct proxy *p)
 {
 	if (p->installed)
-		log_info("applyd: Envoy's files stay in place for %s",
+		log_info("Envoy's files stay in place for %s",
 		    p->pc->name);
 	p->installed = 0;
 }

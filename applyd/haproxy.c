@@ -130,7 +130,7 @@ haproxy_adopt(struct proxy *p)
 	if (proxy_adopt(p) == -1)
 		return -1;
 	if (proc_state(p, &ps) == -1) {
-		log_warnx("applyd: haproxy master %ld: no master CLI at %s",
+		log_warnx("haproxy master %ld: no master CLI at %s",
 		    (long)p->pid, p->master_sock);
 		p->pid = 0;
 		return -1;
@@ -328,7 +328,7 @@ haproxy_held(struct proxy *p, const char *text, uint16_t *ports, size_t max)
 			continue;
 		if (n == max) {
 			if (!warned++)
-				log_warnx("applyd: more than %zu routed ports are "
+				log_warnx("more than %zu routed ports are "
 				    "held by other programs; %lu and above "
 				    "are not reported", max, port);
 			break;

@@ -206,7 +206,7 @@ parse(struct parsed *c, const char *text, size_t len)
 	memset(c, 0, sizeof(*c));
 	if ((c->copy = malloc(len + 1)) == NULL ||
 	    (c->skel = malloc(len + 1)) == NULL)
-		fatal("applyd: parse");
+		fatal("parse");
 	memcpy(c->copy, text, len);
 	c->copy[len] = '\0';
 	for (line = c->copy; line != NULL && *line != '\0'; line = next) {
@@ -228,7 +228,7 @@ parse(struct parsed *c, const char *text, size_t len)
 				cap = cap ? cap * 2 : 256;
 				if ((ns = reallocarray(c->srv, cap,
 				    sizeof(*ns))) == NULL)
-					fatal("applyd: parse");
+					fatal("parse");
 				c->srv = ns;
 			}
 			c->srv[c->nsrv++] = (struct server){ section, name,
@@ -387,7 +387,7 @@ hap_write_maps(const char *text)
 	rc = map_close(pf, m.ports, rc);
 	rc = map_close(af, m.api, rc);
 	if (rc == -1)
-		log_warn("applyd: writing the maps");
+		log_warn("writing the maps");
 	return rc;
 }
 
@@ -523,7 +523,7 @@ srv_remove(struct cli *cl, const char *backend, const char *name, char *err,
 			return -1;
 		}
 		if ((draining[ndraining] = strdup(key)) == NULL)
-			fatal("applyd: drain");
+			fatal("drain");
 		ndraining++;
 	}
 	return 0;

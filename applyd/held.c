@@ -122,9 +122,9 @@ held_log(const struct held *h, unsigned before)
 				break;
 		}
 	if (h->n == 0)
-		log_info("applyd: every workload port binds again");
+		log_info("every workload port binds again");
 	else
-		log_warnx("applyd: %u workload port%s held by another "
+		log_warnx("%u workload port%s held by another "
 		    "program, not bound: %s%s", h->n, h->n == 1 ? "" : "s",
 		    list, h->n > shown ? ", ..." : "");
 }
@@ -136,7 +136,7 @@ held_freed(const struct held *h)
 
 	for (p = 1; h->n > 0 && p < 65536; p++)
 		if (held_has(h, p) && !port_taken(h->ip, p, h->reuseport)) {
-			log_info("applyd: workload port %u came free; "
+			log_info("workload port %u came free; "
 			    "reloading to bind it", p);
 			return 1;
 		}
@@ -215,7 +215,7 @@ held_listening(pid_t pid, unsigned char bits[65536 / 8])
 			continue;
 		if (n == cap && (ino = reallocarray(ino, cap = cap ? cap * 2 :
 		    64, sizeof(*ino))) == NULL)
-			fatal("applyd: held_listening");
+			fatal("held_listening");
 		ino[n++] = v;
 	}
 	closedir(d);

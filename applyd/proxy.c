@@ -175,7 +175,7 @@ proxy_start(struct proxy *p, char *const argv[], proxy_up_fn *up, void *arg,
 		if (up(p, pid, arg) == 1) {
 			p->pid = pid;
 			p->child = 1;
-			log_info("applyd: %s started, master %ld", p->pc->kind,
+			log_info("%s started, master %ld", p->pc->kind,
 			    (long)pid);
 			return 0;
 		}
@@ -258,7 +258,7 @@ proxy_adopt(struct proxy *p)
 		return -1;
 	p->pid = pid;
 	p->child = 0;
-	log_info("applyd: adopted the running %s master %ld", p->pc->kind,
+	log_info("adopted the running %s master %ld", p->pc->kind,
 	    (long)pid);
 	return 0;
 }
@@ -269,7 +269,7 @@ proxy_running(struct proxy *p)
 	if (p->pid <= 0)
 		return 0;
 	if (!p->child && !proxy_ours(p, p->pid)) {
-		log_warnx("applyd: %s master %ld is gone", p->pc->kind,
+		log_warnx("%s master %ld is gone", p->pc->kind,
 		    (long)p->pid);
 		p->pid = 0;
 	}
@@ -281,7 +281,7 @@ proxy_reaped(struct proxy *p, pid_t pid, int status)
 {
 	if (pid != p->pid)
 		return;
-	log_warnx("applyd: %s master %ld exited (%d)", p->pc->kind, (long)pid,
+	log_warnx("%s master %ld exited (%d)", p->pc->kind, (long)pid,
 	    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 	p->pid = 0;
 }

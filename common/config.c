@@ -34,6 +34,8 @@ enum ckind {
 	CK_USER,		/* a user name, safe to print in a proxy config */
 	CK_DIRS,		/* absolute paths, comma-separated */
 	CK_NETS,		/* address ranges: "10.0.0.0/8, fd00::/8" */
+	CK_LOGFMT,		/* text, logfmt */
+	CK_LEVEL,		/* info, debug */
 };
 
 /* The proxy kinds, and where Debian puts their binary. */
@@ -75,6 +77,8 @@ static const struct ckey ckeys[] = {
 	C("portico", "reserved", CK_PORTS, reserved, 1, 65535, ""),
 	C("portico", "quarantine", CK_UINT, quarantine, 0, 86400 * 30, "600"),
 	C("portico", "allow_shrink", CK_UINT, allow_shrink, 0, 1, "0"),
+	C("portico", "log_format", CK_LOGFMT, log_format, 0, 0, "text"),
+	C("portico", "log_level", CK_LEVEL, log_level, 0, 0, "info"),
 	C("store", "path", CK_STR, store, 0, 0, "/var/lib/portico"),
 	C("store", "map_size_mb", CK_UINT, map_size_mb, 1, 1u << 20, "64"),
 	C("store", "compact_records", CK_UINT, compact_records, 1000,
@@ -268,6 +272,14 @@ check_value(const struct ckey *k, const char *v, void *dst)
 		if (kind_binary(v) == NULL)
 			return -1;
 		break;
+	case CK_LOGFMT:
+		if (log_format_parse(v) == -1)
+			return -1;
+		break;
+	case CK_LEVEL:
+		if (strcmp(v, "info") != 0 && strcmp(v, "debug") != 0)
+			return -1;
+		break;
 	case CK_PATH:
 		if (!safe_path(v))
 			return -1;
@@ -314,6 +326,8 @@ kind_help(const struct ckey *k)
 	case CK_DIRS:		return "not absolute paths, comma-separated: %s";
 	case CK_NETS:		return "not address ranges ADDR[/BITS][, ...] "
 				    "(host bits zero, at most 32): %s";
+	case CK_LOGFMT:		return "unknown log format (text, logfmt): %s";
+	case CK_LEVEL:		return "unknown log level (info, debug): %s";
 	default:		return "too long: %s";
 	}
 }
@@ -807,6 +821,21 @@ config_print(const struct config *c, FILE *fp)
 				    (const char *)&c->clusters[j] + k->off);
 		}
 	}
+}
+
+size_t
+config_nkeys(void)
+{
+	return sizeof(ckeys) / sizeof(ckeys[0]);
+}
+
+void
+config_key(size_t i, struct config_key *k)
+{
+	k->section = ckeys[i].section;
+	k->key = ckeys[i].key;
+	k->off = ckeys[i].off;
+	k->size = ckeys[i].size;
 }
 
 const struct proxy_conf *

@@ -111,7 +111,37 @@ struct config {
 	unsigned	lim_backends;		/* over all its routes */
 	unsigned	lim_bytes;		/* its share of a proxy's table */
 	unsigned	lim_bytes_total;	/* every cluster's together */
+
+	char		log_format[8];		/* text, logfmt */
+	char		log_level[8];		/* info, debug */
 };
+
+/*
+ * One key of the keyword table, for config_diff (reload.c): where its value
+ * lies in struct config, proxy_conf or cluster_conf (by section).
+ */
+struct config_key {
+	const char	*section;	/* "proxy", "cluster": [proxy.NAME]... */
+	const char	*key;
+	size_t		 off;
+	size_t		 size;
+};
+size_t	config_nkeys(void);
+void	config_key(size_t, struct config_key *);
+
+/*
+ * confdiff.c.  config_diff calls fn once for each key whose value differs
+ * between a and b, in the order of the table, with the section as written
+ * ("portico", "proxy.NAME", "cluster.NAME"); a [proxy.NAME] or
+ * [cluster.NAME] that only one of them has is reported once, key NULL.
+ * Returns how many it reported.  config_copy_key copies one key of an
+ * unnamed section ([portico], [limits]...) from src into dst.
+ */
+typedef void config_diff_cb(void *, const char *section, const char *key);
+int	config_diff(const struct config *a, const struct config *b,
+	    config_diff_cb *fn, void *);
+void	config_copy_key(struct config *dst, const struct config *src,
+	    const char *section, const char *key);
 
 /* Load and check; on error fill err with "file:line: key: reason". */
 int	config_load(const char *path, struct config *, char *err, size_t);

@@ -1,8 +1,9 @@
 /*
- * portico — daemon start-up.
+ * portico — daemon start-up, the pid file, and SIGHUP.
  */
 #include <sys/signalfd.h>
 
+#include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,15 +13,126 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "version.h"		/* made by the Makefile from git describe */
+
+static char daemon_pidfile[PATH_MAX + 64];
 
 static void
 usage(const char *name, int flags)
 {
-	fprintf(stderr, "usage: %s [-dnv] [-f config]%s%s%s\n", name,
+	fprintf(stderr, "usage: %s [-dnVv] [-f config] [-l text|logfmt]%s%s%s\n",
+	    name,
 	    (flags & DAEMON_PROXY) ? " -p proxy" : "",
 	    (flags & DAEMON_REPLAY) ? " [-R store]" : "",
 	    (flags & DAEMON_RENDER) ? " [-T statefile]" : "");
 	exit(1);
+}
+
+/* -l over [portico] log_format; the more verbose of -v and log_level. */
+static void
+daemon_logconf(const struct daemon *d)
+{
+	int level = strcmp(d->conf->log_level, "debug") == 0;
+
+	log_setformat(d->log_format != -1 ? d->log_format :
+	    log_format_parse(d->conf->log_format));
+	log_setverbose(d->verbose > level ? d->verbose : level);
+}
+
+struct reload {
+	const struct daemon	*d;
+	const struct config	*next;
+	int			 applied;
+	int			 restart;
+};
+
+/*
+ * What SIGHUP may change under a running daemon: how it logs, and the
+ * [limits], which only allocd reads, afresh at each decision, and which
+ * bind only what is asked for next (a cluster already over a lowered limit
+ * keeps what it holds, as after a restart).  Everything else is bound into
+ * sockets, the store, watches or a proxy's configuration.
+ */
+static int
+reload_live(const char *section, const char *key)
+{
+	if (key == NULL)
+		return 0;
+	if (strcmp(section, "limits") == 0)
+		return 1;
+	return strcmp(section, "portico") == 0 &&
+	    (strcmp(key, "log_format") == 0 || strcmp(key, "log_level") == 0);
+}
+
+/*
+ * Whether a daemon reads a section at all, so that a change there needs its
+ * restart: [store] is allocd's; [pks], [kubeconfigs], [clusters] and
+ * [cluster.NAME] are watcherd's; [proxy.NAME] is allocd's and that proxy's
+ * renderd's and applyd's.  Every other section is everyone's.
+ */
+static int
+reload_reads(const struct daemon *d, const char *section)
+{
+	if (strcmp(section, "store") == 0)
+		return strcmp(d->name, "allocd") == 0;
+	if (strcmp(section, "pks") == 0 ||
+	    strcmp(section, "kubeconfigs") == 0 ||
+	    strcmp(section, "clusters") == 0 ||
+	    strncmp(section, "cluster.", 8) == 0)
+		return strcmp(d->name, "watcherd") == 0;
+	if (strncmp(section, "proxy.", 6) == 0)
+		return strcmp(d->name, "allocd") == 0 ||
+		    (d->proxy != NULL && strcmp(section + 6, d->proxy) == 0);
+	return 1;
+}
+
+static void
+reload_key(void *arg, const char *section, const char *key)
+{
+	struct reload *r = arg;
+
+	if (!reload_reads(r->d, section))
+		return;
+	if (reload_live(section, key)) {
+		config_copy_key(r->d->conf, r->next, section, key);
+		log_info("config: [%s] %s changed; applied", section, key);
+		r->applied++;
+	} else if (key == NULL) {
+		log_warnx("config: [%s] added or removed; restart %s to apply",
+		    section, r->d->name);
+		r->restart++;
+	} else {
+		log_warnx("config: [%s] %s changed; restart %s to apply",
+		    section, key, r->d->name);
+		r->restart++;
+	}
+}
+
+/* SIGHUP: see daemon_signal in daemon.h. */
+static void
+daemon_reload(struct daemon *d)
+{
+	struct reload r;
+	struct config *next;
+	char err[1024];
+
+	if ((next = malloc(sizeof(*next))) == NULL) {
+		log_warn("config: reload");
+		return;
+	}
+	if (config_load(d->conf_path, next, err, sizeof(err)) == -1)
+		log_warnx("config: %s; keeping the running configuration",
+		    err);
+	else {
+		memset(&r, 0, sizeof(r));
+		r.d = d;
+		r.next = next;
+		config_diff(d->conf, next, reload_key, &r);
+		daemon_logconf(d);
+		log_info("config: reloaded %s: %d change(s) applied, %d need "
+		    "a restart", d->conf_path, r.applied, r.restart);
+	}
+	free(next);
 }
 
 void
@@ -28,12 +140,14 @@ daemon_start(struct daemon *d, int argc, char **argv, const char *name,
     int flags, struct config *conf)
 {
 	int needs_proxy = flags & DAEMON_PROXY;
-	char err[1024], opts[16] = "df:nv";
+	char err[1024], opts[24] = "df:l:nVv";
 	sigset_t set;
 	int ch;
 
 	memset(d, 0, sizeof(*d));
 	d->name = name;
+	d->conf = conf;
+	d->log_format = -1;
 	d->conf_path = "/etc/portico/portico.conf";
 	if (flags & DAEMON_PROXY)
 		strcat(opts, "p:");
@@ -49,6 +163,10 @@ daemon_start(struct daemon *d, int argc, char **argv, const char *name,
 		case 'f':
 			d->conf_path = optarg;
 			break;
+		case 'l':
+			if ((d->log_format = log_format_parse(optarg)) == -1)
+				usage(name, flags);
+			break;
 		case 'n':
 			d->check = 1;
 			break;
@@ -61,6 +179,9 @@ daemon_start(struct daemon *d, int argc, char **argv, const char *name,
 		case 'T':
 			d->render = optarg;
 			break;
+		case 'V':
+			printf("%s %s\n", name, PORTICO_VERSION);
+			exit(0);
 		case 'v':
 			d->verbose++;
 			break;
@@ -92,6 +213,7 @@ daemon_start(struct daemon *d, int argc, char **argv, const char *name,
 	if (d->replay != NULL || d->render != NULL)
 		return;		/* a command, not a daemon: no run folder */
 	log_init(name, d->foreground, d->verbose);
+	daemon_logconf(d);
 	/*
 	 * A CONFIG is megabytes, made and freed for every generation: keep
 	 * freed memory for the next one rather than give it back and take
@@ -121,5 +243,34 @@ daemon_signal(struct daemon *d)
 
 	if (read(d->sigfd, &si, sizeof(si)) != sizeof(si))
 		return 0;
+	if (si.ssi_signo == SIGHUP)
+		daemon_reload(d);
 	return (int)si.ssi_signo;
+}
+
+/* At exit: our pid file, unless another process has written it since. */
+static void
+daemon_unlink_pid(void)
+{
+	char buf[32];
+	FILE *fp;
+
+	if ((fp = fopen(daemon_pidfile, "r")) == NULL)
+		return;
+	if (fgets(buf, sizeof(buf), fp) != NULL &&
+	    strtol(buf, NULL, 10) == (long)getpid())
+		unlink(daemon_pidfile);
+	fclose(fp);
+}
+
+int
+daemon_ready(struct daemon *d, const char *name)
+{
+	if (config_ready(d->conf, name) == -1)
+		return -1;
+	if (daemon_pidfile[0] == '\0')
+		atexit(daemon_unlink_pid);
+	snprintf(daemon_pidfile, sizeof(daemon_pidfile), "%s/%s.pid",
+	    d->conf->run_dir, name);
+	return 0;
 }

@@ -1,6 +1,7 @@
 /*
  * portico — what every daemon does at start: options, config, logging,
- * the run folder, and signals delivered on a signalfd.
+ * the run folder, and signals delivered on a signalfd; its pid file, and
+ * what SIGHUP means.
  */
 #ifndef PORTICO_DAEMON_H
 #define PORTICO_DAEMON_H
@@ -17,10 +18,12 @@ struct daemon {
 	int		 verbose;
 	int		 check;
 	int		 sigfd;
+	int		 log_format;	/* -l: LOG_*, or -1 for the config's */
+	struct config	*conf;		/* the one the daemon runs with */
 };
 
 /*
- * Parse -f -n -d -v (and -p, -R, -T by flags), load the config (or exit 1
+ * Parse -f -n -d -v -l -V (and -p, -R, -T by flags), load the config (or exit 1
  * with the error naming the key and line), print it and exit 0 under -n,
  * set up logging, the run folder and the signalfd.
  */
@@ -32,7 +35,20 @@ struct daemon {
 void	daemon_start(struct daemon *, int argc, char **argv, const char *name,
 	    int flags, struct config *);
 
-/* The next signal waiting on the signalfd, 0 if none. */
+/*
+ * The next signal waiting on the signalfd, 0 if none.  SIGHUP is handled
+ * here before it is returned: the configuration file is read again; a bad
+ * one is logged and the running one kept; of a good one, the keys that are
+ * safe to change live are applied ([portico] log_format and log_level,
+ * every [limits] key, which allocd reads at each decision), and each other
+ * changed key of a section the daemon reads is logged as needing a restart.
+ */
 int	daemon_signal(struct daemon *);
+
+/*
+ * Write "<run_dir>/<name>.pid" (config_ready) and remove it at exit, normal
+ * or fatal, if it still holds our pid.  -1 if it cannot be written.
+ */
+int	daemon_ready(struct daemon *, const char *name);
 
 #endif

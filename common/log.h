@@ -11,6 +11,17 @@
 void	log_init(const char *name, int foreground, int verbose);
 void	log_setverbose(int);
 int	log_getverbose(void);
+
+/*
+ * The line format: text ("<ts> <daemon>: <msg>") or logfmt ("ts=... level=...
+ * daemon=... msg=\"...\"", stable keys, the message quoted and escaped so
+ * that nothing inside it can start a key of its own).
+ */
+#define LOG_TEXT	0
+#define LOG_LOGFMT	1
+void	log_setformat(int);
+/* "text" or "logfmt": LOG_TEXT or LOG_LOGFMT; -1 for anything else. */
+int	log_format_parse(const char *);
 void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));

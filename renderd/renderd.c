@@ -107,7 +107,7 @@ render_text(FILE *fp)
 	for (i = 0; i < sizeof(renderers) / sizeof(renderers[0]); i++)
 		if (strcmp(renderers[i].kind, px->kind) == 0)
 			return renderers[i].render(&routes, &conf, px, fp);
-	log_warnx("renderd: no renderer for proxy kind %s", px->kind);
+	log_warnx("no renderer for proxy kind %s", px->kind);
 	return -1;
 }
 
@@ -125,7 +125,7 @@ too_large(size_t len)
 {
 	if (len <= EV_MAX_TEXT) {
 		if (oversize_now)
-			log_info("renderd: generation %llu is %zu bytes and is "
+			log_info("generation %llu is %zu bytes and is "
 			    "published; %lu generations too large were not",
 			    (unsigned long long)alloc_feed.last, len, oversize);
 		oversize_now = 0;
@@ -133,13 +133,13 @@ too_large(size_t len)
 	}
 	oversize++;
 	if (!oversize_now)
-		log_warnx("renderd: generation %llu is %zu bytes, more than a "
+		log_warnx("generation %llu is %zu bytes, more than a "
 		    "config event carries (%u): not published, the proxy "
 		    "keeps generation %llu until one fits",
 		    (unsigned long long)alloc_feed.last, len, EV_MAX_TEXT,
 		    (unsigned long long)latest.seq);
 	else
-		log_debug("renderd: generation %llu is %zu bytes: not "
+		log_debug("generation %llu is %zu bytes: not "
 		    "published either", (unsigned long long)alloc_feed.last,
 		    len);
 	oversize_now = 1;
@@ -157,9 +157,9 @@ render(void)
 
 	spare.len = 0;
 	if ((fp = fopencookie(&spare, "w", io)) == NULL)
-		fatal("renderd: fopencookie");
+		fatal("fopencookie");
 	if (render_text(fp) == -1 || fclose(fp) != 0 || spare.p == NULL)
-		fatalx("renderd: render failed");
+		fatalx("render failed");
 	text = spare.p;
 	len = spare.len;
 	cap = spare.cap;
@@ -175,8 +175,8 @@ render(void)
 	ev.textlen = len;
 	ev.has |= F_TEXT;
 	if (bus_send(pub_sock, &ev) == -1)
-		log_warn("renderd: publish");
-	log_info("renderd: generation %llu: %zu api routes, %u ports, "
+		log_warn("publish");
+	log_info("generation %llu: %zu api routes, %u ports, "
 	    "%zu bytes; %lu decisions left out so far",
 	    (unsigned long long)ev.seq, routes.napi, routes.nports, len,
 	    routes.refused);
@@ -268,13 +268,13 @@ main(int argc, char **argv)
 	sync_sock = bus_socket(ZMQ_ROUTER);
 	if (bus_bind(pub_sock, px->pub) == -1 ||
 	    bus_bind(sync_sock, px->sync) == -1)
-		fatalx("renderd: cannot bind the bus");
-	consumer_init(&alloc_feed, "renderd", conf.alloc_pub, conf.alloc_sync,
-	    0, &feed_ops, NULL);
+		fatalx("cannot bind the bus");
+	consumer_init(&alloc_feed, "allocd feed", conf.alloc_pub,
+	    conf.alloc_sync, 0, &feed_ops, NULL);
 	snprintf(ready, sizeof(ready), "renderd-%s", px->name);
-	if (config_ready(&conf, ready) == -1)
-		fatal("renderd: pid file");
-	log_info("renderd: ready for proxy %s (%s)", px->name, px->kind);
+	if (daemon_ready(&d, ready) == -1)
+		fatal("pid file");
+	log_info("ready for proxy %s (%s)", px->name, px->kind);
 
 	for (;;) {
 		now = now_ms();
@@ -303,7 +303,7 @@ main(int argc, char **argv)
 			published = 1;
 		}
 	}
-	log_info("renderd: exiting");
+	log_info("exiting");
 	consumer_close(&alloc_feed);
 	bus_close(pub_sock);
 	bus_close(sync_sock);

@@ -166,14 +166,14 @@ routes_refuse(struct routes *r, const struct event *ev)
 	case EV_API_SET:
 		if (ev->mport != 0)
 			return 0;
-		log_warnx("renderd: cluster %s (%s): master port 0; its API "
+		log_warnx("cluster %s (%s): master port 0; its API "
 		    "route is left out", ev->cluster, ev->cname);
 		api_del(r, ev->cluster);
 		break;
 	case EV_PORT_SET:
 		if (routes_port_allowed(r->conf, (unsigned)ev->port))
 			return 0;
-		log_warnx("renderd: route %s/%s/%s/%llu on port %llu: not a "
+		log_warnx("route %s/%s/%s/%llu on port %llu: not a "
 		    "workload port of the configuration; left out", ev->cluster,
 		    ev->ns, ev->name, (unsigned long long)ev->route,
 		    (unsigned long long)ev->port);

@@ -558,9 +558,9 @@ send_if_changed(struct cluster *cl, struct smap *now, const char *owner,
 	int changed;
 
 	if (event_encode(ev, &buf, &len) == -1)
-		fatalx("watcherd: cannot encode a route");
+		fatalx("cannot encode a route");
 	if ((s = malloc(sizeof(*s) + len)) == NULL)
-		fatal("watcherd");
+		fatal("malloc");
 	s->len = len;
 	memcpy(s->data, buf, len);
 	free(buf);

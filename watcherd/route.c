@@ -401,7 +401,7 @@ bsrc_init(struct cluster *cl, struct bsrc *src)
 		return;
 	}
 	if ((src->ips = calloc(cl->objs[RES_NODE].n + 1, EV_IPLEN)) == NULL)
-		fatal("watcherd");
+		fatal("calloc");
 	while ((e = smap_next(&cl->objs[RES_NODE], &it)) != NULL)
 		if ((node = e->val) != NULL)
 			strcpy(src->ips[src->nips++], node->ip);

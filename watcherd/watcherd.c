@@ -45,7 +45,7 @@ obs_send(struct event *ev)
 	if (bus_send(alloc_sock, ev) == -1) {
 		/* no seq is spent on it: allocd acks only what it got */
 		if (!obs_failed)
-			log_warn("watcherd: observations not sent");
+			log_warn("observations not sent");
 		obs_failed = 1;
 		return;
 	}
@@ -89,7 +89,7 @@ static void
 on_restarted(void *arg)
 {
 	(void)arg;
-	log_info("watcherd: allocd restarted, resyncing every cluster");
+	log_info("allocd restarted, resyncing every cluster");
 	clusters_resync_all();
 }
 
@@ -123,12 +123,12 @@ main(int argc, char **argv)
 	pks_init();
 	alloc_sock = bus_socket(ZMQ_DEALER);
 	if (bus_connect(alloc_sock, conf.alloc_in) == -1)
-		fatalx("watcherd: cannot connect to allocd");
-	consumer_init(&feed, "watcherd", conf.alloc_pub, conf.alloc_sync, 0,
+		fatalx("cannot connect to allocd");
+	consumer_init(&feed, "allocd feed", conf.alloc_pub, conf.alloc_sync, 0,
 	    &feed_ops, NULL);
-	if (config_ready(&conf, "watcherd") == -1)
-		fatal("watcherd: pid file");
-	log_info("watcherd: ready; sources:%s%s", conf.pks_url[0] ?
+	if (daemon_ready(&d, "watcherd") == -1)
+		fatal("pid file");
+	log_info("ready; sources:%s%s", conf.pks_url[0] ?
 	    " pks" : "", conf.kubeconfig_dir[0] ? " kubeconfigs" : "");
 
 	for (;;) {
@@ -136,7 +136,7 @@ main(int argc, char **argv)
 		consumer_timer(&feed, now);
 		if (unacked_since != 0 && now - unacked_since > ACK_WAIT_MS) {
 			/* allocd lost what we sent: the truth, again */
-			log_warnx("watcherd: observations %llu-%llu not "
+			log_warnx("observations %llu-%llu not "
 			    "acknowledged, resyncing",
 			    (unsigned long long)obs_acked + 1,
 			    (unsigned long long)obs_seq);
@@ -172,7 +172,7 @@ main(int argc, char **argv)
 		http_dispatch(items + n, nh);
 		http_timer();
 	}
-	log_info("watcherd: exiting");
+	log_info("exiting");
 	consumer_close(&feed);
 	bus_close(alloc_sock);
 	zmq_ctx_term(bus_ctx());

@@ -185,7 +185,7 @@ vs_writeback(struct cluster *cl, const char *key, struct vs_obj *vs)
 	    cl->creds.server, path, vs->ns, vs->name);
 	cluster_auth(cl, &a);
 	if ((p = calloc(1, sizeof(*p))) == NULL)
-		fatal("watcherd");
+		fatal("calloc");
 	snprintf(p->id, sizeof(p->id), "%s", cl->id);
 	snprintf(p->key, sizeof(p->key), "%s", key);
 	p->address = dup_or_null(vs->address);
@@ -307,7 +307,7 @@ clusters_alloc_event(const struct event *ev)
 	}
 	if ((a = smap_get(&addrs, owner)) == NULL) {
 		if ((a = calloc(1, sizeof(*a))) == NULL)
-			fatal("watcherd");
+			fatal("calloc");
 		smap_put(&addrs, owner, a);
 	}
 	switch (ev->type) {
