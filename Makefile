@@ -24,6 +24,8 @@ DAEMONS	 = watcherd allocd renderd applyd
 COMMON	+= fsafe
 COMMON_OBJS = $(COMMON:%=$(BUILD)/obj/common/%.o)
 BINS	 = $(DAEMONS:%=$(BUILD)/bin/%)
+TOOLS	 = porticoctl
+BINS	+= $(TOOLS:%=$(BUILD)/bin/%)
 UNITS	 = test_event test_store test_alloc test_envoy test_valid test_addr
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
@@ -46,6 +48,9 @@ $(BUILD)/bin/$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c)) \
 	$$(CC) $$(CFLAGS) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach d,$(DAEMONS),$(eval $(call daemon_rule,$(d))))
+
+# Tools: built like the daemons, from common/ and their own folder only.
+$(foreach t,$(TOOLS),$(eval $(call daemon_rule,$(t))))
 
 # Unit tests link the daemon file they test, minus its main().
 $(BUILD)/tests/test_alloc: $(BUILD)/obj/tests/unit/test_alloc.o \
