@@ -5,7 +5,8 @@
  * each cluster's API_SET by cluster id, each port's PORT_SET by port.  So
  * `porticoctl log state --at G | renderd -T /dev/stdin` renders again the
  * configuration of generation G (renderd's generation is the seq of the
- * last decision it applied).
+ * last decision it applied).  A compacted log starts from the tables its
+ * SNAPSHOT saved (struct cluster_rec, struct owner_rec: store.h).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -136,16 +137,99 @@ fold_free(struct fold *f)
 }
 
 /*
- * Can the log say what the state was at seq?  Only from its first record
- * on, and only if that record is not a compaction's SNAPSHOT: the tables
- * it stands for are allocd's own records, which this tool does not read.
+ * One record of snap, tagged by its table's letter: a cluster that is up
+ * gives its API_SET, an owner holding a port its PORT_SET (what
+ * alloc_state() gives a consumer from the live tables); 0 for anything
+ * else, -1 if the record is not what allocd writes.
  */
 static int
-state_reachable(struct ctl *c, uint64_t at)
+snap_event(const MDB_val *key, const MDB_val *val, struct event *ev)
+{
+	struct cluster_rec crec;
+	struct owner_rec orec;
+	const char *p = val->mv_data;
+	char err[256];
+	size_t hdr;
+	int want;
+
+	if (key->mv_size < 1)
+		return -1;
+	switch (*(const char *)key->mv_data) {
+	case 'c':
+		if (val->mv_size <= (hdr = sizeof(crec)))
+			return 0;
+		memcpy(&crec, p, hdr);		/* values are not aligned */
+		if (!crec.up)
+			return 0;
+		want = EV_API_SET;
+		break;
+	case 'o':
+		if (val->mv_size < (hdr = sizeof(orec)))
+			return -1;
+		memcpy(&orec, p, hdr);
+		if (orec.state != OWN_ACTIVE)
+			return 0;
+		want = EV_PORT_SET;
+		break;
+	default:
+		return 0;
+	}
+	if (event_decode(ev, p + hdr, val->mv_size - hdr, err,
+	    sizeof(err)) == -1) {
+		log_warnx("snapshot: a %s record: %s", want == EV_API_SET ?
+		    "cluster" : "owner", err);
+		return -1;
+	}
+	if (ev->type != want) {
+		event_free(ev);
+		return -1;
+	}
+	return 1;
+}
+
+/* The state the compaction saved beside its SNAPSHOT record, folded. */
+static int
+fold_snapshot(struct ctl *c, struct fold *f)
+{
+	MDB_cursor *cur;
+	MDB_val key, val;
+	struct event ev;
+	int rc, op, r = 0;
+
+	if ((rc = mdb_cursor_open(c->txn, c->st.snap, &cur)) != 0)
+		return rc;
+	for (op = MDB_FIRST; r == 0 && (rc = mdb_cursor_get(cur, &key, &val,
+	    op)) == 0; op = MDB_NEXT) {
+		if ((r = snap_event(&key, &val, &ev)) == -1) {
+			c->bad++;
+			r = 0;
+			continue;
+		}
+		if (r == 1) {
+			r = fold_one(c, &ev, f);
+			event_free(&ev);
+		}
+	}
+	mdb_cursor_close(cur);
+	if (r == -1)
+		return -1;
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/*
+ * Can the log say what the state was at seq?  From its first record on:
+ * a compacted log starts with a SNAPSHOT whose tables (in snap) are the
+ * state there; *snapped says so.
+ */
+static int
+state_reachable(struct ctl *c, uint64_t at, int *snapped)
 {
 	uint64_t first = store_first_seq(&c->st, c->txn);
 	uint64_t last = store_last_seq(&c->st, c->txn);
+	uint64_t snap;
 
+	*snapped = store_get_u64(&c->st, c->txn, "snapshot", &snap) == 0 &&
+	    snap == first;
 	if (first == 0) {
 		fprintf(stderr, "porticoctl: the log is empty\n");
 		return CTL_USAGE;
@@ -162,12 +246,11 @@ state_reachable(struct ctl *c, uint64_t at)
 		    (unsigned long long)last);
 		return CTL_USAGE;
 	}
-	if (first > 1) {
-		fprintf(stderr, "porticoctl: the log was compacted at seq "
-		    "%llu; a state after it needs the snapshot's tables, "
-		    "which porticoctl does not read yet\n",
+	if (first > 1 && !*snapped) {
+		fprintf(stderr, "porticoctl: the log starts at seq %llu "
+		    "without the snapshot of that seq\n",
 		    (unsigned long long)first);
-		return CTL_USAGE;
+		return CTL_STORE;
 	}
 	return CTL_OK;
 }
@@ -181,7 +264,7 @@ cmd_log_state(struct ctl *c, int argc, char **argv)
 	};
 	struct fold *f;
 	uint64_t at = 0;
-	int ch, rc, have = 0;
+	int ch, rc, have = 0, snapped;
 
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (ch != 'a' || ctl_seq(optarg, &at) == -1) {
@@ -195,11 +278,12 @@ cmd_log_state(struct ctl *c, int argc, char **argv)
 		return CTL_USAGE;
 	}
 	if ((rc = ctl_open(c, argv[optind])) != CTL_OK ||
-	    (rc = state_reachable(c, at)) != CTL_OK)
+	    (rc = state_reachable(c, at, &snapped)) != CTL_OK)
 		return rc;
 	if ((f = calloc(1, sizeof(*f))) == NULL)
-		fatal("porticoctl: state");
-	if ((rc = ctl_walk(c, 0, at, fold_one, f)) != 0) {
+		fatal("state");
+	if ((snapped && (rc = fold_snapshot(c, f)) != 0) ||
+	    (rc = ctl_walk(c, 0, at, fold_one, f)) != 0) {
 		if (rc == -1)
 			log_warnx("out of memory");
 		else

@@ -169,6 +169,43 @@ def test_log_state_renders_the_served_config_again(make_fleet, tmp_path):
     assert rc == 1, err
 
 
+def test_log_state_after_compaction(make_fleet, tmp_path):
+    """A compacted log starts with a SNAPSHOT: the state after it is the
+    snapshot's tables and the decisions since, and renders as served."""
+    harness.need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    pay = harness.payments_cluster(fleet)
+    fleet.write_conf(store={"compact_age": 1})     # compact once idle 1 s
+    fleet.start_daemons()
+    pay.annotate(NS, "ledger-db", **{EXPOSE: "true"})
+    (port,) = fleet.wait_address(pay, NS, "ledger-db")
+    fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
+    ledger = owner_of(pay, "ledger-db")
+
+    def compacted():
+        log = dump(fleet)
+        mine = [e for e in log if e["type"] == "PORT_SET" and e["body"]["n"] == "ledger-db"]
+        return log if log[0]["type"] == "SNAPSHOT" and not mine else None
+    log = testlib.wait_until(compacted, 60, "ledger-db's PORT_SET compacted away")
+    first = log[0]["seq"]
+    assert first > 1
+
+    def same():
+        last = dump(fleet)[-1]["seq"]
+        cfg = fleet.proxy_cfg()
+        _, state, _ = ctl(fleet, "log", "state", "--at", str(last))
+        return (cfg, state) if render_state(fleet, state, tmp_path) == cfg else None
+    cfg, state = testlib.wait_until(same, 60, "state after a snapshot == served")
+    sets = [json.loads(l) for l in state.splitlines() if '"PORT_SET"' in l]
+    assert [(e["body"]["p"], e["body"]["n"]) for e in sets] == [(port, "ledger-db")], state
+    assert sets[0]["seq"] < first        # from the snapshot, not the log
+    assert "_%d" % sets[0]["body"]["b"][0][1] in cfg
+    # The seqs the compaction dropped are gone: said, exit 1.
+    rc, out, err = ctl(fleet, "log", "state", "--at", str(first - 1), check=False)
+    assert rc == 1 and out == "" and "compacted away" in err, err
+    assert "got port" not in ctl(fleet, "why", ledger, check=False)[1]
+
+
 def test_log_dump_filters(make_fleet):
     fleet, pay = start_payments(make_fleet)
     bad, good = refused_then_fixed(fleet, pay)
