@@ -306,3 +306,45 @@ def test_read_only_beside_live_allocd_and_on_a_copy(make_fleet, tmp_path):
     pay.annotate(NS, "cache", **{EXPOSE: "true"})
     fleet.wait_address(pay, NS, "cache")
     assert fleet["allocd"].pid == pid
+
+
+def mp_str(b):
+    return (bytes([0xa0 | len(b)]) if len(b) < 32 else bytes([0xd9, len(b)])) + b
+
+
+def hostile_record(seq, cluster):
+    """A ROUTE record as msgpack ([version, type, seq, time, body]) whose
+    name carries a terminal escape and a newline."""
+    body = {b"c": mp_str(cluster.encode()), b"ns": mp_str(b"payments"),
+            b"n": mp_str(b"evil\x1b[31m\nname"), b"r": b"\x00", b"b": b"\x90"}
+    out = b"\x95\x01\x0c" + b"\xcf" + seq.to_bytes(8, "big") + b"\xcf" + \
+        (1).to_bytes(8, "big") + bytes([0x80 | len(body)])
+    for k, v in body.items():
+        out += mp_str(k) + v
+    return out
+
+
+def test_hostile_record_is_named_never_printed(make_fleet, tmp_path):
+    """A record that does not pass the validators (written into a copy of
+    the store with mdb_load) is reported by its seq and skipped, exit 2;
+    its bytes reach neither stdout nor stderr, and the rest is printed."""
+    fleet, pay = start_payments(make_fleet)
+    pay.annotate(NS, "ledger-db", **{EXPOSE: "true"})
+    fleet.wait_address(pay, NS, "ledger-db")
+    copy = str(tmp_path / "store")
+    shutil.copytree(fleet.store, copy)
+    good = dump(fleet, store=copy)
+    seq = good[-1]["seq"] + 1
+    rec = hostile_record(seq, pay.uuid)
+    load = "VERSION=3\nformat=bytevalue\ntype=btree\nHEADER=END\n %s\n %s\nDATA=END\n" % (
+        seq.to_bytes(8, "big").hex(), rec.hex())
+    subprocess.run(["mdb_load", "-s", "log", copy], input=load.encode(), check=True,
+                   timeout=60)
+    for args in (["log", "dump"], ["why", "%s/%s/ledger-db" % (pay.uuid, NS)],
+                 ["log", "state", "--at", str(seq)]):
+        rc, out, err = ctl(fleet, *args, store=copy, check=False)
+        assert rc == 2, (args, rc, err)
+        assert "seq %d: not an event: field n: bad value" % seq in err, err
+        assert "\x1b" not in out + err and "evil" not in out + err, (out, err)
+    rc, out, _ = ctl(fleet, "log", "dump", store=copy, check=False)
+    assert [json.loads(l) for l in out.splitlines()] == good
