@@ -47,12 +47,13 @@ def owner_of(pay, name, route=0):
     return "%s/%s/%s/%d" % (pay.uuid, NS, name, route)
 
 
-def refused_then_fixed(fleet, pay):
-    """ledger-db asks for a port outside the range (refused), then for one
-    inside it (served): (bad port, good port)."""
+def refused_then_fixed(fleet, pay, between=lambda: None):
+    """ledger-db asks for a port outside the range (refused), then, after
+    between(), for one inside it (served): (bad port, good port)."""
     bad, good = fleet.port_hi + 1, fleet.port_hi - 2
     pay.annotate(NS, "ledger-db", **{EXPOSE: "true", PORT: str(bad)})
     assert str(bad) in fleet.wait_annotation(pay, NS, "ledger-db", ERROR)
+    between()
     pay.annotate(NS, "ledger-db", **{PORT: str(good)})
     assert fleet.wait_address(pay, NS, "ledger-db") == [good]
     fleet.wait_no_annotation(pay, NS, "ledger-db", ERROR)
@@ -134,16 +135,36 @@ def render_state(fleet, state_text, tmp_path):
     return cp.stdout.decode()
 
 
+def piped(fleet, gen):
+    """porticoctl log state --at gen | renderd -T /dev/stdin: its stdout."""
+    ctl_p = subprocess.Popen([harness.daemon_path("porticoctl"), "-f", fleet.conf_path,
+                              "log", "state", "--at", str(gen)], stdout=subprocess.PIPE)
+    rend = subprocess.run([harness.daemon_path("renderd"), "-f", fleet.conf_path, "-p",
+                           fleet.proxy().name, "-T", "/dev/stdin"], stdin=ctl_p.stdout,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    ctl_p.stdout.close()
+    assert ctl_p.wait(timeout=60) == 0
+    assert rend.returncode == 0, rend.stderr.decode()
+    return rend.stdout.decode()
+
+
 def test_log_state_renders_the_served_config_again(make_fleet, tmp_path):
     fleet, pay = start_payments(make_fleet)
-    _, good = refused_then_fixed(fleet, pay)
 
     def same():
         gen, cfg = served_generation(fleet)
-        _, state, _ = ctl(fleet, "log", "state", "--at", str(gen))
-        again = render_state(fleet, state, tmp_path)
-        return (gen, cfg, state) if again == cfg else None
-    gen, cfg, state = testlib.wait_until(same, 60, "log state | renderd -T == served")
+        return (gen, cfg) if piped(fleet, gen) == cfg else None
+    refusal = []
+    _, good = refused_then_fixed(fleet, pay, lambda: refusal.append(
+        testlib.wait_until(same, 60, "log state | renderd -T == served, refused")))
+    gen, cfg = testlib.wait_until(same, 60, "log state | renderd -T == served, fixed")
+    # the generation served while the route was refused renders again
+    # as it was then, without the route
+    (gen0, cfg0), = refusal
+    assert gen0 < gen and cfg0 != cfg
+    assert piped(fleet, gen0) == cfg0
+    _, state, _ = ctl(fleet, "log", "state", "--at", str(gen))
+    assert render_state(fleet, state, tmp_path) == cfg
     assert "p%d" % good in cfg, cfg
     evs = [json.loads(l) for l in state.splitlines()]
     assert {e["type"] for e in evs} == {"API_SET", "PORT_SET"}, state
