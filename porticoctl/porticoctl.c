@@ -52,8 +52,9 @@ ctl_open(struct ctl *c, const char *store)
 	if (store_open_reader(&c->st, store, &nolock) == -1)
 		return CTL_STORE;
 	if (nolock)
-		log_debug("%s: opened without its lock file "
-		    "(it may not be written)", store);
+		log_warnx("%s: read without LMDB's lock file, which may not "
+		    "be written here: safe only while no allocd writes it",
+		    store);
 	if ((rc = store_begin(&c->st, &c->txn, 1)) != 0) {
 		log_warnx("%s: %s", store, mdb_strerror(rc));
 		store_close(&c->st);

@@ -286,6 +286,7 @@ def ctl_as_nobody(store, *args):
             harness.daemon_path("porticoctl")] + list(args) + [store]
     cp = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
     assert cp.returncode == 0, cp.stderr.decode()
+    assert "read without LMDB's lock file" in cp.stderr.decode()
     return cp.stdout.decode()
 
 
@@ -302,6 +303,8 @@ def test_read_only_beside_live_allocd_and_on_a_copy(make_fleet, tmp_path):
         assert fleet["allocd"].alive()
     after = dump(fleet)
     assert after[:len(before)] == before and len(after) > len(before)
+    # beside allocd, a reader takes its slot in the lock file, as LMDB wants
+    assert "lock file" not in ctl(fleet, "log", "dump")[2]
     assert any(e["type"] == "PORT_SET" and e["body"]["n"] == "orders-db" for e in after)
 
     # a copy, as an operator takes one: the same log
