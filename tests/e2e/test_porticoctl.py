@@ -92,7 +92,7 @@ def test_why_tells_the_refusal_and_the_fix(make_fleet):
     # -j: the same story as JSON lines, each with the event itself
     _, out, _ = ctl(fleet, "-j", "why", owner)
     recs = [json.loads(l) for l in out.splitlines()]
-    assert [r["seq"] for r in recs] == seqs[:len(recs)]
+    assert [r["seq"] for r in recs][:len(seqs)] == seqs    # more may come
     refusal = [r for r in recs if r["type"] == "REFUSED"][0]
     assert refusal["owner"] == owner and refusal["event"]["body"]["why"] \
         .startswith("port %d is outside" % bad), refusal
@@ -173,7 +173,7 @@ def test_log_state_renders_the_served_config_again(make_fleet, tmp_path):
 
     # Just before the route got its port, the state has no PORT_SET for it,
     # and its servers (named <ip>_<port>) are in no backend.
-    (set_ev,) = dump(fleet, "--type", "PORT_SET", "--owner", owner_of(pay, "ledger-db"))
+    set_ev = dump(fleet, "--type", "PORT_SET", "--owner", owner_of(pay, "ledger-db"))[0]
     _, before, _ = ctl(fleet, "log", "state", "--at", str(set_ev["seq"] - 1))
     assert "PORT_SET" not in before, before
     ip, bport, _ = set_ev["body"]["b"][0]
@@ -248,9 +248,9 @@ def test_log_dump_filters(make_fleet):
     assert refusals and all(e["type"] == "REFUSED" for e in refusals)
     ledger = owner_of(pay, "ledger-db")
     mine = dump(fleet, "--type", "REFUSED", "--owner", ledger)
-    assert [e["body"]["why"].split(" is ")[0] for e in mine] == ["port %d" % bad], mine
+    assert mine and {e["body"]["why"].split(" is ")[0] for e in mine} == {"port %d" % bad}, mine
     sets = dump(fleet, "--type", "PORT_SET", "--owner", "%s/%s/orders-db" % (pay.uuid, NS))
-    assert len(sets) == 1 and sets[0]["body"]["n"] == "orders-db", sets
+    assert sets and all(e["body"]["n"] == "orders-db" for e in sets), sets
     assert all(e["body"]["n"] == "ledger-db" for e in dump(fleet, "--owner", ledger))
 
     for args, what in ((["--type", "NOPE"], "no such event type"),
@@ -298,9 +298,12 @@ def test_read_only_beside_live_allocd_and_on_a_copy(make_fleet, tmp_path):
     before = dump(fleet)
     # allocd commits while porticoctl reads, again and again
     pay.annotate(NS, "orders-db", **{EXPOSE: "true"})
-    while ADDRESS not in pay.annotations(NS, "orders-db"):
+
+    def read_meanwhile():
         assert len(dump(fleet)) >= len(before)
         assert fleet["allocd"].alive()
+        return ADDRESS in pay.annotations(NS, "orders-db")
+    testlib.wait_until(read_meanwhile, 60, "orders-db's address, read meanwhile")
     after = dump(fleet)
     assert after[:len(before)] == before and len(after) > len(before)
     # beside allocd, a reader takes its slot in the lock file, as LMDB wants
