@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,10 +35,13 @@ store_u64_key(const void *p)
 	return v;
 }
 
+static int	store_env_open(struct store *, const char *, size_t, int,
+		    unsigned);
+
 int
 store_open(struct store *st, const char *dir, size_t mapsize, int rdonly)
 {
-	return store_open_flags(st, dir, mapsize, rdonly, 0);
+	return store_env_open(st, dir, mapsize, rdonly, 0);
 }
 
 /*
@@ -49,19 +53,24 @@ store_open(struct store *st, const char *dir, size_t mapsize, int rdonly)
 int
 store_open_reader(struct store *st, const char *dir, int *nolock)
 {
-	char path[4096];
+	char path[PATH_MAX];
 
 	*nolock = 0;
-	snprintf(path, sizeof(path), "%s/lock.mdb", dir);
+	if ((size_t)snprintf(path, sizeof(path), "%s/lock.mdb", dir) >=
+	    sizeof(path)) {
+		log_warnx("store: a path too long");
+		return -1;
+	}
 	if (access(path, W_OK) == 0 || (access(path, F_OK) == -1 &&
 	    access(dir, W_OK) == 0))
-		return store_open_flags(st, dir, 0, 1, 0);
+		return store_env_open(st, dir, 0, 1, 0);
 	*nolock = 1;
-	return store_open_flags(st, dir, 0, 1, MDB_NOLOCK);
+	return store_env_open(st, dir, 0, 1, MDB_NOLOCK);
 }
 
-int
-store_open_flags(struct store *st, const char *dir, size_t mapsize,
+/* mapsize 0: the store's own (a reader's choice); extra: MDB_* flags. */
+static int
+store_env_open(struct store *st, const char *dir, size_t mapsize,
     int rdonly, unsigned extra)
 {
 	MDB_txn *txn;
@@ -84,7 +93,8 @@ store_open_flags(struct store *st, const char *dir, size_t mapsize,
 		goto fail;
 	}
 	/* readers that died holding a slot would pin old pages forever */
-	if (!(extra & MDB_NOLOCK) && mdb_reader_check(st->env, &dead) == 0 && dead > 0)
+	if (!(extra & MDB_NOLOCK) && mdb_reader_check(st->env, &dead) == 0 &&
+	    dead > 0)
 		log_info("store: cleared %d stale readers", dead);
 	if ((rc = mdb_txn_begin(st->env, NULL, flags, &txn)) != 0) {
 		log_warnx("store: begin: %s", mdb_strerror(rc));

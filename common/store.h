@@ -67,8 +67,6 @@ struct store {
 };
 
 int	 store_open(struct store *, const char *dir, size_t mapsize, int rdonly);
-int	 store_open_flags(struct store *, const char *dir, size_t mapsize,
-	    int rdonly, unsigned mdb_flags);
 /* Read-only, for a tool; *nolock: opened without LMDB's lock file. */
 int	 store_open_reader(struct store *, const char *dir, int *nolock);
 void	 store_close(struct store *);

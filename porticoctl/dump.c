@@ -60,7 +60,8 @@ cmd_log_dump(struct ctl *c, int argc, char **argv)
 		switch (ch) {
 		case 's':
 		case 'u':
-			if (ctl_seq(optarg, ch == 's' ? &since : &until) == -1) {
+			if (ctl_seq(optarg, ch == 's' ? &since : &until) ==
+			    -1) {
 				fprintf(stderr, "porticoctl: --%s: not a seq\n",
 				    ch == 's' ? "since" : "until");
 				return CTL_USAGE;

@@ -99,7 +99,7 @@ ctl_walk(struct ctl *c, uint64_t since, uint64_t until,
 			break;
 		if (event_decode(&ev, val.mv_data, val.mv_size, err,
 		    sizeof(err)) == -1) {
-			/* the decoder's reasons name fields, never their bytes */
+			/* the decoder's reasons name fields, not bytes */
 			log_warnx("seq %llu: not an event: %s",
 			    (unsigned long long)seq, err);
 			c->bad++;
