@@ -8,6 +8,7 @@
 #   make run        install what is missing, build, run the demo fleet
 #   make bench-alloc  allocd's throughput, latency, start-up and store size
 #   make bench-watch  watcherd: 200 clusters x 50 VirtualServices, sync and churn
+#   make bench-ctl    porticoctl over a 200,000-record log
 
 CC	?= cc
 BUILD	?= build
@@ -34,7 +35,7 @@ SAN	 = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	   -fno-sanitize-recover=undefined
 
 .PHONY: all asan test unit golden golden-update e2e run deps clean bench-alloc \
-	bench-watch bench-converge
+	bench-watch bench-converge bench-ctl
 all: $(BINS) $(UNIT_BINS)
 
 $(BUILD)/obj/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h)
@@ -111,6 +112,10 @@ bench-alloc: deps $(BUILD)/bin/allocd $(BUILD)/bench/bench_alloc
 # watcherd and allocd against simulated API servers on loopback (no proxy).
 bench-watch: deps $(BUILD)/bin/watcherd $(BUILD)/bin/allocd
 	PORTICO_BIN=$(CURDIR)/$(BUILD)/bin $(PY) tests/bench/bench_watch.py
+
+# porticoctl over a log as long as the default compaction policy allows.
+bench-ctl: deps $(BUILD)/bin/porticoctl
+	PORTICO_BIN=$(CURDIR)/$(BUILD)/bin $(PY) tests/bench/bench_ctl.py
 
 # The whole pipeline and HAProxy: a new route's first byte, live and reloaded.
 bench-converge: deps all
