@@ -9,6 +9,7 @@
 #   make bench-alloc  allocd's throughput, latency, start-up and store size
 #   make bench-watch  watcherd: 200 clusters x 50 VirtualServices, sync and churn
 #   make fuzz       each libFuzzer harness for FUZZ_SECONDS, after its regressions
+#   make bench-ctl    porticoctl over a 200,000-record log
 
 CC	?= cc
 BUILD	?= build
@@ -26,6 +27,8 @@ COMMON	+= fsafe
 COMMON	+= confdiff
 COMMON_OBJS = $(COMMON:%=$(BUILD)/obj/common/%.o)
 BINS	 = $(DAEMONS:%=$(BUILD)/bin/%)
+TOOLS	 = porticoctl
+BINS	+= $(TOOLS:%=$(BUILD)/bin/%)
 UNITS	 = test_event test_store test_alloc test_envoy test_valid test_addr
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
@@ -34,7 +37,7 @@ SAN	 = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	   -fno-sanitize-recover=undefined
 
 .PHONY: all asan test unit golden golden-update e2e run deps clean bench-alloc \
-	bench-watch bench-converge fuzz fuzz-build
+	bench-watch bench-converge bench-ctl fuzz fuzz-build
 all: $(BINS) $(UNIT_BINS)
 
 $(BUILD)/obj/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h)
@@ -62,6 +65,9 @@ $(BUILD)/bin/$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c)) \
 	$$(CC) $$(CFLAGS) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach d,$(DAEMONS),$(eval $(call daemon_rule,$(d))))
+
+# Tools: built like the daemons, from common/ and their own folder only.
+$(foreach t,$(TOOLS),$(eval $(call daemon_rule,$(t))))
 
 # Unit tests link the daemon file they test, minus its main().
 $(BUILD)/tests/test_alloc: $(BUILD)/obj/tests/unit/test_alloc.o \
@@ -123,6 +129,10 @@ bench-alloc: deps $(BUILD)/bin/allocd $(BUILD)/bench/bench_alloc
 # watcherd and allocd against simulated API servers on loopback (no proxy).
 bench-watch: deps $(BUILD)/bin/watcherd $(BUILD)/bin/allocd
 	PORTICO_BIN=$(CURDIR)/$(BUILD)/bin $(PY) tests/bench/bench_watch.py
+
+# porticoctl over a log as long as the default compaction policy allows.
+bench-ctl: deps $(BUILD)/bin/porticoctl
+	PORTICO_BIN=$(CURDIR)/$(BUILD)/bin $(PY) tests/bench/bench_ctl.py
 
 # The whole pipeline and HAProxy: a new route's first byte, live and reloaded.
 bench-converge: deps all

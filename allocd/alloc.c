@@ -31,34 +31,6 @@
 #include "log.h"
 #include "proof.h"
 
-enum { OWN_ACTIVE = 1, OWN_QUARANTINED = 2, OWN_REFUSED = 3 };
-
-struct owner_rec {
-	uint16_t	port;		/* current or last port, 0 if none */
-	uint8_t		state;
-	uint8_t		live;		/* every proxy serves it */
-	uint8_t		waiting;	/* refused for want of a port */
-	uint8_t		limited;	/* refused by a limit of its cluster */
-	uint8_t		pad[4];
-	uint64_t	set_seq;	/* last PORT_SET; or since when waiting */
-	uint64_t	seen_sync;	/* sync_seq of the sync that last saw it */
-	char		why[256];	/* last refusal written */
-	/* followed by the encoded PORT_SET event */
-};
-
-struct port_rec {
-	uint64_t	released;	/* ms; 0 while held */
-	/* followed by the owner key */
-};
-
-struct cluster_rec {
-	uint64_t	sid;		/* watcherd's id of the sync begun last */
-	uint64_t	sync_seq;	/* log seq of that SYNC_BEGIN: unique */
-	uint8_t		up;
-	uint8_t		pad[7];
-	/* followed by the encoded API_SET event when up */
-};
-
 static int	owner_event(struct event *, int, const MDB_val *);
 static int	owner_account(struct alloc *, MDB_txn *, const char *,
 		    const struct owner_rec *, const struct event *,

@@ -4,9 +4,12 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "store.h"
@@ -32,11 +35,46 @@ store_u64_key(const void *p)
 	return v;
 }
 
+static int	store_env_open(struct store *, const char *, size_t, int,
+		    unsigned);
+
 int
 store_open(struct store *st, const char *dir, size_t mapsize, int rdonly)
 {
+	return store_env_open(st, dir, mapsize, rdonly, 0);
+}
+
+/*
+ * A reader beside a live allocd takes a slot in the lock file, as LMDB
+ * wants; a store whose lock file it may not write (a read-only copy, another
+ * user's folder) is opened without locking, which is safe only while no
+ * one writes it: *nolock says which it was.
+ */
+int
+store_open_reader(struct store *st, const char *dir, int *nolock)
+{
+	char path[PATH_MAX];
+
+	*nolock = 0;
+	if ((size_t)snprintf(path, sizeof(path), "%s/lock.mdb", dir) >=
+	    sizeof(path)) {
+		log_warnx("store: a path too long");
+		return -1;
+	}
+	if (access(path, W_OK) == 0 || (access(path, F_OK) == -1 &&
+	    access(dir, W_OK) == 0))
+		return store_env_open(st, dir, 0, 1, 0);
+	*nolock = 1;
+	return store_env_open(st, dir, 0, 1, MDB_NOLOCK);
+}
+
+/* mapsize 0: the store's own (a reader's choice); extra: MDB_* flags. */
+static int
+store_env_open(struct store *st, const char *dir, size_t mapsize,
+    int rdonly, unsigned extra)
+{
 	MDB_txn *txn;
-	unsigned flags = rdonly ? MDB_RDONLY : 0;
+	unsigned flags = (rdonly ? MDB_RDONLY : 0) | extra;
 	unsigned dflags = rdonly ? 0 : MDB_CREATE;
 	uint64_t schema;
 	int rc, dead = 0;
@@ -48,13 +86,15 @@ store_open(struct store *st, const char *dir, size_t mapsize, int rdonly)
 	}
 	if ((rc = mdb_env_create(&st->env)) != 0 ||
 	    (rc = mdb_env_set_maxdbs(st->env, 8)) != 0 ||
-	    (rc = mdb_env_set_mapsize(st->env, mapsize)) != 0 ||
+	    (mapsize != 0 &&
+	    (rc = mdb_env_set_mapsize(st->env, mapsize)) != 0) ||
 	    (rc = mdb_env_open(st->env, dir, flags, 0600)) != 0) {
 		log_warnx("store: %s: %s", dir, mdb_strerror(rc));
 		goto fail;
 	}
 	/* readers that died holding a slot would pin old pages forever */
-	if (mdb_reader_check(st->env, &dead) == 0 && dead > 0)
+	if (!(extra & MDB_NOLOCK) && mdb_reader_check(st->env, &dead) == 0 &&
+	    dead > 0)
 		log_info("store: cleared %d stale readers", dead);
 	if ((rc = mdb_txn_begin(st->env, NULL, flags, &txn)) != 0) {
 		log_warnx("store: begin: %s", mdb_strerror(rc));
