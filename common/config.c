@@ -261,7 +261,8 @@ check_value(const struct ckey *k, const char *v, void *dst)
 		 * keys and a list of who may speak on each socket, only ipc://
 		 * under the 0700 run folder is accepted.
 		 */
-		if (*v != '\0' && strncmp(v, "ipc://", 6) != 0)
+		if (*v != '\0' && (strncmp(v, "ipc://", 6) != 0 ||
+		    v[6] == '\0'))
 			return -1;
 		break;
 	case CK_BACKEND:
@@ -377,6 +378,7 @@ handler(void *user, const char *section, const char *key, const char *v)
 	struct cluster_conf *cc = NULL;
 	const char *sect = section;
 	char *base = (char *)ps->conf;
+	unsigned char *seen;
 	size_t i;
 
 	if (strncmp(section, "proxy.", 6) == 0) {
@@ -401,12 +403,15 @@ handler(void *user, const char *section, const char *key, const char *v)
 	}
 	if (i == sizeof(ckeys) / sizeof(ckeys[0]))
 		return set_error(ps, key, "unknown key in [%s]", section);
+	/* a key given twice: which one was meant is a guess we do not make */
+	seen = px != NULL ? &ps->pseen[px - ps->conf->proxies][i] :
+	    cc == NULL ? &ps->seen[i] : NULL;
+	if (seen != NULL && *seen)
+		return set_error(ps, key, "given twice in [%s]", section);
 	if (check_value(k, v, base + k->off) == -1)
 		return set_error(ps, key, kind_help(k), v);
-	if (px != NULL)
-		ps->pseen[px - ps->conf->proxies][i] = 1;
-	else if (cc == NULL)
-		ps->seen[i] = 1;
+	if (seen != NULL)
+		*seen = 1;
 	return 1;
 }
 
