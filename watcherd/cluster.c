@@ -329,6 +329,13 @@ vs_parse(struct vs_obj *vs, json_t *obj)
 	vs->error = dup_or_null(annotation(obj, ANN_ERROR));
 	vs->proof = dup_or_null(annotation(obj, ANN_PROOF));
 	vs_read_uid(vs, obj);
+	if (expose != NULL && !vs->expose && strcasecmp(expose, "false") != 0) {
+		/* "yes" or " true" is a mistake to tell, not a silent no */
+		vs->expose = 1;
+		snprintf(vs->why, sizeof(vs->why), "%s must be true or false",
+		    ANN_EXPOSE);
+		return;
+	}
 	if (!vs->expose)
 		return;
 	if (want != NULL) {

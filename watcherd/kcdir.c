@@ -30,6 +30,7 @@ struct kcfile {
 	struct timespec	mtime;
 	off_t		size;
 	int		ok;
+	int		odd;		/* "not a regular file" was said */
 };
 
 static struct smap	files;		/* name -> struct kcfile */
@@ -201,13 +202,21 @@ scan(void)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", conf.kubeconfig_dir,
 		    de->d_name);
-		if (stat(path, &st) == -1 || !S_ISREG(st.st_mode))
-			continue;
 		if ((f = smap_get(&files, name)) == NULL) {
 			if ((f = calloc(1, sizeof(*f))) == NULL)
 				fatal("kubeconfigs");
 			smap_put(&files, name, f);
 		}
+		if (stat(path, &st) == -1 || !S_ISREG(st.st_mode)) {
+			/* said once, not at every scan; never opened */
+			if (!f->odd)
+				log_warnx("kubeconfigs: %s: not a regular file; "
+				    "ignored", de->d_name);
+			f->odd = 1;
+			f->ok = 0;
+			continue;
+		}
+		f->odd = 0;
 		cl = cluster_find(name);
 		if (f->ok && cl != NULL && f->size == st.st_size &&
 		    f->mtime.tv_sec == st.st_mtim.tv_sec &&
