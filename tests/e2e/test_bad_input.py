@@ -762,6 +762,32 @@ def test_api_malformed_watch_event(w):
     w.intact()
 
 
+def test_pks_clusters_http_500(w):
+    """PKS failing its cluster list: said once, the PKS clusters keep their
+    routes (an error is not an empty list), then it answers again."""
+    mark = w.mark()
+    w.fleet.pks.control("PUT", "/_sim/faults", {"path": "/v1/clusters", "status": 500,
+                                                "count": 3})
+    w.wait_log("watcherd", "pks: GET /v1/clusters: HTTP 500; keeping the routes we have",
+               mark)
+    w.intact()
+    w.wait_log("watcherd", "pks: answering again", mark, timeout=60)
+    w.intact()
+
+
+def test_pks_uaa_token_http_503(w):
+    """UAA failing the token renewal a 401 asked for: the same."""
+    mark = w.mark()
+    w.fleet.pks.control("PUT", "/_sim/faults", {"path": "/oauth/token", "status": 503,
+                                                "count": 2})
+    w.fleet.pks.control("POST", "/_sim/expire-tokens")
+    w.wait_log("watcherd", re.compile(r"pks: UAA token \(.*\): HTTP 503; keeping the routes "
+                                      r"we have"), mark, timeout=60)
+    w.intact()
+    w.wait_log("watcherd", "pks: answering again", mark, timeout=60)
+    w.intact()
+
+
 @pytest.mark.xfail(ASAN, strict=True, reason="fixed by watch path: a watch ERROR event "
                    "with a code other than 410 reads its reason after json_decref")
 def test_api_watch_error_event(make_fleet):
