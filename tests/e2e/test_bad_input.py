@@ -368,7 +368,7 @@ class FakeRenderd:
                                      "proxy.fake": {"kind": "envoy", "pub": self.pub_ep,
                                                     "sync": self.sync_ep}}))
         shim = types.SimpleNamespace(run_dir=f.run_dir, conf_path=conf, log_dir=f.log_dir,
-                                     verbose=True, env=f.env)
+                                     verbose=True, env=f.env, run_as=None)
         self.applyd = harness.Daemon(shim, "applyd", "applyd-fake", ["-p", "fake"],
                                      "applyd-fake").start()
 
@@ -446,9 +446,6 @@ def test_fake_renderd_to_applyd(w, fake, payload, sock, reason):
 
 # ------------------------------------------------------------------ API objects
 
-ASAN = "asan" in harness.bin_dir()
-
-
 def vs_path(cluster, ns, name=None):
     return "%s/namespaces/%s/virtualservices%s" % (cluster.vs_api, ns,
                                                    "" if name is None else "/" + name)
@@ -517,8 +514,6 @@ def test_api_port_held_by_another_cluster(w, scratch):
     w.intact()
 
 
-@pytest.mark.xfail(strict=True, reason="fixed by limits: errors name nothing outside "
-                   "the route's own cluster")
 def test_api_port_held_error_names_no_other_cluster(w, scratch):
     web = w.routes[2]
     name = scratch(exposed("camp2", SHOP, "db", 5432, ann={PORT: str(web.port)}))
@@ -686,12 +681,11 @@ def test_pks_uaa_token_http_503(w):
     w.intact()
 
 
-@pytest.mark.xfail(ASAN, strict=True, reason="fixed by watch path: a watch ERROR event "
-                   "with a code other than 410 reads its reason after json_decref")
 def test_api_watch_error_event(make_fleet):
     """A watch ERROR event other than 410 Expired: that watch starts over,
-    the cluster's routes go on. A fleet of its own: the ASan build of
-    today's watcherd dies of it, and must not take the module's fleet along."""
+    the cluster's routes go on. A fleet of its own: the ASan build of the
+    watcherd before the fix died of it (a use-after-free of the reason),
+    and must not take the module's fleet along."""
     need(*DAEMONS)
     fleet = make_fleet()
     solo = fleet.add_cluster("solo", [("db", "solo", [5432])],
