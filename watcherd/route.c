@@ -346,12 +346,11 @@ route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
 	if ((ev->had = written_port(cl, vs, r)) != 0)
 		ev->has |= F_HAD;
 	vs_claim(vs, r, ev);
-	if (cl->backend == BACKEND_NODEPORT &&
-	    src->nips * vs->routes[r].nd > EV_MAX_BACKENDS) {
-		snprintf(why, sizeof(why), "tcp[%zu]: more than %d backends",
-		    r, EV_MAX_BACKENDS);
-		goto refuse;
-	}
+	/*
+	 * Consent first, over every destination: a route refused for
+	 * another reason keeps what it had, and must not keep another
+	 * namespace's backends once their owner says no.
+	 */
 	for (i = 0; i < vs->routes[r].nd; i++) {
 		d = &vs->routes[r].d[i];
 		s = dest_service(cl, vs->ns, d->host, svc);
@@ -362,6 +361,16 @@ route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
 			cut = 1;
 			goto refuse;
 		}
+	}
+	if (cl->backend == BACKEND_NODEPORT &&
+	    src->nips * vs->routes[r].nd > EV_MAX_BACKENDS) {
+		snprintf(why, sizeof(why), "tcp[%zu]: more than %d backends",
+		    r, EV_MAX_BACKENDS);
+		goto refuse;
+	}
+	for (i = 0; i < vs->routes[r].nd; i++) {
+		d = &vs->routes[r].d[i];
+		s = dest_service(cl, vs->ns, d->host, svc);
 		if (s == NULL) {
 			snprintf(why, sizeof(why), "destination %s: no such "
 			    "service", d->host);

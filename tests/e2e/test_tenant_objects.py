@@ -140,6 +140,20 @@ def test_cross_namespace_needs_consent_nodeport(make_fleet):
     fleet.wait_no_annotation(ten, TA, "steal", ERROR)
     testlib.wait_until(serves_exactly(fleet, steal, secret), 30, "steal back")
     assert fleet.wait_address(ten, TA, "steal") == [steal]
+
+    # A route refused for another reason keeps what it had: a tenant who
+    # breaks its own first destination must not keep kube-system's
+    # backends once consent goes.
+    spec = virtualservice("steal", TA, [[dest("nowhere", 2381, 50),
+                                          dest(SECRET + "." + KS, 2381, 50)]])["spec"]
+    ten.kubectl("patch", "virtualservice", "steal", "-n", TA, "--type=merge",
+                "-p", json.dumps({"spec": spec}))
+    fleet.wait_annotation(ten, TA, "steal", ERROR,
+                          value="destination nowhere: no such service")
+    allow_from(ten, None)
+    fleet.wait_annotation(ten, TA, "steal", ERROR, value=no_consent(SECRET + "." + KS, TA))
+    fleet.wait_refused(steal)
+    never_reaches(fleet, steal, secret)
     assert fleet["watcherd"].alive()
 
 
