@@ -716,7 +716,7 @@ KUBECONFIGS = [
     ("garbage", "garbage.yaml", b"{{{ not: [yaml\n\t- :", "YAML syntax error at line 2"),
     ("empty", "empty.yaml", b"", "empty document"),
     ("binary", "binary.yaml", bytes(range(256)) * 16, "YAML syntax error at line 1"),
-    ("huge", "huge.yaml", b"# " + b"x" * (2 << 20) + b"\n", "File too large"),
+    ("huge", "huge.yaml", b"# " + b"x" * (2 << 20) + b"\n", "larger than 1048576 bytes"),
     ("json-array", "array.json", b"[1, 2, 3]", "no current-context"),
     ("no-clusters", "nocluster.yaml", b"apiVersion: v1\nkind: Config\nclusters: []\n",
      "no current-context"),
