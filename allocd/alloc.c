@@ -299,6 +299,20 @@ owner_account(struct alloc *a, MDB_txn *txn, const char *owner,
 	return limits_account(a, txn, owner, &was, &now);
 }
 
+/* Does a route's PORT_SET send traffic where no route may? */
+static int
+backends_forbidden(struct alloc *a, const struct event *set)
+{
+	char why[128];
+	size_t i;
+
+	for (i = 0; i < set->nbackends; i++)
+		if (limits_address(a->conf, "backend", set->backends[i].ip,
+		    why, sizeof(why)) == -1)
+			return 1;
+	return 0;
+}
+
 /*
  * May obs's route take what it asks for?  why is empty when it may, or
  * says which backend or limit stops it.
@@ -723,11 +737,21 @@ on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
 	    sizeof(why))) != 0)
 		goto done;
 	else if (why[0] != '\0' && (rec.state == 0 ||
-	    rec.state == OWN_REFUSED)) {
+	    rec.state == OWN_REFUSED) &&
+	    (limited || limits_may_keep(a, txn, obs->cluster))) {
 		/* kept, to be looked at again when its cluster makes room */
 		if (!limited)
 			rec.set_seq = a->seq;
 		rec.limited = 1;
+	} else if (why[0] != '\0' && rec.state == OWN_ACTIVE &&
+	    backends_forbidden(a, &set)) {
+		/*
+		 * What it serves is no longer allowed (a store from before
+		 * the rule, or allow_backends narrowed): it stops, and its
+		 * port waits in quarantine as for a route that went.
+		 */
+		if ((rc = release(a, txn, owner, &rec, &set, obs->time)) != 0)
+			goto done;
 	}
 	if (why[0] != '\0') {
 		/* the object is wrong, or over a limit: say so, move nothing */
@@ -1651,11 +1675,17 @@ retry_limited(struct alloc *a, MDB_txn *txn, const char *cluster,
 	snprintf(prefix, sizeof(prefix), "%s/", cluster);
 	list = owners_in_order(a, txn, prefix, keep_limited, &n);
 	for (i = 0; i < n && rc == 0; i++) {
-		if ((rc = get_owner(a, txn, list[i], &rec, &route)) != 0)
-			break;
+		if ((rc = get_owner(a, txn, list[i], &rec, &route)) != 0) {
+			rc = rc == MDB_NOTFOUND ? 0 : rc;
+			continue;
+		}
 		if (route.type == EV_ROUTE && (rc = route_limited(a, txn,
-		    &route, &rec, &route, why, sizeof(why))) == 0 &&
-		    why[0] == '\0') {
+		    &route, &rec, &route, why, sizeof(why))) == 0) {
+			if (why[0] != '\0') {
+				/* first refused, first served: the rest wait */
+				event_free(&route);
+				break;
+			}
 			route.time = now;
 			rc = on_route(a, txn, &route);
 		}
@@ -1663,6 +1693,38 @@ retry_limited(struct alloc *a, MDB_txn *txn, const char *cluster,
 	}
 	free_list(list);
 	return rc;
+}
+
+/*
+ * A route observation (or a sync's end), then the cluster's routes refused
+ * by a limit looked at again if it made room: only then, so that a cluster
+ * holding many refused routes does not make every one of its observations
+ * walk them.
+ */
+static int
+on_route_room(struct alloc *a, MDB_txn *txn, const struct event *in)
+{
+	struct lim_use before, after;
+	int rc;
+
+	if ((rc = owners_count(a, txn)) != 0 ||
+	    (rc = limits_sum(a, txn, in->cluster, &before)) != 0)
+		return rc;
+	switch (in->type) {
+	case EV_ROUTE:
+		rc = on_route(a, txn, in);
+		break;
+	case EV_ROUTE_GONE:
+		rc = on_route_gone(a, txn, in);
+		break;
+	default:
+		rc = on_sync(a, txn, in);
+		break;
+	}
+	if (rc != 0 || (rc = limits_sum(a, txn, in->cluster, &after)) != 0 ||
+	    !limits_shrunk(&before, &after))
+		return rc;
+	return retry_limited(a, txn, in->cluster, in->time);
 }
 
 /* Held on a port the configuration no longer gives out. */
@@ -1872,18 +1934,10 @@ alloc_observe(struct alloc *a, MDB_txn *txn, const struct event *in)
 	case EV_CLUSTER_DOWN:
 		return on_cluster_down(a, txn, in);
 	case EV_ROUTE:
-		if ((rc = on_route(a, txn, in)) != 0)
-			return rc;
-		return retry_limited(a, txn, in->cluster, in->time);
 	case EV_ROUTE_GONE:
-		if ((rc = on_route_gone(a, txn, in)) != 0)
-			return rc;
-		return retry_limited(a, txn, in->cluster, in->time);
 	case EV_SYNC_BEGIN:
 	case EV_SYNC_END:
-		if ((rc = on_sync(a, txn, in)) != 0)
-			return rc;
-		return retry_limited(a, txn, in->cluster, in->time);
+		return on_route_room(a, txn, in);
 	case EV_APPLIED:
 		return on_applied(a, txn, in);
 	case EV_TICK:

@@ -151,6 +151,29 @@ limits_waiting(struct alloc *a, MDB_txn *txn, const char *cluster)
 }
 
 int
+limits_may_keep(struct alloc *a, MDB_txn *txn, const char *cluster)
+{
+	unsigned cap = a->conf->lim_routes ? a->conf->lim_routes : LIM_KEEP_MAX;
+	struct lim_use s;
+
+	return get_sum(a, txn, cluster, NULL, &s) == 0 && s.limited < cap;
+}
+
+int
+limits_sum(struct alloc *a, MDB_txn *txn, const char *cluster,
+    struct lim_use *u)
+{
+	return get_sum(a, txn, cluster, NULL, u);
+}
+
+int
+limits_shrunk(const struct lim_use *before, const struct lim_use *after)
+{
+	return after->routes < before->routes || after->ports < before->ports ||
+	    after->backends < before->backends || after->bytes < before->bytes;
+}
+
+int
 limits_address(const struct config *c, const char *what, const char *ip,
     char *why, size_t whylen)
 {

@@ -31,6 +31,22 @@ void	limits_use(struct lim_use *, int held, int waiting, int limited,
 int	limits_waiting(struct alloc *, MDB_txn *, const char *cluster);
 
 /*
+ * May one more of cluster's routes refused by a limit be kept, whole, to be
+ * retried when the cluster makes room?  As many as routes_per_cluster (or
+ * LIM_KEEP_MAX when that is 0): past them a refused route is said and
+ * forgotten, and comes back when watcherd sends it again.  What a cluster
+ * can make allocd keep and walk stays bounded.
+ */
+#define LIM_KEEP_MAX	1000
+int	limits_may_keep(struct alloc *, MDB_txn *, const char *cluster);
+
+/* The cluster's sums, to tell whether an observation made room in it. */
+int	limits_sum(struct alloc *, MDB_txn *, const char *cluster,
+	    struct lim_use *);
+/* Did the use go down from before to after, in anything a limit counts? */
+int	limits_shrunk(const struct lim_use *before, const struct lim_use *after);
+
+/*
  * May the proxies send traffic to ip (what: "backend", "master")?  Never
  * to a proxy's own listen address (it would connect to itself); to an
  * address in [limits] allow_backends; otherwise to any address but

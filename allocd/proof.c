@@ -71,11 +71,17 @@ proof_load(const struct config *conf, int create, int *created)
 	char path[PATH_MAX + 16];
 	struct stat sb;
 	ssize_t n;
-	int fd;
+	int fd, named = conf->proof_key[0] != '\0';
 
 	*created = 0;
 	proof_path(conf, path, sizeof(path));
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/*
+	 * A key named in the configuration is the operator's: it may be
+	 * reached through links (a Kubernetes Secret's ..data) and belong to
+	 * root, readable by our group (fsGroup); the one allocd makes beside
+	 * the store is ours alone.  Others never get any access.
+	 */
+	fd = open(path, O_RDONLY | O_CLOEXEC | (named ? 0 : O_NOFOLLOW));
 	if (fd == -1 && errno == ENOENT && create &&
 	    conf->proof_key[0] == '\0') {
 		/*
@@ -98,10 +104,13 @@ proof_load(const struct config *conf, int create, int *created)
 		log_warn("proof key: %s", path);
 		return -1;
 	}
-	if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode) ||
-	    sb.st_uid != geteuid() || (sb.st_mode & 077) != 0) {
-		log_warnx("proof key: %s must be a regular file of ours, mode "
-		    "0600", path);
+	if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode) || (named ?
+	    (sb.st_uid != geteuid() && sb.st_uid != 0) ||
+	    (sb.st_mode & 027) != 0 :
+	    sb.st_uid != geteuid() || (sb.st_mode & 077) != 0)) {
+		log_warnx("proof key: %s must be a regular file of %s, mode "
+		    "%s", path, named ? "ours or root's" : "ours",
+		    named ? "0600 or 0640 (0400, 0440)" : "0600");
 		close(fd);
 		return -1;
 	}

@@ -2116,6 +2116,69 @@ test_limit_routes(void **state)
 	assert_string_equal(decision(f, EV_PORT_SET, 0)->name, "b");
 }
 
+/*
+ * What a cluster makes allocd keep of its routes refused by a limit is
+ * bounded (routes_per_cluster of them): past that a refused route is said
+ * and forgotten, and room made goes to the kept ones, first refused first.
+ */
+static void
+test_limited_kept_bounded(void **state)
+{
+	struct fx *f = *state;
+	struct event ev;
+	char name[16];
+	int i;
+
+	f->conf.quarantine = 0;
+	f->conf.lim_routes = 2;
+	assert_int_not_equal(expose(f, "c1", "a", 0, f->now), 0);
+	assert_int_not_equal(expose(f, "c1", "b", 0, f->now), 0);
+	for (i = 0; i < 4; i++) {
+		snprintf(name, sizeof(name), "x%d", i);
+		assert_int_equal(expose(f, "c1", name, 0, f->now), 0);
+		assert_refused(f, name, "the most it may have");
+	}
+	unexpose(f, "c1", "a", f->now + 1);
+	assert_int_equal(ndecisions(f, EV_PORT_SET), 1);
+	assert_string_equal(decision(f, EV_PORT_SET, 0)->name, "x0");
+	unexpose(f, "c1", "b", f->now + 2);
+	assert_int_equal(ndecisions(f, EV_PORT_SET), 1);
+	assert_string_equal(decision(f, EV_PORT_SET, 0)->name, "x1");
+	/* x2 and x3 were not kept: nothing of theirs is decided again */
+	unexpose(f, "c1", "x0", f->now + 3);
+	assert_int_equal(ndecisions(f, EV_PORT_SET), 0);
+	event_init(&ev, EV_TICK);
+	ev.time = f->now + 4;
+	run(f, &ev);
+	assert_int_equal(ndecisions(f, EV_PORT_SET), 0);
+	/* until watcherd sends them again */
+	assert_int_not_equal(expose(f, "c1", "x2", 0, f->now + 5), 0);
+}
+
+/*
+ * A route that serves a backend no longer allowed (allow_backends
+ * narrowed, then the route seen again) stops: its port is let go and the
+ * reason said, as for a route that went.
+ */
+static void
+test_forbidden_backends_stop(void **state)
+{
+	struct fx *f = *state;
+	struct event ev;
+	unsigned p;
+
+	assert_int_equal(addr_nets_parse("127.0.0.0/8", &f->conf.allow_backends),
+	    0);
+	backend_is(f, "a", "127.0.0.5", NULL);
+	assert_int_not_equal(p = port_of(f, "c1", "a"), 0);
+	memset(&f->conf.allow_backends, 0, sizeof(f->conf.allow_backends));
+	ev_expose(&ev, "c1", "a", "127.0.0.5", f->now + 1);
+	run(f, &ev);
+	assert_int_equal(ndecisions(f, EV_PORT_FREE), 1);
+	assert_int_equal(decision(f, EV_PORT_FREE, 0)->port, p);
+	assert_refused(f, "a", "backend 127.0.0.5 is loopback");
+}
+
 /* A store from before the sums: they are built from the owners it holds. */
 static void
 test_limits_index(void **state)
@@ -2351,6 +2414,8 @@ main(void)
 		T(test_limit_backends),
 		T(test_limit_routes),
 		T(test_limits_index),
+		T(test_limited_kept_bounded),
+		T(test_forbidden_backends_stop),
 		T(test_proof_adopts),
 		T(test_first_store_and_requests),
 	};
