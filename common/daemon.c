@@ -48,7 +48,7 @@ struct reload {
 
 /*
  * What SIGHUP may change under a running daemon: how it logs, and the
- * [limits], which only allocd reads, afresh at each decision, and which
+ * [limits] but allow_backends, which only allocd reads, afresh at each decision, and which
  * bind only what is asked for next (a cluster already over a lowered limit
  * keeps what it holds, as after a restart).  Everything else is bound into
  * sockets, the store, watches or a proxy's configuration.
@@ -58,8 +58,13 @@ reload_live(const char *section, const char *key)
 {
 	if (key == NULL)
 		return 0;
+	/*
+	 * allow_backends narrowed must take routes off what they serve: a
+	 * restart does it (the resync re-checks every route), SIGHUP would
+	 * leave them serving until each is seen again.
+	 */
 	if (strcmp(section, "limits") == 0)
-		return 1;
+		return strcmp(key, "allow_backends") != 0;
 	return strcmp(section, "portico") == 0 &&
 	    (strcmp(key, "log_format") == 0 || strcmp(key, "log_level") == 0);
 }
