@@ -100,7 +100,10 @@ golden-update: all
 e2e: all
 	$(PY) -m pytest -q -p no:cacheprovider tests/sim tests/e2e
 
-# The whole suite, under the normal build and then under ASan/UBSan.
+# The whole suite, under the normal build and then under ASan/UBSan.  The
+# end-to-end files run two at a time (each file on one worker, so a module's
+# fleet stays whole; every test has its own loopback address and ports);
+# the crash tests, whose kill loops are bounded by time, run alone.
 test: deps
 	$(MAKE) all
 	$(MAKE) asan
@@ -109,7 +112,10 @@ test: deps
 	$(MAKE) golden
 	$(MAKE) BUILD=build/asan golden
 	PORTICO_BIN=$(CURDIR)/build/asan/bin $(PY) -m pytest -q \
-	    -p no:cacheprovider tests/sim tests/e2e
+	    -p no:cacheprovider -n 2 --dist loadfile tests/sim tests/e2e \
+	    --ignore tests/e2e/test_crash.py
+	PORTICO_BIN=$(CURDIR)/build/asan/bin $(PY) -m pytest -q \
+	    -p no:cacheprovider tests/e2e/test_crash.py
 	$(MAKE) fuzz FUZZ_SECONDS=10
 
 run: deps all

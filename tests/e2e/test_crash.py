@@ -147,6 +147,7 @@ class Rig:
     def rendered(self, last):
         """The ports in renderd's config once it is at seq last."""
         configs, gen = since(self.ctx, "ipc://%s/render-haproxy.sync" % self.run)
+        self.seen_gen = gen
         if gen != last or not configs:
             return None
         return configs[-1][4]["text"]
@@ -167,6 +168,17 @@ class Rig:
                 p.kill9()
         if not os.environ.get("PORTICO_KEEP"):
             subprocess.run(["rm", "-rf", self.work])
+
+
+def wait_rendered(rig, last, what="renderd"):
+    """renderd's config once it is at seq last; a loaded machine gets a
+    minute, and a failure says where renderd was and what it logged."""
+    try:
+        return testlib.wait_until(lambda: rig.rendered(last), 60,
+                                  "%s at seq %d" % (what, last))
+    except AssertionError as e:
+        raise AssertionError("%s (renderd at %s)\n%s" % (
+            e, getattr(rig, "seen_gen", None), rig.renderd.log()[-4000:]))
 
 
 def listen_ports(text):
@@ -209,8 +221,7 @@ def test_allocd_sigkill_under_churn():
                                       if rig.exposed[o])
 
         # renderd repaired every gap: its config has exactly those ports
-        text = testlib.wait_until(lambda: rig.rendered(last), 20,
-                                  "renderd at seq %d" % last)
+        text = wait_rendered(rig, last)
         assert listen_ports(text) == sorted(want.values())
         rig.replay()
         assert "sanitizer" not in (rig.allocd.log() + rig.renderd.log()).lower()
@@ -275,13 +286,11 @@ def test_allocd_sigkill_with_compaction():
         assert snap <= 1000 + 2 * OWNERS + 200, "log of %d records" % snap
 
         # renderd, fed through kills and compactions, and a fresh one agree
-        text = testlib.wait_until(lambda: rig.rendered(last), 20,
-                                  "renderd at seq %d" % last)
+        text = wait_rendered(rig, last)
         assert listen_ports(text) == sorted(ports.values())
         rig.renderd.stop()
         rig.start_renderd()
-        again = testlib.wait_until(lambda: rig.rendered(last), 20,
-                                   "restarted renderd at seq %d" % last)
+        again = wait_rendered(rig, last, "restarted renderd")
         assert again == text
         assert "compacted; taking the state" in rig.renderd.log()
 
