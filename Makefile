@@ -170,6 +170,10 @@ $(FUZZ_BUILD)/obj/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h) \
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) -c -o $@ $<
 
+# daemon.o prints the version (-V): the same generated header as above.
+$(FUZZ_BUILD)/obj/common/daemon.o: $(BUILD)/gen/version.h
+$(FUZZ_BUILD)/obj/common/daemon.o: FUZZ_CFLAGS += -I$(BUILD)/gen
+
 $(FUZZ_BUILD)/fuzz_event: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_event.o
 $(FUZZ_BUILD)/fuzz_event_json: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_event_json.o
 $(FUZZ_BUILD)/fuzz_kubeconfig: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_kubeconfig.o \
