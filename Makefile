@@ -25,6 +25,7 @@ DAEMONS	 = watcherd allocd renderd applyd
 
 COMMON	+= fsafe
 COMMON	+= confdiff
+COMMON	+= health
 COMMON_OBJS = $(COMMON:%=$(BUILD)/obj/common/%.o)
 BINS	 = $(DAEMONS:%=$(BUILD)/bin/%)
 TOOLS	 = porticoctl
