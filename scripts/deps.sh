@@ -10,7 +10,7 @@ lmdb-utils libinih-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
 libcmocka-dev libssl-dev haproxy nginx libnginx-mod-stream supervisor openssl
 clang libclang-rt-14-dev
 netcat-openbsd python3 python3-pytest python3-zmq python3-msgpack
-python3-yaml python3-pytest-xdist"
+python3-yaml python3-pytest-xdist libmicrohttpd-dev prometheus mandoc"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
@@ -34,21 +34,28 @@ export DEBIAN_FRONTEND=noninteractive
 # The nginx package starts the distribution's own nginx (port 80, the
 # default site) from its maintainer scripts.  portico runs nginx instances
 # of its own, each from applyd, and this may be a shared machine: keep the
-# package's service from ever starting.  A policy-rc.d that denies every
+# package's service from ever starting (prometheus's too: the tests run
+# their own, on a port of their own).  A policy-rc.d that denies every
 # start, for the time of the install, is Debian's way; one that is already
 # there is left as it is.
 policy=/usr/sbin/policy-rc.d
 case " $missing " in
-*" nginx "*)
+*" nginx "*|*" prometheus "*)
 	if [ ! -e "$policy" ]; then
 		printf '#!/bin/sh\n# portico deps.sh, for one install\nexit 101\n' \
 		    > "$policy"
 		chmod 755 "$policy"
 		trap 'rm -f "$policy"' EXIT
 	fi
-	new_nginx=1
 	;;
 esac
+new_services=""
+for p in $missing; do
+	case $p in
+	nginx) new_services="$new_services nginx" ;;
+	prometheus) new_services="$new_services prometheus prometheus-node-exporter" ;;
+	esac
+done
 
 apt-get update -qq
 # shellcheck disable=SC2086
@@ -56,10 +63,10 @@ apt-get install -y -qq --no-install-recommends $missing
 
 # Not at boot either, whatever the init system.  Only the service this
 # script just installed is touched; nothing is stopped by name.
-if [ -n "$new_nginx" ]; then
+for s in $new_services; do
 	if [ -d /run/systemd/system ]; then
-		systemctl disable --now nginx.service >/dev/null 2>&1 || true
+		systemctl disable --now "$s.service" >/dev/null 2>&1 || true
 	elif command -v update-rc.d >/dev/null; then
-		update-rc.d nginx disable >/dev/null 2>&1 || true
+		update-rc.d "$s" disable >/dev/null 2>&1 || true
 	fi
-fi
+done
