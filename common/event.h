@@ -54,7 +54,10 @@
 	X(PROOF,    "pf",   STR,      pf,       valid_token)		\
 	X(SFIRST,   "sfirst", U64,    sfirst,   NULL)			\
 	X(SADOPT,   "sadopt", U64,    sadopt,   NULL)			\
-	X(SREFUSED, "srefused", U64,  srefused, NULL)
+	X(SREFUSED, "srefused", U64,  srefused, NULL)		\
+	/* ms since the epoch when the watch event that caused this	\
+	 * arrived at watcherd: convergence is measured from it */	\
+	X(WT,       "wt",   U64,      wt,       NULL)
 
 enum ev_field_index {
 #define X(n, k, t, m, v)	FI_##n,
@@ -164,6 +167,7 @@ struct event {
 	uint64_t	sfirst;
 	uint64_t	sadopt;
 	uint64_t	srefused;
+	uint64_t	wt;			/* watch event's arrival, ms */
 };
 
 void		 event_init(struct event *, int type);
