@@ -23,6 +23,9 @@ static const struct {
 	{ "log",	"dump",		cmd_log_dump },
 	{ "log",	"state",	cmd_log_state },
 	{ "why",	NULL,		cmd_why },
+	{ "clusters",	NULL,		cmd_clusters },
+	{ "routes",	NULL,		cmd_routes },
+	{ "ports",	NULL,		cmd_ports },
 };
 
 static void
@@ -32,22 +35,39 @@ usage(void)
 	    "usage: porticoctl [-j] [-f config] command [args] [STORE]\n"
 	    "  log dump [--since SEQ] [--until SEQ] [--type T] [--owner O]\n"
 	    "  log state --at SEQ\n"
-	    "  why OWNER      (cluster/ns/name/route, or cluster/ns/name)\n");
+	    "  why OWNER      (cluster/ns/name/route, or cluster/ns/name)\n"
+	    "  clusters\n"
+	    "  routes [-c CLUSTER] [-n NAMESPACE]\n"
+	    "  ports\n");
+}
+
+const struct config *
+ctl_config(struct ctl *c, int quiet)
+{
+	static struct config conf;
+	static int tried;
+	static char err[512];
+
+	if (!tried) {
+		tried = 1;
+		if (config_load(c->conf_path, &conf, err, sizeof(err)) == 0)
+			c->conf = &conf;
+	}
+	if (c->conf == NULL && !quiet)
+		fprintf(stderr, "porticoctl: %s\n", err);
+	return c->conf;
 }
 
 int
 ctl_open(struct ctl *c, const char *store)
 {
-	static struct config conf;
-	char err[512];
+	const struct config *conf;
 	int rc, nolock;
 
 	if (store == NULL) {
-		if (config_load(c->conf_path, &conf, err, sizeof(err)) == -1) {
-			fprintf(stderr, "porticoctl: %s\n", err);
+		if ((conf = ctl_config(c, 0)) == NULL)
 			return CTL_USAGE;
-		}
-		store = conf.store;
+		store = conf->store;
 	}
 	if (store_open_reader(&c->st, store, &nolock) == -1)
 		return CTL_STORE;

@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include "config.h"
 #include "event.h"
 #include "store.h"
 
@@ -25,6 +26,7 @@ struct ctl {
 	MDB_txn		*txn;		/* one read snapshot for the command */
 	int		 json;		/* -j */
 	unsigned long	 bad;		/* records that did not decode */
+	struct config	*conf;		/* NULL until ctl_config() loads it */
 };
 
 /* An owner filter: "cluster/ns/name/route", or "cluster/ns/name" for all. */
@@ -62,8 +64,66 @@ const char *ctl_time(char *, size_t, uint64_t);
 /* One JSON value on a line of stdout; -1 if it cannot be written. */
 int	ctl_print_json(json_t *);
 
+/*
+ * The config (-f), loaded once; NULL when it cannot be read, said on
+ * stderr unless quiet (a store named on the command line needs none).
+ */
+const struct config *ctl_config(struct ctl *, int quiet);
+
+/*
+ * allocd's tables as one read snapshot gives them (tables.c: the one place
+ * beside state.c's snapshot reader that knows how allocd lays its records
+ * out).  Every string in them has passed a validator: a record that does
+ * not is counted in ctl->bad, named by its table only, and left out.
+ */
+struct ctl_proxy {
+	char		 name[64];
+	uint64_t	 gen;		/* the generation it acked; 0: none */
+	struct event	 status;	/* its last APPLIED: held, fgen, why */
+};
+
+struct ctl_route {
+	char		 owner[EV_OWNERLEN];
+	struct owner_rec rec;
+	struct event	 set;		/* PORT_SET while it holds, else none */
+	char		 fault[256];	/* a proxy's fault standing, or "" */
+	uint64_t	 released;	/* ms, while its port is quarantined */
+};
+
+struct ctl_cluster {
+	char		 id[64];
+	char		 name[64];	/* its name in PKS or its kubeconfig */
+	struct event	 api;		/* API_SET while routed, else none */
+	char		 want[254];	/* a host it waits for, another's */
+	unsigned long	 routes, ports, live, refused, waiting, released;
+	unsigned long	 faults;
+};
+
+struct ctl_tables {
+	struct ctl_proxy	*proxies;	/* the config's, else the store's */
+	size_t			 nproxies;
+	struct ctl_route	*routes;	/* by owner */
+	size_t			 nroutes;
+	struct ctl_cluster	*clusters;	/* by id */
+	size_t			 nclusters;
+	uint64_t		 now;		/* ms */
+	size_t			 capproxies, caproutes, capclusters;
+};
+
+int	ctl_tables_load(struct ctl *, struct ctl_tables *);
+void	ctl_tables_free(struct ctl_tables *);
+struct ctl_cluster *ctl_tables_cluster(struct ctl_tables *, const char *id);
+
+/* How proxy px stands toward route r: PX_* and a word for it. */
+enum { PX_SERVES, PX_BEHIND, PX_FAILED, PX_HELD };
+int	ctl_proxy_serves(const struct ctl_proxy *, const struct ctl_route *);
+const char *ctl_proxy_word(int);
+
 int	cmd_log_dump(struct ctl *, int, char **);
 int	cmd_log_state(struct ctl *, int, char **);
 int	cmd_why(struct ctl *, int, char **);
+int	cmd_clusters(struct ctl *, int, char **);
+int	cmd_routes(struct ctl *, int, char **);
+int	cmd_ports(struct ctl *, int, char **);
 
 #endif
