@@ -194,8 +194,9 @@ store_arg(int argc, char **argv, const char *cmd, const char **store)
 static const char *
 cluster_state(const struct ctl_cluster *cl, char *buf, size_t len)
 {
+	buf[0] = '\0';
 	if (cl->api.type == EV_API_SET)
-		return "";
+		return buf;
 	if (cl->want[0] != '\0')
 		snprintf(buf, len, "not routed: host %s is held by another "
 		    "cluster", cl->want);
@@ -242,8 +243,8 @@ cmd_clusters(struct ctl *c, int argc, char **argv)
 			    px, err);
 			continue;
 		}
-		j = json_pack("{s:s,s:s,s:s*,s:[],s:o,s:I,s:I,s:I,s:I,s:I,"
-		    "s:I,s:I,s:o,s:s*}", "id", cl->id, "name", cl->name,
+		j = json_pack("{s:s,s:s,s:s?,s:[],s:o,s:I,s:I,s:I,s:I,s:I,"
+		    "s:I,s:I,s:o,s:s?}", "id", cl->id, "name", cl->name,
 		    "host", cl->api.host[0] ? cl->api.host : NULL, "masters",
 		    "mport", cl->api.type == EV_API_SET ?
 		    json_integer((json_int_t)cl->api.mport) : json_null(),
@@ -278,7 +279,7 @@ route_state(const struct ctl_route *r)
 	return r->rec.waiting ? "waiting" : "refused";
 }
 
-/* "10.0.0.1:31234*75,10.0.0.2:31234" (a weight other than 1 is shown). */
+/* "10.0.0.1:31234,10.0.0.2:31234,+3": the first few of a route's backends. */
 static void
 backends(char *buf, size_t len, const struct event *set, size_t most)
 {
@@ -291,7 +292,7 @@ backends(char *buf, size_t len, const struct event *set, size_t most)
 		    set->backends[i].ip, strchr(set->backends[i].ip, ':') ?
 		    "]" : "", set->backends[i].port);
 	if (set->nbackends > most && o < len)
-		snprintf(buf + o, len - o, ",+%zu more",
+		snprintf(buf + o, len - o, ",+%zu",
 		    set->nbackends - most);
 }
 
@@ -339,7 +340,7 @@ route_json(struct ctl *c, struct ctl_tables *t, const struct ctl_route *r)
 		until = json_string(ctl_time(when, sizeof(when), r->released +
 		    (uint64_t)conf->quarantine * 1000));
 	return ctl_print_json(json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:s,"
-	    "s:b,s:s*,s:o,s:o,s:s*,s:s*,s:b,s:o}",
+	    "s:b,s:s?,s:o,s:o,s:s?,s:s?,s:b,s:o}",
 	    "owner", r->owner, "cluster", id, "cluster_name",
 	    cl != NULL ? cl->name : "", "namespace", ns, "name", name,
 	    "route", (json_int_t)route,
@@ -487,11 +488,11 @@ ports_json(struct ctl *c, struct ctl_tables *t, const struct pool *p)
 		if (conf != NULL)
 			ctl_time(until, sizeof(until), r->released +
 			    (uint64_t)conf->quarantine * 1000);
-		json_array_append_new(q, json_pack("{s:i,s:s,s:s,s:s*}",
+		json_array_append_new(q, json_pack("{s:i,s:s,s:s,s:s?}",
 		    "port", (int)r->rec.port, "owner", r->owner,
 		    "released", when, "until", conf != NULL ? until : NULL));
 	}
-	j = json_pack("{s:s*,s:o,s:I,s:I,s:o,s:I,s:I,s:o,s:o}",
+	j = json_pack("{s:s?,s:o,s:I,s:I,s:o,s:I,s:I,s:o,s:o}",
 	    "range", range[0] ? range : NULL,
 	    "size", conf != NULL ? json_integer((json_int_t)p->size) :
 	    json_null(), "used", (json_int_t)p->used,
@@ -552,8 +553,8 @@ cmd_ports(struct ctl *c, int argc, char **argv)
 	}
 	if ((rc = rc < 0 ? -1 : table_print(&tab)) == 0 && p.quarantined > 0) {
 		rc = printf("\n") < 0 ? -1 : 0;
-		table_row(&tab, "PORT", "UNTIL (UTC)", "OWNER");
 		tab.ncols = 3;
+		table_row(&tab, "PORT", "UNTIL (UTC)", "OWNER");
 	}
 	for (i = 0; rc == 0 && p.quarantined > 0 && i < t.nroutes; i++) {
 		r = &t.routes[i];
