@@ -10,6 +10,8 @@
 #   make bench-watch  watcherd: 200 clusters x 50 VirtualServices, sync and churn
 #   make fuzz       each libFuzzer harness for FUZZ_SECONDS, after its regressions
 #   make bench-ctl    porticoctl over a 200,000-record log
+#   make install    daemons, porticoctl, man pages, systemd units, example
+#                   config (PREFIX=/usr/local, DESTDIR, SYSCONFDIR=/etc)
 
 CC	?= cc
 BUILD	?= build
@@ -196,6 +198,48 @@ fuzz-build: $(FUZZERS:%=$(FUZZ_BUILD)/fuzz_%)
 fuzz: deps fuzz-build
 	$(PY) tests/fuzz/run.py --bin $(FUZZ_BUILD) --seconds $(FUZZ_SECONDS) \
 	    $(FUZZERS)
+
+# Installation, as operators expect: PREFIX (default /usr/local) and
+# DESTDIR.  The daemons go to sbin, porticoctl to bin; the man pages; the
+# systemd units with their paths filled in; the example configuration to
+# share/examples, and to SYSCONFDIR/portico/portico.conf unless one is
+# there (never overwritten; mode 0600, as it will hold secrets: chown it
+# to the user the daemons run as).
+PREFIX	?= /usr/local
+SYSCONFDIR ?= /etc
+SBINDIR	 = $(PREFIX)/sbin
+BINDIR	 = $(PREFIX)/bin
+MANDIR	 = $(PREFIX)/share/man
+EXAMPLEDIR = $(PREFIX)/share/examples/portico
+UNITDIR	 = $(PREFIX)/lib/systemd/system
+MAN5	 = man/portico.conf.5
+MAN8	 = man/porticoctl.8 $(DAEMONS:%=man/%.8)
+UNITFILES = $(wildcard etc/systemd/*.service etc/systemd/*.target)
+INSTALL	?= install
+
+.PHONY: install
+install: $(BINS)
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
+	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	    $(DESTDIR)$(EXAMPLEDIR) $(DESTDIR)$(UNITDIR)
+	$(INSTALL) -m 0755 $(DAEMONS:%=$(BUILD)/bin/%) $(DESTDIR)$(SBINDIR)
+	$(INSTALL) -m 0755 $(BUILD)/bin/porticoctl $(DESTDIR)$(BINDIR)
+	$(INSTALL) -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5
+	$(INSTALL) -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8
+	$(INSTALL) -m 0644 etc/portico.conf.example etc/supervisord.conf \
+	    $(DESTDIR)$(EXAMPLEDIR)
+	@mkdir -p $(BUILD)/systemd
+	for u in $(UNITFILES); do \
+		sed -e 's|@SBINDIR@|$(SBINDIR)|g' \
+		    -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' $$u \
+		    > $(BUILD)/systemd/$$(basename $$u) || exit 1; \
+	done
+	$(INSTALL) -m 0644 $(UNITFILES:etc/systemd/%=$(BUILD)/systemd/%) \
+	    $(DESTDIR)$(UNITDIR)
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/portico
+	test -e $(DESTDIR)$(SYSCONFDIR)/portico/portico.conf || \
+	    $(INSTALL) -m 0600 etc/portico.conf.example \
+	    $(DESTDIR)$(SYSCONFDIR)/portico/portico.conf
 
 clean:
 	rm -rf build
