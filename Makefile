@@ -10,6 +10,7 @@
 #   make bench-watch  watcherd: 200 clusters x 50 VirtualServices, sync and churn
 #   make fuzz       each libFuzzer harness for FUZZ_SECONDS, after its regressions
 #   make bench-ctl    porticoctl over a 200,000-record log
+#   make bench-ctl-tables  porticoctl clusters/routes/ports, 12,000 owners
 #   make install    daemons, porticoctl, man pages, systemd units, example
 #                   config (PREFIX=/usr/local, DESTDIR, SYSCONFDIR=/etc)
 
@@ -40,7 +41,7 @@ SAN	 = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	   -fno-sanitize-recover=undefined
 
 .PHONY: all asan test unit golden golden-update e2e run deps clean bench-alloc \
-	bench-watch bench-converge bench-ctl fuzz fuzz-build
+	bench-watch bench-converge bench-ctl bench-ctl-tables fuzz fuzz-build
 all: $(BINS) $(UNIT_BINS)
 
 $(BUILD)/obj/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h)
@@ -142,6 +143,10 @@ bench-watch: deps $(BUILD)/bin/watcherd $(BUILD)/bin/allocd
 # porticoctl over a log as long as the default compaction policy allows.
 bench-ctl: deps $(BUILD)/bin/porticoctl
 	PORTICO_BIN=$(CURDIR)/$(BUILD)/bin $(PY) tests/bench/bench_ctl.py
+
+# porticoctl clusters, routes and ports over 12,000 owners of a real allocd.
+bench-ctl-tables: deps $(BUILD)/bin/porticoctl $(BUILD)/bin/allocd
+	PORTICO_BIN=$(CURDIR)/$(BUILD)/bin $(PY) tests/bench/bench_ctl_tables.py
 
 # The whole pipeline and HAProxy: a new route's first byte, live and reloaded.
 bench-converge: deps all

@@ -85,7 +85,8 @@ struct ctl_proxy {
 struct ctl_route {
 	char		 owner[EV_OWNERLEN];
 	struct owner_rec rec;
-	struct event	 set;		/* PORT_SET while it holds, else none */
+	struct backend	*backends;	/* its PORT_SET's, while it holds */
+	size_t		 nbackends;
 	char		 fault[256];	/* a proxy's fault standing, or "" */
 	uint64_t	 released;	/* ms, while its port is quarantined */
 };

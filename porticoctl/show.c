@@ -281,31 +281,30 @@ route_state(const struct ctl_route *r)
 
 /* "10.0.0.1:31234,10.0.0.2:31234,+3": the first few of a route's backends. */
 static void
-backends(char *buf, size_t len, const struct event *set, size_t most)
+backends(char *buf, size_t len, const struct ctl_route *r, size_t most)
 {
+	const struct backend *b = r->backends;
 	size_t i, o = 0;
 
 	buf[0] = '\0';
-	for (i = 0; i < set->nbackends && i < most && o < len; i++)
+	for (i = 0; i < r->nbackends && i < most && o < len; i++)
 		o += (size_t)snprintf(buf + o, len - o, "%s%s%s%s:%u",
-		    i ? "," : "", strchr(set->backends[i].ip, ':') ? "[" : "",
-		    set->backends[i].ip, strchr(set->backends[i].ip, ':') ?
-		    "]" : "", set->backends[i].port);
-	if (set->nbackends > most && o < len)
-		snprintf(buf + o, len - o, ",+%zu",
-		    set->nbackends - most);
+		    i ? "," : "", strchr(b[i].ip, ':') ? "[" : "", b[i].ip,
+		    strchr(b[i].ip, ':') ? "]" : "", b[i].port);
+	if (r->nbackends > most && o < len)
+		snprintf(buf + o, len - o, ",+%zu", r->nbackends - most);
 }
 
 static json_t *
-backends_json(const struct event *set)
+backends_json(const struct ctl_route *r)
 {
 	json_t *a = json_array();
 	size_t i;
 
-	for (i = 0; a != NULL && i < set->nbackends; i++)
+	for (i = 0; a != NULL && i < r->nbackends; i++)
 		json_array_append_new(a, json_pack("{s:s,s:i,s:i}", "ip",
-		    set->backends[i].ip, "port", (int)set->backends[i].port,
-		    "weight", (int)set->backends[i].weight));
+		    r->backends[i].ip, "port", (int)r->backends[i].port,
+		    "weight", (int)r->backends[i].weight));
 	return a;
 }
 
@@ -347,7 +346,7 @@ route_json(struct ctl *c, struct ctl_tables *t, const struct ctl_route *r)
 	    "port", r->rec.port != 0 ? json_integer(r->rec.port) : json_null(),
 	    "state", route_state(r), "address_written", r->rec.live != 0,
 	    "address", addr[0] ? addr : NULL,
-	    "backends", backends_json(&r->set), "proxies", pj,
+	    "backends", backends_json(r), "proxies", pj,
 	    "refused", r->rec.state != OWN_QUARANTINED && r->rec.why[0] ?
 	    r->rec.why : NULL, "fault", r->fault[0] ? r->fault : NULL,
 	    "waiting", r->rec.state == OWN_REFUSED && r->rec.waiting,
@@ -412,7 +411,7 @@ cmd_routes(struct ctl *c, int argc, char **argv)
 		px[0] = '\0';
 		if (r->rec.state == OWN_ACTIVE)
 			proxies_of(&t, r, 0, px, sizeof(px), NULL);
-		backends(bk, sizeof(bk), &r->set, 3);
+		backends(bk, sizeof(bk), r, 3);
 		table_row(&tab, r->owner, cluster_name(&t, r->owner),
 		    r->rec.port ? ull(port, sizeof(port), r->rec.port) : "",
 		    route_state(r), bk, px, route_error(r));

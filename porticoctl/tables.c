@@ -207,6 +207,7 @@ on_owner(struct ctl *c, struct ctl_tables *t, const MDB_val *k,
 	struct ctl_owner o;
 	struct ctl_route *r;
 	struct owner_rec rec;
+	struct event set;
 	char key[EV_OWNERLEN];
 
 	if (mdb_str(k, 0, key, sizeof(key)) == -1 ||
@@ -224,14 +225,21 @@ on_owner(struct ctl *c, struct ctl_tables *t, const MDB_val *k,
 	r = grow(&t->routes, &t->nroutes, &t->caproutes, sizeof(*r));
 	memcpy(r->owner, key, sizeof(r->owner));
 	r->rec = rec;
-	event_init(&r->set, EV_NONE);
-	if (rec.state == OWN_ACTIVE && (rec_event(v, sizeof(rec),
-	    EV_PORT_SET, &r->set) == -1 || event_owner(&r->set, key,
-	    sizeof(key)) == -1 || strcmp(key, r->owner) != 0)) {
-		event_free(&r->set);
+	if (rec.state != OWN_ACTIVE)
+		return 0;
+	/* a fleet holds many: keep its backends, not the whole event */
+	if (rec_event(v, sizeof(rec), EV_PORT_SET, &set) == -1 ||
+	    event_owner(&set, key, sizeof(key)) == -1 ||
+	    strcmp(key, r->owner) != 0) {
+		event_free(&set);
 		t->nroutes--;
 		bad_record(c, "owners", "an owner's port");
+		return 0;
 	}
+	r->backends = set.backends;
+	r->nbackends = set.nbackends;
+	set.backends = NULL;
+	event_free(&set);
 	return 0;
 }
 
@@ -412,7 +420,7 @@ ctl_tables_free(struct ctl_tables *t)
 	for (i = 0; i < t->nproxies; i++)
 		event_free(&t->proxies[i].status);
 	for (i = 0; i < t->nroutes; i++)
-		event_free(&t->routes[i].set);
+		free(t->routes[i].backends);
 	for (i = 0; i < t->nclusters; i++)
 		event_free(&t->clusters[i].api);
 	free(t->proxies);
