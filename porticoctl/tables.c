@@ -50,13 +50,21 @@ grow(void *vp, size_t *n, size_t *cap, size_t sz)
 	return p;
 }
 
-/* A key or value as a C string, if it fits in len and has no NUL. */
+/*
+ * A key or value as a C string, if it fits in len and has no NUL but,
+ * maybe, one that ends it (allocd writes some strings with theirs).
+ */
 static int
 mdb_str(const MDB_val *v, size_t skip, char *buf, size_t len)
 {
 	size_t n;
 
-	if (v->mv_size < skip || (n = v->mv_size - skip) >= len ||
+	if (v->mv_size < skip)
+		return -1;
+	n = v->mv_size - skip;
+	if (n > 0 && ((const char *)v->mv_data)[v->mv_size - 1] == '\0')
+		n--;
+	if (n >= len ||
 	    memchr((const char *)v->mv_data + skip, '\0', n) != NULL)
 		return -1;
 	memcpy(buf, (const char *)v->mv_data + skip, n);

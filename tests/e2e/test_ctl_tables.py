@@ -11,6 +11,7 @@ neither stdout nor stderr.
 
 import json
 import shutil
+import socket
 import subprocess
 
 import harness
@@ -197,3 +198,65 @@ def test_hostile_records_are_left_out_never_printed(make_fleet, tmp_path):
     _, out, _ = ctl(fleet, "routes", store=copy, check=False)
     row = [l for l in out.splitlines() if "ledger-db" in l][0]
     assert str(port) in row and "live" in row
+
+
+def test_a_held_port_and_a_claimed_host(make_fleet):
+    """What a proxy cannot serve and what a cluster cannot have, as the
+    tables say it: a route on a port another program holds on the proxy's
+    host is pending, the proxy `held`, its error the fault written on its
+    object; a cluster whose master host another cluster holds is not
+    routed, and says why. Once the program lets go, the route is live."""
+    harness.need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet(ports=8)
+    pay = harness.payments_cluster(fleet)
+    imp = fleet.add_cluster("impostor", [("grab", "evil", [8080])],
+                            [harness.virtualservice("grab", "evil",
+                                                    [[harness.dest("grab", 8080)]])],
+                            register=False, master_host=pay.host)
+    held = fleet.port_hi
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind((fleet.listen, held))
+    squatter.listen(8)
+    px = fleet.proxy().name
+    try:
+        fleet.start()
+        fleet.wait_api(pay.host)
+        imp.register()
+        pay.annotate(NS, "orders-db", **{EXPOSE: "true", PORT: str(held)})
+        why = fleet.wait_annotation(pay, NS, "orders-db", ERROR)
+        assert str(held) in why and "held by another program" in why, why
+
+        def pending():
+            r = routes_by_name(fleet).get("orders-db")
+            return r if r and r["fault"] else None
+        r = testlib.wait_until(pending, 30, "orders-db's fault in porticoctl")
+        assert r["state"] == "pending" and r["port"] == held, r
+        assert r["fault"] == why and r["address_written"] is False, (r, why)
+        assert [(p["proxy"], p["state"]) for p in r["proxies"]] == [(px, "held")]
+        _, out, _ = ctl(fleet, "routes")
+        row = [l for l in out.splitlines() if "/orders-db/" in l][0]
+        assert "%s:held" % px in row and row.endswith(why), row
+
+        def refused_host():
+            cls = {c["name"]: c for c in lines(fleet, "clusters")}
+            return cls if "impostor" in cls else None
+        cls = testlib.wait_until(refused_host, 60, "the impostor in porticoctl clusters")
+        assert cls["impostor"]["id"] == imp.uuid and cls["impostor"]["host"] is None
+        assert cls["impostor"]["error"] == \
+            "not routed: host %s is held by another cluster" % pay.host, cls
+        assert cls["impostor"]["proxies"] == []
+        assert cls["payments"]["host"] == pay.host and cls["payments"]["error"] is None
+        assert cls["payments"]["faults"] == 1, cls
+        _, out, _ = ctl(fleet, "clusters")
+        row = [l for l in out.splitlines() if l.startswith("impostor ")][0]
+        assert row.endswith("not routed: host %s is held by another cluster" % pay.host)
+    finally:
+        squatter.close()
+    assert fleet.wait_address(pay, NS, "orders-db", timeout=30) == [held]
+
+    def live():
+        r = routes_by_name(fleet)["orders-db"]
+        return r if r["state"] == "live" else None
+    r = testlib.wait_until(live, 30, "orders-db live in porticoctl")
+    assert r["fault"] is None and r["proxies"][0]["state"] == "serves", r
