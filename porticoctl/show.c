@@ -207,6 +207,29 @@ cluster_state(const struct ctl_cluster *cl, char *buf, size_t len)
 	return buf;
 }
 
+static json_t *
+cluster_json(const struct ctl_cluster *cl, json_t *proxies, const char *err)
+{
+	json_t *m = json_array();
+	size_t i;
+
+	for (i = 0; m != NULL && i < cl->api.nmasters; i++)
+		json_array_append_new(m, json_string(cl->api.masters[i]));
+	return json_pack("{s:s,s:s,s:s?,s:o,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
+	    "s:o,s:s?}", "id", cl->id, "name", cl->name,
+	    "host", cl->api.host[0] ? cl->api.host : NULL, "masters", m,
+	    "mport", cl->api.type == EV_API_SET ?
+	    json_integer((json_int_t)cl->api.mport) : json_null(),
+	    "routes", (json_int_t)cl->routes,
+	    "ports", (json_int_t)cl->ports,
+	    "live", (json_int_t)cl->live,
+	    "refused", (json_int_t)cl->refused,
+	    "waiting", (json_int_t)cl->waiting,
+	    "faults", (json_int_t)cl->faults,
+	    "quarantined", (json_int_t)cl->released,
+	    "proxies", proxies, "error", err[0] ? err : NULL);
+}
+
 int
 cmd_clusters(struct ctl *c, int argc, char **argv)
 {
@@ -215,7 +238,7 @@ cmd_clusters(struct ctl *c, int argc, char **argv)
 	struct ctl_tables t;
 	struct table tab = { 10, NULL, 0, 0 };
 	const char *store;
-	json_t *j, *pj;
+	json_t *pj;
 	size_t i;
 	int rc = 0;
 
@@ -243,23 +266,7 @@ cmd_clusters(struct ctl *c, int argc, char **argv)
 			    px, err);
 			continue;
 		}
-		j = json_pack("{s:s,s:s,s:s?,s:[],s:o,s:I,s:I,s:I,s:I,s:I,"
-		    "s:I,s:I,s:o,s:s?}", "id", cl->id, "name", cl->name,
-		    "host", cl->api.host[0] ? cl->api.host : NULL, "masters",
-		    "mport", cl->api.type == EV_API_SET ?
-		    json_integer((json_int_t)cl->api.mport) : json_null(),
-		    "routes", (json_int_t)cl->routes,
-		    "ports", (json_int_t)cl->ports,
-		    "live", (json_int_t)cl->live,
-		    "refused", (json_int_t)cl->refused,
-		    "waiting", (json_int_t)cl->waiting,
-		    "faults", (json_int_t)cl->faults,
-		    "quarantined", (json_int_t)cl->released,
-		    "proxies", pj, "error", err[0] ? err : NULL);
-		for (size_t k = 0; j != NULL && k < cl->api.nmasters; k++)
-			json_array_append_new(json_object_get(j, "masters"),
-			    json_string(cl->api.masters[k]));
-		rc = ctl_print_json(j);
+		rc = ctl_print_json(cluster_json(cl, pj, err));
 	}
 	if (!c->json && rc == 0)
 		rc = table_print(&tab);
