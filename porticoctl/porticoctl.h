@@ -109,6 +109,8 @@ struct ctl_tables {
 	size_t			 nclusters;
 	uint64_t		 now;		/* ms */
 	size_t			 capproxies, caproutes, capclusters;
+	size_t			 last;		/* the cluster found last */
+	int			 sorted;	/* clusters by id, once loaded */
 };
 
 int	ctl_tables_load(struct ctl *, struct ctl_tables *);

@@ -123,14 +123,33 @@ walk(struct ctl *c, MDB_dbi db, const char *prefix,
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+static int
+cluster_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct ctl_cluster *)a)->id,
+	    ((const struct ctl_cluster *)b)->id);
+}
+
+/* Sorted once loaded; while loading, the last one found is tried first. */
 struct ctl_cluster *
 ctl_tables_cluster(struct ctl_tables *t, const char *id)
 {
+	struct ctl_cluster key;
 	size_t i;
 
+	if (t->sorted) {
+		snprintf(key.id, sizeof(key.id), "%s", id);
+		return bsearch(&key, t->clusters, t->nclusters,
+		    sizeof(*t->clusters), cluster_cmp);
+	}
+	if (t->last < t->nclusters && strcmp(t->clusters[t->last].id,
+	    id) == 0)
+		return &t->clusters[t->last];
 	for (i = 0; i < t->nclusters; i++)
-		if (strcmp(t->clusters[i].id, id) == 0)
+		if (strcmp(t->clusters[i].id, id) == 0) {
+			t->last = i;
 			return &t->clusters[i];
+		}
 	return NULL;
 }
 
@@ -145,6 +164,7 @@ cluster_get(struct ctl_tables *t, const char *id)
 	cl = grow(&t->clusters, &t->nclusters, &t->capclusters, sizeof(*cl));
 	snprintf(cl->id, sizeof(cl->id), "%s", id);
 	event_init(&cl->api, EV_NONE);
+	t->last = t->nclusters - 1;
 	return cl;
 }
 
@@ -380,13 +400,6 @@ tally(struct ctl_tables *t)
 	}
 }
 
-static int
-cluster_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct ctl_cluster *)a)->id,
-	    ((const struct ctl_cluster *)b)->id);
-}
-
 int
 ctl_tables_load(struct ctl *c, struct ctl_tables *t)
 {
@@ -417,6 +430,7 @@ ctl_tables_load(struct ctl *c, struct ctl_tables *t)
 		proxy_load(c, &t->proxies[i]);
 	tally(t);
 	qsort(t->clusters, t->nclusters, sizeof(*t->clusters), cluster_cmp);
+	t->sorted = 1;
 	return 0;
 }
 
