@@ -117,3 +117,30 @@ def test_units_verify(tmp_path):
     if cp.returncode != 0 and "portico" not in out:
         pytest.skip("systemd-analyze cannot run here: %s" % out.strip()[:200])
     assert cp.returncode == 0 and "portico" not in out, out
+
+
+def test_units_exposure(tmp_path):
+    """systemd-analyze security, offline: how much each unit exposes (0 is
+    none, 10 is a service with no hardening). applyd keeps more than the
+    others: the proxy it starts binds ports and runs a JIT."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    harness.need(*DAEMONS)
+    prefix = str(tmp_path / "usr")
+    make_install(PREFIX=prefix, SYSCONFDIR=str(tmp_path / "etc"))
+    units = os.path.join(prefix, "lib", "systemd", "system")
+    for t in ("renderd", "applyd"):
+        shutil.copy(os.path.join(units, "portico-%s@.service" % t),
+                    os.path.join(units, "portico-%s@haproxy.service" % t))
+    most = {"portico-allocd.service": 2.0, "portico-watcherd.service": 2.0,
+            "portico-renderd@haproxy.service": 2.0, "portico-applyd@haproxy.service": 3.5}
+    for unit, limit in most.items():
+        cp = subprocess.run(["systemd-analyze", "security", "--offline=true",
+                             os.path.join(units, unit)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120,
+                            cwd=units)
+        out = cp.stdout.decode()
+        m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", out)
+        if m is None:
+            pytest.skip("systemd-analyze security cannot run here: %s" % out.strip()[-200:])
+        assert float(m.group(1)) <= limit, (unit, m.group(1), out)
