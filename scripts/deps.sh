@@ -10,7 +10,7 @@ lmdb-utils libinih-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
 libcmocka-dev libssl-dev haproxy nginx libnginx-mod-stream supervisor openssl
 clang libclang-rt-14-dev
 netcat-openbsd python3 python3-pytest python3-zmq python3-msgpack
-python3-yaml python3-pytest-xdist libmicrohttpd-dev prometheus mandoc"
+python3-yaml python3-pytest-xdist libmicrohttpd-dev prometheus mandoc man-db"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
