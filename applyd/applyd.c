@@ -20,7 +20,9 @@
 
 #include "bus.h"
 #include "daemon.h"
+#include "health.h"
 #include "log.h"
+#include "metrics.h"
 #include "proxy.h"
 
 #define ACK_EVERY_MS	5000
@@ -116,6 +118,7 @@ static void
 failed(const char *what, const char *err)
 {
 	failures++;
+	metrics_inc(M_APPLY_FAILURES, 0);
 	log_warnx("generation %llu: %s: %s; last good generation "
 	    "%llu keeps serving, retry in %llu ms",
 	    (unsigned long long)want.seq, what, err,
@@ -216,10 +219,13 @@ apply(void)
 	if (running && good != NULL && strcmp(good, want.text) == 0) {
 		/* the same text: nothing to reload, but a newer generation */
 		good_gen = want.seq;
+		metrics_served(&want, MV_CHANGE_SAME);
 		goto done;
 	}
-	if (running && apply_live())
+	if (running && apply_live()) {
+		metrics_served(&want, MV_CHANGE_RUNTIME);
 		goto done;
+	}
 	snprintf(path, sizeof(path), "%s.check", pc->config);
 	if (write_config(path, want.text, want.textlen, 1) == -1 ||
 	    write_files(want.text) == -1) {
@@ -246,9 +252,11 @@ apply(void)
 		return;
 	}
 	now_good();
+	metrics_served(&want, running ? MV_CHANGE_RELOAD : MV_CHANGE_START);
 	log_info("serving generation %llu (%s)",
 	    (unsigned long long)good_gen, running ? "reloaded" : "started");
  done:
+	health_set_ready(1, NULL);
 	ack();
 	event_free(&want);
 	retry_at = 0;
@@ -320,10 +328,12 @@ main(int argc, char **argv)
 	snprintf(ready, sizeof(ready), "applyd-%s", pc->name);
 	if (daemon_ready(&d, ready) == -1)
 		fatal("pid file");
+	health_set_ready(0, "waiting for a first generation to serve");
 	log_info("ready for proxy %s, serving %s", pc->name,
 	    pc->config);
 
 	for (;;) {
+		health_beat();
 		now = now_ms();
 		consumer_timer(&feed, now);
 		if (now >= next_ack) {

@@ -13,6 +13,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "metrics.h"
 #include "version.h"		/* made by the Makefile from git describe */
 
 static char daemon_pidfile[PATH_MAX + 64];
@@ -271,6 +272,7 @@ daemon_unlink_pid(void)
 int
 daemon_ready(struct daemon *d, const char *name)
 {
+	metrics_start(d);	/* before the pid file: ready means served */
 	if (config_ready(d->conf, name) == -1)
 		return -1;
 	if (daemon_pidfile[0] == '\0')

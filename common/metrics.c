@@ -198,6 +198,44 @@ metrics_logged(const struct event *ev)
 		metrics_since_ms(M_WATCH_DECISION, ev->wt);
 }
 
+/* renderd's thread only: what the next generation will carry. */
+static uint64_t	 pending_wt, pending_dt;
+
+void
+metrics_folded(const struct event *ev)
+{
+	if ((ev->has & F_WT) && ev->wt != 0 &&
+	    (pending_wt == 0 || ev->wt < pending_wt))
+		pending_wt = ev->wt;
+	if (ev->time != 0 && (pending_dt == 0 || ev->time < pending_dt))
+		pending_dt = ev->time;
+}
+
+void
+metrics_published(struct event *ev)
+{
+	metrics_since_ms(M_DECISION_TABLE, pending_dt);
+	metrics_inc(M_GENERATIONS, 0);
+	metrics_set(M_GENERATION, 0, (int64_t)ev->seq);
+	if (pending_wt != 0) {
+		ev->wt = pending_wt;
+		ev->has |= F_WT;
+	}
+	pending_wt = pending_dt = 0;
+}
+
+void
+metrics_served(const struct event *ev, unsigned how)
+{
+	metrics_inc(M_PROXY_CHANGES, how);
+	metrics_set(M_GENERATION, 0, (int64_t)ev->seq);
+	if (how == MV_CHANGE_SAME)
+		return;		/* nothing changed: nothing converged */
+	if (ev->has & F_WT)
+		metrics_since_ms(M_CONVERGENCE, ev->wt);
+	metrics_since_ms(M_TABLE_PROXY, ev->time);
+}
+
 void
 metrics_on_scrape(void (*fn)(void *), void *arg)
 {

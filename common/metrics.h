@@ -22,7 +22,7 @@ struct event;
 #define MD_ALLOCD	0x2
 #define MD_RENDERD	0x4
 #define MD_APPLYD	0x8
-#define MD_CONSUMER	(MD_RENDERD | MD_APPLYD)	/* follow a feed */
+#define MD_CONSUMER	(MD_WATCHERD | MD_RENDERD | MD_APPLYD) /* follow a feed */
 
 /*
  * Label sets: the label's name, then its values.  Index 0 of every set is
@@ -40,8 +40,8 @@ struct event;
 	X(REFUSAL, "reason", "other", "invalid_object", "limit",	\
 	    "no_free_port", "port_unavailable", "backends_forbidden",	\
 	    "unproven_claim")						\
-	X(WRITEBACK, "result", "other", "written", "cleared",		\
-	    "conflict", "gone", "error")				\
+	X(WRITEBACK, "result", "other", "written", "conflict", "gone",	\
+	    "error")							\
 	X(RESTART, "cause",  "other", "410", "idle", "error", "malformed") \
 	X(CHANGE,  "how",    "other", "runtime", "reload", "start",	\
 	    "same")							\
@@ -58,8 +58,7 @@ enum metric_labels {
 enum { MV_OTHER = 0 };
 enum { MV_REFUSAL_INVALID = 1, MV_REFUSAL_LIMIT, MV_REFUSAL_NO_PORT,
 	MV_REFUSAL_PORT, MV_REFUSAL_BACKENDS, MV_REFUSAL_CLAIM };
-enum { MV_WB_WRITTEN = 1, MV_WB_CLEARED, MV_WB_CONFLICT, MV_WB_GONE,
-	MV_WB_ERROR };
+enum { MV_WB_WRITTEN = 1, MV_WB_CONFLICT, MV_WB_GONE, MV_WB_ERROR };
 enum { MV_RESTART_410 = 1, MV_RESTART_IDLE, MV_RESTART_ERROR,
 	MV_RESTART_MALFORMED };
 enum { MV_CHANGE_RUNTIME = 1, MV_CHANGE_RELOAD, MV_CHANGE_START,
@@ -145,6 +144,21 @@ unsigned metrics_type(enum metric_labels, int ev_type);
 void	metrics_logged(const struct event *);
 /* The class of a refusal's reason (REFUSAL's value index). */
 unsigned metrics_refusal(const char *why);
+
+/*
+ * renderd: a decision applied to the table (the oldest watch arrival and
+ * decision time not yet published are kept), then a generation published:
+ * the oldest decision's wait is observed, and the oldest watch arrival
+ * goes into the generation's event (wt), for applyd.  One observation per
+ * generation, of its oldest change: the figure a route waited at most.
+ */
+void	metrics_folded(const struct event *decision);
+void	metrics_published(struct event *generation);
+/*
+ * applyd: its proxy serves a generation (how: MV_CHANGE_*): convergence
+ * from the generation's wt, table to proxy from its time, the generation.
+ */
+void	metrics_served(const struct event *generation, unsigned how);
 
 /*
  * Called when the HTTP thread answers /metrics, before it reads the
