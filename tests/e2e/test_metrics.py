@@ -257,3 +257,51 @@ def test_prometheus_scrapes_the_fleet(make_fleet, prometheus):
     names = set(prom.api("label/__name__/values"))
     missing = sorted(dashboard_metrics() - names)
     assert not missing, "dashboard metrics never scraped: %s" % missing
+
+
+def test_idle_clients_hold_up_no_decision(make_fleet):
+    """Hundreds of connections that never finish a request, to every
+    daemon's metrics port: the HTTP server is bounded (connections at
+    once, per address, and an idle timeout) and runs beside the loop, so
+    a route is still decided, written back and served as fast as ever, and
+    /metrics answers again once the clients are cut."""
+    fleet, pay, ports = start_fleet(make_fleet)
+    fleet.start_daemons()
+    host = fleet.listen
+    daemons = ("watcherd", "allocd", "renderd", "applyd")
+    for job in daemons:
+        assert get(host, ports[job], "/metrics")[0] == 200, job
+    nfds = lambda job: len(os.listdir("/proc/%d/fd" % fleet[job].pid))
+    fds = {job: nfds(job) for job in daemons}
+
+    hostile = []
+    try:
+        for job in daemons:
+            for i in range(100):
+                try:
+                    s = socket.create_connection((host, ports[job]), timeout=2)
+                except OSError:
+                    continue        # refused at the limit: as meant
+                if i % 2:
+                    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never ends
+                hostile.append(s)
+        # what the daemons hold for them is bounded (32 at once)
+        for job in daemons:
+            assert nfds(job) <= fds[job] + 40, (job, fds[job], nfds(job))
+        t0 = time.monotonic()
+        pay.annotate(NS, "ledger-db", **{EXPOSE: "true"})
+        (port,) = fleet.wait_address(pay, NS, "ledger-db", timeout=20)
+        fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432), timeout=20)
+        took = time.monotonic() - t0
+        assert took < 15, "a route took %.1f s behind idle metrics clients" % took
+        for d in fleet.daemons.values():
+            assert d.alive(), d.name
+    finally:
+        for s in hostile:
+            s.close()
+    # the server is the daemons' again once they are gone
+    for job in daemons:
+        testlib.wait_until(lambda: get(host, ports[job], "/healthz")[0] == 200,
+                           20, "%s /healthz after the idle clients" % job)
+        status, _, body = get(host, ports[job], "/metrics")
+        assert status == 200 and body.endswith("# EOF\n"), job
