@@ -151,33 +151,36 @@ metrics_type(enum metric_labels l, int type)
 
 /*
  * allocd's reasons are sentences for people (alloc.c, limits.c); this is
- * the small fixed set Prometheus can count them by.  The watcher's own
- * verdicts on an object (a bad annotation, a missing service) come with
- * the observation, and every allocd reason below names its cause early.
+ * the small fixed set Prometheus can count them by.  What is not one of
+ * allocd's own reasons is the watcher's verdict on the object (a bad
+ * annotation, a missing Service), which it sends with the observation.
  */
 unsigned
 metrics_refusal(const char *why)
 {
 	static const struct {
+		const char	*prefix;	/* NULL: anywhere */
 		const char	*needle;
 		unsigned	 v;
 	} classes[] = {
-		{ "no free port",		MV_REFUSAL_NO_PORT },
-		{ "was not written by portico",	MV_REFUSAL_CLAIM },
-		{ "limit",			MV_REFUSAL_LIMIT },
-		{ "allow_backends",		MV_REFUSAL_BACKENDS },
-		{ "not allowed",		MV_REFUSAL_BACKENDS },
-		{ "quarantined",		MV_REFUSAL_PORT },
-		{ "reserved",			MV_REFUSAL_PORT },
-		{ "is held by",			MV_REFUSAL_PORT },
-		{ "out of",			MV_REFUSAL_PORT },
-		{ "not in",			MV_REFUSAL_PORT },
-		{ "port ",			MV_REFUSAL_PORT },
+		{ NULL,		"no free port in ",	MV_REFUSAL_NO_PORT },
+		{ NULL,		"was not written by portico", MV_REFUSAL_CLAIM },
+		{ NULL,		"_per_",		MV_REFUSAL_LIMIT },
+		{ NULL,		"(bytes_total)",	MV_REFUSAL_LIMIT },
+		{ "the route has ", "a route may have",	MV_REFUSAL_LIMIT },
+		{ "the proxies' configuration is full", "", MV_REFUSAL_LIMIT },
+		{ "backend ",	" is ",			MV_REFUSAL_BACKENDS },
+		{ "port ",	" is outside ",		MV_REFUSAL_PORT },
+		{ "port ",	" is reserved",		MV_REFUSAL_PORT },
+		{ "port ",	" is quarantined ",	MV_REFUSAL_PORT },
+		{ "port ",	" is taken",		MV_REFUSAL_PORT },
 	};
 	size_t i;
 
 	for (i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
-		if (strstr(why, classes[i].needle) != NULL)
+		if ((classes[i].prefix == NULL || strncmp(why,
+		    classes[i].prefix, strlen(classes[i].prefix)) == 0) &&
+		    strstr(why, classes[i].needle) != NULL)
 			return classes[i].v;
 	return MV_REFUSAL_INVALID;
 }
