@@ -269,6 +269,7 @@ reapply_good(void)
 {
 	if (want.type == EV_CONFIG || good == NULL)
 		return;		/* a newer one is on its way in anyway */
+	health_set_ready(0, "starting the proxy again");
 	event_init(&want, EV_CONFIG);
 	event_set_str(&want, F_KIND, pc->kind);
 	event_set_text(&want, good, strlen(good));

@@ -81,6 +81,9 @@ reload_reads(const struct daemon *d, const char *section)
 {
 	if (strcmp(section, "store") == 0)
 		return strcmp(d->name, "allocd") == 0;
+	if (strcmp(section, "metrics") == 0)
+		return strcmp(d->name, "watcherd") == 0 ||
+		    strcmp(d->name, "allocd") == 0;
 	if (strcmp(section, "pks") == 0 ||
 	    strcmp(section, "kubeconfigs") == 0 ||
 	    strcmp(section, "clusters") == 0 ||
