@@ -727,6 +727,7 @@ main(int argc, char **argv)
 			break;
 	}
 	log_info("exiting at seq %llu", (unsigned long long)al.seq);
+	metrics_stop();		/* its scrapes read the store */
 	bus_close(in_sock);
 	bus_close(pub_sock);
 	bus_close(sync_sock);
