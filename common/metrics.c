@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +50,10 @@ struct label_set {
 	unsigned		 n;
 };
 
-#define X(id, l, ...)	static const char *const lv_##id[] = { __VA_ARGS__ };
+#define X(id, l, ...)							\
+	static const char *const lv_##id[] = { __VA_ARGS__ };		\
+	_Static_assert(sizeof(lv_##id) / sizeof(lv_##id[0]) <= MAXV,	\
+	    "label set " #id " has more values than MAXV");
 METRIC_LABELS(X)
 #undef X
 
@@ -113,11 +117,10 @@ metrics_set(enum metric_id m, unsigned v, int64_t x)
 }
 
 void
-metrics_observe_us(enum metric_id m, unsigned v, uint64_t us)
+metrics_observe_us(enum metric_id m, uint64_t us)
 {
 	size_t b;
 
-	(void)v;		/* histograms carry no label of their own */
 	for (b = 0; b < NBUCKETS && us > bucket_us[b]; b++)
 		;
 	atomic_fetch_add_explicit(&hist[m][b], 1, memory_order_relaxed);
@@ -133,20 +136,41 @@ metrics_since_ms(enum metric_id m, uint64_t then)
 	if (then == 0)
 		return;
 	/* another daemon's clock (same host) may be a little ahead */
-	metrics_observe_us(m, 0, now > then ? (now - then) * 1000 : 0);
+	metrics_observe_us(m, now > then ? (now - then) * 1000 : 0);
+}
+
+/*
+ * Event codes to the value index of OBS and DEC, made once: the loop
+ * counts every event it logs, and names are compared only here.
+ */
+#define TYPE_CODES	128
+static uint8_t		 type_index[2][TYPE_CODES];
+static pthread_once_t	 type_once = PTHREAD_ONCE_INIT;
+
+static void
+type_init(void)
+{
+	const struct label_set *s;
+	unsigned i, l;
+	int code;
+
+	for (l = 0; l < 2; l++) {
+		s = &label_sets[l == 0 ? ML_OBS : ML_DEC];
+		for (code = 1; code < TYPE_CODES; code++)
+			for (i = 1; i < s->n && event_known(code); i++)
+				if (strcasecmp(s->values[i],
+				    event_name(code)) == 0)
+					type_index[l][code] = (uint8_t)i;
+	}
 }
 
 unsigned
 metrics_type(enum metric_labels l, int type)
 {
-	const struct label_set *s = &label_sets[l];
-	const char *name = event_name(type);
-	unsigned i;
-
-	for (i = 1; i < s->n; i++)
-		if (strcasecmp(s->values[i], name) == 0)
-			return i;
-	return 0;
+	pthread_once(&type_once, type_init);
+	if ((l != ML_OBS && l != ML_DEC) || type <= 0 || type >= TYPE_CODES)
+		return 0;
+	return type_index[l == ML_OBS ? 0 : 1][type];
 }
 
 /*

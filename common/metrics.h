@@ -129,12 +129,12 @@ enum metric_id {
 /*
  * Updates, from the daemon's loop (any thread is safe).  v is the label's
  * value index (0 for a metric without a label); one out of range counts
- * as "other".
+ * as "other".  Histograms have no label but the daemon's proxy.
  */
 void	metrics_inc(enum metric_id, unsigned v);
 void	metrics_add(enum metric_id, unsigned v, uint64_t n);
 void	metrics_set(enum metric_id, unsigned v, int64_t);
-void	metrics_observe_us(enum metric_id, unsigned v, uint64_t us);
+void	metrics_observe_us(enum metric_id, uint64_t us);
 /* A histogram observation of now - then_ms; nothing if then_ms is 0. */
 void	metrics_since_ms(enum metric_id, uint64_t then_ms);
 

@@ -63,9 +63,9 @@ test_histogram_buckets(void **state)
 	char *t;
 
 	(void)state;
-	metrics_observe_us(M_TABLE_PROXY, 0, 700);	/* 0.5 ms < x <= 1 ms */
-	metrics_observe_us(M_TABLE_PROXY, 0, 1000);	/* on a bound: in it */
-	metrics_observe_us(M_TABLE_PROXY, 0, 60000000);	/* past 30 s */
+	metrics_observe_us(M_TABLE_PROXY, 700);	/* 0.5 ms < x <= 1 ms */
+	metrics_observe_us(M_TABLE_PROXY, 1000);	/* on a bound: in it */
+	metrics_observe_us(M_TABLE_PROXY, 60000000);	/* past 30 s */
 	t = render();
 	assert_sample(t, "portico_table_to_proxy_seconds_bucket{le=\"0.0005\"}",
 	    "0");
