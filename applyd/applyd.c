@@ -52,6 +52,8 @@ on_config(struct event *ev, void *arg)
 		return;
 	event_free(&want);
 	want = *ev;
+	if (feed.syncing)
+		want.has &= ~F_WT;	/* caught up: it converged before */
 	ev->text = NULL;
 	ev->backends = NULL;
 	ev->held = NULL;

@@ -234,8 +234,13 @@ metrics_folded(const struct event *ev)
 	if ((ev->has & F_WT) && ev->wt != 0 &&
 	    (pending_wt == 0 || ev->wt < pending_wt))
 		pending_wt = ev->wt;
-	if (ev->time != 0 && (pending_dt == 0 || ev->time < pending_dt))
-		pending_dt = ev->time;
+	/*
+	 * From its arrival here, not allocd's stamp (its observation's
+	 * arrival there): the stages then add up to the whole, without
+	 * counting allocd's commit twice.
+	 */
+	if (pending_dt == 0)
+		pending_dt = now_ms();
 }
 
 void

@@ -79,8 +79,8 @@ enum metric_kind { MK_COUNTER, MK_GAUGE, MK_HISTOGRAM };
 	    MK_HISTOGRAM, MD_ALLOCD, NONE, "From a watch event's arrival "	\
 	    "at watcherd to allocd's durable decision")			\
 	X(DECISION_TABLE, "portico_decision_to_table_seconds",		\
-	    MK_HISTOGRAM, MD_RENDERD, NONE, "From allocd's decision to "	\
-	    "renderd publishing the table that holds it")		\
+	    MK_HISTOGRAM, MD_RENDERD, NONE, "From a decision's arrival at "	\
+	    "renderd to renderd publishing the table that holds it")	\
 	X(TABLE_PROXY, "portico_table_to_proxy_seconds", MK_HISTOGRAM,	\
 	    MD_APPLYD, NONE, "From renderd publishing a generation to "	\
 	    "the proxy serving it")					\
@@ -147,7 +147,7 @@ unsigned metrics_refusal(const char *why);
 
 /*
  * renderd: a decision applied to the table (the oldest watch arrival and
- * decision time not yet published are kept), then a generation published:
+ * decision arrival not yet published are kept), then a generation published:
  * the oldest decision's wait is observed, and the oldest watch arrival
  * goes into the generation's event (wt), for applyd.  One observation per
  * generation, of its oldest change: the figure a route waited at most.

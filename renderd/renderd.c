@@ -74,7 +74,9 @@ on_apply(const struct event *ev, void *arg)
 	(void)arg;
 	if (routes_apply(&routes, ev))
 		dirty = 1;
-	metrics_folded(ev);
+	/* a catch-up or a whole state is history: nothing converges now */
+	if (alloc_feed.synced_once && !alloc_feed.instate)
+		metrics_folded(ev);
 }
 
 static void
