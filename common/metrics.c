@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <microhttpd.h>
 
@@ -226,7 +227,17 @@ metrics_logged(const struct event *ev)
 }
 
 /* renderd's thread only: what the next generation will carry. */
-static uint64_t	 pending_wt, pending_dt;
+static uint64_t	 pending_wt, pending_dt;	/* ms since the epoch; µs */
+
+/* In-process stages are timed finer than the events' ms can say. */
+static uint64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
 
 void
 metrics_folded(const struct event *ev)
@@ -240,13 +251,14 @@ metrics_folded(const struct event *ev)
 	 * counting allocd's commit twice.
 	 */
 	if (pending_dt == 0)
-		pending_dt = now_ms();
+		pending_dt = mono_us();
 }
 
 void
 metrics_published(struct event *ev)
 {
-	metrics_since_ms(M_DECISION_TABLE, pending_dt);
+	if (pending_dt != 0)
+		metrics_observe_us(M_DECISION_TABLE, mono_us() - pending_dt);
 	metrics_inc(M_GENERATIONS, 0);
 	metrics_set(M_GENERATION, 0, (int64_t)ev->seq);
 	if (pending_wt != 0) {

@@ -74,8 +74,11 @@ on_apply(const struct event *ev, void *arg)
 	(void)arg;
 	if (routes_apply(&routes, ev))
 		dirty = 1;
-	/* a catch-up or a whole state is history: nothing converges now */
-	if (alloc_feed.synced_once && !alloc_feed.instate)
+	/*
+	 * Only what changes the table waits for a generation; a catch-up or
+	 * a whole state is history: nothing converges now.
+	 */
+	if (dirty && alloc_feed.synced_once && !alloc_feed.instate)
 		metrics_folded(ev);
 }
 
