@@ -592,6 +592,7 @@ adopt_finish(uint64_t now)
 	size_t n, i;
 
 	batch = adopt_batch(&adopt, now, &n);
+	health_set_ready(1, NULL);
 	al.seq = adopt_base(&adopt);
 	first_seq = al.seq + 1;
 	commit_batch(batch, n);
@@ -689,7 +690,8 @@ main(int argc, char **argv)
 		fatalx("cannot bind the bus");
 	if (daemon_ready(&d, "allocd") == -1)
 		fatal("pid file");
-	health_set_ready(1, NULL);
+	health_set_ready(!adopt.active, "on an empty store, holding "
+	    "observations until every cluster is resynced");
 	ports_format(&conf.ports, ports, sizeof(ports));
 	log_info("ready at seq %llu, ports %s",
 	    (unsigned long long)al.seq, ports);

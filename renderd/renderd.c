@@ -284,7 +284,7 @@ main(int argc, char **argv)
 	snprintf(ready, sizeof(ready), "renderd-%s", px->name);
 	if (daemon_ready(&d, ready) == -1)
 		fatal("pid file");
-	health_set_ready(1, NULL);
+	health_set_ready(0, "catching up with allocd's whole table");
 	log_info("ready for proxy %s (%s)", px->name, px->kind);
 
 	for (;;) {
@@ -313,6 +313,7 @@ main(int argc, char **argv)
 		    (dirty || !published)) {
 			render();
 			published = 1;
+			health_set_ready(1, NULL);
 		}
 	}
 	log_info("exiting");

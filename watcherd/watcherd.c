@@ -106,6 +106,7 @@ on_synced(void *arg)
 {
 	(void)arg;
 	alloc_synced = 1;
+	health_set_ready(1, NULL);
 	clusters_dirty_all();	/* the write-backs held until now */
 }
 
@@ -136,7 +137,7 @@ main(int argc, char **argv)
 	    &feed_ops, NULL);
 	if (daemon_ready(&d, "watcherd") == -1)
 		fatal("pid file");
-	health_set_ready(1, NULL);
+	health_set_ready(0, "catching up with allocd's decisions");
 	log_info("ready; sources:%s%s", conf.pks_url[0] ?
 	    " pks" : "", conf.kubeconfig_dir[0] ? " kubeconfigs" : "");
 

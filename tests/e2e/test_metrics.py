@@ -194,11 +194,17 @@ def test_prometheus_scrapes_the_fleet(make_fleet, prometheus):
     assert body.endswith("# EOF\n")
     assert 'portico_route_convergence_seconds_count{proxy="haproxy"} 0' in body
 
+    # renderd without allocd: not ready either, until it has the table
+    renderd = harness.Daemon(fleet, "renderd", "renderd-" + harness.HAPROXY_NAME,
+                             ["-p", harness.HAPROXY_NAME])
+    fleet.daemons[renderd.key] = renderd
+    renderd.start()
+    status, _, body = get(host, ports["renderd"], "/readyz")
+    assert status == 503 and "catching up with allocd" in body, (status, body)
+
     # the rest of the fleet: applyd serves, and says so
-    for name in ("allocd", "renderd", "watcherd"):
-        args = ["-p", harness.HAPROXY_NAME] if name == "renderd" else []
-        pid = name + ("-" + harness.HAPROXY_NAME if name == "renderd" else "")
-        d = harness.Daemon(fleet, name, pid, args)
+    for name in ("allocd", "watcherd"):
+        d = harness.Daemon(fleet, name, name, [])
         fleet.daemons[d.key] = d
         d.start()
     fleet.wait_proxy()
@@ -206,7 +212,8 @@ def test_prometheus_scrapes_the_fleet(make_fleet, prometheus):
                        30, "applyd /readyz 200")
     for job in ("watcherd", "allocd", "renderd"):
         assert get(host, ports[job], "/healthz")[0] == 200, job
-        assert get(host, ports[job], "/readyz")[0] == 200, job
+        testlib.wait_until(lambda: get(host, ports[job], "/readyz")[0] == 200,
+                           30, "%s /readyz 200" % job)
     # only GET, only the three paths
     assert get(host, ports["allocd"], "/nothing")[0] == 404
     req = urllib.request.Request("http://%s:%d/metrics" % (host, ports["allocd"]),
