@@ -505,8 +505,10 @@ watch_done(struct http_req *r, long code, const char *body, size_t len,
 	inf->skipping = 0;
 	if (inf->state == INF_WAIT)
 		return;			/* watch_line decided already */
-	if (err != NULL && other_master(inf, r))
+	if (err != NULL && other_master(inf, r)) {
+		metrics_inc(M_WATCH_RESTARTS, MV_RESTART_ERROR);
 		return;
+	}
 	if (code == 401)
 		cluster_creds_refused(inf->cl);
 	if (code == 200 && err == NULL) {
