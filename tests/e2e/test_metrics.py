@@ -312,3 +312,43 @@ def test_idle_clients_hold_up_no_decision(make_fleet):
                            20, "%s /healthz after the idle clients" % job)
         status, _, body = get(host, ports[job], "/metrics")
         assert status == 200 and body.endswith("# EOF\n"), job
+
+
+def counter(host, port, name):
+    return samples(get(host, port, "/metrics")[2]).get(name, 0)
+
+
+def test_restarts_and_refusals_by_class(make_fleet):
+    """Each watch restart counted under its cause (an in-stream 410, an
+    ERROR of another code, a line that is not JSON), and a refused route
+    under its class of reason; the malformed line's event is the
+    annotation that follows, sent again on the restarted watch."""
+    fleet, pay, ports = start_fleet(make_fleet)
+    fleet.start_daemons()
+    host, w = fleet.listen, ports["watcherd"]
+    name = lambda cause: 'portico_watch_restarts_total{cause="%s"}' % cause
+    before = {c: counter(host, w, name(c)) for c in ("410", "error", "malformed")}
+
+    pay.fault(kind="watch-error", count=1, path=pay.vs_api)      # 410, Expired
+    pay.sim_control("POST", "close-watches")
+    testlib.wait_until(lambda: counter(host, w, name("410")) > before["410"], 30,
+                       "a 410 counted")
+    pay.fault(kind="watch-error", code=500, reason="InternalError", count=1,
+              path=pay.vs_api)
+    pay.sim_control("POST", "close-watches")
+    testlib.wait_until(lambda: counter(host, w, name("error")) > before["error"], 30,
+                       "an ERROR counted")
+    pay.fault(kind="corrupt", fraction=1.0, count=1, path=pay.vs_api)
+    pay.sim_control("POST", "close-watches")
+    pay.annotate(NS, "orders-db", **{EXPOSE: "true"})
+    testlib.wait_until(lambda: counter(host, w, name("malformed")) > before["malformed"],
+                       30, "a malformed line counted")
+    fleet.wait_address(pay, NS, "orders-db")
+
+    # a route whose Service does not exist: refused, as the object's fault
+    a = ports["allocd"]
+    refused = 'portico_refusals_total{reason="invalid_object"}'
+    n = counter(host, a, refused)
+    pay.annotate(NS, "ghost", **{EXPOSE: "true"})
+    testlib.wait_until(lambda: counter(host, a, refused) > n, 30, "a refusal counted")
+    assert counter(host, a, 'portico_decisions_total{type="refused"}') >= 1
