@@ -352,3 +352,18 @@ def test_restarts_and_refusals_by_class(make_fleet):
     pay.annotate(NS, "ghost", **{EXPOSE: "true"})
     testlib.wait_until(lambda: counter(host, a, refused) > n, 30, "a refusal counted")
     assert counter(host, a, 'portico_decisions_total{type="refused"}') >= 1
+
+
+def test_address_taken_is_fatal_before_ready(make_fleet):
+    """A metrics address another program holds: the daemon says so and
+    exits before its pid file, rather than run unobserved."""
+    fleet, pay, ports = start_fleet(make_fleet)
+    with socket.socket() as s:
+        s.bind((fleet.listen, ports["allocd"]))
+        s.listen(1)
+        d = harness.Daemon(fleet, "allocd", "allocd", [])
+        fleet.daemons[d.key] = d
+        with pytest.raises(AssertionError, match="exited"):
+            d.start(timeout=20)
+    assert "metrics: cannot listen on %s:%d" % (fleet.listen, ports["allocd"]) in d.log()
+    assert not os.path.exists(d.pidfile)
