@@ -50,10 +50,11 @@ on_config(struct event *ev, void *arg)
 	(void)arg;
 	if (ev->type != EV_CONFIG || strcmp(ev->kind, pc->kind) != 0)
 		return;
+	if (feed.syncing)
+		ev->has &= ~F_WT;	/* caught up: it converged before */
+	metrics_superseded(ev, &want);	/* want's changes wait in ev */
 	event_free(&want);
 	want = *ev;
-	if (feed.syncing)
-		want.has &= ~F_WT;	/* caught up: it converged before */
 	ev->text = NULL;
 	ev->backends = NULL;
 	ev->held = NULL;

@@ -30,6 +30,7 @@
 
 #define MAXV		16		/* values of a label set, at most */
 #define STALL_MS	10000		/* /healthz: the loop beat within */
+#define STALL_TEXT	"10 s"
 #define CONN_MAX	32		/* HTTP connections at once */
 #define CONN_PER_IP	16
 #define CONN_TIMEOUT	5		/* s, idle */
@@ -281,6 +282,17 @@ metrics_served(const struct event *ev, unsigned how)
 }
 
 void
+metrics_superseded(struct event *next, const struct event *old)
+{
+	if (old->type != next->type || !(old->has & F_WT) || old->wt == 0)
+		return;
+	if (!(next->has & F_WT) || next->wt == 0 || old->wt < next->wt) {
+		next->wt = old->wt;
+		next->has |= F_WT;
+	}
+}
+
+void
 metrics_on_scrape(void (*fn)(void *), void *arg)
 {
 	scrape_fn = fn;
@@ -410,25 +422,31 @@ reply(struct MHD_Connection *c, unsigned status, const char *type,
 }
 
 static enum MHD_Result
-reply_text(struct MHD_Connection *c, unsigned status, const char *fmt,
-    const char *arg)
+reply_text(struct MHD_Connection *c, unsigned status, const char *msg)
 {
-	char buf[256];
-	int n;
-
-	n = snprintf(buf, sizeof(buf), fmt, arg);
-	if (n < 0 || (size_t)n >= sizeof(buf))
-		n = (int)strlen(buf);
-	return reply(c, status, "text/plain; charset=utf-8", buf, (size_t)n,
-	    MHD_RESPMEM_MUST_COPY);
+	return reply(c, status, "text/plain; charset=utf-8", (char *)msg,
+	    strlen(msg), MHD_RESPMEM_MUST_COPY);
 }
 
+/* /readyz: 200, or 503 with what the daemon waits for. */
+static enum MHD_Result
+readyz(struct MHD_Connection *c)
+{
+	char what[128], msg[160];
+
+	if (health_ready(what, sizeof(what)))
+		return reply_text(c, MHD_HTTP_OK, "ready\n");
+	snprintf(msg, sizeof(msg), "not ready: %s\n", what);
+	return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, msg);
+}
+
+/* GET or HEAD of /metrics, /healthz or /readyz; nothing else. */
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *c, const char *url,
     const char *method, const char *version, const char *upload,
     size_t *upload_len, void **state)
 {
-	char what[128], *body;
+	char *body;
 	long len;
 
 	(void)cls;
@@ -439,27 +457,24 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
 	    strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
 		return reply_text(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-		    "only GET%s\n", "");
+		    "only GET\n");
 	if (strcmp(url, "/metrics") == 0) {
 		if ((len = metrics_render(&body)) == -1)
 			return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
-			    "out of memory%s\n", "");
+			    "out of memory\n");
 		return reply(c, MHD_HTTP_OK, "application/openmetrics-text; "
 		    "version=1.0.0; charset=utf-8", body, (size_t)len,
 		    MHD_RESPMEM_MUST_FREE);
 	}
 	if (strcmp(url, "/healthz") == 0)
 		return health_alive(STALL_MS) ?
-		    reply_text(c, MHD_HTTP_OK, "ok%s\n", "") :
-		    reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "stalled: the loop has not run for 10 s%s\n", "");
+		    reply_text(c, MHD_HTTP_OK, "ok\n") :
+		    reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "stalled: the "
+		    "loop has not gone round for " STALL_TEXT "\n");
 	if (strcmp(url, "/readyz") == 0)
-		return health_ready(what, sizeof(what)) ?
-		    reply_text(c, MHD_HTTP_OK, "ready%s\n", "") :
-		    reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "not ready: %s\n", what);
+		return readyz(c);
 	return reply_text(c, MHD_HTTP_NOT_FOUND,
-	    "not found (/metrics, /healthz, /readyz)%s\n", "");
+	    "not found (/metrics, /healthz, /readyz)\n");
 }
 
 /* "IP:PORT" or "[IP6]:PORT", as config.c checked it, into a sockaddr. */

@@ -159,6 +159,11 @@ void	metrics_published(struct event *generation);
  * from the generation's wt, table to proxy from its time, the generation.
  */
 void	metrics_served(const struct event *generation, unsigned how);
+/*
+ * applyd: a generation not served yet is replaced by a newer one, which
+ * holds its changes: the newer one carries the older wt of the two.
+ */
+void	metrics_superseded(struct event *next, const struct event *unserved);
 
 /*
  * Called when the HTTP thread answers /metrics, before it reads the
