@@ -141,6 +141,42 @@ test_refusal_classes(void **state)
 	assert_int_equal(metrics_refusal(""), MV_REFUSAL_INVALID);
 }
 
+/* renderd folds decisions into a generation; applyd keeps the oldest. */
+static void
+test_generation_carries_oldest(void **state)
+{
+	struct event d, g, older;
+	char *t;
+
+	(void)state;
+	event_init(&d, EV_PORT_SET);
+	d.has |= F_WT;
+	d.wt = 5000;
+	metrics_folded(&d);
+	d.wt = 4000;
+	metrics_folded(&d);
+	event_init(&g, EV_CONFIG);
+	g.seq = 7;
+	metrics_published(&g);
+	assert_true(g.has & F_WT);
+	assert_int_equal(g.wt, 4000);
+	event_init(&g, EV_CONFIG);
+	metrics_published(&g);			/* nothing folded since */
+	assert_false(g.has & F_WT);
+
+	event_init(&older, EV_CONFIG);
+	older.has |= F_WT;
+	older.wt = 3000;
+	metrics_superseded(&g, &older);
+	assert_int_equal(g.wt, 3000);
+	older.wt = 9000;			/* newer: g keeps its own */
+	metrics_superseded(&g, &older);
+	assert_int_equal(g.wt, 3000);
+	t = render();
+	assert_sample(t, "portico_generations_published_total", "2");
+	free(t);
+}
+
 /* config_load of a small file with [metrics] allocd = v: 0 or -1. */
 static int
 load_with(const char *v)
@@ -189,6 +225,7 @@ main(void)
 		cmocka_unit_test(test_histogram_buckets),
 		cmocka_unit_test(test_labels_and_other),
 		cmocka_unit_test(test_refusal_classes),
+		cmocka_unit_test(test_generation_carries_oldest),
 		cmocka_unit_test(test_listen_addresses),
 	};
 
