@@ -16,7 +16,8 @@
 
 CC	?= cc
 BUILD	?= build
-PKGS	 = libzmq msgpack lmdb inih libcurl jansson yaml-0.1 libcrypto
+PKGS	 = libzmq msgpack lmdb inih libcurl jansson yaml-0.1 libcrypto \
+	   libmicrohttpd
 CFLAGS	?= -O2 -g
 CFLAGS	+= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Icommon \
 	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(EXTRA_CFLAGS)
@@ -29,11 +30,13 @@ DAEMONS	 = watcherd allocd renderd applyd
 COMMON	+= fsafe
 COMMON	+= confdiff
 COMMON	+= health
+COMMON	+= metrics
 COMMON_OBJS = $(COMMON:%=$(BUILD)/obj/common/%.o)
 BINS	 = $(DAEMONS:%=$(BUILD)/bin/%)
 TOOLS	 = porticoctl
 BINS	+= $(TOOLS:%=$(BUILD)/bin/%)
 UNITS	 = test_event test_store test_alloc test_envoy test_valid test_addr
+UNITS	+= test_metrics
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
 PY	 = /usr/bin/python3

@@ -607,8 +607,9 @@ assign(struct alloc *a, MDB_txn *txn, const struct event *obs,
 		return rc;
 	route_event(&d, EV_PORT_SET, obs);
 	d.port = p;
-	d.has |= F_PORT | F_BACKENDS | (obs->has & F_UID);
+	d.has |= F_PORT | F_BACKENDS | (obs->has & (F_UID | F_WT));
 	memcpy(d.uid, obs->uid, sizeof(d.uid));
+	d.wt = obs->wt;		/* convergence is measured from it */
 	if (event_copy(&keep, obs) == -1)
 		fatal("alloc: assign");
 	d.backends = keep.backends;

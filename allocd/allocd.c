@@ -22,8 +22,11 @@
 #include "alloc.h"
 #include "bus.h"
 #include "daemon.h"
+#include "gauges.h"
 #include "hash.h"
+#include "health.h"
 #include "log.h"
+#include "metrics.h"
 #include "proof.h"
 #include "replay.h"
 #include "store.h"
@@ -43,12 +46,15 @@ static struct alloc	 al;
 static void		*in_sock, *pub_sock, *sync_sock;
 static unsigned long	 ignored;
 static struct adopt	 adopt;		/* started on an empty store */
+static struct gauges	 gauges;
 
 static void
 publish(void)
 {
 	size_t i;
 
+	for (i = 0; i < al.nout; i++)
+		metrics_logged(&al.out[i]);
 	for (i = 0; i < al.nout; i++)
 		if (bus_send(pub_sock, &al.out[i]) == -1)
 			log_debug("publish: seq %llu dropped (consumers "
@@ -268,6 +274,7 @@ answer_since(zmq_msg_t *id, uint64_t seq)
 	uint64_t first, last;
 	size_t n;
 
+	metrics_inc(M_SINCE_SERVED, 0);
 	if (store_begin(&st, &txn, 1) != 0)
 		fatalx("read transaction");
 	first = store_first_seq(&st, txn);
@@ -585,6 +592,7 @@ adopt_finish(uint64_t now)
 	size_t n, i;
 
 	batch = adopt_batch(&adopt, now, &n);
+	health_set_ready(1, NULL);
 	al.seq = adopt_base(&adopt);
 	first_seq = al.seq + 1;
 	commit_batch(batch, n);
@@ -671,6 +679,7 @@ main(int argc, char **argv)
 		    "this once" : "");
 	}
 	check_stranded();
+	gauges_init(&gauges, &st, &conf);
 
 	in_sock = bus_socket(ZMQ_ROUTER);
 	pub_sock = bus_socket(ZMQ_PUB);
@@ -681,11 +690,14 @@ main(int argc, char **argv)
 		fatalx("cannot bind the bus");
 	if (daemon_ready(&d, "allocd") == -1)
 		fatal("pid file");
+	health_set_ready(!adopt.active, "on an empty store, holding "
+	    "observations until every cluster is resynced");
 	ports_format(&conf.ports, ports, sizeof(ports));
 	log_info("ready at seq %llu, ports %s",
 	    (unsigned long long)al.seq, ports);
 
 	for (;;) {
+		health_beat();
 		now = now_ms();
 		if (adopt.active && adopt_due(&adopt, now))
 			adopt_finish(now);
@@ -717,6 +729,7 @@ main(int argc, char **argv)
 			break;
 	}
 	log_info("exiting at seq %llu", (unsigned long long)al.seq);
+	metrics_stop();		/* its scrapes read the store */
 	bus_close(in_sock);
 	bus_close(pub_sock);
 	bus_close(sync_sock);

@@ -20,7 +20,9 @@
 
 #include "bus.h"
 #include "daemon.h"
+#include "health.h"
 #include "log.h"
+#include "metrics.h"
 #include "proxy.h"
 
 #define ACK_EVERY_MS	5000
@@ -48,6 +50,9 @@ on_config(struct event *ev, void *arg)
 	(void)arg;
 	if (ev->type != EV_CONFIG || strcmp(ev->kind, pc->kind) != 0)
 		return;
+	if (feed.syncing)
+		ev->has &= ~F_WT;	/* caught up: it converged before */
+	metrics_superseded(ev, &want);	/* want's changes wait in ev */
 	event_free(&want);
 	want = *ev;
 	ev->text = NULL;
@@ -116,6 +121,7 @@ static void
 failed(const char *what, const char *err)
 {
 	failures++;
+	metrics_inc(M_APPLY_FAILURES, 0);
 	log_warnx("generation %llu: %s: %s; last good generation "
 	    "%llu keeps serving, retry in %llu ms",
 	    (unsigned long long)want.seq, what, err,
@@ -216,10 +222,13 @@ apply(void)
 	if (running && good != NULL && strcmp(good, want.text) == 0) {
 		/* the same text: nothing to reload, but a newer generation */
 		good_gen = want.seq;
+		metrics_served(&want, MV_CHANGE_SAME);
 		goto done;
 	}
-	if (running && apply_live())
+	if (running && apply_live()) {
+		metrics_served(&want, MV_CHANGE_RUNTIME);
 		goto done;
+	}
 	snprintf(path, sizeof(path), "%s.check", pc->config);
 	if (write_config(path, want.text, want.textlen, 1) == -1 ||
 	    write_files(want.text) == -1) {
@@ -246,9 +255,11 @@ apply(void)
 		return;
 	}
 	now_good();
+	metrics_served(&want, running ? MV_CHANGE_RELOAD : MV_CHANGE_START);
 	log_info("serving generation %llu (%s)",
 	    (unsigned long long)good_gen, running ? "reloaded" : "started");
  done:
+	health_set_ready(1, NULL);
 	ack();
 	event_free(&want);
 	retry_at = 0;
@@ -261,6 +272,7 @@ reapply_good(void)
 {
 	if (want.type == EV_CONFIG || good == NULL)
 		return;		/* a newer one is on its way in anyway */
+	health_set_ready(0, "starting the proxy again");
 	event_init(&want, EV_CONFIG);
 	event_set_str(&want, F_KIND, pc->kind);
 	event_set_text(&want, good, strlen(good));
@@ -320,10 +332,12 @@ main(int argc, char **argv)
 	snprintf(ready, sizeof(ready), "applyd-%s", pc->name);
 	if (daemon_ready(&d, ready) == -1)
 		fatal("pid file");
+	health_set_ready(0, "waiting for a first generation to serve");
 	log_info("ready for proxy %s, serving %s", pc->name,
 	    pc->config);
 
 	for (;;) {
+		health_beat();
 		now = now_ms();
 		consumer_timer(&feed, now);
 		if (now >= next_ack) {

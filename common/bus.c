@@ -10,6 +10,7 @@
 
 #include "bus.h"
 #include "log.h"
+#include "metrics.h"
 
 unsigned long bus_garbage;
 
@@ -225,6 +226,7 @@ consumer_ask(struct consumer *c)
 	c->syncing = 1;
 	c->instate = 0;
 	c->sync_sent = now_ms();
+	metrics_inc(M_BUS_RESYNCS, 0);
 	log_debug("%s: asked SINCE %llu", c->name,
 	    (unsigned long long)c->last);
 }
@@ -293,6 +295,7 @@ static void
 consumer_gap(struct consumer *c, uint64_t seen)
 {
 	c->gaps++;
+	metrics_inc(M_BUS_GAPS, 0);
 	log_info("%s: gap after %llu (saw %llu), catching up", c->name,
 	    (unsigned long long)c->last, (unsigned long long)seen);
 	consumer_ask(c);

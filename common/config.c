@@ -36,6 +36,7 @@ enum ckind {
 	CK_NETS,		/* address ranges: "10.0.0.0/8, fd00::/8" */
 	CK_LOGFMT,		/* text, logfmt */
 	CK_LEVEL,		/* info, debug */
+	CK_HOSTPORT,		/* "IP:PORT", "[IP6]:PORT", or "": off */
 };
 
 /* The proxy kinds, and where Debian puts their binary. */
@@ -117,6 +118,8 @@ static const struct ckey ckeys[] = {
 	C("clusters", "backend", CK_BACKEND, backend, 0, 0, "nodeport"),
 	C("clusters", "watch_timeout", CK_UINT, watch_timeout, 5, 3600, "300"),
 	C("clusters", "watch_idle", CK_UINT, watch_idle, 5, 3600, "90"),
+	C("metrics", "watcherd", CK_HOSTPORT, metrics_watcherd, 0, 0, ""),
+	C("metrics", "allocd", CK_HOSTPORT, metrics_allocd, 0, 0, ""),
 	C("bus", "alloc_in", CK_ENDPOINT, alloc_in, 0, 0, ""),
 	C("bus", "alloc_pub", CK_ENDPOINT, alloc_pub, 0, 0, ""),
 	C("bus", "alloc_sync", CK_ENDPOINT, alloc_sync, 0, 0, ""),
@@ -132,6 +135,9 @@ static const struct ckey ckeys[] = {
 	P("fd_limit", CK_UINT, fd_limit, 1024, 1u << 24, "20000"),
 	P("live", CK_UINT, live, 0, 1, "1"),
 	P("user", CK_USER, user, 0, 0, NULL),		/* by kind, if it exists */
+	P("renderd_metrics", CK_HOSTPORT, renderd_metrics, 0, 0, ""),
+	P("applyd_metrics", CK_HOSTPORT, applyd_metrics, 0, 0, ""),
+	P("stats_listen", CK_HOSTPORT, stats_listen, 0, 0, ""),
 	K("backend", CK_BACKEND, backend, 0, 0, NULL),	/* [clusters] backend */
 };
 
@@ -214,6 +220,35 @@ safe_path(const char *v)
 	return 1;
 }
 
+/*
+ * "IP:PORT" or "[IP6]:PORT" (port 0: any free one), or "" for off.  It may
+ * be printed into a proxy configuration (stats_listen): nothing else.
+ */
+static int
+host_port(const char *v)
+{
+	char host[64];
+	const char *colon = strrchr(v, ':');
+	size_t hl;
+	unsigned port;
+
+	if (*v == '\0')
+		return 1;
+	if (colon == NULL || parse_uint(colon + 1, 0, 65535, &port) == -1)
+		return 0;
+	hl = (size_t)(colon - v);
+	if (v[0] == '[' && hl >= 2 && v[hl - 1] == ']') {
+		v++;
+		hl -= 2;
+	} else if (memchr(v, ':', hl) != NULL)
+		return 0;		/* IPv6 goes in brackets */
+	if (hl == 0 || hl >= sizeof(host))
+		return 0;
+	memcpy(host, v, hl);
+	host[hl] = '\0';
+	return valid_ip(host);
+}
+
 /* "/a, /b/c": each item of a comma-separated list is an absolute path. */
 static int
 abs_paths(const char *v)
@@ -293,6 +328,10 @@ check_value(const struct ckey *k, const char *v, void *dst)
 		if (!valid_text(v) || !abs_paths(v))
 			return -1;
 		break;
+	case CK_HOSTPORT:
+		if (!host_port(v))
+			return -1;
+		break;
 	case CK_STR:
 	case CK_SECRET:
 		break;
@@ -329,6 +368,7 @@ kind_help(const struct ckey *k)
 				    "(host bits zero, at most 32): %s";
 	case CK_LOGFMT:		return "unknown log format (text, logfmt): %s";
 	case CK_LEVEL:		return "unknown log level (info, debug): %s";
+	case CK_HOSTPORT:	return "not IP:PORT or [IPv6]:PORT: %s";
 	default:		return "too long: %s";
 	}
 }

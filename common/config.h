@@ -43,6 +43,10 @@ struct proxy_conf {
 	unsigned	live;		/* change routes without reloads */
 	char		user[32];	/* the workers' user ("": the master's) */
 	char		group[32];	/* its primary group, from the system */
+	/* "IP:PORT" where renderd, applyd, HAProxy's exporter serve; "": off */
+	char		renderd_metrics[64];
+	char		applyd_metrics[64];
+	char		stats_listen[64];
 };
 
 /* How a cluster's workload backends are found ([clusters] backend). */
@@ -114,6 +118,10 @@ struct config {
 
 	char		log_format[8];		/* text, logfmt */
 	char		log_level[8];		/* info, debug */
+
+	/* [metrics]: "IP:PORT" where each serves /metrics; "": off */
+	char		metrics_watcherd[64];
+	char		metrics_allocd[64];
 };
 
 /*

@@ -13,6 +13,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "metrics.h"
 #include "version.h"		/* made by the Makefile from git describe */
 
 static char daemon_pidfile[PATH_MAX + 64];
@@ -80,6 +81,9 @@ reload_reads(const struct daemon *d, const char *section)
 {
 	if (strcmp(section, "store") == 0)
 		return strcmp(d->name, "allocd") == 0;
+	if (strcmp(section, "metrics") == 0)
+		return strcmp(d->name, "watcherd") == 0 ||
+		    strcmp(d->name, "allocd") == 0;
 	if (strcmp(section, "pks") == 0 ||
 	    strcmp(section, "kubeconfigs") == 0 ||
 	    strcmp(section, "clusters") == 0 ||
@@ -271,6 +275,7 @@ daemon_unlink_pid(void)
 int
 daemon_ready(struct daemon *d, const char *name)
 {
+	metrics_start(d);	/* before the pid file: ready means served */
 	if (config_ready(d->conf, name) == -1)
 		return -1;
 	if (daemon_pidfile[0] == '\0')

@@ -87,7 +87,7 @@ enum ev_field_bit { EV_FIELDS(X) };
 	X(CLUSTER_UP,  10, F_CLUSTER | F_CNAME | F_HOST | F_MASTERS | F_MPORT, 0) \
 	X(CLUSTER_DOWN,11, F_CLUSTER, 0)				\
 	X(ROUTE,       12, F_CLUSTER | F_NS | F_NAME | F_ROUTE | F_BACKENDS, \
-	    F_WANT | F_WHY | F_HAD | F_UID | F_PROOF)			\
+	    F_WANT | F_WHY | F_HAD | F_UID | F_PROOF | F_WT)			\
 	X(ROUTE_GONE,  13, F_CLUSTER | F_NS | F_NAME | F_ROUTE, 0)	\
 	X(SYNC_BEGIN,  14, F_CLUSTER | F_SID, 0)			\
 	X(SYNC_END,    15, F_CLUSTER | F_SID, 0)			\
@@ -106,7 +106,7 @@ enum ev_field_bit { EV_FIELDS(X) };
 	X(API_SET,     30, F_CLUSTER | F_CNAME | F_HOST | F_MASTERS | F_MPORT, 0) \
 	X(API_DEL,     31, F_CLUSTER, 0)				\
 	X(PORT_SET,    32, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE | F_BACKENDS, \
-	    F_UID)							\
+	    F_UID | F_WT)							\
 	/* pf: the proof written beside the address */			\
 	X(PORT_LIVE,   33, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE, F_PROOF) \
 	X(PORT_FREE,   34, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE, 0) \
@@ -116,7 +116,8 @@ enum ev_field_bit { EV_FIELDS(X) };
 	/* what a store loss cost: owners adopted, claims refused and why */ \
 	X(RECOVERED,   40, 0, F_SADOPT | F_SREFUSED | F_WHY)		\
 	/* rendered configuration */					\
-	X(CONFIG,      50, F_KIND | F_TEXT, 0)
+	/* wt: the oldest watch event folded into this generation */	\
+	X(CONFIG,      50, F_KIND | F_TEXT, F_WT)
 
 enum ev_type {
 	EV_NONE = 0,

@@ -236,6 +236,23 @@ haproxy_render(const struct routes *r, const struct config *c,
 	    "\tuse_backend %%[req_ssl_sni,lower,map(%s/%s-api.map)]\n",
 	    route_addr(ab, sizeof(ab), px->listen, c->api_port),
 	    c->run_dir, px->name, c->run_dir, px->name);
+	/*
+	 * HAProxy's own Prometheus exporter, when [proxy.NAME] stats_listen
+	 * asks for it (an IP:PORT config.c checked): only GET /metrics, with
+	 * short timeouts and few connections, so a scraper cannot hold it.
+	 */
+	if (px->stats_listen[0] != '\0')
+		fprintf(fp, "\n"
+		    "frontend stats\n"
+		    "\tmode http\n"
+		    "\tbind %s\n"
+		    "\tmaxconn 16\n"
+		    "\ttimeout client 10s\n"
+		    "\ttimeout http-request 5s\n"
+		    "\thttp-request use-service prometheus-exporter "
+		    "if { method GET } { path /metrics }\n"
+		    "\thttp-request return status 404\n",
+		    px->stats_listen);
 	if ((slot = api_slots(r, &pool)) == NULL)
 		return -1;
 	for (s = 0; s < pool; s++) {

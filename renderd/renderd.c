@@ -17,7 +17,9 @@
 
 #include "bus.h"
 #include "daemon.h"
+#include "health.h"
 #include "log.h"
+#include "metrics.h"
 #include "routes.h"
 
 static struct config		 conf;
@@ -72,6 +74,12 @@ on_apply(const struct event *ev, void *arg)
 	(void)arg;
 	if (routes_apply(&routes, ev))
 		dirty = 1;
+	/*
+	 * Only what changes the table waits for a generation; a catch-up or
+	 * a whole state is history: nothing converges now.
+	 */
+	if (dirty && alloc_feed.synced_once && !alloc_feed.instate)
+		metrics_folded(ev);
 }
 
 static void
@@ -174,6 +182,7 @@ render(void)
 	ev.text = text;
 	ev.textlen = len;
 	ev.has |= F_TEXT;
+	metrics_published(&ev);
 	if (bus_send(pub_sock, &ev) == -1)
 		log_warn("publish");
 	log_info("generation %llu: %zu api routes, %u ports, "
@@ -199,6 +208,7 @@ on_since(void)
 	while ((rc = bus_recv(sync_sock, &req, &id)) != 0) {
 		if (rc == -1)
 			continue;
+		metrics_inc(M_SINCE_SERVED, 0);
 		/* one message: the latest is always sent, the asker sorts */
 		if (req.type == EV_SINCE && latest.type == EV_CONFIG)
 			bus_send_to(sync_sock, &id, &latest);
@@ -274,9 +284,11 @@ main(int argc, char **argv)
 	snprintf(ready, sizeof(ready), "renderd-%s", px->name);
 	if (daemon_ready(&d, ready) == -1)
 		fatal("pid file");
+	health_set_ready(0, "catching up with allocd's whole table");
 	log_info("ready for proxy %s (%s)", px->name, px->kind);
 
 	for (;;) {
+		health_beat();
 		now = now_ms();
 		if (now >= next_hb) {
 			heartbeat();
@@ -301,6 +313,7 @@ main(int argc, char **argv)
 		    (dirty || !published)) {
 			render();
 			published = 1;
+			health_set_ready(1, NULL);
 		}
 	}
 	log_info("exiting");

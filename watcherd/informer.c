@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "watcherd.h"
 
 #define PAGE_SIZE	500
@@ -327,6 +328,7 @@ watch_line(struct informer *inf, const char *line, size_t len)
 	if (len == 0)
 		return 0;
 	if ((ev = json_untrusted(line, len)) == NULL) {
+		metrics_inc(M_WATCH_RESTARTS, MV_RESTART_MALFORMED);
 		restart_soon(inf, "watch: malformed event");
 		return -1;
 	}
@@ -337,6 +339,7 @@ watch_line(struct informer *inf, const char *line, size_t len)
 	if (type == NULL || !json_is_object(obj) ||
 	    json_has_nul(json_object_get(ev, "type"))) {
 		json_decref(ev);
+		metrics_inc(M_WATCH_RESTARTS, MV_RESTART_MALFORMED);
 		restart_soon(inf, "watch: event without type or object");
 		return -1;
 	}
@@ -347,6 +350,8 @@ watch_line(struct informer *inf, const char *line, size_t len)
 		expired = code == 410 || (reason != NULL &&
 		    (!strcmp(reason, "Expired") || !strcmp(reason, "Gone")));
 		json_decref(ev);
+		metrics_inc(M_WATCH_RESTARTS, expired ? MV_RESTART_410 :
+		    MV_RESTART_ERROR);
 		if (expired) {
 			log_info("%s: %s: watch expired, relisting",
 			    inf->cl->name, res_names[inf->res]);
@@ -500,8 +505,10 @@ watch_done(struct http_req *r, long code, const char *body, size_t len,
 	inf->skipping = 0;
 	if (inf->state == INF_WAIT)
 		return;			/* watch_line decided already */
-	if (err != NULL && other_master(inf, r))
+	if (err != NULL && other_master(inf, r)) {
+		metrics_inc(M_WATCH_RESTARTS, MV_RESTART_ERROR);
 		return;
+	}
 	if (code == 401)
 		cluster_creds_refused(inf->cl);
 	if (code == 200 && err == NULL) {
@@ -512,6 +519,8 @@ watch_done(struct http_req *r, long code, const char *body, size_t len,
 			start_watch(inf);
 		return;
 	}
+	metrics_inc(M_WATCH_RESTARTS, code == 410 ? MV_RESTART_410 :
+	    MV_RESTART_ERROR);
 	if (code == 410) {
 		inf->rv[0] = '\0';
 		start_list(inf);
@@ -569,6 +578,7 @@ informer_timer(struct informer *inf, uint64_t now)
 			master_failed(inf->cl, inf->req);
 			http_cancel(inf->req);
 			inf->req = NULL;
+			metrics_inc(M_WATCH_RESTARTS, MV_RESTART_IDLE);
 			log_info("%s: %s: watch idle for %u s, restarting",
 			    inf->cl->name, res_names[inf->res],
 			    conf.watch_idle);

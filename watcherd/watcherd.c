@@ -16,6 +16,8 @@
 #include "bus.h"
 #include "daemon.h"
 #include "log.h"
+#include "health.h"
+#include "metrics.h"
 #include "watcherd.h"
 
 #define MAX_ITEMS	4096
@@ -42,6 +44,11 @@ obs_send(struct event *ev)
 {
 	ev->seq = obs_seq + 1;
 	ev->time = now_ms();
+	/* sent in the loop turn that read the watch event: its arrival */
+	if (ev->type == EV_ROUTE) {
+		ev->wt = ev->time;
+		ev->has |= F_WT;
+	}
 	if (bus_send(alloc_sock, ev) == -1) {
 		/* no seq is spent on it: allocd acks only what it got */
 		if (!obs_failed)
@@ -50,6 +57,7 @@ obs_send(struct event *ev)
 		return;
 	}
 	obs_seq++;
+	metrics_inc(M_SENT, metrics_type(ML_OBS, ev->type));
 	if (unacked_since == 0)
 		unacked_since = ev->time;
 }
@@ -98,6 +106,7 @@ on_synced(void *arg)
 {
 	(void)arg;
 	alloc_synced = 1;
+	health_set_ready(1, NULL);
 	clusters_dirty_all();	/* the write-backs held until now */
 }
 
@@ -128,10 +137,12 @@ main(int argc, char **argv)
 	    &feed_ops, NULL);
 	if (daemon_ready(&d, "watcherd") == -1)
 		fatal("pid file");
+	health_set_ready(0, "catching up with allocd's decisions");
 	log_info("ready; sources:%s%s", conf.pks_url[0] ?
 	    " pks" : "", conf.kubeconfig_dir[0] ? " kubeconfigs" : "");
 
 	for (;;) {
+		health_beat();
 		now = now_ms();
 		consumer_timer(&feed, now);
 		if (unacked_since != 0 && now - unacked_since > ACK_WAIT_MS) {

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "watcherd.h"
 
 struct addr {
@@ -45,6 +46,8 @@ patch_done(struct http_req *req, long code, const char *body, size_t len,
 
 	(void)body;
 	(void)len;
+	metrics_inc(M_WRITEBACKS, code == 200 ? MV_WB_WRITTEN : code == 409 ?
+	    MV_WB_CONFLICT : code == 404 ? MV_WB_GONE : MV_WB_ERROR);
 	if (cl != NULL) {
 		smap_del(&cl->patching, p->key);
 		if (code != 200 && (vs = smap_get(&cl->objs[RES_VS],
