@@ -42,6 +42,8 @@ static struct {
 	int		 fd;
 	struct client	*clients[CONTROL_CLIENTS];
 	size_t		 nclients;
+	dev_t		 dev;		/* the socket file we made */
+	ino_t		 ino;
 	unsigned long	 served, refused, bad;
 } C = { .fd = -1 };
 
@@ -243,24 +245,21 @@ control_accept(void *arg, int revents)
 		log_warn("control: accept");
 }
 
+/* At exit: our socket file, unless a newer daemon has made its own. */
 static void
 control_unlink(void)
 {
 	struct stat sb;
 
-	/* ours still, unless a newer daemon of the same name made its own */
-	if (C.fd != -1 && stat(C.path, &sb) == 0) {
-		struct stat mine;
-
-		if (fstat(C.fd, &mine) == 0 && sb.st_ino == mine.st_ino)
-			unlink(C.path);
-	}
+	if (stat(C.path, &sb) == 0 && sb.st_dev == C.dev && sb.st_ino == C.ino)
+		unlink(C.path);
 }
 
 int
 control_open(struct daemon *d, const char *name)
 {
 	struct sockaddr_un sun;
+	struct stat sb;
 	mode_t old;
 	int n;
 
@@ -293,7 +292,11 @@ control_open(struct daemon *d, const char *name)
 		C.fd = -1;
 		return -1;
 	}
-	atexit(control_unlink);
+	if (stat(C.path, &sb) == 0) {
+		C.dev = sb.st_dev;
+		C.ino = sb.st_ino;
+		atexit(control_unlink);
+	}
 	loop_fd(C.fd, ZMQ_POLLIN, control_accept, NULL);
 	loop_counter("control_served", &C.served);
 	loop_counter("control_refused", &C.refused);

@@ -23,6 +23,7 @@ static const struct {
 	{ "log",	"dump",		cmd_log_dump },
 	{ "log",	"state",	cmd_log_state },
 	{ "why",	NULL,		cmd_why },
+	{ "status",	NULL,		cmd_status },
 };
 
 static void
@@ -32,7 +33,8 @@ usage(void)
 	    "usage: porticoctl [-j] [-f config] command [args] [STORE]\n"
 	    "  log dump [--since SEQ] [--until SEQ] [--type T] [--owner O]\n"
 	    "  log state --at SEQ\n"
-	    "  why OWNER      (cluster/ns/name/route, or cluster/ns/name)\n");
+	    "  why OWNER      (cluster/ns/name/route, or cluster/ns/name)\n"
+	    "  status         every daemon, asked on its control socket\n");
 }
 
 int

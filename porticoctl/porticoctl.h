@@ -65,5 +65,6 @@ int	ctl_print_json(json_t *);
 int	cmd_log_dump(struct ctl *, int, char **);
 int	cmd_log_state(struct ctl *, int, char **);
 int	cmd_why(struct ctl *, int, char **);
+int	cmd_status(struct ctl *, int, char **);
 
 #endif
