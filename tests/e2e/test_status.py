@@ -167,3 +167,32 @@ def test_hostile_clients_do_not_stop_allocd(make_fleet):
     alloc = [d for d in st["daemons"] if d["name"] == "allocd"][0]
     assert alloc["counters"]["control_refused"] >= 1 or \
         alloc["counters"]["control_bad"] >= 1, alloc
+
+
+def test_ready_means_something(make_fleet):
+    """On an empty store and with no watcherd, allocd holds what it hears
+    until the clusters are resynced: it is not ready, nor is renderd (it
+    cannot catch up with allocd) nor applyd (no configuration yet), and
+    each says what it waits for. watcherd started, all become ready."""
+    harness.need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    harness.payments_cluster(fleet)
+    fleet.write_conf(store={"adopt_wait": 120})
+    fleet.start_daemons(watcherd=False, wait_proxy=False)
+    rc, st = status_json(fleet)
+    ds = {d["name"]: d for d in st["daemons"]}
+    assert rc == 1 and not ds["watcherd"]["answering"], st
+    assert ds["allocd"]["ready"] is False and \
+        "resynced" in ds["allocd"]["waiting"], ds["allocd"]
+    assert ds["renderd-haproxy"]["ready"] is False and \
+        "allocd" in ds["renderd-haproxy"]["waiting"], ds["renderd-haproxy"]
+    assert ds["applyd-haproxy"]["ready"] is False and \
+        ds["applyd-haproxy"]["gen"] == 0, ds["applyd-haproxy"]
+    rc, out, _ = status(fleet)
+    assert "not ready: waiting for" in out, out
+
+    d = harness.Daemon(fleet, "watcherd", "watcherd", [])
+    fleet.daemons[d.key] = d
+    d.start()
+    st = converged(fleet)
+    assert all(d["ready"] for d in st["daemons"]), st
