@@ -31,12 +31,14 @@ COMMON	+= fsafe
 COMMON	+= confdiff
 COMMON	+= health
 COMMON	+= metrics
+COMMON	+= loop control
 COMMON_OBJS = $(COMMON:%=$(BUILD)/obj/common/%.o)
 BINS	 = $(DAEMONS:%=$(BUILD)/bin/%)
 TOOLS	 = porticoctl
 BINS	+= $(TOOLS:%=$(BUILD)/bin/%)
 UNITS	 = test_event test_store test_alloc test_envoy test_valid test_addr
 UNITS	+= test_metrics
+UNITS	+= test_loop
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
 PY	 = /usr/bin/python3

@@ -11,8 +11,6 @@
  * until the clusters are resynced (adopt.c), so that the ports written on
  * objects are adopted before anything new is given out.
  */
-#include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +25,7 @@
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
+#include "loop.h"
 #include "proof.h"
 #include "replay.h"
 #include "store.h"
@@ -621,29 +620,74 @@ adopt_finish(uint64_t now)
 	nsince_held = 0;
 }
 
-static void
-heartbeat(void)
+/* While claims are held: where the new store will go on from. */
+static uint64_t
+heartbeat_seq(void *arg)
 {
-	struct event hb;
+	(void)arg;
+	return adopt.active ? adopt_ahead(&adopt) : al.seq;
+}
 
-	event_init(&hb, EV_HEARTBEAT);
-	/* while claims are held: where the new store will go on from */
-	hb.seq = adopt.active ? adopt_ahead(&adopt) : al.seq;
-	hb.time = now_ms();
-	hb.boot = bus_boot_id();
-	hb.has = F_BOOT;
-	bus_send(pub_sock, &hb);
+static struct bus_heartbeat	hb;
+
+static void
+on_in_sock(void *arg, int revents)
+{
+	(void)arg;
+	(void)revents;
+	on_input();
+	if (!adopt.active && compact_due(0, 0))
+		compact(now_ms());
+}
+
+static void
+on_sync_sock(void *arg, int revents)
+{
+	(void)arg;
+	(void)revents;
+	on_since();
+}
+
+/* Once a second: ports out of quarantine, and compaction by age. */
+static void
+every_second(void *arg)
+{
+	uint64_t now = now_ms();
+
+	(void)arg;
+	if (adopt.active)
+		return;
+	tick(now);
+	if (compact_due(now, 1))
+		compact(now);
+}
+
+/*
+ * After each turn: the claims held since an empty start are decided once
+ * adopt says so; allocd is ready from then on (at once on a store that
+ * has a history).
+ */
+static void
+after_turn(void *arg)
+{
+	uint64_t now = now_ms();
+
+	(void)arg;
+	if (adopt.active && adopt_due(&adopt, now)) {
+		adopt_finish(now);
+		bus_heartbeat_period(&hb, BUS_HEARTBEAT_MS);
+		health_set_ready(1, NULL);
+	}
+	health_set_position(al.seq, 0);
 }
 
 int
 main(int argc, char **argv)
 {
 	struct daemon d;
-	zmq_pollitem_t items[3];
-	uint64_t next_hb = 0, now;
 	MDB_txn *txn;
 	char ports[CONF_MAX_RANGES * 12];
-	int sig, timeout, created;
+	int created;
 
 	daemon_start(&d, argc, argv, "allocd", DAEMON_REPLAY | DAEMON_CHECK,
 	    &conf);
@@ -688,6 +732,20 @@ main(int argc, char **argv)
 	    bus_bind(pub_sock, conf.alloc_pub) == -1 ||
 	    bus_bind(sync_sock, conf.alloc_sync) == -1)
 		fatalx("cannot bind the bus");
+	loop_socket(in_sock, ZMQ_POLLIN, on_in_sock, NULL);
+	loop_socket(sync_sock, ZMQ_POLLIN, on_sync_sock, NULL);
+	/* holding: soon, so that a restart is heard at once */
+	bus_heartbeat(&hb, pub_sock, heartbeat_seq, NULL,
+	    adopt.active ? 200 : BUS_HEARTBEAT_MS);
+	loop_timer(1000, 1, every_second, NULL);
+	loop_after(after_turn, NULL);
+	loop_counter("ignored", &ignored);
+	if (adopt.active)
+		health_set_ready(0, "holding observations until every "
+		    "cluster is resynced");
+	else
+		health_set_ready(1, NULL);
+	health_set_position(al.seq, 0);
 	if (daemon_ready(&d, "allocd") == -1)
 		fatal("pid file");
 	health_set_ready(!adopt.active, "on an empty store, holding "
@@ -696,40 +754,11 @@ main(int argc, char **argv)
 	log_info("ready at seq %llu, ports %s",
 	    (unsigned long long)al.seq, ports);
 
-	for (;;) {
-		health_beat();
-		now = now_ms();
-		if (adopt.active && adopt_due(&adopt, now))
-			adopt_finish(now);
-		if (now >= next_hb) {
-			if (!adopt.active)
-				tick(now);
-			if (!adopt.active && compact_due(now, 1))
-				compact(now);
-			heartbeat();
-			/* holding: soon, so that a restart is heard at once */
-			next_hb = now + (adopt.active ? 200 : BUS_HEARTBEAT_MS);
-		}
-		items[0] = (zmq_pollitem_t){ in_sock, 0, ZMQ_POLLIN, 0 };
-		items[1] = (zmq_pollitem_t){ sync_sock, 0, ZMQ_POLLIN, 0 };
-		items[2] = (zmq_pollitem_t){ NULL, d.sigfd, ZMQ_POLLIN, 0 };
-		timeout = (int)(next_hb - now);
-		if (zmq_poll(items, 3, timeout) == -1 && errno != EINTR)
-			fatal("zmq_poll");
-		if (items[0].revents & ZMQ_POLLIN) {
-			on_input();
-			if (!adopt.active && compact_due(0, 0))
-				compact(now_ms());
-		}
-		if (items[1].revents & ZMQ_POLLIN)
-			on_since();
-		if ((items[2].revents & ZMQ_POLLIN) &&
-		    (sig = daemon_signal(&d)) != 0 && sig != SIGCHLD &&
-		    sig != SIGHUP)
-			break;
-	}
+	every_second(NULL);
+	loop_run();
 	log_info("exiting at seq %llu", (unsigned long long)al.seq);
 	metrics_stop();		/* its scrapes read the store */
+	loop_free();
 	bus_close(in_sock);
 	bus_close(pub_sock);
 	bus_close(sync_sock);

@@ -23,6 +23,7 @@
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
+#include "loop.h"
 #include "proxy.h"
 
 #define ACK_EVERY_MS	5000
@@ -120,8 +121,13 @@ ack(void)
 static void
 failed(const char *what, const char *err)
 {
+	char msg[640];
+
 	failures++;
 	metrics_inc(M_APPLY_FAILURES, 0);
+	snprintf(msg, sizeof(msg), "generation %llu: %s: %s",
+	    (unsigned long long)want.seq, what, err);
+	health_set_error(msg);
 	log_warnx("generation %llu: %s: %s; last good generation "
 	    "%llu keeps serving, retry in %llu ms",
 	    (unsigned long long)want.seq, what, err,
@@ -259,7 +265,6 @@ apply(void)
 	log_info("serving generation %llu (%s)",
 	    (unsigned long long)good_gen, running ? "reloaded" : "started");
  done:
-	health_set_ready(1, NULL);
 	ack();
 	event_free(&want);
 	retry_at = 0;
@@ -272,7 +277,6 @@ reapply_good(void)
 {
 	if (want.type == EV_CONFIG || good == NULL)
 		return;		/* a newer one is on its way in anyway */
-	health_set_ready(0, "starting the proxy again");
 	event_init(&want, EV_CONFIG);
 	event_set_str(&want, F_KIND, pc->kind);
 	event_set_text(&want, good, strlen(good));
@@ -282,35 +286,81 @@ reapply_good(void)
 }
 
 static void
-reap(void)
+reap(void *arg)
 {
 	pid_t pid;
 	int status;
 
+	(void)arg;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 		proxy.ops->reaped(&proxy, pid, status);
 }
 
 static void
-drain_acks(void)
+on_alloc_sock(void *arg, int revents)
 {
 	struct event ev;
 	int rc;
 
+	(void)arg;
+	(void)revents;
 	while ((rc = bus_recv(alloc_sock, &ev, NULL)) != 0)
 		if (rc == 1)
 			event_free(&ev);
+}
+
+/* Every ACK_EVERY_MS: allocd may have missed the last ack; idle work. */
+static void
+every_ack(void *arg)
+{
+	(void)arg;
+	ack();
+	if (proxy.ops->idle != NULL && proxy.ops->running(&proxy) &&
+	    proxy.ops->idle(&proxy) == 1)
+		reapply_good();
+}
+
+/* Its firing is a turn: the after-turn hook retries the apply. */
+static void
+retry_wake(void *arg)
+{
+	(void)arg;
+}
+
+/*
+ * After each turn: a proxy that died gets back what it served, and the
+ * latest CONFIG is applied (unless a retry waits; then the loop wakes for
+ * it).  Ready while the proxy runs and serves a generation.
+ */
+static void
+after_turn(void *arg)
+{
+	struct loop_timer *retry = arg;
+	uint64_t now;
+	int running;
+
+	if (!proxy.ops->running(&proxy))
+		reapply_good();	/* it died: bring back what it served */
+	apply();
+	if (retry_at != 0) {
+		now = now_ms();
+		loop_timer_set(retry, retry_at > now ? retry_at - now : 0);
+	}
+	running = proxy.ops->running(&proxy);
+	if (running && good_gen != 0)
+		health_set_ready(1, NULL);
+	else
+		health_set_ready(0, good_gen == 0 && !running ?
+		    "waiting for a first generation from renderd" :
+		    "waiting for the proxy to run again");
+	health_set_position(feed.last, good_gen);
 }
 
 int
 main(int argc, char **argv)
 {
 	struct daemon d;
-	zmq_pollitem_t items[4];
-	uint64_t now, next_ack = 0;
 	char ready[96];
-	long timeout;
-	int n, sig;
 
 	daemon_start(&d, argc, argv, "applyd", DAEMON_PROXY, &conf);
 	pc = config_proxy(&conf, d.proxy);
@@ -329,48 +379,23 @@ main(int argc, char **argv)
 		fatalx("cannot connect to allocd");
 	consumer_init(&feed, "renderd feed", pc->pub, pc->sync, 1, &feed_ops,
 	    NULL);
+	consumer_register(&feed);
+	loop_socket(alloc_sock, ZMQ_POLLIN, on_alloc_sock, NULL);
+	loop_signal(SIGCHLD, reap, NULL);
+	loop_timer(ACK_EVERY_MS, 1, every_ack, NULL);
+	loop_after(after_turn, loop_timer(0, 0, retry_wake, NULL));
+	loop_counter("apply_failures", &failures);
 	snprintf(ready, sizeof(ready), "applyd-%s", pc->name);
 	if (daemon_ready(&d, ready) == -1)
 		fatal("pid file");
-	health_set_ready(0, "waiting for a first generation to serve");
+	health_set_ready(0, "waiting for a first generation from renderd");
 	log_info("ready for proxy %s, serving %s", pc->name,
 	    pc->config);
 
-	for (;;) {
-		health_beat();
-		now = now_ms();
-		consumer_timer(&feed, now);
-		if (now >= next_ack) {
-			ack();		/* allocd may have missed the last */
-			next_ack = now + ACK_EVERY_MS;
-			if (proxy.ops->idle != NULL &&
-			    proxy.ops->running(&proxy) &&
-			    proxy.ops->idle(&proxy) == 1)
-				reapply_good();
-		}
-		n = consumer_pollitems(&feed, items);
-		items[n++] = (zmq_pollitem_t){ alloc_sock, 0, ZMQ_POLLIN, 0 };
-		items[n++] = (zmq_pollitem_t){ NULL, d.sigfd, ZMQ_POLLIN, 0 };
-		timeout = BUS_HEARTBEAT_MS;
-		if (retry_at != 0)
-			timeout = retry_at > now ? (long)(retry_at - now) : 0;
-		if (zmq_poll(items, n, timeout) == -1 && errno != EINTR)
-			fatal("zmq_poll");
-		consumer_dispatch(&feed, items);
-		if (items[2].revents & ZMQ_POLLIN)
-			drain_acks();
-		if (items[3].revents & ZMQ_POLLIN) {
-			sig = daemon_signal(&d);
-			if (sig == SIGCHLD)
-				reap();
-			else if (sig == SIGTERM || sig == SIGINT)
-				break;
-		}
-		if (!proxy.ops->running(&proxy))
-			reapply_good();	/* it died: bring back what it served */
-		apply();
-	}
+	every_ack(NULL);
+	loop_run();
 	log_info("stopping %s and exiting", pc->kind);
+	loop_free();
 	proxy.ops->stop(&proxy);
 	consumer_close(&feed);
 	bus_close(alloc_sock);

@@ -488,3 +488,76 @@ bus_send_raw_to(void *router, const zmq_msg_t *id, const void *data,
 	}
 	return zmq_send(router, data, len, ZMQ_DONTWAIT) == -1 ? -1 : 0;
 }
+
+/* The consumer on the loop. */
+
+#define CONSUMER_TIMER_MS	100
+
+static int
+consumer_src_items(void *arg, zmq_pollitem_t *items, int max)
+{
+	if (max < 2)
+		fatalx("consumer: no room to poll");
+	return consumer_pollitems(arg, items);
+}
+
+static void
+consumer_src_dispatch(void *arg, const zmq_pollitem_t *items, int n)
+{
+	(void)n;
+	consumer_dispatch(arg, items);
+}
+
+static void
+consumer_tick(void *arg)
+{
+	consumer_timer(arg, now_ms());
+}
+
+static const struct loop_source consumer_src = {
+	.pollitems = consumer_src_items,
+	.dispatch = consumer_src_dispatch,
+};
+
+void
+consumer_register(struct consumer *c)
+{
+	loop_source(&consumer_src, c);
+	loop_timer(CONSUMER_TIMER_MS, 1, consumer_tick, c);
+	loop_counter("bus_gaps", &c->gaps);
+}
+
+/* The producer's heartbeat. */
+
+static void
+heartbeat_send(void *arg)
+{
+	struct bus_heartbeat *hb = arg;
+	struct event ev;
+
+	event_init(&ev, EV_HEARTBEAT);
+	ev.seq = hb->seq(hb->arg);
+	ev.time = now_ms();
+	ev.boot = bus_boot_id();
+	ev.has = F_BOOT;
+	if (bus_send(hb->pub, &ev) == 0)
+		hb->sent++;
+}
+
+void
+bus_heartbeat(struct bus_heartbeat *hb, void *pub, uint64_t (*seq)(void *),
+    void *arg, uint64_t period_ms)
+{
+	memset(hb, 0, sizeof(*hb));
+	hb->pub = pub;
+	hb->seq = seq;
+	hb->arg = arg;
+	heartbeat_send(hb);
+	hb->timer = loop_timer(period_ms, 1, heartbeat_send, hb);
+}
+
+void
+bus_heartbeat_period(struct bus_heartbeat *hb, uint64_t period_ms)
+{
+	loop_timer_set(hb->timer, period_ms);
+}

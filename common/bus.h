@@ -18,6 +18,7 @@
 #include <zmq.h>
 
 #include "event.h"
+#include "loop.h"
 
 #define BUS_MAXMSG		(EV_MAX_TEXT + (1 << 20))
 #define BUS_HEARTBEAT_MS	1000
@@ -96,6 +97,30 @@ int	consumer_pollitems(struct consumer *, zmq_pollitem_t *);
 void	consumer_dispatch(struct consumer *, const zmq_pollitem_t *);
 void	consumer_timer(struct consumer *, uint64_t now);
 void	consumer_close(struct consumer *);
+
+/*
+ * Register the consumer with the loop (loop.h): its two sockets each turn
+ * (the SINCE one is made anew at each ask), a timer for its silence and
+ * SINCE deadlines, and its gaps as the counter "bus_gaps".
+ */
+void	consumer_register(struct consumer *);
+
+/*
+ * A producer's heartbeat, on the loop: every period ms (and once at
+ * once), a HEARTBEAT on pub carrying seq(arg) and our boot id, so that
+ * consumers notice silence, gaps and restarts.
+ */
+struct bus_heartbeat {
+	void			*pub;
+	uint64_t		(*seq)(void *);
+	void			*arg;
+	struct loop_timer	*timer;
+	unsigned long		 sent;
+};
+void	bus_heartbeat(struct bus_heartbeat *, void *pub,
+	    uint64_t (*seq)(void *), void *arg, uint64_t period_ms);
+/* Another period from now on (allocd beats faster while it holds). */
+void	bus_heartbeat_period(struct bus_heartbeat *, uint64_t period_ms);
 
 /* Send bytes already encoded (a log record) to a ROUTER peer. */
 int	 bus_send_raw_to(void *router, const zmq_msg_t *id, const void *,

@@ -11,9 +11,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bus.h"
+#include "control.h"
 #include "daemon.h"
 #include "log.h"
 #include "metrics.h"
+#include "loop.h"
 #include "version.h"		/* made by the Makefile from git describe */
 
 static char daemon_pidfile[PATH_MAX + 64];
@@ -243,6 +246,13 @@ daemon_start(struct daemon *d, int argc, char **argv, const char *name,
 	if ((d->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
 		fatal("signalfd");
 	signal(SIGPIPE, SIG_IGN);
+	loop_init(d);
+}
+
+const char *
+daemon_version(void)
+{
+	return PORTICO_VERSION;
 }
 
 int
@@ -276,6 +286,10 @@ int
 daemon_ready(struct daemon *d, const char *name)
 {
 	metrics_start(d);	/* before the pid file: ready means served */
+	/* the control socket first: a pid file says it can be asked */
+	if (control_open(d, name) == -1)
+		return -1;
+	loop_counter("bus_garbage", &bus_garbage);
 	if (config_ready(d->conf, name) == -1)
 		return -1;
 	if (daemon_pidfile[0] == '\0')

@@ -46,9 +46,14 @@ void	daemon_start(struct daemon *, int argc, char **argv, const char *name,
 int	daemon_signal(struct daemon *);
 
 /*
- * Write "<run_dir>/<name>.pid" (config_ready) and remove it at exit, normal
- * or fatal, if it still holds our pid.  -1 if it cannot be written.
+ * Open the control socket "<run_dir>/<name>.ctl" (control.h) on the loop
+ * that daemon_start() set up, then write "<run_dir>/<name>.pid"
+ * (config_ready); remove both at exit, normal or fatal, if they are still
+ * ours.  -1 if either cannot be made.
  */
 int	daemon_ready(struct daemon *, const char *name);
+
+/* The version, from git describe at build time ("unknown" outside git). */
+const char *daemon_version(void);
 
 #endif

@@ -26,6 +26,7 @@ static const struct {
 	{ "clusters",	NULL,		cmd_clusters },
 	{ "routes",	NULL,		cmd_routes },
 	{ "ports",	NULL,		cmd_ports },
+	{ "status",	NULL,		cmd_status },
 };
 
 static void
@@ -38,7 +39,8 @@ usage(void)
 	    "  why OWNER      (cluster/ns/name/route, or cluster/ns/name)\n"
 	    "  clusters\n"
 	    "  routes [-c CLUSTER] [-n NAMESPACE]\n"
-	    "  ports\n");
+	    "  ports\n"
+	    "  status         every daemon, asked on its control socket\n");
 }
 
 const struct config *

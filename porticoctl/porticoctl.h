@@ -128,5 +128,6 @@ int	cmd_why(struct ctl *, int, char **);
 int	cmd_clusters(struct ctl *, int, char **);
 int	cmd_routes(struct ctl *, int, char **);
 int	cmd_ports(struct ctl *, int, char **);
+int	cmd_status(struct ctl *, int, char **);
 
 #endif

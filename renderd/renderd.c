@@ -9,8 +9,6 @@
  * published before the first catch-up is complete: a partial table would
  * take routes away.
  */
-#include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +18,7 @@
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
+#include "loop.h"
 #include "routes.h"
 
 static struct config		 conf;
@@ -131,6 +130,8 @@ render_text(FILE *fp)
 static int
 too_large(size_t len)
 {
+	char err[160];
+
 	if (len <= EV_MAX_TEXT) {
 		if (oversize_now)
 			log_info("generation %llu is %zu bytes and is "
@@ -140,6 +141,10 @@ too_large(size_t len)
 		return 0;
 	}
 	oversize++;
+	snprintf(err, sizeof(err), "generation %llu is %zu bytes, more than "
+	    "a config event carries: not published",
+	    (unsigned long long)alloc_feed.last, len);
+	health_set_error(err);
 	if (!oversize_now)
 		log_warnx("generation %llu is %zu bytes, more than a "
 		    "config event carries (%u): not published, the proxy "
@@ -244,27 +249,48 @@ render_state(const char *path)
 	return 0;
 }
 
-static void
-heartbeat(void)
+static uint64_t
+heartbeat_seq(void *arg)
 {
-	struct event hb;
+	(void)arg;
+	return latest.seq;
+}
 
-	event_init(&hb, EV_HEARTBEAT);
-	hb.seq = latest.seq;
-	hb.time = now_ms();
-	hb.boot = bus_boot_id();
-	hb.has = F_BOOT;
-	bus_send(pub_sock, &hb);
+static void
+on_sync_sock(void *arg, int revents)
+{
+	(void)arg;
+	(void)revents;
+	on_since();
+}
+
+/*
+ * After each turn: once caught up, render what changed.  The first
+ * publish waits for a complete table: a partial one would take routes
+ * away.  Ready from then on.
+ */
+static void
+after_turn(void *arg)
+{
+	static int published;
+
+	(void)arg;
+	if (alloc_feed.synced_once && !alloc_feed.syncing &&
+	    (dirty || !published)) {
+		render();
+		if (!published)
+			health_set_ready(1, NULL);
+		published = 1;
+	}
+	health_set_position(alloc_feed.last, latest.seq);
 }
 
 int
 main(int argc, char **argv)
 {
 	struct daemon d;
-	zmq_pollitem_t items[4];
-	uint64_t next_hb = 0, now;
+	struct bus_heartbeat hb;
 	char ready[96];
-	int sig, n, published = 0;
 
 	daemon_start(&d, argc, argv, "renderd", DAEMON_PROXY | DAEMON_RENDER,
 	    &conf);
@@ -273,6 +299,7 @@ main(int argc, char **argv)
 	if (d.render != NULL)
 		return render_state(d.render);
 	event_init(&latest, EV_NONE);
+	health_set_ready(0, "catching up with allocd");
 
 	pub_sock = bus_socket(ZMQ_PUB);
 	sync_sock = bus_socket(ZMQ_ROUTER);
@@ -281,42 +308,20 @@ main(int argc, char **argv)
 		fatalx("cannot bind the bus");
 	consumer_init(&alloc_feed, "allocd feed", conf.alloc_pub,
 	    conf.alloc_sync, 0, &feed_ops, NULL);
+	consumer_register(&alloc_feed);
+	loop_socket(sync_sock, ZMQ_POLLIN, on_sync_sock, NULL);
+	bus_heartbeat(&hb, pub_sock, heartbeat_seq, NULL, BUS_HEARTBEAT_MS);
+	loop_after(after_turn, NULL);
+	loop_counter("oversize", &oversize);
 	snprintf(ready, sizeof(ready), "renderd-%s", px->name);
 	if (daemon_ready(&d, ready) == -1)
 		fatal("pid file");
 	health_set_ready(0, "catching up with allocd's whole table");
 	log_info("ready for proxy %s (%s)", px->name, px->kind);
 
-	for (;;) {
-		health_beat();
-		now = now_ms();
-		if (now >= next_hb) {
-			heartbeat();
-			next_hb = now + BUS_HEARTBEAT_MS;
-		}
-		consumer_timer(&alloc_feed, now);
-		n = consumer_pollitems(&alloc_feed, items);
-		items[n++] = (zmq_pollitem_t){ sync_sock, 0, ZMQ_POLLIN, 0 };
-		items[n++] = (zmq_pollitem_t){ NULL, d.sigfd, ZMQ_POLLIN, 0 };
-		if (zmq_poll(items, n, (long)(next_hb - now)) == -1 &&
-		    errno != EINTR)
-			fatal("zmq_poll");
-		consumer_dispatch(&alloc_feed, items);
-		if (items[2].revents & ZMQ_POLLIN)
-			on_since();
-		if ((items[3].revents & ZMQ_POLLIN) &&
-		    (sig = daemon_signal(&d)) != 0 && sig != SIGCHLD &&
-		    sig != SIGHUP)
-			break;
-		/* the first publish waits for a complete table */
-		if (alloc_feed.synced_once && !alloc_feed.syncing &&
-		    (dirty || !published)) {
-			render();
-			published = 1;
-			health_set_ready(1, NULL);
-		}
-	}
+	loop_run();
 	log_info("exiting");
+	loop_free();
 	consumer_close(&alloc_feed);
 	bus_close(pub_sock);
 	bus_close(sync_sock);

@@ -651,6 +651,7 @@ cluster_compute(struct cluster *cl)
 		ev.has |= F_SID;
 		obs_send(&ev);
 		cl->need_resync = 0;
+		cl->synced_once = 1;
 		log_info("%s: resync sent: %zu routes", cl->name,
 		    cl->sent.n);
 	}
@@ -805,6 +806,19 @@ clusters_resync_all(void)
 		cl->need_resync = 1;
 		cl->dirty = 1;
 	}
+}
+
+/* The name of a cluster whose first resync is still to be sent, or NULL. */
+const char *
+clusters_unsynced(void)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+
+	while ((e = smap_next(&clusters, &it)) != NULL)
+		if (!((struct cluster *)e->val)->synced_once)
+			return ((struct cluster *)e->val)->name;
+	return NULL;
 }
 
 /* Every cluster's routes and write-back are looked at again. */

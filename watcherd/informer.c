@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "health.h"
 #include "log.h"
 #include "metrics.h"
 #include "watcherd.h"
@@ -74,12 +75,17 @@ static void
 pause_for(struct informer *inf, unsigned *ms, unsigned lo, unsigned hi,
     const char *why)
 {
+	char err[256];
+
 	inf->errors++;
 	*ms = *ms == 0 ? lo : *ms * 2 > hi ? hi : *ms * 2;
 	inf->wait_until = now_ms() + jitter(*ms);
 	inf->state = INF_WAIT;
 	log_warnx("%s: %s: %s; again in %u ms", inf->cl->name,
 	    res_names[inf->res], why, *ms);
+	snprintf(err, sizeof(err), "%s: %s: %s", inf->cl->name,
+	    res_names[inf->res], why);
+	health_set_error(err);
 }
 
 static void

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "health.h"
 #include "log.h"
 #include "valid.h"
 #include "watcherd.h"
@@ -41,8 +42,12 @@ pks_polled(void)
 static void
 pks_failed(const char *what)
 {
+	char err[200];
+
 	if (strcmp(what, last_err) != 0) {
 		log_warnx("pks: %s; keeping the routes we have", what);
+		snprintf(err, sizeof(err), "pks: %s", what);
+		health_set_error(err);
 		snprintf(last_err, sizeof(last_err), "%s", what);
 	}
 	backoff = backoff ? (backoff * 2 > 60000 ? 60000 : backoff * 2) :

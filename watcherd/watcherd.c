@@ -7,20 +7,19 @@
  * the timers.  watcherd keeps no durable state: after a restart of either
  * side it sends allocd a full resync of every cluster.
  */
-#include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bus.h"
 #include "daemon.h"
+#include "health.h"
 #include "log.h"
 #include "health.h"
 #include "metrics.h"
+#include "loop.h"
 #include "watcherd.h"
 
-#define MAX_ITEMS	4096
 #define TICK_MS		200
 #define ACK_WAIT_MS	10000
 
@@ -105,8 +104,7 @@ static void
 on_synced(void *arg)
 {
 	(void)arg;
-	alloc_synced = 1;
-	health_set_ready(1, NULL);
+	alloc_synced = 1;		/* after_turn tells readiness */
 	clusters_dirty_all();	/* the write-backs held until now */
 }
 
@@ -117,17 +115,107 @@ static const struct consumer_ops feed_ops = {
 	.synced = on_synced,
 };
 
+static void
+on_alloc_sock(void *arg, int revents)
+{
+	(void)arg;
+	(void)revents;
+	on_acks();
+}
+
+/* curl's sockets, as many as it has, through the loop. */
+static int
+http_src_items(void *arg, zmq_pollitem_t *items, int max)
+{
+	(void)arg;
+	return http_pollitems(items, max);
+}
+
+static void
+http_src_dispatch(void *arg, const zmq_pollitem_t *items, int n)
+{
+	(void)arg;
+	http_dispatch(items, n);
+	http_timer();
+}
+
+static long
+http_src_timeout(void *arg)
+{
+	(void)arg;
+	return http_timeout();
+}
+
+static const struct loop_source http_src = {
+	.pollitems = http_src_items,
+	.dispatch = http_src_dispatch,
+	.timeout = http_src_timeout,
+};
+
+/* What runs on time: the acknowledgements owed, the sources' polls. */
+static void
+tick(void *arg)
+{
+	uint64_t now = now_ms();
+
+	(void)arg;
+	if (unacked_since != 0 && now - unacked_since > ACK_WAIT_MS) {
+		/* allocd lost what we sent: the truth, again */
+		log_warnx("observations %llu-%llu not "
+		    "acknowledged, resyncing",
+		    (unsigned long long)obs_acked + 1,
+		    (unsigned long long)obs_seq);
+		unacked_since = 0;
+		clusters_resync_all();
+	}
+	if (obs_failed && now - retry_at > 1000) {
+		/* the queue to allocd was full: all again, later */
+		obs_failed = 0;
+		retry_at = now;
+		clusters_resync_all();
+	}
+	pks_timer(now);
+	kcdir_timer(now);
+}
+
+/*
+ * After each turn: the clusters whose objects changed send what changed
+ * (at once, not at the next tick).  Ready once the sources have been read
+ * and every cluster they name has sent its first resync.
+ */
+static void
+after_turn(void *arg)
+{
+	static int ready;
+	char why[128];
+	const char *cl;
+
+	(void)arg;
+	clusters_timer(now_ms());
+	health_set_position(feed.last, obs_seq);
+	if (ready)
+		return;
+	if (!alloc_synced)
+		health_set_ready(0, "catching up with allocd's decisions");
+	else if (!pks_polled() || !kcdir_polled())
+		health_set_ready(0, "reading the cluster sources");
+	else if ((cl = clusters_unsynced()) != NULL) {
+		snprintf(why, sizeof(why), "the first sync of cluster %s", cl);
+		health_set_ready(0, why);
+	} else {
+		health_set_ready(1, NULL);
+		ready = 1;
+	}
+}
+
 int
 main(int argc, char **argv)
 {
-	static zmq_pollitem_t items[MAX_ITEMS];
 	struct daemon d;
-	uint64_t now;
-	long timeout;
-	int n, nh, sig;
 
 	daemon_start(&d, argc, argv, "watcherd", 0, &conf);
 	seed = (unsigned int)bus_boot_id();
+	health_set_ready(0, "reading the cluster sources");
 	http_init();
 	pks_init();
 	alloc_sock = bus_socket(ZMQ_DEALER);
@@ -135,55 +223,21 @@ main(int argc, char **argv)
 		fatalx("cannot connect to allocd");
 	consumer_init(&feed, "allocd feed", conf.alloc_pub, conf.alloc_sync, 0,
 	    &feed_ops, NULL);
+	consumer_register(&feed);
+	loop_socket(alloc_sock, ZMQ_POLLIN, on_alloc_sock, NULL);
+	loop_source(&http_src, NULL);
+	loop_timer(TICK_MS, 1, tick, NULL);
+	loop_after(after_turn, NULL);
 	if (daemon_ready(&d, "watcherd") == -1)
 		fatal("pid file");
 	health_set_ready(0, "catching up with allocd's decisions");
 	log_info("ready; sources:%s%s", conf.pks_url[0] ?
 	    " pks" : "", conf.kubeconfig_dir[0] ? " kubeconfigs" : "");
 
-	for (;;) {
-		health_beat();
-		now = now_ms();
-		consumer_timer(&feed, now);
-		if (unacked_since != 0 && now - unacked_since > ACK_WAIT_MS) {
-			/* allocd lost what we sent: the truth, again */
-			log_warnx("observations %llu-%llu not "
-			    "acknowledged, resyncing",
-			    (unsigned long long)obs_acked + 1,
-			    (unsigned long long)obs_seq);
-			unacked_since = 0;
-			clusters_resync_all();
-		}
-		if (obs_failed && now - retry_at > 1000) {
-			/* the queue to allocd was full: all again, later */
-			obs_failed = 0;
-			retry_at = now;
-			clusters_resync_all();
-		}
-		pks_timer(now);
-		kcdir_timer(now);
-		clusters_timer(now);
-
-		n = consumer_pollitems(&feed, items);
-		items[n++] = (zmq_pollitem_t){ alloc_sock, 0, ZMQ_POLLIN, 0 };
-		items[n++] = (zmq_pollitem_t){ NULL, d.sigfd, ZMQ_POLLIN, 0 };
-		nh = http_pollitems(items + n, MAX_ITEMS - n);
-		timeout = http_timeout();
-		if (timeout < 0 || timeout > TICK_MS)
-			timeout = TICK_MS;
-		if (zmq_poll(items, n + nh, timeout) == -1 && errno != EINTR)
-			fatal("zmq_poll");
-		consumer_dispatch(&feed, items);
-		if (items[2].revents & ZMQ_POLLIN)
-			on_acks();
-		if ((items[3].revents & ZMQ_POLLIN) &&
-		    (sig = daemon_signal(&d)) != 0 && sig != SIGCHLD &&
-		    sig != SIGHUP)
-			break;
-		http_dispatch(items + n, nh);
-		http_timer();
-	}
+	tick(NULL);
+	loop_run();
 	log_info("exiting");
+	loop_free();
 	consumer_close(&feed);
 	bus_close(alloc_sock);
 	zmq_ctx_term(bus_ctx());

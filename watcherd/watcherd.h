@@ -132,6 +132,7 @@ struct cluster {
 	struct smap	 touched;	/* "ns/name": VirtualServices to redo */
 	int		 dirty;
 	int		 need_resync;
+	int		 synced_once;	/* a whole resync has been sent */
 };
 
 /* Where a computation finds backends: nodes, or EndpointSlices. */
@@ -158,6 +159,7 @@ void	 clusters_mark(int source);
 void	 clusters_sweep(int source);
 void	 clusters_timer(uint64_t now);
 void	 clusters_resync_all(void);
+const char *clusters_unsynced(void);	/* a cluster not yet resynced once */
 void	 clusters_alloc_event(const struct event *);
 void	 clusters_alloc_reset(void);
 void	 clusters_reconcile_alloc(void);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "health.h"
 #include "log.h"
 #include "metrics.h"
 #include "watcherd.h"
@@ -43,6 +44,7 @@ patch_done(struct http_req *req, long code, const char *body, size_t len,
 	struct patch *p = req->arg;
 	struct cluster *cl = cluster_find(p->id);
 	struct vs_obj *vs;
+	char msg[512];
 
 	(void)body;
 	(void)len;
@@ -66,6 +68,10 @@ patch_done(struct http_req *req, long code, const char *body, size_t len,
 			log_warnx("%s: %s: write-back failed: %s%ld", cl->name,
 			    p->key, err ? "transport error, code " : "HTTP ",
 			    code);
+			snprintf(msg, sizeof(msg), "%s: %s: write-back "
+			    "failed: %s%ld", cl->name, p->key, err ?
+			    "transport error, code " : "HTTP ", code);
+			health_set_error(msg);
 		}
 		/* it may have changed while the PATCH was out */
 		cluster_touch(cl, p->key);
