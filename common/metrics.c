@@ -26,6 +26,7 @@
 #include "event.h"
 #include "health.h"
 #include "log.h"
+#include "loop.h"
 #include "metrics.h"
 
 #define MAXV		16		/* values of a label set, at most */
@@ -369,6 +370,17 @@ render_histogram(FILE *fp, enum metric_id m)
 	fprintf(fp, " %llu\n", (unsigned long long)n);
 }
 
+/* One of the counters the daemon registered with its loop. */
+static void
+render_loop_counter(const char *name, unsigned long value, void *arg)
+{
+	FILE *fp = arg;
+
+	fputs("portico_loop_counter_total", fp);
+	put_labels(fp, "name", name, NULL);
+	fprintf(fp, " %lu\n", value);
+}
+
 long
 metrics_render(char **buf)
 {
@@ -391,6 +403,11 @@ metrics_render(char **buf)
 		else
 			render_scalar(fp, m);
 	}
+	/* the control socket's counters too, by the names it gives them */
+	fputs("# TYPE portico_loop_counter counter\n"
+	    "# HELP portico_loop_counter The daemon's own counters, as its "
+	    "control socket reports them.\n", fp);
+	loop_counters(render_loop_counter, fp);
 	fputs("# EOF\n", fp);
 	if (fclose(fp) != 0) {
 		free(*buf);

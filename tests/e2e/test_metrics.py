@@ -193,6 +193,9 @@ def test_prometheus_scrapes_the_fleet(make_fleet, prometheus):
     assert status == 200 and ctype == OPENMETRICS, (status, ctype)
     assert body.endswith("# EOF\n")
     assert 'portico_route_convergence_seconds_count{proxy="haproxy"} 0' in body
+    # the counters its control socket reports, under their own names
+    assert 'portico_loop_counter_total{proxy="haproxy",name="apply_failures"} 0' \
+        in body, body
 
     # renderd without allocd: not ready either, until it has the table
     renderd = harness.Daemon(fleet, "renderd", "renderd-" + harness.HAPROXY_NAME,
