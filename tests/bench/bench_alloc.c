@@ -14,7 +14,10 @@
  *    then again with WAITERS more owners, who find the ports full and
  *    wait (100,000 owners in all), and allocd's CPU while idle with them
  *    (it looks once a second whether a waiter can have a port).
- * 4. churn: CHURN expose/unexpose observations under the default
+ * 4. a compaction at 100,000 owners, under churn paced at GAP_RATE: the
+ *    longest gap between two ACKs while observations were waiting (every
+ *    observation causes a decision), and the ACK latency through it.
+ * 5. churn: CHURN expose/unexpose observations under the default
  *    compaction policy; ACK latency through it (compactions included), the
  *    store's size and the log's length after.
  */
@@ -44,12 +47,16 @@
 #define CHURN_OWNERS 2000
 #define WAITERS	70000		/* owners beyond the ports: 100,000 in all */
 #define IDLE_S	5
+#define GAP_RATE 20000		/* obs/s while a compaction is timed */
+#define GAP_CHUNKS 60		/* at most, of one second each */
 
 static const char	*allocd, *work;
 static char		 conf[600], pidfile[600], logfile[600];
 static uint64_t		*sent_at;	/* by seq */
 static double		*lat;
 static size_t		 nlat;
+static uint64_t		 last_ack_us;	/* when the last ACK came */
+static double		 gap_max;	/* ms, between ACKs, work waiting */
 
 static uint64_t
 now_us(void)
@@ -155,6 +162,13 @@ drain(void *s, uint64_t acked, uint64_t upto, uint64_t sent, int block)
 		while (bus_recv(s, &ev, NULL) == 1) {
 			if (ev.type == EV_ACK && ev.seq > acked) {
 				t = now_us();
+				/* sent and unacknowledged all along */
+				if (last_ack_us != 0 && acked < sent &&
+				    (double)(t - last_ack_us) / 1000.0 >
+				    gap_max)
+					gap_max = (double)(t - last_ack_us) /
+					    1000.0;
+				last_ack_us = t;
 				for (q = acked + 1; q <= ev.seq; q++)
 					if (lat != NULL)
 						lat[nlat++] = (double)(t -
@@ -315,6 +329,51 @@ make_churn(struct event *ev, uint64_t seq, size_t i)
 	route(ev, seq, (unsigned)((i / 2) % CHURN_OWNERS), 30000, (int)(i & 1));
 }
 
+/*
+ * Churn paced at GAP_RATE, one second at a time, until allocd has logged
+ * one more compaction than before (and one second more): the longest gap
+ * between decisions, and their latency, across it.
+ */
+static void
+compaction_gap(const char *ep)
+{
+	uint64_t seq = 0;
+	double longest;
+	size_t i, n = (size_t)GAP_RATE * GAP_CHUNKS;
+	int before = (int)compactions(&longest), after = 0;
+	void *s;
+
+	if ((sent_at = calloc(n + 2, sizeof(*sent_at))) == NULL ||
+	    (lat = calloc(n + 2, sizeof(*lat))) == NULL)
+		fatal("bench");
+	s = bus_socket(ZMQ_DEALER);
+	bus_connect(s, ep);
+	nlat = 0;
+	gap_max = 0;
+	last_ack_us = 0;
+	for (i = 0; i < GAP_CHUNKS && after < 2; i++) {
+		run(s, &seq, GAP_RATE, GAP_RATE, make_churn);
+		/* the gap between chunks is the client's, not allocd's */
+		last_ack_us = 0;
+		if (after > 0 || (int)compactions(&longest) > before)
+			after++;
+	}
+	if (after == 0)
+		fatalx("no compaction in %d s of churn", GAP_CHUNKS);
+	emit("compaction_gap_rate", GAP_RATE, "obs/s");
+	emit("compaction_gap_seconds", (double)i, "s");
+	emit("compaction_decision_gap_max", gap_max, "ms");
+	qsort(lat, nlat, sizeof(*lat), cmp);
+	emit("compaction_decision_latency_p50", lat[nlat / 2], "ms");
+	emit("compaction_decision_latency_p99", lat[nlat * 99 / 100], "ms");
+	emit("compaction_decision_latency_max", lat[nlat - 1], "ms");
+	bus_close(s);
+	free(sent_at);
+	free(lat);
+	sent_at = NULL;
+	lat = NULL;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -410,6 +469,7 @@ main(int argc, char **argv)
 	sleep(IDLE_S);
 	emit("idle_cpu_with_100k_owners", (cpu_s(pid) - secs) / IDLE_S *
 	    100.0, "%");
+	compaction_gap(ep);
 
 	bus_close(s);
 	s = bus_socket(ZMQ_DEALER);
