@@ -21,6 +21,7 @@
 #include "adopt.h"
 #include "alloc.h"
 #include "bus.h"
+#include "compact.h"
 #include "daemon.h"
 #include "hash.h"
 #include "log.h"
@@ -43,6 +44,7 @@ static struct alloc	 al;
 static void		*in_sock, *pub_sock, *sync_sock;
 static unsigned long	 ignored;
 static struct adopt	 adopt;		/* started on an empty store */
+static struct compact	 cp;
 
 static void
 publish(void)
@@ -64,13 +66,29 @@ is_observation(int type)
 }
 
 /*
+ * The map is full: double it.  No transaction may be open meanwhile, so a
+ * compaction's copy, which holds one, is given up (the next starts over).
+ */
+static void
+grow(void)
+{
+	MDB_envinfo info;
+	int rc;
+
+	compact_abort(&cp);
+	mdb_env_info(st.env, &info);
+	log_info("store full at %zu MB, growing", info.me_mapsize >> 20);
+	if ((rc = mdb_env_set_mapsize(st.env, info.me_mapsize * 2)))
+		fatalx("grow: %s", mdb_strerror(rc));
+}
+
+/*
  * Run the batch in one transaction.  When the map is full, grow it and run
  * the whole batch again: nothing of the failed attempt was committed.
  */
 static void
 commit_batch(struct event *batch, size_t n)
 {
-	MDB_envinfo info;
 	MDB_txn *txn;
 	uint64_t seq0 = al.seq;
 	size_t i;
@@ -90,11 +108,7 @@ commit_batch(struct event *batch, size_t n)
 		alloc_rollback(&al, seq0);
 		if (rc != MDB_MAP_FULL)
 			fatalx("commit: %s", mdb_strerror(rc));
-		mdb_env_info(st.env, &info);
-		log_info("store full at %zu MB, growing",
-		    info.me_mapsize >> 20);
-		if ((rc = mdb_env_set_mapsize(st.env, info.me_mapsize * 2)))
-			fatalx("grow: %s", mdb_strerror(rc));
+		grow();
 	}
 }
 
@@ -336,86 +350,45 @@ on_since(void)
 }
 
 /*
- * Compaction by policy: when the log holds more than compact_records
- * records or compact_mb MiB, or its oldest record after the snapshot is
- * older than compact_age.  A SNAPSHOT record is logged and the tables are copied
- * beside it, in one durable transaction that also drops everything before
- * it; consumers that were further behind get the state instead.
+ * Compaction by policy (compact.c): when the log holds more than
+ * compact_records records or compact_mb MiB, or its oldest record after
+ * the snapshot is older than compact_age.  A SNAPSHOT record is logged
+ * alone in its transaction; the copy of the tables at it and the deletion
+ * of the log before it go on in steps, one after each batch, so that no
+ * decision waits for more than one step.  Consumers that were further
+ * behind than the log reaches get the state instead.
  */
-static uint64_t	first_seq;
-
-/*
- * The pages the log takes: records of up to 1,024 backends make a count
- * of records a poor bound on bytes, so compact_mb bounds them too.
- */
-static uint64_t
-log_bytes(MDB_txn *txn)
-{
-	MDB_stat ms;
-
-	if (mdb_stat(txn, st.log, &ms) != 0)
-		return 0;
-	return (uint64_t)(ms.ms_branch_pages + ms.ms_leaf_pages +
-	    ms.ms_overflow_pages) * ms.ms_psize;
-}
-
-static int
-compact_due(uint64_t now, int by_age)
-{
-	struct event ev;
-	MDB_txn *txn;
-	MDB_val key, val;
-	unsigned char k[8];
-	char err[128];
-	uint64_t seq = first_seq, t = 0;
-
-	if (al.seq >= first_seq + conf.compact_records)
-		return 1;
-	if (al.seq <= first_seq)
-		return 0;
-	if (store_begin(&st, &txn, 1) != 0)
-		fatalx("read transaction");
-	if (log_bytes(txn) >= (uint64_t)conf.compact_mb << 20) {
-		mdb_txn_abort(txn);
-		return 1;
-	}
-	if (!by_age || conf.compact_age == 0) {
-		mdb_txn_abort(txn);
-		return 0;
-	}
-	for (;; seq++) {
-		store_key_u64(k, seq);
-		key.mv_size = 8;
-		key.mv_data = k;
-		if (mdb_get(txn, st.log, &key, &val) != 0 || event_decode(&ev,
-		    val.mv_data, val.mv_size, err, sizeof(err)) == -1)
-			break;
-		/* event_free() clears the event: read it first */
-		if (ev.type != EV_SNAPSHOT) {
-			t = ev.time;
-			event_free(&ev);
-			break;
-		}
-		event_free(&ev);
-	}
-	mdb_txn_abort(txn);
-	return t != 0 && now > t + (uint64_t)conf.compact_age * 1000;
-}
-
 static void
-compact(uint64_t now)
+snapshot(uint64_t now)
 {
+	MDB_envinfo info;
+	MDB_stat ms;
 	struct event ev;
-	uint64_t before = first_seq;
 
 	event_init(&ev, EV_SNAPSHOT);
 	ev.time = now;
 	commit_batch(&ev, 1);
 	publish();
-	first_seq = al.seq;
-	log_info("compacted the log: %llu records before seq %llu "
-	    "dropped in %llu ms", (unsigned long long)(al.seq - before),
-	    (unsigned long long)al.seq, (unsigned long long)(now_ms() - now));
+	/*
+	 * The copy and what is written while it runs take new pages: grow
+	 * the map now, rather than give the copy up when it is full.
+	 */
+	mdb_env_info(st.env, &info);
+	mdb_env_stat(st.env, &ms);
+	if ((info.me_last_pgno + 1) * ms.ms_psize > info.me_mapsize / 2)
+		grow();
+	compact_begin(&cp, al.seq, now);
+}
+
+static void
+compact_some(void)
+{
+	int rc;
+
+	if ((rc = compact_step(&cp, al.seq)) == MDB_MAP_FULL)
+		grow();
+	else if (rc != 0)
+		fatalx("compact: %s", mdb_strerror(rc));
 }
 
 /*
@@ -586,7 +559,7 @@ adopt_finish(uint64_t now)
 
 	batch = adopt_batch(&adopt, now, &n);
 	al.seq = adopt_base(&adopt);
-	first_seq = al.seq + 1;
+	cp.first = al.seq + 1;
 	commit_batch(batch, n);
 	if (adopt.first && proof_keep(&conf) == -1)
 		fatalx("cannot keep the proof key");
@@ -598,7 +571,7 @@ adopt_finish(uint64_t now)
 	    (unsigned long long)(al.nbadproof + al.ntaken),
 	    (unsigned long long)al.nbadproof, (unsigned long long)al.ntaken,
 	    n - 2, (unsigned long long)waited,
-	    (unsigned long long)(first_seq - 1), (unsigned long long)learned);
+	    (unsigned long long)(cp.first - 1), (unsigned long long)learned);
 	publish();
 	senders_ack(held_senders, &nheld_senders);
 	for (i = 0; i < n; i++)
@@ -652,9 +625,8 @@ main(int argc, char **argv)
 	if (store_begin(&st, &txn, 1) != 0)
 		fatalx("read transaction");
 	alloc_init(&al, &st, &conf, store_last_seq(&st, txn));
-	if ((first_seq = store_first_seq(&st, txn)) == 0)
-		first_seq = al.seq + 1;		/* an empty log */
 	mdb_txn_abort(txn);
+	compact_open(&cp, &st, &conf, al.seq);
 	if (proof_load(&conf, 1, &created) == -1)
 		fatalx("cannot read the proof key");
 	if (created)
@@ -692,8 +664,8 @@ main(int argc, char **argv)
 		if (now >= next_hb) {
 			if (!adopt.active)
 				tick(now);
-			if (!adopt.active && compact_due(now, 1))
-				compact(now);
+			if (!adopt.active && compact_due(&cp, al.seq, now, 1))
+				snapshot(now);
 			heartbeat();
 			/* holding: soon, so that a restart is heard at once */
 			next_hb = now + (adopt.active ? 200 : BUS_HEARTBEAT_MS);
@@ -701,22 +673,26 @@ main(int argc, char **argv)
 		items[0] = (zmq_pollitem_t){ in_sock, 0, ZMQ_POLLIN, 0 };
 		items[1] = (zmq_pollitem_t){ sync_sock, 0, ZMQ_POLLIN, 0 };
 		items[2] = (zmq_pollitem_t){ NULL, d.sigfd, ZMQ_POLLIN, 0 };
-		timeout = (int)(next_hb - now);
+		/* compaction goes on while nothing else is to be done */
+		timeout = compact_busy(&cp) ? 0 : (int)(next_hb - now);
 		if (zmq_poll(items, 3, timeout) == -1 && errno != EINTR)
 			fatal("zmq_poll");
 		if (items[0].revents & ZMQ_POLLIN) {
 			on_input();
-			if (!adopt.active && compact_due(0, 0))
-				compact(now_ms());
+			if (!adopt.active && compact_due(&cp, al.seq, 0, 0))
+				snapshot(now_ms());
 		}
 		if (items[1].revents & ZMQ_POLLIN)
 			on_since();
+		if (compact_busy(&cp))
+			compact_some();
 		if ((items[2].revents & ZMQ_POLLIN) &&
 		    (sig = daemon_signal(&d)) != 0 && sig != SIGCHLD &&
 		    sig != SIGHUP)
 			break;
 	}
 	log_info("exiting at seq %llu", (unsigned long long)al.seq);
+	compact_close(&cp);
 	bus_close(in_sock);
 	bus_close(pub_sock);
 	bus_close(sync_sock);
