@@ -163,6 +163,8 @@ compact_begin(struct compact *cp, uint64_t seq, uint64_t now)
 	cp->rcur = NULL;
 	cp->started = now;
 	cp->steps = cp->longest = cp->copied = cp->trimmed = 0;
+	log_info("compacting the log: a snapshot at seq %llu",
+	    (unsigned long long)seq);
 	cp->cleanup = 0;
 }
 
