@@ -240,35 +240,106 @@ answer_state(MDB_txn *txn, zmq_msg_t *id, uint64_t last)
 	return p.n;
 }
 
-/* The log records after seq, at most SINCE_MAX, then SINCE_END. */
-static size_t
-answer_log(MDB_txn *txn, zmq_msg_t *id, uint64_t seq, uint64_t last)
+/*
+ * SINCE answered from the log: the records after seq up to the log's last
+ * when it was asked, at most SINCE_MAX, then SINCE_END.  They go out a
+ * slice at a time between batches, so that a consumer far behind does not
+ * hold decisions up; an answer older than half the consumer's patience
+ * (BUS_SYNC_TIMEOUT_MS) is finished at once.  A record compacted away
+ * meanwhile ends the answer without SINCE_END: the consumer, still
+ * waiting, asks again and is given the state.
+ */
+#define ANSWERS_MAX	64
+#define SLICE_MS	2	/* sending, in one slice */
+#define SLICE_MIN	256	/* records in a slice, at least */
+
+static struct answer {
+	zmq_msg_t	id;
+	uint64_t	next;		/* the next record to send */
+	uint64_t	last;		/* SINCE_END's seq */
+	size_t		left;		/* records it may still send */
+	uint64_t	asked;		/* ms */
+} answers[ANSWERS_MAX];
+static size_t	nanswers;
+
+static void
+answer_drop(size_t i)
 {
+	zmq_msg_close(&answers[i].id);
+	memmove(&answers[i], &answers[i + 1],
+	    (--nanswers - i) * sizeof(answers[0]));
+}
+
+/* Queue the answer; one asked again by the same consumer replaces it. */
+static void
+answer_log(zmq_msg_t *id, uint64_t seq, uint64_t last)
+{
+	struct answer *a;
+	size_t i;
+
+	for (i = 0; i < nanswers; i++)
+		if (zmq_msg_size(&answers[i].id) == zmq_msg_size(id) &&
+		    memcmp(zmq_msg_data(&answers[i].id), zmq_msg_data(id),
+		    zmq_msg_size(id)) == 0) {
+			answer_drop(i);
+			break;
+		}
+	if (nanswers == ANSWERS_MAX)
+		answer_drop(0);		/* the likeliest given up on */
+	a = &answers[nanswers++];
+	zmq_msg_init(&a->id);
+	zmq_msg_copy(&a->id, id);
+	a->next = seq + 1;
+	a->last = last;
+	a->left = SINCE_MAX;
+	a->asked = now_ms();
+}
+
+/* One slice of the oldest answer. */
+static void
+answer_some(void)
+{
+	struct answer *a = &answers[0];
 	struct event end;
 	unsigned char k[8];
 	MDB_cursor *cur;
+	MDB_txn *txn;
 	MDB_val key, val;
+	uint64_t until = now_ms() - a->asked < BUS_SYNC_TIMEOUT_MS / 2 ?
+	    now_ms() + SLICE_MS : UINT64_MAX;
 	size_t n = 0;
-	int op;
+	int op, cut = 0;
 
-	if (mdb_cursor_open(txn, st.log, &cur) != 0)
-		fatalx("cursor");
-	store_key_u64(k, seq + 1);
+	if (store_begin(&st, &txn, 1) != 0 ||
+	    mdb_cursor_open(txn, st.log, &cur) != 0)
+		fatalx("read transaction");
+	store_key_u64(k, a->next);
 	key.mv_size = 8;
 	key.mv_data = k;
-	for (op = MDB_SET_RANGE; n < SINCE_MAX &&
-	    mdb_cursor_get(cur, &key, &val, op) == 0; op = MDB_NEXT) {
-		if (bus_send_raw_to(sync_sock, id, val.mv_data,
-		    val.mv_size) == -1)
-			break;	/* the consumer will ask again */
+	for (op = MDB_SET_RANGE; a->left > 0 && a->next <= a->last &&
+	    (n < SLICE_MIN || n % 64 != 0 || now_ms() < until); op = MDB_NEXT) {
+		if (mdb_cursor_get(cur, &key, &val, op) != 0 ||
+		    store_u64_key(key.mv_data) != a->next ||
+		    bus_send_raw_to(sync_sock, &a->id, val.mv_data,
+		    val.mv_size) == -1) {
+			cut = 1;	/* the consumer will ask again */
+			break;
+		}
+		a->next++;
+		a->left--;
 		n++;
 	}
 	mdb_cursor_close(cur);
-	event_init(&end, EV_SINCE_END);
-	end.seq = last;
-	end.time = now_ms();
-	bus_send_to(sync_sock, id, &end);
-	return n;
+	mdb_txn_abort(txn);
+	if (!cut && a->left > 0 && a->next <= a->last)
+		return;
+	if (!cut) {
+		event_init(&end, EV_SINCE_END);
+		end.seq = a->last;
+		end.time = now_ms();
+		bus_send_to(sync_sock, &a->id, &end);
+	}
+	answer_drop(0);
 }
 
 /*
@@ -286,13 +357,13 @@ answer_since(zmq_msg_t *id, uint64_t seq)
 		fatalx("read transaction");
 	first = store_first_seq(&st, txn);
 	last = store_last_seq(&st, txn);
-	if (first > seq + 1)
+	if (first > seq + 1) {
 		n = answer_state(txn, id, last);
-	else
-		n = answer_log(txn, id, seq, last);
+		log_debug("SINCE %llu: %zu state events",
+		    (unsigned long long)seq, n);
+	} else
+		answer_log(id, seq, last);
 	mdb_txn_abort(txn);
-	log_debug("SINCE %llu: %zu %s", (unsigned long long)seq, n,
-	    first > seq + 1 ? "state events" : "records");
 }
 
 /* SINCE asked while claims are held: answered once they are decided. */
@@ -673,8 +744,9 @@ main(int argc, char **argv)
 		items[0] = (zmq_pollitem_t){ in_sock, 0, ZMQ_POLLIN, 0 };
 		items[1] = (zmq_pollitem_t){ sync_sock, 0, ZMQ_POLLIN, 0 };
 		items[2] = (zmq_pollitem_t){ NULL, d.sigfd, ZMQ_POLLIN, 0 };
-		/* compaction goes on while nothing else is to be done */
-		timeout = compact_busy(&cp) ? 0 : (int)(next_hb - now);
+		/* compaction and answers go on while nothing else is to do */
+		timeout = compact_busy(&cp) || nanswers > 0 ? 0 :
+		    (int)(next_hb - now);
 		if (zmq_poll(items, 3, timeout) == -1 && errno != EINTR)
 			fatal("zmq_poll");
 		if (items[0].revents & ZMQ_POLLIN) {
@@ -684,6 +756,8 @@ main(int argc, char **argv)
 		}
 		if (items[1].revents & ZMQ_POLLIN)
 			on_since();
+		if (nanswers > 0)
+			answer_some();
 		if (compact_busy(&cp))
 			compact_some();
 		if ((items[2].revents & ZMQ_POLLIN) &&
@@ -693,6 +767,8 @@ main(int argc, char **argv)
 	}
 	log_info("exiting at seq %llu", (unsigned long long)al.seq);
 	compact_close(&cp);
+	while (nanswers > 0)
+		answer_drop(0);
 	bus_close(in_sock);
 	bus_close(pub_sock);
 	bus_close(sync_sock);
