@@ -35,10 +35,10 @@
 #include "log.h"
 
 #define STEP_US		3000	/* work in one step, before its commit */
-#define STEP_BYTES	(512 << 10)	/* copied in one step, at most */
+#define STEP_BYTES	(256 << 10)	/* written in one step, at most */
 #define SLOW_US		10000	/* a step this long is logged */
 #define STEP_CHECK	64	/* records between looks at the clock */
-#define KEEP_UP		4	/* records a step, per record logged since */
+#define KEEP_UP		3	/* records a step, per record logged since */
 
 static uint64_t
 now_us(void)
@@ -176,9 +176,11 @@ compact_busy(const struct compact *cp)
 
 /*
  * Is the step's work done, after i records?  When its time is up, and it
- * has kept up with the log: a compaction of N records reads, writes and
- * deletes fewer than KEEP_UP * N, so that it ends before the log has
- * grown by another compaction's worth however busy allocd is.
+ * has kept up with the log: a compaction of N log records reads and writes
+ * the tables and deletes the N, fewer than KEEP_UP * N records while the
+ * tables hold fewer than N (100,000 owners make 160,000 records, the
+ * default N is 200,000), so that it ends before the log has grown by
+ * another compaction's worth however busy allocd is.
  */
 static int
 step_done(const struct compact *cp, unsigned i, uint64_t until)
