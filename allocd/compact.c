@@ -40,6 +40,11 @@
 #define STEP_CHECK	64	/* records between looks at the clock */
 #define KEEP_UP		3	/* records a step, per record logged since */
 
+static const char *phase_names[] = {
+	"idle", "reading the tables", "writing the snapshot",
+	"deleting the log", "emptying the spare"
+};
+
 static uint64_t
 now_us(void)
 {
@@ -163,9 +168,9 @@ compact_begin(struct compact *cp, uint64_t seq, uint64_t now)
 	cp->rcur = NULL;
 	cp->started = now;
 	cp->steps = cp->longest = cp->copied = cp->trimmed = 0;
+	cp->cleanup = 0;
 	log_info("compacting the log: a snapshot at seq %llu",
 	    (unsigned long long)seq);
-	cp->cleanup = 0;
 }
 
 int
@@ -354,6 +359,7 @@ static int
 phase_step(struct compact *cp, MDB_txn *txn, uint64_t until)
 {
 	unsigned char lim[8];
+	size_t off;
 	int rc;
 
 	switch (cp->phase) {
@@ -363,6 +369,7 @@ phase_step(struct compact *cp, MDB_txn *txn, uint64_t until)
 		    rc : 1;
 	case COMPACT_LOAD:
 		/* empty since the last compaction, unless one was cut short */
+		off = cp->off;
 		if (cp->off == 0 &&
 		    has_entries(txn, store_snap(cp->st, txn, 1)) &&
 		    (rc = mdb_drop(txn, store_snap(cp->st, txn, 1), 0)) != 0)
@@ -370,6 +377,8 @@ phase_step(struct compact *cp, MDB_txn *txn, uint64_t until)
 		if ((rc = load_some(cp, txn, store_snap(cp->st, txn, 1),
 		    until)) == 1 && (rc = make_current(cp, txn)) == 0)
 			rc = 1;
+		if (rc != 0 && rc != 1)
+			cp->off = off;	/* not written: again after the abort */
 		return rc;
 	case COMPACT_TRIM:
 		store_key_u64(lim, cp->seq);
@@ -409,8 +418,8 @@ compact_step(struct compact *cp, uint64_t last)
 	if ((took = now_us() - t0) > cp->longest)
 		cp->longest = took;
 	if (took > SLOW_US)
-		log_info("compact: a step of phase %d took %.1f ms",
-		    cp->phase, (double)took / 1000);
+		log_info("compact: a step %s took %.1f ms",
+		    phase_names[cp->phase], (double)took / 1000);
 	if (!done)
 		return 0;
 	switch (cp->phase) {

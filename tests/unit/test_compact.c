@@ -90,6 +90,13 @@ entries(MDB_txn *txn, MDB_dbi dbi)
 	return ms.ms_entries;
 }
 
+/* An owner's value at the snapshot: big, so that a copy takes steps. */
+static void
+snapshot_value(char *v, size_t len, int i)
+{
+	snprintf(v, len, "owner-%d-at-the-snapshot-%0900d", i, i);
+}
+
 /*
  * A store with RECORDS log records, OWNERS owners and a cluster, then the
  * SNAPSHOT record at RECORDS + 1 alone in its transaction, as allocd
@@ -98,7 +105,7 @@ entries(MDB_txn *txn, MDB_dbi dbi)
 static void
 fill(struct store *st, struct compact *cp)
 {
-	char k[32], v[64];
+	char k[32], v[1024];
 	MDB_txn *txn;
 	uint64_t seq;
 	int i;
@@ -111,7 +118,7 @@ fill(struct store *st, struct compact *cp)
 		append(st, txn, seq, EV_CLUSTER_DOWN);
 	for (i = 0; i < OWNERS; i++) {
 		snprintf(k, sizeof(k), "c1/ns/vs-%05d/0", i);
-		snprintf(v, sizeof(v), "owner-%d-at-the-snapshot", i);
+		snapshot_value(v, sizeof(v), i);
 		put(txn, st->owners, k, v);
 	}
 	put(txn, st->ports, "\x75\x30", "port-a");
@@ -160,7 +167,7 @@ static void
 check_snapshot(struct store *st)
 {
 	struct store scratch;
-	char dir2[80];
+	char dir2[80], v[1024];
 	MDB_txn *txn, *wt;
 
 	snprintf(dir2, sizeof(dir2), "%s/scratch", dir);
@@ -172,10 +179,10 @@ check_snapshot(struct store *st)
 	mdb_txn_abort(txn);
 
 	assert_int_equal(store_begin(&scratch, &wt, 1), 0);
-	expect(wt, scratch.owners, "c1/ns/vs-00000/0",
-	    "owner-0-at-the-snapshot");
-	expect(wt, scratch.owners, "c1/ns/vs-04999/0",
-	    "owner-4999-at-the-snapshot");
+	snapshot_value(v, sizeof(v), 0);
+	expect(wt, scratch.owners, "c1/ns/vs-00000/0", v);
+	snapshot_value(v, sizeof(v), 4999);
+	expect(wt, scratch.owners, "c1/ns/vs-04999/0", v);
 	assert_int_equal(entries(wt, scratch.owners), OWNERS);
 	expect(wt, scratch.ports, "\x75\x30", "port-a");
 	expect(wt, scratch.clusters, "c1", "cluster-1");
@@ -328,6 +335,46 @@ test_abort(void **state)
 	store_close(&st);
 }
 
+/*
+ * The map fills while the copy is written: the step is aborted, allocd
+ * grows the map (compact_abort() first) and the next step writes the
+ * same records again, none lost, none twice.
+ */
+static void
+test_map_full(void **state)
+{
+	struct store st;
+	struct compact cp;
+	MDB_envinfo info;
+	MDB_stat ms;
+	uint64_t seq = RECORDS + 1;
+	int rc, full = 0;
+
+	(void)state;
+	fill(&st, &cp);
+	step_until(&st, &cp, COMPACT_LOAD, &seq);
+	mdb_env_info(st.env, &info);
+	mdb_env_stat(st.env, &ms);
+	/* room for a few more pages: not for the copy */
+	assert_int_equal(mdb_env_set_mapsize(st.env,
+	    (info.me_last_pgno + 8) * ms.ms_psize), 0);
+	while (compact_busy(&cp)) {
+		if ((rc = compact_step(&cp, seq)) == MDB_MAP_FULL) {
+			full++;
+			compact_abort(&cp);
+			mdb_env_info(st.env, &info);
+			assert_int_equal(mdb_env_set_mapsize(st.env,
+			    info.me_mapsize * 2), 0);
+			continue;
+		}
+		assert_int_equal(rc, 0);
+	}
+	assert_true(full > 0);
+	check_snapshot(&st);
+	compact_close(&cp);
+	store_close(&st);
+}
+
 int
 main(void)
 {
@@ -338,6 +385,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_killed_while_trimming,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_map_full, setup,
+		    teardown),
 	};
 
 	log_init("test_compact", 1, 0);
