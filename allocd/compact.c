@@ -36,7 +36,9 @@
 
 #define STEP_US		3000	/* work in one step, before its commit */
 #define STEP_BYTES	(256 << 10)	/* written in one step, at most */
-#define SLOW_US		10000	/* a step this long is logged */
+#define STEP_MAX_US	20000	/* however far behind the log it is */
+#define STEP_BYTES_MAX	(2 << 20)
+#define SLOW_US		20000	/* a step this long is logged */
 #define STEP_CHECK	64	/* records between looks at the clock */
 #define KEEP_UP		3	/* records a step, per record logged since */
 
@@ -185,13 +187,18 @@ compact_busy(const struct compact *cp)
  * the tables and deletes the N, fewer than KEEP_UP * N records while the
  * tables hold fewer than N (100,000 owners make 160,000 records, the
  * default N is 200,000), so that it ends before the log has grown by
- * another compaction's worth however busy allocd is.
+ * another compaction's worth.  But never past STEP_MAX_US: a decision
+ * waits for one step at most, and when allocd is that busy the log grows
+ * past the policy for a while rather than decisions wait.
  */
 static int
 step_done(const struct compact *cp, unsigned i, uint64_t until)
 {
-	return i >= cp->quota && i % STEP_CHECK == STEP_CHECK - 1 &&
-	    now_us() >= until;
+	uint64_t now;
+
+	if (i % STEP_CHECK != STEP_CHECK - 1 || (now = now_us()) < until)
+		return 0;
+	return i >= cp->quota || now >= until - cp->step_us + STEP_MAX_US;
 }
 
 /*
@@ -304,8 +311,8 @@ load_some(struct compact *cp, MDB_txn *txn, MDB_dbi to, uint64_t until)
 	int rc;
 
 	for (i = 0; cp->off < cp->len; i++) {
-		if (step_done(cp, i, until) || (i >= cp->quota &&
-		    cp->off - start >= STEP_BYTES))
+		if (step_done(cp, i, until) || (cp->off - start >= STEP_BYTES &&
+		    (i >= cp->quota || cp->off - start >= STEP_BYTES_MAX)))
 			return 0;
 		memcpy(&kl, cp->buf + cp->off, 4);
 		memcpy(&vl, cp->buf + cp->off + 4, 4);
