@@ -246,8 +246,9 @@ answer_state(MDB_txn *txn, zmq_msg_t *id, uint64_t last)
  * slice at a time between batches, so that a consumer far behind does not
  * hold decisions up; an answer older than half the consumer's patience
  * (BUS_SYNC_TIMEOUT_MS) is finished at once.  A record compacted away
- * meanwhile ends the answer without SINCE_END: the consumer, still
- * waiting, asks again and is given the state.
+ * meanwhile, or one the consumer could not take, ends the answer early,
+ * as SINCE_MAX does: the consumer, short of last, asks again (and is
+ * given the state when the log no longer reaches back to it).
  */
 #define ANSWERS_MAX	64
 #define SLICE_MS	2	/* sending, in one slice */
@@ -308,7 +309,7 @@ answer_some(void)
 	uint64_t until = now_ms() - a->asked < BUS_SYNC_TIMEOUT_MS / 2 ?
 	    now_ms() + SLICE_MS : UINT64_MAX;
 	size_t n = 0;
-	int op, cut = 0;
+	int op, cut = 0;	/* ended early */
 
 	if (store_begin(&st, &txn, 1) != 0 ||
 	    mdb_cursor_open(txn, st.log, &cur) != 0)
@@ -322,7 +323,7 @@ answer_some(void)
 		    store_u64_key(key.mv_data) != a->next ||
 		    bus_send_raw_to(sync_sock, &a->id, val.mv_data,
 		    val.mv_size) == -1) {
-			cut = 1;	/* the consumer will ask again */
+			cut = 1;
 			break;
 		}
 		a->next++;
@@ -333,12 +334,10 @@ answer_some(void)
 	mdb_txn_abort(txn);
 	if (!cut && a->left > 0 && a->next <= a->last)
 		return;
-	if (!cut) {
-		event_init(&end, EV_SINCE_END);
-		end.seq = a->last;
-		end.time = now_ms();
-		bus_send_to(sync_sock, &a->id, &end);
-	}
+	event_init(&end, EV_SINCE_END);
+	end.seq = a->last;
+	end.time = now_ms();
+	bus_send_to(sync_sock, &a->id, &end);
 	answer_drop(0);
 }
 
