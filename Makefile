@@ -39,6 +39,7 @@ BINS	+= $(TOOLS:%=$(BUILD)/bin/%)
 UNITS	 = test_event test_store test_alloc test_envoy test_valid test_addr
 UNITS	+= test_metrics
 UNITS	+= test_loop
+UNITS	+= test_compact
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
 PY	 = /usr/bin/python3
@@ -82,6 +83,8 @@ $(foreach t,$(TOOLS),$(eval $(call daemon_rule,$(t))))
 $(BUILD)/tests/test_alloc: $(BUILD)/obj/tests/unit/test_alloc.o \
     $(BUILD)/obj/allocd/alloc.o $(BUILD)/obj/allocd/hosts.o \
     $(BUILD)/obj/allocd/limits.o $(BUILD)/obj/allocd/proof.o $(COMMON_OBJS)
+$(BUILD)/tests/test_compact: $(BUILD)/obj/tests/unit/test_compact.o \
+    $(BUILD)/obj/allocd/compact.o $(COMMON_OBJS)
 $(BUILD)/tests/test_envoy: $(BUILD)/obj/tests/unit/test_envoy.o \
     $(BUILD)/obj/applyd/envoy.o $(BUILD)/obj/applyd/file.o $(COMMON_OBJS)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_OBJS)

@@ -19,6 +19,7 @@
 #include "adopt.h"
 #include "alloc.h"
 #include "bus.h"
+#include "compact.h"
 #include "daemon.h"
 #include "gauges.h"
 #include "hash.h"
@@ -46,6 +47,7 @@ static void		*in_sock, *pub_sock, *sync_sock;
 static unsigned long	 ignored;
 static struct adopt	 adopt;		/* started on an empty store */
 static struct gauges	 gauges;
+static struct compact	 cp;
 
 static void
 publish(void)
@@ -69,13 +71,29 @@ is_observation(int type)
 }
 
 /*
+ * The map is full: double it.  No transaction may be open meanwhile, so a
+ * compaction's copy, which holds one, is given up (the next starts over).
+ */
+static void
+grow(void)
+{
+	MDB_envinfo info;
+	int rc;
+
+	compact_abort(&cp);
+	mdb_env_info(st.env, &info);
+	log_info("store full at %zu MB, growing", info.me_mapsize >> 20);
+	if ((rc = mdb_env_set_mapsize(st.env, info.me_mapsize * 2)))
+		fatalx("grow: %s", mdb_strerror(rc));
+}
+
+/*
  * Run the batch in one transaction.  When the map is full, grow it and run
  * the whole batch again: nothing of the failed attempt was committed.
  */
 static void
 commit_batch(struct event *batch, size_t n)
 {
-	MDB_envinfo info;
 	MDB_txn *txn;
 	uint64_t seq0 = al.seq;
 	size_t i;
@@ -95,11 +113,7 @@ commit_batch(struct event *batch, size_t n)
 		alloc_rollback(&al, seq0);
 		if (rc != MDB_MAP_FULL)
 			fatalx("commit: %s", mdb_strerror(rc));
-		mdb_env_info(st.env, &info);
-		log_info("store full at %zu MB, growing",
-		    info.me_mapsize >> 20);
-		if ((rc = mdb_env_set_mapsize(st.env, info.me_mapsize * 2)))
-			fatalx("grow: %s", mdb_strerror(rc));
+		grow();
 	}
 }
 
@@ -231,35 +245,105 @@ answer_state(MDB_txn *txn, zmq_msg_t *id, uint64_t last)
 	return p.n;
 }
 
-/* The log records after seq, at most SINCE_MAX, then SINCE_END. */
-static size_t
-answer_log(MDB_txn *txn, zmq_msg_t *id, uint64_t seq, uint64_t last)
+/*
+ * SINCE answered from the log: the records after seq up to the log's last
+ * when it was asked, at most SINCE_MAX, then SINCE_END.  They go out a
+ * slice at a time between batches, so that a consumer far behind does not
+ * hold decisions up; an answer older than half the consumer's patience
+ * (BUS_SYNC_TIMEOUT_MS) is finished at once.  A record compacted away
+ * meanwhile, or one the consumer could not take, ends the answer early,
+ * as SINCE_MAX does: the consumer, short of last, asks again (and is
+ * given the state when the log no longer reaches back to it).
+ */
+#define ANSWERS_MAX	64
+#define SLICE_MS	2	/* sending, in one slice */
+#define SLICE_MIN	256	/* records in a slice, at least */
+
+static struct answer {
+	zmq_msg_t	id;
+	uint64_t	next;		/* the next record to send */
+	uint64_t	last;		/* SINCE_END's seq */
+	size_t		left;		/* records it may still send */
+	uint64_t	asked;		/* ms */
+} answers[ANSWERS_MAX];
+static size_t	nanswers;
+
+static void
+answer_drop(size_t i)
 {
+	zmq_msg_close(&answers[i].id);
+	memmove(&answers[i], &answers[i + 1],
+	    (--nanswers - i) * sizeof(answers[0]));
+}
+
+/* Queue the answer; one asked again by the same consumer replaces it. */
+static void
+answer_log(zmq_msg_t *id, uint64_t seq, uint64_t last)
+{
+	struct answer *a;
+	size_t i;
+
+	for (i = 0; i < nanswers; i++)
+		if (zmq_msg_size(&answers[i].id) == zmq_msg_size(id) &&
+		    memcmp(zmq_msg_data(&answers[i].id), zmq_msg_data(id),
+		    zmq_msg_size(id)) == 0) {
+			answer_drop(i);
+			break;
+		}
+	if (nanswers == ANSWERS_MAX)
+		answer_drop(0);		/* the likeliest given up on */
+	a = &answers[nanswers++];
+	zmq_msg_init(&a->id);
+	zmq_msg_copy(&a->id, id);
+	a->next = seq + 1;
+	a->last = last;
+	a->left = SINCE_MAX;
+	a->asked = now_ms();
+}
+
+/* One slice of the oldest answer. */
+static void
+answer_some(void)
+{
+	struct answer *a = &answers[0];
 	struct event end;
 	unsigned char k[8];
 	MDB_cursor *cur;
+	MDB_txn *txn;
 	MDB_val key, val;
+	uint64_t until = now_ms() - a->asked < BUS_SYNC_TIMEOUT_MS / 2 ?
+	    now_ms() + SLICE_MS : UINT64_MAX;
 	size_t n = 0;
-	int op;
+	int op, cut = 0;	/* ended early */
 
-	if (mdb_cursor_open(txn, st.log, &cur) != 0)
-		fatalx("cursor");
-	store_key_u64(k, seq + 1);
+	if (store_begin(&st, &txn, 1) != 0 ||
+	    mdb_cursor_open(txn, st.log, &cur) != 0)
+		fatalx("read transaction");
+	store_key_u64(k, a->next);
 	key.mv_size = 8;
 	key.mv_data = k;
-	for (op = MDB_SET_RANGE; n < SINCE_MAX &&
-	    mdb_cursor_get(cur, &key, &val, op) == 0; op = MDB_NEXT) {
-		if (bus_send_raw_to(sync_sock, id, val.mv_data,
-		    val.mv_size) == -1)
-			break;	/* the consumer will ask again */
+	for (op = MDB_SET_RANGE; a->left > 0 && a->next <= a->last &&
+	    (n < SLICE_MIN || n % 64 != 0 || now_ms() < until); op = MDB_NEXT) {
+		if (mdb_cursor_get(cur, &key, &val, op) != 0 ||
+		    store_u64_key(key.mv_data) != a->next ||
+		    bus_send_raw_to(sync_sock, &a->id, val.mv_data,
+		    val.mv_size) == -1) {
+			cut = 1;
+			break;
+		}
+		a->next++;
+		a->left--;
 		n++;
 	}
 	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	if (!cut && a->left > 0 && a->next <= a->last)
+		return;
 	event_init(&end, EV_SINCE_END);
-	end.seq = last;
+	end.seq = a->last;
 	end.time = now_ms();
-	bus_send_to(sync_sock, id, &end);
-	return n;
+	bus_send_to(sync_sock, &a->id, &end);
+	answer_drop(0);
 }
 
 /*
@@ -278,13 +362,13 @@ answer_since(zmq_msg_t *id, uint64_t seq)
 		fatalx("read transaction");
 	first = store_first_seq(&st, txn);
 	last = store_last_seq(&st, txn);
-	if (first > seq + 1)
+	if (first > seq + 1) {
 		n = answer_state(txn, id, last);
-	else
-		n = answer_log(txn, id, seq, last);
+		log_debug("SINCE %llu: %zu state events",
+		    (unsigned long long)seq, n);
+	} else
+		answer_log(id, seq, last);
 	mdb_txn_abort(txn);
-	log_debug("SINCE %llu: %zu %s", (unsigned long long)seq, n,
-	    first > seq + 1 ? "state events" : "records");
 }
 
 /* SINCE asked while claims are held: answered once they are decided. */
@@ -342,86 +426,45 @@ on_since(void)
 }
 
 /*
- * Compaction by policy: when the log holds more than compact_records
- * records or compact_mb MiB, or its oldest record after the snapshot is
- * older than compact_age.  A SNAPSHOT record is logged and the tables are copied
- * beside it, in one durable transaction that also drops everything before
- * it; consumers that were further behind get the state instead.
+ * Compaction by policy (compact.c): when the log holds more than
+ * compact_records records or compact_mb MiB, or its oldest record after
+ * the snapshot is older than compact_age.  A SNAPSHOT record is logged
+ * alone in its transaction; the copy of the tables at it and the deletion
+ * of the log before it go on in steps, one after each batch, so that no
+ * decision waits for more than one step.  Consumers that were further
+ * behind than the log reaches get the state instead.
  */
-static uint64_t	first_seq;
-
-/*
- * The pages the log takes: records of up to 1,024 backends make a count
- * of records a poor bound on bytes, so compact_mb bounds them too.
- */
-static uint64_t
-log_bytes(MDB_txn *txn)
-{
-	MDB_stat ms;
-
-	if (mdb_stat(txn, st.log, &ms) != 0)
-		return 0;
-	return (uint64_t)(ms.ms_branch_pages + ms.ms_leaf_pages +
-	    ms.ms_overflow_pages) * ms.ms_psize;
-}
-
-static int
-compact_due(uint64_t now, int by_age)
-{
-	struct event ev;
-	MDB_txn *txn;
-	MDB_val key, val;
-	unsigned char k[8];
-	char err[128];
-	uint64_t seq = first_seq, t = 0;
-
-	if (al.seq >= first_seq + conf.compact_records)
-		return 1;
-	if (al.seq <= first_seq)
-		return 0;
-	if (store_begin(&st, &txn, 1) != 0)
-		fatalx("read transaction");
-	if (log_bytes(txn) >= (uint64_t)conf.compact_mb << 20) {
-		mdb_txn_abort(txn);
-		return 1;
-	}
-	if (!by_age || conf.compact_age == 0) {
-		mdb_txn_abort(txn);
-		return 0;
-	}
-	for (;; seq++) {
-		store_key_u64(k, seq);
-		key.mv_size = 8;
-		key.mv_data = k;
-		if (mdb_get(txn, st.log, &key, &val) != 0 || event_decode(&ev,
-		    val.mv_data, val.mv_size, err, sizeof(err)) == -1)
-			break;
-		/* event_free() clears the event: read it first */
-		if (ev.type != EV_SNAPSHOT) {
-			t = ev.time;
-			event_free(&ev);
-			break;
-		}
-		event_free(&ev);
-	}
-	mdb_txn_abort(txn);
-	return t != 0 && now > t + (uint64_t)conf.compact_age * 1000;
-}
-
 static void
-compact(uint64_t now)
+snapshot(uint64_t now)
 {
+	MDB_envinfo info;
+	MDB_stat ms;
 	struct event ev;
-	uint64_t before = first_seq;
 
 	event_init(&ev, EV_SNAPSHOT);
 	ev.time = now;
 	commit_batch(&ev, 1);
 	publish();
-	first_seq = al.seq;
-	log_info("compacted the log: %llu records before seq %llu "
-	    "dropped in %llu ms", (unsigned long long)(al.seq - before),
-	    (unsigned long long)al.seq, (unsigned long long)(now_ms() - now));
+	/*
+	 * The copy and what is written while it runs take new pages: grow
+	 * the map now, rather than give the copy up when it is full.
+	 */
+	mdb_env_info(st.env, &info);
+	mdb_env_stat(st.env, &ms);
+	if ((info.me_last_pgno + 1) * ms.ms_psize > info.me_mapsize / 2)
+		grow();
+	compact_begin(&cp, al.seq, now);
+}
+
+static void
+compact_some(void)
+{
+	int rc;
+
+	if ((rc = compact_step(&cp, al.seq)) == MDB_MAP_FULL)
+		grow();
+	else if (rc != 0)
+		fatalx("compact: %s", mdb_strerror(rc));
 }
 
 /*
@@ -593,7 +636,7 @@ adopt_finish(uint64_t now)
 	batch = adopt_batch(&adopt, now, &n);
 	health_set_ready(1, NULL);
 	al.seq = adopt_base(&adopt);
-	first_seq = al.seq + 1;
+	cp.first = al.seq + 1;
 	commit_batch(batch, n);
 	if (adopt.first && proof_keep(&conf) == -1)
 		fatalx("cannot keep the proof key");
@@ -605,7 +648,7 @@ adopt_finish(uint64_t now)
 	    (unsigned long long)(al.nbadproof + al.ntaken),
 	    (unsigned long long)al.nbadproof, (unsigned long long)al.ntaken,
 	    n - 2, (unsigned long long)waited,
-	    (unsigned long long)(first_seq - 1), (unsigned long long)learned);
+	    (unsigned long long)(cp.first - 1), (unsigned long long)learned);
 	publish();
 	senders_ack(held_senders, &nheld_senders);
 	for (i = 0; i < n; i++)
@@ -636,8 +679,8 @@ on_in_sock(void *arg, int revents)
 	(void)arg;
 	(void)revents;
 	on_input();
-	if (!adopt.active && compact_due(0, 0))
-		compact(now_ms());
+	if (!adopt.active && compact_due(&cp, al.seq, 0, 0))
+		snapshot(now_ms());
 }
 
 static void
@@ -658,21 +701,38 @@ every_second(void *arg)
 	if (adopt.active)
 		return;
 	tick(now);
-	if (compact_due(now, 1))
-		compact(now);
+	if (compact_due(&cp, al.seq, now, 1))
+		snapshot(now);
+}
+
+/* Armed at 0 ms while there is work between turns: the poll waits not. */
+static struct loop_timer	*more_work;
+
+static void
+no_op(void *arg)
+{
+	(void)arg;
 }
 
 /*
- * After each turn: the claims held since an empty start are decided once
- * adopt says so; allocd is ready from then on (at once on a store that
- * has a history).
+ * After each turn: one step of a compaction and one slice of the SINCE
+ * answers under way, between batches of decisions, never in their place.
+ * The claims held since an empty start are decided once adopt says so;
+ * allocd is ready from then on (at once on a store that has a history).
  */
 static void
 after_turn(void *arg)
 {
-	uint64_t now = now_ms();
+	uint64_t now;
 
 	(void)arg;
+	if (nanswers > 0)
+		answer_some();
+	if (compact_busy(&cp))
+		compact_some();
+	if (nanswers > 0 || compact_busy(&cp))
+		loop_timer_set(more_work, 0);
+	now = now_ms();
 	if (adopt.active && adopt_due(&adopt, now)) {
 		adopt_finish(now);
 		bus_heartbeat_period(&hb, BUS_HEARTBEAT_MS);
@@ -704,9 +764,8 @@ main(int argc, char **argv)
 	if (store_begin(&st, &txn, 1) != 0)
 		fatalx("read transaction");
 	alloc_init(&al, &st, &conf, store_last_seq(&st, txn));
-	if ((first_seq = store_first_seq(&st, txn)) == 0)
-		first_seq = al.seq + 1;		/* an empty log */
 	mdb_txn_abort(txn);
+	compact_open(&cp, &st, &conf, al.seq);
 	if (proof_load(&conf, 1, &created) == -1)
 		fatalx("cannot read the proof key");
 	if (created)
@@ -738,6 +797,8 @@ main(int argc, char **argv)
 	bus_heartbeat(&hb, pub_sock, heartbeat_seq, NULL,
 	    adopt.active ? 200 : BUS_HEARTBEAT_MS);
 	loop_timer(1000, 1, every_second, NULL);
+	more_work = loop_timer(0, 0, no_op, NULL);
+	loop_timer_stop(more_work);
 	loop_after(after_turn, NULL);
 	loop_counter("ignored", &ignored);
 	if (adopt.active)
@@ -758,6 +819,9 @@ main(int argc, char **argv)
 	loop_run();
 	log_info("exiting at seq %llu", (unsigned long long)al.seq);
 	metrics_stop();		/* its scrapes read the store */
+	compact_close(&cp);
+	while (nanswers > 0)
+		answer_drop(0);
 	loop_free();
 	bus_close(in_sock);
 	bus_close(pub_sock);

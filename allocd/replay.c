@@ -126,6 +126,7 @@ replay_run(const struct config *conf, const char *dir)
 	MDB_txn *rt, *wt = NULL;
 	MDB_cursor *cur;
 	MDB_val key, val;
+	unsigned char k[8];
 	size_t i, nobs = 0, ndec = 0, intxn = 0;
 	int rc, op, status = 0;
 
@@ -146,8 +147,12 @@ replay_run(const struct config *conf, const char *dir)
 	    mdb_cursor_open(rt, src.log, &cur) != 0)
 		fatalx("replay: cannot read %s", dir);
 
-	for (op = MDB_FIRST; (rc = mdb_cursor_get(cur, &key, &val, op)) == 0;
-	    op = MDB_NEXT) {
+	/* records before the last snapshot are left over from compaction */
+	store_key_u64(k, store_start_seq(&src, rt));
+	key.mv_size = sizeof(k);
+	key.mv_data = k;
+	for (op = MDB_SET_RANGE; (rc = mdb_cursor_get(cur, &key, &val, op)) ==
+	    0; op = MDB_NEXT) {
 		if (event_decode(&obs, val.mv_data, val.mv_size, err,
 		    sizeof(err)) == -1) {
 			printf("seq %llu: undecodable record: %s\n",
@@ -156,9 +161,9 @@ replay_run(const struct config *conf, const char *dir)
 			status = 1;
 			break;
 		}
-		if (op == MDB_FIRST && obs.type == EV_STORE_LOST)
+		if (op == MDB_SET_RANGE && obs.type == EV_STORE_LOST)
 			a.seq = obs.seq - 1;	/* a store that began anew */
-		if (op == MDB_FIRST && obs.type == EV_SNAPSHOT) {
+		if (op == MDB_SET_RANGE && obs.type == EV_SNAPSHOT) {
 			status = from_snapshot(&src, rt, &dst, &a, obs.seq);
 			event_free(&obs);
 			if (status != 0)

@@ -41,7 +41,8 @@ static int	store_env_open(struct store *, const char *, size_t, int,
 int
 store_open(struct store *st, const char *dir, size_t mapsize, int rdonly)
 {
-	return store_env_open(st, dir, mapsize, rdonly, 0);
+	/* a compaction reads a snapshot beside the loop's transactions */
+	return store_env_open(st, dir, mapsize, rdonly, MDB_NOTLS);
 }
 
 /*
@@ -105,11 +106,15 @@ store_env_open(struct store *st, const char *dir, size_t mapsize,
 	    (rc = mdb_dbi_open(txn, "owners", dflags, &st->owners)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "clusters", dflags, &st->clusters)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "meta", dflags, &st->meta)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "snap", dflags, &st->snap)) != 0) {
+	    (rc = mdb_dbi_open(txn, "snap", dflags, &st->snap)) != 0 ||
+	    ((rc = mdb_dbi_open(txn, "snap1", dflags, &st->snap1)) != 0 &&
+	    rc != MDB_NOTFOUND)) {
 		log_warnx("store: open databases: %s", mdb_strerror(rc));
 		mdb_txn_abort(txn);
 		goto fail;
 	}
+	if (rc == MDB_NOTFOUND)
+		st->snap1 = st->snap;	/* read-only, never compacted since */
 	if (store_get_u64(st, txn, "schema", &schema) == MDB_NOTFOUND) {
 		if (!rdonly)
 			store_put_u64(st, txn, "schema", STORE_SCHEMA);
@@ -213,47 +218,33 @@ static const struct {
 #define NTABLES		(sizeof(tables) / sizeof(tables[0]))
 #define TABLE(st, i)	(*(MDB_dbi *)((char *)(st) + tables[i].off))
 
-int
-store_compact(struct store *st, MDB_txn *txn, uint64_t seq)
+uint64_t
+store_start_seq(struct store *st, MDB_txn *txn)
 {
-	unsigned char kbuf[512];
-	MDB_cursor *cur;
-	MDB_val key, val, sk;
-	size_t i;
-	int rc, op;
+	uint64_t first = store_first_seq(st, txn), snap;
 
-	if ((rc = store_put_u64(st, txn, "snapshot", seq)) != 0 ||
-	    (rc = mdb_drop(txn, st->snap, 0)) != 0)
-		return rc;
-	for (i = 0; i < NTABLES; i++) {
-		if ((rc = mdb_cursor_open(txn, TABLE(st, i), &cur)) != 0)
-			return rc;
-		for (op = MDB_FIRST; (rc = mdb_cursor_get(cur, &key, &val,
-		    op)) == 0; op = MDB_NEXT) {
-			if (key.mv_size + 1 > sizeof(kbuf))
-				fatalx("store: a %zu-byte key", key.mv_size);
-			kbuf[0] = (unsigned char)tables[i].tag;
-			memcpy(kbuf + 1, key.mv_data, key.mv_size);
-			sk.mv_size = key.mv_size + 1;
-			sk.mv_data = kbuf;
-			/* letters, then each table's own order: ascending */
-			if ((rc = mdb_put(txn, st->snap, &sk, &val,
-			    MDB_APPEND)) != 0)
-				break;
-		}
-		mdb_cursor_close(cur);
-		if (rc != MDB_NOTFOUND)
-			return rc;
-	}
-	/* everything before the snapshot goes: replay starts from it */
-	if ((rc = mdb_cursor_open(txn, st->log, &cur)) != 0)
-		return rc;
-	while ((rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST)) == 0 &&
-	    store_u64_key(key.mv_data) < seq)
-		if ((rc = mdb_cursor_del(cur, 0)) != 0)
-			break;
-	mdb_cursor_close(cur);
-	return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
+	if (store_get_u64(st, txn, "snapshot", &snap) == 0 && snap > first)
+		return snap;
+	return first;
+}
+
+MDB_dbi
+store_snap(struct store *st, MDB_txn *txn, int other)
+{
+	uint64_t which = 0;
+
+	store_get_u64(st, txn, "snapdb", &which);
+	return (which == 1) != (other != 0) ? st->snap1 : st->snap;
+}
+
+int
+store_snap_table(struct store *st, size_t i, MDB_dbi *dbi, char *tag)
+{
+	if (i >= NTABLES)
+		return -1;
+	*dbi = TABLE(st, i);
+	*tag = tables[i].tag;
+	return 0;
 }
 
 int
@@ -265,7 +256,7 @@ store_restore(struct store *src, MDB_txn *stx, struct store *dst,
 	size_t i;
 	int rc, op;
 
-	if ((rc = mdb_cursor_open(stx, src->snap, &cur)) != 0)
+	if ((rc = mdb_cursor_open(stx, store_snap(src, stx, 0), &cur)) != 0)
 		return rc;
 	for (op = MDB_FIRST; (rc = mdb_cursor_get(cur, &key, &val, op)) == 0;
 	    op = MDB_NEXT) {

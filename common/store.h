@@ -7,8 +7,12 @@
  *	owners	owner key -> struct owner_rec + encoded PORT_SET event
  *	clusters cluster id -> struct cluster_rec + encoded API_SET event
  *	meta	name -> value (schema version, applied generations)
- *	snap	the four tables above as they were at the log's SNAPSHOT
- *		record, each key prefixed by a table letter (o, p, c, m)
+ *	snap	the four tables above as they were at the SNAPSHOT record
+ *		meta "snapshot" names, each key prefixed by a table letter
+ *		(o, p, c, m); snap1 is the other copy (meta "snapdb" says which
+ *		one holds it), filled by a compaction under way
+ * The log is whole from the SNAPSHOT record on; records before it are
+ * left over from a compaction and are being deleted (allocd/compact.c).
  * Commits are durable: the environment is never opened with MDB_NOSYNC.
  */
 #ifndef PORTICO_STORE_H
@@ -64,6 +68,7 @@ struct store {
 	MDB_dbi		 clusters;
 	MDB_dbi		 meta;
 	MDB_dbi		 snap;
+	MDB_dbi		 snap1;
 };
 
 int	 store_open(struct store *, const char *dir, size_t mapsize, int rdonly);
@@ -78,12 +83,15 @@ uint64_t store_last_seq(struct store *, MDB_txn *);
 uint64_t store_first_seq(struct store *, MDB_txn *);
 
 /*
- * Compaction: copy the tables into snap, as the state at seq (the SNAPSHOT
- * record the caller has just appended), then delete every log record
- * before seq.  Replay starts from the copy; the log stays bounded.
+ * Where replay starts: the SNAPSHOT record of the last compaction that
+ * finished (meta "snapshot"), or the log's first record.
  */
-int	 store_compact(struct store *, MDB_txn *, uint64_t seq);
-/* Load src's snap into dst's tables (a scratch store for replay). */
+uint64_t store_start_seq(struct store *, MDB_txn *);
+/* The database holding the snapshot's tables in txn; other: the spare. */
+MDB_dbi	 store_snap(struct store *, MDB_txn *, int other);
+/* The i-th table a snapshot holds, with its key letter; -1 past the last. */
+int	 store_snap_table(struct store *, size_t i, MDB_dbi *, char *tag);
+/* Load src's snapshot into dst's tables (a scratch store for replay). */
 int	 store_restore(struct store *src, MDB_txn *, struct store *dst,
 	    MDB_txn *);
 

@@ -196,7 +196,8 @@ fold_snapshot(struct ctl *c, struct fold *f)
 	struct event ev;
 	int rc, op, r = 0;
 
-	if ((rc = mdb_cursor_open(c->txn, c->st.snap, &cur)) != 0)
+	if ((rc = mdb_cursor_open(c->txn, store_snap(&c->st, c->txn, 0),
+	    &cur)) != 0)
 		return rc;
 	for (op = MDB_FIRST; r == 0 && (rc = mdb_cursor_get(cur, &key, &val,
 	    op)) == 0; op = MDB_NEXT) {
@@ -217,14 +218,15 @@ fold_snapshot(struct ctl *c, struct fold *f)
 }
 
 /*
- * Can the log say what the state was at seq?  From its first record on:
- * a compacted log starts with a SNAPSHOT whose tables (in snap) are the
- * state there; *snapped says so.
+ * Can the log say what the state was at seq?  From its start on: a
+ * compacted log starts with a SNAPSHOT whose tables (store_snap()) are the
+ * state there; *snapped says so.  Records before it, left over while a
+ * compaction deletes them, count as compacted away.
  */
 static int
 state_reachable(struct ctl *c, uint64_t at, int *snapped)
 {
-	uint64_t first = store_first_seq(&c->st, c->txn);
+	uint64_t first = store_start_seq(&c->st, c->txn);
 	uint64_t last = store_last_seq(&c->st, c->txn);
 	uint64_t snap;
 
@@ -283,7 +285,8 @@ cmd_log_state(struct ctl *c, int argc, char **argv)
 	if ((f = calloc(1, sizeof(*f))) == NULL)
 		fatal("state");
 	if ((snapped && (rc = fold_snapshot(c, f)) != 0) ||
-	    (rc = ctl_walk(c, 0, at, fold_one, f)) != 0) {
+	    (rc = ctl_walk(c, store_start_seq(&c->st, c->txn), at, fold_one,
+	    f)) != 0) {
 		if (rc == -1)
 			log_warnx("out of memory");
 		else

@@ -9,12 +9,16 @@
  *    with new backends, so each one causes a decision; at most WINDOW
  *    unacknowledged at a time.
  * 2. decision latency at a steady RATE: from the send of an observation to
- *    the ACK that covers it (the ACK comes after the durable commit).
+ *    the ACK that covers it (the ACK comes after the durable commit).  The
+ *    client sends what is due each millisecond and sleeps in between.
  * 3. start-up: allocd restarted on that store; time to its pid file, RSS;
  *    then again with WAITERS more owners, who find the ports full and
  *    wait (100,000 owners in all), and allocd's CPU while idle with them
  *    (it looks once a second whether a waiter can have a port).
- * 4. churn: CHURN expose/unexpose observations under the default
+ * 4. a compaction at 100,000 owners, under churn paced at GAP_RATE: the
+ *    longest gap between two ACKs while observations were waiting (every
+ *    observation causes a decision), and the ACK latency through it.
+ * 5. churn: CHURN expose/unexpose observations under the default
  *    compaction policy; ACK latency through it (compactions included), the
  *    store's size and the log's length after.
  */
@@ -44,12 +48,16 @@
 #define CHURN_OWNERS 2000
 #define WAITERS	70000		/* owners beyond the ports: 100,000 in all */
 #define IDLE_S	5
+#define GAP_RATE 20000		/* obs/s while a compaction is timed */
+#define GAP_CHUNKS 60		/* at most, of one second each */
 
 static const char	*allocd, *work;
 static char		 conf[600], pidfile[600], logfile[600];
 static uint64_t		*sent_at;	/* by seq */
 static double		*lat;
 static size_t		 nlat;
+static uint64_t		 last_ack_us;	/* when the last ACK came */
+static double		 gap_max;	/* ms, between ACKs, work waiting */
 
 static uint64_t
 now_us(void)
@@ -155,6 +163,13 @@ drain(void *s, uint64_t acked, uint64_t upto, uint64_t sent, int block)
 		while (bus_recv(s, &ev, NULL) == 1) {
 			if (ev.type == EV_ACK && ev.seq > acked) {
 				t = now_us();
+				/* sent and unacknowledged all along */
+				if (last_ack_us != 0 && acked < sent &&
+				    (double)(t - last_ack_us) / 1000.0 >
+				    gap_max)
+					gap_max = (double)(t - last_ack_us) /
+					    1000.0;
+				last_ack_us = t;
 				for (q = acked + 1; q <= ev.seq; q++)
 					if (lat != NULL)
 						lat[nlat++] = (double)(t -
@@ -185,13 +200,21 @@ run(void *s, uint64_t *seq, size_t n, unsigned rate,
     void (*make)(struct event *, uint64_t, size_t))
 {
 	uint64_t base = *seq, acked = *seq, t0 = now_us();
+	zmq_pollitem_t it = { s, 0, ZMQ_POLLIN, 0 };
 	struct event ev;
 	size_t i;
 
 	for (i = 0; i < n; i++) {
+		/*
+		 * Paced: what is due is sent at once, and the client sleeps
+		 * on the socket (1 ms at most) in between, rather than spin
+		 * on a core that allocd needs on this two-core machine.
+		 */
 		while (rate != 0 && now_us() - t0 < (uint64_t)i * 1000000 /
-		    rate)
+		    rate) {
+			zmq_poll(&it, 1, 1);
 			acked = drain(s, acked, *seq, *seq, 0);
+		}
 		while (*seq - acked >= WINDOW)
 			acked = drain(s, acked, *seq - WINDOW / 2, *seq, 1);
 		make(&ev, ++*seq, i);
@@ -315,6 +338,51 @@ make_churn(struct event *ev, uint64_t seq, size_t i)
 	route(ev, seq, (unsigned)((i / 2) % CHURN_OWNERS), 30000, (int)(i & 1));
 }
 
+/*
+ * Churn paced at GAP_RATE, one second at a time, until allocd has logged
+ * one more compaction than before (and one second more): the longest gap
+ * between decisions, and their latency, across it.
+ */
+static void
+compaction_gap(const char *ep)
+{
+	uint64_t seq = 0;
+	double longest;
+	size_t i, n = (size_t)GAP_RATE * GAP_CHUNKS;
+	int before = (int)compactions(&longest), after = 0;
+	void *s;
+
+	if ((sent_at = calloc(n + 2, sizeof(*sent_at))) == NULL ||
+	    (lat = calloc(n + 2, sizeof(*lat))) == NULL)
+		fatal("bench");
+	s = bus_socket(ZMQ_DEALER);
+	bus_connect(s, ep);
+	nlat = 0;
+	gap_max = 0;
+	last_ack_us = 0;
+	for (i = 0; i < GAP_CHUNKS && after < 2; i++) {
+		run(s, &seq, GAP_RATE, GAP_RATE, make_churn);
+		/* the gap between chunks is the client's, not allocd's */
+		last_ack_us = 0;
+		if (after > 0 || (int)compactions(&longest) > before)
+			after++;
+	}
+	if (after == 0)
+		fatalx("no compaction in %d s of churn", GAP_CHUNKS);
+	emit("compaction_gap_rate", GAP_RATE, "obs/s");
+	emit("compaction_gap_seconds", (double)i, "s");
+	emit("compaction_decision_gap_max", gap_max, "ms");
+	qsort(lat, nlat, sizeof(*lat), cmp);
+	emit("compaction_decision_latency_p50", lat[nlat / 2], "ms");
+	emit("compaction_decision_latency_p99", lat[nlat * 99 / 100], "ms");
+	emit("compaction_decision_latency_max", lat[nlat - 1], "ms");
+	bus_close(s);
+	free(sent_at);
+	free(lat);
+	sent_at = NULL;
+	lat = NULL;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -410,6 +478,7 @@ main(int argc, char **argv)
 	sleep(IDLE_S);
 	emit("idle_cpu_with_100k_owners", (cpu_s(pid) - secs) / IDLE_S *
 	    100.0, "%");
+	compaction_gap(ep);
 
 	bus_close(s);
 	s = bus_socket(ZMQ_DEALER);

@@ -9,6 +9,10 @@ Killed 100 times, without compaction; at the end
 - renderd, which consumed allocd's stream through all of it, renders exactly
   the ports the log says are held: every gap it saw, it repaired.
 
+Killed during compactions (in the read of the tables, the write of their
+copy or the deletion of the log before it) until a restart had one to finish:
+no owner moves, and replay from the snapshot decides what was recorded.
+
 Killed 30 times or more with the log compacted every 1,000 records: after every
 restart the state allocd serves keeps every owner on its one port, the log
 stays bounded and starts at a SNAPSHOT, replay from that snapshot decides
@@ -297,5 +301,75 @@ def test_allocd_sigkill_with_compaction():
         out = rig.replay()
         assert "starting from the snapshot at seq" in out, out
         assert "sanitizer" not in (rig.allocd.log() + rig.renderd.log()).lower()
+    finally:
+        rig.close()
+
+
+def test_allocd_sigkill_during_compaction():
+    """Killed while a compaction is under way (allocd logged its start, not
+    its end), again and again: each restart forgets the half copy or
+    finishes deleting the log before the snapshot, no owner ever moves, the
+    log ends up bounded, and replay from the snapshot decides exactly what
+    was recorded.  5,000 owners wait for one of the 48 ports, so that the
+    tables take several steps to copy."""
+    rig = Rig("compact_records = 1000\n")
+    try:
+        rig.start_allocd()
+        rig.connect()
+        rig.resync()
+        for i in range(5000):
+            rig.seq += 1
+            rig.sock.send(msgpack.packb([1, EV_ROUTE, rig.seq, 0, {
+                "c": "crash", "ns": "wait", "n": "vs-%d" % i, "r": 0,
+                "b": [["10.0.0.2", 30000, 1]]}]))
+        testlib.wait_until(lambda: rig.sock.poll(100) and
+                           msgpack.unpackb(rig.sock.recv())[2] == rig.seq,
+                           60, "the waiting owners acknowledged")
+
+        port_of, cut, finished, kills = {}, 0, 0, 0
+        deadline = time.monotonic() + 180
+        while cut < 5 or finished < 1:
+            assert time.monotonic() < deadline, \
+                "%d kills, %d of them during a compaction, %d restarts " \
+                "finished one" % (kills, cut, finished)
+            log = rig.allocd.log()
+            started = log.count("compacting the log:")
+            # churn until the next compaction has started, then kill
+            while log.count("compacting the log:") == started:
+                assert time.monotonic() < deadline, "no compaction starts"
+                rig.churn(0.002)
+                log = rig.allocd.log()
+            # anywhere in it: reading, writing the copy, trimming
+            rig.churn(rig.rng.uniform(0, 0.03))
+            rig.allocd.kill9()
+            kills += 1
+            log = rig.allocd.log()
+            if log.count("compacting the log:") > log.count("compacted the log:"):
+                cut += 1
+            rig.start_allocd()
+            if "finishing the compaction" in rig.allocd.log():
+                finished += 1
+            ports, last, compacted = held_ports(rig)
+            for owner, p in ports.items():
+                assert port_of.setdefault(owner, p) == p, \
+                    "%s moved from %d to %d" % (owner, port_of[owner], p)
+        print("%d kills, %d during a compaction, %d restarts finished one"
+              % (kills, cut, finished))
+        rig.settle()
+
+        # idle, allocd finishes what it started: the log starts at its
+        # snapshot and is bounded
+        def trimmed():
+            cp = subprocess.run(["mdb_stat", "-s", "log",
+                                 os.path.join(rig.work, "store")],
+                                capture_output=True, text=True, check=True)
+            return int(cp.stdout.split("Entries: ")[1].split()[0]) <= \
+                1000 + 2 * OWNERS + 200
+        testlib.wait_until(trimmed, 30, "the log trimmed")
+        ports, last, compacted = held_ports(rig)
+        assert compacted
+        out = rig.replay()
+        assert "starting from the snapshot at seq" in out, out
+        assert "sanitizer" not in rig.allocd.log().lower()
     finally:
         rig.close()

@@ -1,9 +1,8 @@
 /*
  * test_store — the LMDB store: the log appends in order and survives a
  * reopen, an append out of order is a fatal invariant break, meta values
- * round-trip, a read-only open sees what the writer committed, and a
- * compaction keeps the tables beside its SNAPSHOT record while dropping the
- * log before it.
+ * round-trip, and a read-only open sees what the writer committed
+ * (compaction: test_compact).
  */
 #include <sys/wait.h>
 
@@ -206,86 +205,6 @@ test_keys(void **state)
 	assert_true(store_u64_key(a) == UINT64_MAX);
 }
 
-static void
-put(MDB_txn *txn, MDB_dbi dbi, const char *k, const char *v)
-{
-	MDB_val key = { strlen(k), (void *)k }, val = { strlen(v), (void *)v };
-
-	assert_int_equal(mdb_put(txn, dbi, &key, &val, 0), 0);
-}
-
-static void
-expect(MDB_txn *txn, MDB_dbi dbi, const char *k, const char *v)
-{
-	MDB_val key = { strlen(k), (void *)k }, val;
-
-	assert_int_equal(mdb_get(txn, dbi, &key, &val), 0);
-	assert_int_equal(val.mv_size, strlen(v));
-	assert_memory_equal(val.mv_data, v, val.mv_size);
-}
-
-/*
- * After a compaction the log starts at the SNAPSHOT record, and a scratch
- * store restored from the snapshot holds the tables as they were then,
- * not as they are after later changes.
- */
-static void
-test_compact_restore(void **state)
-{
-	struct store st, scratch;
-	char dir2[80];
-	struct event ev;
-	MDB_txn *txn, *wt;
-	uint64_t seq, v;
-
-	(void)state;
-	assert_int_equal(store_open(&st, dir, 1 << 20, 0), 0);
-	assert_int_equal(store_begin(&st, &txn, 0), 0);
-	for (seq = 1; seq <= 300; seq++)
-		append(&st, txn, seq, "c1");
-	put(txn, st.owners, "c1/ns/vs/0", "owner-a");
-	put(txn, st.owners, "c1/ns/vs/1", "owner-b");
-	put(txn, st.ports, "\x75\x30", "port-a");
-	put(txn, st.clusters, "c1", "cluster-1");
-	event_init(&ev, EV_SNAPSHOT);
-	ev.seq = 301;
-	ev.time = 5000;
-	assert_int_equal(store_append(&st, txn, &ev), 0);
-	assert_int_equal(store_compact(&st, txn, 301), 0);
-	assert_int_equal(mdb_txn_commit(txn), 0);
-
-	/* later changes do not reach the snapshot */
-	assert_int_equal(store_begin(&st, &txn, 0), 0);
-	put(txn, st.owners, "c1/ns/vs/0", "owner-changed");
-	append(&st, txn, 302, "c1");
-	assert_int_equal(mdb_txn_commit(txn), 0);
-
-	assert_int_equal(store_begin(&st, &txn, 1), 0);
-	assert_true(store_first_seq(&st, txn) == 301);
-	assert_true(store_last_seq(&st, txn) == 302);
-	assert_int_equal(store_get_u64(&st, txn, "snapshot", &v), 0);
-	assert_true(v == 301);
-
-	snprintf(dir2, sizeof(dir2), "%s/scratch", dir);
-	assert_int_equal(store_open(&scratch, dir2, 1 << 20, 0), 0);
-	assert_int_equal(store_begin(&scratch, &wt, 0), 0);
-	assert_int_equal(store_restore(&st, txn, &scratch, wt), 0);
-	assert_int_equal(mdb_txn_commit(wt), 0);
-	mdb_txn_abort(txn);
-
-	assert_int_equal(store_begin(&scratch, &wt, 1), 0);
-	expect(wt, scratch.owners, "c1/ns/vs/0", "owner-a");
-	expect(wt, scratch.owners, "c1/ns/vs/1", "owner-b");
-	expect(wt, scratch.ports, "\x75\x30", "port-a");
-	expect(wt, scratch.clusters, "c1", "cluster-1");
-	assert_int_equal(store_get_u64(&scratch, wt, "snapshot", &v), 0);
-	assert_true(v == 301);
-	assert_true(store_last_seq(&scratch, wt) == 0);	/* tables only */
-	mdb_txn_abort(wt);
-	store_close(&scratch);
-	store_close(&st);
-}
-
 int
 main(void)
 {
@@ -300,8 +219,6 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_readonly_sees_commits,
 		    setup, teardown),
 		cmocka_unit_test(test_keys),
-		cmocka_unit_test_setup_teardown(test_compact_restore,
-		    setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
