@@ -72,7 +72,8 @@ $(foreach t,$(TOOLS),$(eval $(call daemon_rule,$(t))))
 
 # Unit tests link the daemon file they test, minus its main().
 $(BUILD)/tests/test_alloc: $(BUILD)/obj/tests/unit/test_alloc.o \
-    $(BUILD)/obj/allocd/alloc.o $(BUILD)/obj/allocd/hosts.o \
+    $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard allocd/alloc.c allocd/alloc_*.c)) \
+    $(BUILD)/obj/allocd/hosts.o \
     $(BUILD)/obj/allocd/limits.o $(BUILD)/obj/allocd/proof.o $(COMMON_OBJS)
 $(BUILD)/tests/test_envoy: $(BUILD)/obj/tests/unit/test_envoy.o \
     $(BUILD)/obj/applyd/envoy.o $(BUILD)/obj/applyd/file.o $(COMMON_OBJS)
