@@ -623,7 +623,7 @@ alloc_observe(struct alloc *a, MDB_txn *txn, const struct event *in)
 		for (i = 0; i < a->conf->nproxies; i++)
 			if (strcmp(a->conf->proxies[i].name, in->proxy) == 0)
 				break;
-		snprintf(name, sizeof(name), "applied.%s", in->proxy);
+		snprintf(name, sizeof(name), "%s%s", STORE_META_APPLIED, in->proxy);
 		if (i == a->conf->nproxies) {
 			log_warnx("alloc: APPLIED from unknown proxy %s",
 			    in->proxy);

@@ -18,40 +18,14 @@ int
 alloc_get_cluster(struct alloc *a, MDB_txn *txn, const char *c,
     struct cluster_rec *rec, MDB_val *rest)
 {
-	MDB_val key = { strlen(c), (void *)c }, val;
-	int rc;
-
-	memset(rec, 0, sizeof(*rec));
-	if ((rc = mdb_get(txn, a->st->clusters, &key, &val)) != 0)
-		return rc;
-	if (val.mv_size < sizeof(*rec))
-		fatalx("alloc: cluster %s: short record", c);
-	memcpy(rec, val.mv_data, sizeof(*rec));
-	if (rest != NULL) {
-		rest->mv_size = val.mv_size - sizeof(*rec);
-		rest->mv_data = (char *)val.mv_data + sizeof(*rec);
-	}
-	return 0;
+	return store_cluster_get(a->st, txn, c, rec, rest);
 }
 
 static int
 put_cluster(struct alloc *a, MDB_txn *txn, const char *c,
     const struct cluster_rec *rec, const void *rest, size_t restlen)
 {
-	MDB_val key = { strlen(c), (void *)c }, val;
-	unsigned char *buf;
-	int rc;
-
-	if ((buf = malloc(sizeof(*rec) + restlen)) == NULL)
-		fatal("alloc: put_cluster");
-	memcpy(buf, rec, sizeof(*rec));
-	if (restlen > 0)
-		memcpy(buf + sizeof(*rec), rest, restlen);
-	val.mv_size = sizeof(*rec) + restlen;
-	val.mv_data = buf;
-	rc = mdb_put(txn, a->st->clusters, &key, &val, 0);
-	free(buf);
-	return rc;
+	return store_cluster_put(a->st, txn, c, rec, rest, restlen);
 }
 
 /*
@@ -65,29 +39,32 @@ hosts_ready(struct alloc *a, MDB_txn *txn)
 	struct cluster_rec crec;
 	struct event ev;
 	MDB_cursor *cur;
-	MDB_val key, val;
+	MDB_val key, val, api;
 	char err[128];
 	uint64_t built;
 	int rc = 0, op;
 
-	if (store_get_u64(a->st, txn, HOSTS_BUILT, &built) == 0)
+	if (store_get_u64(a->st, txn, STORE_META_HOSTS_BUILT, &built) == 0)
 		return 0;
 	if (mdb_cursor_open(txn, a->st->clusters, &cur) != 0)
 		fatalx("alloc: cursor");
 	for (op = MDB_FIRST; rc == 0 &&
 	    mdb_cursor_get(cur, &key, &val, op) == 0; op = MDB_NEXT) {
-		memcpy(&crec, val.mv_data, sizeof(crec));
-		if (!crec.up || val.mv_size <= sizeof(crec))
+		if (store_cluster_decode(&val, &crec, &api) == -1)
+			fatalx("alloc: cluster %.*s: bad record",
+			    (int)key.mv_size, (char *)key.mv_data);
+		if (!crec.up || api.mv_size == 0)
 			continue;
-		if (event_decode(&ev, (char *)val.mv_data + sizeof(crec),
-		    val.mv_size - sizeof(crec), err, sizeof(err)) == -1)
+		if (event_decode(&ev, api.mv_data, api.mv_size, err,
+		    sizeof(err)) == -1)
 			fatalx("alloc: cluster %.*s: %s", (int)key.mv_size,
 			    (char *)key.mv_data, err);
 		rc = hosts_adopt(a, txn, ev.host, ev.cluster);
 		event_free(&ev);
 	}
 	mdb_cursor_close(cur);
-	return rc != 0 ? rc : store_put_u64(a->st, txn, HOSTS_BUILT, 1);
+	return rc != 0 ? rc : store_put_u64(a->st, txn,
+	    STORE_META_HOSTS_BUILT, 1);
 }
 
 /* The API_SET a cluster's record holds, when it is up. */
@@ -196,7 +173,6 @@ alloc_on_cluster_down(struct alloc *a, MDB_txn *txn, const struct event *obs)
 {
 	struct cluster_rec rec;
 	struct event d, old;
-	MDB_val key = { strlen(obs->cluster), (void *)obs->cluster };
 	char host[254] = "";
 	int rc;
 
@@ -216,7 +192,7 @@ alloc_on_cluster_down(struct alloc *a, MDB_txn *txn, const struct event *obs)
 		if ((rc = alloc_emit(a, txn, &d, obs->time)) != 0)
 			return rc;
 	}
-	if ((rc = mdb_del(txn, a->st->clusters, &key, NULL)) != 0 ||
+	if ((rc = store_cluster_del(a->st, txn, obs->cluster)) != 0 ||
 	    (host[0] != '\0' &&
 	    (rc = api_let_go(a, txn, obs->cluster, host, obs->time)) != 0))
 		return rc;

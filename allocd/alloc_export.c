@@ -26,7 +26,7 @@ state_faults(struct alloc *a, MDB_txn *txn,
 	size_t n, i;
 	int rc = 0;
 
-	own = alloc_meta_list(a, txn, FAULT_PREFIX, &why);
+	own = alloc_meta_list(a, txn, STORE_META_FAULT, &why);
 	for (n = 0; own[n] != NULL; n++)
 		;
 	for (i = 0; i < n && rc == 0; i++) {
@@ -54,7 +54,7 @@ alloc_state(struct alloc *a, MDB_txn *txn,
 	struct owner_rec rec;
 	struct event ev, set;
 	MDB_cursor *cur;
-	MDB_val key, val;
+	MDB_val key, val, ev_val;
 	char err[128];
 	int rc = 0, op;
 
@@ -62,14 +62,13 @@ alloc_state(struct alloc *a, MDB_txn *txn,
 		fatalx("alloc: cursor");
 	for (op = MDB_FIRST; rc == 0 &&
 	    mdb_cursor_get(cur, &key, &val, op) == 0; op = MDB_NEXT) {
-		/* LMDB does not align values: copy the record out */
-		if (val.mv_size <= sizeof(crec))
+		if (store_cluster_decode(&val, &crec, &ev_val) == -1)
+			fatalx("alloc: cluster %.*s: bad record",
+			    (int)key.mv_size, (char *)key.mv_data);
+		if (!crec.up || ev_val.mv_size == 0)
 			continue;
-		memcpy(&crec, val.mv_data, sizeof(crec));
-		if (!crec.up)
-			continue;
-		if (event_decode(&ev, (char *)val.mv_data + sizeof(crec),
-		    val.mv_size - sizeof(crec), err, sizeof(err)) == -1)
+		if (event_decode(&ev, ev_val.mv_data, ev_val.mv_size, err,
+		    sizeof(err)) == -1)
 			fatalx("alloc: cluster %.*s: %s", (int)key.mv_size,
 			    (char *)key.mv_data, err);
 		rc = fn(&ev, arg);
@@ -80,11 +79,12 @@ alloc_state(struct alloc *a, MDB_txn *txn,
 		fatalx("alloc: cursor");
 	for (op = MDB_FIRST; rc == 0 &&
 	    mdb_cursor_get(cur, &key, &val, op) == 0; op = MDB_NEXT) {
-		memcpy(&rec, val.mv_data, sizeof(rec));
+		if (store_owner_decode(&val, &rec, &ev_val) == -1)
+			fatalx("alloc: owner %.*s: bad record",
+			    (int)key.mv_size, (char *)key.mv_data);
 		if (rec.state == OWN_ACTIVE) {
-			if (event_decode(&set, (char *)val.mv_data +
-			    sizeof(rec), val.mv_size - sizeof(rec), err,
-			    sizeof(err)) == -1 || set.type != EV_PORT_SET)
+			if (event_decode(&set, ev_val.mv_data, ev_val.mv_size,
+			    err, sizeof(err)) == -1 || set.type != EV_PORT_SET)
 				fatalx("alloc: owner %.*s: no PORT_SET",
 				    (int)key.mv_size, (char *)key.mv_data);
 			rc = fn(&set, arg);

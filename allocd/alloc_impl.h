@@ -7,9 +7,6 @@
 
 #include "alloc.h"
 
-/* Faults are kept in meta as "fault/<owner>" = reason, while they stand. */
-#define FAULT_PREFIX	"fault/"
-
 /* alloc.c */
 void	alloc_forget_full(struct alloc *a);
 int	alloc_emit(struct alloc *a, MDB_txn *txn, struct event *ev,

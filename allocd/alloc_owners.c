@@ -25,23 +25,19 @@ int
 alloc_get_owner(struct alloc *a, MDB_txn *txn, const char *owner,
     struct owner_rec *rec, struct event *set)
 {
-	MDB_val key = { strlen(owner), (void *)owner }, val;
+	MDB_val ev;
 	char err[128];
 	int rc;
 
-	if ((rc = mdb_get(txn, a->st->owners, &key, &val)) != 0)
+	if ((rc = store_owner_get(a->st, txn, owner, rec, &ev)) != 0)
 		return rc;
-	if (val.mv_size < sizeof(*rec))
-		fatalx("alloc: owner %s: short record", owner);
-	memcpy(rec, val.mv_data, sizeof(*rec));
 	if (set == NULL)
 		return 0;
-	if (val.mv_size == sizeof(*rec)) {
+	if (ev.mv_size == 0) {
 		event_init(set, EV_NONE);
 		return 0;
 	}
-	if (event_decode(set, (char *)val.mv_data + sizeof(*rec),
-	    val.mv_size - sizeof(*rec), err, sizeof(err)) == -1)
+	if (event_decode(set, ev.mv_data, ev.mv_size, err, sizeof(err)) == -1)
 		fatalx("alloc: owner %s: %s", owner, err);
 	return 0;
 }
@@ -50,27 +46,15 @@ int
 alloc_put_owner(struct alloc *a, MDB_txn *txn, const char *owner,
     const struct owner_rec *rec, const struct event *set)
 {
-	MDB_val key = { strlen(owner), (void *)owner }, val;
-	unsigned char *buf = NULL, *rbuf;
+	unsigned char *buf = NULL;
 	size_t len = 0;
 	int rc;
 
 	if (set != NULL && set->type != EV_NONE &&
 	    event_encode(set, &buf, &len) == -1)
 		fatalx("alloc: owner %s: cannot encode", owner);
-	if ((rc = owner_account(a, txn, owner, rec, set, buf, len)) != 0) {
-		free(buf);
-		return rc;
-	}
-	if ((rbuf = malloc(sizeof(*rec) + len)) == NULL)
-		fatal("alloc: put_owner");
-	memcpy(rbuf, rec, sizeof(*rec));
-	if (len > 0)
-		memcpy(rbuf + sizeof(*rec), buf, len);
-	val.mv_size = sizeof(*rec) + len;
-	val.mv_data = rbuf;
-	rc = mdb_put(txn, a->st->owners, &key, &val, 0);
-	free(rbuf);
+	if ((rc = owner_account(a, txn, owner, rec, set, buf, len)) == 0)
+		rc = store_owner_put(a->st, txn, owner, rec, buf, len);
 	free(buf);
 	return rc;
 }
@@ -78,13 +62,11 @@ alloc_put_owner(struct alloc *a, MDB_txn *txn, const char *owner,
 int
 alloc_del_owner(struct alloc *a, MDB_txn *txn, const char *owner)
 {
-	MDB_val key = { strlen(owner), (void *)owner };
 	int rc;
 
 	if ((rc = owner_account(a, txn, owner, NULL, NULL, NULL, 0)) != 0)
 		return rc;
-	rc = mdb_del(txn, a->st->owners, &key, NULL);
-	return rc == MDB_NOTFOUND ? 0 : rc;
+	return store_owner_del(a->st, txn, owner);
 }
 
 /* The share of its cluster an owner record (and its event) stands for. */
@@ -110,12 +92,12 @@ alloc_owners_count(struct alloc *a, MDB_txn *txn)
 	struct owner_rec rec;
 	struct event set;
 	MDB_cursor *cur;
-	MDB_val key, val;
+	MDB_val key, val, ev;
 	uint64_t built;
 	int rc = 0, op;
 
 	if (a->lim_built ||
-	    (a->lim_built = store_get_u64(a->st, txn, LIMITS_BUILT,
+	    (a->lim_built = store_get_u64(a->st, txn, STORE_META_LIM_BUILT,
 	    &built) == 0))
 		return 0;
 	memset(&zero, 0, sizeof(zero));
@@ -127,18 +109,19 @@ alloc_owners_count(struct alloc *a, MDB_txn *txn)
 			fatalx("alloc: an owner key of %zu bytes", key.mv_size);
 		memcpy(owner, key.mv_data, key.mv_size);
 		owner[key.mv_size] = '\0';
-		memcpy(&rec, val.mv_data, sizeof(rec));
+		if (store_owner_decode(&val, &rec, &ev) == -1)
+			fatalx("alloc: owner %s: bad record", owner);
 		event_init(&set, EV_NONE);
-		if (rec.state == OWN_ACTIVE && event_decode(&set,
-		    (char *)val.mv_data + sizeof(rec), val.mv_size -
-		    sizeof(rec), err, sizeof(err)) == -1)
+		if (rec.state == OWN_ACTIVE && event_decode(&set, ev.mv_data,
+		    ev.mv_size, err, sizeof(err)) == -1)
 			fatalx("alloc: owner %s: %s", owner, err);
 		rec_use(&u, &rec, &set);
 		event_free(&set);
 		rc = limits_account(a, txn, owner, &zero, &u);
 	}
 	mdb_cursor_close(cur);
-	if (rc == 0 && (rc = store_put_u64(a->st, txn, LIMITS_BUILT, 1)) == 0)
+	if (rc == 0 && (rc = store_put_u64(a->st, txn, STORE_META_LIM_BUILT,
+	    1)) == 0)
 		a->lim_built = 1;	/* forgotten again if txn aborts */
 	return rc;
 }
@@ -153,8 +136,8 @@ owner_account(struct alloc *a, MDB_txn *txn, const char *owner,
     const struct owner_rec *rec, const struct event *set,
     const unsigned char *buf, size_t len)
 {
-	MDB_val key = { strlen(owner), (void *)owner }, val;
 	struct lim_use was, now;
+	MDB_val ev;
 	struct owner_rec old;
 	struct event oset;
 	char err[128];
@@ -166,16 +149,14 @@ owner_account(struct alloc *a, MDB_txn *txn, const char *owner,
 	memset(&now, 0, sizeof(now));
 	if (rec != NULL)
 		rec_use(&now, rec, set);
-	if ((rc = mdb_get(txn, a->st->owners, &key, &val)) == 0) {
-		memcpy(&old, val.mv_data, sizeof(old));
+	if ((rc = store_owner_get(a->st, txn, owner, &old, &ev)) == 0) {
 		if (old.state != OWN_ACTIVE)
 			rec_use(&was, &old, NULL);
-		else if (set != NULL && val.mv_size - sizeof(old) == len &&
-		    memcmp((char *)val.mv_data + sizeof(old), buf, len) == 0)
+		else if (set != NULL && ev.mv_size == len &&
+		    memcmp(ev.mv_data, buf, len) == 0)
 			rec_use(&was, &old, set);
 		else {
-			if (event_decode(&oset, (char *)val.mv_data +
-			    sizeof(old), val.mv_size - sizeof(old), err,
+			if (event_decode(&oset, ev.mv_data, ev.mv_size, err,
 			    sizeof(err)) == -1)
 				fatalx("alloc: owner %s: %s", owner, err);
 			rec_use(&was, &old, &oset);
@@ -245,7 +226,9 @@ alloc_collect_owners(struct alloc *a, MDB_txn *txn, const char *prefix,
 	for (; mdb_cursor_get(cur, &key, &val, op) == 0; op = MDB_NEXT) {
 		if (key.mv_size < plen || memcmp(key.mv_data, prefix, plen))
 			break;
-		memcpy(&rec, val.mv_data, sizeof(rec));
+		if (store_owner_decode(&val, &rec, NULL) == -1)
+			fatalx("alloc: owner %.*s: bad record",
+			    (int)key.mv_size, (char *)key.mv_data);
 		if (!keep(a, &rec, arg))
 			continue;
 		if (n + 1 == cap && (list = reallocarray(list, cap *= 2,

@@ -20,41 +20,16 @@ int
 alloc_get_port(struct alloc *a, MDB_txn *txn, unsigned p, char *owner,
     size_t olen, uint64_t *released)
 {
-	unsigned char k[2] = { (unsigned char)(p >> 8), (unsigned char)p };
-	MDB_val key = { 2, k }, val;
-	struct port_rec pr;
-	size_t n;
-	int rc;
+	int rc = store_port_get(a->st, txn, p, owner, olen, released);
 
-	owner[0] = '\0';
-	*released = 0;
-	if ((rc = mdb_get(txn, a->st->ports, &key, &val)) != 0)
-		return rc == MDB_NOTFOUND ? 0 : rc;
-	if (val.mv_size <= sizeof(pr) || val.mv_size - sizeof(pr) >= olen)
-		fatalx("alloc: port %u: bad record", p);
-	memcpy(&pr, val.mv_data, sizeof(pr));
-	n = val.mv_size - sizeof(pr);
-	memcpy(owner, (char *)val.mv_data + sizeof(pr), n);
-	owner[n] = '\0';
-	*released = pr.released;
-	return 0;
+	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 int
 alloc_put_port(struct alloc *a, MDB_txn *txn, unsigned p, const char *owner,
     uint64_t released)
 {
-	unsigned char k[2] = { (unsigned char)(p >> 8), (unsigned char)p };
-	unsigned char buf[sizeof(struct port_rec) + EV_OWNERLEN];
-	struct port_rec pr = { released };
-	MDB_val key = { 2, k }, val;
-	size_t n = strlen(owner);
-
-	memcpy(buf, &pr, sizeof(pr));
-	memcpy(buf + sizeof(pr), owner, n);
-	val.mv_size = sizeof(pr) + n;
-	val.mv_data = buf;
-	return mdb_put(txn, a->st->ports, &key, &val, 0);
+	return store_port_put(a->st, txn, p, owner, released);
 }
 
 /* Ports. */
@@ -130,11 +105,11 @@ static void
 remember_full(struct alloc *a, MDB_txn *txn)
 {
 	uint64_t q = (uint64_t)a->conf->quarantine * 1000, until = UINT64_MAX;
-	struct port_rec pr;
 	MDB_cursor *cur;
-	MDB_val key, val;
+	MDB_val key, val, owner;
+	uint64_t *nc, released;
 	size_t cap = 0;
-	uint64_t *nc;
+	unsigned p;
 	int op;
 
 	alloc_forget_full(a);
@@ -142,11 +117,12 @@ remember_full(struct alloc *a, MDB_txn *txn)
 		fatalx("alloc: cursor");
 	for (op = MDB_FIRST; mdb_cursor_get(cur, &key, &val, op) == 0;
 	    op = MDB_NEXT) {
-		memcpy(&pr, val.mv_data, sizeof(pr));
-		if (pr.released == 0)
+		if (store_port_decode(&key, &val, &p, &released, &owner) == -1)
+			fatalx("alloc: a bad port record");
+		if (released == 0)
 			continue;
-		if (pr.released + q < until)
-			until = pr.released + q;
+		if (released + q < until)
+			until = released + q;
 		if (a->nfull_claims == cap) {
 			cap = cap ? cap * 2 : 64;
 			if ((nc = reallocarray(a->full_claims, cap,
@@ -154,9 +130,8 @@ remember_full(struct alloc *a, MDB_txn *txn)
 				fatal("alloc: full");
 			a->full_claims = nc;
 		}
-		a->full_claims[a->nfull_claims++] = hash_fnv1a_n(
-		    (char *)val.mv_data + sizeof(pr), val.mv_size -
-		    sizeof(pr));
+		a->full_claims[a->nfull_claims++] = hash_fnv1a_n(owner.mv_data,
+		    owner.mv_size);
 	}
 	mdb_cursor_close(cur);
 	if (a->nfull_claims > 1)
@@ -233,12 +208,8 @@ alloc_stranded(struct alloc *a, MDB_txn *txn)
 static int
 del_port(struct alloc *a, MDB_txn *txn, unsigned p)
 {
-	unsigned char k[2] = { (unsigned char)(p >> 8), (unsigned char)p };
-	MDB_val key = { 2, k };
-	int rc = mdb_del(txn, a->st->ports, &key, NULL);
-
 	alloc_forget_full(a);
-	return rc == MDB_NOTFOUND ? 0 : rc;
+	return store_port_del(a->st, txn, p);
 }
 
 /*

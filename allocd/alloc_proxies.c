@@ -18,7 +18,7 @@
 /*
  * What each proxy's last APPLIED said beyond its generation: the ports
  * another program holds on its host, and a generation it could not apply.
- * Kept in meta as "status.<proxy>", the event itself.
+ * Kept in meta as STORE_META_STATUS "<proxy>", the event itself.
  */
 int
 alloc_get_status(struct alloc *a, MDB_txn *txn, const char *px, struct event *st)
@@ -28,10 +28,8 @@ alloc_get_status(struct alloc *a, MDB_txn *txn, const char *px, struct event *st
 	int rc;
 
 	event_init(st, EV_NONE);
-	snprintf(name, sizeof(name), "status.%s", px);
-	key.mv_size = strlen(name);
-	key.mv_data = name;
-	if ((rc = mdb_get(txn, a->st->meta, &key, &val)) != 0)
+	alloc_meta_key(&key, name, sizeof(name), STORE_META_STATUS, px, NULL);
+	if ((rc = store_meta_get(a->st, txn, &key, &val)) != 0)
 		return rc == MDB_NOTFOUND ? 0 : rc;
 	if (event_decode(st, val.mv_data, val.mv_size, err, sizeof(err)) == -1)
 		fatalx("alloc: %s: %s", name, err);
@@ -43,18 +41,15 @@ alloc_put_status(struct alloc *a, MDB_txn *txn, const struct event *obs)
 {
 	char name[96];
 	unsigned char *buf;
-	MDB_val key, val;
+	MDB_val key;
 	size_t len;
 	int rc;
 
-	snprintf(name, sizeof(name), "status.%s", obs->proxy);
-	key.mv_size = strlen(name);
-	key.mv_data = name;
+	alloc_meta_key(&key, name, sizeof(name), STORE_META_STATUS,
+	    obs->proxy, NULL);
 	if (event_encode(obs, &buf, &len) == -1)
 		fatalx("alloc: %s: cannot encode", name);
-	val.mv_size = len;
-	val.mv_data = buf;
-	rc = mdb_put(txn, a->st->meta, &key, &val, 0);
+	rc = store_meta_put(a->st, txn, &key, buf, len);
 	free(buf);
 	return rc;
 }
@@ -111,25 +106,22 @@ keep_failed(const struct alloc *a, const struct owner_rec *rec, uint64_t px)
  * APPLIED looks at them, not at every owner.  A store from before the
  * index gets it built by the first APPLIED ("unlive.indexed").
  */
-#define UNLIVE_PREFIX	"unlive/"
-#define UNLIVE_BUILT	"unlive.indexed"
 
 int
 alloc_unlive_mark(struct alloc *a, MDB_txn *txn, const char *owner, int on)
 {
-	char buf[sizeof(UNLIVE_PREFIX) + EV_OWNERLEN];
-	MDB_val key, val = { 0, (void *)"" };
-	int rc, n;
+	char buf[sizeof(STORE_META_UNLIVE) + EV_OWNERLEN];
+	MDB_val key;
+	int n;
 
-	n = snprintf(buf, sizeof(buf), "%s%s", UNLIVE_PREFIX, owner);
+	n = snprintf(buf, sizeof(buf), "%s%s", STORE_META_UNLIVE, owner);
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		fatalx("alloc: owner %s: too long", owner);
 	key.mv_size = (size_t)n;
 	key.mv_data = buf;
 	if (on)
-		return mdb_put(txn, a->st->meta, &key, &val, 0);
-	rc = mdb_del(txn, a->st->meta, &key, NULL);
-	return rc == MDB_NOTFOUND ? 0 : rc;
+		return store_meta_put(a->st, txn, &key, "", 0);
+	return store_meta_del(a->st, txn, &key);
 }
 
 /* The owners not live yet, sorted; the index is built on first use. */
@@ -140,18 +132,18 @@ unlive_owners(struct alloc *a, MDB_txn *txn, int *rc)
 	uint64_t built;
 
 	*rc = 0;
-	if (store_get_u64(a->st, txn, UNLIVE_BUILT, &built) != 0) {
+	if (store_get_u64(a->st, txn, STORE_META_UNLIVE_BUILT, &built) != 0) {
 		/* active and not live, assigned at any generation */
 		list = alloc_collect_owners(a, txn, "", keep_unlive, UINT64_MAX);
 		for (p = list; *p != NULL && *rc == 0; p++)
 			*rc = alloc_unlive_mark(a, txn, *p, 1);
 		alloc_free_list(list);
 		if (*rc == 0)
-			*rc = store_put_u64(a->st, txn, UNLIVE_BUILT, 1);
+			*rc = store_put_u64(a->st, txn, STORE_META_UNLIVE_BUILT, 1);
 		if (*rc != 0)
 			return NULL;
 	}
-	return alloc_meta_list(a, txn, UNLIVE_PREFIX, NULL);
+	return alloc_meta_list(a, txn, STORE_META_UNLIVE, NULL);
 }
 
 
@@ -193,7 +185,7 @@ add_fault(struct fault **f, size_t *n, size_t *cap, const char *owner,
 static int
 fault_key(MDB_val *key, char *buf, size_t len, const char *owner)
 {
-	int n = snprintf(buf, len, "%s%s", FAULT_PREFIX, owner);
+	int n = snprintf(buf, len, "%s%s", STORE_META_FAULT, owner);
 
 	key->mv_size = (size_t)n;
 	key->mv_data = buf;
@@ -220,8 +212,8 @@ emit_fault(struct alloc *a, MDB_txn *txn, const char *owner, unsigned port,
 static long
 faults_count(struct alloc *a, MDB_txn *txn)
 {
-	size_t plen = strlen(FAULT_PREFIX);
-	MDB_val k = { plen, (void *)FAULT_PREFIX }, v;
+	size_t plen = strlen(STORE_META_FAULT);
+	MDB_val k = { plen, (void *)STORE_META_FAULT }, v;
 	MDB_cursor *cur;
 	long n = 0;
 	int op;
@@ -229,7 +221,7 @@ faults_count(struct alloc *a, MDB_txn *txn)
 	if (mdb_cursor_open(txn, a->st->meta, &cur) != 0)
 		fatalx("alloc: cursor");
 	for (op = MDB_SET_RANGE; mdb_cursor_get(cur, &k, &v, op) == 0 &&
-	    k.mv_size >= plen && memcmp(k.mv_data, FAULT_PREFIX, plen) == 0;
+	    k.mv_size >= plen && memcmp(k.mv_data, STORE_META_FAULT, plen) == 0;
 	    op = MDB_NEXT)
 		n++;
 	mdb_cursor_close(cur);
@@ -240,7 +232,7 @@ faults_count(struct alloc *a, MDB_txn *txn)
 int
 alloc_fault_forget(struct alloc *a, MDB_txn *txn, const char *owner)
 {
-	char buf[sizeof(FAULT_PREFIX) + EV_OWNERLEN];
+	char buf[sizeof(STORE_META_FAULT) + EV_OWNERLEN];
 	MDB_val key;
 	int rc;
 
@@ -271,13 +263,14 @@ fault_clear(struct alloc *a, MDB_txn *txn, const char *owner, uint64_t now)
 static int
 fault_set(struct alloc *a, MDB_txn *txn, const struct fault *f, uint64_t now)
 {
-	char buf[sizeof(FAULT_PREFIX) + EV_OWNERLEN];
-	MDB_val key, val = { strlen(f->why) + 1, (void *)f->why };
+	char buf[sizeof(STORE_META_FAULT) + EV_OWNERLEN];
+	MDB_val key;
 	int rc;
 
 	if (fault_key(&key, buf, sizeof(buf), f->owner) == -1)
 		return 0;
-	if ((rc = mdb_put(txn, a->st->meta, &key, &val, 0)) != 0)
+	if ((rc = store_meta_put(a->st, txn, &key, f->why,
+	    strlen(f->why) + 1)) != 0)
 		return rc;
 	return emit_fault(a, txn, f->owner, f->port, f->why, now);
 }
@@ -291,7 +284,7 @@ faults_merge(struct alloc *a, MDB_txn *txn, const struct fault *f, size_t n,
 	size_t ln, i = 0, j = 0;
 	int c, rc = 0;
 
-	stand = alloc_meta_list(a, txn, FAULT_PREFIX, &why);
+	stand = alloc_meta_list(a, txn, STORE_META_FAULT, &why);
 	for (ln = 0; stand[ln] != NULL; ln++)
 		;
 	while (rc == 0 && (i < n || j < ln)) {
@@ -384,7 +377,7 @@ alloc_on_applied(struct alloc *a, MDB_txn *txn, const struct event *obs)
 	int i, k, held, rc = 0;
 
 	for (i = 0; i < a->conf->nproxies; i++) {
-		snprintf(name, sizeof(name), "applied.%s",
+		snprintf(name, sizeof(name), "%s%s", STORE_META_APPLIED,
 		    a->conf->proxies[i].name);
 		if (strcmp(a->conf->proxies[i].name, obs->proxy) == 0)
 			g = obs->gen;
