@@ -41,13 +41,20 @@ alloc_put_status(struct alloc *a, MDB_txn *txn, const struct event *obs)
 {
 	char name[96];
 	unsigned char *buf;
+	struct event st;
 	MDB_val key;
 	size_t len;
 	int rc;
 
 	alloc_meta_key(&key, name, sizeof(name), STORE_META_STATUS,
 	    obs->proxy, NULL);
-	if (event_encode(obs, &buf, &len) == -1)
+	/*
+	 * Without its seq: the sender's own when it arrives, the log's when
+	 * it is replayed; what the status says must not depend on which.
+	 */
+	st = *obs;
+	st.seq = 0;
+	if (event_encode(&st, &buf, &len) == -1)
 		fatalx("alloc: %s: cannot encode", name);
 	rc = store_meta_put(a->st, txn, &key, buf, len);
 	free(buf);

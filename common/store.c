@@ -293,6 +293,11 @@ store_restore(struct store *src, MDB_txn *stx, struct store *dst,
 		}
 		k.mv_size = key.mv_size - 1;
 		k.mv_data = (char *)key.mv_data + 1;
+		/* dst says its own schema: the snapshot's may be older */
+		if (tables[i].tag == 'm' &&
+		    k.mv_size == strlen(STORE_META_SCHEMA) &&
+		    memcmp(k.mv_data, STORE_META_SCHEMA, k.mv_size) == 0)
+			continue;
 		if ((rc = mdb_put(dtx, TABLE(dst, i), &k, &val, 0)) != 0)
 			break;
 	}
@@ -723,6 +728,33 @@ struct cluster_rec_v1 {
 };
 
 /*
+ * A proxy's status (its last APPLIED) kept the sender's seq, which a
+ * replay cannot know: schema 2 keeps it without.
+ */
+static int
+migrate_status(const MDB_val *val, unsigned char **out, MDB_val *nv)
+{
+	struct event ev;
+	unsigned char *buf;
+	char err[128];
+	size_t len;
+
+	if (event_decode(&ev, val->mv_data, val->mv_size, err,
+	    sizeof(err)) == -1)
+		return -1;
+	ev.seq = 0;
+	if (event_encode(&ev, &buf, &len) == -1) {
+		event_free(&ev);
+		return -1;
+	}
+	event_free(&ev);
+	*out = rec_alloc(len, NULL, 0, nv);
+	memcpy(*out, buf, len);
+	free(buf);
+	return 0;
+}
+
+/*
  * The schema 2 value of a schema 1 record of table tag (o, p, c, m) in
  * *out (malloc'd; NULL when the value stays as it is).  -1 if the record
  * is not what schema 1 wrote.
@@ -732,6 +764,7 @@ migrate_v1(char tag, const MDB_val *key, const MDB_val *val,
     unsigned char **out, MDB_val *nv)
 {
 	const size_t lplen = strlen(STORE_META_LIM);
+	const size_t splen = strlen(STORE_META_STATUS);
 	struct owner_rec_v1 o1;
 	struct cluster_rec_v1 c1;
 	struct port_rec_v1 p1;
@@ -782,6 +815,9 @@ migrate_v1(char tag, const MDB_val *key, const MDB_val *val,
 		(*out)[16] = c.up;
 		return 0;
 	case 'm':
+		if (key->mv_size > splen &&
+		    memcmp(key->mv_data, STORE_META_STATUS, splen) == 0)
+			return migrate_status(val, out, nv);
 		/* the clusters' sums were a host struct of u64s */
 		if (key->mv_size < lplen ||
 		    memcmp(key->mv_data, STORE_META_LIM, lplen) != 0)
