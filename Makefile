@@ -69,12 +69,15 @@ $(foreach d,$(DAEMONS),$(eval $(call daemon_rule,$(d))))
 
 # Tools: built like the daemons, from common/ and their own folder only.
 $(foreach t,$(TOOLS),$(eval $(call daemon_rule,$(t))))
+# ...but porticoctl log replay runs today's allocator: allocd's files
+# that decide (not its main), as the unit tests link them.
+ALLOC_OBJS = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard allocd/alloc.c \
+    allocd/alloc_*.c) allocd/hosts.c allocd/limits.c allocd/proof.c)
+$(BUILD)/bin/porticoctl: $(ALLOC_OBJS) $(BUILD)/obj/allocd/replay.o
 
 # Unit tests link the daemon file they test, minus its main().
 $(BUILD)/tests/test_alloc: $(BUILD)/obj/tests/unit/test_alloc.o \
-    $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard allocd/alloc.c allocd/alloc_*.c)) \
-    $(BUILD)/obj/allocd/hosts.o \
-    $(BUILD)/obj/allocd/limits.o $(BUILD)/obj/allocd/proof.o $(COMMON_OBJS)
+    $(ALLOC_OBJS) $(COMMON_OBJS)
 $(BUILD)/tests/test_envoy: $(BUILD)/obj/tests/unit/test_envoy.o \
     $(BUILD)/obj/applyd/envoy.o $(BUILD)/obj/applyd/file.o $(COMMON_OBJS)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_OBJS)
