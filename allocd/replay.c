@@ -374,6 +374,10 @@ replay_store(const struct config *conf, struct store *src, MDB_txn *rt,
 		res->nobs++;
 		/* the observation itself, then each decision it caused */
 		for (i = 0; i < a.nout && status == 0; i++) {
+			if (until != 0 && a.out[i].seq > until) {
+				ended = 0;	/* decided after until */
+				break;
+			}
 			if (i > 0 && mdb_cursor_get(cur, &key, &val,
 			    MDB_NEXT) != 0) {
 				printf("first difference at seq %llu: the log "
@@ -387,10 +391,10 @@ replay_store(const struct config *conf, struct store *src, MDB_txn *rt,
 			if (!same_record(&a.out[i], &val, res))
 				status = 1;
 			res->last = a.out[i].seq;
+			res->ndec += i > 0;
 		}
-		res->ndec += a.nout > 0 ? a.nout - 1 : 0;
 		alloc_clear(&a);
-		if (status != 0)
+		if (status != 0 || !ended)
 			break;
 		if (++intxn == REPLAY_TXN) {
 			if ((rc = mdb_txn_commit(wt)) != 0)

@@ -25,7 +25,7 @@ struct replay_result {
  * Replay the log of src, read in rt (a read transaction the caller holds,
  * so a live store is read as one snapshot), through the allocator into a
  * scratch store, and compare each record it makes with the one recorded;
- * with until != 0, only the observations up to seq until.  When the whole
+ * with until != 0, only the records up to seq until.  When the whole
  * log was replayed, compare every table too (log, ports, owners, clusters,
  * meta but the keys allocd's loop writes, snap), and name the first key
  * that differs.  The first difference is printed on stdout.  0 identical,
