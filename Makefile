@@ -26,6 +26,7 @@ DAEMONS	 = watcherd allocd renderd applyd
 COMMON	+= fsafe
 COMMON	+= confdiff
 COMMON	+= health
+COMMON	+= store_migrate
 COMMON_OBJS = $(COMMON:%=$(BUILD)/obj/common/%.o)
 BINS	 = $(DAEMONS:%=$(BUILD)/bin/%)
 TOOLS	 = porticoctl

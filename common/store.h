@@ -143,6 +143,25 @@ int	 store_meta_del(struct store *, MDB_txn *, const MDB_val *key);
 int	 store_meta_replayed(const MDB_val *key);
 
 /*
+ * The records' encodings, for whoever writes a record outside its table
+ * (the migration, into snap too): the value in *val, in the buffer
+ * returned, which the caller frees.
+ */
+unsigned char *store_owner_encode(const struct owner_rec *, const void *ev,
+	    size_t evlen, MDB_val *val);
+unsigned char *store_port_encode(uint64_t released, const void *owner,
+	    size_t olen, MDB_val *val);
+unsigned char *store_cluster_encode(const struct cluster_rec *,
+	    const void *ev, size_t evlen, MDB_val *val);
+
+/*
+ * Rewrite a store of schema from (1) to STORE_SCHEMA in txn, which
+ * store_open() commits whole or aborts (store_migrate.c).
+ */
+int	 store_migrate(struct store *, MDB_txn *, const char *dir,
+	    uint64_t from);
+
+/*
  * Owners.  get: rec, and ev pointing at the encoded event in the record
  * (ev may be NULL; its size is 0 when the record holds none); the pointer
  * is good until the transaction writes.  MDB_NOTFOUND when absent.
