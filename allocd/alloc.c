@@ -174,7 +174,8 @@ alloc_assign(struct alloc *a, MDB_txn *txn, const struct event *obs,
 	if ((rc = alloc_emit(a, txn, &d, obs->time)) != 0)
 		return rc;
 	if (rec->state != OWN_ACTIVE || rec->port != p) {
-		rec->live = 0;		/* a new address waits for the proxies */
+		/* a new address waits for the proxies */
+		rec->live = 0;
 		if ((rc = alloc_fault_forget(a, txn, owner)) != 0 ||
 		    (rc = alloc_unlive_mark(a, txn, owner, 1)) != 0)
 			return rc;
@@ -196,7 +197,8 @@ release(struct alloc *a, MDB_txn *txn, const char *owner,
 
 	if (rec->state != OWN_ACTIVE) {
 		/* nothing held: a refused owner is simply forgotten */
-		return rec->state == OWN_REFUSED ? alloc_del_owner(a, txn, owner) : 0;
+		return rec->state == OWN_REFUSED ?
+		    alloc_del_owner(a, txn, owner) : 0;
 	}
 	if ((rc = alloc_put_port(a, txn, rec->port, owner, now)) != 0)
 		return rc;
@@ -314,16 +316,16 @@ on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
 		if (rec.state == 0)
 			rec.state = OWN_REFUSED;
 		rec.waiting = 0;
-		rc = alloc_refuse(a, txn, obs, owner, &rec, rec.limited ? obs : &set,
-		    why);
+		rc = alloc_refuse(a, txn, obs, owner, &rec,
+		    rec.limited ? obs : &set, why);
 		goto done;
 	}
 	if (rec.state == OWN_ACTIVE) {
 		if ((obs->has & F_WANT) && obs->want != rec.port) {
 			if (alloc_port_avail(a, txn, (unsigned)obs->want, owner,
 			    obs->time, why, sizeof(why)) == -1) {
-				rc = alloc_refuse(a, txn, obs, owner, &rec, &set,
-				    why);
+				rc = alloc_refuse(a, txn, obs, owner, &rec,
+				    &set, why);
 				goto done;
 			}
 			if ((rc = release(a, txn, owner, &rec, &set,
@@ -352,7 +354,8 @@ on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
 	    sizeof(why)) == 0)
 		p = rec.port;		/* coming back within quarantine */
 	else if ((c = claim(a, txn, obs, owner, &rec)) == CLAIM_UNPROVEN) {
-		rec.state = OWN_REFUSED;	/* claim() passes quarantines by */
+		/* claim() passes quarantines by */
+		rec.state = OWN_REFUSED;
 		rec.waiting = 0;
 		rc = alloc_refuse(a, txn, obs, owner, &rec, &set, CLAIM_WHY);
 		goto done;
@@ -368,7 +371,7 @@ on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
 			why[sizeof(why) - 1] = '\0';
 	}
 	if (p == 0) {
-		/* an owner whose old port waits in quarantine keeps its claim */
+		/* an owner whose old port waits in quarantine keeps it */
 		if (rec.state != OWN_QUARANTINED)
 			rec.state = OWN_REFUSED;
 		if (rec.state == OWN_REFUSED && !(obs->has & F_WANT)) {
@@ -422,8 +425,8 @@ keep_unseen(const struct alloc *a, const struct owner_rec *rec, uint64_t sid)
 
 /* Release every owner of cluster c; with sid != 0, those sid did not see. */
 int
-alloc_release_cluster(struct alloc *a, MDB_txn *txn, const char *c, uint64_t sid,
-    uint64_t now)
+alloc_release_cluster(struct alloc *a, MDB_txn *txn, const char *c,
+    uint64_t sid, uint64_t now)
 {
 	char prefix[80], **list, **p;
 	struct owner_rec rec;
@@ -471,7 +474,8 @@ retry_limited(struct alloc *a, MDB_txn *txn, const char *cluster,
 	snprintf(prefix, sizeof(prefix), "%s/", cluster);
 	list = alloc_owners_in_order(a, txn, prefix, keep_limited, &n);
 	for (i = 0; i < n && rc == 0; i++) {
-		if ((rc = alloc_get_owner(a, txn, list[i], &rec, &route)) != 0) {
+		if ((rc = alloc_get_owner(a, txn, list[i], &rec,
+		    &route)) != 0) {
 			rc = rc == MDB_NOTFOUND ? 0 : rc;
 			continue;
 		}
@@ -547,7 +551,8 @@ on_tick(struct alloc *a, MDB_txn *txn, const struct event *obs)
 			rec.waiting = 0;
 			rec.limited = 1;
 			route.time = obs->time;
-			rc = alloc_refuse(a, txn, &route, list[i], &rec, &route, why);
+			rc = alloc_refuse(a, txn, &route, list[i], &rec, &route,
+			    why);
 			event_free(&route);
 			continue;
 		}
@@ -606,7 +611,8 @@ on_adopt(struct alloc *a, MDB_txn *txn, const struct event *obs)
 	if (snprintf(d.why, sizeof(d.why), "adopted %llu owners; refused %llu "
 	    "claims: %llu without a valid proof, %llu on a port already held",
 	    (unsigned long long)a->nadopted, (unsigned long long)refused,
-	    (unsigned long long)a->nbadproof, (unsigned long long)a->ntaken) > 0)
+	    (unsigned long long)a->nbadproof,
+	    (unsigned long long)a->ntaken) > 0)
 		d.has |= F_WHY;
 	return alloc_emit(a, txn, &d, obs->time);
 }
@@ -623,7 +629,8 @@ alloc_observe(struct alloc *a, MDB_txn *txn, const struct event *in)
 		for (i = 0; i < a->conf->nproxies; i++)
 			if (strcmp(a->conf->proxies[i].name, in->proxy) == 0)
 				break;
-		snprintf(name, sizeof(name), "%s%s", STORE_META_APPLIED, in->proxy);
+		snprintf(name, sizeof(name), "%s%s", STORE_META_APPLIED,
+		    in->proxy);
 		if (i == a->conf->nproxies) {
 			log_warnx("alloc: APPLIED from unknown proxy %s",
 			    in->proxy);

@@ -184,7 +184,8 @@ alloc_on_cluster_down(struct alloc *a, MDB_txn *txn, const struct event *obs)
 		event_free(&old);
 	}
 	if (alloc_get_cluster(a, txn, obs->cluster, &rec, NULL) != 0)
-		return alloc_release_cluster(a, txn, obs->cluster, 0, obs->time);
+		return alloc_release_cluster(a, txn, obs->cluster, 0,
+		    obs->time);
 	if (rec.up) {
 		event_init(&d, EV_API_DEL);
 		memcpy(d.cluster, obs->cluster, sizeof(d.cluster));
@@ -223,5 +224,6 @@ alloc_on_sync(struct alloc *a, MDB_txn *txn, const struct event *obs)
 		    (unsigned long long)rec.sid);
 		return 0;
 	}
-	return alloc_release_cluster(a, txn, obs->cluster, rec.sync_seq, obs->time);
+	return alloc_release_cluster(a, txn, obs->cluster, rec.sync_seq,
+	    obs->time);
 }

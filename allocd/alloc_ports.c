@@ -158,8 +158,8 @@ known_full(const struct alloc *a, const char *owner, uint64_t now)
 
 /* dry: only look, change nothing (to decide whether a TICK is due) */
 unsigned
-alloc_port_pick_dry(struct alloc *a, MDB_txn *txn, const char *owner, uint64_t now,
-    int dry)
+alloc_port_pick_dry(struct alloc *a, MDB_txn *txn, const char *owner,
+    uint64_t now, int dry)
 {
 	const struct config *c = a->conf;
 	unsigned size = ports_count(&c->ports), i, k, p;
@@ -239,7 +239,8 @@ alloc_move_stranded(struct alloc *a, MDB_txn *txn, const struct event *obs)
 		if ((rc = alloc_emit(a, txn, &d, obs->time)) == 0 &&
 		    (rc = del_port(a, txn, old)) == 0) {
 			rec.state = OWN_REFUSED;	/* holds nothing now */
-			if ((np = alloc_port_pick(a, txn, *p, obs->time)) != 0) {
+			if ((np = alloc_port_pick(a, txn, *p,
+			    obs->time)) != 0) {
 				set.time = obs->time;
 				rc = alloc_assign(a, txn, &set, *p, &rec, np);
 			} else {

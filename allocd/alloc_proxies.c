@@ -21,7 +21,8 @@
  * Kept in meta as STORE_META_STATUS "<proxy>", the event itself.
  */
 int
-alloc_get_status(struct alloc *a, MDB_txn *txn, const char *px, struct event *st)
+alloc_get_status(struct alloc *a, MDB_txn *txn, const char *px,
+    struct event *st)
 {
 	char name[96], err[128];
 	MDB_val key, val;
@@ -141,12 +142,14 @@ unlive_owners(struct alloc *a, MDB_txn *txn, int *rc)
 	*rc = 0;
 	if (store_get_u64(a->st, txn, STORE_META_UNLIVE_BUILT, &built) != 0) {
 		/* active and not live, assigned at any generation */
-		list = alloc_collect_owners(a, txn, "", keep_unlive, UINT64_MAX);
+		list = alloc_collect_owners(a, txn, "", keep_unlive,
+		    UINT64_MAX);
 		for (p = list; *p != NULL && *rc == 0; p++)
 			*rc = alloc_unlive_mark(a, txn, *p, 1);
 		alloc_free_list(list);
 		if (*rc == 0)
-			*rc = store_put_u64(a->st, txn, STORE_META_UNLIVE_BUILT, 1);
+			*rc = store_put_u64(a->st, txn,
+			    STORE_META_UNLIVE_BUILT, 1);
 		if (*rc != 0)
 			return NULL;
 	}
@@ -337,8 +340,8 @@ faults_update(struct alloc *a, MDB_txn *txn, uint64_t now)
 	for (k = 0; k < a->conf->nproxies; k++) {
 		px = &a->conf->proxies[k];
 		for (i = 0; i < a->status[k].nheld; i++) {
-			if ((rc = alloc_get_port(a, txn, a->status[k].held[i], owner,
-			    sizeof(owner), &released)) != 0)
+			if ((rc = alloc_get_port(a, txn, a->status[k].held[i],
+			    owner, sizeof(owner), &released)) != 0)
 				goto out;
 			if (owner[0] == '\0' || released != 0 ||
 			    alloc_get_owner(a, txn, owner, &rec, NULL) != 0 ||
@@ -350,7 +353,8 @@ faults_update(struct alloc *a, MDB_txn *txn, uint64_t now)
 		}
 		if (!(a->status[k].has & F_FGEN))
 			continue;
-		list = alloc_collect_owners(a, txn, "", keep_failed, (uint64_t)k);
+		list = alloc_collect_owners(a, txn, "", keep_failed,
+		    (uint64_t)k);
 		for (p = list; *p != NULL; p++)
 			if (alloc_get_owner(a, txn, *p, &rec, NULL) == 0)
 				add_fault(&f, &n, &cap, *p, rec.port, "proxy "

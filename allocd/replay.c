@@ -21,6 +21,9 @@
 
 #define REPLAY_TXN	1000	/* observations per scratch transaction */
 
+/* Where the report goes (replay_store's out). */
+static FILE	*rout;
+
 static void
 show(const char *what, const void *buf, size_t len)
 {
@@ -29,12 +32,12 @@ show(const char *what, const void *buf, size_t len)
 	json_t *j;
 
 	if (event_decode(&ev, buf, len, err, sizeof(err)) == -1) {
-		printf("  %s: undecodable: %s\n", what, err);
+		fprintf(rout, "  %s: undecodable: %s\n", what, err);
 		return;
 	}
 	j = event_json(&ev);
 	s = json_dumps(j, JSON_COMPACT);
-	printf("  %s: %s\n", what, s ? s : "?");
+	fprintf(rout, "  %s: %s\n", what, s ? s : "?");
 	free(s);
 	json_decref(j);
 	event_free(&ev);
@@ -52,7 +55,7 @@ same_record(const struct event *mine, const MDB_val *rec,
 		fatalx("replay: cannot encode");
 	same = len == rec->mv_size && memcmp(buf, rec->mv_data, len) == 0;
 	if (!same) {
-		printf("first difference at seq %llu:\n",
+		fprintf(rout, "first difference at seq %llu:\n",
 		    (unsigned long long)mine->seq);
 		show("recorded", rec->mv_data, rec->mv_size);
 		show("replayed", buf, len);
@@ -69,17 +72,17 @@ show_bytes(const char *what, const MDB_val *v)
 	const unsigned char *b = v->mv_data;
 	size_t i, n = v->mv_size;
 
-	printf("  %s: ", what);
+	fprintf(rout, "  %s: ", what);
 	for (i = 0; i < n && b[i] >= 0x20 && b[i] < 0x7f; i++)
 		;
 	if (n == 8 && i < n)
-		printf("%llu\n", (unsigned long long)store_u64_key(b));
+		fprintf(rout, "%llu\n", (unsigned long long)store_u64_key(b));
 	else if (i == n || (i == n - 1 && b[i] == '\0'))
-		printf("\"%.*s\"\n", (int)i, (const char *)b);
+		fprintf(rout, "\"%.*s\"\n", (int)i, (const char *)b);
 	else {
 		for (i = 0; i < n && i < 48; i++)
-			printf("%02x", b[i]);
-		printf("%s (%zu bytes)\n", n > 48 ? "..." : "", n);
+			fprintf(rout, "%02x", b[i]);
+		fprintf(rout, "%s (%zu bytes)\n", n > 48 ? "..." : "", n);
 	}
 }
 
@@ -99,7 +102,7 @@ show_value(const char *what, const char *table, const MDB_val *key,
 	char t = 0;
 
 	if (val == NULL) {
-		printf("  %s: absent\n", what);
+		fprintf(rout, "  %s: absent\n", what);
 		return;
 	}
 	if (strcmp(table, "snap") == 0 && key->mv_size > 0) {
@@ -111,23 +114,25 @@ show_value(const char *what, const char *table, const MDB_val *key,
 		show(what, val->mv_data, val->mv_size);
 	else if ((strcmp(table, "owners") == 0 || t == 'o') &&
 	    store_owner_decode(val, &o, &rest) == 0) {
-		printf("  %s: port %u, %s%s%s%s, set at seq %llu, seen by the "
-		    "sync of seq %llu%s%s%s\n", what, o.port,
+		fprintf(rout, "  %s: port %u, %s%s%s%s, set at seq %llu, "
+		    "seen by the sync of seq %llu%s%s%s\n", what, o.port,
 		    o.state < 4 ? states[o.state] : "?", o.live ? ", live" : "",
 		    o.waiting ? ", waiting" : "", o.limited ? ", limited" : "",
 		    (unsigned long long)o.set_seq,
 		    (unsigned long long)o.seen_sync,
-		    o.why[0] ? ", refused: \"" : "", o.why, o.why[0] ? "\"" : "");
+		    o.why[0] ? ", refused: \"" : "", o.why,
+		    o.why[0] ? "\"" : "");
 		if (rest.mv_size > 0)
 			show("  with", rest.mv_data, rest.mv_size);
 	} else if ((strcmp(table, "ports") == 0 || t == 'p') &&
 	    store_port_decode(&k, val, &port, &released, &rest) == 0)
-		printf("  %s: %s %.*s%s%llu\n", what, released ? "released by" :
-		    "held by", (int)rest.mv_size, (char *)rest.mv_data,
+		fprintf(rout, "  %s: %s %.*s%s%llu\n", what,
+		    released ? "released by" : "held by",
+		    (int)rest.mv_size, (char *)rest.mv_data,
 		    released ? " at ms " : "", (unsigned long long)released);
 	else if ((strcmp(table, "clusters") == 0 || t == 'c') &&
 	    store_cluster_decode(val, &c, &rest) == 0) {
-		printf("  %s: %s, sync %llu begun at seq %llu\n", what,
+		fprintf(rout, "  %s: %s, sync %llu begun at seq %llu\n", what,
 		    c.up ? "up" : "down", (unsigned long long)c.sid,
 		    (unsigned long long)c.sync_seq);
 		if (rest.mv_size > 0)
@@ -196,7 +201,7 @@ same_table(const char *name, MDB_txn *t1, MDB_dbi d1, MDB_txn *t2,
 		snprintf(res->table, sizeof(res->table), "%s", name);
 		store_key_text(name, c <= 0 ? &k1 : &k2, res->key,
 		    sizeof(res->key));
-		printf("first difference in table %s at %s:\n", name,
+		fprintf(rout, "first difference in table %s at %s:\n", name,
 		    res->key);
 		show_value("recorded", name, &k1, c <= 0 ? &v1 : NULL);
 		show_value("replayed", name, &k2, c >= 0 ? &v2 : NULL);
@@ -240,8 +245,8 @@ from_snapshot(struct store *src, MDB_txn *rt, struct store *dst,
 
 	if (store_get_u64(src, rt, STORE_META_SNAPSHOT, &saved) != 0 ||
 	    saved != seq) {
-		printf("seq %llu: the log starts with a snapshot whose tables "
-		    "are not in the store\n", (unsigned long long)seq);
+		fprintf(rout, "seq %llu: the log starts with a snapshot whose "
+		    "tables are not in the store\n", (unsigned long long)seq);
 		return 2;
 	}
 	if (store_begin(dst, &wt, 0) != 0)
@@ -254,7 +259,7 @@ from_snapshot(struct store *src, MDB_txn *rt, struct store *dst,
 	if ((rc = mdb_txn_commit(wt)) != 0)
 		fatalx("replay: loading the snapshot: %s", mdb_strerror(rc));
 	a->seq = seq;
-	printf("starting from the snapshot at seq %llu\n",
+	fprintf(rout, "starting from the snapshot at seq %llu\n",
 	    (unsigned long long)seq);
 	return 0;
 }
@@ -293,7 +298,7 @@ scratch_remove(const char *scratch)
 
 int
 replay_store(const struct config *conf, struct store *src, MDB_txn *rt,
-    uint64_t until, struct replay_result *res)
+    uint64_t until, FILE *out, struct replay_result *res)
 {
 	char scratch[] = "/tmp/portico-replay-XXXXXX", err[128];
 	struct store dst;
@@ -306,9 +311,10 @@ replay_store(const struct config *conf, struct store *src, MDB_txn *rt,
 	int rc, op, status = 0, ended = 1;
 
 	memset(res, 0, sizeof(*res));
+	rout = out;
 	/* the proofs it checked and made are checked and made again */
 	if (proof_load(conf, 0, &rc) == -1) {
-		printf("replay needs allocd's proof key\n");
+		fprintf(rout, "replay needs allocd's proof key\n");
 		return 2;
 	}
 	if (mkdtemp(scratch) == NULL)
@@ -323,7 +329,7 @@ replay_store(const struct config *conf, struct store *src, MDB_txn *rt,
 	    op = MDB_NEXT) {
 		if (event_decode(&obs, val.mv_data, val.mv_size, err,
 		    sizeof(err)) == -1) {
-			printf("seq %llu: undecodable record: %s\n",
+			fprintf(rout, "seq %llu: undecodable record: %s\n",
 			    (unsigned long long)store_u64_key(key.mv_data),
 			    err);
 			res->seq = store_u64_key(key.mv_data);
@@ -349,8 +355,8 @@ replay_store(const struct config *conf, struct store *src, MDB_txn *rt,
 		if ((obs.type < EV_CLUSTER_UP || obs.type > EV_TICK) &&
 		    obs.type != EV_SNAPSHOT && obs.type != EV_STORE_LOST &&
 		    obs.type != EV_ADOPT_END) {
-			printf("first difference at seq %llu: recorded %s has "
-			    "no observation that replay made it from\n",
+			fprintf(rout, "first difference at seq %llu: recorded "
+			    "%s has no observation that replay made it from\n",
 			    (unsigned long long)obs.seq, event_name(obs.type));
 			res->seq = obs.seq;
 			status = 1;
@@ -358,8 +364,8 @@ replay_store(const struct config *conf, struct store *src, MDB_txn *rt,
 			break;
 		}
 		if (obs.seq != a.seq + 1) {
-			printf("seq %llu: the log does not start at 1 or has "
-			    "a gap; replay needs it whole\n",
+			fprintf(rout, "seq %llu: the log does not start at 1 "
+			    "or has a gap; replay needs it whole\n",
 			    (unsigned long long)obs.seq);
 			status = 2;
 			event_free(&obs);
@@ -380,8 +386,9 @@ replay_store(const struct config *conf, struct store *src, MDB_txn *rt,
 			}
 			if (i > 0 && mdb_cursor_get(cur, &key, &val,
 			    MDB_NEXT) != 0) {
-				printf("first difference at seq %llu: the log "
-				    "ends where replay decided more: %s\n",
+				fprintf(rout, "first difference at seq %llu: "
+				    "the log ends where replay decided more: "
+				    "%s\n",
 				    (unsigned long long)a.out[i].seq,
 				    event_name(a.out[i].type));
 				res->seq = a.out[i].seq;
@@ -409,8 +416,8 @@ replay_store(const struct config *conf, struct store *src, MDB_txn *rt,
 	/* the tables say the state at the log's end: compared only there */
 	if (status == 0 && ended && !same_tables(src, rt, &dst, res))
 		status = 1;
-	printf("replayed %llu observations, %llu decisions up to seq %llu%s: "
-	    "%s\n", (unsigned long long)res->nobs,
+	fprintf(rout, "replayed %llu observations, %llu decisions up to seq "
+	    "%llu%s: %s\n", (unsigned long long)res->nobs,
 	    (unsigned long long)res->ndec, (unsigned long long)res->last,
 	    status == 0 && !ended ? " (tables compared only at the log's "
 	    "end)" : status == 0 ? ", then every table" : "",
@@ -434,7 +441,7 @@ replay_run(const struct config *conf, const char *dir)
 		return 2;
 	if (store_begin(&src, &rt, 1) != 0)
 		fatalx("replay: cannot read %s", dir);
-	status = replay_store(conf, &src, rt, 0, &res);
+	status = replay_store(conf, &src, rt, 0, stdout, &res);
 	mdb_txn_abort(rt);
 	store_close(&src);
 	return status;

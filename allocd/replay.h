@@ -6,6 +6,7 @@
 #define ALLOCD_REPLAY_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "config.h"
 #include "store.h"
@@ -28,11 +29,12 @@ struct replay_result {
  * with until != 0, only the records up to seq until.  When the whole
  * log was replayed, compare every table too (log, ports, owners, clusters,
  * meta but the keys allocd's loop writes, snap), and name the first key
- * that differs.  The first difference is printed on stdout.  0 identical,
- * 1 different, 2 the log cannot be replayed.
+ * that differs.  What it did and the first difference are printed on out,
+ * both sides of it in full.  0 identical, 1 different, 2 the log cannot be
+ * replayed.
  */
 int	replay_store(const struct config *, struct store *src, MDB_txn *rt,
-	    uint64_t until, struct replay_result *);
+	    uint64_t until, FILE *out, struct replay_result *);
 
 /* allocd -R: open store_dir read-only and replay it whole. */
 int	replay_run(const struct config *, const char *store_dir);

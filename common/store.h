@@ -49,17 +49,17 @@
  */
 #define STORE_META_SCHEMA	"schema"	/* u64 */
 #define STORE_META_SNAPSHOT	"snapshot"	/* u64: seq of the SNAPSHOT */
-#define STORE_META_PORTS	"ports"		/* u64: the ports' fingerprint */
+#define STORE_META_PORTS	"ports"		/* u64: the ports' hash */
 #define STORE_META_APPLIED	"applied."	/* +proxy: u64 generation */
 #define STORE_META_STATUS	"status."	/* +proxy: its last APPLIED */
 #define STORE_META_FAULT	"fault/"	/* +owner: reason, NUL-ended */
 #define STORE_META_UNLIVE	"unlive/"	/* +owner: empty */
 #define STORE_META_UNLIVE_BUILT	"unlive.indexed"
-#define STORE_META_HOST		"host/"		/* +host: the cluster holding it */
-#define STORE_META_HOSTWAIT	"hostwait/"	/* +host/cluster: u64 seq, CLUSTER_UP */
-#define STORE_META_HOSTWANT	"hostwant/"	/* +cluster: the host it waits for */
+#define STORE_META_HOST		"host/"		/* +host: the cluster holding */
+#define STORE_META_HOSTWAIT	"hostwait/"	/* +host/cluster: seq, event */
+#define STORE_META_HOSTWANT	"hostwant/"	/* +cluster: host it wants */
 #define STORE_META_HOSTS_BUILT	"hosts.indexed"
-#define STORE_META_LIM		"lim/"		/* +cluster[/ns]: STORE_LIM_N x u64 */
+#define STORE_META_LIM		"lim/"		/* +cluster[/ns]: the sums */
 #define STORE_META_LIM_BUILT	"lim.indexed"
 #define STORE_LIM_N		5
 

@@ -372,7 +372,7 @@ test_records_fixed_endian(void **state)
 	store_close(&st);
 }
 
-/* The store of 7ce3994 (schema 1) that tests/fixtures/make_store_v1.py wrote. */
+/* The store of 7ce3994 (schema 1), by tests/fixtures/make_store_v1.py. */
 #define FIXTURE_V1	"tests/fixtures/store-v1/data.mdb"
 
 static void
