@@ -8,7 +8,7 @@
 - `porticoctl log replay` runs today's allocator against the recorded
   decisions, on the live store and on a copy; in a copy whose log was
   tampered with, it names the first decision that differs by its seq; in
-  one whose owners table was, the table and the key.
+  one whose owners table was, the table and the key (also as JSON, -j).
 """
 
 import json
@@ -150,6 +150,10 @@ def test_log_replay_live_copy_and_tampered(make_fleet, tmp_path):
     assert "first difference at seq %d:" % seq in cp.stdout, cp.stdout
     assert '"p":%d' % (ledger + 1) in cp.stdout.split("recorded:")[1], cp.stdout
     assert "they differ" in cp.stdout
+    cp = ctl(conf, "-j", "log", "replay", tampered)
+    rep = json.loads(cp.stdout)
+    assert cp.returncode == 3 and rep["result"] == "differ" and rep["seq"] == seq \
+        and rep["table"] is None and "first difference at seq" in rep["report"], rep
     # up to the seq before it, they agree (and the tables are not compared)
     cp = ctl(conf, "log", "replay", "--until", str(seq - 1), tampered)
     assert cp.returncode == 0 and "tables compared only at the log's end" in \
@@ -167,6 +171,10 @@ def test_log_replay_live_copy_and_tampered(make_fleet, tmp_path):
     assert "first difference in table owners at %s:" % owner in cp.stdout, cp.stdout
     assert "recorded: port %d, active, set" % ledger in cp.stdout, cp.stdout
     assert "replayed: port %d, active, live" % ledger in cp.stdout, cp.stdout
+    cp = ctl(conf, "-j", "log", "replay", copy)
+    rep = json.loads(cp.stdout)
+    assert cp.returncode == 3 and rep["table"] == "owners" and rep["key"] == owner \
+        and rep["seq"] is None and rep["tables"], rep
 
     # bad arguments
     assert ctl(conf, "log", "replay", "--until", "x").returncode == 1
