@@ -32,6 +32,7 @@ COMMON	+= confdiff
 COMMON	+= health
 COMMON	+= metrics
 COMMON	+= loop control
+COMMON	+= store_migrate
 COMMON_OBJS = $(COMMON:%=$(BUILD)/obj/common/%.o)
 BINS	 = $(DAEMONS:%=$(BUILD)/bin/%)
 TOOLS	 = porticoctl
@@ -78,11 +79,15 @@ $(foreach d,$(DAEMONS),$(eval $(call daemon_rule,$(d))))
 
 # Tools: built like the daemons, from common/ and their own folder only.
 $(foreach t,$(TOOLS),$(eval $(call daemon_rule,$(t))))
+# ...but porticoctl log replay runs today's allocator: allocd's files
+# that decide (not its main), as the unit tests link them.
+ALLOC_OBJS = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard allocd/alloc.c \
+    allocd/alloc_*.c) allocd/hosts.c allocd/limits.c allocd/proof.c)
+$(BUILD)/bin/porticoctl: $(ALLOC_OBJS) $(BUILD)/obj/allocd/replay.o
 
 # Unit tests link the daemon file they test, minus its main().
 $(BUILD)/tests/test_alloc: $(BUILD)/obj/tests/unit/test_alloc.o \
-    $(BUILD)/obj/allocd/alloc.o $(BUILD)/obj/allocd/hosts.o \
-    $(BUILD)/obj/allocd/limits.o $(BUILD)/obj/allocd/proof.o $(COMMON_OBJS)
+    $(ALLOC_OBJS) $(COMMON_OBJS)
 $(BUILD)/tests/test_compact: $(BUILD)/obj/tests/unit/test_compact.o \
     $(BUILD)/obj/allocd/compact.o $(COMMON_OBJS)
 $(BUILD)/tests/test_envoy: $(BUILD)/obj/tests/unit/test_envoy.o \

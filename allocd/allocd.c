@@ -566,7 +566,7 @@ check_stranded(void)
 
 	if (store_begin(&st, &txn, 1) != 0)
 		fatalx("read transaction");
-	rc = store_get_u64(&st, txn, "ports", &was);
+	rc = store_get_u64(&st, txn, STORE_META_PORTS, &was);
 	mdb_txn_abort(txn);
 	if (rc == 0 && was == fp)
 		return;
@@ -583,7 +583,7 @@ check_stranded(void)
 		alloc_clear(&al);   /* nobody listens yet: consumers catch up */
 	}
 	if (store_begin(&st, &txn, 0) != 0 ||
-	    store_put_u64(&st, txn, "ports", fp) != 0 ||
+	    store_put_u64(&st, txn, STORE_META_PORTS, fp) != 0 ||
 	    mdb_txn_commit(txn) != 0)
 		fatalx("cannot record the ports");
 }

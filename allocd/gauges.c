@@ -3,8 +3,6 @@
  * store when Prometheus asks, on the HTTP thread, in a read transaction of
  * its own: the loop does not count anything, nor wait for anyone who does.
  */
-#include <string.h>
-
 #include "gauges.h"
 #include "log.h"
 #include "metrics.h"
@@ -37,25 +35,22 @@ count_ports(struct gauges *g, MDB_txn *txn, uint64_t now)
 {
 	uint64_t q = (uint64_t)g->conf->quarantine * 1000;
 	unsigned used = 0, quar = 0, p;
-	struct port_rec pr;
+	uint64_t released;
 	MDB_cursor *cur;
-	MDB_val k, v;
+	MDB_val k, v, owner;
 	MDB_cursor_op op;
 
 	if (mdb_cursor_open(txn, g->st->ports, &cur) != 0)
 		return;
 	for (op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0;
 	    op = MDB_NEXT) {
-		if (k.mv_size != 2 || v.mv_size < sizeof(pr))
+		if (store_port_decode(&k, &v, &p, &released, &owner) == -1)
 			continue;
-		p = (unsigned)((unsigned char *)k.mv_data)[0] << 8 |
-		    ((unsigned char *)k.mv_data)[1];
 		if (!ports_contain(&g->conf->ports, p))
 			continue;	/* stranded: not the pool's to count */
-		memcpy(&pr, v.mv_data, sizeof(pr));
-		if (pr.released == 0)
+		if (released == 0)
 			used++;
-		else if (pr.released + q > now)
+		else if (released + q > now)
 			quar++;
 	}
 	mdb_cursor_close(cur);
@@ -78,9 +73,8 @@ count_clusters(struct gauges *g, MDB_txn *txn)
 		return;
 	for (op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0;
 	    op = MDB_NEXT) {
-		if (v.mv_size < sizeof(cr))
+		if (store_cluster_decode(&v, &cr, NULL) == -1)
 			continue;
-		memcpy(&cr, v.mv_data, sizeof(cr));
 		up += cr.up != 0;
 	}
 	mdb_cursor_close(cur);

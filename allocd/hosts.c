@@ -8,9 +8,9 @@
 #include "hosts.h"
 #include "log.h"
 
-#define HOST_PREFIX	"host/"
-#define WAIT_PREFIX	"hostwait/"
-#define WANT_PREFIX	"hostwant/"
+#define HOST_PREFIX	STORE_META_HOST
+#define WAIT_PREFIX	STORE_META_HOSTWAIT
+#define WANT_PREFIX	STORE_META_HOSTWANT
 
 /* The meta value of key as a string (empty when absent). */
 static int
@@ -20,7 +20,7 @@ meta_str(struct alloc *a, MDB_txn *txn, MDB_val *key, char *out, size_t len)
 	int rc;
 
 	out[0] = '\0';
-	if ((rc = mdb_get(txn, a->st->meta, key, &val)) != 0)
+	if ((rc = store_meta_get(a->st, txn, key, &val)) != 0)
 		return rc == MDB_NOTFOUND ? 0 : rc;
 	if (val.mv_size >= len)
 		fatalx("hosts: %.*s: bad record", (int)key->mv_size,
@@ -33,9 +33,7 @@ meta_str(struct alloc *a, MDB_txn *txn, MDB_val *key, char *out, size_t len)
 static int
 meta_del(struct alloc *a, MDB_txn *txn, MDB_val *key)
 {
-	int rc = mdb_del(txn, a->st->meta, key, NULL);
-
-	return rc == MDB_NOTFOUND ? 0 : rc;
+	return store_meta_del(a->st, txn, key);
 }
 
 static int
@@ -53,10 +51,10 @@ static int
 hold(struct alloc *a, MDB_txn *txn, const char *host, const char *cluster)
 {
 	char buf[sizeof(HOST_PREFIX) + 256];
-	MDB_val key, val = { strlen(cluster), (void *)cluster };
+	MDB_val key;
 
 	alloc_meta_key(&key, buf, sizeof(buf), HOST_PREFIX, host, NULL);
-	return mdb_put(txn, a->st->meta, &key, &val, 0);
+	return store_meta_put(a->st, txn, &key, cluster, strlen(cluster));
 }
 
 int
@@ -89,7 +87,8 @@ waits_same(struct alloc *a, MDB_txn *txn, const struct event *up,
 	MDB_val k, v;
 
 	alloc_meta_key(&k, wait, sizeof(wait), WAIT_PREFIX, up->host, up->cluster);
-	return mdb_get(txn, a->st->meta, &k, &v) == 0 && v.mv_size == 8 + len &&
+	return store_meta_get(a->st, txn, &k, &v) == 0 &&
+	    v.mv_size == 8 + len &&
 	    memcmp((char *)v.mv_data + 8, enc, len) == 0;
 }
 
@@ -98,7 +97,7 @@ wait_for(struct alloc *a, MDB_txn *txn, const struct event *up)
 {
 	char want[sizeof(WANT_PREFIX) + 64], wait[sizeof(WAIT_PREFIX) + 320];
 	unsigned char *enc, *buf;
-	MDB_val k, v;
+	MDB_val k;
 	size_t len;
 	int rc;
 
@@ -120,16 +119,13 @@ wait_for(struct alloc *a, MDB_txn *txn, const struct event *up)
 	memcpy(buf + 8, enc, len);
 	free(enc);
 	alloc_meta_key(&k, wait, sizeof(wait), WAIT_PREFIX, up->host, up->cluster);
-	v.mv_size = 8 + len;
-	v.mv_data = buf;
-	rc = mdb_put(txn, a->st->meta, &k, &v, 0);
+	rc = store_meta_put(a->st, txn, &k, buf, 8 + len);
 	free(buf);
 	if (rc != 0)
 		return rc;
 	alloc_meta_key(&k, want, sizeof(want), WANT_PREFIX, up->cluster, NULL);
-	v.mv_size = strlen(up->host);
-	v.mv_data = (void *)up->host;
-	if ((rc = mdb_put(txn, a->st->meta, &k, &v, 0)) != 0)
+	if ((rc = store_meta_put(a->st, txn, &k, up->host,
+	    strlen(up->host))) != 0)
 		return rc;
 	/* both validated by the decoder; the holder is not named */
 	log_warnx("alloc: cluster %s claims host %s, which another cluster "

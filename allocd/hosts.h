@@ -34,7 +34,5 @@ int	hosts_forget(struct alloc *, MDB_txn *, const char *cluster);
 /* Stores from before the index: hold host for cluster unless held. */
 int	hosts_adopt(struct alloc *, MDB_txn *, const char *host,
 	    const char *cluster);
-/* In meta once the holders are kept (from the store's creation, or built). */
-#define HOSTS_BUILT	"hosts.indexed"
 
 #endif

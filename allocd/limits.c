@@ -15,7 +15,7 @@
 #include "limits.h"
 #include "log.h"
 
-#define LIM_PREFIX	"lim/"
+#define LIM_PREFIX	STORE_META_LIM
 
 /*
  * Bytes of a proxy's table, roughly as HAProxy's configuration spells a
@@ -51,17 +51,23 @@ get_sum(struct alloc *a, MDB_txn *txn, const char *cluster, const char *ns,
     struct lim_use *u)
 {
 	char buf[sizeof(LIM_PREFIX) + EV_OWNERLEN];
-	MDB_val key, val;
+	uint64_t v[STORE_LIM_N];
+	MDB_val key;
 	int rc;
 
 	memset(u, 0, sizeof(*u));
 	/* "lim/<cluster>", or with ns "lim/<cluster>/<ns>" */
 	alloc_meta_key(&key, buf, sizeof(buf), LIM_PREFIX, cluster, ns);
-	if ((rc = mdb_get(txn, a->st->meta, &key, &val)) != 0)
+	if ((rc = store_get_u64s(a->st, txn, &key, v, STORE_LIM_N)) != 0) {
+		if (rc == MDB_CORRUPTED)
+			fatalx("limits: %s: bad record", buf);
 		return rc == MDB_NOTFOUND ? 0 : rc;
-	if (val.mv_size != sizeof(*u))
-		fatalx("limits: %s: bad record", buf);
-	memcpy(u, val.mv_data, sizeof(*u));
+	}
+	u->routes = v[0];
+	u->ports = v[1];
+	u->backends = v[2];
+	u->bytes = v[3];
+	u->limited = v[4];
 	return 0;
 }
 
@@ -70,16 +76,15 @@ put_sum(struct alloc *a, MDB_txn *txn, const char *cluster, const char *ns,
     const struct lim_use *u)
 {
 	char buf[sizeof(LIM_PREFIX) + EV_OWNERLEN];
-	MDB_val key, val = { sizeof(*u), (void *)u };
-	int rc;
+	uint64_t v[STORE_LIM_N] = { u->routes, u->ports, u->backends,
+	    u->bytes, u->limited };
+	MDB_val key;
 
 	alloc_meta_key(&key, buf, sizeof(buf), LIM_PREFIX, cluster, ns);
 	if (u->routes == 0 && u->ports == 0 && u->backends == 0 &&
-	    u->bytes == 0 && u->limited == 0) {
-		rc = mdb_del(txn, a->st->meta, &key, NULL);
-		return rc == MDB_NOTFOUND ? 0 : rc;
-	}
-	return mdb_put(txn, a->st->meta, &key, &val, 0);
+	    u->bytes == 0 && u->limited == 0)
+		return store_meta_del(a->st, txn, &key);
+	return store_put_u64s(a->st, txn, &key, v, STORE_LIM_N);
 }
 
 /* x - old + now, never below zero (a sum is never less than a part). */

@@ -73,7 +73,4 @@ int	limits_route(struct alloc *, MDB_txn *, const struct event *obs,
 int	limits_account(struct alloc *, MDB_txn *, const char *owner,
 	    const struct lim_use *old, const struct lim_use *now);
 
-/* In meta once the sums are kept (from the store's creation, or built). */
-#define LIMITS_BUILT	"lim.indexed"
-
 #endif

@@ -115,12 +115,25 @@ store_env_open(struct store *st, const char *dir, size_t mapsize,
 	}
 	if (rc == MDB_NOTFOUND)
 		st->snap1 = st->snap;	/* read-only, never compacted since */
-	if (store_get_u64(st, txn, "schema", &schema) == MDB_NOTFOUND) {
+	if ((rc = store_get_u64(st, txn, STORE_META_SCHEMA, &schema)) ==
+	    MDB_NOTFOUND) {
+		/* a new store (every store since the first says its schema) */
 		if (!rdonly)
-			store_put_u64(st, txn, "schema", STORE_SCHEMA);
-	} else if (schema != STORE_SCHEMA) {
-		log_warnx("store: %s: schema %llu, this build knows %d", dir,
+			store_put_u64(st, txn, STORE_META_SCHEMA, STORE_SCHEMA);
+	} else if (rc != 0 || schema > STORE_SCHEMA || schema == 0) {
+		log_warnx("store: %s: schema %llu, newer than this build's "
+		    "(%d) or unknown: not opened, not changed", dir,
 		    (unsigned long long)schema, STORE_SCHEMA);
+		mdb_txn_abort(txn);
+		goto fail;
+	} else if (schema < STORE_SCHEMA && rdonly) {
+		log_warnx("store: %s: schema %llu, older than this build's "
+		    "(%d): allocd migrates it when it starts on it", dir,
+		    (unsigned long long)schema, STORE_SCHEMA);
+		mdb_txn_abort(txn);
+		goto fail;
+	} else if (schema < STORE_SCHEMA &&
+	    store_migrate(st, txn, dir, schema) != 0) {
 		mdb_txn_abort(txn);
 		goto fail;
 	}
@@ -223,7 +236,7 @@ store_start_seq(struct store *st, MDB_txn *txn)
 {
 	uint64_t first = store_first_seq(st, txn), snap;
 
-	if (store_get_u64(st, txn, "snapshot", &snap) == 0 && snap > first)
+	if (store_get_u64(st, txn, STORE_META_SNAPSHOT, &snap) == 0 && snap > first)
 		return snap;
 	return first;
 }
@@ -233,7 +246,7 @@ store_snap(struct store *st, MDB_txn *txn, int other)
 {
 	uint64_t which = 0;
 
-	store_get_u64(st, txn, "snapdb", &which);
+	store_get_u64(st, txn, STORE_META_SNAPDB, &which);
 	return (which == 1) != (other != 0) ? st->snap1 : st->snap;
 }
 
@@ -270,6 +283,11 @@ store_restore(struct store *src, MDB_txn *stx, struct store *dst,
 		}
 		k.mv_size = key.mv_size - 1;
 		k.mv_data = (char *)key.mv_data + 1;
+		/* dst says its own schema: the snapshot's may be older */
+		if (tables[i].tag == 'm' &&
+		    k.mv_size == strlen(STORE_META_SCHEMA) &&
+		    memcmp(k.mv_data, STORE_META_SCHEMA, k.mv_size) == 0)
+			continue;
 		if ((rc = mdb_put(dtx, TABLE(dst, i), &k, &val, 0)) != 0)
 			break;
 	}
@@ -301,4 +319,401 @@ store_put_u64(struct store *st, MDB_txn *txn, const char *name, uint64_t v)
 	val.mv_size = 8;
 	val.mv_data = b;
 	return mdb_put(txn, st->meta, &key, &val, 0);
+}
+
+/* Fixed-endian fields: big-endian, n bytes. */
+static void
+be_put(unsigned char *p, uint64_t v, size_t n)
+{
+	while (n-- > 0) {
+		p[n] = (unsigned char)(v & 0xff);
+		v >>= 8;
+	}
+}
+
+static uint64_t
+be_get(const unsigned char *p, size_t n)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+int
+store_get_u64s(struct store *st, MDB_txn *txn, const MDB_val *key,
+    uint64_t *v, size_t n)
+{
+	MDB_val val;
+	size_t i;
+	int rc;
+
+	if ((rc = mdb_get(txn, st->meta, (MDB_val *)key, &val)) != 0)
+		return rc;
+	if (val.mv_size != 8 * n)
+		return MDB_CORRUPTED;
+	for (i = 0; i < n; i++)
+		v[i] = be_get((unsigned char *)val.mv_data + 8 * i, 8);
+	return 0;
+}
+
+int
+store_put_u64s(struct store *st, MDB_txn *txn, const MDB_val *key,
+    const uint64_t *v, size_t n)
+{
+	unsigned char b[8 * 16];
+	size_t i;
+
+	if (n > 16)
+		fatalx("store_put_u64s: %zu values", n);
+	for (i = 0; i < n; i++)
+		be_put(b + 8 * i, v[i], 8);
+	return store_meta_put(st, txn, key, b, 8 * n);
+}
+
+int
+store_meta_get(struct store *st, MDB_txn *txn, const MDB_val *key,
+    MDB_val *val)
+{
+	return mdb_get(txn, st->meta, (MDB_val *)key, val);
+}
+
+int
+store_meta_put(struct store *st, MDB_txn *txn, const MDB_val *key,
+    const void *v, size_t len)
+{
+	MDB_val val = { len, (void *)v };
+
+	return mdb_put(txn, st->meta, (MDB_val *)key, &val, 0);
+}
+
+int
+store_meta_del(struct store *st, MDB_txn *txn, const MDB_val *key)
+{
+	int rc = mdb_del(txn, st->meta, (MDB_val *)key, NULL);
+
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int
+store_meta_replayed(const MDB_val *key)
+{
+	/* the ports' hash at start; compact.c's switch to a new snapshot */
+	static const char *const loop[] = {
+		STORE_META_PORTS, STORE_META_SNAPSHOT, STORE_META_SNAPDB
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(loop) / sizeof(loop[0]); i++)
+		if (key->mv_size == strlen(loop[i]) &&
+		    memcmp(key->mv_data, loop[i], key->mv_size) == 0)
+			return 0;
+	return 1;
+}
+
+/* A record: a header of hlen bytes, then rest; the caller frees it. */
+static unsigned char *
+rec_alloc(size_t hlen, const void *rest, size_t restlen, MDB_val *val)
+{
+	unsigned char *buf;
+
+	if ((buf = malloc(hlen + restlen + 1)) == NULL)
+		fatal("store: record");
+	if (restlen > 0)
+		memcpy(buf + hlen, rest, restlen);
+	val->mv_size = hlen + restlen;
+	val->mv_data = buf;
+	return buf;
+}
+
+/* Owner records: the fixed fields, then why counted, then the event. */
+#define OWNER_HDR	24
+
+unsigned char *
+store_owner_encode(const struct owner_rec *rec, const void *ev, size_t evlen,
+    MDB_val *val)
+{
+	size_t wlen = strnlen(rec->why, sizeof(rec->why) - 1);
+	unsigned char *b;
+
+	b = rec_alloc(OWNER_HDR + wlen, ev, evlen, val);
+	be_put(b, rec->port, 2);
+	b[2] = rec->state;
+	b[3] = rec->live;
+	b[4] = rec->waiting;
+	b[5] = rec->limited;
+	be_put(b + 6, rec->set_seq, 8);
+	be_put(b + 14, rec->seen_sync, 8);
+	be_put(b + 22, wlen, 2);
+	memcpy(b + OWNER_HDR, rec->why, wlen);
+	return b;
+}
+
+int
+store_owner_decode(const MDB_val *val, struct owner_rec *rec, MDB_val *ev)
+{
+	const unsigned char *b = val->mv_data;
+	size_t wlen;
+
+	if (val->mv_size < OWNER_HDR ||
+	    (wlen = (size_t)be_get(b + 22, 2)) >= sizeof(rec->why) ||
+	    val->mv_size < OWNER_HDR + wlen)
+		return -1;
+	memset(rec, 0, sizeof(*rec));
+	rec->port = (uint16_t)be_get(b, 2);
+	rec->state = b[2];
+	rec->live = b[3];
+	rec->waiting = b[4];
+	rec->limited = b[5];
+	rec->set_seq = be_get(b + 6, 8);
+	rec->seen_sync = be_get(b + 14, 8);
+	memcpy(rec->why, b + OWNER_HDR, wlen);
+	rec->why[wlen] = '\0';
+	if (ev != NULL) {
+		ev->mv_size = val->mv_size - OWNER_HDR - wlen;
+		ev->mv_data = (char *)val->mv_data + OWNER_HDR + wlen;
+	}
+	return 0;
+}
+
+int
+store_owner_get(struct store *st, MDB_txn *txn, const char *owner,
+    struct owner_rec *rec, MDB_val *ev)
+{
+	MDB_val key = { strlen(owner), (void *)owner }, val;
+	int rc;
+
+	if ((rc = mdb_get(txn, st->owners, &key, &val)) != 0)
+		return rc;
+	if (store_owner_decode(&val, rec, ev) == -1)
+		fatalx("store: owner %s: bad record", owner);
+	return 0;
+}
+
+int
+store_owner_put(struct store *st, MDB_txn *txn, const char *owner,
+    const struct owner_rec *rec, const void *ev, size_t evlen)
+{
+	MDB_val key = { strlen(owner), (void *)owner }, val;
+	unsigned char *b = store_owner_encode(rec, ev, evlen, &val);
+	int rc;
+
+	rc = mdb_put(txn, st->owners, &key, &val, 0);
+	free(b);
+	return rc;
+}
+
+int
+store_owner_del(struct store *st, MDB_txn *txn, const char *owner)
+{
+	MDB_val key = { strlen(owner), (void *)owner };
+	int rc = mdb_del(txn, st->owners, &key, NULL);
+
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Port records: u64 released, then the owner key. */
+#define PORT_HDR	8
+
+int
+store_port_decode(const MDB_val *key, const MDB_val *val, unsigned *port,
+    uint64_t *released, MDB_val *owner)
+{
+	if (key->mv_size != 2 || val->mv_size <= PORT_HDR)
+		return -1;
+	*port = (unsigned)be_get(key->mv_data, 2);
+	*released = be_get(val->mv_data, 8);
+	owner->mv_size = val->mv_size - PORT_HDR;
+	owner->mv_data = (char *)val->mv_data + PORT_HDR;
+	return 0;
+}
+
+int
+store_port_get(struct store *st, MDB_txn *txn, unsigned port, char *owner,
+    size_t olen, uint64_t *released)
+{
+	unsigned char k[2];
+	MDB_val key = { 2, k }, val, o;
+	unsigned p;
+	int rc;
+
+	be_put(k, port, 2);
+	owner[0] = '\0';
+	*released = 0;
+	if ((rc = mdb_get(txn, st->ports, &key, &val)) != 0)
+		return rc;
+	if (store_port_decode(&key, &val, &p, released, &o) == -1 ||
+	    o.mv_size >= olen)
+		fatalx("store: port %u: bad record", port);
+	memcpy(owner, o.mv_data, o.mv_size);
+	owner[o.mv_size] = '\0';
+	return 0;
+}
+
+unsigned char *
+store_port_encode(uint64_t released, const void *owner, size_t olen,
+    MDB_val *val)
+{
+	unsigned char *b = rec_alloc(PORT_HDR, owner, olen, val);
+
+	be_put(b, released, 8);
+	return b;
+}
+
+int
+store_port_put(struct store *st, MDB_txn *txn, unsigned port,
+    const char *owner, uint64_t released)
+{
+	unsigned char k[2], *b;
+	MDB_val key = { 2, k }, val;
+	int rc;
+
+	be_put(k, port, 2);
+	b = store_port_encode(released, owner, strlen(owner), &val);
+	rc = mdb_put(txn, st->ports, &key, &val, 0);
+	free(b);
+	return rc;
+}
+
+int
+store_port_del(struct store *st, MDB_txn *txn, unsigned port)
+{
+	unsigned char k[2];
+	MDB_val key = { 2, k };
+	int rc;
+
+	be_put(k, port, 2);
+	rc = mdb_del(txn, st->ports, &key, NULL);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Cluster records: u64 sid, u64 sync_seq, u8 up, then the API_SET. */
+#define CLUSTER_HDR	17
+
+int
+store_cluster_decode(const MDB_val *val, struct cluster_rec *rec,
+    MDB_val *ev)
+{
+	const unsigned char *b = val->mv_data;
+
+	if (val->mv_size < CLUSTER_HDR)
+		return -1;
+	memset(rec, 0, sizeof(*rec));
+	rec->sid = be_get(b, 8);
+	rec->sync_seq = be_get(b + 8, 8);
+	rec->up = b[16];
+	if (ev != NULL) {
+		ev->mv_size = val->mv_size - CLUSTER_HDR;
+		ev->mv_data = (char *)val->mv_data + CLUSTER_HDR;
+	}
+	return 0;
+}
+
+int
+store_cluster_get(struct store *st, MDB_txn *txn, const char *cluster,
+    struct cluster_rec *rec, MDB_val *ev)
+{
+	MDB_val key = { strlen(cluster), (void *)cluster }, val;
+	int rc;
+
+	memset(rec, 0, sizeof(*rec));
+	if ((rc = mdb_get(txn, st->clusters, &key, &val)) != 0)
+		return rc;
+	if (store_cluster_decode(&val, rec, ev) == -1)
+		fatalx("store: cluster %s: bad record", cluster);
+	return 0;
+}
+
+unsigned char *
+store_cluster_encode(const struct cluster_rec *rec, const void *ev,
+    size_t evlen, MDB_val *val)
+{
+	unsigned char *b = rec_alloc(CLUSTER_HDR, ev, evlen, val);
+
+	be_put(b, rec->sid, 8);
+	be_put(b + 8, rec->sync_seq, 8);
+	b[16] = rec->up;
+	return b;
+}
+
+int
+store_cluster_put(struct store *st, MDB_txn *txn, const char *cluster,
+    const struct cluster_rec *rec, const void *ev, size_t evlen)
+{
+	MDB_val key = { strlen(cluster), (void *)cluster }, val;
+	unsigned char *b = store_cluster_encode(rec, ev, evlen, &val);
+	int rc;
+
+	rc = mdb_put(txn, st->clusters, &key, &val, 0);
+	free(b);
+	return rc;
+}
+
+int
+store_cluster_del(struct store *st, MDB_txn *txn, const char *cluster)
+{
+	MDB_val key = { strlen(cluster), (void *)cluster };
+	int rc = mdb_del(txn, st->clusters, &key, NULL);
+
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+const char *const store_tables[] = {
+	"log", "ports", "owners", "clusters", "meta", "snap", NULL
+};
+
+MDB_dbi
+store_table(const struct store *st, const char *name)
+{
+	if (strcmp(name, "log") == 0)
+		return st->log;
+	if (strcmp(name, "ports") == 0)
+		return st->ports;
+	if (strcmp(name, "owners") == 0)
+		return st->owners;
+	if (strcmp(name, "clusters") == 0)
+		return st->clusters;
+	if (strcmp(name, "meta") == 0)
+		return st->meta;
+	if (strcmp(name, "snap") == 0)
+		return st->snap;
+	fatalx("store_table: no table %s", name);
+}
+
+void
+store_key_text(const char *table, const MDB_val *key, char *buf, size_t len)
+{
+	const unsigned char *k = key->mv_data;
+	size_t i, n = 0;
+
+	if (len == 0)
+		return;
+	if (strcmp(table, "log") == 0 && key->mv_size == 8) {
+		snprintf(buf, len, "seq %llu",
+		    (unsigned long long)store_u64_key(k));
+		return;
+	}
+	if (strcmp(table, "ports") == 0 && key->mv_size == 2) {
+		snprintf(buf, len, "port %u", (unsigned)be_get(k, 2));
+		return;
+	}
+	/* snap: "<letter>:", then the key as its own table shows it */
+	for (i = 0; i < key->mv_size && n + 5 < len; i++) {
+		if (strcmp(table, "snap") == 0 && i == 1) {
+			buf[n++] = ':';
+			if (k[0] == 'p' && key->mv_size == 3) {
+				snprintf(buf + n, len - n, "port %u",
+				    (unsigned)be_get(k + 1, 2));
+				return;
+			}
+		}
+		if (k[i] >= 0x20 && k[i] < 0x7f && k[i] != '\\')
+			buf[n++] = (char)k[i];
+		else
+			n += (size_t)snprintf(buf + n, len - n, "\\x%02x",
+			    k[i]);
+	}
+	buf[n] = '\0';
 }

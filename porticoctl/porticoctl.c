@@ -22,6 +22,7 @@ static const struct {
 } cmds[] = {
 	{ "log",	"dump",		cmd_log_dump },
 	{ "log",	"state",	cmd_log_state },
+	{ "log",	"replay",	cmd_log_replay },
 	{ "why",	NULL,		cmd_why },
 	{ "clusters",	NULL,		cmd_clusters },
 	{ "routes",	NULL,		cmd_routes },
@@ -36,6 +37,7 @@ usage(void)
 	    "usage: porticoctl [-j] [-f config] command [args] [STORE]\n"
 	    "  log dump [--since SEQ] [--until SEQ] [--type T] [--owner O]\n"
 	    "  log state --at SEQ\n"
+	    "  log replay [--until SEQ]\n"
 	    "  why OWNER      (cluster/ns/name/route, or cluster/ns/name)\n"
 	    "  clusters\n"
 	    "  routes [-c CLUSTER] [-n NAMESPACE]\n"

@@ -19,6 +19,7 @@
 #define CTL_OK		0
 #define CTL_USAGE	1	/* bad arguments, or nothing found */
 #define CTL_STORE	2	/* the store cannot be read */
+#define CTL_DIFFER	3	/* log replay: today's code decides otherwise */
 
 struct ctl {
 	const char	*conf_path;	/* -f */
@@ -124,6 +125,7 @@ const char *ctl_proxy_word(int);
 
 int	cmd_log_dump(struct ctl *, int, char **);
 int	cmd_log_state(struct ctl *, int, char **);
+int	cmd_log_replay(struct ctl *, int, char **);
 int	cmd_why(struct ctl *, int, char **);
 int	cmd_clusters(struct ctl *, int, char **);
 int	cmd_routes(struct ctl *, int, char **);

@@ -6,7 +6,7 @@
  * `porticoctl log state --at G | renderd -T /dev/stdin` renders again the
  * configuration of generation G (renderd's generation is the seq of the
  * last decision it applied).  A compacted log starts from the tables its
- * SNAPSHOT saved (struct cluster_rec, struct owner_rec: store.h).
+ * SNAPSHOT saved (their records decoded by store.h).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -147,26 +147,23 @@ snap_event(const MDB_val *key, const MDB_val *val, struct event *ev)
 {
 	struct cluster_rec crec;
 	struct owner_rec orec;
-	const char *p = val->mv_data;
+	MDB_val rest;
 	char err[256];
-	size_t hdr;
 	int want;
 
 	if (key->mv_size < 1)
 		return -1;
 	switch (*(const char *)key->mv_data) {
 	case 'c':
-		if (val->mv_size <= (hdr = sizeof(crec)))
-			return 0;
-		memcpy(&crec, p, hdr);		/* values are not aligned */
-		if (!crec.up)
+		if (store_cluster_decode(val, &crec, &rest) == -1)
+			return -1;
+		if (!crec.up || rest.mv_size == 0)
 			return 0;
 		want = EV_API_SET;
 		break;
 	case 'o':
-		if (val->mv_size < (hdr = sizeof(orec)))
+		if (store_owner_decode(val, &orec, &rest) == -1)
 			return -1;
-		memcpy(&orec, p, hdr);
 		if (orec.state != OWN_ACTIVE)
 			return 0;
 		want = EV_PORT_SET;
@@ -174,7 +171,7 @@ snap_event(const MDB_val *key, const MDB_val *val, struct event *ev)
 	default:
 		return 0;
 	}
-	if (event_decode(ev, p + hdr, val->mv_size - hdr, err,
+	if (event_decode(ev, rest.mv_data, rest.mv_size, err,
 	    sizeof(err)) == -1) {
 		log_warnx("snapshot: a %s record: %s", want == EV_API_SET ?
 		    "cluster" : "owner", err);
@@ -230,8 +227,8 @@ state_reachable(struct ctl *c, uint64_t at, int *snapped)
 	uint64_t last = store_last_seq(&c->st, c->txn);
 	uint64_t snap;
 
-	*snapped = store_get_u64(&c->st, c->txn, "snapshot", &snap) == 0 &&
-	    snap == first;
+	*snapped = store_get_u64(&c->st, c->txn, STORE_META_SNAPSHOT,
+	    &snap) == 0 && snap == first;
 	if (first == 0) {
 		fprintf(stderr, "porticoctl: the log is empty\n");
 		return CTL_USAGE;

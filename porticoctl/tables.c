@@ -18,12 +18,12 @@
 #include "porticoctl.h"
 #include "valid.h"
 
-/* allocd's meta keys (alloc.c, hosts.c); they move with the store module. */
-#define META_APPLIED	"applied."
-#define META_STATUS	"status."
-#define META_FAULT	"fault/"
-#define META_HOSTWANT	"hostwant/"
-#define META_HOSTWAIT	"hostwait/"
+/* allocd's meta keys: the store module's (store.h). */
+#define META_APPLIED	STORE_META_APPLIED
+#define META_STATUS	STORE_META_STATUS
+#define META_FAULT	STORE_META_FAULT
+#define META_HOSTWANT	STORE_META_HOSTWANT
+#define META_HOSTWAIT	STORE_META_HOSTWAIT
 
 static void
 bad_record(struct ctl *c, const char *table, const char *what)
@@ -174,18 +174,18 @@ on_cluster(struct ctl *c, struct ctl_tables *t, const MDB_val *k,
 {
 	struct cluster_rec rec;
 	struct ctl_cluster *cl;
+	MDB_val api;
 	char id[64];
 
 	if (mdb_str(k, 0, id, sizeof(id)) == -1 || !valid_cluster_id(id) ||
-	    v->mv_size < sizeof(rec)) {
+	    store_cluster_decode(v, &rec, &api) == -1) {
 		bad_record(c, "clusters", "a cluster");
 		return 0;
 	}
-	memcpy(&rec, v->mv_data, sizeof(rec));	/* values are not aligned */
 	cl = cluster_get(t, id);
 	if (!rec.up)
 		return 0;
-	if (rec_event(v, sizeof(rec), EV_API_SET, &cl->api) == -1 ||
+	if (rec_event(&api, 0, EV_API_SET, &cl->api) == -1 ||
 	    strcmp(cl->api.cluster, id) != 0) {
 		event_free(&cl->api);
 		event_init(&cl->api, EV_NONE);
@@ -237,16 +237,15 @@ on_owner(struct ctl *c, struct ctl_tables *t, const MDB_val *k,
 	struct owner_rec rec;
 	struct event set;
 	char key[EV_OWNERLEN];
+	MDB_val ev;
 
 	if (mdb_str(k, 0, key, sizeof(key)) == -1 ||
 	    ctl_owner_parse(&o, key) == -1 || o.prefix ||
-	    v->mv_size < sizeof(rec)) {
+	    store_owner_decode(v, &rec, &ev) == -1) {
 		bad_record(c, "owners", "an owner");
 		return 0;
 	}
-	memcpy(&rec, v->mv_data, sizeof(rec));
-	if (memchr(rec.why, '\0', sizeof(rec.why)) == NULL ||
-	    !valid_text(rec.why)) {
+	if (!valid_text(rec.why)) {
 		bad_record(c, "owners", "an owner's reason");
 		return 0;
 	}
@@ -256,7 +255,7 @@ on_owner(struct ctl *c, struct ctl_tables *t, const MDB_val *k,
 	if (rec.state != OWN_ACTIVE)
 		return 0;
 	/* a fleet holds many: keep its backends, not the whole event */
-	if (rec_event(v, sizeof(rec), EV_PORT_SET, &set) == -1 ||
+	if (rec_event(&ev, 0, EV_PORT_SET, &set) == -1 ||
 	    event_owner(&set, key, sizeof(key)) == -1 ||
 	    strcmp(key, r->owner) != 0) {
 		event_free(&set);
@@ -308,29 +307,24 @@ on_port(struct ctl *c, struct ctl_tables *t, const MDB_val *k,
     const MDB_val *v)
 {
 	char owner[EV_OWNERLEN];
-	struct port_rec rec;
 	struct ctl_route *r;
+	uint64_t released;
 	MDB_val o;
 	unsigned port;
 
-	if (k->mv_size != 2 || v->mv_size < sizeof(rec)) {
+	if (store_port_decode(k, v, &port, &released, &o) == -1) {
 		bad_record(c, "ports", "a port");
 		return 0;
 	}
-	port = (unsigned)((const unsigned char *)k->mv_data)[0] << 8 |
-	    ((const unsigned char *)k->mv_data)[1];
-	memcpy(&rec, v->mv_data, sizeof(rec));
-	if (rec.released == 0)
+	if (released == 0)
 		return 0;
-	o.mv_size = v->mv_size - sizeof(rec);
-	o.mv_data = (char *)v->mv_data + sizeof(rec);
 	if (mdb_str(&o, 0, owner, sizeof(owner)) == -1) {
 		bad_record(c, "ports", "a port's owner");
 		return 0;
 	}
 	if ((r = route_find(t, owner)) != NULL && r->rec.port == port &&
 	    r->rec.state == OWN_QUARANTINED)
-		r->released = rec.released;
+		r->released = released;
 	return 0;
 }
 

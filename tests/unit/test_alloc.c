@@ -1603,7 +1603,7 @@ model_check_tables(struct model *m, struct fx *f)
 	unsigned char owners_of[PHI - PLO + 1] = { 0 };
 	MDB_cursor *cur;
 	MDB_txn *txn;
-	MDB_val key, val;
+	MDB_val key, val, holder;
 	char k[EV_OWNERLEN];
 	unsigned p;
 	uint64_t released;
@@ -1621,19 +1621,17 @@ model_check_tables(struct model *m, struct fx *f)
 				VIOLATION(m, "port %u held twice", p);
 		}
 	}
-	/* ports: big-endian u16 -> u64 released (0 while held) + owner */
+	/* ports: port -> when released (0 while held) and owner (store.h) */
 	assert_int_equal(mdb_cursor_open(txn, f->st.ports, &cur), 0);
 	for (op = MDB_FIRST; mdb_cursor_get(cur, &key, &val, op) == 0;
 	    op = MDB_NEXT) {
-		assert_int_equal(key.mv_size, 2);
-		p = (unsigned)((unsigned char *)key.mv_data)[0] << 8 |
-		    ((unsigned char *)key.mv_data)[1];
+		assert_int_equal(store_port_decode(&key, &val, &p, &released,
+		    &holder), 0);
 		if (p < PLO || p > PHI || p == PAPI)
 			VIOLATION(m, "ports table has %u", p);
-		assert_true(val.mv_size > 8 && val.mv_size - 8 < sizeof(k));
-		memcpy(&released, val.mv_data, 8);
-		memcpy(k, (char *)val.mv_data + 8, val.mv_size - 8);
-		k[val.mv_size - 8] = '\0';
+		assert_true(holder.mv_size < sizeof(k));
+		memcpy(k, holder.mv_data, holder.mv_size);
+		k[holder.mv_size] = '\0';
 		if (released == 0) {
 			nheld--;
 			for (o = 0; o < PN; o++)

@@ -1,0 +1,258 @@
+/*
+ * allocd — the ports table: who may have a port, and the probe for a
+ * free one (with the memory of a full set).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "alloc_impl.h"
+#include "hash.h"
+#include "hosts.h"
+#include "limits.h"
+#include "log.h"
+#include "proof.h"
+
+/* Port p's holder into owner (empty when free) and its release time. */
+int
+alloc_get_port(struct alloc *a, MDB_txn *txn, unsigned p, char *owner,
+    size_t olen, uint64_t *released)
+{
+	int rc = store_port_get(a->st, txn, p, owner, olen, released);
+
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int
+alloc_put_port(struct alloc *a, MDB_txn *txn, unsigned p, const char *owner,
+    uint64_t released)
+{
+	return store_port_put(a->st, txn, p, owner, released);
+}
+
+/* Ports. */
+
+/*
+ * May owner have port p at time now?  0 yes; -1 no, with the reason in why.
+ * A port whose quarantine has run out is taken from its old owner here.
+ */
+static int
+port_avail_dry(struct alloc *a, MDB_txn *txn, unsigned p, const char *owner,
+    uint64_t now, char *why, size_t whylen, int dry)
+{
+	const struct config *c = a->conf;
+	char holder[EV_OWNERLEN];
+	uint64_t released, until;
+	struct owner_rec rec;
+
+	if (!ports_contain(&c->ports, p)) {
+		char set[CONF_MAX_RANGES * 12];
+
+		ports_format(&c->ports, set, sizeof(set));
+		/* a long set may be cut short: the reason is still clear */
+		if ((size_t)snprintf(why, whylen, "port %u is outside %s", p,
+		    set) >= whylen)
+			why[whylen - 1] = '\0';
+		return -1;
+	}
+	if (p == c->api_port || ports_contain(&c->reserved, p)) {
+		snprintf(why, whylen, "port %u is reserved", p);
+		return -1;
+	}
+	if (alloc_get_port(a, txn, p, holder, sizeof(holder), &released) != 0)
+		return -1;
+	if (holder[0] == '\0' || strcmp(holder, owner) == 0)
+		return 0;
+	until = released + (uint64_t)c->quarantine * 1000;
+	if (released != 0 && now >= until) {
+		/* the old owner's claim has lapsed */
+		if (!dry && alloc_get_owner(a, txn, holder, &rec, NULL) == 0 &&
+		    rec.state != OWN_ACTIVE && rec.port == p)
+			alloc_del_owner(a, txn, holder);
+		return 0;
+	}
+	/* the holder is another tenant's business: never named */
+	if (released != 0)
+		snprintf(why, whylen, "port %u is quarantined for %llu s more",
+		    p, (unsigned long long)((until - now + 999) / 1000));
+	else
+		snprintf(why, whylen, "port %u is taken", p);
+	return -1;
+}
+
+int
+alloc_port_avail(struct alloc *a, MDB_txn *txn, unsigned p, const char *owner,
+    uint64_t now, char *why, size_t whylen)
+{
+	return port_avail_dry(a, txn, p, owner, now, why, whylen, 0);
+}
+
+static int
+cmp_u64(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+/*
+ * A probe found no port: remember it until the first quarantine runs out,
+ * with the owners who hold a quarantined port (it would be free to them).
+ */
+static void
+remember_full(struct alloc *a, MDB_txn *txn)
+{
+	uint64_t q = (uint64_t)a->conf->quarantine * 1000, until = UINT64_MAX;
+	MDB_cursor *cur;
+	MDB_val key, val, owner;
+	uint64_t *nc, released;
+	size_t cap = 0;
+	unsigned p;
+	int op;
+
+	alloc_forget_full(a);
+	if (mdb_cursor_open(txn, a->st->ports, &cur) != 0)
+		fatalx("alloc: cursor");
+	for (op = MDB_FIRST; mdb_cursor_get(cur, &key, &val, op) == 0;
+	    op = MDB_NEXT) {
+		if (store_port_decode(&key, &val, &p, &released, &owner) == -1)
+			fatalx("alloc: a bad port record");
+		if (released == 0)
+			continue;
+		if (released + q < until)
+			until = released + q;
+		if (a->nfull_claims == cap) {
+			cap = cap ? cap * 2 : 64;
+			if ((nc = reallocarray(a->full_claims, cap,
+			    sizeof(*nc))) == NULL)
+				fatal("alloc: full");
+			a->full_claims = nc;
+		}
+		a->full_claims[a->nfull_claims++] = hash_fnv1a_n(owner.mv_data,
+		    owner.mv_size);
+	}
+	mdb_cursor_close(cur);
+	if (a->nfull_claims > 1)
+		qsort(a->full_claims, a->nfull_claims, sizeof(uint64_t),
+		    cmp_u64);
+	a->full = 1;
+	a->full_until = until;
+}
+
+/* Known to find no port for owner at now, without probing? */
+static int
+known_full(const struct alloc *a, const char *owner, uint64_t now)
+{
+	uint64_t h;
+
+	if (!a->full || now >= a->full_until)
+		return 0;
+	if (a->nfull_claims == 0)
+		return 1;
+	h = hash_fnv1a(owner);
+	return bsearch(&h, a->full_claims, a->nfull_claims, sizeof(h),
+	    cmp_u64) == NULL;
+}
+
+/* dry: only look, change nothing (to decide whether a TICK is due) */
+unsigned
+alloc_port_pick_dry(struct alloc *a, MDB_txn *txn, const char *owner,
+    uint64_t now, int dry)
+{
+	const struct config *c = a->conf;
+	unsigned size = ports_count(&c->ports), i, k, p;
+	char why[256];
+
+	if (known_full(a, owner, now))
+		return 0;
+
+	/* the preferred port, then upward through the set, wrapping */
+	k = (unsigned)(hash_fnv1a(owner) % size);
+	for (i = 0; i < size; i++, k = k + 1 == size ? 0 : k + 1) {
+		p = ports_nth(&c->ports, k);
+		if (port_avail_dry(a, txn, p, owner, now, why, sizeof(why),
+		    dry) == 0)
+			return p;
+	}
+	remember_full(a, txn);
+	return 0;
+}
+
+unsigned
+alloc_port_pick(struct alloc *a, MDB_txn *txn, const char *owner, uint64_t now)
+{
+	return alloc_port_pick_dry(a, txn, owner, now, 0);
+}
+
+/* Held on a port the configuration no longer gives out. */
+static int
+keep_stranded(const struct alloc *a, const struct owner_rec *rec,
+    uint64_t unused)
+{
+	const struct config *c = a->conf;
+
+	(void)unused;
+	return rec->state == OWN_ACTIVE &&
+	    (!ports_contain(&c->ports, rec->port) ||
+	    ports_contain(&c->reserved, rec->port) || rec->port == c->api_port);
+}
+
+char **
+alloc_stranded(struct alloc *a, MDB_txn *txn)
+{
+	return alloc_collect_owners(a, txn, "", keep_stranded, 0);
+}
+
+static int
+del_port(struct alloc *a, MDB_txn *txn, unsigned p)
+{
+	alloc_forget_full(a);
+	return store_port_del(a->st, txn, p);
+}
+
+/*
+ * The ports shrank (allow_shrink): each owner stranded off them moves to a
+ * port of the new set.  Its old port is not quarantined: nobody else can
+ * have it any more.
+ */
+int
+alloc_move_stranded(struct alloc *a, MDB_txn *txn, const struct event *obs)
+{
+	struct owner_rec rec;
+	struct event set, d;
+	char **list, **p;
+	unsigned np, old;
+	int rc = 0;
+
+	if (!a->conf->allow_shrink)
+		return 0;
+	list = alloc_stranded(a, txn);
+	for (p = list; *p != NULL && rc == 0; p++) {
+		if ((rc = alloc_get_owner(a, txn, *p, &rec, &set)) != 0)
+			break;
+		old = rec.port;
+		alloc_route_event(&d, EV_PORT_FREE, &set);
+		d.port = old;
+		d.has |= F_PORT;
+		if ((rc = alloc_emit(a, txn, &d, obs->time)) == 0 &&
+		    (rc = del_port(a, txn, old)) == 0) {
+			rec.state = OWN_REFUSED;	/* holds nothing now */
+			if ((np = alloc_port_pick(a, txn, *p,
+			    obs->time)) != 0) {
+				set.time = obs->time;
+				rc = alloc_assign(a, txn, &set, *p, &rec, np);
+			} else {
+				rec.waiting = 1;
+				rec.set_seq = a->seq;
+				set.type = EV_ROUTE;	/* what it waits with */
+				rc = alloc_refuse(a, txn, &set, *p, &rec, &set,
+				    "no free port after the ports shrank");
+			}
+		}
+		event_free(&set);
+	}
+	alloc_free_list(list);
+	return rc;
+}
