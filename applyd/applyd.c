@@ -7,8 +7,14 @@
  * disk and in the running proxy, and the apply is retried with backoff.  The
  * generation served is acknowledged to allocd, which writes an address back
  * only once every proxy serves it.
+ *
+ * The check and the reload (or start) are jobs (job.c) that the loop
+ * follows while it goes on reading the bus and acknowledging: applying a
+ * generation goes idle -> checking -> reloading or starting -> idle, the
+ * generation served (acked) or failed (the last good kept, a retry after a
+ * backoff).  A generation that arrives meanwhile waits in want, the latest
+ * replacing any other, and is applied once the job ends.
  */
-#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +39,11 @@ static struct proxy		 proxy;
 static struct consumer		 feed;
 static void			*alloc_sock;
 static struct event		 want;		/* latest CONFIG received */
+static struct event		 cur;		/* the one being applied */
+static enum { IDLE, CHECKING, RELOADING, STARTING } state;
+static const char *const	 states[] = { "idle", "checking", "reloading",
+				     "starting" };
+static char			 check_path[PATH_MAX + 8];
 static char			*good;		/* text the proxy serves */
 static uint64_t			 good_gen;
 static uint64_t			 retry_at, retry_ms = RETRY_MIN_MS;
@@ -48,6 +59,10 @@ on_config(struct event *ev, void *arg)
 	(void)arg;
 	if (ev->type != EV_CONFIG || strcmp(ev->kind, pc->kind) != 0)
 		return;
+	if (state != IDLE)
+		log_info("generation %llu waits for the %s of %llu",
+		    (unsigned long long)ev->seq, states[state],
+		    (unsigned long long)cur.seq);
 	event_free(&want);
 	want = *ev;
 	ev->text = NULL;
@@ -112,18 +127,36 @@ ack(void)
 	event_free(&ev);
 }
 
+/*
+ * Applying cur failed: the last good keeps serving.  A newer generation
+ * waiting is applied at once; else cur is tried again after a backoff.
+ */
 static void
 failed(const char *what, const char *err)
 {
 	failures++;
-	log_warnx("generation %llu: %s: %s; last good generation "
-	    "%llu keeps serving, retry in %llu ms",
-	    (unsigned long long)want.seq, what, err,
-	    (unsigned long long)good_gen, (unsigned long long)retry_ms);
-	retry_at = now_ms() + retry_ms;
-	retry_ms = retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_ms * 2;
+	fail_gen = cur.seq;
+	if (want.type == EV_CONFIG) {
+		log_warnx("generation %llu: %s: %s; last good generation "
+		    "%llu keeps serving, %llu is next",
+		    (unsigned long long)cur.seq, what, err,
+		    (unsigned long long)good_gen,
+		    (unsigned long long)want.seq);
+		event_free(&cur);
+	} else {
+		log_warnx("generation %llu: %s: %s; last good generation "
+		    "%llu keeps serving, retry in %llu ms",
+		    (unsigned long long)cur.seq, what, err,
+		    (unsigned long long)good_gen,
+		    (unsigned long long)retry_ms);
+		want = cur;
+		event_init(&cur, EV_NONE);
+		retry_at = now_ms() + retry_ms;
+		retry_ms = retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS :
+		    retry_ms * 2;
+	}
+	state = IDLE;
 	/* the routes waiting for it are told why: nothing outside in it */
-	fail_gen = want.seq;
 	snprintf(fail_what, sizeof(fail_what), "%s", what);
 	ack();
 }
@@ -164,15 +197,30 @@ restore_good(void)
 		log_warn("restore %s", pc->config);
 }
 
-/* want's text is served now: it moves to good (want is done with it). */
+/* cur's text is served now: it moves to good (cur is done with it). */
 static void
 now_good(void)
 {
 	free(good);
-	good = want.text;
-	want.text = NULL;
-	want.textlen = 0;
-	good_gen = want.seq;
+	good = cur.text;
+	cur.text = NULL;
+	cur.textlen = 0;
+	good_gen = cur.seq;
+}
+
+/* cur is served: acknowledged, and the next generation may go. */
+static void
+served(const char *how)
+{
+	now_good();
+	if (how != NULL)
+		log_info("serving generation %llu (%s)",
+		    (unsigned long long)good_gen, how);
+	ack();
+	event_free(&cur);
+	state = IDLE;
+	retry_at = 0;
+	retry_ms = RETRY_MIN_MS;
 }
 
 /*
@@ -188,78 +236,131 @@ apply_live(void)
 
 	if (proxy.ops->update == NULL || good == NULL || !pc->live)
 		return 0;
-	if ((rc = proxy.ops->update(&proxy, good, want.text, err,
+	if ((rc = proxy.ops->update(&proxy, good, cur.text, err,
 	    sizeof(err))) == 1)
 		return 0;
 	if (rc == -1) {
 		log_warnx("generation %llu: %s; reloading instead",
-		    (unsigned long long)want.seq, err);
+		    (unsigned long long)cur.seq, err);
 		return 0;
 	}
-	if (write_config(pc->config, want.text, want.textlen, 0) == -1 ||
-	    write_files(want.text) == -1)
+	if (write_config(pc->config, cur.text, cur.textlen, 0) == -1 ||
+	    write_files(cur.text) == -1)
 		log_warn("%s", pc->config);
-	now_good();
+	served(NULL);
 	log_debug("serving generation %llu (live)",
 	    (unsigned long long)good_gen);
 	return 1;
 }
 
+/*
+ * The checker passed: the candidate becomes the served file, and the
+ * proxy reloads it (or starts with it).  rc 1: a job follows.
+ */
 static void
-apply(void)
+checked(void)
 {
-	char path[PATH_MAX + 8], err[512], what[64];
-	int running = proxy.ops->running(&proxy);
+	char err[512];
+	int rc, running = proxy.ops->running(&proxy);
 
-	if (want.type != EV_CONFIG || (retry_at != 0 && now_ms() < retry_at))
-		return;
-	if (running && good != NULL && strcmp(good, want.text) == 0) {
-		/* the same text: nothing to reload, but a newer generation */
-		good_gen = want.seq;
-		goto done;
-	}
-	if (running && apply_live())
-		goto done;
-	snprintf(path, sizeof(path), "%s.check", pc->config);
-	if (write_config(path, want.text, want.textlen, 1) == -1 ||
-	    write_files(want.text) == -1) {
-		snprintf(err, sizeof(err), "%s", strerror(errno));
-		failed("write failed", err);
-		return;
-	}
-	if (proxy.ops->check(&proxy, path, err, sizeof(err)) == -1) {
-		snprintf(what, sizeof(what), "%s refused it", proxy.ops->checker);
-		failed(what, err);
-		unlink(path);
-		restore_good();
-		return;
-	}
-	if (rename(path, pc->config) == -1) {
+	if (rename(check_path, pc->config) == -1) {
 		snprintf(err, sizeof(err), "rename: %s", strerror(errno));
 		failed("install failed", err);
 		return;
 	}
-	if ((running ? proxy.ops->reload(&proxy, err, sizeof(err)) :
-	    proxy.ops->start(&proxy, err, sizeof(err))) == -1) {
+	state = running ? RELOADING : STARTING;
+	rc = running ? proxy.ops->reload(&proxy, err, sizeof(err)) :
+	    proxy.ops->start(&proxy, err, sizeof(err));
+	if (rc == 0)
+		served(running ? "reloaded" : "started");
+	else if (rc == -1) {
 		restore_good();
 		failed(running ? "reload failed" : "start failed", err);
+	}
+}
+
+static void
+check_failed(const char *err)
+{
+	char what[64];
+
+	snprintf(what, sizeof(what), "%s refused it", proxy.ops->checker);
+	unlink(check_path);
+	restore_good();
+	failed(what, err);
+}
+
+/* A job ended (job.c): the next step of the apply. */
+static void
+job_done(struct proxy *p, int rc, const char *err)
+{
+	(void)p;
+	switch (state) {
+	case CHECKING:
+		if (rc == 0)
+			checked();
+		else
+			check_failed(err);
+		break;
+	case RELOADING:
+	case STARTING:
+		if (rc == 0)
+			served(state == RELOADING ? "reloaded" : "started");
+		else {
+			restore_good();
+			failed(state == RELOADING ? "reload failed" :
+			    "start failed", err);
+		}
+		break;
+	case IDLE:
+		fatalx("a proxy job ended with no apply under way");
+	}
+}
+
+/*
+ * Begin applying the latest generation received, unless a job runs or a
+ * retry waits: at once when it is what is served or the runtime API can
+ * make it so, else through a check and a reload (or start).
+ */
+static void
+apply(void)
+{
+	char err[512];
+	int rc;
+
+	if (state != IDLE || want.type != EV_CONFIG ||
+	    (retry_at != 0 && now_ms() < retry_at))
+		return;
+	cur = want;
+	event_init(&want, EV_NONE);
+	if (proxy.ops->running(&proxy) && good != NULL &&
+	    strcmp(good, cur.text) == 0) {
+		/* the same text: nothing to reload, but a newer generation */
+		served(NULL);
 		return;
 	}
-	now_good();
-	log_info("serving generation %llu (%s)",
-	    (unsigned long long)good_gen, running ? "reloaded" : "started");
- done:
-	ack();
-	event_free(&want);
-	retry_at = 0;
-	retry_ms = RETRY_MIN_MS;
+	if (proxy.ops->running(&proxy) && apply_live())
+		return;
+	snprintf(check_path, sizeof(check_path), "%s.check", pc->config);
+	if (write_config(check_path, cur.text, cur.textlen, 1) == -1 ||
+	    write_files(cur.text) == -1) {
+		snprintf(err, sizeof(err), "%s", strerror(errno));
+		failed("write failed", err);
+		return;
+	}
+	state = CHECKING;
+	if ((rc = proxy.ops->check(&proxy, check_path, err,
+	    sizeof(err))) == 0)
+		checked();
+	else if (rc == -1)
+		check_failed(err);
 }
 
 /* Apply what is served again, as a (re)start: the proxy died, or asks. */
 static void
 reapply_good(void)
 {
-	if (want.type == EV_CONFIG || good == NULL)
+	if (state != IDLE || want.type == EV_CONFIG || good == NULL)
 		return;		/* a newer one is on its way in anyway */
 	event_init(&want, EV_CONFIG);
 	event_set_str(&want, F_KIND, pc->kind);
@@ -267,16 +368,6 @@ reapply_good(void)
 	want.seq = good_gen;
 	free(good);
 	good = NULL;
-}
-
-static void
-reap(void)
-{
-	pid_t pid;
-	int status;
-
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-		proxy.ops->reaped(&proxy, pid, status);
 }
 
 static void
@@ -294,10 +385,10 @@ int
 main(int argc, char **argv)
 {
 	struct daemon d;
-	zmq_pollitem_t items[4];
+	zmq_pollitem_t items[5];
 	uint64_t now, next_ack = 0;
 	char ready[96];
-	long timeout;
+	long timeout, wait;
 	int n, sig;
 
 	daemon_start(&d, argc, argv, "applyd", DAEMON_PROXY, &conf);
@@ -305,6 +396,8 @@ main(int argc, char **argv)
 	if (proxy_init(&proxy, &conf, pc) == -1)
 		fatalx("no driver for proxy kind %s", pc->kind);
 	event_init(&want, EV_NONE);
+	event_init(&cur, EV_NONE);
+	proxy.done = job_done;
 	/*
 	 * An adopted proxy may not serve what is on disk (an earlier applyd
 	 * may have died between rename and reload): with no last good text,
@@ -337,9 +430,15 @@ main(int argc, char **argv)
 		n = consumer_pollitems(&feed, items);
 		items[n++] = (zmq_pollitem_t){ alloc_sock, 0, ZMQ_POLLIN, 0 };
 		items[n++] = (zmq_pollitem_t){ NULL, d.sigfd, ZMQ_POLLIN, 0 };
+		if (proxy_job_fd(&proxy) != -1)
+			items[n++] = (zmq_pollitem_t){ NULL,
+			    proxy_job_fd(&proxy), ZMQ_POLLIN, 0 };
 		timeout = BUS_HEARTBEAT_MS;
 		if (retry_at != 0)
 			timeout = retry_at > now ? (long)(retry_at - now) : 0;
+		if ((wait = proxy_job_wait(&proxy, now)) != -1 &&
+		    wait < timeout)
+			timeout = wait;
 		if (zmq_poll(items, n, timeout) == -1 && errno != EINTR)
 			fatal("zmq_poll");
 		consumer_dispatch(&feed, items);
@@ -348,20 +447,23 @@ main(int argc, char **argv)
 		if (items[3].revents & ZMQ_POLLIN) {
 			sig = daemon_signal(&d);
 			if (sig == SIGCHLD)
-				reap();
+				proxy_reap(&proxy);
 			else if (sig == SIGTERM || sig == SIGINT)
 				break;
 		}
+		proxy_job_run(&proxy);	/* the job's next step, if it is due */
 		if (!proxy.ops->running(&proxy))
 			reapply_good();	/* it died: bring back what it served */
 		apply();
 	}
 	log_info("stopping %s and exiting", pc->kind);
+	proxy_job_cancel(&proxy);
 	proxy.ops->stop(&proxy);
 	consumer_close(&feed);
 	bus_close(alloc_sock);
 	zmq_ctx_term(bus_ctx());
 	event_free(&want);
+	event_free(&cur);
 	free(good);
 	return 0;
 }
