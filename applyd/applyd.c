@@ -100,10 +100,21 @@ cmp_u16(const void *x, const void *y)
 static void
 ack(void)
 {
-	uint16_t held[EV_MAX_HELD];
+	/*
+	 * While a job runs, the driver's held ports are those of the
+	 * candidate (probed for its check), not of what is served: the
+	 * last ones said stand until it ends.
+	 */
+	static uint16_t held[EV_MAX_HELD];
+	static size_t n;
 	struct event ev;
-	size_t n = 0, i;
+	size_t i;
 
+	if (state == IDLE) {
+		n = proxy.ops->held == NULL ? 0 :
+		    proxy.ops->held(&proxy, good, held, EV_MAX_HELD);
+		qsort(held, n, sizeof(held[0]), cmp_u16);
+	}
 	if (good_gen == 0 && fail_gen == 0)
 		return;
 	event_init(&ev, EV_APPLIED);
@@ -112,9 +123,6 @@ ack(void)
 	event_set_str(&ev, F_PROXY, pc->name);
 	ev.gen = good_gen;
 	ev.has |= F_GEN;
-	if (proxy.ops->held != NULL)
-		n = proxy.ops->held(&proxy, good, held, EV_MAX_HELD);
-	qsort(held, n, sizeof(held[0]), cmp_u16);
 	for (i = 0; i < n; i++)
 		event_add_held(&ev, held[i]);	/* a repeat is dropped */
 	if (fail_gen > good_gen) {
@@ -349,6 +357,8 @@ apply(void)
 		return;
 	}
 	state = CHECKING;
+	log_info("generation %llu: %s checks it", (unsigned long long)cur.seq,
+	    proxy.ops->checker);
 	if ((rc = proxy.ops->check(&proxy, check_path, err,
 	    sizeof(err))) == 0)
 		checked();

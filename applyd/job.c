@@ -120,6 +120,7 @@ proxy_check(struct proxy *p, char *const argv[], const char *marker,
     char *err, size_t errlen)
 {
 	struct proxy_job *j = &p->job;
+	sigset_t none;
 	int fds[2];
 	pid_t pid;
 
@@ -134,6 +135,9 @@ proxy_check(struct proxy *p, char *const argv[], const char *marker,
 		return -1;
 	}
 	if (pid == 0) {
+		/* ours blocks what the signalfd reads: a shell would hang */
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		dup2(fds[1], 1);
 		dup2(fds[1], 2);
 		execv(argv[0], argv);

@@ -1,0 +1,109 @@
+"""A proxy that takes seconds to check and to reload does not stall applyd.
+
+HAProxy is run through a wrapper that, while a flag file exists, sleeps
+SLOW seconds before it becomes the real binary: the checker (haproxy -c)
+sleeps, and so does the master when it re-executes itself for a reload
+(it runs argv[0] again, the wrapper).  Each sleep alone is longer than the
+bus's silence limit (3.5 s), so an applyd that waited for its proxy would
+find its renderd feed silent and reconnect and catch up.  Instead, during
+the ~2 x SLOW s job applyd goes on reading the bus (a newer generation is
+taken and queued), the old workers keep serving, nothing is reconnected or
+caught up, and when the reload ends its generation is acknowledged (the
+address is written) and the queued one goes live at once, without a second
+reload.
+"""
+
+import os
+import socket
+import time
+
+import harness
+import testlib
+from harness import ERROR, EXPOSE, PORT, need
+
+NS = "payments"
+SLOW = 5                        # seconds the checker and the re-exec sleep
+
+WRAPPER = """#!/bin/bash
+# haproxy, slowed down while %(flag)s exists (tests/e2e/test_slow_reload.py)
+echo "$(date +%%s.%%N) $$ $*" >> %(flag)s.log
+[ -e %(flag)s ] && sleep %(slow)d
+exec -a "$0" %(real)s "$@"
+"""
+
+# What applyd logs when its loop was held up long enough to lose the bus.
+STALLED = ("silent for", "reconnecting", "catching up", "gap after",
+           "no answer to SINCE")
+
+
+def slow_haproxy(fleet):
+    """A wrapper named haproxy (its comm stays the proxy's) and its flag."""
+    bindir = os.path.join(fleet.run_dir, "slowbin")
+    os.makedirs(bindir)
+    flag = os.path.join(fleet.run_dir, "slow")
+    path = os.path.join(bindir, "haproxy")
+    with open(path, "w") as f:
+        f.write(WRAPPER % {"flag": flag, "slow": SLOW, "real": "/usr/sbin/haproxy"})
+    os.chmod(path, 0o755)
+    return path, flag
+
+
+def test_slow_check_and_reload_keep_the_bus(make_fleet):
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet(ports=8)
+    pay = harness.payments_cluster(fleet)
+    binary, flag = slow_haproxy(fleet)
+    # A port held by another program: once it is let go, applyd reloads
+    # HAProxy by itself to bind it; the reload this test slows down.
+    held = fleet.port_hi
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind((fleet.listen, held))
+    squatter.listen(8)
+    try:
+        fleet.write_conf(**{"proxy.%s" % harness.HAPROXY_NAME: {
+            "kind": "haproxy", "binary": binary}})
+        fleet.start_daemons()
+        pay.annotate(NS, "ledger-db", **{EXPOSE: "true", PORT: str(fleet.port_lo)})
+        (port,) = fleet.wait_address(pay, NS, "ledger-db")
+        ledger = pay.markers(NS, "ledger-db", 5432)
+        fleet.wait_serves(port, ledger)
+        pay.annotate(NS, "orders-db", **{EXPOSE: "true", PORT: str(held)})
+        fleet.wait_annotation(pay, NS, "orders-db", ERROR)
+        applyd = fleet["applyd"]
+        mark = len(applyd.log())
+        reloads = fleet.haproxy_reloads()
+        master = fleet.proxy_master()
+        open(flag, "w").close()
+    finally:
+        squatter.close()
+
+    def since():
+        return applyd.log()[mark:]
+
+    # applyd looks for freed ports every 5 s, then checks (SLOW s) and
+    # reloads (SLOW s more)
+    testlib.wait_until(lambda: "haproxy -c checks it" in since(), 15,
+                       "applyd checking the reload's configuration")
+    began = time.monotonic()
+    # meanwhile: another route, and the one served keeps serving
+    pay.annotate(NS, "cache", **{EXPOSE: "true"})
+    testlib.wait_until(lambda: " waits for the " in since(), SLOW,
+                       "the new generation taken off the bus during the check")
+    assert set(fleet.markers(port, 3)) <= ledger
+    assert fleet.wait_address(pay, NS, "orders-db", timeout=4 * SLOW + 15) == [held]
+    took = time.monotonic() - began
+    cache = fleet.wait_address(pay, NS, "cache", timeout=10)
+    os.unlink(flag)
+    fleet.wait_serves(held, pay.markers(NS, "orders-db", 5432) |
+                      pay.markers(NS, "orders-db-canary", 5432))
+    fleet.wait_serves(cache[0], pay.markers(NS, "cache", 6379))
+    log = since()
+    assert took >= 1.5 * SLOW, "the job took %.1f s: was it slowed?" % took
+    assert "(reloaded)" in log
+    for words in STALLED:
+        assert words not in log, "applyd stalled: %r in its log:\n%s" % (
+            words, harness.tail(log, 40))
+    assert fleet.proxy_master() == master       # a reload, not a restart
+    # the queued route went live after the reload: no second reload
+    assert fleet.haproxy_reloads() == reloads + 1
