@@ -224,9 +224,9 @@ served(const char *how)
 	if (how != NULL)
 		log_info("serving generation %llu (%s)",
 		    (unsigned long long)good_gen, how);
+	state = IDLE;		/* before ack(): the held ports are good's now */
 	ack();
 	event_free(&cur);
-	state = IDLE;
 	retry_at = 0;
 	retry_ms = RETRY_MIN_MS;
 }
