@@ -31,6 +31,7 @@ BINS	 = $(DAEMONS:%=$(BUILD)/bin/%)
 TOOLS	 = porticoctl
 BINS	+= $(TOOLS:%=$(BUILD)/bin/%)
 UNITS	 = test_event test_store test_alloc test_envoy test_valid test_addr
+UNITS	+= test_job
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
 PY	 = /usr/bin/python3
@@ -76,6 +77,8 @@ $(BUILD)/tests/test_alloc: $(BUILD)/obj/tests/unit/test_alloc.o \
     $(BUILD)/obj/allocd/limits.o $(BUILD)/obj/allocd/proof.o $(COMMON_OBJS)
 $(BUILD)/tests/test_envoy: $(BUILD)/obj/tests/unit/test_envoy.o \
     $(BUILD)/obj/applyd/envoy.o $(BUILD)/obj/applyd/file.o $(COMMON_OBJS)
+$(BUILD)/tests/test_job: $(BUILD)/obj/tests/unit/test_job.o \
+    $(BUILD)/obj/applyd/job.o $(COMMON_OBJS)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
