@@ -107,3 +107,59 @@ def test_slow_check_and_reload_keep_the_bus(make_fleet):
     assert fleet.proxy_master() == master       # a reload, not a restart
     # the queued route went live after the reload: no second reload
     assert fleet.haproxy_reloads() == reloads + 1
+
+
+HANGING = """#!/bin/bash
+# haproxy whose master never comes up while %(flag)s exists; its checker
+# runs as usual (tests/e2e/test_slow_reload.py)
+if [ -e %(flag)s ] && [ "$1" != "-c" ]; then
+	exec -a "$0" sleep 60
+fi
+exec -a "$0" %(real)s "$@"
+"""
+
+
+def test_start_that_never_comes_up_keeps_the_last_good(make_fleet):
+    """HAProxy dies and its restart hangs: after its deadline (15 s) the
+    start has failed, the last good configuration is still the one on disk,
+    and the start is tried again (it then comes up); the bus was never lost
+    meanwhile, and a route added during the hung start is served after."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    pay = harness.payments_cluster(fleet)
+    binary, flag = slow_haproxy(fleet)
+    with open(binary, "w") as f:
+        f.write(HANGING % {"flag": flag, "real": "/usr/sbin/haproxy"})
+    fleet.write_conf(**{"proxy.%s" % harness.HAPROXY_NAME: {
+        "kind": "haproxy", "binary": binary}})
+    fleet.start_daemons()
+    pay.annotate(NS, "ledger-db", **{EXPOSE: "true"})
+    (port,) = fleet.wait_address(pay, NS, "ledger-db")
+    ledger = pay.markers(NS, "ledger-db", 5432)
+    fleet.wait_serves(port, ledger)
+    applyd = fleet["applyd"]
+    mark = len(applyd.log())
+    good = fleet.proxy_cfg()
+    open(flag, "w").close()
+    assert harness.stop_proxy(fleet.run_dir), "no HAProxy to stop"
+
+    def since():
+        return applyd.log()[mark:]
+
+    testlib.wait_until(lambda: "exited (" in since(), 10, "applyd seeing HAProxy exit")
+    pay.annotate(NS, "orders-db", **{EXPOSE: "true"})
+    testlib.wait_until(lambda: " waits for the " in since(), 15,
+                       "the new generation taken off the bus during the apply")
+    testlib.wait_until(lambda: "did not come up in 15000 ms" in since(), 25,
+                       "the hung start given up")
+    assert fleet.proxy_cfg() == good
+    os.unlink(flag)
+    fleet.wait_serves(port, ledger, timeout=30)
+    (orders,) = fleet.wait_address(pay, NS, "orders-db", timeout=30)
+    fleet.wait_serves(orders, pay.markers(NS, "orders-db", 5432) |
+                      pay.markers(NS, "orders-db-canary", 5432))
+    log = since()
+    assert "start failed" in log
+    for words in STALLED:
+        assert words not in log, "applyd stalled: %r in its log:\n%s" % (
+            words, harness.tail(log, 40))
