@@ -432,7 +432,8 @@ main(int argc, char **argv)
 		if (now >= next_ack) {
 			ack();		/* allocd may have missed the last */
 			next_ack = now + ACK_EVERY_MS;
-			if (proxy.ops->idle != NULL &&
+			/* not during a job: its workers are changing */
+			if (proxy.ops->idle != NULL && state == IDLE &&
 			    proxy.ops->running(&proxy) &&
 			    proxy.ops->idle(&proxy) == 1)
 				reapply_good();
