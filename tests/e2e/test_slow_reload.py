@@ -36,14 +36,15 @@ STALLED = ("silent for", "reconnecting", "catching up", "gap after",
            "no answer to SINCE")
 
 
-def slow_haproxy(fleet):
-    """A wrapper named haproxy (its comm stays the proxy's) and its flag."""
+def slow_haproxy(fleet, kind="haproxy"):
+    """A wrapper named after the proxy (its comm stays the proxy's) and
+    its flag."""
     bindir = os.path.join(fleet.run_dir, "slowbin")
     os.makedirs(bindir)
     flag = os.path.join(fleet.run_dir, "slow")
-    path = os.path.join(bindir, "haproxy")
+    path = os.path.join(bindir, kind)
     with open(path, "w") as f:
-        f.write(WRAPPER % {"flag": flag, "slow": SLOW, "real": "/usr/sbin/haproxy"})
+        f.write(WRAPPER % {"flag": flag, "slow": SLOW, "real": "/usr/sbin/" + kind})
     os.chmod(path, 0o755)
     return path, flag
 
@@ -163,3 +164,46 @@ def test_start_that_never_comes_up_keeps_the_last_good(make_fleet):
     for words in STALLED:
         assert words not in log, "applyd stalled: %r in its log:\n%s" % (
             words, harness.tail(log, 40))
+
+
+def test_slow_nginx_check_keeps_the_bus(make_fleet):
+    """nginx reloads for every change, each checked by nginx -t first: a
+    check that takes SLOW s does not hold applyd, the change made meanwhile
+    is queued and applied after, and nothing is reconnected."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet(proxies=[("nginx", "nginx")])
+    pay = harness.payments_cluster(fleet)
+    binary, flag = slow_haproxy(fleet, "nginx")
+    fleet.write_conf(**{"proxy.nginx": {"binary": binary}})
+    fleet.start_daemons()
+    pay.annotate(NS, "ledger-db", **{EXPOSE: "true"})
+    (ledger,) = fleet.wait_address(pay, NS, "ledger-db")
+    fleet.wait_serves(ledger, pay.markers(NS, "ledger-db", 5432))
+    applyd = fleet["applyd"]
+    mark = len(applyd.log())
+    master = fleet.proxy_master()
+    open(flag, "w").close()
+
+    def since():
+        return applyd.log()[mark:]
+
+    pay.annotate(NS, "orders-db", **{EXPOSE: "true"})
+    testlib.wait_until(lambda: "nginx -t checks it" in since(), 15,
+                       "applyd checking the new configuration")
+    began = time.monotonic()
+    pay.annotate(NS, "cache", **{EXPOSE: "true"})
+    testlib.wait_until(lambda: " waits for the " in since(), SLOW,
+                       "the new generation taken off the bus during the check")
+    assert fleet.marker(ledger) in pay.markers(NS, "ledger-db", 5432)
+    (orders,) = fleet.wait_address(pay, NS, "orders-db", timeout=4 * SLOW + 15)
+    assert time.monotonic() - began >= 0.5 * SLOW
+    os.unlink(flag)
+    cache = fleet.wait_address(pay, NS, "cache", timeout=4 * SLOW + 15)
+    fleet.wait_serves(orders, pay.markers(NS, "orders-db", 5432) |
+                      pay.markers(NS, "orders-db-canary", 5432))
+    fleet.wait_serves(cache[0], pay.markers(NS, "cache", 6379))
+    log = since()
+    for words in STALLED:
+        assert words not in log, "applyd stalled: %r in its log:\n%s" % (
+            words, harness.tail(log, 40))
+    assert fleet.proxy_master() == master       # reloaded, never restarted
