@@ -59,10 +59,14 @@ on_config(struct event *ev, void *arg)
 	(void)arg;
 	if (ev->type != EV_CONFIG || strcmp(ev->kind, pc->kind) != 0)
 		return;
-	if (state != IDLE)
+	if (state != IDLE && want.type != EV_CONFIG)
 		log_info("generation %llu waits for the %s of %llu",
 		    (unsigned long long)ev->seq, states[state],
 		    (unsigned long long)cur.seq);
+	else if (state != IDLE)		/* the one waiting is replaced */
+		log_debug("generation %llu replaces %llu, waiting",
+		    (unsigned long long)ev->seq,
+		    (unsigned long long)want.seq);
 	event_free(&want);
 	want = *ev;
 	ev->text = NULL;
