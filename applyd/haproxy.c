@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "event.h"
 #include "hapruntime.h"
 #include "held.h"
 #include "log.h"
@@ -35,6 +36,7 @@
  */
 #define CLI_ONCE_MS	1000
 #define CLI_STEP_MS	100
+#define CLI_WAIT_MS	2000	/* before a reload: a master that never answers */
 
 static void
 haproxy_init(struct proxy *p)
@@ -174,13 +176,16 @@ haproxy_start(struct proxy *p, char *err, size_t errlen)
 }
 
 /*
- * The reload under way: done once the master counts one more reload and
- * lists workers; failed when it counts one more failure (the old workers
- * keep serving) or is gone.  Until it answers again (it re-executes
- * itself), not yet.
+ * The reload under way.  First the master's counters are read (asked
+ * again at each step until it answers, for at most CLI_WAIT_MS), then it
+ * is signalled; then it is done once the master counts one more reload
+ * and lists workers, failed when it counts one more failure (the old
+ * workers keep serving) or is gone.  While it re-executes itself it does
+ * not answer: not yet.
  */
-/* The master's counters before the reload under way. */
-static struct proc_state	reload_from;
+static struct proc_state	reload_from;	/* its counters before */
+static int			reload_sent;
+static uint64_t			reload_asked;	/* ms, the first ask */
 
 static int
 haproxy_reloaded(struct proxy *p, void *arg, char *err, size_t errlen)
@@ -191,6 +196,21 @@ haproxy_reloaded(struct proxy *p, void *arg, char *err, size_t errlen)
 	if (p->pid == 0) {
 		snprintf(err, errlen, "the haproxy master is gone");
 		return -1;
+	}
+	if (!reload_sent) {
+		if (proc_state(p, &reload_from, CLI_STEP_MS) == -1) {
+			if (now_ms() - reload_asked < CLI_WAIT_MS)
+				return 1;
+			snprintf(err, errlen, "master CLI does not answer");
+			return -1;
+		}
+		if (kill(p->pid, SIGUSR2) == -1) {
+			snprintf(err, errlen, "signal master: %s",
+			    strerror(errno));
+			return -1;
+		}
+		reload_sent = 1;
+		return 1;
 	}
 	if (proc_state(p, &now, CLI_STEP_MS) == -1 ||
 	    now.reloads == reload_from.reloads)
@@ -210,14 +230,10 @@ haproxy_reloaded(struct proxy *p, void *arg, char *err, size_t errlen)
 static int
 haproxy_reload(struct proxy *p, char *err, size_t errlen)
 {
-	if (proc_state(p, &reload_from, CLI_ONCE_MS) == -1) {
-		snprintf(err, errlen, "master CLI does not answer");
-		return -1;
-	}
-	if (kill(p->pid, SIGUSR2) == -1) {
-		snprintf(err, errlen, "signal master: %s", strerror(errno));
-		return -1;
-	}
+	(void)err;
+	(void)errlen;
+	reload_sent = 0;
+	reload_asked = now_ms();
 	return proxy_follow(p, haproxy_reloaded, NULL, RELOAD_EVERY_MS,
 	    RELOAD_WAIT_MS);
 }

@@ -232,8 +232,7 @@ proxy_follow(struct proxy *p, proxy_step_fn *step, void *arg,
 	job_begin(p, JOB_RELOAD, limit);
 	j->step = step;
 	j->arg = arg;
-	j->every = every;
-	j->next = now_ms() + every;	/* the signal takes a moment */
+	j->every = every;		/* the first step at once */
 	return 1;
 }
 

@@ -123,8 +123,8 @@ int	proxy_init(struct proxy *, const struct config *,
  * proxy_start: start argv as the master; done once up (a step, called
  * with p->job.pid) returns 0; it exiting first, or START_WAIT_MS passing,
  * is a failed start (why, when up filled it, says what it complained of).
- * proxy_follow: a reload signalled already; done when step says so, or
- * failed after limit ms.
+ * proxy_follow: a reload; step (at once, then every ms) signals the
+ * proxy and says when it is done; failed after limit ms.
  */
 int	proxy_check(struct proxy *, char *const argv[], const char *marker,
 	    char *err, size_t);
