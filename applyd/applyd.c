@@ -467,8 +467,13 @@ main(int argc, char **argv)
 				break;
 		}
 		proxy_job_run(&proxy);	/* the job's next step, if it is due */
-		if (!proxy.ops->running(&proxy))
-			reapply_good();	/* it died: bring back what it served */
+		/*
+		 * It died: bring back what it served.  Not asked during a job:
+		 * a master that re-executes itself for a reload is not itself
+		 * in /proc for a moment, and the job sees a real exit anyway.
+		 */
+		if (state == IDLE && !proxy.ops->running(&proxy))
+			reapply_good();
 		apply();
 	}
 	log_info("stopping %s and exiting", pc->kind);

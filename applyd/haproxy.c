@@ -193,7 +193,9 @@ haproxy_reloaded(struct proxy *p, void *arg, char *err, size_t errlen)
 	struct proc_state now;
 
 	(void)arg;
-	if (p->pid == 0) {
+	/* one we adopted keeps its PID while it re-executes itself */
+	if (p->pid == 0 || (!p->child && kill(p->pid, 0) == -1 &&
+	    errno == ESRCH)) {
 		snprintf(err, errlen, "the haproxy master is gone");
 		return -1;
 	}
