@@ -63,6 +63,23 @@ job_begin(struct proxy *p, int kind, unsigned limit)
 	return 1;
 }
 
+/*
+ * Whether the job's child exited, asked directly: SIGCHLD tells the loop
+ * (proxy_reap), and this makes the job right even where a loop does not.
+ */
+static int
+job_exited(struct proxy_job *j)
+{
+	int status;
+
+	if (!j->exited && j->pid > 0 &&
+	    waitpid(j->pid, &status, WNOHANG) == j->pid) {
+		j->exited = 1;
+		j->status = status;
+	}
+	return j->exited;
+}
+
 /* The job is over: forget it, then say how it went. */
 static void
 job_end(struct proxy *p, int rc, const char *err)
@@ -246,7 +263,7 @@ start_step(struct proxy *p, uint64_t now, char *err, size_t errlen)
 	struct proxy_job *j = &p->job;
 	int rc;
 
-	if (j->exited) {
+	if (job_exited(j)) {
 		j->step(p, j->arg, err, errlen);	/* its last words */
 		snprintf(err, errlen, "%s exited at start (%d): %s",
 		    p->pc->kind, exit_code(j->status),
@@ -290,7 +307,7 @@ proxy_job_run(struct proxy *p)
 		return;
 	case JOB_CHECK:
 		job_read(j);
-		if (j->exited) {
+		if (j->exited || (j->outfd == -1 && job_exited(j))) {
 			/* what it wrote last; grandchildren may hold the pipe */
 			job_read(j);
 			rc = check_ended(j, err, sizeof(err));
@@ -342,6 +359,8 @@ proxy_job_wait(const struct proxy *p, uint64_t now)
 		return -1;
 	if (j->kind == JOB_CHECK && j->exited)
 		return 0;
+	if (j->kind == JOB_CHECK && j->outfd == -1)
+		return 10;	/* its output ended: its exit is near */
 	at = j->next < j->deadline ? j->next : j->deadline;
 	return at > now ? (long)(at - now) : 0;
 }

@@ -37,6 +37,7 @@ struct fx {
 };
 
 static struct fx	*fx;
+static int		 no_reap;	/* drive() leaves SIGCHLD's work undone */
 
 static void
 fake_reaped(struct proxy *p, pid_t pid, int status)
@@ -74,6 +75,7 @@ setup(void **state)
 	f->p.job.outfd = -1;
 	f->p.done = done;
 	fx = f;
+	no_reap = 0;
 	*state = f;
 	return 0;
 }
@@ -114,7 +116,8 @@ drive(struct fx *f, unsigned limit)
 		pfd.fd = proxy_job_fd(&f->p);
 		pfd.events = POLLIN;
 		poll(&pfd, pfd.fd == -1 ? 0 : 1, (int)wait);
-		proxy_reap(&f->p);
+		if (!no_reap)
+			proxy_reap(&f->p);
 		t = now_ms();
 		proxy_job_run(&f->p);
 		if (now_ms() - t > f->longest)
@@ -363,6 +366,25 @@ test_reap_others(void **state)
 	assert_int_equal(f->rc, 0);
 }
 
+/* A loop that does not reap on SIGCHLD: the jobs see their exits anyway. */
+static void
+test_without_sigchld(void **state)
+{
+	struct fx *f = *state;
+	int calls = 0;
+
+	no_reap = 1;
+	assert_int_equal(check(f, "echo '[ALERT] no'; exit 1"), 1);
+	drive(f, 5000);
+	assert_int_equal(f->ended, 1);
+	assert_int_equal(f->rc, -1);
+	up_after = 1000;
+	assert_int_equal(start(f, "exit 5", &calls), 1);
+	drive(f, 5000);
+	assert_int_equal(f->ended, 2);
+	assert_string_equal(f->why, "fake exited at start (5): it said so");
+}
+
 #define T(fn)	cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -382,6 +404,7 @@ main(void)
 		T(test_reload_refused),
 		T(test_reload_deadline),
 		T(test_reap_others),
+		T(test_without_sigchld),
 	};
 
 	log_init("test_job", 1, 0);
