@@ -36,6 +36,13 @@ STALLED = ("silent for", "reconnecting", "catching up", "gap after",
            "no answer to SINCE")
 
 
+def cpu_seconds(pid):
+    """User and system CPU seconds a process has used."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def slow_haproxy(fleet, kind="haproxy"):
     """A wrapper named after the proxy (its comm stays the proxy's) and
     its flag."""
@@ -87,6 +94,7 @@ def test_slow_check_and_reload_keep_the_bus(make_fleet):
     testlib.wait_until(lambda: "haproxy -c checks it" in since(), 15,
                        "applyd checking the reload's configuration")
     began = time.monotonic()
+    cpu = cpu_seconds(applyd.pid)
     # meanwhile: another route, and the one served keeps serving
     pay.annotate(NS, "cache", **{EXPOSE: "true"})
     testlib.wait_until(lambda: " waits for the " in since(), SLOW,
@@ -94,6 +102,10 @@ def test_slow_check_and_reload_keep_the_bus(make_fleet):
     assert set(fleet.markers(port, 3)) <= ledger
     assert fleet.wait_address(pay, NS, "orders-db", timeout=4 * SLOW + 15) == [held]
     took = time.monotonic() - began
+    cpu = cpu_seconds(applyd.pid) - cpu
+    print("slow reload: %.1f s, applyd used %.2f s of CPU meanwhile" % (took, cpu))
+    # following the job costs little: it is polled, not spun on
+    assert cpu < 0.25 * took, "applyd used %.2f s of CPU in %.1f s" % (cpu, took)
     cache = fleet.wait_address(pay, NS, "cache", timeout=10)
     os.unlink(flag)
     fleet.wait_serves(held, pay.markers(NS, "orders-db", 5432) |
