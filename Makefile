@@ -41,6 +41,7 @@ UNITS	 = test_event test_store test_alloc test_envoy test_valid test_addr
 UNITS	+= test_metrics
 UNITS	+= test_loop
 UNITS	+= test_compact
+UNITS	+= test_job
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
 PY	 = /usr/bin/python3
@@ -92,6 +93,8 @@ $(BUILD)/tests/test_compact: $(BUILD)/obj/tests/unit/test_compact.o \
     $(BUILD)/obj/allocd/compact.o $(COMMON_OBJS)
 $(BUILD)/tests/test_envoy: $(BUILD)/obj/tests/unit/test_envoy.o \
     $(BUILD)/obj/applyd/envoy.o $(BUILD)/obj/applyd/file.o $(COMMON_OBJS)
+$(BUILD)/tests/test_job: $(BUILD)/obj/tests/unit/test_job.o \
+    $(BUILD)/obj/applyd/job.o $(COMMON_OBJS)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka

@@ -7,8 +7,14 @@
  * disk and in the running proxy, and the apply is retried with backoff.  The
  * generation served is acknowledged to allocd, which writes an address back
  * only once every proxy serves it.
+ *
+ * The check and the reload (or start) are jobs (job.c) that the loop
+ * follows while it goes on reading the bus and acknowledging: applying a
+ * generation goes idle -> checking -> reloading or starting -> idle, the
+ * generation served (acked) or failed (the last good kept, a retry after a
+ * backoff).  A generation that arrives meanwhile waits in want, the latest
+ * replacing any other, and is applied once the job ends.
  */
-#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,8 +28,8 @@
 #include "daemon.h"
 #include "health.h"
 #include "log.h"
-#include "metrics.h"
 #include "loop.h"
+#include "metrics.h"
 #include "proxy.h"
 
 #define ACK_EVERY_MS	5000
@@ -36,6 +42,11 @@ static struct proxy		 proxy;
 static struct consumer		 feed;
 static void			*alloc_sock;
 static struct event		 want;		/* latest CONFIG received */
+static struct event		 cur;		/* the one being applied */
+static enum { IDLE, CHECKING, RELOADING, STARTING } state;
+static const char *const	 states[] = { "idle", "checking", "reloading",
+				     "starting" };
+static char			 check_path[PATH_MAX + 8];
 static char			*good;		/* text the proxy serves */
 static uint64_t			 good_gen;
 static uint64_t			 retry_at, retry_ms = RETRY_MIN_MS;
@@ -51,6 +62,14 @@ on_config(struct event *ev, void *arg)
 	(void)arg;
 	if (ev->type != EV_CONFIG || strcmp(ev->kind, pc->kind) != 0)
 		return;
+	if (state != IDLE && want.type != EV_CONFIG)
+		log_info("generation %llu waits for the %s of %llu",
+		    (unsigned long long)ev->seq, states[state],
+		    (unsigned long long)cur.seq);
+	else if (state != IDLE)		/* the one waiting is replaced */
+		log_debug("generation %llu replaces %llu, waiting",
+		    (unsigned long long)ev->seq,
+		    (unsigned long long)want.seq);
 	if (feed.syncing)
 		ev->has &= ~F_WT;	/* caught up: it converged before */
 	metrics_superseded(ev, &want);	/* want's changes wait in ev */
@@ -91,10 +110,21 @@ cmp_u16(const void *x, const void *y)
 static void
 ack(void)
 {
-	uint16_t held[EV_MAX_HELD];
+	/*
+	 * While a job runs, the driver's held ports are those of the
+	 * candidate (probed for its check), not of what is served: the
+	 * last ones said stand until it ends.
+	 */
+	static uint16_t held[EV_MAX_HELD];
+	static size_t n;
 	struct event ev;
-	size_t n = 0, i;
+	size_t i;
 
+	if (state == IDLE) {
+		n = proxy.ops->held == NULL ? 0 :
+		    proxy.ops->held(&proxy, good, held, EV_MAX_HELD);
+		qsort(held, n, sizeof(held[0]), cmp_u16);
+	}
 	if (good_gen == 0 && fail_gen == 0)
 		return;
 	event_init(&ev, EV_APPLIED);
@@ -103,9 +133,6 @@ ack(void)
 	event_set_str(&ev, F_PROXY, pc->name);
 	ev.gen = good_gen;
 	ev.has |= F_GEN;
-	if (proxy.ops->held != NULL)
-		n = proxy.ops->held(&proxy, good, held, EV_MAX_HELD);
-	qsort(held, n, sizeof(held[0]), cmp_u16);
 	for (i = 0; i < n; i++)
 		event_add_held(&ev, held[i]);	/* a repeat is dropped */
 	if (fail_gen > good_gen) {
@@ -118,6 +145,10 @@ ack(void)
 	event_free(&ev);
 }
 
+/*
+ * Applying cur failed: the last good keeps serving.  A newer generation
+ * waiting is applied at once; else cur is tried again after a backoff.
+ */
 static void
 failed(const char *what, const char *err)
 {
@@ -126,16 +157,30 @@ failed(const char *what, const char *err)
 	failures++;
 	metrics_inc(M_APPLY_FAILURES, 0);
 	snprintf(msg, sizeof(msg), "generation %llu: %s: %s",
-	    (unsigned long long)want.seq, what, err);
+	    (unsigned long long)cur.seq, what, err);
 	health_set_error(msg);
-	log_warnx("generation %llu: %s: %s; last good generation "
-	    "%llu keeps serving, retry in %llu ms",
-	    (unsigned long long)want.seq, what, err,
-	    (unsigned long long)good_gen, (unsigned long long)retry_ms);
-	retry_at = now_ms() + retry_ms;
-	retry_ms = retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_ms * 2;
+	fail_gen = cur.seq;
+	if (want.type == EV_CONFIG) {
+		log_warnx("generation %llu: %s: %s; last good generation "
+		    "%llu keeps serving, %llu is next",
+		    (unsigned long long)cur.seq, what, err,
+		    (unsigned long long)good_gen,
+		    (unsigned long long)want.seq);
+		event_free(&cur);
+	} else {
+		log_warnx("generation %llu: %s: %s; last good generation "
+		    "%llu keeps serving, retry in %llu ms",
+		    (unsigned long long)cur.seq, what, err,
+		    (unsigned long long)good_gen,
+		    (unsigned long long)retry_ms);
+		want = cur;
+		event_init(&cur, EV_NONE);
+		retry_at = now_ms() + retry_ms;
+		retry_ms = retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS :
+		    retry_ms * 2;
+	}
+	state = IDLE;
 	/* the routes waiting for it are told why: nothing outside in it */
-	fail_gen = want.seq;
 	snprintf(fail_what, sizeof(fail_what), "%s", what);
 	ack();
 }
@@ -176,15 +221,38 @@ restore_good(void)
 		log_warn("restore %s", pc->config);
 }
 
-/* want's text is served now: it moves to good (want is done with it). */
+/* cur's text is served now: it moves to good (cur is done with it). */
 static void
 now_good(void)
 {
 	free(good);
-	good = want.text;
-	want.text = NULL;
-	want.textlen = 0;
-	good_gen = want.seq;
+	good = cur.text;
+	cur.text = NULL;
+	cur.textlen = 0;
+	good_gen = cur.seq;
+}
+
+/*
+ * cur is served (how: MV_CHANGE_*): acknowledged, and the next generation
+ * may go.
+ */
+static void
+served(unsigned how)
+{
+	static const char *const said[] = {
+		[MV_CHANGE_RELOAD] = "reloaded", [MV_CHANGE_START] = "started",
+	};
+
+	metrics_served(&cur, how);
+	now_good();
+	if (how < sizeof(said) / sizeof(said[0]) && said[how] != NULL)
+		log_info("serving generation %llu (%s)",
+		    (unsigned long long)good_gen, said[how]);
+	state = IDLE;		/* before ack(): the held ports are good's now */
+	ack();
+	event_free(&cur);
+	retry_at = 0;
+	retry_ms = RETRY_MIN_MS;
 }
 
 /*
@@ -200,82 +268,134 @@ apply_live(void)
 
 	if (proxy.ops->update == NULL || good == NULL || !pc->live)
 		return 0;
-	if ((rc = proxy.ops->update(&proxy, good, want.text, err,
+	if ((rc = proxy.ops->update(&proxy, good, cur.text, err,
 	    sizeof(err))) == 1)
 		return 0;
 	if (rc == -1) {
 		log_warnx("generation %llu: %s; reloading instead",
-		    (unsigned long long)want.seq, err);
+		    (unsigned long long)cur.seq, err);
 		return 0;
 	}
-	if (write_config(pc->config, want.text, want.textlen, 0) == -1 ||
-	    write_files(want.text) == -1)
+	if (write_config(pc->config, cur.text, cur.textlen, 0) == -1 ||
+	    write_files(cur.text) == -1)
 		log_warn("%s", pc->config);
-	now_good();
+	served(MV_CHANGE_RUNTIME);
 	log_debug("serving generation %llu (live)",
 	    (unsigned long long)good_gen);
 	return 1;
 }
 
+/*
+ * The checker passed: the candidate becomes the served file, and the
+ * proxy reloads it (or starts with it).  rc 1: a job follows.
+ */
 static void
-apply(void)
+checked(void)
 {
-	char path[PATH_MAX + 8], err[512], what[64];
-	int running = proxy.ops->running(&proxy);
+	char err[512];
+	int rc, running = proxy.ops->running(&proxy);
 
-	if (want.type != EV_CONFIG || (retry_at != 0 && now_ms() < retry_at))
-		return;
-	if (running && good != NULL && strcmp(good, want.text) == 0) {
-		/* the same text: nothing to reload, but a newer generation */
-		good_gen = want.seq;
-		metrics_served(&want, MV_CHANGE_SAME);
-		goto done;
-	}
-	if (running && apply_live()) {
-		metrics_served(&want, MV_CHANGE_RUNTIME);
-		goto done;
-	}
-	snprintf(path, sizeof(path), "%s.check", pc->config);
-	if (write_config(path, want.text, want.textlen, 1) == -1 ||
-	    write_files(want.text) == -1) {
-		snprintf(err, sizeof(err), "%s", strerror(errno));
-		failed("write failed", err);
-		return;
-	}
-	if (proxy.ops->check(&proxy, path, err, sizeof(err)) == -1) {
-		snprintf(what, sizeof(what), "%s refused it", proxy.ops->checker);
-		failed(what, err);
-		unlink(path);
-		restore_good();
-		return;
-	}
-	if (rename(path, pc->config) == -1) {
+	if (rename(check_path, pc->config) == -1) {
 		snprintf(err, sizeof(err), "rename: %s", strerror(errno));
 		failed("install failed", err);
 		return;
 	}
-	if ((running ? proxy.ops->reload(&proxy, err, sizeof(err)) :
-	    proxy.ops->start(&proxy, err, sizeof(err))) == -1) {
+	state = running ? RELOADING : STARTING;
+	rc = running ? proxy.ops->reload(&proxy, err, sizeof(err)) :
+	    proxy.ops->start(&proxy, err, sizeof(err));
+	if (rc == 0)
+		served(running ? MV_CHANGE_RELOAD : MV_CHANGE_START);
+	else if (rc == -1) {
 		restore_good();
 		failed(running ? "reload failed" : "start failed", err);
+	}
+}
+
+static void
+check_failed(const char *err)
+{
+	char what[64];
+
+	snprintf(what, sizeof(what), "%s refused it", proxy.ops->checker);
+	unlink(check_path);
+	restore_good();
+	failed(what, err);
+}
+
+/* A job ended (job.c): the next step of the apply. */
+static void
+job_done(struct proxy *p, int rc, const char *err)
+{
+	(void)p;
+	switch (state) {
+	case CHECKING:
+		if (rc == 0)
+			checked();
+		else
+			check_failed(err);
+		break;
+	case RELOADING:
+	case STARTING:
+		if (rc == 0)
+			served(state == RELOADING ? MV_CHANGE_RELOAD :
+			    MV_CHANGE_START);
+		else {
+			restore_good();
+			failed(state == RELOADING ? "reload failed" :
+			    "start failed", err);
+		}
+		break;
+	case IDLE:
+		fatalx("a proxy job ended with no apply under way");
+	}
+}
+
+/*
+ * Begin applying the latest generation received, unless a job runs or a
+ * retry waits: at once when it is what is served or the runtime API can
+ * make it so, else through a check and a reload (or start).
+ */
+static void
+apply(void)
+{
+	char err[512];
+	int rc;
+
+	if (state != IDLE || want.type != EV_CONFIG ||
+	    (retry_at != 0 && now_ms() < retry_at))
+		return;
+	cur = want;
+	event_init(&want, EV_NONE);
+	if (proxy.ops->running(&proxy) && good != NULL &&
+	    strcmp(good, cur.text) == 0) {
+		/* the same text: nothing to reload, but a newer generation */
+		served(MV_CHANGE_SAME);
 		return;
 	}
-	now_good();
-	metrics_served(&want, running ? MV_CHANGE_RELOAD : MV_CHANGE_START);
-	log_info("serving generation %llu (%s)",
-	    (unsigned long long)good_gen, running ? "reloaded" : "started");
- done:
-	ack();
-	event_free(&want);
-	retry_at = 0;
-	retry_ms = RETRY_MIN_MS;
+	if (proxy.ops->running(&proxy) && apply_live())
+		return;
+	snprintf(check_path, sizeof(check_path), "%s.check", pc->config);
+	if (write_config(check_path, cur.text, cur.textlen, 1) == -1 ||
+	    write_files(cur.text) == -1) {
+		snprintf(err, sizeof(err), "%s", strerror(errno));
+		failed("write failed", err);
+		return;
+	}
+	state = CHECKING;
+	log_info("generation %llu: %s checks it", (unsigned long long)cur.seq,
+	    proxy.ops->checker);
+	if ((rc = proxy.ops->check(&proxy, check_path, err,
+	    sizeof(err))) == 0)
+		checked();
+	else if (rc == -1)
+		check_failed(err);
 }
 
 /* Apply what is served again, as a (re)start: the proxy died, or asks. */
 static void
 reapply_good(void)
 {
-	if (want.type == EV_CONFIG || good == NULL)
+	if (state != IDLE || want.type == EV_CONFIG || good == NULL)
 		return;		/* a newer one is on its way in anyway */
 	event_init(&want, EV_CONFIG);
 	event_set_str(&want, F_KIND, pc->kind);
@@ -283,17 +403,6 @@ reapply_good(void)
 	want.seq = good_gen;
 	free(good);
 	good = NULL;
-}
-
-static void
-reap(void *arg)
-{
-	pid_t pid;
-	int status;
-
-	(void)arg;
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-		proxy.ops->reaped(&proxy, pid, status);
 }
 
 static void
@@ -309,16 +418,58 @@ on_alloc_sock(void *arg, int revents)
 			event_free(&ev);
 }
 
-/* Every ACK_EVERY_MS: allocd may have missed the last ack; idle work. */
+static void
+on_sigchld(void *arg)
+{
+	(void)arg;
+	proxy_reap(&proxy);
+}
+
+/*
+ * Every ACK_EVERY_MS: allocd may have missed the last ack; the driver's
+ * idle work, but not during a job: its workers are changing.
+ */
 static void
 every_ack(void *arg)
 {
 	(void)arg;
 	ack();
-	if (proxy.ops->idle != NULL && proxy.ops->running(&proxy) &&
-	    proxy.ops->idle(&proxy) == 1)
+	if (proxy.ops->idle != NULL && state == IDLE &&
+	    proxy.ops->running(&proxy) && proxy.ops->idle(&proxy) == 1)
 		reapply_good();
 }
+
+/* The job under way, as a source of the loop: its pipe, its next look. */
+static int
+job_pollitems(void *arg, zmq_pollitem_t *items, int max)
+{
+	(void)arg;
+	if (max < 1 || proxy_job_fd(&proxy) == -1)
+		return 0;
+	items[0] = (zmq_pollitem_t){ NULL, proxy_job_fd(&proxy), ZMQ_POLLIN,
+	    0 };
+	return 1;
+}
+
+static void
+job_dispatch(void *arg, const zmq_pollitem_t *items, int n)
+{
+	(void)arg;
+	(void)items;
+	(void)n;
+	proxy_job_run(&proxy);	/* the job's next step, if it is due */
+}
+
+static long
+job_timeout(void *arg)
+{
+	(void)arg;
+	return proxy_job_wait(&proxy, now_ms());
+}
+
+static const struct loop_source job_source = {
+	job_pollitems, job_dispatch, job_timeout
+};
 
 /* Its firing is a turn: the after-turn hook retries the apply. */
 static void
@@ -329,8 +480,11 @@ retry_wake(void *arg)
 
 /*
  * After each turn: a proxy that died gets back what it served, and the
- * latest CONFIG is applied (unless a retry waits; then the loop wakes for
- * it).  Ready while the proxy runs and serves a generation.
+ * latest CONFIG is applied (unless a job runs or a retry waits; then the
+ * loop wakes for it).  Not asked during a job whether the proxy runs: a
+ * master that re-executes itself for a reload is not itself in /proc for
+ * a moment, and the job sees a real exit anyway.  Ready while the proxy
+ * runs and serves a generation.
  */
 static void
 after_turn(void *arg)
@@ -339,20 +493,22 @@ after_turn(void *arg)
 	uint64_t now;
 	int running;
 
-	if (!proxy.ops->running(&proxy))
-		reapply_good();	/* it died: bring back what it served */
+	if (state == IDLE && !proxy.ops->running(&proxy))
+		reapply_good();
 	apply();
 	if (retry_at != 0) {
 		now = now_ms();
 		loop_timer_set(retry, retry_at > now ? retry_at - now : 0);
 	}
-	running = proxy.ops->running(&proxy);
-	if (running && good_gen != 0)
-		health_set_ready(1, NULL);
-	else
-		health_set_ready(0, good_gen == 0 && !running ?
-		    "waiting for a first generation from renderd" :
-		    "waiting for the proxy to run again");
+	if (state == IDLE) {
+		running = proxy.ops->running(&proxy);
+		if (running && good_gen != 0)
+			health_set_ready(1, NULL);
+		else
+			health_set_ready(0, good_gen == 0 && !running ?
+			    "waiting for a first generation from renderd" :
+			    "waiting for the proxy to run again");
+	}
 	health_set_position(feed.last, good_gen);
 }
 
@@ -367,6 +523,8 @@ main(int argc, char **argv)
 	if (proxy_init(&proxy, &conf, pc) == -1)
 		fatalx("no driver for proxy kind %s", pc->kind);
 	event_init(&want, EV_NONE);
+	event_init(&cur, EV_NONE);
+	proxy.done = job_done;
 	/*
 	 * An adopted proxy may not serve what is on disk (an earlier applyd
 	 * may have died between rename and reload): with no last good text,
@@ -381,7 +539,8 @@ main(int argc, char **argv)
 	    NULL);
 	consumer_register(&feed);
 	loop_socket(alloc_sock, ZMQ_POLLIN, on_alloc_sock, NULL);
-	loop_signal(SIGCHLD, reap, NULL);
+	loop_signal(SIGCHLD, on_sigchld, NULL);
+	loop_source(&job_source, NULL);
 	loop_timer(ACK_EVERY_MS, 1, every_ack, NULL);
 	loop_after(after_turn, loop_timer(0, 0, retry_wake, NULL));
 	loop_counter("apply_failures", &failures);
@@ -396,11 +555,13 @@ main(int argc, char **argv)
 	loop_run();
 	log_info("stopping %s and exiting", pc->kind);
 	loop_free();
+	proxy_job_cancel(&proxy);
 	proxy.ops->stop(&proxy);
 	consumer_close(&feed);
 	bus_close(alloc_sock);
 	zmq_ctx_term(bus_ctx());
 	event_free(&want);
+	event_free(&cur);
 	free(good);
 	return 0;
 }

@@ -22,12 +22,21 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "event.h"
 #include "hapruntime.h"
 #include "held.h"
 #include "log.h"
 #include "proxy.h"
 
 #define RELOAD_WAIT_MS	30000
+#define RELOAD_EVERY_MS	20
+/*
+ * How long the master CLI may keep the loop: a master that answers does so
+ * in well under a millisecond; one that does not is asked again later.
+ */
+#define CLI_ONCE_MS	1000
+#define CLI_STEP_MS	100
+#define CLI_WAIT_MS	2000	/* before a reload: a master that never answers */
 
 static void
 haproxy_init(struct proxy *p)
@@ -46,15 +55,19 @@ haproxy_check(struct proxy *p, const char *path, char *err, size_t errlen)
 	    NULL };
 
 	/* the first [ALERT] line says what is wrong */
-	return proxy_check(argv, "[ALERT]", err, errlen);
+	return proxy_check(p, argv, "[ALERT]", err, errlen);
 }
 
-/* One master CLI command; the answer into out.  -1 if no answer. */
+/*
+ * One master CLI command; the answer into out.  -1 if no answer within
+ * ms (the master re-executing itself for a reload does not answer).
+ */
 static int
-master_cmd(struct proxy *p, const char *cmd, char *out, size_t outlen)
+master_cmd(struct proxy *p, const char *cmd, char *out, size_t outlen,
+    unsigned ms)
 {
 	struct sockaddr_un sun;
-	struct timeval tv = { 1, 0 };
+	struct timeval tv = { ms / 1000, (long)(ms % 1000) * 1000 };
 	size_t have = 0;
 	ssize_t n;
 	int s;
@@ -96,13 +109,13 @@ struct proc_state {
  *	<pid> worker ...
  */
 static int
-proc_state(struct proxy *p, struct proc_state *ps)
+proc_state(struct proxy *p, struct proc_state *ps, unsigned ms)
 {
 	char out[8192], *line, *save = NULL, *f;
 	int in_workers = 0, have_master = 0;
 
 	memset(ps, 0, sizeof(*ps));
-	if (master_cmd(p, "show proc\n", out, sizeof(out)) == -1)
+	if (master_cmd(p, "show proc\n", out, sizeof(out), ms) == -1)
 		return -1;
 	for (line = strtok_r(out, "\n", &save); line != NULL;
 	    line = strtok_r(NULL, "\n", &save)) {
@@ -129,7 +142,7 @@ haproxy_adopt(struct proxy *p)
 
 	if (proxy_adopt(p) == -1)
 		return -1;
-	if (proc_state(p, &ps) == -1) {
+	if (proc_state(p, &ps, CLI_ONCE_MS) == -1) {
 		log_warnx("haproxy master %ld: no master CLI at %s",
 		    (long)p->pid, p->master_sock);
 		p->pid = 0;
@@ -140,13 +153,14 @@ haproxy_adopt(struct proxy *p)
 
 /* Up once the master lists a worker. */
 static int
-haproxy_up(struct proxy *p, pid_t pid, void *arg)
+haproxy_up(struct proxy *p, void *arg, char *err, size_t errlen)
 {
 	struct proc_state ps;
 
-	(void)pid;
 	(void)arg;
-	return proc_state(p, &ps) == 0 && ps.workers > 0;
+	(void)err;
+	(void)errlen;
+	return proc_state(p, &ps, CLI_STEP_MS) == 0 && ps.workers > 0 ? 0 : 1;
 }
 
 static int
@@ -161,38 +175,69 @@ haproxy_start(struct proxy *p, char *err, size_t errlen)
 	return proxy_start(p, argv, haproxy_up, NULL, NULL, err, errlen);
 }
 
+/*
+ * The reload under way.  First the master's counters are read (asked
+ * again at each step until it answers, for at most CLI_WAIT_MS), then it
+ * is signalled; then it is done once the master counts one more reload
+ * and lists workers, failed when it counts one more failure (the old
+ * workers keep serving) or is gone.  While it re-executes itself it does
+ * not answer: not yet.
+ */
+static struct proc_state	reload_from;	/* its counters before */
+static int			reload_sent;
+static uint64_t			reload_asked;	/* ms, the first ask */
+
+static int
+haproxy_reloaded(struct proxy *p, void *arg, char *err, size_t errlen)
+{
+	struct proc_state now;
+
+	(void)arg;
+	/* one we adopted keeps its PID while it re-executes itself */
+	if (p->pid == 0 || (!p->child && kill(p->pid, 0) == -1 &&
+	    errno == ESRCH)) {
+		snprintf(err, errlen, "the haproxy master is gone");
+		return -1;
+	}
+	if (!reload_sent) {
+		if (proc_state(p, &reload_from, CLI_STEP_MS) == -1) {
+			if (now_ms() - reload_asked < CLI_WAIT_MS)
+				return 1;
+			snprintf(err, errlen, "master CLI does not answer");
+			return -1;
+		}
+		if (kill(p->pid, SIGUSR2) == -1) {
+			snprintf(err, errlen, "signal master: %s",
+			    strerror(errno));
+			return -1;
+		}
+		reload_sent = 1;
+		return 1;
+	}
+	if (proc_state(p, &now, CLI_STEP_MS) == -1 ||
+	    now.reloads == reload_from.reloads)
+		return 1;
+	if (now.failed > reload_from.failed) {
+		snprintf(err, errlen, "haproxy refused the new "
+		    "configuration (see its log); the old workers "
+		    "keep serving");
+		return -1;
+	}
+	if (now.workers == 0)
+		return 1;
+	hap_forget_drains();	/* the new workers have none */
+	return 0;
+}
+
 static int
 haproxy_reload(struct proxy *p, char *err, size_t errlen)
 {
-	struct proc_state before, now;
-	unsigned waited;
-
-	if (proc_state(p, &before) == -1) {
-		snprintf(err, errlen, "master CLI does not answer");
-		return -1;
-	}
-	if (kill(p->pid, SIGUSR2) == -1) {
-		snprintf(err, errlen, "signal master: %s", strerror(errno));
-		return -1;
-	}
-	for (waited = 0; waited < RELOAD_WAIT_MS; waited += 20) {
-		proxy_sleep_ms(20);
-		if (proc_state(p, &now) == -1 || now.reloads == before.reloads)
-			continue;
-		if (now.failed > before.failed) {
-			snprintf(err, errlen, "haproxy refused the new "
-			    "configuration (see its log); the old workers "
-			    "keep serving");
-			return -1;
-		}
-		if (now.workers > 0) {
-			hap_forget_drains();	/* the new workers have none */
-			return 0;
-		}
-	}
-	snprintf(err, errlen, "reload did not finish in %u ms",
+	(void)err;
+	(void)errlen;
+	reload_sent = 0;
+	reload_asked = now_ms();
+	return proxy_follow(p, haproxy_reloaded, NULL, RELOAD_EVERY_MS,
 	    RELOAD_WAIT_MS);
-	return -1;
 }
 
 static int

@@ -37,6 +37,7 @@
 #include "proxy.h"
 
 #define RELOAD_WAIT_MS	30000
+#define RELOAD_EVERY_MS	20
 #define MAX_WORKERS	64	/* worker_processes is small: renderd says 1 */
 
 /* What one master has said in the error log since off. */
@@ -164,17 +165,27 @@ nginx_check(struct proxy *p, const char *path, char *err, size_t errlen)
 	char *argv[] = { (char *)p->pc->binary, "-t", "-q", "-e", "stderr",
 	    "-p", (char *)p->conf->run_dir, "-c", (char *)path, NULL };
 
-	return proxy_check(argv, "[emerg]", err, errlen);
+	return proxy_check(p, argv, "[emerg]", err, errlen);
 }
+
+/*
+ * The start or the reload under way: the master's lines in the error log,
+ * and (a reload) the workers that accepted connections before it.
+ */
+static struct log_watch	watch;
+static pid_t		old[MAX_WORKERS];
+static size_t		nold;
+static int		started;
 
 /* Up once its master, listening already, has started its workers. */
 static int
-nginx_up(struct proxy *p, pid_t pid, void *arg)
+nginx_up(struct proxy *p, void *arg, char *err, size_t errlen)
 {
-	struct log_watch *w = arg;
-
-	w->master = pid;
-	return watch_poll(p, w) == 1;
+	(void)arg;
+	(void)err;
+	(void)errlen;
+	watch.master = p->job.pid;
+	return watch_poll(p, &watch) == 1 ? 0 : 1;
 }
 
 static int
@@ -183,49 +194,53 @@ nginx_start(struct proxy *p, char *err, size_t errlen)
 	char *argv[] = { (char *)p->pc->binary, "-e", "stderr", "-p",
 	    (char *)p->conf->run_dir, "-c", (char *)p->pc->config, "-g",
 	    "daemon off;", NULL };
-	struct log_watch w;
 
-	watch_begin(p, &w);
-	return proxy_start(p, argv, nginx_up, &w, w.why, err, errlen);
+	watch_begin(p, &watch);
+	return proxy_start(p, argv, nginx_up, NULL, watch.why, err, errlen);
+}
+
+/*
+ * Done once the master started its new workers and none of the old ones
+ * accepts any more; failed when it logged an [emerg] (the old workers
+ * keep serving) or is gone.
+ */
+static int
+nginx_reloaded(struct proxy *p, void *arg, char *err, size_t errlen)
+{
+	size_t i;
+
+	(void)arg;
+	if (!started && (started = watch_poll(p, &watch)) == -1) {
+		snprintf(err, errlen, "nginx refused the new "
+		    "configuration: %s; the old workers keep serving",
+		    watch.why);
+		return -1;
+	}
+	for (i = 0; started && i < nold; i++)
+		if (worker_accepts(p->pid, old[i]))
+			break;
+	if (started && i == nold)
+		return 0;
+	if (p->pid == 0 || !proxy_ours(p, p->pid)) {
+		snprintf(err, errlen, "the nginx master is gone");
+		return -1;
+	}
+	return 1;
 }
 
 static int
 nginx_reload(struct proxy *p, char *err, size_t errlen)
 {
-	pid_t old[MAX_WORKERS];
-	struct log_watch w;
-	unsigned waited;
-	size_t nold, i;
-	int started = 0;
-
 	nold = accepting(p->pid, old, MAX_WORKERS);
-	watch_begin(p, &w);
-	w.master = p->pid;
+	started = 0;
+	watch_begin(p, &watch);
+	watch.master = p->pid;
 	if (kill(p->pid, SIGHUP) == -1) {
 		snprintf(err, errlen, "signal master: %s", strerror(errno));
 		return -1;
 	}
-	for (waited = 0; waited < RELOAD_WAIT_MS; waited += 20) {
-		proxy_sleep_ms(20);
-		if (!started && (started = watch_poll(p, &w)) == -1) {
-			snprintf(err, errlen, "nginx refused the new "
-			    "configuration: %s; the old workers keep serving",
-			    w.why);
-			return -1;
-		}
-		for (i = 0; started && i < nold; i++)
-			if (worker_accepts(p->pid, old[i]))
-				break;
-		if (started && i == nold)
-			return 0;
-		if (!proxy_ours(p, p->pid)) {
-			snprintf(err, errlen, "the nginx master is gone");
-			return -1;
-		}
-	}
-	snprintf(err, errlen, "reload did not finish in %u ms",
+	return proxy_follow(p, nginx_reloaded, NULL, RELOAD_EVERY_MS,
 	    RELOAD_WAIT_MS);
-	return -1;
 }
 
 /*

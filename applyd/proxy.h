@@ -18,7 +18,9 @@ struct proxy;
 
 /*
  * Each returns 0, or -1 with the reason in err (quoted, fit for a log).
- * The drivers' tables are positional: keep this order.
+ * check, start and reload may also return 1: the work goes on as a job
+ * (see below) and p->done says how it ended.  The drivers' tables are
+ * positional: keep this order.
  */
 struct proxy_ops {
 	const char	*kind;
@@ -58,6 +60,36 @@ struct proxy_ops {
 		    size_t max);
 };
 
+/*
+ * A job: a check, a start or a reload under way.  applyd's loop never
+ * waits on its proxy: a driver begins the job and returns 1, the loop
+ * follows it (a child's exit through SIGCHLD, its output through a pipe,
+ * and a step function called at short intervals until a deadline), and
+ * p->done is told the outcome.  One job at a time.
+ */
+enum { JOB_NONE, JOB_CHECK, JOB_START, JOB_RELOAD };
+
+/* A job's step: 1 not yet, 0 done, -1 failed (the reason in err). */
+typedef int proxy_step_fn(struct proxy *, void *arg, char *err, size_t);
+
+struct proxy_job {
+	int		 kind;
+	pid_t		 pid;		/* the child it follows, 0 if none */
+	int		 exited;	/* pid was reaped, with status */
+	int		 status;
+	int		 outfd;		/* the checker's output, or -1 */
+	char		 out[2048];	/* the start of that output */
+	size_t		 outlen;
+	const char	*marker;	/* the checker's error tag */
+	const char	*why;		/* start: what the proxy complained of */
+	proxy_step_fn	*step;
+	void		*arg;
+	unsigned	 every;		/* ms between two steps */
+	unsigned	 limit;		/* ms it may take in all */
+	uint64_t	 next;		/* the next step, ms */
+	uint64_t	 deadline;	/* ms */
+};
+
 struct proxy {
 	const struct proxy_ops	*ops;
 	const struct config	*conf;
@@ -69,6 +101,9 @@ struct proxy {
 	char			 stats_sock[PATH_MAX];	/* HAProxy's runtime API */
 	char			 errlog[PATH_MAX];	/* nginx */
 	int			 installed;	/* Envoy: our files are in place */
+	struct proxy_job	 job;
+	/* A job ended: rc 0 done, -1 failed with the reason in err. */
+	void			(*done)(struct proxy *, int rc, const char *err);
 };
 
 extern const struct proxy_ops haproxy_ops;
@@ -79,15 +114,39 @@ extern const struct proxy_ops envoy_ops;
 int	proxy_init(struct proxy *, const struct config *,
 	    const struct proxy_conf *);
 
-/* For the drivers (proxy.c). */
-void	proxy_sleep_ms(unsigned);
-/* Run a checker: 0, or -1 with its first line holding marker in err. */
-int	proxy_check(char *const argv[], const char *marker, char *err,
-	    size_t);
-/* Start argv as the master; done once up() returns 1 (see proxy.c). */
-typedef int proxy_up_fn(struct proxy *, pid_t, void *arg);
-int	proxy_start(struct proxy *, char *const argv[], proxy_up_fn *,
+/*
+ * For the drivers (job.c).  Each begins a job and returns 1, or -1 with
+ * the reason in err.
+ *
+ * proxy_check: run a checker; it passes when it exits 0, else the first
+ * line of its output holding marker is the reason.
+ * proxy_start: start argv as the master; done once up (a step, called
+ * with p->job.pid) returns 0; it exiting first, or START_WAIT_MS passing,
+ * is a failed start (why, when up filled it, says what it complained of).
+ * proxy_follow: a reload; step (at once, then every ms) signals the
+ * proxy and says when it is done; failed after limit ms.
+ */
+int	proxy_check(struct proxy *, char *const argv[], const char *marker,
+	    char *err, size_t);
+int	proxy_start(struct proxy *, char *const argv[], proxy_step_fn *up,
 	    void *arg, const char *why, char *err, size_t);
+int	proxy_follow(struct proxy *, proxy_step_fn *, void *arg,
+	    unsigned every, unsigned limit);
+
+/*
+ * For applyd's loop (job.c).  proxy_job_fd: a descriptor to poll for
+ * input, or -1; proxy_job_wait: ms until the job wants a look, -1 when
+ * there is no job; proxy_job_run: look at it (after every poll), which
+ * may end it; proxy_reap: on SIGCHLD, the job's child is kept for it and
+ * the others go to ops->reaped; proxy_job_cancel: at exit, drop the job
+ * (a master being started is kept, for ops->stop).
+ */
+int	proxy_job_busy(const struct proxy *);
+int	proxy_job_fd(const struct proxy *);
+long	proxy_job_wait(const struct proxy *, uint64_t now);
+void	proxy_job_run(struct proxy *);
+void	proxy_reap(struct proxy *);
+void	proxy_job_cancel(struct proxy *);
 /* Write len bytes to a new path (fsafe_create), complete and fsynced; -1. */
 int	proxy_put_file(const char *path, const char *text, size_t len,
 	    mode_t mode);
