@@ -26,11 +26,18 @@ def _can_bind(host, port):
     return True
 
 
+_given = set()
+
+
 def loopback_addr():
-    """A random, bindable address of the form 127.77.X.Y."""
+    """A random, bindable address of the form 127.77.X.Y, never one this
+    process was given before: a node drawn at the proxy's own address is
+    refused by allocd (a backend on the address the proxy listens on), and
+    with a few thousand draws a run, that happened."""
     for _ in range(100):
         addr = "127.77.%d.%d" % (random.randint(1, 254), random.randint(1, 254))
-        if _can_bind(addr, 0):
+        if addr not in _given and _can_bind(addr, 0):
+            _given.add(addr)
             return addr
     raise RuntimeError("no bindable loopback address found in 127.77.0.0/16")
 
