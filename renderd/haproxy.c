@@ -23,6 +23,18 @@
  * reserves one for each, besides one per listener and two per connection):
  * past that, a dead backend is left by retrying the connection elsewhere.
  *
+ * Checks are bounded per cluster: every route is a server on every node,
+ * so at a fixed interval the connections a cluster's nodes accept grow
+ * with routes x nodes while nothing happens.  A cluster's servers share
+ * a budget of check_rate checks a second, and their interval is the base
+ * (5 s) doubled until the budget holds.  Doubling, not dividing, because
+ * any other argument of a server than its weight costs a reload: the
+ * interval changes only when a cluster's servers cross a power of two of
+ * the budget, not with each route.  Leaving a dead server does not wait
+ * for a check: `observe layer4` marks it down at the first connection of
+ * real traffic that fails, and `option redispatch` sends that connection
+ * elsewhere; a check then brings it back (fastinter once one succeeds).
+ *
  * Everything written here came through the event validators: names are
  * RFC 1123, addresses parse as IPs, ports and weights are in range.  The
  * output is a pure function of its inputs.
@@ -36,6 +48,20 @@
 
 #define FD_SPARE	200	/* sockets, pipes, logs, the CLI */
 #define API_SLOTS_MIN	16
+#define CHECK_BASE_S	5	/* a check interval no cluster goes below */
+#define CHECK_SHIFT_MAX	16	/* 5 s << 16: three and a half days */
+
+/* The servers of each cluster, by its id: how often they are checked. */
+struct budget {
+	const char	*cluster;	/* in the routes; NULL: a free slot */
+	size_t		 nsrv;
+};
+
+struct budgets {
+	struct budget	*b;
+	size_t		 mask;		/* slots - 1, a power of two - 1 */
+	unsigned	 rate;		/* checks a second for one cluster */
+};
 
 /* "ip:lo-hi" or "ip:p", with IPv6 in brackets */
 static void
@@ -155,19 +181,97 @@ api_slots(const struct routes *r, size_t *pool)
 	return slot;
 }
 
+static struct budget *
+budget_slot(const struct budgets *bg, const char *cluster)
+{
+	size_t s = (size_t)hash_fnv1a(cluster) & bg->mask;
+
+	while (bg->b[s].cluster != NULL && strcmp(bg->b[s].cluster,
+	    cluster) != 0)
+		s = (s + 1) & bg->mask;
+	return &bg->b[s];
+}
+
+static void
+budget_add(struct budgets *bg, const char *cluster, size_t nsrv)
+{
+	struct budget *b = budget_slot(bg, cluster);
+
+	b->cluster = cluster;
+	b->nsrv += nsrv;
+}
+
 /*
- * A routed port's backend, kept on the route (variant 1 + check) so that
- * a generation prints only the ports that changed.
+ * Count each cluster's checked servers: its routes' backends and its
+ * masters.  A hash of the ids, since a render must stay linear in the
+ * routes; at most nports + napi clusters, so twice that many slots.
  */
 static int
-port_text(struct port_route *pr, int check)
+budgets_count(struct budgets *bg, const struct routes *r, unsigned rate)
 {
-	char wb[48];
+	const struct port_route *pr;
+	size_t n, i;
+	unsigned p;
+
+	for (n = 16; n < 2 * ((size_t)r->nports + r->napi); n *= 2)
+		;
+	if ((bg->b = calloc(n, sizeof(*bg->b))) == NULL)
+		return -1;
+	bg->mask = n - 1;
+	bg->rate = rate > 0 ? rate : 1;
+	for (p = 0; p < 65536; p++)
+		if ((pr = r->ports[p]) != NULL)
+			budget_add(bg, pr->cluster, pr->nbackends);
+	for (i = 0; i < r->napi; i++)
+		budget_add(bg, r->api[i].cluster, r->api[i].nmasters);
+	return 0;
+}
+
+/*
+ * How many times a cluster's interval doubles from the base for its
+ * servers to be checked at most rate times a second.
+ */
+static unsigned
+check_shift(const struct budgets *bg, const char *cluster)
+{
+	size_t nsrv = budget_slot(bg, cluster)->nsrv;
+	unsigned k = 0;
+
+	while (k < CHECK_SHIFT_MAX &&
+	    ((size_t)CHECK_BASE_S << k) * bg->rate < nsrv)
+		k++;
+	return k;
+}
+
+/*
+ * A checked server's arguments.  inter is the budget's; fall 2 at a
+ * fastinter of 1 s once a check failed, so that a check alone takes a
+ * dead server out within inter + 1 s; error-limit 1 so that real
+ * traffic does it at once.  downinter stays inter: servers down for
+ * good (a service scaled to zero) must not escape the budget.
+ */
+static void
+check_args(char *buf, size_t len, unsigned shift)
+{
+	snprintf(buf, len, " check inter %us fastinter 1s rise 2 fall 2"
+	    " observe layer4 error-limit 1 on-error mark-down",
+	    CHECK_BASE_S << shift);
+}
+
+/*
+ * A routed port's backend, kept on the route (variant 1 unchecked, 2 +
+ * the check shift checked) so that a generation prints only the ports
+ * that changed.
+ */
+static int
+port_text(struct port_route *pr, int check, unsigned shift)
+{
+	char wb[160], cb[128];
 	size_t j;
 	FILE *fp;
 	int w;
 
-	if (pr->textvar == 1 + check)
+	if (pr->textvar == (check ? 2 + (int)shift : 1))
 		return 0;
 	free(pr->text);
 	pr->text = NULL;
@@ -177,16 +281,18 @@ port_text(struct port_route *pr, int check)
 	fprintf(fp, "\nbackend p%u\n", pr->port);
 	fprintf(fp, "\t# %s/%s/%s route %u\n", pr->cluster, pr->ns, pr->name,
 	    pr->route);
+	cb[0] = '\0';
+	if (check)
+		check_args(cb, sizeof(cb), shift);
 	for (j = 0; j < pr->nbackends; j++) {
 		if ((w = merged_weight(pr, j)) == -1)
 			continue;
-		snprintf(wb, sizeof(wb), " weight %d%s", w, check ?
-		    " check inter 5s" : "");
+		snprintf(wb, sizeof(wb), " weight %d%s", w, cb);
 		server_line(fp, pr->backends[j].ip, pr->backends[j].port, wb);
 	}
 	if (fclose(fp) != 0)
 		return -1;
-	pr->textvar = 1 + check;
+	pr->textvar = check ? 2 + (int)shift : 1;
 	return 0;
 }
 
@@ -196,7 +302,8 @@ haproxy_render(const struct routes *r, const struct config *c,
 {
 	struct port_route *pr;
 	const struct api_route *a;
-	char ab[64];
+	struct budgets bg;
+	char ab[64], cb[128];
 	size_t j, s, pool, nsrv = 0, napi = 0;
 	unsigned k, n, p, nbound;
 	long *slot;
@@ -236,8 +343,12 @@ haproxy_render(const struct routes *r, const struct config *c,
 	    "\tuse_backend %%[req_ssl_sni,lower,map(%s/%s-api.map)]\n",
 	    route_addr(ab, sizeof(ab), px->listen, c->api_port),
 	    c->run_dir, px->name, c->run_dir, px->name);
-	if ((slot = api_slots(r, &pool)) == NULL)
+	if (budgets_count(&bg, r, px->check_rate) == -1)
 		return -1;
+	if ((slot = api_slots(r, &pool)) == NULL) {
+		free(bg.b);
+		return -1;
+	}
 	for (s = 0; s < pool; s++) {
 		fprintf(fp, "\nbackend api%zu\n", s);
 		if (slot[s] == -1)
@@ -247,10 +358,10 @@ haproxy_render(const struct routes *r, const struct config *c,
 		/* the map key: applyd reads it here */
 		fprintf(fp, "\t# sni %s\n", a->host);
 		fprintf(fp, "\t# cluster %s (%s)\n", a->cluster, a->cname);
+		check_args(cb, sizeof(cb), check_shift(&bg, a->cluster));
 		for (j = 0; j < a->nmasters; j++)
 			if (!api_master_seen(a, j))
-				server_line(fp, a->masters[j], a->mport,
-				    " check inter 5s");
+				server_line(fp, a->masters[j], a->mport, cb);
 	}
 	free(slot);
 
@@ -272,10 +383,13 @@ haproxy_render(const struct routes *r, const struct config *c,
 			continue;
 		if ((pr = r->ports[p]) == NULL)
 			fprintf(fp, "\nbackend p%u\n", p);
-		else if (port_text(pr, check) == -1)
+		else if (port_text(pr, check, check ?
+		    check_shift(&bg, pr->cluster) : 0) == -1) {
+			free(bg.b);
 			return -1;
-		else
+		} else
 			fwrite(pr->text, 1, pr->textlen, fp);
 	}
+	free(bg.b);
 	return ferror(fp) ? -1 : 0;
 }
