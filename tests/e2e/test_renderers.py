@@ -30,8 +30,8 @@ HA1, HA2, NGX = "ha1", "ha2", "ngx"
 # allocd's decisions that change a route table (renderd/routes.c)
 ROUTE_TYPES = ("API_SET", "API_DEL", "PORT_SET", "PORT_FREE")
 # the event types by wire code (common/event.h)
-TYPES = dict(harness.BusTap.TYPES)
-TYPES.update({5: "STATE", 17: "TICK", 20: "SNAPSHOT"})
+E = testlib.events
+TYPES = E.TYPES
 
 
 # ------------------------------------------------------------------ the bus
@@ -49,7 +49,7 @@ def ask_since(endpoint, since=0, timeout=10, state=False):
             s = ctx.socket(zmq.DEALER)
             s.setsockopt(zmq.LINGER, 0)
             s.connect(endpoint)
-            s.send(msgpack.packb([1, 2, since, int(time.time() * 1000), {}]))
+            s.send(msgpack.packb([E.VERSION, E.EV_SINCE, since, int(time.time() * 1000), {}]))
             got = []
             while True:
                 assert s.poll(timeout * 1000), "no answer to SINCE %d on %s" % (

@@ -13,6 +13,8 @@ import harness
 import testlib
 from harness import ADDRESS, EXPOSE, PORT, need, start_payments  # noqa: F401
 
+E = testlib.events
+
 NS = "payments"
 
 
@@ -241,10 +243,11 @@ def test_observations_are_acknowledged_with_their_own_seq(make_fleet):
             for seq in (1, 2, 3):
                 # an APPLIED from a proxy allocd does not know: acknowledged,
                 # otherwise ignored
-                s.send(msgpack.packb([1, 16, seq, 0, {"px": "test-%d" % attempt, "g": 1}]))
+                s.send(msgpack.packb([E.VERSION, E.EV_APPLIED, seq, 0,
+                                      {E.F_PROXY: "test-%d" % attempt, E.F_GEN: 1}]))
                 assert s.poll(5000), "no ACK for seq %d" % seq
                 version, type_, ack, _, _ = msgpack.unpackb(s.recv(), raw=False)
-                assert type_ == 4
+                assert type_ == E.EV_ACK
                 acks.append(ack)
             s.close()
             assert acks == [1, 2, 3], "attempt %d: ACKs %s for seqs 1, 2, 3" % (attempt, acks)

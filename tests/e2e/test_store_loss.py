@@ -26,8 +26,11 @@ import msgpack
 import zmq
 
 import harness
+import testlib
 from harness import (ADDRESS, ERROR, EXPOSE, PORT, dest, need,  # noqa: F401
                      payments_cluster, search_cluster, virtualservice)
+
+E = testlib.events
 
 PROOF = "portico.dev/proof"
 STORE_LOST, RECOVERED = 21, 40
@@ -186,8 +189,8 @@ def stale_ack(fleet, gen):
         s = ctx.socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 5000)
         s.connect("ipc://%s/alloc.in" % fleet.run_dir)
-        s.send(msgpack.packb([1, 16, 1, int(time.time() * 1000),
-                              {"px": harness.HAPROXY_NAME, "g": gen}]))
+        s.send(msgpack.packb([E.VERSION, E.EV_APPLIED, 1, int(time.time() * 1000),
+                              {E.F_PROXY: harness.HAPROXY_NAME, E.F_GEN: gen}]))
         assert s.poll(10000), "no ACK from allocd"
         s.close()
     finally:

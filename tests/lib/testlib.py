@@ -5,6 +5,7 @@ addresses in 127.0.0.0/8 with random ports below 32768, and processes are only
 ever stopped by their own PID.
 """
 
+import importlib.util
 import os
 import random
 import signal
@@ -13,6 +14,27 @@ import subprocess
 import time
 
 KUBECTL = "/usr/bin/kubectl"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _load_events():
+    """The event table, generated from common/event.h at build time.
+
+    make writes it beside the binaries under test ($PORTICO_BIN/../gen, so
+    the ASan build has its own), and every test takes type codes and field
+    keys from it: events.EV_PORT_SET, events.F_PROXY, events.TYPES...
+    """
+    bin_dir = os.environ.get("PORTICO_BIN") or os.path.join(ROOT, "build", "bin")
+    path = os.path.join(os.path.dirname(os.path.normpath(bin_dir)), "gen", "events.py")
+    if not os.path.exists(path):
+        raise RuntimeError("%s is missing: run make first" % path)
+    spec = importlib.util.spec_from_file_location("portico_events", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+events = _load_events()
 OPENSSL = "openssl"
 
 
