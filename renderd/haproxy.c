@@ -27,7 +27,8 @@
  * so at a fixed interval the connections a cluster's nodes accept grow
  * with routes x nodes while nothing happens.  A cluster's servers share
  * a budget of check_rate checks a second, and their interval is the base
- * (5 s) doubled until the budget holds.  Doubling, not dividing, because
+ * (5 s) doubled until the budget holds (then spread, see check_args).
+ * Doubling, not dividing, because
  * any other argument of a server than its weight costs a reload: the
  * interval changes only when a cluster's servers cross a power of two of
  * the budget, not with each route.  Leaving a dead server does not wait
@@ -244,18 +245,38 @@ check_shift(const struct budgets *bg, const char *cluster)
 }
 
 /*
- * A checked server's arguments.  inter is the budget's; fall 2 at a
- * fastinter of 1 s once a check failed, so that a check alone takes a
- * dead server out within inter + 1 s; error-limit 1 so that real
- * traffic does it at once.  downinter stays inter: servers down for
- * good (a service scaled to zero) must not escape the budget.
+ * A checked server's arguments.  inter is the budget's, lengthened by up
+ * to as much again for each server by the hash of where it is (what, ip,
+ * port): servers added together would otherwise be checked together,
+ * every check of a cluster in one burst each interval; spread over an
+ * interval, even the first round keeps to the budget.  Longer only, so
+ * the budget holds.
+ *
+ * Leaving service: error-limit 1 so that real traffic takes a server out
+ * at its first failed connection; fall 2 at a fastinter of 1 s once a
+ * check failed, so that a check alone does it within inter + 1 s.
+ * Coming back: a down server is checked every downinter, 5 to 10 s, so
+ * that a node back from maintenance serves again within seconds, not
+ * after minutes of its cluster's interval.  That is outside the budget,
+ * but what it costs is a refused connection from a dead address, never
+ * a workload's accept.
  */
 static void
-check_args(char *buf, size_t len, unsigned shift)
+check_args(char *buf, size_t len, unsigned shift, const char *what,
+    const char *ip, unsigned port)
 {
-	snprintf(buf, len, " check inter %us fastinter 1s rise 2 fall 2"
-	    " observe layer4 error-limit 1 on-error mark-down",
-	    CHECK_BASE_S << shift);
+	unsigned long base = (unsigned long)CHECK_BASE_S * 1000 << shift;
+	unsigned long down = (unsigned long)CHECK_BASE_S * 1000;
+	uint64_t h;
+	char key[160];
+	int n;
+
+	n = snprintf(key, sizeof(key), "%s/%s/%u", what, ip, port);
+	h = hash_fnv1a_n(key, n < 0 ? 0 : (size_t)n < sizeof(key) ?
+	    (size_t)n : sizeof(key) - 1);
+	snprintf(buf, len, " check inter %lums fastinter 1s downinter %lums"
+	    " rise 2 fall 2 observe layer4 error-limit 1 on-error mark-down",
+	    base + (unsigned long)(h % base), down + (unsigned long)(h % down));
 }
 
 /*
@@ -266,7 +287,7 @@ check_args(char *buf, size_t len, unsigned shift)
 static int
 port_text(struct port_route *pr, int check, unsigned shift)
 {
-	char wb[160], cb[128];
+	char wb[256], cb[192], what[8];
 	size_t j;
 	FILE *fp;
 	int w;
@@ -281,12 +302,14 @@ port_text(struct port_route *pr, int check, unsigned shift)
 	fprintf(fp, "\nbackend p%u\n", pr->port);
 	fprintf(fp, "\t# %s/%s/%s route %u\n", pr->cluster, pr->ns, pr->name,
 	    pr->route);
-	cb[0] = '\0';
-	if (check)
-		check_args(cb, sizeof(cb), shift);
+	snprintf(what, sizeof(what), "p%u", pr->port);
 	for (j = 0; j < pr->nbackends; j++) {
 		if ((w = merged_weight(pr, j)) == -1)
 			continue;
+		cb[0] = '\0';
+		if (check)
+			check_args(cb, sizeof(cb), shift, what,
+			    pr->backends[j].ip, pr->backends[j].port);
 		snprintf(wb, sizeof(wb), " weight %d%s", w, cb);
 		server_line(fp, pr->backends[j].ip, pr->backends[j].port, wb);
 	}
@@ -303,7 +326,7 @@ haproxy_render(const struct routes *r, const struct config *c,
 	struct port_route *pr;
 	const struct api_route *a;
 	struct budgets bg;
-	char ab[64], cb[128];
+	char ab[64], cb[192];
 	size_t j, s, pool, nsrv = 0, napi = 0;
 	unsigned k, n, p, nbound;
 	long *slot;
@@ -358,10 +381,13 @@ haproxy_render(const struct routes *r, const struct config *c,
 		/* the map key: applyd reads it here */
 		fprintf(fp, "\t# sni %s\n", a->host);
 		fprintf(fp, "\t# cluster %s (%s)\n", a->cluster, a->cname);
-		check_args(cb, sizeof(cb), check_shift(&bg, a->cluster));
-		for (j = 0; j < a->nmasters; j++)
-			if (!api_master_seen(a, j))
-				server_line(fp, a->masters[j], a->mport, cb);
+		for (j = 0; j < a->nmasters; j++) {
+			if (api_master_seen(a, j))
+				continue;
+			check_args(cb, sizeof(cb), check_shift(&bg,
+			    a->cluster), a->cluster, a->masters[j], a->mport);
+			server_line(fp, a->masters[j], a->mport, cb);
+		}
 	}
 	free(slot);
 
