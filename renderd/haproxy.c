@@ -28,13 +28,13 @@
  * with routes x nodes while nothing happens.  A cluster's servers share
  * a budget of check_rate checks a second, and their interval is the base
  * (5 s) doubled until the budget holds (then spread, see check_args).
- * Doubling, not dividing, because
- * any other argument of a server than its weight costs a reload: the
- * interval changes only when a cluster's servers cross a power of two of
- * the budget, not with each route.  Leaving a dead server does not wait
- * for a check: `observe layer4` marks it down at the first connection of
- * real traffic that fails, and `option redispatch` sends that connection
- * elsewhere; a check then brings it back (fastinter once one succeeds).
+ * Doubling, not dividing, because any other argument of a server than
+ * its weight costs a reload: the interval changes only when a cluster's
+ * servers cross a power of two of the budget, not with each route.
+ * Leaving a dead server does not wait for a check: `observe layer4`
+ * marks it down at the first connection of real traffic that fails, and
+ * `option redispatch` sends that connection elsewhere; checks at
+ * downinter then bring it back.
  *
  * Everything written here came through the event validators: names are
  * RFC 1123, addresses parse as IPs, ports and weights are in range.  The

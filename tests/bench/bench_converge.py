@@ -6,9 +6,8 @@ within this machine's open-file limit (max_routes() says what bounds it),
 a fleet (Kubernetes API simulator, watcherd, allocd, renderd, applyd,
 HAProxy) starts with that many exposed VirtualServices, and then:
 
-  - idle: for IDLE_S seconds nothing changes, and the workloads count the
-    connections they accept: HAProxy's health checks
-    (`idle_checks_per_s_N_routes`);
+  - the checks HAProxy is configured to make, their intervals summed
+    (`idle_checks_per_s_declared_*`);
   - SAMPLES more are exposed one at a time: the time from the moment the
     simulator wrote the watch event to watcherd's stream (it records it:
     GET /_sim/sent) to the first byte read from a workload through the new
@@ -19,7 +18,12 @@ HAProxy) starts with that many exposed VirtualServices, and then:
     publish (subscribed to their PUB endpoints: `bus_bytes_per_change_*`),
     the CPU seconds of each daemon and of HAProxy (master and workers, from
     /proc/PID/stat utime + stime: `cpu_s_per_1000_changes_*`) and
-    HAProxy's reloads.
+    HAProxy's reloads;
+  - idle: for IDLE_S seconds nothing changes, and the bench counts the
+    connection attempts (SYNs, on the loopback interface) that reach the
+    workloads: HAProxy's health checks (`idle_checks_per_s_*`).  A check
+    never gets as far as the workload's accept().  Needs root (a raw
+    packet socket).
 
 HAProxy is changed live through its runtime API; CONVERGE_MODES=live,reload
 adds the same fleet with `live = 0` (a reload for every change).
@@ -47,7 +51,7 @@ E = testlib.events
 SIZES = os.environ.get("CONVERGE_SIZES", "1000,10000,max").split(",")
 SAMPLES = int(os.environ.get("CONVERGE_SAMPLES", "100"))
 MODES = os.environ.get("CONVERGE_MODES", "live").split(",")
-IDLE_S = float(os.environ.get("CONVERGE_IDLE_S", "10"))
+IDLE_S = float(os.environ.get("CONVERGE_IDLE_S", "20"))
 CHANGES = 1000
 CHURN = 100             # VirtualServices exposed and unexposed in turn
 SPARE_PORTS = 100       # in the range beyond the routes, never routed
@@ -270,9 +274,19 @@ def idle_checks(fleet, c):
         syn.close()
 
 
-def checked_servers(fleet):
-    return sum(1 for line in fleet.proxy_cfg().splitlines()
-               if line.startswith("\tserver ") and " check" in line)
+def declared_checks(fleet):
+    """The checked servers in HAProxy's configuration, and the checks a
+    second their intervals add up to (the steady rate, which a window
+    shorter than the intervals cannot see)."""
+    n, rate = 0, 0.0
+    for line in fleet.proxy_cfg().splitlines():
+        f = line.split()
+        if line.startswith("\tserver ") and "check" in f:
+            n += 1
+            inter = f[f.index("inter") + 1] if "inter" in f else "2s"
+            ms = float(inter[:-2]) if inter.endswith("ms") else float(inter[:-1]) * 1000
+            rate += 1000.0 / ms
+    return n, rate
 
 
 def measure(fleet, c, n):
@@ -342,8 +356,9 @@ def run(n, mode):
     try:
         emit("start_to_%s" % tag, start, "s")
         settle(fleet, c, n)
-        emit("checked_servers_%s" % tag, checked_servers(fleet), "servers")
-        emit("idle_checks_per_s_%s" % tag, idle_checks(fleet, c), "connections/s")
+        nchecked, declared = declared_checks(fleet)
+        emit("checked_servers_%s" % tag, nchecked, "servers")
+        emit("idle_checks_per_s_declared_%s" % tag, declared, "checks/s")
         lat, watch, patch = measure(fleet, c, n)
         emit("watch_to_first_byte_p50_%s" % tag, pct(watch, 50), "ms")
         emit("watch_to_first_byte_p99_%s" % tag, pct(watch, 99), "ms")
@@ -358,6 +373,7 @@ def run(n, mode):
         for name, (nbytes, msgs) in sorted(bus.items()):
             emit("bus_bytes_per_change_%s_%s" % (name, tag), nbytes / CHANGES, "bytes")
             emit("bus_messages_per_change_%s_%s" % (name, tag), msgs / CHANGES, "messages")
+        emit("idle_checks_per_s_%s" % tag, idle_checks(fleet, c), "connections/s")
         master = fleet.proxy_master()
         hap = rss_mb(master) + sum(rss_mb(p) for p in children(master))
         emit("haproxy_rss_%s" % tag, hap, "MB")
