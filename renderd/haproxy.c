@@ -76,16 +76,15 @@ bind_line(FILE *fp, const char *ip, unsigned lo, unsigned hi)
 	fputc('\n', fp);
 }
 
-/* One bind per run of consecutive bound ports; how many ports in all. */
-static unsigned
+/* One bind per run of consecutive bound ports. */
+static void
 render_binds(FILE *fp, const struct config *c, const char *ip)
 {
-	unsigned n = ports_count(&c->ports), k, p, lo = 0, prev = 0, total = 0;
+	unsigned n = ports_count(&c->ports), k, p, lo = 0, prev = 0;
 
 	for (k = 0; k < n; k++) {
 		if (!routes_port_allowed(c, p = ports_nth(&c->ports, k)))
 			continue;
-		total++;
 		if (lo != 0 && p == prev + 1) {
 			prev = p;
 			continue;
@@ -96,7 +95,6 @@ render_binds(FILE *fp, const struct config *c, const char *ip)
 	}
 	if (lo != 0)
 		bind_line(fp, ip, lo, prev);
-	return total;
 }
 
 static void
@@ -203,12 +201,39 @@ budget_add(struct budgets *bg, const char *cluster, size_t nsrv)
 }
 
 /*
- * Count each cluster's checked servers: its routes' backends and its
- * masters.  A hash of the ids, since a render must stay linear in the
- * routes; at most nports + napi clusters, so twice that many slots.
+ * Do the workload servers' checks fit in the proxy's descriptors, beside
+ * a listener for each bound port, two per connection and the masters'
+ * checks?  Decided before anything is printed: a cluster's interval
+ * depends on it, its budget being shared by the servers checked only.
  */
 static int
-budgets_count(struct budgets *bg, const struct routes *r, unsigned rate)
+ports_checked(const struct routes *r, const struct config *c,
+    const struct proxy_conf *px)
+{
+	size_t nfd = 2 * (size_t)px->maxconn + FD_SPARE, i;
+	unsigned k, n = ports_count(&c->ports), p;
+
+	for (k = 0; k < n; k++)
+		if (routes_port_allowed(c, ports_nth(&c->ports, k)))
+			nfd++;
+	for (i = 0; i < r->napi; i++)
+		if (!routes_host_taken(r, i))
+			nfd += r->api[i].nmasters;
+	for (p = 0; p < 65536; p++)
+		if (r->ports[p] != NULL)
+			nfd += r->ports[p]->nbackends;
+	return nfd <= px->fd_limit;
+}
+
+/*
+ * Count each cluster's checked servers: its masters, and its routes'
+ * backends when they are checked.  A hash of the ids, since a render
+ * must stay linear in the routes; at most nports + napi clusters, so
+ * twice that many slots.
+ */
+static int
+budgets_count(struct budgets *bg, const struct routes *r, unsigned rate,
+    int check)
 {
 	const struct port_route *pr;
 	size_t n, i;
@@ -220,7 +245,7 @@ budgets_count(struct budgets *bg, const struct routes *r, unsigned rate)
 		return -1;
 	bg->mask = n - 1;
 	bg->rate = rate > 0 ? rate : 1;
-	for (p = 0; p < 65536; p++)
+	for (p = 0; check && p < 65536; p++)
 		if ((pr = r->ports[p]) != NULL)
 			budget_add(bg, pr->cluster, pr->nbackends);
 	for (i = 0; i < r->napi; i++)
@@ -327,8 +352,8 @@ haproxy_render(const struct routes *r, const struct config *c,
 	const struct api_route *a;
 	struct budgets bg;
 	char ab[64], cb[192];
-	size_t j, s, pool, nsrv = 0, napi = 0;
-	unsigned k, n, p, nbound;
+	size_t j, s, pool;
+	unsigned k, n, p;
 	long *slot;
 	int check;
 
@@ -366,7 +391,8 @@ haproxy_render(const struct routes *r, const struct config *c,
 	    "\tuse_backend %%[req_ssl_sni,lower,map(%s/%s-api.map)]\n",
 	    route_addr(ab, sizeof(ab), px->listen, c->api_port),
 	    c->run_dir, px->name, c->run_dir, px->name);
-	if (budgets_count(&bg, r, px->check_rate) == -1)
+	check = ports_checked(r, c, px);
+	if (budgets_count(&bg, r, px->check_rate, check) == -1)
 		return -1;
 	if ((slot = api_slots(r, &pool)) == NULL) {
 		free(bg.b);
@@ -377,7 +403,6 @@ haproxy_render(const struct routes *r, const struct config *c,
 		if (slot[s] == -1)
 			continue;
 		a = &r->api[slot[s]];
-		napi += a->nmasters;
 		/* the map key: applyd reads it here */
 		fprintf(fp, "\t# sni %s\n", a->host);
 		fprintf(fp, "\t# cluster %s (%s)\n", a->cluster, a->cname);
@@ -392,17 +417,12 @@ haproxy_render(const struct routes *r, const struct config *c,
 	free(slot);
 
 	fprintf(fp, "\nfrontend ports\n");
-	nbound = render_binds(fp, c, px->listen);
+	render_binds(fp, c, px->listen);
 	fprintf(fp, "\ttcp-request connection reject unless "
 	    "{ dst_port,map(%s/%s-ports.map) -m found }\n"
 	    "\tuse_backend %%[dst_port,map(%s/%s-ports.map)]\n",
 	    c->run_dir, px->name, c->run_dir, px->name);
 
-	for (p = 0; p < 65536; p++)
-		if ((pr = r->ports[p]) != NULL)
-			nsrv += pr->nbackends;
-	check = (size_t)nbound + 2 * (size_t)px->maxconn + napi + nsrv +
-	    FD_SPARE <= px->fd_limit;
 	n = ports_count(&c->ports);
 	for (k = 0; k < n; k++) {
 		if (!routes_port_allowed(c, p = ports_nth(&c->ports, k)))

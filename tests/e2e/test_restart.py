@@ -287,7 +287,7 @@ def test_dropped_watches_move_nothing(make_fleet):
         pay.annotate(NS, "orders-db", **{EXPOSE: "true"})
         (orders,) = fleet.wait_address(pay, NS, "orders-db")
         moved = [e for e in tap.seen("PORT_FREE", mark) + tap.seen("PORT_SET", mark)
-                 if e.get("n") != "orders-db"]
+                 if e.get(E.F_NAME) != "orders-db"]
         assert moved == [], moved
     finally:
         tap.close()
@@ -322,7 +322,7 @@ def test_lost_store_gives_hashed_ports_back(make_fleet):
     try:
         tap.wait("HEARTBEAT", timeout=10)
         lose_store(fleet)
-        ports = {e["n"]: e["p"] for e in
+        ports = {e[E.F_NAME]: e[E.F_PORT] for e in
                  [tap.wait("PORT_SET", timeout=30, n=n) for n in ("orders-db", "reports")]}
     finally:
         tap.close()
