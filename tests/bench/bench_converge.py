@@ -36,8 +36,10 @@ Prints JSON lines {"bench": "converge", "metric", "value", "unit"}.
 import json
 import os
 import resource
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 
@@ -227,11 +229,26 @@ def first_byte(host, port, deadline):
     raise RuntimeError("%s:%d never answered" % (host, port))
 
 
+def new_fleet(nports):
+    """A Fleet whose range holds nports ports.  Its API port is drawn first,
+    anywhere below 32768, and no range may hold it: at 15,800 ports about
+    half the draws leave no room, so draw again (a failed draw has started
+    nothing but its run folder)."""
+    for _ in range(20):
+        run_dir = tempfile.mkdtemp(prefix="pt-", dir="/tmp")
+        try:
+            return harness.Fleet(ports=nports, verbose=False, poll_interval=1,
+                                 run_dir=run_dir)
+        except RuntimeError as e:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            last = e
+    raise last
+
+
 def fleet_with(n, live):
     """A started fleet with n routes live, SAMPLES to expose and CHURN to
     change."""
-    fleet = harness.Fleet(ports=n + SAMPLES + CHURN + SPARE_PORTS, verbose=False,
-                          poll_interval=1)
+    fleet = new_fleet(n + SAMPLES + CHURN + SPARE_PORTS)
     lo = fleet.port_lo
     vss = [vs("live-%d" % i, lo + i) for i in range(n)]
     vss += [vs("new-%d" % i) for i in range(SAMPLES + CHURN)]
