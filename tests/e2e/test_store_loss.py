@@ -33,7 +33,7 @@ from harness import (ADDRESS, ERROR, EXPOSE, PORT, dest, need,  # noqa: F401
 E = testlib.events
 
 PROOF = "portico.dev/proof"
-STORE_LOST, RECOVERED = 21, 40
+STORE_LOST, RECOVERED = "STORE_LOST", "RECOVERED"     # as the tap names them
 NS = "payments"
 UNPROVEN = "was not written by portico for this object"
 CACHE = "cache.payments.svc.cluster.local"      # from another namespace
