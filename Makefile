@@ -50,7 +50,7 @@ SAN	 = -fsanitize=address,undefined -fno-omit-frame-pointer \
 
 .PHONY: all asan test unit golden golden-update e2e run deps clean bench-alloc \
 	bench-watch bench-converge bench-ctl bench-ctl-tables fuzz fuzz-build
-all: $(BINS) $(UNIT_BINS)
+all: $(BINS) $(UNIT_BINS) $(BUILD)/gen/events.py
 
 $(BUILD)/obj/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h)
 	@mkdir -p $(dir $@)
@@ -98,6 +98,15 @@ $(BUILD)/tests/test_job: $(BUILD)/obj/tests/unit/test_job.o \
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# The event table for the Python tests (tests/lib/testlib.py imports it):
+# written by a program built from common/event.h, never by hand.
+$(BUILD)/tests/gen_events: $(BUILD)/obj/tests/gen/gen_events.o $(COMMON_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/gen/events.py: $(BUILD)/tests/gen_events
+	@mkdir -p $(dir $@)
+	$(BUILD)/tests/gen_events > $@.tmp && mv $@.tmp $@
 
 asan:
 	$(MAKE) BUILD=build/asan EXTRA_CFLAGS="$(SAN)" EXTRA_LDFLAGS="$(SAN)"

@@ -133,6 +133,7 @@ static const struct ckey ckeys[] = {
 	P("max_reloads", CK_UINT, max_reloads, 1, 100, "3"),
 	P("maxconn", CK_UINT, maxconn, 16, 1000000, "4096"),
 	P("fd_limit", CK_UINT, fd_limit, 1024, 1u << 24, "20000"),
+	P("check_rate", CK_UINT, check_rate, 1, 100000, "20"),
 	P("live", CK_UINT, live, 0, 1, "1"),
 	P("user", CK_USER, user, 0, 0, NULL),		/* by kind, if it exists */
 	P("renderd_metrics", CK_HOSTPORT, renderd_metrics, 0, 0, ""),

@@ -40,6 +40,7 @@ struct proxy_conf {
 	unsigned	max_reloads;	/* reloads an old worker outlives */
 	unsigned	maxconn;
 	unsigned	fd_limit;	/* the proxy's open files (ulimit -Hn) */
+	unsigned	check_rate;	/* health checks/s one cluster takes */
 	unsigned	live;		/* change routes without reloads */
 	char		user[32];	/* the workers' user ("": the master's) */
 	char		group[32];	/* its primary group, from the system */

@@ -23,6 +23,19 @@
  * reserves one for each, besides one per listener and two per connection):
  * past that, a dead backend is left by retrying the connection elsewhere.
  *
+ * Checks are bounded per cluster: every route is a server on every node,
+ * so at a fixed interval the connections a cluster's nodes accept grow
+ * with routes x nodes while nothing happens.  A cluster's servers share
+ * a budget of check_rate checks a second, and their interval is the base
+ * (5 s) doubled until the budget holds (then spread, see check_args).
+ * Doubling, not dividing, because any other argument of a server than
+ * its weight costs a reload: the interval changes only when a cluster's
+ * servers cross a power of two of the budget, not with each route.
+ * Leaving a dead server does not wait for a check: `observe layer4`
+ * marks it down at the first connection of real traffic that fails, and
+ * `option redispatch` sends that connection elsewhere; checks at
+ * downinter then bring it back.
+ *
  * Everything written here came through the event validators: names are
  * RFC 1123, addresses parse as IPs, ports and weights are in range.  The
  * output is a pure function of its inputs.
@@ -36,6 +49,20 @@
 
 #define FD_SPARE	200	/* sockets, pipes, logs, the CLI */
 #define API_SLOTS_MIN	16
+#define CHECK_BASE_S	5	/* a check interval no cluster goes below */
+#define CHECK_SHIFT_MAX	16	/* 5 s << 16: three and a half days */
+
+/* The servers of each cluster, by its id: how often they are checked. */
+struct budget {
+	const char	*cluster;	/* in the routes; NULL: a free slot */
+	size_t		 nsrv;
+};
+
+struct budgets {
+	struct budget	*b;
+	size_t		 mask;		/* slots - 1, a power of two - 1 */
+	unsigned	 rate;		/* checks a second for one cluster */
+};
 
 /* "ip:lo-hi" or "ip:p", with IPv6 in brackets */
 static void
@@ -49,16 +76,15 @@ bind_line(FILE *fp, const char *ip, unsigned lo, unsigned hi)
 	fputc('\n', fp);
 }
 
-/* One bind per run of consecutive bound ports; how many ports in all. */
-static unsigned
+/* One bind per run of consecutive bound ports. */
+static void
 render_binds(FILE *fp, const struct config *c, const char *ip)
 {
-	unsigned n = ports_count(&c->ports), k, p, lo = 0, prev = 0, total = 0;
+	unsigned n = ports_count(&c->ports), k, p, lo = 0, prev = 0;
 
 	for (k = 0; k < n; k++) {
 		if (!routes_port_allowed(c, p = ports_nth(&c->ports, k)))
 			continue;
-		total++;
 		if (lo != 0 && p == prev + 1) {
 			prev = p;
 			continue;
@@ -69,7 +95,6 @@ render_binds(FILE *fp, const struct config *c, const char *ip)
 	}
 	if (lo != 0)
 		bind_line(fp, ip, lo, prev);
-	return total;
 }
 
 static void
@@ -155,19 +180,144 @@ api_slots(const struct routes *r, size_t *pool)
 	return slot;
 }
 
+static struct budget *
+budget_slot(const struct budgets *bg, const char *cluster)
+{
+	size_t s = (size_t)hash_fnv1a(cluster) & bg->mask;
+
+	while (bg->b[s].cluster != NULL && strcmp(bg->b[s].cluster,
+	    cluster) != 0)
+		s = (s + 1) & bg->mask;
+	return &bg->b[s];
+}
+
+static void
+budget_add(struct budgets *bg, const char *cluster, size_t nsrv)
+{
+	struct budget *b = budget_slot(bg, cluster);
+
+	b->cluster = cluster;
+	b->nsrv += nsrv;
+}
+
 /*
- * A routed port's backend, kept on the route (variant 1 + check) so that
- * a generation prints only the ports that changed.
+ * Do the workload servers' checks fit in the proxy's descriptors, beside
+ * a listener for each bound port, two per connection and the masters'
+ * checks?  Decided before anything is printed: a cluster's interval
+ * depends on it, its budget being shared by the servers checked only.
  */
 static int
-port_text(struct port_route *pr, int check)
+ports_checked(const struct routes *r, const struct config *c,
+    const struct proxy_conf *px)
 {
-	char wb[48];
+	size_t nfd = 2 * (size_t)px->maxconn + FD_SPARE, i;
+	unsigned k, n = ports_count(&c->ports), p;
+
+	for (k = 0; k < n; k++)
+		if (routes_port_allowed(c, ports_nth(&c->ports, k)))
+			nfd++;
+	for (i = 0; i < r->napi; i++)
+		if (!routes_host_taken(r, i))
+			nfd += r->api[i].nmasters;
+	for (p = 0; p < 65536; p++)
+		if (r->ports[p] != NULL)
+			nfd += r->ports[p]->nbackends;
+	return nfd <= px->fd_limit;
+}
+
+/*
+ * Count each cluster's checked servers: its masters, and its routes'
+ * backends when they are checked.  A hash of the ids, since a render
+ * must stay linear in the routes; at most nports + napi clusters, so
+ * twice that many slots.
+ */
+static int
+budgets_count(struct budgets *bg, const struct routes *r, unsigned rate,
+    int check)
+{
+	const struct port_route *pr;
+	size_t n, i;
+	unsigned p;
+
+	for (n = 16; n < 2 * ((size_t)r->nports + r->napi); n *= 2)
+		;
+	if ((bg->b = calloc(n, sizeof(*bg->b))) == NULL)
+		return -1;
+	bg->mask = n - 1;
+	bg->rate = rate > 0 ? rate : 1;
+	for (p = 0; check && p < 65536; p++)
+		if ((pr = r->ports[p]) != NULL)
+			budget_add(bg, pr->cluster, pr->nbackends);
+	for (i = 0; i < r->napi; i++)
+		budget_add(bg, r->api[i].cluster, r->api[i].nmasters);
+	return 0;
+}
+
+/*
+ * How many times a cluster's interval doubles from the base for its
+ * servers to be checked at most rate times a second.
+ */
+static unsigned
+check_shift(const struct budgets *bg, const char *cluster)
+{
+	size_t nsrv = budget_slot(bg, cluster)->nsrv;
+	unsigned k = 0;
+
+	while (k < CHECK_SHIFT_MAX &&
+	    ((size_t)CHECK_BASE_S << k) * bg->rate < nsrv)
+		k++;
+	return k;
+}
+
+/*
+ * A checked server's arguments.  inter is the budget's, lengthened by up
+ * to as much again for each server by the hash of where it is (what, ip,
+ * port): servers added together would otherwise be checked together,
+ * every check of a cluster in one burst each interval; spread over an
+ * interval, even the first round keeps to the budget.  Longer only, so
+ * the budget holds.
+ *
+ * Leaving service: error-limit 1 so that real traffic takes a server out
+ * at its first failed connection; fall 2 at a fastinter of 1 s once a
+ * check failed, so that a check alone does it within inter + 1 s.
+ * Coming back: a down server is checked every downinter, 5 to 10 s, so
+ * that a node back from maintenance serves again within seconds, not
+ * after minutes of its cluster's interval.  That is outside the budget,
+ * but what it costs is a refused connection from a dead address, never
+ * a workload's accept.
+ */
+static void
+check_args(char *buf, size_t len, unsigned shift, const char *what,
+    const char *ip, unsigned port)
+{
+	unsigned long base = (unsigned long)CHECK_BASE_S * 1000 << shift;
+	unsigned long down = (unsigned long)CHECK_BASE_S * 1000;
+	uint64_t h;
+	char key[160];
+	int n;
+
+	n = snprintf(key, sizeof(key), "%s/%s/%u", what, ip, port);
+	h = hash_fnv1a_n(key, n < 0 ? 0 : (size_t)n < sizeof(key) ?
+	    (size_t)n : sizeof(key) - 1);
+	snprintf(buf, len, " check inter %lums fastinter 1s downinter %lums"
+	    " rise 2 fall 2 observe layer4 error-limit 1 on-error mark-down",
+	    base + (unsigned long)(h % base), down + (unsigned long)(h % down));
+}
+
+/*
+ * A routed port's backend, kept on the route (variant 1 unchecked, 2 +
+ * the check shift checked) so that a generation prints only the ports
+ * that changed.
+ */
+static int
+port_text(struct port_route *pr, int check, unsigned shift)
+{
+	char wb[256], cb[192], what[8];
 	size_t j;
 	FILE *fp;
 	int w;
 
-	if (pr->textvar == 1 + check)
+	if (pr->textvar == (check ? 2 + (int)shift : 1))
 		return 0;
 	free(pr->text);
 	pr->text = NULL;
@@ -177,16 +327,20 @@ port_text(struct port_route *pr, int check)
 	fprintf(fp, "\nbackend p%u\n", pr->port);
 	fprintf(fp, "\t# %s/%s/%s route %u\n", pr->cluster, pr->ns, pr->name,
 	    pr->route);
+	snprintf(what, sizeof(what), "p%u", pr->port);
 	for (j = 0; j < pr->nbackends; j++) {
 		if ((w = merged_weight(pr, j)) == -1)
 			continue;
-		snprintf(wb, sizeof(wb), " weight %d%s", w, check ?
-		    " check inter 5s" : "");
+		cb[0] = '\0';
+		if (check)
+			check_args(cb, sizeof(cb), shift, what,
+			    pr->backends[j].ip, pr->backends[j].port);
+		snprintf(wb, sizeof(wb), " weight %d%s", w, cb);
 		server_line(fp, pr->backends[j].ip, pr->backends[j].port, wb);
 	}
 	if (fclose(fp) != 0)
 		return -1;
-	pr->textvar = 1 + check;
+	pr->textvar = check ? 2 + (int)shift : 1;
 	return 0;
 }
 
@@ -196,9 +350,10 @@ haproxy_render(const struct routes *r, const struct config *c,
 {
 	struct port_route *pr;
 	const struct api_route *a;
-	char ab[64];
-	size_t j, s, pool, nsrv = 0, napi = 0;
-	unsigned k, n, p, nbound;
+	struct budgets bg;
+	char ab[64], cb[192];
+	size_t j, s, pool;
+	unsigned k, n, p;
 	long *slot;
 	int check;
 
@@ -253,46 +408,51 @@ haproxy_render(const struct routes *r, const struct config *c,
 		    "if { method GET } { path /metrics }\n"
 		    "\thttp-request return status 404\n",
 		    px->stats_listen);
-	if ((slot = api_slots(r, &pool)) == NULL)
+	check = ports_checked(r, c, px);
+	if (budgets_count(&bg, r, px->check_rate, check) == -1)
 		return -1;
+	if ((slot = api_slots(r, &pool)) == NULL) {
+		free(bg.b);
+		return -1;
+	}
 	for (s = 0; s < pool; s++) {
 		fprintf(fp, "\nbackend api%zu\n", s);
 		if (slot[s] == -1)
 			continue;
 		a = &r->api[slot[s]];
-		napi += a->nmasters;
 		/* the map key: applyd reads it here */
 		fprintf(fp, "\t# sni %s\n", a->host);
 		fprintf(fp, "\t# cluster %s (%s)\n", a->cluster, a->cname);
-		for (j = 0; j < a->nmasters; j++)
-			if (!api_master_seen(a, j))
-				server_line(fp, a->masters[j], a->mport,
-				    " check inter 5s");
+		for (j = 0; j < a->nmasters; j++) {
+			if (api_master_seen(a, j))
+				continue;
+			check_args(cb, sizeof(cb), check_shift(&bg,
+			    a->cluster), a->cluster, a->masters[j], a->mport);
+			server_line(fp, a->masters[j], a->mport, cb);
+		}
 	}
 	free(slot);
 
 	fprintf(fp, "\nfrontend ports\n");
-	nbound = render_binds(fp, c, px->listen);
+	render_binds(fp, c, px->listen);
 	fprintf(fp, "\ttcp-request connection reject unless "
 	    "{ dst_port,map(%s/%s-ports.map) -m found }\n"
 	    "\tuse_backend %%[dst_port,map(%s/%s-ports.map)]\n",
 	    c->run_dir, px->name, c->run_dir, px->name);
 
-	for (p = 0; p < 65536; p++)
-		if ((pr = r->ports[p]) != NULL)
-			nsrv += pr->nbackends;
-	check = (size_t)nbound + 2 * (size_t)px->maxconn + napi + nsrv +
-	    FD_SPARE <= px->fd_limit;
 	n = ports_count(&c->ports);
 	for (k = 0; k < n; k++) {
 		if (!routes_port_allowed(c, p = ports_nth(&c->ports, k)))
 			continue;
 		if ((pr = r->ports[p]) == NULL)
 			fprintf(fp, "\nbackend p%u\n", p);
-		else if (port_text(pr, check) == -1)
+		else if (port_text(pr, check, check ?
+		    check_shift(&bg, pr->cluster) : 0) == -1) {
+			free(bg.b);
 			return -1;
-		else
+		} else
 			fwrite(pr->text, 1, pr->textlen, fp);
 	}
+	free(bg.b);
 	return ferror(fp) ? -1 : 0;
 }

@@ -38,6 +38,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "sim"))
 import harness  # noqa: E402
 import testlib  # noqa: E402
 
+E = testlib.events
+
 CLUSTERS = int(os.environ.get("WATCH_CLUSTERS", "200"))
 VS = int(os.environ.get("WATCH_VS", "50"))
 RATE = int(os.environ.get("WATCH_RATE", "1000"))
@@ -225,7 +227,7 @@ def run(bindir, d, procs, sims):
         """The route owners observed so far (read incrementally)."""
         with tap.lock:
             new, cursor[0] = tap.events[cursor[0]:], len(tap.events)
-        seen_owners.update((e["c"], e["ns"], e["n"], e["r"]) for e in new
+        seen_owners.update((e[E.F_CLUSTER], e[E.F_NS], e[E.F_NAME], e[E.F_ROUTE]) for e in new
                            if e["type"] == "ROUTE")
         return seen_owners
     time.sleep(0.5)                         # the SUB joins before anything is sent
@@ -257,7 +259,7 @@ def run(bindir, d, procs, sims):
     time.sleep(2)                           # the last ones arrive
     seen = {}
     for e in tap.seen("ROUTE", mark):
-        seen.setdefault((e["c"], e["n"], (e.get("b") or [[0, 0, 0]])[0][2]), e["rx"])
+        seen.setdefault((e[E.F_CLUSTER], e[E.F_NAME], (e.get(E.F_BACKENDS) or [[0, 0, 0]])[0][2]), e["rx"])
     lat = [(seen[(c, n, wt)] - t) * 1000 for c, n, wt, t in changes if (c, n, wt) in seen]
     span = max(t for *_, t in changes) - min(t for *_, t in changes)
     emit("churn_rate", len(changes) / span if span else 0, "changes/s")

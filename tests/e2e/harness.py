@@ -1269,11 +1269,7 @@ class BusTap:
     decoded event: {"type", "seq", "time", "rx" (time.time() on arrival),
     **body}. Needs python3-zmq and python3-msgpack."""
 
-    TYPES = {1: "HEARTBEAT", 2: "SINCE", 3: "SINCE_END", 4: "ACK", 10: "CLUSTER_UP",
-             11: "CLUSTER_DOWN", 12: "ROUTE", 13: "ROUTE_GONE", 14: "SYNC_BEGIN",
-             15: "SYNC_END", 16: "APPLIED", 30: "API_SET", 31: "API_DEL",
-             32: "PORT_SET", 33: "PORT_LIVE", 34: "PORT_FREE", 35: "REFUSED",
-             50: "CONFIG"}
+    TYPES = testlib.events.TYPES    # generated from common/event.h
 
     def __init__(self, endpoint):
         import zmq

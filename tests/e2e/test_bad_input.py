@@ -35,6 +35,8 @@ import harness
 import testlib
 from harness import ADDRESS, DOMAIN, ERROR, EXPOSE, PORT, need
 
+E = testlib.events
+
 DAEMONS = ("allocd", "renderd", "applyd", "watcherd")
 SHOP = "shop"
 LAB = "lab"
@@ -182,21 +184,21 @@ def mp(obj):
     return msgpack.packb(obj, use_bin_type=True)
 
 
-def envelope(type_, body, version=1, seq=1, t=0):
+def envelope(type_, body, version=E.VERSION, seq=1, t=0):
     return mp([version, type_, seq, t, body])
 
 
 def route_body(**over):
     """A ROUTE for a cluster that does not exist: valid but for what a case
     changes (each case makes it invalid)."""
-    b = {"c": FAKE_UUID, "ns": "tenant", "n": "probe", "r": 0,
-         "b": [["10.1.2.3", 30000, 1]]}
+    b = {E.F_CLUSTER: FAKE_UUID, E.F_NS: "tenant", E.F_NAME: "probe", E.F_ROUTE: 0,
+         E.F_BACKENDS: [["10.1.2.3", 30000, 1]]}
     b.update(over)
     return b
 
 
 def route(**over):
-    return envelope(12, route_body(**over))
+    return envelope(E.EV_ROUTE, route_body(**over))
 
 
 def raw_route_head(nkeys):
@@ -233,8 +235,8 @@ BUS = [
     ("truncated-in-body", VALID_ROUTE[:7], "ROUTE: body is not a map"),
     ("key-not-a-string", raw_route_head(1) + b"\x01\x02", "ROUTE: bad key"),
     ("truncated-in-value", VALID_ROUTE[:len(VALID_ROUTE) - 4], "field b: bad value"),
-    ("wrong-version-2", envelope(12, route_body(), version=2), "unknown version"),
-    ("wrong-version-0", envelope(12, route_body(), version=0), "unknown version"),
+    ("wrong-version-2", envelope(E.EV_ROUTE, route_body(), version=2), "unknown version"),
+    ("wrong-version-0", envelope(E.EV_ROUTE, route_body(), version=0), "unknown version"),
     ("version-as-string", mp(["1", 12, 1, 0, route_body()]), "unknown version"),
     ("type-beyond-16-bits", envelope(70000, route_body()), "bad envelope"),
     ("seq-negative", mp([1, 12, -1, 0, route_body()]), "bad envelope"),
@@ -242,7 +244,7 @@ BUS = [
     ("huge-envelope-count", b"\xdd\xff\xff\xff\xff\x01\x0c", "not an event envelope"),
     ("huge-body-map-count", b"\x95\x01\x0c\x01\x00\xdf\xff\xff\xff\xff\xa1c",
      "ROUTE: body is not a map"),
-    ("body-is-array", envelope(12, [1, 2, 3]), "ROUTE: body is not a map"),
+    ("body-is-array", envelope(E.EV_ROUTE, [1, 2, 3]), "ROUTE: body is not a map"),
     ("huge-backends-count", raw_route_head(1) + _str(b"b") + b"\xdd\x7f\xff\xff\xff",
      "field b: bad value"),
     ("huge-string-length", raw_route_head(1) + b"\xdb\xff\xff\xff\xf0c", "ROUTE: bad key"),
@@ -271,28 +273,28 @@ BUS = [
     ("name-upper-case", route(n="Probe"), "field n: bad value"),
     ("cluster-id-slash", route(c="a/b"), "field c: bad value"),
     ("route-as-string", route(r="0"), "field r: bad value"),
-    ("missing-backends", envelope(12, {"c": FAKE_UUID, "ns": "tenant", "n": "p", "r": 0}),
+    ("missing-backends", envelope(E.EV_ROUTE, {E.F_CLUSTER: FAKE_UUID, E.F_NS: "tenant", E.F_NAME: "p", E.F_ROUTE: 0}),
      "ROUTE: missing field b"),
-    ("cluster-up-bad-master", envelope(10, {"c": FAKE_UUID, "cn": "fake", "h": "fake." + DOMAIN,
-                                            "m": ["10.0.0.1", "::1%lo"], "mp": 8443}),
+    ("cluster-up-bad-master", envelope(E.EV_CLUSTER_UP, {E.F_CLUSTER: FAKE_UUID, E.F_CNAME: "fake", E.F_HOST: "fake." + DOMAIN,
+                                            E.F_MASTERS: ["10.0.0.1", "::1%lo"], E.F_MPORT: 8443}),
      "field m: bad value"),
-    ("cluster-up-17-masters", envelope(10, {"c": FAKE_UUID, "cn": "fake", "h": "fake." + DOMAIN,
-                                            "m": ["10.0.0.%d" % i for i in range(17)],
-                                            "mp": 8443}), "field m: bad value"),
-    ("cluster-up-master-port-65536", envelope(10, {"c": FAKE_UUID, "cn": "fake",
-                                                   "h": "fake." + DOMAIN, "m": ["10.0.0.1"],
-                                                   "mp": 65536}), "field mp: bad value"),
-    ("cluster-up-host-space", envelope(10, {"c": FAKE_UUID, "cn": "fake",
-                                            "h": "fake ." + DOMAIN, "m": ["10.0.0.1"],
-                                            "mp": 8443}), "field h: bad value"),
-    ("applied-held-port-0", envelope(16, {"px": "haproxy", "g": 1, "held": [0]}),
+    ("cluster-up-17-masters", envelope(E.EV_CLUSTER_UP, {E.F_CLUSTER: FAKE_UUID, E.F_CNAME: "fake", E.F_HOST: "fake." + DOMAIN,
+                                            E.F_MASTERS: ["10.0.0.%d" % i for i in range(17)],
+                                            E.F_MPORT: 8443}), "field m: bad value"),
+    ("cluster-up-master-port-65536", envelope(E.EV_CLUSTER_UP, {E.F_CLUSTER: FAKE_UUID, E.F_CNAME: "fake",
+                                                   E.F_HOST: "fake." + DOMAIN, E.F_MASTERS: ["10.0.0.1"],
+                                                   E.F_MPORT: 65536}), "field mp: bad value"),
+    ("cluster-up-host-space", envelope(E.EV_CLUSTER_UP, {E.F_CLUSTER: FAKE_UUID, E.F_CNAME: "fake",
+                                            E.F_HOST: "fake ." + DOMAIN, E.F_MASTERS: ["10.0.0.1"],
+                                            E.F_MPORT: 8443}), "field h: bad value"),
+    ("applied-held-port-0", envelope(E.EV_APPLIED, {E.F_PROXY: "haproxy", E.F_GEN: 1, E.F_HELD: [0]}),
      "field held: bad value"),
-    ("applied-held-unsorted", envelope(16, {"px": "haproxy", "g": 1, "held": [21001, 21000]}),
+    ("applied-held-unsorted", envelope(E.EV_APPLIED, {E.F_PROXY: "haproxy", E.F_GEN: 1, E.F_HELD: [21001, 21000]}),
      "field held: bad value"),
-    ("applied-why-newline", envelope(16, {"px": "haproxy", "g": 1, "fg": 2,
-                                          "why": "reload failed\n[ALERT] x"}),
+    ("applied-why-newline", envelope(E.EV_APPLIED, {E.F_PROXY: "haproxy", E.F_GEN: 1, E.F_FGEN: 2,
+                                          E.F_WHY: "reload failed\n[ALERT] x"}),
      "field why: bad value"),
-    ("sync-begin-sid-map", envelope(14, {"c": FAKE_UUID, "sid": {"a": 1}}), "field sid: bad value"),
+    ("sync-begin-sid-map", envelope(E.EV_SYNC_BEGIN, {E.F_CLUSTER: FAKE_UUID, E.F_SID: {"a": 1}}), "field sid: bad value"),
     ("duplicate-key-first-hostile", raw_route_head(6) + _str(b"c") + _str(b"A B") +
      _str(b"c") + _str(FAKE_UUID.encode()) + _str(b"ns") + _str(b"tenant") +
      _str(b"n") + _str(b"probe") + _str(b"r") + b"\x00" + _str(b"b") +
@@ -402,20 +404,20 @@ def fake(world):
 
 
 def config_event(kind="envoy", text="{}", seq=1):
-    return envelope(50, {"kind": kind, "text": text}, seq=seq)
+    return envelope(E.EV_CONFIG, {E.F_KIND: kind, E.F_TEXT: text}, seq=seq)
 
 
 # (id, what the fake renderd sends, on which socket, the reason applyd logs)
 APPLYD = [
     ("pub-garbage", b"\x00garbage\xff", "pub", "not an event envelope"),
-    ("pub-wrong-version", mp([9, 50, 1, 0, {}]), "pub", "unknown version"),
+    ("pub-wrong-version", mp([9, E.EV_CONFIG, 1, 0, {}]), "pub", "unknown version"),
     ("pub-huge-map-count", b"\x95\x01\x32\x01\x00\xdf\x7f\xff\xff\xff", "pub",
      "CONFIG: body is not a map"),
     ("pub-config-kind-newline", config_event(kind="envoy\nx"), "pub", "field kind: bad value"),
-    ("pub-config-text-int", envelope(50, {"kind": "envoy", "text": 7}), "pub",
+    ("pub-config-text-int", envelope(E.EV_CONFIG, {E.F_KIND: "envoy", E.F_TEXT: 7}), "pub",
      "field text: bad value"),
-    ("pub-config-no-text", envelope(50, {"kind": "envoy"}), "pub", "CONFIG: missing field text"),
-    ("pub-heartbeat-no-boot", envelope(1, {}), "pub", "HEARTBEAT: missing field boot"),
+    ("pub-config-no-text", envelope(E.EV_CONFIG, {E.F_KIND: "envoy"}), "pub", "CONFIG: missing field text"),
+    ("pub-heartbeat-no-boot", envelope(E.EV_HEARTBEAT, {}), "pub", "HEARTBEAT: missing field boot"),
     ("since-answer-garbage", b"\xc1\xc1\xc1", "sync", "not an event envelope"),
     ("since-answer-truncated", config_event()[:9], "sync", "CONFIG: body is not a map"),
     ("since-answer-text-bin-huge", b"\x95\x01\x32\x01\x00\x82" + _str(b"kind") +

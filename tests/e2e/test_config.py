@@ -215,6 +215,7 @@ BAD = [
     ("portico", "run_dir = run/portico", "run_dir"),             # relative
     ("portico", "run_dir = /run/x;y", "run_dir"),               # nginx would read ';'
     ("proxy.haproxy", "maxconn = 1", "maxconn"),
+    ("proxy.haproxy", "check_rate = 0", "check_rate"),
     ("nonsense", "key = value", "key"),
 ]
 

@@ -38,17 +38,18 @@ import harness  # noqa: E402
 from harness import bin_dir, need  # noqa: E402
 
 OWNERS = 24
-EV_SINCE, EV_SINCE_END, EV_STATE = 2, 3, 5
-EV_ROUTE, EV_ROUTE_GONE, EV_SNAPSHOT = 12, 13, 20
-EV_SYNC_BEGIN, EV_SYNC_END = 14, 15
-EV_PORT_SET, EV_PORT_FREE, EV_CONFIG = 32, 34, 50
+E = testlib.events
+EV_SINCE, EV_SINCE_END, EV_STATE = E.EV_SINCE, E.EV_SINCE_END, E.EV_STATE
+EV_ROUTE, EV_ROUTE_GONE, EV_SNAPSHOT = E.EV_ROUTE, E.EV_ROUTE_GONE, E.EV_SNAPSHOT
+EV_SYNC_BEGIN, EV_SYNC_END = E.EV_SYNC_BEGIN, E.EV_SYNC_END
+EV_PORT_SET, EV_PORT_FREE, EV_CONFIG = E.EV_PORT_SET, E.EV_PORT_FREE, E.EV_CONFIG
 
 
 def observation(seq, owner, gone):
-    body = {"c": "crash", "ns": "ns", "n": "vs-%d" % owner, "r": 0}
+    body = {E.F_CLUSTER: "crash", E.F_NS: "ns", E.F_NAME: "vs-%d" % owner, E.F_ROUTE: 0}
     if not gone:
-        body["b"] = [["10.0.0.1", 30000 + owner, 1]]
-    return msgpack.packb([1, EV_ROUTE_GONE if gone else EV_ROUTE, seq, 0, body])
+        body[E.F_BACKENDS] = [["10.0.0.1", 30000 + owner, 1]]
+    return msgpack.packb([E.VERSION, EV_ROUTE_GONE if gone else EV_ROUTE, seq, 0, body])
 
 
 def since(ctx, endpoint, seq=0, end_type=EV_SINCE_END):
@@ -56,7 +57,7 @@ def since(ctx, endpoint, seq=0, end_type=EV_SINCE_END):
     s = ctx.socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
     s.connect(endpoint)
-    s.send(msgpack.packb([1, EV_SINCE, seq, 0, {}]))
+    s.send(msgpack.packb([E.VERSION, EV_SINCE, seq, 0, {}]))
     out = []
     while True:
         assert s.poll(10000), "no answer to SINCE from " + endpoint
@@ -124,7 +125,7 @@ class Rig:
         holds what it hears until its clusters are resynced (or 6 s)."""
         for t in (EV_SYNC_BEGIN, EV_SYNC_END):
             self.seq += 1
-            self.sock.send(msgpack.packb([1, t, self.seq, 0, {"c": "crash", "sid": 1}]))
+            self.sock.send(msgpack.packb([E.VERSION, t, self.seq, 0, {E.F_CLUSTER: "crash", E.F_SID: 1}]))
         testlib.wait_until(lambda: self.sock.poll(100) and
                            msgpack.unpackb(self.sock.recv())[2] == self.seq,
                            20, "the resync acknowledged")
@@ -209,8 +210,8 @@ def test_allocd_sigkill_under_churn():
         for r in records:
             body = r[4]
             if r[1] == EV_PORT_SET:
-                owner = body["n"]
-                p = body["p"]
+                owner = body[E.F_NAME]
+                p = body[E.F_PORT]
                 assert port_of.get(owner, p) == p, \
                     "seq %d: %s moved from %s to %d" % (r[2], owner, port_of[owner], p)
                 assert held.get(p, owner) == owner, \
@@ -218,8 +219,8 @@ def test_allocd_sigkill_under_churn():
                 port_of[owner] = p
                 held[p] = owner
             elif r[1] == EV_PORT_FREE:
-                assert held.pop(body["p"]) == body["n"]
-                port_of.pop(body["n"])
+                assert held.pop(body[E.F_PORT]) == body[E.F_NAME]
+                port_of.pop(body[E.F_NAME])
         want = {o: p for o, p in port_of.items()}
         assert sorted(want) == sorted("vs-%d" % o for o in range(OWNERS)
                                       if rig.exposed[o])
@@ -241,14 +242,14 @@ def held_ports(rig):
     ports = {}
     if records and records[0][1] == EV_STATE:
         assert records[0][2] == last, "state at %d, log at %d" % (records[0][2], last)
-        ports = {r[4]["n"]: r[4]["p"] for r in records if r[1] == EV_PORT_SET}
+        ports = {r[4][E.F_NAME]: r[4][E.F_PORT] for r in records if r[1] == EV_PORT_SET}
     else:
         assert [r[2] for r in records] == list(range(1, last + 1)), "log not whole"
         for r in records:
             if r[1] == EV_PORT_SET:
-                ports[r[4]["n"]] = r[4]["p"]
+                ports[r[4][E.F_NAME]] = r[4][E.F_PORT]
             elif r[1] == EV_PORT_FREE:
-                del ports[r[4]["n"]]
+                del ports[r[4][E.F_NAME]]
     assert len(set(ports.values())) == len(ports), "a port held twice"
     return ports, last, records[:1] and records[0][1] == EV_STATE
 

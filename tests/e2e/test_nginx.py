@@ -21,6 +21,8 @@ from test_restart import test_applyd_and_renderd_sigkill  # noqa: F401
 from test_workload_route import (  # noqa: F401
     test_expose_route_and_unexpose, test_weighted_destinations)
 
+E = testlib.events
+
 NS = "payments"
 
 
@@ -119,10 +121,10 @@ def test_mixed_fleet_writes_back_when_both_serve(make_fleet):
         mark = tap.mark()
         pay.annotate(NS, "orders-db", **{EXPOSE: "true"})
         port_set = tap.wait("PORT_SET", timeout=30, after=mark, n="orders-db")
-        port = port_set["p"]
+        port = port_set[E.F_PORT]
 
         def a_applied():
-            return [e for e in tap.seen("APPLIED", mark, px="a") if e["g"] >= port_set["seq"]]
+            return [e for e in tap.seen("APPLIED", mark, px="a") if e[E.F_GEN] >= port_set["seq"]]
         applied = testlib.wait_until(a_applied, 30, "proxy a to serve orders-db")[0]
         # allocd decides liveness in the transaction that logs the APPLIED;
         # a heartbeat after it closes that batch on the PUB stream

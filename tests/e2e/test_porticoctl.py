@@ -22,6 +22,8 @@ import harness
 import testlib
 from harness import ADDRESS, ERROR, EXPOSE, PORT, start_payments
 
+E = testlib.events
+
 NS = "payments"
 
 
@@ -94,7 +96,7 @@ def test_why_tells_the_refusal_and_the_fix(make_fleet):
     recs = [json.loads(l) for l in out.splitlines()]
     assert [r["seq"] for r in recs][:len(seqs)] == seqs    # more may come
     refusal = [r for r in recs if r["type"] == "REFUSED"][0]
-    assert refusal["owner"] == owner and refusal["event"]["body"]["why"] \
+    assert refusal["owner"] == owner and refusal["event"]["body"][E.F_WHY] \
         .startswith("port %d is outside" % bad), refusal
     assert {"seq", "time", "owner", "type", "story", "event"} <= set(refusal)
 
@@ -118,10 +120,10 @@ def served_generation(fleet):
     def settled():
         cfg = fleet.proxy_cfg()
         applied = [e for e in dump(fleet, "--type", "APPLIED")
-                   if e["body"]["px"] == name and "fg" not in e["body"]]
+                   if e["body"][E.F_PROXY] == name and E.F_FGEN not in e["body"]]
         if not applied or fleet.proxy_cfg() != cfg:
             return None
-        return applied[-1]["body"]["g"], cfg
+        return applied[-1]["body"][E.F_GEN], cfg
     return testlib.wait_until(settled, 30, "a settled generation")
 
 
@@ -169,14 +171,14 @@ def test_log_state_renders_the_served_config_again(make_fleet, tmp_path):
     evs = [json.loads(l) for l in state.splitlines()]
     assert {e["type"] for e in evs} == {"API_SET", "PORT_SET"}, state
     assert all(e["seq"] <= gen for e in evs)
-    assert [e["body"]["p"] for e in evs if e["type"] == "PORT_SET"] == [good]
+    assert [e["body"][E.F_PORT] for e in evs if e["type"] == "PORT_SET"] == [good]
 
     # Just before the route got its port, the state has no PORT_SET for it,
     # and its servers (named <ip>_<port>) are in no backend.
     set_ev = dump(fleet, "--type", "PORT_SET", "--owner", owner_of(pay, "ledger-db"))[0]
     _, before, _ = ctl(fleet, "log", "state", "--at", str(set_ev["seq"] - 1))
     assert "PORT_SET" not in before, before
-    ip, bport, _ = set_ev["body"]["b"][0]
+    ip, bport, _ = set_ev["body"][E.F_BACKENDS][0]
     server = "%s_%d" % (ip, bport)
     assert server in cfg
     assert server not in render_state(fleet, before, tmp_path)
@@ -205,7 +207,7 @@ def test_log_state_after_compaction(make_fleet, tmp_path):
 
     def compacted():
         log = dump(fleet)
-        mine = [e for e in log if e["type"] == "PORT_SET" and e["body"]["n"] == "ledger-db"]
+        mine = [e for e in log if e["type"] == "PORT_SET" and e["body"][E.F_NAME] == "ledger-db"]
         return log if log[0]["type"] == "SNAPSHOT" and not mine else None
     log = testlib.wait_until(compacted, 60, "ledger-db's PORT_SET compacted away")
     first = log[0]["seq"]
@@ -218,9 +220,9 @@ def test_log_state_after_compaction(make_fleet, tmp_path):
         return (cfg, state) if render_state(fleet, state, tmp_path) == cfg else None
     cfg, state = testlib.wait_until(same, 60, "state after a snapshot == served")
     sets = [json.loads(l) for l in state.splitlines() if '"PORT_SET"' in l]
-    assert [(e["body"]["p"], e["body"]["n"]) for e in sets] == [(port, "ledger-db")], state
+    assert [(e["body"][E.F_PORT], e["body"][E.F_NAME]) for e in sets] == [(port, "ledger-db")], state
     assert sets[0]["seq"] < first        # from the snapshot, not the log
-    assert "_%d" % sets[0]["body"]["b"][0][1] in cfg
+    assert "_%d" % sets[0]["body"][E.F_BACKENDS][0][1] in cfg
     # The seqs the compaction dropped are gone: said, exit 1.
     rc, out, err = ctl(fleet, "log", "state", "--at", str(first - 1), check=False)
     assert rc == 1 and out == "" and "compacted away" in err, err
@@ -248,10 +250,10 @@ def test_log_dump_filters(make_fleet):
     assert refusals and all(e["type"] == "REFUSED" for e in refusals)
     ledger = owner_of(pay, "ledger-db")
     mine = dump(fleet, "--type", "REFUSED", "--owner", ledger)
-    assert mine and {e["body"]["why"].split(" is ")[0] for e in mine} == {"port %d" % bad}, mine
+    assert mine and {e["body"][E.F_WHY].split(" is ")[0] for e in mine} == {"port %d" % bad}, mine
     sets = dump(fleet, "--type", "PORT_SET", "--owner", "%s/%s/orders-db" % (pay.uuid, NS))
-    assert sets and all(e["body"]["n"] == "orders-db" for e in sets), sets
-    assert all(e["body"]["n"] == "ledger-db" for e in dump(fleet, "--owner", ledger))
+    assert sets and all(e["body"][E.F_NAME] == "orders-db" for e in sets), sets
+    assert all(e["body"][E.F_NAME] == "ledger-db" for e in dump(fleet, "--owner", ledger))
 
     for args, what in ((["--type", "NOPE"], "no such event type"),
                        (["--since", "-1"], "not a seq"),
@@ -308,7 +310,7 @@ def test_read_only_beside_live_allocd_and_on_a_copy(make_fleet, tmp_path):
     assert after[:len(before)] == before and len(after) > len(before)
     # beside allocd, a reader takes its slot in the lock file, as LMDB wants
     assert "lock file" not in ctl(fleet, "log", "dump")[2]
-    assert any(e["type"] == "PORT_SET" and e["body"]["n"] == "orders-db" for e in after)
+    assert any(e["type"] == "PORT_SET" and e["body"][E.F_NAME] == "orders-db" for e in after)
 
     # a copy, as an operator takes one: the same log
     copy = str(tmp_path / "store-copy")

@@ -210,8 +210,7 @@ class FakeAlloc:
     the way a missed burst does: a heartbeat with a higher seq, a SINCE, one
     answer, then one render. One thread owns the sockets."""
 
-    TYPES = {"HEARTBEAT": 1, "SINCE": 2, "SINCE_END": 3, "API_SET": 30,
-             "API_DEL": 31, "PORT_SET": 32, "PORT_FREE": 34}
+    TYPES = testlib.events.CODES    # generated from common/event.h
 
     def __init__(self, run_dir):
         import msgpack
@@ -229,7 +228,7 @@ class FakeAlloc:
         assert self._ready.wait(10), "FakeAlloc did not bind"
 
     def pack(self, type, seq, body):
-        return self.msgpack.packb([1, self.TYPES[type], seq, 0, body])
+        return self.msgpack.packb([testlib.events.VERSION, self.TYPES[type], seq, 0, body])
 
     def append(self, *events):
         """(type, body) records, numbered on from the last: renderd takes

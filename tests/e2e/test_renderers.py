@@ -30,8 +30,8 @@ HA1, HA2, NGX = "ha1", "ha2", "ngx"
 # allocd's decisions that change a route table (renderd/routes.c)
 ROUTE_TYPES = ("API_SET", "API_DEL", "PORT_SET", "PORT_FREE")
 # the event types by wire code (common/event.h)
-TYPES = dict(harness.BusTap.TYPES)
-TYPES.update({5: "STATE", 17: "TICK", 20: "SNAPSHOT"})
+E = testlib.events
+TYPES = E.TYPES
 
 
 # ------------------------------------------------------------------ the bus
@@ -49,7 +49,7 @@ def ask_since(endpoint, since=0, timeout=10, state=False):
             s = ctx.socket(zmq.DEALER)
             s.setsockopt(zmq.LINGER, 0)
             s.connect(endpoint)
-            s.send(msgpack.packb([1, 2, since, int(time.time() * 1000), {}]))
+            s.send(msgpack.packb([E.VERSION, E.EV_SINCE, since, int(time.time() * 1000), {}]))
             got = []
             while True:
                 assert s.poll(timeout * 1000), "no answer to SINCE %d on %s" % (
@@ -96,8 +96,8 @@ def latest_config(fleet, name):
         return None
     (cfg,) = configs
     assert cfg["seq"] == end, (cfg["seq"], end)
-    assert cfg["body"]["kind"] == fleet.proxy(name).kind
-    text = cfg["body"]["text"]
+    assert cfg["body"][E.F_KIND] == fleet.proxy(name).kind
+    text = cfg["body"][E.F_TEXT]
     return cfg["seq"], text.encode() if isinstance(text, str) else text
 
 
@@ -427,11 +427,11 @@ def ask_ports(fleet, cluster, ns, name, ports, state=False):
     got = {}
     for e in log:
         b = e["body"]
-        if b.get("c") == cluster.uuid and b.get("ns") == ns and b.get("n") == name:
+        if b.get(E.F_CLUSTER) == cluster.uuid and b.get(E.F_NS) == ns and b.get(E.F_NAME) == name:
             if e["type"] == "PORT_SET":
-                got[b["r"]] = b["p"]
+                got[b[E.F_ROUTE]] = b[E.F_PORT]
             elif e["type"] == "PORT_FREE":
-                got.pop(b["r"], None)
+                got.pop(b[E.F_ROUTE], None)
     want = len(cluster.vs(ns, name)["spec"]["tcp"])
     if len(got) < want:
         return None

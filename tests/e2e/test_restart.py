@@ -13,6 +13,8 @@ import harness
 import testlib
 from harness import ADDRESS, EXPOSE, PORT, need, start_payments  # noqa: F401
 
+E = testlib.events
+
 NS = "payments"
 
 
@@ -241,10 +243,11 @@ def test_observations_are_acknowledged_with_their_own_seq(make_fleet):
             for seq in (1, 2, 3):
                 # an APPLIED from a proxy allocd does not know: acknowledged,
                 # otherwise ignored
-                s.send(msgpack.packb([1, 16, seq, 0, {"px": "test-%d" % attempt, "g": 1}]))
+                s.send(msgpack.packb([E.VERSION, E.EV_APPLIED, seq, 0,
+                                      {E.F_PROXY: "test-%d" % attempt, E.F_GEN: 1}]))
                 assert s.poll(5000), "no ACK for seq %d" % seq
                 version, type_, ack, _, _ = msgpack.unpackb(s.recv(), raw=False)
-                assert type_ == 4
+                assert type_ == E.EV_ACK
                 acks.append(ack)
             s.close()
             assert acks == [1, 2, 3], "attempt %d: ACKs %s for seqs 1, 2, 3" % (attempt, acks)
@@ -284,7 +287,7 @@ def test_dropped_watches_move_nothing(make_fleet):
         pay.annotate(NS, "orders-db", **{EXPOSE: "true"})
         (orders,) = fleet.wait_address(pay, NS, "orders-db")
         moved = [e for e in tap.seen("PORT_FREE", mark) + tap.seen("PORT_SET", mark)
-                 if e.get("n") != "orders-db"]
+                 if e.get(E.F_NAME) != "orders-db"]
         assert moved == [], moved
     finally:
         tap.close()
@@ -319,7 +322,7 @@ def test_lost_store_gives_hashed_ports_back(make_fleet):
     try:
         tap.wait("HEARTBEAT", timeout=10)
         lose_store(fleet)
-        ports = {e["n"]: e["p"] for e in
+        ports = {e[E.F_NAME]: e[E.F_PORT] for e in
                  [tap.wait("PORT_SET", timeout=30, n=n) for n in ("orders-db", "reports")]}
     finally:
         tap.close()

@@ -26,11 +26,14 @@ import msgpack
 import zmq
 
 import harness
+import testlib
 from harness import (ADDRESS, ERROR, EXPOSE, PORT, dest, need,  # noqa: F401
                      payments_cluster, search_cluster, virtualservice)
 
+E = testlib.events
+
 PROOF = "portico.dev/proof"
-STORE_LOST, RECOVERED = 21, 40
+STORE_LOST, RECOVERED = "STORE_LOST", "RECOVERED"     # as the tap names them
 NS = "payments"
 UNPROVEN = "was not written by portico for this object"
 CACHE = "cache.payments.svc.cluster.local"      # from another namespace
@@ -160,7 +163,7 @@ def across_the_loss(fleet, expect, lose, tap=None, then=None):
     finally:
         if own:
             tap.close()
-    print("recovered: %s" % rec.get("why"))
+    print("recovered: %s" % rec.get(E.F_WHY))
     return rec, got, events
 
 
@@ -186,8 +189,8 @@ def stale_ack(fleet, gen):
         s = ctx.socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 5000)
         s.connect("ipc://%s/alloc.in" % fleet.run_dir)
-        s.send(msgpack.packb([1, 16, 1, int(time.time() * 1000),
-                              {"px": harness.HAPROXY_NAME, "g": gen}]))
+        s.send(msgpack.packb([E.VERSION, E.EV_APPLIED, 1, int(time.time() * 1000),
+                              {E.F_PROXY: harness.HAPROXY_NAME, E.F_GEN: gen}]))
         assert s.poll(10000), "no ACK from allocd"
         s.close()
     finally:
@@ -202,11 +205,11 @@ def time_to_live(fleet, tap, cluster, ns, name, svc, port):
     cluster.create(virtualservice(name, ns, [[dest(svc, port)]],
                                   annotations={EXPOSE: "true"}))
     ev = tap.wait("PORT_LIVE", timeout=30, after=mark, n=name)
-    assert harness.read_marker(fleet.listen, ev["p"], timeout=5) in \
+    assert harness.read_marker(fleet.listen, ev[E.F_PORT], timeout=5) in \
         cluster.markers(ns, svc, port), "live before the proxy serves it"
     got = fleet.wait_address(cluster, ns, name)
-    assert got == [ev["p"]]
-    fleet.wait_serves(ev["p"], cluster.markers(ns, svc, port))
+    assert got == [ev[E.F_PORT]]
+    fleet.wait_serves(ev[E.F_PORT], cluster.markers(ns, svc, port))
     return ev["rx"] - t0
 
 
@@ -222,7 +225,7 @@ def test_store_lost_while_the_others_run(make_fleet):
         age(fleet, sea)
         before = time_to_live(fleet, tap, sea, "search", "before", "index", 9200)
         old_seq = max(e["seq"] for e in tap.seen("PORT_LIVE"))
-        gen = max(e["g"] for e in tap.seen("APPLIED"))
+        gen = max(e[E.F_GEN] for e in tap.seen("APPLIED"))
 
         def lose():
             lose_store(fleet)
@@ -236,7 +239,7 @@ def test_store_lost_while_the_others_run(make_fleet):
           % (before, after))
     assert lost and lost[0]["seq"] > max(old_seq, lost[0]["g"]), \
         "the new store's seqs went back below the old one's"
-    assert rec["sadopt"] == len(expect) + 2 and rec["srefused"] == 0, rec
+    assert rec[E.F_SADOPT] == len(expect) + 2 and rec[E.F_SREFUSED] == 0, rec
     assert after < max(3 * before, 3.0), (before, after)
     assert addresses(fleet, ports) == ports
     for k in ports:
@@ -280,7 +283,7 @@ def test_store_lost_with_a_watcherd_restart(make_fleet):
     rec, _, _ = across_the_loss(
         fleet, expect, lambda: restart_watcherd_and_lose_store(fleet), None,
         lambda tap: time_to_live(fleet, tap, pay, NS, "fresh", "cache", 6379))
-    assert rec["sadopt"] == len(expect) + 1 and rec["srefused"] == 0, rec
+    assert rec[E.F_SADOPT] == len(expect) + 1 and rec[E.F_SREFUSED] == 0, rec
     assert addresses(fleet, ports) == ports
     replay(fleet)
 
@@ -317,9 +320,9 @@ def test_copied_addresses_are_refused(make_fleet):
     # orders-db, payments' copy of index after index
     rec, _, events = across_the_loss(
         fleet, expect, lambda: restart_watcherd_and_lose_store(fleet, slow=pay))
-    refused = [e for e in events if e["type"] == "REFUSED" and UNPROVEN in e["why"]]
-    assert rec["sadopt"] == len(expect) and rec["srefused"] == len(copies), rec
-    assert sorted((e["ns"], e["n"]) for e in refused) == \
+    refused = [e for e in events if e["type"] == "REFUSED" and UNPROVEN in e[E.F_WHY]]
+    assert rec[E.F_SADOPT] == len(expect) and rec[E.F_SREFUSED] == len(copies), rec
+    assert sorted((e[E.F_NS], e[E.F_NAME]) for e in refused) == \
         sorted((ns, name) for _, ns, name, _, _, _ in copies)
     assert addresses(fleet, ports) == ports
     for c, ns, name, _, _, _ in copies:
@@ -348,10 +351,10 @@ def test_requested_port_held_across_the_loss(make_fleet):
     assert "port %d" % held in err, err
     rec, _, events = across_the_loss(
         fleet, expect, lambda: restart_watcherd_and_lose_store(fleet, slow=pay))
-    sets = {(e["ns"], e["n"]): e["p"] for e in events if e["type"] == "PORT_SET"}
+    sets = {(e[E.F_NS], e[E.F_NAME]): e[E.F_PORT] for e in events if e["type"] == "PORT_SET"}
     assert sets.get((NS, "orders-db")) == held, sets
     assert sets.get(("search", "query")) in (None, query), sets
-    assert rec["srefused"] == 0, rec
+    assert rec[E.F_SREFUSED] == 0, rec
     assert addresses(fleet, ports) == ports
     assert "port %d" % held in sea.annotations("search", "query").get(ERROR, "")
     replay(fleet)
@@ -426,7 +429,7 @@ def test_first_store_under_proofs_adopts_unproven_once(make_fleet):
     rec, _, events = across_the_loss(fleet, expect, as_before_proofs)
     lost = [e for e in events if e["type"] == STORE_LOST]
     assert lost and lost[0]["sfirst"] == 1, lost
-    assert rec["sadopt"] == len(expect) and rec["srefused"] == 0, rec
+    assert rec[E.F_SADOPT] == len(expect) and rec[E.F_SREFUSED] == 0, rec
     assert addresses(fleet, ports) == ports
     for c, ns, name in objects:
         fleet.wait_annotation(c, ns, name, PROOF)
@@ -435,6 +438,6 @@ def test_first_store_under_proofs_adopts_unproven_once(make_fleet):
     rec, _, events = across_the_loss(fleet, expect, lambda: lose_store(fleet))
     lost = [e for e in events if e["type"] == STORE_LOST]
     assert lost and lost[0]["sfirst"] == 0, lost
-    assert rec["sadopt"] == len(expect) and rec["srefused"] == 0, rec
+    assert rec[E.F_SADOPT] == len(expect) and rec[E.F_SREFUSED] == 0, rec
     assert addresses(fleet, ports) == ports
     replay(fleet)

@@ -16,6 +16,8 @@ import harness
 import testlib
 from harness import ADDRESS, DOMAIN, ERROR, EXPOSE, PORT, need
 
+E = testlib.events
+
 # ids sort below any other cluster's: the old rule, "the lowest id wins",
 # would hand the impostor the host.
 IMPOSTOR_UUID = "00000000-0000-4000-8000-000000000001"
@@ -391,10 +393,10 @@ def test_store_bounded_by_bytes(tmp_path):
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect("ipc://%s/alloc.in" % run)
         for seq in range(1, 121):
-            body = {"c": "bytes", "ns": "ns", "n": "wide", "r": 0,
-                    "b": [["10.%d.%d.%d" % (seq % 200, i // 250, i % 250 + 1),
+            body = {E.F_CLUSTER: "bytes", E.F_NS: "ns", E.F_NAME: "wide", E.F_ROUTE: 0,
+                    E.F_BACKENDS: [["10.%d.%d.%d" % (seq % 200, i // 250, i % 250 + 1),
                            30000 + seq, 1] for i in range(1024)]}
-            sock.send(msgpack.packb([1, 12, seq, 0, body]))
+            sock.send(msgpack.packb([E.VERSION, E.EV_ROUTE, seq, 0, body]))
             assert sock.poll(20000), "no ack from allocd"
             sock.recv()
         testlib.wait_until(lambda: "compacted the log" in allocd.log(), 30,

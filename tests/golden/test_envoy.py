@@ -29,6 +29,7 @@ import pytest
 
 from test_golden import CASES, HERE, conf_of, kind_of, render_case, renderd, write
 import test_state_injection as inj
+from testlib import events as E  # noqa: E402  (on sys.path: test_golden)
 
 ENVOY_CASES = [c for c in CASES if kind_of(c) == "envoy"]
 FILES = ["bootstrap.json", "cds.json", "lds.json"]
@@ -79,13 +80,13 @@ def replay(case):
             ev = json.loads(line)
             b = ev["body"]
             if ev["type"] == "API_SET":
-                api[b["c"]] = (b["h"], b["m"], b["mp"])
+                api[b[E.F_CLUSTER]] = (b[E.F_HOST], b[E.F_MASTERS], b[E.F_MPORT])
             elif ev["type"] == "API_DEL":
-                api.pop(b["c"], None)
+                api.pop(b[E.F_CLUSTER], None)
             elif ev["type"] == "PORT_SET":
-                ports[b["p"]] = b["b"]
+                ports[b[E.F_PORT]] = b[E.F_BACKENDS]
             elif ev["type"] == "PORT_FREE":
-                ports.pop(b["p"], None)
+                ports.pop(b[E.F_PORT], None)
     return api, ports
 
 

@@ -15,6 +15,7 @@ import os
 import pytest
 
 from test_golden import HERE, renderd, write
+from testlib import events as E  # noqa: E402  (on sys.path: test_golden)
 
 CONF = os.path.join(HERE, "portico.conf")
 LINE = 4                # the line replaced
@@ -68,16 +69,16 @@ with open(os.path.join(HERE, "fleet.in")) as f:
 API = next(e for e in FLEET if e["type"] == "API_SET")
 PORT = next(e for e in FLEET if e["type"] == "PORT_SET")
 REFUSED = {"type": "REFUSED", "seq": 99, "time": 0,
-           "body": {"c": PORT["body"]["c"], "ns": "payments", "n": "ghost", "r": 0,
+           "body": {E.F_CLUSTER: PORT["body"][E.F_CLUSTER], E.F_NS: "payments", E.F_NAME: "ghost", E.F_ROUTE: 0,
                     "why": "destination nowhere: no such service"}}
 
 
 def with_field(base, key, value):
     ev = json.loads(json.dumps(base))
     if key == "m":
-        ev["body"]["m"] = ["10.20.0.11", value]
+        ev["body"][E.F_MASTERS] = ["10.20.0.11", value]
     elif key == "b":
-        ev["body"]["b"] = [["10.20.1.1", 31543, 1], [value, 31543, 1]]
+        ev["body"][E.F_BACKENDS] = [["10.20.1.1", 31543, 1], [value, 31543, 1]]
     else:
         ev["body"][key] = value
     return ev
@@ -134,7 +135,7 @@ def test_hostile_numbers_refused(tmp_path):
                ["10.20.1.1", 31543, -1], ["10.20.1.1", "31543", 1],
                ["10.20.1.1", 31543], ["10.20.1.1", 31543, 1, "x"]):
         ev = json.loads(json.dumps(PORT))
-        ev["body"]["b"] = [be]
+        ev["body"][E.F_BACKENDS] = [be]
         refused(tmp_path, ev, "b", be)
 
 

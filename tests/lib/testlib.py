@@ -5,6 +5,7 @@ addresses in 127.0.0.0/8 with random ports below 32768, and processes are only
 ever stopped by their own PID.
 """
 
+import importlib.util
 import os
 import random
 import signal
@@ -13,6 +14,31 @@ import subprocess
 import time
 
 KUBECTL = "/usr/bin/kubectl"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _load_events():
+    """The event table, generated from common/event.h at build time.
+
+    make writes it beside the binaries under test ($PORTICO_BIN/../gen, so
+    the ASan build has its own), and every test takes type codes and field
+    keys from it: events.EV_PORT_SET, events.F_PROXY, events.TYPES...
+    """
+    bin_dir = os.environ.get("PORTICO_BIN") or os.path.join(ROOT, "build", "bin")
+    path = os.path.join(os.path.dirname(os.path.normpath(bin_dir)), "gen", "events.py")
+    if not os.path.exists(path):
+        # binaries built without it (an older tree's, for a benchmark's
+        # "before"): this tree's own build says the same, codes never change
+        path = os.path.join(ROOT, "build", "gen", "events.py")
+    if not os.path.exists(path):
+        raise RuntimeError("%s is missing: run make first" % path)
+    spec = importlib.util.spec_from_file_location("portico_events", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+events = _load_events()
 OPENSSL = "openssl"
 
 
@@ -185,3 +211,74 @@ def kubectl(args, server, token, ca, cache_dir, tls_server_name=None, timeout=30
         raise AssertionError("kubectl %s failed (rc=%d): %s"
                              % (" ".join(args), cp.returncode, cp.stderr))
     return cp
+
+
+class SynCounter:
+    """Counts the TCP connection attempts (SYNs) that reach given addresses
+    on the loopback interface, from a raw packet socket (needs root).
+
+    HAProxy's plain TCP checks never complete a connection (SYN, SYN-ACK,
+    then a reset instead of the last ACK), so a workload never accepts
+    them: the SYNs are what a check costs a backend, and what this counts.
+    A classic BPF filter keeps everything but IPv4 SYNs in the kernel.
+    """
+
+    # ethertype IPv4, protocol TCP, not a fragment, SYN without ACK
+    _FILTER = [(0x28, 0, 0, 12), (0x15, 0, 9, 0x800), (0x30, 0, 0, 23),
+               (0x15, 0, 7, 6), (0x28, 0, 0, 20), (0x45, 5, 0, 0x1fff),
+               (0xb1, 0, 0, 14), (0x50, 0, 0, 27), (0x54, 0, 0, 0x12),
+               (0x15, 0, 1, 0x02), (0x06, 0, 0, 128), (0x06, 0, 0, 0)]
+    SO_ATTACH_FILTER = 26
+    PACKET_OUTGOING = 4
+
+    def __init__(self, targets):
+        """targets: {(ip, port)} whose SYNs count."""
+        import ctypes
+        import struct
+        import threading
+        self._struct = struct
+        self.targets = {(socket.inet_aton(ip), port) for ip, port in targets}
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+        prog = b"".join(struct.pack("HBBI", *ins) for ins in self._FILTER)
+        self._buf = ctypes.create_string_buffer(prog)
+        fprog = struct.pack("HL", len(self._FILTER), ctypes.addressof(self._buf))
+        self.sock.setsockopt(socket.SOL_SOCKET, self.SO_ATTACH_FILTER, fprog)
+        self.sock.bind(("lo", 0))
+        self.sock.settimeout(0.1)
+        self.count = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                pkt, addr = self.sock.recvfrom(256)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if addr[2] == self.PACKET_OUTGOING or len(pkt) < 38:
+                continue            # loopback shows each packet twice
+            ihl = (pkt[14] & 0x0f) * 4
+            dst = pkt[30:34]
+            port = self._struct.unpack("!H", pkt[14 + ihl + 2:14 + ihl + 4])[0]
+            if (dst, port) in self.targets:
+                with self._lock:
+                    self.count += 1
+
+    def read(self):
+        with self._lock:
+            return self.count
+
+    def rate(self, seconds):
+        """SYNs a second over a window of that many seconds from now."""
+        c0, t0 = self.read(), time.monotonic()
+        time.sleep(seconds)     # a measuring window, not a wait for a condition
+        return (self.read() - c0) / (time.monotonic() - t0)
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
