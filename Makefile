@@ -16,6 +16,13 @@
 
 CC	?= cc
 BUILD	?= build
+# build/asan is the sanitized build whichever target names it: a
+# `make BUILD=build/asan unit` that relinks (a new version header) links
+# it with the sanitizers too.
+ifeq ($(BUILD),build/asan)
+EXTRA_CFLAGS	?= $(SAN)
+EXTRA_LDFLAGS	?= $(SAN)
+endif
 PKGS	 = libzmq msgpack lmdb inih libcurl jansson yaml-0.1 libcrypto \
 	   libmicrohttpd
 CFLAGS	?= -O2 -g
