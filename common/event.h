@@ -57,7 +57,10 @@
 	X(SREFUSED, "srefused", U64,  srefused, NULL)		\
 	/* ms since the epoch when the watch event that caused this	\
 	 * arrived at watcherd: convergence is measured from it */	\
-	X(WT,       "wt",   U64,      wt,       NULL)
+	X(WT,       "wt",   U64,      wt,       NULL)			\
+	/* a route table item: the generation it follows, so that a	\
+	 * consumer tells a gap without contiguous seqs */		\
+	X(PREV,     "pv",   U64,      prev,     NULL)
 
 enum ev_field_index {
 #define X(n, k, t, m, v)	FI_##n,
@@ -116,7 +119,19 @@ enum ev_field_bit { EV_FIELDS(X) };
 	/* what a store loss cost: owners adopted, claims refused and why */ \
 	X(RECOVERED,   40, 0, F_SADOPT | F_SREFUSED | F_WHY)		\
 	/* rendered configuration */					\
-	X(CONFIG,      50, F_KIND | F_TEXT, 0)
+	X(CONFIG,      50, F_KIND | F_TEXT, 0)				\
+	/*								\
+	 * the route table renderd publishes (renderd/routes.h): one	\
+	 * item a generation, seq the allocd decision it comes from, pv	\
+	 * the generation before; a SINCE is answered by STATE, the	\
+	 * whole table's items, SINCE_END					\
+	 */								\
+	X(RT_API,      51, F_CLUSTER | F_CNAME | F_HOST | F_MASTERS | F_MPORT, \
+	    F_PREV | F_WT)						\
+	X(RT_API_DEL,  52, F_CLUSTER, F_PREV | F_WT)			\
+	X(RT_PORT,     53, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE |	\
+	    F_BACKENDS, F_PREV | F_WT)					\
+	X(RT_PORT_DEL, 54, F_PORT, F_PREV | F_WT)
 
 enum ev_type {
 	EV_NONE = 0,
@@ -168,6 +183,7 @@ struct event {
 	uint64_t	sadopt;
 	uint64_t	srefused;
 	uint64_t	wt;			/* watch event's arrival, ms */
+	uint64_t	prev;			/* the generation before */
 };
 
 void		 event_init(struct event *, int type);

@@ -49,9 +49,13 @@ bind_line(FILE *fp, const char *ip, unsigned lo, unsigned hi)
 	fputc('\n', fp);
 }
 
-/* One bind per run of consecutive bound ports; how many ports in all. */
+/*
+ * One bind per run of consecutive bound ports; how many ports in all.  A
+ * port another program holds (applyd's r->held) is not bound, but counts.
+ */
 static unsigned
-render_binds(FILE *fp, const struct config *c, const char *ip)
+render_binds(FILE *fp, const struct routes *r, const struct config *c,
+    const char *ip)
 {
 	unsigned n = ports_count(&c->ports), k, p, lo = 0, prev = 0, total = 0;
 
@@ -59,6 +63,8 @@ render_binds(FILE *fp, const struct config *c, const char *ip)
 		if (!routes_port_allowed(c, p = ports_nth(&c->ports, k)))
 			continue;
 		total++;
+		if (ROUTES_HELD(r, p))
+			continue;
 		if (lo != 0 && p == prev + 1) {
 			prev = p;
 			continue;
@@ -86,8 +92,8 @@ server_line(FILE *fp, const char *ip, unsigned port, const char *rest)
  * server name is its address, so it appears once, with the weights of
  * all its entries summed, as HAProxy's 256 allows).
  */
-static int
-merged_weight(const struct port_route *pr, size_t j)
+int
+haproxy_merged_weight(const struct port_route *pr, size_t j)
 {
 	const struct backend *b = pr->backends;
 	int w = 0;
@@ -122,8 +128,8 @@ cmp_placed(const void *x, const void *y)
  * The pool's size, and the cluster in each slot (an index in r->api, or
  * -1), for the clusters routed (a host routed once: the first id wins).
  */
-static long *
-api_slots(const struct routes *r, size_t *pool)
+long *
+haproxy_api_slots(const struct routes *r, size_t *pool)
 {
 	struct placed *pl;
 	size_t i, n = 0, s;
@@ -155,6 +161,52 @@ api_slots(const struct routes *r, size_t *pool)
 	return slot;
 }
 
+void
+haproxy_server_args(char *buf, size_t len, int weight, int check)
+{
+	snprintf(buf, len, " weight %d%s", weight, check ? " check inter 5s" :
+	    "");
+}
+
+void
+haproxy_api_server_args(char *buf, size_t len)
+{
+	snprintf(buf, len, " check inter 5s");
+}
+
+/*
+ * Do the servers carry health checks?  Only while every checked server
+ * fits in the proxy's file descriptors beside the listeners and 2 x
+ * maxconn (see the top of this file).
+ */
+int
+haproxy_checks(const struct routes *r, const struct config *c,
+    const struct proxy_conf *px)
+{
+	const struct api_route *a;
+	size_t i, nsrv = 0, napi = 0, pool;
+	unsigned k, n, p, nbound = 0;
+	long *slot;
+
+	n = ports_count(&c->ports);
+	for (k = 0; k < n; k++)
+		if (routes_port_allowed(c, ports_nth(&c->ports, k)))
+			nbound++;
+	if ((slot = haproxy_api_slots(r, &pool)) == NULL)
+		return -1;
+	for (i = 0; i < pool; i++)
+		if (slot[i] != -1) {
+			a = &r->api[slot[i]];
+			napi += a->nmasters;
+		}
+	free(slot);
+	for (p = 0; p < 65536; p++)
+		if (r->ports[p] != NULL)
+			nsrv += r->ports[p]->nbackends;
+	return (size_t)nbound + 2 * (size_t)px->maxconn + napi + nsrv +
+	    FD_SPARE <= px->fd_limit;
+}
+
 /*
  * A routed port's backend, kept on the route (variant 1 + check) so that
  * a generation prints only the ports that changed.
@@ -178,10 +230,9 @@ port_text(struct port_route *pr, int check)
 	fprintf(fp, "\t# %s/%s/%s route %u\n", pr->cluster, pr->ns, pr->name,
 	    pr->route);
 	for (j = 0; j < pr->nbackends; j++) {
-		if ((w = merged_weight(pr, j)) == -1)
+		if ((w = haproxy_merged_weight(pr, j)) == -1)
 			continue;
-		snprintf(wb, sizeof(wb), " weight %d%s", w, check ?
-		    " check inter 5s" : "");
+		haproxy_server_args(wb, sizeof(wb), w, check);
 		server_line(fp, pr->backends[j].ip, pr->backends[j].port, wb);
 	}
 	if (fclose(fp) != 0)
@@ -196,9 +247,9 @@ haproxy_render(const struct routes *r, const struct config *c,
 {
 	struct port_route *pr;
 	const struct api_route *a;
-	char ab[64];
-	size_t j, s, pool, nsrv = 0, napi = 0;
-	unsigned k, n, p, nbound;
+	char ab[64], args[48];
+	size_t j, s, pool;
+	unsigned k, n, p;
 	long *slot;
 	int check;
 
@@ -236,36 +287,31 @@ haproxy_render(const struct routes *r, const struct config *c,
 	    "\tuse_backend %%[req_ssl_sni,lower,map(%s/%s-api.map)]\n",
 	    route_addr(ab, sizeof(ab), px->listen, c->api_port),
 	    c->run_dir, px->name, c->run_dir, px->name);
-	if ((slot = api_slots(r, &pool)) == NULL)
+	if ((check = haproxy_checks(r, c, px)) == -1 ||
+	    (slot = haproxy_api_slots(r, &pool)) == NULL)
 		return -1;
+	haproxy_api_server_args(args, sizeof(args));
 	for (s = 0; s < pool; s++) {
 		fprintf(fp, "\nbackend api%zu\n", s);
 		if (slot[s] == -1)
 			continue;
 		a = &r->api[slot[s]];
-		napi += a->nmasters;
 		/* the map key: applyd reads it here */
 		fprintf(fp, "\t# sni %s\n", a->host);
 		fprintf(fp, "\t# cluster %s (%s)\n", a->cluster, a->cname);
 		for (j = 0; j < a->nmasters; j++)
 			if (!api_master_seen(a, j))
-				server_line(fp, a->masters[j], a->mport,
-				    " check inter 5s");
+				server_line(fp, a->masters[j], a->mport, args);
 	}
 	free(slot);
 
 	fprintf(fp, "\nfrontend ports\n");
-	nbound = render_binds(fp, c, px->listen);
+	render_binds(fp, r, c, px->listen);
 	fprintf(fp, "\ttcp-request connection reject unless "
 	    "{ dst_port,map(%s/%s-ports.map) -m found }\n"
 	    "\tuse_backend %%[dst_port,map(%s/%s-ports.map)]\n",
 	    c->run_dir, px->name, c->run_dir, px->name);
 
-	for (p = 0; p < 65536; p++)
-		if ((pr = r->ports[p]) != NULL)
-			nsrv += pr->nbackends;
-	check = (size_t)nbound + 2 * (size_t)px->maxconn + napi + nsrv +
-	    FD_SPARE <= px->fd_limit;
 	n = ports_count(&c->ports);
 	for (k = 0; k < n; k++) {
 		if (!routes_port_allowed(c, p = ports_nth(&c->ports, k)))

@@ -43,7 +43,16 @@ struct routes {
 	struct port_route	*ports[65536];
 	unsigned		 nports;
 	unsigned long		 refused;	/* decisions left out */
+	/*
+	 * Ports another program holds on the proxy's host (a bit each, see
+	 * applyd/held.c), or NULL: the renderers bind none of them.  Only
+	 * applyd sets it; renderd -T never does.
+	 */
+	const unsigned char	*held;
 };
+
+#define ROUTES_HELD(r, p)	((r)->held != NULL && \
+	((r)->held[(p) >> 3] & (1u << ((p) & 7))))
 
 void	routes_init(struct routes *, const struct config *);
 void	routes_clear(struct routes *);
@@ -59,6 +68,33 @@ int	routes_apply(struct routes *, const struct event *);
 int	routes_port_allowed(const struct config *, unsigned p);
 
 /*
+ * The table as renderd publishes it (EV_RT_*, see common/event.h).  A
+ * decision applied by routes_apply() becomes one item: the state of the
+ * entry it touched, whatever that decision was (a refused one republishes
+ * the entry as it stands).  routes_item() fills ev (event_init'ed by the
+ * caller) with it; 0, or -1 when the decision touches no route.
+ */
+int	routes_item(const struct routes *, const struct event *decision,
+	    struct event *ev);
+/* The items of the whole table, in order, to fn; what fn returned last. */
+int	routes_items(const struct routes *, int (*fn)(struct event *, void *),
+	    void *);
+/* api[i] and port p as items (ev event_init'ed by the caller). */
+void	routes_api_item(const struct api_route *, struct event *);
+void	routes_port_item(const struct port_route *, struct event *);
+/* The API route of cluster, or NULL. */
+const struct api_route *routes_api(const struct routes *, const char *);
+/* Are two entries the same route (NULL for none)? */
+int	routes_port_same(const struct port_route *, const struct port_route *);
+int	routes_api_same(const struct routes *, const struct routes *);
+/* dst's entry for port p (or its API routes) becomes src's, copied. */
+void	routes_copy_port(struct routes *dst, const struct routes *src,
+	    unsigned p);
+void	routes_copy_api(struct routes *dst, const struct routes *src);
+/* dst becomes a copy of src (dst initialised or cleared before). */
+void	routes_copy(struct routes *dst, const struct routes *src);
+
+/*
  * Apply every event of a state file (JSON lines, see state.c); -1 with
  * "file:line: reason" in err at the first line that is not a valid event.
  */
@@ -70,6 +106,20 @@ const char *route_addr(char *buf, size_t, const char *ip, unsigned port);
 int	routes_host_taken(const struct routes *, size_t i);
 /* Is master j a repeat of an earlier one (one server an address)? */
 int	api_master_seen(const struct api_route *, size_t j);
+
+/*
+ * What applyd's HAProxy runtime API needs to say exactly what the HAProxy
+ * renderer writes (renderd/haproxy.c): the pool of API slots (the cluster
+ * in each, an index in r->api or -1; free() it), whether servers carry
+ * health checks, a port's server j's weight (-1: an earlier one has its
+ * address) and what follows a server's address.
+ */
+long	*haproxy_api_slots(const struct routes *, size_t *pool);
+int	 haproxy_checks(const struct routes *, const struct config *,
+	    const struct proxy_conf *);
+int	 haproxy_merged_weight(const struct port_route *, size_t j);
+void	 haproxy_server_args(char *, size_t, int weight, int check);
+void	 haproxy_api_server_args(char *, size_t);
 
 /* The renderers: a pure function of (routes, config, proxy). */
 int	haproxy_render(const struct routes *, const struct config *,
