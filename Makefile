@@ -67,6 +67,14 @@ $(BUILD)/bin/$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c)) \
 endef
 $(foreach d,$(DAEMONS),$(eval $(call daemon_rule,$(d))))
 
+# applyd renders its proxy's files from renderd's route table with renderd's
+# own renderers (the ones renderd -T and the golden files test).
+RTABLE_OBJS = $(BUILD)/obj/renderd/routes.o $(BUILD)/obj/renderd/haproxy.o \
+	$(BUILD)/obj/renderd/nginx.o $(BUILD)/obj/renderd/envoy.o \
+	$(BUILD)/obj/renderd/state.o
+$(BUILD)/bin/applyd: $(RTABLE_OBJS)
+$(BUILD)/obj/applyd/%.o: CFLAGS += -Irenderd
+
 # Tools: built like the daemons, from common/ and their own folder only.
 $(foreach t,$(TOOLS),$(eval $(call daemon_rule,$(t))))
 
@@ -76,6 +84,10 @@ $(BUILD)/tests/test_alloc: $(BUILD)/obj/tests/unit/test_alloc.o \
     $(BUILD)/obj/allocd/limits.o $(BUILD)/obj/allocd/proof.o $(COMMON_OBJS)
 $(BUILD)/tests/test_envoy: $(BUILD)/obj/tests/unit/test_envoy.o \
     $(BUILD)/obj/applyd/envoy.o $(BUILD)/obj/applyd/file.o $(COMMON_OBJS)
+$(BUILD)/tests/test_rtable: $(BUILD)/obj/tests/unit/test_rtable.o \
+    $(RTABLE_OBJS) $(COMMON_OBJS)
+$(BUILD)/obj/tests/unit/test_rtable.o $(BUILD)/obj/tests/unit/test_envoy.o: \
+    CFLAGS += -Irenderd -Iapplyd
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka

@@ -1,12 +1,26 @@
 /*
- * applyd — runs beside one proxy and makes it serve what renderd rendered.
+ * applyd — runs beside one proxy and makes it serve renderd's route table.
  *
- * For each new CONFIG: write it to a temporary file, validate it with the
- * proxy's own checker, rename it over the served file, and reload (or start)
- * the proxy.  Whatever fails, the last good configuration stays in place on
- * disk and in the running proxy, and the apply is retried with backoff.  The
- * generation served is acknowledged to allocd, which writes an address back
- * only once every proxy serves it.
+ * It follows renderd's feed: the whole table when it catches up, then one
+ * item for each route that changes (renderd/routes.h).  It keeps two
+ * tables: the latest received, and the one its proxy serves.  From those
+ * two alone it decides what can change at run time (the driver's update
+ * op, HAProxy's runtime API) and what needs a reload, and it renders the
+ * files its proxy reads with the very renderers renderd -T uses.  Nothing
+ * here reads a configuration back.
+ *
+ * Small changes do not wait behind big ones: the ports that changed are
+ * taken cluster by cluster, the cluster with the fewest server changes
+ * first, a bounded number of server changes a loop turn; a cluster whose
+ * change is too large for the runtime API goes in one reload, after the
+ * small ones are live.
+ *
+ * A reload or a start writes the configuration to a temporary file,
+ * validates it with the proxy's own checker, renames it over the served
+ * file.  Whatever fails, the last good configuration stays in place on
+ * disk and in the running proxy, and the apply is retried with backoff.
+ * The generation served is acknowledged to allocd, which writes an address
+ * back only once every proxy serves it.
  */
 #include <sys/wait.h>
 
@@ -26,38 +40,130 @@
 #define ACK_EVERY_MS	5000
 #define RETRY_MIN_MS	500
 #define RETRY_MAX_MS	30000
+/*
+ * Server changes (a server added, removed or reweighted; a map key) for
+ * one loop turn of runtime API commands, and the most one cluster's change
+ * may cost before it is cheaper to reload (HAProxy takes ~20 us a command
+ * and ~1 s a reload with 10,000 ports).
+ */
+#define LIVE_SLICE	512
+#define LIVE_CLUSTER_MAX	20000
 
 static struct config		 conf;
 static const struct proxy_conf	*pc;
 static struct proxy		 proxy;
 static struct consumer		 feed;
 static void			*alloc_sock;
-static struct event		 want;		/* latest CONFIG received */
-static char			*good;		/* text the proxy serves */
+
+static struct routes		 table;		/* received, at feed.last */
+static struct routes		 served;	/* the proxy's, at good_gen */
+static int			 have_good;	/* served was served once */
+static int			 live_ok;	/* the running proxy serves it */
+static int			 pending;	/* table is newer than served */
+static int			 full_diff;	/* compare every entry */
+static int			 files_stale;	/* disk lags behind served */
+static unsigned char		 dirty[65536 / 8];
+static unsigned			 dlist[65536];	/* the dirty ports */
+static unsigned			 ndirty;
+static int			 api_dirty;
+
 static uint64_t			 good_gen;
 static uint64_t			 retry_at, retry_ms = RETRY_MIN_MS;
 static uint64_t			 ack_seq;
-static unsigned long		 failures;
+static unsigned long		 failures, reloads, lives;
 static uint64_t			 fail_gen;	/* the last that failed */
 static char			 fail_what[64];
 
-/* The latest CONFIG becomes want, its ~2 MB text taken, not copied. */
+#define DIRTY(p)	(dirty[(p) >> 3] & (1u << ((p) & 7)))
+
 static void
-on_config(struct event *ev, void *arg)
+mark_port(unsigned p)
 {
-	(void)arg;
-	if (ev->type != EV_CONFIG || strcmp(ev->kind, pc->kind) != 0)
+	if (DIRTY(p))
 		return;
-	event_free(&want);
-	want = *ev;
-	ev->text = NULL;
-	ev->backends = NULL;
-	ev->held = NULL;
-	retry_at = 0;
-	retry_ms = RETRY_MIN_MS;
+	dirty[p >> 3] |= 1u << (p & 7);
+	dlist[ndirty++] = p;
 }
 
-static const struct consumer_ops feed_ops = { .take = on_config };
+static void
+on_item(const struct event *ev, void *arg)
+{
+	(void)arg;
+	if (!routes_apply(&table, ev))
+		return;
+	switch (ev->type) {
+	case EV_RT_PORT:
+	case EV_RT_PORT_DEL:
+		mark_port((unsigned)ev->port);
+		break;
+	case EV_RT_API:
+	case EV_RT_API_DEL:
+		api_dirty = 1;
+		break;
+	}
+	pending = 1;
+}
+
+/* A new table follows (renderd's STATE): compared whole once it is in. */
+static void
+on_reset(void *arg)
+{
+	(void)arg;
+	routes_clear(&table);
+	full_diff = 1;
+	pending = 1;
+}
+
+static void
+on_synced(void *arg)
+{
+	(void)arg;
+	pending = 1;	/* an empty table is applied too: the proxy starts */
+}
+
+static const struct consumer_ops feed_ops = {
+	.apply = on_item,
+	.reset = on_reset,
+	.synced = on_synced,
+};
+
+/* Every port whose entry differs between served and table is dirty. */
+static void
+diff_all(void)
+{
+	unsigned p;
+
+	for (p = 1; p < 65536; p++)
+		if (!routes_port_same(served.ports[p], table.ports[p]))
+			mark_port(p);
+	api_dirty = 1;
+}
+
+/* Drop from the dirty list what is the same in both tables. */
+static void
+dirty_prune(void)
+{
+	unsigned i, n = 0, p;
+
+	for (i = 0; i < ndirty; i++) {
+		p = dlist[i];
+		if (routes_port_same(served.ports[p], table.ports[p]))
+			dirty[p >> 3] &= ~(1u << (p & 7));
+		else
+			dlist[n++] = p;
+	}
+	ndirty = n;
+	if (api_dirty && routes_api_same(&served, &table))
+		api_dirty = 0;
+}
+
+static void
+dirty_clear(void)
+{
+	memset(dirty, 0, sizeof(dirty));
+	ndirty = 0;
+	api_dirty = 0;
+}
 
 /* Write text to path atomically: a temporary file, fsync, rename. */
 static int
@@ -71,10 +177,44 @@ write_file(const char *path, const char *text, size_t len)
 	return rename(tmp, path);
 }
 
-static int
-cmp_u16(const void *x, const void *y)
+/* The held ports of the proxy (NULL: none); probe: look again. */
+static const unsigned char *
+busy_ports(struct routes *r, int probe)
 {
-	return (int)*(const uint16_t *)x - (int)*(const uint16_t *)y;
+	return proxy.ops->busy == NULL ? NULL :
+	    proxy.ops->busy(&proxy, r, probe);
+}
+
+/*
+ * Table r rendered to path, as the proxy must read it (without the ports
+ * another program holds: probe looks again, at a start or reload).
+ */
+static int
+write_config(const char *path, struct routes *r, int probe)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *fp;
+	int rc;
+
+	r->held = busy_ports(r, probe);
+	if ((fp = open_memstream(&text, &len)) == NULL)
+		return -1;
+	rc = routes_render(r, &conf, pc, fp);
+	if (fclose(fp) != 0)
+		rc = -1;
+	r->held = NULL;
+	if (rc == 0)
+		rc = write_file(path, text, len);
+	free(text);
+	return rc;
+}
+
+/* What a configuration needs beside it (HAProxy's maps), on disk. */
+static int
+write_files(const struct routes *r)
+{
+	return proxy.ops->files == NULL ? 0 : proxy.ops->files(&proxy, r);
 }
 
 /*
@@ -85,9 +225,9 @@ cmp_u16(const void *x, const void *y)
 static void
 ack(void)
 {
-	uint16_t held[EV_MAX_HELD];
+	const unsigned char *busy;
 	struct event ev;
-	size_t n = 0, i;
+	unsigned p;
 
 	if (good_gen == 0 && fail_gen == 0)
 		return;
@@ -97,11 +237,11 @@ ack(void)
 	event_set_str(&ev, F_PROXY, pc->name);
 	ev.gen = good_gen;
 	ev.has |= F_GEN;
-	if (proxy.ops->held != NULL)
-		n = proxy.ops->held(&proxy, good, held, EV_MAX_HELD);
-	qsort(held, n, sizeof(held[0]), cmp_u16);
-	for (i = 0; i < n; i++)
-		event_add_held(&ev, held[i]);	/* a repeat is dropped */
+	if ((busy = busy_ports(&served, 0)) != NULL)
+		for (p = 1; p < 65536 && ev.nheld < EV_MAX_HELD; p++)
+			if (served.ports[p] != NULL &&
+			    (busy[p >> 3] & (1u << (p & 7))))
+				event_add_held(&ev, p);
 	if (fail_gen > good_gen) {
 		ev.fgen = fail_gen;
 		ev.has |= F_FGEN;
@@ -118,111 +258,167 @@ failed(const char *what, const char *err)
 	failures++;
 	log_warnx("generation %llu: %s: %s; last good generation "
 	    "%llu keeps serving, retry in %llu ms",
-	    (unsigned long long)want.seq, what, err,
+	    (unsigned long long)feed.last, what, err,
 	    (unsigned long long)good_gen, (unsigned long long)retry_ms);
 	retry_at = now_ms() + retry_ms;
 	retry_ms = retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_ms * 2;
 	/* the routes waiting for it are told why: nothing outside in it */
-	fail_gen = want.seq;
+	fail_gen = feed.last;
 	snprintf(fail_what, sizeof(fail_what), "%s", what);
 	ack();
-}
-
-/*
- * A rendered configuration on disk, as the proxy must read it (HAProxy:
- * without the ports another program holds); probe at a start or reload.
- */
-static int
-write_config(const char *path, const char *text, size_t len, int probe)
-{
-	char *s = NULL;
-	int rc;
-
-	if (proxy.ops->served != NULL)
-		s = proxy.ops->served(&proxy, text, probe);
-	rc = s != NULL ? write_file(path, s, strlen(s)) :
-	    write_file(path, text, len);
-	free(s);
-	return rc;
-}
-
-/* What a configuration needs beside it (HAProxy's maps), on disk. */
-static int
-write_files(const char *text)
-{
-	return proxy.ops->files == NULL ? 0 : proxy.ops->files(&proxy, text);
 }
 
 /* Put the last good configuration back on disk, for the next (re)start. */
 static void
 restore_good(void)
 {
-	if (good == NULL)
+	if (!have_good)
 		return;
-	if (write_config(pc->config, good, strlen(good), 0) == -1 ||
-	    write_files(good) == -1)
+	if (write_config(pc->config, &served, 0) == -1 ||
+	    write_files(&served) == -1)
 		log_warn("restore %s", pc->config);
 }
 
-/* want's text is served now: it moves to good (want is done with it). */
+/* served is the table now, and the proxy serves it. */
 static void
-now_good(void)
+now_served(const char *how)
 {
-	free(good);
-	good = want.text;
-	want.text = NULL;
-	want.textlen = 0;
-	good_gen = want.seq;
+	good_gen = feed.last;
+	have_good = live_ok = 1;
+	pending = 0;
+	retry_at = 0;
+	retry_ms = RETRY_MIN_MS;
+	ack();
+	log_debug("serving generation %llu (%s)",
+	    (unsigned long long)good_gen, how);
+}
+
+/* One dirty port, its cluster and what changing it costs. */
+struct change {
+	unsigned	 port;
+	const char	*cluster;
+	size_t		 cost;		/* server changes, at most */
+	size_t		 ccost;		/* its cluster's */
+};
+
+static int
+cmp_cluster(const void *x, const void *y)
+{
+	const struct change *a = x, *b = y;
+	int c = strcmp(a->cluster, b->cluster);
+
+	return c != 0 ? c : (a->port > b->port) - (a->port < b->port);
+}
+
+static int
+cmp_small_first(const void *x, const void *y)
+{
+	const struct change *a = x, *b = y;
+
+	if (a->ccost != b->ccost)
+		return a->ccost < b->ccost ? -1 : 1;
+	return cmp_cluster(x, y);
 }
 
 /*
- * Change the running proxy without a reload when the driver can: 1 done,
- * 0 not possible this time.  The files on disk follow, so that a reload
- * or a restart serves the same.
+ * The dirty ports as changes, smallest cluster first.  A route that moved
+ * between clusters counts for the new one.
+ */
+static struct change *
+changes_sorted(void)
+{
+	const struct port_route *o, *n;
+	struct change *ch;
+	unsigned i, j, k;
+	size_t sum;
+
+	if ((ch = calloc(ndirty + 1, sizeof(*ch))) == NULL)
+		fatal("changes");
+	for (i = 0; i < ndirty; i++) {
+		o = served.ports[dlist[i]];
+		n = table.ports[dlist[i]];
+		ch[i].port = dlist[i];
+		ch[i].cluster = (n != NULL ? n : o)->cluster;
+		ch[i].cost = 1 + (o != NULL ? o->nbackends : 0) +
+		    (n != NULL ? n->nbackends : 0);
+	}
+	qsort(ch, ndirty, sizeof(*ch), cmp_cluster);
+	for (i = 0; i < ndirty; i = j) {
+		for (sum = 0, j = i; j < ndirty &&
+		    strcmp(ch[j].cluster, ch[i].cluster) == 0; j++)
+			sum += ch[j].cost;
+		for (k = i; k < j; k++)
+			ch[k].ccost = sum;
+	}
+	qsort(ch, ndirty, sizeof(*ch), cmp_small_first);
+	return ch;
+}
+
+/*
+ * One slice of the change through the driver's update: 0 all of it is
+ * served now, 1 more slices follow (next loop turn), 2 the rest needs a
+ * reload (too large for the runtime API, or refused by it).
  */
 static int
 apply_live(void)
 {
+	struct change *ch;
+	unsigned *ports, i, n = 0, left;
+	size_t budget = 0;
 	char err[512];
-	int rc;
+	int rc, api = api_dirty;
 
-	if (proxy.ops->update == NULL || good == NULL || !pc->live)
-		return 0;
-	if ((rc = proxy.ops->update(&proxy, good, want.text, err,
-	    sizeof(err))) == 1)
-		return 0;
-	if (rc == -1) {
-		log_warnx("generation %llu: %s; reloading instead",
-		    (unsigned long long)want.seq, err);
-		return 0;
+	if (proxy.ops->update == NULL || !pc->live)
+		return 2;
+	ch = changes_sorted();
+	if ((ports = calloc(ndirty + 1, sizeof(*ports))) == NULL)
+		fatal("apply_live");
+	for (i = 0; i < ndirty && ch[i].ccost <= LIVE_CLUSTER_MAX &&
+	    (n == 0 || budget + ch[i].cost <= LIVE_SLICE); i++) {
+		ports[n++] = ch[i].port;
+		budget += ch[i].cost;
 	}
-	if (write_config(pc->config, want.text, want.textlen, 0) == -1 ||
-	    write_files(want.text) == -1)
-		log_warn("%s", pc->config);
-	now_good();
-	log_debug("serving generation %llu (live)",
-	    (unsigned long long)good_gen);
+	left = ndirty - n;
+	free(ch);
+	if (n == 0 && !api) {
+		free(ports);
+		return 2;	/* every cluster left is too large */
+	}
+	rc = proxy.ops->update(&proxy, &served, &table, ports, n, api, err,
+	    sizeof(err));
+	if (rc != 0) {
+		if (rc == -1)
+			log_warnx("generation %llu: %s; reloading instead",
+			    (unsigned long long)feed.last, err);
+		free(ports);
+		return 2;
+	}
+	for (i = 0; i < n; i++) {
+		routes_copy_port(&served, &table, ports[i]);
+		dirty[ports[i] >> 3] &= ~(1u << (ports[i] & 7));
+	}
+	if (api)
+		routes_copy_api(&served, &table);
+	api_dirty = 0;
+	free(ports);
+	files_stale = 1;
+	lives++;
+	dirty_prune();
+	if (ndirty == 0)
+		return 0;
+	log_debug("generation %llu: %u ports live, %u to go",
+	    (unsigned long long)feed.last, n, left);
 	return 1;
 }
 
+/* The whole table through the checker, then a reload (or a start). */
 static void
-apply(void)
+apply_reload(int running)
 {
 	char path[PATH_MAX + 8], err[512], what[64];
-	int running = proxy.ops->running(&proxy);
 
-	if (want.type != EV_CONFIG || (retry_at != 0 && now_ms() < retry_at))
-		return;
-	if (running && good != NULL && strcmp(good, want.text) == 0) {
-		/* the same text: nothing to reload, but a newer generation */
-		good_gen = want.seq;
-		goto done;
-	}
-	if (running && apply_live())
-		goto done;
 	snprintf(path, sizeof(path), "%s.check", pc->config);
-	if (write_config(path, want.text, want.textlen, 1) == -1 ||
-	    write_files(want.text) == -1) {
+	if (write_config(path, &table, 1) == -1 || write_files(&table) == -1) {
 		snprintf(err, sizeof(err), "%s", strerror(errno));
 		failed("write failed", err);
 		return;
@@ -245,28 +441,74 @@ apply(void)
 		failed(running ? "reload failed" : "start failed", err);
 		return;
 	}
-	now_good();
-	log_info("serving generation %llu (%s)",
-	    (unsigned long long)good_gen, running ? "reloaded" : "started");
- done:
-	ack();
-	event_free(&want);
-	retry_at = 0;
-	retry_ms = RETRY_MIN_MS;
+	routes_copy(&served, &table);
+	dirty_clear();
+	files_stale = 0;
+	reloads++;
+	now_served(running ? "reloaded" : "started");
+	log_info("serving generation %llu (%s): %zu api routes, %u ports",
+	    (unsigned long long)good_gen, running ? "reloaded" : "started",
+	    served.napi, served.nports);
 }
 
-/* Apply what is served again, as a (re)start: the proxy died, or asks. */
-static void
-reapply_good(void)
+/*
+ * Bring the proxy to the table: nothing when the two tables agree, the
+ * runtime API when the driver can and the change is small, otherwise a
+ * reload.  Decided from the tables alone.  1 when more is to be done at
+ * once (the next slice).
+ */
+static int
+apply(void)
 {
-	if (want.type == EV_CONFIG || good == NULL)
-		return;		/* a newer one is on its way in anyway */
-	event_init(&want, EV_CONFIG);
-	event_set_str(&want, F_KIND, pc->kind);
-	event_set_text(&want, good, strlen(good));
-	want.seq = good_gen;
-	free(good);
-	good = NULL;
+	int running;
+
+	if (!pending || !feed.have || feed.syncing ||
+	    (retry_at != 0 && now_ms() < retry_at))
+		return 0;
+	running = proxy.ops->running(&proxy);
+	if (full_diff) {
+		diff_all();
+		full_diff = 0;
+	}
+	dirty_prune();
+	if (running && live_ok) {
+		if (ndirty == 0 && !api_dirty) {
+			now_served("unchanged");
+			return 0;
+		}
+		switch (apply_live()) {
+		case 0:
+			now_served("live");
+			return 0;
+		case 1:
+			return 1;
+		}
+	}
+	apply_reload(running);
+	return 0;
+}
+
+/*
+ * The files on disk follow what the runtime API did, so that a reload or a
+ * restart serves the same; written once the proxy has it (after the ack).
+ */
+static void
+sync_files(void)
+{
+	if (!files_stale || pending)
+		return;
+	if (write_config(pc->config, &served, 0) == -1 ||
+	    write_files(&served) == -1)
+		log_warn("%s", pc->config);
+	files_stale = 0;
+}
+
+/* Serve the table again by a (re)start or reload: the proxy died, or asks. */
+static void
+reapply(void)
+{
+	live_ok = 0;
+	pending = 1;
 }
 
 static void
@@ -298,25 +540,26 @@ main(int argc, char **argv)
 	uint64_t now, next_ack = 0;
 	char ready[96];
 	long timeout;
-	int n, sig;
+	int n, sig, more = 0;
 
 	daemon_start(&d, argc, argv, "applyd", DAEMON_PROXY, &conf);
 	pc = config_proxy(&conf, d.proxy);
 	if (proxy_init(&proxy, &conf, pc) == -1)
 		fatalx("no driver for proxy kind %s", pc->kind);
-	event_init(&want, EV_NONE);
+	routes_init(&table, &conf);
+	routes_init(&served, &conf);
 	/*
 	 * An adopted proxy may not serve what is on disk (an earlier applyd
-	 * may have died between rename and reload): with no last good text,
-	 * the first CONFIG reloads it for certain.
+	 * may have died between rename and reload): with no table served,
+	 * the first table reloads it for certain.
 	 */
 	proxy.ops->adopt(&proxy);
 
 	alloc_sock = bus_socket(ZMQ_DEALER);
 	if (bus_connect(alloc_sock, conf.alloc_in) == -1)
 		fatalx("cannot connect to allocd");
-	consumer_init(&feed, "renderd feed", pc->pub, pc->sync, 1, &feed_ops,
-	    NULL);
+	consumer_init(&feed, "renderd feed", pc->pub, pc->sync,
+	    CONSUMER_CHAINED, &feed_ops, NULL);
 	snprintf(ready, sizeof(ready), "applyd-%s", pc->name);
 	if (daemon_ready(&d, ready) == -1)
 		fatal("pid file");
@@ -332,7 +575,7 @@ main(int argc, char **argv)
 			if (proxy.ops->idle != NULL &&
 			    proxy.ops->running(&proxy) &&
 			    proxy.ops->idle(&proxy) == 1)
-				reapply_good();
+				reapply();
 		}
 		n = consumer_pollitems(&feed, items);
 		items[n++] = (zmq_pollitem_t){ alloc_sock, 0, ZMQ_POLLIN, 0 };
@@ -340,6 +583,8 @@ main(int argc, char **argv)
 		timeout = BUS_HEARTBEAT_MS;
 		if (retry_at != 0)
 			timeout = retry_at > now ? (long)(retry_at - now) : 0;
+		if (more)
+			timeout = 0;	/* the next slice, after the bus */
 		if (zmq_poll(items, n, timeout) == -1 && errno != EINTR)
 			fatal("zmq_poll");
 		consumer_dispatch(&feed, items);
@@ -352,16 +597,19 @@ main(int argc, char **argv)
 			else if (sig == SIGTERM || sig == SIGINT)
 				break;
 		}
-		if (!proxy.ops->running(&proxy))
-			reapply_good();	/* it died: bring back what it served */
-		apply();
+		if (!proxy.ops->running(&proxy) && live_ok)
+			reapply();	/* it died: bring it back */
+		more = apply();
+		sync_files();
 	}
 	log_info("stopping %s and exiting", pc->kind);
 	proxy.ops->stop(&proxy);
 	consumer_close(&feed);
 	bus_close(alloc_sock);
 	zmq_ctx_term(bus_ctx());
-	event_free(&want);
-	free(good);
+	log_info("%lu reloads, %lu live changes, %lu failures", reloads,
+	    lives, failures);
+	routes_clear(&table);
+	routes_clear(&served);
 	return 0;
 }

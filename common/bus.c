@@ -322,7 +322,7 @@ consumer_heartbeat(struct consumer *c, const struct event *ev)
 			c->ops->reset(c->arg);
 		consumer_ask(c);
 	} else if (!c->syncing && (ev->seq > c->last ||
-	    (c->latest_only == 1 && !c->have)))
+	    (c->latest_only && !c->have)))
 		consumer_gap(c, ev->seq);
 }
 

@@ -415,3 +415,27 @@ routes_copy(struct routes *dst, const struct routes *src)
 		if (dst->ports[p] != NULL || src->ports[p] != NULL)
 			routes_copy_port(dst, src, p);
 }
+
+/* A renderer per proxy kind (the config accepts these kinds only). */
+static const struct {
+	const char	*kind;
+	int		(*render)(const struct routes *, const struct config *,
+			    const struct proxy_conf *, FILE *);
+} renderers[] = {
+	{ "haproxy",	haproxy_render },
+	{ "nginx",	nginx_render },
+	{ "envoy",	envoy_render },
+};
+
+int
+routes_render(const struct routes *r, const struct config *c,
+    const struct proxy_conf *px, FILE *fp)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(renderers) / sizeof(renderers[0]); i++)
+		if (strcmp(renderers[i].kind, px->kind) == 0)
+			return renderers[i].render(r, c, px, fp);
+	log_warnx("no renderer for proxy kind %s", px->kind);
+	return -1;
+}

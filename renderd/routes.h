@@ -129,4 +129,8 @@ int	nginx_render(const struct routes *, const struct config *,
 int	envoy_render(const struct routes *, const struct config *,
 	    const struct proxy_conf *, FILE *);
 
+/* The renderer of px->kind; -1 if there is none (logged). */
+int	routes_render(const struct routes *, const struct config *,
+	    const struct proxy_conf *, FILE *);
+
 #endif
