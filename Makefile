@@ -31,6 +31,7 @@ BINS	 = $(DAEMONS:%=$(BUILD)/bin/%)
 TOOLS	 = porticoctl
 BINS	+= $(TOOLS:%=$(BUILD)/bin/%)
 UNITS	 = test_event test_store test_alloc test_envoy test_valid test_addr
+UNITS	+= test_rtable
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
 PY	 = /usr/bin/python3
@@ -85,6 +86,7 @@ $(BUILD)/tests/test_alloc: $(BUILD)/obj/tests/unit/test_alloc.o \
 $(BUILD)/tests/test_envoy: $(BUILD)/obj/tests/unit/test_envoy.o \
     $(BUILD)/obj/applyd/envoy.o $(BUILD)/obj/applyd/file.o $(COMMON_OBJS)
 $(BUILD)/tests/test_rtable: $(BUILD)/obj/tests/unit/test_rtable.o \
+    $(BUILD)/obj/applyd/plan.o $(BUILD)/obj/applyd/hapruntime.o \
     $(RTABLE_OBJS) $(COMMON_OBJS)
 $(BUILD)/obj/tests/unit/test_rtable.o $(BUILD)/obj/tests/unit/test_envoy.o: \
     CFLAGS += -Irenderd -Iapplyd

@@ -35,6 +35,7 @@
 #include "bus.h"
 #include "daemon.h"
 #include "log.h"
+#include "plan.h"
 #include "proxy.h"
 
 #define ACK_EVERY_MS	5000
@@ -293,67 +294,6 @@ now_served(const char *how)
 	    (unsigned long long)good_gen, how);
 }
 
-/* One dirty port, its cluster and what changing it costs. */
-struct change {
-	unsigned	 port;
-	const char	*cluster;
-	size_t		 cost;		/* server changes, at most */
-	size_t		 ccost;		/* its cluster's */
-};
-
-static int
-cmp_cluster(const void *x, const void *y)
-{
-	const struct change *a = x, *b = y;
-	int c = strcmp(a->cluster, b->cluster);
-
-	return c != 0 ? c : (a->port > b->port) - (a->port < b->port);
-}
-
-static int
-cmp_small_first(const void *x, const void *y)
-{
-	const struct change *a = x, *b = y;
-
-	if (a->ccost != b->ccost)
-		return a->ccost < b->ccost ? -1 : 1;
-	return cmp_cluster(x, y);
-}
-
-/*
- * The dirty ports as changes, smallest cluster first.  A route that moved
- * between clusters counts for the new one.
- */
-static struct change *
-changes_sorted(void)
-{
-	const struct port_route *o, *n;
-	struct change *ch;
-	unsigned i, j, k;
-	size_t sum;
-
-	if ((ch = calloc(ndirty + 1, sizeof(*ch))) == NULL)
-		fatal("changes");
-	for (i = 0; i < ndirty; i++) {
-		o = served.ports[dlist[i]];
-		n = table.ports[dlist[i]];
-		ch[i].port = dlist[i];
-		ch[i].cluster = (n != NULL ? n : o)->cluster;
-		ch[i].cost = 1 + (o != NULL ? o->nbackends : 0) +
-		    (n != NULL ? n->nbackends : 0);
-	}
-	qsort(ch, ndirty, sizeof(*ch), cmp_cluster);
-	for (i = 0; i < ndirty; i = j) {
-		for (sum = 0, j = i; j < ndirty &&
-		    strcmp(ch[j].cluster, ch[i].cluster) == 0; j++)
-			sum += ch[j].cost;
-		for (k = i; k < j; k++)
-			ch[k].ccost = sum;
-	}
-	qsort(ch, ndirty, sizeof(*ch), cmp_small_first);
-	return ch;
-}
-
 /*
  * One slice of the change through the driver's update: 0 all of it is
  * served now, 1 more slices follow (next loop turn), 2 the rest needs a
@@ -362,24 +302,17 @@ changes_sorted(void)
 static int
 apply_live(void)
 {
-	struct change *ch;
-	unsigned *ports, i, n = 0, left;
-	size_t budget = 0;
+	unsigned *ports, i, n, left;
 	char err[512];
 	int rc, api = api_dirty;
 
 	if (proxy.ops->update == NULL || !pc->live)
 		return 2;
-	ch = changes_sorted();
 	if ((ports = calloc(ndirty + 1, sizeof(*ports))) == NULL)
 		fatal("apply_live");
-	for (i = 0; i < ndirty && ch[i].ccost <= LIVE_CLUSTER_MAX &&
-	    (n == 0 || budget + ch[i].cost <= LIVE_SLICE); i++) {
-		ports[n++] = ch[i].port;
-		budget += ch[i].cost;
-	}
+	n = (unsigned)plan_slice(&served, &table, dlist, ndirty, LIVE_SLICE,
+	    LIVE_CLUSTER_MAX, ports);
 	left = ndirty - n;
-	free(ch);
 	if (n == 0 && !api) {
 		free(ports);
 		return 2;	/* every cluster left is too large */

@@ -474,6 +474,34 @@ api_changes(const struct routes *old, const struct routes *new,
 }
 
 int
+hap_needs_reload(const struct config *c, const struct proxy_conf *px,
+    const struct routes *old, const struct routes *new, int api)
+{
+	long *os, *ns;
+	size_t opool, npool, s;
+	int rc = 0;
+
+	if (haproxy_checks(new, c, px) != haproxy_checks(old, c, px))
+		return 1;	/* every server's arguments change */
+	if (!api)
+		return 0;
+	if ((os = haproxy_api_slots(old, &opool)) == NULL ||
+	    (ns = haproxy_api_slots(new, &npool)) == NULL)
+		fatal("hap_needs_reload");
+	if (opool != npool)
+		rc = 1;		/* the pool resized: every slot moves */
+	for (s = 0; rc == 0 && s < npool; s++)
+		if (os[s] != -1 && ns[s] != -1 &&
+		    (strcmp(old->api[os[s]].cluster,
+		    new->api[ns[s]].cluster) != 0 ||
+		    strcmp(old->api[os[s]].host, new->api[ns[s]].host) != 0))
+			rc = 1;	/* a slot changes hands */
+	free(os);
+	free(ns);
+	return rc;
+}
+
+int
 hap_update(const char *sock, const struct config *c,
     const struct proxy_conf *px, const struct routes *old,
     const struct routes *new, const unsigned *ports, size_t nports, int api,
@@ -486,9 +514,9 @@ hap_update(const char *sock, const struct config *c,
 	long na = 0;
 	int check, rc = -1, pass;
 
-	if ((check = haproxy_checks(new, c, px)) == -1 ||
-	    check != haproxy_checks(old, c, px))
-		return 1;	/* every server's arguments change */
+	if (hap_needs_reload(c, px, old, new, api) ||
+	    (check = haproxy_checks(new, c, px)) == -1)
+		return 1;
 	maps_paths(c, px, &m);
 	/* the pool is the smallest power of 2 from 16 above 2 x clusters */
 	if ((bc = calloc(nports + (api ? 4 * new->napi + 16 : 0) + 1,

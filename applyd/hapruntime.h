@@ -19,6 +19,14 @@ int	hap_update(const char *sock, const struct config *,
 	    const struct routes *new, const unsigned *ports, size_t nports,
 	    int api, char *err, size_t);
 
+/*
+ * Is a reload the only way from table old to new (api: the API routes
+ * changed)?  Health checks turned on or off, the pool of API slots
+ * resized, or a slot that changes hands.  Decided from the tables alone.
+ */
+int	hap_needs_reload(const struct config *, const struct proxy_conf *,
+	    const struct routes *old, const struct routes *new, int api);
+
 /* Write the map files the HAProxy renderer names, from the table. */
 int	hap_write_maps(const struct config *, const struct proxy_conf *,
 	    const struct routes *);
