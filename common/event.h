@@ -85,7 +85,7 @@ enum ev_field_bit { EV_FIELDS(X) };
 	X(SINCE_END,    3, 0, 0)					\
 	X(ACK,          4, 0, 0)					\
 	/* SINCE answered with the whole state at seq: reset, then apply */ \
-	X(STATE,        5, 0, 0)					\
+	X(STATE,        5, 0, F_GEN)					\
 	/* observations */						\
 	X(CLUSTER_UP,  10, F_CLUSTER | F_CNAME | F_HOST | F_MASTERS | F_MPORT, 0) \
 	X(CLUSTER_DOWN,11, F_CLUSTER, 0)				\

@@ -64,9 +64,21 @@ publish(const struct event *d)
 	if (bus_send(pub_sock, &ev) == -1)
 		log_warn("publish");
 	items_sent++;
-	log_debug("generation %llu: %s", (unsigned long long)ev.seq,
-	    event_name(ev.type));
 	event_free(&ev);
+}
+
+/* Each generation once: what the askers of SINCE get, what was published. */
+static void
+log_generation(void)
+{
+	static uint64_t logged = (uint64_t)-1;
+
+	if (logged == gen)
+		return;
+	logged = gen;
+	log_info("generation %llu: %zu api routes, %u ports; %lu decisions "
+	    "left out so far", (unsigned long long)gen, routes.napi,
+	    routes.nports, routes.refused);
 }
 
 static void
@@ -87,6 +99,7 @@ on_apply(const struct event *ev, void *arg)
 	}
 	publish(ev);
 	gen = ev->seq;
+	log_generation();
 }
 
 static void
@@ -112,10 +125,9 @@ on_synced(void *arg)
 	if (rebased) {
 		gen = alloc_feed.last;
 		rebased = 0;
-		log_info("table rebuilt at generation %llu: %zu api routes, "
-		    "%u ports", (unsigned long long)gen, routes.napi,
-		    routes.nports);
+		log_info("table rebuilt from allocd's state");
 	}
+	log_generation();
 	for (i = 0; i < npending; i++) {
 		answer(&pending[i], 0);
 		zmq_msg_close(&pending[i]);
@@ -169,6 +181,9 @@ answer(zmq_msg_t *id, uint64_t since)
 		event_init(&ev, EV_STATE);
 		ev.seq = gen;
 		ev.time = now_ms();
+		/* how far into allocd's log the table is, for tools and tests */
+		ev.gen = alloc_feed.last;
+		ev.has |= F_GEN;
 		bus_send_to(sync_sock, id, &ev);
 		routes_items(&routes, send_item, &a);
 		if (a.failed)
