@@ -1,0 +1,171 @@
+"""The route table between renderd and applyd.
+
+renderd publishes its table as items (one a route change, numbered by
+allocd's seq); applyd keeps the table its proxy serves and decides from
+two tables what goes through HAProxy's runtime API and what reloads.
+renderd and applyd run here against a FakeAlloc (test_render_guards.py),
+which feeds renderd decisions as the test writes them.
+
+- A big change for one cluster (hundreds of routes, thousands of servers)
+  does not hold up a small one for another that comes after it: the small
+  cluster's route is served first, and neither reloads HAProxy.
+- Two renderd replicas of one proxy publish the same table under the same
+  generation: applyd follows one, the other takes its place, and applyd
+  goes on serving (and changing live) without a reload.
+"""
+
+import os
+import socket
+import time
+
+import harness
+import testlib
+from test_render_guards import FakeAlloc, echo, start_render_apply
+
+C_A = "aaaaaaaa-0000-4000-8000-00000000000a"
+C_B = "bbbbbbbb-0000-4000-8000-00000000000b"
+
+
+def port_set(port, cluster, name, backends):
+    return ("PORT_SET", {"p": port, "c": cluster, "ns": "payments", "n": name,
+                         "r": 0, "b": [list(b) for b in backends]})
+
+
+def runtime(fleet, cmd):
+    """One command on the HAProxy worker's runtime API: its answer."""
+    path = os.path.join(fleet.run_dir, "%s.sock" % fleet.proxies[0].name)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(path)
+        s.sendall(cmd.encode() + b"\n")
+        out = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                return out.decode()
+            out += b
+
+
+def mapped_ports(fleet):
+    """The ports the running HAProxy's ports map routes now."""
+    path = os.path.join(fleet.run_dir, "%s-ports.map" % fleet.proxies[0].name)
+    out = runtime(fleet, "show map " + path)
+    return {int(line.split()[1]) for line in out.splitlines() if len(line.split()) == 3}
+
+
+def reloads(fleet):
+    return fleet["applyd"].log().count("(reloaded)")
+
+
+def test_small_cluster_goes_before_a_big_one(make_fleet):
+    """Cluster A gets 300 routes of 30 backends (9,000 servers, ~27,000
+    runtime commands), then cluster B one route: B serves while A's routes
+    are still going in, and nothing reloads."""
+    harness.need("renderd")
+    harness.need("applyd")
+    fleet = make_fleet(ports=320)
+    b, first = echo("b"), echo("first")
+    fake = start_render_apply(fleet)
+    try:
+        # a first route, so that HAProxy runs and its table is served
+        fake.append(port_set(fleet.port_lo, C_B, "first", [(first.host, first.port, 1)]))
+        fleet.wait_serves(fleet.port_lo, {"first"}, timeout=60)
+        before = reloads(fleet)
+        a_ports = list(range(fleet.port_lo + 1, fleet.port_lo + 301))
+        # backends that refuse connections: only the maps tell A's progress
+        dead = [("127.0.0.1", 1 + i, 1) for i in range(30)]
+        b_port = fleet.port_lo + 301
+        fake.append(*[port_set(p, C_A, "a-%d" % p, dead) for p in a_ports],
+                    port_set(b_port, C_B, "b", [(b.host, b.port, 1)]))
+        fleet.wait_serves(b_port, {"b"}, timeout=60)
+        done = mapped_ports(fleet) & set(a_ports)
+        assert len(done) < len(a_ports), \
+            "cluster A's 300 routes were all in before B's one"
+        testlib.wait_until(lambda: set(a_ports) <= mapped_ports(fleet) or
+                           fleet._check_alive(), 120, "cluster A's routes in")
+        assert reloads(fleet) == before, "a change the runtime API takes reloaded"
+        print("B served while %d of A's 300 routes were in" % len(done))
+    finally:
+        fake.close()
+        b.close()
+        first.close()
+
+
+def table_of(fleet, endpoint):
+    """What a renderd answers SINCE 0 with: (generation, [(type, body)])."""
+    import msgpack
+    import zmq
+    ctx = zmq.Context()
+    try:
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(endpoint)
+        s.send(msgpack.packb([1, 2, 0, 0, {}]))
+        items = []
+        while True:
+            assert s.poll(10000), "no answer from " + endpoint
+            _, t, seq, _, body = msgpack.unpackb(s.recv(), raw=False)
+            if t == 3:
+                return seq, sorted(items, key=repr)
+            if t != 5:
+                items.append((t, body))
+    finally:
+        ctx.destroy(linger=0)
+
+
+def test_applyd_follows_another_replica_without_a_reload(make_fleet):
+    """Two renderd for the one HAProxy, the second with a run folder of its
+    own (its own sockets, the same allocd). Both publish the same table at
+    the same generation. The first is SIGKILLed and the second's sockets
+    take the first's place: applyd catches up from it with no reload, and a
+    route added then goes in live."""
+    harness.need("renderd")
+    harness.need("applyd")
+    fleet = make_fleet(ports=10)
+    one, two = echo("one"), echo("two")
+    fake = start_render_apply(fleet)
+    px = fleet.proxies[0].name
+    r2 = os.path.join(fleet.run_dir, "r2")
+    os.makedirs(r2, mode=0o700, exist_ok=True)
+    conf2 = os.path.join(fleet.run_dir, "portico-r2.conf")
+    bus = {k: "ipc://%s/%s" % (fleet.run_dir, v) for k, v in
+           (("alloc_in", "alloc.in"), ("alloc_pub", "alloc.pub"),
+            ("alloc_sync", "alloc.sync"))}
+    with open(conf2, "w") as f:
+        f.write(fleet.conf_text(portico={"run_dir": r2}, bus=bus))
+    second = harness.Daemon(fleet, "renderd", "r2/renderd-%s" % px,
+                            ["-f", conf2, "-p", px], "renderd-2")
+    fleet.daemons[second.key] = second.start()
+    try:
+        fake.append(port_set(fleet.port_lo, C_A, "one", [(one.host, one.port, 1)]),
+                    port_set(fleet.port_lo + 1, C_B, "two", [(two.host, two.port, 1)]))
+        fleet.wait_serves(fleet.port_lo, {"one"}, timeout=60)
+        fleet.wait_serves(fleet.port_lo + 1, {"two"}, timeout=60)
+        first_ep = "ipc://%s/render-%s.sync" % (fleet.run_dir, px)
+        second_ep = "ipc://%s/render-%s.sync" % (r2, px)
+        testlib.wait_until(lambda: table_of(fleet, first_ep) == table_of(fleet, second_ep),
+                           30, "both replicas at the same table")
+        gen, items = table_of(fleet, first_ep)
+        assert gen > 0 and len(items) == 2, (gen, items)
+        before, master = reloads(fleet), fleet.proxy_master()
+
+        # the first dies; the second's sockets are where applyd connects
+        fleet["renderd"].kill9()
+        fleet["renderd"].proc = None		# meant: not a death to report
+        for end in ("pub", "sync"):
+            os.rename(os.path.join(r2, "render-%s.%s" % (px, end)),
+                      os.path.join(fleet.run_dir, "render-%s.%s" % (px, end)))
+        offset = len(fleet["applyd"].log())
+        # ZeroMQ reconnects to the path by itself: what applyd hears now is
+        # the second's, at the same generation; the next item follows on
+        fake.append(port_set(fleet.port_lo + 2, C_A, "three", [(two.host, two.port, 1)]))
+        fleet.wait_serves(fleet.port_lo + 2, {"two"}, timeout=60)
+        assert fleet.marker(fleet.port_lo) == "one"
+        assert reloads(fleet) == before, "applyd reloaded on changing replicas"
+        assert fleet.proxy_master() == master
+        log = fleet["applyd"].log()[offset:]
+        assert "starting over" not in log and "compacted" not in log, log[-2000:]
+    finally:
+        fake.close()
+        one.close()
+        two.close()
