@@ -84,8 +84,13 @@ log_generation(void)
 static void
 on_apply(const struct event *ev, void *arg)
 {
+	unsigned long refused = routes.refused;
+
 	(void)arg;
 	if (!routes_apply(&routes, ev))
+		return;
+	/* a port left out changed nothing (a cluster left out is deleted) */
+	if (routes.refused != refused && ev->type == EV_PORT_SET)
 		return;
 	/*
 	 * A STATE's events carry no history: the table is rebuilt, and its
