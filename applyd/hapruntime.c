@@ -361,7 +361,8 @@ srv_add(struct cli *cl, const char *backend, const struct server *s,
 	    args) == -1 ||
 	    cli_do(cl, err, errlen, "enable server %s", key) == -1)
 		return -1;
-	if (strstr(args, " check") != NULL &&
+	/* an API slot's servers are always checked, a port's while they fit */
+	if ((s->weight == -1 || check) &&
 	    cli_do(cl, err, errlen, "enable health %s", key) == -1)
 		return -1;
 	return 0;
