@@ -169,3 +169,53 @@ def test_applyd_follows_another_replica_without_a_reload(make_fleet):
         fake.close()
         one.close()
         two.close()
+
+
+def test_bus_bytes_per_change_do_not_grow_with_the_table(make_fleet):
+    """One route changed costs the same bytes on renderd's feed with 10 or
+    with 5,000 routes in the table: one item, the route's own entry."""
+    import msgpack
+    import zmq
+    harness.need("renderd")
+    fleet = make_fleet(ports=5100)
+    fleet.write_conf()
+    fake = FakeAlloc(fleet.run_dir)
+    px = fleet.proxies[0].name
+    d = harness.Daemon(fleet, "renderd", "renderd-%s" % px, ["-p", px])
+    fleet.daemons[d.key] = d.start()
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.connect("ipc://%s/render-%s.pub" % (fleet.run_dir, px))
+    backends = [("127.0.0.1", 30000 + i, 1) for i in range(3)]
+
+    def change_bytes(seq_wanted):
+        """The bytes renderd publishes for the decision at seq_wanted."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if not sub.poll(1000):
+                continue
+            raw = sub.recv()
+            _, t, seq, _, _ = msgpack.unpackb(raw, raw=False)
+            if t == 53 and seq == seq_wanted:
+                return len(raw)
+        raise AssertionError("no item for seq %d" % seq_wanted)
+    try:
+        # renderd takes FakeAlloc's records at its next heartbeat (0.3 s):
+        # the subscription is in place long before
+        fake.append(*[port_set(fleet.port_lo + i, C_A, "r-%d" % i, backends)
+                      for i in range(10)])
+        seq = fake.append(port_set(fleet.port_lo + 10, C_B, "probe", backends))
+        small = change_bytes(seq)
+        fake.append(*[port_set(fleet.port_lo + i, C_A, "r-%d" % i, backends)
+                      for i in range(11, 5000)])
+        seq = fake.append(port_set(fleet.port_lo + 10, C_B, "probe", backends))
+        big = change_bytes(seq)
+        print("bytes per change: %d with 11 routes, %d with 5,000" % (small, big))
+        # the seqs differ in length only (msgpack integers)
+        assert abs(big - small) <= 8, (small, big)
+        assert big < 400, big
+    finally:
+        ctx.destroy(linger=0)
+        fake.close()
