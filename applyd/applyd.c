@@ -280,7 +280,13 @@ restore_good(void)
 		log_warn("restore %s", pc->config);
 }
 
-/* served is the table now, and the proxy serves it. */
+static void sync_files(void);
+
+/*
+ * served is the table now, and the proxy serves it.  The files follow
+ * before the ack (the proxy serves the change already: the first byte
+ * does not wait for them), so that what allocd is told is on disk.
+ */
 static void
 now_served(const char *how)
 {
@@ -289,6 +295,7 @@ now_served(const char *how)
 	pending = 0;
 	retry_at = 0;
 	retry_ms = RETRY_MIN_MS;
+	sync_files();
 	ack();
 	log_debug("serving generation %llu (%s)",
 	    (unsigned long long)good_gen, how);
@@ -423,7 +430,7 @@ apply(void)
 
 /*
  * The files on disk follow what the runtime API did, so that a reload or a
- * restart serves the same; written once the proxy has it (after the ack).
+ * restart serves the same; written once the proxy serves the whole table.
  */
 static void
 sync_files(void)
@@ -533,7 +540,6 @@ main(int argc, char **argv)
 		if (!proxy.ops->running(&proxy) && live_ok)
 			reapply();	/* it died: bring it back */
 		more = apply();
-		sync_files();
 	}
 	log_info("stopping %s and exiting", pc->kind);
 	proxy.ops->stop(&proxy);
