@@ -40,6 +40,7 @@ static uint64_t			 gen;		/* the last item's seq */
 static int			 rebased;	/* table rebuilt from a STATE */
 static unsigned long		 items_sent;
 static zmq_msg_t		 pending[PENDING_MAX];
+static uint64_t			 pending_since[PENDING_MAX];
 static size_t			 npending;
 
 /* Publish what decision ev made of the table, as one item. */
@@ -134,7 +135,7 @@ on_synced(void *arg)
 	}
 	log_generation();
 	for (i = 0; i < npending; i++) {
-		answer(&pending[i], 0);
+		answer(&pending[i], pending_since[i]);
 		zmq_msg_close(&pending[i]);
 	}
 	npending = 0;
@@ -215,6 +216,7 @@ on_since(void)
 		if (req.type == EV_SINCE && !alloc_feed.synced_once &&
 		    npending < PENDING_MAX) {
 			/* answered once the table is whole */
+			pending_since[npending] = req.seq;
 			pending[npending++] = id;
 			event_free(&req);
 			continue;
