@@ -202,8 +202,10 @@ def test_bus_bytes_per_change_do_not_grow_with_the_table(make_fleet):
                 return len(raw)
         raise AssertionError("no item for seq %d" % seq_wanted)
     try:
-        # renderd takes FakeAlloc's records at its next heartbeat (0.3 s):
-        # the subscription is in place long before
+        # a heartbeat heard: the subscription is in place
+        deadline = time.monotonic() + 30
+        while not (sub.poll(1000) and msgpack.unpackb(sub.recv(), raw=False)[1] == 1):
+            assert time.monotonic() < deadline, "no heartbeat from renderd"
         fake.append(*[port_set(fleet.port_lo + i, C_A, "r-%d" % i, backends)
                       for i in range(10)])
         seq = fake.append(port_set(fleet.port_lo + 10, C_B, "probe", backends))
