@@ -118,7 +118,8 @@ enum ev_field_bit { EV_FIELDS(X) };
 	X(PORT_FAULT,  36, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE, F_WHY) \
 	/* what a store loss cost: owners adopted, claims refused and why */ \
 	X(RECOVERED,   40, 0, F_SADOPT | F_SREFUSED | F_WHY)		\
-	/* rendered configuration */					\
+	/* a rendered configuration, what renderd published before the	\
+	 * route table (51-54); no longer sent, its code not reused */	\
 	X(CONFIG,      50, F_KIND | F_TEXT, 0)				\
 	/*								\
 	 * the route table renderd publishes (renderd/routes.h): one	\
