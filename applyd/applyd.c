@@ -283,7 +283,8 @@ restore_good(void)
 static void sync_files(void);
 
 /*
- * served is the table now, and the proxy serves it.  The files follow
+ * served is the table now, and the proxy serves it (how: for the log, or
+ * NULL when the caller says it).  The files follow
  * before the ack (the proxy serves the change already: the first byte
  * does not wait for them), so that what allocd is told is on disk.
  */
@@ -297,8 +298,9 @@ now_served(const char *how)
 	retry_ms = RETRY_MIN_MS;
 	sync_files();
 	ack();
-	log_debug("serving generation %llu (%s)",
-	    (unsigned long long)good_gen, how);
+	if (how != NULL)
+		log_debug("serving generation %llu (%s)",
+		    (unsigned long long)good_gen, how);
 }
 
 /*
@@ -385,7 +387,7 @@ apply_reload(int running)
 	dirty_clear();
 	files_stale = 0;
 	reloads++;
-	now_served(running ? "reloaded" : "started");
+	now_served(NULL);
 	log_info("serving generation %llu (%s): %zu api routes, %u ports",
 	    (unsigned long long)good_gen, running ? "reloaded" : "started",
 	    served.napi, served.nports);
