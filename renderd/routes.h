@@ -1,5 +1,11 @@
 /*
  * renderd — the route table, rebuilt from allocd's decisions.
+ *
+ * The contract between renderd and applyd: renderd keeps it from allocd's
+ * decisions and publishes it as items (EV_RT_*); applyd keeps its own
+ * copies from those items and links this module and the renderers, so
+ * that the files its proxy reads are what renderd -T prints for the same
+ * table.
  */
 #ifndef RENDERD_ROUTES_H
 #define RENDERD_ROUTES_H
