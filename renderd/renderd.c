@@ -30,6 +30,7 @@
 #include "routes.h"
 
 #define PENDING_MAX	64	/* SINCE asked before the first catch-up */
+#define RECENT_MAX	4096	/* items kept to answer a SINCE with */
 
 static struct config		 conf;
 static const struct proxy_conf	*px;
@@ -42,6 +43,39 @@ static unsigned long		 items_sent;
 static zmq_msg_t		 pending[PENDING_MAX];
 static uint64_t			 pending_since[PENDING_MAX];
 static size_t			 npending;
+/*
+ * The latest items published, oldest first (a ring): a consumer that
+ * missed a few, or followed another replica to the same chain, gets only
+ * what it lacks.
+ */
+static struct event		 recent[RECENT_MAX];
+static size_t			 recent_first, nrecent;
+
+static void
+recent_clear(void)
+{
+	size_t i;
+
+	for (i = 0; i < nrecent; i++)
+		event_free(&recent[(recent_first + i) % RECENT_MAX]);
+	recent_first = nrecent = 0;
+}
+
+static void
+recent_keep(const struct event *ev)
+{
+	struct event *slot;
+
+	if (nrecent == RECENT_MAX) {
+		event_free(&recent[recent_first]);
+		recent_first = (recent_first + 1) % RECENT_MAX;
+		nrecent--;
+	}
+	slot = &recent[(recent_first + nrecent) % RECENT_MAX];
+	if (event_copy(slot, ev) == -1)
+		fatal("recent_keep");
+	nrecent++;
+}
 
 /* Publish what decision ev made of the table, as one item. */
 static void
@@ -64,6 +98,7 @@ publish(const struct event *d)
 	}
 	if (bus_send(pub_sock, &ev) == -1)
 		log_warn("publish");
+	recent_keep(&ev);
 	items_sent++;
 	event_free(&ev);
 }
@@ -113,6 +148,7 @@ on_reset(void *arg)
 {
 	(void)arg;
 	routes_clear(&routes);
+	recent_clear();
 	rebased = 1;
 }
 
@@ -129,6 +165,7 @@ on_synced(void *arg)
 
 	(void)arg;
 	if (rebased) {
+		recent_clear();		/* no chain leads to the new generation */
 		gen = alloc_feed.last;
 		rebased = 0;
 		log_info("table rebuilt from allocd's state");
@@ -174,16 +211,39 @@ send_item(struct event *ev, void *arg)
 
 /*
  * SINCE since: nothing but SINCE_END when the asker has our generation,
- * otherwise the whole table, one message an entry (each bounded by the
+ * the items it lacks when they are recent, otherwise the whole table, one message an entry (each bounded by the
  * event limits, so the answer is never one huge message).
  */
+/*
+ * The items after since, when the ring holds the one that follows it;
+ * 1 sent, 0 not there.
+ */
+static int
+answer_recent(zmq_msg_t *id, uint64_t since)
+{
+	size_t i, j;
+
+	for (i = 0; i < nrecent; i++)
+		if (recent[(recent_first + i) % RECENT_MAX].prev == since)
+			break;
+	if (since == 0 || i == nrecent)
+		return 0;
+	for (j = i; j < nrecent; j++)
+		if (bus_send_to(sync_sock, id,
+		    &recent[(recent_first + j) % RECENT_MAX]) == -1)
+			return 1;	/* the asker sees the gap, asks again */
+	return 1;
+}
+
 static void
 answer(zmq_msg_t *id, uint64_t since)
 {
 	struct asker a = { id, gen, 0 };
 	struct event ev;
 
-	if (since != gen || gen == 0) {
+	if (since != gen && answer_recent(id, since))
+		;
+	else if (since != gen || gen == 0) {
 		event_init(&ev, EV_STATE);
 		ev.seq = gen;
 		ev.time = now_ms();
@@ -321,6 +381,7 @@ main(int argc, char **argv)
 	log_info("%lu items published", items_sent);
 	for (n = 0; n < (int)npending; n++)
 		zmq_msg_close(&pending[n]);
+	recent_clear();
 	routes_clear(&routes);
 	return 0;
 }

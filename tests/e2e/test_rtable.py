@@ -173,7 +173,8 @@ def test_applyd_follows_another_replica_without_a_reload(make_fleet):
 
 def test_bus_bytes_per_change_do_not_grow_with_the_table(make_fleet):
     """One route changed costs the same bytes on renderd's feed with 10 or
-    with 5,000 routes in the table: one item, the route's own entry."""
+    with 5,000 routes in the table: one item, the route's own entry. And a
+    consumer that missed a few items is sent those, not the whole table."""
     import msgpack
     import zmq
     harness.need("renderd")
@@ -218,6 +219,20 @@ def test_bus_bytes_per_change_do_not_grow_with_the_table(make_fleet):
         # the seqs differ in length only (msgpack integers)
         assert abs(big - small) <= 8, (small, big)
         assert big < 400, big
+        # a consumer that lacks the last few items gets those, not the table
+        asker = ctx.socket(zmq.DEALER)
+        asker.setsockopt(zmq.LINGER, 0)
+        asker.connect("ipc://%s/render-%s.sync" % (fleet.run_dir, px))
+        asker.send(msgpack.packb([1, 2, seq - 11, 0, {}]))
+        got = []
+        while True:
+            assert asker.poll(10000), "no answer to SINCE"
+            _, t, s, _, body = msgpack.unpackb(asker.recv(), raw=False)
+            if t == 3:
+                break
+            got.append((t, s, body.get("pv")))
+        assert s == seq and [g[1] for g in got] == list(range(seq - 10, seq + 1)), got
+        assert all(t != 5 for t, _, _ in got), "answered with the whole table"
     finally:
         ctx.destroy(linger=0)
         fake.close()
