@@ -170,7 +170,8 @@ FUZZERS	 = event event_json watch pks kubeconfig hapruntime
 # watcherd's cap on one watch event is 4 KiB here: what is over it is
 # then an input of a few kilobytes, not of 4 MiB.
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
-	   -Icommon -Iwatcherd -Iapplyd -Itests/fuzz -DMAX_EVENT_BYTES=4096u \
+	   -Icommon -Iwatcherd -Iapplyd -Irenderd -Itests/fuzz \
+	   -DMAX_EVENT_BYTES=4096u \
 	   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	   -fno-omit-frame-pointer $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_COMMON = $(COMMON:%=$(FUZZ_BUILD)/obj/common/%.o)
@@ -198,7 +199,8 @@ $(FUZZ_BUILD)/fuzz_watch: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_watch.o \
 $(FUZZ_BUILD)/fuzz_pks: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_pks.o \
     $(FUZZ_WATCHERD)
 $(FUZZ_BUILD)/fuzz_hapruntime: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_hapruntime.o \
-    $(FUZZ_BUILD)/obj/applyd/hapruntime.o
+    $(FUZZ_BUILD)/obj/applyd/hapruntime.o \
+    $(RTABLE_OBJS:$(BUILD)/obj/%=$(FUZZ_BUILD)/obj/%)
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_COMMON)
 	$(CLANG) $(FUZZ_CFLAGS) $(FUZZ_WRAP) -o $@ $^ $(LDLIBS) -lpthread
 

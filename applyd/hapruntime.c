@@ -382,10 +382,10 @@ backend_change(struct cli *cl, const char *backend, const struct backend_srv *o,
 	int c;
 
 	while (i < o->n || j < n->n) {
-		c = i == o->n ? 1 : j == n->n ? -1 :
-		    cmp_server(&o->srv[i], &n->srv[j]);
-		a = &o->srv[i];
-		b = &n->srv[j];
+		/* an empty side has no array at all */
+		a = i < o->n ? &o->srv[i] : NULL;
+		b = j < n->n ? &n->srv[j] : NULL;
+		c = a == NULL ? 1 : b == NULL ? -1 : cmp_server(a, b);
 		if (c < 0) {
 			if (!adding && srv_remove(cl, backend, a->name, err,
 			    errlen) == -1)
