@@ -49,6 +49,7 @@ UNITS	+= test_metrics
 UNITS	+= test_loop
 UNITS	+= test_compact
 UNITS	+= test_job
+UNITS	+= test_rtable
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
 PY	 = /usr/bin/python3
@@ -85,6 +86,14 @@ $(BUILD)/bin/$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c)) \
 endef
 $(foreach d,$(DAEMONS),$(eval $(call daemon_rule,$(d))))
 
+# applyd renders its proxy's files from renderd's route table with renderd's
+# own renderers (the ones renderd -T and the golden files test).
+RTABLE_OBJS = $(BUILD)/obj/renderd/routes.o $(BUILD)/obj/renderd/haproxy.o \
+	$(BUILD)/obj/renderd/nginx.o $(BUILD)/obj/renderd/envoy.o \
+	$(BUILD)/obj/renderd/state.o
+$(BUILD)/bin/applyd: $(RTABLE_OBJS)
+$(BUILD)/obj/applyd/%.o: CFLAGS += -Irenderd
+
 # Tools: built like the daemons, from common/ and their own folder only.
 $(foreach t,$(TOOLS),$(eval $(call daemon_rule,$(t))))
 # ...but porticoctl log replay runs today's allocator: allocd's files
@@ -102,6 +111,11 @@ $(BUILD)/tests/test_envoy: $(BUILD)/obj/tests/unit/test_envoy.o \
     $(BUILD)/obj/applyd/envoy.o $(BUILD)/obj/applyd/file.o $(COMMON_OBJS)
 $(BUILD)/tests/test_job: $(BUILD)/obj/tests/unit/test_job.o \
     $(BUILD)/obj/applyd/job.o $(COMMON_OBJS)
+$(BUILD)/tests/test_rtable: $(BUILD)/obj/tests/unit/test_rtable.o \
+    $(BUILD)/obj/applyd/plan.o $(BUILD)/obj/applyd/hapruntime.o \
+    $(RTABLE_OBJS) $(COMMON_OBJS)
+$(BUILD)/obj/tests/unit/test_rtable.o $(BUILD)/obj/tests/unit/test_envoy.o \
+    $(BUILD)/obj/tests/unit/test_job.o: CFLAGS += -Irenderd -Iapplyd
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
@@ -195,7 +209,8 @@ FUZZERS	 = event event_json watch pks kubeconfig hapruntime
 # watcherd's cap on one watch event is 4 KiB here: what is over it is
 # then an input of a few kilobytes, not of 4 MiB.
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
-	   -Icommon -Iwatcherd -Iapplyd -Itests/fuzz -DMAX_EVENT_BYTES=4096u \
+	   -Icommon -Iwatcherd -Iapplyd -Irenderd -Itests/fuzz \
+	   -DMAX_EVENT_BYTES=4096u \
 	   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	   -fno-omit-frame-pointer $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_COMMON = $(COMMON:%=$(FUZZ_BUILD)/obj/common/%.o)
@@ -223,7 +238,8 @@ $(FUZZ_BUILD)/fuzz_watch: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_watch.o \
 $(FUZZ_BUILD)/fuzz_pks: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_pks.o \
     $(FUZZ_WATCHERD)
 $(FUZZ_BUILD)/fuzz_hapruntime: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_hapruntime.o \
-    $(FUZZ_BUILD)/obj/applyd/hapruntime.o
+    $(FUZZ_BUILD)/obj/applyd/hapruntime.o \
+    $(RTABLE_OBJS:$(BUILD)/obj/%=$(FUZZ_BUILD)/obj/%)
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_COMMON)
 	$(CLANG) $(FUZZ_CFLAGS) $(FUZZ_WRAP) -o $@ $^ $(LDLIBS) -lpthread
 

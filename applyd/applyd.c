@@ -1,21 +1,32 @@
 /*
- * applyd — runs beside one proxy and makes it serve what renderd rendered.
+ * applyd — runs beside one proxy and makes it serve renderd's route table.
  *
- * For each new CONFIG: write it to a temporary file, validate it with the
- * proxy's own checker, rename it over the served file, and reload (or start)
- * the proxy.  Whatever fails, the last good configuration stays in place on
- * disk and in the running proxy, and the apply is retried with backoff.  The
- * generation served is acknowledged to allocd, which writes an address back
- * only once every proxy serves it.
+ * It follows renderd's feed: the whole table when it catches up, then one
+ * item for each route that changes (renderd/routes.h).  It keeps two
+ * tables: the latest received, and the one its proxy serves.  From those
+ * two alone it decides what can change at run time (the driver's update
+ * op, HAProxy's runtime API) and what needs a reload, and it renders the
+ * files its proxy reads with the very renderers renderd -T uses.  Nothing
+ * here reads a configuration back.
  *
- * The check and the reload (or start) are jobs (job.c) that the loop
- * follows while it goes on reading the bus and acknowledging: applying a
- * generation goes idle -> checking -> reloading or starting -> idle, the
- * generation served (acked) or failed (the last good kept, a retry after a
- * backoff).  A generation that arrives meanwhile waits in want, the latest
- * replacing any other, and is applied once the job ends.
+ * Small changes do not wait behind big ones: the ports that changed are
+ * taken cluster by cluster, the cluster with the fewest server changes
+ * first, a bounded number of server changes a loop turn; a cluster whose
+ * change is too large for the runtime API goes in one reload, after the
+ * small ones are live.
+ *
+ * A reload or a start writes the configuration to a temporary file,
+ * validates it with the proxy's own checker, renames it over the served
+ * file.  The check and the reload (or start) are jobs (job.c) the loop
+ * follows while it goes on reading the bus and acknowledging: idle ->
+ * checking -> reloading or starting -> idle, with the table as it was
+ * when the job began (the candidate); what arrives meanwhile waits in the
+ * table for the next apply.  Whatever fails, the last good configuration
+ * stays in place on disk and in the running proxy, and the apply is
+ * retried with backoff.
+ * The generation served is acknowledged to allocd, which writes an address
+ * back only once every proxy serves it.
  */
-
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -30,59 +41,145 @@
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
+#include "plan.h"
 #include "proxy.h"
 
 #define ACK_EVERY_MS	5000
 #define RETRY_MIN_MS	500
 #define RETRY_MAX_MS	30000
+/*
+ * Server changes (a server added, removed or reweighted; a map key) for
+ * one loop turn of runtime API commands, and the most one cluster's change
+ * may cost before it is cheaper to reload (HAProxy takes ~20 us a command
+ * and ~1 s a reload with 10,000 ports).
+ */
+#define LIVE_SLICE	512
+#define LIVE_CLUSTER_MAX	20000
 
 static struct config		 conf;
 static const struct proxy_conf	*pc;
 static struct proxy		 proxy;
 static struct consumer		 feed;
 static void			*alloc_sock;
-static struct event		 want;		/* latest CONFIG received */
-static struct event		 cur;		/* the one being applied */
+
+static struct routes		 table;		/* received, at feed.last */
+static struct routes		 served;	/* the proxy's, at good_gen */
+static struct routes		 cand;		/* a job's, at cand_gen */
+static uint64_t			 cand_gen;
 static enum { IDLE, CHECKING, RELOADING, STARTING } state;
-static const char *const	 states[] = { "idle", "checking", "reloading",
-				     "starting" };
 static char			 check_path[PATH_MAX + 8];
-static char			*good;		/* text the proxy serves */
+/*
+ * The oldest watch event (wt) and item (its time) not served yet, and
+ * those of a job's candidate: what convergence is measured from.
+ */
+static uint64_t			 pend_wt, pend_t, cand_wt, cand_t;
+static int			 have_good;	/* served was served once */
+static int			 live_ok;	/* the running proxy serves it */
+static int			 pending;	/* table is newer than served */
+static int			 full_diff;	/* compare every entry */
+static int			 files_stale;	/* disk lags behind served */
+static unsigned char		 dirty[65536 / 8];
+static unsigned			 dlist[65536];	/* the dirty ports */
+static unsigned			 ndirty;
+static int			 api_dirty;
+
 static uint64_t			 good_gen;
 static uint64_t			 retry_at, retry_ms = RETRY_MIN_MS;
 static uint64_t			 ack_seq;
-static unsigned long		 failures;
+static unsigned long		 failures, reloads, lives;
 static uint64_t			 fail_gen;	/* the last that failed */
 static char			 fail_what[64];
 
-/* The latest CONFIG becomes want, its ~2 MB text taken, not copied. */
+#define DIRTY(p)	(dirty[(p) >> 3] & (1u << ((p) & 7)))
+
 static void
-on_config(struct event *ev, void *arg)
+mark_port(unsigned p)
 {
-	(void)arg;
-	if (ev->type != EV_CONFIG || strcmp(ev->kind, pc->kind) != 0)
+	if (DIRTY(p))
 		return;
-	if (state != IDLE && want.type != EV_CONFIG)
-		log_info("generation %llu waits for the %s of %llu",
-		    (unsigned long long)ev->seq, states[state],
-		    (unsigned long long)cur.seq);
-	else if (state != IDLE)		/* the one waiting is replaced */
-		log_debug("generation %llu replaces %llu, waiting",
-		    (unsigned long long)ev->seq,
-		    (unsigned long long)want.seq);
-	if (feed.syncing)
-		ev->has &= ~F_WT;	/* caught up: it converged before */
-	metrics_superseded(ev, &want);	/* want's changes wait in ev */
-	event_free(&want);
-	want = *ev;
-	ev->text = NULL;
-	ev->backends = NULL;
-	ev->held = NULL;
-	retry_at = 0;
-	retry_ms = RETRY_MIN_MS;
+	dirty[p >> 3] |= 1u << (p & 7);
+	dlist[ndirty++] = p;
 }
 
-static const struct consumer_ops feed_ops = { .take = on_config };
+static void
+on_item(const struct event *ev, void *arg)
+{
+	(void)arg;
+	if (!routes_apply(&table, ev))
+		return;
+	/* a catch-up is history: it converged before */
+	if (!feed.syncing && !feed.instate) {
+		if ((ev->has & F_WT) && ev->wt != 0 &&
+		    (pend_wt == 0 || ev->wt < pend_wt))
+			pend_wt = ev->wt;
+		if (pend_t == 0)
+			pend_t = ev->time;
+	}
+	switch (ev->type) {
+	case EV_RT_PORT:
+	case EV_RT_PORT_DEL:
+		mark_port((unsigned)ev->port);
+		break;
+	case EV_RT_API:
+	case EV_RT_API_DEL:
+		api_dirty = 1;
+		break;
+	}
+	pending = 1;
+}
+
+/* A new table follows (renderd's STATE): compared whole once it is in. */
+static void
+on_reset(void *arg)
+{
+	(void)arg;
+	routes_clear(&table);
+	full_diff = 1;
+	pending = 1;
+}
+
+static void
+on_synced(void *arg)
+{
+	(void)arg;
+	pending = 1;	/* an empty table is applied too: the proxy starts */
+}
+
+static const struct consumer_ops feed_ops = {
+	.apply = on_item,
+	.reset = on_reset,
+	.synced = on_synced,
+};
+
+/* Every port whose entry differs between served and table is dirty. */
+static void
+diff_all(void)
+{
+	unsigned p;
+
+	for (p = 1; p < 65536; p++)
+		if (!routes_port_same(served.ports[p], table.ports[p]))
+			mark_port(p);
+	api_dirty = 1;
+}
+
+/* Drop from the dirty list what is the same in both tables. */
+static void
+dirty_prune(void)
+{
+	unsigned i, n = 0, p;
+
+	for (i = 0; i < ndirty; i++) {
+		p = dlist[i];
+		if (routes_port_same(served.ports[p], table.ports[p]))
+			dirty[p >> 3] &= ~(1u << (p & 7));
+		else
+			dlist[n++] = p;
+	}
+	ndirty = n;
+	if (api_dirty && routes_api_same(&served, &table))
+		api_dirty = 0;
+}
 
 /* Write text to path atomically: a temporary file, fsync, rename. */
 static int
@@ -96,10 +193,44 @@ write_file(const char *path, const char *text, size_t len)
 	return rename(tmp, path);
 }
 
-static int
-cmp_u16(const void *x, const void *y)
+/* The held ports of the proxy (NULL: none); probe: look again. */
+static const unsigned char *
+busy_ports(struct routes *r, int probe)
 {
-	return (int)*(const uint16_t *)x - (int)*(const uint16_t *)y;
+	return proxy.ops->busy == NULL ? NULL :
+	    proxy.ops->busy(&proxy, r, probe);
+}
+
+/*
+ * Table r rendered to path, as the proxy must read it (without the ports
+ * another program holds: probe looks again, at a start or reload).
+ */
+static int
+write_config(const char *path, struct routes *r, int probe)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *fp;
+	int rc;
+
+	r->held = busy_ports(r, probe);
+	if ((fp = open_memstream(&text, &len)) == NULL)
+		return -1;
+	rc = routes_render(r, &conf, pc, fp);
+	if (fclose(fp) != 0)
+		rc = -1;
+	r->held = NULL;
+	if (rc == 0)
+		rc = write_file(path, text, len);
+	free(text);
+	return rc;
+}
+
+/* What a configuration needs beside it (HAProxy's maps), on disk. */
+static int
+write_files(const struct routes *r)
+{
+	return proxy.ops->files == NULL ? 0 : proxy.ops->files(&proxy, r);
 }
 
 /*
@@ -110,21 +241,10 @@ cmp_u16(const void *x, const void *y)
 static void
 ack(void)
 {
-	/*
-	 * While a job runs, the driver's held ports are those of the
-	 * candidate (probed for its check), not of what is served: the
-	 * last ones said stand until it ends.
-	 */
-	static uint16_t held[EV_MAX_HELD];
-	static size_t n;
+	const unsigned char *busy;
 	struct event ev;
-	size_t i;
+	unsigned p;
 
-	if (state == IDLE) {
-		n = proxy.ops->held == NULL ? 0 :
-		    proxy.ops->held(&proxy, good, held, EV_MAX_HELD);
-		qsort(held, n, sizeof(held[0]), cmp_u16);
-	}
 	if (good_gen == 0 && fail_gen == 0)
 		return;
 	event_init(&ev, EV_APPLIED);
@@ -133,8 +253,11 @@ ack(void)
 	event_set_str(&ev, F_PROXY, pc->name);
 	ev.gen = good_gen;
 	ev.has |= F_GEN;
-	for (i = 0; i < n; i++)
-		event_add_held(&ev, held[i]);	/* a repeat is dropped */
+	if ((busy = busy_ports(&served, 0)) != NULL)
+		for (p = 1; p < 65536 && ev.nheld < EV_MAX_HELD; p++)
+			if (served.ports[p] != NULL &&
+			    (busy[p >> 3] & (1u << (p & 7))))
+				event_add_held(&ev, p);
 	if (fail_gen > good_gen) {
 		ev.fgen = fail_gen;
 		ev.has |= F_FGEN;
@@ -145,10 +268,6 @@ ack(void)
 	event_free(&ev);
 }
 
-/*
- * Applying cur failed: the last good keeps serving.  A newer generation
- * waiting is applied at once; else cur is tried again after a backoff.
- */
 static void
 failed(const char *what, const char *err)
 {
@@ -157,138 +276,167 @@ failed(const char *what, const char *err)
 	failures++;
 	metrics_inc(M_APPLY_FAILURES, 0);
 	snprintf(msg, sizeof(msg), "generation %llu: %s: %s",
-	    (unsigned long long)cur.seq, what, err);
+	    (unsigned long long)feed.last, what, err);
 	health_set_error(msg);
-	fail_gen = cur.seq;
-	if (want.type == EV_CONFIG) {
-		log_warnx("generation %llu: %s: %s; last good generation "
-		    "%llu keeps serving, %llu is next",
-		    (unsigned long long)cur.seq, what, err,
-		    (unsigned long long)good_gen,
-		    (unsigned long long)want.seq);
-		event_free(&cur);
-	} else {
-		log_warnx("generation %llu: %s: %s; last good generation "
-		    "%llu keeps serving, retry in %llu ms",
-		    (unsigned long long)cur.seq, what, err,
-		    (unsigned long long)good_gen,
-		    (unsigned long long)retry_ms);
-		want = cur;
-		event_init(&cur, EV_NONE);
-		retry_at = now_ms() + retry_ms;
-		retry_ms = retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS :
-		    retry_ms * 2;
-	}
 	state = IDLE;
+	log_warnx("generation %llu: %s: %s; last good generation "
+	    "%llu keeps serving, retry in %llu ms",
+	    (unsigned long long)feed.last, what, err,
+	    (unsigned long long)good_gen, (unsigned long long)retry_ms);
+	retry_at = now_ms() + retry_ms;
+	retry_ms = retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_ms * 2;
 	/* the routes waiting for it are told why: nothing outside in it */
+	fail_gen = feed.last;
 	snprintf(fail_what, sizeof(fail_what), "%s", what);
 	ack();
-}
-
-/*
- * A rendered configuration on disk, as the proxy must read it (HAProxy:
- * without the ports another program holds); probe at a start or reload.
- */
-static int
-write_config(const char *path, const char *text, size_t len, int probe)
-{
-	char *s = NULL;
-	int rc;
-
-	if (proxy.ops->served != NULL)
-		s = proxy.ops->served(&proxy, text, probe);
-	rc = s != NULL ? write_file(path, s, strlen(s)) :
-	    write_file(path, text, len);
-	free(s);
-	return rc;
-}
-
-/* What a configuration needs beside it (HAProxy's maps), on disk. */
-static int
-write_files(const char *text)
-{
-	return proxy.ops->files == NULL ? 0 : proxy.ops->files(&proxy, text);
 }
 
 /* Put the last good configuration back on disk, for the next (re)start. */
 static void
 restore_good(void)
 {
-	if (good == NULL)
+	if (!have_good)
 		return;
-	if (write_config(pc->config, good, strlen(good), 0) == -1 ||
-	    write_files(good) == -1)
+	if (write_config(pc->config, &served, 0) == -1 ||
+	    write_files(&served) == -1)
 		log_warn("restore %s", pc->config);
 }
 
-/* cur's text is served now: it moves to good (cur is done with it). */
+static void sync_files(void);
+
+/* Generation g is served, how (MV_CHANGE_*), of changes from wt and t. */
 static void
-now_good(void)
+observe_served(uint64_t g, unsigned how, uint64_t wt, uint64_t t)
 {
-	free(good);
-	good = cur.text;
-	cur.text = NULL;
-	cur.textlen = 0;
-	good_gen = cur.seq;
+	struct event ev;
+
+	event_init(&ev, EV_NONE);
+	ev.seq = g;
+	ev.time = t != 0 ? t : now_ms();
+	if (wt != 0) {
+		ev.wt = wt;
+		ev.has |= F_WT;
+	}
+	metrics_served(&ev, how);
 }
 
 /*
- * cur is served (how: MV_CHANGE_*): acknowledged, and the next generation
- * may go.
+ * served is the table now, and the proxy serves it (how: for the log, or
+ * NULL when the caller says it).  The files follow
+ * before the ack (the proxy serves the change already: the first byte
+ * does not wait for them), so that what allocd is told is on disk.
  */
 static void
-served(unsigned how)
+now_served(const char *how)
 {
-	static const char *const said[] = {
-		[MV_CHANGE_RELOAD] = "reloaded", [MV_CHANGE_START] = "started",
-	};
-
-	metrics_served(&cur, how);
-	now_good();
-	if (how < sizeof(said) / sizeof(said[0]) && said[how] != NULL)
-		log_info("serving generation %llu (%s)",
-		    (unsigned long long)good_gen, said[how]);
-	state = IDLE;		/* before ack(): the held ports are good's now */
-	ack();
-	event_free(&cur);
+	observe_served(feed.last, strcmp(how, "live") == 0 ?
+	    MV_CHANGE_RUNTIME : MV_CHANGE_SAME, pend_wt, pend_t);
+	pend_wt = pend_t = 0;
+	good_gen = feed.last;
+	have_good = live_ok = 1;
+	pending = 0;
 	retry_at = 0;
 	retry_ms = RETRY_MIN_MS;
+	sync_files();
+	ack();
+	if (how != NULL)
+		log_debug("serving generation %llu (%s)",
+		    (unsigned long long)good_gen, how);
 }
 
 /*
- * Change the running proxy without a reload when the driver can: 1 done,
- * 0 not possible this time.  The files on disk follow, so that a reload
- * or a restart serves the same.
+ * One slice of the change through the driver's update: 0 all of it is
+ * served now, 1 more slices follow (next loop turn), 2 the rest needs a
+ * reload (too large for the runtime API, or refused by it).
  */
 static int
 apply_live(void)
 {
+	unsigned *ports, i, n, left;
 	char err[512];
-	int rc;
+	int rc, api = api_dirty;
 
-	if (proxy.ops->update == NULL || good == NULL || !pc->live)
-		return 0;
-	if ((rc = proxy.ops->update(&proxy, good, cur.text, err,
-	    sizeof(err))) == 1)
-		return 0;
-	if (rc == -1) {
-		log_warnx("generation %llu: %s; reloading instead",
-		    (unsigned long long)cur.seq, err);
-		return 0;
+	if (proxy.ops->update == NULL || !pc->live)
+		return 2;
+	if ((ports = calloc(ndirty + 1, sizeof(*ports))) == NULL)
+		fatal("apply_live");
+	n = (unsigned)plan_slice(&served, &table, dlist, ndirty, LIVE_SLICE,
+	    LIVE_CLUSTER_MAX, ports);
+	left = ndirty - n;
+	if (n == 0 && !api) {
+		free(ports);
+		return 2;	/* every cluster left is too large */
 	}
-	if (write_config(pc->config, cur.text, cur.textlen, 0) == -1 ||
-	    write_files(cur.text) == -1)
-		log_warn("%s", pc->config);
-	served(MV_CHANGE_RUNTIME);
-	log_debug("serving generation %llu (live)",
-	    (unsigned long long)good_gen);
+	rc = proxy.ops->update(&proxy, &served, &table, ports, n, api, err,
+	    sizeof(err));
+	if (rc != 0) {
+		if (rc == -1)
+			log_warnx("generation %llu: %s; reloading instead",
+			    (unsigned long long)feed.last, err);
+		free(ports);
+		return 2;
+	}
+	for (i = 0; i < n; i++) {
+		routes_copy_port(&served, &table, ports[i]);
+		dirty[ports[i] >> 3] &= ~(1u << (ports[i] & 7));
+	}
+	if (api)
+		routes_copy_api(&served, &table);
+	api_dirty = 0;
+	free(ports);
+	files_stale = 1;
+	lives++;
+	dirty_prune();
+	if (ndirty == 0)
+		return 0;
+	log_debug("generation %llu: %u ports live, %u to go",
+	    (unsigned long long)feed.last, n, left);
 	return 1;
 }
 
-/*
- * The checker passed: the candidate becomes the served file, and the
- * proxy reloads it (or starts with it).  rc 1: a job follows.
- */
+/* A job's candidate is served: it becomes served, and is acknowledged. */
+static void
+reload_done(void)
+{
+	int started = state == STARTING;
+
+	state = IDLE;
+	routes_copy(&served, &cand);
+	routes_clear(&cand);
+	good_gen = cand_gen;
+	have_good = live_ok = 1;
+	files_stale = 0;
+	reloads++;
+	retry_at = 0;
+	retry_ms = RETRY_MIN_MS;
+	observe_served(good_gen, started ? MV_CHANGE_START : MV_CHANGE_RELOAD,
+	    cand_wt, cand_t);
+	cand_wt = cand_t = 0;
+	/* what came meanwhile differs from served still: the next apply */
+	dirty_prune();
+	pending = ndirty > 0 || api_dirty || good_gen != feed.last;
+	ack();
+	log_info("serving generation %llu (%s): %zu api routes, %u ports",
+	    (unsigned long long)good_gen, started ? "started" : "reloaded",
+	    served.napi, served.nports);
+}
+
+/* The candidate failed: the last good serves, the table waits for a retry. */
+static void
+reload_failed(const char *what, const char *err)
+{
+	routes_clear(&cand);
+	/* its changes are not served: they still converge from then */
+	if (cand_wt != 0 && (pend_wt == 0 || cand_wt < pend_wt))
+		pend_wt = cand_wt;
+	if (cand_t != 0 && (pend_t == 0 || cand_t < pend_t))
+		pend_t = cand_t;
+	cand_wt = cand_t = 0;
+	restore_good();
+	failed(what, err);
+}
+
+/* The checker passed: the candidate is installed, and reloaded or started. */
 static void
 checked(void)
 {
@@ -297,18 +445,16 @@ checked(void)
 
 	if (rename(check_path, pc->config) == -1) {
 		snprintf(err, sizeof(err), "rename: %s", strerror(errno));
-		failed("install failed", err);
+		reload_failed("install failed", err);
 		return;
 	}
 	state = running ? RELOADING : STARTING;
 	rc = running ? proxy.ops->reload(&proxy, err, sizeof(err)) :
 	    proxy.ops->start(&proxy, err, sizeof(err));
 	if (rc == 0)
-		served(running ? MV_CHANGE_RELOAD : MV_CHANGE_START);
-	else if (rc == -1) {
-		restore_good();
-		failed(running ? "reload failed" : "start failed", err);
-	}
+		reload_done();
+	else if (rc == -1)
+		reload_failed(running ? "reload failed" : "start failed", err);
 }
 
 static void
@@ -318,11 +464,10 @@ check_failed(const char *err)
 
 	snprintf(what, sizeof(what), "%s refused it", proxy.ops->checker);
 	unlink(check_path);
-	restore_good();
-	failed(what, err);
+	reload_failed(what, err);
 }
 
-/* A job ended (job.c): the next step of the apply. */
+/* A job ended (job.c): the next step of the reload. */
 static void
 job_done(struct proxy *p, int rc, const char *err)
 {
@@ -337,52 +482,41 @@ job_done(struct proxy *p, int rc, const char *err)
 	case RELOADING:
 	case STARTING:
 		if (rc == 0)
-			served(state == RELOADING ? MV_CHANGE_RELOAD :
-			    MV_CHANGE_START);
-		else {
-			restore_good();
-			failed(state == RELOADING ? "reload failed" :
+			reload_done();
+		else
+			reload_failed(state == RELOADING ? "reload failed" :
 			    "start failed", err);
-		}
 		break;
 	case IDLE:
-		fatalx("a proxy job ended with no apply under way");
+		fatalx("a proxy job ended with no reload under way");
 	}
 }
 
 /*
- * Begin applying the latest generation received, unless a job runs or a
- * retry waits: at once when it is what is served or the runtime API can
- * make it so, else through a check and a reload (or start).
+ * The whole table through the checker, then a reload (or a start): jobs,
+ * on a copy of the table as it is now.
  */
 static void
-apply(void)
+apply_reload(void)
 {
 	char err[512];
 	int rc;
 
-	if (state != IDLE || want.type != EV_CONFIG ||
-	    (retry_at != 0 && now_ms() < retry_at))
-		return;
-	cur = want;
-	event_init(&want, EV_NONE);
-	if (proxy.ops->running(&proxy) && good != NULL &&
-	    strcmp(good, cur.text) == 0) {
-		/* the same text: nothing to reload, but a newer generation */
-		served(MV_CHANGE_SAME);
-		return;
-	}
-	if (proxy.ops->running(&proxy) && apply_live())
-		return;
+	routes_clear(&cand);
+	routes_copy(&cand, &table);
+	cand_gen = feed.last;
+	cand_wt = pend_wt;
+	cand_t = pend_t;
+	pend_wt = pend_t = 0;
 	snprintf(check_path, sizeof(check_path), "%s.check", pc->config);
-	if (write_config(check_path, cur.text, cur.textlen, 1) == -1 ||
-	    write_files(cur.text) == -1) {
+	if (write_config(check_path, &cand, 1) == -1 ||
+	    write_files(&cand) == -1) {
 		snprintf(err, sizeof(err), "%s", strerror(errno));
-		failed("write failed", err);
+		reload_failed("write failed", err);
 		return;
 	}
 	state = CHECKING;
-	log_info("generation %llu: %s checks it", (unsigned long long)cur.seq,
+	log_info("generation %llu: %s checks it", (unsigned long long)cand_gen,
 	    proxy.ops->checker);
 	if ((rc = proxy.ops->check(&proxy, check_path, err,
 	    sizeof(err))) == 0)
@@ -391,18 +525,65 @@ apply(void)
 		check_failed(err);
 }
 
-/* Apply what is served again, as a (re)start: the proxy died, or asks. */
-static void
-reapply_good(void)
+/*
+ * Bring the proxy to the table: nothing when the two tables agree, the
+ * runtime API when the driver can and the change is small, otherwise a
+ * reload.  Decided from the tables alone.  1 when more is to be done at
+ * once (the next slice).
+ */
+static int
+apply(void)
 {
-	if (state != IDLE || want.type == EV_CONFIG || good == NULL)
-		return;		/* a newer one is on its way in anyway */
-	event_init(&want, EV_CONFIG);
-	event_set_str(&want, F_KIND, pc->kind);
-	event_set_text(&want, good, strlen(good));
-	want.seq = good_gen;
-	free(good);
-	good = NULL;
+	int running;
+
+	if (state != IDLE || !pending || !feed.have || feed.syncing ||
+	    (retry_at != 0 && now_ms() < retry_at))
+		return 0;
+	running = proxy.ops->running(&proxy);
+	if (full_diff) {
+		diff_all();
+		full_diff = 0;
+	}
+	dirty_prune();
+	if (running && live_ok) {
+		if (ndirty == 0 && !api_dirty) {
+			now_served("unchanged");
+			return 0;
+		}
+		switch (apply_live()) {
+		case 0:
+			now_served("live");
+			return 0;
+		case 1:
+			return 1;
+		}
+	}
+	(void)running;
+	apply_reload();
+	return 0;
+}
+
+/*
+ * The files on disk follow what the runtime API did, so that a reload or a
+ * restart serves the same; written once the proxy serves the whole table.
+ */
+static void
+sync_files(void)
+{
+	if (!files_stale || pending)
+		return;
+	if (write_config(pc->config, &served, 0) == -1 ||
+	    write_files(&served) == -1)
+		log_warn("%s", pc->config);
+	files_stale = 0;
+}
+
+/* Serve the table again by a (re)start or reload: the proxy died, or asks. */
+static void
+reapply(void)
+{
+	live_ok = 0;
+	pending = 1;
 }
 
 static void
@@ -436,7 +617,7 @@ every_ack(void *arg)
 	ack();
 	if (proxy.ops->idle != NULL && state == IDLE &&
 	    proxy.ops->running(&proxy) && proxy.ops->idle(&proxy) == 1)
-		reapply_good();
+		reapply();
 }
 
 /* The job under way, as a source of the loop: its pipe, its next look. */
@@ -471,41 +652,42 @@ static const struct loop_source job_source = {
 	job_pollitems, job_dispatch, job_timeout
 };
 
-/* Its firing is a turn: the after-turn hook retries the apply. */
+/* Its firing is a turn: the after-turn hook applies (a retry, a slice). */
 static void
-retry_wake(void *arg)
+wake(void *arg)
 {
 	(void)arg;
 }
 
 /*
- * After each turn: a proxy that died gets back what it served, and the
- * latest CONFIG is applied (unless a job runs or a retry waits; then the
- * loop wakes for it).  Not asked during a job whether the proxy runs: a
- * master that re-executes itself for a reload is not itself in /proc for
- * a moment, and the job sees a real exit anyway.  Ready while the proxy
- * runs and serves a generation.
+ * After each turn: a proxy that died gets the table again, and the table
+ * is applied (unless a job runs or a retry waits; then the loop wakes for
+ * it; the next slice of a big change after the bus, at once).  Not asked
+ * during a job whether the proxy runs: a master that re-executes itself
+ * for a reload is not itself in /proc for a moment, and the job sees a
+ * real exit anyway.  Ready while the proxy runs and serves a table.
  */
 static void
 after_turn(void *arg)
 {
-	struct loop_timer *retry = arg;
+	struct loop_timer *t = arg;
 	uint64_t now;
 	int running;
 
-	if (state == IDLE && !proxy.ops->running(&proxy))
-		reapply_good();
-	apply();
-	if (retry_at != 0) {
+	if (state == IDLE && live_ok && !proxy.ops->running(&proxy))
+		reapply();	/* it died: bring it back */
+	if (apply())
+		loop_timer_set(t, 0);
+	else if (retry_at != 0) {
 		now = now_ms();
-		loop_timer_set(retry, retry_at > now ? retry_at - now : 0);
+		loop_timer_set(t, retry_at > now ? retry_at - now : 0);
 	}
 	if (state == IDLE) {
 		running = proxy.ops->running(&proxy);
-		if (running && good_gen != 0)
+		if (running && have_good)
 			health_set_ready(1, NULL);
 		else
-			health_set_ready(0, good_gen == 0 && !running ?
+			health_set_ready(0, !have_good ?
 			    "waiting for a first generation from renderd" :
 			    "waiting for the proxy to run again");
 	}
@@ -522,28 +704,31 @@ main(int argc, char **argv)
 	pc = config_proxy(&conf, d.proxy);
 	if (proxy_init(&proxy, &conf, pc) == -1)
 		fatalx("no driver for proxy kind %s", pc->kind);
-	event_init(&want, EV_NONE);
-	event_init(&cur, EV_NONE);
+	routes_init(&table, &conf);
+	routes_init(&served, &conf);
+	routes_init(&cand, &conf);
 	proxy.done = job_done;
 	/*
 	 * An adopted proxy may not serve what is on disk (an earlier applyd
-	 * may have died between rename and reload): with no last good text,
-	 * the first CONFIG reloads it for certain.
+	 * may have died between rename and reload): with no table served,
+	 * the first table reloads it for certain.
 	 */
 	proxy.ops->adopt(&proxy);
 
 	alloc_sock = bus_socket(ZMQ_DEALER);
 	if (bus_connect(alloc_sock, conf.alloc_in) == -1)
 		fatalx("cannot connect to allocd");
-	consumer_init(&feed, "renderd feed", pc->pub, pc->sync, 1, &feed_ops,
-	    NULL);
+	consumer_init(&feed, "renderd feed", pc->pub, pc->sync,
+	    CONSUMER_CHAINED, &feed_ops, NULL);
 	consumer_register(&feed);
 	loop_socket(alloc_sock, ZMQ_POLLIN, on_alloc_sock, NULL);
 	loop_signal(SIGCHLD, on_sigchld, NULL);
 	loop_source(&job_source, NULL);
 	loop_timer(ACK_EVERY_MS, 1, every_ack, NULL);
-	loop_after(after_turn, loop_timer(0, 0, retry_wake, NULL));
+	loop_after(after_turn, loop_timer(0, 0, wake, NULL));
 	loop_counter("apply_failures", &failures);
+	loop_counter("reloads", &reloads);
+	loop_counter("live_changes", &lives);
 	snprintf(ready, sizeof(ready), "applyd-%s", pc->name);
 	if (daemon_ready(&d, ready) == -1)
 		fatal("pid file");
@@ -560,8 +745,10 @@ main(int argc, char **argv)
 	consumer_close(&feed);
 	bus_close(alloc_sock);
 	zmq_ctx_term(bus_ctx());
-	event_free(&want);
-	event_free(&cur);
-	free(good);
+	log_info("%lu reloads, %lu live changes, %lu failures", reloads,
+	    lives, failures);
+	routes_clear(&table);
+	routes_clear(&served);
+	routes_clear(&cand);
 	return 0;
 }

@@ -410,5 +410,4 @@ const struct proxy_ops envoy_ops = {
 	envoy_reaped, envoy_stop,
 	NULL,	/* files: none before the check; install() writes them after */
 	NULL, NULL, NULL,	/* every change is an install */
-	NULL,
 };

@@ -241,110 +241,44 @@ haproxy_reload(struct proxy *p, char *err, size_t errlen)
 }
 
 static int
-haproxy_files(struct proxy *p, const char *text)
+haproxy_files(struct proxy *p, const struct routes *r)
 {
-	(void)p;
-	return hap_write_maps(text);
+	return hap_write_maps(p->conf, p->pc, r);
 }
 
 static int
-haproxy_update(struct proxy *p, const char *old, const char *new, char *err,
-    size_t errlen)
+haproxy_update(struct proxy *p, const struct routes *old,
+    const struct routes *new, const unsigned *ports, size_t nports, int api,
+    char *err, size_t errlen)
 {
-	return hap_update(p->stats_sock, old, new, err, errlen);
+	return hap_update(p->stats_sock, p->conf, p->pc, old, new, ports,
+	    nports, api, err, errlen);
 }
 
 /*
- * The `ports` frontend binds around the ports another program holds (see
- * held.c).  HAProxy's listeners set SO_REUSEPORT: a probe that sets it
- * too reads HAProxy's own ports as free.
+ * The `ports` frontend binds every workload port of the configuration
+ * but those another program holds (see held.c).  HAProxy's listeners set
+ * SO_REUSEPORT: a probe that sets it too reads HAProxy's own ports as
+ * free.
  */
 static struct held	busy;
 
-/* "\tbind ADDR:LO[-HI]" split; 0 if the line is not one. */
-static int
-bind_range(const char *line, char *ip, size_t iplen, unsigned *lo,
-    unsigned *hi)
+static const unsigned char *
+haproxy_busy(struct proxy *p, const struct routes *r, int probe)
 {
-	const char *a = line + 6, *colon = strrchr(a, ':');
+	unsigned k, n, port, before = busy.n;
 
-	if (strncmp(line, "\tbind ", 6) != 0 || colon == NULL ||
-	    held_addr(a, colon, ip, iplen) == -1)
-		return 0;
-	*hi = *lo = 0;
-	if (sscanf(colon + 1, "%u-%u", lo, hi) < 1 || *lo == 0 ||
-	    *lo > 65535 || *hi > 65535)
-		return 0;
-	if (*hi < *lo)
-		*hi = *lo;
-	return 1;
-}
-
-/* The bind lines for lo..hi without the busy ports. */
-static void
-bind_free(FILE *fp, const char *line, unsigned lo, unsigned hi)
-{
-	const char *colon = strrchr(line, ':');
-	unsigned p, from = 0;
-
-	for (p = lo; p <= hi + 1; p++) {
-		if (p <= hi && !held_has(&busy, p)) {
-			if (from == 0)
-				from = p;
-			continue;
-		}
-		if (from != 0) {
-			fprintf(fp, "%.*s:%u", (int)(colon - line), line, from);
-			if (p - 1 != from)
-				fprintf(fp, "-%u", p - 1);
-			fputc('\n', fp);
-		}
-		from = 0;
+	(void)r;
+	if (probe) {
+		held_reset(&busy, p->pc->listen, 1);
+		n = ports_count(&p->conf->ports);
+		for (k = 0; k < n; k++)
+			if (routes_port_allowed(p->conf,
+			    port = ports_nth(&p->conf->ports, k)))
+				held_probe(&busy, port);
+		held_log(&busy, before);
 	}
-}
-
-static char *
-haproxy_served(struct proxy *p, const char *text, int probe)
-{
-	const char *line, *end;
-	char ip[64], buf[256], *out = NULL;
-	size_t outlen = 0;
-	unsigned lo, hi, port, before = busy.n;
-	int ports = 0, cut = 0;
-	FILE *fp;
-
-	(void)p;
-	if (!probe && busy.n == 0)
-		return NULL;	/* the usual case: nothing to leave out */
-	if (probe)
-		held_reset(&busy, "", 1);
-	if ((fp = open_memstream(&out, &outlen)) == NULL)
-		return NULL;
-	for (line = text; *line != '\0'; line = end) {
-		end = line + strcspn(line, "\n");
-		if (*end == '\n')
-			end++;
-		if (*line != '\t' && *line != '\n')
-			ports = strncmp(line, "frontend ports\n", 15) == 0;
-		/* the line alone, without its newline */
-		if (ports) {
-			snprintf(buf, sizeof(buf), "%.*s", (int)(end - line),
-			    line);
-			buf[strcspn(buf, "\n")] = '\0';
-		}
-		if (!ports || !bind_range(buf, ip, sizeof(ip), &lo, &hi)) {
-			fwrite(line, 1, (size_t)(end - line), fp);
-			continue;
-		}
-		if (probe)
-			snprintf(busy.ip, sizeof(busy.ip), "%s", ip);
-		for (port = lo; probe && port <= hi; port++)
-			held_probe(&busy, port);
-		for (port = lo; !cut && port <= hi; port++)
-			cut = held_has(&busy, port);
-		bind_free(fp, buf, lo, hi);
-	}
-	return held_text(&busy, fp, &out, cut, probe, before);
+	return busy.n > 0 ? busy.bits : NULL;
 }
 
 static int
@@ -354,39 +288,10 @@ haproxy_idle(struct proxy *p)
 	return held_freed(&busy);
 }
 
-/* "backend p<port>" followed by its route's comment: a routed port. */
-static size_t
-haproxy_held(struct proxy *p, const char *text, uint16_t *ports, size_t max)
-{
-	static int warned;
-	const char *s;
-	unsigned long port;
-	size_t n = 0;
-	char *end;
-
-	(void)p;
-	if (busy.n == 0 || text == NULL)
-		return 0;
-	for (s = text; (s = strstr(s, "\nbackend p")) != NULL; s = end) {
-		port = strtoul(s + 10, &end, 10);
-		if (strncmp(end, "\n\t#", 3) != 0 || !held_has(&busy, port))
-			continue;
-		if (n == max) {
-			if (!warned++)
-				log_warnx("more than %zu routed ports are "
-				    "held by other programs; %lu and above "
-				    "are not reported", max, port);
-			break;
-		}
-		ports[n++] = (uint16_t)port;
-	}
-	return n;
-}
-
 /* SIGUSR1: soft stop, connections in flight finish (hard-stop-after) */
 const struct proxy_ops haproxy_ops = {
 	"haproxy", "haproxy -c", "haproxy", SIGUSR1, haproxy_init,
 	haproxy_check, haproxy_adopt, haproxy_start, haproxy_reload,
 	proxy_running, proxy_reaped, proxy_stop, haproxy_files,
-	haproxy_update, haproxy_idle, haproxy_served, haproxy_held,
+	haproxy_update, haproxy_idle, haproxy_busy,
 };

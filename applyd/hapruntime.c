@@ -4,10 +4,10 @@
  * renderd's HAProxy configuration binds the workload ports once and routes
  * each connection through a map: the port (or the SNI host) to a backend
  * that always exists, `p<port>` for every configured port and a slot
- * `api<n>` from a pool for the clusters (its SNI host in a `# sni HOST`
- * comment line).  What changes from one generation to the next is then
- * almost always only the servers inside those backends and which keys the
- * maps hold, and both change through the runtime API:
+ * `api<n>` from a pool for the clusters (renderd/haproxy.c).  What changes
+ * from one route table to the next is then almost always only the servers
+ * inside those backends and which keys the maps hold, and both change
+ * through the runtime API:
  *	add server B/S ADDR ARGS; enable server B/S [; enable health B/S]
  *	set server B/S weight W
  *	set server B/S state maint; del server B/S
@@ -18,16 +18,13 @@
  * server that still carries connections cannot be deleted yet: it stays in
  * maintenance (no new connection reaches it) and is deleted later.
  *
- * Everything else (the skeleton: every line but the server lines) changing
- * means a reload, and so does a slot that changes hands (another host in
- * the same backend): the map would point the old host at the new servers
- * for a moment.  The maps on disk are derived from the configuration, so
- * a reload or a restart routes exactly as the runtime API did.
- *
- * A generation is the whole text (~2 MB at 10,000 ports) but changes a
- * few backends: only the sections between the first and the last byte
- * that differ are parsed and compared, which is the same as comparing the
- * whole texts, since everything around them is the same in both.
+ * The change is computed from two route tables, never from text: the
+ * commands say what the HAProxy renderer would write for the new table
+ * (its slots, its server arguments).  What the runtime API cannot do means
+ * a reload: the pool of API slots resized, a slot that changes hands (the
+ * map would point the old host at the new servers for a moment), health
+ * checks turned on or off.  The maps on disk are written from the table,
+ * so a reload or a restart routes exactly as the runtime API did.
  */
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -49,24 +46,21 @@
 #define CLI_TIMEOUT_MS	5000
 #define DRAIN_MAX	4096
 
+/* One server of a backend, as the renderer writes it. */
 struct server {
-	const char	*backend;	/* points into the parsed copy */
-	const char	*name;
-	const char	*args;		/* what follows the name */
-	const char	*sni;		/* an API slot's host, or NULL */
+	char		name[EV_IPLEN + 8];	/* ip_port */
+	char		addr[EV_IPLEN + 8];	/* ip:port, [ip6]:port */
+	const char	*ip;			/* in the table */
+	unsigned	port;
+	int		weight;			/* -1: an API slot's */
 };
 
-struct parsed {
-	char		*copy;		/* the text, cut into strings */
-	char		*skel;		/* every line but server lines */
-	size_t		 skellen;
-	struct server	*srv;		/* sorted by backend, then name */
-	size_t		 nsrv;
-	const char	*ports_map;	/* from the frontends' use_backend */
-	const char	*api_map;
+struct backend_srv {
+	struct server	*srv;			/* sorted by name */
+	size_t		 n;
 };
 
-/* The map files the frontends route by. */
+/* The map files the frontends route by (renderd/haproxy.c names them). */
 struct maps {
 	char		 ports[PATH_MAX];
 	char		 api[PATH_MAX];
@@ -76,248 +70,75 @@ struct maps {
 static char	*draining[DRAIN_MAX];
 static size_t	 ndraining;
 
+static void
+maps_paths(const struct config *c, const struct proxy_conf *px,
+    struct maps *m)
+{
+	snprintf(m->ports, sizeof(m->ports), "%s/%s-ports.map", c->run_dir,
+	    px->name);
+	snprintf(m->api, sizeof(m->api), "%s/%s-api.map", c->run_dir,
+	    px->name);
+}
+
 static int
 cmp_server(const void *x, const void *y)
 {
-	const struct server *a = x, *b = y;
-	int c = strcmp(a->backend, b->backend);
-
-	return c != 0 ? c : strcmp(a->name, b->name);
-}
-
-/*
- * A section starts at the first column of a line with anything but a tab,
- * a comment or nothing (as parse() reads it).
- */
-static int
-section_at(const char *t, size_t i)
-{
-	return (i == 0 || t[i - 1] == '\n') && t[i] != '\t' && t[i] != '#' &&
-	    t[i] != '\n' && t[i] != '\0';
-}
-
-/*
- * The map files named by the frontends' use_backend lines, from the whole
- * text (the changed part seldom holds the frontends); the scan stops once
- * both are known, and renderd writes the frontends before the port
- * backends.  An empty string for one that is missing.
- */
-static void
-frontend_maps(const char *text, struct maps *m)
-{
-	const char *s = text, *line, *end, *p, *e;
-	char *to;
-
-	m->ports[0] = m->api[0] = '\0';
-	while (m->ports[0] == '\0' || m->api[0] == '\0') {
-		if (strncmp(s, "frontend ", 9) != 0 ||
-		    !section_at(text, (size_t)(s - text))) {
-			if ((s = strstr(s, "\nfrontend ")) == NULL)
-				return;
-			s++;
-		}
-		/* its lines, up to the next section */
-		for (line = s; *line != '\0'; line = end + (*end == '\n')) {
-			end = line + strcspn(line, "\n");
-			if (line != s && section_at(line, 0))
-				break;
-			if (strncmp(line, "\tuse_backend ", 13) != 0 ||
-			    (p = memmem(line, (size_t)(end - line), "map(",
-			    4)) == NULL ||
-			    (e = memchr(p, ')', (size_t)(end - p))) == NULL ||
-			    (size_t)(e - p - 4) >= sizeof(m->ports))
-				continue;
-			if (memmem(line, (size_t)(end - line), "dst_port",
-			    8) != NULL)
-				to = m->ports;
-			else if (memmem(line, (size_t)(end - line),
-			    "req_ssl_sni", 11) != NULL)
-				to = m->api;
-			else
-				continue;
-			memcpy(to, p + 4, (size_t)(e - p - 4));
-			to[e - p - 4] = '\0';
-		}
-		s = line;
-	}
-}
-
-/*
- * Where old and new differ, in whole sections: the first *at bytes and
- * the last *tail bytes of each are the same in both, and the parts in
- * between start and end at a section (or the text's ends).
- */
-static void
-changed(const char *o, size_t olen, const char *n, size_t nlen, size_t *at,
-    size_t *tail)
-{
-	size_t min = olen < nlen ? olen : nlen, p = 0, s = 0, q, c;
-
-	/* memcmp a block at a time, then find the byte in the block */
-	for (c = 4096; p < min; p += c) {
-		if (c > min - p)
-			c = min - p;
-		if (memcmp(o + p, n + p, c) != 0)
-			break;
-	}
-	while (p < min && o[p] == n[p])
-		p++;
-	for (c = 4096; s < min - p; s += c) {
-		if (c > min - p - s)
-			c = min - p - s;
-		if (memcmp(o + olen - s - c, n + nlen - s - c, c) != 0)
-			break;
-	}
-	while (s < min - p && o[olen - s - 1] == n[nlen - s - 1])
-		s++;
-	/*
-	 * Widen to sections whose first byte and the newline before it lie
-	 * in the common part, so they start at the same place in both.
-	 */
-	for (q = p; q > 0 && !section_at(n, q - 1); q--)
-		;
-	*at = q > 0 ? q - 1 : 0;
-	for (q = nlen - s + 1; q < nlen && !section_at(n, q); q++)
-		;
-	*tail = q < nlen ? nlen - q : 0;
+	return strcmp(((const struct server *)x)->name,
+	    ((const struct server *)y)->name);
 }
 
 static void
-parsed_free(struct parsed *c)
+server_set(struct server *s, const char *ip, unsigned port, int weight)
 {
-	free(c->copy);
-	free(c->skel);
-	free(c->srv);
-	memset(c, 0, sizeof(*c));
+	snprintf(s->name, sizeof(s->name), "%s_%u", ip, port);
+	route_addr(s->addr, sizeof(s->addr), ip, port);
+	s->ip = ip;
+	s->port = port;
+	s->weight = weight;
 }
 
-/*
- * Split a rendered configuration into its skeleton and its servers.  Only
- * renderd's own output is ever parsed here: sections start at column 0,
- * their lines with a tab.
- */
-static int
-parse(struct parsed *c, const char *text, size_t len)
+/* The servers of backend p<port> for pr (NULL: none). */
+static void
+port_servers(const struct port_route *pr, struct backend_srv *b)
 {
-	char *line, *next, *section = NULL, *name, *args, *sni = NULL;
-	size_t cap = 0, i, n;
-	struct server *ns;
+	size_t j;
+	int w;
 
-	memset(c, 0, sizeof(*c));
-	if ((c->copy = malloc(len + 1)) == NULL ||
-	    (c->skel = malloc(len + 1)) == NULL)
-		fatal("parse");
-	memcpy(c->copy, text, len);
-	c->copy[len] = '\0';
-	for (line = c->copy; line != NULL && *line != '\0'; line = next) {
-		if ((next = strchr(line, '\n')) != NULL)
-			*next++ = '\0';
-		if (*line != '\t' && *line != '#' && *line != '\0') {
-			section = line;
-			sni = NULL;
-			if (strncmp(line, "backend ", 8) == 0)
-				section = line + 8;
-		}
-		if (section != NULL && strncmp(line, "\tserver ", 8) == 0 &&
-		    section != line) {
-			name = line + 8;
-			if ((args = strchr(name, ' ')) == NULL)
-				goto bad;
-			*args++ = '\0';
-			if (c->nsrv == cap) {
-				cap = cap ? cap * 2 : 256;
-				if ((ns = reallocarray(c->srv, cap,
-				    sizeof(*ns))) == NULL)
-					fatal("parse");
-				c->srv = ns;
-			}
-			c->srv[c->nsrv++] = (struct server){ section, name,
-			    args, sni };
-			continue;
-		}
-		if (strncmp(line, "\t# sni ", 7) == 0)
-			sni = line + 7;
-		if (strncmp(line, "\t#", 2) == 0)
-			continue;	/* what a route is, for people only */
-		n = strlen(line);
-		memcpy(c->skel + c->skellen, line, n);
-		c->skellen += n;
-		c->skel[c->skellen++] = '\n';
-	}
-	c->skel[c->skellen] = '\0';
-	/* renderd's order is usually sorted already: check before sorting */
-	for (i = 1; i < c->nsrv; i++)
-		if (cmp_server(&c->srv[i - 1], &c->srv[i]) > 0) {
-			qsort(c->srv, c->nsrv, sizeof(*c->srv), cmp_server);
-			break;
-		}
-	return 0;
- bad:
-	parsed_free(c);
-	return -1;
+	memset(b, 0, sizeof(*b));
+	if (pr == NULL || pr->nbackends == 0)
+		return;
+	if ((b->srv = calloc(pr->nbackends, sizeof(*b->srv))) == NULL)
+		fatal("port_servers");
+	for (j = 0; j < pr->nbackends; j++)
+		if ((w = haproxy_merged_weight(pr, j)) != -1)
+			server_set(&b->srv[b->n++], pr->backends[j].ip,
+			    pr->backends[j].port, w);
+	qsort(b->srv, b->n, sizeof(*b->srv), cmp_server);
 }
 
-/*
- * The index of the next backend's first server in c.  A backend's servers
- * are adjacent (c->srv is sorted) and share one pointer into the copy.
- */
-static size_t
-next_backend(const struct parsed *c, size_t i)
+/* The servers of an API slot holding a (NULL: none). */
+static void
+api_servers(const struct api_route *a, struct backend_srv *b)
 {
-	const char *b = c->srv[i].backend;
+	size_t j;
 
-	while (++i < c->nsrv && c->srv[i].backend == b)
-		;
-	return i;
+	memset(b, 0, sizeof(*b));
+	if (a == NULL || a->nmasters == 0)
+		return;
+	if ((b->srv = calloc(a->nmasters, sizeof(*b->srv))) == NULL)
+		fatal("api_servers");
+	for (j = 0; j < a->nmasters; j++)
+		if (!api_master_seen(a, j))
+			server_set(&b->srv[b->n++], a->masters[j], a->mport, -1);
+	qsort(b->srv, b->n, sizeof(*b->srv), cmp_server);
 }
 
-/* The map key of a server's backend, or NULL when no map routes to it. */
-static const char *
-map_key(const struct parsed *c, const struct server *s, const char **map)
-{
-	if (c->ports_map != NULL && s->backend[0] == 'p' &&
-	    s->backend[1] >= '0' && s->backend[1] <= '9') {
-		*map = c->ports_map;
-		return s->backend + 1;
-	}
-	if (c->api_map != NULL && s->sni != NULL) {
-		*map = c->api_map;
-		return s->sni;
-	}
-	return NULL;
-}
-
-/* A backend in both whose map key changed: a slot that changed hands. */
-static int
-rekeyed(const struct parsed *o, const struct parsed *n)
-{
-	const struct server *a, *b;
-	size_t i = 0, j = 0;
-	int c;
-
-	while (i < o->nsrv && j < n->nsrv) {
-		a = &o->srv[i];
-		b = &n->srv[j];
-		c = strcmp(a->backend, b->backend);
-		if (c == 0 && (a->sni == NULL || b->sni == NULL ?
-		    a->sni != b->sni : strcmp(a->sni, b->sni) != 0))
-			return 1;
-		if (c <= 0)
-			i = next_backend(o, i);
-		if (c >= 0)
-			j = next_backend(n, j);
-	}
-	return 0;
-}
-
-/* A map file's temporary twin, open for writing; NULL when none is named. */
+/* A map file's temporary twin, open for writing. */
 static FILE *
 map_open(const char *path)
 {
 	char tmp[PATH_MAX + 8];
 
-	if (*path == '\0')
-		return NULL;
 	snprintf(tmp, sizeof(tmp), "%s.new", path);
 	return fsafe_fopen(tmp, 0600);
 }
@@ -328,7 +149,7 @@ map_close(FILE *fp, const char *path, int rc)
 	char tmp[PATH_MAX + 8];
 
 	if (fp == NULL)
-		return rc;
+		return -1;
 	snprintf(tmp, sizeof(tmp), "%s.new", path);
 	if (fflush(fp) != 0 || fsync(fileno(fp)) == -1)
 		rc = -1;
@@ -340,50 +161,40 @@ map_close(FILE *fp, const char *path, int rc)
 }
 
 /*
- * Write the map files atomically: each backend with servers, by its key,
- * in the text's order.  One pass over the lines, no parse.
+ * Write the map files atomically from the table: each backend with
+ * servers, by its key (the port; a slot's SNI host).
  */
 int
-hap_write_maps(const char *text)
+hap_write_maps(const struct config *c, const struct proxy_conf *px,
+    const struct routes *r)
 {
-	struct parsed keys = { 0 };
+	const struct api_route *a;
 	struct maps m;
-	const char *line, *end, *next, *b = NULL, *key, *map;
-	char name[512], sni[256];
-	struct server srv;
+	size_t s, pool;
+	unsigned p;
+	long *slot;
 	FILE *pf, *af;
-	int rc = 0, done = 0;
+	int rc = 0;
 
-	frontend_maps(text, &m);
-	keys.ports_map = m.ports[0] != '\0' ? m.ports : NULL;
-	keys.api_map = m.api[0] != '\0' ? m.api : NULL;
+	maps_paths(c, px, &m);
+	if ((slot = haproxy_api_slots(r, &pool)) == NULL)
+		return -1;
 	pf = map_open(m.ports);
 	af = map_open(m.api);
-	if ((m.ports[0] != '\0' && pf == NULL) ||
-	    (m.api[0] != '\0' && af == NULL))
+	if (pf == NULL || af == NULL)
 		rc = -1;
-	for (line = text; rc == 0 && *line != '\0'; line = next) {
-		end = line + strcspn(line, "\n");
-		next = end + (*end == '\n');
-		if (section_at(line, 0)) {
-			b = strncmp(line, "backend ", 8) == 0 ? line + 8 : NULL;
-			done = 0;
-			sni[0] = '\0';
-		}
-		if (b != NULL && strncmp(line, "\t# sni ", 7) == 0)
-			snprintf(sni, sizeof(sni), "%.*s", (int)(end - line - 7),
-			    line + 7);
-		if (b == NULL || done || strncmp(line, "\tserver ", 8) != 0)
+	for (s = 0; rc == 0 && s < pool; s++) {
+		if (slot[s] == -1)
 			continue;
-		done = 1;	/* one entry a backend */
-		snprintf(name, sizeof(name), "%.*s", (int)(strcspn(b, "\n")),
-		    b);
-		srv = (struct server){ name, NULL, NULL,
-		    sni[0] != '\0' ? sni : NULL };
-		if ((key = map_key(&keys, &srv, &map)) == NULL)
-			continue;
-		fprintf(map == m.ports ? pf : af, "%s %s\n", key, name);
+		a = &r->api[slot[s]];
+		if (a->nmasters > 0)
+			fprintf(af, "%s api%zu\n", a->host, s);
 	}
+	for (p = 0; rc == 0 && p < 65536; p++)
+		if (r->ports[p] != NULL && r->ports[p]->nbackends > 0 &&
+		    routes_port_allowed(c, p))
+			fprintf(pf, "%u p%u\n", p, p);
+	free(slot);
 	rc = map_close(pf, m.ports, rc);
 	rc = map_close(af, m.api, rc);
 	if (rc == -1)
@@ -529,186 +340,255 @@ srv_remove(struct cli *cl, const char *backend, const char *name, char *err,
 	return 0;
 }
 
-/* "weight N" in a server's arguments, or 1. */
-static unsigned
-weight_of(const char *args)
-{
-	const char *w = strstr(args, " weight ");
-
-	return w != NULL ? (unsigned)strtoul(w + 8, NULL, 10) : 1;
-}
+/* One backend's change, old and new, and its map key. */
+struct bchange {
+	char			 backend[32];
+	const char		*map;
+	char			 key[256];
+	struct backend_srv	 o, n;
+	/* what the new servers' arguments come from: one of the two */
+	const struct port_route	*pr;
+	const struct api_route	*api;
+};
 
 static int
-srv_add(struct cli *cl, const struct server *s, char *err, size_t errlen)
+srv_add(struct cli *cl, const char *backend, const struct bchange *bc,
+    const struct server *s, const struct haproxy_checkplan *cp, char *err,
+    size_t errlen)
 {
-	char key[512], why[256];
+	char key[512], why[256], args[256];
+	int check = haproxy_checkplan_checks(cp);
 	size_t at;
 
-	snprintf(key, sizeof(key), "%s/%s", s->backend, s->name);
+	snprintf(key, sizeof(key), "%s/%s", backend, s->name);
+	if (s->weight == -1)
+		haproxy_api_server_args(args, sizeof(args), cp, bc->api, s->ip,
+		    s->port);
+	else
+		haproxy_server_args(args, sizeof(args), cp, bc->pr, s->weight,
+		    s->ip, s->port);
 	if (is_draining(key, &at)) {
 		/* still there from before, in maintenance: bring it back */
 		undrain(at);
 		if (cli_do(cl, why, sizeof(why), "del server %s", key) == -1)
-			return cli_do(cl, err, errlen, "set server %s weight "
-			    "%u", key, weight_of(s->args)) == -1 ? -1 :
-			    cli_do(cl, err, errlen, "set server %s state ready",
-			    key);
+			return (s->weight != -1 && cli_do(cl, err, errlen,
+			    "set server %s weight %d", key, s->weight) == -1) ?
+			    -1 : cli_do(cl, err, errlen, "set server %s state "
+			    "ready", key);
 	}
-	if (cli_do(cl, err, errlen, "add server %s %s", key, s->args) == -1 ||
+	if (cli_do(cl, err, errlen, "add server %s %s%s", key, s->addr,
+	    args) == -1 ||
 	    cli_do(cl, err, errlen, "enable server %s", key) == -1)
 		return -1;
-	if (strstr(s->args, " check") != NULL &&
+	/* an API slot's servers are always checked, a port's while they fit */
+	if ((s->weight == -1 || check) &&
 	    cli_do(cl, err, errlen, "enable health %s", key) == -1)
 		return -1;
 	return 0;
 }
 
-/* The arguments but the weight are the same: a weight can be set live. */
-static int
-same_but_weight(const char *a, const char *b)
-{
-	const char *wa = strstr(a, " weight "), *wb = strstr(b, " weight ");
-	size_t la, lb;
-
-	if (wa == NULL || wb == NULL)
-		return strcmp(a, b) == 0;
-	la = (size_t)(wa - a);
-	lb = (size_t)(wb - b);
-	wa += 8 + strspn(wa + 8, "0123456789");
-	wb += 8 + strspn(wb + 8, "0123456789");
-	return la == lb && memcmp(a, b, la) == 0 && strcmp(wa, wb) == 0;
-}
-
 /*
- * Map changes, one merged pass over both: add = 1 for the keys of the
- * backends with servers in to and none in from; 0 to delete them.
+ * The commands for one backend, from servers o to n.  adding: the servers
+ * new in n, and new weights; otherwise the servers gone from o.
  */
 static int
-maps_change(struct cli *cl, const struct parsed *from, const struct parsed *to,
-    int add, char *err, size_t errlen)
+backend_change(struct cli *cl, const struct bchange *bc, int adding,
+    const struct haproxy_checkplan *cp, char *err, size_t errlen)
 {
-	const struct server *b;
-	const char *key, *map;
-	size_t i = 0, j = 0;
-	int c;
-
-	while (j < to->nsrv) {
-		b = &to->srv[j];
-		c = i == from->nsrv ? 1 : strcmp(from->srv[i].backend,
-		    b->backend);
-		if (c <= 0)
-			i = next_backend(from, i);
-		if (c < 0)
-			continue;
-		j = next_backend(to, j);
-		if (c == 0 || (key = map_key(to, b, &map)) == NULL)
-			continue;
-		if (add && cli_do(cl, err, errlen, "add map %s %s %s", map,
-		    key, b->backend) == -1)
-			return -1;
-		if (!add && cli_do(cl, err, errlen, "del map %s %s", map,
-		    key) == -1)
-			return -1;
-	}
-	return 0;
-}
-
-/*
- * One pass over the servers of o and n, both sorted: adding (the servers
- * new in n, and new weights), or removing (the servers gone from o).  0,
- * 1 when a server changed more than its weight (a reload), -1 on error.
- */
-static int
-servers_change(struct cli *cl, const struct parsed *o, const struct parsed *n,
-    int adding, char *err, size_t errlen)
-{
+	const struct backend_srv *o = &bc->o, *n = &bc->n;
+	const char *backend = bc->backend;
 	const struct server *a, *b;
 	size_t i = 0, j = 0;
 	int c;
 
-	while (i < o->nsrv || j < n->nsrv) {
-		c = i == o->nsrv ? 1 : j == n->nsrv ? -1 :
-		    cmp_server(&o->srv[i], &n->srv[j]);
-		a = &o->srv[i];
-		b = &n->srv[j];
+	while (i < o->n || j < n->n) {
+		/* an empty side has no array at all */
+		a = i < o->n ? &o->srv[i] : NULL;
+		b = j < n->n ? &n->srv[j] : NULL;
+		c = a == NULL ? 1 : b == NULL ? -1 : cmp_server(a, b);
 		if (c < 0) {
-			if (!adding && srv_remove(cl, a->backend, a->name, err,
+			if (!adding && srv_remove(cl, backend, a->name, err,
 			    errlen) == -1)
 				return -1;
 			i++;
 			continue;
 		}
 		if (c > 0) {
-			if (adding && srv_add(cl, b, err, errlen) == -1)
+			if (adding && srv_add(cl, backend, bc, b, cp, err,
+			    errlen) == -1)
 				return -1;
 			j++;
 			continue;
 		}
-		if (adding && strcmp(a->args, b->args) != 0) {
-			if (!same_but_weight(a->args, b->args))
-				return 1;
-			if (cli_do(cl, err, errlen, "set server %s/%s weight %u",
-			    b->backend, b->name, weight_of(b->args)) == -1)
-				return -1;
-		}
+		if (adding && a->weight != b->weight && cli_do(cl, err, errlen,
+		    "set server %s/%s weight %d", backend, b->name,
+		    b->weight) == -1)
+			return -1;
 		i++;
 		j++;
 	}
 	return 0;
 }
 
-int
-hap_update(const char *sock, const char *old, const char *new, char *err,
-    size_t errlen)
+
+static void
+bchanges_free(struct bchange *bc, size_t n)
 {
-	struct parsed o, n;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free(bc[i].o.srv);
+		free(bc[i].n.srv);
+	}
+	free(bc);
+}
+
+/*
+ * The API slots' changes into bc (room for pool entries); their number,
+ * or -1 when only a reload can make the change.
+ */
+static long
+api_changes(const struct routes *old, const struct routes *new,
+    const struct maps *m, struct bchange *bc, size_t *pool)
+{
+	const struct api_route *a, *b;
+	size_t s, opool, n = 0;
+	long *os, *ns;
+
+	if ((os = haproxy_api_slots(old, &opool)) == NULL)
+		return -1;
+	if ((ns = haproxy_api_slots(new, pool)) == NULL || opool != *pool) {
+		free(os);
+		free(ns);
+		return -1;	/* the pool resized: every slot moves */
+	}
+	for (s = 0; s < *pool; s++) {
+		a = os[s] == -1 ? NULL : &old->api[os[s]];
+		b = ns[s] == -1 ? NULL : &new->api[ns[s]];
+		if (a == NULL && b == NULL)
+			continue;
+		if (a != NULL && b != NULL && (strcmp(a->cluster,
+		    b->cluster) != 0 || strcmp(a->host, b->host) != 0)) {
+			n = (size_t)-1;		/* changes hands: reload */
+			break;
+		}
+		snprintf(bc[n].backend, sizeof(bc[n].backend), "api%zu", s);
+		bc[n].map = m->api;
+		snprintf(bc[n].key, sizeof(bc[n].key), "%s",
+		    (b != NULL ? b : a)->host);
+		api_servers(a, &bc[n].o);
+		api_servers(b, &bc[n].n);
+		bc[n].api = b;
+		n++;
+	}
+	free(os);
+	free(ns);
+	return n == (size_t)-1 ? -1 : (long)n;
+}
+
+int
+hap_needs_reload(const struct config *c, const struct proxy_conf *px,
+    const struct routes *old, const struct routes *new, int api)
+{
+	struct haproxy_checkplan *ocp, *ncp;
+	long *os, *ns;
+	size_t opool, npool, s;
+	int rc = 0;
+
+	if ((ocp = haproxy_checkplan(old, c, px)) == NULL ||
+	    (ncp = haproxy_checkplan(new, c, px)) == NULL)
+		fatal("hap_needs_reload");
+	/* servers' arguments change: checks on or off, a cluster's interval */
+	rc = haproxy_checkplans_differ(ocp, ncp);
+	haproxy_checkplan_free(ocp);
+	haproxy_checkplan_free(ncp);
+	if (rc || !api)
+		return rc;
+	if ((os = haproxy_api_slots(old, &opool)) == NULL ||
+	    (ns = haproxy_api_slots(new, &npool)) == NULL)
+		fatal("hap_needs_reload");
+	if (opool != npool)
+		rc = 1;		/* the pool resized: every slot moves */
+	for (s = 0; rc == 0 && s < npool; s++)
+		if (os[s] != -1 && ns[s] != -1 &&
+		    (strcmp(old->api[os[s]].cluster,
+		    new->api[ns[s]].cluster) != 0 ||
+		    strcmp(old->api[os[s]].host, new->api[ns[s]].host) != 0))
+			rc = 1;	/* a slot changes hands */
+	free(os);
+	free(ns);
+	return rc;
+}
+
+int
+hap_update(const char *sock, const struct config *c,
+    const struct proxy_conf *px, const struct routes *old,
+    const struct routes *new, const unsigned *ports, size_t nports, int api,
+    char *err, size_t errlen)
+{
+	struct haproxy_checkplan *cp;
+	struct bchange *bc;
 	struct maps m;
 	struct cli cl;
-	size_t olen = strlen(old), nlen = strlen(new), at, tail;
-	int rc = -1;
+	size_t i, n = 0, pool = 0;
+	long na = 0;
+	int rc = -1, pass;
 
-	frontend_maps(new, &m);
-	if (m.ports[0] == '\0' || m.api[0] == '\0')
-		return 1;	/* not the skeleton renderd writes: a reload */
-	changed(old, olen, new, nlen, &at, &tail);
-	if (parse(&o, old + at, olen - tail - at) == -1)
+	if (hap_needs_reload(c, px, old, new, api))
 		return 1;
-	if (parse(&n, new + at, nlen - tail - at) == -1) {
-		parsed_free(&o);
+	maps_paths(c, px, &m);
+	/* the pool is the smallest power of 2 from 16 above 2 x clusters */
+	if ((bc = calloc(nports + (api ? 4 * new->napi + 16 : 0) + 1,
+	    sizeof(*bc))) == NULL)
+		fatal("hap_update");
+	if (api && (na = api_changes(old, new, &m, bc, &pool)) == -1) {
+		bchanges_free(bc, 0);
 		return 1;
 	}
-	o.ports_map = n.ports_map = m.ports;
-	o.api_map = n.api_map = m.api;
-	if (o.skellen != n.skellen ||
-	    memcmp(o.skel, n.skel, o.skellen) != 0 || rekeyed(&o, &n)) {
-		rc = 1;		/* not only servers and keys: a reload */
-		goto done;
+	n = (size_t)na;
+	for (i = 0; i < nports; i++) {
+		snprintf(bc[n].backend, sizeof(bc[n].backend), "p%u", ports[i]);
+		bc[n].map = m.ports;
+		snprintf(bc[n].key, sizeof(bc[n].key), "%u", ports[i]);
+		port_servers(old->ports[ports[i]], &bc[n].o);
+		port_servers(new->ports[ports[i]], &bc[n].n);
+		bc[n].pr = new->ports[ports[i]];
+		n++;
 	}
 	if (cli_open(&cl, sock) == -1) {
 		snprintf(err, errlen, "runtime API %s: %s", sock,
 		    strerror(errno));
-		goto done;
+		bchanges_free(bc, n);
+		return -1;
 	}
-	/* map keys that go, first: no new connection for what leaves */
-	if (maps_change(&cl, &n, &o, 0, err, errlen) == -1)
-		goto out;
+	/* the new servers' arguments, exactly as the renderer writes them */
+	if ((cp = haproxy_checkplan(new, c, px)) == NULL)
+		fatal("hap_update");
 	/*
-	 * Servers that come, then servers that go: a backend re-pointed
-	 * from one address to another is never empty in between.
+	 * The map keys that go, first: no new connection for what leaves.
+	 * Then the servers that come, then the servers that go: a backend
+	 * re-pointed from one address to another is never empty in between.
+	 * The keys that appear, last: their servers are in place.
 	 */
-	if ((rc = servers_change(&cl, &o, &n, 1, err, errlen)) != 0 ||
-	    (rc = servers_change(&cl, &o, &n, 0, err, errlen)) != 0)
-		goto out;
-	rc = -1;
-	/* and the keys that appear, last: their servers are in place */
-	if (maps_change(&cl, &o, &n, 1, err, errlen) == -1)
-		goto out;
+	for (i = 0; i < n; i++)
+		if (bc[i].o.n > 0 && bc[i].n.n == 0 && cli_do(&cl, err, errlen,
+		    "del map %s %s", bc[i].map, bc[i].key) == -1)
+			goto out;
+	for (pass = 1; pass >= 0; pass--)
+		for (i = 0; i < n; i++)
+			if (backend_change(&cl, &bc[i], pass, cp, err,
+			    errlen) == -1)
+				goto out;
+	for (i = 0; i < n; i++)
+		if (bc[i].o.n == 0 && bc[i].n.n > 0 && cli_do(&cl, err, errlen,
+		    "add map %s %s %s", bc[i].map, bc[i].key,
+		    bc[i].backend) == -1)
+			goto out;
 	rc = 0;
  out:
+	haproxy_checkplan_free(cp);
 	close(cl.fd);
- done:
-	parsed_free(&o);
-	parsed_free(&n);
+	bchanges_free(bc, n);
 	return rc;
 }
 

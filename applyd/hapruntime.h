@@ -6,16 +6,30 @@
 
 #include <stddef.h>
 
-/*
- * Apply the change from configuration old to new through the worker's
- * runtime API at sock: 0 done, 1 it needs a reload (more than servers and
- * map keys changed), -1 the API refused something (reason in err: reload).
- */
-int	hap_update(const char *sock, const char *old, const char *new,
-	    char *err, size_t);
+#include "routes.h"
 
-/* Write the map files a configuration names, derived from its backends. */
-int	hap_write_maps(const char *text);
+/*
+ * Apply the change from route table old to new, for the ports listed and,
+ * with api, the API routes, through the worker's runtime API at sock: 0
+ * done, 1 it needs a reload (more than servers and map keys change), -1
+ * the API refused something (reason in err: reload).
+ */
+int	hap_update(const char *sock, const struct config *,
+	    const struct proxy_conf *, const struct routes *old,
+	    const struct routes *new, const unsigned *ports, size_t nports,
+	    int api, char *err, size_t);
+
+/*
+ * Is a reload the only way from table old to new (api: the API routes
+ * changed)?  Health checks turned on or off, the pool of API slots
+ * resized, or a slot that changes hands.  Decided from the tables alone.
+ */
+int	hap_needs_reload(const struct config *, const struct proxy_conf *,
+	    const struct routes *old, const struct routes *new, int api);
+
+/* Write the map files the HAProxy renderer names, from the table. */
+int	hap_write_maps(const struct config *, const struct proxy_conf *,
+	    const struct routes *);
 
 /* Delete the servers left in maintenance whose connections have ended. */
 void	hap_drain(const char *sock);

@@ -37,23 +37,6 @@ held_reset(struct held *h, const char *ip, int reuseport)
 }
 
 int
-held_addr(const char *a, const char *colon, char *ip, size_t iplen)
-{
-	size_t n;
-
-	if (*a == '[')
-		a++;
-	if (colon <= a)
-		return -1;
-	n = (size_t)(colon - a) - (colon[-1] == ']');
-	if (n == 0 || n >= iplen)
-		return -1;
-	memcpy(ip, a, n);
-	ip[n] = '\0';
-	return 0;
-}
-
-int
 held_has(const struct held *h, unsigned port)
 {
 	return port < 65536 && HELD_BIT(h->bits, port) != 0;
@@ -141,19 +124,6 @@ held_freed(const struct held *h)
 			return 1;
 		}
 	return 0;
-}
-
-char *
-held_text(const struct held *h, FILE *fp, char **out, int cut, int probe,
-    unsigned before)
-{
-	if (fclose(fp) != 0 || !cut) {
-		free(*out);
-		*out = NULL;
-	}
-	if (probe)
-		held_log(h, before);
-	return *out;
 }
 
 static int

@@ -20,21 +20,12 @@ struct held {
 /* Start a new probe on ip; what was held is forgotten. */
 void	 held_reset(struct held *, const char *ip, int reuseport);
 int	 held_has(const struct held *, unsigned port);
-/* The address of "ADDR:PORT" or "[ADDR]:PORT" (colon: the last ':'). */
-int	 held_addr(const char *s, const char *colon, char *ip, size_t iplen);
 /* Is port bound by another program?  If so it is held from now on. */
 int	 held_probe(struct held *, unsigned port);
 /* Log the held ports after a probe (before: how many were held ahead). */
 void	 held_log(const struct held *, unsigned before);
 /* Has another program let go of a held port?  1 (logged): reload. */
 int	 held_freed(const struct held *);
-/*
- * The end of a driver's served(): close fp, the memory stream on *out
- * that holds the text the proxy must read, and return it, or NULL when
- * nothing was cut (the text as rendered is the same); log a probe.
- */
-char	*held_text(const struct held *, FILE *fp, char **out, int cut,
-	    int probe, unsigned before);
 /*
  * The ports pid listens on (its descriptors, in /proc/net/tcp and tcp6),
  * as a bit set; -1 if /proc cannot tell.

@@ -247,99 +247,29 @@ nginx_reload(struct proxy *p, char *err, size_t errlen)
  * Ports another program holds (held.c): nginx's listeners do not set
  * SO_REUSEPORT, so a bind would read nginx's own ports as taken.  Its
  * master's listening sockets are looked up in /proc, and only the other
- * ports are probed.  A held port's server block is left out of what nginx
- * reads; its upstream stays, unused.
+ * routed ports are probed.  A held port's server block is left out of
+ * what nginx reads (the renderer skips it); its upstream stays, unused.
  */
 static struct held	busy;
 
-/*
- * The workload server block at s, "\tserver {\n\t\tlisten A:P;\n\t\tproxy_pass
- * port_P;\n\t}\n" (the API's passes $portico_api): its port and end, or 0.
- */
-static unsigned
-server_block(const char *s, char *ip, size_t iplen, const char **end)
-{
-	static const char head[] = "\tserver {\n\t\tlisten ";
-	static const char pass[] = "\n\t\tproxy_pass port_";
-	const char *a = s + sizeof(head) - 1, *nl, *colon;
-	unsigned long port;
-	char *e;
-
-	if (strncmp(s, head, sizeof(head) - 1) != 0 ||
-	    (nl = strchr(a, '\n')) == NULL || nl[-1] != ';' ||
-	    strncmp(nl, pass, sizeof(pass) - 1) != 0 ||
-	    (*end = strstr(nl, "\n\t}\n")) == NULL)
-		return 0;
-	*end += 4;
-	for (colon = nl; colon > a && *colon != ':'; colon--)
-		;
-	port = strtoul(colon + 1, &e, 10);
-	if (colon == a || e != nl - 1 || port == 0 || port > 65535 ||
-	    held_addr(a, colon, ip, iplen) == -1)
-		return 0;
-	return (unsigned)port;
-}
-
-static char *
-nginx_served(struct proxy *p, const char *text, int probe)
+static const unsigned char *
+nginx_busy(struct proxy *p, const struct routes *r, int probe)
 {
 	unsigned char own[65536 / 8];
-	const char *s, *line, *end;
 	unsigned port, before = busy.n;
-	char ip[64], *out = NULL;
-	size_t outlen = 0;
-	int cut = 0, known = 0;
-	FILE *fp;
 
-	if (!probe && busy.n == 0)
-		return NULL;
 	if (probe) {
-		held_reset(&busy, "", 0);
+		held_reset(&busy, p->pc->listen, 0);
 		/* not running: no port is nginx's; /proc cannot tell: none */
 		memset(own, 0, sizeof(own));
-		known = p->pid == 0 || held_listening(p->pid, own) == 0;
+		if (p->pid == 0 || held_listening(p->pid, own) == 0)
+			for (port = 1; port < 65536; port++)
+				if (r->ports[port] != NULL &&
+				    !HELD_BIT(own, port))
+					held_probe(&busy, port);
+		held_log(&busy, before);
 	}
-	if ((fp = open_memstream(&out, &outlen)) == NULL)
-		return NULL;
-	for (s = text; *s != '\0'; s = line) {
-		line = s + strcspn(s, "\n");
-		if (*line == '\n')
-			line++;
-		if ((port = server_block(s, ip, sizeof(ip), &end)) == 0) {
-			fwrite(s, 1, (size_t)(line - s), fp);
-			continue;
-		}
-		if (probe && known && !HELD_BIT(own, port)) {
-			snprintf(busy.ip, sizeof(busy.ip), "%s", ip);
-			held_probe(&busy, port);
-		}
-		if (held_has(&busy, port))
-			cut = 1;
-		else
-			fwrite(s, 1, (size_t)(end - s), fp);
-		line = end;
-	}
-	return held_text(&busy, fp, &out, cut, probe, before);
-}
-
-static size_t
-nginx_held(struct proxy *p, const char *text, uint16_t *ports, size_t max)
-{
-	const char *s, *end;
-	unsigned port;
-	size_t n = 0;
-	char ip[64];
-
-	(void)p;
-	if (busy.n == 0 || text == NULL)
-		return 0;
-	for (s = text; n < max && (s = strstr(s, "\n\tserver {")) != NULL;
-	    s = end)
-		if ((port = server_block(s + 1, ip, sizeof(ip), &end)) == 0)
-			end = s + 1;
-		else if (held_has(&busy, port))
-			ports[n++] = (uint16_t)port;
-	return n;
+	return busy.n > 0 ? busy.bits : NULL;
 }
 
 static int
@@ -354,5 +284,5 @@ const struct proxy_ops nginx_ops = {
 	"nginx", "nginx -t", "nginx", SIGQUIT, nginx_init, nginx_check,
 	proxy_adopt, nginx_start, nginx_reload, proxy_running, proxy_reaped,
 	proxy_stop, NULL, NULL,		/* no maps; every change reloads */
-	nginx_idle, nginx_served, nginx_held,
+	nginx_idle, nginx_busy,
 };

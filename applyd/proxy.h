@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "routes.h"
 
 struct proxy;
 
@@ -40,24 +41,24 @@ struct proxy_ops {
 	void	(*reaped)(struct proxy *, pid_t, int status);
 	void	(*stop)(struct proxy *);
 	/*
-	 * Optional.  files: write what a configuration needs beside it (map
-	 * files), before it is checked or served.  update: change the running
-	 * proxy from configuration old to new without a reload: 0 done, 1 it
-	 * needs a reload, -1 failed (err; a reload follows).  idle: called
-	 * every few seconds; 1 asks for a reload of what is served (a port
-	 * left out came free).  served: the text the proxy must read for a
-	 * rendered one, or NULL when that is the same (probe: look at the
-	 * host again, for a start or a reload).  held: the routed ports of
-	 * text left out because another program holds them, ascending, at
-	 * most max; their number.
+	 * Optional, and given route tables, never text.  files: write what a
+	 * configuration needs beside it (map files) for table r, before it is
+	 * checked or served.  update: change the running proxy from table
+	 * old to new without a reload, for the ports listed and (api) the
+	 * API routes: 0 done, 1 it needs a reload, -1 failed (err; a reload
+	 * follows).  idle: called every few seconds; 1 asks for a reload of
+	 * what is served (a port left out came free).  busy: the ports of r
+	 * another program holds, a bit each, which the proxy must not bind
+	 * (NULL: none); probe: look at the host again, for a start or a
+	 * reload.
 	 */
-	int	(*files)(struct proxy *, const char *text);
-	int	(*update)(struct proxy *, const char *old, const char *new,
-		    char *err, size_t);
+	int	(*files)(struct proxy *, const struct routes *r);
+	int	(*update)(struct proxy *, const struct routes *old,
+		    const struct routes *new, const unsigned *ports,
+		    size_t nports, int api, char *err, size_t);
 	int	(*idle)(struct proxy *);
-	char	*(*served)(struct proxy *, const char *text, int probe);
-	size_t	(*held)(struct proxy *, const char *text, uint16_t *ports,
-		    size_t max);
+	const unsigned char *(*busy)(struct proxy *, const struct routes *r,
+		    int probe);
 };
 
 /*

@@ -255,9 +255,11 @@ static int
 consumer_offer(struct consumer *c, struct event *ev)
 {
 	/* a latest-only producer's first state may carry seq 0 */
-	if (ev->seq <= c->last && (c->have || !c->latest_only))
+	if (ev->seq <= c->last && (c->have || c->latest_only != 1))
 		return 0;
-	if (!c->latest_only && ev->seq != c->last + 1)
+	/* a chained producer's event names the seq before it */
+	if (c->latest_only == CONSUMER_CHAINED ? !(ev->has & F_PREV) ||
+	    ev->prev != c->last : !c->latest_only && ev->seq != c->last + 1)
 		return -1;
 	consumer_give(c, ev);
 	c->last = ev->seq;

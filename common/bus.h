@@ -70,7 +70,9 @@ struct consumer {
 	const char		*sync_ep;
 	void			*sub;
 	void			*sync;
-	int			 latest_only;	/* a newer seq supersedes */
+	int			 latest_only;	/* 1: a newer seq supersedes;
+						 * CONSUMER_CHAINED: seqs are
+						 * chained by F_PREV */
 	const struct consumer_ops *ops;
 	void			*arg;
 
@@ -89,6 +91,12 @@ struct consumer {
 	int			 overflow;
 	unsigned long		 gaps;
 };
+
+/*
+ * latest_only for a producer whose seqs are not contiguous (renderd's route
+ * table, numbered by allocd's seqs): each event names the one before it.
+ */
+#define CONSUMER_CHAINED	2
 
 void	consumer_init(struct consumer *, const char *name, const char *pub,
 	    const char *sync, int latest_only, const struct consumer_ops *,

@@ -57,7 +57,10 @@
 	X(SREFUSED, "srefused", U64,  srefused, NULL)		\
 	/* ms since the epoch when the watch event that caused this	\
 	 * arrived at watcherd: convergence is measured from it */	\
-	X(WT,       "wt",   U64,      wt,       NULL)
+	X(WT,       "wt",   U64,      wt,       NULL)			\
+	/* a route table item: the generation it follows, so that a	\
+	 * consumer tells a gap without contiguous seqs */		\
+	X(PREV,     "pv",   U64,      prev,     NULL)
 
 enum ev_field_index {
 #define X(n, k, t, m, v)	FI_##n,
@@ -82,7 +85,7 @@ enum ev_field_bit { EV_FIELDS(X) };
 	X(SINCE_END,    3, 0, 0)					\
 	X(ACK,          4, 0, 0)					\
 	/* SINCE answered with the whole state at seq: reset, then apply */ \
-	X(STATE,        5, 0, 0)					\
+	X(STATE,        5, 0, F_GEN)					\
 	/* observations */						\
 	X(CLUSTER_UP,  10, F_CLUSTER | F_CNAME | F_HOST | F_MASTERS | F_MPORT, 0) \
 	X(CLUSTER_DOWN,11, F_CLUSTER, 0)				\
@@ -115,9 +118,21 @@ enum ev_field_bit { EV_FIELDS(X) };
 	X(PORT_FAULT,  36, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE, F_WHY) \
 	/* what a store loss cost: owners adopted, claims refused and why */ \
 	X(RECOVERED,   40, 0, F_SADOPT | F_SREFUSED | F_WHY)		\
-	/* rendered configuration */					\
-	/* wt: the oldest watch event folded into this generation */	\
-	X(CONFIG,      50, F_KIND | F_TEXT, F_WT)
+	/* a rendered configuration, what renderd published before the	\
+	 * route table (51-54); no longer sent, its code not reused */	\
+	X(CONFIG,      50, F_KIND | F_TEXT, 0)				\
+	/*								\
+	 * the route table renderd publishes (renderd/routes.h): one	\
+	 * item a generation, seq the allocd decision it comes from, pv	\
+	 * the generation before; a SINCE is answered by STATE, the	\
+	 * whole table's items, SINCE_END					\
+	 */								\
+	X(RT_API,      51, F_CLUSTER | F_CNAME | F_HOST | F_MASTERS | F_MPORT, \
+	    F_PREV | F_WT)						\
+	X(RT_API_DEL,  52, F_CLUSTER, F_PREV | F_WT)			\
+	X(RT_PORT,     53, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE |	\
+	    F_BACKENDS, F_PREV | F_WT)					\
+	X(RT_PORT_DEL, 54, F_PORT, F_PREV | F_WT)
 
 enum ev_type {
 	EV_NONE = 0,
@@ -169,6 +184,7 @@ struct event {
 	uint64_t	sadopt;
 	uint64_t	srefused;
 	uint64_t	wt;			/* watch event's arrival, ms */
+	uint64_t	prev;			/* the generation before */
 };
 
 void		 event_init(struct event *, int type);

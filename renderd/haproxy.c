@@ -76,14 +76,20 @@ bind_line(FILE *fp, const char *ip, unsigned lo, unsigned hi)
 	fputc('\n', fp);
 }
 
-/* One bind per run of consecutive bound ports. */
+/*
+ * One bind per run of consecutive bound ports.  A port another program
+ * holds (applyd's r->held) is not bound.
+ */
 static void
-render_binds(FILE *fp, const struct config *c, const char *ip)
+render_binds(FILE *fp, const struct routes *r, const struct config *c,
+    const char *ip)
 {
 	unsigned n = ports_count(&c->ports), k, p, lo = 0, prev = 0;
 
 	for (k = 0; k < n; k++) {
 		if (!routes_port_allowed(c, p = ports_nth(&c->ports, k)))
+			continue;
+		if (ROUTES_HELD(r, p))
 			continue;
 		if (lo != 0 && p == prev + 1) {
 			prev = p;
@@ -111,8 +117,8 @@ server_line(FILE *fp, const char *ip, unsigned port, const char *rest)
  * server name is its address, so it appears once, with the weights of
  * all its entries summed, as HAProxy's 256 allows).
  */
-static int
-merged_weight(const struct port_route *pr, size_t j)
+int
+haproxy_merged_weight(const struct port_route *pr, size_t j)
 {
 	const struct backend *b = pr->backends;
 	int w = 0;
@@ -147,8 +153,8 @@ cmp_placed(const void *x, const void *y)
  * The pool's size, and the cluster in each slot (an index in r->api, or
  * -1), for the clusters routed (a host routed once: the first id wins).
  */
-static long *
-api_slots(const struct routes *r, size_t *pool)
+long *
+haproxy_api_slots(const struct routes *r, size_t *pool)
 {
 	struct placed *pl;
 	size_t i, n = 0, s;
@@ -206,8 +212,8 @@ budget_add(struct budgets *bg, const char *cluster, size_t nsrv)
  * checks?  Decided before anything is printed: a cluster's interval
  * depends on it, its budget being shared by the servers checked only.
  */
-static int
-ports_checked(const struct routes *r, const struct config *c,
+int
+haproxy_checks(const struct routes *r, const struct config *c,
     const struct proxy_conf *px)
 {
 	size_t nfd = 2 * (size_t)px->maxconn + FD_SPARE, i;
@@ -258,7 +264,7 @@ budgets_count(struct budgets *bg, const struct routes *r, unsigned rate,
  * servers to be checked at most rate times a second.
  */
 static unsigned
-check_shift(const struct budgets *bg, const char *cluster)
+budget_shift(const struct budgets *bg, const char *cluster)
 {
 	size_t nsrv = budget_slot(bg, cluster)->nsrv;
 	unsigned k = 0;
@@ -305,6 +311,105 @@ check_args(char *buf, size_t len, unsigned shift, const char *what,
 }
 
 /*
+ * The checks of one table, for applyd's runtime API to say exactly what
+ * this renderer writes: whether workload servers are checked, and each
+ * cluster's interval.  The clusters are the table's strings: free the
+ * plan before the table changes.
+ */
+struct haproxy_checkplan {
+	struct budgets	bg;
+	int		check;
+};
+
+struct haproxy_checkplan *
+haproxy_checkplan(const struct routes *r, const struct config *c,
+    const struct proxy_conf *px)
+{
+	struct haproxy_checkplan *cp;
+
+	if ((cp = calloc(1, sizeof(*cp))) == NULL)
+		return NULL;
+	cp->check = haproxy_checks(r, c, px);
+	if (budgets_count(&cp->bg, r, px->check_rate, cp->check) == -1) {
+		free(cp);
+		return NULL;
+	}
+	return cp;
+}
+
+void
+haproxy_checkplan_free(struct haproxy_checkplan *cp)
+{
+	if (cp == NULL)
+		return;
+	free(cp->bg.b);
+	free(cp);
+}
+
+int
+haproxy_checkplan_checks(const struct haproxy_checkplan *cp)
+{
+	return cp->check;
+}
+
+unsigned
+haproxy_check_shift(const struct haproxy_checkplan *cp, const char *cluster)
+{
+	return budget_shift(&cp->bg, cluster);
+}
+
+/*
+ * Would a server present in both tables need other arguments: checks
+ * turned on or off, or a cluster of both whose interval changed?  Only a
+ * reload changes a server's arguments.
+ */
+int
+haproxy_checkplans_differ(const struct haproxy_checkplan *a,
+    const struct haproxy_checkplan *b)
+{
+	const struct budget *x, *y;
+	size_t i;
+
+	if (a->check != b->check)
+		return 1;
+	for (i = 0; i <= a->bg.mask; i++) {
+		x = &a->bg.b[i];
+		if (x->cluster == NULL)
+			continue;
+		y = budget_slot(&b->bg, x->cluster);
+		if (y->cluster != NULL &&
+		    budget_shift(&a->bg, x->cluster) !=
+		    budget_shift(&b->bg, x->cluster))
+			return 1;
+	}
+	return 0;
+}
+
+void
+haproxy_server_args(char *buf, size_t len, const struct haproxy_checkplan *cp,
+    const struct port_route *pr, int weight, const char *ip, unsigned port)
+{
+	char cb[192], what[8];
+
+	cb[0] = '\0';
+	if (cp->check) {
+		snprintf(what, sizeof(what), "p%u", pr->port);
+		check_args(cb, sizeof(cb), budget_shift(&cp->bg, pr->cluster),
+		    what, ip, port);
+	}
+	snprintf(buf, len, " weight %d%s", weight, cb);
+}
+
+void
+haproxy_api_server_args(char *buf, size_t len,
+    const struct haproxy_checkplan *cp, const struct api_route *a,
+    const char *ip, unsigned port)
+{
+	check_args(buf, len, budget_shift(&cp->bg, a->cluster), a->cluster,
+	    ip, port);
+}
+
+/*
  * A routed port's backend, kept on the route (variant 1 unchecked, 2 +
  * the check shift checked) so that a generation prints only the ports
  * that changed.
@@ -329,7 +434,7 @@ port_text(struct port_route *pr, int check, unsigned shift)
 	    pr->route);
 	snprintf(what, sizeof(what), "p%u", pr->port);
 	for (j = 0; j < pr->nbackends; j++) {
-		if ((w = merged_weight(pr, j)) == -1)
+		if ((w = haproxy_merged_weight(pr, j)) == -1)
 			continue;
 		cb[0] = '\0';
 		if (check)
@@ -408,10 +513,10 @@ haproxy_render(const struct routes *r, const struct config *c,
 		    "if { method GET } { path /metrics }\n"
 		    "\thttp-request return status 404\n",
 		    px->stats_listen);
-	check = ports_checked(r, c, px);
+	check = haproxy_checks(r, c, px);
 	if (budgets_count(&bg, r, px->check_rate, check) == -1)
 		return -1;
-	if ((slot = api_slots(r, &pool)) == NULL) {
+	if ((slot = haproxy_api_slots(r, &pool)) == NULL) {
 		free(bg.b);
 		return -1;
 	}
@@ -426,7 +531,7 @@ haproxy_render(const struct routes *r, const struct config *c,
 		for (j = 0; j < a->nmasters; j++) {
 			if (api_master_seen(a, j))
 				continue;
-			check_args(cb, sizeof(cb), check_shift(&bg,
+			check_args(cb, sizeof(cb), budget_shift(&bg,
 			    a->cluster), a->cluster, a->masters[j], a->mport);
 			server_line(fp, a->masters[j], a->mport, cb);
 		}
@@ -434,7 +539,7 @@ haproxy_render(const struct routes *r, const struct config *c,
 	free(slot);
 
 	fprintf(fp, "\nfrontend ports\n");
-	render_binds(fp, c, px->listen);
+	render_binds(fp, r, c, px->listen);
 	fprintf(fp, "\ttcp-request connection reject unless "
 	    "{ dst_port,map(%s/%s-ports.map) -m found }\n"
 	    "\tuse_backend %%[dst_port,map(%s/%s-ports.map)]\n",
@@ -447,7 +552,7 @@ haproxy_render(const struct routes *r, const struct config *c,
 		if ((pr = r->ports[p]) == NULL)
 			fprintf(fp, "\nbackend p%u\n", p);
 		else if (port_text(pr, check, check ?
-		    check_shift(&bg, pr->cluster) : 0) == -1) {
+		    budget_shift(&bg, pr->cluster) : 0) == -1) {
 			free(bg.b);
 			return -1;
 		} else

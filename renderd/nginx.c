@@ -108,11 +108,12 @@ render_api(const struct routes *r, const struct config *c,
 /*
  * One upstream and one server per port.  nginx's weights start at 1: a
  * backend of weight 0 (no traffic, to HAProxy) is written down; a route
- * with no backends at all goes to the upstream with none.
+ * with no backends at all goes to the upstream with none.  listen: 0 for
+ * a port another program holds, which is not listened on.
  */
 static void
 render_port(const struct port_route *pr, const struct proxy_conf *px,
-    FILE *fp)
+    int listen, FILE *fp)
 {
 	const struct backend *b;
 	char ab[64], up[16];
@@ -133,7 +134,9 @@ render_port(const struct port_route *pr, const struct proxy_conf *px,
 	}
 	if (pr->nbackends > 0)
 		fprintf(fp, "\t}\n");
-	fprintf(fp, "\tserver {\n\t\tlisten %s;\n\t\tproxy_pass %s;\n\t}\n",
+	/* a port another program holds (applyd's r->held) keeps its upstream */
+	if (listen)
+		fprintf(fp, "\tserver {\n\t\tlisten %s;\n\t\tproxy_pass %s;\n\t}\n",
 	    route_addr(ab, sizeof(ab), px->listen, pr->port), up);
 }
 
@@ -183,7 +186,7 @@ nginx_render(const struct routes *r, const struct config *c,
 	render_api(r, c, px, fp);
 	for (p = 0; p < 65536; p++)
 		if (r->ports[p] != NULL)
-			render_port(r->ports[p], px, fp);
+			render_port(r->ports[p], px, !ROUTES_HELD(r, p), fp);
 	fprintf(fp, "}\n");
 	return ferror(fp) ? -1 : 0;
 }

@@ -1,14 +1,25 @@
 /*
- * renderd — turns allocd's route table into one proxy's configuration.
+ * renderd — publishes the route table of one proxy, built from allocd's
+ * decisions.
  *
  * It consumes allocd's decisions (catching up by SINCE, repairing gaps by
- * itself), keeps the route table in memory, and after each burst renders the
- * whole configuration and publishes it as one CONFIG event whose seq is the
- * allocd seq it reflects.  Its own SINCE answers with the latest CONFIG, so
- * an applyd that starts late or restarts has it at once.  Nothing is
- * published before the first catch-up is complete: a partial table would
- * take routes away.
+ * itself) and keeps the route table in memory (routes.c).  Each decision
+ * that touches a route becomes one item on its feed (EV_RT_*): the entry
+ * as it stands after it, numbered by the decision's allocd seq, and naming
+ * the generation before it (F_PREV), so that a consumer tells a gap
+ * although the numbers are not contiguous.  A change costs the bytes of
+ * the routes it touches, never the table's.  Every replica of renderd
+ * publishes the same items under the same numbers, so an applyd may
+ * follow any of them.
+ *
+ * Its own SINCE is answered by the whole table: STATE at the generation,
+ * every item, SINCE_END.  Nothing is published, and no SINCE answered,
+ * before the first catch-up is complete: a partial table would take
+ * routes away.  The proxy's text is rendered by applyd, with the same
+ * renderers (-T renders a state file here, for tests and operators).
  */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,68 +28,124 @@
 #include "daemon.h"
 #include "health.h"
 #include "log.h"
-#include "metrics.h"
 #include "loop.h"
+#include "metrics.h"
 #include "routes.h"
+
+#define PENDING_MAX	64	/* SINCE asked before the first catch-up */
+#define RECENT_MAX	4096	/* items kept to answer a SINCE with */
 
 static struct config		 conf;
 static const struct proxy_conf	*px;
 static struct routes		 routes;
 static struct consumer		 alloc_feed;
-static struct event		 latest;	/* the last CONFIG published */
-
-/*
- * The text is rendered into one of two buffers that outlive generations:
- * the latest CONFIG holds one, the next is written into the other.  A
- * fresh multi-megabyte buffer every generation cost more in page faults
- * and reallocations than the rendering itself.
- */
-struct textbuf {
-	char	*p;
-	size_t	 len;
-	size_t	 cap;
-};
-static struct textbuf		 spare;
-static size_t			 latest_cap;
-
-static ssize_t
-textbuf_write(void *cookie, const char *data, size_t n)
-{
-	struct textbuf *b = cookie;
-	size_t cap;
-	char *p;
-
-	if (b->len + n + 1 > b->cap) {
-		for (cap = b->cap ? b->cap : 1 << 16; cap < b->len + n + 1;
-		    cap *= 2)
-			;
-		if ((p = realloc(b->p, cap)) == NULL)
-			return -1;
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, data, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return (ssize_t)n;
-}
 static void			*pub_sock, *sync_sock;
-static int			 dirty;
-static unsigned long		 oversize;	/* generations not published */
-static int			 oversize_now;	/* the latest was one */
+static uint64_t			 gen;		/* the last item's seq */
+static int			 rebased;	/* table rebuilt from a STATE */
+static unsigned long		 items_sent;
+static zmq_msg_t		 pending[PENDING_MAX];
+static uint64_t			 pending_since[PENDING_MAX];
+static size_t			 npending;
+/*
+ * The latest items published, oldest first (a ring): a consumer that
+ * missed a few, or followed another replica to the same chain, gets only
+ * what it lacks.
+ */
+static struct event		 recent[RECENT_MAX];
+static size_t			 recent_first, nrecent;
+
+static void
+recent_clear(void)
+{
+	size_t i;
+
+	for (i = 0; i < nrecent; i++)
+		event_free(&recent[(recent_first + i) % RECENT_MAX]);
+	recent_first = nrecent = 0;
+}
+
+static void
+recent_keep(const struct event *ev)
+{
+	struct event *slot;
+
+	if (nrecent == RECENT_MAX) {
+		event_free(&recent[recent_first]);
+		recent_first = (recent_first + 1) % RECENT_MAX;
+		nrecent--;
+	}
+	slot = &recent[(recent_first + nrecent) % RECENT_MAX];
+	if (event_copy(slot, ev) == -1)
+		fatal("recent_keep");
+	nrecent++;
+}
+
+/* Publish what decision ev made of the table, as one item. */
+static void
+publish(const struct event *d)
+{
+	struct event ev;
+
+	event_init(&ev, EV_NONE);
+	if (routes_item(&routes, d, &ev) == -1) {
+		event_free(&ev);
+		return;
+	}
+	ev.seq = d->seq;
+	ev.time = now_ms();
+	ev.prev = gen;
+	ev.has |= F_PREV;
+	if (d->has & F_WT) {
+		ev.wt = d->wt;
+		ev.has |= F_WT;
+	}
+	metrics_published(&ev);
+	if (bus_send(pub_sock, &ev) == -1)
+		log_warn("publish");
+	recent_keep(&ev);
+	items_sent++;
+	event_free(&ev);
+}
+
+/* Each generation once: what the askers of SINCE get, what was published. */
+static void
+log_generation(void)
+{
+	static uint64_t logged = (uint64_t)-1;
+
+	if (logged == gen)
+		return;
+	logged = gen;
+	log_info("generation %llu: %zu api routes, %u ports; %lu decisions "
+	    "left out so far", (unsigned long long)gen, routes.napi,
+	    routes.nports, routes.refused);
+}
 
 static void
 on_apply(const struct event *ev, void *arg)
 {
+	unsigned long refused = routes.refused;
+
 	(void)arg;
-	if (routes_apply(&routes, ev))
-		dirty = 1;
+	if (!routes_apply(&routes, ev))
+		return;
+	/* a port left out changed nothing (a cluster left out is deleted) */
+	if (routes.refused != refused && ev->type == EV_PORT_SET)
+		return;
 	/*
-	 * Only what changes the table waits for a generation; a catch-up or
-	 * a whole state is history: nothing converges now.
+	 * A STATE's events carry no history: the table is rebuilt, and its
+	 * generation is the state's (set once the answer ends).
 	 */
-	if (dirty && alloc_feed.synced_once && !alloc_feed.instate)
-		metrics_folded(ev);
+	if (alloc_feed.instate || !alloc_feed.synced_once) {
+		rebased |= alloc_feed.instate;
+		if (!alloc_feed.instate)
+			gen = ev->seq;
+		return;
+	}
+	metrics_folded(ev);	/* a change now: it converges from here */
+	publish(ev);
+	gen = ev->seq;
+	log_generation();
 }
 
 static void
@@ -86,142 +153,143 @@ on_reset(void *arg)
 {
 	(void)arg;
 	routes_clear(&routes);
-	dirty = 1;
+	recent_clear();
+	rebased = 1;
+}
+
+static void answer(zmq_msg_t *, uint64_t);
+
+/*
+ * Caught up.  After a rebuild, the generation is allocd's seq: no item
+ * leads to it, so every consumer sees a gap and asks for the table.
+ */
+static void
+on_synced(void *arg)
+{
+	size_t i;
+
+	(void)arg;
+	if (rebased) {
+		recent_clear();		/* no chain leads to the new generation */
+		gen = alloc_feed.last;
+		rebased = 0;
+		log_info("table rebuilt from allocd's state");
+	}
+	log_generation();
+	health_set_ready(1, NULL);
+	for (i = 0; i < npending; i++) {
+		answer(&pending[i], pending_since[i]);
+		zmq_msg_close(&pending[i]);
+	}
+	npending = 0;
 }
 
 static const struct consumer_ops feed_ops = {
 	.apply = on_apply,
 	.reset = on_reset,
-};
-
-/* A renderer per proxy kind (the config accepts these kinds only). */
-static const struct {
-	const char	*kind;
-	int		(*render)(const struct routes *, const struct config *,
-			    const struct proxy_conf *, FILE *);
-} renderers[] = {
-	{ "haproxy",	haproxy_render },
-	{ "nginx",	nginx_render },
-	{ "envoy",	envoy_render },
+	.synced = on_synced,
 };
 
 /* The whole configuration for the route table: a pure function of it. */
 static int
 render_text(FILE *fp)
 {
-	size_t i;
+	return routes_render(&routes, &conf, px, fp);
+}
 
-	for (i = 0; i < sizeof(renderers) / sizeof(renderers[0]); i++)
-		if (strcmp(renderers[i].kind, px->kind) == 0)
-			return renderers[i].render(&routes, &conf, px, fp);
-	log_warnx("no renderer for proxy kind %s", px->kind);
-	return -1;
+struct asker {
+	zmq_msg_t	*id;
+	uint64_t	 gen;
+	int		 failed;
+};
+
+static int
+send_item(struct event *ev, void *arg)
+{
+	struct asker *a = arg;
+
+	ev->seq = a->gen;
+	ev->time = now_ms();
+	if (bus_send_to(sync_sock, a->id, ev) == -1)
+		a->failed = 1;
+	return a->failed ? -1 : 0;
 }
 
 /*
- * Is a configuration of len bytes more than one CONFIG carries?  Then it
- * is not published: applyd keeps serving the latest that was, and the
- * next generation that fits is published as usual.  The state's size is
- * the input's (a cluster with thousands of nodes and hundreds of routes),
- * so this is no reason to exit: renderd would only render it again at
- * every restart.  Logged when generations start and stop being too large,
- * and counted.
+ * SINCE since: nothing but SINCE_END when the asker has our generation,
+ * the items it lacks when they are recent, otherwise the whole table, one message an entry (each bounded by the
+ * event limits, so the answer is never one huge message).
+ */
+/*
+ * The items after since, when the ring holds the one that follows it;
+ * 1 sent, 0 not there.
  */
 static int
-too_large(size_t len)
+answer_recent(zmq_msg_t *id, uint64_t since)
 {
-	char err[160];
+	size_t i, j;
 
-	if (len <= EV_MAX_TEXT) {
-		if (oversize_now)
-			log_info("generation %llu is %zu bytes and is "
-			    "published; %lu generations too large were not",
-			    (unsigned long long)alloc_feed.last, len, oversize);
-		oversize_now = 0;
+	for (i = 0; i < nrecent; i++)
+		if (recent[(recent_first + i) % RECENT_MAX].prev == since)
+			break;
+	if (since == 0 || i == nrecent)
 		return 0;
-	}
-	oversize++;
-	snprintf(err, sizeof(err), "generation %llu is %zu bytes, more than "
-	    "a config event carries: not published",
-	    (unsigned long long)alloc_feed.last, len);
-	health_set_error(err);
-	if (!oversize_now)
-		log_warnx("generation %llu is %zu bytes, more than a "
-		    "config event carries (%u): not published, the proxy "
-		    "keeps generation %llu until one fits",
-		    (unsigned long long)alloc_feed.last, len, EV_MAX_TEXT,
-		    (unsigned long long)latest.seq);
-	else
-		log_debug("generation %llu is %zu bytes: not "
-		    "published either", (unsigned long long)alloc_feed.last,
-		    len);
-	oversize_now = 1;
+	for (j = i; j < nrecent; j++)
+		if (bus_send_to(sync_sock, id,
+		    &recent[(recent_first + j) % RECENT_MAX]) == -1)
+			return 1;	/* the asker sees the gap, asks again */
 	return 1;
 }
 
 static void
-render(void)
+answer(zmq_msg_t *id, uint64_t since)
 {
-	static const cookie_io_functions_t io = { .write = textbuf_write };
+	struct asker a = { id, gen, 0 };
 	struct event ev;
-	size_t len, cap;
-	char *text;
-	FILE *fp;
 
-	spare.len = 0;
-	if ((fp = fopencookie(&spare, "w", io)) == NULL)
-		fatal("fopencookie");
-	if (render_text(fp) == -1 || fclose(fp) != 0 || spare.p == NULL)
-		fatalx("render failed");
-	text = spare.p;
-	len = spare.len;
-	cap = spare.cap;
-	dirty = 0;
-	if (too_large(len))
-		return;
-	event_init(&ev, EV_CONFIG);
-	ev.seq = alloc_feed.last;
+	if (since != gen && answer_recent(id, since))
+		;
+	else if (since != gen || gen == 0) {
+		event_init(&ev, EV_STATE);
+		ev.seq = gen;
+		ev.time = now_ms();
+		/* how far into allocd's log the table is, for tools and tests */
+		ev.gen = alloc_feed.last;
+		ev.has |= F_GEN;
+		bus_send_to(sync_sock, id, &ev);
+		routes_items(&routes, send_item, &a);
+		if (a.failed)
+			log_warnx("SINCE %llu: the table did not fit the "
+			    "socket's queue; the asker will ask again",
+			    (unsigned long long)since);
+	}
+	event_init(&ev, EV_SINCE_END);
+	ev.seq = gen;
 	ev.time = now_ms();
-	event_set_str(&ev, F_KIND, px->kind);
-	/* the buffer itself (NUL-terminated), not a copy */
-	ev.text = text;
-	ev.textlen = len;
-	ev.has |= F_TEXT;
-	metrics_published(&ev);
-	if (bus_send(pub_sock, &ev) == -1)
-		log_warn("publish");
-	log_info("generation %llu: %zu api routes, %u ports, "
-	    "%zu bytes; %lu decisions left out so far",
-	    (unsigned long long)ev.seq, routes.napi, routes.nports, len,
-	    routes.refused);
-	/* the latest's buffer is the next one written */
-	spare.p = latest.text;
-	spare.cap = latest.text != NULL ? latest_cap : 0;
-	latest.text = NULL;
-	event_free(&latest);
-	latest = ev;
-	latest_cap = cap;
+	bus_send_to(sync_sock, id, &ev);
 }
 
 static void
 on_since(void)
 {
-	struct event req, end;
+	struct event req;
 	zmq_msg_t id;
 	int rc;
 
 	while ((rc = bus_recv(sync_sock, &req, &id)) != 0) {
 		if (rc == -1)
 			continue;
-		metrics_inc(M_SINCE_SERVED, 0);
-		/* one message: the latest is always sent, the asker sorts */
-		if (req.type == EV_SINCE && latest.type == EV_CONFIG)
-			bus_send_to(sync_sock, &id, &latest);
-		if (req.type == EV_SINCE) {
-			event_init(&end, EV_SINCE_END);
-			end.seq = latest.seq;
-			end.time = now_ms();
-			bus_send_to(sync_sock, &id, &end);
+		if (req.type == EV_SINCE && !alloc_feed.synced_once &&
+		    npending < PENDING_MAX) {
+			/* answered once the table is whole */
+			pending_since[npending] = req.seq;
+			pending[npending++] = id;
+			event_free(&req);
+			continue;
+		}
+		if (req.type == EV_SINCE && alloc_feed.synced_once) {
+			metrics_inc(M_SINCE_SERVED, 0);
+			answer(&id, req.seq);
 		}
 		event_free(&req);
 		zmq_msg_close(&id);
@@ -249,11 +317,21 @@ render_state(const char *path)
 	return 0;
 }
 
-static uint64_t
-heartbeat_seq(void *arg)
+/* Once a beat, from the first catch-up on: a consumer takes 0 for a reset. */
+static void
+heartbeat(void *arg)
 {
+	struct event hb;
+
 	(void)arg;
-	return latest.seq;
+	if (!alloc_feed.synced_once)
+		return;
+	event_init(&hb, EV_HEARTBEAT);
+	hb.seq = gen;
+	hb.time = now_ms();
+	hb.boot = bus_boot_id();
+	hb.has = F_BOOT;
+	bus_send(pub_sock, &hb);
 }
 
 static void
@@ -264,33 +342,19 @@ on_sync_sock(void *arg, int revents)
 	on_since();
 }
 
-/*
- * After each turn: once caught up, render what changed.  The first
- * publish waits for a complete table: a partial one would take routes
- * away.  Ready from then on.
- */
 static void
 after_turn(void *arg)
 {
-	static int published;
-
 	(void)arg;
-	if (alloc_feed.synced_once && !alloc_feed.syncing &&
-	    (dirty || !published)) {
-		render();
-		if (!published)
-			health_set_ready(1, NULL);
-		published = 1;
-	}
-	health_set_position(alloc_feed.last, latest.seq);
+	health_set_position(alloc_feed.last, gen);
 }
 
 int
 main(int argc, char **argv)
 {
 	struct daemon d;
-	struct bus_heartbeat hb;
 	char ready[96];
+	size_t i;
 
 	daemon_start(&d, argc, argv, "renderd", DAEMON_PROXY | DAEMON_RENDER,
 	    &conf);
@@ -298,7 +362,6 @@ main(int argc, char **argv)
 	routes_init(&routes, &conf);
 	if (d.render != NULL)
 		return render_state(d.render);
-	event_init(&latest, EV_NONE);
 	health_set_ready(0, "catching up with allocd");
 
 	pub_sock = bus_socket(ZMQ_PUB);
@@ -310,9 +373,9 @@ main(int argc, char **argv)
 	    conf.alloc_sync, 0, &feed_ops, NULL);
 	consumer_register(&alloc_feed);
 	loop_socket(sync_sock, ZMQ_POLLIN, on_sync_sock, NULL);
-	bus_heartbeat(&hb, pub_sock, heartbeat_seq, NULL, BUS_HEARTBEAT_MS);
+	loop_timer(BUS_HEARTBEAT_MS, 1, heartbeat, NULL);
 	loop_after(after_turn, NULL);
-	loop_counter("oversize", &oversize);
+	loop_counter("items_published", &items_sent);
 	snprintf(ready, sizeof(ready), "renderd-%s", px->name);
 	if (daemon_ready(&d, ready) == -1)
 		fatal("pid file");
@@ -326,8 +389,10 @@ main(int argc, char **argv)
 	bus_close(pub_sock);
 	bus_close(sync_sock);
 	zmq_ctx_term(bus_ctx());
+	log_info("%lu items published", items_sent);
+	for (i = 0; i < npending; i++)
+		zmq_msg_close(&pending[i]);
+	recent_clear();
 	routes_clear(&routes);
-	event_free(&latest);
-	free(spare.p);
 	return 0;
 }

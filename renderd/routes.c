@@ -164,6 +164,7 @@ routes_refuse(struct routes *r, const struct event *ev)
 {
 	switch (ev->type) {
 	case EV_API_SET:
+	case EV_RT_API:
 		if (ev->mport != 0)
 			return 0;
 		log_warnx("cluster %s (%s): master port 0; its API "
@@ -171,6 +172,7 @@ routes_refuse(struct routes *r, const struct event *ev)
 		api_del(r, ev->cluster);
 		break;
 	case EV_PORT_SET:
+	case EV_RT_PORT:
 		if (routes_port_allowed(r->conf, (unsigned)ev->port))
 			return 0;
 		log_warnx("route %s/%s/%s/%llu on port %llu: not a "
@@ -192,15 +194,19 @@ routes_apply(struct routes *r, const struct event *ev)
 		return 1;
 	switch (ev->type) {
 	case EV_API_SET:
+	case EV_RT_API:
 		api_set(r, ev);
 		return 1;
 	case EV_API_DEL:
+	case EV_RT_API_DEL:
 		api_del(r, ev->cluster);
 		return 1;
 	case EV_PORT_SET:
+	case EV_RT_PORT:
 		port_set(r, ev);
 		return 1;
 	case EV_PORT_FREE:
+	case EV_RT_PORT_DEL:
 		port_del(r, (unsigned)ev->port);
 		return 1;
 	}
@@ -234,4 +240,202 @@ route_addr(char *buf, size_t len, const char *ip, unsigned port)
 {
 	snprintf(buf, len, strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, port);
 	return buf;
+}
+
+void
+routes_api_item(const struct api_route *a, struct event *ev)
+{
+	ev->type = EV_RT_API;
+	memcpy(ev->cluster, a->cluster, sizeof(ev->cluster));
+	memcpy(ev->cname, a->cname, sizeof(ev->cname));
+	memcpy(ev->host, a->host, sizeof(ev->host));
+	memcpy(ev->masters, a->masters, sizeof(ev->masters));
+	ev->nmasters = a->nmasters;
+	ev->mport = a->mport;
+	ev->has |= F_CLUSTER | F_CNAME | F_HOST | F_MASTERS | F_MPORT;
+}
+
+void
+routes_port_item(const struct port_route *pr, struct event *ev)
+{
+	size_t j;
+
+	ev->type = EV_RT_PORT;
+	ev->port = pr->port;
+	memcpy(ev->cluster, pr->cluster, sizeof(ev->cluster));
+	memcpy(ev->ns, pr->ns, sizeof(ev->ns));
+	memcpy(ev->name, pr->name, sizeof(ev->name));
+	ev->route = pr->route;
+	ev->has |= F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE | F_BACKENDS;
+	for (j = 0; j < pr->nbackends; j++)
+		if (event_add_backend(ev, pr->backends[j].ip,
+		    pr->backends[j].port, pr->backends[j].weight) == -1)
+			fatal("routes_port_item");
+}
+
+const struct api_route *
+routes_api(const struct routes *r, const char *cluster)
+{
+	size_t i;
+	int found;
+
+	i = api_find(r, cluster, &found);
+	return found ? &r->api[i] : NULL;
+}
+
+int
+routes_item(const struct routes *r, const struct event *d, struct event *ev)
+{
+	const struct api_route *a;
+	unsigned p;
+
+	switch (d->type) {
+	case EV_API_SET:
+	case EV_API_DEL:
+		if ((a = routes_api(r, d->cluster)) != NULL) {
+			routes_api_item(a, ev);
+			return 0;
+		}
+		ev->type = EV_RT_API_DEL;
+		event_set_str(ev, F_CLUSTER, d->cluster);
+		return 0;
+	case EV_PORT_SET:
+	case EV_PORT_FREE:
+		p = (unsigned)d->port;
+		if (r->ports[p] != NULL) {
+			routes_port_item(r->ports[p], ev);
+			return 0;
+		}
+		ev->type = EV_RT_PORT_DEL;
+		ev->port = p;
+		ev->has |= F_PORT;
+		return 0;
+	}
+	return -1;
+}
+
+int
+routes_items(const struct routes *r, int (*fn)(struct event *, void *),
+    void *arg)
+{
+	struct event ev;
+	size_t i;
+	unsigned p;
+	int rc = 0;
+
+	for (i = 0; i < r->napi && rc == 0; i++) {
+		event_init(&ev, EV_RT_API);
+		routes_api_item(&r->api[i], &ev);
+		rc = fn(&ev, arg);
+		event_free(&ev);
+	}
+	for (p = 0; p < 65536 && rc == 0; p++) {
+		if (r->ports[p] == NULL)
+			continue;
+		event_init(&ev, EV_RT_PORT);
+		routes_port_item(r->ports[p], &ev);
+		rc = fn(&ev, arg);
+		event_free(&ev);
+	}
+	return rc;
+}
+
+int
+routes_port_same(const struct port_route *a, const struct port_route *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return a->port == b->port && a->route == b->route &&
+	    strcmp(a->cluster, b->cluster) == 0 && strcmp(a->ns, b->ns) == 0 &&
+	    strcmp(a->name, b->name) == 0 && a->nbackends == b->nbackends &&
+	    (a->nbackends == 0 || memcmp(a->backends, b->backends,
+	    a->nbackends * sizeof(*a->backends)) == 0);
+}
+
+/* The arrays are built by api_set() from zeroed entries: memcmp holds. */
+int
+routes_api_same(const struct routes *a, const struct routes *b)
+{
+	return a->napi == b->napi && (a->napi == 0 ||
+	    memcmp(a->api, b->api, a->napi * sizeof(*a->api)) == 0);
+}
+
+void
+routes_copy_port(struct routes *dst, const struct routes *src, unsigned p)
+{
+	const struct port_route *s = src->ports[p];
+	struct port_route *pr;
+
+	if (s == NULL) {
+		port_del(dst, p);
+		return;
+	}
+	if ((pr = calloc(1, sizeof(*pr))) == NULL)
+		fatal("routes");
+	*pr = *s;
+	pr->text = NULL;
+	pr->textlen = 0;
+	pr->textvar = 0;
+	pr->backends = NULL;
+	if (s->nbackends > 0) {
+		if ((pr->backends = calloc(s->nbackends,
+		    sizeof(struct backend))) == NULL)
+			fatal("routes");
+		memcpy(pr->backends, s->backends,
+		    s->nbackends * sizeof(struct backend));
+	}
+	if (dst->ports[p] == NULL)
+		dst->nports++;
+	port_free(dst->ports[p]);
+	dst->ports[p] = pr;
+}
+
+void
+routes_copy_api(struct routes *dst, const struct routes *src)
+{
+	struct api_route *a = NULL;
+
+	if (src->napi > 0) {
+		if ((a = reallocarray(NULL, src->napi, sizeof(*a))) == NULL)
+			fatal("routes");
+		memcpy(a, src->api, src->napi * sizeof(*a));
+	}
+	free(dst->api);
+	dst->api = a;
+	dst->napi = dst->capapi = src->napi;
+}
+
+void
+routes_copy(struct routes *dst, const struct routes *src)
+{
+	unsigned p;
+
+	routes_copy_api(dst, src);
+	for (p = 0; p < 65536; p++)
+		if (dst->ports[p] != NULL || src->ports[p] != NULL)
+			routes_copy_port(dst, src, p);
+}
+
+/* A renderer per proxy kind (the config accepts these kinds only). */
+static const struct {
+	const char	*kind;
+	int		(*render)(const struct routes *, const struct config *,
+			    const struct proxy_conf *, FILE *);
+} renderers[] = {
+	{ "haproxy",	haproxy_render },
+	{ "nginx",	nginx_render },
+	{ "envoy",	envoy_render },
+};
+
+int
+routes_render(const struct routes *r, const struct config *c,
+    const struct proxy_conf *px, FILE *fp)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(renderers) / sizeof(renderers[0]); i++)
+		if (strcmp(renderers[i].kind, px->kind) == 0)
+			return renderers[i].render(r, c, px, fp);
+	log_warnx("no renderer for proxy kind %s", px->kind);
+	return -1;
 }

@@ -2,10 +2,10 @@
 
 A fleet of two HAProxy (each on a loopback address of its own) and one
 nginx, each proxy with its own renderd and applyd. The configurations are
-read three ways: what each proxy serves (fleet.proxy_cfg), the latest
-CONFIG each renderd answers a SINCE with on its sync socket, and what
-`renderd -T` makes of allocd's own log (asked for with SINCE 0 on allocd's
-sync socket) up to the seq a CONFIG carries. renderd is a pure function of
+read three ways: what each proxy serves (fleet.proxy_cfg), `renderd -T` of
+the route table each renderd answers a SINCE with on its sync socket (what
+its applyd renders), and what `renderd -T` makes of allocd's own log (asked
+for with SINCE 0 on allocd's sync socket) up to the table's generation. renderd is a pure function of
 the state: the two HAProxy configurations differ only where they name the
 proxy itself, and a renderd that starts late, or is SIGKILLed and
 restarted while routes change, renders what one running all along did."""
@@ -59,7 +59,7 @@ def ask_since(endpoint, since=0, timeout=10, state=False):
                 name = TYPES.get(t, t)
                 if name == "STATE":
                     assert state, "%s: the log was compacted" % endpoint
-                    got.append({"type": name, "seq": seq, "time": tm, "body": {}})
+                    got.append({"type": name, "seq": seq, "time": tm, "body": body or {}})
                     continue
                 if name == "SINCE_END":
                     end = seq
@@ -88,17 +88,18 @@ def last_route_seq(log):
 
 
 def latest_config(fleet, name):
-    """The CONFIG renderd NAME answers a SINCE with (its latest): (seq,
-    text as bytes), or None before its first."""
-    events, end = ask_since("ipc://%s/render-%s.sync" % (fleet.run_dir, name))
-    configs = [e for e in events if e["type"] == "CONFIG"]
-    if not configs:
+    """The route table renderd NAME answers a SINCE with, rendered by
+    renderd -T (as its applyd renders it): (generation, text as bytes), or
+    None before its first."""
+    events, end = ask_since("ipc://%s/render-%s.sync" % (fleet.run_dir, name),
+                            state=True)
+    if not events:
         return None
-    (cfg,) = configs
-    assert cfg["seq"] == end, (cfg["seq"], end)
-    assert cfg["body"][E.F_KIND] == fleet.proxy(name).kind
-    text = cfg["body"][E.F_TEXT]
-    return cfg["seq"], text.encode() if isinstance(text, str) else text
+    assert events[0]["type"] == "STATE" and events[0]["seq"] == end, events[:1]
+    items = events[1:]
+    assert all(e["type"].startswith("RT_") and e["seq"] == end for e in items)
+    state = [dict(e, seq=i + 1) for i, e in enumerate(items)]
+    return end, render_state(fleet, name, state, len(state), types=None)
 
 
 def generations(fleet, key, since=0):
@@ -108,13 +109,13 @@ def generations(fleet, key, since=0):
                                        fleet[key].log()[since:])]
 
 
-def render_state(fleet, name, log, upto):
+def render_state(fleet, name, log, upto, types=ROUTE_TYPES):
     """renderd -T -p NAME of allocd's log up to seq upto: what any renderd
-    must publish for that state."""
+    must publish for that state (types: the events taken, None for all)."""
     path = os.path.join(fleet.run_dir, "state-%s-%d.jsonl" % (name, upto))
     with open(path, "w") as f:
         for e in log:
-            if e["seq"] <= upto and e["type"] in ROUTE_TYPES:
+            if e["seq"] <= upto and (types is None or e["type"] in types):
                 f.write(json.dumps(e) + "\n")
     cp = subprocess.run([harness.daemon_path("renderd"), "-f", fleet.conf_path,
                          "-p", name, "-T", path], stdout=subprocess.PIPE,
@@ -253,9 +254,9 @@ def wait_api(fleet, host, up=True, names=None):
 
 
 def settled(fleet, names):
-    """Once every renderd of names has published a CONFIG that reflects
-    allocd's last route decision, and every proxy serves its renderd's
-    latest: (allocd's log, {name: (seq, text)})."""
+    """Once every renderd of names has a table that reflects allocd's last
+    route decision, and every proxy serves that table: (allocd's log,
+    {name: (generation, text)})."""
     def check():
         fleet._check_alive()
         log = alloc_log(fleet)
@@ -273,11 +274,11 @@ def settled(fleet, names):
 
 
 def check_pure(fleet, log, configs):
-    """Each CONFIG is renderd -T of allocd's log up to its seq, and the
-    HAProxy ones are the same but for the proxy's own names."""
+    """Each table is renderd -T of allocd's log up to its generation, and
+    the HAProxy ones are the same but for the proxy's own names."""
     for name, (seq, text) in configs.items():
         want = render_state(fleet, name, log, seq)
-        assert text == want, "%s's CONFIG at %d is not renderd -T's" % (name, seq)
+        assert text == want, "%s's table at %d is not renderd -T's" % (name, seq)
     ha = [n for n in configs if fleet.proxy(n).kind == "haproxy"]
     for a, b in zip(ha, ha[1:]):
         assert normalised(fleet, a, configs[a][1]) == normalised(fleet, b, configs[b][1]), \
@@ -359,7 +360,7 @@ def test_two_haproxy_and_nginx_render_alike(make_fleet):
 def test_late_renderd_renders_the_same(make_fleet):
     """ha2's and ngx's renderd start only after the routes changed: their
     proxies serve nothing and no address is written meanwhile; once
-    started, each catches up from allocd alone, its first CONFIG is what a
+    started, each catches up from allocd alone, its first table is what a
     renderd running all along published (ha1's, but for its names) and
     renderd -T's for that state, and its proxy serves every route."""
     fleet, pay, search = make_three(make_fleet)
@@ -409,7 +410,7 @@ def test_late_renderd_renders_the_same(make_fleet):
     log, configs = settled(fleet, [HA1, HA2, NGX])
     assert configs[HA1] == ha1, "ha1 rendered again though no route changed"
     for name in (HA2, NGX):
-        # its first CONFIG is the one it serves: it published no other
+        # its first table is the one it serves: it published no other
         gens = generations(fleet, renderd_key(fleet, name), offsets[name])
         assert gens == [configs[name][0]], (name, gens, configs[name][0])
         assert configs[name][0] >= ha1[0]

@@ -7,8 +7,9 @@
  * applyd sends, it answers with the next part of the input (parts
  * separated by form feeds), and closes the connection after a part that
  * does not end with the prompt, or when the parts run out.  applyd applies
- * a fixed change (weights, servers added and removed, map keys added and
- * deleted), forwards or (flags bit 0) backwards, then drains.
+ * a fixed change between two route tables (weights, servers added and
+ * removed, map keys added and deleted), forwards or (flags bit 0)
+ * backwards, then drains.
  *
  * The reader waits CLI_TIMEOUT_MS (5 s) for a prompt it was never sent;
  * an answer it was sent whole must never make it wait: an update that
@@ -35,35 +36,75 @@
 int	LLVMFuzzerInitialize(int *, char ***);
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
-#define SKELETON_HEAD							\
-	"global\n\tstats socket /run/fuzz/edge.sock mode 600 level admin\n\n" \
-	"frontend api\n\tbind 127.0.0.1:443\n"				\
-	"\tuse_backend %[req_ssl_sni,lower,map(/run/fuzz/edge-api.map)]\n\n" \
-	"backend api0\n\t# sni a.k8s.example.test\n"			\
-	"\tserver 10.0.0.1_8443 10.0.0.1:8443 check inter 5s\n\n"	\
-	"backend api1\n\n"						\
-	"frontend ports\n\tbind 127.0.0.1:21000-21003\n"		\
-	"\tuse_backend %[dst_port,map(/run/fuzz/edge-ports.map)]\n\n"
+#define CONF	"tests/golden/portico.conf"
+#define CLUSTER	"7f3c9e2a-5b1d-4c8e-9a6f-0d2b4e8c1a37"
 
-static const char conf_a[] = SKELETON_HEAD
-	"backend p21000\n"
-	"\tserver 10.1.0.1_30000 10.1.0.1:30000 weight 10\n\n"
-	"backend p21001\n"
-	"\tserver 10.1.0.2_30001 10.1.0.2:30001 weight 1\n"
-	"\tserver 10.1.0.3_30001 10.1.0.3:30001 weight 1\n\n"
-	"backend p21002\n\n"
-	"backend p21003\n"
-	"\tserver 10.1.0.6_30003 10.1.0.6:30003 weight 1\n";
+/*
+ * Two route tables over one API route and the ports 21000-21003: weights,
+ * servers added and removed, a port that comes and one that goes.
+ */
+static struct config		 conf;
+static const struct proxy_conf	*px;
+static struct routes		 table_a, table_b;
+static const unsigned		 ports[] = { 21000, 21001, 21002, 21003 };
 
-static const char conf_b[] = SKELETON_HEAD
-	"backend p21000\n"
-	"\tserver 10.1.0.1_30000 10.1.0.1:30000 weight 20\n\n"
-	"backend p21001\n"
-	"\tserver 10.1.0.3_30001 10.1.0.3:30001 weight 1\n"
-	"\tserver 10.1.0.4_30001 10.1.0.4:30001 weight 1 check\n\n"
-	"backend p21002\n"
-	"\tserver 10.1.0.5_30002 10.1.0.5:30002 weight 1\n\n"
-	"backend p21003\n";
+struct b { const char *ip; unsigned port, weight; };
+
+static void
+port(struct routes *r, unsigned p, const struct b *bs, size_t n)
+{
+	struct event ev;
+	size_t i;
+
+	event_init(&ev, EV_PORT_SET);
+	ev.port = p;
+	event_set_str(&ev, F_CLUSTER, CLUSTER);
+	event_set_str(&ev, F_NS, "payments");
+	event_set_str(&ev, F_NAME, "web");
+	for (i = 0; i < n; i++)
+		event_add_backend(&ev, bs[i].ip, bs[i].port, bs[i].weight);
+	routes_apply(r, &ev);
+	event_free(&ev);
+}
+
+static void
+tables(void)
+{
+	static const struct b a0[] = { { "10.1.0.1", 30000, 10 } };
+	static const struct b a1[] = { { "10.1.0.2", 30001, 1 },
+	    { "10.1.0.3", 30001, 1 } };
+	static const struct b a3[] = { { "10.1.0.6", 30003, 1 } };
+	static const struct b b0[] = { { "10.1.0.1", 30000, 20 } };
+	static const struct b b1[] = { { "10.1.0.3", 30001, 1 },
+	    { "10.1.0.4", 30001, 1 } };
+	static const struct b b2[] = { { "10.1.0.5", 30002, 1 } };
+	struct event api;
+	char err[512];
+
+	if (config_load(CONF, &conf, err, sizeof(err)) == -1) {
+		fprintf(stderr, "fuzz_hapruntime: %s: %s\n", CONF, err);
+		abort();
+	}
+	px = &conf.proxies[0];
+	routes_init(&table_a, &conf);
+	routes_init(&table_b, &conf);
+	event_init(&api, EV_API_SET);
+	event_set_str(&api, F_CLUSTER, CLUSTER);
+	event_set_str(&api, F_CNAME, "a");
+	event_set_str(&api, F_HOST, "a.k8s.example.test");
+	strcpy(api.masters[0], "10.0.0.1");
+	api.nmasters = 1;
+	api.mport = 8443;
+	api.has |= F_MASTERS | F_MPORT;
+	routes_apply(&table_a, &api);
+	port(&table_a, 21000, a0, 1);
+	port(&table_a, 21001, a1, 2);
+	port(&table_a, 21003, a3, 1);
+	routes_apply(&table_b, &api);
+	port(&table_b, 21000, b0, 1);
+	port(&table_b, 21001, b1, 2);
+	port(&table_b, 21002, b2, 1);
+}
 
 static char	 sock_dir[] = "/tmp/portico-fuzz-XXXXXX";
 static char	 sock_path[128];
@@ -89,6 +130,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argv;
 	log_init("fuzz", 1, 0);
 	signal(SIGPIPE, SIG_IGN);	/* as daemon_start() does */
+	tables();
 	if (mkdtemp(sock_dir) == NULL)
 		abort();
 	snprintf(sock_path, sizeof(sock_path), "%s/edge.sock", sock_dir);
@@ -152,15 +194,15 @@ serve(void *arg)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const char *from, *to;
+	const struct routes *from, *to;
 	pthread_t t;
 	uint64_t t0;
 	char err[512], c;
 
 	if (size < 1)
 		return 0;
-	from = data[0] & 1 ? conf_b : conf_a;
-	to = data[0] & 1 ? conf_a : conf_b;
+	from = data[0] & 1 ? &table_b : &table_a;
+	to = data[0] & 1 ? &table_a : &table_b;
 	answers = (const char *)data + 1;
 	answers_len = size - 1;
 	if (pipe(stop_fd) == -1 ||
@@ -168,7 +210,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	t0 = now_ms();
 	err[0] = '\0';
-	if (hap_update(sock_path, from, to, err, sizeof(err)) == -1 &&
+	if (hap_update(sock_path, &conf, px, from, to, ports,
+	    sizeof(ports) / sizeof(ports[0]), 1, err, sizeof(err)) == -1 &&
 	    err[0] == '\0')
 		abort();		/* a failure always says why */
 	hap_drain(sock_path);

@@ -1,0 +1,330 @@
+/*
+ * The route table between renderd and applyd: a decision becomes an item,
+ * items and snapshots rebuild the same table (rendered byte for byte the
+ * same), and applyd's choices from two tables (what goes first, what
+ * needs a reload) depend on the tables alone.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "hapruntime.h"
+#include "log.h"
+#include "plan.h"
+#include "routes.h"
+
+#define CONF	"tests/golden/portico.conf"
+#define C1	"7f3c9e2a-5b1d-4c8e-9a6f-0d2b4e8c1a37"
+#define C2	"a1c0ffee-0000-4000-8000-000000000001"
+
+static struct config		 conf;
+static const struct proxy_conf	*px;
+
+static void
+api_set(struct event *ev, uint64_t seq, const char *cluster, const char *cn,
+    const char *ip)
+{
+	char host[128];
+
+	event_init(ev, EV_API_SET);
+	ev->seq = seq;
+	snprintf(host, sizeof(host), "%s.k8s.example.test", cn);
+	assert_int_equal(event_set_str(ev, F_CLUSTER, cluster), 0);
+	assert_int_equal(event_set_str(ev, F_CNAME, cn), 0);
+	assert_int_equal(event_set_str(ev, F_HOST, host), 0);
+	strcpy(ev->masters[0], ip);
+	ev->nmasters = 1;
+	ev->mport = 8443;
+	ev->has |= F_MASTERS | F_MPORT;
+}
+
+static void
+port_set(struct event *ev, uint64_t seq, unsigned port, const char *cluster,
+    unsigned nb)
+{
+	char ip[32];
+	unsigned i;
+
+	event_init(ev, EV_PORT_SET);
+	ev->seq = seq;
+	ev->port = port;
+	assert_int_equal(event_set_str(ev, F_CLUSTER, cluster), 0);
+	assert_int_equal(event_set_str(ev, F_NS, "payments"), 0);
+	assert_int_equal(event_set_str(ev, F_NAME, "web"), 0);
+	ev->route = 0;
+	ev->has |= F_PORT | F_ROUTE | F_BACKENDS;
+	for (i = 0; i < nb; i++) {
+		snprintf(ip, sizeof(ip), "10.%u.%u.%u", port % 200, i / 250,
+		    i % 250 + 1);
+		assert_int_equal(event_add_backend(ev, ip, 30000 + i % 7,
+		    1 + i % 3), 0);
+	}
+}
+
+static void
+port_free(struct event *ev, uint64_t seq, unsigned port, const char *cluster)
+{
+	event_init(ev, EV_PORT_FREE);
+	ev->seq = seq;
+	ev->port = port;
+	assert_int_equal(event_set_str(ev, F_CLUSTER, cluster), 0);
+	assert_int_equal(event_set_str(ev, F_NS, "payments"), 0);
+	assert_int_equal(event_set_str(ev, F_NAME, "web"), 0);
+	ev->has |= F_PORT | F_ROUTE;
+}
+
+/* The table as HAProxy's configuration: what must match byte for byte. */
+static char *
+rendered(const struct routes *r)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *fp;
+
+	assert_non_null(fp = open_memstream(&text, &len));
+	assert_int_equal(routes_render(r, &conf, px, fp), 0);
+	assert_int_equal(fclose(fp), 0);
+	return text;
+}
+
+static void
+assert_same(const struct routes *a, const struct routes *b)
+{
+	char *ta, *tb;
+	unsigned p;
+
+	assert_true(routes_api_same(a, b));
+	for (p = 0; p < 65536; p++)
+		assert_true(routes_port_same(a->ports[p], b->ports[p]));
+	assert_int_equal(a->nports, b->nports);
+	ta = rendered(a);
+	tb = rendered(b);
+	assert_string_equal(ta, tb);
+	free(ta);
+	free(tb);
+}
+
+/*
+ * Apply d to src (renderd's table) and its item to dst (applyd's), the
+ * way the bus carries it: encoded and decoded.
+ */
+static void
+relay(struct routes *src, struct routes *dst, struct event *d)
+{
+	struct event item, back;
+	unsigned char *buf;
+	size_t len;
+	char err[256];
+
+	routes_apply(src, d);
+	event_init(&item, EV_NONE);
+	assert_int_equal(routes_item(src, d, &item), 0);
+	item.seq = d->seq;
+	item.prev = d->seq - 1;
+	item.has |= F_PREV;
+	assert_int_equal(event_encode(&item, &buf, &len), 0);
+	assert_int_equal(event_decode(&back, buf, len, err, sizeof(err)), 0);
+	assert_int_equal(back.prev, d->seq - 1);
+	routes_apply(dst, &back);
+	free(buf);
+	event_free(&item);
+	event_free(&back);
+	event_free(d);
+}
+
+static void
+build(struct routes *src, struct routes *dst)
+{
+	struct event d;
+
+	api_set(&d, 1, C1, "payments", "10.20.0.11");
+	relay(src, dst, &d);
+	api_set(&d, 2, C2, "beta", "10.21.0.11");
+	relay(src, dst, &d);
+	port_set(&d, 3, 21000, C1, 3);
+	relay(src, dst, &d);
+	port_set(&d, 4, 21001, C1, 40);
+	relay(src, dst, &d);
+	port_set(&d, 5, 21417, C2, 1);
+	relay(src, dst, &d);
+	/* a port the configuration reserves: left out of both */
+	port_set(&d, 6, 21008, C2, 1);
+	relay(src, dst, &d);
+	port_set(&d, 7, 21000, C1, 5);		/* its backends change */
+	relay(src, dst, &d);
+	port_free(&d, 8, 21001, C1);
+	relay(src, dst, &d);
+	event_init(&d, EV_API_DEL);
+	d.seq = 9;
+	event_set_str(&d, F_CLUSTER, C2);
+	relay(src, dst, &d);
+}
+
+static void
+test_items_rebuild_the_table(void **state)
+{
+	struct routes src, dst;
+
+	(void)state;
+	routes_init(&src, &conf);
+	routes_init(&dst, &conf);
+	build(&src, &dst);
+	assert_null(dst.ports[21008]);
+	assert_null(dst.ports[21001]);
+	assert_non_null(dst.ports[21000]);
+	assert_int_equal(dst.ports[21000]->nbackends, 5);
+	assert_int_equal(dst.napi, 1);
+	assert_same(&src, &dst);
+	routes_clear(&src);
+	routes_clear(&dst);
+}
+
+static int
+into(struct event *ev, void *arg)
+{
+	routes_apply(arg, ev);
+	return 0;
+}
+
+static void
+test_snapshot_and_copy(void **state)
+{
+	struct routes src, dst, snap, copy;
+
+	(void)state;
+	routes_init(&src, &conf);
+	routes_init(&dst, &conf);
+	routes_init(&snap, &conf);
+	routes_init(&copy, &conf);
+	build(&src, &dst);
+	assert_int_equal(routes_items(&src, into, &snap), 0);
+	assert_same(&src, &snap);
+	routes_copy(&copy, &src);
+	assert_same(&src, &copy);
+	/* one entry copied: the rest untouched */
+	routes_copy_port(&copy, &dst, 21417);
+	assert_same(&src, &copy);
+	routes_clear(&src);
+	routes_clear(&dst);
+	routes_clear(&snap);
+	routes_clear(&copy);
+}
+
+static void
+test_small_cluster_goes_first(void **state)
+{
+	struct routes old, new;
+	struct event d;
+	unsigned dirty[16], out[16], n = 0, p;
+	size_t k;
+
+	(void)state;
+	routes_init(&old, &conf);
+	routes_init(&new, &conf);
+	/* cluster C1: 8 ports of 300 backends; C2: one port of one */
+	for (p = 21000; p < 21008; p++) {
+		port_set(&d, p, p, C1, 300);
+		routes_apply(&new, &d);
+		event_free(&d);
+		dirty[n++] = p;
+	}
+	port_set(&d, 100, 21999, C2, 1);
+	routes_apply(&new, &d);
+	event_free(&d);
+	dirty[n++] = 21999;
+
+	k = plan_slice(&old, &new, dirty, n, 512, 20000, out);
+	assert_true(k >= 1);
+	assert_int_equal(out[0], 21999);	/* C2 first, though last */
+	/* a budget: C2 and one port of C1 (at least one port goes) */
+	assert_int_equal(k, 2);
+	/* C1 beyond what the runtime API takes: only C2 goes live */
+	k = plan_slice(&old, &new, dirty, n, 100000, 1000, out);
+	assert_int_equal(k, 1);
+	assert_int_equal(out[0], 21999);
+	/* the same tables, the same plan */
+	assert_int_equal(plan_slice(&old, &new, dirty, n, 100000, 1000, out),
+	    1);
+	routes_clear(&old);
+	routes_clear(&new);
+}
+
+static void
+test_live_or_reload_from_tables(void **state)
+{
+	struct routes old, new;
+	struct proxy_conf small;
+	struct event d;
+	char cid[64], cn[32];
+	unsigned i;
+
+	(void)state;
+	routes_init(&old, &conf);
+	routes_init(&new, &conf);
+	api_set(&d, 1, C1, "payments", "10.20.0.11");
+	routes_apply(&old, &d);
+	routes_apply(&new, &d);
+	event_free(&d);
+	/* servers only: live */
+	port_set(&d, 2, 21000, C1, 3);
+	routes_apply(&new, &d);
+	event_free(&d);
+	assert_int_equal(hap_needs_reload(&conf, px, &old, &new, 0), 0);
+	/* a cluster that comes takes a free slot: live */
+	api_set(&d, 3, C2, "beta", "10.21.0.11");
+	routes_apply(&new, &d);
+	event_free(&d);
+	assert_int_equal(hap_needs_reload(&conf, px, &old, &new, 1), 0);
+	/* more clusters than half the pool: it doubles, a reload */
+	for (i = 0; i < 8; i++) {
+		snprintf(cid, sizeof(cid), "c0c0c0c0-0000-4000-8000-%012u", i);
+		snprintf(cn, sizeof(cn), "c%u", i);
+		api_set(&d, 10 + i, cid, cn, "10.22.0.11");
+		routes_apply(&new, &d);
+		event_free(&d);
+	}
+	assert_int_equal(hap_needs_reload(&conf, px, &old, &new, 1), 1);
+	/* health checks that stop fitting the descriptors: a reload */
+	routes_clear(&new);
+	routes_copy(&new, &old);
+	small = *px;
+	small.fd_limit = 2 * small.maxconn + 200 + 13 + 1 + 3;
+	port_set(&d, 20, 21000, C1, 1);
+	routes_apply(&old, &d);
+	event_free(&d);
+	port_set(&d, 21, 21000, C1, 200);
+	routes_apply(&new, &d);
+	event_free(&d);
+	assert_int_equal(haproxy_checks(&old, &conf, &small), 1);
+	assert_int_equal(haproxy_checks(&new, &conf, &small), 0);
+	assert_int_equal(hap_needs_reload(&conf, &small, &old, &new, 0), 1);
+	assert_int_equal(hap_needs_reload(&conf, &small, &old, &old, 0), 0);
+	routes_clear(&old);
+	routes_clear(&new);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_items_rebuild_the_table),
+		cmocka_unit_test(test_snapshot_and_copy),
+		cmocka_unit_test(test_small_cluster_goes_first),
+		cmocka_unit_test(test_live_or_reload_from_tables),
+	};
+	char err[512];
+
+	log_init("test_rtable", 0, 0);
+	if (config_load(CONF, &conf, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s: %s\n", CONF, err);
+		return 1;
+	}
+	px = &conf.proxies[0];
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
