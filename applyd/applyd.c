@@ -67,6 +67,9 @@ static struct routes		 served;	/* the proxy's, at good_gen */
 static struct routes		 cand;		/* a job's, at cand_gen */
 static uint64_t			 cand_gen;
 static enum { IDLE, CHECKING, RELOADING, STARTING } state;
+static const char *const	 states[] = { "idle", "checking", "reloading",
+				     "starting" };
+static int			 told;		/* "waits" said for this job */
 static char			 check_path[PATH_MAX + 8];
 /*
  * The oldest watch event (wt) and item (its time) not served yet, and
@@ -107,6 +110,12 @@ on_item(const struct event *ev, void *arg)
 	(void)arg;
 	if (!routes_apply(&table, ev))
 		return;
+	if (state != IDLE && !told) {
+		log_info("generation %llu waits for the %s of %llu",
+		    (unsigned long long)ev->seq, states[state],
+		    (unsigned long long)cand_gen);
+		told = 1;
+	}
 	/* a catch-up is history: it converged before */
 	if (!feed.syncing && !feed.instate) {
 		if ((ev->has & F_WT) && ev->wt != 0 &&
@@ -241,9 +250,12 @@ write_files(const struct routes *r)
 static void
 ack(void)
 {
+	static uint16_t held[EV_MAX_HELD];
+	static size_t nheld;
 	const unsigned char *busy;
 	struct event ev;
 	unsigned p;
+	size_t i;
 
 	if (good_gen == 0 && fail_gen == 0)
 		return;
@@ -253,11 +265,21 @@ ack(void)
 	event_set_str(&ev, F_PROXY, pc->name);
 	ev.gen = good_gen;
 	ev.has |= F_GEN;
-	if ((busy = busy_ports(&served, 0)) != NULL)
-		for (p = 1; p < 65536 && ev.nheld < EV_MAX_HELD; p++)
-			if (served.ports[p] != NULL &&
-			    (busy[p >> 3] & (1u << (p & 7))))
-				event_add_held(&ev, p);
+	/*
+	 * During a job the host was probed for the candidate, and a port
+	 * that came free is not bound until the reload ends: the held ports
+	 * of what is served are those said before the job.
+	 */
+	if (state == IDLE) {
+		nheld = 0;
+		if ((busy = busy_ports(&served, 0)) != NULL)
+			for (p = 1; p < 65536 && nheld < EV_MAX_HELD; p++)
+				if (served.ports[p] != NULL &&
+				    (busy[p >> 3] & (1u << (p & 7))))
+					held[nheld++] = (uint16_t)p;
+	}
+	for (i = 0; i < nheld; i++)
+		event_add_held(&ev, held[i]);
 	if (fail_gen > good_gen) {
 		ev.fgen = fail_gen;
 		ev.has |= F_FGEN;
@@ -505,6 +527,7 @@ apply_reload(void)
 	routes_clear(&cand);
 	routes_copy(&cand, &table);
 	cand_gen = feed.last;
+	told = 0;
 	cand_wt = pend_wt;
 	cand_t = pend_t;
 	pend_wt = pend_t = 0;
@@ -608,14 +631,15 @@ on_sigchld(void *arg)
 
 /*
  * Every ACK_EVERY_MS: allocd may have missed the last ack; the driver's
- * idle work, but not during a job: its workers are changing.
+ * idle work, but not during a job (its workers are changing) nor while a
+ * change goes in (a reload it asks for would take the rest at once).
  */
 static void
 every_ack(void *arg)
 {
 	(void)arg;
 	ack();
-	if (proxy.ops->idle != NULL && state == IDLE &&
+	if (proxy.ops->idle != NULL && state == IDLE && !pending &&
 	    proxy.ops->running(&proxy) && proxy.ops->idle(&proxy) == 1)
 		reapply();
 }

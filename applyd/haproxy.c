@@ -160,7 +160,10 @@ haproxy_up(struct proxy *p, void *arg, char *err, size_t errlen)
 	(void)arg;
 	(void)err;
 	(void)errlen;
-	return proc_state(p, &ps, CLI_STEP_MS) == 0 && ps.workers > 0 ? 0 : 1;
+	if (proc_state(p, &ps, CLI_STEP_MS) == -1 || ps.workers == 0)
+		return 1;
+	hap_forget_given();	/* its servers are the configuration's */
+	return 0;
 }
 
 static int
@@ -226,6 +229,7 @@ haproxy_reloaded(struct proxy *p, void *arg, char *err, size_t errlen)
 	if (now.workers == 0)
 		return 1;
 	hap_forget_drains();	/* the new workers have none */
+	hap_forget_given();	/* their servers are the configuration's */
 	return 0;
 }
 
@@ -285,6 +289,11 @@ static int
 haproxy_idle(struct proxy *p)
 {
 	hap_drain(p->stats_sock);
+	if (hap_given_stale()) {
+		log_info("a cluster's check interval changed under its "
+		    "servers: reloading to keep its check budget");
+		return 1;
+	}
 	return held_freed(&busy);
 }
 

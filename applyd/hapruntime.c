@@ -66,6 +66,29 @@ struct maps {
 	char		 api[PATH_MAX];
 };
 
+/*
+ * The check intervals the running proxy's servers were given.  A live
+ * change gives the servers it adds the arguments of the table it brings,
+ * so a cluster that grows slice by slice has the final table's interval
+ * on every server, whatever the table served in between would say.
+ * Unknown after a reload or a start: the served table's then.  When a
+ * cluster's interval changes under servers that run (it crossed a power
+ * of two of its check budget), only a reload gives them the new one: the
+ * change still goes live, and the servers are stale until the reload the
+ * driver asks for when the proxy is idle (hap_given_stale).
+ */
+struct given {
+	char		cluster[64];
+	unsigned	shift;
+};
+static struct {
+	int		 known;
+	int		 stale;
+	int		 check;
+	struct given	*g;
+	size_t		 n, cap;
+} given;
+
 /* Servers put in maintenance whose connections have not finished yet. */
 static char	*draining[DRAIN_MAX];
 static size_t	 ndraining;
@@ -486,6 +509,91 @@ api_changes(const struct routes *old, const struct routes *new,
 	return n == (size_t)-1 ? -1 : (long)n;
 }
 
+static int
+cmp_given(const void *x, const void *y)
+{
+	return strcmp(((const struct given *)x)->cluster,
+	    ((const struct given *)y)->cluster);
+}
+
+static int
+given_add(const char *cluster, unsigned shift, void *arg)
+{
+	(void)arg;
+	if (given.n == given.cap) {
+		given.cap = given.cap ? 2 * given.cap : 64;
+		if ((given.g = reallocarray(given.g, given.cap,
+		    sizeof(*given.g))) == NULL)
+			fatal("given_add");
+	}
+	snprintf(given.g[given.n].cluster, sizeof(given.g[0].cluster), "%s",
+	    cluster);
+	given.g[given.n++].shift = shift;
+	return 0;
+}
+
+/* What a live change gave the servers: the new table's plan. */
+static void
+given_set(const struct haproxy_checkplan *cp)
+{
+	given.n = 0;
+	haproxy_checkplan_each(cp, given_add, NULL);
+	qsort(given.g, given.n, sizeof(*given.g), cmp_given);
+	given.check = haproxy_checkplan_checks(cp);
+	given.known = 1;
+}
+
+void
+hap_forget_given(void)
+{
+	given.known = given.stale = 0;
+}
+
+int
+hap_given_stale(void)
+{
+	return given.stale;
+}
+
+/* The servers' intervals against the new plan's, cluster by cluster. */
+struct against {
+	const struct haproxy_checkplan	*old, *new;
+};
+
+static int
+given_differs(const char *cluster, unsigned shift, void *arg)
+{
+	struct against *a = arg;
+	struct given key, *g;
+
+	if (!haproxy_checkplan_has(a->new, cluster))
+		return 0;	/* gone: its servers go */
+	if (given.known) {
+		snprintf(key.cluster, sizeof(key.cluster), "%s", cluster);
+		if ((g = bsearch(&key, given.g, given.n, sizeof(*given.g),
+		    cmp_given)) != NULL)
+			shift = g->shift;
+		else
+			shift = haproxy_check_shift(a->old, cluster);
+	}
+	return shift != haproxy_check_shift(a->new, cluster) ? -1 : 0;
+}
+
+/*
+ * Would servers that run keep an interval the new table does not give
+ * them (a cluster of old's whose interval changed)?
+ */
+static int
+intervals_differ(const struct haproxy_checkplan *ocp,
+    const struct haproxy_checkplan *ncp)
+{
+	struct against a = { ocp, ncp };
+
+	if (!given.known)
+		return haproxy_checkplans_differ(ocp, ncp);
+	return haproxy_checkplan_each(ocp, given_differs, &a) == -1;
+}
+
 int
 hap_needs_reload(const struct config *c, const struct proxy_conf *px,
     const struct routes *old, const struct routes *new, int api)
@@ -498,8 +606,9 @@ hap_needs_reload(const struct config *c, const struct proxy_conf *px,
 	if ((ocp = haproxy_checkplan(old, c, px)) == NULL ||
 	    (ncp = haproxy_checkplan(new, c, px)) == NULL)
 		fatal("hap_needs_reload");
-	/* servers' arguments change: checks on or off, a cluster's interval */
-	rc = haproxy_checkplans_differ(ocp, ncp);
+	/* checks on or off: every server's arguments change */
+	rc = (given.known ? given.check : haproxy_checkplan_checks(ocp)) !=
+	    haproxy_checkplan_checks(ncp);
 	haproxy_checkplan_free(ocp);
 	haproxy_checkplan_free(ncp);
 	if (rc || !api)
@@ -526,13 +635,13 @@ hap_update(const char *sock, const struct config *c,
     const struct routes *new, const unsigned *ports, size_t nports, int api,
     char *err, size_t errlen)
 {
-	struct haproxy_checkplan *cp;
+	struct haproxy_checkplan *cp, *ocp;
 	struct bchange *bc;
 	struct maps m;
 	struct cli cl;
 	size_t i, n = 0, pool = 0;
 	long na = 0;
-	int rc = -1, pass;
+	int rc = -1, pass, stale;
 
 	if (hap_needs_reload(c, px, old, new, api))
 		return 1;
@@ -562,8 +671,11 @@ hap_update(const char *sock, const struct config *c,
 		return -1;
 	}
 	/* the new servers' arguments, exactly as the renderer writes them */
-	if ((cp = haproxy_checkplan(new, c, px)) == NULL)
+	if ((cp = haproxy_checkplan(new, c, px)) == NULL ||
+	    (ocp = haproxy_checkplan(old, c, px)) == NULL)
 		fatal("hap_update");
+	stale = intervals_differ(ocp, cp);
+	haproxy_checkplan_free(ocp);
 	/*
 	 * The map keys that go, first: no new connection for what leaves.
 	 * Then the servers that come, then the servers that go: a backend
@@ -585,6 +697,8 @@ hap_update(const char *sock, const struct config *c,
 		    bc[i].backend) == -1)
 			goto out;
 	rc = 0;
+	given_set(cp);
+	given.stale |= stale;
  out:
 	haproxy_checkplan_free(cp);
 	close(cl.fd);

@@ -35,5 +35,12 @@ int	hap_write_maps(const struct config *, const struct proxy_conf *,
 void	hap_drain(const char *sock);
 /* A reload replaced every server: nothing is draining any more. */
 void	hap_forget_drains(void);
+/*
+ * A reload or a start: the servers have the arguments the configuration
+ * gives them, not those of the live changes before (see given, .c).
+ */
+void	hap_forget_given(void);
+/* Servers run with a check interval their table no longer gives them. */
+int	hap_given_stale(void);
 
 #endif

@@ -352,6 +352,12 @@ haproxy_checkplan_checks(const struct haproxy_checkplan *cp)
 	return cp->check;
 }
 
+int
+haproxy_checkplan_has(const struct haproxy_checkplan *cp, const char *cluster)
+{
+	return budget_slot(&cp->bg, cluster)->cluster != NULL;
+}
+
 unsigned
 haproxy_check_shift(const struct haproxy_checkplan *cp, const char *cluster)
 {
@@ -382,6 +388,21 @@ haproxy_checkplans_differ(const struct haproxy_checkplan *a,
 		    budget_shift(&b->bg, x->cluster))
 			return 1;
 	}
+	return 0;
+}
+
+/* fn for each cluster of the plan, with its shift; stops at fn's -1. */
+int
+haproxy_checkplan_each(const struct haproxy_checkplan *cp,
+    int (*fn)(const char *cluster, unsigned shift, void *), void *arg)
+{
+	size_t i;
+
+	for (i = 0; i <= cp->bg.mask; i++)
+		if (cp->bg.b[i].cluster != NULL &&
+		    fn(cp->bg.b[i].cluster, budget_shift(&cp->bg,
+		    cp->bg.b[i].cluster), arg) == -1)
+			return -1;
 	return 0;
 }
 

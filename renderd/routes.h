@@ -132,12 +132,16 @@ struct haproxy_checkplan *haproxy_checkplan(const struct routes *,
 	    const struct config *, const struct proxy_conf *);
 void	 haproxy_checkplan_free(struct haproxy_checkplan *);
 int	 haproxy_checkplan_checks(const struct haproxy_checkplan *);
+int	 haproxy_checkplan_has(const struct haproxy_checkplan *,
+	    const char *cluster);
 unsigned haproxy_check_shift(const struct haproxy_checkplan *,
 	    const char *cluster);
 /* Checks on in one and off in the other, or a cluster of both whose
  * interval differs: its servers' arguments change, by a reload only. */
 int	 haproxy_checkplans_differ(const struct haproxy_checkplan *,
 	    const struct haproxy_checkplan *);
+int	 haproxy_checkplan_each(const struct haproxy_checkplan *,
+	    int (*)(const char *cluster, unsigned shift, void *), void *);
 void	 haproxy_server_args(char *, size_t, const struct haproxy_checkplan *,
 	    const struct port_route *, int weight, const char *ip,
 	    unsigned port);

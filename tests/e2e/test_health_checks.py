@@ -107,3 +107,56 @@ def test_dead_backend_leaves_service_at_once_and_comes_back(make_fleet):
     testlib.wait_until(lambda: n1 in {serving_node(fleet, port) for _ in range(4)},
                        15, "node %s back in service on port %d" % (n1, port))
 
+
+
+def reload_count(fleet):
+    """The master's reload counter, once its CLI answers."""
+    (n,) = testlib.wait_until(lambda: (lambda r: r is not None and (r,))(
+        fleet.haproxy_reloads()), 10, "HAProxy's master CLI")
+    return n
+
+
+def test_budget_crossed_goes_live_then_one_reload(make_fleet):
+    """Routes that take a cluster past a power of two of its budget go live
+    at once, through the runtime API, their servers with the new interval;
+    the servers in place keep theirs until one reload, when the change is
+    in, gives them the new one too."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    extra = 10          # 20 servers more: 101, past 10/s x 10 s
+    fleet = make_fleet(ports=ROUTES + extra + 10)
+    lo = fleet.port_lo
+    vss = []
+    for i in range(ROUTES + extra):
+        v = harness.virtualservice("r-%d" % i, NS, [[harness.dest("echo", 7000)]])
+        v["metadata"]["annotations"] = {PORT: str(lo + i)}
+        if i < ROUTES:
+            v["metadata"]["annotations"][EXPOSE] = "true"
+        vss.append(v)
+    c = fleet.add_cluster("hc", [("echo", NS, [7000])], vss)
+    fleet.write_conf(**{"proxy.%s" % harness.HAPROXY_NAME: {"check_rate": BUDGET}})
+    fleet.start_daemons()
+    testlib.wait_until(lambda: len(fleet.routed_ports()) >= ROUTES, 60,
+                       "%d routes in HAProxy" % ROUTES)
+    reloads = reload_count(fleet)
+    applyd = fleet["applyd"]
+    mark = len(applyd.log())
+    for i in range(ROUTES, ROUTES + extra):
+        c.annotate(NS, "r-%d" % i, **{EXPOSE: "true"})
+    for i in range(ROUTES, ROUTES + extra):
+        fleet.wait_address(c, NS, "r-%d" % i)
+    # then one reload, once the change is in, for the servers in place
+    testlib.wait_until(lambda: reload_count(fleet) > reloads, 30,
+                       "the reload that gives the old servers the new interval")
+    log = applyd.log()[mark:]
+    assert "reloading to keep its check budget" in log, harness.tail(log, 20)
+    # the new routes went live: no check (no reload) before that one
+    first = log.index("reloading to keep its check budget")
+    assert "checks it" not in log[:first], harness.tail(log, 20)
+    testlib.wait_until(lambda: all(
+        20000 <= inter_ms(l) < 40000 for l in fleet.proxy_cfg().splitlines()
+        if l.startswith("\tserver ") and " check " in l), 30,
+        "every server of the cluster at the doubled interval")
+    servers = [l for l in fleet.proxy_cfg().splitlines()
+               if l.startswith("\tserver ") and " check " in l]
+    assert len(servers) == 2 * (ROUTES + extra) + 1, len(servers)
+    assert reload_count(fleet) == reloads + 1

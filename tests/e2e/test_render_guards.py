@@ -296,9 +296,10 @@ def b_port_free(port, name):
                           E.F_NAME: name, E.F_ROUTE: 0})
 
 
-def start_render_apply(fleet):
-    """renderd and applyd for the fleet's one proxy, fed by a FakeAlloc."""
-    fleet.write_conf()
+def start_render_apply(fleet, **conf):
+    """renderd and applyd for the fleet's one proxy, fed by a FakeAlloc;
+    conf: sections for the configuration, as write_conf takes them."""
+    fleet.write_conf(**conf)
     fake = FakeAlloc(fleet.run_dir)
     px = fleet.proxies[0].name
     for name in ("renderd", "applyd"):
