@@ -664,11 +664,12 @@ adopt_finish(uint64_t now)
 }
 
 /* While claims are held: where the new store will go on from. */
-static uint64_t
-heartbeat_seq(void *arg)
+static int
+heartbeat_seq(void *arg, uint64_t *seq)
 {
 	(void)arg;
-	return adopt.active ? adopt_ahead(&adopt) : al.seq;
+	*seq = adopt.active ? adopt_ahead(&adopt) : al.seq;
+	return 0;
 }
 
 static struct bus_heartbeat	hb;

@@ -538,7 +538,8 @@ heartbeat_send(void *arg)
 	struct event ev;
 
 	event_init(&ev, EV_HEARTBEAT);
-	ev.seq = hb->seq(hb->arg);
+	if (hb->seq(hb->arg, &ev.seq) == -1)
+		return;
 	ev.time = now_ms();
 	ev.boot = bus_boot_id();
 	ev.has = F_BOOT;
@@ -547,8 +548,8 @@ heartbeat_send(void *arg)
 }
 
 void
-bus_heartbeat(struct bus_heartbeat *hb, void *pub, uint64_t (*seq)(void *),
-    void *arg, uint64_t period_ms)
+bus_heartbeat(struct bus_heartbeat *hb, void *pub,
+    int (*seq)(void *, uint64_t *), void *arg, uint64_t period_ms)
 {
 	memset(hb, 0, sizeof(*hb));
 	hb->pub = pub;

@@ -115,18 +115,20 @@ void	consumer_register(struct consumer *);
 
 /*
  * A producer's heartbeat, on the loop: every period ms (and once at
- * once), a HEARTBEAT on pub carrying seq(arg) and our boot id, so that
- * consumers notice silence, gaps and restarts.
+ * once), a HEARTBEAT on pub carrying the seq that seq(arg, &seq) gives
+ * and our boot id, so that consumers notice silence, gaps and restarts.
+ * seq returns -1 while there is nothing to say (renderd before its
+ * first catch-up: a consumer would take its 0 for a reset).
  */
 struct bus_heartbeat {
 	void			*pub;
-	uint64_t		(*seq)(void *);
+	int			(*seq)(void *, uint64_t *);
 	void			*arg;
 	struct loop_timer	*timer;
 	unsigned long		 sent;
 };
 void	bus_heartbeat(struct bus_heartbeat *, void *pub,
-	    uint64_t (*seq)(void *), void *arg, uint64_t period_ms);
+	    int (*seq)(void *, uint64_t *), void *arg, uint64_t period_ms);
 /* Another period from now on (allocd beats faster while it holds). */
 void	bus_heartbeat_period(struct bus_heartbeat *, uint64_t period_ms);
 

@@ -317,22 +317,16 @@ render_state(const char *path)
 	return 0;
 }
 
-/* Once a beat, from the first catch-up on: a consumer takes 0 for a reset. */
-static void
-heartbeat(void *arg)
+/* The generation, once caught up: a consumer takes 0 for a reset. */
+static int
+heartbeat_seq(void *arg, uint64_t *seq)
 {
-	struct event hb;
-
 	(void)arg;
-	if (!alloc_feed.synced_once)
-		return;
-	event_init(&hb, EV_HEARTBEAT);
-	hb.seq = gen;
-	hb.time = now_ms();
-	hb.boot = bus_boot_id();
-	hb.has = F_BOOT;
-	bus_send(pub_sock, &hb);
+	*seq = gen;
+	return alloc_feed.synced_once ? 0 : -1;
 }
+
+static struct bus_heartbeat	hb;
 
 static void
 on_sync_sock(void *arg, int revents)
@@ -373,7 +367,7 @@ main(int argc, char **argv)
 	    conf.alloc_sync, 0, &feed_ops, NULL);
 	consumer_register(&alloc_feed);
 	loop_socket(sync_sock, ZMQ_POLLIN, on_sync_sock, NULL);
-	loop_timer(BUS_HEARTBEAT_MS, 1, heartbeat, NULL);
+	bus_heartbeat(&hb, pub_sock, heartbeat_seq, NULL, BUS_HEARTBEAT_MS);
 	loop_after(after_turn, NULL);
 	loop_counter("items_published", &items_sent);
 	snprintf(ready, sizeof(ready), "renderd-%s", px->name);
