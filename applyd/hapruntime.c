@@ -594,23 +594,18 @@ intervals_differ(const struct haproxy_checkplan *ocp,
 	return haproxy_checkplan_each(ocp, given_differs, &a) == -1;
 }
 
-int
-hap_needs_reload(const struct config *c, const struct proxy_conf *px,
-    const struct routes *old, const struct routes *new, int api)
+/* hap_needs_reload, with the two tables' check plans at hand. */
+static int
+reload_needed(const struct routes *old, const struct routes *new, int api,
+    const struct haproxy_checkplan *ocp, const struct haproxy_checkplan *ncp)
 {
-	struct haproxy_checkplan *ocp, *ncp;
 	long *os, *ns;
 	size_t opool, npool, s;
-	int rc = 0;
+	int rc;
 
-	if ((ocp = haproxy_checkplan(old, c, px)) == NULL ||
-	    (ncp = haproxy_checkplan(new, c, px)) == NULL)
-		fatal("hap_needs_reload");
 	/* checks on or off: every server's arguments change */
 	rc = (given.known ? given.check : haproxy_checkplan_checks(ocp)) !=
 	    haproxy_checkplan_checks(ncp);
-	haproxy_checkplan_free(ocp);
-	haproxy_checkplan_free(ncp);
 	if (rc || !api)
 		return rc;
 	if ((os = haproxy_api_slots(old, &opool)) == NULL ||
@@ -630,6 +625,22 @@ hap_needs_reload(const struct config *c, const struct proxy_conf *px,
 }
 
 int
+hap_needs_reload(const struct config *c, const struct proxy_conf *px,
+    const struct routes *old, const struct routes *new, int api)
+{
+	struct haproxy_checkplan *ocp, *ncp;
+	int rc;
+
+	if ((ocp = haproxy_checkplan(old, c, px)) == NULL ||
+	    (ncp = haproxy_checkplan(new, c, px)) == NULL)
+		fatal("hap_needs_reload");
+	rc = reload_needed(old, new, api, ocp, ncp);
+	haproxy_checkplan_free(ocp);
+	haproxy_checkplan_free(ncp);
+	return rc;
+}
+
+int
 hap_update(const char *sock, const struct config *c,
     const struct proxy_conf *px, const struct routes *old,
     const struct routes *new, const unsigned *ports, size_t nports, int api,
@@ -643,8 +654,18 @@ hap_update(const char *sock, const struct config *c,
 	long na = 0;
 	int rc = -1, pass, stale;
 
-	if (hap_needs_reload(c, px, old, new, api))
+	/* the new servers' arguments, exactly as the renderer writes them */
+	if ((cp = haproxy_checkplan(new, c, px)) == NULL ||
+	    (ocp = haproxy_checkplan(old, c, px)) == NULL)
+		fatal("hap_update");
+	rc = reload_needed(old, new, api, ocp, cp);
+	stale = intervals_differ(ocp, cp);
+	haproxy_checkplan_free(ocp);
+	if (rc) {
+		haproxy_checkplan_free(cp);
 		return 1;
+	}
+	rc = -1;
 	maps_paths(c, px, &m);
 	/* the pool is the smallest power of 2 from 16 above 2 x clusters */
 	if ((bc = calloc(nports + (api ? 4 * new->napi + 16 : 0) + 1,
@@ -652,6 +673,7 @@ hap_update(const char *sock, const struct config *c,
 		fatal("hap_update");
 	if (api && (na = api_changes(old, new, &m, bc, &pool)) == -1) {
 		bchanges_free(bc, 0);
+		haproxy_checkplan_free(cp);
 		return 1;
 	}
 	n = (size_t)na;
@@ -668,14 +690,9 @@ hap_update(const char *sock, const struct config *c,
 		snprintf(err, errlen, "runtime API %s: %s", sock,
 		    strerror(errno));
 		bchanges_free(bc, n);
+		haproxy_checkplan_free(cp);
 		return -1;
 	}
-	/* the new servers' arguments, exactly as the renderer writes them */
-	if ((cp = haproxy_checkplan(new, c, px)) == NULL ||
-	    (ocp = haproxy_checkplan(old, c, px)) == NULL)
-		fatal("hap_update");
-	stale = intervals_differ(ocp, cp);
-	haproxy_checkplan_free(ocp);
 	/*
 	 * The map keys that go, first: no new connection for what leaves.
 	 * Then the servers that come, then the servers that go: a backend
