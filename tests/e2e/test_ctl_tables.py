@@ -17,20 +17,9 @@ import subprocess
 import harness
 import testlib
 from harness import ERROR, EXPOSE, PORT, start_payments
+from test_porticoctl import ctl
 
 NS = "payments"
-
-
-def ctl(fleet, *args, store=None, check=True):
-    argv = [harness.daemon_path("porticoctl"), "-f", fleet.conf_path] + list(args)
-    if store is not None:
-        argv.append(store)
-    cp = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                        timeout=60, env=fleet.env())
-    out, err = cp.stdout.decode(), cp.stderr.decode()
-    if check:
-        assert cp.returncode == 0, (args, cp.returncode, err)
-    return cp.returncode, out, err
 
 
 def lines(fleet, *args, store=None):
