@@ -60,7 +60,11 @@
 	X(WT,       "wt",   U64,      wt,       NULL)			\
 	/* a route table item: the generation it follows, so that a	\
 	 * consumer tells a gap without contiguous seqs */		\
-	X(PREV,     "pv",   U64,      prev,     NULL)
+	X(PREV,     "pv",   U64,      prev,     NULL)			\
+	/* the kind of object a route comes from: absent for an Istio	\
+	 * VirtualService, "tcp" for a TCPRoute, "tls" for a TLSRoute;	\
+	 * part of the owner, so that kinds never collide */		\
+	X(RKIND,    "rk",   STR,      rkind,    valid_token)
 
 enum ev_field_index {
 #define X(n, k, t, m, v)	FI_##n,
@@ -90,13 +94,18 @@ enum ev_field_bit { EV_FIELDS(X) };
 	X(CLUSTER_UP,  10, F_CLUSTER | F_CNAME | F_HOST | F_MASTERS | F_MPORT, 0) \
 	X(CLUSTER_DOWN,11, F_CLUSTER, 0)				\
 	X(ROUTE,       12, F_CLUSTER | F_NS | F_NAME | F_ROUTE | F_BACKENDS, \
-	    F_WANT | F_WHY | F_HAD | F_UID | F_PROOF | F_WT)			\
-	X(ROUTE_GONE,  13, F_CLUSTER | F_NS | F_NAME | F_ROUTE, 0)	\
+	    F_WANT | F_WHY | F_HAD | F_UID | F_PROOF | F_WT | F_RKIND)	\
+	X(ROUTE_GONE,  13, F_CLUSTER | F_NS | F_NAME | F_ROUTE, F_RKIND) \
 	X(SYNC_BEGIN,  14, F_CLUSTER | F_SID, 0)			\
 	X(SYNC_END,    15, F_CLUSTER | F_SID, 0)			\
 	/* a proxy serves gen, but not the ports held; fgen failed: why */ \
 	X(APPLIED,     16, F_PROXY | F_GEN, F_HELD | F_FGEN | F_WHY)	\
 	X(TICK,        17, 0, 0)					\
+	/* a TLSRoute's hostname (route: its index) wants the shared	\
+	 * TLS port to pass that SNI name through to its backends */	\
+	X(SNI_ROUTE,   18, F_CLUSTER | F_NS | F_NAME | F_ROUTE | F_HOST |	\
+	    F_BACKENDS, F_WHY | F_UID | F_WT)				\
+	X(SNI_GONE,    19, F_CLUSTER | F_NS | F_NAME | F_ROUTE, 0)	\
 	/* the log was compacted: replay starts here, from the snapshot */ \
 	X(SNAPSHOT,    20, 0, 0)					\
 	/* allocd began on an empty store: gen, the highest its consumers	\
@@ -109,13 +118,21 @@ enum ev_field_bit { EV_FIELDS(X) };
 	X(API_SET,     30, F_CLUSTER | F_CNAME | F_HOST | F_MASTERS | F_MPORT, 0) \
 	X(API_DEL,     31, F_CLUSTER, 0)				\
 	X(PORT_SET,    32, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE | F_BACKENDS, \
-	    F_UID | F_WT)							\
+	    F_UID | F_WT | F_RKIND)					\
 	/* pf: the proof written beside the address */			\
-	X(PORT_LIVE,   33, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE, F_PROOF) \
-	X(PORT_FREE,   34, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE, 0) \
-	X(REFUSED,     35, F_CLUSTER | F_NS | F_NAME | F_ROUTE | F_WHY, 0) \
+	X(PORT_LIVE,   33, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE,	\
+	    F_PROOF | F_RKIND)						\
+	X(PORT_FREE,   34, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE,	\
+	    F_RKIND)							\
+	X(REFUSED,     35, F_CLUSTER | F_NS | F_NAME | F_ROUTE | F_WHY,	\
+	    F_RKIND)							\
 	/* a proxy does not serve a held port: why; without why, it does */ \
-	X(PORT_FAULT,  36, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE, F_WHY) \
+	X(PORT_FAULT,  36, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE,	\
+	    F_WHY | F_RKIND)						\
+	/* a TLSRoute hostname routed by SNI on the shared TLS port */	\
+	X(SNI_SET,     37, F_CLUSTER | F_NS | F_NAME | F_ROUTE | F_HOST |	\
+	    F_BACKENDS, F_UID | F_WT)					\
+	X(SNI_DEL,     38, F_CLUSTER | F_NS | F_NAME | F_ROUTE | F_HOST, 0) \
 	/* what a store loss cost: owners adopted, claims refused and why */ \
 	X(RECOVERED,   40, 0, F_SADOPT | F_SREFUSED | F_WHY)		\
 	/* a rendered configuration, what renderd published before the	\
@@ -132,7 +149,10 @@ enum ev_field_bit { EV_FIELDS(X) };
 	X(RT_API_DEL,  52, F_CLUSTER, F_PREV | F_WT)			\
 	X(RT_PORT,     53, F_PORT | F_CLUSTER | F_NS | F_NAME | F_ROUTE |	\
 	    F_BACKENDS, F_PREV | F_WT)					\
-	X(RT_PORT_DEL, 54, F_PORT, F_PREV | F_WT)
+	X(RT_PORT_DEL, 54, F_PORT, F_PREV | F_WT)				\
+	X(RT_SNI,      55, F_HOST | F_CLUSTER | F_NS | F_NAME | F_ROUTE |	\
+	    F_BACKENDS, F_PREV | F_WT)					\
+	X(RT_SNI_DEL,  56, F_HOST, F_PREV | F_WT)
 
 enum ev_type {
 	EV_NONE = 0,
@@ -185,6 +205,7 @@ struct event {
 	uint64_t	srefused;
 	uint64_t	wt;			/* watch event's arrival, ms */
 	uint64_t	prev;			/* the generation before */
+	char		rkind[16];		/* "" VirtualService, "tcp", "tls" */
 };
 
 void		 event_init(struct event *, int type);
