@@ -93,6 +93,12 @@ struct config {
 	unsigned	kubeconfig_poll;	/* seconds */
 	char		kubeconfig_allow[1024];	/* dirs its files may lie in */
 
+	char		capi_kubeconfig[PATH_MAX];	/* the management cluster */
+	unsigned	capi_poll;		/* seconds */
+	char		capi_namespaces[1024];	/* DNS labels; "": every one */
+	unsigned	capi_max_clusters;	/* past it, Clusters are refused */
+	unsigned	capi_ns_host;		/* <name>.<namespace>.<domain> */
+
 	char		backend[16];		/* nodeport, endpoints */
 	unsigned	watch_timeout;		/* seconds, server side */
 	unsigned	watch_idle;		/* seconds without a byte */

@@ -248,7 +248,8 @@ cluster_creds_refused(struct cluster *cl)
 		    "kubeconfig%s", cl->name, cl->creds.token_file ?
 		    " or token file" : "");
 		kcdir_token(cl);
-	}
+	} else if (cl->source == SRC_CAPI)
+		capi_creds_refused(cl);
 }
 
 void

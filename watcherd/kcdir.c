@@ -244,7 +244,7 @@ kcdir_timer(uint64_t now)
 	if (conf.kubeconfig_dir[0] == '\0' || now < next_scan)
 		return;
 	scan();
-	if (pks_polled())
+	if (pks_polled() && capi_polled())
 		clusters_reconcile_alloc();
 	next_scan = now + (uint64_t)conf.kubeconfig_poll * 1000;
 }

@@ -30,7 +30,8 @@ master_route(struct cluster *cl)
 	char host[sizeof(cl->creds.host) + 2], ip[EV_IPLEN + 2];
 
 	cl->connect_to[0] = '\0';
-	if (cl->source != SRC_PKS || !cl->have_creds || cl->nmasters == 0)
+	if ((cl->source != SRC_PKS && cl->source != SRC_CAPI) ||
+	    !cl->have_creds || cl->nmasters == 0)
 		return NULL;
 	if (cl->master >= cl->nmasters)
 		cl->master = 0;

@@ -306,7 +306,7 @@ poll_done(struct http_req *r, long code, const char *body, size_t len,
 	memcpy(last_refused, refused, sizeof(refused));
 	clusters_sweep(SRC_PKS);
 	polled_ok = 1;
-	if (kcdir_polled())
+	if (kcdir_polled() && capi_polled())
 		clusters_reconcile_alloc();
 	log_debug("pks: %zu clusters routed", routed);
 	next_poll = now_ms() + (uint64_t)conf.pks_poll * 1000;

@@ -176,6 +176,7 @@ tick(void *arg)
 	}
 	pks_timer(now);
 	kcdir_timer(now);
+	capi_timer(now);
 }
 
 /*
@@ -197,7 +198,8 @@ after_turn(void *arg)
 		return;
 	if (!alloc_synced)
 		health_set_ready(0, "catching up with allocd's decisions");
-	else if (!pks_polled() || !kcdir_polled())
+	else if (!pks_polled() || !kcdir_polled() ||
+	    !capi_polled())
 		health_set_ready(0, "reading the cluster sources");
 	else if ((cl = clusters_unsynced()) != NULL) {
 		snprintf(why, sizeof(why), "the first sync of cluster %s", cl);
@@ -231,8 +233,9 @@ main(int argc, char **argv)
 	if (daemon_ready(&d, "watcherd") == -1)
 		fatal("pid file");
 	health_set_ready(0, "catching up with allocd's decisions");
-	log_info("ready; sources:%s%s", conf.pks_url[0] ?
-	    " pks" : "", conf.kubeconfig_dir[0] ? " kubeconfigs" : "");
+	log_info("ready; sources:%s%s%s", conf.pks_url[0] ?
+	    " pks" : "", conf.kubeconfig_dir[0] ? " kubeconfigs" : "",
+	    conf.capi_kubeconfig[0] ? " capi" : "");
 
 	tick(NULL);
 	loop_run();

@@ -38,7 +38,7 @@
 #define SVC_MAX_ALLOW	4096	/* bytes of portico.dev/allow-from */
 
 enum { RES_VS, RES_SVC, RES_NODE, RES_EPS, RES_COUNT };
-enum { SRC_PKS = 1, SRC_KUBECONFIG = 2 };
+enum { SRC_PKS = 1, SRC_KUBECONFIG = 2, SRC_CAPI = 3 };
 enum { INF_IDLE, INF_LIST, INF_WATCH, INF_WAIT };
 
 struct cluster;
@@ -240,5 +240,10 @@ int	 pks_polled(void);
 void	 kcdir_timer(uint64_t now);
 int	 kcdir_polled(void);
 void	 kcdir_token(struct cluster *);
+
+/* capi.c */
+void	 capi_timer(uint64_t now);
+int	 capi_polled(void);
+void	 capi_creds_refused(struct cluster *);
 
 #endif

@@ -1,0 +1,268 @@
+"""Cluster API as a cluster source: watcherd reads cluster.x-k8s.io Clusters
+in a management cluster (tests/sim/capi_sim.py), routes those that are
+Provisioned with a ready control plane at spec.controlPlaneEndpoint, and
+reaches each with the kubeconfig of its Secret <cluster>-kubeconfig. The
+workload clusters are the usual k8s sims; kubectl goes through HAProxy's
+shared TLS port with the routed host as SNI."""
+
+import base64
+import json
+import os
+import secrets
+
+import pytest
+
+import harness
+import testlib
+from harness import DOMAIN, EXPOSE, need
+
+CAPI = "/apis/cluster.x-k8s.io/v1beta1"
+NS = "fleet-a"
+
+
+class MgmtSim:
+    """capi_sim.py on a loopback address of its own: the management
+    cluster, with a kubeconfig for it in the fleet's folder."""
+
+    def __init__(self, fleet):
+        self.fleet = fleet
+        self.dir = os.path.join(fleet.dir, "mgmt")
+        os.makedirs(self.dir, exist_ok=True)
+        self.host = testlib.loopback_addr()
+        self.token = secrets.token_hex(16)
+        cert, key = fleet.pki.cert("mgmt", dns=["mgmt." + DOMAIN], ips=[self.host])
+        port_file = os.path.join(self.dir, "k8s.port")
+        argv = [harness.PY, os.path.join(harness.SIM_DIR, "capi_sim.py"),
+                "--listen", self.host, "--port", "0", "--cert", cert, "--key", key,
+                "--token", self.token, "--port-file", port_file]
+        self.proc = testlib.Proc(argv, "mgmt", self.dir)
+        self.port = harness.wait_port_file(self.proc, port_file)
+        self.url = "https://%s:%d" % (self.host, self.port)
+        self.kubeconfig = os.path.join(self.dir, "mgmt.kubeconfig")
+        kc = {"apiVersion": "v1", "kind": "Config",
+              "clusters": [{"name": "mgmt", "cluster": {
+                  "server": self.url, "certificate-authority-data": fleet.pki.ca_data()}}],
+              "users": [{"name": "portico", "user": {"token": self.token}}],
+              "contexts": [{"name": "mgmt", "context": {"cluster": "mgmt", "user": "portico"}}],
+              "current-context": "mgmt"}
+        with open(self.kubeconfig, "w") as f:
+            json.dump(kc, f)
+
+    def request(self, method, path, body=None, ctype="application/json"):
+        return harness.http_json(self.url + path, method, body, self.fleet.pki.ctx,
+                                 {"Authorization": "Bearer " + self.token}, ctype)
+
+    def must(self, method, path, body=None, codes=(200, 201)):
+        status, got = self.request(method, path, body)
+        assert status in codes, (method, path, status, got)
+        return got
+
+    def stop(self):
+        self.proc.stop()
+
+
+def cluster_obj(name, ns, host, port, phase="Provisioned", ready=True, annotations=None):
+    md = {"name": name, "namespace": ns}
+    if annotations:
+        md["annotations"] = annotations
+    return {"apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Cluster", "metadata": md,
+            "spec": {"controlPlaneEndpoint": {"host": host, "port": port}},
+            "status": {"phase": phase, "controlPlaneReady": ready,
+                       "infrastructureReady": True}}
+
+
+def put_cluster(mgmt, obj):
+    """Create the Cluster (or replace it), then its status, as the
+    controllers would write it."""
+    ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    path = "%s/namespaces/%s/clusters" % (CAPI, ns)
+    status, _ = mgmt.request("GET", "%s/%s" % (path, name))
+    if status == 404:
+        mgmt.must("POST", path, obj)
+    else:
+        mgmt.must("PUT", "%s/%s" % (path, name), obj)
+    mgmt.must("PUT", "%s/%s/status" % (path, name), obj)
+
+
+def put_secret(mgmt, ns, name, kubeconfig):
+    """<name>-kubeconfig in ns, as Cluster API writes it."""
+    obj = {"apiVersion": "v1", "kind": "Secret",
+           "metadata": {"name": name + "-kubeconfig", "namespace": ns,
+                        "labels": {"cluster.x-k8s.io/cluster-name": name}},
+           "type": "cluster.x-k8s.io/secret",
+           "data": {"value": base64.b64encode(json.dumps(kubeconfig).encode()).decode()}}
+    path = "/api/v1/namespaces/%s/secrets" % ns
+    status, _ = mgmt.request("GET", "%s/%s-kubeconfig" % (path, name))
+    if status == 404:
+        mgmt.must("POST", path, obj)
+    else:
+        mgmt.must("PUT", "%s/%s-kubeconfig" % (path, name), obj)
+
+
+@pytest.fixture
+def capi_fleet(make_fleet):
+    """Factory: a fleet whose one cluster source is a management cluster,
+    which is stopped, by PID, after the test."""
+    made = []
+
+    def make(**kw):
+        fleet, mgmt = _capi_fleet(make_fleet, **kw)
+        made.append(mgmt)
+        return fleet, mgmt
+    yield make
+    for m in made:
+        m.stop()
+
+
+def _capi_fleet(make_fleet, **kw):
+    fleet = make_fleet(sources=(), **kw)
+    mgmt = MgmtSim(fleet)
+    base = fleet.conf_text
+
+    def conf_text(**extra):
+        extra = dict(extra)
+        extra["capi"] = dict({"kubeconfig": mgmt.kubeconfig,
+                              "poll_interval": fleet.poll_interval},
+                             **extra.get("capi", {}))
+        return base(**extra)
+    fleet.conf_text = conf_text
+    return fleet, mgmt
+
+
+def workload(fleet, name, exposed=()):
+    """A workload cluster with one Service and VirtualService per name in
+    exposed (annotated portico.dev/expose), routed as <name>.<domain>."""
+    ns = "apps"
+    svcs = [(s, ns, [7000 + i]) for i, s in enumerate(exposed)]
+    vss = [harness.virtualservice(s, ns, [[harness.dest(s, 7000 + i)]],
+                                  annotations={EXPOSE: "true"})
+           for i, s in enumerate(exposed)]
+    return fleet.add_cluster(name, svcs, vss, register=False)
+
+
+def register(mgmt, c, ns=NS, **kw):
+    put_secret(mgmt, ns, c.name, c.kubeconfig())
+    put_cluster(mgmt, cluster_obj(c.name, ns, c.sim.host, c.sim.port, **kw))
+
+
+def vs_names(c):
+    out = c.kubectl_via_portico("get", "virtualservices", "-A", "-o", "name").stdout
+    return sorted(line.split("/")[-1] for line in out.split())
+
+
+def test_capi_clusters(capi_fleet):
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet, mgmt = capi_fleet()
+    alpha = workload(fleet, "alpha", exposed=["pg"])
+    beta = workload(fleet, "beta", exposed=["redis"])
+    gamma = workload(fleet, "gamma", exposed=["mq"])
+    register(mgmt, alpha)
+    register(mgmt, beta)
+    # not there yet: its control plane is still coming up
+    register(mgmt, gamma, phase="Provisioning", ready=False)
+    fleet.start()
+
+    # Both routed for kubectl, each to its own API server.
+    fleet.wait_api(alpha.host)
+    fleet.wait_api(beta.host)
+    assert vs_names(alpha) == ["pg"]
+    assert vs_names(beta) == ["redis"]
+    assert not fleet.tls_probe(gamma.host)
+    # Workload routes work in a CAPI cluster as anywhere else.
+    [pg] = fleet.wait_address(alpha, "apps", "pg", timeout=60)
+    fleet.wait_serves(pg, alpha.markers("apps", "pg", 7000))
+    [redis] = fleet.wait_address(beta, "apps", "redis", timeout=60)
+    fleet.wait_serves(redis, beta.markers("apps", "redis", 7000))
+
+    # The third becomes provisioned and ready: routed, its VS served.
+    register(mgmt, gamma)
+    fleet.wait_api(gamma.host)
+    assert vs_names(gamma) == ["mq"]
+    [mq] = fleet.wait_address(gamma, "apps", "mq", timeout=60)
+    fleet.wait_serves(mq, gamma.markers("apps", "mq", 7000))
+
+    # A Cluster deleted: its API route and its workload port go.
+    mgmt.must("DELETE", "%s/namespaces/%s/clusters/beta" % (CAPI, NS))
+    fleet.wait_api(beta.host, up=False)
+    fleet.wait_refused(redis, timeout=30)
+    assert fleet.tls_probe(alpha.host) and fleet.tls_probe(gamma.host)
+    fleet.wait_serves(pg, alpha.markers("apps", "pg", 7000))
+
+    # No longer ready (phase back to Provisioning): gone as well.
+    register(mgmt, gamma, phase="Deleting", ready=True)
+    fleet.wait_api(gamma.host, up=False)
+
+    # The kubeconfig Secret is rotated: the sim takes only the new token
+    # from now on, the route and the port stay, and watcherd, on the new
+    # credentials, still sees what changes in the cluster.
+    old, new = alpha.sim.token, secrets.token_hex(16)
+    alpha.sim_control("POST", "rotate-token", {"token": new})
+    alpha.sim.token = new
+    register(mgmt, alpha)
+    alpha.create(harness.virtualservice("pg2", "apps", [[harness.dest("pg", 7000)]],
+                                        annotations={EXPOSE: "true"}))
+    [pg2] = fleet.wait_address(alpha, "apps", "pg2", timeout=60)
+    assert pg2 != pg
+    assert fleet.wait_address(alpha, "apps", "pg") == [pg]
+    fleet.wait_serves(pg, alpha.markers("apps", "pg", 7000))
+    fleet.wait_serves(pg2, alpha.markers("apps", "pg", 7000))
+    assert vs_names(alpha) == ["pg", "pg2"]
+    log = fleet["watcherd"].log()
+    assert "alpha: new credentials" in log, log[-3000:]
+    assert new not in log and old not in log
+
+
+def test_capi_hostile_clusters(capi_fleet):
+    """Clusters that must not be routed, next to one that is: each refused
+    (with a reason in watcherd's log), the good one untouched."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet, mgmt = capi_fleet()
+    good = workload(fleet, "good", exposed=["pg"])
+    register(mgmt, good)
+    fleet.start()
+    fleet.wait_api(good.host)
+    [pg] = fleet.wait_address(good, "apps", "pg", timeout=60)
+    port = good.sim.port
+    bad = [
+        # a name that is no DNS label
+        cluster_obj("Bad_Name", NS, good.sim.host, port),
+        # a huge object
+        cluster_obj("huge", NS, good.sim.host, port,
+                    annotations={"example.com/blob": "x" * 300000}),
+        # endpoints on loopback outside the allowed range, on link-local,
+        # by DNS name
+        cluster_obj("lo", NS, "127.0.0.1", port),
+        cluster_obj("meta", NS, "169.254.169.254", 80),
+        cluster_obj("named", NS, "api.example.com", port),
+        # another namespace's Cluster of the same name: the host stays
+        # with its first holder
+        cluster_obj("good", "fleet-b", fleet.clusters[0].nodes[0][1], port),
+    ]
+    for obj in bad:
+        put_cluster(mgmt, obj)
+    # a Secret that names a file of ours is refused: the route comes, no
+    # credentials do
+    evil = workload(fleet, "evil")
+    kc = evil.kubeconfig()
+    kc["users"][0]["user"] = {"tokenFile": "/etc/passwd"}
+    put_secret(mgmt, NS, "evil", kc)
+    put_cluster(mgmt, cluster_obj("evil", NS, evil.sim.host, evil.sim.port))
+
+    w = fleet["watcherd"]
+
+    def said(*parts):
+        return lambda: all(p in w.log() for p in parts)
+    testlib.wait_until(said("a Cluster of ", "not a DNS label",
+                            "fleet-a/lo: controlPlaneEndpoint 127.0.0.1 is loopback",
+                            "fleet-a/meta: controlPlaneEndpoint 169.254.169.254 is "
+                            "link-local",
+                            "fleet-a/named: controlPlaneEndpoint.host is not an IP",
+                            "Secret fleet-a/evil-kubeconfig: tokenFile: file paths "
+                            "are refused"), 30, "the refusals logged")
+    for name in ("huge", "lo", "meta", "named"):
+        assert not fleet.tls_probe("%s.%s" % (name, DOMAIN)), name
+    assert fleet.tls_probe("evil." + DOMAIN)
+    # the good one: its own API still, its workload still served
+    assert vs_names(good) == ["pg"]
+    fleet.wait_serves(pg, good.markers("apps", "pg", 7000))
+    assert fleet["watcherd"].alive()
