@@ -94,6 +94,47 @@ capi_failed(const char *what)
 	next_poll = now_ms() + jitter(backoff);
 }
 
+/* The folder of the management cluster's kubeconfig. */
+static void
+mgmt_dir(char *dir, size_t len)
+{
+	char *slash;
+
+	snprintf(dir, len, "%s", conf.capi_kubeconfig);
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	else
+		snprintf(dir, len, ".");
+}
+
+/* The same file, its tokenFile rotated: the token is read again. */
+static void
+mgmt_token(void)
+{
+	static int tok_err;	/* the failure last said */
+	char dir[PATH_MAX], why[256], *tok;
+	int rc, state;
+
+	if (mgmt.token_file == NULL)
+		return;
+	mgmt_dir(dir, sizeof(dir));
+	kcfile_places(dir, conf.kubeconfig_allow);
+	rc = token_read(&mgmt, &tok, why, sizeof(why));
+	state = rc != -1 ? 0 : errno != 0 ? errno : -1;
+	kcfile_places(conf.kubeconfig_dir, conf.kubeconfig_allow);
+	if (rc == -1 && state != tok_err)
+		log_warnx("capi: token file: %s; keeping the token we have",
+		    why);
+	tok_err = state;
+	if (rc != 1)
+		return;
+	explicit_bzero(mgmt.token, strlen(mgmt.token));
+	free(mgmt.token);
+	mgmt.token = tok;
+	log_info("capi: the management cluster's token file changed, read "
+	    "again");
+}
+
 /*
  * The management cluster's kubeconfig, read again when the file changes:
  * from its own folder or [kubeconfigs] allow_dirs, private to us when it
@@ -103,7 +144,7 @@ capi_failed(const char *what)
 static int
 mgmt_load(void)
 {
-	char dir[PATH_MAX], err[256], *buf, *slash;
+	char dir[PATH_MAX], err[256], *buf;
 	struct creds c;
 	struct stat st;
 	json_t *root;
@@ -117,13 +158,11 @@ mgmt_load(void)
 	if (have_mgmt && st.st_size == mgmt_st.st_size &&
 	    st.st_mtim.tv_sec == mgmt_st.st_mtim.tv_sec &&
 	    st.st_mtim.tv_nsec == mgmt_st.st_mtim.tv_nsec &&
-	    st.st_ino == mgmt_st.st_ino)
+	    st.st_ino == mgmt_st.st_ino) {
+		mgmt_token();
 		return 0;
-	snprintf(dir, sizeof(dir), "%s", conf.capi_kubeconfig);
-	if ((slash = strrchr(dir, '/')) != NULL)
-		*(slash == dir ? slash + 1 : slash) = '\0';
-	else
-		snprintf(dir, sizeof(dir), ".");
+	}
+	mgmt_dir(dir, sizeof(dir));
 	kcfile_places(dir, conf.kubeconfig_allow);
 	root = NULL;
 	if ((buf = kcfile_read(conf.capi_kubeconfig, 0, 1 << 20, &len, &st,
@@ -603,7 +642,15 @@ secret_done(struct http_req *r, long code, const char *body, size_t len,
 			    1000);
 			return;
 		}
-		if (secret_creds(cl, e, root, why, sizeof(why)) == 0) {
+		if (secret_creds(cl, e, root, why, sizeof(why)) == 0 ||
+		    rv[0] != '\0') {
+			/*
+			 * A Secret that is refused is said once: it is
+			 * looked at again when its resourceVersion changes.
+			 */
+			if (why[0] != '\0')
+				log_warnx("%s: Secret %s/%s-kubeconfig: %s",
+				    cl->name, e->ns, e->name, why);
 			json_decref(root);
 			snprintf(e->rv, sizeof(e->rv), "%s", rv);
 			e->backoff = 0;
