@@ -205,7 +205,7 @@ bench-converge: deps all
 CLANG	?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD = build/fuzz
-FUZZERS	 = event event_json watch pks kubeconfig hapruntime
+FUZZERS	 = event event_json watch pks kubeconfig hapruntime capi
 # watcherd's cap on one watch event is 4 KiB here: what is over it is
 # then an input of a few kilobytes, not of 4 MiB.
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
@@ -236,6 +236,8 @@ $(FUZZ_BUILD)/fuzz_kubeconfig: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_kubeconfig.o \
 $(FUZZ_BUILD)/fuzz_watch: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_watch.o \
     $(FUZZ_WATCHERD)
 $(FUZZ_BUILD)/fuzz_pks: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_pks.o \
+    $(FUZZ_WATCHERD)
+$(FUZZ_BUILD)/fuzz_capi: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_capi.o \
     $(FUZZ_WATCHERD)
 $(FUZZ_BUILD)/fuzz_hapruntime: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_hapruntime.o \
     $(FUZZ_BUILD)/obj/applyd/hapruntime.o \

@@ -620,9 +620,10 @@ secret_done(struct http_req *r, long code, const char *body, size_t len,
 {
 	struct cluster *cl = cluster_find(r->arg);
 	struct capi_cl *e = smap_get(&cls, r->arg);
-	const char *rv;
-	char why[256];
+	const char *v;
+	char why[256], rv[sizeof(e->rv)];
 	json_t *root = NULL;
+	int rc;
 
 	free(r->arg);
 	if (cl == NULL || e == NULL)
@@ -630,35 +631,32 @@ secret_done(struct http_req *r, long code, const char *body, size_t len,
 	e->req = NULL;
 	why[0] = '\0';
 	if (code == 200 && len <= 2 * CAPI_MAX_SECRET &&
-	    (root = json_untrusted(body, len)) != NULL && !json_has_nul(root)) {
-		rv = json_string_value(json_object_get(json_object_get(root,
+	    (root = json_untrusted(body, len)) != NULL && json_has_nul(root)) {
+		json_decref(root);
+		root = NULL;
+	}
+	if (root != NULL) {
+		v = json_string_value(json_object_get(json_object_get(root,
 		    "metadata"), "resourceVersion"));
-		if (rv == NULL || strlen(rv) >= sizeof(e->rv))
-			rv = "";
-		if (rv[0] != '\0' && strcmp(rv, e->rv) == 0) {
-			json_decref(root);
-			e->backoff = 0;
-			e->at = now_ms() + jitter((uint64_t)conf.capi_poll *
-			    1000);
-			return;
-		}
-		if (secret_creds(cl, e, root, why, sizeof(why)) == 0 ||
-		    rv[0] != '\0') {
+		snprintf(rv, sizeof(rv), "%s", v != NULL && strlen(v) <
+		    sizeof(rv) ? v : "");
+		rc = rv[0] != '\0' && strcmp(rv, e->rv) == 0 ? 0 :
+		    secret_creds(cl, e, root, why, sizeof(why));
+		json_decref(root);
+		if (rc == 0 || rv[0] != '\0') {
 			/*
 			 * A Secret that is refused is said once: it is
 			 * looked at again when its resourceVersion changes.
 			 */
-			if (why[0] != '\0')
+			if (rc == -1)
 				log_warnx("%s: Secret %s/%s-kubeconfig: %s",
 				    cl->name, e->ns, e->name, why);
-			json_decref(root);
-			snprintf(e->rv, sizeof(e->rv), "%s", rv);
+			memcpy(e->rv, rv, sizeof(e->rv));
 			e->backoff = 0;
 			e->at = now_ms() + jitter((uint64_t)conf.capi_poll *
 			    1000);
 			return;
 		}
-		json_decref(root);
 	} else if (code == 200)
 		snprintf(why, sizeof(why), "not a Secret of at most %u bytes",
 		    2 * CAPI_MAX_SECRET);
