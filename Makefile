@@ -215,7 +215,7 @@ FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
 	   -fno-omit-frame-pointer $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_COMMON = $(COMMON:%=$(FUZZ_BUILD)/obj/common/%.o)
 FUZZ_WATCHERD = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(filter-out \
-	   watcherd/watcherd.c,$(wildcard watcherd/*.c))) \
+	   watcherd/watcherd.c watcherd/obs.c,$(wildcard watcherd/*.c))) \
 	   $(FUZZ_BUILD)/obj/tests/fuzz/fake_http.o \
 	   $(FUZZ_BUILD)/obj/tests/fuzz/fake_watcherd.o
 FUZZ_WRAP = -Wl,--wrap=http_start,--wrap=http_cancel

@@ -72,7 +72,7 @@ static char		 last_refused[2048];
 
 static void	list_page(void);
 
-int
+static int
 capi_polled(void)
 {
 	return conf.capi_kubeconfig[0] == '\0' || polled_ok;
@@ -399,7 +399,7 @@ capi_cluster(json_t *c, char *why, size_t whylen)
 		snprintf(why, whylen, "%s/%s: %s", ns, name, w);
 		return -1;
 	}
-	if ((cl = cluster_find(uid)) != NULL && cl->source != SRC_CAPI) {
+	if ((cl = cluster_find(uid)) != NULL && cl->src != &capi_source) {
 		snprintf(why, whylen, "%s/%s: uid is another source's cluster "
 		    "id", ns, name);
 		return -1;
@@ -415,7 +415,7 @@ capi_cluster(json_t *c, char *why, size_t whylen)
 	memset(masters, 0, sizeof(masters));
 	strcpy(masters[0], ip);
 	if (cluster_upsert(uid, name, host, masters, 1, (unsigned)port,
-	    SRC_CAPI) == NULL) {
+	    &capi_source) == NULL) {
 		snprintf(why, whylen, "%s/%s: not a routable cluster", ns,
 		    name);
 		return -1;
@@ -454,7 +454,7 @@ pass_end(void)
 		log_warnx("capi: %zu Clusters refused: %s", pass_refused,
 		    pass_why);
 	memcpy(last_refused, pass_why, sizeof(last_refused));
-	clusters_sweep(SRC_CAPI);
+	clusters_sweep(&capi_source);
 	prune();
 	if (!polled_ok)
 		log_info("capi: %zu Clusters listed", pass_count);
@@ -463,8 +463,6 @@ pass_end(void)
 		log_info("capi: the management cluster answers again");
 	last_err[0] = '\0';
 	backoff = 0;
-	if (pks_polled() && kcdir_polled())
-		clusters_reconcile_alloc();
 	next_poll = now_ms() + (uint64_t)conf.capi_poll * 1000;
 }
 
@@ -562,7 +560,7 @@ poll_clusters(void)
 	pass_cont[0] = '\0';
 	pass_count = pass_refused = 0;
 	pass_why[0] = '\0';
-	clusters_mark(SRC_CAPI);
+	clusters_mark(&capi_source);
 	if (version[0] != '\0') {
 		list_page();
 		return;
@@ -703,8 +701,8 @@ secrets_timer(uint64_t now)
 }
 
 /* The workload cluster said 401: its Secret is read again at once. */
-void
-capi_creds_refused(struct cluster *cl)
+static void
+capi_refused(struct cluster *cl)
 {
 	struct capi_cl *c = smap_get(&cls, cl->id);
 
@@ -717,7 +715,7 @@ capi_creds_refused(struct cluster *cl)
 		c->at = now_ms() + 1000;
 }
 
-void
+static void
 capi_timer(uint64_t now)
 {
 	if (conf.capi_kubeconfig[0] == '\0')
@@ -728,3 +726,19 @@ capi_timer(uint64_t now)
 		return;
 	poll_clusters();
 }
+
+static int
+capi_enabled(void)
+{
+	return conf.capi_kubeconfig[0] != '\0';
+}
+
+/* Requests go to controlPlaneEndpoint, whatever the Secret's server. */
+const struct cluster_source capi_source = {
+	.name = "capi",
+	.enabled = capi_enabled,
+	.timer = capi_timer,
+	.polled = capi_polled,
+	.refused = capi_refused,
+	.via_masters = 1,
+};

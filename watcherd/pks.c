@@ -32,7 +32,7 @@ static char		 last_refused[2048];	/* why clusters were refused */
 
 static void	poll_clusters(void);
 
-int
+static int
 pks_polled(void)
 {
 	return conf.pks_url[0] == '\0' || polled_ok;
@@ -251,7 +251,7 @@ pks_cluster(json_t *c, char *why, size_t whylen)
 	if (mport <= 0 || mport > 65535)
 		mport = 8443;
 	return cluster_upsert(uuid, name, host, masters, n, (unsigned)mport,
-	    SRC_PKS) != NULL;
+	    &pks_source) != NULL;
 }
 
 static void
@@ -284,7 +284,7 @@ poll_done(struct http_req *r, long code, const char *body, size_t len,
 		return;
 	}
 	pks_recovered();
-	clusters_mark(SRC_PKS);
+	clusters_mark(&pks_source);
 	refused[0] = '\0';
 	json_array_foreach(root, i, c) {
 		switch (pks_cluster(c, why, sizeof(why))) {
@@ -304,10 +304,8 @@ poll_done(struct http_req *r, long code, const char *body, size_t len,
 	if (strcmp(refused, last_refused) != 0 && nrefused > 0)
 		log_warnx("pks: %zu clusters refused: %s", nrefused, refused);
 	memcpy(last_refused, refused, sizeof(refused));
-	clusters_sweep(SRC_PKS);
+	clusters_sweep(&pks_source);
 	polled_ok = 1;
-	if (kcdir_polled() && capi_polled())
-		clusters_reconcile_alloc();
 	log_debug("pks: %zu clusters routed", routed);
 	next_poll = now_ms() + (uint64_t)conf.pks_poll * 1000;
 }
@@ -323,13 +321,13 @@ poll_clusters(void)
 	    NULL, NULL);
 }
 
-void
+static void
 pks_init(void)
 {
 	next_poll = 0;
 }
 
-void
+static void
 pks_timer(uint64_t now)
 {
 	if (conf.pks_url[0] == '\0' || token_req != NULL || poll_req != NULL)
@@ -382,7 +380,7 @@ bind_done(struct http_req *r, long code, const char *body, size_t len,
 	    cl->bind_backoff);
 }
 
-void
+static void
 pks_bind(struct cluster *cl)
 {
 	struct http_auth a = { .ca_file = conf.pks_ca, .bearer = token };
@@ -397,3 +395,38 @@ pks_bind(struct cluster *cl)
 	cl->bind_req = http_start("POST", url, &a, "application/json", "{}",
 	    30000, bind_done, NULL, id);
 }
+
+/* No credentials yet: a bind, when the last one is over and due. */
+static void
+pks_unbound(struct cluster *cl, uint64_t now)
+{
+	if (cl->bind_req == NULL && now >= cl->bind_at)
+		pks_bind(cl);
+}
+
+static void
+pks_refused(struct cluster *cl)
+{
+	if (cl->bind_req != NULL)
+		return;
+	log_warnx("%s: credentials refused (401), asking PKS for new ones",
+	    cl->name);
+	pks_bind(cl);
+}
+
+static int
+pks_enabled(void)
+{
+	return conf.pks_url[0] != '\0';
+}
+
+const struct cluster_source pks_source = {
+	.name = "pks",
+	.enabled = pks_enabled,
+	.init = pks_init,
+	.timer = pks_timer,
+	.polled = pks_polled,
+	.bind = pks_unbound,
+	.refused = pks_refused,
+	.via_masters = 1,
+};

@@ -1,8 +1,8 @@
 /*
- * watcherd — routes: what a VirtualService's route is computed from (the
+ * watcherd — routes: what a route object's route is computed from (the
  * cluster's Services, and its Nodes or EndpointSlices) and the ROUTE
  * observation that follows: the backends of every destination, or the
- * reason the route is refused.
+ * reason the route is refused.  Every route kind (vs.c, ...) builds on it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +33,25 @@ struct svc_obj {
 struct node_obj {
 	char		ip[EV_IPLEN];
 };
+
+const char *
+annotation(json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(json_object_get(
+	    json_object_get(obj, "metadata"), "annotations"), key));
+}
+
+char *
+dup_or_null(const char *s)
+{
+	char *d;
+
+	if (s == NULL)
+		return NULL;
+	if ((d = strdup(s)) == NULL)
+		fatal("strdup");
+	return d;
+}
 
 /*
  * portico.dev/allow-from as ",ns1,ns2," (or ",*,") in out, which holds
@@ -197,7 +216,7 @@ dest_service(struct cluster *cl, const char *ns, const char *host,
  * ("host:port[,host:port...]" with our host), or 0.
  */
 static unsigned
-written_port(const struct cluster *cl, const struct vs_obj *vs, size_t r)
+written_port(const struct cluster *cl, const struct robj *vs, size_t r)
 {
 	const char *s = vs->address;
 	size_t hl = strlen(cl->host);
@@ -311,15 +330,41 @@ dest_endpoints(const struct bsrc *src, const struct dest *d,
 	return 0;
 }
 
+void
+route_init(struct cluster *cl, const struct route_kind *k, struct robj *o,
+    size_t r, struct event *ev)
+{
+	event_init(ev, EV_ROUTE);
+	event_set_str(ev, F_CLUSTER, cl->id);
+	event_set_str(ev, F_NS, o->ns);
+	event_set_str(ev, F_NAME, o->name);
+	if (k->rk[0] != '\0')
+		event_set_str(ev, F_RKIND, k->rk);
+	ev->route = r;
+	ev->has |= F_ROUTE | F_BACKENDS;
+	if (o->why[0] != '\0') {
+		event_set_str(ev, F_WHY, o->why);
+		return;
+	}
+	if (r == 0 && o->want != 0) {
+		ev->want = o->want;
+		ev->has |= F_WANT;
+	}
+	/* a store that was lost adopts what the object says it has */
+	if ((ev->had = written_port(cl, o, r)) != 0)
+		ev->has |= F_HAD;
+	robj_claim(o, r, ev);
+}
+
 /*
- * Route r of the VirtualService as an observation: its backends, or why it
- * is refused.  A destination in another namespace is refused, in the same
+ * Route r of the object: the backends of its destinations, or why it is
+ * refused.  A destination in another namespace is refused, in the same
  * words whether or not the Service exists, unless that Service allows the
  * route's namespace in; then 1 is returned: what the route had must not be
  * served any more (consent withdrawn).  Otherwise 0.
  */
 int
-route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
+route_backends(struct cluster *cl, struct robj *vs, size_t r,
     const struct bsrc *src, struct event *ev)
 {
 	struct svc_obj *s;
@@ -328,24 +373,8 @@ route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
 	int rc, cut = 0;
 	char why[400], svc[384];
 
-	event_init(ev, EV_ROUTE);
-	event_set_str(ev, F_CLUSTER, cl->id);
-	event_set_str(ev, F_NS, vs->ns);
-	event_set_str(ev, F_NAME, vs->name);
-	ev->route = r;
-	ev->has |= F_ROUTE | F_BACKENDS;
-	if (vs->why[0] != '\0') {
-		event_set_str(ev, F_WHY, vs->why);
+	if (vs->why[0] != '\0')
 		return 0;
-	}
-	if (r == 0 && vs->want != 0) {
-		ev->want = vs->want;
-		ev->has |= F_WANT;
-	}
-	/* a store that was lost adopts what the object says it has */
-	if ((ev->had = written_port(cl, vs, r)) != 0)
-		ev->has |= F_HAD;
-	vs_claim(vs, r, ev);
 	/*
 	 * Consent first, over every destination: a route refused for
 	 * another reason keeps what it had, and must not keep another
@@ -390,6 +419,22 @@ route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
 	why[sizeof(ev->why) - 1] = '\0';	/* a long host is cut, never lost */
 	event_set_str(ev, F_WHY, why);
 	return cut;
+}
+
+void
+robj_free(struct robj *vs)
+{
+	size_t i;
+
+	if (vs == NULL)
+		return;
+	for (i = 0; i < vs->nalloc; i++)
+		free(vs->routes[i].d);
+	free(vs->routes);
+	free(vs->address);
+	free(vs->error);
+	free(vs->proof);
+	free(vs);
 }
 
 /*

@@ -65,7 +65,7 @@ serve(const char *disc, size_t dlen, long lcode, const char *list,
 	struct http_req *r;
 	int i;
 
-	capi_timer(UINT64_MAX);
+	capi_source.timer(UINT64_MAX);
 	for (i = 0; i < ROUNDS; i++) {
 		if ((r = fake_http_find("/clusters?limit=")) != NULL)
 			fake_http_answer(r, lcode, list, llen, NULL, 0);
@@ -76,7 +76,7 @@ serve(const char *disc, size_t dlen, long lcode, const char *list,
 			fake_http_answer(r, 200, disc, dlen, NULL, 0);
 		else {
 			/* the clusters it routes now ask for their Secrets */
-			capi_timer(0);
+			capi_source.timer(0);
 			clusters_timer(now_ms());
 			if (fake_http_find("/secrets/") == NULL)
 				break;
