@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import secrets
+import subprocess
 
 import pytest
 
@@ -114,22 +115,24 @@ def capi_fleet(make_fleet):
         m.stop()
 
 
-def _capi_fleet(make_fleet, **kw):
+def _capi_fleet(make_fleet, capi=None, **kw):
+    """capi: [capi] keys over the fleet's."""
     fleet = make_fleet(sources=(), **kw)
     mgmt = MgmtSim(fleet)
     base = fleet.conf_text
 
     def conf_text(**extra):
         extra = dict(extra)
-        extra["capi"] = dict({"kubeconfig": mgmt.kubeconfig,
-                              "poll_interval": fleet.poll_interval},
-                             **extra.get("capi", {}))
+        keys = {"kubeconfig": mgmt.kubeconfig, "poll_interval": fleet.poll_interval}
+        keys.update(capi or {})
+        keys.update(extra.get("capi", {}))
+        extra["capi"] = keys
         return base(**extra)
     fleet.conf_text = conf_text
     return fleet, mgmt
 
 
-def workload(fleet, name, exposed=()):
+def workload(fleet, name, exposed=(), **kw):
     """A workload cluster with one Service and VirtualService per name in
     exposed (annotated portico.dev/expose), routed as <name>.<domain>."""
     ns = "apps"
@@ -137,7 +140,7 @@ def workload(fleet, name, exposed=()):
     vss = [harness.virtualservice(s, ns, [[harness.dest(s, 7000 + i)]],
                                   annotations={EXPOSE: "true"})
            for i, s in enumerate(exposed)]
-    return fleet.add_cluster(name, svcs, vss, register=False)
+    return fleet.add_cluster(name, svcs, vss, register=False, **kw)
 
 
 def register(mgmt, c, ns=NS, **kw):
@@ -266,3 +269,36 @@ def test_capi_hostile_clusters(capi_fleet):
     assert vs_names(good) == ["pg"]
     fleet.wait_serves(pg, good.markers("apps", "pg", 7000))
     assert fleet["watcherd"].alive()
+
+
+def test_capi_namespaces_and_config(capi_fleet):
+    """[capi] namespaces: Clusters elsewhere are not looked at; with
+    namespace_in_host, the host names the namespace. The section is
+    checked by -n like any other."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet, mgmt = capi_fleet(capi={"namespaces": "fleet-a, fleet-c",
+                                   "namespace_in_host": 1})
+    inside = workload(fleet, "inside", exposed=["pg"],
+                      master_host="inside.fleet-a." + DOMAIN)
+    outside = workload(fleet, "outside")
+    register(mgmt, inside)
+    register(mgmt, outside, ns="fleet-z")
+    for bad, key in (({"namespaces": "fleet-a, Bad_NS"}, "namespaces"),
+                     ({"namespace_in_host": "2"}, "namespace_in_host"),
+                     ({"max_clusters": "0"}, "max_clusters")):
+        path = fleet.write_conf(capi=bad)
+        cp = subprocess.run([harness.daemon_path("watcherd"), "-n", "-f", path],
+                            capture_output=True, text=True, timeout=30)
+        assert cp.returncode == 1 and key in cp.stderr, (bad, cp.stderr)
+    path = fleet.write_conf()
+    cp = subprocess.run([harness.daemon_path("watcherd"), "-n", "-f", path],
+                        capture_output=True, text=True, timeout=30)
+    assert cp.returncode == 0, cp.stderr
+    assert "[capi]" in cp.stdout and "namespaces = fleet-a, fleet-c" in cp.stdout
+    fleet.start()
+    fleet.wait_api(inside.host)
+    assert vs_names(inside) == ["pg"]
+    assert fleet.wait_address(inside, "apps", "pg", timeout=60)
+    assert not fleet.tls_probe("outside." + DOMAIN)
+    assert not fleet.tls_probe("outside.fleet-z." + DOMAIN)
+    assert "outside" not in fleet["watcherd"].log()
