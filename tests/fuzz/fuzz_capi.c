@@ -29,18 +29,27 @@ static const long secret_codes[4] = { 200, 404, 401, 200 };
 static const char disc_ok[] = "{\"versions\":[{\"version\":\"v1beta1\"}]}";
 static const char list_empty[] = "{\"metadata\":{},\"items\":[]}";
 
+static char	dir[] = "/tmp/fuzz_capi.XXXXXX";
+
+static void
+cleanup(void)
+{
+	unlink(conf.capi_kubeconfig);
+	rmdir(dir);
+}
+
 /* The management cluster's kubeconfig, private, in a folder of its own. */
 static void
 setup(void)
 {
 	static int done;
-	char dir[] = "/tmp/fuzz_capi.XXXXXX";
 	FILE *fp;
 
 	if (done++)
 		return;
 	if (mkdtemp(dir) == NULL)
 		abort();
+	atexit(cleanup);
 	snprintf(conf.capi_kubeconfig, sizeof(conf.capi_kubeconfig),
 	    "%s/mgmt.kubeconfig", dir);
 	if ((fp = fopen(conf.capi_kubeconfig, "w")) == NULL)
