@@ -238,7 +238,7 @@ disc_done(struct http_req *r, long code, const char *body, size_t len,
 	capi_failed(why);
 }
 
-/* The namespace the pass lists next, or NULL for all; 0 when done. */
+/* The namespace the pass lists next into ns ("": all); 0 when done. */
 static int
 pass_namespace(char *ns, size_t len)
 {
