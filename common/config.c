@@ -118,6 +118,8 @@ static const struct ckey ckeys[] = {
 	C("kubeconfigs", "allow_dirs", CK_DIRS, kubeconfig_allow, 0, 0, ""),
 	C("capi", "kubeconfig", CK_STR, capi_kubeconfig, 0, 0, ""),
 	C("capi", "poll_interval", CK_UINT, capi_poll, 1, 3600, "10"),
+	C("capi", "secret_interval", CK_UINT, capi_secret_poll, 1, 86400,
+	    "60"),
 	C("capi", "namespaces", CK_LABELS, capi_namespaces, 0, 0, ""),
 	C("capi", "max_clusters", CK_UINT, capi_max_clusters, 1, 100000,
 	    "1000"),

@@ -95,6 +95,7 @@ struct config {
 
 	char		capi_kubeconfig[PATH_MAX];	/* the management cluster */
 	unsigned	capi_poll;		/* seconds */
+	unsigned	capi_secret_poll;	/* seconds, per Secret */
 	char		capi_namespaces[1024];	/* DNS labels; "": every one */
 	unsigned	capi_max_clusters;	/* past it, Clusters are refused */
 	unsigned	capi_ns_host;		/* <name>.<namespace>.<domain> */

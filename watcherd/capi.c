@@ -7,8 +7,9 @@
  * it is Provisioned and its control plane is ready, at
  * spec.controlPlaneEndpoint.  Its credentials are the kubeconfig Cluster
  * API keeps in the Secret <cluster>-kubeconfig (key "value") of its
- * namespace, read again when its resourceVersion changes or the workload
- * cluster refuses them: the cluster keeps its routes meanwhile.
+ * namespace, read every secret_interval and when the workload cluster
+ * refuses them (401), and taken again when its resourceVersion changed:
+ * the cluster keeps its routes meanwhile.
  *
  * Everything the management cluster says is hostile: names are checked,
  * sizes and counts bounded, the endpoint must be an IP address that is no
@@ -50,6 +51,8 @@ struct capi_cl {
 	uint64_t	 at;		/* when to read the Secret again */
 	unsigned	 backoff;
 	int		 have;		/* credentials from it were taken */
+	int		 said;		/* its 401, until another version */
+	int		 force;		/* taken again even if the same */
 };
 
 static struct creds	 mgmt;		/* the management cluster's */
@@ -638,8 +641,9 @@ secret_done(struct http_req *r, long code, const char *body, size_t len,
 		    "metadata"), "resourceVersion"));
 		snprintf(rv, sizeof(rv), "%s", v != NULL && strlen(v) <
 		    sizeof(rv) ? v : "");
-		rc = rv[0] != '\0' && strcmp(rv, e->rv) == 0 ? 0 :
-		    secret_creds(cl, e, root, why, sizeof(why));
+		rc = rv[0] != '\0' && strcmp(rv, e->rv) == 0 && !e->force ?
+		    0 : secret_creds(cl, e, root, why, sizeof(why));
+		e->force = 0;
 		json_decref(root);
 		if (rc == 0 || rv[0] != '\0') {
 			/*
@@ -649,10 +653,12 @@ secret_done(struct http_req *r, long code, const char *body, size_t len,
 			if (rc == -1)
 				log_warnx("%s: Secret %s/%s-kubeconfig: %s",
 				    cl->name, e->ns, e->name, why);
+			if (strcmp(e->rv, rv) != 0)
+				e->said = 0;	/* another version */
 			memcpy(e->rv, rv, sizeof(e->rv));
 			e->backoff = 0;
-			e->at = now_ms() + jitter((uint64_t)conf.capi_poll *
-			    1000);
+			e->at = now_ms() + jitter((uint64_t)
+			    conf.capi_secret_poll * 1000);
 			return;
 		}
 	} else if (code == 200)
@@ -706,11 +712,13 @@ capi_refused(struct cluster *cl)
 {
 	struct capi_cl *c = smap_get(&cls, cl->id);
 
-	if (c == NULL || c->rv[0] == '\0')
-		return;		/* said once, until the Secret is read */
-	log_warnx("%s: credentials refused (401), reading Secret "
-	    "%s/%s-kubeconfig again", cl->name, c->ns, c->name);
-	c->rv[0] = '\0';
+	if (c == NULL)
+		return;
+	if (!c->said)
+		log_warnx("%s: credentials refused (401), reading Secret "
+		    "%s/%s-kubeconfig again", cl->name, c->ns, c->name);
+	c->said = 1;
+	c->force = 1;
 	if (c->req == NULL && c->at > now_ms() + 1000)
 		c->at = now_ms() + 1000;
 }

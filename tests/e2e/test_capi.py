@@ -123,7 +123,8 @@ def _capi_fleet(make_fleet, capi=None, **kw):
 
     def conf_text(**extra):
         extra = dict(extra)
-        keys = {"kubeconfig": mgmt.kubeconfig, "poll_interval": fleet.poll_interval}
+        keys = {"kubeconfig": mgmt.kubeconfig, "poll_interval": fleet.poll_interval,
+                "secret_interval": fleet.poll_interval}
         keys.update(capi or {})
         keys.update(extra.get("capi", {}))
         extra["capi"] = keys
@@ -277,7 +278,7 @@ def test_capi_namespaces_and_config(capi_fleet):
     checked by -n like any other."""
     need("allocd", "renderd", "applyd", "watcherd")
     fleet, mgmt = capi_fleet(capi={"namespaces": "fleet-a, fleet-c",
-                                   "namespace_in_host": 1})
+                                   "namespace_in_host": 1, "secret_interval": 3600})
     inside = workload(fleet, "inside", exposed=["pg"],
                       master_host="inside.fleet-a." + DOMAIN)
     outside = workload(fleet, "outside")
@@ -302,3 +303,20 @@ def test_capi_namespaces_and_config(capi_fleet):
     assert not fleet.tls_probe("outside." + DOMAIN)
     assert not fleet.tls_probe("outside.fleet-z." + DOMAIN)
     assert "outside" not in fleet["watcherd"].log()
+
+    # Rotated while the Secret is read only once an hour: the 401 of the
+    # cluster's next request (its watches cut) has it read at once.
+    [pg] = fleet.wait_address(inside, "apps", "pg")
+    new = secrets.token_hex(16)
+    inside.sim_control("POST", "rotate-token", {"token": new})
+    inside.sim.token = new
+    register(mgmt, inside)
+    inside.sim_control("POST", "close-watches")
+    testlib.wait_until(lambda: "inside: new credentials" in fleet["watcherd"].log(),
+                       30, "the new credentials taken")
+    assert "inside: credentials refused (401), reading Secret fleet-a/" \
+        "inside-kubeconfig again" in fleet["watcherd"].log()
+    inside.create(harness.virtualservice("pg2", "apps", [[harness.dest("pg", 7000)]],
+                                         annotations={EXPOSE: "true"}))
+    [pg2] = fleet.wait_address(inside, "apps", "pg2", timeout=60)
+    assert pg2 != pg and fleet.wait_address(inside, "apps", "pg") == [pg]

@@ -62,6 +62,7 @@ setup(void)
 	    "[{\"name\":\"u\",\"user\":{\"token\":\"t\"}}]}\n");
 	fclose(fp);
 	conf.capi_poll = 10;
+	conf.capi_secret_poll = 60;
 	conf.capi_max_clusters = 1000;
 	conf.pks_url[0] = '\0';
 }
