@@ -263,9 +263,14 @@ def test_capi_hostile_clusters(capi_fleet):
                             "fleet-a/named: controlPlaneEndpoint.host is not an IP",
                             "Secret fleet-a/evil-kubeconfig: tokenFile: file paths "
                             "are refused"), 30, "the refusals logged")
-    for name in ("huge", "lo", "meta", "named"):
-        assert not fleet.tls_probe("%s.%s" % (name, DOMAIN)), name
-    assert fleet.tls_probe("evil." + DOMAIN)
+    # evil is routed (its API's certificate is its own), the others not:
+    # HAProxy's configuration has no SNI entry for them
+    fleet.wait_api("evil." + DOMAIN)
+    cfg = fleet.proxy_cfg()
+    assert "# sni good.%s\n" % DOMAIN in cfg and "# sni evil.%s\n" % DOMAIN in cfg
+    for name in ("huge", "lo", "meta", "named", "bad_name", "Bad_Name"):
+        assert "# sni %s.%s\n" % (name, DOMAIN) not in cfg, name
+    assert cfg.count("# sni ") == 2, cfg
     # the good one: its own API still, its workload still served
     assert vs_names(good) == ["pg"]
     fleet.wait_serves(pg, good.markers("apps", "pg", 7000))
