@@ -218,7 +218,8 @@ FUZZ_WATCHERD = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(filter-out \
 	   watcherd/watcherd.c watcherd/obs.c,$(wildcard watcherd/*.c))) \
 	   $(FUZZ_BUILD)/obj/tests/fuzz/fake_http.o \
 	   $(FUZZ_BUILD)/obj/tests/fuzz/fake_watcherd.o
-FUZZ_WRAP = -Wl,--wrap=http_start,--wrap=http_cancel
+FUZZ_WRAP = -Wl,--wrap=http_start,--wrap=http_cancel,--wrap=getaddrinfo_a \
+	   -Wl,--wrap=gai_error
 
 $(FUZZ_BUILD)/obj/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h) \
     $(wildcard tests/fuzz/*.h)

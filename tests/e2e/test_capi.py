@@ -9,7 +9,9 @@ import base64
 import json
 import os
 import secrets
+import socket
 import subprocess
+import threading
 
 import pytest
 
@@ -18,6 +20,18 @@ import testlib
 from harness import DOMAIN, EXPOSE, need
 
 CAPI = "/apis/cluster.x-k8s.io/v1beta1"
+
+
+def _localhost_v4():
+    """localhost resolves to 127.0.0.1 alone (as /etc/hosts says here)."""
+    try:
+        return {a[4][0] for a in socket.getaddrinfo("localhost", 1, 0,
+                                                     socket.SOCK_STREAM)} == {"127.0.0.1"}
+    except OSError:
+        return False
+
+
+LOCALHOST_V4 = _localhost_v4()
 NS = "fleet-a"
 
 
@@ -234,10 +248,11 @@ def test_capi_hostile_clusters(capi_fleet):
         cluster_obj("huge", NS, good.sim.host, port,
                     annotations={"example.com/blob": "x" * 300000}),
         # endpoints on loopback outside the allowed range, on link-local,
-        # by DNS name
+        # by a name that resolves to loopback (from /etc/hosts: the tests
+        # send no DNS query)
         cluster_obj("lo", NS, "127.0.0.1", port),
         cluster_obj("meta", NS, "169.254.169.254", 80),
-        cluster_obj("named", NS, "api.example.com", port),
+        cluster_obj("local", NS, "localhost", port),
         # another namespace's Cluster of the same name: the host stays
         # with its first holder
         cluster_obj("good", "fleet-b", fleet.clusters[0].nodes[0][1], port),
@@ -260,7 +275,6 @@ def test_capi_hostile_clusters(capi_fleet):
                             "fleet-a/lo: controlPlaneEndpoint 127.0.0.1 is loopback",
                             "fleet-a/meta: controlPlaneEndpoint 169.254.169.254 is "
                             "link-local",
-                            "fleet-a/named: controlPlaneEndpoint.host is not an IP",
                             "Secret fleet-a/evil-kubeconfig: tokenFile: file paths "
                             "are refused"), 30, "the refusals logged")
     # evil is routed (its API's certificate is its own), the others not:
@@ -268,7 +282,10 @@ def test_capi_hostile_clusters(capi_fleet):
     fleet.wait_api("evil." + DOMAIN)
     cfg = fleet.proxy_cfg()
     assert "# sni good.%s\n" % DOMAIN in cfg and "# sni evil.%s\n" % DOMAIN in cfg
-    for name in ("huge", "lo", "meta", "named", "bad_name", "Bad_Name"):
+    if LOCALHOST_V4:
+        testlib.wait_until(said("fleet-a/local: controlPlaneEndpoint localhost "
+                                "(127.0.0.1) is loopback"), 30, "localhost refused")
+    for name in ("huge", "lo", "meta", "local", "bad_name", "Bad_Name"):
         assert "# sni %s.%s\n" % (name, DOMAIN) not in cfg, name
     assert cfg.count("# sni ") == 2, cfg
     # the good one: its own API still, its workload still served
@@ -325,3 +342,87 @@ def test_capi_namespaces_and_config(capi_fleet):
                                          annotations={EXPOSE: "true"}))
     [pg2] = fleet.wait_address(inside, "apps", "pg2", timeout=60)
     assert pg2 != pg and fleet.wait_address(inside, "apps", "pg") == [pg]
+
+
+class Relay:
+    """A TCP relay on 127.0.0.1: every connection goes on to target, as
+    a load balancer in front of a control plane would forward it."""
+
+    def __init__(self, target):
+        self.target = target
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        for _ in range(50):
+            try:
+                self.sock.bind(("127.0.0.1", testlib.free_port("127.0.0.1")))
+                break
+            except OSError:
+                continue
+        self.port = self.sock.getsockname()[1]
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.stopped = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _pipe(self, a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def _serve(self):
+        while not self.stopped.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            try:
+                u = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                c.close()
+                continue
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def close(self):
+        self.stopped.set()
+        self.sock.close()
+
+
+@pytest.mark.skipif(not LOCALHOST_V4, reason="localhost is not 127.0.0.1 alone here")
+def test_capi_endpoint_by_name(capi_fleet):
+    """A controlPlaneEndpoint given by name is resolved without holding up
+    the loop, and routed to the addresses it resolves to once they pass
+    the checks every backend passes ([limits] allow_backends here lets
+    127.0.0.1 in)."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet, mgmt = capi_fleet()
+    fleet.limits["allow_backends"] = harness.TEST_BACKENDS + ", 127.0.0.1/32"
+    byname = workload(fleet, "byname", exposed=["pg"])
+    relay = Relay((byname.sim.host, byname.sim.port))
+    try:
+        put_secret(mgmt, NS, "byname", byname.kubeconfig())
+        put_cluster(mgmt, cluster_obj("byname", NS, "localhost", relay.port))
+        fleet.start()
+        fleet.wait_api(byname.host)
+        cfg = fleet.proxy_cfg()
+        sni = cfg.index("# sni %s\n" % byname.host)
+        end = cfg.find("\nbackend", sni)
+        assert cfg[sni:end if end != -1 else len(cfg)].count(" 127.0.0.1:%d " % relay.port) \
+            == 1, cfg[sni:sni + 400]
+        assert vs_names(byname) == ["pg"]
+        [pg] = fleet.wait_address(byname, "apps", "pg", timeout=60)
+        fleet.wait_serves(pg, byname.markers("apps", "pg", 7000))
+    finally:
+        relay.close()
