@@ -21,13 +21,10 @@
  * host is <name>.<domain>, or <name>.<namespace>.<domain> with
  * namespace_in_host, and a host another cluster holds stays with it.
  */
-#include <sys/socket.h>
 #include <sys/stat.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,28 +73,6 @@ static char		 pass_cont[2048];
 static size_t		 pass_count, pass_refused;
 static char		 pass_why[2048];
 static char		 last_refused[2048];
-
-/*
- * An endpoint given by name, resolved by glibc's getaddrinfo_a (on its
- * own thread: the loop only looks whether it is done), again every pass
- * once its answer is a poll interval old; the last answer serves
- * meanwhile.  Its addresses are sorted, so that an answer in another
- * order changes nothing.
- */
-struct capi_name {
-	char		 host[254];
-	struct addrinfo	 hints;
-	struct gaicb	 cb;
-	int		 busy;		/* a lookup is out */
-	int		 err;		/* of the last one: 0, EAI_* */
-	char		 ips[EV_MAX_MASTERS][EV_IPLEN];
-	size_t		 n;
-	uint64_t	 at;		/* when the last answer came */
-	unsigned long	 pass;		/* the last pass that asked */
-};
-
-static struct smap	 names;		/* host -> struct capi_name */
-static unsigned long	 pass_gen;
 
 static void	list_page(void);
 
@@ -324,128 +299,6 @@ endpoint_ok(const char *ip, const char *what, char *why, size_t whylen)
 	return 0;
 }
 
-static void
-name_start(struct capi_name *nm)
-{
-	struct gaicb *list[1] = { &nm->cb };
-
-	memset(&nm->cb, 0, sizeof(nm->cb));
-	memset(&nm->hints, 0, sizeof(nm->hints));
-	nm->hints.ai_socktype = SOCK_STREAM;
-	nm->cb.ar_name = nm->host;
-	nm->cb.ar_request = &nm->hints;
-	if (getaddrinfo_a(GAI_NOWAIT, list, 1, NULL) != 0) {
-		nm->err = EAI_AGAIN;
-		nm->at = now_ms();
-		return;
-	}
-	nm->busy = 1;
-}
-
-static int
-ip_cmp(const void *a, const void *b)
-{
-	return strcmp(a, b);
-}
-
-/* A lookup that is over: its addresses, and a pass soon if they moved. */
-static void
-name_done(struct capi_name *nm)
-{
-	char ips[EV_MAX_MASTERS][EV_IPLEN];
-	struct addrinfo *ai;
-	size_t n = 0, i;
-	void *a;
-
-	nm->busy = 0;
-	nm->at = now_ms();
-	nm->err = gai_error(&nm->cb);
-	memset(ips, 0, sizeof(ips));
-	for (ai = nm->err == 0 ? nm->cb.ar_result : NULL; ai != NULL &&
-	    n < EV_MAX_MASTERS; ai = ai->ai_next) {
-		if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
-			continue;
-		a = ai->ai_family == AF_INET ?
-		    (void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr :
-		    (void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
-		if (inet_ntop(ai->ai_family, a, ips[n], EV_IPLEN) == NULL) {
-			memset(ips[n], 0, EV_IPLEN);
-			continue;
-		}
-		for (i = 0; i < n && strcmp(ips[i], ips[n]) != 0; i++)
-			;
-		if (i < n)
-			memset(ips[n], 0, EV_IPLEN);	/* said twice */
-		else
-			n++;
-	}
-	if (nm->cb.ar_result != NULL)
-		freeaddrinfo(nm->cb.ar_result);
-	nm->cb.ar_result = NULL;
-	if (nm->err == 0 && n == 0)
-		nm->err = EAI_NODATA;
-	qsort(ips, n, EV_IPLEN, ip_cmp);
-	if (n != nm->n || memcmp(ips, nm->ips, sizeof(ips)) != 0) {
-		memcpy(nm->ips, ips, sizeof(ips));
-		nm->n = n;
-		next_poll = 0;		/* the Clusters that wait for it */
-	}
-}
-
-/*
- * The addresses of host into masters: their count, 0 while the first
- * lookup is out, -1 with the reason in why when it does not resolve.
- */
-static int
-name_resolve(const char *host, char masters[][EV_IPLEN], char *why,
-    size_t whylen)
-{
-	struct capi_name *nm = smap_get(&names, host);
-
-	if (nm == NULL) {
-		if ((nm = calloc(1, sizeof(*nm))) == NULL)
-			fatal("capi");
-		snprintf(nm->host, sizeof(nm->host), "%s", host);
-		smap_put(&names, host, nm);
-	}
-	nm->pass = pass_gen;
-	if (!nm->busy && (nm->at == 0 || now_ms() - nm->at >=
-	    (uint64_t)conf.capi_poll * 1000))
-		name_start(nm);
-	if (nm->n > 0) {
-		memcpy(masters, nm->ips, sizeof(nm->ips));
-		return (int)nm->n;
-	}
-	if (nm->at == 0)
-		return 0;
-	snprintf(why, whylen, "controlPlaneEndpoint %s does not resolve "
-	    "(%s)", host, gai_strerror(nm->err));
-	return -1;
-}
-
-/* Lookups over; those no Cluster asked for in the last pass go. */
-static void
-names_timer(int prune)
-{
-	struct smap_iter it = { 0, NULL };
-	struct smap_ent *e;
-	struct capi_name *nm;
-
-	for (;;) {
-		while ((e = smap_next(&names, &it)) != NULL) {
-			nm = e->val;
-			if (nm->busy && gai_error(&nm->cb) != EAI_INPROGRESS)
-				name_done(nm);
-			if (prune && !nm->busy && nm->pass != pass_gen)
-				break;
-		}
-		if (e == NULL)
-			return;
-		free(smap_del(&names, e->key));
-		it = (struct smap_iter){ 0, NULL };
-	}
-}
-
 /* status.controlPlaneReady, or the condition that says the same. */
 static int
 cp_ready(json_t *status)
@@ -550,7 +403,8 @@ capi_cluster(json_t *c, char *why, size_t whylen)
 		strcpy(masters[0], ip);
 		n = 1;
 	} else if (strlen(ip) < sizeof(host) && valid_dns_subdomain(ip)) {
-		if ((n = name_resolve(ip, masters, w, sizeof(w))) == 0)
+		if ((n = resolve_name(ip, (uint64_t)conf.capi_poll * 1000,
+		    masters, w, sizeof(w))) == 0)
 			return 0;	/* routed once it resolves */
 	} else {
 		snprintf(w, sizeof(w), "controlPlaneEndpoint.host is neither "
@@ -625,7 +479,7 @@ pass_end(void)
 	memcpy(last_refused, pass_why, sizeof(last_refused));
 	clusters_sweep(&capi_source);
 	prune();
-	names_timer(1);
+	resolve_forget_unasked();
 	if (!polled_ok)
 		log_info("capi: %zu Clusters listed", pass_count);
 	polled_ok = 1;
@@ -726,7 +580,6 @@ poll_clusters(void)
 
 	if (mgmt_load() == -1)
 		return;
-	pass_gen++;
 	pass_ns = 0;
 	pass_cont[0] = '\0';
 	pass_count = pass_refused = 0;
@@ -896,7 +749,8 @@ capi_timer(uint64_t now)
 {
 	if (conf.capi_kubeconfig[0] == '\0')
 		return;
-	names_timer(0);
+	if (resolve_timer())
+		next_poll = 0;		/* Clusters wait for what moved */
 	if (have_mgmt)
 		secrets_timer(now);
 	if (disc_req != NULL || list_req != NULL || now < next_poll)

@@ -351,6 +351,19 @@ void	 master_ok(struct cluster *);
 /* What cl's requests present and where they go. */
 void	 master_auth(struct cluster *, struct http_auth *);
 
+/*
+ * resolve.c: host names looked up off the loop.  resolve_name gives the
+ * addresses of host (their count), 0 while its first lookup is out, or -1
+ * with the reason in why; it asks again once the answer is refresh ms
+ * old.  resolve_timer takes the answers in: 1 when one moved.
+ * resolve_forget_unasked drops the names not asked for since its last
+ * call.
+ */
+int	 resolve_name(const char *host, uint64_t refresh,
+	    char masters[][EV_IPLEN], char *why, size_t whylen);
+int	 resolve_timer(void);
+void	 resolve_forget_unasked(void);
+
 /* json.c: documents parsed with NULs allowed; drop what holds one */
 json_t	*json_untrusted(const char *, size_t);
 int	 json_has_nul(const json_t *);
