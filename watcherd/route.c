@@ -434,6 +434,9 @@ robj_free(struct robj *vs)
 	free(vs->address);
 	free(vs->error);
 	free(vs->proof);
+	free(vs->parents);
+	free(vs->hosts);
+	free(vs->status);
 	free(vs);
 }
 
