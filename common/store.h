@@ -5,7 +5,8 @@
  * allocd is its only writer.  Named databases:
  *	log	  big-endian u64 seq -> encoded event, appended with MDB_APPEND
  *	ports	  big-endian u16 port -> port record
- *	owners	  owner key "cluster/ns/name/route" -> owner record
+ *	owners	  owner key "cluster/ns/name/route[/rk]" -> owner record
+ *		  (rk: the route kind, absent for a VirtualService)
  *	clusters  cluster id -> cluster record
  *	meta	  name -> value (STORE_META_* below)
  *	snap	  the four tables above as they were at the SNAPSHOT record

@@ -143,24 +143,49 @@ ctl_walk(struct ctl *c, uint64_t since, uint64_t until,
 int
 ctl_owner_parse(struct ctl_owner *o, const char *s)
 {
-	char buf[EV_OWNERLEN], *part[4], *p, *tok;
+	char buf[EV_OWNERLEN], *part[5], *p, *tok;
 	size_t n = 0, len = strlen(s);
 
 	if (len >= sizeof(buf))
 		return -1;
 	memcpy(buf, s, len + 1);
 	for (p = buf; (tok = strsep(&p, "/")) != NULL; part[n++] = tok)
-		if (n == 4)
+		if (n == 5)
 			return -1;
 	if (n < 3 || !valid_cluster_id(part[0]) ||
 	    !valid_dns_label(part[1]) || !valid_k8s_name(part[2]))
 		return -1;
-	if (n == 4 && (part[3][0] == '\0' || strlen(part[3]) > 19 ||
+	if (n >= 4 && (part[3][0] == '\0' || strlen(part[3]) > 19 ||
 	    strspn(part[3], "0123456789") != strlen(part[3])))
+		return -1;
+	/* a route kind but Istio's: "tcp", "tls" */
+	if (n == 5 && (!valid_token(part[4]) || strlen(part[4]) > 15))
 		return -1;
 	memcpy(o->key, s, len + 1);
 	o->prefix = n == 3;
 	return 0;
+}
+
+/*
+ * The kind of object an owner key's route comes from: the rk after its
+ * route index, or none for an Istio VirtualService.
+ */
+const char *
+ctl_owner_kind(const char *owner)
+{
+	const char *p = owner;
+	int i;
+
+	for (i = 0; i < 4; i++)
+		if ((p = strchr(p, '/')) == NULL)
+			return "VirtualService";
+		else
+			p++;
+	if (strcmp(p, "tcp") == 0)
+		return "TCPRoute";
+	if (strcmp(p, "tls") == 0)
+		return "TLSRoute";
+	return "unknown";
 }
 
 int

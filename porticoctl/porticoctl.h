@@ -56,6 +56,8 @@ int	ctl_walk(struct ctl *, uint64_t since, uint64_t until,
 int	ctl_owner_parse(struct ctl_owner *, const char *);
 /* Does ev concern the owner? */
 int	ctl_owner_match(const struct ctl_owner *, const struct event *);
+/* The kind of an owner's route: "VirtualService", "TCPRoute", ... */
+const char *ctl_owner_kind(const char *owner);
 /* ev's owner in buf, 0; -1 if ev concerns no route. */
 int	ctl_event_owner(const struct event *, char *, size_t);
 /* A seq as the argument of an option; -1 if not digits. */

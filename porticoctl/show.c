@@ -329,6 +329,7 @@ route_json(struct ctl *c, struct ctl_tables *t, const struct ctl_route *r)
 {
 	struct ctl_cluster *cl;
 	char id[64], ns[64], name[254], addr[300] = "", when[32], px[8];
+	const char *kind;
 	unsigned long long route;
 	const struct config *conf = ctl_config(c, 1);
 	json_t *pj = json_array(), *until = json_null();
@@ -336,6 +337,7 @@ route_json(struct ctl *c, struct ctl_tables *t, const struct ctl_route *r)
 	if (sscanf(r->owner, "%63[^/]/%63[^/]/%253[^/]/%llu", id, ns, name,
 	    &route) != 4)
 		return 0;
+	kind = ctl_owner_kind(r->owner);
 	cl = ctl_tables_cluster(t, id);
 	if (r->rec.state == OWN_ACTIVE)
 		proxies_of(t, r, 0, px, sizeof(px), pj);
@@ -345,9 +347,9 @@ route_json(struct ctl *c, struct ctl_tables *t, const struct ctl_route *r)
 	if (r->released != 0 && conf != NULL)
 		until = json_string(ctl_time(when, sizeof(when), r->released +
 		    (uint64_t)conf->quarantine * 1000));
-	return ctl_print_json(json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:s,"
+	return ctl_print_json(json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:s,"
 	    "s:b,s:s?,s:o,s:o,s:s?,s:s?,s:b,s:o}",
-	    "owner", r->owner, "cluster", id, "cluster_name",
+	    "owner", r->owner, "kind", kind, "cluster", id, "cluster_name",
 	    cl != NULL ? cl->name : "", "namespace", ns, "name", name,
 	    "route", (json_int_t)route,
 	    "port", r->rec.port != 0 ? json_integer(r->rec.port) : json_null(),

@@ -2376,6 +2376,63 @@ test_first_store_and_requests(void **state)
 	assert_int_equal(run(f, &ev), 0);
 }
 
+/*
+ * A TCPRoute (rk "tcp") is another owner than the VirtualService of the
+ * same cluster/ns/name/route: each holds its own port, every decision
+ * about it says its kind, and a VirtualService's key stays as it was.
+ * Quotas count both kinds together.
+ */
+static void
+test_route_kinds(void **state)
+{
+	struct fx *f = *state;
+	const struct event *d;
+	struct event ev;
+	unsigned vs, tcp;
+	MDB_txn *txn;
+
+	vs = expose(f, "c1", "db", 0, f->now);
+	assert_int_not_equal(vs, 0);
+	assert_false(decision(f, EV_PORT_SET, 0)->has & F_RKIND);
+	ev_expose(&ev, "c1", "db", "10.0.0.2", f->now);
+	assert_int_equal(event_set_str(&ev, F_RKIND, "tcp"), 0);
+	run(f, &ev);
+	assert_non_null(d = decision(f, EV_PORT_SET, 0));
+	assert_true(d->has & F_RKIND);
+	assert_string_equal(d->rkind, "tcp");
+	tcp = (unsigned)d->port;
+	assert_int_not_equal(tcp, vs);
+	assert_int_equal(port_of(f, "c1", "db"), vs);
+	assert_int_equal(store_begin(&f->st, &txn, 1), 0);
+	assert_int_equal(alloc_port_of(&f->a, txn, "c1/default/db/1/tcp", &tcp),
+	    0);
+	mdb_txn_abort(txn);
+	assert_int_equal(tcp, d->port);
+	/* a kind that takes no port is dropped, nothing decided */
+	ev_expose(&ev, "c1", "db", "10.0.0.3", f->now);
+	assert_int_equal(event_set_str(&ev, F_RKIND, "tls"), 0);
+	assert_int_equal(run(f, &ev), 0);
+	/* the quota counts both kinds */
+	f->conf.lim_ports = 2;
+	ev_expose(&ev, "c1", "web", "10.0.0.4", f->now);
+	assert_int_equal(event_set_str(&ev, F_RKIND, "tcp"), 0);
+	run(f, &ev);
+	assert_refused(f, "web", "the cluster holds 2 ports, its quota");
+	assert_string_equal(decision(f, EV_REFUSED, 0)->rkind, "tcp");
+	/* the TCPRoute goes: its port only, and its PORT_FREE says its kind */
+	ev_route(&ev, EV_ROUTE_GONE, "c1", "db", f->now);
+	assert_int_equal(event_set_str(&ev, F_RKIND, "tcp"), 0);
+	run(f, &ev);
+	assert_non_null(d = decision(f, EV_PORT_FREE, 0));
+	assert_int_equal(d->port, tcp);
+	assert_string_equal(d->rkind, "tcp");
+	assert_int_equal(port_of(f, "c1", "db"), vs);
+	/* room made: the refused TCPRoute takes it, as its kind */
+	assert_non_null(d = decision(f, EV_PORT_SET, 0));
+	assert_string_equal(d->name, "web");
+	assert_string_equal(d->rkind, "tcp");
+}
+
 #define T(fn)	cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -2416,6 +2473,7 @@ main(void)
 		T(test_forbidden_backends_stop),
 		T(test_proof_adopts),
 		T(test_first_store_and_requests),
+		T(test_route_kinds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
