@@ -31,6 +31,7 @@
 #include "limits.h"
 #include "log.h"
 #include "proof.h"
+#include "sni.h"
 
 void
 alloc_init(struct alloc *a, struct store *st, const struct config *conf,
@@ -465,7 +466,8 @@ alloc_release_cluster(struct alloc *a, MDB_txn *txn, const char *c,
 		event_free(&set);
 	}
 	alloc_free_list(list);
-	return rc;
+	/* and its TLSRoutes' names, by the same rule */
+	return rc != 0 ? rc : sni_release_cluster(a, txn, c, sid, now);
 }
 
 static int
@@ -690,6 +692,9 @@ alloc_observe(struct alloc *a, MDB_txn *txn, const struct event *in)
 	case EV_SYNC_BEGIN:
 	case EV_SYNC_END:
 		return on_route_room(a, txn, in);
+	case EV_SNI_ROUTE:
+	case EV_SNI_GONE:
+		return sni_observe(a, txn, in);
 	case EV_APPLIED:
 		return alloc_on_applied(a, txn, in);
 	case EV_TICK:
