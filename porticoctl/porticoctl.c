@@ -193,8 +193,21 @@ ctl_event_owner(const struct event *ev, char *buf, size_t len)
 {
 	const uint32_t need = F_CLUSTER | F_NS | F_NAME | F_ROUTE;
 
+	struct event k;
+
 	if ((ev->has & need) != need)
 		return -1;
+	switch (ev->type) {
+	case EV_SNI_ROUTE:
+	case EV_SNI_GONE:
+	case EV_SNI_SET:
+	case EV_SNI_DEL:
+		/* a TLSRoute's hostname: its events leave the kind unsaid */
+		k = *ev;
+		memcpy(k.rkind, "tls", sizeof("tls"));
+		k.has |= F_RKIND;
+		return event_owner(&k, buf, len);
+	}
 	return event_owner(ev, buf, len);
 }
 

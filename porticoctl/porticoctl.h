@@ -92,6 +92,7 @@ struct ctl_route {
 	size_t		 nbackends;
 	char		 fault[256];	/* a proxy's fault standing, or "" */
 	uint64_t	 released;	/* ms, while its port is quarantined */
+	char		 host[254];	/* a TLSRoute's hostname; "" for a port */
 };
 
 struct ctl_cluster {
@@ -108,6 +109,10 @@ struct ctl_tables {
 	size_t			 nproxies;
 	struct ctl_route	*routes;	/* by owner */
 	size_t			 nroutes;
+	/* TLSRoute hostnames (host set, no port; live: every proxy serves) */
+	struct ctl_route	*snis;		/* by owner */
+	size_t			 nsnis;
+	size_t			 capsnis;
 	struct ctl_cluster	*clusters;	/* by id */
 	size_t			 nclusters;
 	uint64_t		 now;		/* ms */
