@@ -180,6 +180,8 @@ refuse(struct alloc *a, MDB_txn *txn, const char *owner, uint64_t seen,
 		return rc;
 	if (event_copy(&keep, route) == -1)
 		fatal("sni: refuse");
+	/* the sender's own seq is not the log's: replay must write the same */
+	keep.seq = 0;
 	if (event_set_str(&keep, F_WHY, why) == -1)
 		fatalx("sni: %s: a reason that is no text", owner);
 	rc = rec_put(a, txn, owner, seen, &keep);
