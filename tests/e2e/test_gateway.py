@@ -251,3 +251,47 @@ def test_tcproute_and_virtualservice_same_name(make_fleet):
     expect = pay.markers(NS, "ledger-db", 5432)
     fleet.wait_serves(tcp_port, expect)
     fleet.wait_serves(vs_port, expect)
+
+
+def test_tlsroute_through_the_shared_port(make_fleet):
+    """A TLSRoute's hostname is reached by SNI through the shared TLS port, at
+    a TLS workload (an EndpointSlice's pod) whose certificate the client
+    verifies for that name; a hostname under another cluster's name gets
+    no traffic."""
+    from test_sni import TlsServer, s_client
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    pay = payments_cluster(fleet, backend="endpoints")
+    other = search_cluster(fleet)
+    fleet.start()
+    apply(pay, GATEWAY_YAML, "gateway")
+    name = "db." + pay.host
+    theirs = "db." + other.host
+    srv = TlsServer(fleet.pki, [name, theirs], "tls-db")
+    try:
+        svc = harness.service("tls-db", NS, [(443, 30443, srv.port)])
+        eps = harness.endpointslice("tls-db-1", NS, "tls-db", [("p443", srv.port)], [
+            harness.endpoint((NS, "tls-db-0"), srv.host, "node-0")])
+        for path, obj in (("/api/v1/namespaces/%s/services" % NS, svc),
+                          ("/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices"
+                           % NS, eps)):
+            status, body = pay.sim.request("POST", path, obj)
+            assert status == 201, body
+        route = TLSROUTE_YAML.replace("ledger-db", "tls-db").replace("5432", "443")
+        apply(pay, route % {"name": "db", "host": name}, "db")
+        testlib.wait_until(lambda: s_client(fleet, name, timeout=5) == "tls-db", 60,
+                           "%s served through the shared port" % name)
+        wait_conditions(fleet, lambda: tlsroute(pay, "db"),
+                        {"Accepted": ("True", "Accepted"),
+                         "ResolvedRefs": ("True", "ResolvedRefs")})
+        # Under the search cluster's name: refused, and nothing answers it.
+        apply(pay, route % {"name": "theirs", "host": theirs}, "theirs")
+        wait_conditions(fleet, lambda: tlsroute(pay, "theirs"),
+                        {"Accepted": ("False", "NoMatchingListenerHostname")})
+        assert s_client(fleet, theirs, timeout=5) is None
+        # Deleted: the name is no longer served.
+        pay.kubectl("delete", "tlsroute", "db", "-n", NS)
+        testlib.wait_until(lambda: s_client(fleet, name, timeout=5) is None, 60,
+                           "%s no longer served" % name)
+    finally:
+        srv.close()
