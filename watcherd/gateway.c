@@ -78,7 +78,9 @@ gw_status_seen(json_t *obj, char *buf, size_t len)
 
 		if (t != NULL && s != NULL && i < 8 && strlen(t) < 32 &&
 		    strlen(s) < 8)
-			o += (size_t)snprintf(buf + o, len - o, "%s=%s;", t, s);
+			o += (size_t)snprintf(buf + o, len - o, "%s=%s/%lld;",
+			    t, s, (long long)json_integer_value(
+			    json_object_get(c, "observedGeneration")));
 		if (o >= len)
 			return;
 	}
@@ -207,8 +209,8 @@ gw_writeback(struct cluster *cl)
 			free(ns);
 			continue;
 		}
-		snprintf(want, sizeof(want), "a=%s;Accepted=True;"
-		    "Programmed=True;", cl->host);
+		snprintf(want, sizeof(want), "a=%s;Accepted=True/%lld;"
+		    "Programmed=True/%lld;", cl->host, g->gen, g->gen);
 		if (strcmp(want, g->seen) == 0) {
 			free(ns);
 			continue;

@@ -60,12 +60,14 @@ route_status_seen(json_t *obj)
 			    "reason"));
 			const char *m = json_string_value(json_object_get(c,
 			    "message"));
+			long long g = json_integer_value(json_object_get(c,
+			    "observedGeneration"));
 
 			if (j >= 4 || o >= sizeof(buf))
 				break;
 			o += (size_t)snprintf(buf + o, sizeof(buf) - o,
-			    "%.32s=%.8s/%.40s/%.300s;", t ? t : "", s ? s : "",
-			    r ? r : "", m ? m : "");
+			    "%.32s=%.8s/%.40s/%lld/%.300s;", t ? t : "",
+			    s ? s : "", r ? r : "", g, m ? m : "");
 		}
 		if (o >= sizeof(buf))
 			break;
@@ -425,10 +427,10 @@ gwroute_status(struct cluster *cl, int kind, const char *key, struct robj *o)
 		    k == &tcp_kind ? GWK_TCP : GWK_TLS, o->ns) == GWA_NONE)
 			continue;
 		so += (size_t)snprintf(seen + so, sizeof(seen) - so, "[%.64s]"
-		    "Accepted=%.8s/%.40s/%.300s;ResolvedRefs=%.8s/%.40s/"
-		    "%.300s;", o->parents[i].name, strcmp(ar, "Accepted") ?
-		    "False" : "True", ar, am, strcmp(rr, "ResolvedRefs") ?
-		    "False" : "True", rr, rm);
+		    "Accepted=%.8s/%.40s/%lld/%.300s;ResolvedRefs=%.8s/%.40s/"
+		    "%lld/%.300s;", o->parents[i].name, strcmp(ar, "Accepted") ?
+		    "False" : "True", ar, o->gen, am, strcmp(rr,
+		    "ResolvedRefs") ? "False" : "True", rr, o->gen, rm);
 		if (so >= sizeof(seen))
 			so = sizeof(seen) - 1;
 		json_array_append_new(parents, json_pack("{s:{s:s,s:s,s:s,s:s},"
@@ -457,8 +459,9 @@ gwroute_status(struct cluster *cl, int kind, const char *key, struct robj *o)
 	strcat(path, "/status");
 	if (writeback_status(cl, key, path, text) == 0) {
 		log_info("%s/%s/%s: %s status: %s%s%s", cl->name, o->ns,
-		    o->name, k->name, ar, strcmp(rr, "ResolvedRefs") ? ", " :
-		    "", strcmp(rr, "ResolvedRefs") ? rr : "");
+		    o->name, k->name, seen[0] == '\0' ? "no Gateway of ours" :
+		    ar, seen[0] != '\0' && strcmp(rr, "ResolvedRefs") ? ", " :
+		    "", seen[0] != '\0' && strcmp(rr, "ResolvedRefs") ? rr : "");
 		free(o->status);
 		o->status = dup_or_null(seen);
 	}
