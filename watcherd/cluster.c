@@ -378,6 +378,8 @@ cluster_object(struct cluster *cl, int res, const char *type, json_t *obj)
 			val = gwc_parse(obj);
 		else if (res == RES_GW)
 			val = gw_parse(obj);
+		else if (res == RES_REFG)
+			val = refgrant_parse(obj);
 	}
 	obj_store(cl, res, key, val);
 }

@@ -8,9 +8,9 @@
  * on the shared TLS port, never a port (rk "tls"), and only under the
  * cluster's own host.  backendRefs are Services (name, namespace, port,
  * weight) resolved as a VirtualService's destinations are: another
- * namespace's Service only with its portico.dev/allow-from consent
- * (ReferenceGrants are not read: without that consent the ref is refused,
- * RefNotPermitted).  Status: status.parents[] for each of our parents,
+ * namespace's Service only with its consent, a ReferenceGrant in its
+ * namespace (from this kind and namespace, to that Service or every one)
+ * or its portico.dev/allow-from; else the ref is refused, RefNotPermitted.  Status: status.parents[] for each of our parents,
  * with Accepted and ResolvedRefs; the address of a TCPRoute is written as
  * a VirtualService's is (portico.dev/address).
  */
@@ -181,6 +181,7 @@ gwroute_parse(struct cluster *cl, struct robj *o, json_t *obj, int tls)
 	o->gen = json_integer_value(json_object_get(json_object_get(obj,
 	    "metadata"), "generation"));
 	robj_read_uid(o, obj);
+	o->refkind = 1u << (tls ? GWK_TLS : GWK_TCP);
 	if (parents_parse(o, spec) == 0 && o->nparents == 0)
 		return;			/* names no Gateway at all */
 	o->expose = 1;

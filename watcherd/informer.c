@@ -48,6 +48,8 @@ static const struct {
 	[RES_GW] = { "gateways", "Gateway", GRP_GW, { "v1", "v1beta1" } },
 	[RES_TCPR] = { "tcproutes", "TCPRoute", GRP_GW, { "v1alpha2" } },
 	[RES_TLSR] = { "tlsroutes", "TLSRoute", GRP_GW, { "v1alpha2" } },
+	[RES_REFG] = { "referencegrants", "ReferenceGrant", GRP_GW,
+	    { "v1beta1", "v1alpha2" } },
 };
 
 /*

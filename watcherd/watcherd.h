@@ -52,7 +52,7 @@
  * is cluster_watches().
  */
 enum { RES_VS, RES_SVC, RES_NODE, RES_EPS, RES_GWC, RES_GW, RES_TCPR,
-    RES_TLSR, RES_COUNT };
+    RES_TLSR, RES_REFG, RES_COUNT };
 enum { INF_IDLE, INF_LIST, INF_WATCH, INF_WAIT };
 /* API groups found by discovery: what a resource's version is picked from. */
 enum { GRP_CORE, GRP_ISTIO, GRP_GW, GRP_COUNT };
@@ -132,6 +132,7 @@ struct robj {
 	long long	 gen;		/* metadata.generation */
 	int		 attach;	/* GWA_*, by prepare */
 	char		 refs_why[256];	/* why a backendRef did not resolve */
+	unsigned	 refkind;	/* 1 << GWK_*: ReferenceGrants apply */
 };
 
 /*
@@ -307,6 +308,11 @@ const char *annotation(json_t *, const char *key);
 char	*dup_or_null(const char *);
 void	*svc_parse(struct cluster *, const char *key, json_t *);
 void	*node_parse(json_t *);
+void	*refgrant_parse(json_t *);
+/* A ReferenceGrant lets a route of kind (1 << GWK_*) from ns name the
+ * Service "sns/name" key. */
+int	 refgrant_allows(struct cluster *, const char *key, unsigned kind,
+	    const char *ns);
 /*
  * Route r of o: its destinations' backends into ev (a ROUTE, or another
  * type the caller set), or why it is refused; 1 when what it had must be

@@ -295,3 +295,73 @@ def test_tlsroute_through_the_shared_port(make_fleet):
                            "%s no longer served" % name)
     finally:
         srv.close()
+
+
+BILLING_YAML = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: open
+  namespace: billing
+spec:
+  gatewayClassName: portico
+  listeners:
+  - name: tcp
+    protocol: TCP
+    port: 1
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata:
+  name: orders
+  namespace: billing
+spec:
+  parentRefs:
+  - name: open
+  rules:
+  - backendRefs:
+    - name: orders-db
+      namespace: payments
+      port: 5432
+"""
+
+GRANT_YAML = """\
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata:
+  name: billing-orders
+  namespace: payments
+spec:
+  from:
+  - group: gateway.networking.k8s.io
+    kind: TCPRoute
+    namespace: billing
+  to:
+  - group: ""
+    kind: Service
+    name: orders-db
+"""
+
+
+def test_tcproute_reference_grant(make_fleet):
+    """A backendRef to another namespace's Service: refused until a
+    ReferenceGrant there lets that namespace's TCPRoutes in; withdrawn, the
+    route is cut again."""
+    fleet, pay, _ = start(make_fleet)
+
+    def orders():
+        return get(pay, "%s/v1alpha2/namespaces/billing/tcproutes/orders" % GW)
+    apply(pay, BILLING_YAML, "billing")
+    wait_conditions(fleet, orders, {"ResolvedRefs": ("False", "RefNotPermitted")})
+    apply(pay, GRANT_YAML, "grant")
+    wait_conditions(fleet, orders, {"Accepted": ("True", "Accepted"),
+                                    "ResolvedRefs": ("True", "ResolvedRefs")})
+
+    def address():
+        fleet._check_alive()
+        return ((orders() or {}).get("metadata", {}).get("annotations") or {}).get(ADDRESS)
+    port = int(testlib.wait_until(address, 30, "the address").rpartition(":")[2])
+    fleet.wait_serves(port, pay.markers(NS, "orders-db", 5432))
+    pay.kubectl("delete", "referencegrant", "billing-orders", "-n", NS)
+    wait_conditions(fleet, orders, {"ResolvedRefs": ("False", "RefNotPermitted")})
+    fleet.wait_refused(port)
