@@ -99,7 +99,8 @@ $(foreach t,$(TOOLS),$(eval $(call daemon_rule,$(t))))
 # ...but porticoctl log replay runs today's allocator: allocd's files
 # that decide (not its main), as the unit tests link them.
 ALLOC_OBJS = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard allocd/alloc.c \
-    allocd/alloc_*.c) allocd/hosts.c allocd/limits.c allocd/proof.c)
+    allocd/alloc_*.c) allocd/hosts.c allocd/limits.c allocd/proof.c \
+    allocd/sni.c)
 $(BUILD)/bin/porticoctl: $(ALLOC_OBJS) $(BUILD)/obj/allocd/replay.o
 
 # Unit tests link the daemon file they test, minus its main().

@@ -104,6 +104,7 @@ static const struct ckey ckeys[] = {
 	    "2097152"),
 	C("limits", "bytes_total", CK_UINT, lim_bytes_total, 0, 1u << 30,
 	    "8388608"),
+	C("limits", "sni_per_cluster", CK_UINT, lim_sni, 0, 100000, "256"),
 	C("pks", "url", CK_URL, pks_url, 0, 0, ""),
 	C("pks", "uaa_url", CK_URL, uaa_url, 0, 0, ""),
 	C("pks", "client_id", CK_STR, pks_client_id, 0, 0, ""),

@@ -28,7 +28,8 @@ struct sent {
 	unsigned char	data[];
 };
 
-const struct route_kind *route_kinds[KIND_COUNT] = { &vs_kind };
+const struct route_kind *route_kinds[KIND_COUNT] = { &vs_kind, &tcp_kind,
+    &tls_kind };
 
 unsigned long		clusters_sweeps;
 
@@ -126,6 +127,7 @@ sent_free(struct cluster *cl)
 }
 
 static const struct informer_ops inf_ops;
+static void	cluster_writeback(struct cluster *, uint64_t);
 
 /* Stop talking to the cluster's API; what we know of it is dropped. */
 static void
@@ -321,8 +323,8 @@ invalid_name(struct cluster *cl, int res, const char *ns, const char *name)
 	if (name != NULL)
 		valid_sanitize(sname, sizeof(sname), name);
 	log_warnx("%s: an object with an invalid name was ignored: %s %s%s%s",
-	    cl->name, informer_kind(res), res == RES_NODE ? "" : sns,
-	    res == RES_NODE ? "" : "/", sname);
+	    cl->name, informer_kind(res), informer_namespaced(res) ? sns : "",
+	    informer_namespaced(res) ? "/" : "", sname);
 }
 
 /* A route object as its kind reads it; NULL when it is none of ours. */
@@ -356,11 +358,13 @@ cluster_object(struct cluster *cl, int res, const char *type, json_t *obj)
 	int k = kind_of(res);
 
 	if (name == NULL || !valid_k8s_name(name) ||
-	    (res != RES_NODE && (ns == NULL || !valid_dns_label(ns)))) {
+	    (informer_namespaced(res) && (ns == NULL ||
+	    !valid_dns_label(ns)))) {
 		invalid_name(cl, res, ns, name);
 		return;
 	}
-	snprintf(key, sizeof(key), "%s/%s", res == RES_NODE ? "" : ns, name);
+	snprintf(key, sizeof(key), "%s/%s", informer_namespaced(res) ? ns : "",
+	    name);
 	if (strcmp(type, "DELETED") != 0) {
 		if (k != -1)
 			val = robj_parse(cl, k, ns, name, obj);
@@ -370,6 +374,12 @@ cluster_object(struct cluster *cl, int res, const char *type, json_t *obj)
 			val = node_parse(obj);
 		else if (res == RES_EPS)
 			val = eps_parse(cl, key, obj);
+		else if (res == RES_GWC)
+			val = gwc_parse(obj);
+		else if (res == RES_GW)
+			val = gw_parse(obj);
+		else if (res == RES_REFG)
+			val = refgrant_parse(obj);
 	}
 	obj_store(cl, res, key, val);
 }
@@ -474,11 +484,24 @@ robj_compute(struct cluster *cl, int k, const char *key, struct robj *o,
 	const struct route_kind *kd = route_kinds[k];
 	struct sent *was;
 	struct event ev;
-	size_t r, n = robj_routes(o);
+	size_t r, n;
 	int cut;
 
+	if (o != NULL && kd->prepare != NULL)
+		kd->prepare(cl, o);
+	n = robj_routes(o);
 	for (r = 0; r < n; r++) {
-		cut = kd->obs(cl, o, r, src, &ev);
+		if ((cut = kd->obs(cl, o, r, src, &ev)) == -1) {
+			/* nothing to send: what was sent is gone */
+			decision_owner(owner, sizeof(owner), cl->id, kd->rk,
+			    o->ns, o->name, r);
+			if (now == &cl->sent &&
+			    (was = smap_del(&cl->sent, owner)) != NULL) {
+				send_gone(cl, was);
+				free(was);
+			}
+			continue;
+		}
 		send_if_changed(cl, now, k, o, r, &ev, force, cut);
 		event_free(&ev);
 	}
@@ -564,8 +587,11 @@ cluster_compute(struct cluster *cl, int all, uint64_t t)
 			    (pass == 0)))
 				continue;
 			robj_compute(cl, k, e->key, o, &src, to, resync);
-			if (!all && o != NULL)
+			if (!all && o != NULL) {
 				writeback_one(cl, k, e->key, o, t);
+				if (route_kinds[k]->status != NULL)
+					route_kinds[k]->status(cl, e->key, o);
+			}
 		}
 	}
 	bsrc_free(&src);
@@ -593,7 +619,31 @@ cluster_compute(struct cluster *cl, int all, uint64_t t)
 		log_info("%s: resync sent: %zu routes", cl->name,
 		    cl->sent.n);
 	}
-	writeback_pass(cl, t);
+	cluster_writeback(cl, t);
+}
+
+/*
+ * Every write-back of the cluster: route objects' annotations (a pass
+ * from where the last stopped), their status, the Gateways' status.
+ */
+static void
+cluster_writeback(struct cluster *cl, uint64_t now)
+{
+	struct smap_iter it;
+	struct smap_ent *e;
+	int k;
+
+	writeback_pass(cl, now);
+	for (k = 0; k < KIND_COUNT; k++) {
+		if (route_kinds[k]->status == NULL)
+			continue;
+		it = (struct smap_iter){ 0, NULL };
+		while ((e = smap_next(&cl->objs[route_kinds[k]->res], &it)) !=
+		    NULL)
+			if (e->val != NULL)
+				route_kinds[k]->status(cl, e->key, e->val);
+	}
+	gw_writeback(cl);
 }
 
 /*
@@ -651,8 +701,10 @@ disc_done(struct http_req *req, long code, const char *body, size_t len,
 		d->backoff = 0;
 		return;
 	}
-	if (code == 404 && !informer_group_required(g)) {
+	if ((code == 404 || code == 200) && !informer_group_required(g)) {
+		/* none of ours here: looked for again a minute later */
 		d->known = 1;
+		d->served[0] = '\0';
 		d->at = now_ms() + jitter(60000);
 		return;
 	}
@@ -723,9 +775,9 @@ cluster_timer(struct cluster *cl, uint64_t now)
 	}
 	if (cl->patch_hold != 0 && now >= cl->patch_hold) {
 		cl->patch_hold = 0;
-		writeback_pass(cl, now);
+		cluster_writeback(cl, now);
 	} else if (cl->wb_more && cl->patching.n < WB_INFLIGHT)
-		writeback_pass(cl, now);
+		cluster_writeback(cl, now);
 }
 
 void

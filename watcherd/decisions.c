@@ -49,15 +49,19 @@ decisions_apply(const struct event *ev)
 	case EV_PORT_FREE:
 	case EV_REFUSED:
 	case EV_PORT_FAULT:
+	case EV_SNI_SET:
+	case EV_SNI_DEL:
 		break;
 	default:
 		return 0;
 	}
 	if (!(ev->has & F_ROUTE))
 		return 0;
-	decision_owner(owner, sizeof(owner), ev->cluster, ev->has & F_RKIND ?
+	/* an SNI decision is a TLSRoute's hostname's */
+	decision_owner(owner, sizeof(owner), ev->cluster, ev->type ==
+	    EV_SNI_SET || ev->type == EV_SNI_DEL ? "tls" : ev->has & F_RKIND ?
 	    ev->rkind : "", ev->ns, ev->name, (size_t)ev->route);
-	if (ev->type == EV_PORT_FREE) {
+	if (ev->type == EV_PORT_FREE || ev->type == EV_SNI_DEL) {
 		free(smap_del(&decisions, owner));
 		return 1;
 	}
@@ -84,6 +88,10 @@ decisions_apply(const struct event *ev)
 		break;
 	case EV_REFUSED:
 		snprintf(a->why, sizeof(a->why), "%s", ev->why);
+		break;
+	case EV_SNI_SET:
+		a->live = 1;
+		a->why[0] = '\0';
 		break;
 	case EV_PORT_FAULT:
 		if (a->port == ev->port)

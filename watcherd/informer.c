@@ -43,6 +43,13 @@ static const struct {
 	[RES_SVC] = { "services", "Service", GRP_CORE, { "v1" } },
 	[RES_NODE] = { "nodes", "Node", GRP_CORE, { "v1" } },
 	[RES_EPS] = { "endpointslices", "EndpointSlice", GRP_CORE, { "v1" } },
+	[RES_GWC] = { "gatewayclasses", "GatewayClass", GRP_GW,
+	    { "v1", "v1beta1" } },
+	[RES_GW] = { "gateways", "Gateway", GRP_GW, { "v1", "v1beta1" } },
+	[RES_TCPR] = { "tcproutes", "TCPRoute", GRP_GW, { "v1alpha2" } },
+	[RES_TLSR] = { "tlsroutes", "TLSRoute", GRP_GW, { "v1alpha2" } },
+	[RES_REFG] = { "referencegrants", "ReferenceGrant", GRP_GW,
+	    { "v1beta1", "v1alpha2" } },
 };
 
 /*
@@ -56,9 +63,16 @@ static const struct {
 } groups[GRP_COUNT] = {
 	[GRP_CORE] = { NULL, 1 },
 	[GRP_ISTIO] = { "networking.istio.io", 1 },
+	[GRP_GW] = { GW_GROUP, 0 },
 };
 
 #define res_names(r)	(resources[r].plural)
+
+int
+informer_namespaced(int res)
+{
+	return res != RES_NODE && res != RES_GWC;
+}
 
 int
 informer_group(int res)
@@ -499,8 +513,8 @@ watch_oversized(struct informer *inf)
 		    "object without a readable name, refused");
 		return;
 	}
-	snprintf(key, sizeof(key), "%s/%s", inf->res == RES_NODE ? "" : ns,
-	    name);
+	snprintf(key, sizeof(key), "%s/%s", informer_namespaced(inf->res) ?
+	    ns : "", name);
 	oversized(inf, key);
 	inf->ops->gone(inf->cl, inf->res, key);
 	if (rv[0] != '\0')

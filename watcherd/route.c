@@ -253,6 +253,113 @@ svc_allows(const struct svc_obj *s, const char *key, const char *ns)
 	return strstr(s->allow, ",*,") != NULL || strstr(s->allow, pat) != NULL;
 }
 
+/*
+ * A ReferenceGrant: the routes (by kind, 1 << GWK_*, and namespace) that
+ * may name Services of its namespace, and which Services (all of them, or
+ * by name).  Sized to the object; at most REFG_MAX of each.
+ */
+#define REFG_MAX	16
+
+struct refg_from {
+	char		ns[64];
+	unsigned	kinds;
+};
+
+struct refg_obj {
+	size_t		 nfrom;
+	size_t		 nto;		/* names; 0 with any: every Service */
+	int		 any;
+	struct refg_from *from;
+	char		(*to)[254];
+};
+
+void *
+refgrant_parse(json_t *obj)
+{
+	json_t *spec = json_object_get(obj, "spec"), *f, *t;
+	struct refg_obj *g;
+	size_t i, nf, nt;
+
+	nf = json_array_size(json_object_get(spec, "from"));
+	nt = json_array_size(json_object_get(spec, "to"));
+	if (nf == 0 || nt == 0 || nf > REFG_MAX || nt > REFG_MAX)
+		return NULL;		/* grants nothing */
+	if ((g = calloc(1, sizeof(*g) + nf * sizeof(*g->from) +
+	    nt * sizeof(*g->to))) == NULL)
+		fatal("refgrant");
+	g->from = (struct refg_from *)(g + 1);
+	g->to = (char (*)[254])(g->from + nf);
+	json_array_foreach(json_object_get(spec, "from"), i, f) {
+		const char *gr = json_string_value(json_object_get(f, "group"));
+		const char *k = json_string_value(json_object_get(f, "kind"));
+		const char *ns = json_string_value(json_object_get(f,
+		    "namespace"));
+		struct refg_from *rf = &g->from[g->nfrom];
+
+		if (gr == NULL || k == NULL || ns == NULL ||
+		    strcmp(gr, GW_GROUP) != 0 || !valid_dns_label(ns))
+			continue;
+		if (strcmp(k, "TCPRoute") == 0)
+			rf->kinds = 1u << GWK_TCP;
+		else if (strcmp(k, "TLSRoute") == 0)
+			rf->kinds = 1u << GWK_TLS;
+		else
+			continue;
+		strcpy(rf->ns, ns);
+		g->nfrom++;
+	}
+	json_array_foreach(json_object_get(spec, "to"), i, t) {
+		const char *gr = json_string_value(json_object_get(t, "group"));
+		const char *k = json_string_value(json_object_get(t, "kind"));
+		const char *name = json_string_value(json_object_get(t, "name"));
+
+		if (gr == NULL || gr[0] != '\0' || k == NULL ||
+		    strcmp(k, "Service") != 0)
+			continue;
+		if (name == NULL)
+			g->any = 1;
+		else if (valid_dns_label(name))
+			strcpy(g->to[g->nto++], name);
+	}
+	return g;
+}
+
+/*
+ * Whether a ReferenceGrant in the namespace of the Service "sns/name" key
+ * lets a route of kind (1 << GWK_*; 0, a VirtualService: never) from
+ * namespace ns name it.
+ */
+int
+refgrant_allows(struct cluster *cl, const char *key, unsigned kind,
+    const char *ns)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+	const struct refg_obj *g;
+	const char *slash = strchr(key, '/');
+	size_t i, n;
+	int from;
+
+	if (kind == 0 || slash == NULL)
+		return 0;
+	n = (size_t)(slash - key) + 1;	/* "sns/" */
+	while ((e = smap_next(&cl->objs[RES_REFG], &it)) != NULL) {
+		if ((g = e->val) == NULL || strncmp(e->key, key, n) != 0)
+			continue;
+		for (i = 0, from = 0; i < g->nfrom && !from; i++)
+			from = (g->from[i].kinds & kind) &&
+			    strcmp(g->from[i].ns, ns) == 0;
+		if (!from)
+			continue;
+		if (g->any)
+			return 1;
+		for (i = 0; i < g->nto; i++)
+			if (strcmp(g->to[i], slash + 1) == 0)
+				return 1;
+	}
+	return 0;
+}
+
 /* The Service's port d names; NULL with why if it has none such. */
 static const struct svc_port *
 svc_port_find(const struct svc_obj *s, const struct dest *d, char *why,
@@ -383,10 +490,12 @@ route_backends(struct cluster *cl, struct robj *vs, size_t r,
 	for (i = 0; i < vs->routes[r].nd; i++) {
 		d = &vs->routes[r].d[i];
 		s = dest_service(cl, vs->ns, d->host, svc);
-		if (svc[0] != '\0' && !svc_allows(s, svc, vs->ns)) {
+		if (svc[0] != '\0' && !svc_allows(s, svc, vs->ns) &&
+		    !refgrant_allows(cl, svc, vs->refkind, vs->ns)) {
 			snprintf(why, sizeof(why), "destination %s: in another "
 			    "namespace, and no service there allows routes "
-			    "from %s (%s)", d->host, vs->ns, ANN_ALLOW_FROM);
+			    "from %s (%s%s)", d->host, vs->ns, ANN_ALLOW_FROM,
+			    vs->refkind ? ", or a ReferenceGrant" : "");
 			cut = 1;
 			goto refuse;
 		}
@@ -434,6 +543,9 @@ robj_free(struct robj *vs)
 	free(vs->address);
 	free(vs->error);
 	free(vs->proof);
+	free(vs->parents);
+	free(vs->hosts);
+	free(vs->status);
 	free(vs);
 }
 

@@ -51,10 +51,18 @@
  * versions preferred first) is informer.c's table; which run on a cluster
  * is cluster_watches().
  */
-enum { RES_VS, RES_SVC, RES_NODE, RES_EPS, RES_COUNT };
+enum { RES_VS, RES_SVC, RES_NODE, RES_EPS, RES_GWC, RES_GW, RES_TCPR,
+    RES_TLSR, RES_REFG, RES_COUNT };
 enum { INF_IDLE, INF_LIST, INF_WATCH, INF_WAIT };
 /* API groups found by discovery: what a resource's version is picked from. */
-enum { GRP_CORE, GRP_ISTIO, GRP_COUNT };
+enum { GRP_CORE, GRP_ISTIO, GRP_GW, GRP_COUNT };
+
+#define GW_GROUP	"gateway.networking.k8s.io"
+#define GW_CONTROLLER	"portico.dev/gateway-controller"
+/* Gateway API route kinds, as listeners name them */
+enum { GWK_TCP, GWK_TLS };
+/* How a route attaches to a Gateway: in order, the best wins */
+enum { GWA_NONE, GWA_REFUSED, GWA_OK };
 
 struct cluster;
 struct robj;
@@ -115,6 +123,16 @@ struct robj {
 	char		*error;
 	char		*proof;		/* beside the address, per route */
 	char		 uid[64];	/* metadata.uid */
+
+	/* the Gateway API's routes (gwroute.c) */
+	struct gw_parent *parents;	/* Gateways named in parentRefs */
+	size_t		 nparents;
+	char		(*hosts)[254];	/* TLSRoute: route r's hostname */
+	char		*status;	/* our status.parents, as it is */
+	long long	 gen;		/* metadata.generation */
+	int		 attach;	/* GWA_*, by prepare */
+	char		 refs_why[256];	/* why a backendRef did not resolve */
+	unsigned	 refkind;	/* 1 << GWK_*: ReferenceGrants apply */
 };
 
 /*
@@ -128,16 +146,25 @@ struct route_kind {
 	const char	*rk;		/* event field rk: "" for Istio's */
 	/* fill o from obj; o->expose 0 when the object is none of ours */
 	void		(*parse)(struct cluster *, struct robj *, json_t *);
-	/* route r as an observation; 1 when what it had must be cut */
+	/* before its routes are computed: what else they depend on */
+	void		(*prepare)(struct cluster *, struct robj *);
+	/*
+	 * route r as an observation; 1 when what it had must be cut, -1
+	 * when nothing is to be sent for it (what was is gone)
+	 */
 	int		(*obs)(struct cluster *, struct robj *, size_t r,
 			    const struct bsrc *, struct event *);
 	int		 gone_type;	/* 0: EV_ROUTE_GONE */
 	/* the object's URL path, below the API server */
 	void		(*path)(struct cluster *, const struct robj *, char *,
 			    size_t);
+	/* its status written back, when it has one of ours */
+	void		(*status)(struct cluster *, const char *key,
+			    struct robj *);
+	int		 no_address;	/* no portico.dev/address written */
 };
 
-enum { KIND_VS, KIND_COUNT };
+enum { KIND_VS, KIND_TCP, KIND_TLS, KIND_COUNT };
 extern const struct route_kind *route_kinds[KIND_COUNT];
 
 struct informer;
@@ -281,6 +308,11 @@ const char *annotation(json_t *, const char *key);
 char	*dup_or_null(const char *);
 void	*svc_parse(struct cluster *, const char *key, json_t *);
 void	*node_parse(json_t *);
+void	*refgrant_parse(json_t *);
+/* A ReferenceGrant lets a route of kind (1 << GWK_*) from ns name the
+ * Service "sns/name" key. */
+int	 refgrant_allows(struct cluster *, const char *key, unsigned kind,
+	    const char *ns);
 /*
  * Route r of o: its destinations' backends into ev (a ROUTE, or another
  * type the caller set), or why it is refused; 1 when what it had must be
@@ -297,6 +329,17 @@ void	 bsrc_free(struct bsrc *);
 
 /* vs.c: Istio's VirtualService */
 extern const struct route_kind vs_kind;
+
+/* gwroute.c: the Gateway API's TCPRoute and TLSRoute */
+extern const struct route_kind tcp_kind, tls_kind;
+
+/* gateway.c: GatewayClass, Gateway */
+void	*gwc_parse(json_t *);
+void	*gw_parse(json_t *);
+/* GWA_*: whether the Gateway gwns/gwname, ours, admits a route */
+int	 gw_attach(struct cluster *, const char *gwns, const char *gwname,
+	    int gwk, const char *routens);
+void	 gw_writeback(struct cluster *);
 
 /* endpoints.c */
 int	 port_name(json_t *port, char *, size_t);
@@ -324,6 +367,13 @@ void	 writeback_one(struct cluster *, int kind, const char *key,
 	    struct robj *, uint64_t now);
 /* cl goes: its PATCHes in flight are dropped. */
 void	 writeback_cancel(struct cluster *);
+/*
+ * A merge PATCH of path (a status subresource) with body; 0 when it is
+ * sent, -1 when one for key is still out or writes are held.
+ */
+int	 writeback_status(struct cluster *, const char *key, const char *path,
+	    const char *body);
+void	 now_rfc3339(char *, size_t);
 
 /* informer.c */
 void	 informer_init(struct informer *, struct cluster *, int res,
@@ -335,6 +385,7 @@ const char *informer_path(const struct informer *, char *, size_t);
 int	 informer_group(int res);
 const char *const *informer_versions(int res);
 const char *informer_kind(int res);		/* "VirtualService" */
+int	 informer_namespaced(int res);
 const char *informer_group_name(int grp);	/* NULL: the core API */
 int	 informer_group_required(int grp);	/* waited for until served */
 

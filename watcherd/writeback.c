@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "health.h"
 #include "log.h"
@@ -75,6 +76,72 @@ patch_done(struct http_req *req, long code, const char *body, size_t len,
 	/* it may have changed while the PATCH was out */
 	smap_put(&cl->touched[p->kind], p->key, cl);
 	patch_free(p);
+}
+
+/* A status PATCH: its object is looked at again by the watch's echo. */
+static void
+status_done(struct http_req *req, long code, const char *body, size_t len,
+    const char *err)
+{
+	struct patch *p = req->arg;
+	struct cluster *cl = p->cl;
+	char msg[512];
+
+	(void)body;
+	(void)len;
+	metrics_inc(M_WRITEBACKS, code == 200 ? MV_WB_WRITTEN : code == 409 ?
+	    MV_WB_CONFLICT : code == 404 ? MV_WB_GONE : MV_WB_ERROR);
+	smap_del(&cl->patching, p->key);
+	if (code != 200) {
+		cl->patch_hold = now_ms() + jitter(5000);
+		snprintf(msg, sizeof(msg), "%s: %s: status write-back failed: "
+		    "%s%ld", cl->name, p->key + 2, err ?
+		    "transport error, code " : "HTTP ", code);
+		log_warnx("%s", msg);
+		health_set_error(msg);
+		cl->dirty = 1;	/* what we assumed written is not */
+	}
+	patch_free(p);
+}
+
+void
+now_rfc3339(char *buf, size_t len)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int
+writeback_status(struct cluster *cl, const char *key, const char *path,
+    const char *body)
+{
+	struct http_auth a;
+	struct patch *p;
+	char url[2048];
+
+	if (!alloc_synced || now_ms() < cl->patch_hold ||
+	    cl->patching.n >= WB_INFLIGHT) {
+		cl->wb_more = 1;
+		return -1;
+	}
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		fatal("calloc");
+	p->cl = cl;
+	p->kind = -1;
+	snprintf(p->key, sizeof(p->key), "s/%s", key);
+	if (smap_get(&cl->patching, p->key) != NULL) {
+		free(p);
+		return -1;
+	}
+	snprintf(url, sizeof(url), "%s%s", cl->creds.server, path);
+	master_auth(cl, &a);
+	smap_put(&cl->patching, p->key, p);
+	p->req = http_start("PATCH", url, &a, "application/merge-patch+json",
+	    body, 30000, status_done, NULL, p);
+	return 0;
 }
 
 void
@@ -169,7 +236,7 @@ robj_writeback(struct cluster *cl, int k, const char *key, struct robj *vs)
 			    want_err == NULL)
 				want_err = ad->fault;
 			if (ad == NULL || !ad->live || ad->port == 0 ||
-			    vs->why[0] != '\0')
+			    vs->why[0] != '\0' || kd->no_address)
 				live = 0;
 			else {
 				o += (size_t)snprintf(address + o,
@@ -270,7 +337,8 @@ writeback_pass(struct cluster *cl, uint64_t now)
 			i = (cl->wb_next[k] + n) % m->nb;
 			for (e = m->b[i]; e != NULL; e = e->next)
 				if (e->val != NULL)
-					robj_writeback(cl, k, e->key, e->val);
+					robj_writeback(cl, k, e->key,
+					    e->val);
 		}
 		cl->wb_next[k] = (i + 1) % m->nb;
 		cl->wb_more |= n < m->nb;

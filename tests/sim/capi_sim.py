@@ -28,8 +28,8 @@ def main():
     sys.argv = argv
     base = k8s_sim.resource_types
 
-    def resource_types(istio_versions):
-        return base(istio_versions) + [
+    def resource_types(*args, **kw):
+        return base(*args, **kw) + [
             k8s_sim.RType("", ["v1"], "secrets", "secret", "Secret", True,
                           has_status=False),
             k8s_sim.RType("cluster.x-k8s.io", versions, "clusters", "cluster",
