@@ -71,6 +71,7 @@ static char		 last_err[160];
 static size_t		 pass_ns;
 static char		 pass_cont[2048];
 static size_t		 pass_count, pass_refused;
+static int		 pass_full;	/* max_clusters reached: it ends */
 static char		 pass_why[2048];
 static char		 last_refused[2048];
 
@@ -525,21 +526,28 @@ list_done(struct http_req *r, long code, const char *body, size_t len,
 		capi_failed("list Clusters: malformed JSON");
 		return;
 	}
+	cont = json_string_value(json_object_get(json_object_get(root,
+	    "metadata"), "continue"));
+	if (cont != NULL && *cont != '\0' && (strlen(cont) >=
+	    sizeof(pass_cont) || !valid_text(cont))) {
+		/* the rest cannot be asked for: this pass proves nothing */
+		json_decref(root);
+		capi_failed("list Clusters: a continue token we cannot send");
+		return;
+	}
 	json_array_foreach(items, i, c) {
 		if (pass_count >= conf.capi_max_clusters) {
 			snprintf(why, sizeof(why), "more than %u Clusters "
 			    "(max_clusters)", conf.capi_max_clusters);
 			refuse(why);
+			pass_full = 1;
 			break;
 		}
 		pass_count++;
 		if (capi_cluster(c, why, sizeof(why)) == -1)
 			refuse(why);
 	}
-	cont = json_string_value(json_object_get(json_object_get(root,
-	    "metadata"), "continue"));
-	if (cont != NULL && *cont != '\0' && strlen(cont) < sizeof(pass_cont) &&
-	    valid_text(cont) && pass_count < conf.capi_max_clusters)
+	if (cont != NULL && *cont != '\0' && !pass_full)
 		snprintf(pass_cont, sizeof(pass_cont), "%s", cont);
 	else {
 		pass_cont[0] = '\0';
@@ -556,7 +564,7 @@ list_page(void)
 	struct http_auth a;
 	char url[4096], ns[64], cont[3 * sizeof(pass_cont)];
 
-	if (!pass_namespace(ns, sizeof(ns))) {
+	if (pass_full || !pass_namespace(ns, sizeof(ns))) {
 		pass_end();
 		return;
 	}
@@ -583,6 +591,7 @@ poll_clusters(void)
 	pass_ns = 0;
 	pass_cont[0] = '\0';
 	pass_count = pass_refused = 0;
+	pass_full = 0;
 	pass_why[0] = '\0';
 	clusters_mark(&capi_source);
 	if (version[0] != '\0') {

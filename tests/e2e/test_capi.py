@@ -296,16 +296,20 @@ def test_capi_hostile_clusters(capi_fleet):
 
 def test_capi_namespaces_and_config(capi_fleet):
     """[capi] namespaces: Clusters elsewhere are not looked at; with
-    namespace_in_host, the host names the namespace. The section is
-    checked by -n like any other."""
+    namespace_in_host, the host names the namespace; past max_clusters,
+    Clusters are refused. The section is checked by -n like any other."""
     need("allocd", "renderd", "applyd", "watcherd")
     fleet, mgmt = capi_fleet(capi={"namespaces": "fleet-a, fleet-c",
-                                   "namespace_in_host": 1, "secret_interval": 3600})
+                                   "namespace_in_host": 1, "secret_interval": 3600,
+                                   "max_clusters": 1})
     inside = workload(fleet, "inside", exposed=["pg"],
                       master_host="inside.fleet-a." + DOMAIN)
     outside = workload(fleet, "outside")
+    third = workload(fleet, "third")
     register(mgmt, inside)
     register(mgmt, outside, ns="fleet-z")
+    # listed after inside, past max_clusters: refused
+    register(mgmt, third, ns="fleet-c")
     for bad, key in (({"namespaces": "fleet-a, Bad_NS"}, "namespaces"),
                      ({"namespace_in_host": "2"}, "namespace_in_host"),
                      ({"max_clusters": "0"}, "max_clusters")):
@@ -325,6 +329,9 @@ def test_capi_namespaces_and_config(capi_fleet):
     assert not fleet.tls_probe("outside." + DOMAIN)
     assert not fleet.tls_probe("outside.fleet-z." + DOMAIN)
     assert "outside" not in fleet["watcherd"].log()
+    assert "capi: 1 Clusters refused: more than 1 Clusters (max_clusters)" in \
+        fleet["watcherd"].log()
+    assert "# sni third." not in fleet.proxy_cfg()
 
     # Rotated while the Secret is read only once an hour: the 401 of the
     # cluster's next request (its watches cut) has it read at once.
