@@ -28,6 +28,7 @@ static const struct {
 	{ "routes",	NULL,		cmd_routes },
 	{ "ports",	NULL,		cmd_ports },
 	{ "status",	NULL,		cmd_status },
+	{ "keygen",	NULL,		cmd_keygen },
 };
 
 static void
@@ -42,7 +43,8 @@ usage(void)
 	    "  clusters\n"
 	    "  routes [-c CLUSTER] [-n NAMESPACE]\n"
 	    "  ports\n"
-	    "  status         every daemon, asked on its control socket\n");
+	    "  status         every daemon, asked on its control socket\n"
+	    "  keygen ROLE [DIR]  a CURVE key pair for ROLE, into [bus] keys\n");
 }
 
 const struct config *
