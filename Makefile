@@ -40,7 +40,7 @@ COMMON	+= health
 COMMON	+= metrics
 COMMON	+= loop control
 COMMON	+= store_migrate
-COMMON	+= keys
+COMMON	+= keys zap
 COMMON_OBJS = $(COMMON:%=$(BUILD)/obj/common/%.o)
 BINS	 = $(DAEMONS:%=$(BUILD)/bin/%)
 TOOLS	 = porticoctl
@@ -51,7 +51,7 @@ UNITS	+= test_loop
 UNITS	+= test_compact
 UNITS	+= test_job
 UNITS	+= test_rtable
-UNITS	+= test_keys
+UNITS	+= test_keys test_bus
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
 PY	 = /usr/bin/python3

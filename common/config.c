@@ -293,11 +293,13 @@ check_value(const struct ckey *k, const char *v, void *dst)
 		break;
 	case CK_ENDPOINT:
 		/*
-		 * ipc:// under the 0700 run folder; tcp:// waits for the
-		 * bus to enforce CURVE keys.
+		 * ipc:// under the 0700 run folder, or tcp:// (which
+		 * check_bus then requires CURVE keys for): nothing else
+		 * libzmq speaks has a way to know who is on the other end.
 		 */
-		if (*v != '\0' && (strncmp(v, "ipc://", 6) != 0 ||
-		    v[6] == '\0'))
+		if (*v != '\0' && ((strncmp(v, "ipc://", 6) != 0 &&
+		    strncmp(v, "tcp://", 6) != 0) || v[6] == '\0' ||
+		    !valid_text(v) || strchr(v, ' ') != NULL))
 			return -1;
 		break;
 	case CK_BACKEND:

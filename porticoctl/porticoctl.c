@@ -29,6 +29,7 @@ static const struct {
 	{ "ports",	NULL,		cmd_ports },
 	{ "status",	NULL,		cmd_status },
 	{ "keygen",	NULL,		cmd_keygen },
+	{ "bus",	"since",	cmd_bus_since },
 };
 
 static void
@@ -44,7 +45,10 @@ usage(void)
 	    "  routes [-c CLUSTER] [-n NAMESPACE]\n"
 	    "  ports\n"
 	    "  status         every daemon, asked on its control socket\n"
-	    "  keygen ROLE [DIR]  a CURVE key pair for ROLE, into [bus] keys\n");
+	    "  keygen ROLE [DIR]  a CURVE key pair for ROLE, into [bus] keys\n"
+	    "  bus since [--since SEQ] [--proxy NAME]\n"
+	    "                 allocd's (or NAME's renderd's) SINCE answer, "
+	    "over the bus\n");
 }
 
 const struct config *
