@@ -117,6 +117,30 @@ read_list(int role, struct keys_list *kl, char *err, size_t errlen)
 	return keys_read_list(path, kl, err, errlen);
 }
 
+/*
+ * A client takes the first key of the server role's .pub as the server's:
+ * ours must be that one (replicas behind one Service share a key pair).
+ */
+static int
+server_first(const struct config *c, char *err, size_t errlen)
+{
+	struct keys_list kl;
+	unsigned char pub[KEYS_BIN];
+	int rc;
+
+	if ((rc = read_list(myrole, &kl, err, errlen)) == -1)
+		return -1;
+	if (keys_z85(mine.pub, KEYS_Z85, pub) == 0 && kl.n > 0 &&
+	    memcmp(kl.key[0], pub, KEYS_BIN) == 0)
+		return 0;
+	snprintf(err, errlen, "%s/%s.pub: %s: the clients take its first key "
+	    "as the server's, and that is not the public key of %s.key",
+	    c->bus_keys, keys_role_name(myrole), rc == 1 ? "missing" :
+	    kl.n == 0 ? "no key" : keys_listed(&kl, pub) ? "ours is not the "
+	    "first" : "ours is not listed", keys_role_name(myrole));
+	return -1;
+}
+
 int
 zap_init(const struct config *c, const char *role, char *err, size_t errlen)
 {
@@ -157,6 +181,10 @@ zap_init(const struct config *c, const char *role, char *err, size_t errlen)
 			have_server_key[r] = 1;
 		}
 	}
+	/* a server whose key its clients do not take would hear nothing */
+	if ((myrole == ROLE_ALLOCD || myrole == ROLE_RENDERD) &&
+	    server_on_tcp(myrole) && server_first(c, err, errlen) == -1)
+		return -1;
 	/* a role without a .pub is admitted nowhere: no one holds its key */
 	for (r = 0; r < ROLE_COUNT; r++)
 		if ((admits & R(r)) &&

@@ -301,6 +301,14 @@ def test_tcp_without_keys_is_a_configuration_error(make_fleet):
     p = subprocess.run([harness.daemon_path("allocd"), "-n", "-f", fleet.conf_path],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
+    # a server's own key must be the first of its .pub: its clients take it
+    with open(os.path.join(keys, "allocd.pub")) as f:
+        mine = f.read()
+    with open(os.path.join(keys, "allocd.pub"), "w") as f:
+        f.write(zmq.curve_keypair()[0].decode() + "\n" + mine)
+    p = subprocess.run([harness.daemon_path("allocd"), "-n", "-f", fleet.conf_path],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and "allocd.pub: ours is not the first" in p.stderr, p.stderr
     # a server's .pub without a key: its clients cannot know it
     with open(os.path.join(keys, "allocd.pub"), "w") as f:
         f.write("# emptied\n")
