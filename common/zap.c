@@ -491,6 +491,9 @@ monitor_event(void *arg, int revents)
 			    "handshake: a client that does not know our key, "
 			    "or whose key we refused" :
 			    "handshake: a protocol error");
+		else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+			refused(door, "", "handshake: the client hung up "
+			    "before it was done (one without CURVE?)");
 	}
 }
 
@@ -505,11 +508,13 @@ monitor(void *sock, int door)
 		fatalx("zap: more than %d server sockets", ZAP_MONITORS);
 	snprintf(ep, sizeof(ep), "inproc://portico.monitor.%d", nmonitors);
 	/*
-	 * Not HANDSHAKE_FAILED_NO_DETAIL: a client that hangs up in the
-	 * middle is no refusal (a refused one hangs up, and is counted once).
+	 * HANDSHAKE_FAILED_NO_DETAIL too: a client without CURVE sees the
+	 * mismatch as soon as we do and may hang up first, which is all we
+	 * see then.  (One refused by ZAP is HANDSHAKE_FAILED_AUTH, counted
+	 * where ZAP refused it.)
 	 */
-	if (zmq_socket_monitor(sock, ep, ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
-	    == -1)
+	if (zmq_socket_monitor(sock, ep, ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+	    ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == -1)
 		fatal("zmq_socket_monitor");
 	mon[nmonitors].door = doors[door].name;
 	if ((mon[nmonitors].pair = zmq_socket(bus_ctx(), ZMQ_PAIR)) == NULL ||
