@@ -340,3 +340,42 @@ def test_oversized_message_is_dropped_by_libzmq(make_fleet):
     # libzmq dropped it before a byte was decoded
     assert "bus: dropped a %d-byte" % len(big) not in allocd.log()
     assert not log_mentions(fleet, "evil-big")
+
+
+NOBODY_CLIENT = r"""
+import sys, time, zmq
+ctx = zmq.Context()
+s = ctx.socket(zmq.DEALER)
+s.setsockopt(zmq.LINGER, 0)
+s.connect(sys.argv[1])
+s.send(bytes.fromhex(sys.argv[2]))
+time.sleep(float(sys.argv[3]))
+s.close()
+ctx.term()
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: setpriv")
+def test_ipc_peer_of_another_uid_is_refused(make_fleet):
+    """On ipc://, ZAP sees the peer's uid (SO_PEERCRED, through libzmq):
+    with the run folder and the socket opened to everyone, a process of
+    another uid still cannot speak to allocd."""
+    fleet, pay = harness.start_payments(make_fleet)
+    fleet.wait_api(pay.host)
+    sock = os.path.join(fleet.run_dir, "alloc.in")
+    n0 = refused(fleet)
+    os.chmod(fleet.run_dir, 0o711)
+    os.chmod(sock, 0o777)
+    try:
+        p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup",
+                            "--clear-groups", "/usr/bin/python3", "-c", NOBODY_CLIENT,
+                            "ipc://" + sock, observation_cluster_up("evil-nobody").hex(),
+                            "3"], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+    finally:
+        os.chmod(sock, 0o755)
+        os.chmod(fleet.run_dir, 0o700)
+    testlib.wait_until(lambda: refused(fleet) > n0, 30, "allocd to count the refusal")
+    assert "bus: alloc_in: refused" in fleet["allocd"].log()
+    assert "uid 65534 is neither ours nor root's" in fleet["allocd"].log()
+    assert not log_mentions(fleet, "evil-nobody")
