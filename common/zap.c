@@ -242,13 +242,15 @@ ipc_uid(const char *addr)
 	long uid;
 	int i;
 
+	/* the address before them may be empty, or hold colons itself */
 	for (i = 0; i < 3; i++) {
 		while (end > addr && end[-1] != ':')
 			end--;
-		if (end == addr)
+		if (end == addr && i < 2)
 			return -1;
 		p[i] = end;
-		end--;
+		if (end > addr)
+			end--;
 	}
 	/* p[2] is the uid, p[1] the gid, p[0] the pid */
 	errno = 0;
@@ -301,7 +303,7 @@ refused(const char *door, const char *addr, const char *what)
 	if (lines++ >= ZAP_LOG_BURST)
 		return;
 	if (i < ZAP_SEEN && seen[slot].more > 0)
-		log_warnx("%s (and %lu times in the last minute)", line,
+		log_warnx("%s (and %lu more like it since)", line,
 		    seen[slot].more);
 	else
 		log_warnx("%s", line);
