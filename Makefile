@@ -10,6 +10,7 @@
 #   make bench-watch  watcherd: 200 clusters x 50 VirtualServices, sync and churn
 #   make fuzz       each libFuzzer harness for FUZZ_SECONDS, after its regressions
 #   make bench-ctl    porticoctl over a 200,000-record log
+#   make bench-curve  the bus with CURVE against ipc://, in one run
 #   make bench-ctl-tables  porticoctl clusters/routes/ports, 12,000 owners
 #   make install    daemons, porticoctl, man pages, systemd units, example
 #                   config (PREFIX=/usr/local, DESTDIR, SYSCONFDIR=/etc)
@@ -40,6 +41,7 @@ COMMON	+= health
 COMMON	+= metrics
 COMMON	+= loop control
 COMMON	+= store_migrate
+COMMON	+= keys zap
 COMMON_OBJS = $(COMMON:%=$(BUILD)/obj/common/%.o)
 BINS	 = $(DAEMONS:%=$(BUILD)/bin/%)
 TOOLS	 = porticoctl
@@ -50,6 +52,7 @@ UNITS	+= test_loop
 UNITS	+= test_compact
 UNITS	+= test_job
 UNITS	+= test_rtable
+UNITS	+= test_keys test_bus
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
 PY	 = /usr/bin/python3
@@ -57,7 +60,8 @@ SAN	 = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	   -fno-sanitize-recover=undefined
 
 .PHONY: all asan test unit golden golden-update e2e run deps clean bench-alloc \
-	bench-watch bench-converge bench-ctl bench-ctl-tables fuzz fuzz-build
+	bench-watch bench-converge bench-ctl bench-ctl-tables fuzz fuzz-build \
+	bench-curve
 all: $(BINS) $(UNIT_BINS) $(BUILD)/gen/events.py
 
 $(BUILD)/obj/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h)
@@ -181,6 +185,18 @@ $(BUILD)/bench/bench_alloc: $(BUILD)/obj/tests/bench/bench_alloc.o \
 bench-alloc: deps $(BUILD)/bin/allocd $(BUILD)/bench/bench_alloc
 	@d=$$(mktemp -d /tmp/pt-bench-XXXXXX) && \
 	    $(BUILD)/bench/bench_alloc $(BUILD)/bin/allocd $$d; rc=$$?; \
+	    rm -rf $$d; exit $$rc
+
+# The bus with CURVE (tcp:// on loopback) against ipc://: handshakes and
+# events/s through allocd's input, allocd and renderd, in one run.
+$(BUILD)/bench/bench_curve: $(BUILD)/obj/tests/bench/bench_curve.o \
+    $(COMMON_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench-curve: deps all $(BUILD)/bench/bench_curve
+	@d=$$(mktemp -d /tmp/pt-bench-XXXXXX) && \
+	    $(BUILD)/bench/bench_curve $(CURDIR)/$(BUILD)/bin $$d; rc=$$?; \
 	    rm -rf $$d; exit $$rc
 
 # watcherd and allocd against simulated API servers on loopback (no proxy).

@@ -27,7 +27,7 @@ enum ckind {
 	CK_DOMAIN,
 	CK_IP,
 	CK_URL,			/* https:// only: secrets go over it */
-	CK_ENDPOINT,		/* ipc:// (tcp:// waits for CURVE keys) */
+	CK_ENDPOINT,		/* ipc://, or tcp:// with [bus] keys */
 	CK_BACKEND,
 	CK_KIND,
 	CK_PATH,		/* absolute, and safe to print in a proxy config */
@@ -133,6 +133,7 @@ static const struct ckey ckeys[] = {
 	C("bus", "alloc_in", CK_ENDPOINT, alloc_in, 0, 0, ""),
 	C("bus", "alloc_pub", CK_ENDPOINT, alloc_pub, 0, 0, ""),
 	C("bus", "alloc_sync", CK_ENDPOINT, alloc_sync, 0, 0, ""),
+	C("bus", "keys", CK_STR, bus_keys, 0, 0, ""),
 	P("kind", CK_KIND, kind, 0, 0, "haproxy"),
 	P("binary", CK_STR, binary, 0, 0, NULL),	/* by kind */
 	P("listen", CK_IP, listen, 0, 0, NULL),		/* [portico] listen */
@@ -260,6 +261,38 @@ host_port(const char *v)
 	return valid_ip(host);
 }
 
+/*
+ * tcp://HOST:PORT, as libzmq takes it to bind or connect: HOST an IP
+ * address ([IPv6] in brackets), a DNS name (a Kubernetes Service's), or
+ * * for every interface; PORT 1-65535.
+ */
+static int
+tcp_endpoint(const char *v)
+{
+	char host[256];
+	const char *colon;
+	unsigned port;
+	size_t hl;
+
+	if (strncmp(v, "tcp://", 6) != 0)
+		return 0;
+	v += 6;
+	if ((colon = strrchr(v, ':')) == NULL ||
+	    parse_uint(colon + 1, 1, 65535, &port) == -1)
+		return 0;
+	hl = (size_t)(colon - v);
+	if (hl == 0 || hl >= sizeof(host))
+		return 0;
+	memcpy(host, v, hl);
+	host[hl] = '\0';
+	if (host[0] == '[' && host[hl - 1] == ']') {
+		host[hl - 1] = '\0';
+		return valid_ip(host + 1);
+	}
+	return strcmp(host, "*") == 0 || valid_ip(host) ||
+	    valid_dns_subdomain(host);
+}
+
 /* "/a, /b/c": each item of a comma-separated list is an absolute path. */
 static int
 abs_paths(const char *v)
@@ -324,13 +357,13 @@ check_value(const struct ckey *k, const char *v, void *dst)
 		break;
 	case CK_ENDPOINT:
 		/*
-		 * Anyone who reaches a tcp:// endpoint could feed allocd a
-		 * cluster or applyd a configuration: until the bus has CURVE
-		 * keys and a list of who may speak on each socket, only ipc://
-		 * under the 0700 run folder is accepted.
+		 * ipc:// under the 0700 run folder, or tcp://HOST:PORT
+		 * (which check_bus then requires CURVE keys for): nothing
+		 * else libzmq speaks has a way to know who is on the other
+		 * end.
 		 */
 		if (*v != '\0' && (strncmp(v, "ipc://", 6) != 0 ||
-		    v[6] == '\0'))
+		    v[6] == '\0') && !tcp_endpoint(v))
 			return -1;
 		break;
 	case CK_BACKEND:
@@ -390,8 +423,7 @@ kind_help(const struct ckey *k)
 	case CK_IP:		return "not an IP address: %s";
 	case CK_URL:		return "not an https:// URL (secrets travel "
 				    "only over verified TLS): %s";
-	case CK_ENDPOINT:	return "not an ipc:// endpoint (tcp:// needs "
-				    "CURVE keys, not supported yet): %s";
+	case CK_ENDPOINT:	return "not ipc://PATH or tcp://HOST:PORT: %s";
 	case CK_BACKEND:	return "unknown backend mode (nodeport, "
 				    "endpoints): %s";
 	case CK_KIND:		return "unknown proxy kind (haproxy, nginx, "
@@ -684,6 +716,46 @@ check_ephemeral(const struct config *c, char *err, size_t errlen)
 }
 
 /*
+ * Anyone who reaches a tcp:// endpoint could feed allocd a cluster or
+ * applyd a configuration: tcp:// is accepted only with CURVE keys, which
+ * the bus (zap.c) then requires on every tcp:// socket.
+ */
+static int
+check_bus(const struct config *c, char *err, size_t errlen)
+{
+	char what[CONF_ENDPOINT + 160];
+	const char *ep;
+	int j;
+
+	if (c->bus_keys[0] != '\0') {
+		if (c->bus_keys[0] == '/')
+			return 0;
+		snprintf(err, errlen, "%s: [bus] keys: not an absolute path",
+		    c->path);
+		return -1;
+	}
+	what[0] = '\0';
+	if (strncmp(ep = c->alloc_in, "tcp://", 6) == 0 ||
+	    strncmp(ep = c->alloc_pub, "tcp://", 6) == 0 ||
+	    strncmp(ep = c->alloc_sync, "tcp://", 6) == 0)
+		snprintf(what, sizeof(what), "[bus] %s: %s", ep == c->alloc_in ?
+		    "alloc_in" : ep == c->alloc_pub ? "alloc_pub" :
+		    "alloc_sync", ep);
+	for (j = 0; what[0] == '\0' && j < c->nproxies; j++)
+		if (strncmp(ep = c->proxies[j].pub, "tcp://", 6) == 0 ||
+		    strncmp(ep = c->proxies[j].sync, "tcp://", 6) == 0)
+			snprintf(what, sizeof(what), "[proxy.%s] %s: %s",
+			    c->proxies[j].name, ep == c->proxies[j].pub ?
+			    "pub" : "sync", ep);
+	if (what[0] == '\0')
+		return 0;
+	snprintf(err, errlen, "%s: %s is tcp:// but [bus] keys is not set "
+	    "(a tcp:// endpoint needs CURVE keys: see porticoctl keygen)",
+	    c->path, what);
+	return -1;
+}
+
+/*
  * The password grant takes a user and a password together: one alone is a
  * typo or a half-finished edit, and falling back to client_credentials
  * would fail later with a 401 that names neither key.
@@ -824,6 +896,8 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 		return -1;
 	}
 	if (check_user(c, err, errlen) == -1)
+		return -1;
+	if (check_bus(c, err, errlen) == -1)
 		return -1;
 	if (check_file_mode(c, &st, err, errlen) == -1)
 		return -1;
