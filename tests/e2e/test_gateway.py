@@ -378,3 +378,18 @@ def test_tcproute_asks_for_a_port(make_fleet):
     apply(pay, route, "pinned")
     assert wait_route_address(fleet, pay, "pinned") == want
     fleet.wait_serves(want, pay.markers(NS, "ledger-db", 5432))
+
+
+def test_cluster_without_the_gateway_api(make_fleet):
+    """A cluster that does not serve gateway.networking.k8s.io is routed as
+    before: its VirtualServices are not held up by the missing group."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    pay = payments_cluster(fleet, sim_args=("--no-gateway-api",))
+    fleet.start()
+    pay.annotate(NS, "ledger-db", **{EXPOSE: "true"})
+    (port,) = fleet.wait_address(pay, NS, "ledger-db")
+    fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
+    log = fleet["watcherd"].log()
+    assert "TCPRoutes at" not in log and "gateway.networking.k8s.io not served" \
+        not in log, log
