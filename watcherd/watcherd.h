@@ -129,6 +129,7 @@ struct robj {
 	size_t		 nparents;
 	char		(*hosts)[254];	/* TLSRoute: route r's hostname */
 	char		*status;	/* our status.parents, as it is */
+	char		*others;	/* other controllers' parents: JSON */
 	long long	 gen;		/* metadata.generation */
 	int		 attach;	/* GWA_*, by prepare */
 	char		 refs_why[256];	/* why a backendRef did not resolve */
