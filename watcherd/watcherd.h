@@ -6,10 +6,13 @@
  *
  *   watcherd.c     the loop; the sources' table
  *   pks.c kcdir.c  cluster sources: which clusters exist, their credentials
- *   cluster.c      each cluster: its informers, its objects, the computation
- *                  of its routes (one loop) and the resync
- *   informer.c     one list+watch per resource, reporting through its ops
- *   vs.c           route kinds: an object's routes as observations
+ *   cluster.c      each cluster: its lifecycle, informers and objects
+ *   compute.c      its routes as observations (one loop), the resync, and
+ *                  the write-backs that follow
+ *   discovery.c informer.c  the versions served; one list+watch per
+ *                  resource, reporting through its ops
+ *   vs.c gwroute.c route kinds: an object's routes as observations
+ *   gateway.c      the Gateway API's GatewayClasses and Gateways
  *   route.c endpoints.c  backends from Services, Nodes, EndpointSlices
  *   writeback.c    allocd's decisions written back onto the objects
  *   decisions.c obs.c master.c http.c  the leaves
@@ -129,6 +132,7 @@ struct robj {
 	size_t		 nparents;
 	char		(*hosts)[254];	/* TLSRoute: route r's hostname */
 	char		*status;	/* our status.parents, as it is */
+	char		*others;	/* other controllers' parents: JSON */
 	long long	 gen;		/* metadata.generation */
 	int		 attach;	/* GWA_*, by prepare */
 	char		 refs_why[256];	/* why a backendRef did not resolve */
@@ -142,6 +146,7 @@ struct robj {
  */
 struct route_kind {
 	const char	*name;		/* "VirtualService", in logs */
+	int		 index;		/* KIND_*: in route_kinds[] */
 	int		 res;		/* its informer */
 	const char	*rk;		/* event field rk: "" for Istio's */
 	/* fill o from obj; o->expose 0 when the object is none of ours */
@@ -303,6 +308,14 @@ void	 clusters_dirty_all(void);
 /* sweeps done by every source: a reconcile follows a new one */
 extern unsigned long clusters_sweeps;
 
+/* compute.c: the cluster's routes as observations, then its write-backs */
+void	 compute_routes(struct cluster *, int all, uint64_t now);
+void	 compute_writeback(struct cluster *, uint64_t now);
+void	 compute_forget(struct cluster *);	/* what was sent */
+
+/* discovery.c: the versions served, and each resource's */
+void	 discover(struct cluster *, uint64_t now);
+
 /* route.c: backends of a route, from Services and Nodes/EndpointSlices */
 const char *annotation(json_t *, const char *key);
 char	*dup_or_null(const char *);
@@ -324,6 +337,9 @@ int	 route_backends(struct cluster *, struct robj *, size_t r,
 void	 route_init(struct cluster *, const struct route_kind *,
 	    struct robj *, size_t r, struct event *);
 void	 robj_free(struct robj *);
+/* The object's uid, and the proof written beside route r's address. */
+void	 robj_read_uid(struct robj *, json_t *obj);
+void	 robj_claim(const struct robj *, size_t r, struct event *);
 void	 bsrc_init(struct cluster *, struct bsrc *);
 void	 bsrc_free(struct bsrc *);
 
@@ -357,14 +373,12 @@ int	 eps_backends(const struct smap *, const char *svc, const char *port,
  */
 #define WB_INFLIGHT	16
 
-/* The object's uid, and the proof written beside route r's address. */
-void	 robj_read_uid(struct robj *, json_t *obj);
-void	 robj_claim(const struct robj *, size_t r, struct event *);
-/* A pass over every route object's annotations, from where the last one
- * stopped at the cap. */
-void	 writeback_pass(struct cluster *, uint64_t now);
-void	 writeback_one(struct cluster *, int kind, const char *key,
-	    struct robj *, uint64_t now);
+/* A pass over a kind's route objects' annotations, from where the last
+ * one stopped at the cap. */
+void	 writeback_pass(struct cluster *, const struct route_kind *,
+	    uint64_t now);
+void	 writeback_one(struct cluster *, const struct route_kind *,
+	    const char *key, struct robj *, uint64_t now);
 /* cl goes: its PATCHes in flight are dropped. */
 void	 writeback_cancel(struct cluster *);
 /*
@@ -386,6 +400,8 @@ int	 informer_group(int res);
 const char *const *informer_versions(int res);
 const char *informer_kind(int res);		/* "VirtualService" */
 int	 informer_namespaced(int res);
+/* Whether res is watched on cl at all: Nodes or EndpointSlices by mode. */
+int	 informer_wanted(const struct cluster *, int res);
 const char *informer_group_name(int grp);	/* NULL: the core API */
 int	 informer_group_required(int grp);	/* waited for until served */
 
