@@ -272,3 +272,97 @@ def test_sni_routes(rig):
     assert not sni_routes(fleet)
     fleet.wait_api(alpha.host)
     fleet.wait_api(beta.host)
+
+
+# ------------------------------------------------ the renderers, checked
+
+CONF = """\
+[portico]
+domain = k8s.example.test
+run_dir = {run_dir}
+listen = {listen}
+api_port = 443
+ports = 21000-21009
+
+[kubeconfigs]
+dir = /etc/portico-golden/kubeconfigs
+
+[proxy.edge]
+kind = {kind}
+"""
+
+C1 = "c1c0ffee-0000-4000-8000-000000000002"
+API_HOST = "payments.k8s.example.test"
+
+
+def sni_state():
+    """A cluster, two TLSRoute hostnames (one with weights, one IPv6), one
+    without backends, one deleted, one shadowed by the API host."""
+    def ev(type_, seq, **body):
+        return json.dumps({"type": type_, "seq": seq, "time": 0, "body": body})
+
+    def sni(seq, name, host, backends):
+        return ev("SNI_SET", seq, c=C1, ns=NS, n=name, r=0, h=host, b=backends)
+    return "\n".join([
+        ev("API_SET", 1, c=C1, cn="payments", h=API_HOST, m=["10.20.0.11"], mp=8443),
+        sni(2, "web", "shop." + API_HOST, [["10.20.1.1", 30443, 3], ["10.20.1.2", 30443, 1]]),
+        sni(3, "v6", "v6." + API_HOST, [["fd00::7", 8443, 1]]),
+        sni(4, "none", "none." + API_HOST, []),
+        sni(5, "gone", "gone." + API_HOST, [["10.20.1.9", 30443, 1]]),
+        ev("SNI_DEL", 6, c=C1, ns=NS, n="gone", r=0, h="gone." + API_HOST),
+        sni(7, "shadow", API_HOST, [["10.20.1.5", 30443, 1]]),
+    ]) + "\n"
+
+
+def render(tmp_path, kind, listen="192.0.2.10"):
+    need("renderd")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(exist_ok=True)
+    conf = tmp_path / ("%s.conf" % kind)
+    conf.write_text(CONF.format(run_dir=run_dir, kind=kind, listen=listen))
+    state = tmp_path / "state.in"
+    state.write_text(sni_state())
+    cp = subprocess.run([harness.daemon_path("renderd"), "-f", str(conf), "-p", "edge",
+                         "-T", str(state)], capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    return cp.stdout
+
+
+def checker(argv):
+    cp = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    return cp.returncode, cp.stdout.decode(errors="replace")
+
+
+def test_haproxy_sni_config_checks(tmp_path):
+    """HAProxy's backends tls_<host>, weights merged; haproxy -c takes them
+    with the map applyd would write."""
+    out = render(tmp_path, "haproxy")
+    assert "backend tls_shop.%s\n" % API_HOST in out
+    assert "backend tls_gone." not in out and "10.20.1.5" not in out
+    cfg = tmp_path / "edge.cfg"
+    cfg.write_text(out)
+    (tmp_path / "run" / "edge-ports.map").write_text("")
+    (tmp_path / "run" / "edge-api.map").write_text(
+        "%s api0\nshop.%s tls_shop.%s\nv6.%s tls_v6.%s\n" % ((API_HOST,) * 5))
+    rc, msg = checker([shutil_which("haproxy"), "-c", "-f", str(cfg)])
+    assert rc == 0, msg
+
+
+def test_nginx_sni_config_checks(tmp_path):
+    """nginx's SNI map and upstreams pass nginx -t (which binds: an address
+    of the test's own)."""
+    listen = testlib.loopback_addr()
+    out = render(tmp_path, "nginx", listen)
+    assert "\t\tshop.%s tls_shop.%s;\n" % (API_HOST, API_HOST) in out
+    assert "\t\tnone.%s portico_none;\n" % API_HOST in out
+    assert "10.20.1.5" not in out and "gone." not in out
+    cfg = tmp_path / "nginx.conf"
+    cfg.write_text(out)
+    rc, msg = checker([shutil_which("nginx"), "-t", "-q", "-p", str(tmp_path / "run"),
+                       "-c", str(cfg)])
+    assert rc == 0, msg
+
+
+def shutil_which(name):
+    import shutil
+    return shutil.which(name) or "/usr/sbin/" + name
