@@ -33,10 +33,11 @@ struct event;
 	X(NONE,    NULL,     "")					\
 	X(OBS,     "type",   "other", "cluster_up", "cluster_down",	\
 	    "route", "route_gone", "sync_begin", "sync_end", "applied",	\
-	    "tick")							\
+	    "tick", "sni_route", "sni_gone")				\
 	X(DEC,     "type",   "other", "api_set", "api_del", "port_set",	\
 	    "port_live", "port_free", "refused", "port_fault",		\
-	    "recovered", "snapshot", "store_lost", "adopt_end")		\
+	    "recovered", "snapshot", "store_lost", "adopt_end", "sni_set",	\
+	    "sni_del")							\
 	X(REFUSAL, "reason", "other", "invalid_object", "limit",	\
 	    "no_free_port", "port_unavailable", "backends_forbidden",	\
 	    "unproven_claim")						\
