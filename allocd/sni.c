@@ -328,7 +328,8 @@ on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
 	}
 	if (old.type == EV_SNI_SET) {
 		if (strcmp(old.host, obs->host) == 0 &&
-		    same_backends(&old, obs) && strcmp(old.uid, obs->uid) == 0) {
+		    same_backends(&old, obs) &&
+		    strcmp(old.uid, obs->uid) == 0) {
 			/* nothing new: the sync that saw it is */
 			rc = rec_put(a, txn, owner, seen, &old);
 			goto done;

@@ -36,8 +36,8 @@ struct event;
 	    "tick", "sni_route", "sni_gone")				\
 	X(DEC,     "type",   "other", "api_set", "api_del", "port_set",	\
 	    "port_live", "port_free", "refused", "port_fault",		\
-	    "recovered", "snapshot", "store_lost", "adopt_end", "sni_set",	\
-	    "sni_del")							\
+	    "recovered", "snapshot", "store_lost", "adopt_end",		\
+	    "sni_set", "sni_del")					\
 	X(REFUSAL, "reason", "other", "invalid_object", "limit",	\
 	    "no_free_port", "port_unavailable", "backends_forbidden",	\
 	    "unproven_claim")						\

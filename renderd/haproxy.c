@@ -2,8 +2,9 @@
  * renderd — HAProxy configuration, made to change without reloads.
  *
  * The skeleton depends on the configuration alone: the API frontend on the
- * shared TLS port (cluster APIs and TLSRoute hostnames, by SNI), a `ports` frontend binding every configured workload
- * port once, and a backend `p<port>` for each of those ports.  The state
+ * shared TLS port (cluster APIs and TLSRoute hostnames, by SNI), a `ports`
+ * frontend binding every configured workload port once, and a backend
+ * `p<port>` for each of those ports.  The state
  * fills in only what HAProxy's runtime API can change live: the servers
  * inside the backends, and the keys of the two maps the frontends route
  * by (the SNI host to a slot `api<n>`, the port to `p<port>`; applyd
