@@ -279,6 +279,25 @@ def test_sni_routes(rig):
     assert routes[owner][:3] == ("live", app, None), routes[owner]
     assert routes["%s/%s/evil/0/tls" % (alpha.uuid, NS)][0] == "refused"
 
+    # porticoctl: the story of a hostname, and the state as renderd -T reads it
+    rc, out, err = ctl(fleet, "why", owner)
+    assert rc == 0 and "routed hostname %s by SNI (1 backends)" % app in out, out + err
+    rc, out, err = ctl(fleet, "why", "%s/%s/evil/0/tls" % (alpha.uuid, NS))
+    assert rc == 0 and "refused: hostname %s is not under" % stolen in out, out + err
+    last = max(e["seq"] for e in tap.events)
+    rc, state, err = ctl(fleet, "log", "state", "--at", str(last))
+    assert rc == 0, err
+    held = sorted(json.loads(l)["body"][E.F_HOST] for l in state.splitlines()
+                  if json.loads(l)["type"] == "SNI_SET")
+    assert held == sorted([app, www, late]), held
+    cp = subprocess.run([harness.daemon_path("renderd"), "-f", fleet.conf_path, "-T",
+                         "/dev/stdin"], input=state, capture_output=True, text=True,
+                        timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    if haproxy:     # what HAProxy serves, byte for byte, once applyd wrote it
+        testlib.wait_until(lambda: cp.stdout == fleet.proxy_cfg(), 30,
+                           "the served configuration written")
+
     # allocd dies and comes back: the same SNI state, from its store
     before = sni_routes(fleet)
     fleet["allocd"].kill9()
