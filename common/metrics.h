@@ -40,7 +40,7 @@ struct event;
 	    "sni_set", "sni_del")					\
 	X(REFUSAL, "reason", "other", "invalid_object", "limit",	\
 	    "no_free_port", "port_unavailable", "backends_forbidden",	\
-	    "unproven_claim")						\
+	    "unproven_claim", "name_unavailable")			\
 	X(WRITEBACK, "result", "other", "written", "conflict", "gone",	\
 	    "error")							\
 	X(RESTART, "cause",  "other", "410", "idle", "error", "malformed") \
@@ -58,7 +58,8 @@ enum metric_labels {
 /* The values of each set, as an enum: MV_<SET>_<VALUE>. */
 enum { MV_OTHER = 0 };
 enum { MV_REFUSAL_INVALID = 1, MV_REFUSAL_LIMIT, MV_REFUSAL_NO_PORT,
-	MV_REFUSAL_PORT, MV_REFUSAL_BACKENDS, MV_REFUSAL_CLAIM };
+	MV_REFUSAL_PORT, MV_REFUSAL_BACKENDS, MV_REFUSAL_CLAIM,
+	MV_REFUSAL_NAME };
 enum { MV_WB_WRITTEN = 1, MV_WB_CONFLICT, MV_WB_GONE, MV_WB_ERROR };
 enum { MV_RESTART_410 = 1, MV_RESTART_IDLE, MV_RESTART_ERROR,
 	MV_RESTART_MALFORMED };
