@@ -117,8 +117,14 @@ api_set(struct alloc *a, MDB_txn *txn, const struct event *up, uint64_t now)
 	rec.up = 1;
 	rc = put_cluster(a, txn, up->cluster, &rec, buf, len);
 	free(buf);
-	/* an API host is its cluster's alone: a TLSRoute's name gives way */
-	return rc != 0 ? rc : sni_host_taken(a, txn, up->host, now);
+	/*
+	 * An API host is its cluster's alone: a TLSRoute's name gives way;
+	 * and a cluster's names stay under its host, wherever that moves.
+	 */
+	if (rc == 0)
+		rc = sni_host_taken(a, txn, up->host, now);
+	return rc != 0 ? rc : sni_cluster_host(a, txn, up->cluster, up->host,
+	    now);
 }
 
 /* cluster no longer holds host: the first claim waiting for it is routed. */

@@ -26,6 +26,8 @@ sni_owner(const struct event *ev, char *buf, size_t len)
 	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
+static int	under(const char *, const char *);
+
 /* Records. */
 
 static int
@@ -250,8 +252,7 @@ check(struct alloc *a, MDB_txn *txn, const struct event *obs,
 		    "host of its own to route names under", obs->host);
 		return 0;
 	}
-	if (hl <= ol + 1 || obs->host[hl - ol - 1] != '.' ||
-	    strcmp(obs->host + hl - ol, own) != 0) {
+	if (!under(obs->host, own)) {
 		snprintf(why, whylen, "hostname %s is not under the cluster's "
 		    "host (*.%s)", obs->host, own);
 		return 0;
@@ -327,7 +328,8 @@ on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
 	}
 	if (old.type == EV_SNI_SET) {
 		if (strcmp(old.host, obs->host) == 0 &&
-		    same_backends(&old, obs) && strcmp(old.uid, obs->uid) == 0) {
+		    same_backends(&old, obs) &&
+		    strcmp(old.uid, obs->uid) == 0) {
 			/* nothing new: the sync that saw it is */
 			rc = rec_put(a, txn, owner, seen, &old);
 			goto done;
@@ -404,6 +406,48 @@ sni_release_cluster(struct alloc *a, MDB_txn *txn, const char *cluster,
 		event_free(&old);
 		if (sid == 0 || seen != sid)
 			rc = on_gone(a, txn, owner, now);
+	}
+	alloc_free_list(list);
+	return rc;
+}
+
+/* Is name strictly under host ("*.<host>")? */
+static int
+under(const char *name, const char *host)
+{
+	size_t nl = strlen(name), hl = strlen(host);
+
+	return nl > hl + 1 && name[nl - hl - 1] == '.' &&
+	    strcmp(name + nl - hl, host) == 0;
+}
+
+int
+sni_cluster_host(struct alloc *a, MDB_txn *txn, const char *cluster,
+    const char *host, uint64_t now)
+{
+	char prefix[sizeof(SNI_PREFIX) + 80], owner[EV_OWNERLEN], why[600];
+	char **list, **p;
+	struct event old, route;
+	uint64_t seen;
+	int rc = 0;
+
+	snprintf(prefix, sizeof(prefix), "%s%s/", SNI_PREFIX, cluster);
+	list = alloc_meta_list(a, txn, prefix, NULL);
+	for (p = list; *p != NULL && rc == 0; p++) {
+		snprintf(owner, sizeof(owner), "%s/%s", cluster, *p);
+		if ((rc = rec_get(a, txn, owner, &seen, &old)) != 0)
+			break;
+		if (old.type == EV_SNI_SET && !under(old.host, host)) {
+			if (event_copy(&route, &old) == -1)
+				fatal("sni: host");
+			route.type = EV_SNI_ROUTE;
+			snprintf(why, sizeof(why), "hostname %s is not under "
+			    "the cluster's host (*.%s)", old.host, host);
+			rc = refuse(a, txn, owner, seen, &old, &route, why,
+			    now);
+			event_free(&route);
+		}
+		event_free(&old);
 	}
 	alloc_free_list(list);
 	return rc;

@@ -37,6 +37,13 @@ int	sni_release_cluster(struct alloc *, MDB_txn *, const char *cluster,
 int	sni_host_taken(struct alloc *, MDB_txn *, const char *host,
 	    uint64_t now);
 
+/*
+ * cluster's API host is host now: a name it holds that is not under it
+ * any more lets go, refused.
+ */
+int	sni_cluster_host(struct alloc *, MDB_txn *, const char *cluster,
+	    const char *host, uint64_t now);
+
 /* The names held (SNI_SET) and refused (REFUSED, rk "tls"), for a reset. */
 int	sni_state(struct alloc *, MDB_txn *,
 	    int (*fn)(const struct event *, void *), void *arg);

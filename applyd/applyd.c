@@ -85,7 +85,7 @@ static unsigned char		 dirty[65536 / 8];
 static unsigned			 dlist[65536];	/* the dirty ports */
 static unsigned			 ndirty;
 static int			 api_dirty;
-/* a TLSRoute hostname came, went or changed: a reload takes it */
+/* a TLSRoute hostname came, went or changed (with api: the SNI names) */
 static int			 sni_dirty;
 
 static uint64_t			 good_gen;
@@ -385,7 +385,8 @@ apply_live(void)
 {
 	unsigned *ports, i, n, left;
 	char err[512];
-	int rc, api = api_dirty;
+	/* the names on the shared TLS port: clusters' and TLSRoutes' */
+	int rc, api = api_dirty || sni_dirty;
 
 	if (proxy.ops->update == NULL || !pc->live)
 		return 2;
@@ -411,9 +412,11 @@ apply_live(void)
 		routes_copy_port(&served, &table, ports[i]);
 		dirty[ports[i] >> 3] &= ~(1u << (ports[i] & 7));
 	}
-	if (api)
+	if (api) {
 		routes_copy_api(&served, &table);
-	api_dirty = 0;
+		routes_copy_sni(&served, &table);
+	}
+	api_dirty = sni_dirty = 0;
 	free(ports);
 	files_stale = 1;
 	lives++;
@@ -578,13 +581,8 @@ apply(void)
 		full_diff = 0;
 	}
 	dirty_prune();
-	/*
-	 * A TLSRoute's hostname is a backend of its own in every proxy's
-	 * configuration: a change of the SNI routes is a reload, whatever
-	 * else changes with it.
-	 */
-	if (running && live_ok && !sni_dirty) {
-		if (ndirty == 0 && !api_dirty) {
+	if (running && live_ok) {
+		if (ndirty == 0 && !api_dirty && !sni_dirty) {
 			now_served("unchanged");
 			return 0;
 		}

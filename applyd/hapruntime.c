@@ -3,8 +3,9 @@
  *
  * renderd's HAProxy configuration binds the workload ports once and routes
  * each connection through a map: the port (or the SNI host) to a backend
- * that always exists, `p<port>` for every configured port and a slot
- * `api<n>` from a pool for the clusters (renderd/haproxy.c).  What changes
+ * that always exists, `p<port>` for every configured port, a slot `api<n>`
+ * from a pool for the clusters and a slot `tls<n>` from a pool for the
+ * TLSRoute hostnames (renderd/haproxy.c).  What changes
  * from one route table to the next is then almost always only the servers
  * inside those backends and which keys the maps hold, and both change
  * through the runtime API:
@@ -21,7 +22,8 @@
  * The change is computed from two route tables, never from text: the
  * commands say what the HAProxy renderer would write for the new table
  * (its slots, its server arguments).  What the runtime API cannot do means
- * a reload: the pool of API slots resized, a slot that changes hands (the
+ * a reload: a pool of slots resized (the TLSRoutes' comes with the first
+ * hostname), a slot that changes hands (the
  * map would point the old host at the new servers for a moment), health
  * checks turned on or off.  The maps on disk are written from the table,
  * so a reload or a restart routes exactly as the runtime API did.
@@ -156,6 +158,25 @@ api_servers(const struct api_route *a, struct backend_srv *b)
 	qsort(b->srv, b->n, sizeof(*b->srv), cmp_server);
 }
 
+/* The servers of a TLSRoute hostname's slot holding sr (NULL: none). */
+static void
+sni_servers(const struct sni_route *sr, struct backend_srv *b)
+{
+	size_t j;
+	int w;
+
+	memset(b, 0, sizeof(*b));
+	if (sr == NULL || sr->nbackends == 0)
+		return;
+	if ((b->srv = calloc(sr->nbackends, sizeof(*b->srv))) == NULL)
+		fatal("sni_servers");
+	for (j = 0; j < sr->nbackends; j++)
+		if ((w = haproxy_sni_weight(sr, j)) != -1)
+			server_set(&b->srv[b->n++], sr->backends[j].ip,
+			    sr->backends[j].port, w);
+	qsort(b->srv, b->n, sizeof(*b->srv), cmp_server);
+}
+
 /* A map file's temporary twin, open for writing. */
 static FILE *
 map_open(const char *path)
@@ -213,11 +234,13 @@ hap_write_maps(const struct config *c, const struct proxy_conf *px,
 		if (a->nmasters > 0)
 			fprintf(af, "%s api%zu\n", a->host, s);
 	}
-	/* TLSRoute hostnames: the renderer's backends "tls_<host>" */
-	for (s = 0; rc == 0 && s < r->nsni; s++)
-		if (r->sni[s].nbackends > 0 && !routes_sni_shadowed(r, s))
-			fprintf(af, "%s tls_%s\n", r->sni[s].host,
-			    r->sni[s].host);
+	free(slot);
+	/* TLSRoute hostnames: the renderer's slots "tls<n>" */
+	if ((slot = haproxy_sni_slots(r, &pool)) == NULL)
+		rc = -1;
+	for (s = 0; rc == 0 && s < pool; s++)
+		if (slot[s] != -1 && r->sni[slot[s]].nbackends > 0)
+			fprintf(af, "%s tls%zu\n", r->sni[slot[s]].host, s);
 	for (p = 0; rc == 0 && p < 65536; p++)
 		if (r->ports[p] != NULL && r->ports[p]->nbackends > 0 &&
 		    routes_port_allowed(c, p))
@@ -374,9 +397,10 @@ struct bchange {
 	const char		*map;
 	char			 key[256];
 	struct backend_srv	 o, n;
-	/* what the new servers' arguments come from: one of the two */
+	/* what the new servers' arguments come from: one of the three */
 	const struct port_route	*pr;
 	const struct api_route	*api;
+	int			 sni;	/* a TLSRoute's: " weight W" */
 };
 
 static int
@@ -389,7 +413,9 @@ srv_add(struct cli *cl, const char *backend, const struct bchange *bc,
 	size_t at;
 
 	snprintf(key, sizeof(key), "%s/%s", backend, s->name);
-	if (s->weight == -1)
+	if (bc->sni)
+		snprintf(args, sizeof(args), " weight %d", s->weight);
+	else if (s->weight == -1)
 		haproxy_api_server_args(args, sizeof(args), cp, bc->api, s->ip,
 		    s->port);
 	else
@@ -408,8 +434,11 @@ srv_add(struct cli *cl, const char *backend, const struct bchange *bc,
 	    args) == -1 ||
 	    cli_do(cl, err, errlen, "enable server %s", key) == -1)
 		return -1;
-	/* an API slot's servers are always checked, a port's while they fit */
-	if ((s->weight == -1 || check) &&
+	/*
+	 * An API slot's servers are always checked, a port's while they fit,
+	 * a TLSRoute's never.
+	 */
+	if (!bc->sni && (s->weight == -1 || check) &&
 	    cli_do(cl, err, errlen, "enable health %s", key) == -1)
 		return -1;
 	return 0;
@@ -514,6 +543,77 @@ api_changes(const struct routes *old, const struct routes *new,
 	return n == (size_t)-1 ? -1 : (long)n;
 }
 
+/*
+ * The TLSRoute hostnames' slots' changes into bc (room for pool entries),
+ * as api_changes(): their number, or -1 when only a reload can make it.
+ */
+static long
+sni_changes(const struct routes *old, const struct routes *new,
+    const struct maps *m, struct bchange *bc)
+{
+	const struct sni_route *a, *b;
+	size_t s, opool, npool, n = 0;
+	long *os, *ns;
+
+	if ((os = haproxy_sni_slots(old, &opool)) == NULL)
+		return -1;
+	if ((ns = haproxy_sni_slots(new, &npool)) == NULL || opool != npool) {
+		free(os);
+		free(ns);
+		return -1;	/* the pool resized (or came): every slot moves */
+	}
+	for (s = 0; s < npool; s++) {
+		a = os[s] == -1 ? NULL : &old->sni[os[s]];
+		b = ns[s] == -1 ? NULL : &new->sni[ns[s]];
+		if (a == NULL && b == NULL)
+			continue;
+		if (a != NULL && b != NULL && strcmp(a->host, b->host) != 0) {
+			/* changes hands: reload; what was filled goes */
+			while (n > 0) {
+				n--;
+				free(bc[n].o.srv);
+				free(bc[n].n.srv);
+				memset(&bc[n], 0, sizeof(bc[n]));
+			}
+			n = (size_t)-1;
+			break;
+		}
+		snprintf(bc[n].backend, sizeof(bc[n].backend), "tls%zu", s);
+		bc[n].map = m->api;
+		snprintf(bc[n].key, sizeof(bc[n].key), "%s",
+		    (b != NULL ? b : a)->host);
+		sni_servers(a, &bc[n].o);
+		sni_servers(b, &bc[n].n);
+		bc[n].sni = 1;
+		n++;
+	}
+	free(os);
+	free(ns);
+	return n == (size_t)-1 ? -1 : (long)n;
+}
+
+/* Would the TLSRoute hostnames' pool resize, or a slot change hands? */
+static int
+sni_reload_needed(const struct routes *old, const struct routes *new)
+{
+	long *os, *ns;
+	size_t opool, npool, s;
+	int rc = 0;
+
+	if ((os = haproxy_sni_slots(old, &opool)) == NULL ||
+	    (ns = haproxy_sni_slots(new, &npool)) == NULL)
+		fatal("hap_needs_reload");
+	if (opool != npool)
+		rc = 1;
+	for (s = 0; rc == 0 && s < npool; s++)
+		if (os[s] != -1 && ns[s] != -1 &&
+		    strcmp(old->sni[os[s]].host, new->sni[ns[s]].host) != 0)
+			rc = 1;
+	free(os);
+	free(ns);
+	return rc;
+}
+
 static int
 cmp_given(const void *x, const void *y)
 {
@@ -613,6 +713,8 @@ reload_needed(const struct routes *old, const struct routes *new, int api,
 	    haproxy_checkplan_checks(ncp);
 	if (rc || !api)
 		return rc;
+	if (sni_reload_needed(old, new))
+		return 1;
 	if ((os = haproxy_api_slots(old, &opool)) == NULL ||
 	    (ns = haproxy_api_slots(new, &npool)) == NULL)
 		fatal("hap_needs_reload");
@@ -656,7 +758,7 @@ hap_update(const char *sock, const struct config *c,
 	struct maps m;
 	struct cli cl;
 	size_t i, n = 0, pool = 0;
-	long na = 0;
+	long na = 0, ns = 0;
 	int rc = -1, pass, stale;
 
 	/* the new servers' arguments, exactly as the renderer writes them */
@@ -673,15 +775,16 @@ hap_update(const char *sock, const struct config *c,
 	rc = -1;
 	maps_paths(c, px, &m);
 	/* the pool is the smallest power of 2 from 16 above 2 x clusters */
-	if ((bc = calloc(nports + (api ? 4 * new->napi + 16 : 0) + 1,
-	    sizeof(*bc))) == NULL)
+	if ((bc = calloc(nports + (api ? 4 * (new->napi + new->nsni) + 32 :
+	    0) + 1, sizeof(*bc))) == NULL)
 		fatal("hap_update");
-	if (api && (na = api_changes(old, new, &m, bc, &pool)) == -1) {
-		bchanges_free(bc, 0);
+	if (api && ((na = api_changes(old, new, &m, bc, &pool)) == -1 ||
+	    (ns = sni_changes(old, new, &m, bc + na)) == -1)) {
+		bchanges_free(bc, na == -1 ? 0 : (size_t)na);
 		haproxy_checkplan_free(cp);
 		return 1;
 	}
-	n = (size_t)na;
+	n = (size_t)(na + ns);
 	for (i = 0; i < nports; i++) {
 		snprintf(bc[n].backend, sizeof(bc[n].backend), "p%u", ports[i]);
 		bc[n].map = m.ports;

@@ -10,7 +10,8 @@
 
 /*
  * Apply the change from route table old to new, for the ports listed and,
- * with api, the API routes, through the worker's runtime API at sock: 0
+ * with api, the names on the shared TLS port (API routes and TLSRoute
+ * hostnames), through the worker's runtime API at sock: 0
  * done, 1 it needs a reload (more than servers and map keys change), -1
  * the API refused something (reason in err: reload).
  */
@@ -20,9 +21,10 @@ int	hap_update(const char *sock, const struct config *,
 	    int api, char *err, size_t);
 
 /*
- * Is a reload the only way from table old to new (api: the API routes
- * changed)?  Health checks turned on or off, the pool of API slots
- * resized, or a slot that changes hands.  Decided from the tables alone.
+ * Is a reload the only way from table old to new (api: the names on the
+ * shared TLS port changed)?  Health checks turned on or off, a pool of
+ * slots (the API's, the TLSRoutes') resized, or a slot that changes
+ * hands.  Decided from the tables alone.
  */
 int	hap_needs_reload(const struct config *, const struct proxy_conf *,
 	    const struct routes *old, const struct routes *new, int api);

@@ -45,7 +45,8 @@ struct proxy_ops {
 	 * configuration needs beside it (map files) for table r, before it is
 	 * checked or served.  update: change the running proxy from table
 	 * old to new without a reload, for the ports listed and (api) the
-	 * API routes: 0 done, 1 it needs a reload, -1 failed (err; a reload
+	 * names on the shared TLS port (API routes and TLSRoute hostnames,
+	 * both): 0 done, 1 it needs a reload, -1 failed (err; a reload
 	 * follows).  idle: called every few seconds; 1 asks for a reload of
 	 * what is served (a port left out came free).  busy: the ports of r
 	 * another program holds, a bit each, which the proxy must not bind

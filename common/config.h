@@ -124,7 +124,7 @@ struct config {
 	unsigned	lim_backends;		/* over all its routes */
 	unsigned	lim_bytes;		/* its share of a proxy's table */
 	unsigned	lim_bytes_total;	/* every cluster's together */
-	unsigned	lim_sni;		/* SNI names held by one cluster */
+	unsigned	lim_sni;		/* SNI names of one cluster */
 
 	char		log_format[8];		/* text, logfmt */
 	char		log_level[8];		/* info, debug */

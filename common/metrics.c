@@ -201,6 +201,10 @@ metrics_refusal(const char *why)
 		{ "port ",	" is reserved",		MV_REFUSAL_PORT },
 		{ "port ",	" is quarantined ",	MV_REFUSAL_PORT },
 		{ "port ",	" is taken",		MV_REFUSAL_PORT },
+		/* a TLSRoute's hostname (allocd/sni.c) */
+		{ "hostname ",	" is not under the cluster's host", MV_REFUSAL_NAME },
+		{ "hostname ",	" API host",		MV_REFUSAL_NAME },
+		{ "hostname ",	" is held by another route", MV_REFUSAL_NAME },
 	};
 	size_t i;
 

@@ -33,13 +33,14 @@ struct event;
 	X(NONE,    NULL,     "")					\
 	X(OBS,     "type",   "other", "cluster_up", "cluster_down",	\
 	    "route", "route_gone", "sync_begin", "sync_end", "applied",	\
-	    "tick")							\
+	    "tick", "sni_route", "sni_gone")				\
 	X(DEC,     "type",   "other", "api_set", "api_del", "port_set",	\
 	    "port_live", "port_free", "refused", "port_fault",		\
-	    "recovered", "snapshot", "store_lost", "adopt_end")		\
+	    "recovered", "snapshot", "store_lost", "adopt_end",		\
+	    "sni_set", "sni_del")					\
 	X(REFUSAL, "reason", "other", "invalid_object", "limit",	\
 	    "no_free_port", "port_unavailable", "backends_forbidden",	\
-	    "unproven_claim")						\
+	    "unproven_claim", "name_unavailable")			\
 	X(WRITEBACK, "result", "other", "written", "conflict", "gone",	\
 	    "error")							\
 	X(RESTART, "cause",  "other", "410", "idle", "error", "malformed") \
@@ -57,7 +58,8 @@ enum metric_labels {
 /* The values of each set, as an enum: MV_<SET>_<VALUE>. */
 enum { MV_OTHER = 0 };
 enum { MV_REFUSAL_INVALID = 1, MV_REFUSAL_LIMIT, MV_REFUSAL_NO_PORT,
-	MV_REFUSAL_PORT, MV_REFUSAL_BACKENDS, MV_REFUSAL_CLAIM };
+	MV_REFUSAL_PORT, MV_REFUSAL_BACKENDS, MV_REFUSAL_CLAIM,
+	MV_REFUSAL_NAME };
 enum { MV_WB_WRITTEN = 1, MV_WB_CONFLICT, MV_WB_GONE, MV_WB_ERROR };
 enum { MV_RESTART_410 = 1, MV_RESTART_IDLE, MV_RESTART_ERROR,
 	MV_RESTART_MALFORMED };

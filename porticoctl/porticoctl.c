@@ -164,8 +164,9 @@ ctl_owner_parse(struct ctl_owner *o, const char *s)
 	if (n >= 4 && (part[3][0] == '\0' || strlen(part[3]) > 19 ||
 	    strspn(part[3], "0123456789") != strlen(part[3])))
 		return -1;
-	/* a route kind but Istio's: "tcp", "tls" */
-	if (n == 5 && (!valid_token(part[4]) || strlen(part[4]) > 15))
+	/* a route kind but Istio's: a TCPRoute's, a TLSRoute hostname's */
+	if (n == 5 && strcmp(part[4], "tcp") != 0 &&
+	    strcmp(part[4], "tls") != 0)
 		return -1;
 	memcpy(o->key, s, len + 1);
 	o->prefix = n == 3;

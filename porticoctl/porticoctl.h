@@ -92,7 +92,7 @@ struct ctl_route {
 	size_t		 nbackends;
 	char		 fault[256];	/* a proxy's fault standing, or "" */
 	uint64_t	 released;	/* ms, while its port is quarantined */
-	char		 host[254];	/* a TLSRoute's hostname; "" for a port */
+	char		 host[254];	/* a TLSRoute's hostname, or "" */
 };
 
 struct ctl_cluster {

@@ -2,8 +2,9 @@
  * renderd — HAProxy configuration, made to change without reloads.
  *
  * The skeleton depends on the configuration alone: the API frontend on the
- * shared TLS port (cluster APIs and TLSRoute hostnames, by SNI), a `ports` frontend binding every configured workload
- * port once, and a backend `p<port>` for each of those ports.  The state
+ * shared TLS port (cluster APIs and TLSRoute hostnames, by SNI), a `ports`
+ * frontend binding every configured workload port once, and a backend
+ * `p<port>` for each of those ports.  The state
  * fills in only what HAProxy's runtime API can change live: the servers
  * inside the backends, and the keys of the two maps the frontends route
  * by (the SNI host to a slot `api<n>`, the port to `p<port>`; applyd
@@ -17,9 +18,10 @@
  * pool at least twice the clusters; applyd reloads for a slot that changes
  * hands).  The pool doubles, by a reload, when the clusters fill half.
  *
- * A TLSRoute's hostname is a backend of its own, "tls_<host>", keyed in
- * the same SNI map: names come and go by a reload (applyd decides so from
- * the tables), which keeps the skeleton's promise for everything else.
+ * TLSRoute hostnames have a pool of their own, slots `tls<n>` placed as
+ * the clusters' are (by a hash of the host), keyed in the same SNI map:
+ * a hostname that comes, goes or changes its backends is servers and a
+ * map key too.  The pool exists from the first hostname on.
  *
  * Servers are named by their address, so the same backend address is the
  * same server in every generation.  Health checks are declared only while
@@ -129,11 +131,19 @@ haproxy_merged_weight(const struct port_route *pr, size_t j)
 	return w > 256 ? 256 : w;
 }
 
+int
+haproxy_sni_weight(const struct sni_route *sr, size_t j)
+{
+	int w = routes_merged_weight(sr->backends, sr->nbackends, j);
+
+	return w > 256 ? 256 : w;
+}
+
 /*
- * The backend of a TLSRoute's hostname, "tls_<host>": its servers with
- * their weights, unchecked (a dead one is left by retrying elsewhere, as
- * for a workload port past the checks' budget).  The map key, the host,
- * is in the map applyd writes beside the API hosts.
+ * A TLSRoute hostname's slot "tls<n>": its servers with their weights,
+ * unchecked (a dead one is left by retrying elsewhere, as for a workload
+ * port past the checks' budget).  The map key, the host, is in the map
+ * applyd writes beside the API hosts.
  */
 static void
 render_sni(FILE *fp, const struct sni_route *sr)
@@ -142,21 +152,20 @@ render_sni(FILE *fp, const struct sni_route *sr)
 	size_t j;
 	int w;
 
-	fprintf(fp, "\nbackend tls_%s\n", sr->host);
+	fprintf(fp, "\t# sni %s\n", sr->host);
 	fprintf(fp, "\t# %s/%s/%s hostname %u\n", sr->cluster, sr->ns,
 	    sr->name, sr->route);
 	for (j = 0; j < sr->nbackends; j++) {
-		if ((w = routes_merged_weight(sr->backends, sr->nbackends,
-		    j)) == -1)
+		if ((w = haproxy_sni_weight(sr, j)) == -1)
 			continue;
-		snprintf(wb, sizeof(wb), " weight %d", w > 256 ? 256 : w);
+		snprintf(wb, sizeof(wb), " weight %d", w);
 		server_line(fp, sr->backends[j].ip, sr->backends[j].port, wb);
 	}
 }
 
 struct placed {
 	size_t		home;
-	size_t		i;		/* in r->api, sorted by cluster id */
+	size_t		i;		/* in r->api or r->sni, sorted */
 };
 
 static int
@@ -195,6 +204,47 @@ haproxy_api_slots(const struct routes *r, size_t *pool)
 		slot[s] = -1;
 	for (i = 0; i < n; i++)
 		pl[i].home = (size_t)(hash_fnv1a(r->api[pl[i].i].cluster) &
+		    (*pool - 1));
+	qsort(pl, n, sizeof(*pl), cmp_placed);
+	for (i = 0; i < n; i++) {
+		for (s = pl[i].home; slot[s] != -1; s = (s + 1) & (*pool - 1))
+			;
+		slot[s] = (long)pl[i].i;
+	}
+	free(pl);
+	return slot;
+}
+
+/*
+ * The TLSRoute hostnames' pool, as the clusters' (a hash of the host,
+ * probing upward): its size, and the hostname in each slot (an index in
+ * r->sni, or -1).  No pool at all while there is no hostname, so that a
+ * fleet without TLSRoutes renders as before; the first one is a reload.
+ */
+long *
+haproxy_sni_slots(const struct routes *r, size_t *pool)
+{
+	struct placed *pl;
+	size_t i, n = 0, s;
+	long *slot;
+
+	if ((pl = calloc(r->nsni + 1, sizeof(*pl))) == NULL)
+		return NULL;
+	for (i = 0; i < r->nsni; i++)
+		if (!routes_sni_shadowed(r, i))
+			pl[n++].i = i;
+	*pool = 0;
+	if (n > 0)
+		for (*pool = API_SLOTS_MIN; *pool < 2 * n; *pool *= 2)
+			;
+	if ((slot = malloc((*pool + 1) * sizeof(*slot))) == NULL) {
+		free(pl);
+		return NULL;
+	}
+	for (s = 0; s < *pool; s++)
+		slot[s] = -1;
+	for (i = 0; i < n; i++)
+		pl[i].home = (size_t)(hash_fnv1a(r->sni[pl[i].i].host) &
 		    (*pool - 1));
 	qsort(pl, n, sizeof(*pl), cmp_placed);
 	for (i = 0; i < n; i++) {
@@ -578,9 +628,16 @@ haproxy_render(const struct routes *r, const struct config *c,
 		}
 	}
 	free(slot);
-	for (j = 0; j < r->nsni; j++)
-		if (!routes_sni_shadowed(r, j))
-			render_sni(fp, &r->sni[j]);
+	if ((slot = haproxy_sni_slots(r, &pool)) == NULL) {
+		free(bg.b);
+		return -1;
+	}
+	for (s = 0; s < pool; s++) {
+		fprintf(fp, "\nbackend tls%zu\n", s);
+		if (slot[s] != -1)
+			render_sni(fp, &r->sni[slot[s]]);
+	}
+	free(slot);
 
 	fprintf(fp, "\nfrontend ports\n");
 	render_binds(fp, r, c, px->listen);

@@ -5,8 +5,9 @@
  * the run folder (named by config_proxy_file, where applyd finds them), no
  * http {}.  The shared TLS port reads the SNI name without terminating TLS
  * (ssl_preread) and a map sends each cluster's name to an upstream of its
- * masters, and each TLSRoute hostname to an upstream of its backends; every workload port is a server with an upstream of its
- * weighted backends.  Everything written here came through the event
+ * masters, and each TLSRoute hostname to an upstream of its backends;
+ * every workload port is a server with an upstream of its weighted
+ * backends.  Everything written here came through the event
  * validators (names RFC 1123, addresses parse as IPs, ports and weights in
  * range) or the config's (listen, run_dir, numbers).  A pure function of its inputs.
  */

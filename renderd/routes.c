@@ -538,7 +538,8 @@ routes_sni_same(const struct routes *a, const struct routes *b)
 		y = &b->sni[i];
 		if (strcmp(x->host, y->host) != 0 || x->route != y->route ||
 		    strcmp(x->cluster, y->cluster) != 0 ||
-		    strcmp(x->ns, y->ns) != 0 || strcmp(x->name, y->name) != 0 ||
+		    strcmp(x->ns, y->ns) != 0 ||
+		    strcmp(x->name, y->name) != 0 ||
 		    x->nbackends != y->nbackends || (x->nbackends > 0 &&
 		    memcmp(x->backends, y->backends,
 		    x->nbackends * sizeof(*x->backends)) != 0))

@@ -155,6 +155,11 @@ int	api_master_seen(const struct api_route *, size_t j);
  */
 struct haproxy_checkplan;
 long	*haproxy_api_slots(const struct routes *, size_t *pool);
+/* The TLSRoute hostnames' pool (0 slots while there is none), as the
+ * API's: an index in r->sni or -1 in each; and a server j's weight (-1:
+ * an earlier one has its address). */
+long	*haproxy_sni_slots(const struct routes *, size_t *pool);
+int	 haproxy_sni_weight(const struct sni_route *, size_t j);
 int	 haproxy_checks(const struct routes *, const struct config *,
 	    const struct proxy_conf *);
 int	 haproxy_merged_weight(const struct port_route *, size_t j);

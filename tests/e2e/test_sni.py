@@ -15,10 +15,13 @@ workload through the shared port and verifies its certificate for NAME.
 - A deleted route, and a resync that no longer has it, stop routing.
 - allocd killed (-9) and restarted replays to the same SNI state, and
   `porticoctl log replay` finds no decision that differs.
+The same through HAProxy and through nginx; the renderers' output passes
+`haproxy -c` and `nginx -t`.
 """
 
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -152,6 +155,14 @@ class Allocd:
         self.ctx.term()
 
 
+def sni_slot(cfg, host):
+    """The text of HAProxy's slot backend tls<n> that holds host."""
+    for part in cfg.split("\nbackend ")[1:]:
+        if part.startswith("tls") and "\t# sni %s\n" % host in part:
+            return part
+    raise AssertionError("no slot for %s in:\n%s" % (host, cfg))
+
+
 def ctl(fleet, *args):
     p = subprocess.run([harness.daemon_path("porticoctl"), "-f", fleet.conf_path] +
                        list(args), capture_output=True, text=True, timeout=60)
@@ -170,10 +181,12 @@ def sni_routes(fleet):
             for r in rows if r["kind"] == "TLSRoute"}
 
 
-@pytest.fixture
-def rig(make_fleet):
+@pytest.fixture(params=["haproxy", "nginx"])
+def rig(make_fleet, request):
     need(*DAEMONS)
-    fleet = make_fleet(sources=("kubeconfigs",))
+    # the proxy named after its kind: harness's haproxy_reloads() finds it
+    fleet = make_fleet(sources=("kubeconfigs",),
+                       proxies=[(request.param, request.param)])
     alpha = fleet.add_cluster("alpha", register=False)
     beta = fleet.add_cluster("beta", register=False)
     # no watcherd: this test is watcherd; an empty store waits for resyncs
@@ -196,8 +209,9 @@ def test_sni_routes(rig):
     app = "app." + alpha.host
     www = "www.app." + alpha.host
     stolen = "pay." + beta.host
-    shop = TlsServer(fleet.pki, [app, www], "shop-a")
-    shop2 = TlsServer(fleet.pki, [app, www], "shop-b")
+    late = "late." + alpha.host
+    shop = TlsServer(fleet.pki, [app, www, late], "shop-a")
+    shop2 = TlsServer(fleet.pki, [app, www, late], "shop-b")
     thief = TlsServer(fleet.pki, [stolen, beta.host, app], "thief")
     servers += [shop, shop2, thief]
 
@@ -214,9 +228,23 @@ def test_sni_routes(rig):
     testlib.wait_until(lambda: s_client(fleet, app) == "shop-a", 60, app + " routed")
     seen = {s_client(fleet, www) for _ in range(12)}
     assert seen == {"shop-a", "shop-b"}, seen          # weights 3:1, both serve
-    cfg = fleet.proxy_cfg()
-    assert "backend tls_%s" % www in cfg
-    assert "weight 3" in cfg.split("backend tls_%s" % www)[1].split("\nbackend")[0]
+    haproxy = fleet.proxy().kind == "haproxy"
+    if haproxy:
+        slot = sni_slot(fleet.proxy_cfg(), www)
+        assert "weight 3" in slot, slot
+
+    # another name, other backends: through HAProxy's runtime API, no
+    # reload (the pool of slots is there); nginx reloads
+    reloads = fleet.haproxy_reloads() if haproxy else None
+    assert reloads is not None or not haproxy
+    bus.sni(alpha, "web", 2, late, [(shop2.host, shop2.port, 1)])
+    testlib.wait_until(lambda: s_client(fleet, late) == "shop-b", 60, late + " routed")
+    bus.sni(alpha, "web", 2, late, [(shop.host, shop.port, 1)])
+    testlib.wait_until(lambda: s_client(fleet, late) == "shop-a", 60, late + " moved")
+    if haproxy:
+        assert fleet.haproxy_reloads() == reloads
+        assert "serving generation" in fleet["applyd"].log()
+        assert re.search(r"serving generation \d+ \(live\)", fleet["applyd"].log())
 
     # refused: another cluster's name, a cluster's API host, a name held,
     # a loopback backend; nothing of them reaches a proxy
@@ -244,7 +272,8 @@ def test_sni_routes(rig):
         assert s_client(fleet, name) is None
     assert s_client(fleet, app) == "shop-a"            # the first holder keeps it
     assert thief.accepted == 0
-    assert stolen not in fleet.proxy_cfg()
+    if haproxy:
+        assert stolen not in fleet.proxy_cfg()
     beta.kubectl_via_portico("get", "namespaces")      # the APIs keep working
     alpha.kubectl_via_portico("get", "namespaces")
 
@@ -252,6 +281,25 @@ def test_sni_routes(rig):
     owner = "%s/%s/web/0/tls" % (alpha.uuid, NS)
     assert routes[owner][:3] == ("live", app, None), routes[owner]
     assert routes["%s/%s/evil/0/tls" % (alpha.uuid, NS)][0] == "refused"
+
+    # porticoctl: the story of a hostname, and the state as renderd -T reads it
+    rc, out, err = ctl(fleet, "why", owner)
+    assert rc == 0 and "routed hostname %s by SNI (1 backends)" % app in out, out + err
+    rc, out, err = ctl(fleet, "why", "%s/%s/evil/0/tls" % (alpha.uuid, NS))
+    assert rc == 0 and "refused: hostname %s is not under" % stolen in out, out + err
+    last = max(e["seq"] for e in tap.events)
+    rc, state, err = ctl(fleet, "log", "state", "--at", str(last))
+    assert rc == 0, err
+    held = sorted(json.loads(l)["body"][E.F_HOST] for l in state.splitlines()
+                  if json.loads(l)["type"] == "SNI_SET")
+    assert held == sorted([app, www, late]), held
+    cp = subprocess.run([harness.daemon_path("renderd"), "-f", fleet.conf_path, "-T",
+                         "/dev/stdin"], input=state, capture_output=True, text=True,
+                        timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    if haproxy:     # what HAProxy serves, byte for byte, once applyd wrote it
+        testlib.wait_until(lambda: cp.stdout == fleet.proxy_cfg(), 30,
+                           "the served configuration written")
 
     # allocd dies and comes back: the same SNI state, from its store
     before = sni_routes(fleet)
@@ -272,3 +320,98 @@ def test_sni_routes(rig):
     assert not sni_routes(fleet)
     fleet.wait_api(alpha.host)
     fleet.wait_api(beta.host)
+
+
+# ------------------------------------------------ the renderers, checked
+
+CONF = """\
+[portico]
+domain = k8s.example.test
+run_dir = {run_dir}
+listen = {listen}
+api_port = 443
+ports = 21000-21009
+
+[kubeconfigs]
+dir = /etc/portico-golden/kubeconfigs
+
+[proxy.edge]
+kind = {kind}
+"""
+
+C1 = "c1c0ffee-0000-4000-8000-000000000002"
+API_HOST = "payments.k8s.example.test"
+
+
+def sni_state():
+    """A cluster, two TLSRoute hostnames (one with weights, one IPv6), one
+    without backends, one deleted, one shadowed by the API host."""
+    def ev(type_, seq, **body):
+        return json.dumps({"type": type_, "seq": seq, "time": 0, "body": body})
+
+    def sni(seq, name, host, backends):
+        return ev("SNI_SET", seq, c=C1, ns=NS, n=name, r=0, h=host, b=backends)
+    return "\n".join([
+        ev("API_SET", 1, c=C1, cn="payments", h=API_HOST, m=["10.20.0.11"], mp=8443),
+        sni(2, "web", "shop." + API_HOST, [["10.20.1.1", 30443, 3], ["10.20.1.2", 30443, 1]]),
+        sni(3, "v6", "v6." + API_HOST, [["fd00::7", 8443, 1]]),
+        sni(4, "none", "none." + API_HOST, []),
+        sni(5, "gone", "gone." + API_HOST, [["10.20.1.9", 30443, 1]]),
+        ev("SNI_DEL", 6, c=C1, ns=NS, n="gone", r=0, h="gone." + API_HOST),
+        sni(7, "shadow", API_HOST, [["10.20.1.5", 30443, 1]]),
+    ]) + "\n"
+
+
+def render(tmp_path, kind, listen="192.0.2.10"):
+    need("renderd")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(exist_ok=True)
+    conf = tmp_path / ("%s.conf" % kind)
+    conf.write_text(CONF.format(run_dir=run_dir, kind=kind, listen=listen))
+    state = tmp_path / "state.in"
+    state.write_text(sni_state())
+    cp = subprocess.run([harness.daemon_path("renderd"), "-f", str(conf), "-p", "edge",
+                         "-T", str(state)], capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    return cp.stdout
+
+
+def checker(argv):
+    cp = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    return cp.returncode, cp.stdout.decode(errors="replace")
+
+
+def test_haproxy_sni_config_checks(tmp_path):
+    """HAProxy's slots tls<n>, weights merged; haproxy -c takes them with
+    the map applyd would write."""
+    out = render(tmp_path, "haproxy")
+    shop = sni_slot(out, "shop." + API_HOST)
+    assert "weight 3" in shop and "weight 1" in shop
+    assert "gone." not in out and "10.20.1.5" not in out
+    cfg = tmp_path / "edge.cfg"
+    cfg.write_text(out)
+    (tmp_path / "run" / "edge-ports.map").write_text("")
+    (tmp_path / "run" / "edge-api.map").write_text(
+        "%s api0\nshop.%s %s\n" % (API_HOST, API_HOST, shop.split("\n")[0]))
+    rc, msg = checker([shutil_which("haproxy"), "-c", "-f", str(cfg)])
+    assert rc == 0, msg
+
+
+def test_nginx_sni_config_checks(tmp_path):
+    """nginx's SNI map and upstreams pass nginx -t (which binds: an address
+    of the test's own)."""
+    listen = testlib.loopback_addr()
+    out = render(tmp_path, "nginx", listen)
+    assert "\t\tshop.%s tls_shop.%s;\n" % (API_HOST, API_HOST) in out
+    assert "\t\tnone.%s portico_none;\n" % API_HOST in out
+    assert "10.20.1.5" not in out and "gone." not in out
+    cfg = tmp_path / "nginx.conf"
+    cfg.write_text(out)
+    rc, msg = checker([shutil_which("nginx"), "-t", "-q", "-p", str(tmp_path / "run"),
+                       "-c", str(cfg)])
+    assert rc == 0, msg
+
+
+def shutil_which(name):
+    import shutil
+    return shutil.which(name) or "/usr/sbin/" + name

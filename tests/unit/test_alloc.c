@@ -2575,8 +2575,21 @@ test_sni(void **state)
 	assert_non_null(decision(f, EV_SNI_DEL, 0));
 	assert_sni_refused(f, "x", "is a cluster's API host");
 
-	/* the cluster gone: its names go */
+	/* the cluster's host moves: its names not under it go */
 	ev_sni(&ev, EV_SNI_ROUTE, "c1", "web", "app.api.c1.example.com",
+	    "10.0.0.1");
+	run(f, &ev);
+	assert_non_null(decision(f, EV_SNI_SET, 0));
+	ev_cluster(&ev, EV_CLUSTER_UP, "c1", f->now);
+	assert_int_equal(event_set_str(&ev, F_HOST, "new.c1.example.com"), 0);
+	run(f, &ev);
+	assert_non_null(decision(f, EV_API_SET, 0));
+	assert_int_equal(ndecisions(f, EV_SNI_DEL), 1);
+	assert_sni_refused(f, "web", "is not under the cluster's host "
+	    "(*.new.c1.example.com)");
+
+	/* the cluster gone: its names go */
+	ev_sni(&ev, EV_SNI_ROUTE, "c1", "web", "app.new.c1.example.com",
 	    "10.0.0.1");
 	run(f, &ev);
 	assert_non_null(decision(f, EV_SNI_SET, 0));

@@ -139,6 +139,14 @@ test_refusal_classes(void **state)
 	assert_int_equal(metrics_refusal("Service payments/x has no port "
 	    "5432"), MV_REFUSAL_INVALID);
 	assert_int_equal(metrics_refusal(""), MV_REFUSAL_INVALID);
+	assert_int_equal(metrics_refusal("hostname a.b.example.com is not "
+	    "under the cluster's host (*.c.example.com)"), MV_REFUSAL_NAME);
+	assert_int_equal(metrics_refusal("hostname c.example.com is a "
+	    "cluster's API host"), MV_REFUSAL_NAME);
+	assert_int_equal(metrics_refusal("hostname a.c.example.com is held "
+	    "by another route"), MV_REFUSAL_NAME);
+	assert_int_equal(metrics_refusal("the cluster holds 256 SNI names, "
+	    "the most it may have (sni_per_cluster)"), MV_REFUSAL_LIMIT);
 }
 
 /* renderd folds decisions into a generation; applyd keeps the oldest. */

@@ -79,6 +79,31 @@ port_free(struct event *ev, uint64_t seq, unsigned port, const char *cluster)
 	ev->has |= F_PORT | F_ROUTE;
 }
 
+/* A TLSRoute hostname of cluster C1: SNI_SET (nb backends) or SNI_DEL. */
+static void
+sni_set(struct event *ev, int type, uint64_t seq, const char *host,
+    unsigned nb)
+{
+	char ip[32];
+	unsigned i;
+
+	event_init(ev, type);
+	ev->seq = seq;
+	assert_int_equal(event_set_str(ev, F_CLUSTER, C1), 0);
+	assert_int_equal(event_set_str(ev, F_NS, "shop"), 0);
+	assert_int_equal(event_set_str(ev, F_NAME, "web"), 0);
+	assert_int_equal(event_set_str(ev, F_HOST, host), 0);
+	ev->route = 0;
+	ev->has |= F_ROUTE;
+	if (type != EV_SNI_SET)
+		return;
+	ev->has |= F_BACKENDS;
+	for (i = 0; i < nb; i++) {
+		snprintf(ip, sizeof(ip), "10.30.0.%u", i + 1);
+		assert_int_equal(event_add_backend(ev, ip, 30443, 1 + i), 0);
+	}
+}
+
 /* The table as HAProxy's configuration: what must match byte for byte. */
 static char *
 rendered(const struct routes *r)
@@ -100,6 +125,7 @@ assert_same(const struct routes *a, const struct routes *b)
 	unsigned p;
 
 	assert_true(routes_api_same(a, b));
+	assert_true(routes_sni_same(a, b));
 	for (p = 0; p < 65536; p++)
 		assert_true(routes_port_same(a->ports[p], b->ports[p]));
 	assert_int_equal(a->nports, b->nports);
@@ -164,6 +190,17 @@ build(struct routes *src, struct routes *dst)
 	d.seq = 9;
 	event_set_str(&d, F_CLUSTER, C2);
 	relay(src, dst, &d);
+	/* TLSRoute hostnames: set, changed, deleted */
+	sni_set(&d, EV_SNI_SET, 10, "shop.payments.k8s.example.test", 2);
+	relay(src, dst, &d);
+	sni_set(&d, EV_SNI_SET, 11, "a.payments.k8s.example.test", 1);
+	relay(src, dst, &d);
+	sni_set(&d, EV_SNI_SET, 12, "z.payments.k8s.example.test", 1);
+	relay(src, dst, &d);
+	sni_set(&d, EV_SNI_SET, 13, "shop.payments.k8s.example.test", 3);
+	relay(src, dst, &d);
+	sni_set(&d, EV_SNI_DEL, 14, "a.payments.k8s.example.test", 0);
+	relay(src, dst, &d);
 }
 
 static void
@@ -180,6 +217,10 @@ test_items_rebuild_the_table(void **state)
 	assert_non_null(dst.ports[21000]);
 	assert_int_equal(dst.ports[21000]->nbackends, 5);
 	assert_int_equal(dst.napi, 1);
+	assert_int_equal(dst.nsni, 2);
+	assert_string_equal(dst.sni[0].host, "shop.payments.k8s.example.test");
+	assert_int_equal(dst.sni[0].nbackends, 3);
+	assert_int_equal(dst.sni[0].backends[2].weight, 3);
 	assert_same(&src, &dst);
 	routes_clear(&src);
 	routes_clear(&dst);
@@ -210,6 +251,14 @@ test_snapshot_and_copy(void **state)
 	/* one entry copied: the rest untouched */
 	routes_copy_port(&copy, &dst, 21417);
 	assert_same(&src, &copy);
+	/* the SNI routes apart: a table that lacks them differs there only */
+	routes_copy_sni(&snap, &dst);
+	assert_same(&src, &snap);
+	routes_clear(&snap);
+	routes_copy_api(&snap, &src);
+	assert_false(routes_sni_same(&src, &snap));
+	routes_copy_sni(&snap, &src);
+	assert_true(routes_sni_same(&src, &snap));
 	routes_clear(&src);
 	routes_clear(&dst);
 	routes_clear(&snap);
