@@ -11,6 +11,8 @@
 #   make fuzz       each libFuzzer harness for FUZZ_SECONDS, after its regressions
 #   make bench-ctl    porticoctl over a 200,000-record log
 #   make bench-ctl-tables  porticoctl clusters/routes/ports, 12,000 owners
+#   make image      the image (daemons, porticoctl, HAProxy) as
+#                   portico:<version>, with podman and no registry
 #   make install    daemons, porticoctl, man pages, systemd units, example
 #                   config (PREFIX=/usr/local, DESTDIR, SYSCONFDIR=/etc)
 
@@ -293,6 +295,14 @@ install: $(BINS)
 	test -e $(DESTDIR)$(SYSCONFDIR)/portico/portico.conf || \
 	    $(INSTALL) -m 0600 etc/portico.conf.example \
 	    $(DESTDIR)$(SYSCONFDIR)/portico/portico.conf
+
+# One image for every pod (deploy/kubernetes): built from build/bin with
+# `podman import`, no registry needed; Containerfile makes the same from
+# debian:12 where one can be pulled.
+.PHONY: image
+image: deps all
+	CONTAINERS_CONF=$(CURDIR)/tests/pods/containers.conf \
+	    sh scripts/image.sh -b $(BUILD)/bin portico:$(or $(VERSION),unknown)
 
 clean:
 	rm -rf build
