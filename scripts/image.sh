@@ -10,6 +10,8 @@
 # its libraries are found by ldd like the others).  -k: keep the root
 # folder (printed) instead of removing it.  Prints the image's ID.
 set -eu
+# The image's files are for its portico user too, whatever our umask.
+umask 022
 
 bin=build/bin
 keep=0

@@ -1,0 +1,217 @@
+"""portico as pods (issue 14): the manifests of deploy/kubernetes played on
+Podman (`kube play`) from the image `make image` builds, the simulators
+outside the pods.
+
+Each test says what it costs in time (printed with -s, and in the failure
+report): the image once per module, then each pod's play.
+"""
+
+import os
+import time
+
+import pytest
+
+import harness
+import pods as podlib
+from harness import ADDRESS, EXPOSE
+
+pytestmark = pytest.mark.skipif(not podlib.have_podman(),
+                                reason="podman is not installed (scripts/deps.sh)")
+
+
+@pytest.fixture(scope="module")
+def image():
+    harness.need("allocd", "renderd", "applyd", "watcherd", "porticoctl")
+    img = podlib.Image()
+    print("\nimage %s built and imported in %.1f s" % (img.name, img.seconds))
+    yield img
+    img.remove()
+
+
+@pytest.fixture
+def make_pods(request, make_fleet, image):
+    """Factory: make_pods(fleet) -> Pods over that (unstarted) fleet. Every
+    pod, ConfigMap volume and claim made is removed afterwards, by name;
+    a sanitizer report in any pod's log fails the test."""
+    made = []
+
+    def make(fleet):
+        p = podlib.Pods(fleet, image)
+        made.append(p)
+        return p
+    yield make
+    failed = any(getattr(request.node, "rep_" + w, None) is not None and
+                 getattr(request.node, "rep_" + w).failed for w in ("setup", "call"))
+    reports = []
+    for p in made:
+        if failed:
+            print(p.logs())
+        reports += p.sanitizer_reports()
+        p.cleanup()
+    if reports:
+        pytest.fail("sanitizer report in a pod:\n" + "\n".join(reports), pytrace=False)
+
+
+def expose(fleet, cluster, ns, name):
+    cluster.annotate(ns, name, **{EXPOSE: "true"})
+    return fleet.wait_address(cluster, ns, name, timeout=60)
+
+
+def timed(what, t0, costs):
+    costs.append("%s %.1f s" % (what, time.monotonic() - t0))
+    return time.monotonic()
+
+
+def test_kubectl_and_workloads_through_the_pods(make_fleet, make_pods):
+    """kubectl through HAProxy's SNI port in the applyd pod reaches each
+    simulated cluster; a VirtualService annotated gets an address, and TCP
+    through the pod's port reaches its workload."""
+    fleet = make_fleet()
+    pay = harness.payments_cluster(fleet)
+    search = harness.search_cluster(fleet)
+    pods = make_pods(fleet)
+    costs = []
+    t = time.monotonic()
+    pods.start()
+    t = timed("four pods up, HAProxy listening", t, costs)
+
+    for c, ns in ((pay, "payments"), (search, "search")):
+        out = c.kubectl_via_portico("get", "virtualservices", "-n", ns, "-o", "name").stdout
+        assert "virtualservice.networking.istio.io/" in out, out
+    t = timed("kubectl through the pod, both clusters", t, costs)
+
+    port = expose(fleet, pay, "payments", "ledger-db")[0]
+    fleet.wait_serves(port, pay.markers("payments", "ledger-db", 5432), timeout=30)
+    port2 = expose(fleet, search, "search", "index")[0]
+    assert port2 != port
+    fleet.wait_serves(port2, search.markers("search", "index", 9200), timeout=30)
+    t = timed("two routes: address written, TCP through the pod", t, costs)
+
+    # The daemons report ready on the probes' paths.
+    for what in ("allocd", "renderd-0", "applyd-a", "watcherd"):
+        pods.pods[what].wait_ready(timeout=30)
+    print("costs: " + "; ".join(costs))
+
+
+def test_allocd_pod_killed_keeps_every_port(make_fleet, make_pods):
+    """allocd's pod killed and played again on the same claim: no port
+    moves, no address changes, the routes keep serving."""
+    fleet = make_fleet()
+    pay = harness.payments_cluster(fleet)
+    pods = make_pods(fleet)
+    costs = []
+    t = time.monotonic()
+    pods.start()
+    t = timed("four pods up", t, costs)
+    names = ("ledger-db", "orders-db", "cache")
+    before = {n: expose(fleet, pay, "payments", n) for n in names}
+    addrs = {n: pay.annotations("payments", n)[ADDRESS] for n in names}
+    t = timed("three routes live", t, costs)
+
+    pods.kill(pods.pods["allocd"])
+    t = timed("allocd's pod killed", t, costs)
+    # While allocd is away, the proxy goes on serving what it has.
+    port = before["ledger-db"][0]
+    fleet.wait_serves(port, pay.markers("payments", "ledger-db", 5432), timeout=10)
+    pods.up(pods.pods["allocd"])
+    pods.pods["allocd"].wait_ready(timeout=60)
+    t = timed("allocd played again on its claim, ready", t, costs)
+
+    # A new route after the restart: proof that allocd decides again, and
+    # a fence for what it decided about the old ones.
+    new = expose(fleet, pay, "billing", "reports")
+    for n in names:
+        assert fleet.wait_address(pay, "payments", n) == before[n]
+        assert pay.annotations("payments", n)[ADDRESS] == addrs[n]
+    assert new[0] not in [p for ps in before.values() for p in ps]
+    for n in names:
+        port = before[n][0]
+        svc = {"ledger-db": "ledger-db", "orders-db": "orders-db", "cache": "cache"}[n]
+        expect = pay.markers("payments", svc, 6379 if n == "cache" else 5432)
+        if n == "orders-db":
+            expect |= pay.markers("payments", "orders-db-canary", 5432)
+        fleet.wait_serves(port, expect, timeout=30)
+    timed("every port and address unchanged, serving", t, costs)
+    print("costs: " + "; ".join(costs))
+
+
+def test_renderd_scaled_every_applyd_serves_the_same_table(make_fleet, make_pods):
+    """renderd from 1 to 3 replicas: applyd pods fed by different replicas
+    (as a Service spreads them) serve the same table, byte for byte, and
+    the applyd that was serving before never stops."""
+    fleet = make_fleet()
+    pay = harness.payments_cluster(fleet)
+    pods = make_pods(fleet)
+    costs = []
+    t = time.monotonic()
+    pods.start()
+    port = expose(fleet, pay, "payments", "ledger-db")[0]
+    ledger = pay.markers("payments", "ledger-db", 5432)
+    fleet.wait_serves(port, ledger)
+    t = timed("four pods up, one route live", t, costs)
+
+    # Two more replicas, and an applyd on each of two more "nodes" (an
+    # address of their own) fed by replicas 1 and 2.
+    nodes = {"b": harness.testlib.loopback_addr(), "c": harness.testlib.loopback_addr()}
+    for r in (1, 2):
+        pods.start_renderd(r).wait_healthy()
+    t = timed("renderd scaled to 3", t, costs)
+    assert fleet.marker(port) in ledger
+    for node, r in (("b", 1), ("c", 2)):
+        pods.start_applyd(node, replica=r, listen=nodes[node]).wait_healthy()
+    addrs = {"a": fleet.listen, **nodes}
+    for node, addr in nodes.items():
+        harness.testlib.wait_until(
+            lambda: _serves(addr, port, ledger), 60, "applyd-%s serving" % node)
+    t = timed("two more applyd pods, each on its own replica, serving", t, costs)
+
+    # A change after the scale-out reaches every proxy through every replica.
+    port2 = expose(fleet, pay, "payments", "orders-db")[0]
+    orders = pay.markers("payments", "orders-db", 5432) | \
+        pay.markers("payments", "orders-db-canary", 5432)
+    for node, addr in addrs.items():
+        harness.testlib.wait_until(lambda: _serves(addr, port2, orders), 60,
+                                   "applyd-%s serving the new route" % node)
+        assert _serves(addr, port, ledger)
+    harness.testlib.wait_until(
+        lambda: len({pods.proxy_cfg(n).replace(addrs[n], "LISTEN") for n in addrs}) == 1,
+        30, "the three proxies' configurations equal")
+    timed("a new route on all three, same configuration", t, costs)
+    print("costs: " + "; ".join(costs))
+
+
+def _serves(addr, port, expect):
+    try:
+        return harness.read_marker(addr, port, 2) in expect
+    except OSError:
+        return False
+
+
+def test_manifests_are_real_kinds():
+    """What a user applies: kubectl kustomize (offline) makes the kinds the
+    design names, and the overlay turns applyd into a Deployment."""
+    import playable
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix="pt-kust-")
+    try:
+        shutil.copytree(podlib.DEPLOY, os.path.join(d, "k"))
+        for f in ("pks.conf", "pks-ca.crt", "proof.key"):
+            with open(os.path.join(d, "k", "base", "secrets", f), "w") as fh:
+                fh.write("x\n")
+        kinds = {(x["kind"], x["metadata"]["name"])
+                 for x in playable.kustomize(os.path.join(d, "k"))}
+        over = {(x["kind"], x["metadata"]["name"]) for x in playable.kustomize(
+            os.path.join(d, "k", "overlays", "applyd-deployment"))}
+    finally:
+        shutil.rmtree(d)
+    for k in (("Namespace", "portico"), ("ServiceAccount", "portico"),
+              ("StatefulSet", "portico-allocd"), ("Deployment", "portico-watcherd"),
+              ("Deployment", "portico-renderd"), ("Service", "portico-renderd"),
+              ("DaemonSet", "portico-applyd")):
+        assert k in kinds, k
+    assert {k for k, n in kinds if n.startswith("portico-config")} == {"ConfigMap"}
+    assert {n.rsplit("-", 1)[0] for k, n in kinds if k == "Secret"} == \
+        {"portico-pks", "portico-proof"}
+    assert ("Deployment", "portico-applyd") in over
+    assert ("DaemonSet", "portico-applyd") not in over
