@@ -121,13 +121,18 @@ shard_describe(void)
 uint64_t
 shard_sync_id(void)
 {
-	static uint64_t count, tag;
+	static uint64_t count;
 
-	if (count == 0) {
+	if (count == 0)
 		count = now_ms();
-		tag = bus_boot_id() & ((1u << SYNC_TAG_BITS) - 1);
-	}
-	return (++count << SYNC_TAG_BITS) | tag;
+	return (++count << SYNC_TAG_BITS) | shard_sync_tag();
+}
+
+/* The low bits of every sync id this watcherd sends: its log says them. */
+unsigned
+shard_sync_tag(void)
+{
+	return (unsigned)(bus_boot_id() & ((1u << SYNC_TAG_BITS) - 1));
 }
 
 /* allocd's clusters, from its feed: whose API route it holds, since when. */

@@ -234,9 +234,9 @@ main(int argc, char **argv)
 	if (daemon_ready(&d, shard_name()) == -1)
 		fatal("pid file");
 	health_set_ready(0, "catching up with allocd's decisions");
-	log_info("ready; sources:%s%s; clusters: %s", conf.pks_url[0] ?
-	    " pks" : "", conf.kubeconfig_dir[0] ? " kubeconfigs" : "",
-	    shard_describe());
+	log_info("ready; sources:%s%s; clusters: %s; sync ids end in %05x",
+	    conf.pks_url[0] ? " pks" : "", conf.kubeconfig_dir[0] ?
+	    " kubeconfigs" : "", shard_describe(), shard_sync_tag());
 
 	tick(NULL);
 	loop_run();

@@ -242,6 +242,7 @@ int	 shard_mine(const char *id);	/* the cluster is this shard's */
 const char *shard_name(void);		/* "watcherd" or "watcherd-I" */
 const char *shard_describe(void);
 uint64_t shard_sync_id(void);		/* unique to this watcherd */
+unsigned shard_sync_tag(void);		/* the low bits of those */
 void	 shard_alloc_event(const struct event *);
 void	 shard_alloc_reset(void);
 uint64_t shard_feed_at(void);		/* allocd's last seq seen */
