@@ -52,6 +52,7 @@ UNITS	+= test_loop
 UNITS	+= test_compact
 UNITS	+= test_job
 UNITS	+= test_rtable
+UNITS	+= test_hash
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
 PY	 = /usr/bin/python3

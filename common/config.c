@@ -16,6 +16,7 @@
 #include "config.h"
 #include "fsafe.h"
 #include "event.h"
+#include "hash.h"
 #include "log.h"
 #include "valid.h"
 
@@ -118,6 +119,7 @@ static const struct ckey ckeys[] = {
 	C("clusters", "backend", CK_BACKEND, backend, 0, 0, "nodeport"),
 	C("clusters", "watch_timeout", CK_UINT, watch_timeout, 5, 3600, "300"),
 	C("clusters", "watch_idle", CK_UINT, watch_idle, 5, 3600, "90"),
+	C("clusters", "shards", CK_UINT, shards, 1, HASH_SHARDS_MAX, "1"),
 	C("metrics", "watcherd", CK_HOSTPORT, metrics_watcherd, 0, 0, ""),
 	C("metrics", "allocd", CK_HOSTPORT, metrics_allocd, 0, 0, ""),
 	C("bus", "alloc_in", CK_ENDPOINT, alloc_in, 0, 0, ""),

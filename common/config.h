@@ -96,6 +96,7 @@ struct config {
 	char		backend[16];		/* nodeport, endpoints */
 	unsigned	watch_timeout;		/* seconds, server side */
 	unsigned	watch_idle;		/* seconds without a byte */
+	unsigned	shards;			/* watcherds splitting the clusters */
 
 	char		alloc_in[CONF_ENDPOINT];
 	char		alloc_pub[CONF_ENDPOINT];

@@ -24,11 +24,12 @@ static char daemon_pidfile[PATH_MAX + 64];
 static void
 usage(const char *name, int flags)
 {
-	fprintf(stderr, "usage: %s [-dnVv] [-f config] [-l text|logfmt]%s%s%s\n",
+	fprintf(stderr, "usage: %s [-dnVv] [-f config] [-l text|logfmt]%s%s%s%s\n",
 	    name,
 	    (flags & DAEMON_PROXY) ? " -p proxy" : "",
 	    (flags & DAEMON_REPLAY) ? " [-R store]" : "",
-	    (flags & DAEMON_RENDER) ? " [-T statefile]" : "");
+	    (flags & DAEMON_RENDER) ? " [-T statefile]" : "",
+	    (flags & DAEMON_SHARD) ? " [-s index[/count]]" : "");
 	exit(1);
 }
 
@@ -167,6 +168,8 @@ daemon_start(struct daemon *d, int argc, char **argv, const char *name,
 		strcat(opts, "R:");
 	if (flags & DAEMON_RENDER)
 		strcat(opts, "T:");
+	if (flags & DAEMON_SHARD)
+		strcat(opts, "s:");
 	while ((ch = getopt(argc, argv, opts)) != -1) {
 		switch (ch) {
 		case 'd':
@@ -190,6 +193,9 @@ daemon_start(struct daemon *d, int argc, char **argv, const char *name,
 			break;
 		case 'T':
 			d->render = optarg;
+			break;
+		case 's':
+			d->shard = optarg;
 			break;
 		case 'V':
 			printf("%s %s\n", name, PORTICO_VERSION);

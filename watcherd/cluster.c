@@ -24,7 +24,6 @@ struct sent {
 };
 
 static struct smap	clusters;	/* id -> struct cluster */
-static uint64_t		sid_counter;
 
 struct cluster *
 cluster_find(const char *id)
@@ -161,7 +160,9 @@ cluster_upsert(const char *id, const char *name, const char *host,
 	struct cluster *cl = smap_get(&clusters, id);
 	int r, changed;
 
-	if (!valid_cluster_id(id) || !valid_dns_label(name) ||
+	/* another shard's: every source skips them first; this is the net */
+	if (!shard_mine(id) || !valid_cluster_id(id) ||
+	    !valid_dns_label(name) ||
 	    !valid_dns_subdomain(host) || nmasters == 0 ||
 	    nmasters > EV_MAX_MASTERS || mport == 0 || mport > 65535)
 		return NULL;
@@ -595,6 +596,7 @@ cluster_compute(struct cluster *cl)
 	struct vs_obj *vs;
 	struct bsrc src;
 	char owner[EV_OWNERLEN];
+	uint64_t sid = 0;
 	size_t r;
 	int i, pass, cut, resync = cl->need_resync;
 
@@ -604,12 +606,9 @@ cluster_compute(struct cluster *cl)
 	bsrc_init(cl, &src);
 
 	if (resync) {
-		/* ids from the clock: a restarted watcherd does not reuse one */
-		if (sid_counter == 0)
-			sid_counter = now_ms();
 		event_init(&ev, EV_SYNC_BEGIN);
 		event_set_str(&ev, F_CLUSTER, cl->id);
-		ev.sid = ++sid_counter;
+		ev.sid = sid = shard_sync_id();
 		ev.has |= F_SID;
 		obs_send(&ev);
 	}
@@ -647,7 +646,7 @@ cluster_compute(struct cluster *cl)
 	if (resync) {
 		event_init(&ev, EV_SYNC_END);
 		event_set_str(&ev, F_CLUSTER, cl->id);
-		ev.sid = sid_counter;
+		ev.sid = sid;
 		ev.has |= F_SID;
 		obs_send(&ev);
 		cl->need_resync = 0;

@@ -197,8 +197,10 @@ scan(void)
 		return;		/* keep what we have */
 	}
 	clusters_mark(SRC_KUBECONFIG);
+	shard_polled(SRC_KUBECONFIG, shard_feed_at());
 	while ((de = readdir(d)) != NULL) {
-		if (cluster_name(de->d_name, name, sizeof(name)) == -1)
+		if (cluster_name(de->d_name, name, sizeof(name)) == -1 ||
+		    !shard_mine(name))	/* another watcherd's */
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", conf.kubeconfig_dir,
 		    de->d_name);

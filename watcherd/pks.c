@@ -25,6 +25,7 @@ static char		*token;		/* never logged */
 static uint64_t		 token_renew;
 static struct http_req	*token_req, *poll_req;
 static uint64_t		 next_poll;
+static uint64_t		 poll_asked;	/* allocd's seq when the poll went */
 static unsigned		 backoff;
 static int		 retried, polled_ok;
 static char		 last_err[160];
@@ -203,6 +204,8 @@ pks_cluster(json_t *c, char *why, size_t whylen)
 		    "uuid is not [a-z0-9-]{1,63}");
 		return -1;
 	}
+	if (!shard_mine(uuid))
+		return 0;		/* another watcherd's */
 	if (name == NULL || !valid_dns_label(name)) {
 		snprintf(why, whylen, "uuid %s: name is not a DNS label", uuid);
 		return -1;
@@ -306,6 +309,7 @@ poll_done(struct http_req *r, long code, const char *body, size_t len,
 	memcpy(last_refused, refused, sizeof(refused));
 	clusters_sweep(SRC_PKS);
 	polled_ok = 1;
+	shard_polled(SRC_PKS, poll_asked);
 	if (kcdir_polled())
 		clusters_reconcile_alloc();
 	log_debug("pks: %zu clusters routed", routed);
@@ -319,6 +323,7 @@ poll_clusters(void)
 	char url[600];
 
 	snprintf(url, sizeof(url), "%s/v1/clusters", conf.pks_url);
+	poll_asked = shard_feed_at();
 	poll_req = http_start("GET", url, &a, NULL, NULL, 30000, poll_done,
 	    NULL, NULL);
 }

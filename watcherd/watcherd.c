@@ -82,6 +82,7 @@ static void
 on_decision(const struct event *ev, void *arg)
 {
 	(void)arg;
+	shard_alloc_event(ev);
 	clusters_alloc_event(ev);
 }
 
@@ -89,6 +90,7 @@ static void
 on_reset(void *arg)
 {
 	(void)arg;
+	shard_alloc_reset();
 	clusters_alloc_reset();
 }
 
@@ -213,7 +215,8 @@ main(int argc, char **argv)
 {
 	struct daemon d;
 
-	daemon_start(&d, argc, argv, "watcherd", 0, &conf);
+	daemon_start(&d, argc, argv, "watcherd", DAEMON_SHARD, &conf);
+	shard_init(&d);
 	seed = (unsigned int)bus_boot_id();
 	health_set_ready(0, "reading the cluster sources");
 	http_init();
@@ -228,11 +231,12 @@ main(int argc, char **argv)
 	loop_source(&http_src, NULL);
 	loop_timer(TICK_MS, 1, tick, NULL);
 	loop_after(after_turn, NULL);
-	if (daemon_ready(&d, "watcherd") == -1)
+	if (daemon_ready(&d, shard_name()) == -1)
 		fatal("pid file");
 	health_set_ready(0, "catching up with allocd's decisions");
-	log_info("ready; sources:%s%s", conf.pks_url[0] ?
-	    " pks" : "", conf.kubeconfig_dir[0] ? " kubeconfigs" : "");
+	log_info("ready; sources:%s%s; clusters: %s; sync ids end in %05x",
+	    conf.pks_url[0] ? " pks" : "", conf.kubeconfig_dir[0] ?
+	    " kubeconfigs" : "", shard_describe(), shard_sync_tag());
 
 	tick(NULL);
 	loop_run();

@@ -162,7 +162,6 @@ void	 clusters_resync_all(void);
 const char *clusters_unsynced(void);	/* a cluster not yet resynced once */
 void	 clusters_alloc_event(const struct event *);
 void	 clusters_alloc_reset(void);
-void	 clusters_reconcile_alloc(void);
 void	 cluster_object(struct cluster *, int res, const char *type, json_t *);
 void	 cluster_object_gone(struct cluster *, int res, const char *key);
 void	 cluster_list_end(struct cluster *, int res);
@@ -235,6 +234,20 @@ void	 pks_init(void);
 void	 pks_timer(uint64_t now);
 void	 pks_bind(struct cluster *);
 int	 pks_polled(void);
+
+/* shard.c */
+struct daemon;
+void	 shard_init(struct daemon *);	/* -s, [clusters] shards */
+int	 shard_mine(const char *id);	/* the cluster is this shard's */
+const char *shard_name(void);		/* "watcherd" or "watcherd-I" */
+const char *shard_describe(void);
+uint64_t shard_sync_id(void);		/* unique to this watcherd */
+unsigned shard_sync_tag(void);		/* the low bits of those */
+void	 shard_alloc_event(const struct event *);
+void	 shard_alloc_reset(void);
+uint64_t shard_feed_at(void);		/* allocd's last seq seen */
+void	 shard_polled(int source, uint64_t asked);
+void	 clusters_reconcile_alloc(void);
 
 /* kcdir.c */
 void	 kcdir_timer(uint64_t now);

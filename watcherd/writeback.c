@@ -26,7 +26,6 @@ struct addr {
 };
 
 static struct smap	addrs;		/* owner -> struct addr, from allocd */
-static struct smap	alloc_clusters;	/* ids allocd routes */
 
 /* A PATCH names its object by cluster and key: the object may be gone. */
 struct patch {
@@ -292,12 +291,6 @@ clusters_alloc_event(const struct event *ev)
 	struct addr *a;
 
 	switch (ev->type) {
-	case EV_API_SET:
-		smap_put(&alloc_clusters, ev->cluster, &alloc_clusters);
-		return;
-	case EV_API_DEL:
-		smap_del(&alloc_clusters, ev->cluster);
-		return;
 	case EV_PORT_SET:
 	case EV_PORT_LIVE:
 	case EV_PORT_FREE:
@@ -356,22 +349,5 @@ clusters_alloc_reset(void)
 	while ((e = smap_next(&addrs, &it)) != NULL)
 		free(e->val);
 	smap_free(&addrs);
-	smap_free(&alloc_clusters);
 	clusters_dirty_all();
-}
-
-/*
- * Clusters allocd routes that no source knows any more (they went while we
- * were down): tell allocd they are gone.  Called once every source has
- * completed a poll.
- */
-void
-clusters_reconcile_alloc(void)
-{
-	struct smap_iter it = { 0, NULL };
-	struct smap_ent *e;
-
-	while ((e = smap_next(&alloc_clusters, &it)) != NULL)
-		if (cluster_find(e->key) == NULL)
-			send_cluster_down(e->key);
 }

@@ -1,0 +1,307 @@
+"""watcherd in shards (watcherd.8, SHARDS): shard i of n owns the clusters
+whose id hashes to i (FNV-1a 64 of the PKS uuid, modulo n).
+
+- Two shards: every cluster is served, and by one shard only: every
+  SYNC_BEGIN allocd logged for a cluster carries its owner's sync tag, and
+  only the owner's log says it resynced it; kubectl reaches each cluster
+  through HAProxy, and TCP each cluster's port.
+- One shard killed: its clusters keep routing (last good state); a cluster
+  deleted from PKS meanwhile stays routed (no other shard takes it down)
+  until the shard is back, which takes it down; the other shard's clusters
+  see no decision at all.
+- The count from 2 to 3 and back, with a time when two shards own one
+  cluster: no port moves, no address changes, `porticoctl ports` the same.
+
+Real processes: allocd, renderd, applyd with HAProxy, the shards, the PKS
+and Kubernetes simulators, kubectl.
+"""
+
+import json
+import re
+import subprocess
+import uuid as uuidlib
+
+import pytest
+
+import harness
+import testlib
+from harness import EXPOSE, dest, virtualservice
+
+pytestmark = pytest.mark.skipif(not harness.have_daemon("watcherd"),
+                                reason="watcherd not built")
+
+# Decisions: what allocd decides (observations are what watcherd says).
+DECISIONS = {"API_SET", "API_DEL", "PORT_SET", "PORT_LIVE", "PORT_FREE",
+             "REFUSED", "PORT_FAULT"}
+SYNC_TAG_MASK = (1 << 20) - 1
+
+
+def fnv1a64(s):
+    h = 14695981039346656037
+    for b in s.encode():
+        h ^= b
+        h = (h * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def shard_of(cluster_id, n):
+    return fnv1a64(cluster_id) % n
+
+
+def uuid_for(**want):
+    """A uuid whose shard is want["n<count>"] for each count given:
+    uuid_for(n2=0, n3=1) is shard 0 of 2 and shard 1 of 3."""
+    while True:
+        u = str(uuidlib.uuid4())
+        if all(shard_of(u, int(k[1:])) == v for k, v in want.items()):
+            return u
+
+
+def add_cluster(fleet, name, **want):
+    """A cluster with one exposed VirtualService (ns "app", "db" → Service
+    db:5432), its uuid chosen for the shards it must fall in."""
+    ns = "app"
+    c = fleet.add_cluster(name, [("db", ns, [5432])],
+                          [virtualservice("db", ns, [[dest("db", 5432)]],
+                                          annotations={EXPOSE: "true"})],
+                          register=False, nodes=1)
+    c.uuid = uuid_for(**want)
+    c.register()
+    return c
+
+
+def ctl(fleet, *args, check=True):
+    argv = [harness.daemon_path("porticoctl"), "-f", fleet.conf_path] + list(args)
+    cp = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                        timeout=60, env=fleet.env())
+    if check:
+        assert cp.returncode == 0, (args, cp.returncode, cp.stderr.decode())
+    return cp.returncode, cp.stdout.decode()
+
+
+# The log's short keys (common/event.h), by the names used here.
+KEYS = {"c": "cluster", "ns": "ns", "n": "name", "r": "route", "p": "port", "sid": "sid"}
+
+
+def log_since(fleet, seq):
+    """allocd's log from seq: {"type", "seq", and the body's fields by name}."""
+    _, out = ctl(fleet, "log", "dump", "--since", str(seq))
+    events = []
+    for line in out.splitlines():
+        e = json.loads(line)
+        events.append(dict({KEYS.get(k, k): v for k, v in e.get("body", {}).items()},
+                           type=e["type"], seq=e["seq"]))
+    return events
+
+
+def top_seq(fleet):
+    _, out = ctl(fleet, "-j", "status", check=False)
+    st = json.loads(out)
+    return [d for d in st["daemons"] if d["name"] == "allocd"][0]["seq"]
+
+
+def status_rows(fleet):
+    _, out = ctl(fleet, "-j", "status", check=False)
+    return {d["name"]: d for d in json.loads(out)["daemons"]}
+
+
+def owner_of(e):
+    return "%s/%s/%s/%d" % (e.get("cluster"), e.get("ns"), e.get("name"), e.get("route", 0))
+
+
+def ports(fleet):
+    """owner -> (port, address) from allocd's tables."""
+    _, out = ctl(fleet, "-j", "routes")
+    return {r["owner"]: (r["port"], r["address"])
+            for r in map(json.loads, out.splitlines())}
+
+
+class Shard(harness.Daemon):
+    """watcherd -s I[/N]: its pid file and control socket are watcherd-I.
+    Its log is its own (key): a later run of the same spec takes another."""
+
+    def __init__(self, fleet, spec, run=1):
+        i = spec.split("/")[0]
+        super().__init__(fleet, "watcherd", "watcherd-" + i, ["-s", spec],
+                         key="watcherd-%s-run%d" % (spec.replace("/", "of"), run))
+        self.spec = spec
+        fleet.daemons[self.key] = self
+
+    def kill9(self):
+        super().kill9()
+        del self.fleet.daemons[self.key]    # dead on purpose: not a failure
+
+    def retire(self):
+        """SIGTERM, as a change of the count does: it must exit 0."""
+        rc = super().stop()
+        del self.fleet.daemons[self.key]
+        assert rc == 0, "%s exited %s on SIGTERM" % (self.key, rc)
+
+    def start(self, timeout=20):
+        self.fleet.daemons[self.key] = self
+        return super().start(timeout)
+
+    def tag(self):
+        """The low bits of the sync ids this run sends (its ready line)."""
+        m = re.findall(r"sync ids end in ([0-9a-f]{5})", self.log())
+        return int(m[-1], 16) if m else None
+
+    def resynced(self, name):
+        return len(re.findall(r"\b%s: resync sent" % re.escape(name), self.log()))
+
+    def polls(self):
+        return len(re.findall(r"pks: \d+ clusters routed", self.log()))
+
+
+def wait_ready(fleet, names, timeout=60):
+    def ready():
+        fleet._check_alive()
+        rows = status_rows(fleet)
+        return all(rows.get(n, {}).get("ready") for n in names)
+    testlib.wait_until(ready, timeout, "%s ready" % ", ".join(names))
+
+
+def serves(fleet, c, port):
+    fleet.wait_serves(port, c.markers("app", "db", 5432))
+
+
+def kubectl_through(c):
+    out = c.kubectl_via_portico("get", "namespaces", "-o", "name").stdout
+    assert "namespace/app" in out, out
+
+
+def test_two_shards_one_killed_and_a_cluster_gone_meanwhile(make_fleet):
+    harness.need("allocd", "renderd", "applyd", "watcherd", "porticoctl")
+    fleet = make_fleet()
+    a = add_cluster(fleet, "alpha", n2=0)
+    b = add_cluster(fleet, "bravo", n2=1)
+    c = add_cluster(fleet, "charlie", n2=1)
+    # the count in the configuration, the index on the command line
+    fleet.write_conf(clusters={"shards": 2, "watch_timeout": fleet.watch_timeout})
+    fleet.start_daemons(watcherd=False)
+    s0, s1 = Shard(fleet, "0").start(), Shard(fleet, "1").start()
+    wait_ready(fleet, ["watcherd-0", "watcherd-1"])
+    rows = status_rows(fleet)
+    assert rows["watcherd-0"]["shard"] == "0/2", rows["watcherd-0"]
+    assert rows["watcherd-1"]["shard"] == "1/2", rows["watcherd-1"]
+    assert "watcherd" not in rows, rows.keys()
+
+    got = {}
+    for cl in (a, b, c):
+        fleet.wait_api(cl.host)
+        kubectl_through(cl)
+        (got[cl.name],) = fleet.wait_address(cl, "app", "db")
+        serves(fleet, cl, got[cl.name])
+
+    # served exactly once: allocd's log has each cluster's syncs from its
+    # owner only, and only the owner says it resynced it
+    owner = {a.uuid: s0, b.uuid: s1, c.uuid: s1}
+    syncs = [e for e in log_since(fleet, 0) if e["type"] == "SYNC_BEGIN"]
+    assert {e["cluster"] for e in syncs} == set(owner), syncs
+    for e in syncs:
+        assert e["sid"] & SYNC_TAG_MASK == owner[e["cluster"]].tag(), (e, s0.tag(), s1.tag())
+    assert s0.resynced("alpha") >= 1 and s1.resynced("alpha") == 0
+    for name in ("bravo", "charlie"):
+        assert s1.resynced(name) >= 1 and s0.resynced(name) == 0, name
+    _, table = ctl(fleet, "clusters")
+    assert re.search(r"^alpha\s+%s\s+0\s" % a.uuid, table, re.M), table
+    assert re.search(r"^bravo\s+%s\s+1\s" % b.uuid, table, re.M), table
+
+    # shard 1 dies: bravo and charlie keep routing as they were
+    mark = top_seq(fleet)
+    s1.kill9()
+    rows = status_rows(fleet)
+    assert not rows["watcherd-1"]["answering"], rows["watcherd-1"]
+    for cl in (b, c):
+        kubectl_through(cl)
+        serves(fleet, cl, got[cl.name])
+
+    # charlie is deleted from PKS while its shard is down: shard 0 sees it
+    # gone from two polls, and leaves it alone
+    c.unregister()
+    polls = s0.polls()
+    testlib.wait_until(lambda: s0.polls() >= polls + 2, 30, "two polls of shard 0")
+    assert fleet.tls_probe(c.host), "charlie taken down by another shard"
+    serves(fleet, c, got["charlie"])
+
+    # shard 1 back: bravo resynced, charlie taken down
+    s1.start()
+    wait_ready(fleet, ["watcherd-1"])
+    fleet.wait_api(c.host, up=False)
+    fleet.wait_refused(got["charlie"])
+    kubectl_through(b)
+    serves(fleet, b, got["bravo"])
+    kubectl_through(a)
+    serves(fleet, a, got["alpha"])
+    after = log_since(fleet, mark + 1)
+    assert any(e["type"] == "SYNC_BEGIN" and e["cluster"] == b.uuid for e in after), after
+    assert any(e["type"] == "API_DEL" and e["cluster"] == c.uuid for e in after), after
+    # the other shard's cluster: no decision, and nothing said by shard 1
+    touched = [e for e in after if e.get("cluster") == a.uuid and
+               (e["type"] in DECISIONS or
+                (e["type"] == "SYNC_BEGIN" and e["sid"] & SYNC_TAG_MASK != s0.tag()))]
+    assert touched == [], touched
+    moved = [e for e in after if e["type"] in DECISIONS and e.get("cluster") == b.uuid]
+    assert moved == [], moved
+    assert status_rows(fleet)["watcherd-1"]["counters"]["shard_downs"] >= 1
+
+
+def test_count_from_two_to_three_and_back(make_fleet):
+    harness.need("allocd", "renderd", "applyd", "watcherd", "porticoctl")
+    fleet = make_fleet()
+    # x moves 0 -> 1, y moves 1 -> 2 (the new shard), z stays on 0
+    x = add_cluster(fleet, "xray", n2=0, n3=1)
+    y = add_cluster(fleet, "yankee", n2=1, n3=2)
+    z = add_cluster(fleet, "zulu", n2=0, n3=0)
+    fleet.start(watcherd=False)
+    shards = {"0/2": Shard(fleet, "0/2").start(), "1/2": Shard(fleet, "1/2").start()}
+    wait_ready(fleet, ["watcherd-0", "watcherd-1"])
+    # [clusters] shards left at 1: the shards found in the run folder
+    rows = status_rows(fleet)
+    assert "watcherd" not in rows and rows["watcherd-1"]["shard"] == "1/2", rows.keys()
+    addrs = {}
+    for cl in (x, y, z):
+        fleet.wait_api(cl.host)
+        addrs[cl.name] = fleet.wait_address(cl, "app", "db")
+        serves(fleet, cl, addrs[cl.name][0])
+    testlib.wait_until(lambda: all(p[1] for p in ports(fleet).values()), 30,
+                       "every address written")
+    before, (_, pool) = ports(fleet), ctl(fleet, "ports")
+    mark = top_seq(fleet)
+
+    def same(spec_running):
+        wait_ready(fleet, ["watcherd-%s" % s.split("/")[0] for s in spec_running])
+        for cl in (x, y, z):
+            kubectl_through(cl)
+            serves(fleet, cl, addrs[cl.name][0])
+            assert fleet.wait_address(cl, "app", "db") == addrs[cl.name]
+        assert ports(fleet) == before
+        assert ctl(fleet, "ports")[1] == pool
+        bad = [e for e in log_since(fleet, mark + 1)
+               if e["type"] in ("PORT_FREE", "API_DEL", "REFUSED") or
+               (e["type"] == "PORT_SET" and
+                before.get(owner_of(e), (None,))[0] != e.get("port"))]
+        assert bad == [], bad
+
+    # 2 -> 3: the new shard first (yankee has two owners for a while: both
+    # resync it), then each old one restarted with the new count
+    shards["2/3"] = Shard(fleet, "2/3").start()
+    testlib.wait_until(lambda: shards["2/3"].resynced("yankee") >= 1, 60,
+                       "yankee resynced by shard 2/3")
+    assert shards["2/3"].resynced("xray") == 0 and shards["2/3"].resynced("zulu") == 0
+    for old, new in (("0/2", "0/3"), ("1/2", "1/3")):
+        shards[old].retire()
+        shards[new] = Shard(fleet, new).start()
+    same(["0/3", "1/3", "2/3"])
+    for name, spec in (("xray", "1/3"), ("yankee", "2/3"), ("zulu", "0/3")):
+        assert shards[spec].resynced(name) >= 1, (name, spec)
+    assert shards["0/3"].resynced("xray") == 0
+
+    # 3 -> 2: the third goes, the others restart with 2
+    shards["2/3"].retire()
+    for old, new in (("0/3", "0/2"), ("1/3", "1/2")):
+        shards[old].retire()
+        shards[new] = Shard(fleet, new, run=2).start()
+    same(["0/2", "1/2"])
+    assert shards["1/2"].resynced("yankee") >= 1
+    assert shards["0/2"].resynced("xray") >= 1

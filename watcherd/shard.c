@@ -1,0 +1,218 @@
+/*
+ * watcherd — its share of the fleet, when several split it.
+ *
+ * Shard I of N owns the clusters whose id hashes to I (hash_shard():
+ * FNV-1a 64 of the PKS uuid or the kubeconfig file's name, modulo N).
+ * Every shard reads the whole of every source, but upserts, watches,
+ * resyncs and takes down only its own clusters.  allocd needs no notion
+ * of shards: a resync (SYNC_BEGIN .. SYNC_END) is already the truth for
+ * one cluster alone, and a CLUSTER_DOWN names one cluster.  So a shard's
+ * start, stop or resync never reaches another shard's clusters, and a
+ * shard that dies leaves its clusters routed as they were (last good
+ * state) until it, or whoever owns them next, resyncs them.
+ *
+ * Changing N is restarting the shards with the new count.  A cluster
+ * that moves is never taken down: its old owner just stops watching it
+ * (a process that exits sends nothing), its new owner upserts and
+ * resyncs it, and its ports, being the owner's, do not move.  For a while
+ * two shards may both own a cluster (or shards disagree on N): both watch
+ * and resync it.  That is made harmless here, by sync ids no two
+ * watcherds share (shard_sync_id), since allocd ends a sync only on the
+ * id that began it last; and by taking a cluster down only on a poll
+ * that was asked after allocd had it (shard_reconcile).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "daemon.h"
+#include "hash.h"
+#include "log.h"
+#include "loop.h"
+#include "watcherd.h"
+
+/* Low bits of a sync id that tell one watcherd's from another's. */
+#define SYNC_TAG_BITS	20
+
+static unsigned		 shard_index, shard_count = 1;
+static char		 shard_label[32];	/* "I/N" */
+static struct smap	 known;			/* id -> seq of its API_SET */
+static uint64_t		 feed_at;		/* allocd's last seq seen */
+static uint64_t		 asked[3] = {		/* by SRC_*: see shard_polled */
+	UINT64_MAX, UINT64_MAX, UINT64_MAX
+};
+static unsigned long	 downs;
+
+/*
+ * "-s I/N", or "-s I" with N from [clusters] shards.  Without -s a
+ * watcherd is the only one (0/1); a configuration that says there are
+ * several must then say which this is.
+ */
+void
+shard_init(struct daemon *d)
+{
+	unsigned long i, n = conf.shards;
+	char *end;
+
+	if (d->shard == NULL) {
+		if (conf.shards > 1)
+			fatalx("[clusters] shards is %u: which one is this? "
+			    "(-s index)", conf.shards);
+		return;
+	}
+	i = strtoul(d->shard, &end, 10);
+	if (*d->shard < '0' || *d->shard > '9' || (*end != '\0' &&
+	    *end != '/'))
+		fatalx("-s %s: not index or index/count", d->shard);
+	if (*end == '/') {
+		if (end[1] < '0' || end[1] > '9')
+			fatalx("-s %s: not index/count", d->shard);
+		n = strtoul(end + 1, &end, 10);
+		if (*end != '\0')
+			fatalx("-s %s: not index/count", d->shard);
+	}
+	if (n < 1 || n > HASH_SHARDS_MAX || i >= n)
+		fatalx("-s %s: the index must be below the count, the count "
+		    "1 to %d", d->shard, HASH_SHARDS_MAX);
+	if (n != conf.shards && conf.shards > 1)
+		log_warnx("-s %s: [clusters] shards says %u; the count of "
+		    "-s is the one used", d->shard, conf.shards);
+	shard_index = (unsigned)i;
+	shard_count = (unsigned)n;
+	snprintf(shard_label, sizeof(shard_label), "%u/%u", shard_index,
+	    shard_count);
+	d->shard = shard_label;		/* the control socket's status */
+	loop_counter("shard_downs", &downs);
+}
+
+int
+shard_mine(const char *id)
+{
+	return hash_shard(id, shard_count) == shard_index;
+}
+
+/* "watcherd", or "watcherd-I" when there are several: its pid and ctl. */
+const char *
+shard_name(void)
+{
+	static char name[32];
+
+	if (shard_count == 1)
+		return "watcherd";
+	snprintf(name, sizeof(name), "watcherd-%u", shard_index);
+	return name;
+}
+
+const char *
+shard_describe(void)
+{
+	return shard_count == 1 ? "the only shard" : shard_label;
+}
+
+/*
+ * A sync id.  allocd ends a cluster's sync only on the id that began it
+ * last; were two watcherds (two owners during a change of N, or an old
+ * and a new pod of one shard) to share one, one's SYNC_END could end the
+ * other's sync before its routes were in, and allocd would release them.
+ * So: the clock at start, counted up, shifted over a tag drawn at start.
+ * The clock keeps a restarted watcherd from reusing its own ids.
+ */
+uint64_t
+shard_sync_id(void)
+{
+	static uint64_t count;
+
+	if (count == 0)
+		count = now_ms();
+	return (++count << SYNC_TAG_BITS) | shard_sync_tag();
+}
+
+/* The low bits of every sync id this watcherd sends: its log says them. */
+unsigned
+shard_sync_tag(void)
+{
+	return (unsigned)(bus_boot_id() & ((1u << SYNC_TAG_BITS) - 1));
+}
+
+/* allocd's clusters, from its feed: whose API route it holds, since when. */
+void
+shard_alloc_event(const struct event *ev)
+{
+	uint64_t *at;
+
+	if (ev->seq > feed_at)
+		feed_at = ev->seq;
+	switch (ev->type) {
+	case EV_API_SET:
+		if (smap_get(&known, ev->cluster) != NULL)
+			return;
+		if ((at = malloc(sizeof(*at))) == NULL)
+			fatal("shard");
+		*at = ev->seq;
+		smap_put(&known, ev->cluster, at);
+		break;
+	case EV_API_DEL:
+		free(smap_del(&known, ev->cluster));
+		break;
+	}
+}
+
+void
+shard_alloc_reset(void)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+
+	while ((e = smap_next(&known, &it)) != NULL)
+		free(e->val);
+	smap_free(&known);
+	feed_at = 0;
+}
+
+/* Where allocd's feed is: a poll asked now speaks for what it holds. */
+uint64_t
+shard_feed_at(void)
+{
+	return feed_at;
+}
+
+/*
+ * A source completed a poll it asked for when allocd's feed was at seq
+ * (shard_feed_at() then): it speaks for the clusters allocd had by then.
+ */
+void
+shard_polled(int source, uint64_t seq)
+{
+	if (source > 0 && source < (int)(sizeof(asked) / sizeof(asked[0])))
+		asked[source] = seq;
+}
+
+/*
+ * Clusters allocd routes that are this shard's and that no source names
+ * any more (they went while their owner was down, or before it owned
+ * them): tell allocd they are gone.  Only those allocd had before the
+ * sources' oldest poll was asked: a cluster that another owner has just
+ * brought up is not in an answer asked before it.  Called once every
+ * source has completed a poll.
+ */
+void
+clusters_reconcile_alloc(void)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+	uint64_t upto = UINT64_MAX;
+	size_t i;
+
+	for (i = 0; i < sizeof(asked) / sizeof(asked[0]); i++)
+		if (asked[i] < upto)
+			upto = asked[i];
+	while ((e = smap_next(&known, &it)) != NULL)
+		if (shard_mine(e->key) && *(uint64_t *)e->val <= upto &&
+		    cluster_find(e->key) == NULL) {
+			log_info("cluster %s: routed by allocd, named by no "
+			    "source: down", e->key);
+			downs++;
+			send_cluster_down(e->key);
+		}
+}
