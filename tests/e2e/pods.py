@@ -118,7 +118,7 @@ class Pods:
     """portico's pods for one harness.Fleet (unstarted: its simulators run,
     its daemons never start; the pods are the daemons)."""
 
-    def __init__(self, fleet, image):
+    def __init__(self, fleet, image, overlay=None):
         self.fleet = fleet
         self.image = image
         self.prefix = "pt%05d" % random.randrange(100000)
@@ -133,7 +133,9 @@ class Pods:
         subprocess.run(["sh", os.path.join(self.deploy, "make-secrets.sh"),
                         "-c", fleet.pki.ca_cert], check=True, env=env,
                        stdout=subprocess.DEVNULL, timeout=30)
-        self.docs = playable.kustomize(self.deploy)
+        # overlay: a folder of deploy/kubernetes/overlays to play instead
+        self.docs = playable.kustomize(os.path.join(self.deploy, *(
+            ("overlays", overlay) if overlay else ())))
         self.secrets = {
             name: playable.secret_dir(self.docs, name, os.path.join(self.dir, "sec-" + name),
                                       gid=PORTICO_UID)
@@ -185,7 +187,7 @@ class Pods:
         return "%s:%d" % (host, testlib.free_port(host))
 
     def play(self, what, kind, workload, hostpaths, claims=None, listen=None,
-             metrics_key=None, uid=PORTICO_UID):
+             metrics_key=None, uid=PORTICO_UID, hostname=None):
         """Play workload's pod template as the pod <prefix>-<what>, with a
         ConfigMap of its own (the shipped one, with the test's addresses)."""
         name = self.name(what)
@@ -197,7 +199,8 @@ class Pods:
         pod = playable.pod(self.docs, kind, workload, name, self.image.name,
                            configmaps={"portico-config": cm_name},
                            secrets=self.secrets, hostpaths=hostpaths, claims=claims,
-                           empty_dirs={"run": run_dir}, host_network=True)
+                           empty_dirs={"run": run_dir}, host_network=True,
+                           hostname=hostname)
         path = os.path.join(self.dir, what + ".yaml")
         with open(path, "w") as f:
             f.write(playable.dump([cm, pod]))
@@ -253,17 +256,22 @@ class Pods:
                           "/run/portico-render": self.render[replica]},
                          listen=listen, metrics_key="applyd_metrics", uid=0)
 
-    def start_watcherd(self):
-        return self.play("watcherd", "Deployment", "portico-watcherd",
-                         {"/run/portico-bus": self.bus}, metrics_key="watcherd")
+    def start_watcherd(self, ordinal=0):
+        """The StatefulSet's pod portico-watcherd-<ordinal>: that shard."""
+        what = "watcherd" if ordinal == 0 else "watcherd-%d" % ordinal
+        return self.play(what, "StatefulSet", "portico-watcherd",
+                         {"/run/portico-bus": self.bus}, metrics_key="watcherd",
+                         hostname="portico-watcherd-%d" % ordinal)
 
-    def start(self):
-        """allocd, one renderd, one applyd, watcherd; HAProxy listening."""
+    def start(self, shards=1):
+        """allocd, one renderd, one applyd, watcherd (each of its shards);
+        HAProxy listening."""
         t0 = time.monotonic()
         self.start_allocd().wait_healthy()
         self.start_renderd().wait_healthy()
         self.start_applyd().wait_healthy()
-        self.start_watcherd().wait_healthy()
+        for i in range(shards):
+            self.start_watcherd(i).wait_healthy()
         self.fleet.wait_proxy(timeout=60)
         return time.monotonic() - t0
 

@@ -7,6 +7,7 @@ report): the image once per module, then each pod's play.
 """
 
 import os
+import re
 import time
 
 import pytest
@@ -35,8 +36,8 @@ def make_pods(request, make_fleet, image):
     a sanitizer report in any pod's log fails the test."""
     made = []
 
-    def make(fleet):
-        p = podlib.Pods(fleet, image)
+    def make(fleet, **kw):
+        p = podlib.Pods(fleet, image, **kw)
         made.append(p)
         return p
     yield make
@@ -180,6 +181,61 @@ def test_renderd_scaled_every_applyd_serves_the_same_table(make_fleet, make_pods
     print("costs: " + "; ".join(costs))
 
 
+def test_watcherd_in_two_shards(make_fleet, make_pods):
+    """The StatefulSet of overlays/watcherd-shards, two pods: each cluster
+    is served by its shard alone; one shard's pod killed and played again:
+    its clusters come back (a route made meanwhile gets its address), the
+    other shard's are not touched (not resynced, no port moves)."""
+    from test_shards import add_cluster
+    fleet = make_fleet()
+    a = add_cluster(fleet, "alpha", n2=0)
+    b = add_cluster(fleet, "bravo", n2=1)
+    pods = make_pods(fleet, overlay="watcherd-shards")
+    costs = []
+    t = time.monotonic()
+    pods.start(shards=2)
+    t = timed("five pods up (two shards)", t, costs)
+    got = {}
+    for c in (a, b):
+        fleet.wait_api(c.host, timeout=60)
+        out = c.kubectl_via_portico("get", "namespaces", "-o", "name").stdout
+        assert "namespace/app" in out, out
+        (got[c.name],) = fleet.wait_address(c, "app", "db", timeout=60)
+        fleet.wait_serves(got[c.name], c.markers("app", "db", 5432), timeout=30)
+    addr = {c.name: c.annotations("app", "db")[ADDRESS] for c in (a, b)}
+    t = timed("both clusters routed through their shards", t, costs)
+
+    s0, s1 = pods.pods["watcherd"], pods.pods["watcherd-1"]
+
+    def resyncs(pod, name):
+        return len(re.findall(r"\b%s: resync sent" % re.escape(name), pod.logs("watcherd")))
+    # served exactly once: each cluster resynced by its own shard only
+    assert resyncs(s0, "alpha") >= 1 and resyncs(s0, "bravo") == 0
+    assert resyncs(s1, "bravo") >= 1 and resyncs(s1, "alpha") == 0
+
+    alpha_before = resyncs(s0, "alpha")
+    pods.kill(s1)
+    t = timed("shard 1's pod killed", t, costs)
+    # its cluster stays routed as it was; a route made meanwhile waits
+    fleet.wait_serves(got["bravo"], b.markers("app", "db", 5432), timeout=10)
+    b.create(harness.virtualservice("db2", "app", [[harness.dest("db", 5432)]],
+                                    annotations={EXPOSE: "true"}))
+    pods.up(s1)
+    s1.wait_ready(timeout=60)
+    t = timed("shard 1 played again, ready", t, costs)
+    (new,) = fleet.wait_address(b, "app", "db2", timeout=60)
+    fleet.wait_serves(new, b.markers("app", "db", 5432), timeout=30)
+    t = timed("its cluster back: the new route live", t, costs)
+    for c in (a, b):
+        assert fleet.wait_address(c, "app", "db") == [got[c.name]]
+        assert c.annotations("app", "db")[ADDRESS] == addr[c.name]
+        fleet.wait_serves(got[c.name], c.markers("app", "db", 5432), timeout=30)
+    # the other shard never resynced its cluster again
+    assert resyncs(s0, "alpha") == alpha_before
+    assert resyncs(s0, "bravo") == 0
+    print("costs: " + "; ".join(costs))
+
+
 def _serves(addr, port, expect):
     try:
         return harness.read_marker(addr, port, 2) in expect
@@ -203,10 +259,13 @@ def test_manifests_are_real_kinds():
                  for x in playable.kustomize(os.path.join(d, "k"))}
         over = {(x["kind"], x["metadata"]["name"]) for x in playable.kustomize(
             os.path.join(d, "k", "overlays", "applyd-deployment"))}
+        shards = playable.find(playable.kustomize(
+            os.path.join(d, "k", "overlays", "watcherd-shards")),
+            "StatefulSet", "portico-watcherd")
     finally:
         shutil.rmtree(d)
     for k in (("Namespace", "portico"), ("ServiceAccount", "portico"),
-              ("StatefulSet", "portico-allocd"), ("Deployment", "portico-watcherd"),
+              ("StatefulSet", "portico-allocd"), ("StatefulSet", "portico-watcherd"),
               ("Deployment", "portico-renderd"), ("Service", "portico-renderd"),
               ("DaemonSet", "portico-applyd")):
         assert k in kinds, k
@@ -215,3 +274,7 @@ def test_manifests_are_real_kinds():
         {"portico-pks", "portico-proof"}
     assert ("Deployment", "portico-applyd") in over
     assert ("DaemonSet", "portico-applyd") not in over
+    # the shards' count in its two places, agreeing
+    assert shards["spec"]["replicas"] == 2
+    assert shards["spec"]["template"]["spec"]["containers"][0]["env"] == \
+        [{"name": "PORTICO_SHARDS", "value": "2"}]

@@ -16,7 +16,8 @@ the manifests is what the tests run), with only what a test must change:
   emptyDir a named volume shared by every pod that names it alike);
 - each volumeClaimTemplate of a StatefulSet: a claim by a name of the
   test's (podman makes it a named volume, kept across plays);
-- hostAliases and hostNetwork, where the test needs them.
+- hostAliases and hostNetwork, where the test needs them, and the
+  hostname Kubernetes gives a StatefulSet's pod (<name>-<ordinal>).
 
     python3 tests/pods/playable.py DIR KIND/NAME    # the pod template, as a Pod
 """
@@ -111,7 +112,7 @@ def configmap(docs, name, new_name, over=None):
 
 def pod(docs, kind, name, pod_name, image, configmaps=None, secrets=None,
         hostpaths=None, claims=None, empty_dirs=None, host_network=None,
-        host_aliases=None, command=None):
+        host_aliases=None, command=None, hostname=None):
     """The pod template of kind/name as a Pod called pod_name.
 
     configmaps: {kustomized ConfigMap name prefix: name in the play};
@@ -119,7 +120,9 @@ def pod(docs, kind, name, pod_name, image, configmaps=None, secrets=None,
     hostpaths: {path on the node: host folder of the test};
     claims: {volumeClaimTemplate name: claim name};
     empty_dirs: {emptyDir volume name: host folder of this pod's own};
-    command: {container: argv} to replace a container's command."""
+    command: {container: argv} to replace a container's command;
+    hostname: the pod's (a StatefulSet's pod is called <name>-<ordinal>,
+    and its hostname says so)."""
     wl = find(docs, kind, name)
     tmpl = copy.deepcopy(wl["spec"]["template"])
     spec = tmpl["spec"]
@@ -171,6 +174,8 @@ def pod(docs, kind, name, pod_name, image, configmaps=None, secrets=None,
         # informational in Kubernetes; podman refuses port mappings there
         for c in spec["containers"]:
             c.pop("ports", None)
+    if hostname:
+        spec["hostname"] = hostname
     if host_aliases:
         spec["hostAliases"] = [{"ip": ip, "hostnames": list(names)}
                                for ip, names in host_aliases.items()]
