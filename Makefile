@@ -42,6 +42,7 @@ COMMON	+= health
 COMMON	+= metrics
 COMMON	+= loop control
 COMMON	+= store_migrate
+COMMON	+= keys zap
 COMMON_OBJS = $(COMMON:%=$(BUILD)/obj/common/%.o)
 BINS	 = $(DAEMONS:%=$(BUILD)/bin/%)
 TOOLS	 = porticoctl
@@ -53,6 +54,7 @@ UNITS	+= test_compact
 UNITS	+= test_job
 UNITS	+= test_rtable
 UNITS	+= test_hash
+UNITS	+= test_keys test_bus
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
 PY	 = /usr/bin/python3

@@ -827,7 +827,7 @@ main(int argc, char **argv)
 	bus_close(in_sock);
 	bus_close(pub_sock);
 	bus_close(sync_sock);
-	zmq_ctx_term(bus_ctx());
+	bus_term();
 	alloc_free(&al);
 	store_close(&st);
 	return 0;

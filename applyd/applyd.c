@@ -768,7 +768,7 @@ main(int argc, char **argv)
 	proxy.ops->stop(&proxy);
 	consumer_close(&feed);
 	bus_close(alloc_sock);
-	zmq_ctx_term(bus_ctx());
+	bus_term();
 	log_info("%lu reloads, %lu live changes, %lu failures", reloads,
 	    lives, failures);
 	routes_clear(&table);

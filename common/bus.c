@@ -11,6 +11,7 @@
 #include "bus.h"
 #include "log.h"
 #include "metrics.h"
+#include "zap.h"
 
 unsigned long bus_garbage;
 
@@ -28,15 +29,15 @@ void *
 bus_socket(int type)
 {
 	int64_t maxmsg = BUS_MAXMSG;
-	int linger = 0, hwm = 200000;
+	int linger = 0, sndhwm = BUS_SNDHWM, rcvhwm = BUS_RCVHWM;
 	void *s;
 
 	if ((s = zmq_socket(bus_ctx(), type)) == NULL)
 		fatal("zmq_socket");
 	if (zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg)) ||
 	    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger)) ||
-	    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof(hwm)) ||
-	    zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof(hwm)))
+	    zmq_setsockopt(s, ZMQ_SNDHWM, &sndhwm, sizeof(sndhwm)) ||
+	    zmq_setsockopt(s, ZMQ_RCVHWM, &rcvhwm, sizeof(rcvhwm)))
 		fatal("zmq_setsockopt");
 	if (type == ZMQ_SUB && zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0))
 		fatal("zmq_setsockopt SUBSCRIBE");
@@ -50,6 +51,7 @@ bus_bind(void *s, const char *ep)
 	if (strncmp(ep, "ipc://", 6) == 0 && unlink(ep + 6) == -1 &&
 	    errno != ENOENT)
 		log_warn("unlink %s", ep + 6);
+	zap_server(s, ep);
 	if (zmq_bind(s, ep) == -1) {
 		log_warn("bind %s", ep);
 		return -1;
@@ -60,6 +62,7 @@ bus_bind(void *s, const char *ep)
 int
 bus_connect(void *s, const char *ep)
 {
+	zap_client(s, ep);
 	if (zmq_connect(s, ep) == -1) {
 		log_warn("connect %s", ep);
 		return -1;
@@ -72,6 +75,15 @@ bus_close(void *s)
 {
 	if (s != NULL)
 		zmq_close(s);
+}
+
+void
+bus_term(void)
+{
+	zap_close();
+	if (ctx != NULL)
+		zmq_ctx_term(ctx);
+	ctx = NULL;
 }
 
 static void

@@ -20,7 +20,19 @@
 #include "event.h"
 #include "loop.h"
 
-#define BUS_MAXMSG		(EV_MAX_TEXT + (1 << 20))
+/*
+ * The largest message any socket takes: the largest legitimate event is a
+ * route of EV_MAX_BACKENDS IPv6 backends, about 56 KiB (test_bus checks
+ * it).  libzmq drops a bigger one, and the connection it came on, before
+ * anything is decoded.  A peer makes us hold at most BUS_RCVHWM messages
+ * per connection (128 MiB at worst, some 200 KiB as events are), and on
+ * tcp:// only a peer whose key is listed gets that far (zap.h).  What we
+ * send may queue up to BUS_SNDHWM: our own events, for a consumer that
+ * lags (PUB drops past it, and the consumer catches up by SINCE).
+ */
+#define BUS_MAXMSG		(128 << 10)
+#define BUS_RCVHWM		1000
+#define BUS_SNDHWM		200000
 #define BUS_HEARTBEAT_MS	1000
 #define BUS_SYNC_TIMEOUT_MS	5000
 #define BUS_SILENCE_MS		(3 * BUS_HEARTBEAT_MS + 500)
@@ -31,6 +43,8 @@ void	*bus_socket(int type);
 int	 bus_bind(void *, const char *endpoint);
 int	 bus_connect(void *, const char *endpoint);
 void	 bus_close(void *);
+/* At exit, every socket of ours closed: the bus's own, then the context. */
+void	 bus_term(void);
 
 /* Encode and send; more = ZMQ_SNDMORE handled by callers of bus_send_to. */
 int	 bus_send(void *, const struct event *);

@@ -28,7 +28,7 @@ enum ckind {
 	CK_DOMAIN,
 	CK_IP,
 	CK_URL,			/* https:// only: secrets go over it */
-	CK_ENDPOINT,		/* ipc:// (tcp:// waits for CURVE keys) */
+	CK_ENDPOINT,		/* ipc://, or tcp:// with [bus] keys */
 	CK_BACKEND,
 	CK_KIND,
 	CK_PATH,		/* absolute, and safe to print in a proxy config */
@@ -125,6 +125,7 @@ static const struct ckey ckeys[] = {
 	C("bus", "alloc_in", CK_ENDPOINT, alloc_in, 0, 0, ""),
 	C("bus", "alloc_pub", CK_ENDPOINT, alloc_pub, 0, 0, ""),
 	C("bus", "alloc_sync", CK_ENDPOINT, alloc_sync, 0, 0, ""),
+	C("bus", "keys", CK_STR, bus_keys, 0, 0, ""),
 	P("kind", CK_KIND, kind, 0, 0, "haproxy"),
 	P("binary", CK_STR, binary, 0, 0, NULL),	/* by kind */
 	P("listen", CK_IP, listen, 0, 0, NULL),		/* [portico] listen */
@@ -294,13 +295,13 @@ check_value(const struct ckey *k, const char *v, void *dst)
 		break;
 	case CK_ENDPOINT:
 		/*
-		 * Anyone who reaches a tcp:// endpoint could feed allocd a
-		 * cluster or applyd a configuration: until the bus has CURVE
-		 * keys and a list of who may speak on each socket, only ipc://
-		 * under the 0700 run folder is accepted.
+		 * ipc:// under the 0700 run folder, or tcp:// (which
+		 * check_bus then requires CURVE keys for): nothing else
+		 * libzmq speaks has a way to know who is on the other end.
 		 */
-		if (*v != '\0' && (strncmp(v, "ipc://", 6) != 0 ||
-		    v[6] == '\0'))
+		if (*v != '\0' && ((strncmp(v, "ipc://", 6) != 0 &&
+		    strncmp(v, "tcp://", 6) != 0) || v[6] == '\0' ||
+		    !valid_text(v) || strchr(v, ' ') != NULL))
 			return -1;
 		break;
 	case CK_BACKEND:
@@ -356,8 +357,7 @@ kind_help(const struct ckey *k)
 	case CK_IP:		return "not an IP address: %s";
 	case CK_URL:		return "not an https:// URL (secrets travel "
 				    "only over verified TLS): %s";
-	case CK_ENDPOINT:	return "not an ipc:// endpoint (tcp:// needs "
-				    "CURVE keys, not supported yet): %s";
+	case CK_ENDPOINT:	return "not an ipc:// or tcp:// endpoint: %s";
 	case CK_BACKEND:	return "unknown backend mode (nodeport, "
 				    "endpoints): %s";
 	case CK_KIND:		return "unknown proxy kind (haproxy, nginx, "
@@ -649,6 +649,46 @@ check_ephemeral(const struct config *c, char *err, size_t errlen)
 }
 
 /*
+ * Anyone who reaches a tcp:// endpoint could feed allocd a cluster or
+ * applyd a configuration: tcp:// is accepted only with CURVE keys, which
+ * the bus (zap.c) then requires on every tcp:// socket.
+ */
+static int
+check_bus(const struct config *c, char *err, size_t errlen)
+{
+	char what[CONF_ENDPOINT + 160];
+	const char *ep;
+	int j;
+
+	if (c->bus_keys[0] != '\0') {
+		if (c->bus_keys[0] == '/')
+			return 0;
+		snprintf(err, errlen, "%s: [bus] keys: not an absolute path",
+		    c->path);
+		return -1;
+	}
+	what[0] = '\0';
+	if (strncmp(ep = c->alloc_in, "tcp://", 6) == 0 ||
+	    strncmp(ep = c->alloc_pub, "tcp://", 6) == 0 ||
+	    strncmp(ep = c->alloc_sync, "tcp://", 6) == 0)
+		snprintf(what, sizeof(what), "[bus] %s: %s", ep == c->alloc_in ?
+		    "alloc_in" : ep == c->alloc_pub ? "alloc_pub" :
+		    "alloc_sync", ep);
+	for (j = 0; what[0] == '\0' && j < c->nproxies; j++)
+		if (strncmp(ep = c->proxies[j].pub, "tcp://", 6) == 0 ||
+		    strncmp(ep = c->proxies[j].sync, "tcp://", 6) == 0)
+			snprintf(what, sizeof(what), "[proxy.%s] %s: %s",
+			    c->proxies[j].name, ep == c->proxies[j].pub ?
+			    "pub" : "sync", ep);
+	if (what[0] == '\0')
+		return 0;
+	snprintf(err, errlen, "%s: %s is tcp:// but [bus] keys is not set "
+	    "(a tcp:// endpoint needs CURVE keys: see porticoctl keygen)",
+	    c->path, what);
+	return -1;
+}
+
+/*
  * The password grant takes a user and a password together: one alone is a
  * typo or a half-finished edit, and falling back to client_credentials
  * would fail later with a 401 that names neither key.
@@ -788,6 +828,8 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 		return -1;
 	}
 	if (check_user(c, err, errlen) == -1)
+		return -1;
+	if (check_bus(c, err, errlen) == -1)
 		return -1;
 	if (check_file_mode(c, &st, err, errlen) == -1)
 		return -1;

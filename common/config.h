@@ -101,6 +101,7 @@ struct config {
 	char		alloc_in[CONF_ENDPOINT];
 	char		alloc_pub[CONF_ENDPOINT];
 	char		alloc_sync[CONF_ENDPOINT];
+	char		bus_keys[PATH_MAX];	/* CURVE keys' folder (keys.h) */
 
 	struct proxy_conf proxies[CONF_MAX_PROXIES];
 	int		nproxies;

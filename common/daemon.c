@@ -17,6 +17,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "loop.h"
+#include "zap.h"
 #include "version.h"		/* made by the Makefile from git describe */
 
 static char daemon_pidfile[PATH_MAX + 64];
@@ -221,6 +222,12 @@ daemon_start(struct daemon *d, int argc, char **argv, const char *name,
 			    name, d->conf_path, d->proxy ? d->proxy : "?");
 			exit(1);
 		}
+	}
+	/* the bus's keys are checked by -n too; commands need none */
+	if (d->replay == NULL && d->render == NULL &&
+	    zap_init(conf, name, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s: [bus] keys: %s\n", name, err);
+		exit(1);
 	}
 	if (d->check) {
 		config_print(conf, stdout);

@@ -28,6 +28,8 @@ static const struct {
 	{ "routes",	NULL,		cmd_routes },
 	{ "ports",	NULL,		cmd_ports },
 	{ "status",	NULL,		cmd_status },
+	{ "keygen",	NULL,		cmd_keygen },
+	{ "bus",	"since",	cmd_bus_since },
 };
 
 static void
@@ -42,7 +44,11 @@ usage(void)
 	    "  clusters\n"
 	    "  routes [-c CLUSTER] [-n NAMESPACE]\n"
 	    "  ports\n"
-	    "  status         every daemon, asked on its control socket\n");
+	    "  status         every daemon, asked on its control socket\n"
+	    "  keygen ROLE [DIR]  a CURVE key pair for ROLE, into [bus] keys\n"
+	    "  bus since [--since SEQ] [--proxy NAME]\n"
+	    "                 allocd's (or NAME's renderd's) SINCE answer, "
+	    "over the bus\n");
 }
 
 const struct config *

@@ -131,5 +131,7 @@ int	cmd_clusters(struct ctl *, int, char **);
 int	cmd_routes(struct ctl *, int, char **);
 int	cmd_ports(struct ctl *, int, char **);
 int	cmd_status(struct ctl *, int, char **);
+int	cmd_keygen(struct ctl *, int, char **);
+int	cmd_bus_since(struct ctl *, int, char **);
 
 #endif

@@ -382,7 +382,7 @@ main(int argc, char **argv)
 	consumer_close(&alloc_feed);
 	bus_close(pub_sock);
 	bus_close(sync_sock);
-	zmq_ctx_term(bus_ctx());
+	bus_term();
 	log_info("%lu items published", items_sent);
 	for (i = 0; i < npending; i++)
 		zmq_msg_close(&pending[i]);

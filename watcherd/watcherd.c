@@ -244,6 +244,6 @@ main(int argc, char **argv)
 	loop_free();
 	consumer_close(&feed);
 	bus_close(alloc_sock);
-	zmq_ctx_term(bus_ctx());
+	bus_term();
 	return 0;
 }
