@@ -126,6 +126,7 @@ static const struct ckey ckeys[] = {
 	C("bus", "alloc_pub", CK_ENDPOINT, alloc_pub, 0, 0, ""),
 	C("bus", "alloc_sync", CK_ENDPOINT, alloc_sync, 0, 0, ""),
 	C("bus", "keys", CK_STR, bus_keys, 0, 0, ""),
+	C("bus", "bind", CK_STR, bus_bind, 0, 0, ""),
 	P("kind", CK_KIND, kind, 0, 0, "haproxy"),
 	P("binary", CK_STR, binary, 0, 0, NULL),	/* by kind */
 	P("listen", CK_IP, listen, 0, 0, NULL),		/* [portico] listen */
@@ -660,6 +661,11 @@ check_bus(const struct config *c, char *err, size_t errlen)
 	const char *ep;
 	int j;
 
+	if (c->bus_bind[0] != '\0' && !valid_ip(c->bus_bind)) {
+		snprintf(err, errlen, "%s: [bus] bind: not an IP address: %s",
+		    c->path, c->bus_bind);
+		return -1;
+	}
 	if (c->bus_keys[0] != '\0') {
 		if (c->bus_keys[0] == '/')
 			return 0;

@@ -102,6 +102,7 @@ struct config {
 	char		alloc_pub[CONF_ENDPOINT];
 	char		alloc_sync[CONF_ENDPOINT];
 	char		bus_keys[PATH_MAX];	/* CURVE keys' folder (keys.h) */
+	char		bus_bind[46];	/* what tcp:// binds take, or "" */
 
 	struct proxy_conf proxies[CONF_MAX_PROXIES];
 	int		nproxies;

@@ -223,6 +223,7 @@ daemon_start(struct daemon *d, int argc, char **argv, const char *name,
 			exit(1);
 		}
 	}
+	bus_bind_on(conf->bus_bind);
 	/* the bus's keys are checked by -n too; commands need none */
 	if (d->replay == NULL && d->render == NULL &&
 	    zap_init(conf, name, err, sizeof(err)) == -1) {
