@@ -30,8 +30,8 @@ daemons="allocd watcherd renderd applyd"
 for d in $daemons porticoctl; do
 	[ -x "$bin/$d" ] || { echo "image: $bin/$d: not built (make)" >&2; exit 1; }
 done
-# busybox gives the pods a shell for an init step (joining the PKS secret
-# to the configuration) and for an operator's `kubectl exec`.
+# busybox gives the pods a shell for portico-pod (scripts/portico-pod.sh,
+# what each pod runs) and for an operator's `kubectl exec`.
 for f in /usr/sbin/haproxy /bin/busybox; do
 	[ -x "$f" ] || { echo "image: $f missing (scripts/deps.sh)" >&2; exit 1; }
 done
@@ -49,12 +49,15 @@ for d in $daemons; do
 done
 install -m 0755 "$bin/porticoctl" "$root/usr/bin/porticoctl"
 install -m 0755 /usr/sbin/haproxy "$root/usr/sbin/haproxy"
+install -m 0755 "$(dirname "$0")/portico-pod.sh" "$root/usr/bin/portico-pod"
 install -m 0755 /bin/busybox "$root/bin/busybox"
-ln -s busybox "$root/bin/sh"
+for t in sh cat cp mv rm mkdir chmod hostname ls wget; do
+	ln -s busybox "$root/bin/$t"
+done
 
 # Every library the binaries load, at the path the loader looks for it
 # (the dynamic loader itself is the line without "=>").
-for f in "$root"/usr/sbin/* "$root"/usr/bin/*; do
+for f in "$root"/usr/sbin/* "$root"/usr/bin/porticoctl; do
 	ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
 done | sort -u | while read -r lib; do
 	mkdir -p "$root$(dirname "$lib")"

@@ -1,8 +1,14 @@
 #!/bin/sh
-# Fill deploy/kubernetes/base/secrets/, which base/kustomization.yaml turns into the
-# Secrets portico-pks and portico-proof.  Nothing here is committed (see
-# .gitignore); run it once per installation, keep the folder safe, and run
-# it again only to rotate (-f).
+# Fill deploy/kubernetes/base/secrets/, which base/kustomization.yaml turns
+# into the Secrets portico-pks, portico-proof and portico-key-ROLE and the
+# ConfigMap portico-bus-pub.  Nothing here is committed (see .gitignore);
+# run it once per installation, keep the folder safe, and run it again only
+# to rotate (-f: every secret anew, then `kubectl apply -k` restarts every
+# pod with them).
+#
+# The bus's keys are made by `porticoctl keygen` ($PORTICOCTL, or
+# porticoctl on PATH; or from the image:
+# PORTICOCTL="podman run --rm -v $PWD/deploy/kubernetes/base/secrets:/k -w /k portico porticoctl").
 #
 #   make-secrets.sh -c PKS_CA_FILE [-d DIR] [-f]
 #
@@ -34,8 +40,12 @@ case $PORTICO_PKS_SECRET in
 *" ;"*|*"
 "*) echo "$0: the secret cannot hold \" ;\" or a newline (portico.conf(5))" >&2; exit 2 ;;
 esac
+rm -f "$dir"/*.key "$dir"/*.pub
 printf '\n[pks]\nclient_secret = %s\n' "$PORTICO_PKS_SECRET" > "$dir/pks.conf"
 cp "$ca" "$dir/pks-ca.crt"
 head -c 32 /dev/urandom > "$dir/proof.key.tmp"
 mv "$dir/proof.key.tmp" "$dir/proof.key"
-echo "$0: wrote $dir/pks.conf, pks-ca.crt, proof.key"
+for role in allocd watcherd renderd applyd porticoctl; do
+	(cd "$dir" && ${PORTICOCTL:-porticoctl} keygen "$role" .) >/dev/null
+done
+echo "$0: wrote $dir/pks.conf, pks-ca.crt, proof.key, and a key pair per role"

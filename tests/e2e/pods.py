@@ -129,25 +129,38 @@ class Pods:
         self.deploy = os.path.join(self.dir, "deploy")
         shutil.copytree(DEPLOY, self.deploy,
                         ignore=shutil.ignore_patterns("secrets"))
-        env = dict(os.environ, PORTICO_PKS_SECRET=fleet.pks_auth["client_secret"])
+        env = dict(os.environ, PORTICO_PKS_SECRET=fleet.pks_auth["client_secret"],
+                   PORTICOCTL=harness.daemon_path("porticoctl"))
         subprocess.run(["sh", os.path.join(self.deploy, "make-secrets.sh"),
                         "-c", fleet.pki.ca_cert], check=True, env=env,
                        stdout=subprocess.DEVNULL, timeout=30)
         # overlay: a folder of deploy/kubernetes/overlays to play instead
         self.docs = playable.kustomize(os.path.join(self.deploy, *(
             ("overlays", overlay) if overlay else ())))
-        self.secrets = {
-            name: playable.secret_dir(self.docs, name, os.path.join(self.dir, "sec-" + name),
-                                      gid=PORTICO_UID)
-            for name in ("portico-pks", "portico-proof")}
-        # The node's folders of the bus (hostPath in the manifests).
-        self.bus = self._folder("bus")
-        self.render = {}                # renderd replica -> its sockets' folder
+        self.secrets = {}
+        for sec in self.docs:
+            if sec["kind"] == "Secret":
+                name = sec["metadata"]["name"].rsplit("-", 1)[0]
+                self.secrets[name] = playable.secret_dir(
+                    self.docs, name, os.path.join(self.dir, "sec-" + name),
+                    gid=PORTICO_UID)
+        # What the Services' names stand for: allocd's pod's address, and
+        # the renderd replica each applyd is given (hostAliases), with the
+        # bus's ports free on all of them.
+        self.allocd_addr = testlib.loopback_addr()
+        self.render_addr = {}           # renderd replica -> its address
+        self.bus_ports = self._free_ports(5)
         self.pods = {}
         self.configmaps = set()
         self.claims = set()
         self.metrics_host = fleet.listen
         self.old_logs = []              # (pod, log) of pods taken down
+
+    def _free_ports(self, n):
+        ports = set()
+        while len(ports) < n:
+            ports.add(testlib.free_port(self.allocd_addr))
+        return sorted(ports)
 
     def _folder(self, name, uid=PORTICO_UID):
         path = os.path.join(self.dir, name)
@@ -158,10 +171,13 @@ class Pods:
     def name(self, what):
         return "%s-%s" % (self.prefix, what)
 
-    def conf_over(self, listen=None, metrics=None):
+    def conf_over(self, listen=None, metrics=None, bind=None):
         """The test's changes to the shipped portico.conf: its addresses,
-        ports and simulators. metrics: {key: host:port}."""
+        ports and simulators; the bus's ports. metrics: {key: host:port};
+        bind: the pod's own address ([bus] bind: the Services' names are
+        hostAliases of the address of the pod they stand for)."""
         f = self.fleet
+        a_in, a_pub, a_sync, r_pub, r_sync = self.bus_ports
         over = {
             "portico": {"domain": harness.DOMAIN, "listen": listen or f.listen,
                         "api_port": f.api_port,
@@ -173,7 +189,12 @@ class Pods:
             "clusters": {"watch_timeout": f.watch_timeout},
             "limits": dict(f.limits),
             "metrics": {},
-            "proxy.haproxy": {},
+            "bus": {"alloc_in": "tcp://portico-allocd:%d" % a_in,
+                    "alloc_pub": "tcp://portico-allocd:%d" % a_pub,
+                    "alloc_sync": "tcp://portico-allocd:%d" % a_sync,
+                    "bind": bind or "127.0.0.1"},
+            "proxy.haproxy": {"pub": "tcp://portico-renderd:%d" % r_pub,
+                              "sync": "tcp://portico-renderd:%d" % r_sync},
         }
         for key, addr in (metrics or {}).items():
             if key in ("allocd", "watcherd"):
@@ -186,27 +207,34 @@ class Pods:
         host = host or self.metrics_host
         return "%s:%d" % (host, testlib.free_port(host))
 
-    def play(self, what, kind, workload, hostpaths, claims=None, listen=None,
-             metrics_key=None, uid=PORTICO_UID, hostname=None):
-        """Play workload's pod template as the pod <prefix>-<what>, with a
-        ConfigMap of its own (the shipped one, with the test's addresses)."""
+    def play(self, what, kind, workload, claims=None, listen=None, bind=None,
+             metrics_key=None, uid=PORTICO_UID, hostname=None, renderd=0):
+        """Play workload's pod template as the pod <prefix>-<what>, with
+        ConfigMaps of its own (the shipped ones; portico.conf with the
+        test's addresses). renderd: the replica portico-renderd names."""
         name = self.name(what)
-        metrics = self._metrics_addr(listen)
-        cm_name = name + "-config"
+        metrics = self._metrics_addr(bind or listen)
+        cm_name, pub_name = name + "-config", name + "-pub"
         cm = playable.configmap(self.docs, "portico-config", cm_name,
-                                self.conf_over(listen, {metrics_key: metrics}))
+                                self.conf_over(listen, {metrics_key: metrics}, bind))
+        pub = playable.configmap(self.docs, "portico-bus-pub", pub_name)
         run_dir = self._folder("run-" + what, uid)
+        aliases = {self.allocd_addr: ["portico-allocd"]}
+        if renderd in self.render_addr:
+            aliases[self.render_addr[renderd]] = ["portico-renderd"]
         pod = playable.pod(self.docs, kind, workload, name, self.image.name,
-                           configmaps={"portico-config": cm_name},
-                           secrets=self.secrets, hostpaths=hostpaths, claims=claims,
+                           configmaps={"portico-config": cm_name,
+                                       "portico-bus-pub": pub_name},
+                           secrets=self.secrets, claims=claims,
                            empty_dirs={"run": run_dir}, host_network=True,
-                           hostname=hostname)
+                           hostname=hostname,
+                           host_aliases=(os.path.join(self.dir, what + ".hosts"), aliases))
         path = os.path.join(self.dir, what + ".yaml")
         with open(path, "w") as f:
-            f.write(playable.dump([cm, pod]))
+            f.write(playable.dump([cm, pub, pod]))
         p = Pod(self, what, name, path, run_dir, listen or self.fleet.listen, metrics)
         self.pods[what] = p
-        self.configmaps.add(cm_name)
+        self.configmaps.update((cm_name, pub_name))
         self.claims.update((claims or {}).values())
         self.up(p)
         return p
@@ -238,29 +266,29 @@ class Pods:
     # -- the daemons, as the manifests run them
     def start_allocd(self):
         return self.play("allocd", "StatefulSet", "portico-allocd",
-                         {"/run/portico-bus": self.bus},
-                         claims={"store": self.name("store")}, metrics_key="allocd")
+                         claims={"store": self.name("store")}, bind=self.allocd_addr,
+                         metrics_key="allocd", hostname="portico-allocd-0")
 
     def start_renderd(self, replica=0):
-        self.render.setdefault(replica, self._folder("render-%d" % replica))
+        """A replica of renderd's Deployment, on an address of its own (as
+        each pod has its own)."""
+        addr = self.render_addr.setdefault(replica, testlib.loopback_addr())
         return self.play("renderd-%d" % replica, "Deployment", "portico-renderd",
-                         {"/run/portico-bus": self.bus,
-                          "/run/portico-render": self.render[replica]},
-                         metrics_key="renderd_metrics")
+                         bind=addr, metrics_key="renderd_metrics")
 
     def start_applyd(self, node="a", replica=0, listen=None):
         """applyd and its HAProxy, as on one ingress node (its own listen
-        address), fed by one renderd replica (what the Service picked)."""
+        address), fed by one renderd replica (the one the Service's name
+        leads to)."""
         return self.play("applyd-" + node, "DaemonSet", "portico-applyd",
-                         {"/run/portico-bus": self.bus,
-                          "/run/portico-render": self.render[replica]},
-                         listen=listen, metrics_key="applyd_metrics", uid=0)
+                         listen=listen, metrics_key="applyd_metrics", uid=0,
+                         renderd=replica)
 
     def start_watcherd(self, ordinal=0):
         """The StatefulSet's pod portico-watcherd-<ordinal>: that shard."""
         what = "watcherd" if ordinal == 0 else "watcherd-%d" % ordinal
         return self.play(what, "StatefulSet", "portico-watcherd",
-                         {"/run/portico-bus": self.bus}, metrics_key="watcherd",
+                         metrics_key="watcherd",
                          hostname="portico-watcherd-%d" % ordinal)
 
     def start(self, shards=1):

@@ -8,6 +8,7 @@ report): the image once per module, then each pod's play.
 
 import os
 import re
+import subprocess
 import time
 
 import pytest
@@ -252,9 +253,13 @@ def test_manifests_are_real_kinds():
     d = tempfile.mkdtemp(prefix="pt-kust-")
     try:
         shutil.copytree(podlib.DEPLOY, os.path.join(d, "k"))
-        for f in ("pks.conf", "pks-ca.crt", "proof.key"):
-            with open(os.path.join(d, "k", "base", "secrets", f), "w") as fh:
-                fh.write("x\n")
+        ca = os.path.join(d, "ca.crt")
+        with open(ca, "w") as fh:
+            fh.write("not read\n")
+        subprocess.run(["sh", os.path.join(d, "k", "make-secrets.sh"), "-c", ca],
+                       check=True, stdout=subprocess.DEVNULL, timeout=30,
+                       env=dict(os.environ, PORTICO_PKS_SECRET="x",
+                                PORTICOCTL=harness.daemon_path("porticoctl")))
         kinds = {(x["kind"], x["metadata"]["name"])
                  for x in playable.kustomize(os.path.join(d, "k"))}
         over = {(x["kind"], x["metadata"]["name"]) for x in playable.kustomize(
@@ -269,9 +274,11 @@ def test_manifests_are_real_kinds():
               ("Deployment", "portico-renderd"), ("Service", "portico-renderd"),
               ("DaemonSet", "portico-applyd")):
         assert k in kinds, k
-    assert {k for k, n in kinds if n.startswith("portico-config")} == {"ConfigMap"}
+    assert {n.rsplit("-", 1)[0] for k, n in kinds if k == "ConfigMap"} == \
+        {"portico-config", "portico-bus-pub"}
     assert {n.rsplit("-", 1)[0] for k, n in kinds if k == "Secret"} == \
-        {"portico-pks", "portico-proof"}
+        {"portico-pks", "portico-proof", "portico-key-allocd", "portico-key-watcherd",
+         "portico-key-renderd", "portico-key-applyd"}
     assert ("Deployment", "portico-applyd") in over
     assert ("DaemonSet", "portico-applyd") not in over
     # the shards' count in its two places, agreeing

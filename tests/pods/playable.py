@@ -16,7 +16,8 @@ the manifests is what the tests run), with only what a test must change:
   emptyDir a named volume shared by every pod that names it alike);
 - each volumeClaimTemplate of a StatefulSet: a claim by a name of the
   test's (podman makes it a named volume, kept across plays);
-- hostAliases and hostNetwork, where the test needs them, and the
+- hostNetwork, where the test needs it, names for the Services (an
+  /etc/hosts of the test's: podman ignores hostAliases there), and the
   hostname Kubernetes gives a StatefulSet's pod (<name>-<ordinal>).
 
     python3 tests/pods/playable.py DIR KIND/NAME    # the pod template, as a Pod
@@ -121,6 +122,7 @@ def pod(docs, kind, name, pod_name, image, configmaps=None, secrets=None,
     claims: {volumeClaimTemplate name: claim name};
     empty_dirs: {emptyDir volume name: host folder of this pod's own};
     command: {container: argv} to replace a container's command;
+    host_aliases: (path, {ip: [names]}): the pod's /etc/hosts, written there;
     hostname: the pod's (a StatefulSet's pod is called <name>-<ordinal>,
     and its hostname says so)."""
     wl = find(docs, kind, name)
@@ -177,8 +179,20 @@ def pod(docs, kind, name, pod_name, image, configmaps=None, secrets=None,
     if hostname:
         spec["hostname"] = hostname
     if host_aliases:
-        spec["hostAliases"] = [{"ip": ip, "hostnames": list(names)}
-                               for ip, names in host_aliases.items()]
+        # podman 4.3 ignores hostAliases on the host's network: the pod's
+        # /etc/hosts is a file of the test's, naming the same (what the
+        # cluster's DNS does for a Service's name)
+        path, aliases = host_aliases
+        with open(path, "w") as f:
+            f.write("127.0.0.1\tlocalhost\n")
+            for ip, names in aliases.items():
+                f.write("%s\t%s\n" % (ip, " ".join(names)))
+        os.chmod(path, 0o644)
+        spec["volumes"].append({"name": "etc-hosts",
+                                "hostPath": {"path": path, "type": "File"}})
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            c.setdefault("volumeMounts", []).append(
+                {"name": "etc-hosts", "mountPath": "/etc/hosts", "readOnly": True})
     # Nothing of the cluster's scheduling means anything to one podman.
     for k in ("nodeSelector", "affinity", "serviceAccountName", "dnsPolicy",
               "automountServiceAccountToken"):
