@@ -237,6 +237,100 @@ def test_watcherd_in_two_shards(make_fleet, make_pods):
     print("costs: " + "; ".join(costs))
 
 
+def test_strangers_and_a_fake_renderd_are_refused(make_fleet, make_pods):
+    """The bus between the pods is CURVE: from outside the pods, a client
+    with a key of its own or none is refused at allocd's input (nothing it
+    sends reaches the store or a proxy); a fake renderd on renderd's
+    address, without renderd's secret key, feeds applyd nothing."""
+    zmq = pytest.importorskip("zmq")
+    msgpack = pytest.importorskip("msgpack")
+    from test_curve import client, observation_cluster_up
+    E = harness.testlib.events
+    fleet = make_fleet()
+    pay = harness.payments_cluster(fleet)
+    pods = make_pods(fleet)
+    costs = []
+    t = time.monotonic()
+    pods.start()
+    port = expose(fleet, pay, "payments", "ledger-db")[0]
+    ledger = pay.markers("payments", "ledger-db", 5432)
+    fleet.wait_serves(port, ledger)
+    cfg = pods.proxy_cfg()
+    assert "p%d" % port in cfg
+    t = timed("four pods up, one route live", t, costs)
+
+    allocd = pods.pods["allocd"]
+    alloc_in = "tcp://%s:%d" % (pods.allocd_addr, pods.bus_ports[0])
+    with open(os.path.join(pods.deploy, "base", "secrets", "allocd.pub")) as f:
+        alloc_key = f.readline().strip().encode()
+    n0 = _counter(allocd, "bus_refused")
+    ctx = zmq.Context()
+    socks = []
+    try:
+        for name, pair in (("stranger", zmq.curve_keypair()), ("null", None)):
+            socks.append(client(ctx, alloc_in, alloc_key, pair))
+            socks[-1].send(observation_cluster_up("evil-" + name), zmq.NOBLOCK)
+        harness.testlib.wait_until(lambda: _counter(allocd, "bus_refused") >= n0 + 2, 30,
+                                   "allocd's pod to count two refusals")
+    finally:
+        for s in socks:
+            s.close()
+    assert "evil" not in allocd.logs("allocd")
+    t = timed("two strangers refused", t, costs)
+
+    applyd = pods.pods["applyd-a"]
+    served = applyd.logs("applyd").count("serving generation")
+    renderd = pods.pods["renderd-0"]
+    pods.kill(renderd)
+    pub, sync = ctx.socket(zmq.PUB), ctx.socket(zmq.ROUTER)
+    monitors = []
+    try:
+        fpub, fsec = zmq.curve_keypair()
+        for sock, p in ((pub, pods.bus_ports[3]), (sync, pods.bus_ports[4])):
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.curve_server = True
+            sock.curve_publickey, sock.curve_secretkey = fpub, fsec
+            monitors.append(sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL))
+            sock.bind("tcp://%s:%d" % (pods.render_addr[0], p))
+        # what it would say: a table without the route, at a new generation
+        gen = 10 ** 9
+        heartbeat = msgpack.packb([E.VERSION, E.EV_HEARTBEAT, gen, 0, {E.F_BOOT: 7}])
+        state = msgpack.packb([E.VERSION, E.EV_STATE, gen, 0, {E.F_GEN: gen}])
+        end = msgpack.packb([E.VERSION, E.EV_SINCE_END, gen, 0, {}])
+        failed = 0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and failed < 3:
+            pub.send(heartbeat)
+            if sync.poll(100, zmq.POLLIN):
+                ident = sync.recv_multipart()[0]
+                sync.send_multipart([ident, state])
+                sync.send_multipart([ident, end])
+            for m in monitors:
+                while m.poll(0, zmq.POLLIN):
+                    m.recv_multipart()
+                    failed += 1
+        assert failed >= 3, "applyd never knocked at the fake renderd"
+        assert not sync.poll(0, zmq.POLLIN)
+    finally:
+        for m in monitors:
+            m.close()
+        pub.close()
+        sync.close()
+        ctx.term()
+    assert applyd.logs("applyd").count("serving generation") == served
+    assert pods.proxy_cfg() == cfg
+    assert fleet.marker(port) in ledger
+    timed("a fake renderd: applyd refused it, the proxy unchanged", t, costs)
+    print("costs: " + "; ".join(costs))
+
+
+def _counter(pod, name):
+    """A daemon's loop counter, from its /metrics."""
+    status, body = pod.http("/metrics")
+    m = re.search(r'portico_loop_counter_total\{name="%s"\} (\d+)' % name, body or "")
+    return int(m.group(1)) if m else 0
+
+
 def _serves(addr, port, expect):
     try:
         return harness.read_marker(addr, port, 2) in expect
