@@ -1,7 +1,7 @@
 """Pods that `podman kube play` runs, made from deploy/kubernetes.
 
 Podman 4.3 plays Pods and Deployments but not StatefulSets or DaemonSets,
-and its Secret volumes are unreliable (tests/pods/README.md). The manifests
+and its Secret volumes are unreliable (tests/pods/README.md says what else differs). The manifests
 a user applies stay real kinds; the pod tests play the pod template of each
 workload, taken from `kubectl kustomize deploy/kubernetes` (so a change to
 the manifests is what the tests run), with only what a test must change:
