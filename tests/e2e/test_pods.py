@@ -270,8 +270,14 @@ def test_strangers_and_a_fake_renderd_are_refused(make_fleet, make_pods):
         for name, pair in (("stranger", zmq.curve_keypair()), ("null", None)):
             socks.append(client(ctx, alloc_in, alloc_key, pair))
             socks[-1].send(observation_cluster_up("evil-" + name), zmq.NOBLOCK)
-        harness.testlib.wait_until(lambda: _counter(allocd, "bus_refused") >= n0 + 2, 30,
-                                   "allocd's pod to count two refusals")
+        try:
+            harness.testlib.wait_until(
+                lambda: _counter(allocd, "bus_refused") >= n0 + 2, 60,
+                "allocd's pod to count two refusals")
+        except AssertionError as e:
+            raise AssertionError("%s (from %d to %d):\n%s" % (
+                e, n0, _counter(allocd, "bus_refused"),
+                harness.tail(allocd.logs("allocd"), 40)))
     finally:
         for s in socks:
             s.close()
