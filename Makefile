@@ -10,6 +10,7 @@
 #   make bench-watch  watcherd: 200 clusters x 50 VirtualServices, sync and churn
 #   make fuzz       each libFuzzer harness for FUZZ_SECONDS, after its regressions
 #   make bench-ctl    porticoctl over a 200,000-record log
+#   make bench-curve  the bus with CURVE against ipc://, in one run
 #   make bench-ctl-tables  porticoctl clusters/routes/ports, 12,000 owners
 #   make image      the image (daemons, porticoctl, HAProxy) as
 #                   portico:<version>, with podman and no registry
@@ -62,7 +63,8 @@ SAN	 = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	   -fno-sanitize-recover=undefined
 
 .PHONY: all asan test unit golden golden-update e2e run deps clean bench-alloc \
-	bench-watch bench-converge bench-ctl bench-ctl-tables fuzz fuzz-build
+	bench-watch bench-converge bench-ctl bench-ctl-tables fuzz fuzz-build \
+	bench-curve
 all: $(BINS) $(UNIT_BINS) $(BUILD)/gen/events.py
 
 $(BUILD)/obj/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h)
@@ -185,6 +187,18 @@ $(BUILD)/bench/bench_alloc: $(BUILD)/obj/tests/bench/bench_alloc.o \
 bench-alloc: deps $(BUILD)/bin/allocd $(BUILD)/bench/bench_alloc
 	@d=$$(mktemp -d /tmp/pt-bench-XXXXXX) && \
 	    $(BUILD)/bench/bench_alloc $(BUILD)/bin/allocd $$d; rc=$$?; \
+	    rm -rf $$d; exit $$rc
+
+# The bus with CURVE (tcp:// on loopback) against ipc://: handshakes and
+# events/s through allocd's input, allocd and renderd, in one run.
+$(BUILD)/bench/bench_curve: $(BUILD)/obj/tests/bench/bench_curve.o \
+    $(COMMON_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench-curve: deps all $(BUILD)/bench/bench_curve
+	@d=$$(mktemp -d /tmp/pt-bench-XXXXXX) && \
+	    $(BUILD)/bench/bench_curve $(CURDIR)/$(BUILD)/bin $$d; rc=$$?; \
 	    rm -rf $$d; exit $$rc
 
 # watcherd and allocd against simulated API servers on loopback (no proxy).

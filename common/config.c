@@ -254,6 +254,38 @@ host_port(const char *v)
 	return valid_ip(host);
 }
 
+/*
+ * tcp://HOST:PORT, as libzmq takes it to bind or connect: HOST an IP
+ * address ([IPv6] in brackets), a DNS name (a Kubernetes Service's), or
+ * * for every interface; PORT 1-65535.
+ */
+static int
+tcp_endpoint(const char *v)
+{
+	char host[256];
+	const char *colon;
+	unsigned port;
+	size_t hl;
+
+	if (strncmp(v, "tcp://", 6) != 0)
+		return 0;
+	v += 6;
+	if ((colon = strrchr(v, ':')) == NULL ||
+	    parse_uint(colon + 1, 1, 65535, &port) == -1)
+		return 0;
+	hl = (size_t)(colon - v);
+	if (hl == 0 || hl >= sizeof(host))
+		return 0;
+	memcpy(host, v, hl);
+	host[hl] = '\0';
+	if (host[0] == '[' && host[hl - 1] == ']') {
+		host[hl - 1] = '\0';
+		return valid_ip(host + 1);
+	}
+	return strcmp(host, "*") == 0 || valid_ip(host) ||
+	    valid_dns_subdomain(host);
+}
+
 /* "/a, /b/c": each item of a comma-separated list is an absolute path. */
 static int
 abs_paths(const char *v)
@@ -296,13 +328,13 @@ check_value(const struct ckey *k, const char *v, void *dst)
 		break;
 	case CK_ENDPOINT:
 		/*
-		 * ipc:// under the 0700 run folder, or tcp:// (which
-		 * check_bus then requires CURVE keys for): nothing else
-		 * libzmq speaks has a way to know who is on the other end.
+		 * ipc:// under the 0700 run folder, or tcp://HOST:PORT
+		 * (which check_bus then requires CURVE keys for): nothing
+		 * else libzmq speaks has a way to know who is on the other
+		 * end.
 		 */
-		if (*v != '\0' && ((strncmp(v, "ipc://", 6) != 0 &&
-		    strncmp(v, "tcp://", 6) != 0) || v[6] == '\0' ||
-		    !valid_text(v) || strchr(v, ' ') != NULL))
+		if (*v != '\0' && (strncmp(v, "ipc://", 6) != 0 ||
+		    v[6] == '\0') && !tcp_endpoint(v))
 			return -1;
 		break;
 	case CK_BACKEND:
@@ -358,7 +390,7 @@ kind_help(const struct ckey *k)
 	case CK_IP:		return "not an IP address: %s";
 	case CK_URL:		return "not an https:// URL (secrets travel "
 				    "only over verified TLS): %s";
-	case CK_ENDPOINT:	return "not an ipc:// or tcp:// endpoint: %s";
+	case CK_ENDPOINT:	return "not ipc://PATH or tcp://HOST:PORT: %s";
 	case CK_BACKEND:	return "unknown backend mode (nodeport, "
 				    "endpoints): %s";
 	case CK_KIND:		return "unknown proxy kind (haproxy, nginx, "

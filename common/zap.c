@@ -117,6 +117,30 @@ read_list(int role, struct keys_list *kl, char *err, size_t errlen)
 	return keys_read_list(path, kl, err, errlen);
 }
 
+/*
+ * A client takes the first key of the server role's .pub as the server's:
+ * ours must be that one (replicas behind one Service share a key pair).
+ */
+static int
+server_first(const struct config *c, char *err, size_t errlen)
+{
+	struct keys_list kl;
+	unsigned char pub[KEYS_BIN];
+	int rc;
+
+	if ((rc = read_list(myrole, &kl, err, errlen)) == -1)
+		return -1;
+	if (keys_z85(mine.pub, KEYS_Z85, pub) == 0 && kl.n > 0 &&
+	    memcmp(kl.key[0], pub, KEYS_BIN) == 0)
+		return 0;
+	snprintf(err, errlen, "%s/%s.pub: %s: the clients take its first key "
+	    "as the server's, and that is not the public key of %s.key",
+	    c->bus_keys, keys_role_name(myrole), rc == 1 ? "missing" :
+	    kl.n == 0 ? "no key" : keys_listed(&kl, pub) ? "ours is not the "
+	    "first" : "ours is not listed", keys_role_name(myrole));
+	return -1;
+}
+
 int
 zap_init(const struct config *c, const char *role, char *err, size_t errlen)
 {
@@ -157,6 +181,10 @@ zap_init(const struct config *c, const char *role, char *err, size_t errlen)
 			have_server_key[r] = 1;
 		}
 	}
+	/* a server whose key its clients do not take would hear nothing */
+	if ((myrole == ROLE_ALLOCD || myrole == ROLE_RENDERD) &&
+	    server_on_tcp(myrole) && server_first(c, err, errlen) == -1)
+		return -1;
 	/* a role without a .pub is admitted nowhere: no one holds its key */
 	for (r = 0; r < ROLE_COUNT; r++)
 		if ((admits & R(r)) &&
@@ -214,13 +242,15 @@ ipc_uid(const char *addr)
 	long uid;
 	int i;
 
+	/* the address before them may be empty, or hold colons itself */
 	for (i = 0; i < 3; i++) {
 		while (end > addr && end[-1] != ':')
 			end--;
-		if (end == addr)
+		if (end == addr && i < 2)
 			return -1;
 		p[i] = end;
-		end--;
+		if (end > addr)
+			end--;
 	}
 	/* p[2] is the uid, p[1] the gid, p[0] the pid */
 	errno = 0;
@@ -273,7 +303,7 @@ refused(const char *door, const char *addr, const char *what)
 	if (lines++ >= ZAP_LOG_BURST)
 		return;
 	if (i < ZAP_SEEN && seen[slot].more > 0)
-		log_warnx("%s (and %lu times in the last minute)", line,
+		log_warnx("%s (and %lu more like it since)", line,
 		    seen[slot].more);
 	else
 		log_warnx("%s", line);
@@ -463,6 +493,9 @@ monitor_event(void *arg, int revents)
 			    "handshake: a client that does not know our key, "
 			    "or whose key we refused" :
 			    "handshake: a protocol error");
+		else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+			refused(door, "", "handshake: the client hung up "
+			    "before it was done (one without CURVE?)");
 	}
 }
 
@@ -477,11 +510,13 @@ monitor(void *sock, int door)
 		fatalx("zap: more than %d server sockets", ZAP_MONITORS);
 	snprintf(ep, sizeof(ep), "inproc://portico.monitor.%d", nmonitors);
 	/*
-	 * Not HANDSHAKE_FAILED_NO_DETAIL: a client that hangs up in the
-	 * middle is no refusal (a refused one hangs up, and is counted once).
+	 * HANDSHAKE_FAILED_NO_DETAIL too: a client without CURVE sees the
+	 * mismatch as soon as we do and may hang up first, which is all we
+	 * see then.  (One refused by ZAP is HANDSHAKE_FAILED_AUTH, counted
+	 * where ZAP refused it.)
 	 */
-	if (zmq_socket_monitor(sock, ep, ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
-	    == -1)
+	if (zmq_socket_monitor(sock, ep, ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+	    ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == -1)
 		fatal("zmq_socket_monitor");
 	mon[nmonitors].door = doors[door].name;
 	if ((mon[nmonitors].pair = zmq_socket(bus_ctx(), ZMQ_PAIR)) == NULL ||

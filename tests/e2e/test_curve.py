@@ -198,7 +198,8 @@ def test_strangers_are_refused_before_a_message_is_read(make_fleet):
     assert "bus: alloc_in/tcp" not in log     # the door is named, not the domain
     assert "bus: alloc_in: refused" in log, log
     assert "is not listed for watcherd applyd" in log, log
-    assert "a client without CURVE" in log, log
+    # the mismatch is seen on both sides: whichever hangs up first
+    assert "a client without CURVE" in log or "one without CURVE?" in log, log
     assert "bus: alloc_feed: refused" in log, log
     # the first characters of a refused key, never a secret
     rpub, rsec = read_pair(fleet.keys, "renderd")
@@ -301,6 +302,14 @@ def test_tcp_without_keys_is_a_configuration_error(make_fleet):
     p = subprocess.run([harness.daemon_path("allocd"), "-n", "-f", fleet.conf_path],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
+    # a server's own key must be the first of its .pub: its clients take it
+    with open(os.path.join(keys, "allocd.pub")) as f:
+        mine = f.read()
+    with open(os.path.join(keys, "allocd.pub"), "w") as f:
+        f.write(zmq.curve_keypair()[0].decode() + "\n" + mine)
+    p = subprocess.run([harness.daemon_path("allocd"), "-n", "-f", fleet.conf_path],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and "allocd.pub: ours is not the first" in p.stderr, p.stderr
     # a server's .pub without a key: its clients cannot know it
     with open(os.path.join(keys, "allocd.pub"), "w") as f:
         f.write("# emptied\n")
@@ -331,3 +340,42 @@ def test_oversized_message_is_dropped_by_libzmq(make_fleet):
     # libzmq dropped it before a byte was decoded
     assert "bus: dropped a %d-byte" % len(big) not in allocd.log()
     assert not log_mentions(fleet, "evil-big")
+
+
+NOBODY_CLIENT = r"""
+import sys, time, zmq
+ctx = zmq.Context()
+s = ctx.socket(zmq.DEALER)
+s.setsockopt(zmq.LINGER, 0)
+s.connect(sys.argv[1])
+s.send(bytes.fromhex(sys.argv[2]))
+time.sleep(float(sys.argv[3]))
+s.close()
+ctx.term()
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: setpriv")
+def test_ipc_peer_of_another_uid_is_refused(make_fleet):
+    """On ipc://, ZAP sees the peer's uid (SO_PEERCRED, through libzmq):
+    with the run folder and the socket opened to everyone, a process of
+    another uid still cannot speak to allocd."""
+    fleet, pay = harness.start_payments(make_fleet)
+    fleet.wait_api(pay.host)
+    sock = os.path.join(fleet.run_dir, "alloc.in")
+    n0 = refused(fleet)
+    os.chmod(fleet.run_dir, 0o711)
+    os.chmod(sock, 0o777)
+    try:
+        p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup",
+                            "--clear-groups", "/usr/bin/python3", "-c", NOBODY_CLIENT,
+                            "ipc://" + sock, observation_cluster_up("evil-nobody").hex(),
+                            "3"], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+    finally:
+        os.chmod(sock, 0o755)
+        os.chmod(fleet.run_dir, 0o700)
+    testlib.wait_until(lambda: refused(fleet) > n0, 30, "allocd to count the refusal")
+    assert "bus: alloc_in: refused" in fleet["allocd"].log()
+    assert "uid 65534 is neither ours nor root's" in fleet["allocd"].log()
+    assert not log_mentions(fleet, "evil-nobody")
