@@ -21,6 +21,7 @@
  * id that began it last; and by taking a cluster down only on a poll
  * that was asked after allocd had it (shard_reconcile).
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@
 #define SYNC_TAG_BITS	20
 
 static unsigned		 shard_index, shard_count = 1;
+static int		 shard_fixed = 1;	/* the count is not the config's */
 static char		 shard_label[32];	/* "I/N" */
 static struct smap	 known;			/* id -> seq of its API_SET */
 static uint64_t		 feed_at;		/* allocd's last seq seen */
@@ -43,6 +45,8 @@ static uint64_t		 asked[3] = {		/* by SRC_*: see shard_polled */
 	UINT64_MAX, UINT64_MAX, UINT64_MAX
 };
 static unsigned long	 downs;
+
+static void	shard_recount(void *);
 
 /*
  * "-s I/N", or "-s I" with N from [clusters] shards.  Without -s a
@@ -55,6 +59,7 @@ shard_init(struct daemon *d)
 	unsigned long i, n = conf.shards;
 	char *end;
 
+	loop_signal(SIGHUP, shard_recount, NULL);
 	if (d->shard == NULL) {
 		if (conf.shards > 1)
 			fatalx("[clusters] shards is %u: which one is this? "
@@ -71,7 +76,8 @@ shard_init(struct daemon *d)
 		n = strtoul(end + 1, &end, 10);
 		if (*end != '\0')
 			fatalx("-s %s: not index/count", d->shard);
-	}
+	} else
+		shard_fixed = 0;	/* SIGHUP may change it: shard_recount */
 	if (n < 1 || n > HASH_SHARDS_MAX || i >= n)
 		fatalx("-s %s: the index must be below the count, the count "
 		    "1 to %d", d->shard, HASH_SHARDS_MAX);
@@ -92,16 +98,55 @@ shard_mine(const char *id)
 	return hash_shard(id, shard_count) == shard_index;
 }
 
-/* "watcherd", or "watcherd-I" when there are several: its pid and ctl. */
+/*
+ * "watcherd", or "watcherd-I" when started with -s: its pid file and
+ * control socket, which keep their name when the count changes.
+ */
 const char *
 shard_name(void)
 {
 	static char name[32];
 
-	if (shard_count == 1)
+	if (shard_label[0] == '\0')
 		return "watcherd";
 	snprintf(name, sizeof(name), "watcherd-%u", shard_index);
 	return name;
+}
+
+/*
+ * SIGHUP read [clusters] shards again (it is live for watcherd).  A shard
+ * started with -s I takes the new count: it lets go of the clusters that
+ * are no longer its own, without a CLUSTER_DOWN (their new owner resyncs
+ * them, their ports stay), and its sources' next polls bring it those
+ * that are now.  Until those polls, no cluster is taken down: what the
+ * last ones did not name may be another's no more.
+ */
+static void
+shard_recount(void *arg)
+{
+	size_t i;
+
+	(void)arg;
+	if (conf.shards == shard_count)
+		return;
+	if (shard_fixed || conf.shards <= shard_index) {
+		log_warnx("[clusters] shards is %u now; this watcherd stays "
+		    "shard %s until it is restarted%s", conf.shards,
+		    shard_describe(), shard_fixed ? " (-s says the count)" :
+		    ": its index has no place in the new count");
+		return;
+	}
+	log_info("shard %u of %u now, was of %u", shard_index, conf.shards,
+	    shard_count);
+	shard_count = conf.shards;
+	snprintf(shard_label, sizeof(shard_label), "%u/%u", shard_index,
+	    shard_count);
+	for (i = 0; i < sizeof(asked) / sizeof(asked[0]); i++)
+		if (asked[i] != UINT64_MAX)
+			asked[i] = 0;
+	clusters_let_go();
+	pks_poll_soon();
+	kcdir_scan_soon();
 }
 
 const char *

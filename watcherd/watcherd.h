@@ -157,6 +157,7 @@ struct cluster *cluster_upsert(const char *id, const char *name,
 void	 cluster_set_creds(struct cluster *, struct creds *);
 void	 clusters_mark(int source);
 void	 clusters_sweep(int source);
+void	 clusters_let_go(void);		/* another shard's, without a DOWN */
 void	 clusters_timer(uint64_t now);
 void	 clusters_resync_all(void);
 const char *clusters_unsynced(void);	/* a cluster not yet resynced once */
@@ -234,6 +235,7 @@ void	 pks_init(void);
 void	 pks_timer(uint64_t now);
 void	 pks_bind(struct cluster *);
 int	 pks_polled(void);
+void	 pks_poll_soon(void);
 
 /* shard.c */
 struct daemon;
@@ -252,6 +254,7 @@ void	 clusters_reconcile_alloc(void);
 /* kcdir.c */
 void	 kcdir_timer(uint64_t now);
 int	 kcdir_polled(void);
+void	 kcdir_scan_soon(void);
 void	 kcdir_token(struct cluster *);
 
 #endif

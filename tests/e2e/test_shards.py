@@ -17,7 +17,9 @@ and Kubernetes simulators, kubectl.
 """
 
 import json
+import os
 import re
+import signal
 import subprocess
 import uuid as uuidlib
 
@@ -130,6 +132,9 @@ class Shard(harness.Daemon):
     def kill9(self):
         super().kill9()
         del self.fleet.daemons[self.key]    # dead on purpose: not a failure
+
+    def hup(self):
+        os.kill(self.pid, signal.SIGHUP)
 
     def retire(self):
         """SIGTERM, as a change of the count does: it must exit 0."""
@@ -283,25 +288,38 @@ def test_count_from_two_to_three_and_back(make_fleet):
                 before.get(owner_of(e), (None,))[0] != e.get("port"))]
         assert bad == [], bad
 
-    # 2 -> 3: the new shard first (yankee has two owners for a while: both
-    # resync it), then each old one restarted with the new count
-    shards["2/3"] = Shard(fleet, "2/3").start()
-    testlib.wait_until(lambda: shards["2/3"].resynced("yankee") >= 1, 60,
-                       "yankee resynced by shard 2/3")
-    assert shards["2/3"].resynced("xray") == 0 and shards["2/3"].resynced("zulu") == 0
-    for old, new in (("0/2", "0/3"), ("1/2", "1/3")):
+    # 2 -> 3 by restarts: the new shard first (yankee has two owners for a
+    # while: both resync it), then each old one restarted; the count now
+    # from [clusters] shards, the index from -s
+    fleet.write_conf(clusters={"shards": 3, "watch_timeout": fleet.watch_timeout})
+    shards["2"] = Shard(fleet, "2").start()
+    testlib.wait_until(lambda: shards["2"].resynced("yankee") >= 1, 60,
+                       "yankee resynced by shard 2 of 3")
+    assert shards["2"].resynced("xray") == 0 and shards["2"].resynced("zulu") == 0
+    for old, new in (("0/2", "0"), ("1/2", "1")):
         shards[old].retire()
         shards[new] = Shard(fleet, new).start()
-    same(["0/3", "1/3", "2/3"])
-    for name, spec in (("xray", "1/3"), ("yankee", "2/3"), ("zulu", "0/3")):
-        assert shards[spec].resynced(name) >= 1, (name, spec)
-    assert shards["0/3"].resynced("xray") == 0
+    same(["0", "1", "2"])
+    for name, i in (("xray", "1"), ("yankee", "2"), ("zulu", "0")):
+        assert shards[i].resynced(name) >= 1, (name, i)
+    assert shards["0"].resynced("xray") == 0
+    assert status_rows(fleet)["watcherd-2"]["shard"] == "2/3"
 
-    # 3 -> 2: the third goes, the others restart with 2
-    shards["2/3"].retire()
-    for old, new in (("0/3", "0/2"), ("1/3", "1/2")):
-        shards[old].retire()
-        shards[new] = Shard(fleet, new, run=2).start()
-    same(["0/2", "1/2"])
-    assert shards["1/2"].resynced("yankee") >= 1
-    assert shards["0/2"].resynced("xray") >= 1
+    # 3 -> 2 live: the configuration says 2, SIGHUP; shards 0 and 1 take
+    # the new count, shard 2 has no place in it and stays as it is until
+    # stopped.  xray goes from 1 to 0, yankee from 2 to 1, without a
+    # CLUSTER_DOWN.
+    fleet.write_conf(clusters={"shards": 2, "watch_timeout": fleet.watch_timeout})
+    for i in ("0", "1", "2"):
+        shards[i].hup()
+    testlib.wait_until(lambda: shards["0"].resynced("xray") >= 1, 60, "xray resynced by 0 of 2")
+    testlib.wait_until(lambda: shards["1"].resynced("yankee") >= 1, 60,
+                       "yankee resynced by 1 of 2")
+    assert re.search(r"xray: cluster \S+ is another shard's now: let go", shards["1"].log())
+    assert "has no place in the new count" in shards["2"].log()
+    rows = status_rows(fleet)
+    assert rows["watcherd-0"]["shard"] == "0/2" and rows["watcherd-1"]["shard"] == "1/2", rows
+    shards["2"].retire()
+    same(["0", "1"])
+    downs = [e for e in log_since(fleet, mark + 1) if e["type"] == "CLUSTER_DOWN"]
+    assert downs == [], downs
