@@ -48,6 +48,15 @@ static unsigned long	 downs;
 
 static void	shard_recount(void *);
 
+/* A usage error: said where whoever started us looks, then fatal. */
+static void
+shard_bad(const struct daemon *d, const char *why)
+{
+	if (!d->foreground)
+		fprintf(stderr, "watcherd: %s\n", why);
+	fatalx("%s", why);
+}
+
 /*
  * "-s I/N", or "-s I" with N from [clusters] shards.  Without -s a
  * watcherd is the only one (0/1); a configuration that says there are
@@ -57,30 +66,33 @@ void
 shard_init(struct daemon *d)
 {
 	unsigned long i, n = conf.shards;
-	char *end;
+	char *end, why[128];
 
 	loop_signal(SIGHUP, shard_recount, NULL);
 	if (d->shard == NULL) {
+		snprintf(why, sizeof(why), "[clusters] shards is %u: which "
+		    "one is this? (-s index)", conf.shards);
 		if (conf.shards > 1)
-			fatalx("[clusters] shards is %u: which one is this? "
-			    "(-s index)", conf.shards);
+			shard_bad(d, why);
 		return;
 	}
+	snprintf(why, sizeof(why), "-s %.32s: not index or index/count, the "
+	    "index below the count, the count 1 to %d", d->shard,
+	    HASH_SHARDS_MAX);
 	i = strtoul(d->shard, &end, 10);
 	if (*d->shard < '0' || *d->shard > '9' || (*end != '\0' &&
 	    *end != '/'))
-		fatalx("-s %s: not index or index/count", d->shard);
+		shard_bad(d, why);
 	if (*end == '/') {
 		if (end[1] < '0' || end[1] > '9')
-			fatalx("-s %s: not index/count", d->shard);
+			shard_bad(d, why);
 		n = strtoul(end + 1, &end, 10);
 		if (*end != '\0')
-			fatalx("-s %s: not index/count", d->shard);
+			shard_bad(d, why);
 	} else
 		shard_fixed = 0;	/* SIGHUP may change it: shard_recount */
 	if (n < 1 || n > HASH_SHARDS_MAX || i >= n)
-		fatalx("-s %s: the index must be below the count, the count "
-		    "1 to %d", d->shard, HASH_SHARDS_MAX);
+		shard_bad(d, why);
 	if (n != conf.shards && conf.shards > 1)
 		log_warnx("-s %s: [clusters] shards says %u; the count of "
 		    "-s is the one used", d->shard, conf.shards);
@@ -131,8 +143,9 @@ shard_recount(void *arg)
 		return;
 	if (shard_fixed || conf.shards <= shard_index) {
 		log_warnx("[clusters] shards is %u now; this watcherd stays "
-		    "shard %s until it is restarted%s", conf.shards,
-		    shard_describe(), shard_fixed ? " (-s says the count)" :
+		    "%s until it is restarted%s", conf.shards,
+		    shard_describe(), shard_label[0] == '\0' ?
+		    " with -s index" : shard_fixed ? " (-s says the count)" :
 		    ": its index has no place in the new count");
 		return;
 	}
@@ -152,7 +165,12 @@ shard_recount(void *arg)
 const char *
 shard_describe(void)
 {
-	return shard_count == 1 ? "the only shard" : shard_label;
+	static char buf[48];
+
+	if (shard_label[0] == '\0')
+		return "the only watcherd";
+	snprintf(buf, sizeof(buf), "shard %s", shard_label);
+	return buf;
 }
 
 /*

@@ -323,3 +323,26 @@ def test_count_from_two_to_three_and_back(make_fleet):
     same(["0", "1"])
     downs = [e for e in log_since(fleet, mark + 1) if e["type"] == "CLUSTER_DOWN"]
     assert downs == [], downs
+
+
+@pytest.mark.parametrize("args,why", [
+    ([], "[clusters] shards is 3: which one is this? (-s index)"),
+    (["-s", "3"], "-s 3: not index or index/count"),
+    (["-s", "2/2"], "-s 2/2: not index or index/count"),
+    (["-s", "1/"], "-s 1/: not index or index/count"),
+    (["-s", "0/1025"], "-s 0/1025: not index or index/count"),
+    (["-s", "-1/2"], "-s -1/2: not index or index/count"),
+])
+def test_bad_shard_is_a_usage_error(tmp_path, args, why):
+    """Said on stderr even without -d (where the log is syslog), exit 1."""
+    kc = tmp_path / "kc"
+    kc.mkdir()
+    tmp_path.chmod(0o700)
+    conf = tmp_path / "portico.conf"
+    conf.write_text("[portico]\ndomain = k.example.test\nrun_dir = %s\n"
+                    "ports = 20000-20010\n[kubeconfigs]\ndir = %s\n"
+                    "[clusters]\nshards = 3\n" % (tmp_path / "run", kc))
+    cp = subprocess.run([harness.daemon_path("watcherd"), "-f", str(conf)] + args,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                        timeout=30)
+    assert cp.returncode == 1 and why in cp.stderr, cp
