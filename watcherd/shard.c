@@ -11,15 +11,16 @@
  * shard that dies leaves its clusters routed as they were (last good
  * state) until it, or whoever owns them next, resyncs them.
  *
- * Changing N is restarting the shards with the new count.  A cluster
- * that moves is never taken down: its old owner just stops watching it
- * (a process that exits sends nothing), its new owner upserts and
- * resyncs it, and its ports, being the owner's, do not move.  For a while
- * two shards may both own a cluster (or shards disagree on N): both watch
- * and resync it.  That is made harmless here, by sync ids no two
- * watcherds share (shard_sync_id), since allocd ends a sync only on the
- * id that began it last; and by taking a cluster down only on a poll
- * that was asked after allocd had it (shard_reconcile).
+ * Changing N is restarting the shards with the new count, or SIGHUP
+ * with a new [clusters] shards (shard_recount).  A cluster that moves is
+ * never taken down: its old owner just stops watching it (a process that
+ * exits sends nothing; a recount lets go without a word), its new owner
+ * upserts and resyncs it, and its ports, being the owner's, do not move.
+ * For a while two shards may both own a cluster (or shards disagree on
+ * N): both watch and resync it.  That is made harmless here, by sync ids
+ * no two watcherds share (shard_sync_id), since allocd ends a sync only
+ * on the id that began it last; and by taking a cluster down only on a
+ * poll that was asked after allocd had it (clusters_reconcile_alloc).
  */
 #include <signal.h>
 #include <stdio.h>
