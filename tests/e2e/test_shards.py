@@ -1,21 +1,24 @@
 """watcherd in shards (watcherd.8, SHARDS): shard i of n owns the clusters
-whose id hashes to i (FNV-1a 64 of the PKS uuid, modulo n).
+whose id hashes to i (FNV-1a 64 of the PKS uuid or the kubeconfig file's
+name, modulo n).
 
-- Two shards: every cluster is served, and by one shard only: every
-  SYNC_BEGIN allocd logged for a cluster carries its owner's sync tag, and
-  only the owner's log says it resynced it; kubectl reaches each cluster
-  through HAProxy, and TCP each cluster's port.
+- Two shards, clusters from PKS and from kubeconfig files: every cluster is
+  served, and by one shard only: every SYNC_BEGIN allocd logged for a
+  cluster carries its owner's sync tag, and only the owner's log says it
+  resynced it; kubectl reaches each cluster through HAProxy, and TCP each
+  cluster's port.
 - One shard killed: its clusters keep routing (last good state); a cluster
   deleted from PKS meanwhile stays routed (no other shard takes it down)
   until the shard is back, which takes it down; the other shard's clusters
   see no decision at all.
-- The count from 2 to 3 and back, with a time when two shards own one
-  cluster: no port moves, no address changes, `porticoctl ports` the same.
+- The count from 2 to 3 by restarts, with a time when two shards own one
+  cluster, and back to 2 by SIGHUP: no port moves, no address changes,
+  `porticoctl ports` the same, no CLUSTER_DOWN.
+- A bad -s is a usage error.
 
 Real processes: allocd, renderd, applyd with HAProxy, the shards, the PKS
 and Kubernetes simulators, kubectl.
 """
-
 import json
 import os
 import re
@@ -59,14 +62,19 @@ def uuid_for(**want):
             return u
 
 
-def add_cluster(fleet, name, **want):
+def add_cluster(fleet, name, kubeconfig=False, **want):
     """A cluster with one exposed VirtualService (ns "app", "db" → Service
-    db:5432), its uuid chosen for the shards it must fall in."""
+    db:5432): in PKS, its uuid chosen for the shards it must fall in; or
+    (kubeconfig) a file in the folder, its name being its id."""
     ns = "app"
     c = fleet.add_cluster(name, [("db", ns, [5432])],
                           [virtualservice("db", ns, [[dest("db", 5432)]],
                                           annotations={EXPOSE: "true"})],
                           register=False, nodes=1)
+    if kubeconfig:
+        assert all(shard_of(name, int(k[1:])) == v for k, v in want.items()), name
+        c.write_kubeconfig()
+        return c
     c.uuid = uuid_for(**want)
     c.register()
     return c
@@ -177,10 +185,11 @@ def kubectl_through(c):
 
 def test_two_shards_one_killed_and_a_cluster_gone_meanwhile(make_fleet):
     harness.need("allocd", "renderd", "applyd", "watcherd", "porticoctl")
-    fleet = make_fleet()
+    fleet = make_fleet(sources=("pks", "kubeconfigs"))
     a = add_cluster(fleet, "alpha", n2=0)
     b = add_cluster(fleet, "bravo", n2=1)
     c = add_cluster(fleet, "charlie", n2=1)
+    e = add_cluster(fleet, "echo", kubeconfig=True, n2=0)     # FNV-1a("echo") % 2
     # the count in the configuration, the index on the command line
     fleet.write_conf(clusters={"shards": 2, "watch_timeout": fleet.watch_timeout})
     fleet.start_daemons(watcherd=False)
@@ -192,7 +201,7 @@ def test_two_shards_one_killed_and_a_cluster_gone_meanwhile(make_fleet):
     assert "watcherd" not in rows, rows.keys()
 
     got = {}
-    for cl in (a, b, c):
+    for cl in (a, b, c, e):
         fleet.wait_api(cl.host)
         kubectl_through(cl)
         (got[cl.name],) = fleet.wait_address(cl, "app", "db")
@@ -200,12 +209,13 @@ def test_two_shards_one_killed_and_a_cluster_gone_meanwhile(make_fleet):
 
     # served exactly once: allocd's log has each cluster's syncs from its
     # owner only, and only the owner says it resynced it
-    owner = {a.uuid: s0, b.uuid: s1, c.uuid: s1}
-    syncs = [e for e in log_since(fleet, 0) if e["type"] == "SYNC_BEGIN"]
-    assert {e["cluster"] for e in syncs} == set(owner), syncs
-    for e in syncs:
-        assert e["sid"] & SYNC_TAG_MASK == owner[e["cluster"]].tag(), (e, s0.tag(), s1.tag())
-    assert s0.resynced("alpha") >= 1 and s1.resynced("alpha") == 0
+    owner = {a.uuid: s0, b.uuid: s1, c.uuid: s1, "echo": s0}
+    syncs = [ev for ev in log_since(fleet, 0) if ev["type"] == "SYNC_BEGIN"]
+    assert {ev["cluster"] for ev in syncs} == set(owner), syncs
+    for ev in syncs:
+        assert ev["sid"] & SYNC_TAG_MASK == owner[ev["cluster"]].tag(), (ev, s0.tag(), s1.tag())
+    for name in ("alpha", "echo"):
+        assert s0.resynced(name) >= 1 and s1.resynced(name) == 0, name
     for name in ("bravo", "charlie"):
         assert s1.resynced(name) >= 1 and s0.resynced(name) == 0, name
     _, table = ctl(fleet, "clusters")
@@ -236,17 +246,18 @@ def test_two_shards_one_killed_and_a_cluster_gone_meanwhile(make_fleet):
     fleet.wait_refused(got["charlie"])
     kubectl_through(b)
     serves(fleet, b, got["bravo"])
-    kubectl_through(a)
-    serves(fleet, a, got["alpha"])
+    for cl in (a, e):
+        kubectl_through(cl)
+        serves(fleet, cl, got[cl.name])
     after = log_since(fleet, mark + 1)
-    assert any(e["type"] == "SYNC_BEGIN" and e["cluster"] == b.uuid for e in after), after
-    assert any(e["type"] == "API_DEL" and e["cluster"] == c.uuid for e in after), after
-    # the other shard's cluster: no decision, and nothing said by shard 1
-    touched = [e for e in after if e.get("cluster") == a.uuid and
-               (e["type"] in DECISIONS or
-                (e["type"] == "SYNC_BEGIN" and e["sid"] & SYNC_TAG_MASK != s0.tag()))]
+    assert any(ev["type"] == "SYNC_BEGIN" and ev["cluster"] == b.uuid for ev in after), after
+    assert any(ev["type"] == "API_DEL" and ev["cluster"] == c.uuid for ev in after), after
+    # the other shard's clusters: no decision, and nothing said by shard 1
+    touched = [ev for ev in after if ev.get("cluster") in (a.uuid, "echo") and
+               (ev["type"] in DECISIONS or
+                (ev["type"] == "SYNC_BEGIN" and ev["sid"] & SYNC_TAG_MASK != s0.tag()))]
     assert touched == [], touched
-    moved = [e for e in after if e["type"] in DECISIONS and e.get("cluster") == b.uuid]
+    moved = [ev for ev in after if ev["type"] in DECISIONS and ev.get("cluster") == b.uuid]
     assert moved == [], moved
     assert status_rows(fleet)["watcherd-1"]["counters"]["shard_downs"] >= 1
 
