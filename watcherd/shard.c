@@ -42,9 +42,7 @@ static int		 shard_fixed = 1;	/* the count is not the config's */
 static char		 shard_label[32];	/* "I/N" */
 static struct smap	 known;			/* id -> seq of its API_SET */
 static uint64_t		 feed_at;		/* allocd's last seq seen */
-static uint64_t		 asked[3] = {		/* by SRC_*: see shard_polled */
-	UINT64_MAX, UINT64_MAX, UINT64_MAX
-};
+static uint64_t		 asked[SRC_MAX];	/* by SRC_*: seq + 1, 0: none */
 static unsigned long	 downs;
 
 static void	shard_recount(void *);
@@ -155,9 +153,9 @@ shard_recount(void *arg)
 	shard_count = conf.shards;
 	snprintf(shard_label, sizeof(shard_label), "%u/%u", shard_index,
 	    shard_count);
-	for (i = 0; i < sizeof(asked) / sizeof(asked[0]); i++)
-		if (asked[i] != UINT64_MAX)
-			asked[i] = 0;
+	for (i = 0; i < SRC_MAX; i++)
+		if (asked[i] != 0)
+			asked[i] = 1;	/* before anything allocd said */
 	clusters_let_go();
 	pks_poll_soon();
 	kcdir_scan_soon();
@@ -248,8 +246,8 @@ shard_feed_at(void)
 void
 shard_polled(int source, uint64_t seq)
 {
-	if (source > 0 && source < (int)(sizeof(asked) / sizeof(asked[0])))
-		asked[source] = seq;
+	if (source > 0 && source < SRC_MAX)
+		asked[source] = seq + 1;
 }
 
 /*
@@ -268,9 +266,9 @@ clusters_reconcile_alloc(void)
 	uint64_t upto = UINT64_MAX;
 	size_t i;
 
-	for (i = 0; i < sizeof(asked) / sizeof(asked[0]); i++)
-		if (asked[i] < upto)
-			upto = asked[i];
+	for (i = 0; i < SRC_MAX; i++)
+		if (asked[i] != 0 && asked[i] - 1 < upto)
+			upto = asked[i] - 1;
 	while ((e = smap_next(&known, &it)) != NULL)
 		if (shard_mine(e->key) && *(uint64_t *)e->val <= upto &&
 		    cluster_find(e->key) == NULL) {

@@ -39,6 +39,7 @@
 
 enum { RES_VS, RES_SVC, RES_NODE, RES_EPS, RES_COUNT };
 enum { SRC_PKS = 1, SRC_KUBECONFIG = 2 };
+#define SRC_MAX	8	/* above every SRC_*: shard.c's table of polls */
 enum { INF_IDLE, INF_LIST, INF_WATCH, INF_WAIT };
 
 struct cluster;
@@ -248,6 +249,11 @@ unsigned shard_sync_tag(void);		/* the low bits of those */
 void	 shard_alloc_event(const struct event *);
 void	 shard_alloc_reset(void);
 uint64_t shard_feed_at(void);		/* allocd's last seq seen */
+/*
+ * Every source says so when a poll of it completes, with shard_feed_at()
+ * as it was when the poll was asked: clusters_reconcile_alloc() takes down
+ * only what allocd had before every source's last poll was asked.
+ */
 void	 shard_polled(int source, uint64_t asked);
 void	 clusters_reconcile_alloc(void);
 

@@ -307,6 +307,10 @@ def test_count_from_two_to_three_and_back(make_fleet):
     testlib.wait_until(lambda: shards["2"].resynced("yankee") >= 1, 60,
                        "yankee resynced by shard 2 of 3")
     assert shards["2"].resynced("xray") == 0 and shards["2"].resynced("zulu") == 0
+    # two owners' syncs of yankee, each under its own tag
+    tags = {ev["sid"] & SYNC_TAG_MASK for ev in log_since(fleet, 0)
+            if ev["type"] == "SYNC_BEGIN" and ev["cluster"] == y.uuid}
+    assert {shards["1/2"].tag(), shards["2"].tag()} <= tags, tags
     for old, new in (("0/2", "0"), ("1/2", "1")):
         shards[old].retire()
         shards[new] = Shard(fleet, new).start()
