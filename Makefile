@@ -8,6 +8,7 @@
 #   make run        install what is missing, build, run the demo fleet
 #   make bench-alloc  allocd's throughput, latency, start-up and store size
 #   make bench-watch  watcherd: 200 clusters x 50 VirtualServices, sync and churn
+#                     (WATCH_SHARDS=2: split between two watcherd shards)
 #   make fuzz       each libFuzzer harness for FUZZ_SECONDS, after its regressions
 #   make bench-ctl    porticoctl over a 200,000-record log
 #   make bench-curve  the bus with CURVE against ipc://, in one run

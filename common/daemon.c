@@ -53,7 +53,8 @@ struct reload {
 };
 
 /*
- * What SIGHUP may change under a running daemon: how it logs, and the
+ * What SIGHUP may change under a running daemon: how it logs, watcherd's
+ * count of shards, and the
  * [limits] but allow_backends, which only allocd reads, afresh at each decision, and which
  * bind only what is asked for next (a cluster already over a lowered limit
  * keeps what it holds, as after a restart).  Everything else is bound into
@@ -71,6 +72,9 @@ reload_live(const char *section, const char *key)
 	 */
 	if (strcmp(section, "limits") == 0)
 		return strcmp(key, "allow_backends") != 0;
+	/* watcherd -s I lets go of, and takes, clusters (watcherd.8) */
+	if (strcmp(section, "clusters") == 0 && strcmp(key, "shards") == 0)
+		return 1;
 	return strcmp(section, "portico") == 0 &&
 	    (strcmp(key, "log_format") == 0 || strcmp(key, "log_level") == 0);
 }

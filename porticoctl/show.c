@@ -18,7 +18,7 @@
 #include "porticoctl.h"
 #include "valid.h"
 
-#define COLS_MAX	10
+#define COLS_MAX	11	/* clusters, with its shard */
 
 struct table {
 	size_t		 ncols;

@@ -136,10 +136,18 @@ cluster_disconnect(struct cluster *cl)
 	cl->disc_at = 0;
 }
 
+/*
+ * Forget cl.  down: it is gone, allocd is told so; else it is another
+ * shard's now, and allocd keeps it as it is for its new owner.
+ */
 static void
-cluster_remove(struct cluster *cl)
+cluster_remove(struct cluster *cl, int down)
 {
-	log_info("%s: cluster %s is gone", cl->name, cl->id);
+	if (down)
+		log_info("%s: cluster %s is gone", cl->name, cl->id);
+	else
+		log_info("%s: cluster %s is another shard's now: let go",
+		    cl->name, cl->id);
 	cluster_disconnect(cl);
 	if (cl->bind_req != NULL)
 		free(cl->bind_req->arg);
@@ -148,7 +156,8 @@ cluster_remove(struct cluster *cl)
 	smap_free(&cl->patching);
 	smap_free(&cl->touched);
 	creds_free(&cl->creds);
-	send_cluster_down(cl->id);
+	if (down)
+		send_cluster_down(cl->id);
 	smap_del(&clusters, cl->id);
 	free(cl);
 }
@@ -290,7 +299,25 @@ clusters_sweep(int source)
 		}
 		if (e == NULL)
 			return;
-		cluster_remove(cl);
+		cluster_remove(cl, 1);
+	}
+}
+
+/* The shards were counted again: what is no longer ours, we let go. */
+void
+clusters_let_go(void)
+{
+	struct smap_iter it;
+	struct smap_ent *e;
+
+	for (;;) {
+		it = (struct smap_iter){ 0, NULL };
+		while ((e = smap_next(&clusters, &it)) != NULL)
+			if (!shard_mine(e->key))
+				break;
+		if (e == NULL)
+			return;
+		cluster_remove(e->val, 0);
 	}
 }
 

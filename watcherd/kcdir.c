@@ -43,6 +43,12 @@ kcdir_polled(void)
 	return conf.kubeconfig_dir[0] == '\0' || scanned;
 }
 
+void
+kcdir_scan_soon(void)
+{
+	next_scan = 0;
+}
+
 static int
 cluster_name(const char *file, char *name, size_t len)
 {

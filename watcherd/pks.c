@@ -334,6 +334,14 @@ pks_init(void)
 	next_poll = 0;
 }
 
+/* The next poll now, unless one is out (its answer will do). */
+void
+pks_poll_soon(void)
+{
+	if (poll_req == NULL)
+		next_poll = 0;
+}
+
 void
 pks_timer(uint64_t now)
 {

@@ -11,16 +11,18 @@
  * shard that dies leaves its clusters routed as they were (last good
  * state) until it, or whoever owns them next, resyncs them.
  *
- * Changing N is restarting the shards with the new count.  A cluster
- * that moves is never taken down: its old owner just stops watching it
- * (a process that exits sends nothing), its new owner upserts and
- * resyncs it, and its ports, being the owner's, do not move.  For a while
- * two shards may both own a cluster (or shards disagree on N): both watch
- * and resync it.  That is made harmless here, by sync ids no two
- * watcherds share (shard_sync_id), since allocd ends a sync only on the
- * id that began it last; and by taking a cluster down only on a poll
- * that was asked after allocd had it (shard_reconcile).
+ * Changing N is restarting the shards with the new count, or SIGHUP
+ * with a new [clusters] shards (shard_recount).  A cluster that moves is
+ * never taken down: its old owner just stops watching it (a process that
+ * exits sends nothing; a recount lets go without a word), its new owner
+ * upserts and resyncs it, and its ports, being the owner's, do not move.
+ * For a while two shards may both own a cluster (or shards disagree on
+ * N): both watch and resync it.  That is made harmless here, by sync ids
+ * no two watcherds share (shard_sync_id), since allocd ends a sync only
+ * on the id that began it last; and by taking a cluster down only on a
+ * poll that was asked after allocd had it (clusters_reconcile_alloc).
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,13 +38,23 @@
 #define SYNC_TAG_BITS	20
 
 static unsigned		 shard_index, shard_count = 1;
+static int		 shard_fixed = 1;	/* the count is not the config's */
 static char		 shard_label[32];	/* "I/N" */
 static struct smap	 known;			/* id -> seq of its API_SET */
 static uint64_t		 feed_at;		/* allocd's last seq seen */
-static uint64_t		 asked[3] = {		/* by SRC_*: see shard_polled */
-	UINT64_MAX, UINT64_MAX, UINT64_MAX
-};
+static uint64_t		 asked[SRC_MAX];	/* by SRC_*: seq + 1, 0: none */
 static unsigned long	 downs;
+
+static void	shard_recount(void *);
+
+/* A usage error: said where whoever started us looks, then fatal. */
+static void
+shard_bad(const struct daemon *d, const char *why)
+{
+	if (!d->foreground)
+		fprintf(stderr, "watcherd: %s\n", why);
+	fatalx("%s", why);
+}
 
 /*
  * "-s I/N", or "-s I" with N from [clusters] shards.  Without -s a
@@ -53,28 +65,33 @@ void
 shard_init(struct daemon *d)
 {
 	unsigned long i, n = conf.shards;
-	char *end;
+	char *end, why[128];
 
+	loop_signal(SIGHUP, shard_recount, NULL);
 	if (d->shard == NULL) {
+		snprintf(why, sizeof(why), "[clusters] shards is %u: which "
+		    "one is this? (-s index)", conf.shards);
 		if (conf.shards > 1)
-			fatalx("[clusters] shards is %u: which one is this? "
-			    "(-s index)", conf.shards);
+			shard_bad(d, why);
 		return;
 	}
+	snprintf(why, sizeof(why), "-s %.32s: not index or index/count, the "
+	    "index below the count, the count 1 to %d", d->shard,
+	    HASH_SHARDS_MAX);
 	i = strtoul(d->shard, &end, 10);
 	if (*d->shard < '0' || *d->shard > '9' || (*end != '\0' &&
 	    *end != '/'))
-		fatalx("-s %s: not index or index/count", d->shard);
+		shard_bad(d, why);
 	if (*end == '/') {
 		if (end[1] < '0' || end[1] > '9')
-			fatalx("-s %s: not index/count", d->shard);
+			shard_bad(d, why);
 		n = strtoul(end + 1, &end, 10);
 		if (*end != '\0')
-			fatalx("-s %s: not index/count", d->shard);
-	}
+			shard_bad(d, why);
+	} else
+		shard_fixed = 0;	/* SIGHUP may change it: shard_recount */
 	if (n < 1 || n > HASH_SHARDS_MAX || i >= n)
-		fatalx("-s %s: the index must be below the count, the count "
-		    "1 to %d", d->shard, HASH_SHARDS_MAX);
+		shard_bad(d, why);
 	if (n != conf.shards && conf.shards > 1)
 		log_warnx("-s %s: [clusters] shards says %u; the count of "
 		    "-s is the one used", d->shard, conf.shards);
@@ -92,22 +109,67 @@ shard_mine(const char *id)
 	return hash_shard(id, shard_count) == shard_index;
 }
 
-/* "watcherd", or "watcherd-I" when there are several: its pid and ctl. */
+/*
+ * "watcherd", or "watcherd-I" when started with -s: its pid file and
+ * control socket, which keep their name when the count changes.
+ */
 const char *
 shard_name(void)
 {
 	static char name[32];
 
-	if (shard_count == 1)
+	if (shard_label[0] == '\0')
 		return "watcherd";
 	snprintf(name, sizeof(name), "watcherd-%u", shard_index);
 	return name;
 }
 
+/*
+ * SIGHUP read [clusters] shards again (it is live for watcherd).  A shard
+ * started with -s I takes the new count: it lets go of the clusters that
+ * are no longer its own, without a CLUSTER_DOWN (their new owner resyncs
+ * them, their ports stay), and its sources' next polls bring it those
+ * that are now.  Until those polls, no cluster is taken down: what the
+ * last ones did not name may be another's no more.
+ */
+static void
+shard_recount(void *arg)
+{
+	size_t i;
+
+	(void)arg;
+	if (conf.shards == shard_count)
+		return;
+	if (shard_fixed || conf.shards <= shard_index) {
+		log_warnx("[clusters] shards is %u now; this watcherd stays "
+		    "%s until it is restarted%s", conf.shards,
+		    shard_describe(), shard_label[0] == '\0' ?
+		    " with -s index" : shard_fixed ? " (-s says the count)" :
+		    ": its index has no place in the new count");
+		return;
+	}
+	log_info("shard %u of %u now, was of %u", shard_index, conf.shards,
+	    shard_count);
+	shard_count = conf.shards;
+	snprintf(shard_label, sizeof(shard_label), "%u/%u", shard_index,
+	    shard_count);
+	for (i = 0; i < SRC_MAX; i++)
+		if (asked[i] != 0)
+			asked[i] = 1;	/* before anything allocd said */
+	clusters_let_go();
+	pks_poll_soon();
+	kcdir_scan_soon();
+}
+
 const char *
 shard_describe(void)
 {
-	return shard_count == 1 ? "the only shard" : shard_label;
+	static char buf[48];
+
+	if (shard_label[0] == '\0')
+		return "the only watcherd";
+	snprintf(buf, sizeof(buf), "shard %s", shard_label);
+	return buf;
 }
 
 /*
@@ -184,8 +246,8 @@ shard_feed_at(void)
 void
 shard_polled(int source, uint64_t seq)
 {
-	if (source > 0 && source < (int)(sizeof(asked) / sizeof(asked[0])))
-		asked[source] = seq;
+	if (source > 0 && source < SRC_MAX)
+		asked[source] = seq + 1;
 }
 
 /*
@@ -204,9 +266,9 @@ clusters_reconcile_alloc(void)
 	uint64_t upto = UINT64_MAX;
 	size_t i;
 
-	for (i = 0; i < sizeof(asked) / sizeof(asked[0]); i++)
-		if (asked[i] < upto)
-			upto = asked[i];
+	for (i = 0; i < SRC_MAX; i++)
+		if (asked[i] != 0 && asked[i] - 1 < upto)
+			upto = asked[i] - 1;
 	while ((e = smap_next(&known, &it)) != NULL)
 		if (shard_mine(e->key) && *(uint64_t *)e->val <= upto &&
 		    cluster_find(e->key) == NULL) {

@@ -39,6 +39,7 @@
 
 enum { RES_VS, RES_SVC, RES_NODE, RES_EPS, RES_COUNT };
 enum { SRC_PKS = 1, SRC_KUBECONFIG = 2 };
+#define SRC_MAX	8	/* above every SRC_*: shard.c's table of polls */
 enum { INF_IDLE, INF_LIST, INF_WATCH, INF_WAIT };
 
 struct cluster;
@@ -157,6 +158,7 @@ struct cluster *cluster_upsert(const char *id, const char *name,
 void	 cluster_set_creds(struct cluster *, struct creds *);
 void	 clusters_mark(int source);
 void	 clusters_sweep(int source);
+void	 clusters_let_go(void);		/* another shard's, without a DOWN */
 void	 clusters_timer(uint64_t now);
 void	 clusters_resync_all(void);
 const char *clusters_unsynced(void);	/* a cluster not yet resynced once */
@@ -234,6 +236,7 @@ void	 pks_init(void);
 void	 pks_timer(uint64_t now);
 void	 pks_bind(struct cluster *);
 int	 pks_polled(void);
+void	 pks_poll_soon(void);
 
 /* shard.c */
 struct daemon;
@@ -246,12 +249,18 @@ unsigned shard_sync_tag(void);		/* the low bits of those */
 void	 shard_alloc_event(const struct event *);
 void	 shard_alloc_reset(void);
 uint64_t shard_feed_at(void);		/* allocd's last seq seen */
+/*
+ * Every source says so when a poll of it completes, with shard_feed_at()
+ * as it was when the poll was asked: clusters_reconcile_alloc() takes down
+ * only what allocd had before every source's last poll was asked.
+ */
 void	 shard_polled(int source, uint64_t asked);
 void	 clusters_reconcile_alloc(void);
 
 /* kcdir.c */
 void	 kcdir_timer(uint64_t now);
 int	 kcdir_polled(void);
+void	 kcdir_scan_soon(void);
 void	 kcdir_token(struct cluster *);
 
 #endif

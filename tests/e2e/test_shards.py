@@ -1,23 +1,28 @@
 """watcherd in shards (watcherd.8, SHARDS): shard i of n owns the clusters
-whose id hashes to i (FNV-1a 64 of the PKS uuid, modulo n).
+whose id hashes to i (FNV-1a 64 of the PKS uuid or the kubeconfig file's
+name, modulo n).
 
-- Two shards: every cluster is served, and by one shard only: every
-  SYNC_BEGIN allocd logged for a cluster carries its owner's sync tag, and
-  only the owner's log says it resynced it; kubectl reaches each cluster
-  through HAProxy, and TCP each cluster's port.
+- Two shards, clusters from PKS and from kubeconfig files: every cluster is
+  served, and by one shard only: every SYNC_BEGIN allocd logged for a
+  cluster carries its owner's sync tag, and only the owner's log says it
+  resynced it; kubectl reaches each cluster through HAProxy, and TCP each
+  cluster's port.
 - One shard killed: its clusters keep routing (last good state); a cluster
   deleted from PKS meanwhile stays routed (no other shard takes it down)
   until the shard is back, which takes it down; the other shard's clusters
   see no decision at all.
-- The count from 2 to 3 and back, with a time when two shards own one
-  cluster: no port moves, no address changes, `porticoctl ports` the same.
+- The count from 2 to 3 by restarts, with a time when two shards own one
+  cluster, and back to 2 by SIGHUP: no port moves, no address changes,
+  `porticoctl ports` the same, no CLUSTER_DOWN.
+- A bad -s is a usage error.
 
 Real processes: allocd, renderd, applyd with HAProxy, the shards, the PKS
 and Kubernetes simulators, kubectl.
 """
-
 import json
+import os
 import re
+import signal
 import subprocess
 import uuid as uuidlib
 
@@ -57,14 +62,19 @@ def uuid_for(**want):
             return u
 
 
-def add_cluster(fleet, name, **want):
+def add_cluster(fleet, name, kubeconfig=False, **want):
     """A cluster with one exposed VirtualService (ns "app", "db" → Service
-    db:5432), its uuid chosen for the shards it must fall in."""
+    db:5432): in PKS, its uuid chosen for the shards it must fall in; or
+    (kubeconfig) a file in the folder, its name being its id."""
     ns = "app"
     c = fleet.add_cluster(name, [("db", ns, [5432])],
                           [virtualservice("db", ns, [[dest("db", 5432)]],
                                           annotations={EXPOSE: "true"})],
                           register=False, nodes=1)
+    if kubeconfig:
+        assert all(shard_of(name, int(k[1:])) == v for k, v in want.items()), name
+        c.write_kubeconfig()
+        return c
     c.uuid = uuid_for(**want)
     c.register()
     return c
@@ -131,6 +141,9 @@ class Shard(harness.Daemon):
         super().kill9()
         del self.fleet.daemons[self.key]    # dead on purpose: not a failure
 
+    def hup(self):
+        os.kill(self.pid, signal.SIGHUP)
+
     def retire(self):
         """SIGTERM, as a change of the count does: it must exit 0."""
         rc = super().stop()
@@ -172,10 +185,11 @@ def kubectl_through(c):
 
 def test_two_shards_one_killed_and_a_cluster_gone_meanwhile(make_fleet):
     harness.need("allocd", "renderd", "applyd", "watcherd", "porticoctl")
-    fleet = make_fleet()
+    fleet = make_fleet(sources=("pks", "kubeconfigs"))
     a = add_cluster(fleet, "alpha", n2=0)
     b = add_cluster(fleet, "bravo", n2=1)
     c = add_cluster(fleet, "charlie", n2=1)
+    e = add_cluster(fleet, "echo", kubeconfig=True, n2=0)     # FNV-1a("echo") % 2
     # the count in the configuration, the index on the command line
     fleet.write_conf(clusters={"shards": 2, "watch_timeout": fleet.watch_timeout})
     fleet.start_daemons(watcherd=False)
@@ -187,7 +201,7 @@ def test_two_shards_one_killed_and_a_cluster_gone_meanwhile(make_fleet):
     assert "watcherd" not in rows, rows.keys()
 
     got = {}
-    for cl in (a, b, c):
+    for cl in (a, b, c, e):
         fleet.wait_api(cl.host)
         kubectl_through(cl)
         (got[cl.name],) = fleet.wait_address(cl, "app", "db")
@@ -195,12 +209,13 @@ def test_two_shards_one_killed_and_a_cluster_gone_meanwhile(make_fleet):
 
     # served exactly once: allocd's log has each cluster's syncs from its
     # owner only, and only the owner says it resynced it
-    owner = {a.uuid: s0, b.uuid: s1, c.uuid: s1}
-    syncs = [e for e in log_since(fleet, 0) if e["type"] == "SYNC_BEGIN"]
-    assert {e["cluster"] for e in syncs} == set(owner), syncs
-    for e in syncs:
-        assert e["sid"] & SYNC_TAG_MASK == owner[e["cluster"]].tag(), (e, s0.tag(), s1.tag())
-    assert s0.resynced("alpha") >= 1 and s1.resynced("alpha") == 0
+    owner = {a.uuid: s0, b.uuid: s1, c.uuid: s1, "echo": s0}
+    syncs = [ev for ev in log_since(fleet, 0) if ev["type"] == "SYNC_BEGIN"]
+    assert {ev["cluster"] for ev in syncs} == set(owner), syncs
+    for ev in syncs:
+        assert ev["sid"] & SYNC_TAG_MASK == owner[ev["cluster"]].tag(), (ev, s0.tag(), s1.tag())
+    for name in ("alpha", "echo"):
+        assert s0.resynced(name) >= 1 and s1.resynced(name) == 0, name
     for name in ("bravo", "charlie"):
         assert s1.resynced(name) >= 1 and s0.resynced(name) == 0, name
     _, table = ctl(fleet, "clusters")
@@ -231,17 +246,18 @@ def test_two_shards_one_killed_and_a_cluster_gone_meanwhile(make_fleet):
     fleet.wait_refused(got["charlie"])
     kubectl_through(b)
     serves(fleet, b, got["bravo"])
-    kubectl_through(a)
-    serves(fleet, a, got["alpha"])
+    for cl in (a, e):
+        kubectl_through(cl)
+        serves(fleet, cl, got[cl.name])
     after = log_since(fleet, mark + 1)
-    assert any(e["type"] == "SYNC_BEGIN" and e["cluster"] == b.uuid for e in after), after
-    assert any(e["type"] == "API_DEL" and e["cluster"] == c.uuid for e in after), after
-    # the other shard's cluster: no decision, and nothing said by shard 1
-    touched = [e for e in after if e.get("cluster") == a.uuid and
-               (e["type"] in DECISIONS or
-                (e["type"] == "SYNC_BEGIN" and e["sid"] & SYNC_TAG_MASK != s0.tag()))]
+    assert any(ev["type"] == "SYNC_BEGIN" and ev["cluster"] == b.uuid for ev in after), after
+    assert any(ev["type"] == "API_DEL" and ev["cluster"] == c.uuid for ev in after), after
+    # the other shard's clusters: no decision, and nothing said by shard 1
+    touched = [ev for ev in after if ev.get("cluster") in (a.uuid, "echo") and
+               (ev["type"] in DECISIONS or
+                (ev["type"] == "SYNC_BEGIN" and ev["sid"] & SYNC_TAG_MASK != s0.tag()))]
     assert touched == [], touched
-    moved = [e for e in after if e["type"] in DECISIONS and e.get("cluster") == b.uuid]
+    moved = [ev for ev in after if ev["type"] in DECISIONS and ev.get("cluster") == b.uuid]
     assert moved == [], moved
     assert status_rows(fleet)["watcherd-1"]["counters"]["shard_downs"] >= 1
 
@@ -283,25 +299,65 @@ def test_count_from_two_to_three_and_back(make_fleet):
                 before.get(owner_of(e), (None,))[0] != e.get("port"))]
         assert bad == [], bad
 
-    # 2 -> 3: the new shard first (yankee has two owners for a while: both
-    # resync it), then each old one restarted with the new count
-    shards["2/3"] = Shard(fleet, "2/3").start()
-    testlib.wait_until(lambda: shards["2/3"].resynced("yankee") >= 1, 60,
-                       "yankee resynced by shard 2/3")
-    assert shards["2/3"].resynced("xray") == 0 and shards["2/3"].resynced("zulu") == 0
-    for old, new in (("0/2", "0/3"), ("1/2", "1/3")):
+    # 2 -> 3 by restarts: the new shard first (yankee has two owners for a
+    # while: both resync it), then each old one restarted; the count now
+    # from [clusters] shards, the index from -s
+    fleet.write_conf(clusters={"shards": 3, "watch_timeout": fleet.watch_timeout})
+    shards["2"] = Shard(fleet, "2").start()
+    testlib.wait_until(lambda: shards["2"].resynced("yankee") >= 1, 60,
+                       "yankee resynced by shard 2 of 3")
+    assert shards["2"].resynced("xray") == 0 and shards["2"].resynced("zulu") == 0
+    # two owners' syncs of yankee, each under its own tag
+    tags = {ev["sid"] & SYNC_TAG_MASK for ev in log_since(fleet, 0)
+            if ev["type"] == "SYNC_BEGIN" and ev["cluster"] == y.uuid}
+    assert {shards["1/2"].tag(), shards["2"].tag()} <= tags, tags
+    for old, new in (("0/2", "0"), ("1/2", "1")):
         shards[old].retire()
         shards[new] = Shard(fleet, new).start()
-    same(["0/3", "1/3", "2/3"])
-    for name, spec in (("xray", "1/3"), ("yankee", "2/3"), ("zulu", "0/3")):
-        assert shards[spec].resynced(name) >= 1, (name, spec)
-    assert shards["0/3"].resynced("xray") == 0
+    same(["0", "1", "2"])
+    for name, i in (("xray", "1"), ("yankee", "2"), ("zulu", "0")):
+        assert shards[i].resynced(name) >= 1, (name, i)
+    assert shards["0"].resynced("xray") == 0
+    assert status_rows(fleet)["watcherd-2"]["shard"] == "2/3"
 
-    # 3 -> 2: the third goes, the others restart with 2
-    shards["2/3"].retire()
-    for old, new in (("0/3", "0/2"), ("1/3", "1/2")):
-        shards[old].retire()
-        shards[new] = Shard(fleet, new, run=2).start()
-    same(["0/2", "1/2"])
-    assert shards["1/2"].resynced("yankee") >= 1
-    assert shards["0/2"].resynced("xray") >= 1
+    # 3 -> 2 live: the configuration says 2, SIGHUP; shards 0 and 1 take
+    # the new count, shard 2 has no place in it and stays as it is until
+    # stopped.  xray goes from 1 to 0, yankee from 2 to 1, without a
+    # CLUSTER_DOWN.
+    fleet.write_conf(clusters={"shards": 2, "watch_timeout": fleet.watch_timeout})
+    for i in ("0", "1", "2"):
+        shards[i].hup()
+    testlib.wait_until(lambda: shards["0"].resynced("xray") >= 1, 60, "xray resynced by 0 of 2")
+    testlib.wait_until(lambda: shards["1"].resynced("yankee") >= 1, 60,
+                       "yankee resynced by 1 of 2")
+    assert re.search(r"xray: cluster \S+ is another shard's now: let go", shards["1"].log())
+    assert "has no place in the new count" in shards["2"].log()
+    rows = status_rows(fleet)
+    assert rows["watcherd-0"]["shard"] == "0/2" and rows["watcherd-1"]["shard"] == "1/2", rows
+    shards["2"].retire()
+    same(["0", "1"])
+    downs = [e for e in log_since(fleet, mark + 1) if e["type"] == "CLUSTER_DOWN"]
+    assert downs == [], downs
+
+
+@pytest.mark.parametrize("args,why", [
+    ([], "[clusters] shards is 3: which one is this? (-s index)"),
+    (["-s", "3"], "-s 3: not index or index/count"),
+    (["-s", "2/2"], "-s 2/2: not index or index/count"),
+    (["-s", "1/"], "-s 1/: not index or index/count"),
+    (["-s", "0/1025"], "-s 0/1025: not index or index/count"),
+    (["-s", "-1/2"], "-s -1/2: not index or index/count"),
+])
+def test_bad_shard_is_a_usage_error(tmp_path, args, why):
+    """Said on stderr even without -d (where the log is syslog), exit 1."""
+    kc = tmp_path / "kc"
+    kc.mkdir()
+    tmp_path.chmod(0o700)
+    conf = tmp_path / "portico.conf"
+    conf.write_text("[portico]\ndomain = k.example.test\nrun_dir = %s\n"
+                    "ports = 20000-20010\n[kubeconfigs]\ndir = %s\n"
+                    "[clusters]\nshards = 3\n" % (tmp_path / "run", kc))
+    cp = subprocess.run([harness.daemon_path("watcherd"), "-f", str(conf)] + args,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                        timeout=30)
+    assert cp.returncode == 1 and why in cp.stderr, cp
