@@ -93,6 +93,17 @@ class Pod:
         cp = podman("logs", self.container(what), check=False)
         return cp.stdout + cp.stderr
 
+    def usage(self, what):
+        """(VmRSS in MiB, CPU seconds) of the container's daemon, from /proc."""
+        pid = podman("inspect", "--format", "{{.State.Pid}}", self.container(what)).stdout
+        pid = int(pid.strip())
+        with open("/proc/%d/status" % pid) as f:
+            rss = [int(l.split()[1]) for l in f if l.startswith("VmRSS:")][0]
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return rss / 1024.0, cpu
+
     def http(self, path, timeout=2):
         """(status, body) of GET path on the daemon's metrics address."""
         try:

@@ -49,7 +49,10 @@ def make_pods(request, make_fleet, image):
         if failed:
             print(p.logs())
         reports += p.sanitizer_reports()
+        t0 = time.monotonic()
         p.cleanup()
+        print("cleanup: %d pods down and removed in %.1f s" % (
+            len(p.pods), time.monotonic() - t0))
     if reports:
         pytest.fail("sanitizer report in a pod:\n" + "\n".join(reports), pytrace=False)
 
@@ -93,6 +96,8 @@ def test_kubectl_and_workloads_through_the_pods(make_fleet, make_pods):
     for what in ("allocd", "renderd-0", "applyd-a", "watcherd"):
         pods.pods[what].wait_ready(timeout=30)
     print("costs: " + "; ".join(costs))
+    print("usage: " + "; ".join("%s %.1f MiB, %.2f CPU s" % ((w,) + pods.pods[w].usage(
+        w.split("-")[0])) for w in ("allocd", "renderd-0", "applyd-a", "watcherd")))
 
 
 def test_allocd_pod_killed_keeps_every_port(make_fleet, make_pods):
