@@ -13,6 +13,7 @@
 #   make bench-ctl    porticoctl over a 200,000-record log
 #   make bench-curve  the bus with CURVE against ipc://, in one run
 #   make bench-ctl-tables  porticoctl clusters/routes/ports, 12,000 owners
+#   make bench-pods   each daemon's RSS and CPU in its pod at 10,000 routes
 #   make image      the image (daemons, porticoctl, HAProxy) as
 #                   portico:<version>, with podman and no registry
 #   make install    daemons, porticoctl, man pages, systemd units, example
@@ -313,6 +314,11 @@ install: $(BINS)
 	test -e $(DESTDIR)$(SYSCONFDIR)/portico/portico.conf || \
 	    $(INSTALL) -m 0600 etc/portico.conf.example \
 	    $(DESTDIR)$(SYSCONFDIR)/portico/portico.conf
+
+# The pods of deploy/kubernetes on podman, 40 clusters of 250 routes.
+.PHONY: bench-pods
+bench-pods: deps all
+	PORTICO_BIN=$(CURDIR)/$(BUILD)/bin $(PY) tests/bench/bench_pods.py 40 250
 
 # One image for every pod (deploy/kubernetes): built from build/bin with
 # `podman import`, no registry needed; Containerfile makes the same from
