@@ -17,8 +17,12 @@ import harness
 import pods as podlib
 from harness import ADDRESS, EXPOSE
 
-pytestmark = pytest.mark.skipif(not podlib.have_podman(),
-                                reason="podman is not installed (scripts/deps.sh)")
+pytestmark = [
+    pytest.mark.skipif(not podlib.have_podman(),
+                       reason="podman is not installed (scripts/deps.sh)"),
+    # rootful podman: the pods' folders are given to the image's users
+    pytest.mark.skipif(os.geteuid() != 0, reason="the pod tests run as root"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -390,3 +394,21 @@ def test_manifests_are_real_kinds():
     assert shards["spec"]["replicas"] == 2
     assert shards["spec"]["template"]["spec"]["containers"][0]["env"] == \
         [{"name": "PORTICO_SHARDS", "value": "2"}]
+
+
+def test_bus_bind_is_an_address(make_fleet):
+    """[bus] bind: an IP address (what a pod binds its tcp:// endpoints
+    on), printed by -n; anything else is a configuration error."""
+    harness.need("allocd")
+    fleet = make_fleet()
+    for value, ok in (("0.0.0.0", True), ("::", True), ("eth0", False),
+                      ("portico-allocd", False)):
+        fleet.write_conf(bus={"bind": value})
+        p = subprocess.run([harness.daemon_path("allocd"), "-n", "-f", fleet.conf_path],
+                           capture_output=True, text=True, timeout=30)
+        if ok:
+            assert p.returncode == 0, p.stderr
+            assert "\nbind = %s\n" % value in p.stdout, p.stdout
+        else:
+            assert p.returncode == 1, p.stdout
+            assert "[bus] bind: not an IP address: %s" % value in p.stderr, p.stderr
