@@ -332,11 +332,29 @@ class Pods:
                     p.name, c, harness.tail(p.logs(c), 80)))
         return "\n".join(out)
 
+    def stop(self):
+        """Stop every pod still up (SIGTERM, as Kubernetes stops a pod),
+        keep its daemon's log, and return the problems: a daemon that did
+        not exit 0 on SIGTERM."""
+        problems = []
+        for what, p in self.pods.items():
+            if not p.played:
+                continue
+            podman("pod", "stop", "--time", "20", p.name, check=False)
+            c = p.container(what.split("-")[0])
+            rc = podman("inspect", "--format", "{{.State.ExitCode}}", c,
+                        check=False).stdout.strip()
+            if rc != "0":
+                problems.append("%s exited %s on SIGTERM" % (c, rc))
+            self.save_logs(what)
+            p.played = False
+        return problems
+
     def sanitizer_reports(self):
+        """Sanitizer reports in the logs of the pods taken down or stopped
+        (stop() first: a leak is reported at exit)."""
         found = []
-        logs = self.old_logs + [(p.name, p.logs(w.split("-")[0]))
-                                for w, p in self.pods.items()]
-        for name, log in logs:
+        for name, log in self.old_logs:
             for mark in harness.SANITIZER_MARKS:
                 if mark in log:
                     i = log.index(mark)

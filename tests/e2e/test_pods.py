@@ -52,13 +52,14 @@ def make_pods(request, make_fleet, image):
     for p in made:
         if failed:
             print(p.logs())
+        reports += p.stop()
         reports += p.sanitizer_reports()
         t0 = time.monotonic()
         p.cleanup()
         print("cleanup: %d pods down and removed in %.1f s" % (
             len(p.pods), time.monotonic() - t0))
     if reports:
-        pytest.fail("sanitizer report in a pod:\n" + "\n".join(reports), pytrace=False)
+        pytest.fail("teardown of the pods:\n" + "\n".join(reports), pytrace=False)
 
 
 def expose(fleet, cluster, ns, name):
