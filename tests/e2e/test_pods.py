@@ -150,7 +150,7 @@ def test_allocd_pod_killed_keeps_every_port(make_fleet, make_pods):
 def test_renderd_scaled_every_applyd_serves_the_same_table(make_fleet, make_pods):
     """renderd from 1 to 3 replicas: applyd pods fed by different replicas
     (as a Service spreads them) serve the same table, byte for byte, and
-    the applyd that was serving before never stops."""
+    the applyd that was serving before goes on serving its route."""
     fleet = make_fleet()
     pay = harness.payments_cluster(fleet)
     pods = make_pods(fleet)
