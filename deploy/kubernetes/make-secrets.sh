@@ -26,7 +26,10 @@ while getopts c:d:f o; do
 	*) echo "usage: $0 -c PKS_CA_FILE [-d DIR] [-f]" >&2; exit 2 ;;
 	esac
 done
-[ -n "$ca" ] && [ -r "$ca" ] || { echo "$0: -c PKS_CA_FILE: the CA of PKS and UAA" >&2; exit 2; }
+if [ -z "$ca" ] || [ ! -r "$ca" ]; then
+	echo "$0: -c PKS_CA_FILE: the CA of PKS and UAA" >&2
+	exit 2
+fi
 [ -n "${PORTICO_PKS_SECRET+set}" ] ||
     { echo "$0: set PORTICO_PKS_SECRET to the UAA client's secret" >&2; exit 2; }
 umask 077
