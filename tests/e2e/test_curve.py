@@ -134,6 +134,21 @@ def log_mentions(fleet, text):
     return text in ctl(fleet, "log", "dump").stdout
 
 
+def settled_log(fleet):
+    """allocd's log once the fleet has stopped adding to it (the write-back
+    of an address comes back as one more observation)."""
+    last = [None]
+
+    def same():
+        now = ctl(fleet, "log", "dump").stdout
+        if now == last[0]:
+            return now
+        last[0] = now
+        time.sleep(1)
+        return None
+    return testlib.wait_until(same, 60, "allocd's log to settle")
+
+
 def test_fleet_on_tcp_with_curve_routes(make_fleet):
     """kubectl through the SNI port; annotate -> address -> TCP."""
     fleet, pay = start_curve(make_fleet, metrics=True)
@@ -166,7 +181,7 @@ def test_strangers_are_refused_before_a_message_is_read(make_fleet):
     fleet.wait_address(pay, NS, "ledger-db", timeout=60)
     allocd = fleet["allocd"]
     alloc_key = server_pub(fleet, "allocd")
-    before = ctl(fleet, "log", "dump").stdout
+    before = settled_log(fleet)
     n0 = refused(fleet)
 
     ctx = zmq.Context()
