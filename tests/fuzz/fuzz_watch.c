@@ -46,7 +46,7 @@ watch_cluster(int endpoints)
 
 	cl = cluster_upsert("c1c0ffee-0000-4000-8000-000000000001", name,
 	    endpoints ? "ep.k8s.example.test" : "np.k8s.example.test",
-	    masters, 1, 8443, SRC_KUBECONFIG);
+	    masters, 1, 8443, &kcdir_source);
 	if (cl == NULL)
 		abort();
 	memset(&c, 0, sizeof(c));
@@ -178,8 +178,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	fake_http_drain();
 	clusters_alloc_reset();
-	clusters_mark(SRC_KUBECONFIG);
-	clusters_sweep(SRC_KUBECONFIG);
+	clusters_mark(&kcdir_source);
+	clusters_sweep(&kcdir_source);
 	fake_http_drain();
 	alloc_synced = 0;
 	obs_failed = 0;
