@@ -189,7 +189,7 @@ gw_writeback(struct cluster *cl)
 	struct smap_iter it = { 0, NULL };
 	struct smap_ent *e;
 	struct gw_obj *g;
-	char want[320], path[1024], ts[32], *ns, *name;
+	char want[320], path[1024], ts[32], pk[400], *ns, *name;
 	const char *slash;
 	json_t *body, *conds;
 	char *text;
@@ -232,7 +232,8 @@ gw_writeback(struct cluster *cl)
 		json_decref(body);
 		snprintf(path, sizeof(path), "/apis/%s/%s/namespaces/%s/"
 		    "gateways/%s/status", GW_GROUP, cl->ver[RES_GW], ns, name);
-		if (writeback_status(cl, e->key, path, text) == 0) {
+		snprintf(pk, sizeof(pk), "gw/%s", e->key);
+		if (writeback_status(cl, pk, path, text) == 0) {
 			log_info("%s/%s/%s: Gateway status: address %s",
 			    cl->name, ns, name, cl->host);
 			strcpy(g->seen, want);

@@ -171,7 +171,10 @@ static void
 gwroute_parse(struct cluster *cl, struct robj *o, json_t *obj, int tls)
 {
 	json_t *spec = json_object_get(obj, "spec"), *rules, *rule, *h;
+	const char *want = annotation(obj, ANN_PORT);
+	unsigned long wp;
 	size_t i, n;
+	char *end;
 
 	(void)cl;
 	o->address = dup_or_null(annotation(obj, ANN_ADDRESS));
@@ -187,6 +190,17 @@ gwroute_parse(struct cluster *cl, struct robj *o, json_t *obj, int tls)
 	o->expose = 1;
 	if (o->why[0] != '\0')
 		return;
+	/* a TCPRoute may ask for its first rule's port, as a VirtualService */
+	if (want != NULL && !tls) {
+		wp = strtoul(want, &end, 10);
+		if (*want < '0' || *want > '9' || *end != '\0' || wp == 0 ||
+		    wp > 65535) {
+			snprintf(o->why, sizeof(o->why), "%s is not a port "
+			    "number", ANN_PORT);
+			return;
+		}
+		o->want = (unsigned)wp;
+	}
 	rules = json_object_get(spec, "rules");
 	n = json_array_size(rules);
 	if (n == 0 || n > VS_MAX_ROUTES) {
@@ -413,7 +427,8 @@ gwroute_status(struct cluster *cl, int kind, const char *key, struct robj *o)
 {
 	const struct route_kind *k = route_kinds[kind];
 	const char *ar, *rr;
-	char am[300], rm[300], seen[2048], path[1200], ts[32], *text;
+	char am[300], rm[300], seen[2048], path[1200], ts[32], pk[400];
+	char *text;
 	json_t *parents, *body;
 	size_t i, so = 0;
 
@@ -458,7 +473,8 @@ gwroute_status(struct cluster *cl, int kind, const char *key, struct robj *o)
 	json_decref(body);
 	k->path(cl, o, path, sizeof(path));
 	strcat(path, "/status");
-	if (writeback_status(cl, key, path, text) == 0) {
+	snprintf(pk, sizeof(pk), "%s/%s", k->rk, key);
+	if (writeback_status(cl, pk, path, text) == 0) {
 		log_info("%s/%s/%s: %s status: %s%s%s", cl->name, o->ns,
 		    o->name, k->name, seen[0] == '\0' ? "no Gateway of ours" :
 		    ar, seen[0] != '\0' && strcmp(rr, "ResolvedRefs") ? ", " :

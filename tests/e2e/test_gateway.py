@@ -365,3 +365,16 @@ def test_tcproute_reference_grant(make_fleet):
     pay.kubectl("delete", "referencegrant", "billing-orders", "-n", NS)
     wait_conditions(fleet, orders, {"ResolvedRefs": ("False", "RefNotPermitted")})
     fleet.wait_refused(port)
+
+
+def test_tcproute_asks_for_a_port(make_fleet):
+    """portico.dev/port on a TCPRoute asks for its first rule's port, as on a
+    VirtualService."""
+    fleet, pay, _ = start(make_fleet)
+    want = fleet.port_hi
+    route = (TCPROUTE_YAML % {"name": "pinned", "parent": "shared"}).replace(
+        "  namespace: payments\nspec:",
+        "  namespace: payments\n  annotations:\n    portico.dev/port: \"%d\"\nspec:" % want)
+    apply(pay, route, "pinned")
+    assert wait_route_address(fleet, pay, "pinned") == want
+    fleet.wait_serves(want, pay.markers(NS, "ledger-db", 5432))
