@@ -486,6 +486,8 @@ pass_end(void)
 	resolve_forget_unasked();
 	if (!polled_ok)
 		log_info("capi: %zu Clusters listed", pass_count);
+	else
+		log_debug("capi: %zu Clusters listed", pass_count);
 	polled_ok = 1;
 	if (last_err[0] != '\0')
 		log_info("capi: the management cluster answers again");
