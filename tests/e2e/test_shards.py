@@ -16,7 +16,8 @@ name, modulo n).
   `porticoctl ports` the same, no CLUSTER_DOWN.
 - Cluster API clusters (ids: their Clusters' uids) split the same way; one
   deleted while its shard is down is taken down by that shard once back,
-  never by the other, whose capi polls do see it gone.
+  never by the other, whose capi polls do see it gone; the count from 2 to
+  1 by SIGHUP moves the rest to shard 0 without a port moving.
 - A bad -s is a usage error.
 
 Real processes: allocd, renderd, applyd with HAProxy, the shards, the PKS
@@ -347,7 +348,8 @@ def test_capi_clusters_split_between_two_shards(make_fleet):
     """Cluster API clusters, whose ids are their Clusters' uids: each served
     by its own shard only; one deleted from the management cluster while
     its shard is down is left alone by the other shard (whose capi polls
-    see it gone), and taken down by its owner once back."""
+    see it gone), and taken down by its owner once back; then one shard
+    takes them all (SIGHUP, [clusters] shards = 1) without a port moving."""
     import test_capi
     harness.need("allocd", "renderd", "applyd", "watcherd", "porticoctl")
     fleet, mgmt = test_capi._capi_fleet(make_fleet)
@@ -360,15 +362,15 @@ def test_capi_clusters_split_between_two_shards(make_fleet):
 def _capi_split(fleet, mgmt, capi):
     # Clusters until both shards own one (uids are the sim's to draw)
     owned, uid = {0: [], 1: []}, {}
-    for i in range(12):
-        if owned[0] and owned[1]:
+    for i in range(16):
+        if owned[0] and len(owned[1]) >= 2:
             break
         c = capi.workload(fleet, "cl%d" % i, exposed=["pg"])
         capi.register(mgmt, c)
         uid[c.name] = mgmt.must("GET", "%s/namespaces/%s/clusters/%s" %
                                 (capi.CAPI, capi.NS, c.name))["metadata"]["uid"]
         owned[shard_of(uid[c.name], 2)].append(c)
-    assert owned[0] and owned[1], uid
+    assert owned[0] and len(owned[1]) >= 2, uid
     fleet.write_conf(clusters={"shards": 2, "watch_timeout": fleet.watch_timeout})
     fleet.start_daemons(watcherd=False)
     shards = [Shard(fleet, "0").start(), Shard(fleet, "1").start()]
@@ -420,6 +422,29 @@ def _capi_split(fleet, mgmt, capi):
                 (ev["type"] == "SYNC_BEGIN" and ev["sid"] & SYNC_TAG_MASK != shards[0].tag()))]
     assert touched == [], touched
     assert status_rows(fleet)["watcherd-1"]["counters"]["shard_downs"] >= 1
+
+    # 2 -> 1 by SIGHUP: shard 0 takes shard 1's Clusters (its capi pass
+    # then), shard 1 has no place and is retired; nothing is taken down,
+    # no port moves
+    moved = owned[1][1:]
+    before, mark = ports(fleet), top_seq(fleet)
+    fleet.write_conf(clusters={"shards": 1, "watch_timeout": fleet.watch_timeout})
+    for sh in shards:
+        sh.hup()
+    for c in moved:
+        testlib.wait_until(lambda: shards[0].resynced(c.name) >= 1, 60,
+                           "%s resynced by shard 0 of 1" % c.name)
+    assert "has no place in the new count" in shards[1].log()
+    shards[1].retire()
+    for c in owned[0] + moved:
+        fleet.wait_api(c.host)
+        assert fleet.wait_address(c, "apps", "pg") == [got[c.name]]
+        fleet.wait_serves(got[c.name], c.markers("apps", "pg", 7000))
+    assert ports(fleet) == before
+    bad = [e for e in log_since(fleet, mark + 1)
+           if e["type"] in ("CLUSTER_DOWN", "API_DEL", "PORT_FREE", "REFUSED") or
+           (e["type"] == "PORT_SET" and before.get(owner_of(e), (None,))[0] != e.get("port"))]
+    assert bad == [], bad
 
 
 @pytest.mark.parametrize("args,why", [
