@@ -1,14 +1,10 @@
 /*
- * watcherd — clusters: their lifecycle, what their informers see, and the
- * observations that follow from it (each route kind's computation is in
- * its own file, vs.c...; the write-back in writeback.c).
- *
- * Observations are level-triggered: after every (re)list of a cluster a
- * full resync (SYNC_BEGIN, every route, SYNC_END) tells allocd the whole
- * truth for it; between resyncs only the routes whose observation changed
- * are sent.  A route object that changes (or whose decision arrives)
- * is looked at alone; a Service, a Node, an EndpointSlice or a relist
- * looks at them all.
+ * watcherd — clusters: their lifecycle (as the sources say), their
+ * informers, and the objects those see, kept for the computation of their
+ * routes (compute.c).  A route object that changes (or whose decision
+ * arrives) is touched, to be looked at alone; anything else routes are
+ * computed from (a Service, a Node, an EndpointSlice, a Gateway, a
+ * ReferenceGrant) or a relist makes the cluster dirty: all looked at.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,16 +13,6 @@
 #include "log.h"
 #include "valid.h"
 #include "watcherd.h"
-
-/* An observation sent, to compare the next with, and to say it is gone. */
-struct sent {
-	int		kind;
-	size_t		route;
-	char		ns[64];
-	char		name[254];
-	size_t		len;
-	unsigned char	data[];
-};
 
 const struct route_kind *route_kinds[KIND_COUNT] = { &vs_kind, &tcp_kind,
     &tls_kind };
@@ -73,20 +59,6 @@ backend_name(int mode)
 	return mode == BACKEND_ENDPOINTS ? "endpoints" : "nodeport";
 }
 
-/* Nodes for nodeport, EndpointSlices for endpoints; the rest always. */
-static int
-cluster_watches(const struct cluster *cl, int res)
-{
-	switch (res) {
-	case RES_NODE:
-		return cl->backend == BACKEND_NODEPORT;
-	case RES_EPS:
-		return cl->backend == BACKEND_ENDPOINTS;
-	default:
-		return 1;
-	}
-}
-
 /* The route kind whose objects res holds, or -1. */
 static int
 kind_of(int res)
@@ -114,19 +86,7 @@ objs_free(struct cluster *cl, int res)
 	smap_free(&cl->objs[res]);
 }
 
-static void
-sent_free(struct cluster *cl)
-{
-	struct smap_iter it = { 0, NULL };
-	struct smap_ent *e;
-
-	while ((e = smap_next(&cl->sent, &it)) != NULL)
-		free(e->val);
-	smap_free(&cl->sent);
-}
-
 static const struct informer_ops inf_ops;
-static void	cluster_writeback(struct cluster *, uint64_t);
 
 /* Stop talking to the cluster's API; what we know of it is dropped. */
 static void
@@ -164,7 +124,7 @@ cluster_remove(struct cluster *cl, int down)
 	if (cl->bind_req != NULL)
 		free(cl->bind_req->arg);
 	http_cancel(cl->bind_req);
-	sent_free(cl);
+	compute_forget(cl);
 	writeback_cancel(cl);
 	for (r = 0; r < KIND_COUNT; r++)
 		smap_free(&cl->touched[r]);
@@ -436,349 +396,6 @@ static const struct informer_ops inf_ops = {
 	.refused = cluster_creds_refused,
 };
 
-/* Observations. */
-
-/* ROUTE_GONE (SNI_GONE for a kind of SNI routes) for what s sent. */
-static void
-send_gone(struct cluster *cl, const struct sent *s)
-{
-	const struct route_kind *k = route_kinds[s->kind];
-	struct event ev;
-
-	event_init(&ev, k->gone_type ? k->gone_type : EV_ROUTE_GONE);
-	event_set_str(&ev, F_CLUSTER, cl->id);
-	event_set_str(&ev, F_NS, s->ns);
-	event_set_str(&ev, F_NAME, s->name);
-	if (k->rk[0] != '\0' && ev.type == EV_ROUTE_GONE)
-		event_set_str(&ev, F_RKIND, k->rk);
-	ev.route = s->route;
-	ev.has |= F_ROUTE;
-	obs_send(&ev);
-}
-
-/*
- * Send ev unless the last one sent for this owner was the same.  A route
- * that must lose what it had (cut) is said to be gone first: allocd keeps
- * a refused route's port and backends, and those must not be served.
- */
-static void
-send_if_changed(struct cluster *cl, struct smap *now, int k,
-    const struct robj *o, size_t r, struct event *ev, int force, int cut)
-{
-	char owner[EV_OWNERLEN + 24];
-	struct sent *old, *s;
-	unsigned char *buf;
-	size_t len;
-	int changed;
-
-	decision_owner(owner, sizeof(owner), cl->id, route_kinds[k]->rk, o->ns,
-	    o->name, r);
-	old = smap_get(&cl->sent, owner);
-	if (event_encode(ev, &buf, &len) == -1)
-		fatalx("cannot encode a route");
-	if ((s = malloc(sizeof(*s) + len)) == NULL)
-		fatal("malloc");
-	s->kind = k;
-	s->route = r;
-	strcpy(s->ns, o->ns);
-	strcpy(s->name, o->name);
-	s->len = len;
-	memcpy(s->data, buf, len);
-	free(buf);
-	changed = old == NULL || old->len != len ||
-	    memcmp(old->data, s->data, len) != 0;
-	if (cut && changed)
-		send_gone(cl, s);
-	if (force || changed)
-		obs_send(ev);
-	free(smap_put(now, owner, s));
-}
-
-/* How many routes of o are observed: one, to carry why it is refused. */
-static size_t
-robj_routes(const struct robj *o)
-{
-	return o == NULL || !o->expose ? 0 : o->why[0] ? 1 : o->nroutes;
-}
-
-/*
- * The routes of one object into now; with now the map of what was sent
- * (a single object looked at), the routes it had and has no more (an
- * object's owners are always routes 0..n-1) are said to be gone.
- */
-static void
-robj_compute(struct cluster *cl, int k, const char *key, struct robj *o,
-    const struct bsrc *src, struct smap *now, int force)
-{
-	char owner[EV_OWNERLEN + 24];
-	const struct route_kind *kd = route_kinds[k];
-	struct sent *was;
-	struct event ev;
-	size_t r, n;
-	int cut;
-
-	if (o != NULL && kd->prepare != NULL)
-		kd->prepare(cl, o);
-	n = robj_routes(o);
-	for (r = 0; r < n; r++) {
-		if ((cut = kd->obs(cl, o, r, src, &ev)) == -1) {
-			/* nothing to send: what was sent is gone */
-			decision_owner(owner, sizeof(owner), cl->id, kd->rk,
-			    o->ns, o->name, r);
-			if (now == &cl->sent &&
-			    (was = smap_del(&cl->sent, owner)) != NULL) {
-				send_gone(cl, was);
-				free(was);
-			}
-			continue;
-		}
-		send_if_changed(cl, now, k, o, r, &ev, force, cut);
-		event_free(&ev);
-	}
-	if (now != &cl->sent)
-		return;
-	for (r = n;; r++) {
-		snprintf(owner, sizeof(owner), "%s/%s/%zu%s%s", cl->id, key, r,
-		    kd->rk[0] ? "/" : "", kd->rk);
-		if ((was = smap_del(&cl->sent, owner)) == NULL)
-			break;
-		send_gone(cl, was);
-		free(was);
-	}
-}
-
-/* Every informer that is to run has listed. */
-static int
-cluster_listed(const struct cluster *cl)
-{
-	int i, g;
-
-	for (i = 0; i < RES_COUNT; i++) {
-		g = informer_group(i);
-		/* a group the server does not serve is waited for no more */
-		if (cluster_watches(cl, i) && !cl->inf[i].listed &&
-		    (!cl->disc[g].known || cl->ver[i][0] != '\0'))
-			return 0;
-	}
-	return 1;
-}
-
-/* A resync's ends: an id no other watcherd sends (shard_sync_id). */
-static void
-sync_mark(struct cluster *cl, int type)
-{
-	static uint64_t sid;
-	struct event ev;
-
-	if (type == EV_SYNC_BEGIN)
-		sid = shard_sync_id();
-	event_init(&ev, type);
-	event_set_str(&ev, F_CLUSTER, cl->id);
-	ev.sid = sid;
-	ev.has |= F_SID;
-	obs_send(&ev);
-}
-
-/*
- * Turn the cluster's objects into route observations: all of them (after
- * a relist, or a change to a Service, a Node, an EndpointSlice) or the
- * touched ones alone.  Only once every informer has listed: before that,
- * a missing Service would read as an error and a missing route object as
- * a release.
- */
-static void
-cluster_compute(struct cluster *cl, int all, uint64_t t)
-{
-	struct smap_iter it;
-	struct smap_ent *e;
-	struct smap now = { NULL, 0, 0 }, *to;
-	struct robj *o;
-	struct bsrc src;
-	int k, pass, resync = all && cl->need_resync;
-
-	if (!cluster_listed(cl))
-		return;		/* the list's end computes them all */
-	bsrc_init(cl, &src);
-	if (resync)
-		sync_mark(cl, EV_SYNC_BEGIN);
-	to = all ? &now : &cl->sent;
-	/*
-	 * Objects that carry an address first: after a lost store, their
-	 * ports are adopted before anything new is assigned.
-	 */
-	for (pass = 0; pass < (all ? 2 : 1); pass++)
-	for (k = 0; k < KIND_COUNT; k++) {
-		const struct smap *m = all ? &cl->objs[route_kinds[k]->res] :
-		    &cl->touched[k];
-
-		for (it = (struct smap_iter){ 0, NULL };
-		    (e = smap_next(m, &it)) != NULL;) {
-			o = smap_get(&cl->objs[route_kinds[k]->res], e->key);
-			if (all && (o == NULL || (o->address != NULL) !=
-			    (pass == 0)))
-				continue;
-			robj_compute(cl, k, e->key, o, &src, to, resync);
-			if (!all && o != NULL) {
-				writeback_one(cl, k, e->key, o, t);
-				if (route_kinds[k]->status != NULL)
-					route_kinds[k]->status(cl, e->key, o);
-			}
-		}
-	}
-	bsrc_free(&src);
-	for (k = 0; k < KIND_COUNT; k++)
-		smap_free(&cl->touched[k]);
-	if (!all)
-		return;
-	/* what was sent before and is not there now is gone */
-	it = (struct smap_iter){ 0, NULL };
-	while (!resync && (e = smap_next(&cl->sent, &it)) != NULL)
-		if (smap_get(&now, e->key) == NULL)
-			send_gone(cl, e->val);
-	sent_free(cl);
-	cl->sent = now;
-	if (resync && obs_failed) {
-		/* something of this resync was not sent: it must not end */
-		log_warnx("%s: resync incomplete, will send it again",
-		    cl->name);
-		return;
-	}
-	if (resync) {
-		sync_mark(cl, EV_SYNC_END);
-		cl->need_resync = 0;
-		cl->synced_once = 1;
-		log_info("%s: resync sent: %zu routes", cl->name,
-		    cl->sent.n);
-	}
-	cluster_writeback(cl, t);
-}
-
-/*
- * Every write-back of the cluster: route objects' annotations (a pass
- * from where the last stopped), their status, the Gateways' status.
- */
-static void
-cluster_writeback(struct cluster *cl, uint64_t now)
-{
-	struct smap_iter it;
-	struct smap_ent *e;
-	int k;
-
-	writeback_pass(cl, now);
-	for (k = 0; k < KIND_COUNT; k++) {
-		if (route_kinds[k]->status == NULL)
-			continue;
-		it = (struct smap_iter){ 0, NULL };
-		while ((e = smap_next(&cl->objs[route_kinds[k]->res], &it)) !=
-		    NULL)
-			if (e->val != NULL)
-				route_kinds[k]->status(cl, e->key, e->val);
-	}
-	gw_writeback(cl);
-}
-
-/*
- * Discovery of an API group: the versions it serves, from which each of
- * its resources picks the first of its own preferred ones.  A group that
- * is not served (404) is an answer when it is optional (the Gateway API
- * need not be installed): looked for again a minute later.
- */
-static void
-disc_done(struct http_req *req, long code, const char *body, size_t len,
-    const char *err)
-{
-	struct disc *d = req->arg;
-	struct cluster *cl = d->cl;
-	const char *const *pref;
-	json_t *root, *v;
-	const char *s;
-	size_t i;
-	int r, g = d->grp, any = 0;
-
-	d->req = NULL;
-	if (err == NULL)
-		master_ok(cl);
-	d->served[0] = '\0';
-	root = code == 200 ? json_loadb(body, len, 0, NULL) : NULL;
-	json_array_foreach(json_object_get(root, "versions"), i, v) {
-		s = json_string_value(json_object_get(v, "version"));
-		if (s != NULL && strlen(s) < 16 && strlen(d->served) + strlen(s)
-		    + 2 < sizeof(d->served))
-			snprintf(d->served + strlen(d->served),
-			    sizeof(d->served) - strlen(d->served), "%s%s,",
-			    d->served[0] ? "" : ",", s);
-	}
-	json_decref(root);
-	for (r = 0; r < RES_COUNT; r++) {
-		if (informer_group(r) != g)
-			continue;
-		cl->ver[r][0] = '\0';
-		for (pref = informer_versions(r); *pref != NULL; pref++) {
-			char pat[20];
-
-			snprintf(pat, sizeof(pat), ",%s,", *pref);
-			if (strstr(d->served, pat) != NULL) {
-				strcpy(cl->ver[r], *pref);
-				any = 1;
-				log_info("%s: %ss at %s/%s", cl->name,
-				    informer_kind(r), informer_group_name(g),
-				    *pref);
-				break;
-			}
-		}
-	}
-	if (any) {
-		d->known = 1;
-		d->backoff = 0;
-		return;
-	}
-	if ((code == 404 || code == 200) && !informer_group_required(g)) {
-		/* none of ours here: looked for again a minute later */
-		d->known = 1;
-		d->served[0] = '\0';
-		d->at = now_ms() + jitter(60000);
-		return;
-	}
-	if (err != NULL && master_failed(cl, req)) {
-		d->at = 0;	/* another master, at once */
-		return;
-	}
-	d->backoff = d->backoff ? (d->backoff * 2 > 60000 ? 60000 :
-	    d->backoff * 2) : 1000;
-	d->at = now_ms() + jitter(d->backoff);
-	log_warnx("%s: %s not served (%s%ld); again in %u ms", cl->name,
-	    informer_group_name(g), err ? "transport error, code " : "HTTP ",
-	    code, d->backoff);
-}
-
-static void
-cluster_discover(struct cluster *cl, uint64_t now)
-{
-	struct http_auth a;
-	struct disc *d;
-	char url[1024];
-	int g;
-
-	for (g = 0; g < GRP_COUNT; g++) {
-		d = &cl->disc[g];
-		if (informer_group_name(g) == NULL) {
-			d->known = 1;	/* the core API: always there */
-			continue;
-		}
-		/* served: done; absent: looked for again now and then */
-		if ((d->known && d->served[0] != '\0') || d->req != NULL ||
-		    now < d->at)
-			continue;
-		master_auth(cl, &a);
-		snprintf(url, sizeof(url), "%s/apis/%s", cl->creds.server,
-		    informer_group_name(g));
-		d->cl = cl;
-		d->grp = g;
-		d->req = http_start("GET", url, &a, NULL, NULL, 30000,
-		    disc_done, NULL, d);
-	}
-}
-
 static void
 cluster_timer(struct cluster *cl, uint64_t now)
 {
@@ -789,26 +406,26 @@ cluster_timer(struct cluster *cl, uint64_t now)
 			cl->src->bind(cl, now);
 		return;
 	}
-	cluster_discover(cl, now);
+	discover(cl, now);
 	for (r = 0; r < RES_COUNT; r++)
-		if (cluster_watches(cl, r) && (cl->ver[r][0] != '\0' ||
+		if (informer_wanted(cl, r) && (cl->ver[r][0] != '\0' ||
 		    informer_group_name(informer_group(r)) == NULL))
 			informer_timer(&cl->inf[r], now);
 	if (cl->dirty) {
 		cl->dirty = 0;
-		cluster_compute(cl, 1, now);
+		compute_routes(cl, 1, now);
 	} else {
 		for (r = 0; r < KIND_COUNT; r++)
 			if (cl->touched[r].n > 0)
 				break;
 		if (r < KIND_COUNT)
-			cluster_compute(cl, 0, now);
+			compute_routes(cl, 0, now);
 	}
 	if (cl->patch_hold != 0 && now >= cl->patch_hold) {
 		cl->patch_hold = 0;
-		cluster_writeback(cl, now);
+		compute_writeback(cl, now);
 	} else if (cl->wb_more && cl->patching.n < WB_INFLIGHT)
-		cluster_writeback(cl, now);
+		compute_writeback(cl, now);
 }
 
 void

@@ -1,8 +1,9 @@
 /*
  * watcherd — the Gateway API's GatewayClass and Gateway: which Gateways
  * are portico's (their class names our controller), what routes their
- * listeners let attach, and the Gateway's status (its address: the
- * cluster's host; Accepted, Programmed).
+ * listeners let attach, and their status (a class of ours is Accepted; a
+ * Gateway's address is the cluster's host, and it is Accepted and
+ * Programmed).
  *
  * A Gateway's listeners say nothing about ports here: every route that
  * attaches gets a port of its own from the pool (TCPRoute) or a name on
@@ -38,8 +39,11 @@ struct gw_obj {
 };
 
 struct gwc_obj {
-	int		 ours;
+	long long	 gen;
+	char		 seen[320];	/* its status, as it is */
 };
+
+static void	gw_status_seen(json_t *, char *, size_t);
 
 void *
 gwc_parse(json_t *obj)
@@ -52,11 +56,13 @@ gwc_parse(json_t *obj)
 		return NULL;		/* not ours: as if absent */
 	if ((g = calloc(1, sizeof(*g))) == NULL)
 		fatal("gwc");
-	g->ours = 1;
+	g->gen = json_integer_value(json_object_get(json_object_get(obj,
+	    "metadata"), "generation"));
+	gw_status_seen(obj, g->seen, sizeof(g->seen));
 	return g;
 }
 
-/* Our part of a Gateway's status, as a string to compare. */
+/* Our part of a Gateway's (a GatewayClass's) status, to compare. */
 static void
 gw_status_seen(json_t *obj, char *buf, size_t len)
 {
@@ -179,6 +185,39 @@ gw_attach(struct cluster *cl, const char *gwns, const char *gwname,
 	return GWA_REFUSED;
 }
 
+/* Each GatewayClass of ours is Accepted. */
+static void
+gwc_writeback(struct cluster *cl, const char *ts)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+	struct gwc_obj *g;
+	char want[64], path[1024], pk[400], *text;
+	json_t *body;
+
+	while ((e = smap_next(&cl->objs[RES_GWC], &it)) != NULL) {
+		if ((g = e->val) == NULL)
+			continue;
+		snprintf(want, sizeof(want), "Accepted=True/%lld;", g->gen);
+		if (strcmp(want, g->seen) == 0)
+			continue;
+		body = json_pack("{s:{s:[{s:s,s:s,s:s,s:s,s:s,s:I}]}}",
+		    "status", "conditions", "type", "Accepted", "status", "True",
+		    "reason", "Accepted", "message", "portico's controller",
+		    "lastTransitionTime", ts, "observedGeneration",
+		    (json_int_t)g->gen);
+		text = json_dumps(body, JSON_COMPACT);
+		json_decref(body);
+		/* the key of a cluster-scoped object is "/name" */
+		snprintf(path, sizeof(path), "/apis/%s/%s/gatewayclasses%s/status",
+		    GW_GROUP, cl->ver[RES_GWC], e->key);
+		snprintf(pk, sizeof(pk), "gwc%s", e->key);
+		if (writeback_status(cl, pk, path, text) == 0)
+			strcpy(g->seen, want);
+		free(text);
+	}
+}
+
 /*
  * Every Gateway of ours says where it is (the cluster's host: its routes'
  * addresses are under it) and that it is accepted and programmed.
@@ -197,6 +236,7 @@ gw_writeback(struct cluster *cl)
 	if (!alloc_synced || cl->ver[RES_GW][0] == '\0')
 		return;
 	now_rfc3339(ts, sizeof(ts));
+	gwc_writeback(cl, ts);
 	while ((e = smap_next(&cl->objs[RES_GW], &it)) != NULL) {
 		g = e->val;
 		slash = strchr(e->key, '/');

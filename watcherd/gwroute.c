@@ -24,21 +24,27 @@
 
 #define GW_MAX_PARENTS	8
 #define GW_MAX_HOSTS	16
+#define GW_OTHERS_MAX	8192	/* bytes of other controllers' parents kept */
 
 struct gw_parent {
 	char	ns[64];
 	char	name[254];
 };
 
-/* Our entries of status.parents, as a string to compare. */
+/*
+ * Our entries of status.parents, as a string to compare; the other
+ * controllers' entries (a merge patch replaces the whole list) kept as
+ * they are, in *others, when they are few and small.
+ */
 static char *
-route_status_seen(json_t *obj)
+route_status_seen(json_t *obj, char **others)
 {
-	json_t *p, *c;
+	json_t *p, *c, *keep = json_array();
 	size_t i, j, o = 0;
 	char buf[2048];
 
 	buf[0] = '\0';
+	*others = NULL;
 	json_array_foreach(json_object_get(json_object_get(obj, "status"),
 	    "parents"), i, p) {
 		const char *ctl = json_string_value(json_object_get(p,
@@ -46,8 +52,13 @@ route_status_seen(json_t *obj)
 		const char *name = json_string_value(json_object_get(
 		    json_object_get(p, "parentRef"), "name"));
 
-		if (i >= GW_MAX_PARENTS * 4 || ctl == NULL || name == NULL ||
-		    strcmp(ctl, GW_CONTROLLER) != 0)
+		if (i >= GW_MAX_PARENTS * 4)
+			break;
+		if (ctl == NULL || strcmp(ctl, GW_CONTROLLER) != 0) {
+			json_array_append(keep, p);
+			continue;
+		}
+		if (name == NULL)
 			continue;
 		o += (size_t)snprintf(buf + o, sizeof(buf) - o, "[%.64s]",
 		    name);
@@ -72,6 +83,12 @@ route_status_seen(json_t *obj)
 		if (o >= sizeof(buf))
 			break;
 	}
+	if (json_array_size(keep) > 0 && (*others = json_dumps(keep,
+	    JSON_COMPACT)) != NULL && strlen(*others) > GW_OTHERS_MAX) {
+		free(*others);
+		*others = NULL;
+	}
+	json_decref(keep);
 	return dup_or_null(buf);
 }
 
@@ -180,7 +197,7 @@ gwroute_parse(struct cluster *cl, struct robj *o, json_t *obj, int tls)
 	o->address = dup_or_null(annotation(obj, ANN_ADDRESS));
 	o->error = dup_or_null(annotation(obj, ANN_ERROR));
 	o->proof = dup_or_null(annotation(obj, ANN_PROOF));
-	o->status = route_status_seen(obj);
+	o->status = route_status_seen(obj, &o->others);
 	o->gen = json_integer_value(json_object_get(json_object_get(obj,
 	    "metadata"), "generation"));
 	robj_read_uid(o, obj);
@@ -436,7 +453,10 @@ gwroute_status(struct cluster *cl, int kind, const char *key, struct robj *o)
 		return;
 	gwroute_conds(cl, k, o, &ar, am, sizeof(am), &rr, rm, sizeof(rm));
 	seen[0] = '\0';
-	parents = json_array();
+	/* the other controllers' entries stay as they are */
+	if (o->others == NULL || (parents = json_loads(o->others, 0,
+	    NULL)) == NULL)
+		parents = json_array();
 	now_rfc3339(ts, sizeof(ts));
 	for (i = 0; i < o->nparents; i++) {
 		if (gw_attach(cl, o->parents[i].ns, o->parents[i].name,

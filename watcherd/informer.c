@@ -104,6 +104,20 @@ informer_group_required(int grp)
 	return groups[grp].required;
 }
 
+/* Nodes for nodeport, EndpointSlices for endpoints; the rest always. */
+int
+informer_wanted(const struct cluster *cl, int res)
+{
+	switch (res) {
+	case RES_NODE:
+		return cl->backend == BACKEND_NODEPORT;
+	case RES_EPS:
+		return cl->backend == BACKEND_ENDPOINTS;
+	default:
+		return 1;
+	}
+}
+
 void
 informer_init(struct informer *inf, struct cluster *cl, int res,
     const struct informer_ops *ops)

@@ -546,6 +546,7 @@ robj_free(struct robj *vs)
 	free(vs->parents);
 	free(vs->hosts);
 	free(vs->status);
+	free(vs->others);
 	free(vs);
 }
 

@@ -7,10 +7,13 @@
  *   watcherd.c     the loop; the sources' table
  *   pks.c kcdir.c capi.c  cluster sources: which clusters exist, their
  *                  credentials
- *   cluster.c      each cluster: its informers, its objects, the computation
- *                  of its routes (one loop) and the resync
- *   informer.c     one list+watch per resource, reporting through its ops
- *   vs.c           route kinds: an object's routes as observations
+ *   cluster.c      each cluster: its lifecycle, informers and objects
+ *   compute.c      its routes as observations (one loop), the resync, and
+ *                  the write-backs that follow
+ *   discovery.c informer.c  the versions served; one list+watch per
+ *                  resource, reporting through its ops
+ *   vs.c gwroute.c route kinds: an object's routes as observations
+ *   gateway.c      the Gateway API's GatewayClasses and Gateways
  *   route.c endpoints.c  backends from Services, Nodes, EndpointSlices
  *   writeback.c    allocd's decisions written back onto the objects
  *   decisions.c obs.c master.c http.c shard.c  the leaves (shard.c: which
@@ -141,6 +144,7 @@ struct robj {
 	size_t		 nparents;
 	char		(*hosts)[254];	/* TLSRoute: route r's hostname */
 	char		*status;	/* our status.parents, as it is */
+	char		*others;	/* other controllers' parents: JSON */
 	long long	 gen;		/* metadata.generation */
 	int		 attach;	/* GWA_*, by prepare */
 	char		 refs_why[256];	/* why a backendRef did not resolve */
@@ -320,6 +324,14 @@ void	 clusters_dirty_all(void);
 /* sweeps done by every source: a reconcile follows a new one */
 extern unsigned long clusters_sweeps;
 
+/* compute.c: the cluster's routes as observations, then its write-backs */
+void	 compute_routes(struct cluster *, int all, uint64_t now);
+void	 compute_writeback(struct cluster *, uint64_t now);
+void	 compute_forget(struct cluster *);	/* what was sent */
+
+/* discovery.c: the versions served, and each resource's */
+void	 discover(struct cluster *, uint64_t now);
+
 /* route.c: backends of a route, from Services and Nodes/EndpointSlices */
 const char *annotation(json_t *, const char *key);
 char	*dup_or_null(const char *);
@@ -403,6 +415,8 @@ int	 informer_group(int res);
 const char *const *informer_versions(int res);
 const char *informer_kind(int res);		/* "VirtualService" */
 int	 informer_namespaced(int res);
+/* Whether res is watched on cl at all: Nodes or EndpointSlices by mode. */
+int	 informer_wanted(const struct cluster *, int res);
 const char *informer_group_name(int grp);	/* NULL: the core API */
 int	 informer_group_required(int grp);	/* waited for until served */
 

@@ -166,6 +166,23 @@ def test_tcproute_port_status_detach_delete(make_fleet):
         return st.get("addresses") == [{"type": "Hostname", "value": pay.host}] \
             and conds.get("Accepted") == "True" and conds.get("Programmed") == "True"
     testlib.wait_until(gw_ready, 30, "the Gateway's status")
+    # The class is accepted.
+    testlib.wait_until(lambda: [c["status"] for c in (get(
+        pay, "%s/v1/gatewayclasses/portico" % GW) or {}).get("status", {})
+        .get("conditions", []) if c["type"] == "Accepted"] == ["True"], 30,
+        "the GatewayClass accepted")
+    # Another controller's entry in status.parents stays as it is when
+    # portico writes its own (a merge patch replaces the whole list).
+    route_path = "%s/v1alpha2/namespaces/%s/tcproutes/ledger" % (GW, NS)
+    foreign = {"parentRef": {"name": "theirs"}, "controllerName": "example.com/other",
+               "conditions": [{"type": "Accepted", "status": "True",
+                               "reason": "Accepted", "message": "",
+                               "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+    parents = tcproute(pay, "ledger")["status"]["parents"] + [foreign]
+    status, body = pay.sim.request("PATCH", route_path + "/status",
+                                   {"status": {"parents": parents}},
+                                   ctype="application/merge-patch+json")
+    assert status == 200, body
     # kubectl shows it as a user would see it.
     out = pay.kubectl("get", "tcproute", "ledger", "-n", NS, "-o",
                       "jsonpath={.status.parents[0].conditions[0].type}").stdout
@@ -178,6 +195,8 @@ def test_tcproute_port_status_detach_delete(make_fleet):
     testlib.wait_until(lambda: ADDRESS not in (tcproute(pay, "ledger")["metadata"]
                                                .get("annotations") or {}),
                        30, "the address removed")
+    testlib.wait_until(lambda: tcproute(pay, "ledger")["status"]["parents"] == [foreign],
+                       30, "only the other controller's status left")
     # Attached again within the quarantine: the same port comes back.
     apply(pay, TCPROUTE_YAML % {"name": "ledger", "parent": "shared"}, "ledger")
     assert wait_route_address(fleet, pay, "ledger") == port
@@ -378,3 +397,18 @@ def test_tcproute_asks_for_a_port(make_fleet):
     apply(pay, route, "pinned")
     assert wait_route_address(fleet, pay, "pinned") == want
     fleet.wait_serves(want, pay.markers(NS, "ledger-db", 5432))
+
+
+def test_cluster_without_the_gateway_api(make_fleet):
+    """A cluster that does not serve gateway.networking.k8s.io is routed as
+    before: its VirtualServices are not held up by the missing group."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    fleet = make_fleet()
+    pay = payments_cluster(fleet, sim_args=("--no-gateway-api",))
+    fleet.start()
+    pay.annotate(NS, "ledger-db", **{EXPOSE: "true"})
+    (port,) = fleet.wait_address(pay, NS, "ledger-db")
+    fleet.wait_serves(port, pay.markers(NS, "ledger-db", 5432))
+    log = fleet["watcherd"].log()
+    assert "TCPRoutes at" not in log and "gateway.networking.k8s.io not served" \
+        not in log, log
