@@ -108,7 +108,8 @@ $(foreach t,$(TOOLS),$(eval $(call daemon_rule,$(t))))
 # ...but porticoctl log replay runs today's allocator: allocd's files
 # that decide (not its main), as the unit tests link them.
 ALLOC_OBJS = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard allocd/alloc.c \
-    allocd/alloc_*.c) allocd/hosts.c allocd/limits.c allocd/proof.c)
+    allocd/alloc_*.c) allocd/hosts.c allocd/limits.c allocd/proof.c \
+    allocd/sni.c)
 $(BUILD)/bin/porticoctl: $(ALLOC_OBJS) $(BUILD)/obj/allocd/replay.o
 
 # Unit tests link the daemon file they test, minus its main().
@@ -226,7 +227,7 @@ bench-converge: deps all
 CLANG	?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD = build/fuzz
-FUZZERS	 = event event_json watch pks kubeconfig hapruntime
+FUZZERS	 = event event_json watch pks kubeconfig hapruntime capi
 # watcherd's cap on one watch event is 4 KiB here: what is over it is
 # then an input of a few kilobytes, not of 4 MiB.
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
@@ -236,10 +237,11 @@ FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 \
 	   -fno-omit-frame-pointer $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_COMMON = $(COMMON:%=$(FUZZ_BUILD)/obj/common/%.o)
 FUZZ_WATCHERD = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(filter-out \
-	   watcherd/watcherd.c,$(wildcard watcherd/*.c))) \
+	   watcherd/watcherd.c watcherd/obs.c,$(wildcard watcherd/*.c))) \
 	   $(FUZZ_BUILD)/obj/tests/fuzz/fake_http.o \
 	   $(FUZZ_BUILD)/obj/tests/fuzz/fake_watcherd.o
-FUZZ_WRAP = -Wl,--wrap=http_start,--wrap=http_cancel
+FUZZ_WRAP = -Wl,--wrap=http_start,--wrap=http_cancel,--wrap=getaddrinfo_a \
+	   -Wl,--wrap=gai_error
 
 $(FUZZ_BUILD)/obj/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h) \
     $(wildcard tests/fuzz/*.h)
@@ -257,6 +259,8 @@ $(FUZZ_BUILD)/fuzz_kubeconfig: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_kubeconfig.o \
 $(FUZZ_BUILD)/fuzz_watch: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_watch.o \
     $(FUZZ_WATCHERD)
 $(FUZZ_BUILD)/fuzz_pks: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_pks.o \
+    $(FUZZ_WATCHERD)
+$(FUZZ_BUILD)/fuzz_capi: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_capi.o \
     $(FUZZ_WATCHERD)
 $(FUZZ_BUILD)/fuzz_hapruntime: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_hapruntime.o \
     $(FUZZ_BUILD)/obj/applyd/hapruntime.o \

@@ -204,6 +204,8 @@ adopt_phase(const struct adopt *ad, const struct event *ev)
 			return PH_UNPROVEN;
 		return PH_ROUTE;
 	case EV_ROUTE_GONE:
+	case EV_SNI_ROUTE:	/* no port: nothing to adopt, a route still */
+	case EV_SNI_GONE:
 		return PH_ROUTE;
 	}
 	return PH_AFTER;

@@ -31,6 +31,7 @@
 #include "limits.h"
 #include "log.h"
 #include "proof.h"
+#include "sni.h"
 
 void
 alloc_init(struct alloc *a, struct store *st, const struct config *conf,
@@ -114,6 +115,23 @@ alloc_route_event(struct event *ev, int type, const struct event *obs)
 	memcpy(ev->name, obs->name, sizeof(ev->name));
 	ev->route = obs->route;
 	ev->has = F_CLUSTER | F_NS | F_NAME | F_ROUTE;
+	/* the kind is part of the owner: every decision about it says it */
+	if ((obs->has & F_RKIND) && obs->rkind[0] != '\0') {
+		memcpy(ev->rkind, obs->rkind, sizeof(ev->rkind));
+		ev->has |= F_RKIND;
+	}
+}
+
+/*
+ * The route kinds that hold a port: Istio's VirtualService (no rk) and
+ * the Gateway API's TCPRoute.  Any other kind on a ROUTE is a watcherd
+ * newer than this allocd, or a bug: it is dropped, never given a port.
+ */
+static int
+port_kind(const struct event *obs)
+{
+	return !(obs->has & F_RKIND) || obs->rkind[0] == '\0' ||
+	    strcmp(obs->rkind, "tcp") == 0;
 }
 
 /* PORT_LIVE for set's owner at port, with the proof watcherd writes. */
@@ -278,6 +296,11 @@ on_route(struct alloc *a, MDB_txn *txn, const struct event *obs)
 	unsigned p = 0;
 	int rc, have, limited, c;
 
+	if (!port_kind(obs)) {
+		log_warnx("alloc: %s/%s/%s: route kind %s takes no port",
+		    obs->cluster, obs->ns, obs->name, obs->rkind);
+		return 0;
+	}
 	if (event_owner(obs, owner, sizeof(owner)) == -1)
 		return 0;
 	have = alloc_get_owner(a, txn, owner, &rec, &set) == 0;
@@ -443,7 +466,8 @@ alloc_release_cluster(struct alloc *a, MDB_txn *txn, const char *c,
 		event_free(&set);
 	}
 	alloc_free_list(list);
-	return rc;
+	/* and its TLSRoutes' names, by the same rule */
+	return rc != 0 ? rc : sni_release_cluster(a, txn, c, sid, now);
 }
 
 static int
@@ -668,6 +692,9 @@ alloc_observe(struct alloc *a, MDB_txn *txn, const struct event *in)
 	case EV_SYNC_BEGIN:
 	case EV_SYNC_END:
 		return on_route_room(a, txn, in);
+	case EV_SNI_ROUTE:
+	case EV_SNI_GONE:
+		return sni_observe(a, txn, in);
 	case EV_APPLIED:
 		return alloc_on_applied(a, txn, in);
 	case EV_TICK:

@@ -13,6 +13,7 @@
 #include "limits.h"
 #include "log.h"
 #include "proof.h"
+#include "sni.h"
 
 int
 alloc_get_cluster(struct alloc *a, MDB_txn *txn, const char *c,
@@ -116,7 +117,8 @@ api_set(struct alloc *a, MDB_txn *txn, const struct event *up, uint64_t now)
 	rec.up = 1;
 	rc = put_cluster(a, txn, up->cluster, &rec, buf, len);
 	free(buf);
-	return rc;
+	/* an API host is its cluster's alone: a TLSRoute's name gives way */
+	return rc != 0 ? rc : sni_host_taken(a, txn, up->host, now);
 }
 
 /* cluster no longer holds host: the first claim waiting for it is routed. */

@@ -13,6 +13,7 @@
 #include "limits.h"
 #include "log.h"
 #include "proof.h"
+#include "sni.h"
 
 /* The faults that stand, as PORT_FAULT events. */
 static int
@@ -102,5 +103,7 @@ alloc_state(struct alloc *a, MDB_txn *txn,
 		}
 	}
 	mdb_cursor_close(cur);
+	if (rc == 0)
+		rc = sni_state(a, txn, fn, arg);
 	return rc == 0 ? state_faults(a, txn, fn, arg) : rc;
 }

@@ -356,11 +356,11 @@ alloc_waiting_owners(struct alloc *a, MDB_txn *txn, size_t *n)
 	return alloc_owners_in_order(a, txn, "", keep_waiting, n);
 }
 
-/* The route event of type for an owner key "cluster/ns/name/route". */
+/* The route event of type for an owner key "cluster/ns/name/route[/rk]". */
 int
 alloc_owner_event(struct event *ev, int type, const MDB_val *key)
 {
-	char buf[EV_OWNERLEN], *f[4], *p = buf, *end;
+	char buf[EV_OWNERLEN], *f[4], *p = buf, *end, *rk = NULL;
 	int i;
 
 	if (key->mv_size >= sizeof(buf))
@@ -371,9 +371,13 @@ alloc_owner_event(struct event *ev, int type, const MDB_val *key)
 		if ((f[i] = strsep(&p, "/")) == NULL)
 			return -1;
 	event_init(ev, type);
+	if (p != NULL && ((rk = strsep(&p, "/")) == NULL || p != NULL))
+		return -1;
 	ev->route = strtoull(f[3], &end, 10);
 	ev->has |= F_ROUTE;
-	if (p != NULL || *end != '\0' || event_set_str(ev, F_CLUSTER, f[0]) ||
+	if (rk != NULL && event_set_str(ev, F_RKIND, rk) == -1)
+		return -1;
+	if (*end != '\0' || event_set_str(ev, F_CLUSTER, f[0]) ||
 	    event_set_str(ev, F_NS, f[1]) || event_set_str(ev, F_NAME, f[2]))
 		return -1;
 	return 0;

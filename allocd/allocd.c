@@ -67,7 +67,8 @@ publish(void)
 static int
 is_observation(int type)
 {
-	return type >= EV_CLUSTER_UP && type <= EV_APPLIED;	/* not TICK */
+	return (type >= EV_CLUSTER_UP && type <= EV_APPLIED) ||	/* not TICK */
+	    type == EV_SNI_ROUTE || type == EV_SNI_GONE;
 }
 
 /*

@@ -367,6 +367,7 @@ replay_store(const struct config *conf, struct store *src, MDB_txn *rt,
 			continue;
 		}
 		if ((obs.type < EV_CLUSTER_UP || obs.type > EV_TICK) &&
+		    obs.type != EV_SNI_ROUTE && obs.type != EV_SNI_GONE &&
 		    obs.type != EV_SNAPSHOT && obs.type != EV_STORE_LOST &&
 		    obs.type != EV_ADOPT_END) {
 			fprintf(rout, "first difference at seq %llu: recorded "

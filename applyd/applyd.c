@@ -85,6 +85,8 @@ static unsigned char		 dirty[65536 / 8];
 static unsigned			 dlist[65536];	/* the dirty ports */
 static unsigned			 ndirty;
 static int			 api_dirty;
+/* a TLSRoute hostname came, went or changed: a reload takes it */
+static int			 sni_dirty;
 
 static uint64_t			 good_gen;
 static uint64_t			 retry_at, retry_ms = RETRY_MIN_MS;
@@ -133,6 +135,10 @@ on_item(const struct event *ev, void *arg)
 	case EV_RT_API_DEL:
 		api_dirty = 1;
 		break;
+	case EV_RT_SNI:
+	case EV_RT_SNI_DEL:
+		sni_dirty = 1;
+		break;
 	}
 	pending = 1;
 }
@@ -170,6 +176,7 @@ diff_all(void)
 		if (!routes_port_same(served.ports[p], table.ports[p]))
 			mark_port(p);
 	api_dirty = 1;
+	sni_dirty = 1;
 }
 
 /* Drop from the dirty list what is the same in both tables. */
@@ -188,6 +195,8 @@ dirty_prune(void)
 	ndirty = n;
 	if (api_dirty && routes_api_same(&served, &table))
 		api_dirty = 0;
+	if (sni_dirty && routes_sni_same(&served, &table))
+		sni_dirty = 0;
 }
 
 /* Write text to path atomically: a temporary file, fsync, rename. */
@@ -436,7 +445,8 @@ reload_done(void)
 	cand_wt = cand_t = 0;
 	/* what came meanwhile differs from served still: the next apply */
 	dirty_prune();
-	pending = ndirty > 0 || api_dirty || good_gen != feed.last;
+	pending = ndirty > 0 || api_dirty || sni_dirty ||
+	    good_gen != feed.last;
 	ack();
 	log_info("serving generation %llu (%s): %zu api routes, %u ports",
 	    (unsigned long long)good_gen, started ? "started" : "reloaded",
@@ -568,7 +578,12 @@ apply(void)
 		full_diff = 0;
 	}
 	dirty_prune();
-	if (running && live_ok) {
+	/*
+	 * A TLSRoute's hostname is a backend of its own in every proxy's
+	 * configuration: a change of the SNI routes is a reload, whatever
+	 * else changes with it.
+	 */
+	if (running && live_ok && !sni_dirty) {
 		if (ndirty == 0 && !api_dirty) {
 			now_served("unchanged");
 			return 0;

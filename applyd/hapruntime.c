@@ -213,6 +213,11 @@ hap_write_maps(const struct config *c, const struct proxy_conf *px,
 		if (a->nmasters > 0)
 			fprintf(af, "%s api%zu\n", a->host, s);
 	}
+	/* TLSRoute hostnames: the renderer's backends "tls_<host>" */
+	for (s = 0; rc == 0 && s < r->nsni; s++)
+		if (r->sni[s].nbackends > 0 && !routes_sni_shadowed(r, s))
+			fprintf(af, "%s tls_%s\n", r->sni[s].host,
+			    r->sni[s].host);
 	for (p = 0; rc == 0 && p < 65536; p++)
 		if (r->ports[p] != NULL && r->ports[p]->nbackends > 0 &&
 		    routes_port_allowed(c, p))

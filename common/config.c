@@ -34,6 +34,7 @@ enum ckind {
 	CK_PATH,		/* absolute, and safe to print in a proxy config */
 	CK_USER,		/* a user name, safe to print in a proxy config */
 	CK_DIRS,		/* absolute paths, comma-separated */
+	CK_LABELS,		/* DNS labels, comma-separated */
 	CK_NETS,		/* address ranges: "10.0.0.0/8, fd00::/8" */
 	CK_LOGFMT,		/* text, logfmt */
 	CK_LEVEL,		/* info, debug */
@@ -104,6 +105,7 @@ static const struct ckey ckeys[] = {
 	    "2097152"),
 	C("limits", "bytes_total", CK_UINT, lim_bytes_total, 0, 1u << 30,
 	    "8388608"),
+	C("limits", "sni_per_cluster", CK_UINT, lim_sni, 0, 100000, "256"),
 	C("pks", "url", CK_URL, pks_url, 0, 0, ""),
 	C("pks", "uaa_url", CK_URL, uaa_url, 0, 0, ""),
 	C("pks", "client_id", CK_STR, pks_client_id, 0, 0, ""),
@@ -116,6 +118,14 @@ static const struct ckey ckeys[] = {
 	C("kubeconfigs", "poll_interval", CK_UINT, kubeconfig_poll, 1, 3600,
 	    "10"),
 	C("kubeconfigs", "allow_dirs", CK_DIRS, kubeconfig_allow, 0, 0, ""),
+	C("capi", "kubeconfig", CK_STR, capi_kubeconfig, 0, 0, ""),
+	C("capi", "poll_interval", CK_UINT, capi_poll, 1, 3600, "10"),
+	C("capi", "secret_interval", CK_UINT, capi_secret_poll, 1, 86400,
+	    "60"),
+	C("capi", "namespaces", CK_LABELS, capi_namespaces, 0, 0, ""),
+	C("capi", "max_clusters", CK_UINT, capi_max_clusters, 1, 100000,
+	    "1000"),
+	C("capi", "namespace_in_host", CK_UINT, capi_ns_host, 0, 1, "0"),
 	C("clusters", "backend", CK_BACKEND, backend, 0, 0, "nodeport"),
 	C("clusters", "watch_timeout", CK_UINT, watch_timeout, 5, 3600, "300"),
 	C("clusters", "watch_idle", CK_UINT, watch_idle, 5, 3600, "90"),
@@ -300,6 +310,28 @@ abs_paths(const char *v)
 	}
 }
 
+/* "a, b-c": DNS labels, each at most 63, comma- or blank-separated. */
+static int
+dns_labels(const char *v)
+{
+	char l[64];
+	size_t n;
+
+	for (;;) {
+		v += strspn(v, ", ");
+		if (*v == '\0')
+			return 1;
+		n = strcspn(v, ", ");
+		if (n >= sizeof(l))
+			return 0;
+		memcpy(l, v, n);
+		l[n] = '\0';
+		if (!valid_dns_label(l))
+			return 0;
+		v += n;
+	}
+}
+
 static int
 check_value(const struct ckey *k, const char *v, void *dst)
 {
@@ -369,6 +401,10 @@ check_value(const struct ckey *k, const char *v, void *dst)
 		if (!host_port(v))
 			return -1;
 		break;
+	case CK_LABELS:
+		if (!dns_labels(v))
+			return -1;
+		break;
 	case CK_STR:
 	case CK_SECRET:
 		break;
@@ -400,6 +436,7 @@ kind_help(const struct ckey *k)
 	case CK_PATH:		return "not an absolute path of letters, digits "
 				    "and /._-+@:=: %s";
 	case CK_DIRS:		return "not absolute paths, comma-separated: %s";
+	case CK_LABELS:		return "not DNS labels, comma-separated: %s";
 	case CK_NETS:		return "not address ranges ADDR[/BITS][, ...] "
 				    "(host bits zero, at most 32): %s";
 	case CK_LOGFMT:		return "unknown log format (text, logfmt): %s";
@@ -854,9 +891,10 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 	default_endpoint(c->alloc_sync, sizeof(c->alloc_sync), c->run_dir,
 	    "alloc.sync");
 
-	if (c->pks_url[0] == '\0' && c->kubeconfig_dir[0] == '\0') {
-		snprintf(err, errlen, "%s: no cluster source: set [pks] url "
-		    "or [kubeconfigs] dir", path);
+	if (c->pks_url[0] == '\0' && c->kubeconfig_dir[0] == '\0' &&
+	    c->capi_kubeconfig[0] == '\0') {
+		snprintf(err, errlen, "%s: no cluster source: set [pks] url, "
+		    "[kubeconfigs] dir or [capi] kubeconfig", path);
 		return -1;
 	}
 	if (c->pks_url[0] != '\0' && (c->uaa_url[0] == '\0' ||

@@ -93,6 +93,13 @@ struct config {
 	unsigned	kubeconfig_poll;	/* seconds */
 	char		kubeconfig_allow[1024];	/* dirs its files may lie in */
 
+	char		capi_kubeconfig[PATH_MAX];	/* the management cluster */
+	unsigned	capi_poll;		/* seconds */
+	unsigned	capi_secret_poll;	/* seconds, per Secret */
+	char		capi_namespaces[1024];	/* DNS labels; "": every one */
+	unsigned	capi_max_clusters;	/* past it, Clusters are refused */
+	unsigned	capi_ns_host;		/* <name>.<namespace>.<domain> */
+
 	char		backend[16];		/* nodeport, endpoints */
 	unsigned	watch_timeout;		/* seconds, server side */
 	unsigned	watch_idle;		/* seconds without a byte */
@@ -119,6 +126,7 @@ struct config {
 	unsigned	lim_backends;		/* over all its routes */
 	unsigned	lim_bytes;		/* its share of a proxy's table */
 	unsigned	lim_bytes_total;	/* every cluster's together */
+	unsigned	lim_sni;		/* SNI names held by one cluster */
 
 	char		log_format[8];		/* text, logfmt */
 	char		log_level[8];		/* info, debug */

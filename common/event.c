@@ -299,8 +299,12 @@ event_owner(const struct event *ev, char *buf, size_t len)
 {
 	int n;
 
-	n = snprintf(buf, len, "%s/%s/%s/%llu", ev->cluster, ev->ns,
-	    ev->name, (unsigned long long)ev->route);
+	if ((ev->has & F_RKIND) && ev->rkind[0] != '\0')
+		n = snprintf(buf, len, "%s/%s/%s/%llu/%s", ev->cluster, ev->ns,
+		    ev->name, (unsigned long long)ev->route, ev->rkind);
+	else
+		n = snprintf(buf, len, "%s/%s/%s/%llu", ev->cluster, ev->ns,
+		    ev->name, (unsigned long long)ev->route);
 	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 

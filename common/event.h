@@ -21,7 +21,8 @@
 #define EV_MAX_BACKENDS	1024
 #define EV_MAX_TEXT	(32u << 20)
 #define EV_IPLEN	46		/* INET6_ADDRSTRLEN */
-#define EV_OWNERLEN	(64 + 64 + 254 + 24)
+/* cluster/ns/name/route, and "/<rk>" for a route kind but Istio's */
+#define EV_OWNERLEN	(64 + 64 + 254 + 24 + 16)
 #define EV_MAX_HELD	256		/* ports a proxy reports held */
 
 /*
@@ -257,6 +258,10 @@ int		 event_from_json(struct event *, const json_t *,
 		    char *err, size_t errlen);
 
 /* "cluster/ns/name/route": the allocation owner of a route event. */
+/*
+ * An owner's key: "cluster/ns/name/route", and "/<rk>" after it when the
+ * route's kind is not Istio's (so a VirtualService keeps its key of old).
+ */
 int		 event_owner(const struct event *, char *, size_t);
 
 uint64_t	 now_ms(void);

@@ -31,7 +31,8 @@ hash_fnv1a(const char *s)
 
 /*
  * The watcherd shard that owns a cluster, of count: FNV-1a 64 of its id
- * (the PKS uuid, or the kubeconfig file's name) modulo count.  Users
+ * (the PKS uuid, the kubeconfig file's name, the Cluster API Cluster's
+ * metadata.uid) modulo count.  Users
  * predict it with any FNV-1a; porticoctl clusters shows it.  Never to
  * change: a changed hash moves every cluster at once.
  */

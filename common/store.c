@@ -514,6 +514,30 @@ store_owner_del(struct store *st, MDB_txn *txn, const char *owner)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* SNI records: u64 seen_sync, then the event. */
+#define SNI_HDR		8
+
+unsigned char *
+store_sni_encode(uint64_t seen_sync, const void *ev, size_t evlen,
+    MDB_val *val)
+{
+	unsigned char *b = rec_alloc(SNI_HDR, ev, evlen, val);
+
+	be_put(b, seen_sync, 8);
+	return b;
+}
+
+int
+store_sni_decode(const MDB_val *val, uint64_t *seen_sync, MDB_val *ev)
+{
+	if (val->mv_size <= SNI_HDR)
+		return -1;
+	*seen_sync = be_get(val->mv_data, 8);
+	ev->mv_size = val->mv_size - SNI_HDR;
+	ev->mv_data = (char *)val->mv_data + SNI_HDR;
+	return 0;
+}
+
 /* Port records: u64 released, then the owner key. */
 #define PORT_HDR	8
 

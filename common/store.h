@@ -5,7 +5,8 @@
  * allocd is its only writer.  Named databases:
  *	log	  big-endian u64 seq -> encoded event, appended with MDB_APPEND
  *	ports	  big-endian u16 port -> port record
- *	owners	  owner key "cluster/ns/name/route" -> owner record
+ *	owners	  owner key "cluster/ns/name/route[/rk]" -> owner record
+ *		  (rk: the route kind, absent for a VirtualService)
  *	clusters  cluster id -> cluster record
  *	meta	  name -> value (STORE_META_* below)
  *	snap	  the four tables above as they were at the SNAPSHOT record
@@ -25,6 +26,8 @@
  *	cluster record	u64 sid, u64 sync_seq, u8 up, then the encoded
  *			API_SET when up
  *	meta u64	u64 (store_get_u64); sums, n x u64 (store_get_u64s)
+ *	SNI record	u64 seen_sync, then the encoded event: SNI_SET when
+ *			the name is held, SNI_ROUTE with why when refused
  * The schema version is in meta; a store of an older schema is migrated
  * when allocd opens it (in one write transaction), one of a newer schema is
  * refused untouched.  Commits are durable: the environment is never opened
@@ -67,6 +70,14 @@
 #define STORE_META_LIM		"lim/"		/* +cluster[/ns]: the sums */
 #define STORE_META_LIM_BUILT	"lim.indexed"
 #define STORE_LIM_N		5
+/*
+ * TLSRoute hostnames routed by SNI (allocd/sni.c): "sni/<owner>" is an
+ * SNI record; "snihost/<host>" the owner key holding host; "snin/<cluster>"
+ * u64, how many names the cluster holds.
+ */
+#define STORE_META_SNI		"sni/"
+#define STORE_META_SNIHOST	"snihost/"
+#define STORE_META_SNIN		"snin/"
 
 /*
  * The records of allocd's tables, decoded: what allocd and the readers of
@@ -160,6 +171,11 @@ unsigned char *store_owner_encode(const struct owner_rec *, const void *ev,
 	    size_t evlen, MDB_val *val);
 unsigned char *store_port_encode(uint64_t released, const void *owner,
 	    size_t olen, MDB_val *val);
+unsigned char *store_sni_encode(uint64_t seen_sync, const void *ev,
+	    size_t evlen, MDB_val *val);
+/* An SNI record: -1 if it is not one; ev points into val. */
+int	 store_sni_decode(const MDB_val *val, uint64_t *seen_sync,
+	    MDB_val *ev);
 unsigned char *store_cluster_encode(const struct cluster_rec *,
 	    const void *ev, size_t evlen, MDB_val *val);
 

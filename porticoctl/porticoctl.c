@@ -149,24 +149,49 @@ ctl_walk(struct ctl *c, uint64_t since, uint64_t until,
 int
 ctl_owner_parse(struct ctl_owner *o, const char *s)
 {
-	char buf[EV_OWNERLEN], *part[4], *p, *tok;
+	char buf[EV_OWNERLEN], *part[5], *p, *tok;
 	size_t n = 0, len = strlen(s);
 
 	if (len >= sizeof(buf))
 		return -1;
 	memcpy(buf, s, len + 1);
 	for (p = buf; (tok = strsep(&p, "/")) != NULL; part[n++] = tok)
-		if (n == 4)
+		if (n == 5)
 			return -1;
 	if (n < 3 || !valid_cluster_id(part[0]) ||
 	    !valid_dns_label(part[1]) || !valid_k8s_name(part[2]))
 		return -1;
-	if (n == 4 && (part[3][0] == '\0' || strlen(part[3]) > 19 ||
+	if (n >= 4 && (part[3][0] == '\0' || strlen(part[3]) > 19 ||
 	    strspn(part[3], "0123456789") != strlen(part[3])))
+		return -1;
+	/* a route kind but Istio's: "tcp", "tls" */
+	if (n == 5 && (!valid_token(part[4]) || strlen(part[4]) > 15))
 		return -1;
 	memcpy(o->key, s, len + 1);
 	o->prefix = n == 3;
 	return 0;
+}
+
+/*
+ * The kind of object an owner key's route comes from: the rk after its
+ * route index, or none for an Istio VirtualService.
+ */
+const char *
+ctl_owner_kind(const char *owner)
+{
+	const char *p = owner;
+	int i;
+
+	for (i = 0; i < 4; i++)
+		if ((p = strchr(p, '/')) == NULL)
+			return "VirtualService";
+		else
+			p++;
+	if (strcmp(p, "tcp") == 0)
+		return "TCPRoute";
+	if (strcmp(p, "tls") == 0)
+		return "TLSRoute";
+	return "unknown";
 }
 
 int
@@ -174,8 +199,21 @@ ctl_event_owner(const struct event *ev, char *buf, size_t len)
 {
 	const uint32_t need = F_CLUSTER | F_NS | F_NAME | F_ROUTE;
 
+	struct event k;
+
 	if ((ev->has & need) != need)
 		return -1;
+	switch (ev->type) {
+	case EV_SNI_ROUTE:
+	case EV_SNI_GONE:
+	case EV_SNI_SET:
+	case EV_SNI_DEL:
+		/* a TLSRoute's hostname: its events leave the kind unsaid */
+		k = *ev;
+		memcpy(k.rkind, "tls", sizeof("tls"));
+		k.has |= F_RKIND;
+		return event_owner(&k, buf, len);
+	}
 	return event_owner(ev, buf, len);
 }
 

@@ -56,6 +56,8 @@ int	ctl_walk(struct ctl *, uint64_t since, uint64_t until,
 int	ctl_owner_parse(struct ctl_owner *, const char *);
 /* Does ev concern the owner? */
 int	ctl_owner_match(const struct ctl_owner *, const struct event *);
+/* The kind of an owner's route: "VirtualService", "TCPRoute", ... */
+const char *ctl_owner_kind(const char *owner);
 /* ev's owner in buf, 0; -1 if ev concerns no route. */
 int	ctl_event_owner(const struct event *, char *, size_t);
 /* A seq as the argument of an option; -1 if not digits. */
@@ -90,6 +92,7 @@ struct ctl_route {
 	size_t		 nbackends;
 	char		 fault[256];	/* a proxy's fault standing, or "" */
 	uint64_t	 released;	/* ms, while its port is quarantined */
+	char		 host[254];	/* a TLSRoute's hostname; "" for a port */
 };
 
 struct ctl_cluster {
@@ -106,6 +109,10 @@ struct ctl_tables {
 	size_t			 nproxies;
 	struct ctl_route	*routes;	/* by owner */
 	size_t			 nroutes;
+	/* TLSRoute hostnames (host set, no port; live: every proxy serves) */
+	struct ctl_route	*snis;		/* by owner */
+	size_t			 nsnis;
+	size_t			 capsnis;
 	struct ctl_cluster	*clusters;	/* by id */
 	size_t			 nclusters;
 	uint64_t		 now;		/* ms */

@@ -348,6 +348,7 @@ route_json(struct ctl *c, struct ctl_tables *t, const struct ctl_route *r)
 {
 	struct ctl_cluster *cl;
 	char id[64], ns[64], name[254], addr[300] = "", when[32], px[8];
+	const char *kind;
 	unsigned long long route;
 	const struct config *conf = ctl_config(c, 1);
 	json_t *pj = json_array(), *until = json_null();
@@ -355,18 +356,24 @@ route_json(struct ctl *c, struct ctl_tables *t, const struct ctl_route *r)
 	if (sscanf(r->owner, "%63[^/]/%63[^/]/%253[^/]/%llu", id, ns, name,
 	    &route) != 4)
 		return 0;
+	kind = ctl_owner_kind(r->owner);
 	cl = ctl_tables_cluster(t, id);
 	if (r->rec.state == OWN_ACTIVE)
 		proxies_of(t, r, 0, px, sizeof(px), pj);
-	if (r->rec.live && cl != NULL && cl->api.host[0] != '\0')
+	if (r->rec.live && r->host[0] != '\0' && conf != NULL)
+		snprintf(addr, sizeof(addr), "%s:%u", r->host,
+		    conf->api_port);
+	else if (r->rec.live && cl != NULL && cl->api.host[0] != '\0')
 		snprintf(addr, sizeof(addr), "%s:%u", cl->api.host,
 		    (unsigned)r->rec.port);
 	if (r->released != 0 && conf != NULL)
 		until = json_string(ctl_time(when, sizeof(when), r->released +
 		    (uint64_t)conf->quarantine * 1000));
-	return ctl_print_json(json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:s,"
-	    "s:b,s:s?,s:o,s:o,s:s?,s:s?,s:b,s:o}",
-	    "owner", r->owner, "cluster", id, "cluster_name",
+	return ctl_print_json(json_pack("{s:s,s:s,s:s?,s:s,s:s,s:s,s:s,s:I,s:o,"
+	    "s:s,s:b,s:s?,s:o,s:o,s:s?,s:s?,s:b,s:o}",
+	    "owner", r->owner, "kind", kind,
+	    "hostname", r->host[0] != '\0' ? r->host : NULL,
+	    "cluster", id, "cluster_name",
 	    cl != NULL ? cl->name : "", "namespace", ns, "name", name,
 	    "route", (json_int_t)route,
 	    "port", r->rec.port != 0 ? json_integer(r->rec.port) : json_null(),
@@ -418,8 +425,9 @@ cmd_routes(struct ctl *c, int argc, char **argv)
 	if (!c->json)
 		table_row(&tab, "OWNER", "CLUSTER", "PORT", "STATE",
 		    "BACKENDS", "PROXIES", "ERROR");
-	for (i = 0, rc = 0; i < t.nroutes && rc == 0; i++) {
-		r = &t.routes[i];
+	for (i = 0, rc = 0; i < t.nroutes + t.nsnis && rc == 0; i++) {
+		/* the ports' routes, then the TLSRoutes' hostnames */
+		r = i < t.nroutes ? &t.routes[i] : &t.snis[i - t.nroutes];
 		clen = strcspn(r->owner, "/");
 		p = r->owner + clen + 1;
 		/* -c: the cluster's id, or its name */
@@ -439,6 +447,7 @@ cmd_routes(struct ctl *c, int argc, char **argv)
 			proxies_of(&t, r, 0, px, sizeof(px), NULL);
 		backends(bk, sizeof(bk), r, 3);
 		table_row(&tab, r->owner, cluster_name(&t, r->owner),
+		    r->host[0] != '\0' ? r->host :
 		    r->rec.port ? ull(port, sizeof(port), r->rec.port) : "",
 		    route_state(r), bk, px, route_error(r));
 	}

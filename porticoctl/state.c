@@ -1,8 +1,9 @@
 /*
  * porticoctl log state — the state at a seq, as the file `renderd -T` reads:
- * the decisions renderd applies (API_SET, API_DEL, PORT_SET, PORT_FREE),
- * folded as renderd folds them, then written one standing event a line:
- * each cluster's API_SET by cluster id, each port's PORT_SET by port.  So
+ * the decisions renderd applies (API_SET, API_DEL, PORT_SET, PORT_FREE,
+ * SNI_SET, SNI_DEL), folded as renderd folds them, then written one
+ * standing event a line: each cluster's API_SET by cluster id, each port's
+ * PORT_SET by port, each TLSRoute hostname's SNI_SET by host.  So
  * `porticoctl log state --at G | renderd -T /dev/stdin` renders again the
  * configuration of generation G (renderd's generation is the seq of the
  * last decision it applied).  A compacted log starts from the tables its
@@ -21,6 +22,9 @@ struct fold {
 	size_t		 napi;
 	size_t		 capapi;
 	struct event	*ports[65536];
+	struct event	*sni;		/* sorted by host */
+	size_t		 nsni;
+	size_t		 capsni;
 };
 
 /* The API_SET of a cluster, by id: a fleet has hundreds, not millions. */
@@ -88,11 +92,67 @@ fold_port(struct fold *f, const struct event *ev)
 	return 0;
 }
 
+/* Where host's SNI_SET is in f->sni, or goes (*found 0). */
+static size_t
+sni_find(const struct fold *f, const char *host, int *found)
+{
+	size_t lo = 0, hi = f->nsni, mid;
+	int c;
+
+	*found = 0;
+	while (lo < hi) {
+		mid = (lo + hi) / 2;
+		if ((c = strcmp(f->sni[mid].host, host)) == 0) {
+			*found = 1;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int
+fold_sni(struct fold *f, const struct event *ev)
+{
+	struct event *s;
+	size_t i, cap;
+	int found;
+
+	i = sni_find(f, ev->host, &found);
+	if (found) {
+		event_free(&f->sni[i]);
+		if (ev->type == EV_SNI_SET)
+			return event_copy(&f->sni[i], ev);
+		memmove(&f->sni[i], &f->sni[i + 1],
+		    (f->nsni - i - 1) * sizeof(*f->sni));
+		f->nsni--;
+		return 0;
+	}
+	if (ev->type == EV_SNI_DEL)
+		return 0;
+	if (f->nsni == f->capsni) {
+		cap = f->capsni ? f->capsni * 2 : 16;
+		if ((s = reallocarray(f->sni, cap, sizeof(*s))) == NULL)
+			return -1;
+		f->sni = s;
+		f->capsni = cap;
+	}
+	memmove(&f->sni[i + 1], &f->sni[i], (f->nsni - i) * sizeof(*f->sni));
+	f->nsni++;
+	return event_copy(&f->sni[i], ev);
+}
+
 static int
 fold_one(struct ctl *c, const struct event *ev, void *arg)
 {
 	(void)c;
 	switch (ev->type) {
+	case EV_SNI_SET:
+	case EV_SNI_DEL:
+		return fold_sni(arg, ev);
 	case EV_API_SET:
 	case EV_API_DEL:
 		return fold_api(arg, ev);
@@ -117,6 +177,9 @@ fold_print(struct fold *f)
 		if (f->ports[i] != NULL &&
 		    ctl_print_json(event_json(f->ports[i])) == -1)
 			return -1;
+	for (i = 0; i < f->nsni; i++)
+		if (ctl_print_json(event_json(&f->sni[i])) == -1)
+			return -1;
 	return 0;
 }
 
@@ -133,21 +196,27 @@ fold_free(struct fold *f)
 			event_free(f->ports[i]);
 		free(f->ports[i]);
 	}
+	for (i = 0; i < f->nsni; i++)
+		event_free(&f->sni[i]);
+	free(f->sni);
 	free(f);
 }
 
 /*
  * One record of snap, tagged by its table's letter: a cluster that is up
- * gives its API_SET, an owner holding a port its PORT_SET (what
+ * gives its API_SET, an owner holding a port its PORT_SET, a TLSRoute
+ * hostname held (meta "sni/<owner>") its SNI_SET (what
  * alloc_state() gives a consumer from the live tables); 0 for anything
  * else, -1 if the record is not what allocd writes.
  */
 static int
 snap_event(const MDB_val *key, const MDB_val *val, struct event *ev)
 {
+	const size_t plen = strlen(STORE_META_SNI);
 	struct cluster_rec crec;
 	struct owner_rec orec;
 	MDB_val rest;
+	uint64_t seen;
 	char err[256];
 	int want;
 
@@ -168,18 +237,29 @@ snap_event(const MDB_val *key, const MDB_val *val, struct event *ev)
 			return 0;
 		want = EV_PORT_SET;
 		break;
+	case 'm':
+		if (key->mv_size <= 1 + plen || memcmp((const char *)
+		    key->mv_data + 1, STORE_META_SNI, plen) != 0)
+			return 0;
+		if (store_sni_decode(val, &seen, &rest) == -1)
+			return -1;
+		want = EV_SNI_SET;
+		break;
 	default:
 		return 0;
 	}
 	if (event_decode(ev, rest.mv_data, rest.mv_size, err,
 	    sizeof(err)) == -1) {
 		log_warnx("snapshot: a %s record: %s", want == EV_API_SET ?
-		    "cluster" : "owner", err);
+		    "cluster" : want == EV_SNI_SET ? "hostname" : "owner", err);
 		return -1;
 	}
 	if (ev->type != want) {
+		/* a hostname refused is kept as its SNI_ROUTE: not state */
+		int r = want == EV_SNI_SET && ev->type == EV_SNI_ROUTE ? 0 : -1;
+
 		event_free(ev);
-		return -1;
+		return r;
 	}
 	return 1;
 }

@@ -328,6 +328,50 @@ on_port(struct ctl *c, struct ctl_tables *t, const MDB_val *k,
 	return 0;
 }
 
+/*
+ * "sni/<owner>": a TLSRoute's hostname, held (SNI_SET) or refused (its
+ * SNI_ROUTE with the reason), after u64 seen_sync.
+ */
+static int
+on_sni(struct ctl *c, struct ctl_tables *t, const MDB_val *k,
+    const MDB_val *v)
+{
+	struct ctl_owner o;
+	struct ctl_route *r;
+	struct event ev;
+	char key[EV_OWNERLEN], err[256];
+	MDB_val e;
+	uint64_t seen;
+
+	if (mdb_str(k, 0, key, sizeof(key)) == -1 ||
+	    ctl_owner_parse(&o, key) == -1 || o.prefix ||
+	    strcmp(ctl_owner_kind(key), "TLSRoute") != 0 ||
+	    store_sni_decode(v, &seen, &e) == -1 ||
+	    event_decode(&ev, e.mv_data, e.mv_size, err, sizeof(err)) == -1) {
+		bad_record(c, "meta", "a TLSRoute hostname");
+		return 0;
+	}
+	if (ev.type != EV_SNI_SET && ev.type != EV_SNI_ROUTE) {
+		event_free(&ev);
+		bad_record(c, "meta", "a TLSRoute hostname");
+		return 0;
+	}
+	r = grow(&t->snis, &t->nsnis, &t->capsnis, sizeof(*r));
+	memcpy(r->owner, key, sizeof(r->owner));
+	memcpy(r->host, ev.host, sizeof(r->host));
+	r->rec.state = ev.type == EV_SNI_SET ? OWN_ACTIVE : OWN_REFUSED;
+	r->rec.set_seq = ev.seq;
+	if (ev.type == EV_SNI_ROUTE)
+		memcpy(r->rec.why, ev.why, sizeof(ev.why));
+	else {
+		r->backends = ev.backends;
+		r->nbackends = ev.nbackends;
+		ev.backends = NULL;
+	}
+	event_free(&ev);
+	return 0;
+}
+
 static void
 proxy_load(struct ctl *c, struct ctl_proxy *px)
 {
@@ -407,7 +451,8 @@ ctl_tables_load(struct ctl *c, struct ctl_tables *t)
 	    (rc = walk(c, c->st.meta, META_HOSTWANT, on_hostwant, t)) != 0 ||
 	    (rc = walk(c, c->st.owners, "", on_owner, t)) != 0 ||
 	    (rc = walk(c, c->st.meta, META_FAULT, on_fault, t)) != 0 ||
-	    (rc = walk(c, c->st.ports, "", on_port, t)) != 0)
+	    (rc = walk(c, c->st.ports, "", on_port, t)) != 0 ||
+	    (rc = walk(c, c->st.meta, STORE_META_SNI, on_sni, t)) != 0)
 		return rc;
 	if (conf != NULL) {
 		if ((t->proxies = calloc((size_t)conf->nproxies,
@@ -422,6 +467,17 @@ ctl_tables_load(struct ctl *c, struct ctl_tables *t)
 		return rc;
 	for (i = 0; i < t->nproxies; i++)
 		proxy_load(c, &t->proxies[i]);
+	/* a hostname is live once every proxy acked its SNI_SET */
+	for (i = 0; i < t->nsnis; i++) {
+		size_t k;
+
+		t->snis[i].rec.live = t->snis[i].rec.state == OWN_ACTIVE &&
+		    t->nproxies > 0;
+		for (k = 0; k < t->nproxies; k++)
+			if (ctl_proxy_serves(&t->proxies[k], &t->snis[i]) !=
+			    PX_SERVES)
+				t->snis[i].rec.live = 0;
+	}
 	tally(t);
 	qsort(t->clusters, t->nclusters, sizeof(*t->clusters), cluster_cmp);
 	t->sorted = 1;
@@ -437,6 +493,9 @@ ctl_tables_free(struct ctl_tables *t)
 		event_free(&t->proxies[i].status);
 	for (i = 0; i < t->nroutes; i++)
 		free(t->routes[i].backends);
+	for (i = 0; i < t->nsnis; i++)
+		free(t->snis[i].backends);
+	free(t->snis);
 	for (i = 0; i < t->nclusters; i++)
 		event_free(&t->clusters[i].api);
 	free(t->proxies);

@@ -56,6 +56,23 @@ why_story(const struct event *ev, char *buf, size_t len)
 	case EV_REFUSED:
 		snprintf(buf, len, "refused: %s", ev->why);
 		break;
+	case EV_SNI_ROUTE:
+		if (ev->has & F_WHY)
+			snprintf(buf, len, "seen, not routable: %s", ev->why);
+		else
+			snprintf(buf, len, "asked for hostname %s (%zu "
+			    "backends)", ev->host, ev->nbackends);
+		break;
+	case EV_SNI_GONE:
+		snprintf(buf, len, "gone from its cluster");
+		break;
+	case EV_SNI_SET:
+		snprintf(buf, len, "routed hostname %s by SNI (%zu backends)",
+		    ev->host, ev->nbackends);
+		break;
+	case EV_SNI_DEL:
+		snprintf(buf, len, "let go of hostname %s", ev->host);
+		break;
 	case EV_PORT_FAULT:
 		if (ev->has & F_WHY)
 			snprintf(buf, len, "proxy fault on port %llu: %s",

@@ -12,7 +12,8 @@
  *
  * The API port is one listener: the TLS inspector reads the SNI name and a
  * filter chain per cluster host (server_names) passes the connection, TLS
- * untouched, to the cluster "sni-<host>".  Each routed workload port is a
+ * untouched, to the cluster "sni-<host>"; a TLSRoute's hostname likewise,
+ * to the cluster "tls-<host>" of its backends.  Each routed workload port is a
  * listener of its own passing to the cluster "p<port>".  A name no chain
  * matches, and a route with no address to go to (a cluster without
  * endpoints), are closed at once.  Envoy refuses a listener without filter
@@ -108,20 +109,11 @@ cluster(const char *name, json_t *endpoints)
  * backend of weight 0 (no traffic, to HAProxy) is left out.
  */
 static unsigned
-merged_weight(const struct port_route *pr, size_t j)
+merged_weight(const struct backend *b, size_t n, size_t j)
 {
-	const struct backend *b = pr->backends;
-	unsigned w = 0;
-	size_t i;
+	int w = routes_merged_weight(b, n, j);
 
-	for (i = 0; i < pr->nbackends; i++) {
-		if (strcmp(b[i].ip, b[j].ip) != 0 || b[i].port != b[j].port)
-			continue;
-		if (i < j)
-			return 0;
-		w += b[i].weight;
-	}
-	return w;
+	return w < 0 ? 0 : (unsigned)w;
 }
 
 /*
@@ -154,6 +146,38 @@ render_api(const struct routes *r, json_t *chains, json_t *clusters)
 	}
 }
 
+/*
+ * TLSRoute hostnames: a chain each, after the clusters' (a name is one
+ * route's, and never a cluster's API host: allocd's rules), to the
+ * cluster "tls-<host>" of its weighted backends.
+ */
+static void
+render_sni(const struct routes *r, json_t *chains, json_t *clusters)
+{
+	const struct sni_route *sr;
+	char name[CLUSTER_NAME];
+	json_t *eps;
+	unsigned w;
+	size_t i, j;
+
+	for (i = 0; i < r->nsni; i++) {
+		sr = &r->sni[i];
+		if (routes_sni_shadowed(r, i))
+			continue;
+		snprintf(name, sizeof(name), "tls-%s", sr->host);
+		push(chains, json_pack("{s:{s:[s]}, s:o}",
+		    "filter_chain_match", "server_names", sr->host,
+		    "filters", tcp_proxy(name)));
+		eps = must(json_array());
+		for (j = 0; j < sr->nbackends; j++)
+			if ((w = merged_weight(sr->backends, sr->nbackends,
+			    j)) > 0)
+				push(eps, lb_endpoint(sr->backends[j].ip,
+				    sr->backends[j].port, w));
+		push(clusters, cluster(name, eps));
+	}
+}
+
 static void
 render_port(const struct port_route *pr, const struct proxy_conf *px,
     json_t *listeners, json_t *clusters)
@@ -170,7 +194,7 @@ render_port(const struct port_route *pr, const struct proxy_conf *px,
 	    "filter_chains", "filters", tcp_proxy(name)));
 	eps = must(json_array());
 	for (j = 0; j < pr->nbackends; j++)
-		if ((w = merged_weight(pr, j)) > 0)
+		if ((w = merged_weight(pr->backends, pr->nbackends, j)) > 0)
 			push(eps, lb_endpoint(pr->backends[j].ip,
 			    pr->backends[j].port, w));
 	push(clusters, cluster(name, eps));
@@ -256,6 +280,7 @@ envoy_render(const struct routes *r, const struct config *c,
 	clusters = must(json_array());
 	chains = must(json_array());
 	render_api(r, chains, clusters);
+	render_sni(r, chains, clusters);
 	if (json_array_size(chains) > 0)
 		push(listeners, json_pack("{s:s, s:s, s:o, s:[{s:s, s:{s:s}}], "
 		    "s:o}", "@type", TYPE_LISTENER, "name", "api",

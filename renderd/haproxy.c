@@ -2,7 +2,7 @@
  * renderd — HAProxy configuration, made to change without reloads.
  *
  * The skeleton depends on the configuration alone: the API frontend on the
- * shared TLS port, a `ports` frontend binding every configured workload
+ * shared TLS port (cluster APIs and TLSRoute hostnames, by SNI), a `ports` frontend binding every configured workload
  * port once, and a backend `p<port>` for each of those ports.  The state
  * fills in only what HAProxy's runtime API can change live: the servers
  * inside the backends, and the keys of the two maps the frontends route
@@ -16,6 +16,10 @@
  * its probe runs past the home of a cluster placed after it (rare in a
  * pool at least twice the clusters; applyd reloads for a slot that changes
  * hands).  The pool doubles, by a reload, when the clusters fill half.
+ *
+ * A TLSRoute's hostname is a backend of its own, "tls_<host>", keyed in
+ * the same SNI map: names come and go by a reload (applyd decides so from
+ * the tables), which keeps the skeleton's promise for everything else.
  *
  * Servers are named by their address, so the same backend address is the
  * same server in every generation.  Health checks are declared only while
@@ -120,18 +124,34 @@ server_line(FILE *fp, const char *ip, unsigned port, const char *rest)
 int
 haproxy_merged_weight(const struct port_route *pr, size_t j)
 {
-	const struct backend *b = pr->backends;
-	int w = 0;
-	size_t i;
+	int w = routes_merged_weight(pr->backends, pr->nbackends, j);
 
-	for (i = 0; i < pr->nbackends; i++) {
-		if (strcmp(b[i].ip, b[j].ip) != 0 || b[i].port != b[j].port)
-			continue;
-		if (i < j)
-			return -1;
-		w += b[i].weight;
-	}
 	return w > 256 ? 256 : w;
+}
+
+/*
+ * The backend of a TLSRoute's hostname, "tls_<host>": its servers with
+ * their weights, unchecked (a dead one is left by retrying elsewhere, as
+ * for a workload port past the checks' budget).  The map key, the host,
+ * is in the map applyd writes beside the API hosts.
+ */
+static void
+render_sni(FILE *fp, const struct sni_route *sr)
+{
+	char wb[32];
+	size_t j;
+	int w;
+
+	fprintf(fp, "\nbackend tls_%s\n", sr->host);
+	fprintf(fp, "\t# %s/%s/%s hostname %u\n", sr->cluster, sr->ns,
+	    sr->name, sr->route);
+	for (j = 0; j < sr->nbackends; j++) {
+		if ((w = routes_merged_weight(sr->backends, sr->nbackends,
+		    j)) == -1)
+			continue;
+		snprintf(wb, sizeof(wb), " weight %d", w > 256 ? 256 : w);
+		server_line(fp, sr->backends[j].ip, sr->backends[j].port, wb);
+	}
 }
 
 struct placed {
@@ -558,6 +578,9 @@ haproxy_render(const struct routes *r, const struct config *c,
 		}
 	}
 	free(slot);
+	for (j = 0; j < r->nsni; j++)
+		if (!routes_sni_shadowed(r, j))
+			render_sni(fp, &r->sni[j]);
 
 	fprintf(fp, "\nfrontend ports\n");
 	render_binds(fp, r, c, px->listen);

@@ -5,7 +5,7 @@
  * the run folder (named by config_proxy_file, where applyd finds them), no
  * http {}.  The shared TLS port reads the SNI name without terminating TLS
  * (ssl_preread) and a map sends each cluster's name to an upstream of its
- * masters; every workload port is a server with an upstream of its
+ * masters, and each TLSRoute hostname to an upstream of its backends; every workload port is a server with an upstream of its
  * weighted backends.  Everything written here came through the event
  * validators (names RFC 1123, addresses parse as IPs, ports and weights in
  * range) or the config's (listen, run_dir, numbers).  A pure function of its inputs.
@@ -75,8 +75,35 @@ render_map(const struct routes *r, FILE *fp)
 			fprintf(fp, "\t\t%s%s api_%s;\n", esc,
 			    by_host[i]->host, by_host[i]->cluster);
 	}
+	/* TLSRoute hostnames: a name is one route's (allocd's rule) */
+	for (i = 0; i < r->nsni; i++)
+		if (!routes_sni_shadowed(r, i))
+			fprintf(fp, "\t\t%s %s%s;\n", r->sni[i].host,
+			    r->sni[i].nbackends > 0 ? "tls_" : NONE,
+			    r->sni[i].nbackends > 0 ? r->sni[i].host : "");
 	fprintf(fp, "\t}\n");
 	free(by_host);
+}
+
+/* The upstream of a TLSRoute's hostname; weights as a port's. */
+static void
+render_sni(const struct sni_route *sr, FILE *fp)
+{
+	const struct backend *b;
+	char ab[64];
+	size_t j;
+
+	if (sr->nbackends == 0)
+		return;
+	fprintf(fp, "\n\tupstream tls_%s {\n\t\t# %s/%s/%s hostname %u\n",
+	    sr->host, sr->cluster, sr->ns, sr->name, sr->route);
+	for (j = 0; j < sr->nbackends; j++) {
+		b = &sr->backends[j];
+		fprintf(fp, b->weight == 0 ? "\t\tserver %s down;\n" :
+		    "\t\tserver %s weight=%u;\n",
+		    route_addr(ab, sizeof(ab), b->ip, b->port), b->weight);
+	}
+	fprintf(fp, "\t}\n");
 }
 
 static void
@@ -98,6 +125,9 @@ render_api(const struct routes *r, const struct config *c,
 			    a->masters[j], a->mport));
 		fprintf(fp, "\t}\n");
 	}
+	for (i = 0; i < r->nsni; i++)
+		if (!routes_sni_shadowed(r, i))
+			render_sni(&r->sni[i], fp);
 	fprintf(fp, "\n\tserver {\n"
 	    "\t\tlisten %s;\n"
 	    "\t\tssl_preread on;\n"
@@ -182,7 +212,8 @@ nginx_render(const struct routes *r, const struct config *c,
 	    "\tupstream %s {\n"
 	    "\t\tserver 127.0.0.1:1 down;\n"
 	    "\t}\n",
-	    2 * px->maxconn + r->nports + 16, 2048 + 2 * r->napi, NONE);
+	    2 * px->maxconn + r->nports + 16, 2048 + 2 * (r->napi + r->nsni),
+	    NONE);
 	render_api(r, c, px, fp);
 	for (p = 0; p < 65536; p++)
 		if (r->ports[p] != NULL)

@@ -116,9 +116,9 @@ log_generation(void)
 	if (logged == gen)
 		return;
 	logged = gen;
-	log_info("generation %llu: %zu api routes, %u ports; %lu decisions "
-	    "left out so far", (unsigned long long)gen, routes.napi,
-	    routes.nports, routes.refused);
+	log_info("generation %llu: %zu api routes, %u ports, %zu sni routes; "
+	    "%lu decisions left out so far", (unsigned long long)gen,
+	    routes.napi, routes.nports, routes.nsni, routes.refused);
 }
 
 static void

@@ -25,6 +25,18 @@ port_free(struct port_route *pr)
 	free(pr);
 }
 
+static void
+sni_free_all(struct routes *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->nsni; i++)
+		free(r->sni[i].backends);
+	free(r->sni);
+	r->sni = NULL;
+	r->nsni = r->capsni = 0;
+}
+
 void
 routes_clear(struct routes *r)
 {
@@ -36,6 +48,7 @@ routes_clear(struct routes *r)
 		r->ports[p] = NULL;
 	}
 	free(r->api);
+	sni_free_all(r);
 	refused = r->refused;		/* a count since start, as logged */
 	routes_init(r, r->conf);
 	r->refused = refused;
@@ -104,6 +117,87 @@ api_del(struct routes *r, const char *cluster)
 	memmove(&r->api[i], &r->api[i + 1],
 	    (r->napi - i - 1) * sizeof(*r->api));
 	r->napi--;
+}
+
+static size_t
+sni_find(const struct routes *r, const char *host, int *found)
+{
+	size_t lo = 0, hi = r->nsni, mid;
+	int c;
+
+	*found = 0;
+	while (lo < hi) {
+		mid = (lo + hi) / 2;
+		if ((c = strcmp(r->sni[mid].host, host)) == 0) {
+			*found = 1;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static struct backend *
+backends_dup(const struct backend *b, size_t n)
+{
+	struct backend *d;
+
+	if (n == 0)
+		return NULL;
+	if ((d = calloc(n, sizeof(*d))) == NULL)
+		fatal("routes");
+	memcpy(d, b, n * sizeof(*d));
+	return d;
+}
+
+static void
+sni_set(struct routes *r, const struct event *ev)
+{
+	struct sni_route *s;
+	size_t i, cap;
+	int found;
+
+	i = sni_find(r, ev->host, &found);
+	if (!found) {
+		if (r->nsni == r->capsni) {
+			cap = r->capsni ? r->capsni * 2 : 16;
+			if ((s = reallocarray(r->sni, cap, sizeof(*s))) == NULL)
+				fatal("routes");
+			r->sni = s;
+			r->capsni = cap;
+		}
+		memmove(&r->sni[i + 1], &r->sni[i],
+		    (r->nsni - i) * sizeof(*r->sni));
+		r->nsni++;
+	} else
+		free(r->sni[i].backends);
+	s = &r->sni[i];
+	memset(s, 0, sizeof(*s));
+	memcpy(s->host, ev->host, sizeof(s->host));
+	memcpy(s->cluster, ev->cluster, sizeof(s->cluster));
+	memcpy(s->ns, ev->ns, sizeof(s->ns));
+	memcpy(s->name, ev->name, sizeof(s->name));
+	s->route = (unsigned)ev->route;
+	s->backends = backends_dup(ev->backends, ev->nbackends);
+	s->nbackends = ev->nbackends;
+}
+
+static void
+sni_del(struct routes *r, const char *host)
+{
+	size_t i;
+	int found;
+
+	i = sni_find(r, host, &found);
+	if (!found)
+		return;
+	free(r->sni[i].backends);
+	memmove(&r->sni[i], &r->sni[i + 1],
+	    (r->nsni - i - 1) * sizeof(*r->sni));
+	r->nsni--;
 }
 
 static void
@@ -209,6 +303,14 @@ routes_apply(struct routes *r, const struct event *ev)
 	case EV_RT_PORT_DEL:
 		port_del(r, (unsigned)ev->port);
 		return 1;
+	case EV_SNI_SET:
+	case EV_RT_SNI:
+		sni_set(r, ev);
+		return 1;
+	case EV_SNI_DEL:
+	case EV_RT_SNI_DEL:
+		sni_del(r, ev->host);
+		return 1;
 	}
 	return 0;	/* observations, liveness, refusals: nothing to render */
 }
@@ -222,6 +324,33 @@ routes_host_taken(const struct routes *r, size_t i)
 		if (strcmp(r->api[j].host, r->api[i].host) == 0)
 			return 1;
 	return 0;
+}
+
+int
+routes_sni_shadowed(const struct routes *r, size_t i)
+{
+	size_t j;
+
+	for (j = 0; j < r->napi; j++)
+		if (strcmp(r->api[j].host, r->sni[i].host) == 0)
+			return 1;
+	return 0;
+}
+
+int
+routes_merged_weight(const struct backend *b, size_t n, size_t j)
+{
+	int w = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (strcmp(b[i].ip, b[j].ip) != 0 || b[i].port != b[j].port)
+			continue;
+		if (i < j)
+			return -1;
+		w += (int)b[i].weight;
+	}
+	return w;
 }
 
 int
@@ -273,6 +402,24 @@ routes_port_item(const struct port_route *pr, struct event *ev)
 			fatal("routes_port_item");
 }
 
+void
+routes_sni_item(const struct sni_route *sr, struct event *ev)
+{
+	size_t j;
+
+	ev->type = EV_RT_SNI;
+	memcpy(ev->host, sr->host, sizeof(ev->host));
+	memcpy(ev->cluster, sr->cluster, sizeof(ev->cluster));
+	memcpy(ev->ns, sr->ns, sizeof(ev->ns));
+	memcpy(ev->name, sr->name, sizeof(ev->name));
+	ev->route = sr->route;
+	ev->has |= F_HOST | F_CLUSTER | F_NS | F_NAME | F_ROUTE | F_BACKENDS;
+	for (j = 0; j < sr->nbackends; j++)
+		if (event_add_backend(ev, sr->backends[j].ip,
+		    sr->backends[j].port, sr->backends[j].weight) == -1)
+			fatal("routes_sni_item");
+}
+
 const struct api_route *
 routes_api(const struct routes *r, const char *cluster)
 {
@@ -288,6 +435,8 @@ routes_item(const struct routes *r, const struct event *d, struct event *ev)
 {
 	const struct api_route *a;
 	unsigned p;
+	size_t i;
+	int found;
 
 	switch (d->type) {
 	case EV_API_SET:
@@ -309,6 +458,16 @@ routes_item(const struct routes *r, const struct event *d, struct event *ev)
 		ev->type = EV_RT_PORT_DEL;
 		ev->port = p;
 		ev->has |= F_PORT;
+		return 0;
+	case EV_SNI_SET:
+	case EV_SNI_DEL:
+		i = sni_find(r, d->host, &found);
+		if (found) {
+			routes_sni_item(&r->sni[i], ev);
+			return 0;
+		}
+		ev->type = EV_RT_SNI_DEL;
+		event_set_str(ev, F_HOST, d->host);
 		return 0;
 	}
 	return -1;
@@ -337,6 +496,12 @@ routes_items(const struct routes *r, int (*fn)(struct event *, void *),
 		rc = fn(&ev, arg);
 		event_free(&ev);
 	}
+	for (i = 0; i < r->nsni && rc == 0; i++) {
+		event_init(&ev, EV_RT_SNI);
+		routes_sni_item(&r->sni[i], &ev);
+		rc = fn(&ev, arg);
+		event_free(&ev);
+	}
 	return rc;
 }
 
@@ -358,6 +523,28 @@ routes_api_same(const struct routes *a, const struct routes *b)
 {
 	return a->napi == b->napi && (a->napi == 0 ||
 	    memcmp(a->api, b->api, a->napi * sizeof(*a->api)) == 0);
+}
+
+int
+routes_sni_same(const struct routes *a, const struct routes *b)
+{
+	const struct sni_route *x, *y;
+	size_t i;
+
+	if (a->nsni != b->nsni)
+		return 0;
+	for (i = 0; i < a->nsni; i++) {
+		x = &a->sni[i];
+		y = &b->sni[i];
+		if (strcmp(x->host, y->host) != 0 || x->route != y->route ||
+		    strcmp(x->cluster, y->cluster) != 0 ||
+		    strcmp(x->ns, y->ns) != 0 || strcmp(x->name, y->name) != 0 ||
+		    x->nbackends != y->nbackends || (x->nbackends > 0 &&
+		    memcmp(x->backends, y->backends,
+		    x->nbackends * sizeof(*x->backends)) != 0))
+			return 0;
+	}
+	return 1;
 }
 
 void
@@ -406,11 +593,30 @@ routes_copy_api(struct routes *dst, const struct routes *src)
 }
 
 void
+routes_copy_sni(struct routes *dst, const struct routes *src)
+{
+	size_t i;
+
+	sni_free_all(dst);
+	if (src->nsni == 0)
+		return;
+	if ((dst->sni = calloc(src->nsni, sizeof(*dst->sni))) == NULL)
+		fatal("routes");
+	for (i = 0; i < src->nsni; i++) {
+		dst->sni[i] = src->sni[i];
+		dst->sni[i].backends = backends_dup(src->sni[i].backends,
+		    src->sni[i].nbackends);
+	}
+	dst->nsni = dst->capsni = src->nsni;
+}
+
+void
 routes_copy(struct routes *dst, const struct routes *src)
 {
 	unsigned p;
 
 	routes_copy_api(dst, src);
+	routes_copy_sni(dst, src);
 	for (p = 0; p < 65536; p++)
 		if (dst->ports[p] != NULL || src->ports[p] != NULL)
 			routes_copy_port(dst, src, p);

@@ -41,11 +41,29 @@ struct port_route {
 	int		textvar;
 };
 
+/*
+ * A TLSRoute's hostname on the shared TLS port, passed through by SNI to
+ * its backends (allocd's SNI_SET).  One name, one route: allocd gives a
+ * name to its first holder alone.
+ */
+struct sni_route {
+	char		host[254];
+	char		cluster[64];
+	char		ns[64];
+	char		name[254];
+	unsigned	route;
+	struct backend	*backends;
+	size_t		nbackends;
+};
+
 struct routes {
 	const struct config	*conf;		/* what may be rendered */
 	struct api_route	*api;		/* sorted by cluster id */
 	size_t			 napi;
 	size_t			 capapi;
+	struct sni_route	*sni;		/* sorted by host */
+	size_t			 nsni;
+	size_t			 capsni;
 	struct port_route	*ports[65536];
 	unsigned		 nports;
 	unsigned long		 refused;	/* decisions left out */
@@ -85,18 +103,21 @@ int	routes_item(const struct routes *, const struct event *decision,
 /* The items of the whole table, in order, to fn; what fn returned last. */
 int	routes_items(const struct routes *, int (*fn)(struct event *, void *),
 	    void *);
-/* api[i] and port p as items (ev event_init'ed by the caller). */
+/* api[i], port p and sni[i] as items (ev event_init'ed by the caller). */
 void	routes_api_item(const struct api_route *, struct event *);
 void	routes_port_item(const struct port_route *, struct event *);
+void	routes_sni_item(const struct sni_route *, struct event *);
 /* The API route of cluster, or NULL. */
 const struct api_route *routes_api(const struct routes *, const char *);
 /* Are two entries the same route (NULL for none)? */
 int	routes_port_same(const struct port_route *, const struct port_route *);
 int	routes_api_same(const struct routes *, const struct routes *);
+int	routes_sni_same(const struct routes *, const struct routes *);
 /* dst's entry for port p (or its API routes) becomes src's, copied. */
 void	routes_copy_port(struct routes *dst, const struct routes *src,
 	    unsigned p);
 void	routes_copy_api(struct routes *dst, const struct routes *src);
+void	routes_copy_sni(struct routes *dst, const struct routes *src);
 /* dst becomes a copy of src (dst initialised or cleared before). */
 void	routes_copy(struct routes *dst, const struct routes *src);
 
@@ -110,6 +131,15 @@ int	state_load(struct routes *, const char *path, char *err, size_t);
 const char *route_addr(char *buf, size_t, const char *ip, unsigned port);
 /* Does an earlier cluster (by id) already route api[i]'s host?  It waits. */
 int	routes_host_taken(const struct routes *, size_t i);
+/*
+ * Is sni[i]'s name a cluster's API host?  allocd never lets it be; should
+ * a table say so anyway, the API route keeps the name and the SNI route
+ * is not rendered (two routes for one name fail nginx and Envoy whole).
+ */
+int	routes_sni_shadowed(const struct routes *, size_t i);
+/* The weight of backend j of b[n], all of its address's summed; -1 when
+ * an earlier one has its address (one server an address). */
+int	routes_merged_weight(const struct backend *b, size_t n, size_t j);
 /* Is master j a repeat of an earlier one (one server an address)? */
 int	api_master_seen(const struct api_route *, size_t j);
 

@@ -1,14 +1,10 @@
 /*
- * watcherd — clusters: what their informers see, and the observations that
- * follow from it (a route's computation is in route.c, the write-back in
- * writeback.c).
- *
- * Observations are level-triggered: after every (re)list of a cluster a
- * full resync (SYNC_BEGIN, every route, SYNC_END) tells allocd the whole
- * truth for it; between resyncs only the routes whose observation changed
- * are sent.  A VirtualService that changes (or whose decision arrives)
- * is looked at alone; a Service, a Node, an EndpointSlice or a relist
- * looks at them all.
+ * watcherd — clusters: their lifecycle (as the sources say), their
+ * informers, and the objects those see, kept for the computation of their
+ * routes (compute.c).  A route object that changes (or whose decision
+ * arrives) is touched, to be looked at alone; anything else routes are
+ * computed from (a Service, a Node, an EndpointSlice, a Gateway, a
+ * ReferenceGrant) or a relist makes the cluster dirty: all looked at.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,10 +14,10 @@
 #include "valid.h"
 #include "watcherd.h"
 
-struct sent {
-	size_t		len;
-	unsigned char	data[];
-};
+const struct route_kind *route_kinds[KIND_COUNT] = { &vs_kind, &tcp_kind,
+    &tls_kind };
+
+unsigned long		clusters_sweeps;
 
 static struct smap	clusters;	/* id -> struct cluster */
 
@@ -47,7 +43,7 @@ send_cluster_up(struct cluster *cl)
 	obs_send(&ev);
 }
 
-void
+static void
 send_cluster_down(const char *id)
 {
 	struct event ev;
@@ -63,34 +59,16 @@ backend_name(int mode)
 	return mode == BACKEND_ENDPOINTS ? "endpoints" : "nodeport";
 }
 
-/* Nodes for nodeport, EndpointSlices for endpoints; the rest always. */
-int
-cluster_watches(const struct cluster *cl, int res)
+/* The route kind whose objects res holds, or -1. */
+static int
+kind_of(int res)
 {
-	switch (res) {
-	case RES_NODE:
-		return cl->backend == BACKEND_NODEPORT;
-	case RES_EPS:
-		return cl->backend == BACKEND_ENDPOINTS;
-	default:
-		return 1;
-	}
-}
+	int k;
 
-static void
-vs_free(struct vs_obj *vs)
-{
-	size_t i;
-
-	if (vs == NULL)
-		return;
-	for (i = 0; i < vs->nalloc; i++)
-		free(vs->routes[i].d);
-	free(vs->routes);
-	free(vs->address);
-	free(vs->error);
-	free(vs->proof);
-	free(vs);
+	for (k = 0; k < KIND_COUNT; k++)
+		if (route_kinds[k]->res == res)
+			return k;
+	return -1;
 }
 
 static void
@@ -100,40 +78,32 @@ objs_free(struct cluster *cl, int res)
 	struct smap_ent *e;
 
 	while ((e = smap_next(&cl->objs[res], &it)) != NULL) {
-		if (res == RES_VS)
-			vs_free(e->val);
+		if (kind_of(res) != -1)
+			robj_free(e->val);
 		else
 			free(e->val);
 	}
 	smap_free(&cl->objs[res]);
 }
 
-static void
-sent_free(struct cluster *cl)
-{
-	struct smap_iter it = { 0, NULL };
-	struct smap_ent *e;
-
-	while ((e = smap_next(&cl->sent, &it)) != NULL)
-		free(e->val);
-	smap_free(&cl->sent);
-}
+static const struct informer_ops inf_ops;
 
 /* Stop talking to the cluster's API; what we know of it is dropped. */
 static void
 cluster_disconnect(struct cluster *cl)
 {
-	int r;
+	int r, g;
 
 	for (r = 0; r < RES_COUNT; r++) {
 		informer_stop(&cl->inf[r]);
-		informer_init(&cl->inf[r], cl, r);
+		informer_init(&cl->inf[r], cl, r, &inf_ops);
 		objs_free(cl, r);
+		cl->ver[r][0] = '\0';
 	}
-	http_cancel(cl->disc_req);
-	cl->disc_req = NULL;
-	cl->istio[0] = '\0';
-	cl->disc_at = 0;
+	for (g = 0; g < GRP_COUNT; g++) {
+		http_cancel(cl->disc[g].req);
+		memset(&cl->disc[g], 0, sizeof(cl->disc[g]));
+	}
 }
 
 /*
@@ -143,6 +113,8 @@ cluster_disconnect(struct cluster *cl)
 static void
 cluster_remove(struct cluster *cl, int down)
 {
+	int r;
+
 	if (down)
 		log_info("%s: cluster %s is gone", cl->name, cl->id);
 	else
@@ -152,9 +124,10 @@ cluster_remove(struct cluster *cl, int down)
 	if (cl->bind_req != NULL)
 		free(cl->bind_req->arg);
 	http_cancel(cl->bind_req);
-	sent_free(cl);
-	smap_free(&cl->patching);
-	smap_free(&cl->touched);
+	compute_forget(cl);
+	writeback_cancel(cl);
+	for (r = 0; r < KIND_COUNT; r++)
+		smap_free(&cl->touched[r]);
 	creds_free(&cl->creds);
 	if (down)
 		send_cluster_down(cl->id);
@@ -164,7 +137,8 @@ cluster_remove(struct cluster *cl, int down)
 
 struct cluster *
 cluster_upsert(const char *id, const char *name, const char *host,
-    char masters[][EV_IPLEN], size_t nmasters, unsigned mport, int source)
+    char masters[][EV_IPLEN], size_t nmasters, unsigned mport,
+    const struct cluster_source *src)
 {
 	struct cluster *cl = smap_get(&clusters, id);
 	int r, changed;
@@ -180,7 +154,7 @@ cluster_upsert(const char *id, const char *name, const char *host,
 			fatal("cluster");
 		strcpy(cl->id, id);
 		for (r = 0; r < RES_COUNT; r++)
-			informer_init(&cl->inf[r], cl, r);
+			informer_init(&cl->inf[r], cl, r, &inf_ops);
 		cl->need_resync = 1;
 		cl->backend = config_backend(&conf, name);
 		smap_put(&clusters, id, cl);
@@ -191,7 +165,7 @@ cluster_upsert(const char *id, const char *name, const char *host,
 	changed = strcmp(cl->name, name) != 0 || strcmp(cl->host, host) != 0 ||
 	    cl->nmasters != nmasters || cl->mport != mport ||
 	    memcmp(cl->masters, masters, nmasters * EV_IPLEN) != 0;
-	cl->source = source;
+	cl->src = src;
 	cl->seen = 1;
 	if (changed && config_backend(&conf, name) != cl->backend) {
 		/* renamed into another mode: other informers, other routes */
@@ -241,50 +215,30 @@ cluster_set_creds(struct cluster *cl, struct creds *c)
 
 /*
  * The API server said 401: the token expired or was rotated.  Credentials
- * are read again from where they came from: PKS is asked for a new bind;
- * a token file is looked at now; the kubeconfig folder is read again when
- * the file changes, by its own poll.  New credentials restart the
- * informers (cluster_set_creds).
+ * are read again from where they came from (the source's refused); new
+ * credentials restart the informers (cluster_set_creds).
  */
-void
+static void
 cluster_creds_refused(struct cluster *cl)
 {
-	if (cl->source == SRC_PKS && cl->bind_req == NULL) {
-		log_warnx("%s: credentials refused (401), asking PKS for new "
-		    "ones", cl->name);
-		pks_bind(cl);
-	} else if (cl->source == SRC_KUBECONFIG) {
-		log_warnx("%s: credentials refused (401), waiting for a new "
-		    "kubeconfig%s", cl->name, cl->creds.token_file ?
-		    " or token file" : "");
-		kcdir_token(cl);
-	}
+	if (cl->src->refused != NULL)
+		cl->src->refused(cl);
 }
 
 void
-cluster_auth(struct cluster *cl, struct http_auth *a)
-{
-	memset(a, 0, sizeof(*a));
-	a->ca_pem = cl->creds.ca_pem;
-	a->bearer = cl->creds.token;
-	a->cert_pem = cl->creds.cert_pem;
-	a->key_pem = cl->creds.key_pem;
-	a->connect_to = master_route(cl);
-}
-
-void
-clusters_mark(int source)
+clusters_mark(const struct cluster_source *src)
 {
 	struct smap_iter it = { 0, NULL };
 	struct smap_ent *e;
 
 	while ((e = smap_next(&clusters, &it)) != NULL)
-		if (((struct cluster *)e->val)->source == source)
+		if (((struct cluster *)e->val)->src == src)
 			((struct cluster *)e->val)->seen = 0;
+	shard_poll_asked(src->id, decisions_seq());
 }
 
 void
-clusters_sweep(int source)
+clusters_sweep(const struct cluster_source *src)
 {
 	struct smap_iter it;
 	struct smap_ent *e;
@@ -294,13 +248,15 @@ clusters_sweep(int source)
 		it = (struct smap_iter){ 0, NULL };
 		while ((e = smap_next(&clusters, &it)) != NULL) {
 			cl = e->val;
-			if (cl->source == source && !cl->seen)
+			if (cl->src == src && !cl->seen)
 				break;
 		}
 		if (e == NULL)
-			return;
+			break;
 		cluster_remove(cl, 1);
 	}
+	shard_polled(src->id);
+	clusters_sweeps++;
 }
 
 /* The shards were counted again: what is no longer ours, we let go. */
@@ -323,144 +279,21 @@ clusters_let_go(void)
 
 /* Objects. */
 
-const char *
-annotation(json_t *obj, const char *key)
-{
-	return json_string_value(json_object_get(json_object_get(
-	    json_object_get(obj, "metadata"), "annotations"), key));
-}
-
-char *
-dup_or_null(const char *s)
-{
-	char *d;
-
-	if (s == NULL)
-		return NULL;
-	if ((d = strdup(s)) == NULL)
-		fatal("strdup");
-	return d;
-}
-
-static void
-vs_parse(struct vs_obj *vs, json_t *obj)
-{
-	const char *expose = annotation(obj, ANN_EXPOSE);
-	const char *want = annotation(obj, ANN_PORT);
-	json_t *tcp, *route, *dst, *d;
-	size_t i, j;
-	unsigned long n;
-	char *end;
-
-	vs->expose = expose != NULL && strcasecmp(expose, "true") == 0;
-	vs->address = dup_or_null(annotation(obj, ANN_ADDRESS));
-	vs->error = dup_or_null(annotation(obj, ANN_ERROR));
-	vs->proof = dup_or_null(annotation(obj, ANN_PROOF));
-	vs_read_uid(vs, obj);
-	if (expose != NULL && !vs->expose && strcasecmp(expose, "false") != 0) {
-		/* "yes" or " true" is a mistake to tell, not a silent no */
-		vs->expose = 1;
-		snprintf(vs->why, sizeof(vs->why), "%s must be true or false",
-		    ANN_EXPOSE);
-		return;
-	}
-	if (!vs->expose)
-		return;
-	if (want != NULL) {
-		n = strtoul(want, &end, 10);
-		if (*want < '0' || *want > '9' || *end != '\0' || n == 0 ||
-		    n > 65535) {
-			snprintf(vs->why, sizeof(vs->why),
-			    "%s is not a port number", ANN_PORT);
-			return;
-		}
-		vs->want = (unsigned)n;
-	}
-	tcp = json_object_get(json_object_get(obj, "spec"), "tcp");
-	if (json_array_size(tcp) == 0) {
-		snprintf(vs->why, sizeof(vs->why), "no tcp route in spec.tcp");
-		return;
-	}
-	if (json_array_size(tcp) > VS_MAX_ROUTES) {
-		snprintf(vs->why, sizeof(vs->why), "more than %d tcp routes",
-		    VS_MAX_ROUTES);
-		return;
-	}
-	if ((vs->routes = calloc(json_array_size(tcp),
-	    sizeof(*vs->routes))) == NULL)
-		fatal("vs");
-	vs->nalloc = json_array_size(tcp);
-	json_array_foreach(tcp, i, route) {
-		json_t *dests = json_object_get(route, "route");
-
-		if (json_array_size(dests) == 0 ||
-		    json_array_size(dests) > VS_MAX_DESTS) {
-			snprintf(vs->why, sizeof(vs->why), "tcp[%zu] needs 1 "
-			    "to %d destinations", i, VS_MAX_DESTS);
-			return;
-		}
-		if ((vs->routes[i].d = calloc(json_array_size(dests),
-		    sizeof(struct dest))) == NULL)
-			fatal("vs");
-		json_array_foreach(dests, j, dst) {
-			struct dest *ds = &vs->routes[i].d[j];
-			const char *host;
-			json_t *jw = json_object_get(dst, "weight");
-			json_int_t port, w;
-
-			d = json_object_get(dst, "destination");
-			host = json_string_value(json_object_get(d, "host"));
-			port = json_integer_value(json_object_get(
-			    json_object_get(d, "port"), "number"));
-			/* absent (or null, as the API drops it) is 1 */
-			if (jw != NULL && !json_is_null(jw) &&
-			    !json_is_integer(jw)) {
-				snprintf(vs->why, sizeof(vs->why), "tcp[%zu]: "
-				    "destination weight is not an integer", i);
-				return;
-			}
-			w = json_is_integer(jw) ? json_integer_value(jw) : 1;
-			if (host == NULL || !valid_dns_subdomain(host)) {
-				snprintf(vs->why, sizeof(vs->why), "tcp[%zu]: "
-				    "destination host is not a DNS name", i);
-				return;
-			}
-			if (port < 1 || port > 65535 || w < 0 || w > 256) {
-				snprintf(vs->why, sizeof(vs->why), "tcp[%zu]: "
-				    "destination needs port.number and a "
-				    "weight of 0-256", i);
-				return;
-			}
-			strcpy(ds->host, host);
-			ds->port = (unsigned)port;
-			ds->weight = (unsigned)w;
-		}
-		vs->routes[i].nd = json_array_size(dests);
-	}
-	vs->nroutes = json_array_size(tcp);
-}
-
 static void
 obj_store(struct cluster *cl, int res, const char *key, void *val)
 {
 	void *old;
+	int k = kind_of(res);
 
 	old = val ? smap_put(&cl->objs[res], key, val) :
 	    smap_del(&cl->objs[res], key);
-	if (res == RES_VS) {
-		vs_free(old);
-		cluster_touch(cl, key);
+	if (k != -1) {
+		robj_free(old);
+		smap_put(&cl->touched[k], key, cl);
 	} else {
 		free(old);
 		cl->dirty = 1;
 	}
-}
-
-/* The VirtualService "ns/name" is looked at again, alone. */
-void
-cluster_touch(struct cluster *cl, const char *key)
-{
-	smap_put(&cl->touched, key, cl);
 }
 
 /*
@@ -471,8 +304,6 @@ cluster_touch(struct cluster *cl, const char *key)
 static void
 invalid_name(struct cluster *cl, int res, const char *ns, const char *name)
 {
-	static const char *kinds[RES_COUNT] = { "VirtualService", "Service",
-	    "Node", "EndpointSlice" };
 	char sns[40], sname[72];
 
 	snprintf(sns, sizeof(sns), "(none)");
@@ -482,62 +313,74 @@ invalid_name(struct cluster *cl, int res, const char *ns, const char *name)
 	if (name != NULL)
 		valid_sanitize(sname, sizeof(sname), name);
 	log_warnx("%s: an object with an invalid name was ignored: %s %s%s%s",
-	    cl->name, kinds[res], res == RES_NODE ? "" : sns,
-	    res == RES_NODE ? "" : "/", sname);
+	    cl->name, informer_kind(res), informer_namespaced(res) ? sns : "",
+	    informer_namespaced(res) ? "/" : "", sname);
 }
 
-void
+/* A route object as its kind reads it; NULL when it is none of ours. */
+static struct robj *
+robj_parse(struct cluster *cl, int k, const char *ns, const char *name,
+    json_t *obj)
+{
+	struct robj *o;
+
+	if ((o = calloc(1, sizeof(*o))) == NULL)
+		fatal("robj");
+	strcpy(o->ns, ns);
+	strcpy(o->name, name);
+	route_kinds[k]->parse(cl, o, obj);
+	/* keep only what is ours to route or to clean */
+	if (!o->expose && !o->address && !o->error) {
+		robj_free(o);
+		return NULL;
+	}
+	return o;
+}
+
+static void
 cluster_object(struct cluster *cl, int res, const char *type, json_t *obj)
 {
 	json_t *md = json_object_get(obj, "metadata");
 	const char *ns = json_string_value(json_object_get(md, "namespace"));
 	const char *name = json_string_value(json_object_get(md, "name"));
-	struct vs_obj *vs;
 	char key[384];
 	void *val = NULL;
+	int k = kind_of(res);
 
 	if (name == NULL || !valid_k8s_name(name) ||
-	    (res != RES_NODE && (ns == NULL || !valid_dns_label(ns)))) {
+	    (informer_namespaced(res) && (ns == NULL ||
+	    !valid_dns_label(ns)))) {
 		invalid_name(cl, res, ns, name);
 		return;
 	}
-	snprintf(key, sizeof(key), "%s/%s", res == RES_NODE ? "" : ns, name);
+	snprintf(key, sizeof(key), "%s/%s", informer_namespaced(res) ? ns : "",
+	    name);
 	if (strcmp(type, "DELETED") != 0) {
-		switch (res) {
-		case RES_VS:
-			if ((vs = calloc(1, sizeof(*vs))) == NULL)
-				fatal("vs");
-			strcpy(vs->ns, ns);
-			strcpy(vs->name, name);
-			vs_parse(vs, obj);
-			/* keep only what is ours to route or to clean */
-			if (!vs->expose && !vs->address && !vs->error) {
-				vs_free(vs);
-				vs = NULL;
-			}
-			val = vs;
-			break;
-		case RES_SVC:
+		if (k != -1)
+			val = robj_parse(cl, k, ns, name, obj);
+		else if (res == RES_SVC)
 			val = svc_parse(cl, key, obj);
-			break;
-		case RES_NODE:
+		else if (res == RES_NODE)
 			val = node_parse(obj);
-			break;
-		case RES_EPS:
+		else if (res == RES_EPS)
 			val = eps_parse(cl, key, obj);
-			break;
-		}
+		else if (res == RES_GWC)
+			val = gwc_parse(obj);
+		else if (res == RES_GW)
+			val = gw_parse(obj);
+		else if (res == RES_REFG)
+			val = refgrant_parse(obj);
 	}
 	obj_store(cl, res, key, val);
 }
 
-void
+static void
 cluster_object_gone(struct cluster *cl, int res, const char *key)
 {
 	obj_store(cl, res, key, NULL);
 }
 
-void
+static void
 cluster_list_end(struct cluster *cl, int res)
 {
 	(void)res;
@@ -546,266 +389,43 @@ cluster_list_end(struct cluster *cl, int res)
 	cl->dirty = 1;
 }
 
-/* Observations. */
-
-void
-owner_of(char *buf, size_t len, const char *id, const struct vs_obj *vs,
-    size_t r)
-{
-	snprintf(buf, len, "%s/%s/%s/%zu", id, vs->ns, vs->name, r);
-}
-
-/* ROUTE_GONE for an owner "id/ns/name/route" that was sent. */
-static void
-send_gone(struct cluster *cl, const char *owner)
-{
-	char *s1, *s2, *s3, buf[EV_OWNERLEN];
-	struct event ev;
-
-	snprintf(buf, sizeof(buf), "%s", owner);
-	s1 = strchr(buf, '/');
-	s2 = s1 ? strchr(s1 + 1, '/') : NULL;
-	s3 = s2 ? strchr(s2 + 1, '/') : NULL;
-	if (s3 == NULL)
-		return;
-	*s1 = *s2 = *s3 = '\0';
-	event_init(&ev, EV_ROUTE_GONE);
-	event_set_str(&ev, F_CLUSTER, cl->id);
-	event_set_str(&ev, F_NS, s1 + 1);
-	event_set_str(&ev, F_NAME, s2 + 1);
-	ev.route = strtoull(s3 + 1, NULL, 10);
-	ev.has |= F_ROUTE;
-	obs_send(&ev);
-}
-
-/*
- * Send ev unless the last one sent for this owner was the same.  A route
- * that must lose what it had (cut) is said to be gone first: allocd keeps
- * a refused route's port and backends, and those must not be served.
- */
-static void
-send_if_changed(struct cluster *cl, struct smap *now, const char *owner,
-    struct event *ev, int force, int cut)
-{
-	struct sent *old = smap_get(&cl->sent, owner), *s;
-	unsigned char *buf;
-	size_t len;
-	int changed;
-
-	if (event_encode(ev, &buf, &len) == -1)
-		fatalx("cannot encode a route");
-	if ((s = malloc(sizeof(*s) + len)) == NULL)
-		fatal("malloc");
-	s->len = len;
-	memcpy(s->data, buf, len);
-	free(buf);
-	changed = old == NULL || old->len != len ||
-	    memcmp(old->data, s->data, len) != 0;
-	if (cut && changed)
-		send_gone(cl, owner);
-	if (force || changed)
-		obs_send(ev);
-	free(smap_put(now, owner, s));
-}
-
-/*
- * Turn the cluster's objects into route observations.  Only once every
- * informer has listed: before that, a missing Service would read as an
- * error and a missing VirtualService as a release.
- */
-static void
-cluster_compute(struct cluster *cl)
-{
-	struct smap_iter it = { 0, NULL };
-	struct smap_ent *e;
-	struct smap now = { NULL, 0, 0 };
-	struct event ev;
-	struct vs_obj *vs;
-	struct bsrc src;
-	char owner[EV_OWNERLEN];
-	uint64_t sid = 0;
-	size_t r;
-	int i, pass, cut, resync = cl->need_resync;
-
-	for (i = 0; i < RES_COUNT; i++)
-		if (cluster_watches(cl, i) && !cl->inf[i].listed)
-			return;
-	bsrc_init(cl, &src);
-
-	if (resync) {
-		event_init(&ev, EV_SYNC_BEGIN);
-		event_set_str(&ev, F_CLUSTER, cl->id);
-		ev.sid = sid = shard_sync_id();
-		ev.has |= F_SID;
-		obs_send(&ev);
-	}
-	/*
-	 * Objects that carry an address first: after a lost store, their
-	 * ports are adopted before anything new is assigned.
-	 */
-	for (pass = 0; pass < 2; pass++)
-	for (it = (struct smap_iter){ 0, NULL };
-	    (e = smap_next(&cl->objs[RES_VS], &it)) != NULL;) {
-		if ((vs = e->val) == NULL || !vs->expose ||
-		    (vs->address != NULL) != (pass == 0))
-			continue;
-		for (r = 0; r < (vs->why[0] ? 1 : vs->nroutes); r++) {
-			owner_of(owner, sizeof(owner), cl->id, vs, r);
-			cut = route_obs(cl, vs, r, &src, &ev);
-			send_if_changed(cl, &now, owner, &ev, resync, cut);
-			event_free(&ev);
-		}
-	}
-	bsrc_free(&src);
-	/* what was sent before and is not there now is gone */
-	it = (struct smap_iter){ 0, NULL };
-	while (!resync && (e = smap_next(&cl->sent, &it)) != NULL)
-		if (smap_get(&now, e->key) == NULL)
-			send_gone(cl, e->key);
-	sent_free(cl);
-	cl->sent = now;
-	if (resync && obs_failed) {
-		/* something of this resync was not sent: it must not end */
-		log_warnx("%s: resync incomplete, will send it again",
-		    cl->name);
-		return;
-	}
-	if (resync) {
-		event_init(&ev, EV_SYNC_END);
-		event_set_str(&ev, F_CLUSTER, cl->id);
-		ev.sid = sid;
-		ev.has |= F_SID;
-		obs_send(&ev);
-		cl->need_resync = 0;
-		cl->synced_once = 1;
-		log_info("%s: resync sent: %zu routes", cl->name,
-		    cl->sent.n);
-	}
-}
-
-/*
- * The touched VirtualServices alone: their routes as cluster_compute would
- * send them, and ROUTE_GONE for the ones they had and have no more (an
- * object's owners are always routes 0..n-1).  Then their write-backs.
- */
-static void
-cluster_compute_touched(struct cluster *cl, uint64_t now)
-{
-	struct smap_iter it = { 0, NULL };
-	struct smap_ent *e;
-	struct event ev;
-	struct vs_obj *vs;
-	struct bsrc src;
-	char owner[EV_OWNERLEN];
-	size_t n, r;
-	void *was;
-	int i, cut;
-
-	for (i = 0; i < RES_COUNT; i++)
-		if (cluster_watches(cl, i) && !cl->inf[i].listed)
-			return;		/* the list's end computes them all */
-	bsrc_init(cl, &src);
-	while ((e = smap_next(&cl->touched, &it)) != NULL) {
-		vs = smap_get(&cl->objs[RES_VS], e->key);
-		n = vs == NULL || !vs->expose ? 0 :
-		    vs->why[0] ? 1 : vs->nroutes;
-		for (r = 0; r < n; r++) {
-			owner_of(owner, sizeof(owner), cl->id, vs, r);
-			cut = route_obs(cl, vs, r, &src, &ev);
-			send_if_changed(cl, &cl->sent, owner, &ev, 0, cut);
-			event_free(&ev);
-		}
-		for (r = n;; r++) {
-			snprintf(owner, sizeof(owner), "%s/%s/%zu", cl->id,
-			    e->key, r);
-			if ((was = smap_del(&cl->sent, owner)) == NULL)
-				break;
-			free(was);
-			send_gone(cl, owner);
-		}
-		if (vs != NULL)
-			cluster_writeback_one(cl, e->key, vs, now);
-	}
-	bsrc_free(&src);
-	smap_free(&cl->touched);
-}
-
-/* Discovery: networking.istio.io/v1, else v1beta1, else v1alpha3. */
-static void
-disc_done(struct http_req *req, long code, const char *body, size_t len,
-    const char *err)
-{
-	static const char *prefer[] = { "v1", "v1beta1", "v1alpha3" };
-	struct cluster *cl = req->arg;
-	json_t *root, *v;
-	size_t i, k;
-
-	cl->disc_req = NULL;
-	if (err == NULL)
-		master_ok(cl);
-	root = code == 200 ? json_loadb(body, len, 0, NULL) : NULL;
-	for (k = 0; root != NULL && k < 3 && cl->istio[0] == '\0'; k++)
-		json_array_foreach(json_object_get(root, "versions"), i, v)
-			if (json_is_string(json_object_get(v, "version")) &&
-			    !strcmp(json_string_value(json_object_get(v,
-			    "version")), prefer[k]))
-				strcpy(cl->istio, prefer[k]);
-	json_decref(root);
-	if (cl->istio[0] != '\0') {
-		log_info("%s: VirtualServices at networking.istio.io/%s",
-		    cl->name, cl->istio);
-		cl->disc_backoff = 0;
-		return;
-	}
-	if (err != NULL && master_failed(cl, req)) {
-		cl->disc_at = 0;	/* another master, at once */
-		return;
-	}
-	cl->disc_backoff = cl->disc_backoff ? (cl->disc_backoff * 2 > 60000 ?
-	    60000 : cl->disc_backoff * 2) : 1000;
-	cl->disc_at = now_ms() + jitter(cl->disc_backoff);
-	log_warnx("%s: networking.istio.io not served (%s%ld); again in "
-	    "%u ms", cl->name, err ? "transport error, code " : "HTTP ",
-	    code, cl->disc_backoff);
-}
+static const struct informer_ops inf_ops = {
+	.object = cluster_object,
+	.gone = cluster_object_gone,
+	.listed = cluster_list_end,
+	.refused = cluster_creds_refused,
+};
 
 static void
 cluster_timer(struct cluster *cl, uint64_t now)
 {
-	struct http_auth a;
-	char url[1024];
 	int r;
 
 	if (!cl->have_creds) {
-		if (cl->source == SRC_PKS && cl->bind_req == NULL &&
-		    now >= cl->bind_at)
-			pks_bind(cl);
+		if (cl->src->bind != NULL)
+			cl->src->bind(cl, now);
 		return;
 	}
-	if (cl->istio[0] == '\0' && cl->disc_req == NULL &&
-	    now >= cl->disc_at) {
-		cluster_auth(cl, &a);
-		snprintf(url, sizeof(url), "%s/apis/networking.istio.io",
-		    cl->creds.server);
-		cl->disc_req = http_start("GET", url, &a, NULL, NULL, 30000,
-		    disc_done, NULL, cl);
-	}
+	discover(cl, now);
 	for (r = 0; r < RES_COUNT; r++)
-		if (cluster_watches(cl, r) &&
-		    (r != RES_VS || cl->istio[0] != '\0'))
+		if (informer_wanted(cl, r) && (cl->ver[r][0] != '\0' ||
+		    informer_group_name(informer_group(r)) == NULL))
 			informer_timer(&cl->inf[r], now);
 	if (cl->dirty) {
 		cl->dirty = 0;
-		smap_free(&cl->touched);
-		cluster_compute(cl);
-		cluster_writeback(cl, now);
-	} else if (cl->touched.n > 0)
-		cluster_compute_touched(cl, now);
+		compute_routes(cl, 1, now);
+	} else {
+		for (r = 0; r < KIND_COUNT; r++)
+			if (cl->touched[r].n > 0)
+				break;
+		if (r < KIND_COUNT)
+			compute_routes(cl, 0, now);
+	}
 	if (cl->patch_hold != 0 && now >= cl->patch_hold) {
 		cl->patch_hold = 0;
-		cluster_writeback(cl, now);
+		compute_writeback(cl, now);
 	} else if (cl->wb_more && cl->patching.n < WB_INFLIGHT)
-		cluster_writeback(cl, now);
+		compute_writeback(cl, now);
 }
 
 void
@@ -856,4 +476,57 @@ clusters_dirty_all(void)
 
 	while ((e = smap_next(&clusters, &it)) != NULL)
 		((struct cluster *)e->val)->dirty = 1;
+}
+
+/* A decision of allocd's: the object it concerns is looked at again. */
+void
+clusters_alloc_event(const struct event *ev)
+{
+	struct cluster *cl;
+	char key[sizeof(ev->ns) + sizeof(ev->name) + 1];
+	const char *rk = ev->has & F_RKIND ? ev->rkind : "";
+	int k;
+
+	if (!decisions_apply(ev) || (cl = cluster_find(ev->cluster)) == NULL)
+		return;
+	for (k = 0; k < KIND_COUNT; k++)
+		if (strcmp(route_kinds[k]->rk, rk) == 0)
+			break;
+	if (k == KIND_COUNT)
+		return;
+	snprintf(key, sizeof(key), "%s/%s", ev->ns, ev->name);
+	smap_put(&cl->touched[k], key, cl);
+}
+
+void
+clusters_alloc_reset(void)
+{
+	decisions_reset();
+	shard_polls_void();	/* they counted allocd's seqs of before */
+	clusters_dirty_all();
+}
+
+/*
+ * Clusters allocd routes that are this shard's and that no source names
+ * any more (they went while their owner was down, or before it owned
+ * them): tell allocd they are gone.  Only those allocd had before every
+ * source's last poll was asked: a cluster another owner has just brought
+ * up is not in an answer asked before it.  Called once every configured
+ * source has completed a poll, after each sweep.
+ */
+void
+clusters_reconcile_alloc(void)
+{
+	struct smap_iter it = { 0, NULL };
+	const char *id;
+	uint64_t since, upto = shard_polled_upto();
+
+	while ((id = decisions_cluster_next(&it, &since)) != NULL)
+		if (shard_mine(id) && since <= upto && cluster_find(id) ==
+		    NULL) {
+			log_info("cluster %s: routed by allocd, named by no "
+			    "source: down", id);
+			shard_downs++;
+			send_cluster_down(id);
+		}
 }

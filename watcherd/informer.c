@@ -31,14 +31,100 @@
 #define QUICK_MAX	2000
 #define WATCH_BRIEF	1000	/* ms: a watch ended sooner, empty, pauses */
 
-static const char *res_names[RES_COUNT] = { "virtualservices", "services",
-    "nodes", "endpointslices" };
+/* Where each resource is served; the versions preferred first. */
+static const struct {
+	const char	*plural;
+	const char	*kind;
+	int		 grp;
+	const char	*versions[4];
+} resources[RES_COUNT] = {
+	[RES_VS] = { "virtualservices", "VirtualService", GRP_ISTIO,
+	    { "v1", "v1beta1", "v1alpha3" } },
+	[RES_SVC] = { "services", "Service", GRP_CORE, { "v1" } },
+	[RES_NODE] = { "nodes", "Node", GRP_CORE, { "v1" } },
+	[RES_EPS] = { "endpointslices", "EndpointSlice", GRP_CORE, { "v1" } },
+	[RES_GWC] = { "gatewayclasses", "GatewayClass", GRP_GW,
+	    { "v1", "v1beta1" } },
+	[RES_GW] = { "gateways", "Gateway", GRP_GW, { "v1", "v1beta1" } },
+	[RES_TCPR] = { "tcproutes", "TCPRoute", GRP_GW, { "v1alpha2" } },
+	[RES_TLSR] = { "tlsroutes", "TLSRoute", GRP_GW, { "v1alpha2" } },
+	[RES_REFG] = { "referencegrants", "ReferenceGrant", GRP_GW,
+	    { "v1beta1", "v1alpha2" } },
+};
+
+/*
+ * API groups: those with a name are discovered (cluster.c); a required
+ * one is waited for (a cluster's routes are computed once its resources
+ * are listed), an optional one is not when the server does not serve it.
+ */
+static const struct {
+	const char	*name;
+	int		 required;
+} groups[GRP_COUNT] = {
+	[GRP_CORE] = { NULL, 1 },
+	[GRP_ISTIO] = { "networking.istio.io", 1 },
+	[GRP_GW] = { GW_GROUP, 0 },
+};
+
+#define res_names(r)	(resources[r].plural)
+
+int
+informer_namespaced(int res)
+{
+	return res != RES_NODE && res != RES_GWC;
+}
+
+int
+informer_group(int res)
+{
+	return resources[res].grp;
+}
+
+const char *const *
+informer_versions(int res)
+{
+	return resources[res].versions;
+}
+
+const char *
+informer_kind(int res)
+{
+	return resources[res].kind;
+}
+
+const char *
+informer_group_name(int grp)
+{
+	return groups[grp].name;
+}
+
+int
+informer_group_required(int grp)
+{
+	return groups[grp].required;
+}
+
+/* Nodes for nodeport, EndpointSlices for endpoints; the rest always. */
+int
+informer_wanted(const struct cluster *cl, int res)
+{
+	switch (res) {
+	case RES_NODE:
+		return cl->backend == BACKEND_NODEPORT;
+	case RES_EPS:
+		return cl->backend == BACKEND_ENDPOINTS;
+	default:
+		return 1;
+	}
+}
 
 void
-informer_init(struct informer *inf, struct cluster *cl, int res)
+informer_init(struct informer *inf, struct cluster *cl, int res,
+    const struct informer_ops *ops)
 {
 	memset(inf, 0, sizeof(*inf));
 	inf->cl = cl;
+	inf->ops = ops;
 	inf->res = res;
 	inf->state = INF_IDLE;
 	inf->limit = PAGE_SIZE;
@@ -59,14 +145,16 @@ informer_stop(struct informer *inf)
 const char *
 informer_path(const struct informer *inf, char *buf, size_t len)
 {
-	if (inf->res == RES_VS)
-		snprintf(buf, len, "/apis/networking.istio.io/%s/%s",
-		    inf->cl->istio, res_names[inf->res]);
+	const char *grp = groups[resources[inf->res].grp].name;
+
+	if (grp != NULL)
+		snprintf(buf, len, "/apis/%s/%s/%s", grp,
+		    inf->cl->ver[inf->res], res_names(inf->res));
 	else if (inf->res == RES_EPS)
 		snprintf(buf, len, "/apis/discovery.k8s.io/v1/%s",
-		    res_names[inf->res]);
+		    res_names(inf->res));
 	else
-		snprintf(buf, len, "/api/v1/%s", res_names[inf->res]);
+		snprintf(buf, len, "/api/v1/%s", res_names(inf->res));
 	return buf;
 }
 
@@ -82,9 +170,9 @@ pause_for(struct informer *inf, unsigned *ms, unsigned lo, unsigned hi,
 	inf->wait_until = now_ms() + jitter(*ms);
 	inf->state = INF_WAIT;
 	log_warnx("%s: %s: %s; again in %u ms", inf->cl->name,
-	    res_names[inf->res], why, *ms);
+	    res_names(inf->res), why, *ms);
 	snprintf(err, sizeof(err), "%s: %s: %s", inf->cl->name,
-	    res_names[inf->res], why);
+	    res_names(inf->res), why);
 	health_set_error(err);
 }
 
@@ -149,14 +237,14 @@ static void
 nul_object(struct informer *inf)
 {
 	log_warnx("%s: %s: an object with a NUL byte in a string was "
-	    "ignored", inf->cl->name, res_names[inf->res]);
+	    "ignored", inf->cl->name, res_names(inf->res));
 }
 
 static void
 oversized(struct informer *inf, const char *key)
 {
 	log_warnx("%s: %s: %s: object larger than %u MiB refused, and "
-	    "dropped", inf->cl->name, res_names[inf->res], key,
+	    "dropped", inf->cl->name, res_names(inf->res), key,
 	    MAX_EVENT_BYTES >> 20);
 }
 
@@ -177,7 +265,7 @@ list_done(struct http_req *r, long code, const char *body, size_t len,
 		/* the same page again, in smaller ones */
 		inf->limit /= 2;
 		log_warnx("%s: %s: list page over %u MiB, asking for pages of "
-		    "%u", inf->cl->name, res_names[inf->res],
+		    "%u", inf->cl->name, res_names(inf->res),
 		    HTTP_MAX_BODY >> 20, inf->limit);
 		start_list(inf);
 		return;
@@ -185,7 +273,7 @@ list_done(struct http_req *r, long code, const char *body, size_t len,
 	if (code == 410 && inf->cont[0] != '\0') {
 		/* the continue token expired: the list starts over */
 		log_info("%s: %s: continue token expired, relisting",
-		    inf->cl->name, res_names[inf->res]);
+		    inf->cl->name, res_names(inf->res));
 		inf->cont[0] = '\0';
 		start_list(inf);
 		return;
@@ -194,7 +282,7 @@ list_done(struct http_req *r, long code, const char *body, size_t len,
 		return;
 	if (code != 200) {
 		if (code == 401)
-			cluster_creds_refused(inf->cl);
+			inf->ops->refused(inf->cl);
 		if (r->too_big)
 			snprintf(why, sizeof(why), "list: a page of one object "
 			    "is over %u MiB", HTTP_MAX_BODY >> 20);
@@ -231,7 +319,7 @@ list_done(struct http_req *r, long code, const char *body, size_t len,
 			continue;
 		}
 		smap_put(&inf->seen, key, inf);
-		cluster_object(inf->cl, inf->res, "ADDED", item);
+		inf->ops->object(inf->cl, inf->res, "ADDED", item);
 	}
 	md = json_object_get(root, "metadata");
 	cont = json_string_value(json_object_get(md, "continue"));
@@ -268,14 +356,14 @@ list_done(struct http_req *r, long code, const char *body, size_t len,
 		    (gone[ngone++] = strdup(e->key)) == NULL)
 			fatal("informer");
 	for (i = 0; i < ngone; i++) {
-		cluster_object_gone(inf->cl, inf->res, gone[i]);
+		inf->ops->gone(inf->cl, inf->res, gone[i]);
 		free(gone[i]);
 	}
 	free(gone);
 	smap_free(&inf->seen);
 	inf->listed = 1;
 	healthy(inf);
-	cluster_list_end(inf->cl, inf->res);
+	inf->ops->listed(inf->cl, inf->res);
 	start_watch(inf);
 }
 
@@ -285,7 +373,7 @@ start_list(struct informer *inf)
 	struct http_auth a;
 	char path[128], url[8192], cont[3 * sizeof(inf->cont)];
 
-	cluster_auth(inf->cl, &a);
+	master_auth(inf->cl, &a);
 	informer_path(inf, path, sizeof(path));
 	if (inf->cont[0] != '\0' &&
 	    http_escape(cont, sizeof(cont), inf->cont) == 0)
@@ -312,13 +400,13 @@ watch_object(struct informer *inf, const char *type, json_t *obj)
 	json_t *md = json_object_get(obj, "metadata");
 
 	if (!json_has_nul(obj)) {
-		cluster_object(inf->cl, inf->res, type, obj);
+		inf->ops->object(inf->cl, inf->res, type, obj);
 		return;
 	}
 	nul_object(inf);
 	if (!json_has_nul(json_object_get(md, "name")) &&
 	    !json_has_nul(json_object_get(md, "namespace")))
-		cluster_object(inf->cl, inf->res, "DELETED", obj);
+		inf->ops->object(inf->cl, inf->res, "DELETED", obj);
 }
 
 /* One line of a watch stream; -1 ends the stream. */
@@ -360,7 +448,7 @@ watch_line(struct informer *inf, const char *line, size_t len)
 		    MV_RESTART_ERROR);
 		if (expired) {
 			log_info("%s: %s: watch expired, relisting",
-			    inf->cl->name, res_names[inf->res]);
+			    inf->cl->name, res_names(inf->res));
 			inf->rv[0] = '\0';
 			inf->state = INF_WAIT;
 			inf->wait_until = 0;	/* relist at once */
@@ -439,10 +527,10 @@ watch_oversized(struct informer *inf)
 		    "object without a readable name, refused");
 		return;
 	}
-	snprintf(key, sizeof(key), "%s/%s", inf->res == RES_NODE ? "" : ns,
-	    name);
+	snprintf(key, sizeof(key), "%s/%s", informer_namespaced(inf->res) ?
+	    ns : "", name);
 	oversized(inf, key);
-	cluster_object_gone(inf->cl, inf->res, key);
+	inf->ops->gone(inf->cl, inf->res, key);
 	if (rv[0] != '\0')
 		strcpy(inf->rv, rv);
 }
@@ -516,7 +604,7 @@ watch_done(struct http_req *r, long code, const char *body, size_t len,
 		return;
 	}
 	if (code == 401)
-		cluster_creds_refused(inf->cl);
+		inf->ops->refused(inf->cl);
 	if (code == 200 && err == NULL) {
 		/* a normal end: resume, at once unless it was empty and brief */
 		if (!inf->watch_good && now_ms() - inf->watch_at < WATCH_BRIEF)
@@ -547,7 +635,7 @@ start_watch(struct informer *inf)
 		start_list(inf);
 		return;
 	}
-	cluster_auth(inf->cl, &a);
+	master_auth(inf->cl, &a);
 	informer_path(inf, path, sizeof(path));
 	snprintf(url, sizeof(url), "%s%s?watch=1&resourceVersion=%s"
 	    "&allowWatchBookmarks=true&timeoutSeconds=%u",
@@ -586,7 +674,7 @@ informer_timer(struct informer *inf, uint64_t now)
 			inf->req = NULL;
 			metrics_inc(M_WATCH_RESTARTS, MV_RESTART_IDLE);
 			log_info("%s: %s: watch idle for %u s, restarting",
-			    inf->cl->name, res_names[inf->res],
+			    inf->cl->name, res_names(inf->res),
 			    conf.watch_idle);
 			start_watch(inf);
 		}

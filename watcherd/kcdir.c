@@ -37,16 +37,10 @@ static struct smap	files;		/* name -> struct kcfile */
 static uint64_t		next_scan;
 static int		scanned;
 
-int
+static int
 kcdir_polled(void)
 {
 	return conf.kubeconfig_dir[0] == '\0' || scanned;
-}
-
-void
-kcdir_scan_soon(void)
-{
-	next_scan = 0;
 }
 
 static int
@@ -144,7 +138,7 @@ load(const char *dir, const char *file, const char *name)
 	}
 	if ((size_t)snprintf(host, sizeof(host), "%s.%s", name, conf.domain) >=
 	    sizeof(host) || (cl = cluster_upsert(name, name, host, masters, n, c.port,
-	    SRC_KUBECONFIG)) == NULL) {
+	    &kcdir_source)) == NULL) {
 		log_warnx("kubeconfigs: %s: not a routable cluster", file);
 		creds_free(&c);
 		return;
@@ -159,7 +153,7 @@ load(const char *dir, const char *file, const char *name)
  * cannot be read or is empty keeps the token we have; that is logged once,
  * until the file's state changes again.  The token itself is never logged.
  */
-void
+static void
 kcdir_token(struct cluster *cl)
 {
 	struct creds *o = &cl->creds, c;
@@ -202,8 +196,7 @@ scan(void)
 		log_warn("kubeconfigs: %s", conf.kubeconfig_dir);
 		return;		/* keep what we have */
 	}
-	clusters_mark(SRC_KUBECONFIG);
-	shard_polled(SRC_KUBECONFIG, shard_feed_at());
+	clusters_mark(&kcdir_source);
 	while ((de = readdir(d)) != NULL) {
 		if (cluster_name(de->d_name, name, sizeof(name)) == -1 ||
 		    !shard_mine(name))	/* another watcherd's */
@@ -242,17 +235,46 @@ scan(void)
 			cl->seen = 1;
 	}
 	closedir(d);
-	clusters_sweep(SRC_KUBECONFIG);
+	clusters_sweep(&kcdir_source);
 	scanned = 1;
 }
 
-void
+static void
 kcdir_timer(uint64_t now)
 {
 	if (conf.kubeconfig_dir[0] == '\0' || now < next_scan)
 		return;
 	scan();
-	if (pks_polled())
-		clusters_reconcile_alloc();
 	next_scan = now + (uint64_t)conf.kubeconfig_poll * 1000;
 }
+
+static void
+kcdir_refused(struct cluster *cl)
+{
+	log_warnx("%s: credentials refused (401), waiting for a new "
+	    "kubeconfig%s", cl->name, cl->creds.token_file ?
+	    " or token file" : "");
+	kcdir_token(cl);
+}
+
+static void
+kcdir_scan_soon(void)
+{
+	next_scan = 0;
+}
+
+static int
+kcdir_enabled(void)
+{
+	return conf.kubeconfig_dir[0] != '\0';
+}
+
+const struct cluster_source kcdir_source = {
+	.name = "kubeconfigs",
+	.id = SRC_KUBECONFIG,
+	.enabled = kcdir_enabled,
+	.timer = kcdir_timer,
+	.polled = kcdir_polled,
+	.refused = kcdir_refused,
+	.poll_soon = kcdir_scan_soon,
+};

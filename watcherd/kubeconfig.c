@@ -153,8 +153,8 @@ b64val(int c)
 }
 
 /* Standard base64, whitespace ignored; NULL if malformed. */
-static char *
-b64decode(const char *s)
+char *
+kubeconfig_b64decode(const char *s)
 {
 	size_t len = strlen(s), o = 0;
 	unsigned acc = 0;
@@ -236,7 +236,7 @@ material(json_t *obj, const char *datakey, const char *filekey,
 
 	*out = NULL;
 	if (data != NULL) {
-		if ((*out = b64decode(data)) == NULL) {
+		if ((*out = kubeconfig_b64decode(data)) == NULL) {
 			snprintf(err, errlen, "%s is not base64", datakey);
 			return -1;
 		}

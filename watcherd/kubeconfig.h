@@ -47,6 +47,9 @@ void	 creds_copy(struct creds *d, const struct creds *s, char *token);
  */
 int	 token_read(struct creds *c, char **tok, char *why, size_t whylen);
 
+/* Base64 (blanks skipped) into a NUL-terminated string; NULL if not. */
+char	*kubeconfig_b64decode(const char *);
+
 /* A user of the kubeconfig holds a secret inline (token, key, password). */
 int	 kubeconfig_holds_secret(json_t *);
 

@@ -30,7 +30,7 @@ master_route(struct cluster *cl)
 	char host[sizeof(cl->creds.host) + 2], ip[EV_IPLEN + 2];
 
 	cl->connect_to[0] = '\0';
-	if (cl->source != SRC_PKS || !cl->have_creds || cl->nmasters == 0)
+	if (!cl->src->via_masters || !cl->have_creds || cl->nmasters == 0)
 		return NULL;
 	if (cl->master >= cl->nmasters)
 		cl->master = 0;
@@ -68,4 +68,15 @@ master_ok(struct cluster *cl)
 	cl->master_fails = 0;
 	log_info("%s: API answering through master %s", cl->name,
 	    cl->masters[cl->master]);
+}
+
+void
+master_auth(struct cluster *cl, struct http_auth *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->ca_pem = cl->creds.ca_pem;
+	a->bearer = cl->creds.token;
+	a->cert_pem = cl->creds.cert_pem;
+	a->key_pem = cl->creds.key_pem;
+	a->connect_to = master_route(cl);
 }

@@ -25,15 +25,14 @@ static char		*token;		/* never logged */
 static uint64_t		 token_renew;
 static struct http_req	*token_req, *poll_req;
 static uint64_t		 next_poll;
-static uint64_t		 poll_asked;	/* allocd's seq when the poll went */
 static unsigned		 backoff;
-static int		 retried, polled_ok;
+static int		 retried, polled_ok, poll_again;
 static char		 last_err[160];
 static char		 last_refused[2048];	/* why clusters were refused */
 
 static void	poll_clusters(void);
 
-int
+static int
 pks_polled(void)
 {
 	return conf.pks_url[0] == '\0' || polled_ok;
@@ -254,7 +253,7 @@ pks_cluster(json_t *c, char *why, size_t whylen)
 	if (mport <= 0 || mport > 65535)
 		mport = 8443;
 	return cluster_upsert(uuid, name, host, masters, n, (unsigned)mport,
-	    SRC_PKS) != NULL;
+	    &pks_source) != NULL;
 }
 
 static void
@@ -287,7 +286,6 @@ poll_done(struct http_req *r, long code, const char *body, size_t len,
 		return;
 	}
 	pks_recovered();
-	clusters_mark(SRC_PKS);
 	refused[0] = '\0';
 	json_array_foreach(root, i, c) {
 		switch (pks_cluster(c, why, sizeof(why))) {
@@ -307,13 +305,11 @@ poll_done(struct http_req *r, long code, const char *body, size_t len,
 	if (strcmp(refused, last_refused) != 0 && nrefused > 0)
 		log_warnx("pks: %zu clusters refused: %s", nrefused, refused);
 	memcpy(last_refused, refused, sizeof(refused));
-	clusters_sweep(SRC_PKS);
+	clusters_sweep(&pks_source);
 	polled_ok = 1;
-	shard_polled(SRC_PKS, poll_asked);
-	if (kcdir_polled())
-		clusters_reconcile_alloc();
 	log_debug("pks: %zu clusters routed", routed);
-	next_poll = now_ms() + (uint64_t)conf.pks_poll * 1000;
+	next_poll = poll_again ? 0 : now_ms() + (uint64_t)conf.pks_poll * 1000;
+	poll_again = 0;
 }
 
 static void
@@ -323,26 +319,18 @@ poll_clusters(void)
 	char url[600];
 
 	snprintf(url, sizeof(url), "%s/v1/clusters", conf.pks_url);
-	poll_asked = shard_feed_at();
+	clusters_mark(&pks_source);	/* when asked: shard.c */
 	poll_req = http_start("GET", url, &a, NULL, NULL, 30000, poll_done,
 	    NULL, NULL);
 }
 
-void
+static void
 pks_init(void)
 {
 	next_poll = 0;
 }
 
-/* The next poll now, unless one is out (its answer will do). */
-void
-pks_poll_soon(void)
-{
-	if (poll_req == NULL)
-		next_poll = 0;
-}
-
-void
+static void
 pks_timer(uint64_t now)
 {
 	if (conf.pks_url[0] == '\0' || token_req != NULL || poll_req != NULL)
@@ -395,7 +383,7 @@ bind_done(struct http_req *r, long code, const char *body, size_t len,
 	    cl->bind_backoff);
 }
 
-void
+static void
 pks_bind(struct cluster *cl)
 {
 	struct http_auth a = { .ca_file = conf.pks_ca, .bearer = token };
@@ -410,3 +398,53 @@ pks_bind(struct cluster *cl)
 	cl->bind_req = http_start("POST", url, &a, "application/json", "{}",
 	    30000, bind_done, NULL, id);
 }
+
+/* No credentials yet: a bind, when the last one is over and due. */
+static void
+pks_unbound(struct cluster *cl, uint64_t now)
+{
+	if (cl->bind_req == NULL && now >= cl->bind_at)
+		pks_bind(cl);
+}
+
+static void
+pks_refused(struct cluster *cl)
+{
+	if (cl->bind_req != NULL)
+		return;
+	log_warnx("%s: credentials refused (401), asking PKS for new ones",
+	    cl->name);
+	pks_bind(cl);
+}
+
+/*
+ * A recount: the next poll now, or right after the one that is out (its
+ * answer is taken, but it was asked under the old count: shard.c).
+ */
+static void
+pks_poll_soon(void)
+{
+	if (poll_req != NULL || token_req != NULL)
+		poll_again = 1;
+	else
+		next_poll = 0;
+}
+
+static int
+pks_enabled(void)
+{
+	return conf.pks_url[0] != '\0';
+}
+
+const struct cluster_source pks_source = {
+	.name = "pks",
+	.id = SRC_PKS,
+	.enabled = pks_enabled,
+	.init = pks_init,
+	.timer = pks_timer,
+	.polled = pks_polled,
+	.bind = pks_unbound,
+	.refused = pks_refused,
+	.via_masters = 1,
+	.poll_soon = pks_poll_soon,
+};

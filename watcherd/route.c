@@ -1,8 +1,8 @@
 /*
- * watcherd — routes: what a VirtualService's route is computed from (the
+ * watcherd — routes: what a route object's route is computed from (the
  * cluster's Services, and its Nodes or EndpointSlices) and the ROUTE
  * observation that follows: the backends of every destination, or the
- * reason the route is refused.
+ * reason the route is refused.  Every route kind (vs.c, ...) builds on it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +33,25 @@ struct svc_obj {
 struct node_obj {
 	char		ip[EV_IPLEN];
 };
+
+const char *
+annotation(json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(json_object_get(
+	    json_object_get(obj, "metadata"), "annotations"), key));
+}
+
+char *
+dup_or_null(const char *s)
+{
+	char *d;
+
+	if (s == NULL)
+		return NULL;
+	if ((d = strdup(s)) == NULL)
+		fatal("strdup");
+	return d;
+}
 
 /*
  * portico.dev/allow-from as ",ns1,ns2," (or ",*,") in out, which holds
@@ -197,7 +216,7 @@ dest_service(struct cluster *cl, const char *ns, const char *host,
  * ("host:port[,host:port...]" with our host), or 0.
  */
 static unsigned
-written_port(const struct cluster *cl, const struct vs_obj *vs, size_t r)
+written_port(const struct cluster *cl, const struct robj *vs, size_t r)
 {
 	const char *s = vs->address;
 	size_t hl = strlen(cl->host);
@@ -232,6 +251,113 @@ svc_allows(const struct svc_obj *s, const char *key, const char *ns)
 		return 0;
 	snprintf(pat, sizeof(pat), ",%s,", ns);
 	return strstr(s->allow, ",*,") != NULL || strstr(s->allow, pat) != NULL;
+}
+
+/*
+ * A ReferenceGrant: the routes (by kind, 1 << GWK_*, and namespace) that
+ * may name Services of its namespace, and which Services (all of them, or
+ * by name).  Sized to the object; at most REFG_MAX of each.
+ */
+#define REFG_MAX	16
+
+struct refg_from {
+	char		ns[64];
+	unsigned	kinds;
+};
+
+struct refg_obj {
+	size_t		 nfrom;
+	size_t		 nto;		/* names; 0 with any: every Service */
+	int		 any;
+	struct refg_from *from;
+	char		(*to)[254];
+};
+
+void *
+refgrant_parse(json_t *obj)
+{
+	json_t *spec = json_object_get(obj, "spec"), *f, *t;
+	struct refg_obj *g;
+	size_t i, nf, nt;
+
+	nf = json_array_size(json_object_get(spec, "from"));
+	nt = json_array_size(json_object_get(spec, "to"));
+	if (nf == 0 || nt == 0 || nf > REFG_MAX || nt > REFG_MAX)
+		return NULL;		/* grants nothing */
+	if ((g = calloc(1, sizeof(*g) + nf * sizeof(*g->from) +
+	    nt * sizeof(*g->to))) == NULL)
+		fatal("refgrant");
+	g->from = (struct refg_from *)(g + 1);
+	g->to = (char (*)[254])(g->from + nf);
+	json_array_foreach(json_object_get(spec, "from"), i, f) {
+		const char *gr = json_string_value(json_object_get(f, "group"));
+		const char *k = json_string_value(json_object_get(f, "kind"));
+		const char *ns = json_string_value(json_object_get(f,
+		    "namespace"));
+		struct refg_from *rf = &g->from[g->nfrom];
+
+		if (gr == NULL || k == NULL || ns == NULL ||
+		    strcmp(gr, GW_GROUP) != 0 || !valid_dns_label(ns))
+			continue;
+		if (strcmp(k, "TCPRoute") == 0)
+			rf->kinds = 1u << GWK_TCP;
+		else if (strcmp(k, "TLSRoute") == 0)
+			rf->kinds = 1u << GWK_TLS;
+		else
+			continue;
+		strcpy(rf->ns, ns);
+		g->nfrom++;
+	}
+	json_array_foreach(json_object_get(spec, "to"), i, t) {
+		const char *gr = json_string_value(json_object_get(t, "group"));
+		const char *k = json_string_value(json_object_get(t, "kind"));
+		const char *name = json_string_value(json_object_get(t, "name"));
+
+		if (gr == NULL || gr[0] != '\0' || k == NULL ||
+		    strcmp(k, "Service") != 0)
+			continue;
+		if (name == NULL)
+			g->any = 1;
+		else if (valid_dns_label(name))
+			strcpy(g->to[g->nto++], name);
+	}
+	return g;
+}
+
+/*
+ * Whether a ReferenceGrant in the namespace of the Service "sns/name" key
+ * lets a route of kind (1 << GWK_*; 0, a VirtualService: never) from
+ * namespace ns name it.
+ */
+int
+refgrant_allows(struct cluster *cl, const char *key, unsigned kind,
+    const char *ns)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+	const struct refg_obj *g;
+	const char *slash = strchr(key, '/');
+	size_t i, n;
+	int from;
+
+	if (kind == 0 || slash == NULL)
+		return 0;
+	n = (size_t)(slash - key) + 1;	/* "sns/" */
+	while ((e = smap_next(&cl->objs[RES_REFG], &it)) != NULL) {
+		if ((g = e->val) == NULL || strncmp(e->key, key, n) != 0)
+			continue;
+		for (i = 0, from = 0; i < g->nfrom && !from; i++)
+			from = (g->from[i].kinds & kind) &&
+			    strcmp(g->from[i].ns, ns) == 0;
+		if (!from)
+			continue;
+		if (g->any)
+			return 1;
+		for (i = 0; i < g->nto; i++)
+			if (strcmp(g->to[i], slash + 1) == 0)
+				return 1;
+	}
+	return 0;
 }
 
 /* The Service's port d names; NULL with why if it has none such. */
@@ -311,15 +437,41 @@ dest_endpoints(const struct bsrc *src, const struct dest *d,
 	return 0;
 }
 
+void
+route_init(struct cluster *cl, const struct route_kind *k, struct robj *o,
+    size_t r, struct event *ev)
+{
+	event_init(ev, EV_ROUTE);
+	event_set_str(ev, F_CLUSTER, cl->id);
+	event_set_str(ev, F_NS, o->ns);
+	event_set_str(ev, F_NAME, o->name);
+	if (k->rk[0] != '\0')
+		event_set_str(ev, F_RKIND, k->rk);
+	ev->route = r;
+	ev->has |= F_ROUTE | F_BACKENDS;
+	if (o->why[0] != '\0') {
+		event_set_str(ev, F_WHY, o->why);
+		return;
+	}
+	if (r == 0 && o->want != 0) {
+		ev->want = o->want;
+		ev->has |= F_WANT;
+	}
+	/* a store that was lost adopts what the object says it has */
+	if ((ev->had = written_port(cl, o, r)) != 0)
+		ev->has |= F_HAD;
+	robj_claim(o, r, ev);
+}
+
 /*
- * Route r of the VirtualService as an observation: its backends, or why it
- * is refused.  A destination in another namespace is refused, in the same
+ * Route r of the object: the backends of its destinations, or why it is
+ * refused.  A destination in another namespace is refused, in the same
  * words whether or not the Service exists, unless that Service allows the
  * route's namespace in; then 1 is returned: what the route had must not be
  * served any more (consent withdrawn).  Otherwise 0.
  */
 int
-route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
+route_backends(struct cluster *cl, struct robj *vs, size_t r,
     const struct bsrc *src, struct event *ev)
 {
 	struct svc_obj *s;
@@ -328,24 +480,8 @@ route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
 	int rc, cut = 0;
 	char why[400], svc[384];
 
-	event_init(ev, EV_ROUTE);
-	event_set_str(ev, F_CLUSTER, cl->id);
-	event_set_str(ev, F_NS, vs->ns);
-	event_set_str(ev, F_NAME, vs->name);
-	ev->route = r;
-	ev->has |= F_ROUTE | F_BACKENDS;
-	if (vs->why[0] != '\0') {
-		event_set_str(ev, F_WHY, vs->why);
+	if (vs->why[0] != '\0')
 		return 0;
-	}
-	if (r == 0 && vs->want != 0) {
-		ev->want = vs->want;
-		ev->has |= F_WANT;
-	}
-	/* a store that was lost adopts what the object says it has */
-	if ((ev->had = written_port(cl, vs, r)) != 0)
-		ev->has |= F_HAD;
-	vs_claim(vs, r, ev);
 	/*
 	 * Consent first, over every destination: a route refused for
 	 * another reason keeps what it had, and must not keep another
@@ -354,10 +490,12 @@ route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
 	for (i = 0; i < vs->routes[r].nd; i++) {
 		d = &vs->routes[r].d[i];
 		s = dest_service(cl, vs->ns, d->host, svc);
-		if (svc[0] != '\0' && !svc_allows(s, svc, vs->ns)) {
+		if (svc[0] != '\0' && !svc_allows(s, svc, vs->ns) &&
+		    !refgrant_allows(cl, svc, vs->refkind, vs->ns)) {
 			snprintf(why, sizeof(why), "destination %s: in another "
 			    "namespace, and no service there allows routes "
-			    "from %s (%s)", d->host, vs->ns, ANN_ALLOW_FROM);
+			    "from %s (%s%s)", d->host, vs->ns, ANN_ALLOW_FROM,
+			    vs->refkind ? ", or a ReferenceGrant" : "");
 			cut = 1;
 			goto refuse;
 		}
@@ -390,6 +528,26 @@ route_obs(struct cluster *cl, struct vs_obj *vs, size_t r,
 	why[sizeof(ev->why) - 1] = '\0';	/* a long host is cut, never lost */
 	event_set_str(ev, F_WHY, why);
 	return cut;
+}
+
+void
+robj_free(struct robj *vs)
+{
+	size_t i;
+
+	if (vs == NULL)
+		return;
+	for (i = 0; i < vs->nalloc; i++)
+		free(vs->routes[i].d);
+	free(vs->routes);
+	free(vs->address);
+	free(vs->error);
+	free(vs->proof);
+	free(vs->parents);
+	free(vs->hosts);
+	free(vs->status);
+	free(vs->others);
+	free(vs);
 }
 
 /*

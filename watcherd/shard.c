@@ -2,27 +2,32 @@
  * watcherd — its share of the fleet, when several split it.
  *
  * Shard I of N owns the clusters whose id hashes to I (hash_shard():
- * FNV-1a 64 of the PKS uuid or the kubeconfig file's name, modulo N).
- * Every shard reads the whole of every source, but upserts, watches,
- * resyncs and takes down only its own clusters.  allocd needs no notion
- * of shards: a resync (SYNC_BEGIN .. SYNC_END) is already the truth for
- * one cluster alone, and a CLUSTER_DOWN names one cluster.  So a shard's
+ * FNV-1a 64 of the cluster's id — the PKS uuid, the kubeconfig file's
+ * name, the Cluster API Cluster's uid — modulo N).  Every shard reads the
+ * whole of every source, but upserts, watches, resyncs and takes down
+ * only its own clusters: each source skips another's first (shard_mine),
+ * and cluster_upsert refuses one as a net.  allocd needs no notion of
+ * shards: a resync (SYNC_BEGIN .. SYNC_END) is already the truth for one
+ * cluster alone, and a CLUSTER_DOWN names one cluster.  So a shard's
  * start, stop or resync never reaches another shard's clusters, and a
  * shard that dies leaves its clusters routed as they were (last good
  * state) until it, or whoever owns them next, resyncs them.
  *
  * Changing N is restarting the shards with the new count, or SIGHUP
- * with a new [clusters] shards (shard_recount).  A cluster that moves is
- * never taken down: its old owner just stops watching it (a process that
- * exits sends nothing; a recount lets go without a word), its new owner
- * upserts and resyncs it, and its ports, being the owner's, do not move.
- * For a while two shards may both own a cluster (or shards disagree on
- * N): both watch and resync it.  That is made harmless here, by sync ids
- * no two watcherds share (shard_sync_id), since allocd ends a sync only
- * on the id that began it last; and by taking a cluster down only on a
- * poll that was asked after allocd had it (clusters_reconcile_alloc).
+ * with a new [clusters] shards (shard_recount, then the clusters let go
+ * and the sources poll: watcherd.c).  A cluster that moves is never taken
+ * down: its old owner just stops watching it (a process that exits sends
+ * nothing; a recount lets go without a word), its new owner upserts and
+ * resyncs it, and its ports, being the owner's, do not move.  For a while
+ * two shards may both own a cluster (or shards disagree on N): both watch
+ * and resync it.  That is made harmless here, by sync ids no two
+ * watcherds share (shard_sync_id), since allocd ends a sync only on the
+ * id that began it last; and by taking a cluster down only on polls that
+ * were asked after allocd had it (shard_polled_upto, for
+ * clusters_reconcile_alloc).
+ *
+ * A leaf: the sources and cluster.c ask it, it calls none of them.
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,12 +45,9 @@
 static unsigned		 shard_index, shard_count = 1;
 static int		 shard_fixed = 1;	/* the count is not the config's */
 static char		 shard_label[32];	/* "I/N" */
-static struct smap	 known;			/* id -> seq of its API_SET */
-static uint64_t		 feed_at;		/* allocd's last seq seen */
-static uint64_t		 asked[SRC_MAX];	/* by SRC_*: seq + 1, 0: none */
-static unsigned long	 downs;
-
-static void	shard_recount(void *);
+/* by SRC_*, allocd's seq + 1 (0: none): a poll asked, one completed */
+static uint64_t		 asking[SRC_MAX], asked[SRC_MAX];
+unsigned long		 shard_downs;	/* clusters the reconcile took down */
 
 /* A usage error: said where whoever started us looks, then fatal. */
 static void
@@ -67,7 +69,7 @@ shard_init(struct daemon *d)
 	unsigned long i, n = conf.shards;
 	char *end, why[128];
 
-	loop_signal(SIGHUP, shard_recount, NULL);
+	loop_counter("shard_downs", &shard_downs);
 	if (d->shard == NULL) {
 		snprintf(why, sizeof(why), "[clusters] shards is %u: which "
 		    "one is this? (-s index)", conf.shards);
@@ -100,7 +102,6 @@ shard_init(struct daemon *d)
 	snprintf(shard_label, sizeof(shard_label), "%u/%u", shard_index,
 	    shard_count);
 	d->shard = shard_label;		/* the control socket's status */
-	loop_counter("shard_downs", &downs);
 }
 
 int
@@ -126,39 +127,51 @@ shard_name(void)
 
 /*
  * SIGHUP read [clusters] shards again (it is live for watcherd).  A shard
- * started with -s I takes the new count: it lets go of the clusters that
- * are no longer its own, without a CLUSTER_DOWN (their new owner resyncs
- * them, their ports stay), and its sources' next polls bring it those
- * that are now.  Until those polls, no cluster is taken down: what the
- * last ones did not name may be another's no more.
+ * started with -s I takes the new count: 1 when it did, and the caller
+ * then lets go of the clusters that are no longer its own, without a
+ * CLUSTER_DOWN (their new owner resyncs them, their ports stay), and has
+ * the sources poll for those that are now.  Until those polls, no
+ * cluster is taken down: what the last ones did not name may be another's
+ * no more, and a poll under way began under the old count.
  */
-static void
-shard_recount(void *arg)
+int
+shard_recount(void)
 {
-	size_t i;
-
-	(void)arg;
 	if (conf.shards == shard_count)
-		return;
+		return 0;
 	if (shard_fixed || conf.shards <= shard_index) {
 		log_warnx("[clusters] shards is %u now; this watcherd stays "
 		    "%s until it is restarted%s", conf.shards,
 		    shard_describe(), shard_label[0] == '\0' ?
 		    " with -s index" : shard_fixed ? " (-s says the count)" :
 		    ": its index has no place in the new count");
-		return;
+		return 0;
 	}
 	log_info("shard %u of %u now, was of %u", shard_index, conf.shards,
 	    shard_count);
 	shard_count = conf.shards;
 	snprintf(shard_label, sizeof(shard_label), "%u/%u", shard_index,
 	    shard_count);
-	for (i = 0; i < SRC_MAX; i++)
+	shard_polls_void();
+	return 1;
+}
+
+/*
+ * The polls asked so far speak for nothing allocd has: after a recount
+ * (a poll under way is read half under the old count), and when allocd's
+ * feed starts over (its seqs may too).  Until every source polls again,
+ * no cluster is taken down.
+ */
+void
+shard_polls_void(void)
+{
+	size_t i;
+
+	for (i = 0; i < SRC_MAX; i++) {
+		asking[i] = 0;
 		if (asked[i] != 0)
 			asked[i] = 1;	/* before anything allocd said */
-	clusters_let_go();
-	pks_poll_soon();
-	kcdir_scan_soon();
+	}
 }
 
 const char *
@@ -197,84 +210,38 @@ shard_sync_tag(void)
 	return (unsigned)(bus_boot_id() & ((1u << SYNC_TAG_BITS) - 1));
 }
 
-/* allocd's clusters, from its feed: whose API route it holds, since when. */
+/* Source src asks for its clusters while allocd's feed is at seq. */
 void
-shard_alloc_event(const struct event *ev)
+shard_poll_asked(int src, uint64_t seq)
 {
-	uint64_t *at;
-
-	if (ev->seq > feed_at)
-		feed_at = ev->seq;
-	switch (ev->type) {
-	case EV_API_SET:
-		if (smap_get(&known, ev->cluster) != NULL)
-			return;
-		if ((at = malloc(sizeof(*at))) == NULL)
-			fatal("shard");
-		*at = ev->seq;
-		smap_put(&known, ev->cluster, at);
-		break;
-	case EV_API_DEL:
-		free(smap_del(&known, ev->cluster));
-		break;
-	}
+	if (src > 0 && src < SRC_MAX)
+		asking[src] = seq + 1;
 }
 
+/*
+ * Source src has its answer, all of it: it speaks for the clusters
+ * allocd had when it was asked.  One asked before a recount speaks for
+ * nothing: part of it was read under the old count.
+ */
 void
-shard_alloc_reset(void)
+shard_polled(int src)
 {
-	struct smap_iter it = { 0, NULL };
-	struct smap_ent *e;
-
-	while ((e = smap_next(&known, &it)) != NULL)
-		free(e->val);
-	smap_free(&known);
-	feed_at = 0;
+	if (src > 0 && src < SRC_MAX && asking[src] != 0)
+		asked[src] = asking[src];
 }
 
-/* Where allocd's feed is: a poll asked now speaks for what it holds. */
+/*
+ * The last of allocd's seqs every source's last poll speaks for: a
+ * cluster allocd had by then and none of them named is gone.  0: none.
+ */
 uint64_t
-shard_feed_at(void)
+shard_polled_upto(void)
 {
-	return feed_at;
-}
-
-/*
- * A source completed a poll it asked for when allocd's feed was at seq
- * (shard_feed_at() then): it speaks for the clusters allocd had by then.
- */
-void
-shard_polled(int source, uint64_t seq)
-{
-	if (source > 0 && source < SRC_MAX)
-		asked[source] = seq + 1;
-}
-
-/*
- * Clusters allocd routes that are this shard's and that no source names
- * any more (they went while their owner was down, or before it owned
- * them): tell allocd they are gone.  Only those allocd had before the
- * sources' oldest poll was asked: a cluster that another owner has just
- * brought up is not in an answer asked before it.  Called once every
- * source has completed a poll.
- */
-void
-clusters_reconcile_alloc(void)
-{
-	struct smap_iter it = { 0, NULL };
-	struct smap_ent *e;
 	uint64_t upto = UINT64_MAX;
 	size_t i;
 
 	for (i = 0; i < SRC_MAX; i++)
 		if (asked[i] != 0 && asked[i] - 1 < upto)
 			upto = asked[i] - 1;
-	while ((e = smap_next(&known, &it)) != NULL)
-		if (shard_mine(e->key) && *(uint64_t *)e->val <= upto &&
-		    cluster_find(e->key) == NULL) {
-			log_info("cluster %s: routed by allocd, named by no "
-			    "source: down", e->key);
-			downs++;
-			send_cluster_down(e->key);
-		}
+	return upto == UINT64_MAX ? 0 : upto;
 }

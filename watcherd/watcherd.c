@@ -7,6 +7,7 @@
  * the timers.  watcherd keeps no durable state: after a restart of either
  * side it sends allocd a full resync of every cluster.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,45 +21,36 @@
 #include "loop.h"
 #include "watcherd.h"
 
+#define nitems(a)	(sizeof(a) / sizeof((a)[0]))
+
 #define TICK_MS		200
 #define ACK_WAIT_MS	10000
 
 struct config		 conf;
-int			 alloc_synced;
-int			 obs_failed;
 static void		*alloc_sock;
 static struct consumer	 feed;
-static uint64_t		 obs_seq, obs_acked, unacked_since, retry_at;
-static unsigned int	 seed;
+static uint64_t		 retry_at;
 
-uint64_t
-jitter(uint64_t ms)
-{
-	/* 75% to 125%: peers that failed together do not retry together */
-	return ms * 3 / 4 + (ms > 1 ? (uint64_t)rand_r(&seed) % (ms / 2) : 0);
-}
+/*
+ * The cluster sources.  One more (capi.c) is one more line here; each
+ * says itself whether it is configured.
+ */
+static const struct cluster_source *sources[] = {
+	&pks_source,
+	&kcdir_source,
+	&capi_source,
+};
 
-void
-obs_send(struct event *ev)
+/* Every configured source has completed its first poll. */
+static int
+sources_polled(void)
 {
-	ev->seq = obs_seq + 1;
-	ev->time = now_ms();
-	/* sent in the loop turn that read the watch event: its arrival */
-	if (ev->type == EV_ROUTE) {
-		ev->wt = ev->time;
-		ev->has |= F_WT;
-	}
-	if (bus_send(alloc_sock, ev) == -1) {
-		/* no seq is spent on it: allocd acks only what it got */
-		if (!obs_failed)
-			log_warn("observations not sent");
-		obs_failed = 1;
-		return;
-	}
-	obs_seq++;
-	metrics_inc(M_SENT, metrics_type(ML_OBS, ev->type));
-	if (unacked_since == 0)
-		unacked_since = ev->time;
+	size_t i;
+
+	for (i = 0; i < nitems(sources); i++)
+		if (sources[i]->enabled() && !sources[i]->polled())
+			return 0;
+	return 1;
 }
 
 static void
@@ -71,7 +63,7 @@ on_acks(void)
 		if (rc == 1 && ev.type == EV_ACK && ev.seq > obs_acked &&
 		    ev.seq <= obs_seq) {
 			obs_acked = ev.seq;
-			unacked_since = obs_acked == obs_seq ? 0 : now_ms();
+			obs_unacked_since = obs_acked == obs_seq ? 0 : now_ms();
 		}
 		if (rc == 1)
 			event_free(&ev);
@@ -82,7 +74,6 @@ static void
 on_decision(const struct event *ev, void *arg)
 {
 	(void)arg;
-	shard_alloc_event(ev);
 	clusters_alloc_event(ev);
 }
 
@@ -90,7 +81,6 @@ static void
 on_reset(void *arg)
 {
 	(void)arg;
-	shard_alloc_reset();
 	clusters_alloc_reset();
 }
 
@@ -116,6 +106,25 @@ static const struct consumer_ops feed_ops = {
 	.restarted = on_restarted,
 	.synced = on_synced,
 };
+
+/*
+ * SIGHUP, after the configuration was read again: a new count of shards
+ * lets go of the clusters that are another's now (without a CLUSTER_DOWN)
+ * and asks the sources at once for those that are ours.
+ */
+static void
+on_hup(void *arg)
+{
+	size_t i;
+
+	(void)arg;
+	if (!shard_recount())
+		return;
+	clusters_let_go();
+	for (i = 0; i < nitems(sources); i++)
+		if (sources[i]->enabled() && sources[i]->poll_soon != NULL)
+			sources[i]->poll_soon();
+}
 
 static void
 on_alloc_sock(void *arg, int revents)
@@ -158,16 +167,18 @@ static const struct loop_source http_src = {
 static void
 tick(void *arg)
 {
+	static unsigned long swept;
 	uint64_t now = now_ms();
+	size_t i;
 
 	(void)arg;
-	if (unacked_since != 0 && now - unacked_since > ACK_WAIT_MS) {
+	if (obs_unacked_since != 0 && now - obs_unacked_since > ACK_WAIT_MS) {
 		/* allocd lost what we sent: the truth, again */
 		log_warnx("observations %llu-%llu not "
 		    "acknowledged, resyncing",
 		    (unsigned long long)obs_acked + 1,
 		    (unsigned long long)obs_seq);
-		unacked_since = 0;
+		obs_unacked_since = 0;
 		clusters_resync_all();
 	}
 	if (obs_failed && now - retry_at > 1000) {
@@ -176,8 +187,14 @@ tick(void *arg)
 		retry_at = now;
 		clusters_resync_all();
 	}
-	pks_timer(now);
-	kcdir_timer(now);
+	for (i = 0; i < nitems(sources); i++)
+		if (sources[i]->enabled())
+			sources[i]->timer(now);
+	/* clusters allocd routes that no source knows any more go */
+	if (clusters_sweeps != swept && sources_polled()) {
+		swept = clusters_sweeps;
+		clusters_reconcile_alloc();
+	}
 }
 
 /*
@@ -199,7 +216,7 @@ after_turn(void *arg)
 		return;
 	if (!alloc_synced)
 		health_set_ready(0, "catching up with allocd's decisions");
-	else if (!pks_polled() || !kcdir_polled())
+	else if (!sources_polled())
 		health_set_ready(0, "reading the cluster sources");
 	else if ((cl = clusters_unsynced()) != NULL) {
 		snprintf(why, sizeof(why), "the first sync of cluster %s", cl);
@@ -214,16 +231,19 @@ int
 main(int argc, char **argv)
 {
 	struct daemon d;
+	size_t i;
 
 	daemon_start(&d, argc, argv, "watcherd", DAEMON_SHARD, &conf);
 	shard_init(&d);
-	seed = (unsigned int)bus_boot_id();
 	health_set_ready(0, "reading the cluster sources");
 	http_init();
-	pks_init();
+	for (i = 0; i < nitems(sources); i++)
+		if (sources[i]->init != NULL)
+			sources[i]->init();
 	alloc_sock = bus_socket(ZMQ_DEALER);
 	if (bus_connect(alloc_sock, conf.alloc_in) == -1)
 		fatalx("cannot connect to allocd");
+	obs_init(alloc_sock, (unsigned int)bus_boot_id());
 	consumer_init(&feed, "allocd feed", conf.alloc_pub, conf.alloc_sync, 0,
 	    &feed_ops, NULL);
 	consumer_register(&feed);
@@ -231,12 +251,15 @@ main(int argc, char **argv)
 	loop_source(&http_src, NULL);
 	loop_timer(TICK_MS, 1, tick, NULL);
 	loop_after(after_turn, NULL);
+	loop_signal(SIGHUP, on_hup, NULL);
 	if (daemon_ready(&d, shard_name()) == -1)
 		fatal("pid file");
 	health_set_ready(0, "catching up with allocd's decisions");
-	log_info("ready; sources:%s%s; clusters: %s; sync ids end in %05x",
-	    conf.pks_url[0] ? " pks" : "", conf.kubeconfig_dir[0] ?
-	    " kubeconfigs" : "", shard_describe(), shard_sync_tag());
+	log_info("ready; sources:%s%s%s; clusters: %s; sync ids end in %05x",
+	    conf.pks_url[0] ? " pks" : "",
+	    conf.kubeconfig_dir[0] ? " kubeconfigs" : "",
+	    conf.capi_kubeconfig[0] ? " capi" : "", shard_describe(),
+	    shard_sync_tag());
 
 	tick(NULL);
 	loop_run();

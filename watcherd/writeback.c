@@ -1,5 +1,5 @@
 /*
- * watcherd — the write-back: allocd's decisions onto the VirtualServices.
+ * watcherd — the write-back: allocd's decisions onto the route objects.
  *
  * Level-triggered: each pass compares what allocd decided (an address once
  * every proxy serves every route of the object, a refusal's reason, or why
@@ -11,74 +11,152 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
 #include "watcherd.h"
 
-struct addr {
-	unsigned	port;
-	int		live;
-	char		why[256];	/* refused */
-	char		fault[256];	/* a proxy does not serve port */
-	char		pf[64];		/* proof of the address, once live */
-};
-
-static struct smap	addrs;		/* owner -> struct addr, from allocd */
-
-/* A PATCH names its object by cluster and key: the object may be gone. */
+/* A PATCH in flight; the object may be gone when it ends. */
 struct patch {
-	char	 id[64];
-	char	 key[384];
-	char	*address;	/* what the object carried before */
-	char	*error;
-	char	*proof;
+	struct cluster	*cl;
+	struct http_req	*req;
+	int		 kind;
+	char		 key[384];
+	char		*address;	/* what the object carried before */
+	char		*error;
+	char		*proof;
 };
+
+static void
+patch_free(struct patch *p)
+{
+	free(p->address);
+	free(p->error);
+	free(p->proof);
+	free(p);
+}
 
 static void
 patch_done(struct http_req *req, long code, const char *body, size_t len,
     const char *err)
 {
 	struct patch *p = req->arg;
-	struct cluster *cl = cluster_find(p->id);
-	struct vs_obj *vs;
+	struct cluster *cl = p->cl;
+	struct robj *vs;
+	char msg[512], pkey[400];
+
+	(void)body;
+	(void)len;
+	metrics_inc(M_WRITEBACKS, code == 200 ? MV_WB_WRITTEN : code == 409 ?
+	    MV_WB_CONFLICT : code == 404 ? MV_WB_GONE : MV_WB_ERROR);
+	snprintf(pkey, sizeof(pkey), "%d/%s", p->kind, p->key);
+	smap_del(&cl->patching, pkey);
+	if (code != 200 && (vs = smap_get(&cl->objs[route_kinds[p->kind]->res],
+	    p->key)) != NULL) {
+		/* it did not land: compare with the truth next time */
+		free(vs->address);
+		free(vs->error);
+		free(vs->proof);
+		vs->address = p->address;
+		vs->error = p->error;
+		vs->proof = p->proof;
+		p->address = p->error = p->proof = NULL;
+	}
+	if (code != 200) {
+		cl->patch_hold = now_ms() + jitter(5000);
+		log_warnx("%s: %s: write-back failed: %s%ld", cl->name,
+		    p->key, err ? "transport error, code " : "HTTP ", code);
+		snprintf(msg, sizeof(msg), "%s: %s: write-back failed: %s%ld",
+		    cl->name, p->key, err ? "transport error, code " : "HTTP ",
+		    code);
+		health_set_error(msg);
+	}
+	/* it may have changed while the PATCH was out */
+	smap_put(&cl->touched[p->kind], p->key, cl);
+	patch_free(p);
+}
+
+/* A status PATCH: its object is looked at again by the watch's echo. */
+static void
+status_done(struct http_req *req, long code, const char *body, size_t len,
+    const char *err)
+{
+	struct patch *p = req->arg;
+	struct cluster *cl = p->cl;
 	char msg[512];
 
 	(void)body;
 	(void)len;
 	metrics_inc(M_WRITEBACKS, code == 200 ? MV_WB_WRITTEN : code == 409 ?
 	    MV_WB_CONFLICT : code == 404 ? MV_WB_GONE : MV_WB_ERROR);
-	if (cl != NULL) {
-		smap_del(&cl->patching, p->key);
-		if (code != 200 && (vs = smap_get(&cl->objs[RES_VS],
-		    p->key)) != NULL) {
-			/* it did not land: compare with the truth next time */
-			free(vs->address);
-			free(vs->error);
-			free(vs->proof);
-			vs->address = p->address;
-			vs->error = p->error;
-			vs->proof = p->proof;
-			p->address = p->error = p->proof = NULL;
-		}
-		if (code != 200) {
-			cl->patch_hold = now_ms() + jitter(5000);
-			log_warnx("%s: %s: write-back failed: %s%ld", cl->name,
-			    p->key, err ? "transport error, code " : "HTTP ",
-			    code);
-			snprintf(msg, sizeof(msg), "%s: %s: write-back "
-			    "failed: %s%ld", cl->name, p->key, err ?
-			    "transport error, code " : "HTTP ", code);
-			health_set_error(msg);
-		}
-		/* it may have changed while the PATCH was out */
-		cluster_touch(cl, p->key);
+	smap_del(&cl->patching, p->key);
+	if (code != 200) {
+		cl->patch_hold = now_ms() + jitter(5000);
+		snprintf(msg, sizeof(msg), "%s: %s: status write-back failed: "
+		    "%s%ld", cl->name, p->key + 2, err ?
+		    "transport error, code " : "HTTP ", code);
+		log_warnx("%s", msg);
+		health_set_error(msg);
+		cl->dirty = 1;	/* what we assumed written is not */
 	}
-	free(p->address);
-	free(p->error);
-	free(p->proof);
-	free(p);
+	patch_free(p);
+}
+
+void
+now_rfc3339(char *buf, size_t len)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int
+writeback_status(struct cluster *cl, const char *key, const char *path,
+    const char *body)
+{
+	struct http_auth a;
+	struct patch *p;
+	char url[2048];
+
+	if (!alloc_synced || now_ms() < cl->patch_hold ||
+	    cl->patching.n >= WB_INFLIGHT) {
+		cl->wb_more = 1;
+		return -1;
+	}
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		fatal("calloc");
+	p->cl = cl;
+	p->kind = -1;
+	snprintf(p->key, sizeof(p->key), "s/%s", key);
+	if (smap_get(&cl->patching, p->key) != NULL) {
+		free(p);
+		return -1;
+	}
+	snprintf(url, sizeof(url), "%s%s", cl->creds.server, path);
+	master_auth(cl, &a);
+	smap_put(&cl->patching, p->key, p);
+	p->req = http_start("PATCH", url, &a, "application/merge-patch+json",
+	    body, 30000, status_done, NULL, p);
+	return 0;
+}
+
+void
+writeback_cancel(struct cluster *cl)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+	struct patch *p;
+
+	while ((e = smap_next(&cl->patching, &it)) != NULL) {
+		p = e->val;
+		http_cancel(p->req);
+		patch_free(p);
+	}
+	smap_free(&cl->patching);
 }
 
 static int
@@ -89,7 +167,7 @@ streq(const char *a, const char *b)
 }
 
 void
-vs_read_uid(struct vs_obj *vs, json_t *obj)
+robj_read_uid(struct robj *vs, json_t *obj)
 {
 	const char *uid = json_string_value(json_object_get(
 	    json_object_get(obj, "metadata"), "uid"));
@@ -104,7 +182,7 @@ vs_read_uid(struct vs_obj *vs, json_t *obj)
  * What fails validation is left out: the claim then proves nothing.
  */
 void
-vs_claim(const struct vs_obj *vs, size_t r, struct event *ev)
+robj_claim(const struct robj *vs, size_t r, struct event *ev)
 {
 	const char *s = vs->proof, *end;
 	char pf[sizeof(ev->pf)];
@@ -128,26 +206,29 @@ vs_claim(const struct vs_obj *vs, size_t r, struct event *ev)
 }
 
 static void
-vs_writeback(struct cluster *cl, const char *key, struct vs_obj *vs)
+robj_writeback(struct cluster *cl, int k, const char *key, struct robj *vs)
 {
-	char owner[EV_OWNERLEN], address[4096], proof[4096], path[128];
-	char url[1024];
+	char owner[EV_OWNERLEN + 24], address[4096], proof[4096], path[1024];
+	char url[2048], pkey[400];
 	const char *want_addr = NULL, *want_err = NULL, *want_pf = NULL;
+	const struct route_kind *kd = route_kinds[k];
 	struct http_auth a;
-	struct addr *ad;
+	const struct decision *ad;
 	json_t *ann, *body;
 	struct patch *p;
 	size_t r, o = 0, po = 0;
 	int live = 1, proven = 1;
 	char *text, *keep_addr, *keep_err, *keep_pf;
 
-	if (smap_get(&cl->patching, key) != NULL)
+	snprintf(pkey, sizeof(pkey), "%d/%s", k, key);
+	if (smap_get(&cl->patching, pkey) != NULL)
 		return;
 	if (vs->expose) {
 		address[0] = proof[0] = '\0';
 		for (r = 0; r < (vs->why[0] ? 1 : vs->nroutes); r++) {
-			owner_of(owner, sizeof(owner), cl->id, vs, r);
-			ad = smap_get(&addrs, owner);
+			decision_owner(owner, sizeof(owner), cl->id, kd->rk, vs->ns,
+			    vs->name, r);
+			ad = decision_get(owner);
 			if (ad != NULL && ad->why[0] != '\0' &&
 			    want_err == NULL)
 				want_err = ad->why;
@@ -155,7 +236,7 @@ vs_writeback(struct cluster *cl, const char *key, struct vs_obj *vs)
 			    want_err == NULL)
 				want_err = ad->fault;
 			if (ad == NULL || !ad->live || ad->port == 0 ||
-			    vs->why[0] != '\0')
+			    vs->why[0] != '\0' || kd->no_address)
 				live = 0;
 			else {
 				o += (size_t)snprintf(address + o,
@@ -187,21 +268,20 @@ vs_writeback(struct cluster *cl, const char *key, struct vs_obj *vs)
 	body = json_pack("{s:{s:o}}", "metadata", "annotations", ann);
 	text = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
-	snprintf(path, sizeof(path), "/apis/networking.istio.io/%s",
-	    cl->istio);
-	snprintf(url, sizeof(url), "%s%s/namespaces/%s/virtualservices/%s",
-	    cl->creds.server, path, vs->ns, vs->name);
-	cluster_auth(cl, &a);
+	kd->path(cl, vs, path, sizeof(path));
+	snprintf(url, sizeof(url), "%s%s", cl->creds.server, path);
+	master_auth(cl, &a);
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		fatal("calloc");
-	snprintf(p->id, sizeof(p->id), "%s", cl->id);
+	p->cl = cl;
+	p->kind = k;
 	snprintf(p->key, sizeof(p->key), "%s", key);
 	p->address = dup_or_null(vs->address);
 	p->error = dup_or_null(vs->error);
 	p->proof = dup_or_null(vs->proof);
-	smap_put(&cl->patching, key, p);
-	http_start("PATCH", url, &a, "application/merge-patch+json", text,
-	    30000, patch_done, NULL, p);
+	smap_put(&cl->patching, pkey, p);
+	p->req = http_start("PATCH", url, &a, "application/merge-patch+json",
+	    text, 30000, patch_done, NULL, p);
 	/*
 	 * What we write is ours (a validated host and port, a reason from
 	 * allocd); an address we keep is the object's own text: not logged.
@@ -227,127 +307,53 @@ vs_writeback(struct cluster *cl, const char *key, struct vs_obj *vs)
 }
 
 static int
-writeback_ready(struct cluster *cl, uint64_t now)
+writeback_ready(struct cluster *cl, int k, uint64_t now)
 {
-	return alloc_synced && cl->istio[0] != '\0' &&
-	    cl->inf[RES_VS].listed && now >= cl->patch_hold;
+	int res = route_kinds[k]->res;
+
+	return alloc_synced && cl->ver[res][0] != '\0' &&
+	    cl->inf[res].listed && now >= cl->patch_hold;
 }
 
 /*
- * A pass round the table, from where the last one stopped at the cap, so
- * that it costs what it can start rather than a walk of every object.
+ * A pass round each kind's table, from where the last one stopped at the
+ * cap, so that it costs what it can start rather than a walk of every
+ * object.
  */
 void
-cluster_writeback(struct cluster *cl, uint64_t now)
+writeback_pass(struct cluster *cl, uint64_t now)
 {
-	const struct smap *m = &cl->objs[RES_VS];
+	const struct smap *m;
 	struct smap_ent *e;
-	size_t k, i = 0;
+	size_t n, i = 0;
+	int k;
 
 	cl->wb_more = 0;
-	if (!writeback_ready(cl, now) || m->nb == 0)
-		return;
-	for (k = 0; k < m->nb && cl->patching.n < WB_INFLIGHT; k++) {
-		i = (cl->wb_next + k) % m->nb;
-		for (e = m->b[i]; e != NULL; e = e->next)
-			if (e->val != NULL)
-				vs_writeback(cl, e->key, e->val);
+	for (k = 0; k < KIND_COUNT; k++) {
+		m = &cl->objs[route_kinds[k]->res];
+		if (!writeback_ready(cl, k, now) || m->nb == 0)
+			continue;
+		for (n = 0; n < m->nb && cl->patching.n < WB_INFLIGHT; n++) {
+			i = (cl->wb_next[k] + n) % m->nb;
+			for (e = m->b[i]; e != NULL; e = e->next)
+				if (e->val != NULL)
+					robj_writeback(cl, k, e->key,
+					    e->val);
+		}
+		cl->wb_next[k] = (i + 1) % m->nb;
+		cl->wb_more |= n < m->nb;
 	}
-	cl->wb_next = (i + 1) % m->nb;
-	cl->wb_more = k < m->nb;
 }
 
-/* One VirtualService's write-back; over the cap, the next pass has it. */
+/* One object's write-back; over the cap, the next pass has it. */
 void
-cluster_writeback_one(struct cluster *cl, const char *key, struct vs_obj *vs,
+writeback_one(struct cluster *cl, int k, const char *key, struct robj *vs,
     uint64_t now)
 {
-	if (!writeback_ready(cl, now))
+	if (!writeback_ready(cl, k, now))
 		return;		/* a pass follows patch_hold and the sync */
 	if (cl->patching.n >= WB_INFLIGHT)
 		cl->wb_more = 1;
 	else
-		vs_writeback(cl, key, vs);
-}
-
-/* The object an owner's decision is about is looked at again. */
-static void
-touch_owner(const struct event *ev)
-{
-	struct cluster *cl = cluster_find(ev->cluster);
-	char key[sizeof(ev->ns) + sizeof(ev->name) + 1];
-
-	if (cl == NULL)
-		return;
-	snprintf(key, sizeof(key), "%s/%s", ev->ns, ev->name);
-	cluster_touch(cl, key);
-}
-
-/* What allocd decided, kept for the write-back. */
-void
-clusters_alloc_event(const struct event *ev)
-{
-	char owner[EV_OWNERLEN];
-	struct addr *a;
-
-	switch (ev->type) {
-	case EV_PORT_SET:
-	case EV_PORT_LIVE:
-	case EV_PORT_FREE:
-	case EV_REFUSED:
-	case EV_PORT_FAULT:
-		break;
-	default:
-		return;
-	}
-	if (event_owner(ev, owner, sizeof(owner)) == -1)
-		return;
-	if (ev->type == EV_PORT_FREE) {
-		free(smap_del(&addrs, owner));
-		touch_owner(ev);
-		return;
-	}
-	if ((a = smap_get(&addrs, owner)) == NULL) {
-		if ((a = calloc(1, sizeof(*a))) == NULL)
-			fatal("calloc");
-		smap_put(&addrs, owner, a);
-	}
-	switch (ev->type) {
-	case EV_PORT_SET:
-		if (a->port != ev->port) {
-			a->live = 0;
-			a->fault[0] = '\0';
-			a->pf[0] = '\0';
-		}
-		a->port = (unsigned)ev->port;
-		a->why[0] = '\0';
-		break;
-	case EV_PORT_LIVE:
-		if (a->port == ev->port)
-			a->live = 1;
-		if (a->port == ev->port && (ev->has & F_PROOF))
-			memcpy(a->pf, ev->pf, sizeof(a->pf));
-		break;
-	case EV_REFUSED:
-		snprintf(a->why, sizeof(a->why), "%s", ev->why);
-		break;
-	case EV_PORT_FAULT:
-		if (a->port == ev->port)
-			snprintf(a->fault, sizeof(a->fault), "%s",
-			    ev->has & F_WHY ? ev->why : "");
-		break;
-	}
-	touch_owner(ev);
-}
-
-void
-clusters_alloc_reset(void)
-{
-	struct smap_iter it = { 0, NULL };
-	struct smap_ent *e;
-
-	while ((e = smap_next(&addrs, &it)) != NULL)
-		free(e->val);
-	smap_free(&addrs);
-	clusters_dirty_all();
+		robj_writeback(cl, k, key, vs);
 }

@@ -14,6 +14,10 @@ name, modulo n).
 - The count from 2 to 3 by restarts, with a time when two shards own one
   cluster, and back to 2 by SIGHUP: no port moves, no address changes,
   `porticoctl ports` the same, no CLUSTER_DOWN.
+- Cluster API clusters (ids: their Clusters' uids) split the same way; one
+  deleted while its shard is down is taken down by that shard once back,
+  never by the other, whose capi polls do see it gone; the count from 2 to
+  1 by SIGHUP moves the rest to shard 0 without a port moving.
 - A bad -s is a usage error.
 
 Real processes: allocd, renderd, applyd with HAProxy, the shards, the PKS
@@ -338,6 +342,109 @@ def test_count_from_two_to_three_and_back(make_fleet):
     same(["0", "1"])
     downs = [e for e in log_since(fleet, mark + 1) if e["type"] == "CLUSTER_DOWN"]
     assert downs == [], downs
+
+
+def test_capi_clusters_split_between_two_shards(make_fleet):
+    """Cluster API clusters, whose ids are their Clusters' uids: each served
+    by its own shard only; one deleted from the management cluster while
+    its shard is down is left alone by the other shard (whose capi polls
+    see it gone), and taken down by its owner once back; then one shard
+    takes them all (SIGHUP, [clusters] shards = 1) without a port moving."""
+    import test_capi
+    harness.need("allocd", "renderd", "applyd", "watcherd", "porticoctl")
+    fleet, mgmt = test_capi._capi_fleet(make_fleet)
+    try:
+        _capi_split(fleet, mgmt, test_capi)
+    finally:
+        mgmt.stop()
+
+
+def _capi_split(fleet, mgmt, capi):
+    # Clusters until both shards own one (uids are the sim's to draw)
+    owned, uid = {0: [], 1: []}, {}
+    for i in range(16):
+        if owned[0] and len(owned[1]) >= 2:
+            break
+        c = capi.workload(fleet, "cl%d" % i, exposed=["pg"])
+        capi.register(mgmt, c)
+        uid[c.name] = mgmt.must("GET", "%s/namespaces/%s/clusters/%s" %
+                                (capi.CAPI, capi.NS, c.name))["metadata"]["uid"]
+        owned[shard_of(uid[c.name], 2)].append(c)
+    assert owned[0] and len(owned[1]) >= 2, uid
+    fleet.write_conf(clusters={"shards": 2, "watch_timeout": fleet.watch_timeout})
+    fleet.start_daemons(watcherd=False)
+    shards = [Shard(fleet, "0").start(), Shard(fleet, "1").start()]
+    wait_ready(fleet, ["watcherd-0", "watcherd-1"])
+
+    got = {}
+    for i in (0, 1):
+        for c in owned[i]:
+            fleet.wait_api(c.host)
+            assert capi.vs_names(c) == ["pg"]
+            (got[c.name],) = fleet.wait_address(c, "apps", "pg", timeout=60)
+            fleet.wait_serves(got[c.name], c.markers("apps", "pg", 7000))
+            # served exactly once: only its owner resyncs it
+            assert shards[i].resynced(c.name) >= 1, c.name
+            assert shards[1 - i].resynced(c.name) == 0, c.name
+    owner_tag = {uid[c.name]: shards[i].tag() for i in (0, 1) for c in owned[i]}
+    syncs = [ev for ev in log_since(fleet, 0) if ev["type"] == "SYNC_BEGIN"]
+    assert {ev["cluster"] for ev in syncs} == set(owner_tag), syncs
+    for ev in syncs:
+        assert ev["sid"] & SYNC_TAG_MASK == owner_tag[ev["cluster"]], ev
+
+    # shard 1 dies; one of its Clusters is deleted meanwhile: shard 0's
+    # capi polls see it gone, and leave it routed
+    gone, kept = owned[1][0], owned[0][0]
+    mark = top_seq(fleet)
+    shards[1].kill9()
+    mgmt.must("DELETE", "%s/namespaces/%s/clusters/%s" % (capi.CAPI, capi.NS, gone.name))
+
+    def capi_polls():
+        return len(re.findall(r"capi: \d+ Clusters listed", shards[0].log()))
+    polls = capi_polls()
+    testlib.wait_until(lambda: capi_polls() >= polls + 2, 30, "two capi polls of shard 0")
+    assert fleet.tls_probe(gone.host), "%s taken down by another shard" % gone.name
+    fleet.wait_serves(got[gone.name], gone.markers("apps", "pg", 7000))
+
+    # shard 1 back: it takes the deleted one down, shard 0's are untouched
+    shards[1] = Shard(fleet, "1", run=2).start()
+    wait_ready(fleet, ["watcherd-1"])
+    fleet.wait_api(gone.host, up=False)
+    fleet.wait_refused(got[gone.name])
+    fleet.wait_api(kept.host)
+    fleet.wait_serves(got[kept.name], kept.markers("apps", "pg", 7000))
+    after = log_since(fleet, mark + 1)
+    assert any(ev["type"] == "API_DEL" and ev["cluster"] == uid[gone.name]
+               for ev in after), after
+    mine0 = {uid[c.name] for c in owned[0]}
+    touched = [ev for ev in after if ev.get("cluster") in mine0 and
+               (ev["type"] in DECISIONS or ev["type"] == "CLUSTER_DOWN" or
+                (ev["type"] == "SYNC_BEGIN" and ev["sid"] & SYNC_TAG_MASK != shards[0].tag()))]
+    assert touched == [], touched
+    assert status_rows(fleet)["watcherd-1"]["counters"]["shard_downs"] >= 1
+
+    # 2 -> 1 by SIGHUP: shard 0 takes shard 1's Clusters (its capi pass
+    # then), shard 1 has no place and is retired; nothing is taken down,
+    # no port moves
+    moved = owned[1][1:]
+    before, mark = ports(fleet), top_seq(fleet)
+    fleet.write_conf(clusters={"shards": 1, "watch_timeout": fleet.watch_timeout})
+    for sh in shards:
+        sh.hup()
+    for c in moved:
+        testlib.wait_until(lambda: shards[0].resynced(c.name) >= 1, 60,
+                           "%s resynced by shard 0 of 1" % c.name)
+    assert "has no place in the new count" in shards[1].log()
+    shards[1].retire()
+    for c in owned[0] + moved:
+        fleet.wait_api(c.host)
+        assert fleet.wait_address(c, "apps", "pg") == [got[c.name]]
+        fleet.wait_serves(got[c.name], c.markers("apps", "pg", 7000))
+    assert ports(fleet) == before
+    bad = [e for e in log_since(fleet, mark + 1)
+           if e["type"] in ("CLUSTER_DOWN", "API_DEL", "PORT_FREE", "REFUSED") or
+           (e["type"] == "PORT_SET" and before.get(owner_of(e), (None,))[0] != e.get("port"))]
+    assert bad == [], bad
 
 
 @pytest.mark.parametrize("args,why", [

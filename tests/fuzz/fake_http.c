@@ -1,6 +1,7 @@
 /*
  * tests/fuzz — watcherd's HTTP seam, faked (see fake_http.h).
  */
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,9 @@ struct http_req	*__wrap_http_start(const char *, const char *,
 		    const struct http_auth *, const char *, const char *, long,
 		    http_done_fn, http_data_fn, void *);
 void		 __wrap_http_cancel(struct http_req *);
+int		 __wrap_getaddrinfo_a(int, struct gaicb *[], int,
+		    struct sigevent *);
+int		 __wrap_gai_error(struct gaicb *);
 
 static struct http_req	*pending[FAKE_MAX];
 static char		*what[FAKE_MAX];	/* "METHOD URL" */
@@ -72,6 +76,38 @@ __wrap_http_cancel(struct http_req *r)
 {
 	if (r != NULL)
 		forget(r);
+}
+
+/*
+ * Names are looked up by no resolver: one that starts with "a" resolves
+ * to 192.0.2.1 (a numeric lookup, no query), any other to nothing, and
+ * at once.
+ */
+int
+__wrap_getaddrinfo_a(int mode, struct gaicb *list[], int n,
+    struct sigevent *sev)
+{
+	struct addrinfo hints;
+	int i;
+
+	(void)mode;
+	(void)sev;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_flags = AI_NUMERICHOST;
+	hints.ai_socktype = SOCK_STREAM;
+	for (i = 0; i < n; i++) {
+		list[i]->ar_result = NULL;
+		if (list[i]->ar_name[0] == 'a' && getaddrinfo("192.0.2.1",
+		    NULL, &hints, &list[i]->ar_result) != 0)
+			list[i]->ar_result = NULL;
+	}
+	return 0;
+}
+
+int
+__wrap_gai_error(struct gaicb *req)
+{
+	return req->ar_result != NULL ? 0 : EAI_NONAME;
 }
 
 struct http_req *

@@ -1,6 +1,6 @@
 /*
- * tests/fuzz — watcherd.c's part, faked: the configuration, and the bus
- * to allocd.  obs_send() is where the harnesses check what watcherd made
+ * tests/fuzz — watcherd.c's and obs.c's part, faked: the configuration,
+ * and the bus to allocd.  obs_send() is where the harnesses check what watcherd made
  * of its input: every observation must encode (watcherd exits when one
  * does not) and decode as allocd decodes it (else allocd drops it, and the
  * route is lost).
@@ -13,7 +13,6 @@
 #include "watcherd.h"
 
 struct config	conf;
-int		alloc_synced;
 int		obs_failed;
 struct event	fake_obs[FAKE_OBS_MAX];
 size_t		fake_nobs;

@@ -53,7 +53,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		conf.pks_username[0] = conf.pks_password[0] = '\0';
 
 	/* the token it has is past renewal, and the poll is due */
-	pks_timer(UINT64_MAX);
+	pks_source.timer(UINT64_MAX);
 	for (i = 0; i < ROUNDS; i++) {
 		if ((r = fake_http_find("/oauth/token")) != NULL)
 			fake_http_answer(r, 200, part[0], partlen[0], NULL, 0);
@@ -75,8 +75,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	clusters_timer(now_ms());
 
 	fake_http_drain();
-	clusters_mark(SRC_PKS);
-	clusters_sweep(SRC_PKS);
+	clusters_mark(&pks_source);
+	clusters_sweep(&pks_source);
 	fake_http_drain();
 	fake_obs_clear();
 	return 0;

@@ -2,12 +2,14 @@
  * fuzz_watch — what a cluster's API server sends watcherd: list pages and
  * watch streams, through the informers (informer.c: pages, the line
  * splitter, the event decoder), into the object parsers (cluster.c,
- * endpoints.c: VirtualServices, Services, Nodes, EndpointSlices), the
- * routes computed from them and the write-back PATCHes.
+ * endpoints.c, vs.c, gateway.c, gwroute.c: VirtualServices, Services,
+ * Nodes, EndpointSlices, the Gateway API's kinds), the routes computed
+ * from them and the write-back PATCHes (annotations and status).
  *
- * Input: a flags byte, then up to four list pages, then the watch stream,
+ * Input: a flags byte, then up to nine list pages, then the watch stream,
  * separated by form feeds: the pages of the VirtualServices, Services,
- * Nodes and EndpointSlices, in that order (a page left out: nothing, at
+ * Nodes, EndpointSlices, GatewayClasses, Gateways, TCPRoutes, TLSRoutes
+ * and ReferenceGrants, in that order (a page left out: nothing, at
  * resourceVersion 1).  Each line of the stream goes to the informer of
  * the kind it names, or to all of them when it names none.  Flags bit 0:
  * the cluster's backends are EndpointSlices (else nodes); bits 1-3: the
@@ -46,7 +48,7 @@ watch_cluster(int endpoints)
 
 	cl = cluster_upsert("c1c0ffee-0000-4000-8000-000000000001", name,
 	    endpoints ? "ep.k8s.example.test" : "np.k8s.example.test",
-	    masters, 1, 8443, SRC_KUBECONFIG);
+	    masters, 1, 8443, &kcdir_source);
 	if (cl == NULL)
 		abort();
 	memset(&c, 0, sizeof(c));
@@ -62,9 +64,11 @@ watch_cluster(int endpoints)
 
 /* The part of each request's URL that names its informer's resource. */
 static const char *res_url[RES_COUNT] = { "/virtualservices?", "/v1/services?",
-    "/v1/nodes?", "/endpointslices?" };
+    "/v1/nodes?", "/endpointslices?", "/gatewayclasses?", "/gateways?",
+    "/tcproutes?", "/tlsroutes?", "/referencegrants?" };
 static const char *res_kind[RES_COUNT] = { "\"VirtualService\"",
-    "\"Service\"", "\"Node\"", "\"EndpointSlice\"" };
+    "\"Service\"", "\"Node\"", "\"EndpointSlice\"", "\"GatewayClass\"",
+    "\"Gateway\"", "\"TCPRoute\"", "\"TLSRoute\"", "\"ReferenceGrant\"" };
 
 struct part {
 	const char	*p;
@@ -122,6 +126,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static const char empty[] = "{\"kind\":\"List\",\"items\":[],"
 	    "\"metadata\":{\"resourceVersion\":\"1\"}}";
 	static const char disc[] = "{\"versions\":[{\"version\":\"v1\"}]}";
+	static const char gwdisc[] = "{\"versions\":[{\"version\":\"v1\"},"
+	    "{\"version\":\"v1beta1\"},{\"version\":\"v1alpha2\"}]}";
 	struct part page[RES_COUNT], rest;
 	char *stream[RES_COUNT];
 	size_t streamlen[RES_COUNT], chunk;
@@ -149,6 +155,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if ((r = fake_http_find("/apis/networking.istio.io")) == NULL)
 		abort();
 	fake_http_answer(r, 200, disc, sizeof(disc) - 1, NULL, 0);
+	if ((r = fake_http_find("/apis/gateway.networking.k8s.io")) == NULL)
+		abort();
+	fake_http_answer(r, 200, gwdisc, sizeof(gwdisc) - 1, NULL, 0);
 	clusters_timer(now_ms());
 	for (i = 0; i < LIST_ROUNDS &&
 	    (r = informer_request("limit=", &res)) != NULL; i++) {
@@ -178,8 +187,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	fake_http_drain();
 	clusters_alloc_reset();
-	clusters_mark(SRC_KUBECONFIG);
-	clusters_sweep(SRC_KUBECONFIG);
+	clusters_mark(&kcdir_source);
+	clusters_sweep(&kcdir_source);
 	fake_http_drain();
 	alloc_synced = 0;
 	obs_failed = 0;

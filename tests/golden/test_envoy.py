@@ -70,9 +70,11 @@ def conf(case):
             "api_port": ini.getint("portico", "api_port"), "proxy": px[len("proxy."):]}
 
 
-def replay(case):
-    """The state a case ends in: {cluster id: host}, {port: backends}."""
+def replay(case, sni=None):
+    """The state a case ends in: {cluster id: host}, {port: backends};
+    and in sni, when given, {TLSRoute hostname: backends}."""
     api, ports = {}, {}
+    sni = {} if sni is None else sni
     with open(os.path.join(HERE, case + ".in")) as f:
         for line in f:
             if not line.strip():
@@ -87,7 +89,20 @@ def replay(case):
                 ports[b[E.F_PORT]] = b[E.F_BACKENDS]
             elif ev["type"] == "PORT_FREE":
                 ports.pop(b[E.F_PORT], None)
+            elif ev["type"] == "SNI_SET":
+                sni[b[E.F_HOST]] = b[E.F_BACKENDS]
+            elif ev["type"] == "SNI_DEL":
+                sni.pop(b[E.F_HOST], None)
     return api, ports
+
+
+def merged(backends):
+    """(ip, port, weight) with the weights of one address summed, weight 0
+    left out: one endpoint an address, Envoy's weights start at 1."""
+    want = {}
+    for ip, bport, w in backends:
+        want[(ip, bport)] = want.get((ip, bport), 0) + w
+    return sorted((ip, bport, w) for (ip, bport), w in want.items() if w > 0)
 
 
 def endpoints(cluster):
@@ -153,12 +168,15 @@ def check_case(case, text):
         by_port[port] = lis
     assert len({lis["name"] for lis in listeners}) == len(listeners)
 
-    api, ports = replay(case)
+    sni = {}
+    api, ports = replay(case, sni)
     # The API port: SNI by the TLS inspector, one chain per host.
     hosts = {}
     for cid in sorted(api):     # the lowest cluster id has a host two claim
         hosts.setdefault(api[cid][0], api[cid])
-    if not hosts:
+    # a TLSRoute's hostname that is a cluster's API host is not rendered
+    tls = {h: b for h, b in sni.items() if h not in hosts}
+    if not hosts and not tls:
         assert c["api_port"] not in by_port
     else:
         lis = by_port[c["api_port"]]
@@ -168,10 +186,14 @@ def check_case(case, text):
             "typed_config": {"@type": T_TLS_INSPECTOR}}]
         names = [fc["filter_chain_match"]["server_names"] for fc in lis["filter_chains"]]
         assert all(len(n) == 1 for n in names)
-        assert sorted(n[0] for n in names) == sorted(hosts)
+        assert sorted(n[0] for n in names) == sorted(list(hosts) + list(tls))
         for fc in lis["filter_chains"]:
             (host,) = fc["filter_chain_match"]["server_names"]
             cluster = fc["filters"][0]["typed_config"]["cluster"]
+            if host in tls:
+                assert cluster == "tls-" + host
+                assert sorted(clusters[cluster]) == merged(tls[host])
+                continue
             assert cluster == "sni-" + host
             _, masters, mport = hosts[host]
             assert sorted(clusters[cluster]) == sorted({(m, mport, 1) for m in masters})
@@ -186,13 +208,14 @@ def check_case(case, text):
             want[(ip, bport)] = want.get((ip, bport), 0) + w
         assert sorted(clusters["p%d" % p]) == sorted(
             (ip, bport, w) for (ip, bport), w in want.items() if w > 0)
-    assert set(clusters) == {"sni-" + h for h in hosts} | {"p%d" % p for p in ports}
+    assert set(clusters) == ({"sni-" + h for h in hosts} | {"tls-" + h for h in tls}
+                             | {"p%d" % p for p in ports})
     return docs
 
 
 def test_envoy_cases_exist():
     assert {"envoy_empty", "envoy_api_many", "envoy_ports_weighted",
-            "envoy_ipv6_listen", "envoy_ipv6_backends"} <= set(ENVOY_CASES)
+            "envoy_ipv6_listen", "envoy_ipv6_backends", "envoy_sni"} <= set(ENVOY_CASES)
 
 
 @pytest.mark.parametrize("case", ENVOY_CASES)

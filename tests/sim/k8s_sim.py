@@ -5,7 +5,10 @@ portico's watchers.
 Serves, over HTTPS with a bearer token, in memory:
   v1 namespaces, services, nodes; discovery.k8s.io/v1 endpointslices;
   networking.istio.io/<each --istio-versions> virtualservices (one store,
-  served under every version with apiVersion rewritten).
+  served under every version with apiVersion rewritten);
+  gateway.networking.k8s.io gatewayclasses and gateways (v1, v1beta1),
+  tcproutes and tlsroutes (v1alpha2), referencegrants (v1beta1), with
+  their status subresources (--no-gateway-api: not served).
 with discovery, list (limit/continue, label and field selectors), watch
 (chunked JSON lines, history replay, bookmarks, timeoutSeconds), get, create,
 update, delete, and merge / strategic-merge (as merge) / JSON patches.
@@ -92,7 +95,10 @@ class RType:
         return out
 
 
-def resource_types(istio_versions):
+GW_GROUP = "gateway.networking.k8s.io"
+
+
+def resource_types(istio_versions, gateway_api=True):
     return [
         RType("", ["v1"], "namespaces", "namespace", "Namespace", False, ["ns"]),
         RType("", ["v1"], "services", "service", "Service", True, ["svc"], ["all"]),
@@ -102,7 +108,20 @@ def resource_types(istio_versions):
         RType("networking.istio.io", istio_versions, "virtualservices",
               "virtualservice", "VirtualService", True, ["vs"],
               ["istio-io", "networking-istio-io"]),
-    ]
+    ] + ([] if not gateway_api else [
+        # The Gateway API, as its standard and experimental CRDs serve it.
+        RType(GW_GROUP, ["v1", "v1beta1"], "gatewayclasses", "gatewayclass",
+              "GatewayClass", False, ["gc"], ["gateway-api"]),
+        RType(GW_GROUP, ["v1", "v1beta1"], "gateways", "gateway", "Gateway",
+              True, ["gtw"], ["gateway-api"]),
+        RType(GW_GROUP, ["v1alpha2"], "tcproutes", "tcproute", "TCPRoute",
+              True, [], ["gateway-api"]),
+        RType(GW_GROUP, ["v1alpha2"], "tlsroutes", "tlsroute", "TLSRoute",
+              True, [], ["gateway-api"]),
+        RType(GW_GROUP, ["v1beta1"], "referencegrants", "referencegrant",
+              "ReferenceGrant", True, ["refgrant"], ["gateway-api"],
+              has_status=False),
+    ])
 
 
 class APIError(Exception):
@@ -607,8 +626,9 @@ class Handler(simcommon.JSONHandler):
             self.shape = self.faults.take(("split", "slow"), path, verb)
             if path == "/version":
                 return self.send_json(200, self.version_info())
-            if path.startswith("/openapi/"):
-                # kubectl copes without OpenAPI for get/annotate/delete/watch.
+            if path.startswith("/openapi/") and not path.startswith("/openapi/v3"):
+                # kubectl copes without OpenAPI v2; v3 is the little that
+                # kubectl apply needs (openapi_v3).
                 raise APIError(404, "the server could not find the requested resource")
             reply = self.discovery(path)
             if reply is not None:
@@ -706,9 +726,37 @@ class Handler(simcommon.JSONHandler):
                 "groupVersion": "%s/%s" % (group, version) if group else version,
                 "resources": resources}
 
+    def openapi_v3(self, parts):
+        """Just enough OpenAPI v3 for kubectl's validation: every PATCH takes
+        the fieldValidation query parameter, so kubectl leaves validation to
+        the server (which, here, is lenient) instead of asking for schemas."""
+        gvs = collections.OrderedDict()
+        for rt in self.rtypes:
+            for v in rt.versions:
+                key = ("apis/%s/%s" % (rt.group, v)) if rt.group else "api/" + v
+                gvs.setdefault(key, []).append((rt, v))
+        if len(parts) == 2:
+            return {"paths": {k: {"serverRelativeURL": "/openapi/v3/%s?hash=0" % k}
+                              for k in gvs}}
+        key = "/".join(parts[2:])
+        if key not in gvs:
+            raise APIError(404, "the server could not find the requested resource")
+        paths = {}
+        for rt, v in gvs[key]:
+            gvk = {"group": rt.group, "version": v, "kind": rt.kind}
+            prefix = "/" + key + ("/namespaces/{namespace}" if rt.namespaced else "")
+            paths["%s/%s/{name}" % (prefix, rt.plural)] = {"patch": {
+                "x-kubernetes-group-version-kind": gvk,
+                "parameters": [{"name": "fieldValidation", "in": "query",
+                                "schema": {"type": "string"}}]}}
+        return {"openapi": "3.0.0", "info": {"title": "k8s_sim", "version": "v"},
+                "paths": paths}
+
     def discovery(self, path):
         """The discovery document at path, or None when path is not one."""
         parts = path.strip("/").split("/")
+        if parts[:2] == ["openapi", "v3"]:
+            return self.openapi_v3(parts)
         if path == "/api":
             host, port = self.server.server_address[:2]
             return {"kind": "APIVersions", "versions": ["v1"],
@@ -1047,6 +1095,8 @@ def main():
     ap.add_argument("--seed", help='JSON file {"objects": [...]} loaded at start')
     ap.add_argument("--istio-versions", default="v1,v1beta1,v1alpha3",
                     help="networking.istio.io versions served, preferred first")
+    ap.add_argument("--no-gateway-api", action="store_true",
+                    help="serve no gateway.networking.k8s.io (CRDs not installed)")
     ap.add_argument("--server-version", default="1.32.0",
                     help="reported by /version (selects kubectl's version)")
     ap.add_argument("--history", type=int, default=100000,
@@ -1059,7 +1109,7 @@ def main():
     versions = [v.strip() for v in args.istio_versions.split(",") if v.strip()]
     Handler.token = args.token
     Handler.faults = Faults()
-    Handler.rtypes = resource_types(versions)
+    Handler.rtypes = resource_types(versions, not args.no_gateway_api)
     Handler.server_version = args.server_version
     Handler.store = Store(args.history)
     if args.seed:

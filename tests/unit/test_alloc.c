@@ -2376,6 +2376,221 @@ test_first_store_and_requests(void **state)
 	assert_int_equal(run(f, &ev), 0);
 }
 
+/*
+ * A TCPRoute (rk "tcp") is another owner than the VirtualService of the
+ * same cluster/ns/name/route: each holds its own port, every decision
+ * about it says its kind, and a VirtualService's key stays as it was.
+ * Quotas count both kinds together.
+ */
+static void
+test_route_kinds(void **state)
+{
+	struct fx *f = *state;
+	const struct event *d;
+	struct event ev;
+	unsigned vs, tcp;
+	MDB_txn *txn;
+
+	vs = expose(f, "c1", "db", 0, f->now);
+	assert_int_not_equal(vs, 0);
+	assert_false(decision(f, EV_PORT_SET, 0)->has & F_RKIND);
+	ev_expose(&ev, "c1", "db", "10.0.0.2", f->now);
+	assert_int_equal(event_set_str(&ev, F_RKIND, "tcp"), 0);
+	run(f, &ev);
+	assert_non_null(d = decision(f, EV_PORT_SET, 0));
+	assert_true(d->has & F_RKIND);
+	assert_string_equal(d->rkind, "tcp");
+	tcp = (unsigned)d->port;
+	assert_int_not_equal(tcp, vs);
+	assert_int_equal(port_of(f, "c1", "db"), vs);
+	assert_int_equal(store_begin(&f->st, &txn, 1), 0);
+	assert_int_equal(alloc_port_of(&f->a, txn, "c1/default/db/1/tcp", &tcp),
+	    0);
+	mdb_txn_abort(txn);
+	assert_int_equal(tcp, d->port);
+	/* a kind that takes no port is dropped, nothing decided */
+	ev_expose(&ev, "c1", "db", "10.0.0.3", f->now);
+	assert_int_equal(event_set_str(&ev, F_RKIND, "tls"), 0);
+	assert_int_equal(run(f, &ev), 0);
+	/* the quota counts both kinds */
+	f->conf.lim_ports = 2;
+	ev_expose(&ev, "c1", "web", "10.0.0.4", f->now);
+	assert_int_equal(event_set_str(&ev, F_RKIND, "tcp"), 0);
+	run(f, &ev);
+	assert_refused(f, "web", "the cluster holds 2 ports, its quota");
+	assert_string_equal(decision(f, EV_REFUSED, 0)->rkind, "tcp");
+	/* the TCPRoute goes: its port only, and its PORT_FREE says its kind */
+	ev_route(&ev, EV_ROUTE_GONE, "c1", "db", f->now);
+	assert_int_equal(event_set_str(&ev, F_RKIND, "tcp"), 0);
+	run(f, &ev);
+	assert_non_null(d = decision(f, EV_PORT_FREE, 0));
+	assert_int_equal(d->port, tcp);
+	assert_string_equal(d->rkind, "tcp");
+	assert_int_equal(port_of(f, "c1", "db"), vs);
+	/* room made: the refused TCPRoute takes it, as its kind */
+	assert_non_null(d = decision(f, EV_PORT_SET, 0));
+	assert_string_equal(d->name, "web");
+	assert_string_equal(d->rkind, "tcp");
+}
+
+/* An SNI_ROUTE (or SNI_GONE) for c/default/name's hostname, one backend. */
+static void
+ev_sni(struct event *ev, int type, const char *c, const char *name,
+    const char *host, const char *ip)
+{
+	ev_route(ev, type, c, name, 0);
+	ev->route = 0;
+	ev->time = T0;
+	if (type != EV_SNI_ROUTE)
+		return;
+	assert_int_equal(event_set_str(ev, F_HOST, host), 0);
+	assert_int_equal(event_add_backend(ev, ip, 8443, 3), 0);
+}
+
+/* The last run refused the SNI route name, rk "tls", saying s. */
+static void
+assert_sni_refused_(struct fx *f, const char *name, const char *s,
+    const char *file, int line)
+{
+	const struct event *d = decision(f, EV_REFUSED, 0);
+
+	if (d == NULL || strcmp(d->name, name) != 0 ||
+	    strcmp(d->rkind, "tls") != 0 || strstr(d->why, s) == NULL ||
+	    ndecisions(f, EV_SNI_SET) != 0) {
+		print_error("no REFUSED (tls) for %s saying \"%s\" (got "
+		    "\"%s\")\n", name, s, d ? d->why : "nothing");
+		_fail(file, line);
+	}
+}
+#define assert_sni_refused(f, n, s) assert_sni_refused_((f), (n), (s), \
+	__FILE__, __LINE__)
+
+static void
+test_sni(void **state)
+{
+	struct fx *f = *state;
+	struct collected c = { .n = 0 };
+	const struct event *d;
+	struct event ev;
+	MDB_txn *txn;
+
+	ev_cluster(&ev, EV_CLUSTER_UP, "c1", f->now);
+	run(f, &ev);
+	ev_cluster(&ev, EV_CLUSTER_UP, "c2", f->now);
+	run(f, &ev);
+	/* a cluster whose host lies under c1's */
+	ev_cluster(&ev, EV_CLUSTER_UP, "c3", f->now);
+	assert_int_equal(event_set_str(&ev, F_HOST, "c3.api.c1.example.com"),
+	    0);
+	run(f, &ev);
+
+	ev_sni(&ev, EV_SNI_ROUTE, "c1", "web", "app.api.c1.example.com",
+	    "10.0.0.1");
+	assert_int_equal(run(f, &ev), 1);
+	assert_non_null(d = decision(f, EV_SNI_SET, 0));
+	assert_string_equal(d->host, "app.api.c1.example.com");
+	assert_int_equal(d->nbackends, 1);
+	assert_int_equal(d->backends[0].weight, 3);
+	/* seen again: nothing to say */
+	ev_sni(&ev, EV_SNI_ROUTE, "c1", "web", "app.api.c1.example.com",
+	    "10.0.0.1");
+	assert_int_equal(run(f, &ev), 0);
+	/* first holder keeps it */
+	ev_sni(&ev, EV_SNI_ROUTE, "c1", "web2", "app.api.c1.example.com",
+	    "10.0.0.2");
+	run(f, &ev);
+	assert_sni_refused(f, "web2", "is held by another route");
+	/* said once */
+	ev_sni(&ev, EV_SNI_ROUTE, "c1", "web2", "app.api.c1.example.com",
+	    "10.0.0.2");
+	assert_int_equal(run(f, &ev), 0);
+	/* another cluster's names, its own API host, a nested cluster's */
+	ev_sni(&ev, EV_SNI_ROUTE, "c1", "x", "x.api.c2.example.com",
+	    "10.0.0.1");
+	run(f, &ev);
+	assert_sni_refused(f, "x", "is not under the cluster's host "
+	    "(*.api.c1.example.com)");
+	ev_sni(&ev, EV_SNI_ROUTE, "c1", "x", "api.c1.example.com", "10.0.0.1");
+	run(f, &ev);
+	assert_sni_refused(f, "x", "is not under");
+	ev_sni(&ev, EV_SNI_ROUTE, "c1", "x", "c3.api.c1.example.com",
+	    "10.0.0.1");
+	run(f, &ev);
+	assert_sni_refused(f, "x", "is a cluster's API host");
+	ev_sni(&ev, EV_SNI_ROUTE, "c1", "x", "a.c3.api.c1.example.com",
+	    "10.0.0.1");
+	run(f, &ev);
+	assert_sni_refused(f, "x", "is under another cluster's API host");
+	/* backends as a port route's */
+	ev_sni(&ev, EV_SNI_ROUTE, "c1", "x", "x.api.c1.example.com",
+	    "169.254.169.254");
+	run(f, &ev);
+	assert_sni_refused(f, "x", "link-local");
+	/* the cluster's bound */
+	f->conf.lim_sni = 1;
+	ev_sni(&ev, EV_SNI_ROUTE, "c1", "x", "x.api.c1.example.com",
+	    "10.0.0.1");
+	run(f, &ev);
+	assert_sni_refused(f, "x", "holds 1 SNI names");
+	f->conf.lim_sni = 0;
+
+	/* the state after a reset: the name held, the refusals standing */
+	assert_int_equal(store_begin(&f->st, &txn, 1), 0);
+	assert_int_equal(alloc_state(&f->a, txn, collect, &c), 0);
+	mdb_txn_abort(txn);
+	assert_int_equal(c.n, 6);
+	assert_int_equal(c.type[3], EV_SNI_SET);
+	assert_string_equal(c.name[3], "web");
+	assert_int_equal(c.type[4], EV_REFUSED);
+	assert_int_equal(c.type[5], EV_REFUSED);
+
+	/* gone: the name is free for the next */
+	ev_sni(&ev, EV_SNI_GONE, "c1", "web", NULL, NULL);
+	assert_int_equal(run(f, &ev), 1);
+	assert_non_null(d = decision(f, EV_SNI_DEL, 0));
+	assert_string_equal(d->host, "app.api.c1.example.com");
+	ev_sni(&ev, EV_SNI_ROUTE, "c1", "web2", "app.api.c1.example.com",
+	    "10.0.0.2");
+	assert_int_equal(run(f, &ev), 1);
+	assert_non_null(decision(f, EV_SNI_SET, 0));
+
+	/* a resync that does not see it lets it go */
+	ev_sync(&ev, EV_SYNC_BEGIN, "c1", 7, f->now);
+	run(f, &ev);
+	ev_sni(&ev, EV_SNI_ROUTE, "c1", "x", "x.api.c1.example.com",
+	    "10.0.0.1");
+	run(f, &ev);
+	assert_non_null(decision(f, EV_SNI_SET, 0));
+	ev_sync(&ev, EV_SYNC_END, "c1", 7, f->now);
+	run(f, &ev);
+	assert_int_equal(ndecisions(f, EV_SNI_DEL), 1);
+	assert_string_equal(decision(f, EV_SNI_DEL, 0)->name, "web2");
+
+	/* an API host that appears takes the name from a route */
+	ev_cluster(&ev, EV_CLUSTER_UP, "c4", f->now);
+	assert_int_equal(event_set_str(&ev, F_HOST, "x.api.c1.example.com"),
+	    0);
+	run(f, &ev);
+	assert_non_null(decision(f, EV_API_SET, 0));
+	assert_non_null(decision(f, EV_SNI_DEL, 0));
+	assert_sni_refused(f, "x", "is a cluster's API host");
+
+	/* the cluster gone: its names go */
+	ev_sni(&ev, EV_SNI_ROUTE, "c1", "web", "app.api.c1.example.com",
+	    "10.0.0.1");
+	run(f, &ev);
+	assert_non_null(decision(f, EV_SNI_SET, 0));
+	ev_cluster(&ev, EV_CLUSTER_DOWN, "c1", f->now);
+	run(f, &ev);
+	assert_int_equal(ndecisions(f, EV_SNI_DEL), 1);
+	assert_int_equal(store_begin(&f->st, &txn, 1), 0);
+	c.n = 0;
+	assert_int_equal(alloc_state(&f->a, txn, collect, &c), 0);
+	mdb_txn_abort(txn);
+	for (size_t i = 0; i < c.n; i++)
+		assert_int_not_equal(c.type[i], EV_SNI_SET);
+}
+
 #define T(fn)	cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -2416,6 +2631,8 @@ main(void)
 		T(test_forbidden_backends_stop),
 		T(test_proof_adopts),
 		T(test_first_store_and_requests),
+		T(test_route_kinds),
+		T(test_sni),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
