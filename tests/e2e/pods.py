@@ -155,9 +155,10 @@ class Pods:
                 self.secrets[name] = playable.secret_dir(
                     self.docs, name, os.path.join(self.dir, "sec-" + name),
                     gid=PORTICO_UID)
-        # What the Services' names stand for: allocd's pod's address, and
-        # the renderd replica each applyd is given (hostAliases), with the
-        # bus's ports free on all of them.
+        # What the Services' names stand for in each pod's /etc/hosts:
+        # allocd's pod's address, and the address of the renderd replica
+        # an applyd is given; the bus's ports (free on allocd's address;
+        # the replicas' are fresh addresses).
         self.allocd_addr = testlib.loopback_addr()
         self.render_addr = {}           # renderd replica -> its address
         self.bus_ports = self._free_ports(5)
