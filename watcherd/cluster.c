@@ -14,9 +14,6 @@
 #include "valid.h"
 #include "watcherd.h"
 
-const struct route_kind *route_kinds[KIND_COUNT] = { &vs_kind, &tcp_kind,
-    &tls_kind };
-
 unsigned long		clusters_sweeps;
 
 static struct smap	clusters;	/* id -> struct cluster */

@@ -26,6 +26,8 @@ struct sent {
 	unsigned char	data[];
 };
 
+const struct route_kind *route_kinds[KIND_COUNT] = { &vs_kind, &tcp_kind,
+    &tls_kind };
 
 static void
 sent_free(struct cluster *cl)
@@ -226,7 +228,8 @@ compute_routes(struct cluster *cl, int all, uint64_t t)
 				continue;
 			robj_compute(cl, k, e->key, o, &src, to, resync);
 			if (!all && o != NULL) {
-				writeback_one(cl, k, e->key, o, t);
+				writeback_one(cl, route_kinds[k], e->key, o,
+				    t);
 				if (route_kinds[k]->status != NULL)
 					route_kinds[k]->status(cl, e->key, o);
 			}
@@ -271,7 +274,9 @@ compute_writeback(struct cluster *cl, uint64_t now)
 	struct smap_ent *e;
 	int k;
 
-	writeback_pass(cl, now);
+	cl->wb_more = 0;
+	for (k = 0; k < KIND_COUNT; k++)
+		writeback_pass(cl, route_kinds[k], now);
 	for (k = 0; k < KIND_COUNT; k++) {
 		if (route_kinds[k]->status == NULL)
 			continue;

@@ -440,9 +440,9 @@ gwroute_conds(struct cluster *cl, const struct route_kind *k, struct robj *o,
 
 /* status.parents[]: one entry for each parent that is a Gateway of ours. */
 static void
-gwroute_status(struct cluster *cl, int kind, const char *key, struct robj *o)
+gwroute_status(struct cluster *cl, const struct route_kind *k,
+    const char *key, struct robj *o)
 {
-	const struct route_kind *k = route_kinds[kind];
 	const char *ar, *rr;
 	char am[300], rm[300], seen[2048], path[1200], ts[32], pk[400];
 	char *text;
@@ -508,16 +508,17 @@ gwroute_status(struct cluster *cl, int kind, const char *key, struct robj *o)
 static void
 tcp_status(struct cluster *cl, const char *key, struct robj *o)
 {
-	gwroute_status(cl, KIND_TCP, key, o);
+	gwroute_status(cl, &tcp_kind, key, o);
 }
 
 static void
 tls_status(struct cluster *cl, const char *key, struct robj *o)
 {
-	gwroute_status(cl, KIND_TLS, key, o);
+	gwroute_status(cl, &tls_kind, key, o);
 }
 
 const struct route_kind tcp_kind = {
+	.index = KIND_TCP,
 	.name = "TCPRoute",
 	.res = RES_TCPR,
 	.rk = "tcp",
@@ -529,6 +530,7 @@ const struct route_kind tcp_kind = {
 };
 
 const struct route_kind tls_kind = {
+	.index = KIND_TLS,
 	.name = "TLSRoute",
 	.res = RES_TLSR,
 	.rk = "tls",

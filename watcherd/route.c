@@ -438,6 +438,45 @@ dest_endpoints(const struct bsrc *src, const struct dest *d,
 }
 
 void
+robj_read_uid(struct robj *vs, json_t *obj)
+{
+	const char *uid = json_string_value(json_object_get(
+	    json_object_get(obj, "metadata"), "uid"));
+
+	snprintf(vs->uid, sizeof(vs->uid), "%s", uid != NULL ? uid : "");
+}
+
+/*
+ * The claim a route's observation carries: the object's uid always (the
+ * proof allocd makes is for it), and the proof written for route r (the
+ * r-th of the comma-separated proofs) when the object has an address.
+ * What fails validation is left out: the claim then proves nothing.
+ */
+void
+robj_claim(const struct robj *vs, size_t r, struct event *ev)
+{
+	const char *s = vs->proof, *end;
+	char pf[sizeof(ev->pf)];
+
+	if (vs->uid[0] != '\0')
+		event_set_str(ev, F_UID, vs->uid);
+	if (!(ev->has & F_HAD))
+		return;
+	for (; s != NULL && r > 0; r--)
+		if ((s = strchr(s, ',')) != NULL)
+			s++;
+	if (s == NULL)
+		return;
+	if ((end = strchr(s, ',')) == NULL)
+		end = s + strlen(s);
+	if ((size_t)(end - s) >= sizeof(pf))
+		return;
+	memcpy(pf, s, (size_t)(end - s));
+	pf[end - s] = '\0';
+	event_set_str(ev, F_PROOF, pf);
+}
+
+void
 route_init(struct cluster *cl, const struct route_kind *k, struct robj *o,
     size_t r, struct event *ev)
 {

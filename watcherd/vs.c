@@ -127,6 +127,7 @@ vs_path(struct cluster *cl, const struct robj *o, char *buf, size_t len)
 }
 
 const struct route_kind vs_kind = {
+	.index = KIND_VS,
 	.name = "VirtualService",
 	.res = RES_VS,
 	.rk = "",

@@ -158,6 +158,7 @@ struct robj {
  */
 struct route_kind {
 	const char	*name;		/* "VirtualService", in logs */
+	int		 index;		/* KIND_*: in route_kinds[] */
 	int		 res;		/* its informer */
 	const char	*rk;		/* event field rk: "" for Istio's */
 	/* fill o from obj; o->expose 0 when the object is none of ours */
@@ -353,6 +354,9 @@ int	 route_backends(struct cluster *, struct robj *, size_t r,
 void	 route_init(struct cluster *, const struct route_kind *,
 	    struct robj *, size_t r, struct event *);
 void	 robj_free(struct robj *);
+/* The object's uid, and the proof written beside route r's address. */
+void	 robj_read_uid(struct robj *, json_t *obj);
+void	 robj_claim(const struct robj *, size_t r, struct event *);
 void	 bsrc_init(struct cluster *, struct bsrc *);
 void	 bsrc_free(struct bsrc *);
 
@@ -386,14 +390,12 @@ int	 eps_backends(const struct smap *, const char *svc, const char *port,
  */
 #define WB_INFLIGHT	16
 
-/* The object's uid, and the proof written beside route r's address. */
-void	 robj_read_uid(struct robj *, json_t *obj);
-void	 robj_claim(const struct robj *, size_t r, struct event *);
-/* A pass over every route object's annotations, from where the last one
- * stopped at the cap. */
-void	 writeback_pass(struct cluster *, uint64_t now);
-void	 writeback_one(struct cluster *, int kind, const char *key,
-	    struct robj *, uint64_t now);
+/* A pass over a kind's route objects' annotations, from where the last
+ * one stopped at the cap. */
+void	 writeback_pass(struct cluster *, const struct route_kind *,
+	    uint64_t now);
+void	 writeback_one(struct cluster *, const struct route_kind *,
+	    const char *key, struct robj *, uint64_t now);
 /* cl goes: its PATCHes in flight are dropped. */
 void	 writeback_cancel(struct cluster *);
 /*

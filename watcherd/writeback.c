@@ -22,7 +22,7 @@
 struct patch {
 	struct cluster	*cl;
 	struct http_req	*req;
-	int		 kind;
+	const struct route_kind *kd;	/* NULL: a status */
 	char		 key[384];
 	char		*address;	/* what the object carried before */
 	char		*error;
@@ -51,9 +51,9 @@ patch_done(struct http_req *req, long code, const char *body, size_t len,
 	(void)len;
 	metrics_inc(M_WRITEBACKS, code == 200 ? MV_WB_WRITTEN : code == 409 ?
 	    MV_WB_CONFLICT : code == 404 ? MV_WB_GONE : MV_WB_ERROR);
-	snprintf(pkey, sizeof(pkey), "%d/%s", p->kind, p->key);
+	snprintf(pkey, sizeof(pkey), "%d/%s", p->kd->index, p->key);
 	smap_del(&cl->patching, pkey);
-	if (code != 200 && (vs = smap_get(&cl->objs[route_kinds[p->kind]->res],
+	if (code != 200 && (vs = smap_get(&cl->objs[p->kd->res],
 	    p->key)) != NULL) {
 		/* it did not land: compare with the truth next time */
 		free(vs->address);
@@ -74,7 +74,7 @@ patch_done(struct http_req *req, long code, const char *body, size_t len,
 		health_set_error(msg);
 	}
 	/* it may have changed while the PATCH was out */
-	smap_put(&cl->touched[p->kind], p->key, cl);
+	smap_put(&cl->touched[p->kd->index], p->key, cl);
 	patch_free(p);
 }
 
@@ -130,7 +130,6 @@ writeback_status(struct cluster *cl, const char *key, const char *path,
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		fatal("calloc");
 	p->cl = cl;
-	p->kind = -1;
 	snprintf(p->key, sizeof(p->key), "s/%s", key);
 	if (smap_get(&cl->patching, p->key) != NULL) {
 		free(p);
@@ -166,52 +165,13 @@ streq(const char *a, const char *b)
 	    (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
-void
-robj_read_uid(struct robj *vs, json_t *obj)
-{
-	const char *uid = json_string_value(json_object_get(
-	    json_object_get(obj, "metadata"), "uid"));
-
-	snprintf(vs->uid, sizeof(vs->uid), "%s", uid != NULL ? uid : "");
-}
-
-/*
- * The claim a route's observation carries: the object's uid always (the
- * proof allocd makes is for it), and the proof written for route r (the
- * r-th of the comma-separated proofs) when the object has an address.
- * What fails validation is left out: the claim then proves nothing.
- */
-void
-robj_claim(const struct robj *vs, size_t r, struct event *ev)
-{
-	const char *s = vs->proof, *end;
-	char pf[sizeof(ev->pf)];
-
-	if (vs->uid[0] != '\0')
-		event_set_str(ev, F_UID, vs->uid);
-	if (!(ev->has & F_HAD))
-		return;
-	for (; s != NULL && r > 0; r--)
-		if ((s = strchr(s, ',')) != NULL)
-			s++;
-	if (s == NULL)
-		return;
-	if ((end = strchr(s, ',')) == NULL)
-		end = s + strlen(s);
-	if ((size_t)(end - s) >= sizeof(pf))
-		return;
-	memcpy(pf, s, (size_t)(end - s));
-	pf[end - s] = '\0';
-	event_set_str(ev, F_PROOF, pf);
-}
-
 static void
-robj_writeback(struct cluster *cl, int k, const char *key, struct robj *vs)
+robj_writeback(struct cluster *cl, const struct route_kind *kd,
+    const char *key, struct robj *vs)
 {
 	char owner[EV_OWNERLEN + 24], address[4096], proof[4096], path[1024];
 	char url[2048], pkey[400];
 	const char *want_addr = NULL, *want_err = NULL, *want_pf = NULL;
-	const struct route_kind *kd = route_kinds[k];
 	struct http_auth a;
 	const struct decision *ad;
 	json_t *ann, *body;
@@ -220,7 +180,7 @@ robj_writeback(struct cluster *cl, int k, const char *key, struct robj *vs)
 	int live = 1, proven = 1;
 	char *text, *keep_addr, *keep_err, *keep_pf;
 
-	snprintf(pkey, sizeof(pkey), "%d/%s", k, key);
+	snprintf(pkey, sizeof(pkey), "%d/%s", kd->index, key);
 	if (smap_get(&cl->patching, pkey) != NULL)
 		return;
 	if (vs->expose) {
@@ -274,7 +234,7 @@ robj_writeback(struct cluster *cl, int k, const char *key, struct robj *vs)
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		fatal("calloc");
 	p->cl = cl;
-	p->kind = k;
+	p->kd = kd;
 	snprintf(p->key, sizeof(p->key), "%s", key);
 	p->address = dup_or_null(vs->address);
 	p->error = dup_or_null(vs->error);
@@ -307,53 +267,45 @@ robj_writeback(struct cluster *cl, int k, const char *key, struct robj *vs)
 }
 
 static int
-writeback_ready(struct cluster *cl, int k, uint64_t now)
+writeback_ready(struct cluster *cl, const struct route_kind *kd, uint64_t now)
 {
-	int res = route_kinds[k]->res;
-
-	return alloc_synced && cl->ver[res][0] != '\0' &&
-	    cl->inf[res].listed && now >= cl->patch_hold;
+	return alloc_synced && cl->ver[kd->res][0] != '\0' &&
+	    cl->inf[kd->res].listed && now >= cl->patch_hold;
 }
 
 /*
- * A pass round each kind's table, from where the last one stopped at the
+ * A pass round the kind's table, from where the last one stopped at the
  * cap, so that it costs what it can start rather than a walk of every
- * object.
+ * object; wb_more says a pass stopped short.
  */
 void
-writeback_pass(struct cluster *cl, uint64_t now)
+writeback_pass(struct cluster *cl, const struct route_kind *kd, uint64_t now)
 {
-	const struct smap *m;
+	const struct smap *m = &cl->objs[kd->res];
 	struct smap_ent *e;
 	size_t n, i = 0;
-	int k;
 
-	cl->wb_more = 0;
-	for (k = 0; k < KIND_COUNT; k++) {
-		m = &cl->objs[route_kinds[k]->res];
-		if (!writeback_ready(cl, k, now) || m->nb == 0)
-			continue;
-		for (n = 0; n < m->nb && cl->patching.n < WB_INFLIGHT; n++) {
-			i = (cl->wb_next[k] + n) % m->nb;
-			for (e = m->b[i]; e != NULL; e = e->next)
-				if (e->val != NULL)
-					robj_writeback(cl, k, e->key,
-					    e->val);
-		}
-		cl->wb_next[k] = (i + 1) % m->nb;
-		cl->wb_more |= n < m->nb;
+	if (!writeback_ready(cl, kd, now) || m->nb == 0)
+		return;
+	for (n = 0; n < m->nb && cl->patching.n < WB_INFLIGHT; n++) {
+		i = (cl->wb_next[kd->index] + n) % m->nb;
+		for (e = m->b[i]; e != NULL; e = e->next)
+			if (e->val != NULL)
+				robj_writeback(cl, kd, e->key, e->val);
 	}
+	cl->wb_next[kd->index] = (i + 1) % m->nb;
+	cl->wb_more |= n < m->nb;
 }
 
 /* One object's write-back; over the cap, the next pass has it. */
 void
-writeback_one(struct cluster *cl, int k, const char *key, struct robj *vs,
-    uint64_t now)
+writeback_one(struct cluster *cl, const struct route_kind *kd,
+    const char *key, struct robj *vs, uint64_t now)
 {
-	if (!writeback_ready(cl, k, now))
+	if (!writeback_ready(cl, kd, now))
 		return;		/* a pass follows patch_hold and the sync */
 	if (cl->patching.n >= WB_INFLIGHT)
 		cl->wb_more = 1;
 	else
-		robj_writeback(cl, k, key, vs);
+		robj_writeback(cl, kd, key, vs);
 }
