@@ -8,10 +8,14 @@
 #   make run        install what is missing, build, run the demo fleet
 #   make bench-alloc  allocd's throughput, latency, start-up and store size
 #   make bench-watch  watcherd: 200 clusters x 50 VirtualServices, sync and churn
+#                     (WATCH_SHARDS=2: split between two watcherd shards)
 #   make fuzz       each libFuzzer harness for FUZZ_SECONDS, after its regressions
 #   make bench-ctl    porticoctl over a 200,000-record log
 #   make bench-curve  the bus with CURVE against ipc://, in one run
 #   make bench-ctl-tables  porticoctl clusters/routes/ports, 12,000 owners
+#   make bench-pods   each daemon's RSS and CPU in its pod at 10,000 routes
+#   make image      the image (daemons, porticoctl, HAProxy) as
+#                   portico:<version>, with podman and no registry
 #   make install    daemons, porticoctl, man pages, systemd units, example
 #                   config (PREFIX=/usr/local, DESTDIR, SYSCONFDIR=/etc)
 
@@ -52,6 +56,7 @@ UNITS	+= test_loop
 UNITS	+= test_compact
 UNITS	+= test_job
 UNITS	+= test_rtable
+UNITS	+= test_hash
 UNITS	+= test_keys test_bus
 UNIT_BINS = $(UNITS:%=$(BUILD)/tests/%)
 
@@ -313,6 +318,19 @@ install: $(BINS)
 	test -e $(DESTDIR)$(SYSCONFDIR)/portico/portico.conf || \
 	    $(INSTALL) -m 0600 etc/portico.conf.example \
 	    $(DESTDIR)$(SYSCONFDIR)/portico/portico.conf
+
+# The pods of deploy/kubernetes on podman, 40 clusters of 250 routes.
+.PHONY: bench-pods
+bench-pods: deps all
+	PORTICO_BIN=$(CURDIR)/$(BUILD)/bin $(PY) tests/bench/bench_pods.py 40 250
+
+# One image for every pod (deploy/kubernetes): built from build/bin with
+# `podman import`, no registry needed; Containerfile makes the same from
+# debian:12 where one can be pulled.
+.PHONY: image
+image: deps all
+	CONTAINERS_CONF=$(CURDIR)/tests/pods/containers.conf \
+	    sh scripts/image.sh -b $(BUILD)/bin portico:$(or $(VERSION),unknown)
 
 clean:
 	rm -rf build

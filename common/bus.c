@@ -44,14 +44,32 @@ bus_socket(int type)
 	return s;
 }
 
+static char	bind_addr[64];
+
+void
+bus_bind_on(const char *addr)
+{
+	snprintf(bind_addr, sizeof(bind_addr), "%s", addr);
+}
+
 int
 bus_bind(void *s, const char *ep)
 {
+	char where[512];
+	const char *port;
+
 	/* a socket file left by a previous run of ours would refuse the bind */
 	if (strncmp(ep, "ipc://", 6) == 0 && unlink(ep + 6) == -1 &&
 	    errno != ENOENT)
 		log_warn("unlink %s", ep + 6);
-	zap_server(s, ep);
+	zap_server(s, ep);		/* the door is the endpoint as written */
+	if (bind_addr[0] != '\0' && strncmp(ep, "tcp://", 6) == 0 &&
+	    (port = strrchr(ep, ':')) != NULL) {
+		snprintf(where, sizeof(where), strchr(bind_addr, ':') != NULL ?
+		    "tcp://[%s]%s" : "tcp://%s%s", bind_addr, port);
+		log_info("bind %s on %s", ep, where);
+		ep = where;
+	}
 	if (zmq_bind(s, ep) == -1) {
 		log_warn("bind %s", ep);
 		return -1;

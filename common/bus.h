@@ -41,6 +41,12 @@
 void	*bus_ctx(void);
 void	*bus_socket(int type);
 int	 bus_bind(void *, const char *endpoint);
+/*
+ * [bus] bind: bind every tcp:// endpoint on this address, with the
+ * endpoint's port, while peers connect to the endpoint as written (a
+ * Kubernetes Service's name, which no pod can bind).  "" binds as written.
+ */
+void	 bus_bind_on(const char *addr);
 int	 bus_connect(void *, const char *endpoint);
 void	 bus_close(void *);
 /* At exit, every socket of ours closed: the bus's own, then the context. */

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "fsafe.h"
 #include "event.h"
+#include "hash.h"
 #include "log.h"
 #include "valid.h"
 
@@ -128,12 +129,14 @@ static const struct ckey ckeys[] = {
 	C("clusters", "backend", CK_BACKEND, backend, 0, 0, "nodeport"),
 	C("clusters", "watch_timeout", CK_UINT, watch_timeout, 5, 3600, "300"),
 	C("clusters", "watch_idle", CK_UINT, watch_idle, 5, 3600, "90"),
+	C("clusters", "shards", CK_UINT, shards, 1, HASH_SHARDS_MAX, "1"),
 	C("metrics", "watcherd", CK_HOSTPORT, metrics_watcherd, 0, 0, ""),
 	C("metrics", "allocd", CK_HOSTPORT, metrics_allocd, 0, 0, ""),
 	C("bus", "alloc_in", CK_ENDPOINT, alloc_in, 0, 0, ""),
 	C("bus", "alloc_pub", CK_ENDPOINT, alloc_pub, 0, 0, ""),
 	C("bus", "alloc_sync", CK_ENDPOINT, alloc_sync, 0, 0, ""),
 	C("bus", "keys", CK_STR, bus_keys, 0, 0, ""),
+	C("bus", "bind", CK_STR, bus_bind, 0, 0, ""),
 	P("kind", CK_KIND, kind, 0, 0, "haproxy"),
 	P("binary", CK_STR, binary, 0, 0, NULL),	/* by kind */
 	P("listen", CK_IP, listen, 0, 0, NULL),		/* [portico] listen */
@@ -727,6 +730,11 @@ check_bus(const struct config *c, char *err, size_t errlen)
 	const char *ep;
 	int j;
 
+	if (c->bus_bind[0] != '\0' && !valid_ip(c->bus_bind)) {
+		snprintf(err, errlen, "%s: [bus] bind: not an IP address: %s",
+		    c->path, c->bus_bind);
+		return -1;
+	}
 	if (c->bus_keys[0] != '\0') {
 		if (c->bus_keys[0] == '/')
 			return 0;

@@ -103,11 +103,13 @@ struct config {
 	char		backend[16];		/* nodeport, endpoints */
 	unsigned	watch_timeout;		/* seconds, server side */
 	unsigned	watch_idle;		/* seconds without a byte */
+	unsigned	shards;			/* watcherds splitting the clusters */
 
 	char		alloc_in[CONF_ENDPOINT];
 	char		alloc_pub[CONF_ENDPOINT];
 	char		alloc_sync[CONF_ENDPOINT];
 	char		bus_keys[PATH_MAX];	/* CURVE keys' folder (keys.h) */
+	char		bus_bind[46];	/* what tcp:// binds take, or "" */
 
 	struct proxy_conf proxies[CONF_MAX_PROXIES];
 	int		nproxies;

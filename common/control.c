@@ -95,6 +95,8 @@ status_json(void)
 	json_object_set_new(j, "daemon", json_string(C.d->name));
 	json_object_set_new(j, "proxy", C.d->proxy != NULL ?
 	    json_string(C.d->proxy) : json_null());
+	if (C.d->shard != NULL)		/* watcherd's "I/N" */
+		json_object_set_new(j, "shard", json_string(C.d->shard));
 	json_object_set_new(j, "version", json_string(daemon_version()));
 	json_object_set_new(j, "pid", json_integer(getpid()));
 	json_object_set_new(j, "uptime_ms",

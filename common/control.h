@@ -5,9 +5,9 @@
  * daemon's loop without ever blocking it: one request line in, one JSON
  * object out, then the connection is closed.
  *
- *	status		name, daemon, proxy, version, pid, uptime, ready and
- *			what it waits for, position (seq, gen), last error,
- *			counters
+ *	status		name, daemon, proxy, shard (watcherd's), version, pid,
+ *			uptime, ready and what it waits for, position (seq,
+ *			gen), last error, counters
  *	counters	the counters registered with loop_counter()
  *
  * A client is given CONTROL_LINE_MAX bytes for its request and

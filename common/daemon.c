@@ -25,11 +25,12 @@ static char daemon_pidfile[PATH_MAX + 64];
 static void
 usage(const char *name, int flags)
 {
-	fprintf(stderr, "usage: %s [-dnVv] [-f config] [-l text|logfmt]%s%s%s\n",
+	fprintf(stderr, "usage: %s [-dnVv] [-f config] [-l text|logfmt]%s%s%s%s\n",
 	    name,
 	    (flags & DAEMON_PROXY) ? " -p proxy" : "",
 	    (flags & DAEMON_REPLAY) ? " [-R store]" : "",
-	    (flags & DAEMON_RENDER) ? " [-T statefile]" : "");
+	    (flags & DAEMON_RENDER) ? " [-T statefile]" : "",
+	    (flags & DAEMON_SHARD) ? " [-s index[/count]]" : "");
 	exit(1);
 }
 
@@ -52,7 +53,8 @@ struct reload {
 };
 
 /*
- * What SIGHUP may change under a running daemon: how it logs, and the
+ * What SIGHUP may change under a running daemon: how it logs, watcherd's
+ * count of shards, and the
  * [limits] but allow_backends, which only allocd reads, afresh at each decision, and which
  * bind only what is asked for next (a cluster already over a lowered limit
  * keeps what it holds, as after a restart).  Everything else is bound into
@@ -70,6 +72,9 @@ reload_live(const char *section, const char *key)
 	 */
 	if (strcmp(section, "limits") == 0)
 		return strcmp(key, "allow_backends") != 0;
+	/* watcherd -s I lets go of, and takes, clusters (watcherd.8) */
+	if (strcmp(section, "clusters") == 0 && strcmp(key, "shards") == 0)
+		return 1;
 	return strcmp(section, "portico") == 0 &&
 	    (strcmp(key, "log_format") == 0 || strcmp(key, "log_level") == 0);
 }
@@ -168,6 +173,8 @@ daemon_start(struct daemon *d, int argc, char **argv, const char *name,
 		strcat(opts, "R:");
 	if (flags & DAEMON_RENDER)
 		strcat(opts, "T:");
+	if (flags & DAEMON_SHARD)
+		strcat(opts, "s:");
 	while ((ch = getopt(argc, argv, opts)) != -1) {
 		switch (ch) {
 		case 'd':
@@ -191,6 +198,9 @@ daemon_start(struct daemon *d, int argc, char **argv, const char *name,
 			break;
 		case 'T':
 			d->render = optarg;
+			break;
+		case 's':
+			d->shard = optarg;
 			break;
 		case 'V':
 			printf("%s %s\n", name, PORTICO_VERSION);
@@ -217,6 +227,7 @@ daemon_start(struct daemon *d, int argc, char **argv, const char *name,
 			exit(1);
 		}
 	}
+	bus_bind_on(conf->bus_bind);
 	/* the bus's keys are checked by -n too; commands need none */
 	if (d->replay == NULL && d->render == NULL &&
 	    zap_init(conf, name, err, sizeof(err)) == -1) {

@@ -14,6 +14,7 @@ struct daemon {
 	const char	*proxy;		/* -p, renderd and applyd */
 	const char	*replay;	/* -R, allocd */
 	const char	*render;	/* -T, renderd: a state file */
+	const char	*shard;		/* -s, watcherd: "I/N" or "I" */
 	int		 foreground;
 	int		 verbose;
 	int		 check;
@@ -23,7 +24,7 @@ struct daemon {
 };
 
 /*
- * Parse -f -n -d -v -l -V (and -p, -R, -T by flags), load the config (or exit 1
+ * Parse -f -n -d -v -l -V (and -p, -R, -T, -s by flags), load the config (or exit 1
  * with the error naming the key and line), print it and exit 0 under -n,
  * set up logging, the run folder and the signalfd.
  */
@@ -31,6 +32,7 @@ struct daemon {
 #define DAEMON_REPLAY	0x2	/* takes -R store (allocd) */
 #define DAEMON_RENDER	0x4	/* takes -T statefile (renderd) */
 #define DAEMON_CHECK	0x8	/* -n returns: the daemon checks more */
+#define DAEMON_SHARD	0x10	/* takes -s shard (watcherd) */
 
 void	daemon_start(struct daemon *, int argc, char **argv, const char *name,
 	    int flags, struct config *);

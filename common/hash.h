@@ -29,4 +29,19 @@ hash_fnv1a(const char *s)
 	return hash_fnv1a_n(s, strlen(s));
 }
 
+/*
+ * The watcherd shard that owns a cluster, of count: FNV-1a 64 of its id
+ * (the PKS uuid, the kubeconfig file's name, the Cluster API Cluster's
+ * metadata.uid) modulo count.  Users
+ * predict it with any FNV-1a; porticoctl clusters shows it.  Never to
+ * change: a changed hash moves every cluster at once.
+ */
+#define HASH_SHARDS_MAX	1024
+
+static inline unsigned
+hash_shard(const char *id, unsigned count)
+{
+	return count > 1 ? (unsigned)(hash_fnv1a(id) % count) : 0;
+}
+
 #endif

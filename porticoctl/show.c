@@ -13,11 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
 #include "log.h"
 #include "porticoctl.h"
 #include "valid.h"
 
-#define COLS_MAX	10
+#define COLS_MAX	11	/* clusters, with its shard */
 
 struct table {
 	size_t		 ncols;
@@ -234,11 +235,14 @@ int
 cmd_clusters(struct ctl *c, int argc, char **argv)
 {
 	char n[6][24], m[EV_MAX_MASTERS * EV_IPLEN + 8], px[512], err[320];
+	const struct config *conf = ctl_config(c, 1);
+	/* with several watcherds, the one that owns each cluster */
+	unsigned shards = conf != NULL ? conf->shards : 1;
 	struct ctl_cluster *cl;
 	struct ctl_tables t;
-	struct table tab = { 10, NULL, 0, 0 };
+	struct table tab = { shards > 1 ? 11 : 10, NULL, 0, 0 };
 	const char *store;
-	json_t *pj;
+	json_t *pj, *j;
 	size_t i;
 	int rc = 0;
 
@@ -248,7 +252,10 @@ cmd_clusters(struct ctl *c, int argc, char **argv)
 		return CTL_USAGE;
 	if ((rc = load(c, &t, store)) != CTL_OK)
 		return rc;
-	if (!c->json)
+	if (!c->json && shards > 1)
+		table_row(&tab, "NAME", "ID", "SHARD", "HOST", "MASTERS",
+		    "ROUTES", "PORTS", "LIVE", "REFUSED", "PROXIES", "ERROR");
+	else if (!c->json)
 		table_row(&tab, "NAME", "ID", "HOST", "MASTERS", "ROUTES",
 		    "PORTS", "LIVE", "REFUSED", "PROXIES", "ERROR");
 	for (i = 0, rc = 0; i < t.nclusters && rc == 0; i++) {
@@ -259,6 +266,14 @@ cmd_clusters(struct ctl *c, int argc, char **argv)
 		if (cl->api.type == EV_API_SET)
 			proxies_of(&t, NULL, cl->api.seq, px, sizeof(px), pj);
 		cluster_state(cl, err, sizeof(err));
+		if (!c->json && shards > 1) {
+			table_row(&tab, cl->name, cl->id, ull(n[4], 24,
+			    hash_shard(cl->id, shards)), cl->api.host, m,
+			    ull(n[0], 24, cl->routes), ull(n[1], 24, cl->ports),
+			    ull(n[2], 24, cl->live), ull(n[3], 24, cl->refused),
+			    px, err);
+			continue;
+		}
 		if (!c->json) {
 			table_row(&tab, cl->name, cl->id, cl->api.host, m,
 			    ull(n[0], 24, cl->routes), ull(n[1], 24, cl->ports),
@@ -266,7 +281,11 @@ cmd_clusters(struct ctl *c, int argc, char **argv)
 			    px, err);
 			continue;
 		}
-		rc = ctl_print_json(cluster_json(cl, pj, err));
+		j = cluster_json(cl, pj, err);
+		if (j != NULL && shards > 1)
+			json_object_set_new(j, "shard",
+			    json_integer(hash_shard(cl->id, shards)));
+		rc = ctl_print_json(j);
 	}
 	if (!c->json && rc == 0)
 		rc = table_print(&tab);

@@ -139,6 +139,29 @@ row_add(struct row *rows, size_t *n, const char *name)
 }
 
 /*
+ * Shards started with -s I/N alone ([clusters] shards left at 1): their
+ * sockets were found, and the plain watcherd expected is not there.
+ */
+static size_t
+shards_only(struct row *rows, size_t n)
+{
+	char path[PATH_MAX + 16];
+	size_t i, w = n, shards = 0;
+
+	for (i = 0; i < n; i++) {
+		if (strcmp(rows[i].name, "watcherd") == 0)
+			w = i;
+		else if (strncmp(rows[i].name, "watcherd-", 9) == 0)
+			shards++;
+	}
+	snprintf(path, sizeof(path), "%s/watcherd.ctl", conf.run_dir);
+	if (w == n || shards == 0 || access(path, F_OK) == 0)
+		return n;
+	memmove(&rows[w], &rows[w + 1], (n - w - 1) * sizeof(rows[0]));
+	return n - 1;
+}
+
+/*
  * The daemons: allocd first in the table (asked last), renderd and applyd
  * per proxy, watcherd, then whatever else has a control socket here.
  */
@@ -159,7 +182,13 @@ rows_expected(struct row *rows)
 		    conf.proxies[i].name);
 		row_add(rows, &n, name);
 	}
-	row_add(rows, &n, "watcherd");
+	/* watcherd, or each of its shards (watcherd.8, SHARDS) */
+	if (conf.shards == 1)
+		row_add(rows, &n, "watcherd");
+	for (i = 0; conf.shards > 1 && i < conf.shards; i++) {
+		snprintf(name, sizeof(name), "watcherd-%zu", i);
+		row_add(rows, &n, name);
+	}
 	if ((dir = opendir(conf.run_dir)) == NULL)
 		return n;
 	while ((de = readdir(dir)) != NULL) {
@@ -172,7 +201,7 @@ rows_expected(struct row *rows)
 		}
 	}
 	closedir(dir);
-	return n;
+	return shards_only(rows, n);
 }
 
 static uint64_t

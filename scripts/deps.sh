@@ -2,6 +2,10 @@
 # Install the Debian 12 packages portico needs to build, test and run.
 # Only what is missing is installed; apt-get update runs only then.
 set -e
+# podman, runc and catatonit run the pod tests (make image, podman kube
+# play; crun, podman's default runtime, does not start containers on these
+# machines: tests/pods/containers.conf picks runc); busybox-static is the
+# image's shell.
 # nginx is the binary (nginx-light and nginx-core are metapackages that
 # pull in modules we do not want); libnginx-mod-stream is the stream {}
 # module with ssl_preread, loaded from /usr/lib/nginx/modules.
@@ -10,7 +14,8 @@ lmdb-utils libinih-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
 libcmocka-dev libssl-dev haproxy nginx libnginx-mod-stream supervisor openssl
 clang libclang-rt-14-dev
 netcat-openbsd python3 python3-pytest python3-zmq python3-msgpack
-python3-yaml python3-pytest-xdist libmicrohttpd-dev prometheus mandoc man-db"
+python3-yaml python3-pytest-xdist libmicrohttpd-dev prometheus mandoc man-db
+podman runc catatonit busybox-static"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -64,7 +64,7 @@ static struct http_req	*disc_req, *list_req;
 static struct smap	 cls;		/* cluster id -> struct capi_cl */
 static uint64_t		 next_poll;
 static unsigned		 backoff;
-static int		 polled_ok;
+static int		 polled_ok, poll_again;
 static char		 last_err[160];
 
 /* The pass in progress: namespace index, page, what it has seen. */
@@ -370,6 +370,9 @@ capi_cluster(json_t *c, char *why, size_t whylen)
 	size_t size;
 	int i, n;
 
+	/* another watcherd's, however it looks: its owner says so */
+	if (uid != NULL && valid_cluster_id(uid) && !shard_mine(uid))
+		return 0;
 	if ((size = json_dumpb(c, NULL, 0, JSON_COMPACT)) > CAPI_MAX_OBJECT) {
 		snprintf(why, whylen, "a Cluster of %zu bytes (at most %u)",
 		    size, CAPI_MAX_OBJECT);
@@ -483,12 +486,16 @@ pass_end(void)
 	resolve_forget_unasked();
 	if (!polled_ok)
 		log_info("capi: %zu Clusters listed", pass_count);
+	else
+		log_debug("capi: %zu Clusters listed", pass_count);
 	polled_ok = 1;
 	if (last_err[0] != '\0')
 		log_info("capi: the management cluster answers again");
 	last_err[0] = '\0';
 	backoff = 0;
-	next_poll = now_ms() + (uint64_t)conf.capi_poll * 1000;
+	next_poll = poll_again ? 0 : now_ms() + (uint64_t)conf.capi_poll *
+	    1000;
+	poll_again = 0;
 }
 
 static void
@@ -767,6 +774,19 @@ capi_timer(uint64_t now)
 	poll_clusters();
 }
 
+/*
+ * A recount: the next pass now, or right after the one under way (read
+ * half under the old count, it speaks for nothing: shard.c).
+ */
+static void
+capi_poll_soon(void)
+{
+	if (disc_req != NULL || list_req != NULL)
+		poll_again = 1;
+	else
+		next_poll = 0;
+}
+
 static int
 capi_enabled(void)
 {
@@ -776,9 +796,11 @@ capi_enabled(void)
 /* Requests go to controlPlaneEndpoint, whatever the Secret's server. */
 const struct cluster_source capi_source = {
 	.name = "capi",
+	.id = SRC_CAPI,
 	.enabled = capi_enabled,
 	.timer = capi_timer,
 	.polled = capi_polled,
 	.refused = capi_refused,
 	.via_masters = 1,
+	.poll_soon = capi_poll_soon,
 };

@@ -103,12 +103,20 @@ cluster_disconnect(struct cluster *cl)
 	}
 }
 
+/*
+ * Forget cl.  down: it is gone, allocd is told so; else it is another
+ * shard's now, and allocd keeps it as it is for its new owner.
+ */
 static void
-cluster_remove(struct cluster *cl)
+cluster_remove(struct cluster *cl, int down)
 {
 	int r;
 
-	log_info("%s: cluster %s is gone", cl->name, cl->id);
+	if (down)
+		log_info("%s: cluster %s is gone", cl->name, cl->id);
+	else
+		log_info("%s: cluster %s is another shard's now: let go",
+		    cl->name, cl->id);
 	cluster_disconnect(cl);
 	if (cl->bind_req != NULL)
 		free(cl->bind_req->arg);
@@ -118,7 +126,8 @@ cluster_remove(struct cluster *cl)
 	for (r = 0; r < KIND_COUNT; r++)
 		smap_free(&cl->touched[r]);
 	creds_free(&cl->creds);
-	send_cluster_down(cl->id);
+	if (down)
+		send_cluster_down(cl->id);
 	smap_del(&clusters, cl->id);
 	free(cl);
 }
@@ -131,7 +140,9 @@ cluster_upsert(const char *id, const char *name, const char *host,
 	struct cluster *cl = smap_get(&clusters, id);
 	int r, changed;
 
-	if (!valid_cluster_id(id) || !valid_dns_label(name) ||
+	/* another shard's: every source skips them first; this is the net */
+	if (!shard_mine(id) || !valid_cluster_id(id) ||
+	    !valid_dns_label(name) ||
 	    !valid_dns_subdomain(host) || nmasters == 0 ||
 	    nmasters > EV_MAX_MASTERS || mport == 0 || mport > 65535)
 		return NULL;
@@ -220,6 +231,7 @@ clusters_mark(const struct cluster_source *src)
 	while ((e = smap_next(&clusters, &it)) != NULL)
 		if (((struct cluster *)e->val)->src == src)
 			((struct cluster *)e->val)->seen = 0;
+	shard_poll_asked(src->id, decisions_seq());
 }
 
 void
@@ -238,9 +250,28 @@ clusters_sweep(const struct cluster_source *src)
 		}
 		if (e == NULL)
 			break;
-		cluster_remove(cl);
+		cluster_remove(cl, 1);
 	}
+	shard_polled(src->id);
 	clusters_sweeps++;
+}
+
+/* The shards were counted again: what is no longer ours, we let go. */
+void
+clusters_let_go(void)
+{
+	struct smap_iter it;
+	struct smap_ent *e;
+
+	for (;;) {
+		it = (struct smap_iter){ 0, NULL };
+		while ((e = smap_next(&clusters, &it)) != NULL)
+			if (!shard_mine(e->key))
+				break;
+		if (e == NULL)
+			return;
+		cluster_remove(e->val, 0);
+	}
 }
 
 /* Objects. */
@@ -468,21 +499,31 @@ void
 clusters_alloc_reset(void)
 {
 	decisions_reset();
+	shard_polls_void();	/* they counted allocd's seqs of before */
 	clusters_dirty_all();
 }
 
 /*
- * Clusters allocd routes that no source knows any more (they went while we
- * were down): tell allocd they are gone.  Called once every source has
- * completed a poll.
+ * Clusters allocd routes that are this shard's and that no source names
+ * any more (they went while their owner was down, or before it owned
+ * them): tell allocd they are gone.  Only those allocd had before every
+ * source's last poll was asked: a cluster another owner has just brought
+ * up is not in an answer asked before it.  Called once every configured
+ * source has completed a poll, after each sweep.
  */
 void
 clusters_reconcile_alloc(void)
 {
 	struct smap_iter it = { 0, NULL };
 	const char *id;
+	uint64_t since, upto = shard_polled_upto();
 
-	while ((id = decisions_cluster_next(&it)) != NULL)
-		if (cluster_find(id) == NULL)
+	while ((id = decisions_cluster_next(&it, &since)) != NULL)
+		if (shard_mine(id) && since <= upto && cluster_find(id) ==
+		    NULL) {
+			log_info("cluster %s: routed by allocd, named by no "
+			    "source: down", id);
+			shard_downs++;
 			send_cluster_down(id);
+		}
 }

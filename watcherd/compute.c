@@ -29,8 +29,6 @@ struct sent {
 const struct route_kind *route_kinds[KIND_COUNT] = { &vs_kind, &tcp_kind,
     &tls_kind };
 
-static uint64_t		sid_counter;
-
 static void
 sent_free(struct cluster *cl)
 {
@@ -174,17 +172,18 @@ cluster_listed(const struct cluster *cl)
 	return 1;
 }
 
+/* A resync's ends: an id no other watcherd sends (shard_sync_id). */
 static void
 sync_mark(struct cluster *cl, int type)
 {
+	static uint64_t sid;
 	struct event ev;
 
-	/* ids from the clock: a restarted watcherd does not reuse one */
-	if (sid_counter == 0)
-		sid_counter = now_ms();
+	if (type == EV_SYNC_BEGIN)
+		sid = shard_sync_id();
 	event_init(&ev, type);
 	event_set_str(&ev, F_CLUSTER, cl->id);
-	ev.sid = type == EV_SYNC_BEGIN ? ++sid_counter : sid_counter;
+	ev.sid = sid;
 	ev.has |= F_SID;
 	obs_send(&ev);
 }

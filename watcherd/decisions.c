@@ -13,7 +13,8 @@
 
 int			 alloc_synced;
 static struct smap	 decisions;	/* owner -> struct decision */
-static struct smap	 alloc_clusters;	/* ids allocd routes */
+static struct smap	 alloc_clusters;	/* id -> seq of its API_SET */
+static uint64_t		 feed_seq;		/* the last seq seen */
 
 void
 decision_owner(char *buf, size_t len, const char *id, const char *rk,
@@ -36,13 +37,22 @@ decisions_apply(const struct event *ev)
 {
 	char owner[EV_OWNERLEN + 24];
 	struct decision *a;
+	uint64_t *since;
 
+	if (ev->seq > feed_seq)
+		feed_seq = ev->seq;
 	switch (ev->type) {
 	case EV_API_SET:
-		smap_put(&alloc_clusters, ev->cluster, &alloc_clusters);
+		/* since when: a poll asked before speaks not for it */
+		if (smap_get(&alloc_clusters, ev->cluster) != NULL)
+			return 0;
+		if ((since = malloc(sizeof(*since))) == NULL)
+			fatal("decisions");
+		*since = ev->seq;
+		smap_put(&alloc_clusters, ev->cluster, since);
 		return 0;
 	case EV_API_DEL:
-		smap_del(&alloc_clusters, ev->cluster);
+		free(smap_del(&alloc_clusters, ev->cluster));
 		return 0;
 	case EV_PORT_SET:
 	case EV_PORT_LIVE:
@@ -111,13 +121,26 @@ decisions_reset(void)
 	while ((e = smap_next(&decisions, &it)) != NULL)
 		free(e->val);
 	smap_free(&decisions);
+	it = (struct smap_iter){ 0, NULL };
+	while ((e = smap_next(&alloc_clusters, &it)) != NULL)
+		free(e->val);
 	smap_free(&alloc_clusters);
+	feed_seq = 0;
 }
 
 const char *
-decisions_cluster_next(struct smap_iter *it)
+decisions_cluster_next(struct smap_iter *it, uint64_t *since)
 {
 	struct smap_ent *e = smap_next(&alloc_clusters, it);
 
-	return e != NULL ? e->key : NULL;
+	if (e == NULL)
+		return NULL;
+	*since = *(uint64_t *)e->val;
+	return e->key;
+}
+
+uint64_t
+decisions_seq(void)
+{
+	return feed_seq;
 }

@@ -198,7 +198,8 @@ scan(void)
 	}
 	clusters_mark(&kcdir_source);
 	while ((de = readdir(d)) != NULL) {
-		if (cluster_name(de->d_name, name, sizeof(name)) == -1)
+		if (cluster_name(de->d_name, name, sizeof(name)) == -1 ||
+		    !shard_mine(name))	/* another watcherd's */
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", conf.kubeconfig_dir,
 		    de->d_name);
@@ -256,6 +257,12 @@ kcdir_refused(struct cluster *cl)
 	kcdir_token(cl);
 }
 
+static void
+kcdir_scan_soon(void)
+{
+	next_scan = 0;
+}
+
 static int
 kcdir_enabled(void)
 {
@@ -264,8 +271,10 @@ kcdir_enabled(void)
 
 const struct cluster_source kcdir_source = {
 	.name = "kubeconfigs",
+	.id = SRC_KUBECONFIG,
 	.enabled = kcdir_enabled,
 	.timer = kcdir_timer,
 	.polled = kcdir_polled,
 	.refused = kcdir_refused,
+	.poll_soon = kcdir_scan_soon,
 };

@@ -26,7 +26,7 @@ static uint64_t		 token_renew;
 static struct http_req	*token_req, *poll_req;
 static uint64_t		 next_poll;
 static unsigned		 backoff;
-static int		 retried, polled_ok;
+static int		 retried, polled_ok, poll_again;
 static char		 last_err[160];
 static char		 last_refused[2048];	/* why clusters were refused */
 
@@ -203,6 +203,8 @@ pks_cluster(json_t *c, char *why, size_t whylen)
 		    "uuid is not [a-z0-9-]{1,63}");
 		return -1;
 	}
+	if (!shard_mine(uuid))
+		return 0;		/* another watcherd's */
 	if (name == NULL || !valid_dns_label(name)) {
 		snprintf(why, whylen, "uuid %s: name is not a DNS label", uuid);
 		return -1;
@@ -284,7 +286,6 @@ poll_done(struct http_req *r, long code, const char *body, size_t len,
 		return;
 	}
 	pks_recovered();
-	clusters_mark(&pks_source);
 	refused[0] = '\0';
 	json_array_foreach(root, i, c) {
 		switch (pks_cluster(c, why, sizeof(why))) {
@@ -307,7 +308,8 @@ poll_done(struct http_req *r, long code, const char *body, size_t len,
 	clusters_sweep(&pks_source);
 	polled_ok = 1;
 	log_debug("pks: %zu clusters routed", routed);
-	next_poll = now_ms() + (uint64_t)conf.pks_poll * 1000;
+	next_poll = poll_again ? 0 : now_ms() + (uint64_t)conf.pks_poll * 1000;
+	poll_again = 0;
 }
 
 static void
@@ -317,6 +319,7 @@ poll_clusters(void)
 	char url[600];
 
 	snprintf(url, sizeof(url), "%s/v1/clusters", conf.pks_url);
+	clusters_mark(&pks_source);	/* when asked: shard.c */
 	poll_req = http_start("GET", url, &a, NULL, NULL, 30000, poll_done,
 	    NULL, NULL);
 }
@@ -414,6 +417,19 @@ pks_refused(struct cluster *cl)
 	pks_bind(cl);
 }
 
+/*
+ * A recount: the next poll now, or right after the one that is out (its
+ * answer is taken, but it was asked under the old count: shard.c).
+ */
+static void
+pks_poll_soon(void)
+{
+	if (poll_req != NULL || token_req != NULL)
+		poll_again = 1;
+	else
+		next_poll = 0;
+}
+
 static int
 pks_enabled(void)
 {
@@ -422,6 +438,7 @@ pks_enabled(void)
 
 const struct cluster_source pks_source = {
 	.name = "pks",
+	.id = SRC_PKS,
 	.enabled = pks_enabled,
 	.init = pks_init,
 	.timer = pks_timer,
@@ -429,4 +446,5 @@ const struct cluster_source pks_source = {
 	.bind = pks_unbound,
 	.refused = pks_refused,
 	.via_masters = 1,
+	.poll_soon = pks_poll_soon,
 };

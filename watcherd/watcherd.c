@@ -7,6 +7,7 @@
  * the timers.  watcherd keeps no durable state: after a restart of either
  * side it sends allocd a full resync of every cluster.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,25 @@ static const struct consumer_ops feed_ops = {
 	.restarted = on_restarted,
 	.synced = on_synced,
 };
+
+/*
+ * SIGHUP, after the configuration was read again: a new count of shards
+ * lets go of the clusters that are another's now (without a CLUSTER_DOWN)
+ * and asks the sources at once for those that are ours.
+ */
+static void
+on_hup(void *arg)
+{
+	size_t i;
+
+	(void)arg;
+	if (!shard_recount())
+		return;
+	clusters_let_go();
+	for (i = 0; i < nitems(sources); i++)
+		if (sources[i]->enabled() && sources[i]->poll_soon != NULL)
+			sources[i]->poll_soon();
+}
 
 static void
 on_alloc_sock(void *arg, int revents)
@@ -213,7 +233,8 @@ main(int argc, char **argv)
 	struct daemon d;
 	size_t i;
 
-	daemon_start(&d, argc, argv, "watcherd", 0, &conf);
+	daemon_start(&d, argc, argv, "watcherd", DAEMON_SHARD, &conf);
+	shard_init(&d);
 	health_set_ready(0, "reading the cluster sources");
 	http_init();
 	for (i = 0; i < nitems(sources); i++)
@@ -230,12 +251,15 @@ main(int argc, char **argv)
 	loop_source(&http_src, NULL);
 	loop_timer(TICK_MS, 1, tick, NULL);
 	loop_after(after_turn, NULL);
-	if (daemon_ready(&d, "watcherd") == -1)
+	loop_signal(SIGHUP, on_hup, NULL);
+	if (daemon_ready(&d, shard_name()) == -1)
 		fatal("pid file");
 	health_set_ready(0, "catching up with allocd's decisions");
-	log_info("ready; sources:%s%s%s", conf.pks_url[0] ? " pks" : "",
+	log_info("ready; sources:%s%s%s; clusters: %s; sync ids end in %05x",
+	    conf.pks_url[0] ? " pks" : "",
 	    conf.kubeconfig_dir[0] ? " kubeconfigs" : "",
-	    conf.capi_kubeconfig[0] ? " capi" : "");
+	    conf.capi_kubeconfig[0] ? " capi" : "", shard_describe(),
+	    shard_sync_tag());
 
 	tick(NULL);
 	loop_run();

@@ -5,7 +5,8 @@
  * clusters.  Calls run one way, down this list:
  *
  *   watcherd.c     the loop; the sources' table
- *   pks.c kcdir.c  cluster sources: which clusters exist, their credentials
+ *   pks.c kcdir.c capi.c  cluster sources: which clusters exist, their
+ *                  credentials
  *   cluster.c      each cluster: its lifecycle, informers and objects
  *   compute.c      its routes as observations (one loop), the resync, and
  *                  the write-backs that follow
@@ -15,7 +16,8 @@
  *   gateway.c      the Gateway API's GatewayClasses and Gateways
  *   route.c endpoints.c  backends from Services, Nodes, EndpointSlices
  *   writeback.c    allocd's decisions written back onto the objects
- *   decisions.c obs.c master.c http.c  the leaves
+ *   decisions.c obs.c master.c http.c shard.c  the leaves (shard.c: which
+ *                  clusters are this watcherd's, when several split them)
  *
  * A lower file never calls a higher one; where it must tell (an informer
  * saw an object, a cluster's credentials were refused) it calls through a
@@ -72,14 +74,22 @@ struct robj;
 struct bsrc;
 
 /*
- * A cluster source (pks.c, kcdir.c): which clusters exist, and with what
- * credentials.  The source calls cluster_upsert/cluster_set_creds and
- * clusters_mark/clusters_sweep around a poll; the clusters call back only
- * through this table.  Adding a source is one more of these, listed in
- * watcherd.c's sources[].
+ * A cluster source (pks.c, kcdir.c, capi.c): which clusters exist, and
+ * with what credentials.  The source calls cluster_upsert/
+ * cluster_set_creds and clusters_mark/clusters_sweep around a poll; the
+ * clusters call back only through this table.  Adding a source is one
+ * more of these, listed in watcherd.c's sources[], with an id of its own.
+ *
+ * Sharded (shard.c), a source skips another shard's cluster before it
+ * looks at anything else of it (shard_mine(id)), and calls clusters_mark
+ * when it asks for the clusters, not when the answer comes: a poll speaks
+ * only for the clusters allocd had when it was asked.
  */
+enum { SRC_PKS = 1, SRC_KUBECONFIG, SRC_CAPI, SRC_MAX };
+
 struct cluster_source {
 	const char	*name;		/* in logs */
+	int		 id;		/* SRC_* */
 	/* configured at all: a source with nothing configured is polled */
 	int		(*enabled)(void);
 	void		(*init)(void);
@@ -92,6 +102,8 @@ struct cluster_source {
 	void		(*refused)(struct cluster *);
 	/* requests go to the masters' IPs, the server name kept for TLS */
 	int		 via_masters;
+	/* the next poll without waiting for its interval (a recount) */
+	void		(*poll_soon)(void);
 };
 
 extern const struct cluster_source pks_source, kcdir_source, capi_source;
@@ -287,8 +299,12 @@ void	 decision_owner(char *, size_t, const char *id, const char *rk,
 int	 decisions_apply(const struct event *);
 const struct decision *decision_get(const char *owner);
 void	 decisions_reset(void);
-/* The clusters allocd routes, one by one: NULL at the end. */
-const char *decisions_cluster_next(struct smap_iter *);
+/*
+ * The clusters allocd routes, one by one, with the seq of the decision
+ * that first routed each: NULL at the end.
+ */
+const char *decisions_cluster_next(struct smap_iter *, uint64_t *since);
+uint64_t decisions_seq(void);		/* allocd's feed: the last seq seen */
 
 /* cluster.c */
 struct cluster *cluster_find(const char *id);
@@ -298,6 +314,7 @@ struct cluster *cluster_upsert(const char *id, const char *name,
 void	 cluster_set_creds(struct cluster *, struct creds *);
 void	 clusters_mark(const struct cluster_source *);
 void	 clusters_sweep(const struct cluster_source *);
+void	 clusters_let_go(void);		/* another shard's, without a DOWN */
 void	 clusters_timer(uint64_t now);
 void	 clusters_resync_all(void);
 const char *clusters_unsynced(void);	/* a cluster not yet resynced once */
@@ -436,5 +453,25 @@ json_t	*json_untrusted(const char *, size_t);
 int	 json_has_nul(const json_t *);
 
 /* pks.c, kcdir.c, capi.c: sources, through their struct cluster_source */
+
+/* shard.c: this watcherd's share of the clusters, a leaf */
+struct daemon;
+void	 shard_init(struct daemon *);	/* -s, [clusters] shards */
+int	 shard_mine(const char *id);	/* the cluster is this shard's */
+const char *shard_name(void);		/* "watcherd" or "watcherd-I" */
+const char *shard_describe(void);
+int	 shard_recount(void);		/* SIGHUP: 1 when the count moved */
+uint64_t shard_sync_id(void);		/* unique to this watcherd */
+unsigned shard_sync_tag(void);		/* the low bits of those */
+/*
+ * Source src (SRC_*) asks for its clusters when allocd's feed is at seq,
+ * and has the whole answer: clusters_mark and clusters_sweep say so.
+ * shard_polled_upto: the last seq every source's last poll speaks for.
+ */
+void	 shard_poll_asked(int src, uint64_t seq);
+void	 shard_polled(int src);
+uint64_t shard_polled_upto(void);
+void	 shard_polls_void(void);	/* none of them speaks any more */
+extern unsigned long shard_downs;	/* taken down by the reconcile */
 
 #endif

@@ -45,6 +45,9 @@ VS = int(os.environ.get("WATCH_VS", "50"))
 RATE = int(os.environ.get("WATCH_RATE", "1000"))
 SECONDS = float(os.environ.get("WATCH_SECONDS", "10"))
 SIM_PROCS = int(os.environ.get("WATCH_SIM_PROCS", "2"))
+# watcherds splitting the clusters (-s i/N); RSS is the largest shard's,
+# CPU all of theirs together
+SHARDS = int(os.environ.get("WATCH_SHARDS", "1"))
 NS = "bench"
 PY = "/usr/bin/python3"
 
@@ -233,18 +236,28 @@ def run(bindir, d, procs, sims):
     time.sleep(0.5)                         # the SUB joins before anything is sent
     want = CLUSTERS * VS
     t0 = time.monotonic()
-    w = testlib.Proc([os.path.join(bindir, "watcherd"), "-d", "-f", conf], "watcherd", logs)
-    procs.append(w)
+    ws = []
+    for i in range(SHARDS):
+        shard = ["-s", "%d/%d" % (i, SHARDS)] if SHARDS > 1 else []
+        ws.append(testlib.Proc([os.path.join(bindir, "watcherd"), "-d", "-f", conf] + shard,
+                               "watcherd-%d" % i, logs))
+    procs.extend(ws)
     try:
-        testlib.wait_until(lambda: len(owners()) >= want or not w.alive(), 120,
-                           "%d routes observed" % want)
+        testlib.wait_until(lambda: len(owners()) >= want or not all(w.alive() for w in ws),
+                           120, "%d routes observed" % want)
     finally:
         if len(owners()) < want:
-            sys.stderr.write(open(w.log_path).read()[-3000:])
-    assert w.alive(), "watcherd died"
+            for w in ws:
+                sys.stderr.write(open(w.log_path).read()[-3000:])
+    assert all(w.alive() for w in ws), "watcherd died"
+
+    def stats():
+        st = [proc_stats(w.pid) for w in ws]
+        return max(h for h, _ in st), sum(c for _, c in st)
     emit("full_sync", time.monotonic() - t0, "s")
     emit("routes_observed", len(owners()), "routes")
-    hwm, cpu = proc_stats(w.pid)
+    emit("watcherd_shards", SHARDS, "processes")
+    hwm, cpu = stats()
     emit("watcherd_peak_rss_at_sync", hwm, "MB")
     emit("watcherd_cpu_to_sync", cpu, "s")
 
@@ -267,7 +280,7 @@ def run(bindir, d, procs, sims):
     if lat:
         emit("event_to_observation_p50", pct(lat, 50), "ms")
         emit("event_to_observation_p99", pct(lat, 99), "ms")
-    hwm2, cpu2 = proc_stats(w.pid)
+    hwm2, cpu2 = stats()
     emit("watcherd_peak_rss", hwm2, "MB")
     emit("watcherd_cpu_churn", cpu2 - cpu, "s")
     tap.close()

@@ -98,7 +98,7 @@ def test_check_prints_the_normalised_config(confdir, daemon, args):
     # defaults filled in
     assert conf["store"]["map_size_mb"] == "64"
     assert conf["clusters"] == {"backend": "nodeport", "watch_timeout": "30",
-                                "watch_idle": "90"}
+                                "watch_idle": "90", "shards": "1"}
     assert conf["kubeconfigs"]["poll_interval"] == "10"
     assert conf["bus"]["alloc_in"] == "ipc://%s/alloc.in" % run_dir
     px = conf["proxy.haproxy"]
@@ -201,6 +201,8 @@ BAD = [
     ("metrics", "allocd = localhost:9100", "allocd"),
     ("metrics", "watcherd = ::1:9100", "watcherd"),
     ("clusters", "backend = magic", "backend"),
+    ("clusters", "shards = 0", "shards"),
+    ("clusters", "shards = 1025", "shards"),
     ("cluster.payments", "backend = magic", "backend"),
     ("cluster.payments", "watch_idle = 5", "watch_idle"),   # not per cluster
     ("cluster.Not_A_Label", "backend = endpoints", "cluster.Not_A_Label"),
