@@ -9,6 +9,12 @@
 #include "event.h"
 #include "store.h"
 
+/* An owner whose quarantined port would be free to it. */
+struct alloc_claim {
+	uint64_t	 hash;		/* of its key: first, for bsearch */
+	char		*owner;
+};
+
 struct alloc {
 	struct store		*st;
 	const struct config	*conf;
@@ -24,12 +30,15 @@ struct alloc {
 	 * none, so that an exhausted set costs one probe, not one per owner
 	 * that asks.  It holds until the first quarantine runs out or a port
 	 * is released; the owners whose own quarantined ports would be free
-	 * to them (by the hash of their key) probe anyway.
+	 * to them (by the hash of their key) probe anyway.  A port released
+	 * into quarantine adds its owner's claim rather than forget it all,
+	 * so that churn does not make every TICK's look rescan the owners.
 	 */
 	int			 full;
 	uint64_t		 full_until;
-	uint64_t		*full_claims;	/* sorted owner hashes */
+	struct alloc_claim	*full_claims;	/* sorted by hash */
 	size_t			 nfull_claims;
+	size_t			 capfull_claims;
 
 	/* each proxy's status, while an APPLIED is handled */
 	struct event		*status;
