@@ -90,6 +90,27 @@ char	**alloc_stranded(struct alloc *, MDB_txn *);
 int	alloc_state(struct alloc *, MDB_txn *,
 	    int (*fn)(const struct event *, void *), void *arg);
 
+/*
+ * The same, a slice at a time, so that a consumer catching up on 100,000
+ * owners does not hold decisions up: the caller keeps txn (read-only)
+ * open from begin to end, and each alloc_state_some() hands fn records
+ * until enough(earg) says the slice is done (asked after each record).
+ * 1: all handed; 0: more to come; -1: fn failed.
+ */
+struct alloc_state_iter {
+	MDB_txn		*txn;
+	MDB_cursor	*cur;
+	int		 stage;		/* clusters, owners, faults, done */
+	char		**own;		/* the faults, once reached */
+	char		**why;
+	size_t		 fault;
+};
+void	alloc_state_begin(struct alloc_state_iter *, MDB_txn *);
+int	alloc_state_some(struct alloc *, struct alloc_state_iter *,
+	    int (*fn)(const struct event *, void *), void *arg,
+	    int (*enough)(void *), void *earg);
+void	alloc_state_end(struct alloc_state_iter *);
+
 /* Forget the queued decisions (after publishing). */
 void	alloc_clear(struct alloc *);
 /* The transaction was aborted: back to seq, forget what it taught us. */
