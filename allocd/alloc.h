@@ -92,21 +92,30 @@ int	alloc_state(struct alloc *, MDB_txn *,
 
 /*
  * The same, a slice at a time, so that a consumer catching up on 100,000
- * owners does not hold decisions up: the caller keeps txn (read-only)
- * open from begin to end, and each alloc_state_some() hands fn records
- * until enough(earg) says the slice is done (asked after each record).
- * 1: all handed; 0: more to come; -1: fn failed.
+ * owners does not hold decisions up.  The tables are first read as they
+ * are in txn (read-only) into memory, a slice per alloc_state_read() until
+ * it returns 1, after which the caller ends txn: a read transaction held
+ * for the whole sending would make every write meanwhile take new pages.
+ * Then each alloc_state_some() hands fn the events until enough(earg) says
+ * the slice is done (both ask after each record).  alloc_state_some:
+ * 1, all handed; 0, more to come; -1, fn failed.
  */
 struct alloc_state_iter {
 	MDB_txn		*txn;
 	MDB_cursor	*cur;
-	int		 stage;		/* clusters, owners, faults, done */
-	char		**own;		/* the faults, once reached */
+	int		 stage;		/* clusters, owners, faults, read */
+	char		**own;		/* the faults, while read */
 	char		**why;
 	size_t		 fault;
+	unsigned char	*buf;		/* what was read: tag, key, value */
+	size_t		 len;
+	size_t		 cap;
+	size_t		 off;		/* sent so far */
 };
 void	alloc_state_begin(struct alloc_state_iter *, MDB_txn *);
-int	alloc_state_some(struct alloc *, struct alloc_state_iter *,
+int	alloc_state_read(struct alloc *, struct alloc_state_iter *,
+	    int (*enough)(void *), void *earg);
+int	alloc_state_some(struct alloc_state_iter *,
 	    int (*fn)(const struct event *, void *), void *arg,
 	    int (*enough)(void *), void *earg);
 void	alloc_state_end(struct alloc_state_iter *);

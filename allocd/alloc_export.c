@@ -14,7 +14,7 @@
 #include "log.h"
 #include "proof.h"
 
-enum { STATE_CLUSTERS, STATE_OWNERS, STATE_FAULTS, STATE_DONE };
+enum { STATE_CLUSTERS, STATE_OWNERS, STATE_FAULTS, STATE_READ };
 
 /* A cluster's record: its API_SET when it is up and routed. */
 static int
@@ -75,23 +75,19 @@ owner_state(const MDB_val *key, const MDB_val *val,
 	return rc;
 }
 
-/* A fault that stands, as a PORT_FAULT, while its owner holds its port. */
+/* A fault kept by state_read(): the owner's port, then the reason. */
 static int
-fault_state(struct alloc *a, MDB_txn *txn, const char *owner,
-    const char *why, int (*fn)(const struct event *, void *), void *arg)
+fault_state(const MDB_val *key, const MDB_val *val,
+    int (*fn)(const struct event *, void *), void *arg)
 {
-	struct owner_rec rec;
 	struct event ev;
-	MDB_val key;
+	uint32_t port;
 
-	key.mv_size = strlen(owner);
-	key.mv_data = (void *)owner;
-	if (alloc_get_owner(a, txn, owner, &rec, NULL) != 0 ||
-	    rec.state != OWN_ACTIVE ||
-	    alloc_owner_event(&ev, EV_PORT_FAULT, &key) == -1 ||
-	    event_set_str(&ev, F_WHY, why) == -1)
+	memcpy(&port, val->mv_data, 4);
+	if (alloc_owner_event(&ev, EV_PORT_FAULT, key) == -1 ||
+	    event_set_str(&ev, F_WHY, (char *)val->mv_data + 4) == -1)
 		return 0;
-	ev.port = rec.port;
+	ev.port = port;
 	ev.has |= F_PORT;
 	return fn(&ev, arg);
 }
@@ -101,6 +97,29 @@ alloc_state_begin(struct alloc_state_iter *it, MDB_txn *txn)
 {
 	memset(it, 0, sizeof(*it));
 	it->txn = txn;
+}
+
+/* Keep a record (tag, key, value, value2) for the sending. */
+static void
+state_keep(struct alloc_state_iter *it, char tag, const MDB_val *key,
+    const void *v, size_t vl, const void *v2, size_t vl2)
+{
+	uint32_t kl = (uint32_t)key->mv_size, l = (uint32_t)(vl + vl2);
+	size_t need = it->len + 9 + kl + l;
+
+	if (need > it->cap) {
+		it->cap = need > 2 * it->cap ? need : 2 * it->cap;
+		if ((it->buf = realloc(it->buf, it->cap)) == NULL)
+			fatal("alloc: state");
+	}
+	it->buf[it->len] = (unsigned char)tag;
+	memcpy(it->buf + it->len + 1, &kl, 4);
+	memcpy(it->buf + it->len + 5, &l, 4);
+	memcpy(it->buf + it->len + 9, key->mv_data, kl);
+	memcpy(it->buf + it->len + 9 + kl, v, vl);
+	if (vl2 > 0)
+		memcpy(it->buf + it->len + 9 + kl + vl, v2, vl2);
+	it->len = need;
 }
 
 /* The next record of dbi, from its first. */
@@ -124,49 +143,99 @@ state_stage_done(struct alloc_state_iter *it)
 	it->stage++;
 }
 
+/* A standing fault is kept while its owner holds its port. */
+static void
+state_fault(struct alloc *a, struct alloc_state_iter *it, size_t i)
+{
+	struct owner_rec rec;
+	const char *owner = it->own[i], *why = it->why[i];
+	uint32_t port;
+	MDB_val key;
+
+	if (alloc_get_owner(a, it->txn, owner, &rec, NULL) != 0 ||
+	    rec.state != OWN_ACTIVE)
+		return;
+	key.mv_size = strlen(owner);
+	key.mv_data = (void *)owner;
+	port = rec.port;
+	state_keep(it, 'f', &key, &port, 4, why, strlen(why) + 1);
+}
+
 int
-alloc_state_some(struct alloc *a, struct alloc_state_iter *it,
-    int (*fn)(const struct event *, void *), void *arg,
+alloc_state_read(struct alloc *a, struct alloc_state_iter *it,
     int (*enough)(void *), void *earg)
 {
 	MDB_val key, val;
-	int rc = 0;
 
 	/* a step at least (a record or the end of a table), then ask */
-	for (; rc == 0; rc = rc == 0 && enough != NULL && enough(earg)) {
+	do {
 		switch (it->stage) {
 		case STATE_CLUSTERS:
-			if (state_next(it, a->st->clusters, &key, &val) != 0)
-				state_stage_done(it);
-			else
-				rc = cluster_state(&key, &val, fn, arg);
-			break;
 		case STATE_OWNERS:
-			if (state_next(it, a->st->owners, &key, &val) != 0)
+			if (state_next(it, it->stage == STATE_CLUSTERS ?
+			    a->st->clusters : a->st->owners, &key, &val) != 0)
 				state_stage_done(it);
 			else
-				rc = owner_state(&key, &val, fn, arg);
+				state_keep(it, it->stage == STATE_CLUSTERS ?
+				    'c' : 'o', &key, val.mv_data, val.mv_size,
+				    NULL, 0);
 			break;
 		case STATE_FAULTS:
 			if (it->own == NULL)
 				it->own = alloc_meta_list(a, it->txn,
 				    STORE_META_FAULT, &it->why);
-			if (it->own[it->fault] == NULL)
+			if (it->own[it->fault] == NULL) {
+				alloc_free_list(it->own);
+				alloc_free_list(it->why);
+				it->own = it->why = NULL;
 				state_stage_done(it);
-			else {
-				rc = fault_state(a, it->txn,
-				    it->own[it->fault], it->why[it->fault],
-				    fn, arg);
-				it->fault++;
-			}
+			} else
+				state_fault(a, it, it->fault++);
 			break;
 		default:
+			it->txn = NULL;
 			return 1;
 		}
+	} while (enough == NULL || !enough(earg));
+	return 0;
+}
+
+int
+alloc_state_some(struct alloc_state_iter *it,
+    int (*fn)(const struct event *, void *), void *arg,
+    int (*enough)(void *), void *earg)
+{
+	MDB_val key, val;
+	uint32_t kl, vl;
+	int rc;
+
+	if (it->stage != STATE_READ)
+		fatalx("alloc: the state is sent before it is read");
+	while (it->off < it->len) {
+		memcpy(&kl, it->buf + it->off + 1, 4);
+		memcpy(&vl, it->buf + it->off + 5, 4);
+		key.mv_size = kl;
+		key.mv_data = it->buf + it->off + 9;
+		val.mv_size = vl;
+		val.mv_data = it->buf + it->off + 9 + kl;
+		switch (it->buf[it->off]) {
+		case 'c':
+			rc = cluster_state(&key, &val, fn, arg);
+			break;
+		case 'o':
+			rc = owner_state(&key, &val, fn, arg);
+			break;
+		default:
+			rc = fault_state(&key, &val, fn, arg);
+			break;
+		}
+		it->off += 9 + kl + vl;
 		if (rc != 0)
 			return -1;
+		if (enough != NULL && enough(earg))
+			return it->off < it->len ? 0 : 1;
 	}
-	return 0;
+	return 1;
 }
 
 void
@@ -178,6 +247,7 @@ alloc_state_end(struct alloc_state_iter *it)
 		alloc_free_list(it->own);
 		alloc_free_list(it->why);
 	}
+	free(it->buf);
 	memset(it, 0, sizeof(*it));
 }
 
@@ -189,7 +259,8 @@ alloc_state(struct alloc *a, MDB_txn *txn,
 	int rc;
 
 	alloc_state_begin(&it, txn);
-	rc = alloc_state_some(a, &it, fn, arg, NULL, NULL);
+	alloc_state_read(a, &it, NULL, NULL);
+	rc = alloc_state_some(&it, fn, arg, NULL, NULL);
 	alloc_state_end(&it);
 	return rc == -1 ? -1 : 0;
 }

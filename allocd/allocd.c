@@ -92,6 +92,23 @@ grow(void)
 }
 
 /*
+ * A read transaction about to be held across turns (a compaction's copy)
+ * makes every write meanwhile take new pages: grow the map now when it is
+ * half full, rather than give the reader up when it is full.
+ */
+static void
+grow_early(void)
+{
+	MDB_envinfo info;
+	MDB_stat ms;
+
+	mdb_env_info(st.env, &info);
+	mdb_env_stat(st.env, &ms);
+	if ((info.me_last_pgno + 1) * ms.ms_psize > info.me_mapsize / 2)
+		grow();
+}
+
+/*
  * Run the batch in one transaction.  When the map is full, grow it and run
  * the whole batch again: nothing of the failed attempt was committed.
  */
@@ -219,11 +236,12 @@ on_input(void)
  *
  * When the log no longer holds seq + 1, the answer is the whole state as
  * it is when its first slice goes, bracketed by STATE and SINCE_END at
- * that seq, in slices too: a read transaction held from the first slice
- * to the last keeps it one state (100,000 owners took 100-200 ms to send
- * in one go).  If any of it cannot be sent, no SINCE_END goes: the
- * consumer, still waiting, asks again rather than take a part for the
- * whole.
+ * that seq, in slices too (100,000 owners took 100-200 ms to send in one
+ * go): the tables are read into memory in slices of one read transaction,
+ * which keeps it one state and ends once they are read (held through the
+ * sending, it made the map fill under churn), then sent.  If any of it
+ * cannot be sent, no SINCE_END goes: the consumer, still waiting, asks
+ * again rather than take a part for the whole.
  */
 #define ANSWERS_MAX	64
 #define SLICE_US	2000	/* sending, in one slice */
@@ -236,7 +254,8 @@ static struct answer {
 	size_t		left;		/* records it may still send */
 	uint64_t	asked;		/* ms */
 	int		state;		/* the whole state, not the log */
-	MDB_txn		*txn;		/* the state's, from its first slice */
+	int		begun;		/* the state's reading */
+	MDB_txn		*txn;		/* the state's, while it is read */
 	struct alloc_state_iter it;
 } answers[ANSWERS_MAX];
 static size_t	nanswers;
@@ -244,10 +263,9 @@ static size_t	nanswers;
 static void
 answer_drop(size_t i)
 {
-	if (answers[i].txn != NULL) {
-		alloc_state_end(&answers[i].it);
+	alloc_state_end(&answers[i].it);
+	if (answers[i].txn != NULL)
 		mdb_txn_abort(answers[i].txn);
-	}
 	zmq_msg_close(&answers[i].id);
 	memmove(&answers[i], &answers[i + 1],
 	    (--nanswers - i) * sizeof(answers[0]));
@@ -255,7 +273,7 @@ answer_drop(size_t i)
 
 /*
  * The map is about to grow, which no open transaction may see: a state
- * under way is given up (its consumer asks again).
+ * still being read is given up (its consumer asks again).
  */
 static void
 answers_unread(void)
@@ -264,8 +282,8 @@ answers_unread(void)
 
 	for (i = nanswers; i-- > 0;)
 		if (answers[i].txn != NULL) {
-			log_info("SINCE: the state under way given up: the "
-			    "store grows");
+			log_info("SINCE: the state being read given up: "
+			    "the store grows");
 			answer_drop(i);
 		}
 }
@@ -347,7 +365,11 @@ answer_end(struct answer *a)
 	answer_drop(0);
 }
 
-/* One slice of the oldest answer, a state. */
+/*
+ * One slice of the oldest answer, a state: the tables are read first, in
+ * slices of a read transaction that ends when they are all read, then
+ * sent from memory.
+ */
 static void
 state_some(struct answer *a, uint64_t until)
 {
@@ -355,11 +377,18 @@ state_some(struct answer *a, uint64_t until)
 	struct event ev;
 	int rc;
 
-	if (a->txn == NULL) {
+	if (!a->begun) {
 		if (store_begin(&st, &a->txn, 1) != 0)
 			fatalx("read transaction");
 		a->last = store_last_seq(&st, a->txn);
 		alloc_state_begin(&a->it, a->txn);
+		a->begun = 1;
+	}
+	if (a->txn != NULL) {
+		if (alloc_state_read(&al, &a->it, slice_enough, &sl) == 0)
+			return;
+		mdb_txn_abort(a->txn);
+		a->txn = NULL;
 		event_init(&ev, EV_STATE);
 		ev.seq = a->last;
 		ev.time = now_ms();
@@ -367,8 +396,11 @@ state_some(struct answer *a, uint64_t until)
 			answer_drop(0);
 			return;
 		}
+		if (until != 0)
+			return;		/* the sending in the next slices */
 	}
-	if ((rc = alloc_state_some(&al, &a->it, slice_send, &sl, slice_enough,
+	sl.n = 0;
+	if ((rc = alloc_state_some(&a->it, slice_send, &sl, slice_enough,
 	    &sl)) == 0)
 		return;
 	if (rc == 1) {
@@ -511,22 +543,13 @@ on_since(void)
 static void
 snapshot(uint64_t now)
 {
-	MDB_envinfo info;
-	MDB_stat ms;
 	struct event ev;
 
 	event_init(&ev, EV_SNAPSHOT);
 	ev.time = now;
 	commit_batch(&ev, 1);
 	publish();
-	/*
-	 * The copy and what is written while it runs take new pages: grow
-	 * the map now, rather than give the copy up when it is full.
-	 */
-	mdb_env_info(st.env, &info);
-	mdb_env_stat(st.env, &ms);
-	if ((info.me_last_pgno + 1) * ms.ms_psize > info.me_mapsize / 2)
-		grow();
+	grow_early();
 	compact_begin(&cp, al.seq, now);
 }
 
