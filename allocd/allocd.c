@@ -324,12 +324,12 @@ clock_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-/* A slice: how long it may take (0: no limit), and what it sent. */
+/* A slice: until when it may go on (0: no limit), records so far. */
 struct slice {
 	void		*sock;
 	zmq_msg_t	*id;
 	uint64_t	 until;		/* µs */
-	size_t		 n;
+	size_t		 records;	/* read or sent */
 };
 
 static int
@@ -337,10 +337,7 @@ slice_send(const struct event *ev, void *arg)
 {
 	struct slice *sl = arg;
 
-	if (bus_send_to(sl->sock, sl->id, ev) == -1)
-		return -1;
-	sl->n++;
-	return 0;
+	return bus_send_to(sl->sock, sl->id, ev);
 }
 
 static int
@@ -348,8 +345,9 @@ slice_enough(void *arg)
 {
 	struct slice *sl = arg;
 
-	return sl->until != 0 && sl->n >= SLICE_MIN && sl->n % 32 == 0 &&
-	    clock_us() >= sl->until;
+	sl->records++;
+	return sl->until != 0 && sl->records >= SLICE_MIN &&
+	    sl->records % 32 == 0 && clock_us() >= sl->until;
 }
 
 /* The answer's end: SINCE_END at its seq; the answer is dropped. */
@@ -399,7 +397,6 @@ state_some(struct answer *a, uint64_t until)
 		if (until != 0)
 			return;		/* the sending in the next slices */
 	}
-	sl.n = 0;
 	if ((rc = alloc_state_some(&a->it, slice_send, &sl, slice_enough,
 	    &sl)) == 0)
 		return;
