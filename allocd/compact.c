@@ -396,26 +396,6 @@ phase_step(struct compact *cp, MDB_txn *txn, uint64_t until)
 	return 1;
 }
 
-/*
- * A step's commit flushes what it wrote, but not the meta page that makes
- * it current: that is flushed by the next commit of decisions (each one
- * durable), or undone by a crash before it, which leaves the compaction as
- * the step before it, from which it goes on (compact_open).  A decision
- * waits for one flush the fewer (of two) behind a step.
- */
-static int
-step_commit(struct compact *cp, MDB_txn *txn)
-{
-	int rc;
-
-	if (mdb_env_set_flags(cp->st->env, MDB_NOMETASYNC, 1) != 0)
-		fatalx("compact: cannot defer the meta page's flush");
-	rc = mdb_txn_commit(txn);
-	if (mdb_env_set_flags(cp->st->env, MDB_NOMETASYNC, 0) != 0)
-		fatalx("compact: cannot flush the meta page again");
-	return rc;
-}
-
 int
 compact_step(struct compact *cp, uint64_t last)
 {
@@ -438,7 +418,7 @@ compact_step(struct compact *cp, uint64_t last)
 			mdb_txn_abort(txn);
 			return done;
 		}
-		if ((rc = step_commit(cp, txn)) != 0)
+		if ((rc = mdb_txn_commit(txn)) != 0)
 			return rc;
 	}
 	cp->steps++;
