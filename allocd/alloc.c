@@ -57,10 +57,14 @@ alloc_clear(struct alloc *a)
 void
 alloc_forget_full(struct alloc *a)
 {
+	size_t i;
+
 	a->full = 0;
+	for (i = 0; i < a->nfull_claims; i++)
+		free(a->full_claims[i].owner);
 	free(a->full_claims);
 	a->full_claims = NULL;
-	a->nfull_claims = 0;
+	a->nfull_claims = a->capfull_claims = 0;
 }
 
 void
@@ -221,7 +225,10 @@ release(struct alloc *a, MDB_txn *txn, const char *owner,
 	}
 	if ((rc = alloc_put_port(a, txn, rec->port, owner, now)) != 0)
 		return rc;
-	alloc_forget_full(a);		/* a zero quarantine frees it at once */
+	if (a->conf->quarantine == 0 || now == 0)
+		alloc_forget_full(a);	/* free at once, to anyone */
+	else
+		alloc_full_claim(a, owner, now);
 	alloc_route_event(&d, EV_PORT_FREE, set);
 	d.port = rec->port;
 	d.has |= F_PORT;
@@ -601,8 +608,8 @@ alloc_tick_due(struct alloc *a, MDB_txn *txn, uint64_t now)
 	size_t n;
 	int due;
 
-	if (a->full && now < a->full_until && a->nfull_claims == 0)
-		return 0;	/* no port is free for anyone: skip the scan */
+	if (a->full && now < a->full_until && !alloc_full_claim_waits(a, txn))
+		return 0;	/* no port is free for any waiter: no scan */
 	list = alloc_waiting_owners(a, txn, &n);
 	due = n > 0 && alloc_port_pick_dry(a, txn, list[0], now, 1) != 0;
 	alloc_free_list(list);

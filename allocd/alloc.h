@@ -9,6 +9,12 @@
 #include "event.h"
 #include "store.h"
 
+/* An owner whose quarantined port would be free to it. */
+struct alloc_claim {
+	uint64_t	 hash;		/* of its key: first, for bsearch */
+	char		*owner;
+};
+
 struct alloc {
 	struct store		*st;
 	const struct config	*conf;
@@ -24,12 +30,15 @@ struct alloc {
 	 * none, so that an exhausted set costs one probe, not one per owner
 	 * that asks.  It holds until the first quarantine runs out or a port
 	 * is released; the owners whose own quarantined ports would be free
-	 * to them (by the hash of their key) probe anyway.
+	 * to them (by the hash of their key) probe anyway.  A port released
+	 * into quarantine adds its owner's claim rather than forget it all,
+	 * so that churn does not make every TICK's look rescan the owners.
 	 */
 	int			 full;
 	uint64_t		 full_until;
-	uint64_t		*full_claims;	/* sorted owner hashes */
+	struct alloc_claim	*full_claims;	/* sorted by hash */
 	size_t			 nfull_claims;
+	size_t			 capfull_claims;
 
 	/* each proxy's status, while an APPLIED is handled */
 	struct event		*status;
@@ -80,6 +89,36 @@ char	**alloc_stranded(struct alloc *, MDB_txn *);
  */
 int	alloc_state(struct alloc *, MDB_txn *,
 	    int (*fn)(const struct event *, void *), void *arg);
+
+/*
+ * The same, a slice at a time, so that a consumer catching up on 100,000
+ * owners does not hold decisions up.  The tables are first read as they
+ * are in txn (read-only) into memory, a slice per alloc_state_read() until
+ * it returns 1, after which the caller ends txn: a read transaction held
+ * for the whole sending would make every write meanwhile take new pages.
+ * Then each alloc_state_some() hands fn the events until enough(earg) says
+ * the slice is done (both ask after each record).  alloc_state_some:
+ * 1, all handed; 0, more to come; -1, fn failed.
+ */
+struct alloc_state_iter {
+	MDB_txn		*txn;
+	MDB_cursor	*cur;
+	int		 stage;		/* clusters, owners, faults, read */
+	char		**own;		/* the faults, while read */
+	char		**why;
+	size_t		 fault;
+	unsigned char	*buf;		/* what was read: tag, key, value */
+	size_t		 len;
+	size_t		 cap;
+	size_t		 off;		/* sent so far */
+};
+void	alloc_state_begin(struct alloc_state_iter *, MDB_txn *);
+int	alloc_state_read(struct alloc *, struct alloc_state_iter *,
+	    int (*enough)(void *), void *earg);
+int	alloc_state_some(struct alloc_state_iter *,
+	    int (*fn)(const struct event *, void *), void *arg,
+	    int (*enough)(void *), void *earg);
+void	alloc_state_end(struct alloc_state_iter *);
 
 /* Forget the queued decisions (after publishing). */
 void	alloc_clear(struct alloc *);

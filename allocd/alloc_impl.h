@@ -58,6 +58,9 @@ unsigned	alloc_port_pick(struct alloc *a, MDB_txn *txn,
 	    const char *owner, uint64_t now);
 int	alloc_move_stranded(struct alloc *a, MDB_txn *txn,
 	    const struct event *obs);
+void	alloc_full_claim(struct alloc *a, const char *owner,
+	    uint64_t released);
+int	alloc_full_claim_waits(struct alloc *a, MDB_txn *txn);
 
 /* alloc_clusters.c */
 int	alloc_get_cluster(struct alloc *a, MDB_txn *txn, const char *c,

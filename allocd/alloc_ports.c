@@ -90,11 +90,37 @@ alloc_port_avail(struct alloc *a, MDB_txn *txn, unsigned p, const char *owner,
 }
 
 static int
-cmp_u64(const void *x, const void *y)
+cmp_claim(const void *x, const void *y)
 {
-	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+	uint64_t a = ((const struct alloc_claim *)x)->hash,
+	    b = ((const struct alloc_claim *)y)->hash;
 
 	return a < b ? -1 : a > b;
+}
+
+/* Add owner's claim (hash h) at i, keeping the array sorted. */
+static void
+claim_insert(struct alloc *a, size_t i, uint64_t h, const char *owner,
+    size_t len)
+{
+	struct alloc_claim *nc;
+	char *o;
+
+	if (a->nfull_claims == a->capfull_claims) {
+		a->capfull_claims = a->capfull_claims ?
+		    a->capfull_claims * 2 : 64;
+		if ((nc = reallocarray(a->full_claims, a->capfull_claims,
+		    sizeof(*nc))) == NULL)
+			fatal("alloc: full");
+		a->full_claims = nc;
+	}
+	if ((o = strndup(owner, len)) == NULL)
+		fatal("alloc: full");
+	memmove(&a->full_claims[i + 1], &a->full_claims[i],
+	    (a->nfull_claims - i) * sizeof(*a->full_claims));
+	a->full_claims[i].hash = h;
+	a->full_claims[i].owner = o;
+	a->nfull_claims++;
 }
 
 /*
@@ -107,8 +133,7 @@ remember_full(struct alloc *a, MDB_txn *txn)
 	uint64_t q = (uint64_t)a->conf->quarantine * 1000, until = UINT64_MAX;
 	MDB_cursor *cur;
 	MDB_val key, val, owner;
-	uint64_t *nc, released;
-	size_t cap = 0;
+	uint64_t released;
 	unsigned p;
 	int op;
 
@@ -123,37 +148,77 @@ remember_full(struct alloc *a, MDB_txn *txn)
 			continue;
 		if (released + q < until)
 			until = released + q;
-		if (a->nfull_claims == cap) {
-			cap = cap ? cap * 2 : 64;
-			if ((nc = reallocarray(a->full_claims, cap,
-			    sizeof(*nc))) == NULL)
-				fatal("alloc: full");
-			a->full_claims = nc;
-		}
-		a->full_claims[a->nfull_claims++] = hash_fnv1a_n(owner.mv_data,
-		    owner.mv_size);
+		claim_insert(a, a->nfull_claims, hash_fnv1a_n(owner.mv_data,
+		    owner.mv_size), owner.mv_data, owner.mv_size);
 	}
 	mdb_cursor_close(cur);
 	if (a->nfull_claims > 1)
-		qsort(a->full_claims, a->nfull_claims, sizeof(uint64_t),
-		    cmp_u64);
+		qsort(a->full_claims, a->nfull_claims,
+		    sizeof(*a->full_claims), cmp_claim);
 	a->full = 1;
 	a->full_until = until;
+}
+
+/*
+ * owner's port went into quarantine at released: while the set is known
+ * full, that port is free to owner alone, and to anyone once its
+ * quarantine runs out, which is after the first one remembered, if any.
+ */
+void
+alloc_full_claim(struct alloc *a, const char *owner, uint64_t released)
+{
+	uint64_t h = hash_fnv1a(owner), until;
+	size_t lo = 0, hi = a->nfull_claims, mid, i;
+
+	if (!a->full)
+		return;
+	until = released + (uint64_t)a->conf->quarantine * 1000;
+	if (until < a->full_until)
+		a->full_until = until;
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (a->full_claims[mid].hash < h)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (i = lo; i < a->nfull_claims && a->full_claims[i].hash == h; i++)
+		if (strcmp(a->full_claims[i].owner, owner) == 0)
+			return;		/* claimed already */
+	claim_insert(a, lo, h, owner, strlen(owner));
+}
+
+/*
+ * While the set is known full, only an owner with a claim can be given a
+ * port: does one of them wait for one?  A look per claim, where the scan
+ * of the waiting owners reads them all.
+ */
+int
+alloc_full_claim_waits(struct alloc *a, MDB_txn *txn)
+{
+	struct owner_rec rec;
+	size_t i;
+
+	for (i = 0; i < a->nfull_claims; i++)
+		if (alloc_get_owner(a, txn, a->full_claims[i].owner, &rec,
+		    NULL) == 0 && rec.state == OWN_REFUSED && rec.waiting)
+			return 1;
+	return 0;
 }
 
 /* Known to find no port for owner at now, without probing? */
 static int
 known_full(const struct alloc *a, const char *owner, uint64_t now)
 {
-	uint64_t h;
+	struct alloc_claim c;
 
 	if (!a->full || now >= a->full_until)
 		return 0;
 	if (a->nfull_claims == 0)
 		return 1;
-	h = hash_fnv1a(owner);
-	return bsearch(&h, a->full_claims, a->nfull_claims, sizeof(h),
-	    cmp_u64) == NULL;
+	c.hash = hash_fnv1a(owner);
+	return bsearch(&c, a->full_claims, a->nfull_claims,
+	    sizeof(*a->full_claims), cmp_claim) == NULL;
 }
 
 /* dry: only look, change nothing (to decide whether a TICK is due) */

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "adopt.h"
@@ -49,6 +50,8 @@ static struct adopt	 adopt;		/* started on an empty store */
 static struct gauges	 gauges;
 static struct compact	 cp;
 
+static void	answers_unread(void);
+
 static void
 publish(void)
 {
@@ -83,10 +86,28 @@ grow(void)
 	int rc;
 
 	compact_abort(&cp);
+	answers_unread();
 	mdb_env_info(st.env, &info);
 	log_info("store full at %zu MB, growing", info.me_mapsize >> 20);
 	if ((rc = mdb_env_set_mapsize(st.env, info.me_mapsize * 2)))
 		fatalx("grow: %s", mdb_strerror(rc));
+}
+
+/*
+ * A read transaction about to be held across turns (a compaction's copy)
+ * makes every write meanwhile take new pages: grow the map now when it is
+ * half full, rather than give the reader up when it is full.
+ */
+static void
+grow_early(void)
+{
+	MDB_envinfo info;
+	MDB_stat ms;
+
+	mdb_env_info(st.env, &info);
+	mdb_env_stat(st.env, &ms);
+	if ((info.me_last_pgno + 1) * ms.ms_psize > info.me_mapsize / 2)
+		grow();
 }
 
 /*
@@ -205,48 +226,6 @@ on_input(void)
 	senders_ack(senders, &ns);
 }
 
-struct peer {
-	void		*sock;
-	zmq_msg_t	*id;
-	size_t		 n;
-};
-
-static int
-send_state(const struct event *ev, void *arg)
-{
-	struct peer *p = arg;
-
-	if (bus_send_to(p->sock, p->id, ev) == -1)
-		return -1;
-	p->n++;
-	return 0;
-}
-
-/*
- * The records after seq are gone (compacted): send the whole state as it
- * is now, bracketed by STATE and SINCE_END at our seq.  If any of it could
- * not be sent, no SINCE_END goes: the consumer, still waiting, asks again
- * rather than taking a partial state for the whole.
- */
-static size_t
-answer_state(MDB_txn *txn, zmq_msg_t *id, uint64_t last)
-{
-	struct peer p = { sync_sock, id, 0 };
-	struct event ev;
-
-	event_init(&ev, EV_STATE);
-	ev.seq = last;
-	ev.time = now_ms();
-	if (bus_send_to(sync_sock, id, &ev) == -1 ||
-	    alloc_state(&al, txn, send_state, &p) == -1)
-		return 0;
-	event_init(&ev, EV_SINCE_END);
-	ev.seq = last;
-	ev.time = now_ms();
-	bus_send_to(sync_sock, id, &ev);
-	return p.n;
-}
-
 /*
  * SINCE answered from the log: the records after seq up to the log's last
  * when it was asked, at most SINCE_MAX, then SINCE_END.  They go out a
@@ -256,9 +235,18 @@ answer_state(MDB_txn *txn, zmq_msg_t *id, uint64_t last)
  * meanwhile, or one the consumer could not take, ends the answer early,
  * as SINCE_MAX does: the consumer, short of last, asks again (and is
  * given the state when the log no longer reaches back to it).
+ *
+ * When the log no longer holds seq + 1, the answer is the whole state as
+ * it is when its first slice goes, bracketed by STATE and SINCE_END at
+ * that seq, in slices too (100,000 owners took 100-200 ms to send in one
+ * go): the tables are read into memory in slices of one read transaction,
+ * which keeps it one state and ends once they are read (held through the
+ * sending, it made the map fill under churn), then sent.  If any of it
+ * cannot be sent, no SINCE_END goes: the consumer, still waiting, asks
+ * again rather than take a part for the whole.
  */
 #define ANSWERS_MAX	64
-#define SLICE_MS	2	/* sending, in one slice */
+#define SLICE_US	2000	/* sending, in one slice */
 #define SLICE_MIN	256	/* records in a slice, at least */
 
 static struct answer {
@@ -267,20 +255,44 @@ static struct answer {
 	uint64_t	last;		/* SINCE_END's seq */
 	size_t		left;		/* records it may still send */
 	uint64_t	asked;		/* ms */
+	int		state;		/* the whole state, not the log */
+	int		begun;		/* the state's reading */
+	MDB_txn		*txn;		/* the state's, while it is read */
+	struct alloc_state_iter it;
 } answers[ANSWERS_MAX];
 static size_t	nanswers;
 
 static void
 answer_drop(size_t i)
 {
+	alloc_state_end(&answers[i].it);
+	if (answers[i].txn != NULL)
+		mdb_txn_abort(answers[i].txn);
 	zmq_msg_close(&answers[i].id);
 	memmove(&answers[i], &answers[i + 1],
 	    (--nanswers - i) * sizeof(answers[0]));
 }
 
+/*
+ * The map is about to grow, which no open transaction may see: a state
+ * still being read is given up (its consumer asks again).
+ */
+static void
+answers_unread(void)
+{
+	size_t i;
+
+	for (i = nanswers; i-- > 0;)
+		if (answers[i].txn != NULL) {
+			log_info("SINCE: the state being read given up: "
+			    "the store grows");
+			answer_drop(i);
+		}
+}
+
 /* Queue the answer; one asked again by the same consumer replaces it. */
 static void
-answer_log(zmq_msg_t *id, uint64_t seq, uint64_t last)
+answer_queue(zmq_msg_t *id, uint64_t seq, uint64_t last, int state)
 {
 	struct answer *a;
 	size_t i;
@@ -295,12 +307,109 @@ answer_log(zmq_msg_t *id, uint64_t seq, uint64_t last)
 	if (nanswers == ANSWERS_MAX)
 		answer_drop(0);		/* the likeliest given up on */
 	a = &answers[nanswers++];
+	memset(a, 0, sizeof(*a));
 	zmq_msg_init(&a->id);
 	zmq_msg_copy(&a->id, id);
 	a->next = seq + 1;
 	a->last = last;
 	a->left = SINCE_MAX;
 	a->asked = now_ms();
+	a->state = state;
+}
+
+static uint64_t
+clock_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* A slice: until when it may go on (0: no limit), records so far. */
+struct slice {
+	void		*sock;
+	zmq_msg_t	*id;
+	uint64_t	 until;		/* µs */
+	size_t		 records;	/* read or sent */
+};
+
+static int
+slice_send(const struct event *ev, void *arg)
+{
+	struct slice *sl = arg;
+
+	return bus_send_to(sl->sock, sl->id, ev);
+}
+
+static int
+slice_enough(void *arg)
+{
+	struct slice *sl = arg;
+
+	sl->records++;
+	return sl->until != 0 && sl->records >= SLICE_MIN &&
+	    sl->records % 32 == 0 && clock_us() >= sl->until;
+}
+
+/* The answer's end: SINCE_END at its seq; the answer is dropped. */
+static void
+answer_end(struct answer *a)
+{
+	struct event end;
+
+	event_init(&end, EV_SINCE_END);
+	end.seq = a->last;
+	end.time = now_ms();
+	bus_send_to(sync_sock, &a->id, &end);
+	answer_drop(0);
+}
+
+/*
+ * One slice of the oldest answer, a state: the tables are read first, in
+ * slices of a read transaction that ends when they are all read, then
+ * sent from memory.
+ */
+static void
+state_some(struct answer *a, uint64_t until)
+{
+	struct slice sl = { sync_sock, &a->id, until, 0 };
+	struct event ev;
+	int rc;
+
+	if (!a->begun) {
+		if (store_begin(&st, &a->txn, 1) != 0)
+			fatalx("read transaction");
+		a->last = store_last_seq(&st, a->txn);
+		alloc_state_begin(&a->it, a->txn);
+		a->begun = 1;
+	}
+	if (a->txn != NULL) {
+		if (alloc_state_read(&al, &a->it, slice_enough, &sl) == 0)
+			return;
+		mdb_txn_abort(a->txn);
+		a->txn = NULL;
+		event_init(&ev, EV_STATE);
+		ev.seq = a->last;
+		ev.time = now_ms();
+		if (bus_send_to(sync_sock, &a->id, &ev) == -1) {
+			answer_drop(0);
+			return;
+		}
+		if (until != 0)
+			return;		/* the sending in the next slices */
+	}
+	if ((rc = alloc_state_some(&a->it, slice_send, &sl, slice_enough,
+	    &sl)) == 0)
+		return;
+	if (rc == 1) {
+		log_debug("SINCE %llu: the state at %llu, %llu ms",
+		    (unsigned long long)(a->next - 1),
+		    (unsigned long long)a->last,
+		    (unsigned long long)(now_ms() - a->asked));
+		answer_end(a);
+	} else
+		answer_drop(0);
 }
 
 /* One slice of the oldest answer. */
@@ -308,16 +417,19 @@ static void
 answer_some(void)
 {
 	struct answer *a = &answers[0];
-	struct event end;
 	unsigned char k[8];
 	MDB_cursor *cur;
 	MDB_txn *txn;
 	MDB_val key, val;
 	uint64_t until = now_ms() - a->asked < BUS_SYNC_TIMEOUT_MS / 2 ?
-	    now_ms() + SLICE_MS : UINT64_MAX;
+	    clock_us() + SLICE_US : 0;
 	size_t n = 0;
 	int op, cut = 0;	/* ended early */
 
+	if (a->state) {
+		state_some(a, until);
+		return;
+	}
 	if (store_begin(&st, &txn, 1) != 0 ||
 	    mdb_cursor_open(txn, st.log, &cur) != 0)
 		fatalx("read transaction");
@@ -325,7 +437,8 @@ answer_some(void)
 	key.mv_size = 8;
 	key.mv_data = k;
 	for (op = MDB_SET_RANGE; a->left > 0 && a->next <= a->last &&
-	    (n < SLICE_MIN || n % 64 != 0 || now_ms() < until); op = MDB_NEXT) {
+	    (n < SLICE_MIN || n % 64 != 0 || until == 0 ||
+	    clock_us() < until); op = MDB_NEXT) {
 		if (mdb_cursor_get(cur, &key, &val, op) != 0 ||
 		    store_u64_key(key.mv_data) != a->next ||
 		    bus_send_raw_to(sync_sock, &a->id, val.mv_data,
@@ -341,11 +454,7 @@ answer_some(void)
 	mdb_txn_abort(txn);
 	if (!cut && a->left > 0 && a->next <= a->last)
 		return;
-	event_init(&end, EV_SINCE_END);
-	end.seq = a->last;
-	end.time = now_ms();
-	bus_send_to(sync_sock, &a->id, &end);
-	answer_drop(0);
+	answer_end(a);
 }
 
 /*
@@ -357,20 +466,14 @@ answer_since(zmq_msg_t *id, uint64_t seq)
 {
 	MDB_txn *txn;
 	uint64_t first, last;
-	size_t n;
 
 	metrics_inc(M_SINCE_SERVED, 0);
 	if (store_begin(&st, &txn, 1) != 0)
 		fatalx("read transaction");
 	first = store_first_seq(&st, txn);
 	last = store_last_seq(&st, txn);
-	if (first > seq + 1) {
-		n = answer_state(txn, id, last);
-		log_debug("SINCE %llu: %zu state events",
-		    (unsigned long long)seq, n);
-	} else
-		answer_log(id, seq, last);
 	mdb_txn_abort(txn);
+	answer_queue(id, seq, last, first > seq + 1);
 }
 
 /* SINCE asked while claims are held: answered once they are decided. */
@@ -439,22 +542,13 @@ on_since(void)
 static void
 snapshot(uint64_t now)
 {
-	MDB_envinfo info;
-	MDB_stat ms;
 	struct event ev;
 
 	event_init(&ev, EV_SNAPSHOT);
 	ev.time = now;
 	commit_batch(&ev, 1);
 	publish();
-	/*
-	 * The copy and what is written while it runs take new pages: grow
-	 * the map now, rather than give the copy up when it is full.
-	 */
-	mdb_env_info(st.env, &info);
-	mdb_env_stat(st.env, &ms);
-	if ((info.me_last_pgno + 1) * ms.ms_psize > info.me_mapsize / 2)
-		grow();
+	grow_early();
 	compact_begin(&cp, al.seq, now);
 }
 

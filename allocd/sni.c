@@ -476,39 +476,33 @@ sni_host_taken(struct alloc *a, MDB_txn *txn, const char *host, uint64_t now)
 	return rc;
 }
 
+const char *
+sni_prefix(void)
+{
+	return SNI_PREFIX;
+}
+
 int
-sni_state(struct alloc *a, MDB_txn *txn,
+sni_record_state(const MDB_val *key, const MDB_val *val,
     int (*fn)(const struct event *, void *), void *arg)
 {
-	size_t plen = strlen(SNI_PREFIX);
-	MDB_val key = { plen, (void *)SNI_PREFIX }, val, e;
 	struct event ev, d;
-	MDB_cursor *cur;
 	uint64_t seen;
+	MDB_val e;
 	char err[128];
-	int rc = 0, op;
+	int rc = 0;
 
-	if (mdb_cursor_open(txn, a->st->meta, &cur) != 0)
-		fatalx("sni: cursor");
-	for (op = MDB_SET_RANGE; rc == 0 &&
-	    mdb_cursor_get(cur, &key, &val, op) == 0; op = MDB_NEXT) {
-		if (key.mv_size < plen || memcmp(key.mv_data, SNI_PREFIX,
-		    plen) != 0)
-			break;
-		if (store_sni_decode(&val, &seen, &e) == -1 ||
-		    event_decode(&ev, e.mv_data, e.mv_size, err,
-		    sizeof(err)) == -1)
-			fatalx("sni: %.*s: bad record", (int)key.mv_size,
-			    (char *)key.mv_data);
-		if (ev.type == EV_SNI_SET)
-			rc = fn(&ev, arg);
-		else if (ev.type == EV_SNI_ROUTE) {
-			sni_event(&d, EV_REFUSED, &ev);
-			event_set_str(&d, F_WHY, ev.why);
-			rc = fn(&d, arg);
-		}
-		event_free(&ev);
+	if (store_sni_decode(val, &seen, &e) == -1 ||
+	    event_decode(&ev, e.mv_data, e.mv_size, err, sizeof(err)) == -1)
+		fatalx("sni: %.*s: bad record", (int)key->mv_size,
+		    (char *)key->mv_data);
+	if (ev.type == EV_SNI_SET)
+		rc = fn(&ev, arg);
+	else if (ev.type == EV_SNI_ROUTE) {
+		sni_event(&d, EV_REFUSED, &ev);
+		event_set_str(&d, F_WHY, ev.why);
+		rc = fn(&d, arg);
 	}
-	mdb_cursor_close(cur);
+	event_free(&ev);
 	return rc;
 }

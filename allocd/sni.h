@@ -44,8 +44,12 @@ int	sni_host_taken(struct alloc *, MDB_txn *, const char *host,
 int	sni_cluster_host(struct alloc *, MDB_txn *, const char *cluster,
 	    const char *host, uint64_t now);
 
-/* The names held (SNI_SET) and refused (REFUSED, rk "tls"), for a reset. */
-int	sni_state(struct alloc *, MDB_txn *,
+/*
+ * The names held (SNI_SET) and refused (REFUSED, rk "tls"), for a reset:
+ * the meta records under sni_prefix(), each given to sni_record_state().
+ */
+const char *sni_prefix(void);
+int	sni_record_state(const MDB_val *key, const MDB_val *val,
 	    int (*fn)(const struct event *, void *), void *arg);
 
 #endif

@@ -18,7 +18,11 @@
  * 4. a compaction at 100,000 owners, under churn paced at GAP_RATE: the
  *    longest gap between two ACKs while observations were waiting (every
  *    observation causes a decision), and the ACK latency through it.
- * 5. churn: CHURN expose/unexpose observations under the default
+ * 5. a consumer's SINCE 0 answered with the whole state of the 100,000
+ *    owners (the log was compacted past it) while churn is paced at
+ *    GAP_RATE: the longest gap between two ACKs meanwhile, and how long
+ *    the state took to arrive.
+ * 6. churn: CHURN expose/unexpose observations under the default
  *    compaction policy; ACK latency through it (compactions included), the
  *    store's size and the log's length after.
  */
@@ -27,6 +31,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -383,10 +388,99 @@ compaction_gap(const char *ep)
 	lat = NULL;
 }
 
+/* The consumer asking SINCE 0 of allocd, on a thread of its own. */
+struct since {
+	char		 ep[600];
+	uint64_t	 t0, t1;	/* µs: asked, SINCE_END */
+	size_t		 n;		/* events between STATE and SINCE_END */
+	int		 state;		/* STATE came */
+	int		 asks;
+	_Atomic int	 done;
+};
+
+static void *
+since_thread(void *arg)
+{
+	struct since *sc = arg;
+	zmq_pollitem_t it;
+	struct event ev;
+	void *s;
+
+	s = bus_socket(ZMQ_DEALER);
+	bus_connect(s, sc->ep);
+	sc->t0 = now_us();
+	it.socket = s;
+	it.events = ZMQ_POLLIN;
+	while (!sc->done) {
+		/* asked, and asked again after a silence, as bus.c does */
+		if (sc->asks == 0 || zmq_poll(&it, 1, BUS_SYNC_TIMEOUT_MS) <=
+		    0) {
+			if (sc->asks++ == 5)
+				fatalx("bench: SINCE unanswered");
+			event_init(&ev, EV_SINCE);
+			ev.seq = 0;
+			sc->n = 0;
+			if (bus_send(s, &ev) == -1)
+				fatalx("bench: SINCE");
+			continue;
+		}
+		while (!sc->done && bus_recv(s, &ev, NULL) == 1) {
+			if (ev.type == EV_STATE)
+				sc->state = 1;
+			else if (ev.type == EV_SINCE_END) {
+				sc->t1 = now_us();
+				sc->done = 1;
+			} else
+				sc->n++;
+			event_free(&ev);
+		}
+	}
+	bus_close(s);
+	return NULL;
+}
+
+/*
+ * While a consumer that asked SINCE 0 is given the whole state (the log
+ * was compacted past 0), churn paced at GAP_RATE: the longest gap between
+ * decisions, and how long the state took.
+ */
+static void
+since_state_gap(const char *in_ep, const char *sync_ep)
+{
+	struct since sc;
+	pthread_t th;
+	uint64_t seq = 0;
+	int i;
+	void *s;
+
+	memset(&sc, 0, sizeof(sc));
+	snprintf(sc.ep, sizeof(sc.ep), "%s", sync_ep);
+	s = bus_socket(ZMQ_DEALER);
+	bus_connect(s, in_ep);
+	gap_max = 0;
+	last_ack_us = 0;
+	/* a tenth of a second of churn first: ACKs flow when it is asked */
+	run(s, &seq, GAP_RATE / 10, GAP_RATE, make_churn);
+	if (pthread_create(&th, NULL, since_thread, &sc) != 0)
+		fatalx("bench: thread");
+	for (i = 0; i < GAP_CHUNKS && !sc.done; i++) {
+		run(s, &seq, GAP_RATE / 10, GAP_RATE, make_churn);
+		last_ack_us = 0;
+	}
+	pthread_join(th, NULL);
+	if (!sc.state)
+		fatalx("bench: SINCE 0 was not answered with the state");
+	emit("since_state_events", (double)sc.n, "events");
+	emit("since_state_time", (double)(sc.t1 - sc.t0) / 1000.0, "ms");
+	emit("since_state_asks", (double)sc.asks, "SINCE");
+	emit("since_state_decision_gap_max", gap_max, "ms");
+	bus_close(s);
+}
+
 int
 main(int argc, char **argv)
 {
-	char run_dir[256], store[256], ep[600];
+	char run_dir[256], store[256], ep[600], sync_ep[600];
 	uint64_t seq = 0;
 	double secs, ms;
 	FILE *fp;
@@ -479,6 +573,8 @@ main(int argc, char **argv)
 	emit("idle_cpu_with_100k_owners", (cpu_s(pid) - secs) / IDLE_S *
 	    100.0, "%");
 	compaction_gap(ep);
+	snprintf(sync_ep, sizeof(sync_ep), "ipc://%s/alloc.sync", run_dir);
+	since_state_gap(ep, sync_ep);
 
 	bus_close(s);
 	s = bus_socket(ZMQ_DEALER);

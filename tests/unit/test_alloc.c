@@ -963,14 +963,24 @@ collect(const struct event *ev, void *arg)
  * refusals; nothing of what only allocd needs (a quarantined port).  A
  * SNAPSHOT (where a compaction starts) changes none of that.
  */
+static int
+always(void *arg)
+{
+	(void)arg;
+	return 1;
+}
+
 static void
 test_state(void **state)
 {
 	struct fx *f = *state;
-	struct collected c = { .n = 0 };
+	struct collected c = { .n = 0 }, s = { .n = 0 };
+	struct alloc_state_iter it;
 	struct event ev;
 	MDB_txn *txn;
 	unsigned pa, pb, pd;
+	size_t i;
+	int rc, slices;
 
 	ev_cluster(&ev, EV_CLUSTER_UP, "c1", f->now);
 	run(f, &ev);
@@ -1005,6 +1015,27 @@ test_state(void **state)
 	assert_int_equal(c.port[3], pb);
 	assert_int_equal(c.type[4], EV_REFUSED);
 	assert_string_equal(c.name[4], "c");
+
+	/* a record a slice, the same state, in the same order */
+	assert_int_equal(store_begin(&f->st, &txn, 1), 0);
+	alloc_state_begin(&it, txn);
+	for (slices = 0; alloc_state_read(&f->a, &it, always, NULL) == 0;
+	    slices++)
+		assert_true(slices < 100);
+	mdb_txn_abort(txn);		/* what is left is in memory */
+	assert_true(slices >= 5);
+	for (slices = 0; (rc = alloc_state_some(&it, collect, &s, always,
+	    NULL)) == 0; slices++)
+		assert_true(slices < 100);
+	assert_int_equal(rc, 1);
+	alloc_state_end(&it);
+	assert_true(slices >= 4);
+	assert_int_equal(s.n, c.n);
+	for (i = 0; i < c.n; i++) {
+		assert_int_equal(s.type[i], c.type[i]);
+		assert_string_equal(s.name[i], c.name[i]);
+		assert_int_equal(s.port[i], c.port[i]);
+	}
 
 	/* the next decisions carry on from the compacted log: d's claim too */
 	assert_int_equal(expose(f, "c1", "d", 0, f->now), pd);
