@@ -12,7 +12,7 @@
  *	add server B/S ADDR ARGS; enable server B/S [; enable health B/S]
  *	set server B/S weight W
  *	set server B/S state maint; del server B/S
- *	add map FILE KEY BACKEND; del map FILE KEY
+ *	add map FILE KEY BACKEND; set map FILE KEY BACKEND; del map FILE KEY
  * A server's name is its address (`10.0.0.1_30080`), so the same backend
  * address is the same server in every generation.  Servers are added
  * before the map points at them and leave after it stops pointing; a
@@ -23,9 +23,10 @@
  * commands say what the HAProxy renderer would write for the new table
  * (its slots, its server arguments).  What the runtime API cannot do means
  * a reload: a pool of slots resized (the TLSRoutes' comes with the first
- * hostname), a slot that changes hands (the
- * map would point the old host at the new servers for a moment), health
- * checks turned on or off.  The maps on disk are written from the table,
+ * hostname), hosts that swap slots (slot_plan()), health checks turned on
+ * or off.  A host that moves to another slot (a newcomer took its place,
+ * or one before it left) moves live: its new slot is filled, the map
+ * re-pointed (`set map`), its old slot emptied.  The maps on disk are written from the table,
  * so a reload or a restart routes exactly as the runtime API did.
  */
 #include <sys/socket.h>
@@ -391,11 +392,19 @@ srv_remove(struct cli *cl, const char *backend, const char *name, char *err,
 	return 0;
 }
 
-/* One backend's change, old and new, and its map key. */
+/*
+ * One backend's change, old and new, and what its map does: a key that
+ * stops pointing anywhere goes first (del), a key comes or is re-pointed
+ * here once the servers are in (add, set).  A move's backend changes at
+ * its step, in the order of the moves; the others together.
+ */
 struct bchange {
 	char			 backend[32];
 	const char		*map;
-	char			 key[256];
+	char			 del[256];
+	char			 add[256];
+	int			 set;
+	int			 move;
 	struct backend_srv	 o, n;
 	/* what the new servers' arguments come from: one of the three */
 	const struct port_route	*pr;
@@ -501,117 +510,211 @@ bchanges_free(struct bchange *bc, size_t n)
 }
 
 /*
- * The API slots' changes into bc (room for pool entries); their number,
- * or -1 when only a reload can make the change.
+ * How a pool's hosts move from the old table's slots to the new one's,
+ * by the key the map holds (the host).  Each slot's old occupant stays,
+ * leaves (to -1) or moves to another slot; each slot's new occupant
+ * stays, comes (from -1) or moved in from another slot.  A move fills a
+ * slot no key points at any more, so the moves go in chains that start
+ * at a slot free from the beginning (empty, or its host leaves): moves[]
+ * is the slots moved into, in that order.  What remains is a cycle (hosts
+ * that swap slots): only a reload.  So is a resized pool, and a host of
+ * the API's that stays in its slot for another cluster (its servers'
+ * arguments would change in place).  Both the decision and the change
+ * come from here, so they agree, and follow from the two tables alone.
  */
-static long
-api_changes(const struct routes *old, const struct routes *new,
-    const struct maps *m, struct bchange *bc, size_t *pool)
-{
-	const struct api_route *a, *b;
-	size_t s, opool, n = 0;
-	long *os, *ns;
+struct slot_plan {
+	size_t	 pool;
+	long	*os, *ns;		/* each slot's occupant, or -1 */
+	long	*to, *from;
+	size_t	*moves;
+	size_t	 nmoves;
+};
 
-	if ((os = haproxy_api_slots(old, &opool)) == NULL)
-		return -1;
-	if ((ns = haproxy_api_slots(new, pool)) == NULL || opool != *pool) {
-		free(os);
-		free(ns);
-		return -1;	/* the pool resized: every slot moves */
-	}
-	for (s = 0; s < *pool; s++) {
-		a = os[s] == -1 ? NULL : &old->api[os[s]];
-		b = ns[s] == -1 ? NULL : &new->api[ns[s]];
-		if (a == NULL && b == NULL)
-			continue;
-		if (a != NULL && b != NULL && (strcmp(a->cluster,
-		    b->cluster) != 0 || strcmp(a->host, b->host) != 0)) {
-			n = (size_t)-1;		/* changes hands: reload */
-			break;
+struct slot_key {
+	const char	*host;
+	size_t		 slot;
+};
+
+static int
+cmp_slot_key(const void *x, const void *y)
+{
+	return strcmp(((const struct slot_key *)x)->host,
+	    ((const struct slot_key *)y)->host);
+}
+
+static const char *
+slot_host(const struct routes *r, int sni, long i)
+{
+	return sni ? r->sni[i].host : r->api[i].host;
+}
+
+static void
+slot_plan_free(struct slot_plan *sp)
+{
+	free(sp->os);
+	free(sp->ns);
+	free(sp->to);
+	free(sp->from);
+	free(sp->moves);
+	memset(sp, 0, sizeof(*sp));
+}
+
+/* The keys of a table's occupied slots, sorted; their number. */
+static size_t
+slot_keys(const struct routes *r, int sni, const long *occ, size_t pool,
+    struct slot_key *k)
+{
+	size_t s, n = 0;
+
+	for (s = 0; s < pool; s++)
+		if (occ[s] != -1) {
+			k[n].host = slot_host(r, sni, occ[s]);
+			k[n++].slot = s;
 		}
-		snprintf(bc[n].backend, sizeof(bc[n].backend), "api%zu", s);
-		bc[n].map = m->api;
-		snprintf(bc[n].key, sizeof(bc[n].key), "%s",
-		    (b != NULL ? b : a)->host);
-		api_servers(a, &bc[n].o);
-		api_servers(b, &bc[n].n);
-		bc[n].api = b;
-		n++;
+	qsort(k, n, sizeof(*k), cmp_slot_key);
+	return n;
+}
+
+/* 0 with the plan in sp (slot_plan_free() it), -1: only a reload. */
+static int
+slot_plan(const struct routes *old, const struct routes *new, int sni,
+    struct slot_plan *sp)
+{
+	struct slot_key *ok, *nk;
+	size_t opool, no, nn, i, j, s, k;
+	char *pending, *freed;
+	int c, rc = 0;
+
+	memset(sp, 0, sizeof(*sp));
+	if ((sp->os = (sni ? haproxy_sni_slots : haproxy_api_slots)(old,
+	    &opool)) == NULL ||
+	    (sp->ns = (sni ? haproxy_sni_slots : haproxy_api_slots)(new,
+	    &sp->pool)) == NULL)
+		fatal("slot_plan");
+	if (opool != sp->pool) {
+		slot_plan_free(sp);
+		return -1;	/* the pool resized (or came): every slot moves */
 	}
-	free(os);
-	free(ns);
-	return n == (size_t)-1 ? -1 : (long)n;
+	if ((sp->to = calloc(sp->pool + 1, sizeof(*sp->to))) == NULL ||
+	    (sp->from = calloc(sp->pool + 1, sizeof(*sp->from))) == NULL ||
+	    (sp->moves = calloc(sp->pool + 1, sizeof(*sp->moves))) == NULL ||
+	    (ok = calloc(sp->pool + 1, sizeof(*ok))) == NULL ||
+	    (nk = calloc(sp->pool + 1, sizeof(*nk))) == NULL ||
+	    (pending = calloc(sp->pool + 1, 1)) == NULL ||
+	    (freed = calloc(sp->pool + 1, 1)) == NULL)
+		fatal("slot_plan");
+	for (s = 0; s < sp->pool; s++)
+		sp->to[s] = sp->from[s] = -1;
+	no = slot_keys(old, sni, sp->os, sp->pool, ok);
+	nn = slot_keys(new, sni, sp->ns, sp->pool, nk);
+	for (i = j = 0; i < no && j < nn; ) {
+		if ((c = strcmp(ok[i].host, nk[j].host)) < 0)
+			i++;
+		else if (c > 0)
+			j++;
+		else {
+			sp->to[ok[i].slot] = (long)nk[j].slot;
+			sp->from[nk[j].slot] = (long)ok[i].slot;
+			if (!sni && ok[i].slot == nk[j].slot &&
+			    strcmp(old->api[sp->os[ok[i].slot]].cluster,
+			    new->api[sp->ns[nk[j].slot]].cluster) != 0)
+				rc = -1;	/* another cluster's, in place */
+			i++;
+			j++;
+		}
+	}
+	for (s = 0; s < sp->pool; s++) {
+		freed[s] = sp->os[s] == -1 || sp->to[s] == -1;
+		pending[s] = sp->from[s] != -1 && sp->from[s] != (long)s;
+	}
+	/* each chain from a free slot: the slot its mover leaves is next */
+	for (s = 0; s < sp->pool; s++)
+		if (pending[s] && freed[s])
+			for (k = s; pending[k]; k = (size_t)sp->from[k]) {
+				pending[k] = 0;
+				sp->moves[sp->nmoves++] = k;
+			}
+	for (s = 0; s < sp->pool; s++)
+		if (pending[s])
+			rc = -1;	/* hosts that swap slots */
+	free(ok);
+	free(nk);
+	free(pending);
+	free(freed);
+	if (rc == -1)
+		slot_plan_free(sp);
+	return rc;
+}
+
+/* The servers of a table's occupant i of a pool (-1: none). */
+static void
+slot_servers(const struct routes *r, int sni, long i, struct backend_srv *b)
+{
+	if (sni)
+		sni_servers(i == -1 ? NULL : &r->sni[i], b);
+	else
+		api_servers(i == -1 ? NULL : &r->api[i], b);
 }
 
 /*
- * The TLSRoute hostnames' slots' changes into bc (room for pool entries),
- * as api_changes(): their number, or -1 when only a reload can make it.
+ * A pool's changes into bc (room for its pool's entries): the moves
+ * first, in their order, then the other slots that change; their number,
+ * or -1 (nothing filled) when only a reload can make the change.
  */
 static long
-sni_changes(const struct routes *old, const struct routes *new,
+slot_changes(const struct routes *old, const struct routes *new, int sni,
     const struct maps *m, struct bchange *bc)
 {
-	const struct sni_route *a, *b;
-	size_t s, opool, npool, n = 0;
-	long *os, *ns;
+	struct slot_plan sp;
+	struct bchange *b;
+	size_t s, i, n = 0;
+	long *at, o, t;
 
-	if ((os = haproxy_sni_slots(old, &opool)) == NULL)
+	if (slot_plan(old, new, sni, &sp) == -1)
 		return -1;
-	if ((ns = haproxy_sni_slots(new, &npool)) == NULL || opool != npool) {
-		free(os);
-		free(ns);
-		return -1;	/* the pool resized (or came): every slot moves */
-	}
-	for (s = 0; s < npool; s++) {
-		a = os[s] == -1 ? NULL : &old->sni[os[s]];
-		b = ns[s] == -1 ? NULL : &new->sni[ns[s]];
-		if (a == NULL && b == NULL)
+	if ((at = calloc(sp.pool + 1, sizeof(*at))) == NULL)
+		fatal("slot_changes");
+	for (s = 0; s < sp.pool; s++)
+		at[s] = -1;
+	for (i = 0; i < sp.nmoves; i++)
+		at[sp.moves[i]] = (long)n++;
+	for (s = 0; s < sp.pool; s++)
+		if (at[s] == -1 && (sp.os[s] != -1 || sp.ns[s] != -1))
+			at[s] = (long)n++;
+	for (s = 0; s < sp.pool; s++) {
+		if (at[s] == -1)
 			continue;
-		if (a != NULL && b != NULL && strcmp(a->host, b->host) != 0) {
-			/* changes hands: reload; what was filled goes */
-			while (n > 0) {
-				n--;
-				free(bc[n].o.srv);
-				free(bc[n].n.srv);
-				memset(&bc[n], 0, sizeof(bc[n]));
-			}
-			n = (size_t)-1;
-			break;
-		}
-		snprintf(bc[n].backend, sizeof(bc[n].backend), "tls%zu", s);
-		bc[n].map = m->api;
-		snprintf(bc[n].key, sizeof(bc[n].key), "%s",
-		    (b != NULL ? b : a)->host);
-		sni_servers(a, &bc[n].o);
-		sni_servers(b, &bc[n].n);
-		bc[n].sni = 1;
-		n++;
+		b = &bc[at[s]];
+		snprintf(b->backend, sizeof(b->backend), "%s%zu",
+		    sni ? "tls" : "api", s);
+		b->map = m->api;
+		slot_servers(old, sni, sp.os[s], &b->o);
+		slot_servers(new, sni, sp.ns[s], &b->n);
+		b->sni = sni;
+		b->api = sni || sp.ns[s] == -1 ? NULL : &new->api[sp.ns[s]];
+		b->move = sp.from[s] != -1 && sp.from[s] != (long)s;
 	}
-	free(os);
-	free(ns);
-	return n == (size_t)-1 ? -1 : (long)n;
-}
-
-/* Would the TLSRoute hostnames' pool resize, or a slot change hands? */
-static int
-sni_reload_needed(const struct routes *old, const struct routes *new)
-{
-	long *os, *ns;
-	size_t opool, npool, s;
-	int rc = 0;
-
-	if ((os = haproxy_sni_slots(old, &opool)) == NULL ||
-	    (ns = haproxy_sni_slots(new, &npool)) == NULL)
-		fatal("hap_needs_reload");
-	if (opool != npool)
-		rc = 1;
-	for (s = 0; rc == 0 && s < npool; s++)
-		if (os[s] != -1 && ns[s] != -1 &&
-		    strcmp(old->sni[os[s]].host, new->sni[ns[s]].host) != 0)
-			rc = 1;
-	free(os);
-	free(ns);
-	return rc;
+	/* the map: by whether each host has servers before and after */
+	for (s = 0; s < sp.pool; s++) {
+		if (at[s] == -1)
+			continue;
+		b = &bc[at[s]];
+		if (sp.os[s] != -1 && b->o.n > 0 && ((t = sp.to[s]) == -1 ||
+		    bc[at[t]].n.n == 0))
+			snprintf(b->del, sizeof(b->del), "%s",
+			    slot_host(old, sni, sp.os[s]));
+		if (sp.ns[s] == -1 || b->n.n == 0)
+			continue;
+		if ((o = sp.from[s]) == (long)s && b->o.n > 0)
+			continue;	/* stays, and so does its key */
+		snprintf(b->add, sizeof(b->add), "%s",
+		    slot_host(new, sni, sp.ns[s]));
+		/* moved in: its key pointed at its old slot's servers */
+		b->set = o != -1 && o != (long)s && bc[at[o]].o.n > 0;
+	}
+	free(at);
+	slot_plan_free(&sp);
+	return (long)n;
 }
 
 static int
@@ -704,31 +807,21 @@ static int
 reload_needed(const struct routes *old, const struct routes *new, int api,
     const struct haproxy_checkplan *ocp, const struct haproxy_checkplan *ncp)
 {
-	long *os, *ns;
-	size_t opool, npool, s;
-	int rc;
+	struct slot_plan sp;
+	int sni;
 
 	/* checks on or off: every server's arguments change */
-	rc = (given.known ? given.check : haproxy_checkplan_checks(ocp)) !=
-	    haproxy_checkplan_checks(ncp);
-	if (rc || !api)
-		return rc;
-	if (sni_reload_needed(old, new))
+	if ((given.known ? given.check : haproxy_checkplan_checks(ocp)) !=
+	    haproxy_checkplan_checks(ncp))
 		return 1;
-	if ((os = haproxy_api_slots(old, &opool)) == NULL ||
-	    (ns = haproxy_api_slots(new, &npool)) == NULL)
-		fatal("hap_needs_reload");
-	if (opool != npool)
-		rc = 1;		/* the pool resized: every slot moves */
-	for (s = 0; rc == 0 && s < npool; s++)
-		if (os[s] != -1 && ns[s] != -1 &&
-		    (strcmp(old->api[os[s]].cluster,
-		    new->api[ns[s]].cluster) != 0 ||
-		    strcmp(old->api[os[s]].host, new->api[ns[s]].host) != 0))
-			rc = 1;	/* a slot changes hands */
-	free(os);
-	free(ns);
-	return rc;
+	if (!api)
+		return 0;
+	for (sni = 0; sni <= 1; sni++) {
+		if (slot_plan(old, new, sni, &sp) == -1)
+			return 1;
+		slot_plan_free(&sp);
+	}
+	return 0;
 }
 
 int
@@ -757,7 +850,7 @@ hap_update(const char *sock, const struct config *c,
 	struct bchange *bc;
 	struct maps m;
 	struct cli cl;
-	size_t i, n = 0, pool = 0;
+	size_t i, n = 0;
 	long na = 0, ns = 0;
 	int rc = -1, pass, stale;
 
@@ -778,20 +871,22 @@ hap_update(const char *sock, const struct config *c,
 	if ((bc = calloc(nports + (api ? 4 * (new->napi + new->nsni) + 32 :
 	    0) + 1, sizeof(*bc))) == NULL)
 		fatal("hap_update");
-	if (api && ((na = api_changes(old, new, &m, bc, &pool)) == -1 ||
-	    (ns = sni_changes(old, new, &m, bc + na)) == -1)) {
-		bchanges_free(bc, na == -1 ? 0 : (size_t)na);
-		haproxy_checkplan_free(cp);
-		return 1;
+	if (api && ((na = slot_changes(old, new, 0, &m, bc)) == -1 ||
+	    (ns = slot_changes(old, new, 1, &m, bc + na)) == -1)) {
+		/* reload_needed() said live: the same plan cannot say not */
+		fatalx("hap_update: slot plans disagree");
 	}
 	n = (size_t)(na + ns);
 	for (i = 0; i < nports; i++) {
 		snprintf(bc[n].backend, sizeof(bc[n].backend), "p%u", ports[i]);
 		bc[n].map = m.ports;
-		snprintf(bc[n].key, sizeof(bc[n].key), "%u", ports[i]);
 		port_servers(old->ports[ports[i]], &bc[n].o);
 		port_servers(new->ports[ports[i]], &bc[n].n);
 		bc[n].pr = new->ports[ports[i]];
+		if (bc[n].o.n > 0 && bc[n].n.n == 0)
+			snprintf(bc[n].del, sizeof(bc[n].del), "%u", ports[i]);
+		if (bc[n].o.n == 0 && bc[n].n.n > 0)
+			snprintf(bc[n].add, sizeof(bc[n].add), "%u", ports[i]);
 		n++;
 	}
 	if (cli_open(&cl, sock) == -1) {
@@ -803,22 +898,38 @@ hap_update(const char *sock, const struct config *c,
 	}
 	/*
 	 * The map keys that go, first: no new connection for what leaves.
-	 * Then the servers that come, then the servers that go: a backend
-	 * re-pointed from one address to another is never empty in between.
-	 * The keys that appear, last: their servers are in place.
+	 * Then the hosts that move to another slot, in the plan's order:
+	 * the slot (no key points at it any more) gets the host's servers,
+	 * then the key is re-pointed; the slot it left is emptied by the
+	 * next move, or with the rest.  Then the servers that come, then the
+	 * servers that go: a backend re-pointed from one address to another
+	 * is never empty in between.  The keys that appear, last: their
+	 * servers are in place.
 	 */
 	for (i = 0; i < n; i++)
-		if (bc[i].o.n > 0 && bc[i].n.n == 0 && cli_do(&cl, err, errlen,
-		    "del map %s %s", bc[i].map, bc[i].key) == -1)
+		if (bc[i].del[0] != '\0' && cli_do(&cl, err, errlen,
+		    "del map %s %s", bc[i].map, bc[i].del) == -1)
 			goto out;
-	for (pass = 1; pass >= 0; pass--)
-		for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
+		if (!bc[i].move)
+			continue;
+		for (pass = 1; pass >= 0; pass--)
 			if (backend_change(&cl, &bc[i], pass, cp, err,
 			    errlen) == -1)
 				goto out;
+		if (bc[i].add[0] != '\0' && cli_do(&cl, err, errlen,
+		    "%s map %s %s %s", bc[i].set ? "set" : "add", bc[i].map,
+		    bc[i].add, bc[i].backend) == -1)
+			goto out;
+	}
+	for (pass = 1; pass >= 0; pass--)
+		for (i = 0; i < n; i++)
+			if (!bc[i].move && backend_change(&cl, &bc[i], pass,
+			    cp, err, errlen) == -1)
+				goto out;
 	for (i = 0; i < n; i++)
-		if (bc[i].o.n == 0 && bc[i].n.n > 0 && cli_do(&cl, err, errlen,
-		    "add map %s %s %s", bc[i].map, bc[i].key,
+		if (!bc[i].move && bc[i].add[0] != '\0' && cli_do(&cl, err,
+		    errlen, "add map %s %s %s", bc[i].map, bc[i].add,
 		    bc[i].backend) == -1)
 			goto out;
 	rc = 0;
