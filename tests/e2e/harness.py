@@ -438,11 +438,12 @@ class Cluster:
 
     def __init__(self, fleet, name, services, virtualservices, nodes=2,
                  master_host=None, sim_args=(), backend="nodeport", pods=2,
-                 svc_annotations=None):
+                 svc_annotations=None, uuid=None):
         self.fleet = fleet
         self.name = name
         self.backend = backend
-        self.uuid = str(uuidlib.uuid4())
+        # uuid: a test that needs clusters' API slots to collide picks it
+        self.uuid = uuid or str(uuidlib.uuid4())
         self.master_host = master_host or "%s.%s" % (name, DOMAIN)
         # The SNI name portico routes: master_host when under the domain.
         if self.master_host.endswith("." + DOMAIN):

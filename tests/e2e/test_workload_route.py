@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import threading
 import time
 
 import yaml
@@ -238,6 +239,94 @@ def test_routes_change_live_and_reloads_keep_connections(make_fleet):
         assert fleet.haproxy_reloads() == reloads, "a cluster reloaded HAProxy"
         s.sendall(b"still there 2?\n")
         assert f.readline() == b"still there 2?\n"
+
+
+def fnv1a(s):
+    """FNV-1a 64, as common/hash.h: the hash that homes an API slot."""
+    h = 14695981039346656037
+    for b in s.encode():
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def colliding_uuids(pool=16):
+    """Two cluster ids whose API slots share a home in a pool of 16, the
+    second sorting first: when it comes, it takes the first one's slot and
+    the first one moves to the next."""
+    old = "f0000000-0000-4000-8000-000000000000"
+    home = fnv1a(old) & (pool - 1)
+    for i in range(4096):
+        new = "00000000-0000-4000-8000-%012x" % i
+        if fnv1a(new) & (pool - 1) == home:
+            return old, new, home
+    raise AssertionError("no colliding id")
+
+
+def api_map(fleet):
+    """The SNI map HAProxy routes the shared port by: {host: backend}."""
+    path = os.path.join(fleet.run_dir, "%s-api.map" % harness.HAPROXY_NAME)
+    with open(path) as f:
+        return dict(line.split() for line in f if line.strip())
+
+
+def test_a_cluster_displaced_from_its_slot_moves_live(make_fleet):
+    """A cluster that comes with the same home slot as one routed, and
+    sorts first, takes its slot; the one routed moves to the next slot
+    through the runtime API (servers, then the map re-pointed): its API
+    keeps answering on the shared port all along, a workload connection
+    is untouched, HAProxy does not reload.  The same when the newcomer
+    leaves and the first cluster moves back."""
+    need("allocd", "renderd", "applyd", "watcherd")
+    old_id, new_id, home = colliding_uuids()
+    fleet = make_fleet()
+    pay = harness.payments_cluster(fleet, uuid=old_id)
+    search = harness.search_cluster(fleet, register=False, uuid=new_id)
+    fleet.start()
+    pay.annotate(NS, "ledger-db", **{EXPOSE: "true"})
+    (port,) = fleet.wait_address(pay, NS, "ledger-db")
+    fleet.wait_api(pay.host)
+    assert api_map(fleet)[pay.host] == "api%d" % home
+    reloads = fleet.haproxy_reloads()
+    assert reloads is not None
+
+    failures = []
+    stop = threading.Event()
+
+    def probe():
+        while not stop.is_set():
+            if not fleet.tls_probe(pay.host):
+                failures.append(time.monotonic())
+
+    with socket.create_connection((fleet.listen, port), timeout=5) as s:
+        f = s.makefile("rb")
+        assert f.readline().decode().strip() in pay.markers(NS, "ledger-db", 5432)
+        t = threading.Thread(target=probe, daemon=True)
+        t.start()
+        try:
+            search.register()
+            fleet.wait_api(search.host)
+            testlib.wait_until(lambda: api_map(fleet).get(pay.host) == "api%d" % (home + 1),
+                               30, "payments moved to the next slot")
+            assert api_map(fleet)[search.host] == "api%d" % home
+            assert fleet.tls_probe(pay.host)
+            pay.kubectl_via_portico("get", "namespaces")
+            assert fleet.haproxy_reloads() == reloads, "a displaced cluster reloaded HAProxy"
+            s.sendall(b"still there 1?\n")
+            assert f.readline() == b"still there 1?\n"
+
+            search.unregister()
+            fleet.wait_api(search.host, up=False)
+            testlib.wait_until(lambda: api_map(fleet).get(pay.host) == "api%d" % home,
+                               30, "payments back in its home slot")
+            assert fleet.tls_probe(pay.host)
+            pay.kubectl_via_portico("get", "namespaces")
+            assert fleet.haproxy_reloads() == reloads, "a cluster moving back reloaded HAProxy"
+            s.sendall(b"still there 2?\n")
+            assert f.readline() == b"still there 2?\n"
+        finally:
+            stop.set()
+            t.join()
+    assert not failures, "payments' API failed %d probes" % len(failures)
 
 
 def test_old_workers_are_capped_by_max_reloads(make_fleet):
