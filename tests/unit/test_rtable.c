@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "hash.h"
 #include "hapruntime.h"
 #include "log.h"
 #include "plan.h"
@@ -358,6 +359,77 @@ test_live_or_reload_from_tables(void **state)
 	routes_clear(&new);
 }
 
+/* A cluster id (prefix-0000-4000-8000-n) homed at slot home of 16. */
+static void
+id_homed(char *id, size_t len, const char *prefix, unsigned home)
+{
+	unsigned i;
+
+	for (i = 0; i < 100000; i++) {
+		snprintf(id, len, "%s-0000-4000-8000-%012u", prefix, i);
+		if ((hash_fnv1a(id) & 15) == home)
+			return;
+	}
+	fail();
+}
+
+static void
+test_slot_moves_live_swaps_reload(void **state)
+{
+	struct routes old, new;
+	struct event d;
+	char first[64], comer[64], x[64], y[64];
+	unsigned home;
+
+	(void)state;
+	routes_init(&old, &conf);
+	routes_init(&new, &conf);
+	/* a newcomer homed where a cluster is, sorting first, takes its slot */
+	snprintf(first, sizeof(first), "f0000000-0000-4000-8000-000000000000");
+	home = (unsigned)(hash_fnv1a(first) & 15);
+	id_homed(comer, sizeof(comer), "00000000", home);
+	api_set(&d, 1, first, "payments", "10.20.0.11");
+	routes_apply(&old, &d);
+	routes_apply(&new, &d);
+	event_free(&d);
+	api_set(&d, 2, comer, "beta", "10.21.0.11");
+	routes_apply(&new, &d);
+	event_free(&d);
+	/* the cluster moves to the next slot, live; and back when it goes */
+	assert_int_equal(hap_needs_reload(&conf, px, &old, &new, 1), 0);
+	assert_int_equal(hap_needs_reload(&conf, px, &new, &old, 1), 0);
+	routes_clear(&old);
+	routes_clear(&new);
+
+	/* two hosts that swap slots: a cycle, only a reload */
+	routes_init(&old, &conf);
+	routes_init(&new, &conf);
+	id_homed(x, sizeof(x), "11111111", 3);
+	id_homed(y, sizeof(y), "22222222", 4);
+	api_set(&d, 1, x, "a", "10.20.0.11");
+	routes_apply(&old, &d);
+	event_free(&d);
+	api_set(&d, 2, y, "b", "10.21.0.11");
+	routes_apply(&old, &d);
+	event_free(&d);
+	api_set(&d, 3, x, "b", "10.20.0.11");
+	routes_apply(&new, &d);
+	event_free(&d);
+	api_set(&d, 4, y, "a", "10.21.0.11");
+	routes_apply(&new, &d);
+	event_free(&d);
+	assert_int_equal(hap_needs_reload(&conf, px, &old, &new, 1), 1);
+	/* one of them only: the other's slot is free, a chain */
+	routes_clear(&new);
+	routes_init(&new, &conf);
+	api_set(&d, 5, y, "a", "10.21.0.11");
+	routes_apply(&new, &d);
+	event_free(&d);
+	assert_int_equal(hap_needs_reload(&conf, px, &old, &new, 1), 0);
+	routes_clear(&old);
+	routes_clear(&new);
+}
+
 int
 main(void)
 {
@@ -366,6 +438,7 @@ main(void)
 		cmocka_unit_test(test_snapshot_and_copy),
 		cmocka_unit_test(test_small_cluster_goes_first),
 		cmocka_unit_test(test_live_or_reload_from_tables),
+		cmocka_unit_test(test_slot_moves_live_swaps_reload),
 	};
 	char err[512];
 
