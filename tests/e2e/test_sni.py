@@ -322,6 +322,104 @@ def test_sni_routes(rig):
     fleet.wait_api(beta.host)
 
 
+def fnv1a(s):
+    """FNV-1a 64, as common/hash.h: the hash that homes a hostname's slot."""
+    h = 14695981039346656037
+    for b in s.encode():
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def api_map(fleet):
+    """The SNI map HAProxy routes the shared port by: {host: backend}."""
+    path = os.path.join(fleet.run_dir, "%s-api.map" % fleet.proxy().name)
+    with open(path) as f:
+        return dict(line.split() for line in f if line.strip())
+
+
+def tls_line(fleet, name, timeout=5):
+    """A TLS connection through the shared port with SNI name, and the
+    first line the workload sent on it (None: refused or failed)."""
+    s = socket.create_connection((fleet.listen, fleet.api_port), timeout=timeout)
+    try:
+        t = fleet.pki.ctx.wrap_socket(s, server_hostname=name)
+    except (OSError, ssl.SSLError):
+        s.close()
+        return None, None
+    try:
+        return t, t.makefile("rb").readline().decode().strip() or None
+    except (OSError, ssl.SSLError):
+        t.close()
+        return None, None
+
+
+@pytest.mark.parametrize("rig", ["haproxy"], indirect=True)
+def test_sni_host_displaced_from_its_slot_moves_live(rig):
+    """A hostname that comes homed where one is routed, sorting first,
+    takes its slot; the one routed moves to the next slot through the
+    runtime API: it keeps being served, a connection on it stays, HAProxy
+    does not reload; the same when the newcomer goes and it moves back."""
+    fleet, alpha, beta, bus, tap, servers = rig
+    first = "z0." + alpha.host
+    home = fnv1a(first) & 15
+    comer = next("a%d.%s" % (i, alpha.host) for i in range(4096)
+                 if fnv1a("a%d.%s" % (i, alpha.host)) & 15 == home)
+    shop = TlsServer(fleet.pki, [first], "shop-first")
+    other = TlsServer(fleet.pki, [comer], "shop-comer")
+    servers += [shop, other]
+    for c in (alpha, beta):
+        bus.cluster_up(c)
+    bus.sync(alpha, [("web", 0, first, [(shop.host, shop.port, 1)])])
+    bus.sync(beta, [])
+    fleet.wait_api(alpha.host, timeout=60)
+    testlib.wait_until(lambda: s_client(fleet, first) == "shop-first", 60, first + " routed")
+    assert api_map(fleet)[first] == "tls%d" % home
+    reloads = fleet.haproxy_reloads()
+    assert reloads is not None
+
+    failures = []
+    stop = threading.Event()
+
+    def probe():
+        while not stop.is_set():
+            t, line = tls_line(fleet, first)
+            if t is not None:
+                t.close()
+            if line != "shop-first":
+                failures.append(line)
+
+    held, line = tls_line(fleet, first, timeout=30)
+    assert line == "shop-first"
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    try:
+        bus.sni(alpha, "web", 1, comer, [(other.host, other.port, 1)])
+        testlib.wait_until(lambda: s_client(fleet, comer) == "shop-comer", 60,
+                           comer + " routed")
+        testlib.wait_until(lambda: api_map(fleet).get(first) == "tls%d" % ((home + 1) % 16),
+                           30, first + " moved to the next slot")
+        assert api_map(fleet)[comer] == "tls%d" % home
+        assert s_client(fleet, first) == "shop-first"
+        assert fleet.haproxy_reloads() == reloads, "a displaced hostname reloaded HAProxy"
+
+        bus.sni_gone(alpha, "web", 1)
+        testlib.wait_until(lambda: s_client(fleet, comer, timeout=5) is None, 60,
+                           comer + " gone")
+        testlib.wait_until(lambda: api_map(fleet).get(first) == "tls%d" % home,
+                           30, first + " back in its home slot")
+        assert s_client(fleet, first) == "shop-first"
+        assert fleet.haproxy_reloads() == reloads, "a hostname moving back reloaded HAProxy"
+    finally:
+        stop.set()
+        t.join()
+    # the connection made before is still open: nothing to read, no EOF
+    held.settimeout(0.2)
+    with pytest.raises(socket.timeout):
+        held.recv(1)
+    held.close()
+    assert not failures, "%s failed %d probes: %s" % (first, len(failures), failures[:3])
+
+
 # ------------------------------------------------ the renderers, checked
 
 CONF = """\
