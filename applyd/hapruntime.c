@@ -23,7 +23,7 @@
  * commands say what the HAProxy renderer would write for the new table
  * (its slots, its server arguments).  What the runtime API cannot do means
  * a reload: a pool of slots resized (the TLSRoutes' comes with the first
- * hostname), hosts that swap slots (slot_plan()), health checks turned on
+ * hostname), hosts that swap slots (slots.c), health checks turned on
  * or off.  A host that moves to another slot (a newcomer took its place,
  * or one before it left) moves live: its new slot is filled, the map
  * re-pointed (`set map`), its old slot emptied.  The maps on disk are written from the table,
@@ -44,6 +44,7 @@
 
 #include "fsafe.h"
 #include "hapruntime.h"
+#include "slots.h"
 #include "log.h"
 
 #define CLI_TIMEOUT_MS	5000
@@ -509,143 +510,6 @@ bchanges_free(struct bchange *bc, size_t n)
 	free(bc);
 }
 
-/*
- * How a pool's hosts move from the old table's slots to the new one's,
- * by the key the map holds (the host).  Each slot's old occupant stays,
- * leaves (to -1) or moves to another slot; each slot's new occupant
- * stays, comes (from -1) or moved in from another slot.  A move fills a
- * slot no key points at any more, so the moves go in chains that start
- * at a slot free from the beginning (empty, or its host leaves): moves[]
- * is the slots moved into, in that order.  What remains is a cycle (hosts
- * that swap slots): only a reload.  So is a resized pool, and a host of
- * the API's that stays in its slot for another cluster (its servers'
- * arguments would change in place).  Both the decision and the change
- * come from here, so they agree, and follow from the two tables alone.
- */
-struct slot_plan {
-	size_t	 pool;
-	long	*os, *ns;		/* each slot's occupant, or -1 */
-	long	*to, *from;
-	size_t	*moves;
-	size_t	 nmoves;
-};
-
-struct slot_key {
-	const char	*host;
-	size_t		 slot;
-};
-
-static int
-cmp_slot_key(const void *x, const void *y)
-{
-	return strcmp(((const struct slot_key *)x)->host,
-	    ((const struct slot_key *)y)->host);
-}
-
-static const char *
-slot_host(const struct routes *r, int sni, long i)
-{
-	return sni ? r->sni[i].host : r->api[i].host;
-}
-
-static void
-slot_plan_free(struct slot_plan *sp)
-{
-	free(sp->os);
-	free(sp->ns);
-	free(sp->to);
-	free(sp->from);
-	free(sp->moves);
-	memset(sp, 0, sizeof(*sp));
-}
-
-/* The keys of a table's occupied slots, sorted; their number. */
-static size_t
-slot_keys(const struct routes *r, int sni, const long *occ, size_t pool,
-    struct slot_key *k)
-{
-	size_t s, n = 0;
-
-	for (s = 0; s < pool; s++)
-		if (occ[s] != -1) {
-			k[n].host = slot_host(r, sni, occ[s]);
-			k[n++].slot = s;
-		}
-	qsort(k, n, sizeof(*k), cmp_slot_key);
-	return n;
-}
-
-/* 0 with the plan in sp (slot_plan_free() it), -1: only a reload. */
-static int
-slot_plan(const struct routes *old, const struct routes *new, int sni,
-    struct slot_plan *sp)
-{
-	struct slot_key *ok, *nk;
-	size_t opool, no, nn, i, j, s, k;
-	char *pending, *freed;
-	int c, rc = 0;
-
-	memset(sp, 0, sizeof(*sp));
-	if ((sp->os = (sni ? haproxy_sni_slots : haproxy_api_slots)(old,
-	    &opool)) == NULL ||
-	    (sp->ns = (sni ? haproxy_sni_slots : haproxy_api_slots)(new,
-	    &sp->pool)) == NULL)
-		fatal("slot_plan");
-	if (opool != sp->pool) {
-		slot_plan_free(sp);
-		return -1;	/* the pool resized (or came): every slot moves */
-	}
-	if ((sp->to = calloc(sp->pool + 1, sizeof(*sp->to))) == NULL ||
-	    (sp->from = calloc(sp->pool + 1, sizeof(*sp->from))) == NULL ||
-	    (sp->moves = calloc(sp->pool + 1, sizeof(*sp->moves))) == NULL ||
-	    (ok = calloc(sp->pool + 1, sizeof(*ok))) == NULL ||
-	    (nk = calloc(sp->pool + 1, sizeof(*nk))) == NULL ||
-	    (pending = calloc(sp->pool + 1, 1)) == NULL ||
-	    (freed = calloc(sp->pool + 1, 1)) == NULL)
-		fatal("slot_plan");
-	for (s = 0; s < sp->pool; s++)
-		sp->to[s] = sp->from[s] = -1;
-	no = slot_keys(old, sni, sp->os, sp->pool, ok);
-	nn = slot_keys(new, sni, sp->ns, sp->pool, nk);
-	for (i = j = 0; i < no && j < nn; ) {
-		if ((c = strcmp(ok[i].host, nk[j].host)) < 0)
-			i++;
-		else if (c > 0)
-			j++;
-		else {
-			sp->to[ok[i].slot] = (long)nk[j].slot;
-			sp->from[nk[j].slot] = (long)ok[i].slot;
-			if (!sni && ok[i].slot == nk[j].slot &&
-			    strcmp(old->api[sp->os[ok[i].slot]].cluster,
-			    new->api[sp->ns[nk[j].slot]].cluster) != 0)
-				rc = -1;	/* another cluster's, in place */
-			i++;
-			j++;
-		}
-	}
-	for (s = 0; s < sp->pool; s++) {
-		freed[s] = sp->os[s] == -1 || sp->to[s] == -1;
-		pending[s] = sp->from[s] != -1 && sp->from[s] != (long)s;
-	}
-	/* each chain from a free slot: the slot its mover leaves is next */
-	for (s = 0; s < sp->pool; s++)
-		if (pending[s] && freed[s])
-			for (k = s; pending[k]; k = (size_t)sp->from[k]) {
-				pending[k] = 0;
-				sp->moves[sp->nmoves++] = k;
-			}
-	for (s = 0; s < sp->pool; s++)
-		if (pending[s])
-			rc = -1;	/* hosts that swap slots */
-	free(ok);
-	free(nk);
-	free(pending);
-	free(freed);
-	if (rc == -1)
-		slot_plan_free(sp);
-	return rc;
-}
-
 /* The servers of a table's occupant i of a pool (-1: none). */
 static void
 slot_servers(const struct routes *r, int sni, long i, struct backend_srv *b)
@@ -665,12 +529,12 @@ static long
 slot_changes(const struct routes *old, const struct routes *new, int sni,
     const struct maps *m, struct bchange *bc)
 {
-	struct slot_plan sp;
+	struct slots_plan sp;
 	struct bchange *b;
 	size_t s, i, n = 0;
 	long *at, o, t;
 
-	if (slot_plan(old, new, sni, &sp) == -1)
+	if (slots_plan(old, new, sni, &sp) == -1)
 		return -1;
 	if ((at = calloc(sp.pool + 1, sizeof(*at))) == NULL)
 		fatal("slot_changes");
@@ -702,18 +566,18 @@ slot_changes(const struct routes *old, const struct routes *new, int sni,
 		if (sp.os[s] != -1 && b->o.n > 0 && ((t = sp.to[s]) == -1 ||
 		    bc[at[t]].n.n == 0))
 			snprintf(b->del, sizeof(b->del), "%s",
-			    slot_host(old, sni, sp.os[s]));
+			    slots_host(old, sni, sp.os[s]));
 		if (sp.ns[s] == -1 || b->n.n == 0)
 			continue;
 		if ((o = sp.from[s]) == (long)s && b->o.n > 0)
 			continue;	/* stays, and so does its key */
 		snprintf(b->add, sizeof(b->add), "%s",
-		    slot_host(new, sni, sp.ns[s]));
+		    slots_host(new, sni, sp.ns[s]));
 		/* moved in: its key pointed at its old slot's servers */
 		b->set = o != -1 && o != (long)s && bc[at[o]].o.n > 0;
 	}
 	free(at);
-	slot_plan_free(&sp);
+	slots_plan_free(&sp);
 	return (long)n;
 }
 
@@ -807,7 +671,7 @@ static int
 reload_needed(const struct routes *old, const struct routes *new, int api,
     const struct haproxy_checkplan *ocp, const struct haproxy_checkplan *ncp)
 {
-	struct slot_plan sp;
+	struct slots_plan sp;
 	int sni;
 
 	/* checks on or off: every server's arguments change */
@@ -817,9 +681,9 @@ reload_needed(const struct routes *old, const struct routes *new, int api,
 	if (!api)
 		return 0;
 	for (sni = 0; sni <= 1; sni++) {
-		if (slot_plan(old, new, sni, &sp) == -1)
+		if (slots_plan(old, new, sni, &sp) == -1)
 			return 1;
-		slot_plan_free(&sp);
+		slots_plan_free(&sp);
 	}
 	return 0;
 }

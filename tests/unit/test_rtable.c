@@ -19,6 +19,7 @@
 #include "log.h"
 #include "plan.h"
 #include "routes.h"
+#include "slots.h"
 
 #define CONF	"tests/golden/portico.conf"
 #define C1	"7f3c9e2a-5b1d-4c8e-9a6f-0d2b4e8c1a37"
@@ -430,6 +431,62 @@ test_slot_moves_live_swaps_reload(void **state)
 	routes_clear(&new);
 }
 
+/*
+ * The plan's order: a newcomer takes a slot, the two clusters after it
+ * each move one on; the last slot is free, so its move goes first.
+ */
+static void
+test_slot_moves_in_chain_order(void **state)
+{
+	struct routes old, new;
+	struct slots_plan sp;
+	struct event d;
+	char n[64], a[64], b[64];
+
+	(void)state;
+	routes_init(&old, &conf);
+	routes_init(&new, &conf);
+	id_homed(n, sizeof(n), "00000000", 5);
+	id_homed(a, sizeof(a), "10000000", 5);
+	id_homed(b, sizeof(b), "20000000", 6);
+	api_set(&d, 1, a, "a", "10.20.0.11");
+	routes_apply(&old, &d);
+	routes_apply(&new, &d);
+	event_free(&d);
+	api_set(&d, 2, b, "b", "10.21.0.11");
+	routes_apply(&old, &d);
+	routes_apply(&new, &d);
+	event_free(&d);
+	api_set(&d, 3, n, "n", "10.22.0.11");
+	routes_apply(&new, &d);
+	event_free(&d);
+	assert_int_equal(slots_plan(&old, &new, 0, &sp), 0);
+	assert_int_equal(sp.pool, 16);
+	assert_string_equal(slots_host(&old, 0, sp.os[5]), "a.k8s.example.test");
+	assert_string_equal(slots_host(&new, 0, sp.ns[5]), "n.k8s.example.test");
+	assert_int_equal(sp.to[5], 6);
+	assert_int_equal(sp.to[6], 7);
+	assert_int_equal(sp.from[5], -1);
+	assert_int_equal(sp.nmoves, 2);
+	assert_int_equal(sp.moves[0], 7);	/* b into the free slot */
+	assert_int_equal(sp.moves[1], 6);	/* then a into b's */
+	slots_plan_free(&sp);
+	/* back: b moves into a's slot once a moved into n's */
+	assert_int_equal(slots_plan(&new, &old, 0, &sp), 0);
+	assert_int_equal(sp.nmoves, 2);
+	assert_int_equal(sp.moves[0], 5);
+	assert_int_equal(sp.moves[1], 6);
+	assert_int_equal(sp.to[7], 6);
+	slots_plan_free(&sp);
+	/* no TLSRoute hostname in either: no pool, nothing moves */
+	assert_int_equal(slots_plan(&old, &new, 1, &sp), 0);
+	assert_int_equal(sp.pool, 0);
+	assert_int_equal(sp.nmoves, 0);
+	slots_plan_free(&sp);
+	routes_clear(&old);
+	routes_clear(&new);
+}
+
 int
 main(void)
 {
@@ -439,6 +496,7 @@ main(void)
 		cmocka_unit_test(test_small_cluster_goes_first),
 		cmocka_unit_test(test_live_or_reload_from_tables),
 		cmocka_unit_test(test_slot_moves_live_swaps_reload),
+		cmocka_unit_test(test_slot_moves_in_chain_order),
 	};
 	char err[512];
 
