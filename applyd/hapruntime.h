@@ -23,8 +23,9 @@ int	hap_update(const char *sock, const struct config *,
 /*
  * Is a reload the only way from table old to new (api: the names on the
  * shared TLS port changed)?  Health checks turned on or off, a pool of
- * slots (the API's, the TLSRoutes') resized, or a slot that changes
- * hands.  Decided from the tables alone.
+ * slots (the API's, the TLSRoutes') resized, or hosts that swap slots
+ * (slots.h; a host displaced to another slot moves live).  Decided from
+ * the tables alone, by the plan hap_update() follows.
  */
 int	hap_needs_reload(const struct config *, const struct proxy_conf *,
 	    const struct routes *old, const struct routes *new, int api);
