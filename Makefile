@@ -174,7 +174,7 @@ test: deps
 	$(MAKE) BUILD=build/asan golden
 	PORTICO_BIN=$(CURDIR)/build/asan/bin $(PY) -m pytest -q \
 	    -p no:cacheprovider -n 2 --dist loadfile tests/sim tests/e2e \
-	    --ignore tests/e2e/test_crash.py
+	    --ignore tests/e2e/test_crash.py --durations=12
 	PORTICO_BIN=$(CURDIR)/build/asan/bin $(PY) -m pytest -q \
 	    -p no:cacheprovider tests/e2e/test_crash.py
 	$(MAKE) fuzz FUZZ_SECONDS=10

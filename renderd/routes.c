@@ -1,6 +1,7 @@
 /*
  * renderd — the route table.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,16 +55,23 @@ routes_clear(struct routes *r)
 	r->refused = refused;
 }
 
+/*
+ * The records of a table's sorted arrays (API routes by cluster, TLSRoute
+ * names by host) are found by a binary search on the key string at off;
+ * the index of key, or where it goes (*found 0).
+ */
 static size_t
-api_find(const struct routes *r, const char *cluster, int *found)
+sorted_find(const void *base, size_t n, size_t sz, size_t off,
+    const char *key, int *found)
 {
-	size_t lo = 0, hi = r->napi, mid;
+	size_t lo = 0, hi = n, mid;
 	int c;
 
 	*found = 0;
 	while (lo < hi) {
 		mid = (lo + hi) / 2;
-		if ((c = strcmp(r->api[mid].cluster, cluster)) == 0) {
+		c = strcmp((const char *)base + mid * sz + off, key);
+		if (c == 0) {
 			*found = 1;
 			return mid;
 		}
@@ -75,26 +83,51 @@ api_find(const struct routes *r, const char *cluster, int *found)
 	return lo;
 }
 
+/* Room for a record at i of a sorted array of *n (grown by doubling). */
+static void *
+sorted_open(void *base, size_t *n, size_t *cap, size_t sz, size_t i)
+{
+	size_t c;
+
+	if (*n == *cap) {
+		c = *cap ? *cap * 2 : 16;
+		if ((base = reallocarray(base, c, sz)) == NULL)
+			fatal("routes");
+		*cap = c;
+	}
+	memmove((char *)base + (i + 1) * sz, (char *)base + i * sz,
+	    (*n - i) * sz);
+	(*n)++;
+	return base;
+}
+
+/* The record at i leaves a sorted array of *n. */
+static void
+sorted_close(void *base, size_t *n, size_t sz, size_t i)
+{
+	memmove((char *)base + i * sz, (char *)base + (i + 1) * sz,
+	    (*n - i - 1) * sz);
+	(*n)--;
+}
+
+static size_t
+api_find(const struct routes *r, const char *cluster, int *found)
+{
+	return sorted_find(r->api, r->napi, sizeof(*r->api),
+	    offsetof(struct api_route, cluster), cluster, found);
+}
+
 static void
 api_set(struct routes *r, const struct event *ev)
 {
 	struct api_route *a;
-	size_t i, cap;
+	size_t i;
 	int found;
 
 	i = api_find(r, ev->cluster, &found);
-	if (!found) {
-		if (r->napi == r->capapi) {
-			cap = r->capapi ? r->capapi * 2 : 16;
-			if ((a = reallocarray(r->api, cap, sizeof(*a))) == NULL)
-				fatal("routes");
-			r->api = a;
-			r->capapi = cap;
-		}
-		memmove(&r->api[i + 1], &r->api[i],
-		    (r->napi - i) * sizeof(*r->api));
-		r->napi++;
-	}
+	if (!found)
+		r->api = sorted_open(r->api, &r->napi, &r->capapi,
+		    sizeof(*r->api), i);
 	a = &r->api[i];
 	memset(a, 0, sizeof(*a));
 	memcpy(a->cluster, ev->cluster, sizeof(a->cluster));
@@ -112,32 +145,15 @@ api_del(struct routes *r, const char *cluster)
 	int found;
 
 	i = api_find(r, cluster, &found);
-	if (!found)
-		return;
-	memmove(&r->api[i], &r->api[i + 1],
-	    (r->napi - i - 1) * sizeof(*r->api));
-	r->napi--;
+	if (found)
+		sorted_close(r->api, &r->napi, sizeof(*r->api), i);
 }
 
 static size_t
 sni_find(const struct routes *r, const char *host, int *found)
 {
-	size_t lo = 0, hi = r->nsni, mid;
-	int c;
-
-	*found = 0;
-	while (lo < hi) {
-		mid = (lo + hi) / 2;
-		if ((c = strcmp(r->sni[mid].host, host)) == 0) {
-			*found = 1;
-			return mid;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return sorted_find(r->sni, r->nsni, sizeof(*r->sni),
+	    offsetof(struct sni_route, host), host, found);
 }
 
 static struct backend *
@@ -157,22 +173,14 @@ static void
 sni_set(struct routes *r, const struct event *ev)
 {
 	struct sni_route *s;
-	size_t i, cap;
+	size_t i;
 	int found;
 
 	i = sni_find(r, ev->host, &found);
-	if (!found) {
-		if (r->nsni == r->capsni) {
-			cap = r->capsni ? r->capsni * 2 : 16;
-			if ((s = reallocarray(r->sni, cap, sizeof(*s))) == NULL)
-				fatal("routes");
-			r->sni = s;
-			r->capsni = cap;
-		}
-		memmove(&r->sni[i + 1], &r->sni[i],
-		    (r->nsni - i) * sizeof(*r->sni));
-		r->nsni++;
-	} else
+	if (!found)
+		r->sni = sorted_open(r->sni, &r->nsni, &r->capsni,
+		    sizeof(*r->sni), i);
+	else
 		free(r->sni[i].backends);
 	s = &r->sni[i];
 	memset(s, 0, sizeof(*s));
@@ -195,9 +203,7 @@ sni_del(struct routes *r, const char *host)
 	if (!found)
 		return;
 	free(r->sni[i].backends);
-	memmove(&r->sni[i], &r->sni[i + 1],
-	    (r->nsni - i - 1) * sizeof(*r->sni));
-	r->nsni--;
+	sorted_close(r->sni, &r->nsni, sizeof(*r->sni), i);
 }
 
 static void
