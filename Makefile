@@ -162,9 +162,11 @@ e2e: all
 	$(PY) -m pytest -q -p no:cacheprovider tests/sim tests/e2e
 
 # The whole suite, under the normal build and then under ASan/UBSan.  The
-# end-to-end files run two at a time (each file on one worker, so a module's
-# fleet stays whole; every test has its own loopback address and ports);
-# the crash tests, whose kill loops are bounded by time, run alone.
+# end-to-end files run three at a time (each file on one worker, so a
+# module's fleet stays whole; every test has its own loopback address and
+# ports): they mostly wait on their fleets, and two workers kept the two
+# cores a quarter busy.  The crash tests, whose kill loops are bounded by
+# time, run alone.
 test: deps
 	$(MAKE) all
 	$(MAKE) asan
@@ -173,7 +175,7 @@ test: deps
 	$(MAKE) golden
 	$(MAKE) BUILD=build/asan golden
 	PORTICO_BIN=$(CURDIR)/build/asan/bin $(PY) -m pytest -q \
-	    -p no:cacheprovider -n 2 --dist loadfile tests/sim tests/e2e \
+	    -p no:cacheprovider -n 3 --dist loadfile tests/sim tests/e2e \
 	    --ignore tests/e2e/test_crash.py --durations=12
 	PORTICO_BIN=$(CURDIR)/build/asan/bin $(PY) -m pytest -q \
 	    -p no:cacheprovider tests/e2e/test_crash.py
@@ -276,6 +278,7 @@ fuzz-build: $(FUZZERS:%=$(FUZZ_BUILD)/fuzz_%)
 # tests/fuzz/corpus/<h>/ for FUZZ_SECONDS; one JSON line per figure.
 fuzz: deps fuzz-build
 	$(PY) tests/fuzz/run.py --bin $(FUZZ_BUILD) --seconds $(FUZZ_SECONDS) \
+	    --jobs 2 \
 	    $(FUZZERS)
 
 # Installation, as operators expect: PREFIX (default /usr/local) and

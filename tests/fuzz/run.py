@@ -13,11 +13,13 @@ harness its executions, seconds and crashes.  Exits 1 if any harness
 crashed or a regression input failed.
 """
 import argparse
+import concurrent.futures
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,9 +31,15 @@ TIMEOUT_S = 10
 RSS_MB = 1536
 
 
+FIGURES = threading.Lock()    # harnesses run side by side (--jobs)
+
+
 def figure(metric, value, unit):
-    print(json.dumps({"bench": "fuzz", "metric": metric, "value": value,
-                      "unit": unit}), flush=True)
+    line = json.dumps({"bench": "fuzz", "metric": metric, "value": value,
+                       "unit": unit})
+    with FIGURES:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def files(d):
@@ -89,20 +97,23 @@ def fuzz(binary, name, seconds, build):
     return not crashed
 
 
+def one(a, name):
+    """A harness's regression inputs, then its run: whether both pass."""
+    binary = os.path.join(a.bin, "fuzz_" + name)
+    return replay(binary, name) and fuzz(binary, name, a.seconds, a.bin)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="build/fuzz")
     ap.add_argument("--seconds", type=int, default=60)
+    # each harness is one process on one core: --jobs of them at once
+    ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("harness", nargs="+")
     a = ap.parse_args()
-    ok = True
-    for name in a.harness:
-        binary = os.path.join(a.bin, "fuzz_" + name)
-        if not replay(binary, name):
-            ok = False
-            continue
-        ok = fuzz(binary, name, a.seconds, a.bin) and ok
-    return 0 if ok else 1
+    with concurrent.futures.ThreadPoolExecutor(max(1, a.jobs)) as pool:
+        results = list(pool.map(lambda n: one(a, n), a.harness))
+    return 0 if all(results) else 1
 
 
 if __name__ == "__main__":
