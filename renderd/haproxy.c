@@ -178,6 +178,44 @@ cmp_placed(const void *x, const void *y)
 	return a->i < b->i ? -1 : a->i > b->i;
 }
 
+/* The smallest power of 2 from API_SLOTS_MIN that is twice n or more. */
+static size_t
+pool_size(size_t n)
+{
+	size_t pool;
+
+	for (pool = API_SLOTS_MIN; pool < 2 * n; pool *= 2)
+		;
+	return pool;
+}
+
+/*
+ * The n entries of pl (their homes set) into a pool: in (home, index)
+ * order, each at its home or the next free slot upward.  pl is freed;
+ * the slots (an index each, or -1), or NULL.
+ */
+static long *
+place(struct placed *pl, size_t n, size_t pool)
+{
+	size_t i, s;
+	long *slot;
+
+	if ((slot = malloc((pool + 1) * sizeof(*slot))) == NULL) {
+		free(pl);
+		return NULL;
+	}
+	for (s = 0; s < pool; s++)
+		slot[s] = -1;
+	qsort(pl, n, sizeof(*pl), cmp_placed);
+	for (i = 0; i < n; i++) {
+		for (s = pl[i].home; slot[s] != -1; s = (s + 1) & (pool - 1))
+			;
+		slot[s] = (long)pl[i].i;
+	}
+	free(pl);
+	return slot;
+}
+
 /*
  * The pool's size, and the cluster in each slot (an index in r->api, or
  * -1), for the clusters routed (a host routed once: the first id wins).
@@ -186,33 +224,18 @@ long *
 haproxy_api_slots(const struct routes *r, size_t *pool)
 {
 	struct placed *pl;
-	size_t i, n = 0, s;
-	long *slot;
+	size_t i, n = 0;
 
 	if ((pl = calloc(r->napi + 1, sizeof(*pl))) == NULL)
 		return NULL;
 	for (i = 0; i < r->napi; i++)
 		if (!routes_host_taken(r, i))
 			pl[n++].i = i;
-	for (*pool = API_SLOTS_MIN; *pool < 2 * n; *pool *= 2)
-		;
-	if ((slot = malloc(*pool * sizeof(*slot))) == NULL) {
-		free(pl);
-		return NULL;
-	}
-	for (s = 0; s < *pool; s++)
-		slot[s] = -1;
+	*pool = pool_size(n);
 	for (i = 0; i < n; i++)
 		pl[i].home = (size_t)(hash_fnv1a(r->api[pl[i].i].cluster) &
 		    (*pool - 1));
-	qsort(pl, n, sizeof(*pl), cmp_placed);
-	for (i = 0; i < n; i++) {
-		for (s = pl[i].home; slot[s] != -1; s = (s + 1) & (*pool - 1))
-			;
-		slot[s] = (long)pl[i].i;
-	}
-	free(pl);
-	return slot;
+	return place(pl, n, *pool);
 }
 
 /*
@@ -225,35 +248,18 @@ long *
 haproxy_sni_slots(const struct routes *r, size_t *pool)
 {
 	struct placed *pl;
-	size_t i, n = 0, s;
-	long *slot;
+	size_t i, n = 0;
 
 	if ((pl = calloc(r->nsni + 1, sizeof(*pl))) == NULL)
 		return NULL;
 	for (i = 0; i < r->nsni; i++)
 		if (!routes_sni_shadowed(r, i))
 			pl[n++].i = i;
-	*pool = 0;
-	if (n > 0)
-		for (*pool = API_SLOTS_MIN; *pool < 2 * n; *pool *= 2)
-			;
-	if ((slot = malloc((*pool + 1) * sizeof(*slot))) == NULL) {
-		free(pl);
-		return NULL;
-	}
-	for (s = 0; s < *pool; s++)
-		slot[s] = -1;
+	*pool = n > 0 ? pool_size(n) : 0;
 	for (i = 0; i < n; i++)
 		pl[i].home = (size_t)(hash_fnv1a(r->sni[pl[i].i].host) &
 		    (*pool - 1));
-	qsort(pl, n, sizeof(*pl), cmp_placed);
-	for (i = 0; i < n; i++) {
-		for (s = pl[i].home; slot[s] != -1; s = (s + 1) & (*pool - 1))
-			;
-		slot[s] = (long)pl[i].i;
-	}
-	free(pl);
-	return slot;
+	return place(pl, n, *pool);
 }
 
 static struct budget *
