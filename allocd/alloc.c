@@ -49,8 +49,10 @@ alloc_clear(struct alloc *a)
 {
 	size_t i;
 
-	for (i = 0; i < a->nout; i++)
+	for (i = 0; i < a->nout; i++) {
 		event_free(&a->out[i]);
+		free(a->outenc[i]);
+	}
 	a->nout = 0;
 }
 
@@ -83,30 +85,47 @@ alloc_free(struct alloc *a)
 	alloc_clear(a);
 	alloc_forget_full(a);
 	free(a->out);
+	free(a->outenc);
+	free(a->outlen);
 	a->out = NULL;
+	a->outenc = NULL;
+	a->outlen = NULL;
 	a->capout = 0;
 }
 
-/* Log ev under the next seq and queue it; takes ownership of ev's heap. */
+/*
+ * Log ev under the next seq and queue it; takes ownership of ev's heap.
+ * It is encoded here, once: the log, the PUB and (for a PORT_SET) the
+ * owner record are given the same bytes (alloc_emitted).
+ */
 int
 alloc_emit(struct alloc *a, MDB_txn *txn, struct event *ev, uint64_t time)
 {
-	struct event *o;
-	size_t cap;
+	unsigned char *buf;
+	size_t cap, len;
 	int rc;
 
 	ev->seq = ++a->seq;
 	ev->time = time;
-	if ((rc = store_append(a->st, txn, ev)) != 0)
+	if (event_encode(ev, &buf, &len) == -1)
+		fatalx("alloc: %s lacks a required field",
+		    event_name(ev->type));
+	if ((rc = store_append_raw(a->st, txn, ev->seq, buf, len)) != 0) {
+		free(buf);
 		return rc;
+	}
 	if (a->nout == a->capout) {
 		cap = a->capout ? a->capout * 2 : 64;
-		if ((o = realloc(a->out, cap * sizeof(*o))) == NULL)
+		if ((a->out = reallocarray(a->out, cap, sizeof(*a->out))) ==
+		    NULL || (a->outenc = reallocarray(a->outenc, cap,
+		    sizeof(*a->outenc))) == NULL || (a->outlen =
+		    reallocarray(a->outlen, cap, sizeof(*a->outlen))) == NULL)
 			fatal("alloc: out");
-		a->out = o;
 		a->capout = cap;
 	}
-	a->out[a->nout++] = *ev;
+	a->out[a->nout] = *ev;
+	a->outenc[a->nout] = buf;
+	a->outlen[a->nout++] = len;
 	return 0;
 }
 
@@ -179,6 +198,7 @@ alloc_assign(struct alloc *a, MDB_txn *txn, const struct event *obs,
     const char *owner, struct owner_rec *rec, unsigned p)
 {
 	struct event d, keep;
+	size_t i;
 	int rc;
 
 	if ((rc = alloc_put_port(a, txn, p, owner, 0)) != 0)
@@ -196,6 +216,7 @@ alloc_assign(struct alloc *a, MDB_txn *txn, const struct event *obs,
 	event_free(&keep);
 	if ((rc = alloc_emit(a, txn, &d, obs->time)) != 0)
 		return rc;
+	i = a->nout - 1;	/* d, as logged */
 	if (rec->state != OWN_ACTIVE || rec->port != p) {
 		/* a new address waits for the proxies */
 		rec->live = 0;
@@ -208,7 +229,8 @@ alloc_assign(struct alloc *a, MDB_txn *txn, const struct event *obs,
 	rec->waiting = 0;
 	rec->set_seq = d.seq;
 	rec->why[0] = '\0';
-	return alloc_put_owner(a, txn, owner, rec, &d);
+	return alloc_put_owner_enc(a, txn, owner, rec, &a->out[i],
+	    a->outenc[i], a->outlen[i]);
 }
 
 static int

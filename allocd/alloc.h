@@ -20,8 +20,14 @@ struct alloc {
 	const struct config	*conf;
 	uint64_t		 seq;		/* last seq written */
 
-	/* decisions made in the current transaction, to publish after it */
+	/*
+	 * What the current transaction logged (observations and decisions),
+	 * to publish after it; each with its encoding, made once for the
+	 * log and reused for the PUB and an owner record.
+	 */
 	struct event		*out;
+	unsigned char		**outenc;
+	size_t			*outlen;
 	size_t			 nout;
 	size_t			 capout;
 

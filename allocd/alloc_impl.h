@@ -27,6 +27,10 @@ int	alloc_get_owner(struct alloc *a, MDB_txn *txn, const char *owner,
 	    struct owner_rec *rec, struct event *set);
 int	alloc_put_owner(struct alloc *a, MDB_txn *txn, const char *owner,
 	    const struct owner_rec *rec, const struct event *set);
+/* The same with set already encoded (buf, len; NULL when set is). */
+int	alloc_put_owner_enc(struct alloc *a, MDB_txn *txn, const char *owner,
+	    const struct owner_rec *rec, const struct event *set,
+	    const unsigned char *buf, size_t len);
 int	alloc_del_owner(struct alloc *a, MDB_txn *txn, const char *owner);
 int	alloc_owners_count(struct alloc *a, MDB_txn *txn);
 int	alloc_backends_forbidden(struct alloc *a, const struct event *set);

@@ -53,9 +53,20 @@ alloc_put_owner(struct alloc *a, MDB_txn *txn, const char *owner,
 	if (set != NULL && set->type != EV_NONE &&
 	    event_encode(set, &buf, &len) == -1)
 		fatalx("alloc: owner %s: cannot encode", owner);
+	rc = alloc_put_owner_enc(a, txn, owner, rec, set, buf, len);
+	free(buf);
+	return rc;
+}
+
+int
+alloc_put_owner_enc(struct alloc *a, MDB_txn *txn, const char *owner,
+    const struct owner_rec *rec, const struct event *set,
+    const unsigned char *buf, size_t len)
+{
+	int rc;
+
 	if ((rc = owner_account(a, txn, owner, rec, set, buf, len)) == 0)
 		rc = store_owner_put(a->st, txn, owner, rec, buf, len);
-	free(buf);
 	return rc;
 }
 

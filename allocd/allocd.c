@@ -52,6 +52,7 @@ static struct compact	 cp;
 
 static void	answers_unread(void);
 
+/* What the batch logged, on PUB: the bytes the log was given. */
 static void
 publish(void)
 {
@@ -60,7 +61,8 @@ publish(void)
 	for (i = 0; i < al.nout; i++)
 		metrics_logged(&al.out[i]);
 	for (i = 0; i < al.nout; i++)
-		if (bus_send(pub_sock, &al.out[i]) == -1)
+		if (zmq_send(pub_sock, al.outenc[i], al.outlen[i],
+		    ZMQ_DONTWAIT) == -1)
 			log_debug("publish: seq %llu dropped (consumers "
 			    "repair by SINCE)",
 			    (unsigned long long)al.out[i].seq);
@@ -110,29 +112,59 @@ grow_early(void)
 		grow();
 }
 
+static uint64_t
+clock_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 /*
- * Run the batch in one transaction.  When the map is full, grow it and run
- * the whole batch again: nothing of the failed attempt was committed.
+ * How long a batch's observations may be decided before it is committed:
+ * every observation of a batch waits for its last one and for the commit,
+ * so a backlog (after the process was preempted, or a slow fsync) is cut
+ * into batches of about BATCH_US rather than decided in one.  But a commit
+ * costs an fsync however small the batch: deciding for at least as long
+ * as the last commit took keeps a slow disk from starving the throughput
+ * (at worst half of what one batch would do).
  */
-static void
-commit_batch(struct event *batch, size_t n)
+#define BATCH_US	5000
+static uint64_t		commit_us;	/* the last batch's commit took */
+
+/*
+ * Run the first observations of the batch in one transaction, until
+ * budget_us is spent (0: all n); how many were.  When the map is full,
+ * grow it and run them again: nothing of the failed attempt was committed.
+ */
+static size_t
+commit_batch(struct event *batch, size_t n, uint64_t budget_us)
 {
 	MDB_txn *txn;
-	uint64_t seq0 = al.seq;
+	uint64_t seq0 = al.seq, t0;
 	size_t i;
 	int rc;
 
 	for (;;) {
 		if ((rc = store_begin(&st, &txn, 0)) != 0)
 			fatalx("begin: %s", mdb_strerror(rc));
-		for (i = 0, rc = 0; i < n && (rc == 0 || rc == 1); i++)
-			rc = alloc_observe(&al, txn, &batch[i]);
+		t0 = clock_us();
+		for (i = 0, rc = 0; i < n && (rc == 0 || rc == 1);) {
+			rc = alloc_observe(&al, txn, &batch[i++]);
+			if (budget_us != 0 && i % 16 == 0 &&
+			    clock_us() - t0 >= budget_us)
+				break;
+		}
+		t0 = clock_us();
 		if (rc == 0 || rc == 1)
 			rc = mdb_txn_commit(txn);
 		else
 			mdb_txn_abort(txn);
-		if (rc == 0 || rc == 1)
-			return;
+		if (rc == 0 || rc == 1) {
+			commit_us = clock_us() - t0;
+			return i;
+		}
 		alloc_rollback(&al, seq0);
 		if (rc != MDB_MAP_FULL)
 			fatalx("commit: %s", mdb_strerror(rc));
@@ -140,8 +172,8 @@ commit_batch(struct event *batch, size_t n)
 	}
 }
 
-/* Remember that the sender id sent seq (its own sequence, to ACK). */
-static void
+/* Remember that the sender id sent seq (its own sequence, to ACK): which. */
+static size_t
 sender_note(struct sender *senders, size_t *ns, const zmq_msg_t *id,
     uint64_t seq)
 {
@@ -159,20 +191,28 @@ sender_note(struct sender *senders, size_t *ns, const zmq_msg_t *id,
 	}
 	if (i < *ns && seq > senders[i].seq)
 		senders[i].seq = seq;
+	return i;
+}
+
+static void
+sender_ack(struct sender *s, uint64_t seq)
+{
+	struct event ack;
+
+	event_init(&ack, EV_ACK);
+	ack.seq = seq;
+	ack.time = now_ms();
+	bus_send_to(in_sock, &s->id, &ack);
 }
 
 /* What each sender sent is committed: say so, and forget them. */
 static void
 senders_ack(struct sender *senders, size_t *ns)
 {
-	struct event ack;
 	size_t i;
 
 	for (i = 0; i < *ns; i++) {
-		event_init(&ack, EV_ACK);
-		ack.seq = senders[i].seq;
-		ack.time = now_ms();
-		bus_send_to(in_sock, &senders[i].id, &ack);
+		sender_ack(&senders[i], senders[i].seq);
 		zmq_msg_close(&senders[i].id);
 	}
 	*ns = 0;
@@ -182,13 +222,20 @@ senders_ack(struct sender *senders, size_t *ns)
 static struct sender	held_senders[SENDERS_MAX];
 static size_t		nheld_senders;
 
+/*
+ * The observations waiting, in batches (commit_batch) each published and
+ * acknowledged as soon as it is committed: a sender's ACK covers what it
+ * sent up to the last observation of the batch.
+ */
 static void
 on_input(void)
 {
 	static struct event batch[BATCH_MAX];
+	static size_t from[BATCH_MAX];		/* its sender */
 	struct sender senders[SENDERS_MAX];
+	uint64_t upto[SENDERS_MAX];
 	zmq_msg_t id;
-	size_t n = 0, ns = 0, i;
+	size_t n = 0, ns = 0, i, j, k, done;
 	uint64_t now = now_ms();
 	int rc;
 
@@ -205,7 +252,7 @@ on_input(void)
 			zmq_msg_close(&id);
 			continue;
 		}
-		sender_note(adopt.active ? held_senders : senders,
+		from[n] = sender_note(adopt.active ? held_senders : senders,
 		    adopt.active ? &nheld_senders : &ns, &id, batch[n].seq);
 		zmq_msg_close(&id);
 		/* allocd's clock stamps the observation: replay reuses it */
@@ -218,8 +265,20 @@ on_input(void)
 		for (i = 0; i < n; i++)
 			adopt_hold(&adopt, &batch[i]);
 	} else {
-		commit_batch(batch, n);
-		publish();
+		for (done = 0; done < n; done += k) {
+			k = commit_batch(batch + done, n - done,
+			    commit_us > BATCH_US ? commit_us : BATCH_US);
+			publish();
+			if (done + k == n)
+				break;		/* the rest: all acked below */
+			memset(upto, 0, ns * sizeof(upto[0]));
+			for (i = done; i < done + k; i++)
+				if (from[i] < ns && batch[i].seq > upto[from[i]])
+					upto[from[i]] = batch[i].seq;
+			for (j = 0; j < ns; j++)
+				if (upto[j] != 0)
+					sender_ack(&senders[j], upto[j]);
+		}
 	}
 	for (i = 0; i < n; i++)
 		event_free(&batch[i]);
@@ -315,15 +374,6 @@ answer_queue(zmq_msg_t *id, uint64_t seq, uint64_t last, int state)
 	a->left = SINCE_MAX;
 	a->asked = now_ms();
 	a->state = state;
-}
-
-static uint64_t
-clock_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 /* A slice: until when it may go on (0: no limit), records so far. */
@@ -546,7 +596,7 @@ snapshot(uint64_t now)
 
 	event_init(&ev, EV_SNAPSHOT);
 	ev.time = now;
-	commit_batch(&ev, 1);
+	commit_batch(&ev, 1, 0);
 	publish();
 	grow_early();
 	compact_begin(&cp, al.seq, now);
@@ -583,7 +633,7 @@ tick(uint64_t now)
 		return;
 	event_init(&ev, EV_TICK);
 	ev.time = now;
-	commit_batch(&ev, 1);
+	commit_batch(&ev, 1, 0);
 	publish();
 }
 
@@ -675,7 +725,7 @@ check_stranded(void)
 		    "configured", n);
 		event_init(&ev, EV_TICK);
 		ev.time = now_ms();
-		commit_batch(&ev, 1);
+		commit_batch(&ev, 1, 0);
 		alloc_clear(&al);   /* nobody listens yet: consumers catch up */
 	}
 	if (store_begin(&st, &txn, 0) != 0 ||
@@ -733,7 +783,7 @@ adopt_finish(uint64_t now)
 	health_set_ready(1, NULL);
 	al.seq = adopt_base(&adopt);
 	cp.first = al.seq + 1;
-	commit_batch(batch, n);
+	commit_batch(batch, n, 0);
 	if (adopt.first && proof_keep(&conf) == -1)
 		fatalx("cannot keep the proof key");
 	log_info("%s: adopted %llu owners, refused %llu "

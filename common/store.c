@@ -165,24 +165,35 @@ store_begin(struct store *st, MDB_txn **txn, int rdonly)
 int
 store_append(struct store *st, MDB_txn *txn, const struct event *ev)
 {
-	unsigned char k[8], *buf;
-	MDB_val key, val;
+	unsigned char *buf;
 	size_t len;
 	int rc;
 
 	if (event_encode(ev, &buf, &len) == -1)
 		fatalx("store_append: %s lacks a required field",
 		    event_name(ev->type));
-	store_key_u64(k, ev->seq);
+	rc = store_append_raw(st, txn, ev->seq, buf, len);
+	free(buf);
+	return rc;
+}
+
+int
+store_append_raw(struct store *st, MDB_txn *txn, uint64_t seq,
+    const unsigned char *buf, size_t len)
+{
+	unsigned char k[8];
+	MDB_val key, val;
+	int rc;
+
+	store_key_u64(k, seq);
 	key.mv_data = k;
 	key.mv_size = sizeof(k);
-	val.mv_data = buf;
+	val.mv_data = (void *)buf;
 	val.mv_size = len;
 	rc = mdb_put(txn, st->log, &key, &val, MDB_APPEND);
-	free(buf);
 	if (rc == MDB_KEYEXIST)
 		fatalx("store_append: seq %llu out of order",
-		    (unsigned long long)ev->seq);
+		    (unsigned long long)seq);
 	return rc;
 }
 

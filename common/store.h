@@ -126,6 +126,9 @@ int	 store_begin(struct store *, MDB_txn **, int rdonly);
 
 /* Append ev under ev->seq; a seq that is not the next one is fatal. */
 int	 store_append(struct store *, MDB_txn *, const struct event *);
+/* The same, for an event already encoded (buf, len) under seq. */
+int	 store_append_raw(struct store *, MDB_txn *, uint64_t seq,
+	    const unsigned char *, size_t);
 uint64_t store_last_seq(struct store *, MDB_txn *);
 uint64_t store_first_seq(struct store *, MDB_txn *);
 
