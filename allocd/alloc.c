@@ -581,22 +581,33 @@ on_route_room(struct alloc *a, MDB_txn *txn, const struct event *in)
 	return retry_limited(a, txn, in->cluster, in->time);
 }
 
+/*
+ * Ports came free: the waiting owners are served in the order they asked,
+ * each read from the head of the waiting index (which leaves it once it
+ * holds a port, or waits for room in its cluster instead), until one finds
+ * no port: the others wait too.
+ */
 static int
 on_tick(struct alloc *a, MDB_txn *txn, const struct event *obs)
 {
+	char owner[EV_OWNERLEN], last[EV_OWNERLEN] = "", why[256];
 	struct owner_rec rec;
 	struct event route;
-	char **list, why[256];
-	size_t i, n;
 	unsigned p;
 	int rc;
 
 	if ((rc = alloc_move_stranded(a, txn, obs)) != 0)
 		return rc;
-	list = alloc_waiting_owners(a, txn, &n);
-	for (i = 0; i < n && rc == 0; i++) {
-		if ((rc = alloc_get_owner(a, txn, list[i], &rec, &route)) != 0)
+	while ((rc = alloc_first_waiting(a, txn, owner)) == 0) {
+		if (strcmp(owner, last) == 0)
+			fatalx("alloc: %s stays first of the waiting", owner);
+		memcpy(last, owner, sizeof(last));
+		if ((rc = alloc_get_owner(a, txn, owner, &rec, &route)) != 0) {
+			if (rc == MDB_NOTFOUND)
+				fatalx("alloc: waiting owner %s vanished",
+				    owner);
 			break;
+		}
 		if (route.type == EV_ROUTE && (rc = alloc_route_limited(a, txn,
 		    &route, &rec, &route, why, sizeof(why))) == 0 &&
 		    why[0] != '\0') {
@@ -605,37 +616,36 @@ on_tick(struct alloc *a, MDB_txn *txn, const struct event *obs)
 			rec.waiting = 0;
 			rec.limited = 1;
 			route.time = obs->time;
-			rc = alloc_refuse(a, txn, &route, list[i], &rec, &route,
+			rc = alloc_refuse(a, txn, &route, owner, &rec, &route,
 			    why);
 			event_free(&route);
+			if (rc != 0)
+				break;
 			continue;
 		}
 		if (rc != 0 || route.type != EV_ROUTE ||
-		    (p = alloc_port_pick(a, txn, list[i], obs->time)) == 0) {
+		    (p = alloc_port_pick(a, txn, owner, obs->time)) == 0) {
 			event_free(&route);
 			break;		/* no port yet: the others wait too */
 		}
 		route.time = obs->time;
-		rc = alloc_assign(a, txn, &route, list[i], &rec, p);
+		rc = alloc_assign(a, txn, &route, owner, &rec, p);
 		event_free(&route);
+		if (rc != 0)
+			break;
 	}
-	alloc_free_list(list);
-	return rc;
+	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 int
 alloc_tick_due(struct alloc *a, MDB_txn *txn, uint64_t now)
 {
-	char **list;
-	size_t n;
-	int due;
+	char owner[EV_OWNERLEN];
 
 	if (a->full && now < a->full_until && !alloc_full_claim_waits(a, txn))
 		return 0;	/* no port is free for any waiter: no scan */
-	list = alloc_waiting_owners(a, txn, &n);
-	due = n > 0 && alloc_port_pick_dry(a, txn, list[0], now, 1) != 0;
-	alloc_free_list(list);
-	return due;
+	return alloc_first_waiting(a, txn, owner) == 0 &&
+	    alloc_port_pick_dry(a, txn, owner, now, 1) != 0;
 }
 
 /*
@@ -711,6 +721,13 @@ alloc_observe(struct alloc *a, MDB_txn *txn, const struct event *in)
 		fatal("alloc_observe");
 	if ((rc = alloc_emit(a, txn, &obs, in->time)) != 0)
 		return rc;
+	/*
+	 * Decided from the observation as logged (its heap is a->out's now,
+	 * until alloc_clear): what a record keeps of it (a waiting route)
+	 * carries the log's seq, as it does when replay decides it again,
+	 * not the sender's.
+	 */
+	in = &obs;
 	switch (in->type) {
 	case EV_CLUSTER_UP:
 		return alloc_on_cluster_up(a, txn, in);

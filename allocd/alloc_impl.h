@@ -46,7 +46,7 @@ char **	alloc_meta_list(struct alloc *a, MDB_txn *txn, const char *prefix,
 char **	alloc_owners_in_order(struct alloc *a, MDB_txn *txn,
 	    const char *prefix, int (*keep)(const struct alloc *,
 	    const struct owner_rec *, uint64_t), size_t *n);
-char **	alloc_waiting_owners(struct alloc *a, MDB_txn *txn, size_t *n);
+int	alloc_first_waiting(struct alloc *a, MDB_txn *txn, char *owner);
 int	alloc_owner_event(struct event *ev, int type, const MDB_val *key);
 
 /* alloc_ports.c */

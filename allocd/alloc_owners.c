@@ -138,8 +138,40 @@ alloc_owners_count(struct alloc *a, MDB_txn *txn)
 }
 
 /*
+ * The waiting index (meta "wait/") follows an owner's record from old
+ * (NULL: none) to rec (NULL: gone): an owner is in it, under the seq it
+ * has waited since, while it is refused for want of a port.
+ */
+static int
+wait_index(struct alloc *a, MDB_txn *txn, const char *owner,
+    const struct owner_rec *old, const struct owner_rec *rec)
+{
+	char buf[STORE_WAIT_KEYLEN];
+	MDB_val key;
+	int was = old != NULL && old->state == OWN_REFUSED && old->waiting;
+	int now = rec != NULL && rec->state == OWN_REFUSED && rec->waiting;
+	int rc;
+
+	if (was == now && (!was || old->set_seq == rec->set_seq))
+		return 0;
+	if (was) {
+		if (store_wait_key(&key, buf, sizeof(buf), old->set_seq, owner,
+		    strlen(owner)) == -1)
+			fatalx("alloc: owner %s: no waiting key", owner);
+		if ((rc = store_meta_del(a->st, txn, &key)) != 0)
+			return rc;
+	}
+	if (!now)
+		return 0;
+	if (store_wait_key(&key, buf, sizeof(buf), rec->set_seq, owner,
+	    strlen(owner)) == -1)
+		fatalx("alloc: owner %s: no waiting key", owner);
+	return store_meta_put(a->st, txn, &key, "", 0);
+}
+
+/*
  * An owner's record is about to become rec and set (encoded: buf, len), or
- * to go (rec NULL): its cluster's sums follow.  The stored event is read
+ * to go (rec NULL): its cluster's sums follow, and the waiting index.  The stored event is read
  * back only when it held a port and the event changed.
  */
 static int
@@ -174,6 +206,8 @@ owner_account(struct alloc *a, MDB_txn *txn, const char *owner,
 			event_free(&oset);
 		}
 	} else if (rc != MDB_NOTFOUND)
+		return rc;
+	if ((rc = wait_index(a, txn, owner, rc == 0 ? &old : NULL, rec)) != 0)
 		return rc;
 	return limits_account(a, txn, owner, &was, &now);
 }
@@ -307,15 +341,6 @@ alloc_meta_list(struct alloc *a, MDB_txn *txn, const char *prefix, char ***vals)
 	return key;
 }
 
-static int
-keep_waiting(const struct alloc *a, const struct owner_rec *rec,
-    uint64_t unused)
-{
-	(void)a;
-	(void)unused;
-	return rec->state == OWN_REFUSED && rec->waiting;
-}
-
 struct waiter {
 	uint64_t	 since;
 	char		*owner;
@@ -360,11 +385,14 @@ alloc_owners_in_order(struct alloc *a, MDB_txn *txn, const char *prefix,
 	return list;
 }
 
-/* The waiting owners, first come first. */
-char **
-alloc_waiting_owners(struct alloc *a, MDB_txn *txn, size_t *n)
+/*
+ * The owner waiting for a port the longest, in owner (EV_OWNERLEN bytes):
+ * the first of the waiting index.  MDB_NOTFOUND when nobody waits.
+ */
+int
+alloc_first_waiting(struct alloc *a, MDB_txn *txn, char *owner)
 {
-	return alloc_owners_in_order(a, txn, "", keep_waiting, n);
+	return store_wait_first(a->st, txn, owner, EV_OWNERLEN);
 }
 
 /* The route event of type for an owner key "cluster/ns/name/route[/rk]". */

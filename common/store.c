@@ -409,6 +409,47 @@ store_meta_del(struct store *st, MDB_txn *txn, const MDB_val *key)
 }
 
 int
+store_wait_key(MDB_val *key, char *buf, size_t len, uint64_t since,
+    const void *owner, size_t olen)
+{
+	int n;
+
+	if (olen >= EV_OWNERLEN)
+		return -1;
+	n = snprintf(buf, len, "%s%016llx/%.*s", STORE_META_WAIT,
+	    (unsigned long long)since, (int)olen, (const char *)owner);
+	if (n < 0 || (size_t)n >= len)
+		return -1;
+	key->mv_data = buf;
+	key->mv_size = (size_t)n;
+	return 0;
+}
+
+int
+store_wait_first(struct store *st, MDB_txn *txn, char *owner, size_t len)
+{
+	const size_t plen = strlen(STORE_META_WAIT) + 17;
+	MDB_cursor *cur;
+	MDB_val key = { strlen(STORE_META_WAIT), STORE_META_WAIT }, val;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, st->meta, &cur)) != 0)
+		return rc;
+	rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+	mdb_cursor_close(cur);
+	if (rc != 0)
+		return rc;
+	if (key.mv_size <= plen || memcmp(key.mv_data, STORE_META_WAIT,
+	    plen - 17) != 0)
+		return MDB_NOTFOUND;
+	if (key.mv_size - plen >= len)
+		return MDB_BAD_VALSIZE;
+	memcpy(owner, (char *)key.mv_data + plen, key.mv_size - plen);
+	owner[key.mv_size - plen] = '\0';
+	return 0;
+}
+
+int
 store_meta_replayed(const MDB_val *key)
 {
 	/* the ports' hash at start; compact.c's switch to a new snapshot */

@@ -46,8 +46,9 @@
 /*
  * 1: records were host structs (7ce3994 and before).
  * 2: the fixed-endian records above.
+ * 3: the index of the owners waiting for a port (meta "wait/").
  */
-#define STORE_SCHEMA	2
+#define STORE_SCHEMA	3
 
 /*
  * Meta keys.  Prefixes end in a separator and take an owner, cluster or
@@ -68,6 +69,13 @@
 #define STORE_META_HOSTWANT	"hostwant/"	/* +cluster: host it wants */
 #define STORE_META_HOSTS_BUILT	"hosts.indexed"
 #define STORE_META_LIM		"lim/"		/* +cluster[/ns]: the sums */
+/*
+ * "wait/<since>/<owner>", empty: owner waits for a port, since the seq
+ * its record's set_seq says (16 hex digits, so that the keys sort in the
+ * order the owners asked: the first is the next to serve).
+ */
+#define STORE_META_WAIT		"wait/"
+#define STORE_WAIT_KEYLEN	(sizeof(STORE_META_WAIT) + 17 + EV_OWNERLEN)
 #define STORE_META_LIM_BUILT	"lim.indexed"
 #define STORE_LIM_N		5
 /*
@@ -182,8 +190,14 @@ int	 store_sni_decode(const MDB_val *val, uint64_t *seen_sync,
 unsigned char *store_cluster_encode(const struct cluster_rec *,
 	    const void *ev, size_t evlen, MDB_val *val);
 
+/* An owner's key in the waiting index (buf: STORE_WAIT_KEYLEN bytes). */
+int	 store_wait_key(MDB_val *key, char *buf, size_t len, uint64_t since,
+	    const void *owner, size_t olen);
+/* The first owner waiting, NUL-ended in owner; MDB_NOTFOUND: nobody. */
+int	 store_wait_first(struct store *, MDB_txn *, char *owner, size_t len);
+
 /*
- * Rewrite a store of schema from (1) to STORE_SCHEMA in txn, which
+ * Rewrite a store of schema from (1, 2) to STORE_SCHEMA in txn, which
  * store_open() commits whole or aborts (store_migrate.c).
  */
 int	 store_migrate(struct store *, MDB_txn *, const char *dir,

@@ -212,29 +212,100 @@ migrate_table(MDB_txn *txn, MDB_dbi dbi, char tag, const char *name,
 	return rc;
 }
 
+/*
+ * Schema 3: the owners waiting for a port, indexed in meta (src: the
+ * owners table) or in a snapshot's copy of it (src == dst: the keys
+ * under 'o', the index under 'm').  The keys are gathered first: dst is
+ * not written under a cursor that walks it.
+ */
+static int
+index_waiting(MDB_txn *txn, MDB_dbi src, MDB_dbi dst, int snap, size_t *n)
+{
+	char kbuf[STORE_WAIT_KEYLEN + 1];
+	struct mig m = { NULL, NULL, 0, 0 };
+	struct owner_rec rec;
+	MDB_cursor *cur;
+	MDB_val key = { 1, "o" }, val, wk, empty = { 0, "" };
+	size_t i;
+	int rc, op;
+
+	if ((rc = mdb_cursor_open(txn, src, &cur)) != 0)
+		return rc;
+	for (op = snap ? MDB_SET_RANGE : MDB_FIRST;
+	    (rc = mdb_cursor_get(cur, &key, &val, op)) == 0; op = MDB_NEXT) {
+		if (snap && *(char *)key.mv_data != 'o')
+			break;
+		if (store_owner_decode(&val, &rec, NULL) == -1) {
+			log_warnx("store: migration: an owner record is not "
+			    "what schema 2 wrote");
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		if (rec.state != OWN_REFUSED || !rec.waiting)
+			continue;
+		kbuf[0] = 'm';
+		if (store_wait_key(&wk, kbuf + snap, sizeof(kbuf) - 1,
+		    rec.set_seq, (char *)key.mv_data + snap, key.mv_size -
+		    snap) == -1) {
+			rc = MDB_BAD_VALSIZE;
+			break;
+		}
+		if (m.n == m.cap) {
+			m.cap = m.cap ? m.cap * 2 : 256;
+			if ((m.key = reallocarray(m.key, m.cap,
+			    sizeof(*m.key))) == NULL)
+				fatal("store: migration");
+		}
+		m.key[m.n].mv_size = wk.mv_size + snap;
+		if ((m.key[m.n].mv_data = malloc(m.key[m.n].mv_size)) == NULL)
+			fatal("store: migration");
+		memcpy(m.key[m.n++].mv_data, kbuf, wk.mv_size + snap);
+	}
+	mdb_cursor_close(cur);
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	for (i = 0; i < m.n; i++) {
+		if (rc == 0 && (rc = mdb_put(txn, dst, &m.key[i], &empty,
+		    0)) == 0)
+			(*n)++;
+		free(m.key[i].mv_data);
+	}
+	free(m.key);
+	return rc;
+}
+
 int
 store_migrate(struct store *st, MDB_txn *txn, const char *dir,
     uint64_t from)
 {
-	size_t n = 0;
-	int rc;
+	MDB_dbi snap;
+	size_t n = 0, w = 0, ws = 0;
+	int rc = 0;
 
-	if (from != 1)
+	if (from != 1 && from != 2)
 		fatalx("store_migrate: from schema %llu",
 		    (unsigned long long)from);
 
-	if ((rc = migrate_table(txn, st->owners, 'o', "owners", &n)) != 0 ||
+	if (from == 1 &&
+	    ((rc = migrate_table(txn, st->owners, 'o', "owners", &n)) != 0 ||
 	    (rc = migrate_table(txn, st->ports, 'p', "ports", &n)) != 0 ||
 	    (rc = migrate_table(txn, st->clusters, 'c', "clusters", &n)) !=
 	    0 || (rc = migrate_table(txn, st->meta, 'm', "meta", &n)) != 0 ||
-	    (rc = migrate_table(txn, st->snap, 0, "snap", &n)) != 0 ||
+	    (rc = migrate_table(txn, st->snap, 0, "snap", &n)) != 0))
+		goto fail;
+	/* a compaction's half copy in the spare is emptied at start */
+	snap = store_snap(st, txn, 0);
+	if ((rc = index_waiting(txn, st->owners, st->meta, 0, &w)) != 0 ||
+	    (rc = index_waiting(txn, snap, snap, 1, &ws)) != 0 ||
 	    (rc = store_put_u64(st, txn, STORE_META_SCHEMA,
-	    STORE_SCHEMA)) != 0) {
-		log_warnx("store: %s: migration from schema 1: %s", dir,
-		    mdb_strerror(rc));
-		return rc;
-	}
-	log_info("store: %s: migrated from schema 1 to %d: %zu records "
-	    "rewritten", dir, STORE_SCHEMA, n);
+	    STORE_SCHEMA)) != 0)
+		goto fail;
+	log_info("store: %s: migrated from schema %llu to %d: %zu records "
+	    "rewritten, %zu waiting owners indexed (%zu in the snapshot)",
+	    dir, (unsigned long long)from, STORE_SCHEMA, n, w, ws);
 	return 0;
+ fail:
+	log_warnx("store: %s: migration from schema %llu: %s", dir,
+	    (unsigned long long)from, mdb_strerror(rc));
+	return rc;
 }

@@ -5,6 +5,12 @@
   refused by readers, migrated by today's allocd when it starts on it, and
   then replays identically, every table included: the migration kept what
   the old code decided, in the new encoding.
+- A store written by the allocd of 889e7eb (schema 2, before the index of
+  the owners waiting for a port: tests/fixtures/store-v2, made by
+  tests/fixtures/make_store_v2.py) is migrated the same way: the waiting
+  owners are indexed, in the tables and in the snapshot's copy (replay
+  from the snapshot serves them in their order again), and the next port
+  to come free goes to the first of them.
 - `porticoctl log replay` runs today's allocator against the recorded
   decisions, on the live store and on a copy; in a copy whose log was
   tampered with, it names the first decision that differs by its seq; in
@@ -15,7 +21,9 @@ import json
 import os
 import shutil
 import signal
+import re
 import subprocess
+import sys
 
 import harness
 import testlib
@@ -23,6 +31,9 @@ from harness import EXPOSE, start_payments
 
 NS = "payments"
 FIXTURE = os.path.join(harness.ROOT, "tests", "fixtures", "store-v1")
+SCHEMA = int(re.search(r"#define STORE_SCHEMA\s+(\d+)", open(os.path.join(
+    harness.ROOT, "common", "store.h")).read()).group(1))
+FIXTURE_V2 = os.path.join(harness.ROOT, "tests", "fixtures", "store-v2")
 
 
 def run(*argv, check_rc=None):
@@ -36,17 +47,18 @@ def ctl(conf, *args):
     return run(harness.daemon_path("porticoctl"), "-f", conf, *args)
 
 
-def fixture_store(tmp_path):
-    """The schema 1 fixture in a fresh folder, with its configuration
-    (compaction by age off, so that the store stays as it was written)."""
+def fixture_store(tmp_path, fixture=FIXTURE):
+    """A fixture store (schema 1 by default) in a fresh folder, with its
+    configuration (compaction by age off, so that the store stays as it
+    was written)."""
     work = str(tmp_path)
     os.makedirs(os.path.join(work, "run"), mode=0o700)
     store = os.path.join(work, "store")
     os.makedirs(store, mode=0o700)
-    shutil.copy(os.path.join(FIXTURE, "data.mdb"), store)
-    shutil.copy(os.path.join(FIXTURE, "store-proof.key"), store + "-proof.key")
+    shutil.copy(os.path.join(fixture, "data.mdb"), store)
+    shutil.copy(os.path.join(fixture, "store-proof.key"), store + "-proof.key")
     os.chmod(store + "-proof.key", 0o600)
-    with open(os.path.join(FIXTURE, "portico.conf")) as f:
+    with open(os.path.join(fixture, "portico.conf")) as f:
         text = f.read().replace("@WORK@", work)
     text = text.replace("compact_age = 3", "compact_age = 0")
     conf = os.path.join(work, "portico.conf")
@@ -79,7 +91,7 @@ def test_a_schema_1_store_migrates_and_replays_identically(tmp_path):
         p.wait(30)
         log.close()
     text = open(str(tmp_path / "allocd.log")).read()
-    assert "migrated from schema 1 to 2" in text and "ready at seq 32" in text, text
+    assert "migrated from schema 1 to %d" % SCHEMA in text and "ready at seq 32" in text, text
 
     # what the old code decided is what today's decides, tables included
     cp = run(harness.daemon_path("allocd"), "-f", conf, "-R", store, check_rc=0)
@@ -97,6 +109,73 @@ def test_a_schema_1_store_migrates_and_replays_identically(tmp_path):
     assert ports.get("db") == 20005 and "api" not in ports, ports
     cp = ctl(conf, "log", "dump", "--type", "PORT_FAULT")
     assert cp.returncode == 0 and "held by another program" in cp.stdout, cp.stdout
+
+
+def start_allocd(tmp_path, conf, logname):
+    log = open(str(tmp_path / logname), "w")
+    p = subprocess.Popen([harness.daemon_path("allocd"), "-d", "-f", conf],
+                         stderr=log)
+    log.close()
+    testlib.wait_until(lambda: os.path.exists(str(tmp_path / "run" / "allocd.pid")),
+                       30, "allocd ready")
+    return p
+
+
+def stop_allocd(tmp_path, p):
+    p.send_signal(signal.SIGTERM)
+    p.wait(30)
+    testlib.wait_until(lambda: not os.path.exists(str(tmp_path / "run" / "allocd.pid")),
+                       30, "allocd's pid file gone")
+
+
+def waiting_index(store):
+    """The owners of meta's waiting index, in its order."""
+    return [k.split(b"/", 2)[2].decode() for k in sorted(store_records(store, "meta"))
+            if k.startswith(b"wait/")]
+
+
+def test_a_schema_2_store_gets_its_waiting_owners_indexed(tmp_path):
+    conf, store = fixture_store(tmp_path, FIXTURE_V2)
+    cp = ctl(conf, "log", "dump")
+    assert cp.returncode == 2 and "schema 2, older than this build's" in cp.stderr, \
+        cp.stderr
+    assert waiting_index(store) == []
+
+    p = start_allocd(tmp_path, conf, "allocd.log")
+    stop_allocd(tmp_path, p)
+    text = open(str(tmp_path / "allocd.log")).read()
+    assert "migrated from schema 2 to %d" % SCHEMA in text, text
+    assert "2 waiting owners indexed (3 in the snapshot)" in text, text
+    assert "ready at seq 24" in text, text
+    # w2 asked before w3 (and w1, served by seq 24's TICK, before both)
+    assert waiting_index(store) == ["c1-5f0e7b2a/shop/w2/0",
+                                    "c1-5f0e7b2a/shop/w3/0"]
+
+    # replay starts at the snapshot, where w1, w2 and w3 wait: the TICK
+    # after it serves w1 from the snapshot's index, as 889e7eb did
+    cp = run(harness.daemon_path("allocd"), "-f", conf, "-R", store, check_rc=0)
+    assert "starting from the snapshot at seq 20" in cp.stdout, cp.stdout
+    assert "then every table: identical to the record" in cp.stdout, cp.stdout
+
+    # live: b goes, and its port goes to w2, the first waiting
+    sys.path.insert(0, os.path.dirname(FIXTURE_V2))
+    try:
+        import make_store_v2 as v2
+    finally:
+        sys.path.pop(0)
+    p = start_allocd(tmp_path, conf, "allocd2.log")
+    try:
+        pub = v2.Sub("ipc://%s/alloc.pub" % (tmp_path / "run"))
+        feed = v2.Feed("ipc://%s/alloc.in" % (tmp_path / "run"))
+        feed.send(v2.ROUTE_GONE, {"c": v2.C1, "ns": "shop", "n": "b", "r": 0})
+        assert pub.wait_port_set("w2") == 20001
+        feed.close()
+        pub.close()
+    finally:
+        stop_allocd(tmp_path, p)
+    assert waiting_index(store) == ["c1-5f0e7b2a/shop/w3/0"]
+    cp = run(harness.daemon_path("allocd"), "-f", conf, "-R", store, check_rc=0)
+    assert "then every table: identical to the record" in cp.stdout, cp.stdout
 
 
 def store_records(store, table):
