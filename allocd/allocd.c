@@ -111,11 +111,11 @@ grow_early(void)
 }
 
 static uint64_t
-clock_us(void)
+clock_us(clockid_t clock)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clock, &ts);
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
@@ -147,20 +147,20 @@ commit_batch(struct event *batch, size_t n, uint64_t budget_us)
 	for (;;) {
 		if ((rc = store_begin(&st, &txn, 0)) != 0)
 			fatalx("begin: %s", mdb_strerror(rc));
-		t0 = clock_us();
+		t0 = clock_us(CLOCK_THREAD_CPUTIME_ID);
 		for (i = 0, rc = 0; i < n && (rc == 0 || rc == 1);) {
 			rc = alloc_observe(&al, txn, &batch[i++]);
 			if (budget_us != 0 && i % 16 == 0 &&
-			    clock_us() - t0 >= budget_us)
+			    clock_us(CLOCK_THREAD_CPUTIME_ID) - t0 >= budget_us)
 				break;
 		}
-		t0 = clock_us();
+		t0 = clock_us(CLOCK_MONOTONIC);
 		if (rc == 0 || rc == 1)
 			rc = mdb_txn_commit(txn);
 		else
 			mdb_txn_abort(txn);
 		if (rc == 0 || rc == 1) {
-			commit_us = clock_us() - t0;
+			commit_us = clock_us(CLOCK_MONOTONIC) - t0;
 			return i;
 		}
 		alloc_rollback(&al, seq0);

@@ -482,7 +482,7 @@ main(int argc, char **argv)
 {
 	char run_dir[256], store[256], ep[600], sync_ep[600];
 	uint64_t seq = 0;
-	double secs, ms;
+	double secs, ms, cpu;
 	FILE *fp;
 	void *s;
 	pid_t pid;
@@ -529,9 +529,12 @@ main(int argc, char **argv)
 	    (lat = calloc(n + 2, sizeof(*lat))) == NULL)
 		fatal("bench");
 
+	cpu = cpu_s(pid);
 	secs = run(s, &seq, n - PACED, 0, make_load);
 	emit("durable_observations_per_s", (double)(n - PACED) / secs,
 	    "obs/s");
+	emit("allocd_cpu_per_1000_obs", (cpu_s(pid) - cpu) * 1e6 /
+	    (double)(n - PACED), "ms");
 	nlat = 0;
 	secs = run(s, &seq, PACED, RATE, make_load);
 	emit("paced_rate", (double)PACED / secs, "obs/s");
@@ -542,6 +545,12 @@ main(int argc, char **argv)
 	emit("allocd_peak_rss_under_load", (double)rss_kb(pid, "VmHWM:") /
 	    1024.0, "MB");
 	stop_allocd(pid);
+	if (getenv("BENCH_ALLOC_LATENCY_ONLY") != NULL) {
+		/* the two first phases alone: to compare builds quickly */
+		bus_close(s);
+		zmq_ctx_term(bus_ctx());
+		return 0;
+	}
 
 	pid = start_allocd(&ms);
 	emit("startup_time_with_assignments", ms, "ms");
