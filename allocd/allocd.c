@@ -2,11 +2,12 @@
  * allocd — the single writer of portico's durable state.
  *
  * Observations arrive on a ROUTER (from watcherd and the applyds).  All that
- * are waiting go into one LMDB write transaction (group commit), each logged
- * with the decisions it causes; the transaction is committed durably, and
- * only then is everything it logged published on PUB and the senders
- * acknowledged.  A second ROUTER answers SINCE <seq> from the log, so a
- * consumer that missed anything catches up by itself.  Started on an empty
+ * are waiting go into one LMDB write transaction (group commit; a backlog
+ * into several, each bounded in time), each logged with the decisions it
+ * causes; the transaction is committed durably, and only then is
+ * everything it logged published on PUB and the senders acknowledged.  A
+ * second ROUTER answers SINCE <seq> from the log or with the state
+ * (since.c), so a consumer that missed anything catches up by itself.  Started on an empty
  * store, allocd first holds what it hears, and the SINCE asked meanwhile,
  * until the clusters are resynced (adopt.c), so that the ports written on
  * objects are adopted before anything new is given out.
