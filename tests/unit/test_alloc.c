@@ -1627,6 +1627,46 @@ model_apply(struct model *m, struct fx *f, const struct event *obs)
 	}
 }
 
+/*
+ * The waiting index (meta "wait/") holds exactly the owners refused for
+ * want of a port, each under the seq its record says it waits since.
+ */
+static void
+model_check_waiting(struct model *m, struct fx *f, MDB_txn *txn)
+{
+	char k[STORE_WAIT_KEYLEN];
+	struct owner_rec rec;
+	MDB_cursor *cur;
+	MDB_val key, val, wk, ev;
+	int op, nwaiting = 0, nkeys = 0;
+
+	assert_int_equal(mdb_cursor_open(txn, f->st.owners, &cur), 0);
+	for (op = MDB_FIRST; mdb_cursor_get(cur, &key, &val, op) == 0;
+	    op = MDB_NEXT) {
+		assert_int_equal(store_owner_decode(&val, &rec, &ev), 0);
+		if (rec.state != OWN_REFUSED || !rec.waiting)
+			continue;
+		nwaiting++;
+		assert_int_equal(store_wait_key(&wk, k, sizeof(k),
+		    rec.set_seq, key.mv_data, key.mv_size), 0);
+		if (store_meta_get(&f->st, txn, &wk, &ev) != 0)
+			VIOLATION(m, "%.*s waits, not in the index",
+			    (int)key.mv_size, (char *)key.mv_data);
+	}
+	mdb_cursor_close(cur);
+	assert_int_equal(mdb_cursor_open(txn, f->st.meta, &cur), 0);
+	key.mv_size = strlen(STORE_META_WAIT);
+	key.mv_data = STORE_META_WAIT;
+	for (op = MDB_SET_RANGE; mdb_cursor_get(cur, &key, &val, op) == 0 &&
+	    key.mv_size > 5 && memcmp(key.mv_data, STORE_META_WAIT, 5) == 0;
+	    op = MDB_NEXT)
+		nkeys++;
+	mdb_cursor_close(cur);
+	if (nkeys != nwaiting)
+		VIOLATION(m, "%d owners wait, %d in the index", nwaiting,
+		    nkeys);
+}
+
 /* The tables agree with the model: no port held twice, none lost. */
 static void
 model_check_tables(struct model *m, struct fx *f)
@@ -1674,6 +1714,7 @@ model_check_tables(struct model *m, struct fx *f)
 		}
 	}
 	mdb_cursor_close(cur);
+	model_check_waiting(m, f, txn);
 	mdb_txn_abort(txn);
 	if (nheld != 0)
 		VIOLATION(m, "%d held ports missing from the ports table",
