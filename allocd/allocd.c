@@ -124,12 +124,14 @@ clock_us(clockid_t clock)
  * How long a batch's observations may be decided before it is committed:
  * every observation of a batch waits for its last one and for the commit,
  * so a backlog (after the process was preempted, or a slow fsync) is cut
- * into batches of about BATCH_US rather than decided in one.  But a commit
- * costs an fsync however small the batch: deciding for at least as long
- * as the last commit took keeps a slow disk from starving the throughput
- * (at worst half of what one batch would do).
+ * into batches of about BATCH_US of the loop's CPU (half the 20 ms aim
+ * between two decisions; the rest is the commit's) rather than decided in
+ * one: 4,096 observations took 40-60 ms.  But a commit costs an fsync
+ * however small the batch: deciding for at least as long as the last
+ * commit took keeps a slow disk from starving the throughput (at worst
+ * half of what one batch would do).
  */
-#define BATCH_US	5000
+#define BATCH_US	10000
 static uint64_t		commit_us;	/* the last batch's commit took */
 
 /*
