@@ -171,8 +171,9 @@ wait_index(struct alloc *a, MDB_txn *txn, const char *owner,
 
 /*
  * An owner's record is about to become rec and set (encoded: buf, len), or
- * to go (rec NULL): its cluster's sums follow, and the waiting index.  The stored event is read
- * back only when it held a port and the event changed.
+ * to go (rec NULL): its cluster's sums follow, and the waiting index.  The
+ * stored event is read back only when it held a port and the event
+ * changed.
  */
 static int
 owner_account(struct alloc *a, MDB_txn *txn, const char *owner,

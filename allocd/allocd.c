@@ -7,10 +7,11 @@
  * causes; the transaction is committed durably, and only then is
  * everything it logged published on PUB and the senders acknowledged.  A
  * second ROUTER answers SINCE <seq> from the log or with the state
- * (since.c), so a consumer that missed anything catches up by itself.  Started on an empty
- * store, allocd first holds what it hears, and the SINCE asked meanwhile,
- * until the clusters are resynced (adopt.c), so that the ports written on
- * objects are adopted before anything new is given out.
+ * (since.c), so a consumer that missed anything catches up by itself.
+ * Started on an empty store, allocd first holds what it hears, and the
+ * SINCE asked meanwhile, until the clusters are resynced (adopt.c), so
+ * that the ports written on objects are adopted before anything new is
+ * given out.
  */
 #include <stdio.h>
 #include <stdlib.h>
