@@ -5,10 +5,32 @@
  * only asks, each turn, whether it is done (resolve_timer), and never
  * waits.  A name is looked up again once its answer is refresh old; the
  * last answer serves meanwhile, so that a slow or failing resolver holds
- * nothing up and takes nothing away until it answers otherwise.  The
+ * nothing up and takes nothing away until it answers otherwise: a
+ * temporary failure (a timeout, a SERVFAIL) keeps the last addresses, an
+ * answer that the name does not exist or has no address drops them.  The
  * addresses (at most EV_MAX_MASTERS) are sorted: an answer in another
- * order is the same answer.  A lookup is never cancelled: a name nobody
- * asks for any more is forgotten once its lookup is over.
+ * order is the same answer.
+ *
+ * Names come from people who may not trust one another (kubeconfig files,
+ * Cluster API Clusters), and one of them may name a host whose DNS server
+ * answers late or never.  What bounds the harm:
+ *   - one lookup per name at a time, whoever asks;
+ *   - at most RESOLVE_MAX_OUT lookups out at once, fewer than the threads
+ *     glibc starts for getaddrinfo_a (20), so that ours never queue behind
+ *     one another inside glibc where we cannot order them; a name due
+ *     meanwhile waits its turn here, the longest waiting first;
+ *   - names that have not answered with addresses last time (new ones,
+ *     failing ones) take at most RESOLVE_MAX_UNPROVEN of those: a fleet of
+ *     names that hang cannot hold up the names that answer;
+ *   - a lookup still out after RESOLVE_WAIT_MS is said to have failed, to
+ *     whoever waits for it.  It cannot be stopped (gai_cancel takes back
+ *     only a lookup that no thread has started): its thread and its slot
+ *     stay taken until glibc's resolver gives up by itself (resolv.conf's
+ *     timeout and attempts), and what it answers then is taken like any
+ *     answer;
+ *   - a name that failed is looked up again after a backoff (1 s, doubled
+ *     up to a minute), not at each ask.
+ * A name nobody asks for any more is forgotten once its lookup is over.
  */
 #include <sys/socket.h>
 
@@ -21,22 +43,81 @@
 #include "log.h"
 #include "watcherd.h"
 
+#define RESOLVE_MAX_OUT		16
+#define RESOLVE_MAX_UNPROVEN	8
+#define RESOLVE_WAIT_MS		15000
+#define RESOLVE_BACKOFF_MS	1000
+#define RESOLVE_BACKOFF_MAX	60000
+
 struct rname {
 	char		 host[254];
 	struct addrinfo	 hints;
 	struct gaicb	 cb;
 	int		 busy;		/* a lookup is out */
+	int		 unproven;	/* ... in the unproven share */
+	int		 late;		/* ... past RESOLVE_WAIT_MS */
+	int		 queued;	/* due, waiting for a slot */
 	int		 err;		/* of the last one: 0, EAI_* */
+	unsigned	 fails;		/* lookups failed in a row */
 	char		 ips[EV_MAX_MASTERS][EV_IPLEN];
 	size_t		 n;
-	uint64_t	 at;		/* when the last answer came */
-	int		 asked;		/* since resolve_forget_unasked */
+	uint64_t	 at;		/* when the last lookup ended */
+	uint64_t	 since;		/* when it started, or was queued */
+	unsigned	 wanted;	/* 1 << SRC_*: who holds the name */
+	unsigned	 asked;		/* ... who asked since its forget */
 };
 
 static struct smap	names;		/* host -> struct rname */
+static unsigned		out, out_unproven, queued;
+static unsigned		moved;		/* 1 << SRC_*: addresses moved */
+
+/* The last lookup answered with addresses. */
+static int
+proven(const struct rname *nm)
+{
+	return nm->n > 0 && nm->err == 0;
+}
+
+/* A failure that says nothing of the name: the last answer stands. */
+static int
+temporary(int err)
+{
+	return err == EAI_AGAIN || err == EAI_SYSTEM || err == EAI_MEMORY ||
+	    err == EAI_CANCELED;
+}
+
+static uint64_t
+backoff(const struct rname *nm)
+{
+	unsigned shift = nm->fails > 7 ? 6 : nm->fails > 0 ? nm->fails - 1 : 0;
+	uint64_t ms = (uint64_t)RESOLVE_BACKOFF_MS << shift;
+
+	return ms < RESOLVE_BACKOFF_MAX ? ms : RESOLVE_BACKOFF_MAX;
+}
+
+/* The name may be looked up again now. */
+static int
+due(const struct rname *nm, uint64_t refresh, uint64_t now)
+{
+	if (nm->busy || nm->queued)
+		return 0;
+	if (nm->at == 0)
+		return 1;
+	if (nm->err != 0 || nm->n == 0)
+		return now - nm->at >= backoff(nm);
+	return now - nm->at >= refresh;
+}
+
+/* A slot is free for nm's share. */
+static int
+slot_free(const struct rname *nm)
+{
+	return out < RESOLVE_MAX_OUT && (proven(nm) ||
+	    out_unproven < RESOLVE_MAX_UNPROVEN);
+}
 
 static void
-lookup(struct rname *nm)
+lookup(struct rname *nm, uint64_t now)
 {
 	struct gaicb *list[1] = { &nm->cb };
 
@@ -47,10 +128,29 @@ lookup(struct rname *nm)
 	nm->cb.ar_request = &nm->hints;
 	if (getaddrinfo_a(GAI_NOWAIT, list, 1, NULL) != 0) {
 		nm->err = EAI_AGAIN;
-		nm->at = now_ms();
+		nm->fails++;
+		nm->at = now;
 		return;
 	}
 	nm->busy = 1;
+	nm->late = 0;
+	nm->since = now;
+	nm->unproven = !proven(nm);
+	out++;
+	out_unproven += (unsigned)nm->unproven;
+}
+
+/* Due: looked up now if a slot is free, else queued for one. */
+static void
+ask(struct rname *nm, uint64_t now)
+{
+	if (slot_free(nm)) {
+		lookup(nm, now);
+		return;
+	}
+	nm->queued = 1;
+	nm->since = now;
+	queued++;
 }
 
 static int
@@ -61,7 +161,7 @@ ip_cmp(const void *a, const void *b)
 
 /* A lookup that is over: 1 when its addresses are not those we had. */
 static int
-answered(struct rname *nm)
+answered(struct rname *nm, uint64_t now)
 {
 	char ips[EV_MAX_MASTERS][EV_IPLEN];
 	struct addrinfo *ai;
@@ -69,7 +169,10 @@ answered(struct rname *nm)
 	void *a;
 
 	nm->busy = 0;
-	nm->at = now_ms();
+	nm->late = 0;
+	out--;
+	out_unproven -= (unsigned)nm->unproven;
+	nm->at = now;
 	nm->err = gai_error(&nm->cb);
 	memset(ips, 0, sizeof(ips));
 	for (ai = nm->err == 0 ? nm->cb.ar_result : NULL; ai != NULL &&
@@ -95,6 +198,9 @@ answered(struct rname *nm)
 	nm->cb.ar_result = NULL;
 	if (nm->err == 0 && n == 0)
 		nm->err = EAI_NODATA;
+	nm->fails = nm->err == 0 ? 0 : nm->fails + 1;
+	if (temporary(nm->err))
+		return 0;
 	qsort(ips, n, EV_IPLEN, ip_cmp);
 	if (n == nm->n && memcmp(ips, nm->ips, sizeof(ips)) == 0)
 		return 0;
@@ -104,10 +210,11 @@ answered(struct rname *nm)
 }
 
 int
-resolve_name(const char *host, uint64_t refresh, char masters[][EV_IPLEN],
-    char *why, size_t whylen)
+resolve_name(int src, const char *host, uint64_t refresh,
+    char masters[][EV_IPLEN], char *why, size_t whylen)
 {
 	struct rname *nm = smap_get(&names, host);
+	uint64_t now = now_ms();
 
 	if (nm == NULL) {
 		if ((nm = calloc(1, sizeof(*nm))) == NULL)
@@ -115,55 +222,104 @@ resolve_name(const char *host, uint64_t refresh, char masters[][EV_IPLEN],
 		snprintf(nm->host, sizeof(nm->host), "%s", host);
 		smap_put(&names, host, nm);
 	}
-	nm->asked = 1;
-	if (!nm->busy && (nm->at == 0 || now_ms() - nm->at >= refresh))
-		lookup(nm);
+	nm->wanted |= 1u << src;
+	nm->asked |= 1u << src;
+	if (due(nm, refresh, now))
+		ask(nm, now);
 	if (nm->n > 0) {
 		memcpy(masters, nm->ips, sizeof(nm->ips));
 		return (int)nm->n;
 	}
-	if (nm->at == 0)
+	if (nm->late)
+		snprintf(why, whylen, "%s does not resolve (no answer in %d "
+		    "s)", host, RESOLVE_WAIT_MS / 1000);
+	else if (nm->at == 0)
 		return 0;
-	snprintf(why, whylen, "%s does not resolve (%s)", host,
-	    gai_strerror(nm->err));
+	else
+		snprintf(why, whylen, "%s does not resolve (%s)", host,
+		    gai_strerror(nm->err));
 	return -1;
 }
 
+/* The queued names, the longest waiting first, while slots are free. */
+static void
+start_queued(uint64_t now)
+{
+	struct smap_iter it;
+	struct smap_ent *e;
+	struct rname *nm, *first;
+
+	while (queued > 0 && out < RESOLVE_MAX_OUT) {
+		first = NULL;
+		it = (struct smap_iter){ 0, NULL };
+		while ((e = smap_next(&names, &it)) != NULL) {
+			nm = e->val;
+			if (nm->queued && slot_free(nm) &&
+			    (first == NULL || nm->since < first->since))
+				first = nm;
+		}
+		if (first == NULL)
+			return;		/* only unproven ones, and no room */
+		first->queued = 0;
+		queued--;
+		lookup(first, now);
+	}
+}
+
 int
-resolve_timer(void)
+resolve_timer(int src)
 {
 	struct smap_iter it = { 0, NULL };
 	struct smap_ent *e;
 	struct rname *nm;
-	int moved = 0;
+	uint64_t now = now_ms();
+	int r;
 
-	while ((e = smap_next(&names, &it)) != NULL) {
+	while (out > 0 && (e = smap_next(&names, &it)) != NULL) {
 		nm = e->val;
-		if (nm->busy && gai_error(&nm->cb) != EAI_INPROGRESS)
-			moved |= answered(nm);
+		if (!nm->busy)
+			continue;
+		if (gai_error(&nm->cb) != EAI_INPROGRESS) {
+			if (answered(nm, now))
+				moved |= nm->wanted | nm->asked;
+		} else if (!nm->late && now - nm->since >= RESOLVE_WAIT_MS) {
+			nm->late = 1;
+			log_debug("resolve: %s: no answer in %d s", nm->host,
+			    RESOLVE_WAIT_MS / 1000);
+		}
 	}
-	return moved;
+	start_queued(now);
+	r = (moved & (1u << src)) != 0;
+	moved &= ~(1u << src);
+	return r;
 }
 
 void
-resolve_forget_unasked(void)
+resolve_forget_unasked(int src)
 {
 	struct smap_iter it;
 	struct smap_ent *e;
 	struct rname *nm;
+	unsigned bit = 1u << src;
 
+	it = (struct smap_iter){ 0, NULL };
+	while ((e = smap_next(&names, &it)) != NULL) {
+		nm = e->val;
+		nm->wanted = (nm->wanted & ~bit) | (nm->asked & bit);
+		nm->asked &= ~bit;
+	}
 	for (;;) {
 		it = (struct smap_iter){ 0, NULL };
 		while ((e = smap_next(&names, &it)) != NULL) {
 			nm = e->val;
-			if (!nm->asked && !nm->busy)
+			if (nm->wanted == 0 && !nm->busy)
 				break;
 		}
 		if (e == NULL)
 			break;
+		nm = e->val;
+		if (nm->queued)
+			queued--;
 		free(smap_del(&names, e->key));
 	}
-	it = (struct smap_iter){ 0, NULL };
-	while ((e = smap_next(&names, &it)) != NULL)
-		((struct rname *)e->val)->asked = 0;
 }
