@@ -199,6 +199,9 @@ answered(struct rname *nm, uint64_t now)
 	if (nm->err == 0 && n == 0)
 		nm->err = EAI_NODATA;
 	nm->fails = nm->err == 0 ? 0 : nm->fails + 1;
+	log_debug("resolve: %s: %zu addresses%s%s", nm->host, n,
+	    nm->err != 0 ? ", " : "", nm->err != 0 ? gai_strerror(nm->err) :
+	    "");
 	if (temporary(nm->err))
 		return 0;
 	qsort(ips, n, EV_IPLEN, ip_cmp);

@@ -9,7 +9,8 @@ the server says): {"name": {"a": ["ip", ...], "aaaa": [...], "mode": M,
 (the default), "delay" (the answer after `delay` seconds, the server going
 on with other queries meanwhile), or "hang" (no answer at all).  A name the
 zone does not hold is NXDOMAIN; a type it has no records of is an empty
-answer.  One line per query on stderr: "<name> <type> <what was done>".
+answer.  One line per query on stderr: "<name> <type> <what was done>",
+and "<name> <type> sent" when a late answer goes.
 Only UDP: glibc's resolver asks over UDP for answers this small.
 """
 import argparse
@@ -68,6 +69,11 @@ def load_zone(path):
         return {}
 
 
+def send_late(sock, reply, peer, name, tname):
+    sock.sendto(reply, peer)
+    print("%s %s sent" % (name, tname), file=sys.stderr, flush=True)
+
+
 def serve(sock, zone_path):
     while True:
         try:
@@ -99,7 +105,7 @@ def serve(sock, zone_path):
         if mode == "delay":
             delay = float(entry.get("delay", 1))
             print("%s %s %s in %gs" % (name, tname, what, delay), file=sys.stderr, flush=True)
-            t = threading.Timer(delay, sock.sendto, (reply, peer))
+            t = threading.Timer(delay, send_late, (sock, reply, peer, name, tname))
             t.daemon = True
             t.start()
             continue
