@@ -1,9 +1,11 @@
 /*
  * watcherd — host names resolved off the loop.
  *
- * glibc's getaddrinfo_a looks a name up on a thread of its own; the loop
- * only asks, each turn, whether it is done (resolve_timer), and never
- * waits.  A name is looked up again once its answer is refresh old; the
+ * glibc's getaddrinfo_a looks a name up on a thread of its own, and says
+ * when it is done on another (SIGEV_THREAD), which only writes to an
+ * eventfd that the loop polls: the loop then takes the answers in and
+ * starts the lookups that waited for a slot, and never waits itself.  The
+ * sources read the answers at their next tick (resolve_timer).  A name is looked up again once its answer is refresh old; the
  * last answer serves meanwhile, so that a slow or failing resolver holds
  * nothing up and takes nothing away until it answers otherwise: a
  * temporary failure (a timeout, a SERVFAIL) keeps the last addresses, an
@@ -32,15 +34,20 @@
  *     up to a minute), not at each ask.
  * A name nobody asks for any more is forgotten once its lookup is over.
  */
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
+#include "loop.h"
 #include "watcherd.h"
 
 #define RESOLVE_MAX_OUT		16
@@ -70,6 +77,44 @@ struct rname {
 static struct smap	names;		/* host -> struct rname */
 static unsigned		out, out_unproven, queued;
 static unsigned		moved;		/* 1 << SRC_*: addresses moved */
+static int		done_fd = -1;	/* an eventfd: a lookup ended */
+
+static void	take_answers(uint64_t now);
+
+/* On glibc's notification thread: only the eventfd is touched. */
+static void
+lookup_done(union sigval sv)
+{
+	uint64_t one = 1;
+	ssize_t n;
+
+	(void)sv;
+	do
+		n = write(done_fd, &one, sizeof(one));
+	while (n == -1 && errno == EINTR);
+}
+
+static void
+on_done(void *arg, int revents)
+{
+	uint64_t n;
+
+	(void)arg;
+	(void)revents;
+	while (read(done_fd, &n, sizeof(n)) == -1 && errno == EINTR)
+		;
+	take_answers(now_ms());
+}
+
+static void
+done_init(void)
+{
+	if (done_fd != -1)
+		return;
+	if ((done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
+		fatal("resolve: eventfd");
+	loop_fd(done_fd, ZMQ_POLLIN, on_done, NULL);
+}
 
 /* The last lookup answered with addresses. */
 static int
@@ -120,13 +165,18 @@ static void
 lookup(struct rname *nm, uint64_t now)
 {
 	struct gaicb *list[1] = { &nm->cb };
+	struct sigevent sev;
 
+	done_init();
 	memset(&nm->cb, 0, sizeof(nm->cb));
 	memset(&nm->hints, 0, sizeof(nm->hints));
+	memset(&sev, 0, sizeof(sev));
 	nm->hints.ai_socktype = SOCK_STREAM;
 	nm->cb.ar_name = nm->host;
 	nm->cb.ar_request = &nm->hints;
-	if (getaddrinfo_a(GAI_NOWAIT, list, 1, NULL) != 0) {
+	sev.sigev_notify = SIGEV_THREAD;
+	sev.sigev_notify_function = lookup_done;
+	if (getaddrinfo_a(GAI_NOWAIT, list, 1, &sev) != 0) {
 		nm->err = EAI_AGAIN;
 		nm->fails++;
 		nm->at = now;
@@ -269,14 +319,16 @@ start_queued(uint64_t now)
 	}
 }
 
-int
-resolve_timer(int src)
+/*
+ * The lookups that are over, those out too long, then the queued ones that
+ * now have a slot.
+ */
+static void
+take_answers(uint64_t now)
 {
 	struct smap_iter it = { 0, NULL };
 	struct smap_ent *e;
 	struct rname *nm;
-	uint64_t now = now_ms();
-	int r;
 
 	while (out > 0 && (e = smap_next(&names, &it)) != NULL) {
 		nm = e->val;
@@ -292,6 +344,14 @@ resolve_timer(int src)
 		}
 	}
 	start_queued(now);
+}
+
+int
+resolve_timer(int src)
+{
+	int r;
+
+	take_answers(now_ms());
 	r = (moved & (1u << src)) != 0;
 	moved &= ~(1u << src);
 	return r;
