@@ -63,6 +63,7 @@ struct rname {
 	int		 busy;		/* a lookup is out */
 	int		 unproven;	/* ... in the unproven share */
 	int		 late;		/* ... past RESOLVE_WAIT_MS */
+	int		 slow;		/* the last one was, and failed */
 	int		 queued;	/* due, waiting for a slot */
 	int		 err;		/* of the last one: 0, EAI_* */
 	unsigned	 fails;		/* lookups failed in a row */
@@ -219,7 +220,6 @@ answered(struct rname *nm, uint64_t now)
 	void *a;
 
 	nm->busy = 0;
-	nm->late = 0;
 	out--;
 	out_unproven -= (unsigned)nm->unproven;
 	nm->at = now;
@@ -249,6 +249,9 @@ answered(struct rname *nm, uint64_t now)
 	if (nm->err == 0 && n == 0)
 		nm->err = EAI_NODATA;
 	nm->fails = nm->err == 0 ? 0 : nm->fails + 1;
+	/* one reason for a name that hangs, not two in turn */
+	nm->slow = nm->late && temporary(nm->err);
+	nm->late = 0;
 	log_debug("resolve: %s: %zu addresses%s%s", nm->host, n,
 	    nm->err != 0 ? ", " : "", nm->err != 0 ? gai_strerror(nm->err) :
 	    "");
@@ -283,7 +286,7 @@ resolve_name(int src, const char *host, uint64_t refresh,
 		memcpy(masters, nm->ips, sizeof(nm->ips));
 		return (int)nm->n;
 	}
-	if (nm->late)
+	if (nm->late || nm->slow)
 		snprintf(why, whylen, "%s does not resolve (no answer in %d "
 		    "s)", host, RESOLVE_WAIT_MS / 1000);
 	else if (nm->at == 0)
