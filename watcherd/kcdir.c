@@ -16,8 +16,8 @@
  * meanwhile replaces what waited, so that only the answer for the name it
  * names now is taken.  Its cluster, if an older file gave it one, keeps
  * routing as it did.  The names of the clusters that run are looked up
- * again every poll interval, and their API routes and requests follow
- * the addresses; a name that stops resolving keeps the last ones.
+ * again every minute (kcdir_refresh), and their API routes and requests
+ * follow the addresses; a name that stops resolving keeps the last ones.
  */
 #include <sys/stat.h>
 
@@ -45,6 +45,8 @@ struct kcfile {
 	char		file[256];	/* its name in the folder */
 	char		said[320];	/* the failure to resolve last logged */
 };
+
+#define KCDIR_REFRESH_MS	60000
 
 static struct smap	files;		/* name -> struct kcfile */
 static uint64_t		next_scan;
@@ -76,10 +78,18 @@ cluster_name(const char *file, char *name, size_t len)
 	return valid_dns_label(name) ? 0 : -1;
 }
 
+/*
+ * How old a running cluster's addresses may get: a minute, or the poll
+ * interval when longer.  Asking at every poll would be a lookup a second
+ * for 10,000 clusters named in the folder, for answers that DNS lets live
+ * for minutes.
+ */
 static uint64_t
 kcdir_refresh(void)
 {
-	return (uint64_t)conf.kubeconfig_poll * 1000;
+	uint64_t poll = (uint64_t)conf.kubeconfig_poll * 1000;
+
+	return poll > KCDIR_REFRESH_MS ? poll : KCDIR_REFRESH_MS;
 }
 
 /* c (taken) for cluster name, at these addresses. */
@@ -369,7 +379,7 @@ kcdir_timer(uint64_t now)
 	if (now < next_scan)
 		return;
 	scan();
-	next_scan = now + kcdir_refresh();
+	next_scan = now + (uint64_t)conf.kubeconfig_poll * 1000;
 }
 
 static void

@@ -17,13 +17,17 @@
  * Cluster API Clusters), and one of them may name a host whose DNS server
  * answers late or never.  What bounds the harm:
  *   - one lookup per name at a time, whoever asks;
- *   - at most RESOLVE_MAX_OUT lookups out at once, fewer than the threads
- *     glibc starts for getaddrinfo_a (20), so that ours never queue behind
- *     one another inside glibc where we cannot order them; a name due
- *     meanwhile waits its turn here, the longest waiting first;
- *   - names that have not answered with addresses last time (new ones,
- *     failing ones) take at most RESOLVE_MAX_UNPROVEN of those: a fleet of
- *     names that hang cannot hold up the names that answer;
+ *   - at most RESOLVE_MAX_OUT lookups handed to glibc at once (it runs 20
+ *     on threads of its own and queues the rest, in order); a name due
+ *     meanwhile waits its turn here, the longest waiting first.  That is
+ *     many, so that a fleet's first lookups do not go at the pace of the
+ *     loop's turns, which are slow while those clusters start;
+ *   - names whose last lookup failed take at most RESOLVE_MAX_FAILING of
+ *     them: names known to hang hold at most that many of glibc's threads
+ *     and never hold up the others.  New names take at most
+ *     RESOLVE_MAX_NEW, leaving room to the names that answered.  Only a
+ *     burst of new names that hang (20 or more) can hold up the others,
+ *     for one lookup's time; after it they are failing names;
  *   - a lookup still out after RESOLVE_WAIT_MS is said to have failed, to
  *     whoever waits for it.  It cannot be stopped (gai_cancel takes back
  *     only a lookup that no thread has started): its thread and its slot
@@ -50,8 +54,9 @@
 #include "loop.h"
 #include "watcherd.h"
 
-#define RESOLVE_MAX_OUT		16
-#define RESOLVE_MAX_UNPROVEN	8
+#define RESOLVE_MAX_OUT		1024
+#define RESOLVE_MAX_NEW		960
+#define RESOLVE_MAX_FAILING	4
 #define RESOLVE_WAIT_MS		15000
 #define RESOLVE_BACKOFF_MS	1000
 #define RESOLVE_BACKOFF_MAX	60000
@@ -61,7 +66,7 @@ struct rname {
 	struct addrinfo	 hints;
 	struct gaicb	 cb;
 	int		 busy;		/* a lookup is out */
-	int		 unproven;	/* ... in the unproven share */
+	int		 share;		/* ... in which share: SHARE_* */
 	int		 late;		/* ... past RESOLVE_WAIT_MS */
 	int		 slow;		/* the last one was, and failed */
 	int		 queued;	/* due, waiting for a slot */
@@ -76,7 +81,12 @@ struct rname {
 };
 
 static struct smap	names;		/* host -> struct rname */
-static unsigned		out, out_unproven, queued;
+/*
+ * The shares of the slots, by the last lookup of a name: it answered with
+ * addresses, there was none yet, it failed.
+ */
+enum { SHARE_PROVEN, SHARE_NEW, SHARE_FAILING, SHARE_COUNT };
+static unsigned		out, out_share[SHARE_COUNT], queued;
 static unsigned		moved;		/* 1 << SRC_*: addresses moved */
 static int		done_fd = -1;	/* an eventfd: a lookup ended */
 
@@ -117,11 +127,13 @@ done_init(void)
 	loop_fd(done_fd, ZMQ_POLLIN, on_done, NULL);
 }
 
-/* The last lookup answered with addresses. */
+/* The share of the slots a lookup of nm takes. */
 static int
-proven(const struct rname *nm)
+share(const struct rname *nm)
 {
-	return nm->n > 0 && nm->err == 0;
+	if (nm->n > 0 && nm->err == 0)
+		return SHARE_PROVEN;
+	return nm->at == 0 ? SHARE_NEW : SHARE_FAILING;
 }
 
 /* A failure that says nothing of the name: the last answer stands. */
@@ -158,8 +170,15 @@ due(const struct rname *nm, uint64_t refresh, uint64_t now)
 static int
 slot_free(const struct rname *nm)
 {
-	return out < RESOLVE_MAX_OUT && (proven(nm) ||
-	    out_unproven < RESOLVE_MAX_UNPROVEN);
+	int k = share(nm);
+
+	if (out >= RESOLVE_MAX_OUT)
+		return 0;
+	if (k == SHARE_NEW)
+		return out_share[k] < RESOLVE_MAX_NEW;
+	if (k == SHARE_FAILING)
+		return out_share[k] < RESOLVE_MAX_FAILING;
+	return 1;
 }
 
 static void
@@ -186,9 +205,9 @@ lookup(struct rname *nm, uint64_t now)
 	nm->busy = 1;
 	nm->late = 0;
 	nm->since = now;
-	nm->unproven = !proven(nm);
+	nm->share = share(nm);
 	out++;
-	out_unproven += (unsigned)nm->unproven;
+	out_share[nm->share]++;
 }
 
 /* Due: looked up now if a slot is free, else queued for one. */
@@ -221,7 +240,7 @@ answered(struct rname *nm, uint64_t now)
 
 	nm->busy = 0;
 	out--;
-	out_unproven -= (unsigned)nm->unproven;
+	out_share[nm->share]--;
 	nm->at = now;
 	nm->err = gai_error(&nm->cb);
 	memset(ips, 0, sizeof(ips));
@@ -315,7 +334,7 @@ start_queued(uint64_t now)
 				first = nm;
 		}
 		if (first == NULL)
-			return;		/* only unproven ones, and no room */
+			return;		/* none whose share has room */
 		first->queued = 0;
 		queued--;
 		lookup(first, now);
