@@ -109,10 +109,15 @@ def test_a_name_that_hangs_holds_up_only_its_cluster(dns_fleet):
     fleet, dns = dns_fleet()
     pay = harness.payments_cluster(fleet, register=False)
     search = harness.search_cluster(fleet, register=False)
-    # payments' DNS server never answers; search's answers at once
+    # payments' DNS server never answers, nor that of five more files; search's
+    # answers at once
+    hangs = ["h%d.%s" % (i, DOMAIN) for i in range(5)]
     dns.set(**{pay.master_host: {"mode": "hang"},
-               search.master_host: {"a": [search.sim.host]}})
+               search.master_host: {"a": [search.sim.host]}},
+            **{h: {"mode": "hang"} for h in hangs})
     pay.write_kubeconfig(server=server(pay, pay.master_host))
+    for i, h in enumerate(hangs):
+        pay.write_kubeconfig(name="h%d" % i, server=server(pay, h))
     search.write_kubeconfig(server=server(search, search.master_host))
     fleet.start()
 
@@ -136,6 +141,9 @@ def test_a_name_that_hangs_holds_up_only_its_cluster(dns_fleet):
     said = "kubeconfigs: payments.yaml: %s does not resolve (no answer in 15 s); " \
         "its cluster waits for it" % pay.master_host
     testlib.wait_until(lambda: said in fleet["watcherd"].log(), 40, "the name given up on")
+    for i, h in enumerate(hangs):
+        line = "kubeconfigs: h%d.yaml: %s does not resolve (no answer in 15 s)" % (i, h)
+        testlib.wait_until(lambda: line in fleet["watcherd"].log(), 20, line)
 
     # the name answers: payments comes up at the address it gave, and its
     # workloads route
