@@ -407,8 +407,9 @@ capi_cluster(json_t *c, char *why, size_t whylen)
 		strcpy(masters[0], ip);
 		n = 1;
 	} else if (strlen(ip) < sizeof(host) && valid_dns_subdomain(ip)) {
-		if ((n = resolve_name(ip, (uint64_t)conf.capi_poll * 1000,
-		    masters, w, sizeof(w))) == 0)
+		if ((n = resolve_name(SRC_CAPI, ip,
+		    (uint64_t)conf.capi_poll * 1000, masters, w,
+		    sizeof(w))) == 0)
 			return 0;	/* routed once it resolves */
 	} else {
 		snprintf(w, sizeof(w), "controlPlaneEndpoint.host is neither "
@@ -483,7 +484,7 @@ pass_end(void)
 	memcpy(last_refused, pass_why, sizeof(last_refused));
 	clusters_sweep(&capi_source);
 	prune();
-	resolve_forget_unasked();
+	resolve_forget_unasked(SRC_CAPI);
 	if (!polled_ok)
 		log_info("capi: %zu Clusters listed", pass_count);
 	else
@@ -765,7 +766,7 @@ capi_timer(uint64_t now)
 {
 	if (conf.capi_kubeconfig[0] == '\0')
 		return;
-	if (resolve_timer())
+	if (resolve_timer(SRC_CAPI))
 		next_poll = 0;		/* Clusters wait for what moved */
 	if (have_mgmt)
 		secrets_timer(now);

@@ -3,19 +3,27 @@
  *
  * One kubeconfig per cluster: <name>.yaml, .yml, .json or .kubeconfig.  The
  * file name names the cluster (a DNS label), the server URL gives the API's
- * address (an IP, or a name resolved when the file is read), the current
- * context gives the credentials.  The folder is read every poll interval; a
- * file that changed is read again, one that went takes its cluster along.
- * A user's tokenFile is looked at every poll too, and on a 401: Kubernetes
- * rotates the tokens it projects into such files.
+ * address (an IP, or a name), the current context gives the credentials.
+ * The folder is read every poll interval; a file that changed is read
+ * again, one that went takes its cluster along.  A user's tokenFile is
+ * looked at every poll too, and on a 401: Kubernetes rotates the tokens it
+ * projects into such files.
+ *
+ * A server given by name is resolved off the loop (resolve.c): whoever
+ * writes one kubeconfig may name a host whose DNS server answers late or
+ * never, and that must not hold up the other clusters.  The file waits,
+ * its credentials read, until the name answers; a file that changes
+ * meanwhile replaces what waited, so that only the answer for the name it
+ * names now is taken.  Its cluster, if an older file gave it one, keeps
+ * routing as it did.  The names of the clusters that run are looked up
+ * again every minute (kcdir_refresh), and their API routes and requests
+ * follow the addresses; a name that stops resolving keeps the last ones.
  */
 #include <sys/stat.h>
 
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +39,14 @@ struct kcfile {
 	off_t		size;
 	int		ok;
 	int		odd;		/* "not a regular file" was said */
+	int		seen;		/* in the folder at this scan */
+	int		waiting;	/* pending waits for its server's name */
+	struct creds	pending;
+	char		file[256];	/* its name in the folder */
+	char		said[320];	/* the failure to resolve last logged */
 };
+
+#define KCDIR_REFRESH_MS	60000
 
 static struct smap	files;		/* name -> struct kcfile */
 static uint64_t		next_scan;
@@ -63,48 +78,131 @@ cluster_name(const char *file, char *name, size_t len)
 	return valid_dns_label(name) ? 0 : -1;
 }
 
-/* The API's addresses: the host itself when it is an IP, else resolved. */
-static size_t
-resolve(const char *host, char masters[][EV_IPLEN])
+/*
+ * How old a running cluster's addresses may get: a minute, or the poll
+ * interval when longer.  Asking at every poll would be a lookup a second
+ * for 10,000 clusters named in the folder, for answers that DNS lets live
+ * for minutes.
+ */
+static uint64_t
+kcdir_refresh(void)
 {
-	struct addrinfo hints, *res, *ai;
-	size_t n = 0;
+	uint64_t poll = (uint64_t)conf.kubeconfig_poll * 1000;
 
-	if (valid_ip(host)) {
-		strcpy(masters[0], host);
-		return 1;
-	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	if (getaddrinfo(host, NULL, &hints, &res) != 0)
-		return 0;
-	for (ai = res; ai != NULL && n < EV_MAX_MASTERS; ai = ai->ai_next) {
-		void *a = ai->ai_family == AF_INET ?
-		    (void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr :
-		    (void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+	return poll > KCDIR_REFRESH_MS ? poll : KCDIR_REFRESH_MS;
+}
 
-		if (inet_ntop(ai->ai_family, a, masters[n], EV_IPLEN) != NULL)
-			n++;
+/* c (taken) for cluster name, at these addresses. */
+static int
+kcdir_up(const char *name, const char *file, struct creds *c,
+    char masters[][EV_IPLEN], size_t n)
+{
+	char host[254];
+	struct cluster *cl;
+
+	if ((size_t)snprintf(host, sizeof(host), "%s.%s", name, conf.domain) >=
+	    sizeof(host) || (cl = cluster_upsert(name, name, host, masters, n,
+	    c->port, &kcdir_source)) == NULL) {
+		log_warnx("kubeconfigs: %s: not a routable cluster", file);
+		creds_free(c);
+		return -1;
 	}
-	freeaddrinfo(res);
-	return n;
+	cluster_set_creds(cl, c);
+	return 0;
+}
+
+static void
+drop_wait(struct kcfile *f)
+{
+	if (f->waiting)
+		creds_free(&f->pending);
+	f->waiting = 0;
+	f->said[0] = '\0';
+}
+
+/*
+ * A file that waits for its server's name: up once it answers.  A failure
+ * is logged when it is not the one said last; the name (checked a DNS name
+ * by kubeconfig_creds) is asked again with a backoff.
+ */
+static void
+try_wait(const char *name, struct kcfile *f)
+{
+	char masters[EV_MAX_MASTERS][EV_IPLEN], why[320];
+	int n;
+
+	memset(masters, 0, sizeof(masters));
+	n = resolve_name(SRC_KUBECONFIG, f->pending.host, kcdir_refresh(),
+	    masters, why, sizeof(why));
+	if (n == 0)
+		return;
+	if (n < 0) {
+		if (strcmp(why, f->said) != 0)
+			log_warnx("kubeconfigs: %s: %s; its cluster waits for "
+			    "it", f->file, why);
+		snprintf(f->said, sizeof(f->said), "%s", why);
+		return;
+	}
+	if (f->said[0] != '\0')
+		log_info("kubeconfigs: %s: %s resolves now", f->file,
+		    f->pending.host);
+	f->waiting = 0;
+	f->said[0] = '\0';
+	if (kcdir_up(name, f->file, &f->pending, masters, (size_t)n) == 0)
+		f->ok = 1;
+	memset(&f->pending, 0, sizeof(f->pending));
+}
+
+/*
+ * A running cluster whose server is a name follows its addresses.  One
+ * that does not resolve any more keeps the addresses it had, and says so
+ * once.
+ */
+static void
+follow(struct cluster *cl, struct kcfile *f)
+{
+	char masters[EV_MAX_MASTERS][EV_IPLEN], why[320];
+	int n;
+
+	if (valid_ip(cl->creds.host))
+		return;
+	memset(masters, 0, sizeof(masters));
+	n = resolve_name(SRC_KUBECONFIG, cl->creds.host, kcdir_refresh(),
+	    masters, why, sizeof(why));
+	if (n < 0) {
+		if (strcmp(why, f->said) != 0)
+			log_warnx("kubeconfigs: %s: %s; keeping the addresses "
+			    "it had", f->file, why);
+		snprintf(f->said, sizeof(f->said), "%s", why);
+		return;
+	}
+	if (n == 0)
+		return;
+	f->said[0] = '\0';
+	if ((size_t)n == cl->nmasters &&
+	    memcmp(masters, cl->masters, (size_t)n * EV_IPLEN) == 0)
+		return;
+	log_info("kubeconfigs: %s: %s resolves to %s%s now", f->file,
+	    cl->creds.host, masters[0], n > 1 ? " and others" : "");
+	cluster_upsert(cl->id, cl->name, cl->host, masters, (size_t)n,
+	    cl->mport, &kcdir_source);
 }
 
 /*
  * A kubeconfig of the folder: itself under the places kcfile allows (a
  * link to a kubeconfig elsewhere is refused), and private to us when it
- * holds a secret inline.
+ * holds a secret inline.  Its cluster comes up now when the server is an
+ * IP, else once the name answers (try_wait).
  */
 static void
-load(const char *dir, const char *file, const char *name)
+load(const char *dir, const char *file, const char *name, struct kcfile *f)
 {
-	char path[PATH_MAX + 512], err[256], host[254];
+	char path[PATH_MAX + 512], err[256];
 	char masters[EV_MAX_MASTERS][EV_IPLEN];
-	struct cluster *cl;
 	struct creds c;
 	struct stat st;
 	json_t *root;
-	size_t len, n;
+	size_t len;
 	char *buf;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
@@ -129,22 +227,17 @@ load(const char *dir, const char *file, const char *name)
 		return;
 	}
 	json_decref(root);
-	memset(masters, 0, sizeof(masters));
-	if ((n = resolve(c.host, masters)) == 0) {
-		log_warnx("kubeconfigs: %s: %s does not resolve", file,
-		    c.host);
-		creds_free(&c);
+	snprintf(f->file, sizeof(f->file), "%s", file);
+	if (valid_ip(c.host)) {
+		memset(masters, 0, sizeof(masters));
+		strcpy(masters[0], c.host);
+		if (kcdir_up(name, file, &c, masters, 1) == 0)
+			f->ok = 1;
 		return;
 	}
-	if ((size_t)snprintf(host, sizeof(host), "%s.%s", name, conf.domain) >=
-	    sizeof(host) || (cl = cluster_upsert(name, name, host, masters, n, c.port,
-	    &kcdir_source)) == NULL) {
-		log_warnx("kubeconfigs: %s: not a routable cluster", file);
-		creds_free(&c);
-		return;
-	}
-	cluster_set_creds(cl, &c);
-	((struct kcfile *)smap_get(&files, name))->ok = 1;
+	f->pending = c;
+	f->waiting = 1;
+	try_wait(name, f);
 }
 
 /*
@@ -181,6 +274,31 @@ kcdir_token(struct cluster *cl)
 	cluster_set_creds(cl, &c);
 }
 
+/* Same size and mtime as when it was read last. */
+static int
+unchanged(const struct kcfile *f, const struct stat *st)
+{
+	return f->size == st->st_size &&
+	    f->mtime.tv_sec == st->st_mtim.tv_sec &&
+	    f->mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+/* The files of the folder that went, or are another shard's now. */
+static void
+drop_unseen(void)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+	struct kcfile *f;
+
+	while ((e = smap_next(&files, &it)) != NULL) {
+		f = e->val;
+		if (!f->seen)
+			drop_wait(f);
+		f->seen = 0;
+	}
+}
+
 static void
 scan(void)
 {
@@ -208,6 +326,7 @@ scan(void)
 				fatal("kubeconfigs");
 			smap_put(&files, name, f);
 		}
+		f->seen = 1;
 		if (stat(path, &st) == -1 || !S_ISREG(st.st_mode)) {
 			/* said once, not at every scan; never opened */
 			if (!f->odd)
@@ -215,34 +334,49 @@ scan(void)
 				    "ignored", de->d_name);
 			f->odd = 1;
 			f->ok = 0;
+			drop_wait(f);
 			continue;
 		}
 		f->odd = 0;
 		cl = cluster_find(name);
-		if (f->ok && cl != NULL && f->size == st.st_size &&
-		    f->mtime.tv_sec == st.st_mtim.tv_sec &&
-		    f->mtime.tv_nsec == st.st_mtim.tv_nsec) {
-			cl->seen = 1;
-			kcdir_token(cl);
-			continue;
+		if (f->waiting && unchanged(f, &st))
+			try_wait(name, f);
+		else if (f->ok && cl != NULL && unchanged(f, &st))
+			follow(cl, f);
+		else {
+			/* new or changed: what waited for the old one goes */
+			drop_wait(f);
+			f->ok = 0;
+			f->size = st.st_size;
+			f->mtime = st.st_mtim;
+			load(conf.kubeconfig_dir, de->d_name, name, f);
 		}
-		f->ok = 0;
-		f->size = st.st_size;
-		f->mtime = st.st_mtim;
-		load(conf.kubeconfig_dir, de->d_name, name);
 		/* a file that does not read now keeps what it gave before */
-		if (!f->ok && (cl = cluster_find(name)) != NULL)
+		if ((cl = cluster_find(name)) != NULL) {
 			cl->seen = 1;
+			if (f->ok || f->waiting)
+				kcdir_token(cl);
+		}
 	}
 	closedir(d);
+	drop_unseen();
 	clusters_sweep(&kcdir_source);
+	resolve_forget_unasked(SRC_KUBECONFIG);
 	scanned = 1;
 }
 
+/*
+ * The folder every poll interval, and at once when a name's addresses
+ * moved: a file waiting for them comes up, a cluster follows them.
+ */
 static void
 kcdir_timer(uint64_t now)
 {
-	if (conf.kubeconfig_dir[0] == '\0' || now < next_scan)
+	if (conf.kubeconfig_dir[0] == '\0')
+		return;
+	if (resolve_timer(SRC_KUBECONFIG))
+		next_scan = 0;
+	if (now < next_scan)
 		return;
 	scan();
 	next_scan = now + (uint64_t)conf.kubeconfig_poll * 1000;
@@ -276,5 +410,6 @@ const struct cluster_source kcdir_source = {
 	.timer = kcdir_timer,
 	.polled = kcdir_polled,
 	.refused = kcdir_refused,
+	.via_masters = 1,
 	.poll_soon = kcdir_scan_soon,
 };

@@ -7,8 +7,9 @@
  * verifies against the cluster's CA, stay the kubeconfig's.  A transport
  * error moves the cluster on to its next master at once; only when every
  * master has failed in turn since the last answer does the caller back
- * off, as for any other error.  The kubeconfig folder's clusters connect
- * where their server URL says.
+ * off, as for any other error.  The kubeconfig folder's clusters go the
+ * same way, to the IP of their server URL or the addresses its name
+ * resolved to (kcdir.c).
  */
 #include <stdio.h>
 #include <string.h>

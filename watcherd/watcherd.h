@@ -436,17 +436,18 @@ void	 master_ok(struct cluster *);
 void	 master_auth(struct cluster *, struct http_auth *);
 
 /*
- * resolve.c: host names looked up off the loop.  resolve_name gives the
- * addresses of host (their count), 0 while its first lookup is out, or -1
- * with the reason in why; it asks again once the answer is refresh ms
- * old.  resolve_timer takes the answers in: 1 when one moved.
- * resolve_forget_unasked drops the names not asked for since its last
- * call.
+ * resolve.c: host names looked up off the loop, for source src (SRC_*).
+ * resolve_name gives the addresses of host (their count), 0 while its
+ * first lookup is out, or -1 with the reason in why; it asks again once
+ * the answer is refresh ms old (a failed one sooner, with a backoff).
+ * resolve_timer takes the answers in: 1 when one of src's moved.
+ * resolve_forget_unasked drops the names src did not ask for since its
+ * last call.
  */
-int	 resolve_name(const char *host, uint64_t refresh,
+int	 resolve_name(int src, const char *host, uint64_t refresh,
 	    char masters[][EV_IPLEN], char *why, size_t whylen);
-int	 resolve_timer(void);
-void	 resolve_forget_unasked(void);
+int	 resolve_timer(int src);
+void	 resolve_forget_unasked(int src);
 
 /* json.c: documents parsed with NULs allowed; drop what holds one */
 json_t	*json_untrusted(const char *, size_t);

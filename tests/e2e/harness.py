@@ -611,14 +611,14 @@ class Cluster:
                 "current-context": self.name}
 
     def write_kubeconfig(self, ext=".yaml", ca_path=False, name=None,
-                         token_file=None):
+                         token_file=None, server=None):
         """Put this cluster's kubeconfig into the fleet's [kubeconfigs] dir:
-        the server by IP (the kubeconfig source connects where it says), the
+        the server by IP (or server, a URL), the
         CA inline or (ca_path) as a file, the token inline or (token_file)
         as the user's tokenFile. Returns the file's path."""
         kc = self.kubeconfig()
         cl = kc["clusters"][0]["cluster"]
-        cl["server"] = self.sim.url
+        cl["server"] = server or self.sim.url
         if ca_path:
             # inside the folder: a kubeconfig's files may lie nowhere else
             del cl["certificate-authority-data"]
@@ -739,6 +739,7 @@ class Daemon:
             # setpriv execs the daemon: the PID stays the daemon's
             argv = ["setpriv", "--reuid=" + self.fleet.run_as, "--regid=" + self.fleet.run_as,
                     "--clear-groups", "--"] + argv
+        argv = self.fleet.wrap.get(self.name, []) + argv
         self.proc = testlib.Proc(argv, self.key, self.fleet.log_dir, env=self.fleet.env())
         proc = self.proc
 
@@ -889,6 +890,9 @@ class Fleet:
                  pks_auth=None, run_as=None):
         self.run_dir = run_dir or tempfile.mkdtemp(prefix="pt-", dir="/tmp")
         self.run_as = run_as            # a user to run the daemons as (setpriv)
+        # daemon name -> argv put before it (a command that execs it, so
+        # that the PID stays the daemon's): e.g. its own resolv.conf
+        self.wrap = {}
         os.makedirs(self.run_dir, exist_ok=True)
         self.dir = self.run_dir
         self.log_dir = os.path.join(self.run_dir, "log")
