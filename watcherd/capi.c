@@ -29,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "addr.h"
 #include "fsafe.h"
 #include "health.h"
 #include "kcfile.h"
@@ -265,41 +264,6 @@ pass_namespace(char *ns, size_t len)
 	}
 }
 
-/*
- * The endpoint's address may be a backend's: not loopback, link-local,
- * multicast or unspecified unless [limits] allow_backends lets it, and
- * not an address a proxy listens on.
- */
-static int
-endpoint_ok(const char *ip, const char *what, char *why, size_t whylen)
-{
-	struct addr_ip a, own;
-	enum addr_class k;
-	int i;
-
-	if (addr_parse(ip, &a) == -1) {
-		snprintf(why, whylen, "controlPlaneEndpoint %s is not an IP "
-		    "address", what);
-		return -1;
-	}
-	for (i = 0; i < conf.nproxies; i++)
-		if (addr_parse(conf.proxies[i].listen, &own) == 0 &&
-		    addr_classify(&own) != ADDR_UNSPECIFIED &&
-		    addr_equal(&a, &own)) {
-			snprintf(why, whylen, "controlPlaneEndpoint %s is the "
-			    "address a proxy listens on", what);
-			return -1;
-		}
-	if (addr_in_nets(&a, &conf.allow_backends))
-		return 0;
-	if ((k = addr_classify(&a)) != ADDR_OK) {
-		snprintf(why, whylen, "controlPlaneEndpoint %s is %s", what,
-		    addr_class_name(k));
-		return -1;
-	}
-	return 0;
-}
-
 /* status.controlPlaneReady, or the condition that says the same. */
 static int
 cp_ready(json_t *status)
@@ -364,7 +328,7 @@ capi_cluster(json_t *c, char *why, size_t whylen)
 	    "phase"));
 	const char *ip = json_string_value(json_object_get(ep, "host"));
 	json_int_t port = json_integer_value(json_object_get(ep, "port"));
-	char masters[EV_MAX_MASTERS][EV_IPLEN], host[254], w[200];
+	char masters[EV_MAX_MASTERS][EV_IPLEN], host[254], w[224], bad[64];
 	char what[120];
 	struct cluster *cl;
 	size_t size;
@@ -422,8 +386,11 @@ capi_cluster(json_t *c, char *why, size_t whylen)
 		else
 			snprintf(what, sizeof(what), "%.64s (%.45s)", ip,
 			    masters[i]);
-		if (endpoint_ok(masters[i], what, w, sizeof(w)) == -1)
+		if (master_allowed(masters[i], bad, sizeof(bad)) == -1) {
+			snprintf(w, sizeof(w), "controlPlaneEndpoint %s %s",
+			    what, bad);
 			n = -1;
+		}
 	}
 	if (n < 0) {
 		snprintf(why, whylen, "%s/%s: %s", ns, name, w);

@@ -44,6 +44,7 @@ struct kcfile {
 	struct creds	pending;
 	char		file[256];	/* its name in the folder */
 	char		said[320];	/* the failure to resolve last logged */
+	char		refused[320];	/* the address refused last logged */
 };
 
 #define KCDIR_REFRESH_MS	60000
@@ -92,18 +93,48 @@ kcdir_refresh(void)
 	return poll > KCDIR_REFRESH_MS ? poll : KCDIR_REFRESH_MS;
 }
 
+/*
+ * The server's addresses are ones watcherd may connect to with the file's
+ * credentials (master_allowed); a refusal is said once, until it changes.
+ */
+static int
+kcdir_allowed(struct kcfile *f, const char *server,
+    char masters[][EV_IPLEN], size_t n)
+{
+	char bad[64], why[320];
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (master_allowed(masters[i], bad, sizeof(bad)) == 0)
+			continue;
+		snprintf(why, sizeof(why), "server %.64s: %.45s %s", server,
+		    masters[i], bad);
+		if (strcmp(why, f->refused) != 0)
+			log_warnx("kubeconfigs: %s: %s; not connected to",
+			    f->file, why);
+		snprintf(f->refused, sizeof(f->refused), "%s", why);
+		return -1;
+	}
+	f->refused[0] = '\0';
+	return 0;
+}
+
 /* c (taken) for cluster name, at these addresses. */
 static int
-kcdir_up(const char *name, const char *file, struct creds *c,
+kcdir_up(const char *name, struct kcfile *f, struct creds *c,
     char masters[][EV_IPLEN], size_t n)
 {
 	char host[254];
 	struct cluster *cl;
 
+	if (kcdir_allowed(f, c->host, masters, n) == -1) {
+		creds_free(c);
+		return -1;
+	}
 	if ((size_t)snprintf(host, sizeof(host), "%s.%s", name, conf.domain) >=
 	    sizeof(host) || (cl = cluster_upsert(name, name, host, masters, n,
 	    c->port, &kcdir_source)) == NULL) {
-		log_warnx("kubeconfigs: %s: not a routable cluster", file);
+		log_warnx("kubeconfigs: %s: not a routable cluster", f->file);
 		creds_free(c);
 		return -1;
 	}
@@ -148,7 +179,7 @@ try_wait(const char *name, struct kcfile *f)
 		    f->pending.host);
 	f->waiting = 0;
 	f->said[0] = '\0';
-	if (kcdir_up(name, f->file, &f->pending, masters, (size_t)n) == 0)
+	if (kcdir_up(name, f, &f->pending, masters, (size_t)n) == 0)
 		f->ok = 1;
 	memset(&f->pending, 0, sizeof(f->pending));
 }
@@ -176,7 +207,8 @@ follow(struct cluster *cl, struct kcfile *f)
 		snprintf(f->said, sizeof(f->said), "%s", why);
 		return;
 	}
-	if (n == 0)
+	if (n == 0 || kcdir_allowed(f, cl->creds.host, masters, (size_t)n) ==
+	    -1)
 		return;
 	f->said[0] = '\0';
 	if ((size_t)n == cl->nmasters &&
@@ -231,7 +263,7 @@ load(const char *dir, const char *file, const char *name, struct kcfile *f)
 	if (valid_ip(c.host)) {
 		memset(masters, 0, sizeof(masters));
 		strcpy(masters[0], c.host);
-		if (kcdir_up(name, file, &c, masters, 1) == 0)
+		if (kcdir_up(name, f, &c, masters, 1) == 0)
 			f->ok = 1;
 		return;
 	}

@@ -14,8 +14,45 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "addr.h"
 #include "log.h"
 #include "watcherd.h"
+
+/*
+ * Whether watcherd may connect to ip as a cluster's master, and send it
+ * the cluster's credentials: where allocd would route it (limits.c), so
+ * not loopback, link-local (a cloud's metadata service), multicast or
+ * unspecified unless [limits] allow_backends lets it, and not an address
+ * a proxy listens on.  Whoever writes a kubeconfig or a Cluster may name
+ * any address; this is what keeps watcherd from being their probe.
+ */
+int
+master_allowed(const char *ip, char *why, size_t whylen)
+{
+	struct addr_ip a, own;
+	enum addr_class k;
+	int i;
+
+	if (addr_parse(ip, &a) == -1) {
+		snprintf(why, whylen, "is not an IP address");
+		return -1;
+	}
+	for (i = 0; i < conf.nproxies; i++)
+		if (addr_parse(conf.proxies[i].listen, &own) == 0 &&
+		    addr_classify(&own) != ADDR_UNSPECIFIED &&
+		    addr_equal(&a, &own)) {
+			snprintf(why, whylen, "is the address a proxy listens "
+			    "on");
+			return -1;
+		}
+	if (addr_in_nets(&a, &conf.allow_backends))
+		return 0;
+	if ((k = addr_classify(&a)) != ADDR_OK) {
+		snprintf(why, whylen, "is %s", addr_class_name(k));
+		return -1;
+	}
+	return 0;
+}
 
 /* "[ip]" for an IPv6 address, the address itself otherwise. */
 static const char *

@@ -424,6 +424,7 @@ int	 informer_group_required(int grp);	/* waited for until served */
 
 /* master.c */
 /* Where cl's requests connect now ("host:port:ip:port"), or NULL. */
+int	 master_allowed(const char *, char *, size_t);
 const char *master_route(struct cluster *);
 /*
  * r, a request of cl's, failed in transport.  1 when another master is

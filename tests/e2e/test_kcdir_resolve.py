@@ -187,7 +187,9 @@ def test_a_file_changed_during_a_lookup_takes_the_new_answer(dns_fleet):
     # a name that resolves to link-local is refused as that IP would be
     meta = fleet.add_cluster("metadata", register=False, nodes=1)
     meta.write_kubeconfig(server=server(meta, "metadata." + DOMAIN))
-    testlib.wait_until(lambda: "master 169.254.169.254 is link-local: not routed"
-                       in fleet["allocd"].log(), 30, "the link-local master refused")
+    testlib.wait_until(lambda: "kubeconfigs: metadata.yaml: server metadata.%s: "
+                       "169.254.169.254 is link-local; not connected to" % DOMAIN
+                       in fleet["watcherd"].log(), 30, "the link-local master refused")
+    assert "metadata" not in fleet["allocd"].log()
     assert not fleet.tls_probe(meta.host)
     assert fleet.tls_probe(pay.host)

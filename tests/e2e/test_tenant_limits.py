@@ -346,21 +346,36 @@ def test_backends_allowed_by_range(make_fleet):
 
 def test_masters_into_the_proxy_host_are_refused(make_fleet):
     """A kubeconfig whose server is https://127.0.0.1:PORT (a port of the
-    proxy host): that cluster is not routed, and the log says why; the
-    folder's other cluster is."""
+    proxy host): watcherd never connects there with the file's credentials,
+    that cluster is not routed, and the log says why; the folder's other
+    cluster is."""
+    import socket
     need("allocd", "renderd", "applyd", "watcherd")
     fleet = make_fleet(sources=("kubeconfigs",))
     pay = harness.payments_cluster(fleet, register=False)
     pay.write_kubeconfig(".yaml")
     path = pay.write_kubeconfig(".yaml", name="sneaky")
-    port = testlib.free_port("127.0.0.1")
+    trap = socket.socket()
+    trap.bind(("127.0.0.1", 0))
+    trap.listen(16)
+    trap.setblocking(False)
     with open(path) as f:
-        text = f.read().replace(pay.sim.url, "https://127.0.0.1:%d" % port)
+        text = f.read().replace(pay.sim.url, "https://127.0.0.1:%d" % trap.getsockname()[1])
     with open(path, "w") as f:
         f.write(text)
     fleet.start()
     fleet.wait_api(pay.host)
-    wait_log(fleet["allocd"], "master 127.0.0.1 is loopback: not routed")
+    wait_log(fleet["watcherd"], "kubeconfigs: sneaky.yaml: server 127.0.0.1: "
+             "127.0.0.1 is loopback; not connected to")
+    # the folder's other cluster is up: nothing knocked on the trap's door
+    try:
+        trap.accept()
+        knocked = True
+    except BlockingIOError:
+        knocked = False
+    trap.close()
+    assert not knocked, "watcherd connected to a loopback master"
+    assert "sneaky" not in fleet["allocd"].log()
     assert "# sni sneaky.%s\n" % DOMAIN not in fleet.proxy_cfg()
     assert "server 127.0.0.1_" not in fleet.proxy_cfg()
     assert vs_names(pay) == PAYMENTS_VS
