@@ -421,7 +421,11 @@ cluster_timer(struct cluster *cl, uint64_t now)
 	if (cl->patch_hold != 0 && now >= cl->patch_hold) {
 		cl->patch_hold = 0;
 		compute_writeback(cl, now);
-	} else if (cl->wb_more && cl->patching.n < WB_INFLIGHT)
+	}
+	/* the changes put off first, then a pass that stopped short */
+	if (cl->owed != NULL && cl->patching.n < WB_INFLIGHT)
+		writeback_owed(cl, now);
+	if (cl->wb_more && cl->patching.n < WB_INFLIGHT)
 		compute_writeback(cl, now);
 }
 

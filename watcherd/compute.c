@@ -227,12 +227,9 @@ compute_routes(struct cluster *cl, int all, uint64_t t)
 			    (pass == 0)))
 				continue;
 			robj_compute(cl, k, e->key, o, &src, to, resync);
-			if (!all && o != NULL) {
+			if (!all && o != NULL)
 				writeback_one(cl, route_kinds[k], e->key, o,
 				    t);
-				if (route_kinds[k]->status != NULL)
-					route_kinds[k]->status(cl, e->key, o);
-			}
 		}
 	}
 	bsrc_free(&src);

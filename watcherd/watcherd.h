@@ -72,6 +72,7 @@ enum { GWA_NONE, GWA_REFUSED, GWA_OK };
 struct cluster;
 struct robj;
 struct bsrc;
+struct wb_owed;
 
 /*
  * A cluster source (pks.c, kcdir.c, capi.c): which clusters exist, and
@@ -260,6 +261,9 @@ struct cluster {
 	uint64_t	 patch_hold;	/* after a failed PATCH, wait */
 	size_t		 wb_next[KIND_COUNT];	/* where write-back goes on */
 	int		 wb_more;	/* a pass stopped at the cap */
+	struct wb_owed	*owed;		/* put off by the cap, oldest first */
+	struct wb_owed	*owed_last;
+	struct smap	 owed_keys;	/* "kind/ns/name" -> its wb_owed */
 	struct smap	 touched[KIND_COUNT];	/* "ns/name": to redo */
 	int		 dirty;
 	int		 need_resync;
@@ -394,8 +398,13 @@ int	 eps_backends(const struct smap *, const char *svc, const char *port,
  * one stopped at the cap. */
 void	 writeback_pass(struct cluster *, const struct route_kind *,
 	    uint64_t now);
+/*
+ * One object's write-back (its annotations, then its status); over the
+ * cap, it is owed, and writeback_owed starts it once PATCHes are done.
+ */
 void	 writeback_one(struct cluster *, const struct route_kind *,
 	    const char *key, struct robj *, uint64_t now);
+void	 writeback_owed(struct cluster *, uint64_t now);
 /* cl goes: its PATCHes in flight are dropped. */
 void	 writeback_cancel(struct cluster *);
 /*
