@@ -265,6 +265,8 @@ struct cluster {
 	struct wb_owed	*owed_last;
 	struct smap	 owed_keys;	/* "kind/ns/name" -> its wb_owed */
 	struct smap	 touched[KIND_COUNT];	/* "ns/name": to redo */
+	struct smap	 eps_idx;	/* "ns/svc" -> its EndpointSlices */
+	struct smap	 svc_routes;	/* "ns/svc" -> "kind/ns/name" set */
 	int		 dirty;
 	int		 need_resync;
 	int		 synced_once;	/* a whole resync has been sent */
@@ -274,7 +276,7 @@ struct cluster {
 struct bsrc {
 	char		(*ips)[EV_IPLEN];	/* nodeport: sorted */
 	size_t		 nips;
-	struct smap	 eps;			/* endpoints: "ns/svc" -> slices */
+	const struct smap *eps;			/* endpoints: cl->eps_idx */
 };
 
 /* watcherd.c: the configuration */
@@ -358,6 +360,8 @@ int	 route_backends(struct cluster *, struct robj *, size_t r,
 void	 route_init(struct cluster *, const struct route_kind *,
 	    struct robj *, size_t r, struct event *);
 void	 robj_free(struct robj *);
+/* "ns/svc": the Service a destination host names from ns, "" for none */
+void	 route_service_key(const char *ns, const char *host, char[384]);
 /* The object's uid, and the proof written beside route r's address. */
 void	 robj_read_uid(struct robj *, json_t *obj);
 void	 robj_claim(const struct robj *, size_t r, struct event *);
@@ -381,7 +385,11 @@ void	 gw_writeback(struct cluster *);
 /* endpoints.c */
 int	 port_name(json_t *port, char *, size_t);
 void	*eps_parse(struct cluster *, const char *key, json_t *);
-void	 eps_index(struct cluster *, struct smap *);
+/* "ns/svc": the Service of the slice key ("ns/name"), "" for none */
+void	 eps_service_key(const char *key, const void *slice, char[384]);
+/* The slice key in or out of its Service's set in the index. */
+void	 eps_index_put(struct smap *, const char *key, const void *slice);
+void	 eps_index_del(struct smap *, const char *key, const void *slice);
 void	 eps_index_free(struct smap *);
 int	 eps_backends(const struct smap *, const char *svc, const char *port,
 	    unsigned weight, struct event *);
