@@ -294,9 +294,10 @@ writeback_ready(struct cluster *cl, const struct route_kind *kd, uint64_t now)
 }
 
 /*
- * A pass round the kind's table, from where the last one stopped at the
- * cap, so that it costs what it can start rather than a walk of every
- * object; wb_more says a pass stopped short.
+ * A pass round the kind's table, each object's annotations and status,
+ * from where the last one stopped at the cap, so that it costs what it can
+ * start rather than a walk of every object; wb_more says a pass stopped
+ * short.
  */
 void
 writeback_pass(struct cluster *cl, const struct route_kind *kd, uint64_t now)
@@ -309,9 +310,13 @@ writeback_pass(struct cluster *cl, const struct route_kind *kd, uint64_t now)
 		return;
 	for (n = 0; n < m->nb && cl->patching.n < WB_INFLIGHT; n++) {
 		i = (cl->wb_next[kd->index] + n) % m->nb;
-		for (e = m->b[i]; e != NULL; e = e->next)
-			if (e->val != NULL)
-				robj_writeback(cl, kd, e->key, e->val);
+		for (e = m->b[i]; e != NULL; e = e->next) {
+			if (e->val == NULL)
+				continue;
+			robj_writeback(cl, kd, e->key, e->val);
+			if (kd->status != NULL)
+				kd->status(cl, e->key, e->val);
+		}
 	}
 	cl->wb_next[kd->index] = (i + 1) % m->nb;
 	cl->wb_more |= n < m->nb;
