@@ -285,6 +285,9 @@ extern struct config	conf;
 /* obs.c: observations to allocd, the bottom of every call */
 extern int		obs_failed;	/* an observation could not be sent */
 extern uint64_t		obs_seq, obs_acked, obs_unacked_since;
+/* When this loop turn read from a cluster (0: not yet): the metric */
+extern uint64_t		obs_read_us;
+uint64_t obs_now_us(void);
 void	 obs_init(void *sock, unsigned seed);
 void	 obs_send(struct event *);
 uint64_t jitter(uint64_t ms);
