@@ -80,6 +80,10 @@ enum metric_kind { MK_COUNTER, MK_GAUGE, MK_HISTOGRAM };
 	X(WATCH_DECISION, "portico_watch_to_decision_seconds",		\
 	    MK_HISTOGRAM, MD_ALLOCD, NONE, "From a watch event's arrival "	\
 	    "at watcherd to allocd's durable decision")			\
+	X(WATCH_OBS, "portico_watch_to_observation_seconds",		\
+	    MK_HISTOGRAM, MD_WATCHERD, NONE, "From watcherd reading a "	\
+	    "cluster's answer to the first route observation it sends "	\
+	    "allocd for it")						\
 	X(DECISION_TABLE, "portico_decision_to_table_seconds",		\
 	    MK_HISTOGRAM, MD_RENDERD, NONE, "From a decision's arrival at "	\
 	    "renderd to renderd publishing the table that holds it")	\

@@ -83,6 +83,19 @@ objs_free(struct cluster *cl, int res)
 	smap_free(&cl->objs[res]);
 }
 
+static void
+svc_routes_free(struct cluster *cl)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+
+	while ((e = smap_next(&cl->svc_routes, &it)) != NULL) {
+		smap_free(e->val);
+		free(e->val);
+	}
+	smap_free(&cl->svc_routes);
+}
+
 static const struct informer_ops inf_ops;
 
 /* Stop talking to the cluster's API; what we know of it is dropped. */
@@ -91,6 +104,8 @@ cluster_disconnect(struct cluster *cl)
 {
 	int r, g;
 
+	eps_index_free(&cl->eps_idx);
+	svc_routes_free(cl);
 	for (r = 0; r < RES_COUNT; r++) {
 		informer_stop(&cl->inf[r]);
 		informer_init(&cl->inf[r], cl, r, &inf_ops);
@@ -276,21 +291,101 @@ clusters_let_go(void)
 
 /* Objects. */
 
+/*
+ * The route object key of kind k, named by o, in (add) or out of the set
+ * of each Service its destinations name, whether that Service exists or
+ * not: a Service that comes, changes or goes touches those objects alone,
+ * where it made the whole cluster's routes computed again.
+ */
+static void
+svc_routes_set(struct cluster *cl, int k, const char *key,
+    const struct robj *o, int add)
+{
+	char svc[384], okey[400];
+	struct smap *set;
+	size_t r, i;
+
+	if (o == NULL)
+		return;
+	snprintf(okey, sizeof(okey), "%d/%s", k, key);
+	for (r = 0; r < o->nalloc; r++)
+		for (i = 0; i < o->routes[r].nd; i++) {
+			route_service_key(o->ns, o->routes[r].d[i].host, svc);
+			if (svc[0] == '\0')
+				continue;
+			set = smap_get(&cl->svc_routes, svc);
+			if (add) {
+				if (set == NULL) {
+					if ((set = calloc(1, sizeof(*set))) ==
+					    NULL)
+						fatal("calloc");
+					smap_put(&cl->svc_routes, svc, set);
+				}
+				smap_put(set, okey, cl);
+			} else if (set != NULL) {
+				smap_del(set, okey);
+				if (set->n == 0) {
+					smap_del(&cl->svc_routes, svc);
+					smap_free(set);
+					free(set);
+				}
+			}
+		}
+}
+
+/* The route objects that name the Service svc ("ns/name") are touched. */
+static void
+svc_touch(struct cluster *cl, const char *svc)
+{
+	struct smap_iter it = { 0, NULL };
+	struct smap_ent *e;
+	struct smap *set;
+
+	if (svc[0] == '\0' || (set = smap_get(&cl->svc_routes, svc)) == NULL)
+		return;
+	/* "k/ns/name": one digit of kind */
+	while ((e = smap_next(set, &it)) != NULL)
+		smap_put(&cl->touched[e->key[0] - '0'], e->key + 2, cl);
+}
+
 static void
 obj_store(struct cluster *cl, int res, const char *key, void *val)
 {
+	char svc[384];
 	void *old;
 	int k = kind_of(res);
 
 	old = val ? smap_put(&cl->objs[res], key, val) :
 	    smap_del(&cl->objs[res], key);
 	if (k != -1) {
+		svc_routes_set(cl, k, key, old, 0);
+		svc_routes_set(cl, k, key, val, 1);
 		robj_free(old);
 		smap_put(&cl->touched[k], key, cl);
-	} else {
-		free(old);
+		return;
+	}
+	switch (res) {
+	case RES_SVC:
+		svc_touch(cl, key);
+		break;
+	case RES_EPS:
+		/* a slice may change Service: both are touched */
+		if (old != NULL) {
+			eps_index_del(&cl->eps_idx, key, old);
+			eps_service_key(key, old, svc);
+			svc_touch(cl, svc);
+		}
+		if (val != NULL) {
+			eps_index_put(&cl->eps_idx, key, val);
+			eps_service_key(key, val, svc);
+			svc_touch(cl, svc);
+		}
+		break;
+	default:
+		/* Nodes, Gateways, ReferenceGrants: every route may change */
 		cl->dirty = 1;
 	}
+	free(old);
 }
 
 /*
@@ -421,7 +516,11 @@ cluster_timer(struct cluster *cl, uint64_t now)
 	if (cl->patch_hold != 0 && now >= cl->patch_hold) {
 		cl->patch_hold = 0;
 		compute_writeback(cl, now);
-	} else if (cl->wb_more && cl->patching.n < WB_INFLIGHT)
+	}
+	/* the changes put off first, then a pass that stopped short */
+	if (cl->owed != NULL && cl->patching.n < WB_INFLIGHT)
+		writeback_owed(cl, now);
+	if (cl->wb_more && cl->patching.n < WB_INFLIGHT)
 		compute_writeback(cl, now);
 }
 

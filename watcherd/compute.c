@@ -227,12 +227,9 @@ compute_routes(struct cluster *cl, int all, uint64_t t)
 			    (pass == 0)))
 				continue;
 			robj_compute(cl, k, e->key, o, &src, to, resync);
-			if (!all && o != NULL) {
+			if (!all && o != NULL)
 				writeback_one(cl, route_kinds[k], e->key, o,
 				    t);
-				if (route_kinds[k]->status != NULL)
-					route_kinds[k]->status(cl, e->key, o);
-			}
 		}
 	}
 	bsrc_free(&src);
@@ -264,28 +261,19 @@ compute_routes(struct cluster *cl, int all, uint64_t t)
 }
 
 /*
- * Every write-back of the cluster: route objects' annotations (a pass
- * from where the last stopped), their status, the Gateways' status.
+ * Every write-back of the cluster: route objects' annotations and status
+ * (a pass from where the last stopped: a pass that starts over at each
+ * free slot would cost every route object per PATCH), the Gateways'
+ * status.
  */
 void
 compute_writeback(struct cluster *cl, uint64_t now)
 {
-	struct smap_iter it;
-	struct smap_ent *e;
 	int k;
 
 	cl->wb_more = 0;
 	for (k = 0; k < KIND_COUNT; k++)
 		writeback_pass(cl, route_kinds[k], now);
-	for (k = 0; k < KIND_COUNT; k++) {
-		if (route_kinds[k]->status == NULL)
-			continue;
-		it = (struct smap_iter){ 0, NULL };
-		while ((e = smap_next(&cl->objs[route_kinds[k]->res], &it)) !=
-		    NULL)
-			if (e->val != NULL)
-				route_kinds[k]->status(cl, e->key, e->val);
-	}
 	gw_writeback(cl);
 }
 

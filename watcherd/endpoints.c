@@ -32,7 +32,7 @@ struct eps_obj {
 	char		(*addrs)[EV_IPLEN];	/* ready endpoints only */
 };
 
-/* The slices of one Service, gathered for one computation. */
+/* The slices of one Service, in the cluster's index of them. */
 struct eps_set {
 	size_t			 n, cap;
 	const struct eps_obj	**v;
@@ -142,41 +142,67 @@ eps_parse(struct cluster *cl, const char *key, json_t *obj)
 	return e;
 }
 
+void
+eps_service_key(const char *key, const void *slice, char out[384])
+{
+	const struct eps_obj *o = slice;
+	const char *slash = strchr(key, '/');
+
+	out[0] = '\0';
+	if (o != NULL && slash != NULL)
+		snprintf(out, 384, "%.*s/%s", (int)(slash - key), key, o->svc);
+}
+
 /*
- * Index the cluster's slices by "ns/svc" for one computation: a Service
- * may have many slices, and a route looks its up by Service.
+ * The cluster's slices by "ns/svc", kept as slices come and go, so that a
+ * route's computation looks its Service's up rather than gathering every
+ * slice of the cluster first (10,000 of them for 10,000 routes).  The
+ * index points at the slices cl->objs[RES_EPS] holds: a slice leaves it
+ * before it is freed.
  */
 void
-eps_index(struct cluster *cl, struct smap *idx)
+eps_index_put(struct smap *idx, const char *key, const void *slice)
 {
-	struct smap_iter it = { 0, NULL };
-	struct smap_ent *e;
-	const struct eps_obj *o;
 	struct eps_set *set;
-	const char *slash;
-	char key[384];
+	char svc[384];
 	void *v;
 
-	memset(idx, 0, sizeof(*idx));
-	while ((e = smap_next(&cl->objs[RES_EPS], &it)) != NULL) {
-		if ((o = e->val) == NULL ||
-		    (slash = strchr(e->key, '/')) == NULL)
-			continue;
-		snprintf(key, sizeof(key), "%.*s/%s", (int)(slash - e->key),
-		    e->key, o->svc);
-		if ((set = smap_get(idx, key)) == NULL) {
-			if ((set = calloc(1, sizeof(*set))) == NULL)
-				fatal("endpointslice");
-			smap_put(idx, key, set);
+	eps_service_key(key, slice, svc);
+	if (svc[0] == '\0')
+		return;
+	if ((set = smap_get(idx, svc)) == NULL) {
+		if ((set = calloc(1, sizeof(*set))) == NULL)
+			fatal("endpointslice");
+		smap_put(idx, svc, set);
+	}
+	if (set->n == set->cap) {
+		set->cap = set->cap ? set->cap * 2 : 4;
+		if ((v = realloc(set->v, set->cap * sizeof(*set->v))) == NULL)
+			fatal("endpointslice");
+		set->v = v;
+	}
+	set->v[set->n++] = slice;
+}
+
+void
+eps_index_del(struct smap *idx, const char *key, const void *slice)
+{
+	struct eps_set *set;
+	char svc[384];
+	size_t i;
+
+	eps_service_key(key, slice, svc);
+	if (svc[0] == '\0' || (set = smap_get(idx, svc)) == NULL)
+		return;
+	for (i = 0; i < set->n; i++)
+		if (set->v[i] == slice) {
+			set->v[i] = set->v[--set->n];
+			break;
 		}
-		if (set->n == set->cap) {
-			set->cap = set->cap ? set->cap * 2 : 4;
-			if ((v = realloc(set->v, set->cap *
-			    sizeof(*set->v))) == NULL)
-				fatal("endpointslice");
-			set->v = v;
-		}
-		set->v[set->n++] = o;
+	if (set->n == 0) {
+		smap_del(idx, svc);
+		free(set->v);
+		free(set);
 	}
 }
 

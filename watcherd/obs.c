@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bus.h"
 #include "log.h"
@@ -16,6 +17,16 @@ int			 obs_failed;
 static void		*sock;
 static unsigned int	 seed;
 uint64_t		 obs_seq, obs_acked, obs_unacked_since;
+uint64_t		 obs_read_us;
+
+uint64_t
+obs_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
 
 void
 obs_init(void *s, unsigned sd)
@@ -40,6 +51,12 @@ obs_send(struct event *ev)
 	if (ev->type == EV_ROUTE || ev->type == EV_SNI_ROUTE) {
 		ev->wt = ev->time;
 		ev->has |= F_WT;
+		/* watcherd's share of a change: its first route only */
+		if (obs_read_us != 0) {
+			metrics_observe_us(M_WATCH_OBS, obs_now_us() -
+			    obs_read_us);
+			obs_read_us = 0;
+		}
 	}
 	if (bus_send(sock, ev) == -1) {
 		/* no seq is spent on it: allocd acks only what it got */

@@ -174,13 +174,8 @@ cmp_ip(const void *a, const void *b)
 	return strcmp(a, b);
 }
 
-/*
- * The Service a destination host names, relative to namespace ns; its
- * "ns/name" in key ("" when the host names no Service at all).
- */
-static struct svc_obj *
-dest_service(struct cluster *cl, const char *ns, const char *host,
-    char key[384])
+void
+route_service_key(const char *ns, const char *host, char key[384])
 {
 	char svc[64], sns[64];
 	const char *dot = strchr(host, '.'), *rest;
@@ -189,26 +184,37 @@ dest_service(struct cluster *cl, const char *ns, const char *host,
 	key[0] = '\0';
 	if (dot == NULL) {
 		snprintf(key, 384, "%s/%s", ns, host);
-		return smap_get(&cl->objs[RES_SVC], key);
+		return;
 	}
 	/* <svc>.<ns>[.svc[.cluster.local]] */
 	n = (size_t)(dot - host);
 	if (n >= sizeof(svc))
-		return NULL;
+		return;
 	memcpy(svc, host, n);
 	svc[n] = '\0';
 	rest = dot + 1;
 	n = strcspn(rest, ".");
 	if (n == 0 || n >= sizeof(sns))
-		return NULL;
+		return;
 	memcpy(sns, rest, n);
 	sns[n] = '\0';
 	rest += n;
 	if (*rest != '\0' && strcmp(rest, ".svc") != 0 &&
 	    strcmp(rest, ".svc.cluster.local") != 0)
-		return NULL;
+		return;
 	snprintf(key, 384, "%s/%s", sns, svc);
-	return smap_get(&cl->objs[RES_SVC], key);
+}
+
+/*
+ * The Service a destination host names, relative to namespace ns; its
+ * "ns/name" in key ("" when the host names no Service at all).
+ */
+static struct svc_obj *
+dest_service(struct cluster *cl, const char *ns, const char *host,
+    char key[384])
+{
+	route_service_key(ns, host, key);
+	return key[0] != '\0' ? smap_get(&cl->objs[RES_SVC], key) : NULL;
 }
 
 /*
@@ -423,7 +429,7 @@ dest_endpoints(const struct bsrc *src, const struct dest *d,
 
 	if ((sp = svc_port_find(s, d, why, len)) == NULL)
 		return -1;
-	if ((n = eps_backends(&src->eps, svc, sp->name, d->weight,
+	if ((n = eps_backends(src->eps, svc, sp->name, d->weight,
 	    ev)) == -1) {
 		snprintf(why, len, "tcp[%zu]: more than %d backends", r,
 		    EV_MAX_BACKENDS);
@@ -603,7 +609,7 @@ bsrc_init(struct cluster *cl, struct bsrc *src)
 
 	memset(src, 0, sizeof(*src));
 	if (cl->backend == BACKEND_ENDPOINTS) {
-		eps_index(cl, &src->eps);
+		src->eps = &cl->eps_idx;
 		return;
 	}
 	if ((src->ips = calloc(cl->objs[RES_NODE].n + 1, EV_IPLEN)) == NULL)
@@ -618,5 +624,4 @@ void
 bsrc_free(struct bsrc *src)
 {
 	free(src->ips);
-	eps_index_free(&src->eps);
 }

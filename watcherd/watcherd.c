@@ -145,7 +145,12 @@ http_src_items(void *arg, zmq_pollitem_t *items, int max)
 static void
 http_src_dispatch(void *arg, const zmq_pollitem_t *items, int n)
 {
+	int i;
+
 	(void)arg;
+	for (i = 0; i < n && obs_read_us == 0; i++)
+		if (items[i].revents != 0)
+			obs_read_us = obs_now_us();
 	http_dispatch(items, n);
 	http_timer();
 }
@@ -211,6 +216,7 @@ after_turn(void *arg)
 
 	(void)arg;
 	clusters_timer(now_ms());
+	obs_read_us = 0;	/* what this turn read sent no route */
 	health_set_position(feed.last, obs_seq);
 	if (ready)
 		return;

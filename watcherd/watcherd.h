@@ -72,6 +72,7 @@ enum { GWA_NONE, GWA_REFUSED, GWA_OK };
 struct cluster;
 struct robj;
 struct bsrc;
+struct wb_owed;
 
 /*
  * A cluster source (pks.c, kcdir.c, capi.c): which clusters exist, and
@@ -260,7 +261,12 @@ struct cluster {
 	uint64_t	 patch_hold;	/* after a failed PATCH, wait */
 	size_t		 wb_next[KIND_COUNT];	/* where write-back goes on */
 	int		 wb_more;	/* a pass stopped at the cap */
+	struct wb_owed	*owed;		/* put off by the cap, oldest first */
+	struct wb_owed	*owed_last;
+	struct smap	 owed_keys;	/* "kind/ns/name" -> its wb_owed */
 	struct smap	 touched[KIND_COUNT];	/* "ns/name": to redo */
+	struct smap	 eps_idx;	/* "ns/svc" -> its EndpointSlices */
+	struct smap	 svc_routes;	/* "ns/svc" -> "kind/ns/name" set */
 	int		 dirty;
 	int		 need_resync;
 	int		 synced_once;	/* a whole resync has been sent */
@@ -270,7 +276,7 @@ struct cluster {
 struct bsrc {
 	char		(*ips)[EV_IPLEN];	/* nodeport: sorted */
 	size_t		 nips;
-	struct smap	 eps;			/* endpoints: "ns/svc" -> slices */
+	const struct smap *eps;			/* endpoints: cl->eps_idx */
 };
 
 /* watcherd.c: the configuration */
@@ -279,6 +285,9 @@ extern struct config	conf;
 /* obs.c: observations to allocd, the bottom of every call */
 extern int		obs_failed;	/* an observation could not be sent */
 extern uint64_t		obs_seq, obs_acked, obs_unacked_since;
+/* When this loop turn read from a cluster (0: not yet): the metric */
+extern uint64_t		obs_read_us;
+uint64_t obs_now_us(void);
 void	 obs_init(void *sock, unsigned seed);
 void	 obs_send(struct event *);
 uint64_t jitter(uint64_t ms);
@@ -354,6 +363,8 @@ int	 route_backends(struct cluster *, struct robj *, size_t r,
 void	 route_init(struct cluster *, const struct route_kind *,
 	    struct robj *, size_t r, struct event *);
 void	 robj_free(struct robj *);
+/* "ns/svc": the Service a destination host names from ns, "" for none */
+void	 route_service_key(const char *ns, const char *host, char[384]);
 /* The object's uid, and the proof written beside route r's address. */
 void	 robj_read_uid(struct robj *, json_t *obj);
 void	 robj_claim(const struct robj *, size_t r, struct event *);
@@ -377,7 +388,11 @@ void	 gw_writeback(struct cluster *);
 /* endpoints.c */
 int	 port_name(json_t *port, char *, size_t);
 void	*eps_parse(struct cluster *, const char *key, json_t *);
-void	 eps_index(struct cluster *, struct smap *);
+/* "ns/svc": the Service of the slice key ("ns/name"), "" for none */
+void	 eps_service_key(const char *key, const void *slice, char[384]);
+/* The slice key in or out of its Service's set in the index. */
+void	 eps_index_put(struct smap *, const char *key, const void *slice);
+void	 eps_index_del(struct smap *, const char *key, const void *slice);
 void	 eps_index_free(struct smap *);
 int	 eps_backends(const struct smap *, const char *svc, const char *port,
 	    unsigned weight, struct event *);
@@ -394,8 +409,13 @@ int	 eps_backends(const struct smap *, const char *svc, const char *port,
  * one stopped at the cap. */
 void	 writeback_pass(struct cluster *, const struct route_kind *,
 	    uint64_t now);
+/*
+ * One object's write-back (its annotations, then its status); over the
+ * cap, it is owed, and writeback_owed starts it once PATCHes are done.
+ */
 void	 writeback_one(struct cluster *, const struct route_kind *,
 	    const char *key, struct robj *, uint64_t now);
+void	 writeback_owed(struct cluster *, uint64_t now);
 /* cl goes: its PATCHes in flight are dropped. */
 void	 writeback_cancel(struct cluster *);
 /*

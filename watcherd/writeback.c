@@ -29,6 +29,19 @@ struct patch {
 	char		*proof;
 };
 
+/*
+ * An object whose write-back the cap put off.  They wait in the order
+ * they came, each once, so that taking them up costs what they are, not
+ * a walk of every object of the cluster (a pass over 10,000 objects for
+ * the one or two that changed, once per PATCH done, was most of what a
+ * change cost at that size).
+ */
+struct wb_owed {
+	struct wb_owed	*next;
+	int		 kind;		/* KIND_* */
+	char		 key[];		/* "ns/name" */
+};
+
 static void
 patch_free(struct patch *p)
 {
@@ -149,6 +162,7 @@ writeback_cancel(struct cluster *cl)
 	struct smap_iter it = { 0, NULL };
 	struct smap_ent *e;
 	struct patch *p;
+	struct wb_owed *w;
 
 	while ((e = smap_next(&cl->patching, &it)) != NULL) {
 		p = e->val;
@@ -156,6 +170,12 @@ writeback_cancel(struct cluster *cl)
 		patch_free(p);
 	}
 	smap_free(&cl->patching);
+	while ((w = cl->owed) != NULL) {
+		cl->owed = w->next;
+		free(w);
+	}
+	cl->owed_last = NULL;
+	smap_free(&cl->owed_keys);
 }
 
 static int
@@ -274,9 +294,10 @@ writeback_ready(struct cluster *cl, const struct route_kind *kd, uint64_t now)
 }
 
 /*
- * A pass round the kind's table, from where the last one stopped at the
- * cap, so that it costs what it can start rather than a walk of every
- * object; wb_more says a pass stopped short.
+ * A pass round the kind's table, each object's annotations and status,
+ * from where the last one stopped at the cap, so that it costs what it can
+ * start rather than a walk of every object; wb_more says a pass stopped
+ * short.
  */
 void
 writeback_pass(struct cluster *cl, const struct route_kind *kd, uint64_t now)
@@ -289,23 +310,89 @@ writeback_pass(struct cluster *cl, const struct route_kind *kd, uint64_t now)
 		return;
 	for (n = 0; n < m->nb && cl->patching.n < WB_INFLIGHT; n++) {
 		i = (cl->wb_next[kd->index] + n) % m->nb;
-		for (e = m->b[i]; e != NULL; e = e->next)
-			if (e->val != NULL)
-				robj_writeback(cl, kd, e->key, e->val);
+		for (e = m->b[i]; e != NULL; e = e->next) {
+			if (e->val == NULL)
+				continue;
+			robj_writeback(cl, kd, e->key, e->val);
+			if (kd->status != NULL)
+				kd->status(cl, e->key, e->val);
+		}
 	}
 	cl->wb_next[kd->index] = (i + 1) % m->nb;
 	cl->wb_more |= n < m->nb;
 }
 
-/* One object's write-back; over the cap, the next pass has it. */
+/* The object key of kind kd waits for a PATCH slot (once). */
+static void
+owe(struct cluster *cl, const struct route_kind *kd, const char *key)
+{
+	char okey[400];
+	struct wb_owed *w;
+	size_t len = strlen(key) + 1;
+
+	snprintf(okey, sizeof(okey), "%d/%s", kd->index, key);
+	if (smap_get(&cl->owed_keys, okey) != NULL)
+		return;
+	if ((w = malloc(sizeof(*w) + len)) == NULL)
+		fatal("malloc");
+	w->next = NULL;
+	w->kind = kd->index;
+	memcpy(w->key, key, len);
+	if (cl->owed_last != NULL)
+		cl->owed_last->next = w;
+	else
+		cl->owed = w;
+	cl->owed_last = w;
+	smap_put(&cl->owed_keys, okey, w);
+}
+
+/*
+ * One object's write-back: its annotations, then its status, each one
+ * PATCH at most.  Over the cap it is owed; before the cluster is ready
+ * for write-backs, the pass that follows readiness has it.
+ */
 void
 writeback_one(struct cluster *cl, const struct route_kind *kd,
     const char *key, struct robj *vs, uint64_t now)
 {
 	if (!writeback_ready(cl, kd, now))
-		return;		/* a pass follows patch_hold and the sync */
+		return;
+	if (cl->patching.n >= WB_INFLIGHT) {
+		owe(cl, kd, key);
+		return;
+	}
+	robj_writeback(cl, kd, key, vs);
+	if (kd->status == NULL)
+		return;
 	if (cl->patching.n >= WB_INFLIGHT)
-		cl->wb_more = 1;
+		owe(cl, kd, key);	/* its annotations went: a look again */
 	else
-		robj_writeback(cl, kd, key, vs);
+		kd->status(cl, key, vs);
+}
+
+/*
+ * The write-backs the cap put off, oldest first, while PATCH slots are
+ * free.  An object gone meanwhile is owed nothing; one owed again (its
+ * status after its annotations) goes to the end.
+ */
+void
+writeback_owed(struct cluster *cl, uint64_t now)
+{
+	char okey[400];
+	const struct route_kind *kd;
+	struct wb_owed *w;
+	struct robj *o;
+
+	while ((w = cl->owed) != NULL && cl->patching.n < WB_INFLIGHT) {
+		if ((cl->owed = w->next) == NULL)
+			cl->owed_last = NULL;
+		kd = route_kinds[w->kind];
+		snprintf(okey, sizeof(okey), "%d/%s", w->kind, w->key);
+		smap_del(&cl->owed_keys, okey);
+		if ((o = smap_get(&cl->objs[kd->res], w->key)) != NULL)
+			writeback_one(cl, kd, w->key, o, now);
+		free(w);
+	}
+	if (cl->owed == NULL)
+		smap_free(&cl->owed_keys);	/* its buckets too */
 }

@@ -252,6 +252,7 @@ def test_prometheus_scrapes_the_fleet(make_fleet, prometheus):
             r = prom.query(expr)
             return r and float(r[0]["value"][1]) >= n and r
         return testlib.wait_until(check, 30, "%s >= %s" % (expr, n))
+    at_least('portico_watch_to_observation_seconds_count{job="watcherd"}', len(ROUTES))
     at_least('portico_watch_to_decision_seconds_count{job="allocd"}', len(ROUTES))
     at_least('portico_decision_to_table_seconds_count{job="renderd"}', len(ROUTES))
     at_least('portico_table_to_proxy_seconds_count{job="applyd"}', len(ROUTES))
