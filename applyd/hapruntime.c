@@ -255,12 +255,25 @@ hap_write_maps(const struct config *c, const struct proxy_conf *px,
 	return rc;
 }
 
-/* The runtime API, in prompt mode: one connection for a whole update. */
+/*
+ * The runtime API, in prompt mode, on one connection kept from one update
+ * to the next: a connect and its prompt cost as much as the commands of a
+ * one-port change.  It is kept for CLI_KEEP_MS only, well inside
+ * HAProxy's idle timeout for it (`stats timeout`, 10 s by default), and
+ * dropped at a reload or a start (hap_reconnect): it would still speak to
+ * the old worker.
+ */
+#define CLI_KEEP_MS	2000
 
 struct cli {
-	int	fd;
-	char	buf[8192];
+	int		fd;
+	int		broken;		/* no answer: the stream is lost */
+	uint64_t	used;		/* ms, its last command */
+	char		path[PATH_MAX];
+	char		buf[8192];
 };
+
+static struct cli	kept = { .fd = -1 };
 
 static int
 cli_read(struct cli *cl, char *out, size_t outlen)
@@ -281,11 +294,12 @@ cli_read(struct cli *cl, char *out, size_t outlen)
 			memmove(cl->buf, cl->buf + n - 2, 2);
 			n = 2;
 		}
-		if (poll(&pfd, 1, CLI_TIMEOUT_MS) != 1)
+		if (poll(&pfd, 1, CLI_TIMEOUT_MS) != 1 ||
+		    (r = read(cl->fd, cl->buf + n, sizeof(cl->buf) - 1 - n)) <=
+		    0) {
+			cl->broken = 1;
 			return -1;
-		if ((r = read(cl->fd, cl->buf + n, sizeof(cl->buf) - 1 - n)) <=
-		    0)
-			return -1;
+		}
 		n += (size_t)r;
 	}
 	n -= 3;
@@ -309,13 +323,51 @@ cli_open(struct cli *cl, const char *path)
 	strcpy(sun.sun_path, path);
 	if ((cl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
 		return -1;
+	cl->broken = 0;
 	if (connect(cl->fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
 	    write(cl->fd, "prompt\n", 7) != 7 ||
 	    cli_read(cl, junk, sizeof(junk)) == -1) {
 		close(cl->fd);
+		cl->fd = -1;
 		return -1;
 	}
+	snprintf(cl->path, sizeof(cl->path), "%s", path);
 	return 0;
+}
+
+void
+hap_reconnect(void)
+{
+	if (kept.fd != -1)
+		close(kept.fd);
+	kept.fd = -1;
+}
+
+/*
+ * The kept connection to the runtime API at path, opened again unless it
+ * was used lately and nothing came on it since (between two updates an
+ * answered prompt is silent: what is readable is its end).
+ */
+static struct cli *
+cli_get(const char *path)
+{
+	struct pollfd pfd = { kept.fd, POLLIN, 0 };
+
+	if (kept.fd != -1 && (kept.broken || strcmp(kept.path, path) != 0 ||
+	    now_ms() - kept.used > CLI_KEEP_MS || poll(&pfd, 1, 0) != 0))
+		hap_reconnect();
+	if (kept.fd == -1 && cli_open(&kept, path) == -1)
+		return NULL;
+	return &kept;
+}
+
+/* Done with it for now: kept, unless its stream is lost. */
+static void
+cli_put(struct cli *cl)
+{
+	cl->used = now_ms();
+	if (cl->broken)
+		hap_reconnect();
 }
 
 /*
@@ -713,7 +765,7 @@ hap_update(const char *sock, const struct config *c,
 	struct haproxy_checkplan *cp, *ocp;
 	struct bchange *bc;
 	struct maps m;
-	struct cli cl;
+	struct cli *cl;
 	size_t i, n = 0;
 	long na = 0, ns = 0;
 	int rc = -1, pass, stale;
@@ -753,7 +805,7 @@ hap_update(const char *sock, const struct config *c,
 			snprintf(bc[n].add, sizeof(bc[n].add), "%u", ports[i]);
 		n++;
 	}
-	if (cli_open(&cl, sock) == -1) {
+	if ((cl = cli_get(sock)) == NULL) {
 		snprintf(err, errlen, "runtime API %s: %s", sock,
 		    strerror(errno));
 		bchanges_free(bc, n);
@@ -771,28 +823,28 @@ hap_update(const char *sock, const struct config *c,
 	 * servers are in place.
 	 */
 	for (i = 0; i < n; i++)
-		if (bc[i].del[0] != '\0' && cli_do(&cl, err, errlen,
+		if (bc[i].del[0] != '\0' && cli_do(cl, err, errlen,
 		    "del map %s %s", bc[i].map, bc[i].del) == -1)
 			goto out;
 	for (i = 0; i < n; i++) {
 		if (!bc[i].move)
 			continue;
 		for (pass = 1; pass >= 0; pass--)
-			if (backend_change(&cl, &bc[i], pass, cp, err,
+			if (backend_change(cl, &bc[i], pass, cp, err,
 			    errlen) == -1)
 				goto out;
-		if (bc[i].add[0] != '\0' && cli_do(&cl, err, errlen,
+		if (bc[i].add[0] != '\0' && cli_do(cl, err, errlen,
 		    "%s map %s %s %s", bc[i].set ? "set" : "add", bc[i].map,
 		    bc[i].add, bc[i].backend) == -1)
 			goto out;
 	}
 	for (pass = 1; pass >= 0; pass--)
 		for (i = 0; i < n; i++)
-			if (!bc[i].move && backend_change(&cl, &bc[i], pass,
+			if (!bc[i].move && backend_change(cl, &bc[i], pass,
 			    cp, err, errlen) == -1)
 				goto out;
 	for (i = 0; i < n; i++)
-		if (!bc[i].move && bc[i].add[0] != '\0' && cli_do(&cl, err,
+		if (!bc[i].move && bc[i].add[0] != '\0' && cli_do(cl, err,
 		    errlen, "add map %s %s %s", bc[i].map, bc[i].add,
 		    bc[i].backend) == -1)
 			goto out;
@@ -801,7 +853,7 @@ hap_update(const char *sock, const struct config *c,
 	given.stale |= stale;
  out:
 	haproxy_checkplan_free(cp);
-	close(cl.fd);
+	cli_put(cl);
 	bchanges_free(bc, n);
 	return rc;
 }
@@ -810,18 +862,18 @@ void
 hap_drain(const char *sock)
 {
 	char err[256];
-	struct cli cl;
+	struct cli *cl;
 	size_t i;
 
-	if (ndraining == 0 || cli_open(&cl, sock) == -1)
+	if (ndraining == 0 || (cl = cli_get(sock)) == NULL)
 		return;
 	for (i = 0; i < ndraining; )
-		if (cli_do(&cl, err, sizeof(err), "del server %s",
+		if (cli_do(cl, err, sizeof(err), "del server %s",
 		    draining[i]) == 0)
 			undrain(i);
 		else
 			i++;
-	close(cl.fd);
+	cli_put(cl);
 }
 
 void
