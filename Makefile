@@ -123,7 +123,7 @@ $(BUILD)/tests/test_job: $(BUILD)/obj/tests/unit/test_job.o \
     $(BUILD)/obj/applyd/job.o $(COMMON_OBJS)
 $(BUILD)/tests/test_rtable: $(BUILD)/obj/tests/unit/test_rtable.o \
     $(BUILD)/obj/applyd/plan.o $(BUILD)/obj/applyd/hapruntime.o \
-    $(BUILD)/obj/applyd/slots.o \
+    $(BUILD)/obj/applyd/hapcli.o $(BUILD)/obj/applyd/slots.o \
     $(RTABLE_OBJS) $(COMMON_OBJS)
 $(BUILD)/obj/tests/unit/test_rtable.o $(BUILD)/obj/tests/unit/test_envoy.o \
     $(BUILD)/obj/tests/unit/test_job.o: CFLAGS += -Irenderd -Iapplyd
@@ -275,7 +275,8 @@ $(FUZZ_BUILD)/fuzz_pks: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_pks.o \
 $(FUZZ_BUILD)/fuzz_capi: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_capi.o \
     $(FUZZ_WATCHERD)
 $(FUZZ_BUILD)/fuzz_hapruntime: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_hapruntime.o \
-    $(FUZZ_BUILD)/obj/applyd/hapruntime.o $(FUZZ_BUILD)/obj/applyd/slots.o \
+    $(FUZZ_BUILD)/obj/applyd/hapruntime.o $(FUZZ_BUILD)/obj/applyd/hapcli.o \
+    $(FUZZ_BUILD)/obj/applyd/slots.o \
     $(RTABLE_OBJS:$(BUILD)/obj/%=$(FUZZ_BUILD)/obj/%)
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_COMMON)
 	$(CLANG) $(FUZZ_CFLAGS) $(FUZZ_WRAP) -o $@ $^ $(LDLIBS) -lpthread

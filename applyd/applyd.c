@@ -55,6 +55,16 @@
  */
 #define LIVE_SLICE	512
 #define LIVE_CLUSTER_MAX	20000
+/*
+ * After a live change the files follow (render, write, fsync, rename: 5 ms
+ * and more at 10,000 ports, all of it on the loop) once no other live
+ * change came for SYNC_QUIET_MS, and at the latest SYNC_MAX_MS after the
+ * first one they lack: not in the way of the proxy's first connections
+ * to what just went live, and once for a burst of changes.  What allocd
+ * is told waits for them (ack).
+ */
+#define SYNC_QUIET_MS	20
+#define SYNC_MAX_MS	200
 
 static struct config		 conf;
 static const struct proxy_conf	*pc;
@@ -81,6 +91,9 @@ static int			 live_ok;	/* the running proxy serves it */
 static int			 pending;	/* table is newer than served */
 static int			 full_diff;	/* compare every entry */
 static int			 files_stale;	/* disk lags behind served */
+static uint64_t			 disk_gen;	/* the generation on disk */
+static uint64_t			 sync_by;	/* ms, the latest file write */
+static struct loop_timer	*sync_timer;
 static unsigned char		 dirty[65536 / 8];
 static unsigned			 dlist[65536];	/* the dirty ports */
 static unsigned			 ndirty;
@@ -252,9 +265,11 @@ write_files(const struct routes *r)
 }
 
 /*
- * The status allocd writes addresses by: the generation served, the routed
- * ports in it that another program holds (not served), and the last
- * generation that could not be applied, while it stands.
+ * The status allocd writes addresses by: the generation served and on
+ * disk (while the files lag behind a live change, the one they hold: a
+ * restart serves what is on disk), the routed ports in it that another
+ * program holds (not served), and the last generation that could not be
+ * applied, while it stands.
  */
 static void
 ack(void)
@@ -272,7 +287,7 @@ ack(void)
 	ev.seq = ++ack_seq;
 	ev.time = now_ms();
 	event_set_str(&ev, F_PROXY, pc->name);
-	ev.gen = good_gen;
+	ev.gen = files_stale ? disk_gen : good_gen;
 	ev.has |= F_GEN;
 	/*
 	 * During a job the host was probed for the candidate, and a port
@@ -329,11 +344,16 @@ restore_good(void)
 	if (!have_good)
 		return;
 	if (write_config(pc->config, &served, 0) == -1 ||
-	    write_files(&served) == -1)
+	    write_files(&served) == -1) {
 		log_warn("restore %s", pc->config);
+		return;
+	}
+	files_stale = 0;
+	sync_by = 0;
+	disk_gen = good_gen;
 }
 
-static void sync_files(void);
+static void sync_soon(void);
 
 /* Generation g is served, how (MV_CHANGE_*), of changes from wt and t. */
 static void
@@ -353,9 +373,9 @@ observe_served(uint64_t g, unsigned how, uint64_t wt, uint64_t t)
 
 /*
  * served is the table now, and the proxy serves it (how: for the log, or
- * NULL when the caller says it).  The files follow
- * before the ack (the proxy serves the change already: the first byte
- * does not wait for them), so that what allocd is told is on disk.
+ * NULL when the caller says it).  The files follow soon, and the ack
+ * after them (the proxy serves the change already: the first byte does
+ * not wait for them), so that what allocd is told is on disk.
  */
 static void
 now_served(const char *how)
@@ -368,8 +388,7 @@ now_served(const char *how)
 	pending = 0;
 	retry_at = 0;
 	retry_ms = RETRY_MIN_MS;
-	sync_files();
-	ack();
+	sync_soon();
 	if (how != NULL)
 		log_debug("serving generation %llu (%s)",
 		    (unsigned long long)good_gen, how);
@@ -437,9 +456,10 @@ reload_done(void)
 	state = IDLE;
 	routes_copy(&served, &cand);
 	routes_clear(&cand);
-	good_gen = cand_gen;
+	good_gen = disk_gen = cand_gen;
 	have_good = live_ok = 1;
 	files_stale = 0;
+	sync_by = 0;
 	reloads++;
 	retry_at = 0;
 	retry_ms = RETRY_MIN_MS;
@@ -601,17 +621,45 @@ apply(void)
 
 /*
  * The files on disk follow what the runtime API did, so that a reload or a
- * restart serves the same; written once the proxy serves the whole table.
+ * restart serves the same; written once the proxy serves the whole table,
+ * and not during a job (it writes them: its end says what is on disk).
  */
 static void
 sync_files(void)
 {
-	if (!files_stale || pending)
+	if (!files_stale || pending || state != IDLE)
 		return;
 	if (write_config(pc->config, &served, 0) == -1 ||
 	    write_files(&served) == -1)
 		log_warn("%s", pc->config);
 	files_stale = 0;
+	sync_by = 0;
+	disk_gen = good_gen;
+}
+
+static void
+sync_due(void *arg)
+{
+	(void)arg;
+	sync_files();
+	if (!files_stale)
+		ack();
+}
+
+/* The files after a quiet moment (SYNC_QUIET_MS), or an ack now. */
+static void
+sync_soon(void)
+{
+	uint64_t now = now_ms(), at;
+
+	if (!files_stale) {
+		ack();
+		return;
+	}
+	if (sync_by == 0)
+		sync_by = now + SYNC_MAX_MS;
+	at = now + SYNC_QUIET_MS < sync_by ? now + SYNC_QUIET_MS : sync_by;
+	loop_timer_set(sync_timer, at > now ? at - now : 0);
 }
 
 /* Serve the table again by a (re)start or reload: the proxy died, or asks. */
@@ -763,6 +811,8 @@ main(int argc, char **argv)
 	loop_source(&job_source, NULL);
 	loop_timer(ACK_EVERY_MS, 1, every_ack, NULL);
 	loop_after(after_turn, loop_timer(0, 0, wake, NULL));
+	sync_timer = loop_timer(0, 0, sync_due, NULL);
+	loop_timer_stop(sync_timer);
 	loop_counter("apply_failures", &failures);
 	loop_counter("reloads", &reloads);
 	loop_counter("live_changes", &lives);
@@ -776,6 +826,7 @@ main(int argc, char **argv)
 	every_ack(NULL);
 	loop_run();
 	log_info("stopping %s and exiting", pc->kind);
+	sync_files();	/* what the proxy serves, for the next start */
 	loop_free();
 	proxy_job_cancel(&proxy);
 	proxy.ops->stop(&proxy);

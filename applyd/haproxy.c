@@ -163,6 +163,7 @@ haproxy_up(struct proxy *p, void *arg, char *err, size_t errlen)
 	if (proc_state(p, &ps, CLI_STEP_MS) == -1 || ps.workers == 0)
 		return 1;
 	hap_forget_given();	/* its servers are the configuration's */
+	hap_reconnect();
 	return 0;
 }
 
@@ -230,6 +231,7 @@ haproxy_reloaded(struct proxy *p, void *arg, char *err, size_t errlen)
 		return 1;
 	hap_forget_drains();	/* the new workers have none */
 	hap_forget_given();	/* their servers are the configuration's */
+	hap_reconnect();
 	return 0;
 }
 

@@ -29,13 +29,9 @@
  * re-pointed (`set map`), its old slot emptied.  The maps on disk are written from the table,
  * so a reload or a restart routes exactly as the runtime API did.
  */
-#include <sys/socket.h>
-#include <sys/un.h>
-
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,11 +39,11 @@
 #include <unistd.h>
 
 #include "fsafe.h"
+#include "hapcli.h"
 #include "hapruntime.h"
 #include "slots.h"
 #include "log.h"
 
-#define CLI_TIMEOUT_MS	5000
 #define DRAIN_MAX	4096
 
 /* One server of a backend, as the renderer writes it. */
@@ -255,99 +251,6 @@ hap_write_maps(const struct config *c, const struct proxy_conf *px,
 	return rc;
 }
 
-/* The runtime API, in prompt mode: one connection for a whole update. */
-
-struct cli {
-	int	fd;
-	char	buf[8192];
-};
-
-static int
-cli_read(struct cli *cl, char *out, size_t outlen)
-{
-	struct pollfd pfd = { cl->fd, POLLIN, 0 };
-	size_t n = 0;
-	ssize_t r;
-
-	/* each answer ends with the prompt: "\n> " */
-	for (;;) {
-		if (n >= 3 && memcmp(cl->buf + n - 3, "\n> ", 3) == 0)
-			break;
-		if (n == sizeof(cl->buf) - 1) {
-			/*
-			 * A long answer: keep its tail, and with it the start
-			 * of a prompt that straddles the wrap.
-			 */
-			memmove(cl->buf, cl->buf + n - 2, 2);
-			n = 2;
-		}
-		if (poll(&pfd, 1, CLI_TIMEOUT_MS) != 1)
-			return -1;
-		if ((r = read(cl->fd, cl->buf + n, sizeof(cl->buf) - 1 - n)) <=
-		    0)
-			return -1;
-		n += (size_t)r;
-	}
-	n -= 3;
-	while (n > 0 && (cl->buf[n - 1] == '\n' || cl->buf[n - 1] == ' '))
-		n--;
-	if (n >= outlen)
-		n = outlen - 1;		/* the start says what went wrong */
-	memcpy(out, cl->buf, n);
-	out[n] = '\0';
-	return 0;
-}
-
-static int
-cli_open(struct cli *cl, const char *path)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	char junk[64];
-
-	if (strlen(path) >= sizeof(sun.sun_path))
-		return -1;
-	strcpy(sun.sun_path, path);
-	if ((cl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
-		return -1;
-	if (connect(cl->fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
-	    write(cl->fd, "prompt\n", 7) != 7 ||
-	    cli_read(cl, junk, sizeof(junk)) == -1) {
-		close(cl->fd);
-		return -1;
-	}
-	return 0;
-}
-
-/*
- * One command; 0 when HAProxy answered as it does on success (nothing, or
- * one of its confirmations), -1 with its answer in err.
- */
-static int
-cli_do(struct cli *cl, char *err, size_t errlen, const char *fmt, ...)
-{
-	char cmd[1024], out[512];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(cmd, sizeof(cmd) - 1, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(cmd) - 1)
-		return -1;
-	cmd[n++] = '\n';
-	if (write(cl->fd, cmd, (size_t)n) != n ||
-	    cli_read(cl, out, sizeof(out)) == -1) {
-		snprintf(err, errlen, "runtime API: no answer to %.*s",
-		    n - 1, cmd);
-		return -1;
-	}
-	if (out[0] == '\0' || strcmp(out, "New server registered.") == 0 ||
-	    strcmp(out, "Server deleted.") == 0)
-		return 0;
-	snprintf(err, errlen, "runtime API: %.*s: %s", n - 1, cmd, out);
-	return -1;
-}
-
 static int
 is_draining(const char *key, size_t *at)
 {
@@ -370,17 +273,19 @@ undrain(size_t i)
 
 /* Out of service, and deleted once its last connection is gone. */
 static int
-srv_remove(struct cli *cl, const char *backend, const char *name, char *err,
+srv_remove(struct hapcli *cl, const char *backend, const char *name, char *err,
     size_t errlen)
 {
 	char key[512], why[256];
 	size_t at;
 
 	snprintf(key, sizeof(key), "%s/%s", backend, name);
-	if (cli_do(cl, err, errlen, "set server %s state maint", key) == -1)
+	if (hapcli_queue(cl, "set server %s state maint", key) == -1)
 		return -1;
-	if (cli_do(cl, why, sizeof(why), "del server %s", key) == 0)
+	if (hapcli_ask(cl, why, sizeof(why), "del server %s", key) == 0)
 		return 0;
+	if (hapcli_broken(cl))
+		return -1;
 	if (!is_draining(key, &at)) {
 		if (ndraining == DRAIN_MAX) {
 			snprintf(err, errlen, "too many servers draining");
@@ -414,9 +319,8 @@ struct bchange {
 };
 
 static int
-srv_add(struct cli *cl, const char *backend, const struct bchange *bc,
-    const struct server *s, const struct haproxy_checkplan *cp, char *err,
-    size_t errlen)
+srv_add(struct hapcli *cl, const char *backend, const struct bchange *bc,
+    const struct server *s, const struct haproxy_checkplan *cp)
 {
 	char key[512], why[256], args[256];
 	int check = haproxy_checkplan_checks(cp);
@@ -434,22 +338,20 @@ srv_add(struct cli *cl, const char *backend, const struct bchange *bc,
 	if (is_draining(key, &at)) {
 		/* still there from before, in maintenance: bring it back */
 		undrain(at);
-		if (cli_do(cl, why, sizeof(why), "del server %s", key) == -1)
-			return (s->weight != -1 && cli_do(cl, err, errlen,
+		if (hapcli_ask(cl, why, sizeof(why), "del server %s", key) == -1)
+			return hapcli_broken(cl) || (s->weight != -1 && hapcli_queue(cl,
 			    "set server %s weight %d", key, s->weight) == -1) ?
-			    -1 : cli_do(cl, err, errlen, "set server %s state "
-			    "ready", key);
+			    -1 : hapcli_queue(cl, "set server %s state ready", key);
 	}
-	if (cli_do(cl, err, errlen, "add server %s %s%s", key, s->addr,
-	    args) == -1 ||
-	    cli_do(cl, err, errlen, "enable server %s", key) == -1)
+	if (hapcli_queue(cl, "add server %s %s%s", key, s->addr, args) == -1 ||
+	    hapcli_queue(cl, "enable server %s", key) == -1)
 		return -1;
 	/*
 	 * An API slot's servers are always checked, a port's while they fit,
 	 * a TLSRoute's never.
 	 */
 	if (!bc->sni && (s->weight == -1 || check) &&
-	    cli_do(cl, err, errlen, "enable health %s", key) == -1)
+	    hapcli_queue(cl, "enable health %s", key) == -1)
 		return -1;
 	return 0;
 }
@@ -459,7 +361,7 @@ srv_add(struct cli *cl, const char *backend, const struct bchange *bc,
  * new in n, and new weights; otherwise the servers gone from o.
  */
 static int
-backend_change(struct cli *cl, const struct bchange *bc, int adding,
+backend_change(struct hapcli *cl, const struct bchange *bc, int adding,
     const struct haproxy_checkplan *cp, char *err, size_t errlen)
 {
 	const struct backend_srv *o = &bc->o, *n = &bc->n;
@@ -481,13 +383,12 @@ backend_change(struct cli *cl, const struct bchange *bc, int adding,
 			continue;
 		}
 		if (c > 0) {
-			if (adding && srv_add(cl, backend, bc, b, cp, err,
-			    errlen) == -1)
+			if (adding && srv_add(cl, backend, bc, b, cp) == -1)
 				return -1;
 			j++;
 			continue;
 		}
-		if (adding && a->weight != b->weight && cli_do(cl, err, errlen,
+		if (adding && a->weight != b->weight && hapcli_queue(cl,
 		    "set server %s/%s weight %d", backend, b->name,
 		    b->weight) == -1)
 			return -1;
@@ -713,7 +614,7 @@ hap_update(const char *sock, const struct config *c,
 	struct haproxy_checkplan *cp, *ocp;
 	struct bchange *bc;
 	struct maps m;
-	struct cli cl;
+	struct hapcli *cl;
 	size_t i, n = 0;
 	long na = 0, ns = 0;
 	int rc = -1, pass, stale;
@@ -753,7 +654,7 @@ hap_update(const char *sock, const struct config *c,
 			snprintf(bc[n].add, sizeof(bc[n].add), "%u", ports[i]);
 		n++;
 	}
-	if (cli_open(&cl, sock) == -1) {
+	if ((cl = hapcli_get(sock)) == NULL) {
 		snprintf(err, errlen, "runtime API %s: %s", sock,
 		    strerror(errno));
 		bchanges_free(bc, n);
@@ -771,37 +672,40 @@ hap_update(const char *sock, const struct config *c,
 	 * servers are in place.
 	 */
 	for (i = 0; i < n; i++)
-		if (bc[i].del[0] != '\0' && cli_do(&cl, err, errlen,
+		if (bc[i].del[0] != '\0' && hapcli_queue(cl,
 		    "del map %s %s", bc[i].map, bc[i].del) == -1)
 			goto out;
 	for (i = 0; i < n; i++) {
 		if (!bc[i].move)
 			continue;
 		for (pass = 1; pass >= 0; pass--)
-			if (backend_change(&cl, &bc[i], pass, cp, err,
+			if (backend_change(cl, &bc[i], pass, cp, err,
 			    errlen) == -1)
 				goto out;
-		if (bc[i].add[0] != '\0' && cli_do(&cl, err, errlen,
+		if (bc[i].add[0] != '\0' && hapcli_queue(cl,
 		    "%s map %s %s %s", bc[i].set ? "set" : "add", bc[i].map,
 		    bc[i].add, bc[i].backend) == -1)
 			goto out;
 	}
 	for (pass = 1; pass >= 0; pass--)
 		for (i = 0; i < n; i++)
-			if (!bc[i].move && backend_change(&cl, &bc[i], pass,
+			if (!bc[i].move && backend_change(cl, &bc[i], pass,
 			    cp, err, errlen) == -1)
 				goto out;
 	for (i = 0; i < n; i++)
-		if (!bc[i].move && bc[i].add[0] != '\0' && cli_do(&cl, err,
-		    errlen, "add map %s %s %s", bc[i].map, bc[i].add,
+		if (!bc[i].move && bc[i].add[0] != '\0' && hapcli_queue(cl,
+		    "add map %s %s %s", bc[i].map, bc[i].add,
 		    bc[i].backend) == -1)
 			goto out;
 	rc = 0;
-	given_set(cp);
-	given.stale |= stale;
  out:
+	if (hapcli_done(cl, err, errlen) == -1)
+		rc = -1;
+	else if (rc == 0) {
+		given_set(cp);
+		given.stale |= stale;
+	}
 	haproxy_checkplan_free(cp);
-	close(cl.fd);
 	bchanges_free(bc, n);
 	return rc;
 }
@@ -810,18 +714,18 @@ void
 hap_drain(const char *sock)
 {
 	char err[256];
-	struct cli cl;
+	struct hapcli *cl;
 	size_t i;
 
-	if (ndraining == 0 || cli_open(&cl, sock) == -1)
+	if (ndraining == 0 || (cl = hapcli_get(sock)) == NULL)
 		return;
 	for (i = 0; i < ndraining; )
-		if (cli_do(&cl, err, sizeof(err), "del server %s",
+		if (hapcli_ask(cl, err, sizeof(err), "del server %s",
 		    draining[i]) == 0)
 			undrain(i);
 		else
 			i++;
-	close(cl.fd);
+	hapcli_done(cl, err, sizeof(err));
 }
 
 void

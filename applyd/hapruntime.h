@@ -34,6 +34,12 @@ int	hap_needs_reload(const struct config *, const struct proxy_conf *,
 int	hap_write_maps(const struct config *, const struct proxy_conf *,
 	    const struct routes *);
 
+/*
+ * A reload or a start: the runtime API's connection kept from the last
+ * update speaks to workers that are leaving; the next opens another.
+ */
+void	hap_reconnect(void);
+
 /* Delete the servers left in maintenance whose connections have ended. */
 void	hap_drain(const char *sock);
 /* A reload replaced every server: nothing is draining any more. */

@@ -283,6 +283,33 @@ budget_add(struct budgets *bg, const char *cluster, size_t nsrv)
 }
 
 /*
+ * The ports a configuration binds (routes_port_allowed), counted range by
+ * range: applyd asks for every live change, and a count port by port
+ * cost more than the change itself at 10,000 ports.  The sets are sorted
+ * and their ranges apart (ports_parse).
+ */
+static size_t
+ports_allowed(const struct config *c)
+{
+	const struct port_set *s = &c->ports, *rs = &c->reserved;
+	unsigned i, j, lo, hi;
+	size_t n = 0;
+
+	for (i = 0; i < s->n; i++) {
+		n += s->r[i].hi - s->r[i].lo + 1;
+		for (j = 0; j < rs->n; j++) {
+			lo = rs->r[j].lo > s->r[i].lo ? rs->r[j].lo : s->r[i].lo;
+			hi = rs->r[j].hi < s->r[i].hi ? rs->r[j].hi : s->r[i].hi;
+			if (lo <= hi)
+				n -= hi - lo + 1;
+		}
+	}
+	if (ports_contain(s, c->api_port) && !ports_contain(rs, c->api_port))
+		n--;
+	return n;
+}
+
+/*
  * Do the workload servers' checks fit in the proxy's descriptors, beside
  * a listener for each bound port, two per connection and the masters'
  * checks?  Decided before anything is printed: a cluster's interval
@@ -293,17 +320,11 @@ haproxy_checks(const struct routes *r, const struct config *c,
     const struct proxy_conf *px)
 {
 	size_t nfd = 2 * (size_t)px->maxconn + FD_SPARE, i;
-	unsigned k, n = ports_count(&c->ports), p;
 
-	for (k = 0; k < n; k++)
-		if (routes_port_allowed(c, ports_nth(&c->ports, k)))
-			nfd++;
+	nfd += ports_allowed(c) + r->nportsrv;
 	for (i = 0; i < r->napi; i++)
 		if (!routes_host_taken(r, i))
 			nfd += r->api[i].nmasters;
-	for (p = 0; p < 65536; p++)
-		if (r->ports[p] != NULL)
-			nfd += r->ports[p]->nbackends;
 	return nfd <= px->fd_limit;
 }
 

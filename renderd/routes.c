@@ -229,6 +229,9 @@ port_set(struct routes *r, const struct event *ev)
 	pr->nbackends = ev->nbackends;
 	if (r->ports[p] == NULL)
 		r->nports++;
+	else
+		r->nportsrv -= r->ports[p]->nbackends;
+	r->nportsrv += pr->nbackends;
 	port_free(r->ports[p]);
 	r->ports[p] = pr;
 }
@@ -238,6 +241,7 @@ port_del(struct routes *r, unsigned p)
 {
 	if (r->ports[p] == NULL)
 		return;
+	r->nportsrv -= r->ports[p]->nbackends;
 	port_free(r->ports[p]);
 	r->ports[p] = NULL;
 	r->nports--;
@@ -580,6 +584,9 @@ routes_copy_port(struct routes *dst, const struct routes *src, unsigned p)
 	}
 	if (dst->ports[p] == NULL)
 		dst->nports++;
+	else
+		dst->nportsrv -= dst->ports[p]->nbackends;
+	dst->nportsrv += pr->nbackends;
 	port_free(dst->ports[p]);
 	dst->ports[p] = pr;
 }

@@ -66,6 +66,7 @@ struct routes {
 	size_t			 capsni;
 	struct port_route	*ports[65536];
 	unsigned		 nports;
+	size_t			 nportsrv;	/* their backends, summed */
 	unsigned long		 refused;	/* decisions left out */
 	/*
 	 * Ports another program holds on the proxy's host (a bit each, see

@@ -54,6 +54,9 @@ SIZES = os.environ.get("CONVERGE_SIZES", "1000,10000,max").split(",")
 SAMPLES = int(os.environ.get("CONVERGE_SAMPLES", "100"))
 MODES = os.environ.get("CONVERGE_MODES", "live").split(",")
 IDLE_S = float(os.environ.get("CONVERGE_IDLE_S", "20"))
+# one line a sample: routes, port, PATCH sent and answered, watch event
+# sent, first byte (CLOCK_MONOTONIC, s), to break the latency down
+SAMPLES_OUT = os.environ.get("CONVERGE_SAMPLES_OUT")
 CHANGES = 1000
 CHURN = 100             # VirtualServices exposed and unexposed in turn
 SPARE_PORTS = 100       # in the range beyond the routes, never routed
@@ -320,6 +323,10 @@ def measure(fleet, c, n):
         # CLOCK_MONOTONIC is the machine's: the simulator's reads compare
         sent = c.sim.get("/_sim/sent?rv=%s" % obj["metadata"]["resourceVersion"])
         watch.append((fb - sent["monotonic"]) * 1000)
+        if SAMPLES_OUT:
+            with open(SAMPLES_OUT, "a") as f:
+                f.write("%d %d %.6f %.6f %.6f %.6f\n" % (n, port, t0, t1,
+                                                     sent["monotonic"], fb))
         time.sleep(0.2)     # one change at a time: the next after this settles
     return lat, watch, patch
 

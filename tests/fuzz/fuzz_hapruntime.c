@@ -215,6 +215,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    err[0] == '\0')
 		abort();		/* a failure always says why */
 	hap_drain(sock_path);
+	hap_reconnect();	/* the fake HAProxy's turn ends with the connection */
 	if (now_ms() - t0 > HANG_MS) {
 		/* it waited for what it had been sent */
 		fprintf(stderr, "fuzz_hapruntime: the update took %llu ms\n",

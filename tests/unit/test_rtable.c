@@ -360,6 +360,56 @@ test_live_or_reload_from_tables(void **state)
 	routes_clear(&new);
 }
 
+/*
+ * The descriptors counted for the checks, to the one: each bound port
+ * (the golden configuration's 15 but its reserved 21008), each master,
+ * each port's backend as the table changes (a port set again, copied,
+ * freed).
+ */
+static void
+test_check_descriptors_exact(void **state)
+{
+	struct routes r, c;
+	struct proxy_conf small;
+	struct event d;
+	size_t base;
+
+	(void)state;
+	routes_init(&r, &conf);
+	routes_init(&c, &conf);
+	small = *px;
+	base = 2 * (size_t)small.maxconn + 200 + 14;
+	api_set(&d, 1, C1, "payments", "10.20.0.11");
+	routes_apply(&r, &d);
+	event_free(&d);
+	port_set(&d, 2, 21000, C1, 3);
+	routes_apply(&r, &d);
+	event_free(&d);
+	port_set(&d, 3, 21001, C1, 4);
+	routes_apply(&r, &d);
+	event_free(&d);
+	port_set(&d, 4, 21000, C1, 2);	/* 3 backends become 2 */
+	routes_apply(&r, &d);
+	event_free(&d);
+	small.fd_limit = base + 1 + 2 + 4;
+	assert_int_equal(haproxy_checks(&r, &conf, &small), 1);
+	small.fd_limit--;
+	assert_int_equal(haproxy_checks(&r, &conf, &small), 0);
+	routes_copy(&c, &r);
+	assert_int_equal(haproxy_checks(&c, &conf, &small), 0);
+	port_free(&d, 5, 21001, C1);
+	routes_apply(&r, &d);
+	event_free(&d);
+	small.fd_limit = base + 1 + 2;
+	assert_int_equal(haproxy_checks(&r, &conf, &small), 1);
+	routes_copy_port(&c, &r, 21001);
+	assert_int_equal(haproxy_checks(&c, &conf, &small), 1);
+	small.fd_limit--;
+	assert_int_equal(haproxy_checks(&c, &conf, &small), 0);
+	routes_clear(&r);
+	routes_clear(&c);
+}
+
 /* A cluster id (prefix-0000-4000-8000-n) homed at slot home of 16. */
 static void
 id_homed(char *id, size_t len, const char *prefix, unsigned home)
@@ -495,6 +545,7 @@ main(void)
 		cmocka_unit_test(test_snapshot_and_copy),
 		cmocka_unit_test(test_small_cluster_goes_first),
 		cmocka_unit_test(test_live_or_reload_from_tables),
+		cmocka_unit_test(test_check_descriptors_exact),
 		cmocka_unit_test(test_slot_moves_live_swaps_reload),
 		cmocka_unit_test(test_slot_moves_in_chain_order),
 	};
