@@ -176,9 +176,9 @@ test: deps
 	$(MAKE) BUILD=build/asan golden
 	PORTICO_BIN=$(CURDIR)/build/asan/bin $(PY) -m pytest -q \
 	    -p no:cacheprovider -n 3 --dist loadfile tests/sim tests/e2e \
-	    --ignore tests/e2e/test_crash.py --durations=12
+	    --ignore tests/e2e/test_crash.py --durations=12 --timeout 600
 	PORTICO_BIN=$(CURDIR)/build/asan/bin $(PY) -m pytest -q \
-	    -p no:cacheprovider tests/e2e/test_crash.py
+	    -p no:cacheprovider --timeout 600 tests/e2e/test_crash.py
 	$(MAKE) fuzz FUZZ_SECONDS=10
 
 run: deps all

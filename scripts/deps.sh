@@ -14,7 +14,7 @@ lmdb-utils libinih-dev libcurl4-openssl-dev libjansson-dev libyaml-dev
 libcmocka-dev libssl-dev haproxy nginx libnginx-mod-stream supervisor openssl
 clang libclang-rt-14-dev
 netcat-openbsd python3 python3-pytest python3-zmq python3-msgpack
-python3-yaml python3-pytest-xdist libmicrohttpd-dev prometheus mandoc man-db
+python3-yaml python3-pytest-xdist python3-pytest-timeout libmicrohttpd-dev prometheus mandoc man-db
 podman runc catatonit busybox-static"
 missing=""
 for p in $pkgs; do

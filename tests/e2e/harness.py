@@ -1325,9 +1325,13 @@ class BusTap:
 
     def close(self):
         self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-        self.ctx.term()
+        # the thread looks at _stop every 100 ms: its socket is closed
+        # only once it is done with it (a socket is one thread's), and
+        # destroy, unlike term, never waits for a socket left open
+        self._thread.join(30)
+        if not self._thread.is_alive():
+            self.sock.close()
+            self.ctx.destroy(linger=0)
 
 
 def render_template(path, **values):

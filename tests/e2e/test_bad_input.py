@@ -145,7 +145,7 @@ class World:
             self.tap.close()
         if self._dealer is not None:
             self._dealer.close()
-            self._zctx.term()
+            self._zctx.destroy(linger=0)
 
 
 @pytest.fixture(scope="module")
@@ -392,7 +392,7 @@ class FakeRenderd:
         rc = self.applyd.stop()
         self.pub.close()
         self.sync.close()
-        self.ctx.term()
+        self.ctx.destroy(linger=0)
         return rc
 
 

@@ -237,7 +237,7 @@ def test_strangers_are_refused_before_a_message_is_read(make_fleet):
                            "the control observation in the log")
         s.close()
     finally:
-        ctx.term()
+        ctx.destroy(linger=0)
 
 
 def test_fake_renderd_feeds_applyd_nothing(make_fleet):
@@ -288,7 +288,7 @@ def test_fake_renderd_feeds_applyd_nothing(make_fleet):
             m.close()
         pub.close()
         sync.close()
-        ctx.term()
+        ctx.destroy(linger=0)
     assert applyd.alive()
     assert applyd.log().count("serving generation") == served, applyd.log()
     assert fleet.proxy_cfg() == cfg
@@ -346,7 +346,7 @@ def test_oversized_message_is_dropped_by_libzmq(make_fleet):
         s.send(big)
         s.close()
     finally:
-        ctx.term()
+        ctx.destroy(linger=0)
     # allocd goes on deciding
     pay.annotate(NS, "ledger-db", **{EXPOSE: "true"})
     (port,) = fleet.wait_address(pay, NS, "ledger-db", timeout=60)

@@ -332,7 +332,7 @@ def test_strangers_and_a_fake_renderd_are_refused(make_fleet, make_pods):
             m.close()
         pub.close()
         sync.close()
-        ctx.term()
+        ctx.destroy(linger=0)
     assert applyd.logs("applyd").count("serving generation") == served
     assert pods.proxy_cfg() == cfg
     assert fleet.marker(port) in ledger

@@ -278,7 +278,7 @@ class FakeAlloc:
         finally:
             pub.close()
             sync.close()
-            ctx.term()
+            ctx.destroy(linger=0)
 
     def close(self):
         self._stop.set()

@@ -72,7 +72,7 @@ def ask_since(endpoint, since=0, timeout=10, state=False):
             assert got[-1]["seq"] > since, (since, got[-1])
             since = got[-1]["seq"]
     finally:
-        ctx.term()
+        ctx.destroy(linger=0)
 
 
 def alloc_log(fleet):

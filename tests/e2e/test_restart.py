@@ -188,7 +188,7 @@ def test_bus_garbage_is_dropped(make_fleet):
     finally:
         for s in socks:
             s.close()
-        ctx.term()
+        ctx.destroy(linger=0)
 
     assert allocd.alive() and allocd.pid == pid
     # Routes still work, old and new.
@@ -258,7 +258,7 @@ def test_observations_are_acknowledged_with_their_own_seq(make_fleet):
             else:
                 fleet.wait_no_annotation(pay, NS, "orders-db", ADDRESS)
     finally:
-        ctx.term()
+        ctx.destroy(linger=0)
 
 
 def test_dropped_watches_move_nothing(make_fleet):

@@ -152,7 +152,7 @@ class Allocd:
 
     def close(self):
         self.sock.close()
-        self.ctx.term()
+        self.ctx.destroy(linger=0)
 
 
 def sni_slot(cfg, host):

@@ -194,7 +194,7 @@ def stale_ack(fleet, gen):
         assert s.poll(10000), "no ACK from allocd"
         s.close()
     finally:
-        ctx.term()
+        ctx.destroy(linger=0)
 
 
 def time_to_live(fleet, tap, cluster, ns, name, svc, port):
