@@ -644,6 +644,8 @@ sync_due(void *arg)
 	sync_files();
 	if (!files_stale)
 		ack();
+	else	/* a job or a newer table in the way: look again soon */
+		loop_timer_set(sync_timer, SYNC_QUIET_MS);
 }
 
 /* The files after a quiet moment (SYNC_QUIET_MS), or an ack now. */

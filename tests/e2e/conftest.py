@@ -10,6 +10,25 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 
+def _zmq_context_gone(ctx):
+    """A zmq Context the garbage collector finds unclosed (a test that
+    failed before its cleanup, a cycle) is destroyed with linger 0.
+    pyzmq's own __del__ destroys it keeping each socket's linger, and a
+    socket left at the default (forever) with a message queued to a
+    daemon the test had stopped made that term() wait forever, wherever
+    in the worker the collector ran: twice it hung a whole CI run in a
+    test that never touched zmq."""
+    if not getattr(ctx, "_shadow", True) and not ctx.closed:
+        ctx.destroy(linger=0)
+
+
+try:
+    import zmq
+    zmq.Context.__del__ = _zmq_context_gone
+except ImportError:
+    pass
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

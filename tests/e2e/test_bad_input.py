@@ -370,7 +370,8 @@ class FakeRenderd:
                                      "proxy.fake": {"kind": "envoy", "pub": self.pub_ep,
                                                     "sync": self.sync_ep}}))
         shim = types.SimpleNamespace(run_dir=f.run_dir, conf_path=conf, log_dir=f.log_dir,
-                                     verbose=True, env=f.env, run_as=None)
+                                     verbose=True, env=f.env, run_as=None,
+                                     wrap={})
         self.applyd = harness.Daemon(shim, "applyd", "applyd-fake", ["-p", "fake"],
                                      "applyd-fake").start()
 

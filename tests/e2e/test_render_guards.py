@@ -385,11 +385,13 @@ def test_haproxy_master_port_0_cluster_is_left_out(fed):
     fleet.wait_serves(lo + 1, {"two"}, timeout=60)
     testlib.wait_until(lambda: max(generations_published(fleet)) >= seq, 30,
                        "renderd publishing generation %d" % seq)
-    # the files follow the runtime API: on disk once the generation is served
+    # the files follow the runtime API after a quiet moment (applyd.c,
+    # SYNC_QUIET_MS): on disk soon after the generation is served
     testlib.wait_until(lambda: "serving generation %d " % seq in fleet["applyd"].log(),
                        30, "applyd serving generation %d" % seq)
-    cfg = fleet.proxy_cfg()
-    assert "# sni payments.k8s.example.test\n" in cfg
+    cfg = testlib.wait_until(lambda: (lambda c: c if "# sni payments.k8s.example.test\n"
+                                      in c else None)(fleet.proxy_cfg()),
+                             30, "the served generation on disk")
     assert "search.k8s.example.test" not in cfg and ":0 " not in cfg
     assert "cluster %s (search): master port 0" % C2 in fleet["renderd"].log()
     assert "cannot apply" not in fleet["applyd"].log()
