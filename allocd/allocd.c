@@ -112,15 +112,6 @@ grow_early(void)
 		grow();
 }
 
-static uint64_t
-clock_us(clockid_t clock)
-{
-	struct timespec ts;
-
-	clock_gettime(clock, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /*
  * How long a batch's observations may be decided before it is committed:
  * every observation of a batch waits for its last one and for the commit,

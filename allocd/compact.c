@@ -47,15 +47,6 @@ static const char *phase_names[] = {
 	"deleting the log", "emptying the spare"
 };
 
-static uint64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* Are there entries in dbi? */
 static int
 has_entries(MDB_txn *txn, MDB_dbi dbi)
@@ -196,7 +187,7 @@ step_done(const struct compact *cp, unsigned i, uint64_t until)
 {
 	uint64_t now;
 
-	if (i % STEP_CHECK != STEP_CHECK - 1 || (now = now_us()) < until)
+	if (i % STEP_CHECK != STEP_CHECK - 1 || (now = clock_us(CLOCK_MONOTONIC)) < until)
 		return 0;
 	return i >= cp->quota || now >= until - cp->step_us + STEP_MAX_US;
 }
@@ -399,7 +390,7 @@ phase_step(struct compact *cp, MDB_txn *txn, uint64_t until)
 int
 compact_step(struct compact *cp, uint64_t last)
 {
-	uint64_t t0 = now_us(), took;
+	uint64_t t0 = clock_us(CLOCK_MONOTONIC), took;
 	MDB_txn *txn;
 	int rc, done;
 
@@ -422,7 +413,7 @@ compact_step(struct compact *cp, uint64_t last)
 			return rc;
 	}
 	cp->steps++;
-	if ((took = now_us() - t0) > cp->longest)
+	if ((took = clock_us(CLOCK_MONOTONIC) - t0) > cp->longest)
 		cp->longest = took;
 	if (took > SLOW_US)
 		log_info("compact: a step %s took %.1f ms",

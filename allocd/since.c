@@ -29,15 +29,6 @@ since_init(struct store *store, struct alloc *alloc, void *sock)
 	sync_sock = sock;
 }
 
-static uint64_t
-clock_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /*
  * SINCE answered from the log: the records after seq up to the log's last
  * when it was asked, at most SINCE_MAX, then SINCE_END.  They go out a
@@ -152,7 +143,7 @@ slice_enough(void *arg)
 
 	sl->records++;
 	return sl->until != 0 && sl->records >= SLICE_MIN &&
-	    sl->records % 32 == 0 && clock_us() >= sl->until;
+	    sl->records % 32 == 0 && clock_us(CLOCK_MONOTONIC) >= sl->until;
 }
 
 /* The answer's end: SINCE_END at its seq; the answer is dropped. */
@@ -225,7 +216,7 @@ since_some(void)
 	MDB_txn *txn;
 	MDB_val key, val;
 	uint64_t until = now_ms() - a->asked < BUS_SYNC_TIMEOUT_MS / 2 ?
-	    clock_us() + SLICE_US : 0;
+	    clock_us(CLOCK_MONOTONIC) + SLICE_US : 0;
 	size_t n = 0;
 	int op, cut = 0;	/* ended early */
 
@@ -241,7 +232,7 @@ since_some(void)
 	key.mv_data = k;
 	for (op = MDB_SET_RANGE; a->left > 0 && a->next <= a->last &&
 	    (n < SLICE_MIN || n % 64 != 0 || until == 0 ||
-	    clock_us() < until); op = MDB_NEXT) {
+	    clock_us(CLOCK_MONOTONIC) < until); op = MDB_NEXT) {
 		if (mdb_cursor_get(cur, &key, &val, op) != 0 ||
 		    store_u64_key(key.mv_data) != a->next ||
 		    bus_send_raw_to(sync_sock, &a->id, val.mv_data,

@@ -75,6 +75,16 @@ event_known(int type)
 	return evtype(type) != NULL;
 }
 
+/* Microseconds on clock (CLOCK_MONOTONIC, a thread's CPU time...). */
+uint64_t
+clock_us(clockid_t clock)
+{
+	struct timespec ts;
+
+	clock_gettime(clock, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 uint64_t
 now_ms(void)
 {

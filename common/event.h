@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -265,5 +266,6 @@ int		 event_from_json(struct event *, const json_t *,
 int		 event_owner(const struct event *, char *, size_t);
 
 uint64_t	 now_ms(void);
+uint64_t	 clock_us(clockid_t);
 
 #endif
