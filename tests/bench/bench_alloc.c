@@ -242,6 +242,17 @@ make_load(struct event *ev, uint64_t seq, size_t i)
 	    0);
 }
 
+/*
+ * Each owner's backends move on from where make_load() left them: every
+ * one of these causes a decision (a PORT_SET with the new backends).
+ */
+static void
+make_change(struct event *ev, uint64_t seq, size_t i)
+{
+	route(ev, seq, (unsigned)(i % OWNERS), 30001 + (unsigned)(i / OWNERS),
+	    0);
+}
+
 /* SYNC_BEGIN, SYNC_END: the bench cluster, resynced with nothing in it. */
 static void
 make_sync(struct event *ev, uint64_t seq, size_t i)
@@ -536,7 +547,7 @@ main(int argc, char **argv)
 	emit("allocd_cpu_per_1000_obs", (cpu_s(pid) - cpu) * 1e6 /
 	    (double)(n - PACED), "ms");
 	nlat = 0;
-	secs = run(s, &seq, PACED, RATE, make_load);
+	secs = run(s, &seq, PACED, RATE, make_change);
 	emit("paced_rate", (double)PACED / secs, "obs/s");
 	qsort(lat, nlat, sizeof(*lat), cmp);
 	emit("decision_latency_p50", lat[nlat / 2], "ms");
