@@ -201,7 +201,14 @@ alloc_assign(struct alloc *a, MDB_txn *txn, const struct event *obs,
 	size_t i;
 	int rc;
 
-	if ((rc = alloc_put_port(a, txn, p, owner, 0)) != 0)
+	/*
+	 * The port an active owner holds says so already (only this writes
+	 * a holder with no release time): new backends on the same port
+	 * leave the ports table alone, where a put would dirty a page of it
+	 * for every such change.
+	 */
+	if ((rec->state != OWN_ACTIVE || rec->port != p) &&
+	    (rc = alloc_put_port(a, txn, p, owner, 0)) != 0)
 		return rc;
 	alloc_route_event(&d, EV_PORT_SET, obs);
 	d.port = p;
