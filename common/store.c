@@ -628,6 +628,31 @@ store_port_get(struct store *st, MDB_txn *txn, unsigned port, char *owner,
 	return 0;
 }
 
+/*
+ * A walk of the ports table in port order: the first record at or above
+ * port (first), or the one after the cursor's; its port, holder (at most
+ * olen bytes with the NUL) and release time.
+ */
+int
+store_port_walk(MDB_cursor *cur, int first, unsigned port, unsigned *at,
+    char *owner, size_t olen, uint64_t *released)
+{
+	unsigned char k[2];
+	MDB_val key = { 2, k }, val, o;
+	int rc;
+
+	be_put(k, port, 2);
+	if ((rc = mdb_cursor_get(cur, &key, &val, first ? MDB_SET_RANGE :
+	    MDB_NEXT)) != 0)
+		return rc;
+	if (store_port_decode(&key, &val, at, released, &o) == -1 ||
+	    o.mv_size >= olen)
+		fatalx("store: a bad port record");
+	memcpy(owner, o.mv_data, o.mv_size);
+	owner[o.mv_size] = '\0';
+	return 0;
+}
+
 unsigned char *
 store_port_encode(uint64_t released, const void *owner, size_t olen,
     MDB_val *val)

@@ -223,6 +223,8 @@ int	 store_port_get(struct store *, MDB_txn *, unsigned port, char *owner,
 int	 store_port_put(struct store *, MDB_txn *, unsigned port,
 	    const char *owner, uint64_t released);
 int	 store_port_del(struct store *, MDB_txn *, unsigned port);
+int	 store_port_walk(MDB_cursor *, int first, unsigned port, unsigned *at,
+	    char *owner, size_t olen, uint64_t *released);
 /* A key and value read by a cursor over ports: -1 if not a port record. */
 int	 store_port_decode(const MDB_val *key, const MDB_val *val,
 	    unsigned *port, uint64_t *released, MDB_val *owner);

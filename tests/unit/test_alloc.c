@@ -16,7 +16,9 @@
 #include <cmocka.h>
 
 #include "../../allocd/alloc.h"
+#include "../../allocd/alloc_impl.h"
 #include "../../allocd/proof.h"
+#include "hash.h"
 
 #define LO	20000
 #define HI	20009
@@ -2676,6 +2678,104 @@ test_sni(void **state)
 		assert_int_not_equal(c.type[i], EV_SNI_SET);
 }
 
+/*
+ * The probe for a free port walks the ports table with one cursor: it must
+ * pick what a lookup of each port in turn would.  Random tables over three
+ * ranges out of order, with reserved ports and the API port among them:
+ * ports free, taken, quarantined, lapsed, or the asker's own.
+ */
+static unsigned
+pick_by_lookups(struct fx *f, const char *owner, uint64_t now)
+{
+	unsigned size = ports_count(&f->conf.ports), i, k, p = 0;
+	char why[256];
+	MDB_txn *txn;
+
+	assert_int_equal(store_begin(&f->st, &txn, 0), 0);
+	k = (unsigned)(hash_fnv1a(owner) % size);
+	for (i = 0; i < size; i++, k = k + 1 == size ? 0 : k + 1)
+		if (alloc_port_avail(&f->a, txn, ports_nth(&f->conf.ports, k),
+		    owner, now, why, sizeof(why)) == 0) {
+			p = ports_nth(&f->conf.ports, k);
+			break;
+		}
+	mdb_txn_abort(txn);
+	return p;
+}
+
+static void
+test_probe_walks_as_lookups(void **state)
+{
+	struct fx *f = *state;
+	unsigned long long x = 0x9e3779b97f4a7c15ULL;
+	char owner[32], holder[32];
+	unsigned p, got, want, round, i, nfree = 0;
+	MDB_txn *txn;
+
+	f->conf.ports.n = 3;
+	f->conf.ports.r[0].lo = 20100;
+	f->conf.ports.r[0].hi = 20139;
+	f->conf.ports.r[1].lo = 20000;
+	f->conf.ports.r[1].hi = 20019;
+	f->conf.ports.r[2].lo = 20050;
+	f->conf.ports.r[2].hi = 20059;
+	f->conf.reserved.n = 1;
+	f->conf.reserved.r[0].lo = 20005;
+	f->conf.reserved.r[0].hi = 20006;
+	f->conf.api_port = 20101;
+	for (round = 0; round < 300; round++) {
+		assert_int_equal(store_begin(&f->st, &txn, 0), 0);
+		for (p = 19990; p < 20150; p++) {
+			x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+			snprintf(holder, sizeof(holder), "c/ns/h%u", p);
+			/*
+			 * Mostly taken, so that probes go far and wrap; one
+			 * round in four, nearly all, so that some find none.
+			 */
+			switch ((unsigned)(x >> 33) % (round % 4 ? 16 : 600)) {
+			case 0:
+				assert_int_equal(store_port_del(&f->st, txn,
+				    p), 0);
+				break;
+			case 1:		/* quarantined */
+				assert_int_equal(store_port_put(&f->st, txn,
+				    p, holder, f->now - QMS / 2), 0);
+				break;
+			case 2:		/* lapsed */
+				assert_int_equal(store_port_put(&f->st, txn,
+				    p, holder, f->now - QMS), 0);
+				break;
+			case 3:		/* the asker's own */
+				assert_int_equal(store_port_put(&f->st, txn,
+				    p, "c/ns/me", f->now - QMS / 2), 0);
+				break;
+			default:
+				assert_int_equal(store_port_put(&f->st, txn,
+				    p, holder, 0), 0);
+			}
+		}
+		assert_int_equal(mdb_txn_commit(txn), 0);
+		for (i = 0; i < 8; i++) {
+			if (i == 0)	/* the one with ports of its own */
+				snprintf(owner, sizeof(owner), "c/ns/me");
+			else
+				snprintf(owner, sizeof(owner), "c/ns/o%u-%u",
+				    round, i);
+			alloc_forget_full(&f->a);
+			want = pick_by_lookups(f, owner, f->now);
+			assert_int_equal(store_begin(&f->st, &txn, 1), 0);
+			got = alloc_port_pick_dry(&f->a, txn, owner, f->now, 1);
+			mdb_txn_abort(txn);
+			if (got != want)
+				fail_msg("round %u, %s: the walk picked %u, "
+				    "lookups %u", round, owner, got, want);
+			nfree += want != 0;
+		}
+	}
+	/* both outcomes were seen: some probes found nothing */
+	assert_true(nfree > 0 && nfree < 300 * 8);
+}
+
 #define T(fn)	cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -2718,6 +2818,7 @@ main(void)
 		T(test_first_store_and_requests),
 		T(test_route_kinds),
 		T(test_sni),
+		T(test_probe_walks_as_lookups),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
