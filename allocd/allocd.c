@@ -156,6 +156,7 @@ commit_batch(struct event *batch, size_t n, uint64_t budget_us)
 			mdb_txn_abort(txn);
 		if (rc == 0 || rc == 1) {
 			commit_us = clock_us(CLOCK_MONOTONIC) - t0;
+			metrics_observe_us(M_STORE_COMMIT, commit_us);
 			return i;
 		}
 		alloc_rollback(&al, seq0);

@@ -90,6 +90,9 @@ enum metric_kind { MK_COUNTER, MK_GAUGE, MK_HISTOGRAM };
 	X(TABLE_PROXY, "portico_table_to_proxy_seconds", MK_HISTOGRAM,	\
 	    MD_APPLYD, NONE, "From renderd publishing a generation to "	\
 	    "the proxy serving it")					\
+	X(STORE_COMMIT, "portico_store_commit_seconds", MK_HISTOGRAM,	\
+	    MD_ALLOCD, NONE, "allocd committing a batch of decisions to "	\
+	    "its store, the disk's flushes included")			\
 	X(OBSERVATIONS, "portico_observations", MK_COUNTER, MD_ALLOCD,	\
 	    OBS, "Observations logged, by type")			\
 	X(DECISIONS, "portico_decisions", MK_COUNTER, MD_ALLOCD, DEC,	\

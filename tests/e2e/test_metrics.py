@@ -254,6 +254,8 @@ def test_prometheus_scrapes_the_fleet(make_fleet, prometheus):
         return testlib.wait_until(check, 30, "%s >= %s" % (expr, n))
     at_least('portico_watch_to_observation_seconds_count{job="watcherd"}', len(ROUTES))
     at_least('portico_watch_to_decision_seconds_count{job="allocd"}', len(ROUTES))
+    # each route's decision was committed: a commit for it, at least
+    at_least('portico_store_commit_seconds_count{job="allocd"}', len(ROUTES))
     at_least('portico_decision_to_table_seconds_count{job="renderd"}', len(ROUTES))
     at_least('portico_table_to_proxy_seconds_count{job="applyd"}', len(ROUTES))
     at_least('portico_decisions_total{job="allocd",type="port_set"}', len(ROUTES))
