@@ -187,7 +187,8 @@ step_done(const struct compact *cp, unsigned i, uint64_t until)
 {
 	uint64_t now;
 
-	if (i % STEP_CHECK != STEP_CHECK - 1 || (now = clock_us(CLOCK_MONOTONIC)) < until)
+	if (i % STEP_CHECK != STEP_CHECK - 1 ||
+	    (now = clock_us(CLOCK_MONOTONIC)) < until)
 		return 0;
 	return i >= cp->quota || now >= until - cp->step_us + STEP_MAX_US;
 }

@@ -64,15 +64,6 @@ static size_t		 nlat;
 static uint64_t		 last_ack_us;	/* when the last ACK came */
 static double		 gap_max;	/* ms, between ACKs, work waiting */
 
-static uint64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static void
 emit(const char *metric, double value, const char *unit)
 {
@@ -84,7 +75,7 @@ emit(const char *metric, double value, const char *unit)
 static pid_t
 start_allocd(double *ms)
 {
-	uint64_t t0 = now_us();
+	uint64_t t0 = clock_us(CLOCK_MONOTONIC);
 	struct stat st;
 	pid_t pid;
 
@@ -102,7 +93,7 @@ start_allocd(double *ms)
 			fatalx("allocd exited at start");
 		usleep(200);
 	}
-	*ms = (double)(now_us() - t0) / 1000.0;
+	*ms = (double)(clock_us(CLOCK_MONOTONIC) - t0) / 1000.0;
 	return pid;
 }
 
@@ -167,7 +158,7 @@ drain(void *s, uint64_t acked, uint64_t upto, uint64_t sent, int block)
 		}
 		while (bus_recv(s, &ev, NULL) == 1) {
 			if (ev.type == EV_ACK && ev.seq > acked) {
-				t = now_us();
+				t = clock_us(CLOCK_MONOTONIC);
 				/* sent and unacknowledged all along */
 				if (last_ack_us != 0 && acked < sent &&
 				    (double)(t - last_ack_us) / 1000.0 >
@@ -204,7 +195,7 @@ static double
 run(void *s, uint64_t *seq, size_t n, unsigned rate,
     void (*make)(struct event *, uint64_t, size_t))
 {
-	uint64_t base = *seq, acked = *seq, t0 = now_us();
+	uint64_t base = *seq, acked = *seq, t0 = clock_us(CLOCK_MONOTONIC);
 	zmq_pollitem_t it = { s, 0, ZMQ_POLLIN, 0 };
 	struct event ev;
 	size_t i;
@@ -215,8 +206,8 @@ run(void *s, uint64_t *seq, size_t n, unsigned rate,
 		 * on the socket (1 ms at most) in between, rather than spin
 		 * on a core that allocd needs on this two-core machine.
 		 */
-		while (rate != 0 && now_us() - t0 < (uint64_t)i * 1000000 /
-		    rate) {
+		while (rate != 0 && clock_us(CLOCK_MONOTONIC) - t0 <
+		    (uint64_t)i * 1000000 / rate) {
 			zmq_poll(&it, 1, 1);
 			acked = drain(s, acked, *seq, *seq, 0);
 		}
@@ -224,7 +215,7 @@ run(void *s, uint64_t *seq, size_t n, unsigned rate,
 			acked = drain(s, acked, *seq - WINDOW / 2, *seq, 1);
 		make(&ev, ++*seq, i);
 		if (sent_at != NULL && *seq - base < (uint64_t)n + 1)
-			sent_at[*seq] = now_us();
+			sent_at[*seq] = clock_us(CLOCK_MONOTONIC);
 		while (bus_send(s, &ev) == -1)
 			acked = drain(s, acked, acked + 1, *seq, 1);
 		event_free(&ev);
@@ -232,7 +223,7 @@ run(void *s, uint64_t *seq, size_t n, unsigned rate,
 			acked = drain(s, acked, *seq, *seq, 0);
 	}
 	drain(s, acked, *seq, *seq, 1);
-	return (double)(now_us() - t0) / 1e6;
+	return (double)(clock_us(CLOCK_MONOTONIC) - t0) / 1e6;
 }
 
 static void
@@ -419,7 +410,7 @@ since_thread(void *arg)
 
 	s = bus_socket(ZMQ_DEALER);
 	bus_connect(s, sc->ep);
-	sc->t0 = now_us();
+	sc->t0 = clock_us(CLOCK_MONOTONIC);
 	it.socket = s;
 	it.events = ZMQ_POLLIN;
 	while (!sc->done) {
@@ -439,7 +430,7 @@ since_thread(void *arg)
 			if (ev.type == EV_STATE)
 				sc->state = 1;
 			else if (ev.type == EV_SINCE_END) {
-				sc->t1 = now_us();
+				sc->t1 = clock_us(CLOCK_MONOTONIC);
 				sc->done = 1;
 			} else
 				sc->n++;

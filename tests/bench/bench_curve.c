@@ -53,15 +53,6 @@
 
 static const char	*bindir, *work;
 
-static uint64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static void
 emit(const char *mode, const char *metric, double value, const char *unit)
 {
@@ -314,13 +305,13 @@ handshake(struct fleet *f, int i)
 	    (mon = zmq_socket(bus_ctx(), ZMQ_PAIR)) == NULL ||
 	    zmq_connect(mon, ep) == -1)
 		fatal("monitor");
-	t0 = now_us();
+	t0 = clock_us(CLOCK_MONOTONIC);
 	if (bus_connect(s, f->c.alloc_in) == -1)
 		fatalx("connect %s", f->c.alloc_in);
 	zmq_msg_init(&m);
 	if (zmq_msg_recv(&m, mon, 0) == -1 || zmq_msg_size(&m) != 6)
 		fatal("monitor event");
-	ms = (double)(now_us() - t0) / 1000.0;
+	ms = (double)(clock_us(CLOCK_MONOTONIC) - t0) / 1000.0;
 	memcpy(&ev, zmq_msg_data(&m), 2);
 	zmq_msg_close(&m);
 	if (ev != ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
@@ -367,8 +358,8 @@ fleet_ready(struct fleet *f)
 	    != 1)
 		fatalx("%s: no heartbeat from renderd in 60 s", f->name);
 	cluster(f->in, &f->seq);
-	for (deadline = now_us() + 60000000; !f->api; )
-		if (now_us() > deadline)
+	for (deadline = clock_us(CLOCK_MONOTONIC) + 60000000; !f->api; )
+		if (clock_us(CLOCK_MONOTONIC) > deadline)
 			fatalx("%s: no RT_API from renderd in 60 s", f->name);
 		else
 			drain(f->in, f->sub, &f->acked, &f->ports, &f->api,
@@ -387,7 +378,7 @@ fleet_round(struct fleet *f, int r)
 	unsigned i, want = f->ports + OWNERS;
 	struct event ev;
 
-	t0 = now_us();
+	t0 = clock_us(CLOCK_MONOTONIC);
 	for (i = 0; i < OWNERS; i++) {
 		while (f->seq - f->acked >= WINDOW)
 			drain(f->in, f->sub, &f->acked, &f->ports, &f->api,
@@ -398,14 +389,15 @@ fleet_round(struct fleet *f, int r)
 			drain(f->in, f->sub, &f->acked, &f->ports, &f->api,
 			    0);
 	}
-	for (deadline = now_us() + 120000000; f->ports < want; )
-		if (now_us() > deadline)
+	deadline = clock_us(CLOCK_MONOTONIC) + 120000000;
+	while (f->ports < want)
+		if (clock_us(CLOCK_MONOTONIC) > deadline)
 			fatalx("%s: %u of %u RT_PORTs in 120 s", f->name,
 			    f->ports, want);
 		else
 			drain(f->in, f->sub, &f->acked, &f->ports, &f->api,
 			    100);
-	f->evps[r] = OWNERS / ((double)(now_us() - t0) / 1e6);
+	f->evps[r] = OWNERS / ((double)(clock_us(CLOCK_MONOTONIC) - t0) / 1e6);
 	f->cpu_alloc += cpu_s(f->alloc) - ca;
 	f->cpu_rend += cpu_s(f->rend) - cr;
 }

@@ -34,15 +34,6 @@ static struct alloc	al;
 static uint64_t		now = 1700000000000ULL;
 static double		decide_ms, commit_ms;
 
-static uint64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static void
 emit(const char *metric, double v, const char *unit)
 {
@@ -56,7 +47,7 @@ static void
 observe(struct event *ev, size_t n)
 {
 	MDB_txn *txn;
-	uint64_t t0 = now_us(), t1;
+	uint64_t t0 = clock_us(CLOCK_MONOTONIC), t1;
 	size_t i;
 	int rc;
 
@@ -66,11 +57,11 @@ observe(struct event *ev, size_t n)
 	for (i = 0; i < n; i++)
 		if ((rc = alloc_observe(&al, txn, &ev[i])) != 0 && rc != 1)
 			fatalx("observe: %s", mdb_strerror(rc));
-	t1 = now_us();
+	t1 = clock_us(CLOCK_MONOTONIC);
 	if (mdb_txn_commit(txn) != 0)
 		fatalx("commit");
 	decide_ms = (double)(t1 - t0) / 1000.0;
-	commit_ms = (double)(now_us() - t1) / 1000.0;
+	commit_ms = (double)(clock_us(CLOCK_MONOTONIC) - t1) / 1000.0;
 	alloc_clear(&al);
 }
 
@@ -101,9 +92,9 @@ look(int *due)
 
 	if (store_begin(&st, &txn, 1) != 0)
 		fatalx("begin");
-	t0 = now_us();
+	t0 = clock_us(CLOCK_MONOTONIC);
 	*due = alloc_tick_due(&al, txn, now);
-	t0 = now_us() - t0;
+	t0 = clock_us(CLOCK_MONOTONIC) - t0;
 	mdb_txn_abort(txn);
 	return (double)t0 / 1000.0;
 }
