@@ -606,12 +606,30 @@ store_port_decode(const MDB_val *key, const MDB_val *val, unsigned *port,
 	return 0;
 }
 
+/*
+ * A port record's port, holder (NUL-ended, in olen bytes) and release
+ * time; -1 if it is not one.
+ */
+static int
+port_holder(const MDB_val *key, const MDB_val *val, unsigned *port,
+    char *owner, size_t olen, uint64_t *released)
+{
+	MDB_val o;
+
+	if (store_port_decode(key, val, port, released, &o) == -1 ||
+	    o.mv_size >= olen)
+		return -1;
+	memcpy(owner, o.mv_data, o.mv_size);
+	owner[o.mv_size] = '\0';
+	return 0;
+}
+
 int
 store_port_get(struct store *st, MDB_txn *txn, unsigned port, char *owner,
     size_t olen, uint64_t *released)
 {
 	unsigned char k[2];
-	MDB_val key = { 2, k }, val, o;
+	MDB_val key = { 2, k }, val;
 	unsigned p;
 	int rc;
 
@@ -620,11 +638,8 @@ store_port_get(struct store *st, MDB_txn *txn, unsigned port, char *owner,
 	*released = 0;
 	if ((rc = mdb_get(txn, st->ports, &key, &val)) != 0)
 		return rc;
-	if (store_port_decode(&key, &val, &p, released, &o) == -1 ||
-	    o.mv_size >= olen)
+	if (port_holder(&key, &val, &p, owner, olen, released) == -1)
 		fatalx("store: port %u: bad record", port);
-	memcpy(owner, o.mv_data, o.mv_size);
-	owner[o.mv_size] = '\0';
 	return 0;
 }
 
@@ -638,18 +653,15 @@ store_port_walk(MDB_cursor *cur, int first, unsigned port, unsigned *at,
     char *owner, size_t olen, uint64_t *released)
 {
 	unsigned char k[2];
-	MDB_val key = { 2, k }, val, o;
+	MDB_val key = { 2, k }, val;
 	int rc;
 
 	be_put(k, port, 2);
 	if ((rc = mdb_cursor_get(cur, &key, &val, first ? MDB_SET_RANGE :
 	    MDB_NEXT)) != 0)
 		return rc;
-	if (store_port_decode(&key, &val, at, released, &o) == -1 ||
-	    o.mv_size >= olen)
+	if (port_holder(&key, &val, at, owner, olen, released) == -1)
 		fatalx("store: a bad port record");
-	memcpy(owner, o.mv_data, o.mv_size);
-	owner[o.mv_size] = '\0';
 	return 0;
 }
 
